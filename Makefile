@@ -1,0 +1,55 @@
+# paas: PGXS build of the extension (extension/ + bgworker/ -> paas.so),
+# the CivetWeb gateway (httpd/), and the project's lifecycle targets.
+#
+#   make            build paas.so, the install script and httpd
+#   make install    install the extension into the server's directories
+#   make run        install packages, build, start PostgreSQL + httpd (foreground)
+#   make test       the whole suite in a throw-away cluster (pgTAP, worker, HTTP, ASan)
+#   make bench      throughput figures (wrk + pgbench), see docs/performance.md
+
+EXTENSION   = paas
+EXTVERSION  = 0.1.0
+MODULE_big  = paas
+OBJS        = extension/paas.o \
+              bgworker/worker.o
+
+# The install script is assembled from one file per business area, in name
+# order, so that each area's SQL sits next to its peers and never in one
+# monolith.  Released versions are frozen; upgrades go to paas--A--B.sql.
+SQL_PARTS   = $(sort $(wildcard sql/parts/*.sql))
+DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
+
+PG_CONFIG  ?= pg_config
+PG_CPPFLAGS = -I$(srcdir)/extension
+SHLIB_LINK  =
+EXTRA_CLEAN = $(DATA_built) httpd/paas-httpd httpd/paas-httpd-asan
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
+	cat $^ > $@
+
+all: httpd
+
+.PHONY: httpd httpd-asan run test check-asan bench deps stop
+httpd:
+	$(MAKE) -C httpd
+
+httpd-asan:
+	$(MAKE) -C httpd asan
+
+deps:
+	bash docker/scripts/install-deps.sh
+
+run: deps
+	bash docker/scripts/run.sh
+
+test: deps
+	bash tests/run.sh
+
+check-asan: deps
+	PAAS_ASAN=1 bash tests/run.sh
+
+bench: deps
+	bash bench/run.sh

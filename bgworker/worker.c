@@ -1,0 +1,262 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The paas background worker: a scheduler of the periodic jobs listed in
+ *	  the table paas.job (the table is the API, the worker its consumer, as in
+ *	  pg_cron).
+ *
+ * Structure follows src/test/modules/worker_spi: standard signal handlers,
+ * WaitLatch with WL_EXIT_ON_PM_DEATH, configuration reload on SIGHUP, and one
+ * transaction per unit of work.  Each pass
+ *	  1. reads the names of the due jobs (one short transaction), then
+ *	  2. runs each job through paas.run_job(name) in a transaction of its own.
+ * paas.run_job() locks the job row with SKIP LOCKED, runs the job's function
+ * inside an exception block and records the outcome in paas.job_run, so a
+ * failing job never stops the others and two runners never run one job twice.
+ * An error escaping paas.run_job() ends the process; the postmaster restarts
+ * it after bgw_restart_time.
+ *
+ * The worker does nothing until the extension is installed in
+ * paas.database; when that database does not exist yet it exits and is
+ * restarted later.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "paas.h"
+
+PGDLLEXPORT void paas_worker_main(Datum main_arg) pg_attribute_noreturn();
+
+PaasWorkerShared *paas_worker_shared = NULL;
+
+void
+paas_worker_shmem_request(void)
+{
+	RequestAddinShmemSpace(MAXALIGN(sizeof(PaasWorkerShared)));
+}
+
+void
+paas_worker_shmem_startup(void)
+{
+	bool		found;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	paas_worker_shared = ShmemInitStruct("paas worker",
+										 sizeof(PaasWorkerShared), &found);
+	if (!found)
+	{
+		memset(paas_worker_shared, 0, sizeof(PaasWorkerShared));
+		SpinLockInit(&paas_worker_shared->mutex);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+paas_worker_register(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
+		BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "paas");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "paas_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "paas worker");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "paas worker");
+	worker.bgw_main_arg = (Datum) 0;
+	worker.bgw_notify_pid = 0;
+	RegisterBackgroundWorker(&worker);
+}
+
+static void
+publish_state(bool tick, uint64 failures)
+{
+	if (paas_worker_shared == NULL)
+		return;
+	SpinLockAcquire(&paas_worker_shared->mutex);
+	if (tick)
+	{
+		paas_worker_shared->last_tick = GetCurrentTimestamp();
+		paas_worker_shared->ticks++;
+		paas_worker_shared->job_failures += failures;
+	}
+	else
+	{
+		paas_worker_shared->pid = MyProcPid;
+		paas_worker_shared->started_at = GetCurrentTimestamp();
+	}
+	SpinLockRelease(&paas_worker_shared->mutex);
+}
+
+static void
+clear_state(int code, Datum arg)
+{
+	if (paas_worker_shared == NULL)
+		return;
+	SpinLockAcquire(&paas_worker_shared->mutex);
+	paas_worker_shared->pid = 0;
+	SpinLockRelease(&paas_worker_shared->mutex);
+}
+
+static void
+begin_unit(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+static void
+end_unit(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(true);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Names of the jobs due now, allocated in "cxt".  An empty list while the
+ * extension is not installed in this database.
+ */
+static List *
+due_jobs(MemoryContext cxt)
+{
+	List	   *names = NIL;
+	int			ret;
+
+	begin_unit("paas worker: reading due jobs");
+
+	ret = SPI_execute("SELECT 1 FROM pg_catalog.pg_extension "
+					  "WHERE extname = 'paas'", true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading pg_extension failed: %d", ret);
+
+	if (SPI_processed > 0)
+	{
+		ret = SPI_execute("SELECT name FROM paas.job "
+						  "WHERE enabled AND next_run_at <= now() "
+						  "ORDER BY next_run_at, name", true, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "reading paas.job failed: %d", ret);
+
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			char	   *name = SPI_getvalue(SPI_tuptable->vals[i],
+											SPI_tuptable->tupdesc, 1);
+			MemoryContext old = MemoryContextSwitchTo(cxt);
+
+			names = lappend(names, pstrdup(name));
+			MemoryContextSwitchTo(old);
+		}
+	}
+
+	end_unit();
+	return names;
+}
+
+/* Runs one job in its own transaction; true when it succeeded. */
+static bool
+run_job(const char *name)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	bool		isnull;
+	bool		ok = true;
+	int			ret;
+	char		activity[128];
+
+	snprintf(activity, sizeof(activity), "paas worker: job %s", name);
+	begin_unit(activity);
+
+	args[0] = CStringGetTextDatum(name);
+	ret = SPI_execute_with_args("SELECT paas.run_job($1)", 1, argtypes, args,
+								NULL, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "paas.run_job(%s) failed: %d", name, ret);
+	if (SPI_processed == 1)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0],
+									  SPI_tuptable->tupdesc, 1, &isnull);
+
+		/* NULL means another runner holds the job: not a failure */
+		ok = isnull || DatumGetBool(d);
+	}
+
+	end_unit();
+	return ok;
+}
+
+void
+paas_worker_main(Datum main_arg)
+{
+	MemoryContext pass_cxt;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(paas_database, NULL, 0);
+
+	before_shmem_exit(clear_state, (Datum) 0);
+	publish_state(false, 0);
+	elog(LOG, "paas worker started in database \"%s\"", paas_database);
+
+	pass_cxt = AllocSetContextCreate(TopMemoryContext, "paas worker pass",
+									 ALLOCSET_DEFAULT_SIZES);
+
+	for (;;)
+	{
+		List	   *jobs;
+		ListCell   *lc;
+		uint64		failures = 0;
+
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 paas_tick_interval_ms,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		MemoryContextReset(pass_cxt);
+		jobs = due_jobs(pass_cxt);
+		foreach(lc, jobs)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (!run_job((const char *) lfirst(lc)))
+				failures++;
+		}
+		publish_state(true, failures);
+	}
+}

@@ -1,0 +1,55 @@
+/*-------------------------------------------------------------------------
+ *
+ * paas.h
+ *	  Shared declarations of the paas extension: GUCs, the background
+ *	  worker's shared state, and the application SQLSTATEs.
+ *
+ * Application outcomes that must reach an HTTP client with a given status
+ * use SQLSTATEs of the free class "PT", with the HTTP status in the code
+ * (PT400, PT401, ...).  The gateway maps them in its single SQLSTATE table
+ * (httpd/errors.c); docs/operations.md lists them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PAAS_H
+#define PAAS_H
+
+#include "postgres.h"
+#include "datatype/timestamp.h"
+#include "port/atomics.h"
+#include "storage/spin.h"
+
+#define PAAS_VERSION "0.1.0"
+
+#define ERRCODE_PAAS_VALIDATION		MAKE_SQLSTATE('P','T','4','0','0')
+#define ERRCODE_PAAS_AUTH			MAKE_SQLSTATE('P','T','4','0','1')
+#define ERRCODE_PAAS_INSUFFICIENT	MAKE_SQLSTATE('P','T','4','0','2')
+#define ERRCODE_PAAS_FORBIDDEN		MAKE_SQLSTATE('P','T','4','0','3')
+#define ERRCODE_PAAS_NOT_FOUND		MAKE_SQLSTATE('P','T','4','0','4')
+#define ERRCODE_PAAS_CONFLICT		MAKE_SQLSTATE('P','T','4','0','9')
+
+/* GUCs (defined in extension/paas.c) */
+extern char *paas_database;
+extern int	paas_tick_interval_ms;
+
+/*
+ * State the background worker publishes for api.status().  Written only by
+ * the worker; readers take the spinlock for a consistent snapshot.
+ */
+typedef struct PaasWorkerShared
+{
+	slock_t		mutex;
+	int			pid;			/* 0 while no worker runs */
+	TimestampTz started_at;
+	TimestampTz last_tick;
+	uint64		ticks;
+	uint64		job_failures;
+} PaasWorkerShared;
+
+extern PaasWorkerShared *paas_worker_shared;
+
+extern void paas_worker_register(void);
+extern void paas_worker_shmem_request(void);
+extern void paas_worker_shmem_startup(void);
+
+#endif							/* PAAS_H */

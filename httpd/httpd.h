@@ -1,0 +1,134 @@
+/*
+ * httpd.h - shared declarations of the paas gateway.
+ *
+ * The gateway is thin: each request is matched against a static route
+ * table, its access rule is enforced (JWT verified in-process), the body is
+ * read with a bound and parsed with jansson, and ONE function of the SQL
+ * schema "api" is called on the worker thread's own libpq connection.  No
+ * business rule lives here: the functions decide, httpd translates their
+ * SQLSTATEs into HTTP through the single table in errors.c.
+ */
+#ifndef PAAS_HTTPD_H
+#define PAAS_HTTPD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+struct mg_connection;
+
+#define PAAS_MAX_BODY (1024 * 1024)
+
+/* ---- configuration (config.c) ------------------------------------------ */
+struct config {
+	const char *listen;        /* "127.0.0.1:8080" */
+	const char *db_url;        /* libpq conninfo of role paas_api */
+	const char *jwt_secret;    /* HS256 key of access tokens */
+	int threads;               /* CivetWeb worker threads = DB connections */
+	long access_ttl;           /* access token lifetime, seconds */
+	int rl_login_per_min;      /* token bucket sizes, per client IP */
+	int rl_register_per_min;
+	int rl_refresh_per_min;
+	int rl_account_per_min;    /* login attempts per account (email) */
+	int trust_proxy;           /* take the client IP from X-Forwarded-For */
+	int access_log;            /* JSON access log on stdout */
+};
+extern struct config cfg;
+int config_load(void);
+
+/* ---- routes (routes.c) -------------------------------------------------- */
+enum access {
+	ACCESS_PUBLIC,   /* anyone */
+	ACCESS_USER,     /* valid access token, active account */
+	ACCESS_ADMIN,    /* role ADMINISTRATOR */
+	ACCESS_NODE,     /* worker-node bearer token, checked by the function */
+	ACCESS_LOCAL     /* loopback client, or an admin token */
+};
+
+enum route_flags {
+	ROUTE_PAGINATED = 1 << 0,  /* function returns {data, pagination} */
+	ROUTE_TOKENS = 1 << 1,     /* function returns a session: mint tokens */
+	ROUTE_BUILTIN = 1 << 2,    /* answered by httpd itself (openapi, metrics) */
+	ROUTE_RATE_LOGIN = 1 << 3,
+	ROUTE_RATE_REGISTER = 1 << 4,
+	ROUTE_RATE_REFRESH = 1 << 5,
+	ROUTE_NO_DB = 1 << 6       /* never touches the database */
+};
+
+struct route {
+	const char *method;
+	const char *pattern;   /* "/api/v1/users/:id" */
+	enum access access;
+	const char *function;  /* "api.users_get", or NULL for built-ins */
+	int status;            /* HTTP status on success */
+	const char *message;   /* success message, also the OpenAPI summary */
+	unsigned flags;
+	const char *tag;       /* OpenAPI tag */
+};
+
+#define MAX_PARAMS 4
+struct route_match {
+	const struct route *route;
+	int index;
+	int nparams;
+	char names[MAX_PARAMS][64];
+	char values[MAX_PARAMS][256];
+};
+
+extern const struct route routes[];
+extern const int n_routes;
+/* 1 = matched; 0 = no route; -1 = path exists but not for this method */
+int route_match(const char *method, const char *path, struct route_match *m);
+
+/* ---- database (db.c) ---------------------------------------------------- */
+struct db_result {
+	int ok;                 /* 1: value holds the function's jsonb as text */
+	int conn_lost;          /* the database could not be reached */
+	char *value;            /* malloc'd; NULL on SQL NULL */
+	char sqlstate[6];
+	char *message;          /* malloc'd primary error message */
+	char *detail;           /* malloc'd DETAIL, may be NULL */
+};
+void *db_thread_init(void);
+void db_thread_exit(void *state);
+int db_call(int route_index, const char *function, const char *ctx_json,
+            const char *req_json, struct db_result *res);
+void db_result_free(struct db_result *res);
+
+/* ---- replies and errors (reply.c, errors.c) ----------------------------- */
+struct http_error {
+	int status;
+	const char *code;
+};
+const struct http_error *sqlstate_to_http(const char *sqlstate);
+int reply_json(struct mg_connection *conn, int status, json_t *body,
+               const char *extra_headers);
+int reply_success(struct mg_connection *conn, int status, const char *message,
+                  json_t *data, json_t *pagination);
+int reply_error(struct mg_connection *conn, int status, const char *code,
+                const char *message, json_t *errors, const char *extra_headers);
+char *iso_now(char *buf, size_t len);
+
+/* ---- tokens (tokens.c) -------------------------------------------------- */
+struct actor {
+	char sub[64];
+	char role[32];
+	char sid[64];
+};
+/* 0 ok; -1 invalid; -2 expired */
+int token_verify(const char *jwt, struct actor *out);
+char *token_mint(const char *sub, const char *role, const char *sid, long *expires_in);
+
+/* ---- rate limits (ratelimit.c) ----------------------------------------- */
+/* 0 allowed; otherwise seconds until a token is available */
+int ratelimit_take(const char *scope, const char *key, int per_minute);
+
+/* ---- built-in documents (openapi.c, metrics.c) -------------------------- */
+json_t *openapi_document(void);
+void metrics_count(int route_index, int status, double ms);
+char *metrics_text(void);
+
+/* ---- request handling (handler.c) --------------------------------------- */
+int handle_request(struct mg_connection *conn, void *cbdata);
+
+#endif

@@ -1,0 +1,102 @@
+/*
+ * main.c - paas-httpd: the CivetWeb gateway of paas.
+ *
+ * Configuration comes from the environment (config.c, docs/operations.md).
+ * Worker threads open their database connection lazily (db.c).  SIGTERM or
+ * SIGINT stops the server gracefully: CivetWeb finishes the requests in
+ * flight, then each worker thread closes its connection.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <civetweb.h>
+
+#include "httpd.h"
+
+static void *
+on_init_thread(const struct mg_context *ctx, int thread_type)
+{
+	(void) ctx;
+	return thread_type == 1 ? db_thread_init() : NULL;
+}
+
+static void
+on_exit_thread(const struct mg_context *ctx, int thread_type, void *state)
+{
+	(void) ctx;
+	if (thread_type == 1)
+		db_thread_exit(state);
+}
+
+static int
+on_log_message(const struct mg_connection *conn, const char *message)
+{
+	json_t *line = json_pack("{s:s, s:s}", "event", "civetweb", "message", message);
+	char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
+
+	(void) conn;
+	if (text)
+		fprintf(stderr, "%s\n", text);
+	free(text);
+	json_decref(line);
+	return 1;
+}
+
+int
+main(void)
+{
+	struct mg_callbacks callbacks;
+	struct mg_context *ctx;
+	char threads[16];
+	sigset_t set;
+	int sig = 0;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (config_load() != 0)
+		return 2;
+	snprintf(threads, sizeof(threads), "%d", cfg.threads);
+
+	/* Block the stop signals in every thread; main waits for them below. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	const char *options[] = {
+		"listening_ports", cfg.listen,
+		"num_threads", threads,
+		"tcp_nodelay", "1",
+		"enable_keep_alive", "yes",
+		"keep_alive_timeout_ms", "15000",
+		"request_timeout_ms", "30000",
+		"connection_queue", "1024",
+		"listen_backlog", "1024",
+		NULL,
+	};
+
+	mg_init_library(0);
+	memset(&callbacks, 0, sizeof(callbacks));
+	callbacks.init_thread = on_init_thread;
+	callbacks.exit_thread = on_exit_thread;
+	callbacks.log_message = on_log_message;
+
+	ctx = mg_start(&callbacks, NULL, options);
+	if (ctx == NULL) {
+		fprintf(stderr, "{\"event\":\"start_failed\",\"listen\":\"%s\"}\n", cfg.listen);
+		mg_exit_library();
+		return 1;
+	}
+	mg_set_request_handler(ctx, "/", handle_request, NULL);
+	fprintf(stderr, "{\"event\":\"listening\",\"listen\":\"%s\",\"routes\":%d}\n", cfg.listen,
+	        n_routes);
+
+	sigwait(&set, &sig);
+	fprintf(stderr, "{\"event\":\"stopping\",\"signal\":%d}\n", sig);
+	mg_stop(ctx);
+	mg_exit_library();
+	fprintf(stderr, "{\"event\":\"stopped\"}\n");
+	return 0;
+}

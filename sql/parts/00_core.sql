@@ -1,0 +1,368 @@
+-- paas 0.1.0 -- core: schemas, roles, helpers, the job registry, status.
+--
+-- Schemas
+--   paas       private tables and internal functions (no rights for anyone
+--              but the owner)
+--   api        the one surface: functions called by httpd, DBAs and pg_cron
+--   reporting  read-only views for BI (role paas_bi)
+--
+-- Roles (cluster-wide; created here when missing, never dropped)
+--   paas_owner  DBAs: owns the database, may call every api function
+--   paas_api    the gateway's login: EXECUTE on api functions, no table rights
+--   paas_bi     BI tools: SELECT on reporting views only
+
+\echo Use "CREATE EXTENSION paas" to load this file. \quit
+
+DO $roles$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'paas_owner') THEN
+		CREATE ROLE paas_owner NOLOGIN;
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'paas_api') THEN
+		CREATE ROLE paas_api NOLOGIN;
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'paas_bi') THEN
+		CREATE ROLE paas_bi NOLOGIN;
+	END IF;
+END
+$roles$;
+
+CREATE SCHEMA paas;
+CREATE SCHEMA api;
+CREATE SCHEMA reporting;
+
+REVOKE ALL ON SCHEMA paas FROM PUBLIC;
+REVOKE ALL ON SCHEMA api FROM PUBLIC;
+REVOKE ALL ON SCHEMA reporting FROM PUBLIC;
+GRANT USAGE ON SCHEMA api TO paas_api, paas_owner;
+GRANT USAGE ON SCHEMA reporting TO paas_bi, paas_owner;
+GRANT USAGE ON SCHEMA paas TO paas_owner;
+
+-- Functions of api are granted one by one; nothing is executable by PUBLIC.
+ALTER DEFAULT PRIVILEGES IN SCHEMA api REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+ALTER DEFAULT PRIVILEGES IN SCHEMA paas REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- Module functions (C)
+------------------------------------------------------------------------------
+
+CREATE FUNCTION paas.version() RETURNS text
+	AS 'MODULE_PATHNAME', 'paas_version'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION paas.version() IS 'version of the loaded paas module';
+
+CREATE FUNCTION paas.worker_state(
+	OUT running boolean, OUT pid integer, OUT started_at timestamptz,
+	OUT last_tick timestamptz, OUT ticks bigint, OUT job_failures bigint)
+	AS 'MODULE_PATHNAME', 'paas_worker_state'
+	LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION paas.worker_state() IS
+	'the background worker''s published state (shared memory)';
+
+------------------------------------------------------------------------------
+-- Helpers shared by every area
+------------------------------------------------------------------------------
+
+-- ISO-8601 UTC with milliseconds, as the HTTP contract prints timestamps.
+CREATE FUNCTION paas.iso(ts timestamptz) RETURNS text
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	RETURN to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"');
+COMMENT ON FUNCTION paas.iso(timestamptz) IS 'ISO-8601 UTC text of a timestamp';
+
+-- Appends a field error {field, message} to a JSON array of errors.
+CREATE FUNCTION paas.add_err(errs jsonb, field text, message text)
+	RETURNS jsonb
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN errs || jsonb_build_array(jsonb_build_object('field', field, 'message', message));
+COMMENT ON FUNCTION paas.add_err(jsonb, text, text) IS
+	'appends {field, message} to an error list';
+
+-- Raises PT400 with every collected field error when the list is not empty.
+CREATE FUNCTION paas.raise_if_invalid(errs jsonb) RETURNS void
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+	IF errs IS NOT NULL AND jsonb_array_length(errs) > 0 THEN
+		RAISE EXCEPTION 'validation failed'
+			USING ERRCODE = 'PT400', DETAIL = errs::text;
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION paas.raise_if_invalid(jsonb) IS
+	'raises PT400 carrying the field errors as DETAIL (JSON array)';
+
+-- Checks that "req" is a JSON object; anything else is one PT400 error.
+CREATE FUNCTION paas.require_object(req jsonb) RETURNS jsonb
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+	IF req IS NULL THEN
+		RETURN '{}'::jsonb;
+	END IF;
+	IF jsonb_typeof(req) <> 'object' THEN
+		PERFORM paas.raise_if_invalid(paas.add_err('[]', '', 'request body must be a JSON object'));
+	END IF;
+	RETURN req;
+END
+$$;
+COMMENT ON FUNCTION paas.require_object(jsonb) IS
+	'the request as an object, or PT400 when it is another JSON type';
+
+-- Validates an optional string field: type and length.  Appends to errs.
+CREATE FUNCTION paas.check_text(errs jsonb, req jsonb, field text,
+								required boolean, min_len int, max_len int)
+	RETURNS jsonb
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+	v jsonb := req -> field;
+	n int;
+BEGIN
+	IF v IS NULL OR v = 'null'::jsonb THEN
+		IF required THEN
+			RETURN paas.add_err(errs, field, field || ' is required');
+		END IF;
+		RETURN errs;
+	END IF;
+	IF jsonb_typeof(v) <> 'string' THEN
+		RETURN paas.add_err(errs, field, field || ' must be a string');
+	END IF;
+	n := char_length(v #>> '{}');
+	IF n < min_len THEN
+		RETURN paas.add_err(errs, field, format('%s must be at least %s characters', field, min_len));
+	END IF;
+	IF n > max_len THEN
+		RETURN paas.add_err(errs, field, format('%s must be at most %s characters', field, max_len));
+	END IF;
+	RETURN errs;
+END
+$$;
+COMMENT ON FUNCTION paas.check_text(jsonb, jsonb, text, boolean, int, int) IS
+	'appends an error when req->field is not a string of the given length';
+
+-- Validates an optional integer field (JSON number or numeric string).
+CREATE FUNCTION paas.check_int(errs jsonb, req jsonb, field text,
+							   required boolean, min_v bigint, max_v bigint)
+	RETURNS jsonb
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+	v jsonb := req -> field;
+	t text;
+	n numeric;
+BEGIN
+	IF v IS NULL OR v = 'null'::jsonb THEN
+		IF required THEN
+			RETURN paas.add_err(errs, field, field || ' is required');
+		END IF;
+		RETURN errs;
+	END IF;
+	t := v #>> '{}';
+	IF jsonb_typeof(v) NOT IN ('number', 'string') OR t !~ '^\s*-?[0-9]{1,19}\s*$' THEN
+		RETURN paas.add_err(errs, field, field || ' must be an integer');
+	END IF;
+	n := t::numeric;
+	IF n < min_v OR n > max_v THEN
+		RETURN paas.add_err(errs, field, format('%s must be between %s and %s', field, min_v, max_v));
+	END IF;
+	RETURN errs;
+END
+$$;
+COMMENT ON FUNCTION paas.check_int(jsonb, jsonb, text, boolean, bigint, bigint) IS
+	'appends an error when req->field is not an integer in [min, max]';
+
+-- Validates an optional boolean field (JSON boolean or "true"/"false").
+CREATE FUNCTION paas.check_bool(errs jsonb, req jsonb, field text, required boolean)
+	RETURNS jsonb
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+	v jsonb := req -> field;
+BEGIN
+	IF v IS NULL OR v = 'null'::jsonb THEN
+		IF required THEN
+			RETURN paas.add_err(errs, field, field || ' is required');
+		END IF;
+		RETURN errs;
+	END IF;
+	IF jsonb_typeof(v) = 'boolean' OR lower(v #>> '{}') IN ('true', 'false') THEN
+		RETURN errs;
+	END IF;
+	RETURN paas.add_err(errs, field, field || ' must be a boolean');
+END
+$$;
+COMMENT ON FUNCTION paas.check_bool(jsonb, jsonb, text, boolean) IS
+	'appends an error when req->field is not a boolean';
+
+-- Validates an optional field against a list of allowed strings.
+CREATE FUNCTION paas.check_enum(errs jsonb, req jsonb, field text,
+								required boolean, allowed text[])
+	RETURNS jsonb
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+	v jsonb := req -> field;
+BEGIN
+	IF v IS NULL OR v = 'null'::jsonb THEN
+		IF required THEN
+			RETURN paas.add_err(errs, field, field || ' is required');
+		END IF;
+		RETURN errs;
+	END IF;
+	IF jsonb_typeof(v) = 'string' AND (v #>> '{}') = ANY (allowed) THEN
+		RETURN errs;
+	END IF;
+	RETURN paas.add_err(errs, field, format('%s must be one of [%s]', field, array_to_string(allowed, ', ')));
+END
+$$;
+COMMENT ON FUNCTION paas.check_enum(jsonb, jsonb, text, boolean, text[]) IS
+	'appends an error when req->field is not one of the allowed strings';
+
+-- page / limit of a list request, validated (page >= 1, 1 <= limit <= 100).
+CREATE FUNCTION paas.check_paging(errs jsonb, req jsonb) RETURNS jsonb
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN paas.check_int(paas.check_int(errs, req, 'page', false, 1, 1000000),
+						  req, 'limit', false, 1, 100);
+COMMENT ON FUNCTION paas.check_paging(jsonb, jsonb) IS
+	'appends errors for invalid page / limit';
+
+-- The pagination object of the contract for a total row count.
+CREATE FUNCTION paas.pagination(req jsonb, total bigint, default_limit int DEFAULT 10)
+	RETURNS jsonb
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN (WITH p AS (
+				SELECT coalesce((req ->> 'page')::int, 1) AS page,
+					   coalesce((req ->> 'limit')::int, default_limit) AS lim)
+			SELECT jsonb_build_object(
+					'page', page, 'limit', lim, 'total', total,
+					'totalPages', ceil(total::numeric / lim)::int,
+					'hasNext', page * lim < total,
+					'hasPrev', page > 1)
+			FROM p);
+COMMENT ON FUNCTION paas.pagination(jsonb, bigint, int) IS
+	'{page, limit, total, totalPages, hasNext, hasPrev} of a validated request';
+
+------------------------------------------------------------------------------
+-- Job registry: the background worker runs what this table says is due.
+------------------------------------------------------------------------------
+
+CREATE TABLE paas.job (
+	name		text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]{1,62}$'),
+	fn			regproc NOT NULL,
+	run_every	interval NOT NULL CHECK (run_every >= interval '100 milliseconds'),
+	enabled		boolean NOT NULL DEFAULT true,
+	next_run_at	timestamptz NOT NULL DEFAULT now(),
+	description	text NOT NULL
+);
+COMMENT ON TABLE paas.job IS
+	'periodic jobs of the background worker; fn() returns jsonb detail';
+
+CREATE TABLE paas.job_run (
+	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	job			text NOT NULL REFERENCES paas.job (name) ON DELETE CASCADE,
+	started_at	timestamptz NOT NULL,
+	finished_at	timestamptz NOT NULL,
+	ok			boolean NOT NULL,
+	detail		jsonb,
+	error		text
+);
+CREATE INDEX job_run_job_started_idx ON paas.job_run (job, started_at DESC);
+COMMENT ON TABLE paas.job_run IS 'one row per run of a job, kept 7 days';
+
+-- Runs one due job: locks its row (SKIP LOCKED: a concurrent runner makes
+-- this a no-op returning NULL), runs fn() in an exception block, records the
+-- run and schedules the next one.  Returns whether fn() succeeded.
+CREATE FUNCTION paas.run_job(job_name text) RETURNS boolean
+	LANGUAGE plpgsql VOLATILE STRICT
+	SET search_path = paas, pg_catalog, pg_temp
+AS $$
+DECLARE
+	j paas.job;
+	t0 timestamptz := clock_timestamp();
+	res jsonb;
+	err text;
+BEGIN
+	SELECT * INTO j FROM paas.job
+	 WHERE name = job_name AND enabled AND next_run_at <= now()
+	 FOR UPDATE SKIP LOCKED;
+	IF NOT FOUND THEN
+		RETURN NULL;
+	END IF;
+
+	BEGIN
+		EXECUTE format('SELECT %s()', j.fn) INTO res;
+	EXCEPTION WHEN OTHERS THEN
+		GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+	END;
+
+	INSERT INTO paas.job_run (job, started_at, finished_at, ok, detail, error)
+	VALUES (j.name, t0, clock_timestamp(), err IS NULL, res, err);
+
+	UPDATE paas.job
+	   SET next_run_at = greatest(j.next_run_at + j.run_every, clock_timestamp())
+	 WHERE name = j.name;
+	RETURN err IS NULL;
+END
+$$;
+COMMENT ON FUNCTION paas.run_job(text) IS
+	'runs a due job once (safe to call concurrently) and records the run';
+
+-- The worker's own liveness job.
+CREATE FUNCTION paas.job_heartbeat() RETURNS jsonb
+	LANGUAGE sql VOLATILE
+	RETURN jsonb_build_object('at', paas.iso(clock_timestamp()));
+COMMENT ON FUNCTION paas.job_heartbeat() IS 'records that the worker is alive';
+
+-- Keeps paas.job_run bounded.
+CREATE FUNCTION paas.job_prune_runs() RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = paas, pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	DELETE FROM paas.job_run WHERE started_at < now() - interval '7 days';
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN jsonb_build_object('deleted', n);
+END
+$$;
+COMMENT ON FUNCTION paas.job_prune_runs() IS 'deletes job runs older than 7 days';
+
+INSERT INTO paas.job (name, fn, run_every, description) VALUES
+	('heartbeat', 'paas.job_heartbeat', '30 seconds', 'the worker records that it is alive'),
+	('prune_job_runs', 'paas.job_prune_runs', '1 hour', 'deletes job runs older than 7 days');
+
+SELECT pg_catalog.pg_extension_config_dump('paas.job', '');
+SELECT pg_catalog.pg_extension_config_dump('paas.job_run', '');
+
+------------------------------------------------------------------------------
+-- api: system
+------------------------------------------------------------------------------
+
+CREATE FUNCTION api.health(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE sql STABLE PARALLEL SAFE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, pg_temp
+	RETURN jsonb_build_object('status', 'healthy', 'database', 'up', 'version', 'v1',
+							  'timestamp', paas.iso(now()));
+COMMENT ON FUNCTION api.health(jsonb, jsonb) IS 'answers when the database is reachable';
+
+CREATE FUNCTION api.status(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE sql STABLE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, pg_temp
+	RETURN (SELECT jsonb_build_object(
+		'service', 'paas',
+		'version', paas.version(),
+		'extensionVersion', (SELECT extversion FROM pg_extension WHERE extname = 'paas'),
+		'databaseTime', paas.iso(clock_timestamp()),
+		'postgres', current_setting('server_version'),
+		'worker', jsonb_build_object(
+			'running', w.running, 'pid', w.pid,
+			'startedAt', paas.iso(w.started_at), 'lastTick', paas.iso(w.last_tick),
+			'ticks', w.ticks, 'jobFailures', w.job_failures),
+		'cron', EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron'))
+	FROM paas.worker_state() w);
+COMMENT ON FUNCTION api.status(jsonb, jsonb) IS
+	'module version, database time, background worker and pg_cron state';
+
+REVOKE ALL ON FUNCTION api.health(jsonb, jsonb), api.status(jsonb, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.health(jsonb, jsonb), api.status(jsonb, jsonb) TO paas_api, paas_owner;

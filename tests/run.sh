@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# `make test`: the whole suite against the real parts, in a throw-away
+# cluster and a free port, torn down at the end (also on failure).
+#   1. build (shipped httpd + the -Werror ASan/UBSan httpd), install extension
+#   2. pgTAP through pg_prove: tests/pgtap/*.sql (one file per area, plus the
+#      API snapshot and the background-worker test)
+#   3. HTTP black-box tests (pytest) against the ASan httpd
+# Exits non-zero on any failure.
+set -euo pipefail
+. "$(dirname "$0")/../docker/scripts/stack.sh"
+cd "$STACK_ROOT"
+
+TMP=$(mktemp -d /tmp/paas-test.XXXXXX)
+chmod 0755 "$TMP"
+export PAAS_PGDATA=$TMP/pg PAAS_PGSOCK=$TMP/sock PAAS_PGPORT=${PAAS_TEST_PGPORT:-5499}
+export PAAS_PGLISTEN='' PAAS_TICK=200ms
+# Short node-health periods so the worker test sees every transition quickly.
+export PAAS_PG_EXTRA_CONF=${PAAS_PG_EXTRA_CONF:-}
+HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export PAAS_HTTP_LISTEN=127.0.0.1:$HTTP_PORT
+export PAAS_ACCESS_LOG=0
+
+cleanup() {
+	local rc=$?
+	stack_down
+	if [ $rc -ne 0 ] && [ -f "$PAAS_PGDATA/server.log" ]; then
+		echo "---- server.log (tail) ----"; tail -n 40 "$PAAS_PGDATA/server.log"
+	fi
+	if [ $rc -ne 0 ] && [ -f "$TMP/httpd.log" ]; then
+		echo "---- httpd.log (tail) ----"; tail -n 40 "$TMP/httpd.log"
+	fi
+	rm -rf "$TMP"
+	exit $rc
+}
+trap cleanup EXIT
+
+echo "== build"
+stack_build
+make -C httpd -s asan >/dev/null
+
+echo "== cluster"
+stack_secrets "$TMP/secrets.env"
+stack_db_up
+psql_su -c "CREATE EXTENSION IF NOT EXISTS pgtap" >/dev/null
+
+echo "== pgTAP"
+as_pg pg_prove --ext .sql -h "$PAAS_PGSOCK" -p "$PAAS_PGPORT" -d "$PAAS_DB" \
+	$(ls tests/pgtap/*.sql | sort)
+
+echo "== HTTP (ASan/UBSan httpd)"
+export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0
+export LSAN_OPTIONS=suppressions=$STACK_ROOT/tests/lsan.supp:print_suppressions=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+stack_httpd_start "$STACK_ROOT/httpd/paas-httpd-asan" "$TMP/httpd.log"
+export PAAS_URL=http://$PAAS_HTTP_LISTEN
+export PAAS_TEST_PSQL="runuser -u postgres -- $PG_BIN/psql -X -q -At -v ON_ERROR_STOP=1 -h $PAAS_PGSOCK -p $PAAS_PGPORT -d $PAAS_DB"
+[ "$(id -u)" -eq 0 ] || PAAS_TEST_PSQL=${PAAS_TEST_PSQL#runuser -u postgres -- }
+export PAAS_TEST_HTTPD_LOG=$TMP/httpd.log
+python3 -m pytest -q -p no:cacheprovider tests/http
+stack_down
+if grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$TMP/httpd.log"; then
+	echo "sanitizer reports in httpd log" >&2
+	exit 1
+fi
+echo "== all tests passed"
