@@ -300,6 +300,24 @@ reply_db_error(struct request *r, struct db_result *res)
 	return reply_error(r->conn, he->status, he->code, res->message, errs, hdr);
 }
 
+/*
+ * A function that must keep what it wrote and still refuse the call returns
+ * {"$error": {"sqlstate", "message"}} (paas.refusal); it is answered through
+ * the same SQLSTATE table as a raised error.  0 when "out" is no refusal.
+ */
+static int
+committed_refusal(struct request *r, json_t *out)
+{
+	json_t *e = json_object_get(out, "$error");
+	const struct http_error *he;
+
+	if (e == NULL)
+		return 0;
+	he = sqlstate_to_http(json_string_value(json_object_get(e, "sqlstate")));
+	return reply_error(r->conn, he->status, he->code,
+	                   json_string_value(json_object_get(e, "message")), NULL, NULL);
+}
+
 static int
 call_function(struct request *r)
 {
@@ -325,6 +343,8 @@ call_function(struct request *r)
 		status = reply_error(r->conn, 500, "INTERNAL_ERROR", "Internal server error", NULL, NULL);
 		goto done;
 	}
+	if ((status = committed_refusal(r, out)) != 0)
+		goto done;
 	data = out;
 	if (rt->flags & ROUTE_PAGINATED) {
 		data = json_incref(json_object_get(out, "data"));

@@ -83,7 +83,7 @@ CREATE FUNCTION paas.raise_if_invalid(errs jsonb) RETURNS void
 AS $$
 BEGIN
 	IF errs IS NOT NULL AND jsonb_array_length(errs) > 0 THEN
-		RAISE EXCEPTION 'validation failed'
+		RAISE EXCEPTION 'Validation failed'
 			USING ERRCODE = 'PT400', DETAIL = errs::text;
 	END IF;
 END
@@ -218,6 +218,16 @@ $$;
 COMMENT ON FUNCTION paas.check_enum(jsonb, jsonb, text, boolean, text[]) IS
 	'appends an error when req->field is not one of the allowed strings';
 
+-- A committed refusal: for the rare call that must keep what it wrote (an
+-- audit row, a revocation) and still answer an error.  httpd sends a reply
+-- whose only key is "$error" as the error of that SQLSTATE, through the same
+-- table as raised errors.
+CREATE FUNCTION paas.refusal(sqlstate text, message text) RETURNS jsonb
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN jsonb_build_object('$error', jsonb_build_object('sqlstate', sqlstate, 'message', message));
+COMMENT ON FUNCTION paas.refusal(text, text) IS
+	'a reply that httpd answers as the error of "sqlstate" after commit';
+
 -- page / limit of a list request, validated (page >= 1, 1 <= limit <= 100).
 CREATE FUNCTION paas.check_paging(errs jsonb, req jsonb) RETURNS jsonb
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -274,7 +284,7 @@ COMMENT ON TABLE paas.job_run IS 'one row per run of a job, kept 7 days';
 -- run and schedules the next one.  Returns whether fn() succeeded.
 CREATE FUNCTION paas.run_job(job_name text) RETURNS boolean
 	LANGUAGE plpgsql VOLATILE STRICT
-	SET search_path = paas, pg_catalog, pg_temp
+	SET search_path = paas, pg_catalog, public, pg_temp
 AS $$
 DECLARE
 	j paas.job;
@@ -316,7 +326,7 @@ COMMENT ON FUNCTION paas.job_heartbeat() IS 'records that the worker is alive';
 -- Keeps paas.job_run bounded.
 CREATE FUNCTION paas.job_prune_runs() RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, pg_temp
+	SET search_path = paas, pg_catalog, public, pg_temp
 AS $$
 DECLARE
 	n bigint;
@@ -341,14 +351,14 @@ SELECT pg_catalog.pg_extension_config_dump('paas.job_run', '');
 
 CREATE FUNCTION api.health(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE sql STABLE PARALLEL SAFE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, pg_temp
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
 	RETURN jsonb_build_object('status', 'healthy', 'database', 'up', 'version', 'v1',
 							  'timestamp', paas.iso(now()));
 COMMENT ON FUNCTION api.health(jsonb, jsonb) IS 'answers when the database is reachable';
 
 CREATE FUNCTION api.status(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE sql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, pg_temp
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
 	RETURN (SELECT jsonb_build_object(
 		'service', 'paas',
 		'version', paas.version(),

@@ -52,7 +52,7 @@ SELECT is(jsonb_array_length(paas.check_int(paas.check_int('[]', '{"p": "x"}', '
 	'errors accumulate over fields');
 SELECT is(jsonb_array_length(paas.check_int('[]', '{"p": 99999999999999999999}', 'p', true, 1, 9)), 1, 'check_int rejects huge numbers');
 SELECT is(paas.check_paging('[]', '{"page": "2", "limit": 50}'), '[]'::jsonb, 'valid paging');
-SELECT throws_ok($$SELECT paas.raise_if_invalid('[{"field":"x","message":"bad"}]')$$, 'PT400', 'validation failed',
+SELECT throws_ok($$SELECT paas.raise_if_invalid('[{"field":"x","message":"bad"}]')$$, 'PT400', 'Validation failed',
 	'raise_if_invalid raises PT400');
 SELECT is(paas.pagination('{"page": 2, "limit": 10}', 25),
 	'{"page": 2, "limit": 10, "total": 25, "totalPages": 3, "hasNext": true, "hasPrev": true}'::jsonb, 'pagination');
