@@ -134,25 +134,48 @@ check_rate_ip(struct request *r)
 	return wait ? too_many(r, wait) : 0;
 }
 
-/* Per-account limit on login attempts, keyed by the lower-cased email. */
+/*
+ * Failed logins slow further attempts for that account: each 401 takes a
+ * token from the account's bucket (key: lower-cased email); an empty bucket
+ * answers 429 before the password is even checked.
+ */
+static void
+login_key(struct request *r, char *key, size_t len)
+{
+	const char *email = json_string_value(json_object_get(r->req, "email"));
+	size_t i;
+
+	key[0] = '\0';
+	if (email == NULL || !(r->m.route->flags & ROUTE_RATE_LOGIN))
+		return;
+	for (i = 0; email[i] && i < len - 1; i++)
+		key[i] = (char) ((email[i] >= 'A' && email[i] <= 'Z') ? email[i] + 32 : email[i]);
+	key[i] = '\0';
+}
+
 static int
 check_rate_account(struct request *r)
 {
-	const char *email;
 	char key[256];
-	size_t i;
 	int wait;
 
-	if (!(r->m.route->flags & ROUTE_RATE_LOGIN))
+	login_key(r, key, sizeof(key));
+	if (key[0] == '\0')
 		return 0;
-	email = json_string_value(json_object_get(r->req, "email"));
-	if (email == NULL)
-		return 0;
-	for (i = 0; email[i] && i < sizeof(key) - 1; i++)
-		key[i] = (char) ((email[i] >= 'A' && email[i] <= 'Z') ? email[i] + 32 : email[i]);
-	key[i] = '\0';
-	wait = ratelimit_take("login-account", key, cfg.rl_account_per_min);
+	wait = ratelimit_peek("login-fail", key, cfg.rl_account_per_min);
 	return wait ? too_many(r, wait) : 0;
+}
+
+static void
+count_login_failure(struct request *r, int status)
+{
+	char key[256];
+
+	if (status != 401)
+		return;
+	login_key(r, key, sizeof(key));
+	if (key[0] != '\0')
+		ratelimit_take("login-fail", key, cfg.rl_account_per_min);
 }
 
 static int
@@ -449,6 +472,7 @@ handle_request(struct mg_connection *conn, void *cbdata)
 		goto done;
 	build_context(&r);
 	status = call_function(&r);
+	count_login_failure(&r, status);
 
 done:
 	ms = ms_since(&t0);

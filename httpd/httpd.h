@@ -29,7 +29,7 @@ struct config {
 	int rl_login_per_min;      /* token bucket sizes, per client IP */
 	int rl_register_per_min;
 	int rl_refresh_per_min;
-	int rl_account_per_min;    /* login attempts per account (email) */
+	int rl_account_per_min;    /* failed logins per account (email) */
 	int trust_proxy;           /* take the client IP from X-Forwarded-For */
 	int access_log;            /* JSON access log on stdout */
 };
@@ -122,6 +122,8 @@ char *token_mint(const char *sub, const char *role, const char *sid, long *expir
 /* ---- rate limits (ratelimit.c) ----------------------------------------- */
 /* 0 allowed; otherwise seconds until a token is available */
 int ratelimit_take(const char *scope, const char *key, int per_minute);
+/* the same answer without taking a token */
+int ratelimit_peek(const char *scope, const char *key, int per_minute);
 
 /* ---- built-in documents (openapi.c, metrics.c) -------------------------- */
 json_t *openapi_document(void);

@@ -46,8 +46,9 @@ fnv1a(const char *s)
 	return h;
 }
 
-int
-ratelimit_take(const char *scope, const char *key, int per_minute)
+/* cost 1 takes a token; cost 0 only looks. */
+static int
+bucket_op(const char *scope, const char *key, int per_minute, int cost)
 {
 	char full[KEYLEN];
 	double now = now_s(), rate = per_minute / 60.0;
@@ -79,9 +80,21 @@ ratelimit_take(const char *scope, const char *key, int per_minute)
 		b->tokens = per_minute;
 	b->stamp = now;
 	if (b->tokens >= 1.0)
-		b->tokens -= 1.0;
+		b->tokens -= cost;
 	else
 		wait = (int) ((1.0 - b->tokens) / rate) + 1;
 	pthread_mutex_unlock(&lock);
 	return wait;
+}
+
+int
+ratelimit_take(const char *scope, const char *key, int per_minute)
+{
+	return bucket_op(scope, key, per_minute, 1);
+}
+
+int
+ratelimit_peek(const char *scope, const char *key, int per_minute)
+{
+	return bucket_op(scope, key, per_minute, 0);
 }

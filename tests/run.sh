@@ -16,9 +16,9 @@ export PAAS_PGDATA=$TMP/pg PAAS_PGSOCK=$TMP/sock PAAS_PGPORT=${PAAS_TEST_PGPORT:
 export PAAS_PGLISTEN='' PAAS_TICK=200ms
 # Short node-health periods so the worker test sees every transition quickly.
 export PAAS_PG_EXTRA_CONF=${PAAS_PG_EXTRA_CONF:-}
-HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+HTTP_PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export PAAS_HTTP_LISTEN=127.0.0.1:$HTTP_PORT
-export PAAS_ACCESS_LOG=0
+export PAAS_ACCESS_LOG=0 PAAS_TRUST_PROXY=1
 
 cleanup() {
 	local rc=$?
@@ -56,7 +56,11 @@ export PAAS_URL=http://$PAAS_HTTP_LISTEN
 export PAAS_TEST_PSQL="runuser -u postgres -- $PG_BIN/psql -X -q -At -v ON_ERROR_STOP=1 -h $PAAS_PGSOCK -p $PAAS_PGPORT -d $PAAS_DB"
 [ "$(id -u)" -eq 0 ] || PAAS_TEST_PSQL=${PAAS_TEST_PSQL#runuser -u postgres -- }
 export PAAS_TEST_HTTPD_LOG=$TMP/httpd.log
-python3 -m pytest -q -p no:cacheprovider tests/http
+PGCTL="$PG_BIN/pg_ctl -D $PAAS_PGDATA -w -t 60"
+[ "$(id -u)" -eq 0 ] && PGCTL="runuser -u postgres -- $PGCTL"
+export PAAS_TEST_PG_STOP="$PGCTL -m fast stop"
+export PAAS_TEST_PG_START="$PGCTL -l $PAAS_PGDATA/server.log start"
+/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/http
 stack_down
 if grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$TMP/httpd.log"; then
 	echo "sanitizer reports in httpd log" >&2

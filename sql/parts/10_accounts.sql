@@ -591,7 +591,7 @@ COMMENT ON FUNCTION api.users_stats(jsonb, jsonb) IS 'GET /users/stats: counts b
 
 -- The live account of a path id; PT404 when there is none.
 CREATE FUNCTION paas.find_user(id_text text) RETURNS paas.users
-	LANGUAGE plpgsql STABLE
+	LANGUAGE plpgsql VOLATILE
 	SET search_path = paas, pg_catalog, public, pg_temp
 AS $$
 DECLARE
