@@ -17,6 +17,11 @@
 const struct route routes[] = {
 #include "routes_core.inc"
 #include "routes_auth.inc"
+#include "routes_services.inc"
+#include "routes_workers.inc"
+#include "routes_ledger.inc"
+#include "routes_billing.inc"
+#include "routes_subscriptions.inc"
 };
 const int n_routes = (int) (sizeof(routes) / sizeof(routes[0]));
 
