@@ -15,9 +15,18 @@ if [ -n "$(psql_su -Atc "SELECT 1 FROM pg_proc WHERE proname = 'seed_admin' AND 
 			pw="Pa$(openssl rand -hex 12)9"
 			generated=1
 		fi
-		psql_su -v email="$email" -v pw="$pw" -c "SELECT api.seed_admin(:'email', :'pw')" >/dev/null
+		psql_su -v email="$email" -v pw="$pw" >/dev/null <<'SQL'
+SELECT api.seed_admin(:'email', :'pw');
+SQL
 		[ "$generated" -eq 1 ] && echo "administrator created: $email / $pw  (shown once)"
 	fi
+fi
+# The cluster join token of worker nodes (rotatable: more can be added).
+if [ -n "${PAAS_NODE_JOIN_TOKEN:-}" ] && [ -n "$(psql_su -Atc "SELECT 1 FROM pg_proc WHERE proname = 'workers_join_token_add' AND pronamespace = 'api'::regnamespace")" ]; then
+	psql_su -v tok="$PAAS_NODE_JOIN_TOKEN" >/dev/null <<'SQL'
+SELECT api.workers_join_token_add(:'tok', 'seeded by make run')
+ WHERE NOT EXISTS (SELECT 1 FROM paas.node_join_tokens WHERE token_hash = digest(:'tok', 'sha256'));
+SQL
 fi
 for f in "$(dirname "$0")"/../seed/*.sql; do
 	[ -f "$f" ] && psql_su -f "$f" >/dev/null
