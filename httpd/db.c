@@ -25,6 +25,8 @@ struct db_state {
 
 static __thread struct db_state *tls;
 
+static int connect_db(struct db_state *st);
+
 void *
 db_thread_init(void)
 {
@@ -38,6 +40,9 @@ db_thread_init(void)
 		return NULL;
 	}
 	tls = st;
+	/* Connect now so that the first requests do not pay for it; a
+	 * database that is not up yet is retried on the first call. */
+	(void) connect_db(st);
 	return st;
 }
 
