@@ -28,6 +28,10 @@ SELECT api.workers_join_token_add(:'tok', 'seeded by make run')
  WHERE NOT EXISTS (SELECT 1 FROM paas.node_join_tokens WHERE token_hash = digest(:'tok', 'sha256'));
 SQL
 fi
+# Renewals of subscriptions run from pg_cron (visible in cron.job).
+if [ -n "$(psql_su -Atc "SELECT 1 FROM pg_proc WHERE proname = 'subscriptions_schedule_renewals' AND pronamespace = 'api'::regnamespace")" ]; then
+	psql_su -c "SELECT api.subscriptions_schedule_renewals()" >/dev/null
+fi
 for f in "$(dirname "$0")"/../seed/*.sql; do
 	[ -f "$f" ] && psql_su -f "$f" >/dev/null
 done
