@@ -342,8 +342,8 @@ INSERT INTO paas.job (name, fn, run_every, description) VALUES
 	('heartbeat', 'paas.job_heartbeat', '30 seconds', 'the worker records that it is alive'),
 	('prune_job_runs', 'paas.job_prune_runs', '1 hour', 'deletes job runs older than 7 days');
 
-SELECT pg_catalog.pg_extension_config_dump('paas.job', '');
-SELECT pg_catalog.pg_extension_config_dump('paas.job_run', '');
+-- paas.job rows are installed by this script (a dump of them would clash on
+-- restore); runs are transient.  Neither is registered for pg_dump.
 
 ------------------------------------------------------------------------------
 -- api: system

@@ -885,6 +885,12 @@ COMMENT ON FUNCTION paas.job_prune_sessions() IS 'deletes sessions expired for m
 INSERT INTO paas.job (name, fn, run_every, description) VALUES
 	('prune_sessions', 'paas.job_prune_sessions', '1 hour', 'deletes long-expired sessions');
 
+-- Account data belongs in dumps of the database (extension tables are
+-- skipped by pg_dump unless registered).
+SELECT pg_catalog.pg_extension_config_dump('paas.users', '');
+SELECT pg_catalog.pg_extension_config_dump('paas.sessions', '');
+SELECT pg_catalog.pg_extension_config_dump('paas.refresh_tokens', '');
+
 DO $grants$
 DECLARE
 	f text;

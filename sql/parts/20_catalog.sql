@@ -812,3 +812,6 @@ BEGIN
 	END LOOP;
 END
 $grants$;
+
+-- The catalog belongs in dumps of the database.
+SELECT pg_catalog.pg_extension_config_dump('paas.services', '');
