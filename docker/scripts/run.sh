@@ -14,6 +14,12 @@ export PAAS_HTTP_LISTEN=${PAAS_HTTP_LISTEN:-127.0.0.1:8080}
 stack_build
 mkdir -p "$STACK_ROOT/.data"
 stack_secrets "$STACK_ROOT/.data/secrets.env"
+# Midtrans: without a server key top-ups answer 502 GATEWAY_ERROR.  The
+# background worker reads the key from the cluster's own configuration.
+if [ -n "${MIDTRANS_SERVER_KEY:-}" ]; then
+	export PAAS_PG_EXTRA_CONF="paas.midtrans_server_key = '$MIDTRANS_SERVER_KEY'
+paas.midtrans_is_production = ${MIDTRANS_IS_PRODUCTION:-0}"
+fi
 trap 'echo; echo "stopping..."; stack_down' EXIT
 trap 'exit 0' INT TERM
 stack_db_up

@@ -24,8 +24,7 @@ fi
 # The cluster join token of worker nodes (rotatable: more can be added).
 if [ -n "${PAAS_NODE_JOIN_TOKEN:-}" ] && [ -n "$(psql_su -Atc "SELECT 1 FROM pg_proc WHERE proname = 'workers_join_token_add' AND pronamespace = 'api'::regnamespace")" ]; then
 	psql_su -v tok="$PAAS_NODE_JOIN_TOKEN" >/dev/null <<'SQL'
-SELECT api.workers_join_token_add(:'tok', 'seeded by make run')
- WHERE NOT EXISTS (SELECT 1 FROM paas.node_join_tokens WHERE token_hash = digest(:'tok', 'sha256'));
+SELECT api.workers_join_token_add(:'tok', 'seeded by make run');
 SQL
 fi
 # Renewals of subscriptions run from pg_cron (visible in cron.job).
