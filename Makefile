@@ -11,7 +11,13 @@ EXTENSION   = paas
 EXTVERSION  = 0.1.0
 MODULE_big  = paas
 OBJS        = extension/paas.o \
-              bgworker/worker.o
+              extension/ledger.o \
+              extension/nodes.o \
+              extension/quantity.o \
+              extension/billing.o \
+              extension/subscriptions.o \
+              bgworker/worker.o \
+              bgworker/reconcile.o
 
 # The install script is assembled from one file per business area, in name
 # order, so that each area's SQL sits next to its peers and never in one
@@ -21,8 +27,8 @@ DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
 
 PG_CONFIG  ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/extension
-SHLIB_LINK  =
-EXTRA_CLEAN = $(DATA_built) httpd/paas-httpd httpd/paas-httpd-asan
+SHLIB_LINK  = -lcurl
+EXTRA_CLEAN = $(DATA_built) httpd/paas-httpd httpd/paas-httpd-asan agent/paas-agent
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -30,11 +36,14 @@ include $(PGXS)
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@
 
-all: httpd
+all: httpd agent
 
-.PHONY: httpd httpd-asan run test check-asan bench deps stop
+.PHONY: httpd agent httpd-asan run test check-asan bench deps stop
 httpd:
 	$(MAKE) -C httpd
+
+agent:
+	$(MAKE) -C agent
 
 httpd-asan:
 	$(MAKE) -C httpd asan

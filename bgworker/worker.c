@@ -257,6 +257,7 @@ paas_worker_main(Datum main_arg)
 			if (!run_job((const char *) lfirst(lc)))
 				failures++;
 		}
+		paas_reconcile_pass();
 		publish_state(true, failures);
 	}
 }

@@ -73,6 +73,9 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	paas_nodes_init();
+	paas_billing_init();
+
 	MarkGUCPrefixReserved("paas");
 
 	if (!process_shared_preload_libraries_in_progress)

@@ -32,6 +32,21 @@
 extern char *paas_database;
 extern int	paas_tick_interval_ms;
 
+/* worker nodes (extension/nodes.c) */
+extern int	paas_node_grace_period_s;
+extern int	paas_node_offline_after_s;
+extern void paas_nodes_init(void);
+
+/* billing (extension/billing.c, bgworker/reconcile.c) */
+extern char *paas_midtrans_server_key;
+extern char *paas_midtrans_api_url;
+extern bool paas_midtrans_is_production;
+extern int	paas_billing_reconcile_after_s;
+extern int	paas_billing_reconcile_interval_s;
+extern void paas_billing_init(void);
+extern const char *paas_midtrans_api_base(void);
+extern void paas_reconcile_pass(void);
+
 /*
  * State the background worker publishes for api.status().  Written only by
  * the worker; readers take the spinlock for a consistent snapshot.

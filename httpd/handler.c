@@ -368,6 +368,22 @@ call_function(struct request *r)
 	}
 	if ((status = committed_refusal(r, out)) != 0)
 		goto done;
+	if (rt->flags & ROUTE_SNAP) {
+		int sr = snap_complete(r->m.index, rt->function, r->ctx, req_text, &out, &res);
+		if (sr != 0) {
+			status = sr == -1 ? reply_db_error(r, &res)
+			                  : reply_error(r->conn, 500, "INTERNAL_ERROR", "Internal server error",
+			                                NULL, NULL);
+			db_result_free(&res);
+			goto done;
+		}
+		if ((status = committed_refusal(r, out)) != 0)
+			goto done;
+	}
+	if (rt->flags & ROUTE_PDF) {
+		status = invoice_pdf_reply(r->conn, out);
+		goto done;
+	}
 	data = out;
 	if (rt->flags & ROUTE_PAGINATED) {
 		data = json_incref(json_object_get(out, "data"));

@@ -52,7 +52,9 @@ enum route_flags {
 	ROUTE_RATE_LOGIN = 1 << 3,
 	ROUTE_RATE_REGISTER = 1 << 4,
 	ROUTE_RATE_REFRESH = 1 << 5,
-	ROUTE_NO_DB = 1 << 6       /* never touches the database */
+	ROUTE_NO_DB = 1 << 6,      /* never touches the database */
+	ROUTE_SNAP = 1 << 7,       /* may answer {"$snap"}: Midtrans round trip (midtrans.c) */
+	ROUTE_PDF = 1 << 8         /* data is rendered as a PDF (invoice_pdf.c) */
 };
 
 struct route {
@@ -129,6 +131,17 @@ int ratelimit_peek(const char *scope, const char *key, int per_minute);
 json_t *openapi_document(void);
 void metrics_count(int route_index, int status, double ms);
 char *metrics_text(void);
+
+/* ---- billing (midtrans.c, invoice_pdf.c) -------------------------------- */
+/*
+ * When *out is {"$snap": ...}: calls Snap, then the route's function again
+ * with ctx.snap; *out becomes its answer.  0 ok (also when there was nothing
+ * to do); -1 the second SQL call failed (res filled, *out NULL); -2 internal.
+ */
+int snap_complete(int route_index, const char *function, json_t *ctx, const char *req_text,
+                  json_t **out, struct db_result *res);
+/* Sends the invoice as application/pdf; returns the HTTP status sent. */
+int invoice_pdf_reply(struct mg_connection *conn, json_t *invoice);
 
 /* ---- request handling (handler.c) --------------------------------------- */
 int handle_request(struct mg_connection *conn, void *cbdata);

@@ -23,6 +23,7 @@ export PAAS_ACCESS_LOG=0 PAAS_TRUST_PROXY=1
 cleanup() {
 	local rc=$?
 	stack_down
+	if [ -n "${FAKE_MIDTRANS_PID:-}" ]; then kill "$FAKE_MIDTRANS_PID" 2>/dev/null || true; fi
 	if [ $rc -ne 0 ] && [ -f "$PAAS_PGDATA/server.log" ]; then
 		echo "---- server.log (tail) ----"; tail -n 40 "$PAAS_PGDATA/server.log"
 	fi
@@ -33,6 +34,23 @@ cleanup() {
 	exit $rc
 }
 trap cleanup EXIT
+
+# Fake Midtrans (tests/fakes/midtrans.py): Snap, status API and signed
+# notifications to httpd's webhook.  httpd and the cluster get its URL and a
+# throw-away server key; the worker reconciles orders older than 2 s.
+export MIDTRANS_SERVER_KEY=SB-Mid-server-test-$(rand_hex 8)
+/usr/bin/python3 tests/fakes/midtrans.py --server-key "$MIDTRANS_SERVER_KEY" \
+	--webhook-url "http://$PAAS_HTTP_LISTEN/api/v1/billing/webhooks/midtrans" \
+	--port-file "$TMP/midtrans.port" >"$TMP/midtrans.log" 2>&1 &
+FAKE_MIDTRANS_PID=$!
+WAIT_SECS=10 wait_for test -s "$TMP/midtrans.port"
+export MIDTRANS_FAKE_URL=http://127.0.0.1:$(cat "$TMP/midtrans.port")
+export MIDTRANS_SNAP_URL=$MIDTRANS_FAKE_URL/snap/v1 MIDTRANS_TIMEOUT_MS=2000
+PAAS_PG_EXTRA_CONF="$PAAS_PG_EXTRA_CONF
+paas.midtrans_server_key = '$MIDTRANS_SERVER_KEY'
+paas.midtrans_api_url = '$MIDTRANS_FAKE_URL'
+paas.billing_reconcile_after = '2s'
+paas.billing_reconcile_interval = '1s'"
 
 echo "== build"
 stack_build

@@ -36,6 +36,7 @@ SELECT results_eq(
 		('billing_transactions(req jsonb, ctx jsonb) jsonb s'),
 		('billing_webhook_midtrans(req jsonb, ctx jsonb) jsonb v'),
 		('health(req jsonb, ctx jsonb) jsonb s'),
+		('run_renewals() jsonb v'),
 		('seed_admin(email text, password text, name text) uuid v'),
 		('services_admin_get(req jsonb, ctx jsonb) jsonb s'),
 		('services_admin_list(req jsonb, ctx jsonb) jsonb s'),
@@ -48,6 +49,18 @@ SELECT results_eq(
 		('services_toggle_status(req jsonb, ctx jsonb) jsonb v'),
 		('services_update(req jsonb, ctx jsonb) jsonb v'),
 		('status(req jsonb, ctx jsonb) jsonb s'),
+		('subscriptions_admin_get(req jsonb, ctx jsonb) jsonb s'),
+		('subscriptions_admin_list(req jsonb, ctx jsonb) jsonb s'),
+		('subscriptions_admin_notices(req jsonb, ctx jsonb) jsonb s'),
+		('subscriptions_admin_set_status(req jsonb, ctx jsonb) jsonb v'),
+		('subscriptions_admin_stats(req jsonb, ctx jsonb) jsonb s'),
+		('subscriptions_cancel(req jsonb, ctx jsonb) jsonb v'),
+		('subscriptions_create(req jsonb, ctx jsonb) jsonb v'),
+		('subscriptions_get(req jsonb, ctx jsonb) jsonb s'),
+		('subscriptions_list(req jsonb, ctx jsonb) jsonb s'),
+		('subscriptions_renew(req jsonb, ctx jsonb) jsonb v'),
+		('subscriptions_schedule_renewals(schedule text) jsonb v'),
+		('subscriptions_stats(req jsonb, ctx jsonb) jsonb s'),
 		('users_bulk(req jsonb, ctx jsonb) jsonb v'),
 		('users_create(req jsonb, ctx jsonb) jsonb v'),
 		('users_delete(req jsonb, ctx jsonb) jsonb v'),
@@ -56,7 +69,25 @@ SELECT results_eq(
 		('users_set_password(req jsonb, ctx jsonb) jsonb v'),
 		('users_stats(req jsonb, ctx jsonb) jsonb s'),
 		('users_toggle_status(req jsonb, ctx jsonb) jsonb v'),
-		('users_update(req jsonb, ctx jsonb) jsonb v')
+		('users_update(req jsonb, ctx jsonb) jsonb v'),
+		('workers_create(req jsonb, ctx jsonb) jsonb v'),
+		('workers_delete(req jsonb, ctx jsonb) jsonb v'),
+		('workers_get(req jsonb, ctx jsonb) jsonb v'),
+		('workers_heartbeat(req jsonb, ctx jsonb) jsonb v'),
+		('workers_join_token_add(token text, note text, expires_at timestamp with time zone) uuid v'),
+		('workers_join_tokens_create(req jsonb, ctx jsonb) jsonb v'),
+		('workers_join_tokens_list(req jsonb, ctx jsonb) jsonb s'),
+		('workers_join_tokens_revoke(req jsonb, ctx jsonb) jsonb v'),
+		('workers_list(req jsonb, ctx jsonb) jsonb s'),
+		('workers_offline(req jsonb, ctx jsonb) jsonb s'),
+		('workers_online(req jsonb, ctx jsonb) jsonb s'),
+		('workers_register(req jsonb, ctx jsonb) jsonb v'),
+		('workers_resources(req jsonb, ctx jsonb) jsonb v'),
+		('workers_set_schedulable(req jsonb, ctx jsonb) jsonb v'),
+		('workers_set_status(req jsonb, ctx jsonb) jsonb v'),
+		('workers_stats(req jsonb, ctx jsonb) jsonb s'),
+		('workers_transitions(req jsonb, ctx jsonb) jsonb v'),
+		('workers_update(req jsonb, ctx jsonb) jsonb v')
 
 	$$,
 	'the api schema has exactly the documented functions');
@@ -64,7 +95,7 @@ SELECT results_eq(
 SELECT results_eq(
 	$$SELECT c.relname::text COLLATE "default" FROM pg_class c
 	   WHERE c.relnamespace = 'reporting'::regnamespace AND c.relkind = 'v' ORDER BY 1$$,
-	$$VALUES ('balances'), ('daily_revenue'), ('ledger_check'), ('topups_by_status')$$,
+	$$VALUES ('balances'), ('daily_revenue'), ('ledger_check'), ('subscription_notices'), ('topups_by_status')$$,
 	'the reporting schema has exactly the documented views');
 
 SELECT finish();

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# bench/subscriptions.sh: one renewal run (api.run_renewals(), as pg_cron
+# calls it) over N due subscriptions, for each N in $SUB_BENCH_SIZES
+# (default "10000 100000"): wall time of the run and charges/s, printed as a
+# markdown table.  The N subscriptions belong to N / $SUB_BENCH_PER_USER
+# funded users (default 10 services each), so every one is charged: one
+# ledger entry, one invoice, one charge row.
+#
+# Runs against a RUNNING stack: bench/run.sh exports PAAS_PGDATA,
+# PAAS_PGSOCK and PAAS_PGPORT (PAAS_DB defaults to paas).  It writes bench
+# users (bench-sub-*), their wallets, postings and invoices into that
+# database; at the end the bench subscriptions are EXPIRED (through the
+# status machine) so that later runs do not renew them.
+set -euo pipefail
+. "$(dirname "$0")/../docker/scripts/stack.sh"
+cd "$STACK_ROOT"
+
+SIZES=${SUB_BENCH_SIZES:-10000 100000}
+PER_USER=${SUB_BENCH_PER_USER:-10}
+q() { psql_su -At "$@"; }
+
+echo "| due subscriptions | run wall time | charges/s | batches | renewed | charges with ledger entry and invoice |"
+echo "|---:|---:|---:|---:|---:|---:|"
+for N in $SIZES; do
+	TAG=$(date +%s%N)
+	USERS=$(( (N + PER_USER - 1) / PER_USER ))
+	# fixtures: $PER_USER services, $USERS funded users, N subscriptions sold
+	# a month and an hour ago (due now)
+	q >/dev/null <<SQL
+SET client_min_messages = warning;
+INSERT INTO paas.services (name, display_name, description, docker_image, monthly_price)
+SELECT 'bench-sub-$TAG-' || i, 'Bench $TAG ' || i, 'renewal benchmark service', 'nginx:1', 1000
+  FROM generate_series(1, $PER_USER) i;
+INSERT INTO paas.users (email, name, password_hash)
+SELECT 'bench-sub-$TAG-' || i || '@example.com', 'Bench Subscriber', 'x' FROM generate_series(1, $USERS) i;
+CREATE TEMP TABLE w AS
+SELECT u.id AS user_id, paas.wallet_account(u.id) AS acc, row_number() OVER (ORDER BY u.id) AS n
+  FROM paas.users u WHERE u.email LIKE 'bench-sub-$TAG-%';
+DO \$\$
+DECLARE
+	b int;
+BEGIN
+	FOR b IN 0 .. (SELECT (count(*) - 1) / 5000 FROM w) LOOP
+		PERFORM paas.ledger_post(NULL, (SELECT jsonb_agg(jsonb_build_object(
+			'kind', 'topup', 'memo', 'bench funding',
+			'postings', jsonb_build_array(
+				jsonb_build_object('account', acc, 'amount', 1000 * $PER_USER),
+				jsonb_build_object('account', paas.platform_account('gateway_clearing'),
+								   'amount', -1000 * $PER_USER))))
+			FROM w WHERE n > b * 5000 AND n <= (b + 1) * 5000));
+	END LOOP;
+END
+\$\$;
+INSERT INTO paas.subscriptions (user_id, service_id, price, anchor_at, current_period_start, current_period_end)
+SELECT w.user_id, s.id, 1000, now() - interval '1 month 1 hour', now() - interval '1 month 1 hour',
+	   paas.subscription_bound(now() - interval '1 month 1 hour', 1)
+  FROM w, paas.services s WHERE s.name LIKE 'bench-sub-$TAG-%'
+ ORDER BY w.n, s.name
+ LIMIT $N;
+SQL
+	q -c "VACUUM ANALYZE paas.subscriptions" >/dev/null
+	OUT=$(q -c "SELECT api.run_renewals()")
+	MS=$(echo "$OUT" | sed -E 's/.*"ms": ([0-9.]+).*/\1/')
+	RENEWED=$(echo "$OUT" | sed -E 's/.*"renewed": ([0-9]+).*/\1/')
+	BATCHES=$(echo "$OUT" | sed -E 's/.*"batches": ([0-9]+).*/\1/')
+	ENTRIES=$(q -c "SELECT count(*) FILTER (WHERE c.entry_id IS NOT NULL AND c.invoice_id IS NOT NULL) FROM paas.subscription_charges c JOIN paas.subscriptions s ON s.id = c.subscription_id JOIN paas.services v ON v.id = s.service_id WHERE v.name LIKE 'bench-sub-$TAG-%' AND c.kind = 'renewal'")
+	RATE=$(awk -v n="$RENEWED" -v ms="$MS" 'BEGIN { printf "%.0f", (ms > 0 ? n * 1000 / ms : 0) }')
+	printf "| %s | %.2f s | %s | %s | %s | %s |\n" "$N" "$(awk -v ms="$MS" 'BEGIN{print ms/1000}')" \
+		"$RATE" "$BATCHES" "$RENEWED" "$ENTRIES"
+	q >/dev/null <<SQL
+UPDATE paas.subscriptions s SET status = paas.subscription_transition(s.status, 'expire'),
+	   ended_at = now(), status_reason = 'benchmark fixture', updated_at = now()
+  FROM paas.services v
+ WHERE v.id = s.service_id AND v.name LIKE 'bench-sub-$TAG-%';
+SQL
+done

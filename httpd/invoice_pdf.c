@@ -1,0 +1,230 @@
+/*
+ * invoice_pdf.c - renders an invoice (or credit note) as a one-page PDF with
+ * libharu, for the ROUTE_PDF route GET /billing/invoices/:id/pdf.
+ *
+ * The data comes from api.billing_invoice_pdf (the owner check and the
+ * download counter live there); this file only lays it out.  Text uses the
+ * built-in Helvetica (WinAnsi), so characters outside printable ASCII are
+ * shown as '?'.  Any libharu error makes the reply a 500 and is logged.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <civetweb.h>
+#include <hpdf.h>
+
+#include "httpd.h"
+
+struct pdf_err {
+	HPDF_STATUS code;
+	HPDF_STATUS detail;
+};
+
+static void
+on_error(HPDF_STATUS code, HPDF_STATUS detail, void *user)
+{
+	struct pdf_err *e = user;
+
+	if (e->code == 0) {
+		e->code = code;
+		e->detail = detail;
+	}
+}
+
+/* ASCII copy of s (at most len-1 bytes) for the standard fonts. */
+static const char *
+ascii(const char *s, char *out, size_t len)
+{
+	size_t i = 0;
+
+	for (; s && *s && i + 1 < len; s++) {
+		unsigned char c = (unsigned char) *s;
+		if ((c & 0xC0) == 0x80)
+			continue; /* UTF-8 continuation byte: one '?' per character */
+		out[i++] = (c >= 0x20 && c < 0x7F) ? (char) c : '?';
+	}
+	out[i] = '\0';
+	return out;
+}
+
+static const char *
+str(json_t *obj, const char *key)
+{
+	const char *v = json_string_value(json_object_get(obj, key));
+	return v ? v : "";
+}
+
+/* "1.234.567" with Indonesian digit grouping; handles negatives. */
+static const char *
+idr(json_int_t v, char *out, size_t len)
+{
+	char digits[32], grouped[48];
+	int n, i, j = 0;
+	unsigned long long a = v < 0 ? (unsigned long long) (-(v + 1)) + 1 : (unsigned long long) v;
+
+	n = snprintf(digits, sizeof(digits), "%llu", a);
+	for (i = 0; i < n; i++) {
+		if (i > 0 && (n - i) % 3 == 0)
+			grouped[j++] = '.';
+		grouped[j++] = digits[i];
+	}
+	grouped[j] = '\0';
+	snprintf(out, len, "%sIDR %s", v < 0 ? "-" : "", grouped);
+	return out;
+}
+
+static void
+text(HPDF_Page page, HPDF_Font font, float size, float x, float y, const char *s)
+{
+	char buf[256];
+
+	HPDF_Page_BeginText(page);
+	HPDF_Page_SetFontAndSize(page, font, size);
+	HPDF_Page_TextOut(page, x, y, ascii(s, buf, sizeof(buf)));
+	HPDF_Page_EndText(page);
+}
+
+static void
+text_right(HPDF_Page page, HPDF_Font font, float size, float right, float y, const char *s)
+{
+	char buf[256];
+
+	ascii(s, buf, sizeof(buf));
+	HPDF_Page_SetFontAndSize(page, font, size);
+	text(page, font, size, right - HPDF_Page_TextWidth(page, buf), y, buf);
+}
+
+static void
+layout(HPDF_Doc pdf, json_t *inv)
+{
+	HPDF_Page page = HPDF_AddPage(pdf);
+	HPDF_Font bold = HPDF_GetFont(pdf, "Helvetica-Bold", NULL);
+	HPDF_Font font = HPDF_GetFont(pdf, "Helvetica", NULL);
+	json_t *user = json_object_get(inv, "user"), *lines = json_object_get(inv, "lines"), *line;
+	json_t *topup = json_object_get(inv, "topUpTransaction");
+	json_t *cnf = json_object_get(inv, "creditNoteFor"), *vb = json_object_get(inv, "voidedBy");
+	const char *kind = str(inv, "type");
+	char buf[160], money[48];
+	float y;
+	size_t i;
+
+	HPDF_Page_SetSize(page, HPDF_PAGE_SIZE_A4, HPDF_PAGE_PORTRAIT);
+	text(page, bold, 22, 50, 780, strcmp(kind, "CREDIT_NOTE") == 0 ? "CREDIT NOTE" : "INVOICE");
+	text_right(page, bold, 12, 545, 786, str(inv, "invoiceNumber"));
+	text(page, font, 10, 50, 755, "paas platform");
+
+	snprintf(buf, sizeof(buf), "Issued: %.10s", str(inv, "issuedAt"));
+	text(page, font, 10, 350, 740, buf);
+	snprintf(buf, sizeof(buf), "Status: %s", str(inv, "status"));
+	text(page, font, 10, 350, 726, buf);
+	snprintf(buf, sizeof(buf), "Type: %s", kind);
+	text(page, font, 10, 350, 712, buf);
+
+	text(page, bold, 11, 50, 720, "Bill to");
+	text(page, font, 10, 50, 706, str(user, "name"));
+	text(page, font, 10, 50, 692, str(user, "email"));
+
+	y = 650;
+	HPDF_Page_SetLineWidth(page, 0.8f);
+	HPDF_Page_MoveTo(page, 50, y + 16);
+	HPDF_Page_LineTo(page, 545, y + 16);
+	HPDF_Page_Stroke(page);
+	text(page, bold, 10, 50, y, "Description");
+	text_right(page, bold, 10, 330, y, "Qty");
+	text_right(page, bold, 10, 440, y, "Unit price");
+	text_right(page, bold, 10, 545, y, "Amount");
+	y -= 20;
+	json_array_foreach(lines, i, line) {
+		if (y < 120)
+			break;
+		text(page, font, 10, 50, y, str(line, "description"));
+		snprintf(buf, sizeof(buf), "%lld",
+		         (long long) json_integer_value(json_object_get(line, "quantity")));
+		text_right(page, font, 10, 330, y, buf);
+		text_right(page, font, 10, 440, y,
+		           idr(json_integer_value(json_object_get(line, "unitPrice")), money, sizeof(money)));
+		text_right(page, font, 10, 545, y,
+		           idr(json_integer_value(json_object_get(line, "amount")), money, sizeof(money)));
+		y -= 16;
+	}
+	HPDF_Page_MoveTo(page, 50, y + 8);
+	HPDF_Page_LineTo(page, 545, y + 8);
+	HPDF_Page_Stroke(page);
+	y -= 10;
+	text(page, bold, 11, 350, y, "Total");
+	text_right(page, bold, 11, 545, y,
+	           idr(json_integer_value(json_object_get(inv, "amount")), money, sizeof(money)));
+
+	y -= 40;
+	if (json_is_object(topup)) {
+		snprintf(buf, sizeof(buf), "Midtrans order: %s   Payment: %s", str(topup, "orderId"),
+		         str(topup, "paymentType")[0] ? str(topup, "paymentType") : "-");
+		text(page, font, 9, 50, y, buf);
+		y -= 14;
+	}
+	if (json_is_object(cnf)) {
+		snprintf(buf, sizeof(buf), "Voids invoice %s", str(cnf, "invoiceNumber"));
+		text(page, font, 9, 50, y, buf);
+		y -= 14;
+	}
+	if (json_is_object(vb)) {
+		snprintf(buf, sizeof(buf), "Voided by credit note %s", str(vb, "invoiceNumber"));
+		text(page, font, 9, 50, y, buf);
+		y -= 14;
+	}
+	snprintf(buf, sizeof(buf), "Invoice id: %s", str(inv, "id"));
+	text(page, font, 8, 50, 60, buf);
+	text(page, font, 8, 50, 48, "Amounts in Indonesian rupiah (IDR). Issued invoices are never changed.");
+}
+
+int
+invoice_pdf_reply(struct mg_connection *conn, json_t *inv)
+{
+	struct pdf_err err = {0, 0};
+	HPDF_Doc pdf = NULL;
+	unsigned char *bytes = NULL;
+	HPDF_UINT32 size = 0;
+	HPDF_STATUS rc;
+	char len[32], disp[128], name[64];
+	int status = -1;
+
+	pdf = HPDF_New(on_error, &err);
+	if (pdf == NULL)
+		goto done;
+	HPDF_SetCompressionMode(pdf, HPDF_COMP_ALL);
+	HPDF_SetInfoAttr(pdf, HPDF_INFO_CREATOR, "paas");
+	HPDF_SetInfoAttr(pdf, HPDF_INFO_TITLE, ascii(str(inv, "invoiceNumber"), name, sizeof(name)));
+	layout(pdf, inv);
+	if (err.code != 0 || HPDF_SaveToStream(pdf) != HPDF_OK)
+		goto done;
+	size = HPDF_GetStreamSize(pdf);
+	bytes = malloc(size ? size : 1);
+	if (bytes == NULL)
+		goto done;
+	rc = HPDF_ReadFromStream(pdf, bytes, &size);
+	if ((rc != HPDF_OK && rc != HPDF_STREAM_EOF) || err.code != 0)
+		goto done;
+	snprintf(len, sizeof(len), "%lu", (unsigned long) size);
+	snprintf(disp, sizeof(disp), "attachment; filename=\"%s.pdf\"", name[0] ? name : "invoice");
+	mg_response_header_start(conn, 200);
+	mg_response_header_add(conn, "Content-Type", "application/pdf", -1);
+	mg_response_header_add(conn, "Content-Length", len, -1);
+	mg_response_header_add(conn, "Content-Disposition", disp, -1);
+	mg_response_header_add(conn, "Cache-Control", "private, no-store", -1);
+	mg_response_header_add(conn, "X-Content-Type-Options", "nosniff", -1);
+	mg_response_header_send(conn);
+	mg_write(conn, bytes, size);
+	status = 200;
+
+done:
+	if (status != 200) {
+		fprintf(stderr, "{\"event\":\"pdf_failed\",\"error\":\"0x%04X\",\"detail\":%u}\n",
+		        (unsigned) err.code, (unsigned) err.detail);
+		status = reply_error(conn, 500, "INTERNAL_ERROR", "Internal server error", NULL, NULL);
+	}
+	free(bytes);
+	if (pdf)
+		HPDF_Free(pdf);
+	return status;
+}

@@ -1,0 +1,1453 @@
+-- paas 0.1.0 -- worker nodes: registry, join tokens and node tokens,
+-- heartbeats, the status machine (C) and the health monitor job.
+--
+-- Rules a reader must know.
+--   * Status changes go through paas.node_transition(status, event), the
+--     C table of extension/nodes.c; an illegal one raises PT409.  Every
+--     change of status (and every registration, cordon and admin action) is
+--     recorded in paas.node_transitions with its event, actor and reason.
+--   * isSchedulable is derived: status ACTIVE, ready, and not cordoned.  The
+--     stored flag is "cordoned" (Kubernetes' spec.unschedulable), so the
+--     monitor never overwrites an administrator's cordon.
+--   * Registration needs a join token (paas.node_join_tokens: several may be
+--     valid at once, each hashed, with optional expiry and revocation) and
+--     returns a node token (256 random bits, only its SHA-256 is stored);
+--     re-registering rotates it.  Heartbeat and resource calls carry the
+--     node token: none or unknown -> PT401, another node's -> PT403.
+--   * The heartbeat time is the server's now(); the agent's clock is kept
+--     only as a skew diagnostic.
+--   * The health monitor (job node_monitor, run by the background worker)
+--     marks ACTIVE nodes silent for paas.node_grace_period NOT_READY and
+--     nodes silent for paas.node_offline_after INACTIVE, set-based, with FOR
+--     UPDATE SKIP LOCKED.  A node never heard from counts from created_at.
+--   * Quantities ("3800m", "16331368Ki", "1.5Gi") are parsed in C
+--     (extension/quantity.c); bad ones are PT400 field errors.  CPU is kept
+--     in millicores, memory and storage in bytes.  JSON numbers are accepted
+--     where the original took numbers: allocatedCPU / cpuUsage in cores,
+--     allocatedMemory in MiB, allocatedStorage in GiB, memoryUsage /
+--     storageUsage in bytes.
+--   * The heartbeat path is the hot one (a fleet of 240,000 nodes at 30 s is
+--     8,000/s): paas.nodes has no index on last_heartbeat and a fillfactor
+--     of 70 so that heartbeats are HOT updates (the monitor scans the
+--     table); the columns a heartbeat writes come last so the WAL record
+--     holds only them; the row is not locked (the update re-checks the
+--     status it read); the commit does not wait for the WAL flush.
+
+------------------------------------------------------------------------------
+-- Module functions (C)
+------------------------------------------------------------------------------
+
+CREATE FUNCTION paas.parse_quantity(q text) RETURNS numeric
+	AS 'MODULE_PATHNAME', 'paas_parse_quantity'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION paas.parse_quantity(text) IS
+	'exact value of a Kubernetes quantity (nano precision); 22P02 when invalid';
+
+CREATE FUNCTION paas.quantity_value(q text) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'paas_quantity_value'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION paas.quantity_value(text) IS
+	'a quantity rounded away from zero (bytes, pods); 22P02 / 22003 on bad input';
+
+CREATE FUNCTION paas.quantity_milli(q text) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'paas_quantity_milli'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION paas.quantity_milli(text) IS
+	'a quantity times 1000 rounded away from zero (CPU millicores)';
+
+CREATE FUNCTION paas.quantity_error(q text, milli boolean) RETURNS text
+	AS 'MODULE_PATHNAME', 'paas_quantity_error'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION paas.quantity_error(text, boolean) IS
+	'NULL when q is a non-negative quantity that fits bigint, else the problem';
+
+CREATE FUNCTION paas.node_transition(status text, event text) RETURNS text
+	AS 'MODULE_PATHNAME', 'paas_node_transition'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION paas.node_transition(text, text) IS
+	'next node status for an event (the C status machine); PT409 when illegal';
+
+CREATE FUNCTION paas.node_transition_allowed(status text, event text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'paas_node_transition_allowed'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION paas.node_transition_allowed(text, text) IS
+	'whether the status machine allows the event in that status';
+
+CREATE FUNCTION paas.node_transitions(OUT status text, OUT event text, OUT next_status text)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'paas_node_transitions'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION paas.node_transitions() IS 'every allowed (status, event) -> status';
+
+CREATE FUNCTION paas.node_health_settings(OUT grace_period interval, OUT offline_after interval)
+	AS 'MODULE_PATHNAME', 'paas_node_health_settings'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION paas.node_health_settings() IS
+	'paas.node_grace_period and paas.node_offline_after as intervals';
+
+------------------------------------------------------------------------------
+-- Tables
+------------------------------------------------------------------------------
+
+CREATE TABLE paas.nodes (
+	id					uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+	name				text NOT NULL,
+	hostname			text NOT NULL,
+	ip_address			inet NOT NULL,
+	addresses			jsonb NOT NULL DEFAULT '[]',
+	architecture		text NOT NULL DEFAULT 'amd64',
+	operating_system	text NOT NULL DEFAULT 'linux',
+	cpu_cores			integer NOT NULL CHECK (cpu_cores BETWEEN 1 AND 100000),
+	cpu_architecture	text NOT NULL,
+	total_memory		text NOT NULL,
+	total_storage		text NOT NULL,
+	cpu_capacity_m		bigint NOT NULL DEFAULT 0 CHECK (cpu_capacity_m >= 0),
+	memory_capacity		bigint NOT NULL DEFAULT 0 CHECK (memory_capacity >= 0),
+	storage_capacity	bigint NOT NULL DEFAULT 0 CHECK (storage_capacity >= 0),
+	cpu_allocatable_m	bigint NOT NULL DEFAULT 0 CHECK (cpu_allocatable_m >= 0),
+	memory_allocatable	bigint NOT NULL DEFAULT 0 CHECK (memory_allocatable >= 0),
+	storage_allocatable	bigint NOT NULL DEFAULT 0 CHECK (storage_allocatable >= 0),
+	pods_allocatable	integer NOT NULL DEFAULT 0 CHECK (pods_allocatable >= 0),
+	max_pods			integer NOT NULL DEFAULT 30 CHECK (max_pods BETWEEN 1 AND 1000000),
+	labels				jsonb NOT NULL DEFAULT '{}',
+	taints				jsonb NOT NULL DEFAULT '[]',
+	conditions			jsonb NOT NULL DEFAULT '[]',
+	kubelet_version		text,
+	container_runtime	text,
+	kernel_version		text,
+	os_image			text,
+	provider_id			text,
+	pod_cidr			text,
+	kube_uid			text,
+	token_hash			bytea,
+	token_issued_at		timestamptz,
+	registered_at		timestamptz,
+	cordoned			boolean NOT NULL DEFAULT false,
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	-- Columns a heartbeat writes come last, those of every heartbeat at the
+	-- very end: a same-page (HOT) update WAL-logs only the changed middle of
+	-- the tuple, so the wide columns above never reach the WAL per beat.
+	status				text NOT NULL DEFAULT 'PENDING'
+						CHECK (status IN ('ACTIVE', 'INACTIVE', 'MAINTENANCE', 'PENDING', 'NOT_READY')),
+	is_ready			boolean NOT NULL DEFAULT false,
+	status_changed_at	timestamptz NOT NULL DEFAULT now(),
+	allocated_cpu		text NOT NULL DEFAULT '0',
+	allocated_memory	text NOT NULL DEFAULT '0',
+	allocated_storage	text NOT NULL DEFAULT '0',
+	cpu_allocated_m		bigint NOT NULL DEFAULT 0,
+	memory_allocated	bigint NOT NULL DEFAULT 0,
+	storage_allocated	bigint NOT NULL DEFAULT 0,
+	current_pods		integer NOT NULL DEFAULT 0 CHECK (current_pods >= 0),
+	cpu_used_m			bigint,
+	memory_used			bigint,
+	storage_used		bigint,
+	agent_clock_skew_ms	bigint,
+	last_health_check	timestamptz,
+	last_heartbeat		timestamptz,
+	updated_at			timestamptz NOT NULL DEFAULT now()
+) WITH (fillfactor = 70);
+CREATE UNIQUE INDEX nodes_name_key ON paas.nodes (name);
+CREATE UNIQUE INDEX nodes_hostname_key ON paas.nodes (hostname);
+CREATE UNIQUE INDEX nodes_token_key ON paas.nodes (token_hash);
+COMMENT ON TABLE paas.nodes IS
+	'worker nodes; heartbeats update last_heartbeat in place (HOT, no index on it)';
+
+CREATE TABLE paas.node_transitions (
+	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	node_id		uuid NOT NULL,
+	node_name	text NOT NULL,
+	from_status	text,
+	to_status	text NOT NULL,
+	event		text NOT NULL,
+	reason		text,
+	actor		text NOT NULL,
+	at			timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX node_transitions_node_idx ON paas.node_transitions (node_id, id DESC);
+COMMENT ON TABLE paas.node_transitions IS
+	'audit of node status changes, registrations and admin actions (kept after node deletion)';
+
+CREATE TABLE paas.node_join_tokens (
+	id			uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+	token_hash	bytea NOT NULL UNIQUE,
+	note		text,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	expires_at	timestamptz,
+	revoked_at	timestamptz,
+	last_used_at timestamptz
+);
+COMMENT ON TABLE paas.node_join_tokens IS
+	'cluster join tokens (SHA-256 only); any live one registers a node';
+
+------------------------------------------------------------------------------
+-- Helpers
+------------------------------------------------------------------------------
+
+-- Who acts, for the audit: an administrator, a DBA session, or the gateway.
+CREATE FUNCTION paas.node_actor(ctx jsonb) RETURNS text
+	LANGUAGE sql STABLE
+	RETURN CASE WHEN ctx ->> 'userId' IS NOT NULL THEN 'admin:' || (ctx ->> 'userId')
+				ELSE 'dba:' || session_user END;
+COMMENT ON FUNCTION paas.node_actor(jsonb) IS 'audit actor of an admin call';
+
+-- A quantity field as text: strings as given, numbers with "unit" appended.
+CREATE FUNCTION paas.qty_of(v jsonb, unit text) RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN CASE jsonb_typeof(v) WHEN 'string' THEN v #>> '{}'
+							   WHEN 'number' THEN (v #>> '{}') || unit END;
+COMMENT ON FUNCTION paas.qty_of(jsonb, text) IS
+	'a JSON quantity as text (numbers get the unit suffix), NULL otherwise';
+
+-- Appends an error when v is not a valid non-negative quantity.
+CREATE FUNCTION paas.check_qty(errs jsonb, field text, v jsonb, unit text,
+							   milli boolean, required boolean)
+	RETURNS jsonb
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+	msg text;
+BEGIN
+	IF v IS NULL OR v = 'null'::jsonb THEN
+		RETURN CASE WHEN required THEN paas.add_err(errs, field, field || ' is required') ELSE errs END;
+	END IF;
+	IF jsonb_typeof(v) NOT IN ('string', 'number') THEN
+		RETURN paas.add_err(errs, field, field || ' must be a quantity string (e.g. 500m, 16Gi)');
+	END IF;
+	msg := paas.quantity_error(paas.qty_of(v, unit), milli);
+	IF msg IS NOT NULL THEN
+		RETURN paas.add_err(errs, field, format('%s is not a valid quantity: %s', field, msg));
+	END IF;
+	RETURN errs;
+END
+$$;
+COMMENT ON FUNCTION paas.check_qty(jsonb, text, jsonb, text, boolean, boolean) IS
+	'appends a field error when v is not a non-negative Kubernetes quantity';
+
+CREATE FUNCTION paas.node_is_inet(t text) RETURNS boolean
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+	PERFORM t::inet;
+	RETURN true;
+EXCEPTION WHEN invalid_text_representation THEN
+	RETURN false;
+END
+$$;
+COMMENT ON FUNCTION paas.node_is_inet(text) IS 'whether t is an IPv4/IPv6 address (CIDR allowed)';
+
+-- Whether a node may be scheduled on (derived, see the header).
+CREATE FUNCTION paas.node_schedulable(n paas.nodes) RETURNS boolean
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN n.status = 'ACTIVE' AND n.is_ready AND NOT n.cordoned;
+COMMENT ON FUNCTION paas.node_schedulable(paas.nodes) IS 'ACTIVE, ready and not cordoned';
+
+CREATE FUNCTION paas.node_pct(part bigint, whole bigint) RETURNS numeric
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN CASE WHEN whole > 0 AND part IS NOT NULL THEN round(part * 100.0 / whole, 2) END;
+COMMENT ON FUNCTION paas.node_pct(bigint, bigint) IS 'part / whole in percent, 2 decimals';
+
+-- The full worker record (the original's 28 fields and more).
+CREATE FUNCTION paas.node_json(n paas.nodes) RETURNS jsonb
+	LANGUAGE sql STABLE PARALLEL SAFE
+	RETURN jsonb_build_object(
+		'id', n.id, 'name', n.name, 'hostname', n.hostname,
+		'ipAddress', host(n.ip_address), 'addresses', n.addresses,
+		'architecture', n.architecture, 'operatingSystem', n.operating_system,
+		'cpuCores', n.cpu_cores, 'cpuArchitecture', n.cpu_architecture,
+		'totalMemory', n.total_memory, 'totalStorage', n.total_storage,
+		'allocatedCPU', n.allocated_cpu, 'allocatedMemory', n.allocated_memory,
+		'allocatedStorage', n.allocated_storage,
+		'maxPods', n.max_pods, 'currentPods', n.current_pods,
+		'status', n.status, 'isReady', n.is_ready, 'isSchedulable', paas.node_schedulable(n),
+		'unschedulable', n.cordoned,
+		'lastHeartbeat', paas.iso(n.last_heartbeat), 'lastHealthCheck', paas.iso(n.last_health_check),
+		'labels', n.labels, 'taints', n.taints, 'conditions', n.conditions)
+	|| jsonb_build_object(
+		'kubeletVersion', n.kubelet_version, 'containerRuntime', n.container_runtime,
+		'kernelVersion', n.kernel_version, 'osImage', n.os_image,
+		'providerId', n.provider_id, 'podCidr', n.pod_cidr, 'kubeUid', n.kube_uid,
+		'capacity', jsonb_build_object('cpuMillicores', n.cpu_capacity_m, 'memoryBytes', n.memory_capacity,
+									   'storageBytes', n.storage_capacity, 'pods', n.max_pods),
+		'allocatable', jsonb_build_object('cpuMillicores', n.cpu_allocatable_m, 'memoryBytes', n.memory_allocatable,
+										  'storageBytes', n.storage_allocatable, 'pods', n.pods_allocatable),
+		'allocation', jsonb_build_object('cpuMillicores', n.cpu_allocated_m, 'memoryBytes', n.memory_allocated,
+										 'storageBytes', n.storage_allocated, 'pods', n.current_pods,
+										 'cpuPercent', paas.node_pct(n.cpu_allocated_m, n.cpu_allocatable_m),
+										 'memoryPercent', paas.node_pct(n.memory_allocated, n.memory_allocatable),
+										 'storagePercent', paas.node_pct(n.storage_allocated, n.storage_allocatable),
+										 'podsPercent', paas.node_pct(n.current_pods, n.pods_allocatable)),
+		'usage', jsonb_build_object('cpuMillicores', n.cpu_used_m, 'memoryBytes', n.memory_used,
+									'storageBytes', n.storage_used,
+									'cpuPercent', paas.node_pct(n.cpu_used_m, n.cpu_capacity_m),
+									'memoryPercent', paas.node_pct(n.memory_used, n.memory_capacity),
+									'storagePercent', paas.node_pct(n.storage_used, n.storage_capacity)),
+		'agentClockSkewMs', n.agent_clock_skew_ms,
+		'registeredAt', paas.iso(n.registered_at), 'statusChangedAt', paas.iso(n.status_changed_at),
+		'createdAt', paas.iso(n.created_at), 'updatedAt', paas.iso(n.updated_at));
+COMMENT ON FUNCTION paas.node_json(paas.nodes) IS 'a worker node as the API prints it';
+
+-- The node of a path segment: its id, or else its name.  PT404 otherwise.
+CREATE FUNCTION paas.find_node(key text) RETURNS paas.nodes
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	n paas.nodes;
+BEGIN
+	SELECT * INTO n FROM paas.nodes WHERE id = paas.to_uuid(key) FOR UPDATE;
+	IF NOT FOUND THEN
+		SELECT * INTO n FROM paas.nodes WHERE name = key FOR UPDATE;
+	END IF;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Worker node not found' USING ERRCODE = 'PT404';
+	END IF;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION paas.find_node(text) IS 'locks and returns a node by id or name; PT404 otherwise';
+
+CREATE FUNCTION paas.node_audit(n paas.nodes, from_status text, event text, actor text, reason text)
+	RETURNS void
+	LANGUAGE sql VOLATILE
+	BEGIN ATOMIC
+		INSERT INTO paas.node_transitions (node_id, node_name, from_status, to_status, event, actor, reason)
+		VALUES (n.id, n.name, from_status, n.status, event, actor, left(reason, 500));
+	END;
+COMMENT ON FUNCTION paas.node_audit(paas.nodes, text, text, text, text) IS
+	'records one transition of a node';
+
+-- Applies an event through the status machine, with the side effects of the
+-- new status, and records it.  Returns the updated row.
+CREATE FUNCTION paas.node_apply(n paas.nodes, event text, actor text, reason text DEFAULT NULL)
+	RETURNS paas.nodes
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	old text := n.status;
+	nxt text := paas.node_transition(n.status, event);
+BEGIN
+	UPDATE paas.nodes
+	   SET status = nxt,
+		   is_ready = CASE WHEN nxt = 'ACTIVE' AND event LIKE 'admin_%' THEN true
+						   WHEN nxt IN ('NOT_READY', 'INACTIVE') AND nxt <> old THEN false
+						   ELSE is_ready END,
+		   cordoned = CASE event WHEN 'cordon' THEN true WHEN 'uncordon' THEN false ELSE cordoned END,
+		   last_health_check = CASE WHEN nxt = 'ACTIVE' AND event LIKE 'admin_%' THEN now()
+									ELSE last_health_check END,
+		   status_changed_at = CASE WHEN nxt <> old THEN now() ELSE status_changed_at END,
+		   updated_at = now()
+	 WHERE id = n.id
+	RETURNING * INTO n;
+	PERFORM paas.node_audit(n, old, event, actor, reason);
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION paas.node_apply(paas.nodes, text, text, text) IS
+	'applies a status-machine event to a node (PT409 when illegal) and audits it';
+
+-- Validates a node in the original's field set (after normalisation of a
+-- Kubernetes Node object).  "creating": required fields must be present.
+CREATE FUNCTION paas.node_check(errs jsonb, s jsonb, creating boolean) RETURNS jsonb
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+	f text;
+	v jsonb;
+BEGIN
+	errs := paas.check_text(errs, s, 'name', creating, 2, 253);
+	IF jsonb_typeof(s -> 'name') = 'string'
+	   AND s ->> 'name' !~ '^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$' THEN
+		errs := paas.add_err(errs, 'name',
+			'name may hold only letters, digits, ".", "-" and "_", and must start and end with a letter or digit');
+	END IF;
+	errs := paas.check_text(errs, s, 'hostname', creating, 1, 255);
+	errs := paas.check_text(errs, s, 'ipAddress', creating, 2, 64);
+	IF jsonb_typeof(s -> 'ipAddress') = 'string' AND NOT paas.node_is_inet(s ->> 'ipAddress') THEN
+		errs := paas.add_err(errs, 'ipAddress', 'ipAddress must be a valid IP address');
+	END IF;
+	errs := paas.check_enum(errs, s, 'architecture', false,
+							ARRAY['amd64', 'arm64', 'arm', '386', 'ppc64le', 's390x', 'riscv64']);
+	errs := paas.check_text(errs, s, 'operatingSystem', false, 1, 64);
+	errs := paas.check_int(errs, s, 'cpuCores', creating, 1, 100000);
+	errs := paas.check_text(errs, s, 'cpuArchitecture', creating, 1, 255);
+	errs := paas.check_qty(errs, 'totalMemory', s -> 'totalMemory', '', false, creating);
+	errs := paas.check_qty(errs, 'totalStorage', s -> 'totalStorage', '', false, creating);
+	errs := paas.check_qty(errs, 'allocatedCPU', s -> 'allocatedCPU', '', true, false);
+	errs := paas.check_qty(errs, 'allocatedMemory', s -> 'allocatedMemory', 'Mi', false, false);
+	errs := paas.check_qty(errs, 'allocatedStorage', s -> 'allocatedStorage', 'Gi', false, false);
+	errs := paas.check_int(errs, s, 'maxPods', false, 1, 1000000);
+	errs := paas.check_int(errs, s, 'currentPods', false, 0, 1000000);
+	FOREACH f IN ARRAY ARRAY['kubeletVersion', 'containerRuntime', 'kernelVersion', 'osImage'] LOOP
+		errs := paas.check_text(errs, s, f, false, 0, 255);
+	END LOOP;
+	v := s -> 'labels';
+	IF v IS NOT NULL AND v <> 'null'::jsonb THEN
+		IF jsonb_typeof(v) <> 'object' THEN
+			errs := paas.add_err(errs, 'labels', 'labels must be an object of strings');
+		ELSE
+			SELECT errs || coalesce(jsonb_agg(jsonb_build_object('field', 'labels.' || key,
+						'message', format('"labels.%s" must be a string of at most 63 characters', key))), '[]')
+			  INTO errs
+			  FROM jsonb_each(v)
+			 WHERE jsonb_typeof(value) <> 'string' OR char_length(value #>> '{}') > 63
+				OR char_length(key) > 317;
+		END IF;
+	END IF;
+	v := s -> 'taints';
+	IF v IS NOT NULL AND v <> 'null'::jsonb THEN
+		IF jsonb_typeof(v) <> 'array' THEN
+			errs := paas.add_err(errs, 'taints', 'taints must be an array');
+		ELSE
+			SELECT errs || coalesce(jsonb_agg(jsonb_build_object('field', 'taints.' || (i - 1),
+						'message', 'a taint needs a string "key", an optional string "value" and an "effect" of NoSchedule, PreferNoSchedule or NoExecute')), '[]')
+			  INTO errs
+			  FROM jsonb_array_elements(v) WITH ORDINALITY AS t(e, i)
+			 WHERE jsonb_typeof(e) <> 'object'
+				OR jsonb_typeof(e -> 'key') IS DISTINCT FROM 'string'
+				OR (e ? 'value' AND jsonb_typeof(e -> 'value') NOT IN ('string', 'null'))
+				OR NOT coalesce(e ->> 'effect' = ANY (ARRAY['NoSchedule', 'PreferNoSchedule', 'NoExecute']), false);
+		END IF;
+	END IF;
+	RETURN errs;
+END
+$$;
+COMMENT ON FUNCTION paas.node_check(jsonb, jsonb, boolean) IS
+	'field errors of a node in the original''s field set';
+
+-- Checks the per-heartbeat resource fields (allocation, usage, pods).
+CREATE FUNCTION paas.node_check_report(errs jsonb, r jsonb) RETURNS jsonb
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+	-- only the fields present are checked: this runs on every heartbeat
+	IF r ? 'allocatedCPU' THEN
+		errs := paas.check_qty(errs, 'allocatedCPU', r -> 'allocatedCPU', '', true, false);
+	END IF;
+	IF r ? 'allocatedMemory' THEN
+		errs := paas.check_qty(errs, 'allocatedMemory', r -> 'allocatedMemory', 'Mi', false, false);
+	END IF;
+	IF r ? 'allocatedStorage' THEN
+		errs := paas.check_qty(errs, 'allocatedStorage', r -> 'allocatedStorage', 'Gi', false, false);
+	END IF;
+	IF r ? 'cpuUsage' THEN
+		errs := paas.check_qty(errs, 'cpuUsage', r -> 'cpuUsage', '', true, false);
+	END IF;
+	IF r ? 'memoryUsage' THEN
+		errs := paas.check_qty(errs, 'memoryUsage', r -> 'memoryUsage', '', false, false);
+	END IF;
+	IF r ? 'storageUsage' THEN
+		errs := paas.check_qty(errs, 'storageUsage', r -> 'storageUsage', '', false, false);
+	END IF;
+	IF r ? 'currentPods' THEN
+		errs := paas.check_int(errs, r, 'currentPods', false, 0, 1000000);
+	END IF;
+	RETURN errs;
+END
+$$;
+COMMENT ON FUNCTION paas.node_check_report(jsonb, jsonb) IS
+	'field errors of the allocation / usage fields of a heartbeat or resource report';
+
+-- A Kubernetes Node object (as `kubectl get node -o json` prints it) in the
+-- original's field set plus the extra keys (capacity, allocatable,
+-- conditions, ...).  Field errors use the object's own paths.
+CREATE FUNCTION paas.node_from_k8s(doc jsonb, OUT spec jsonb, OUT errs jsonb)
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+	md jsonb;
+	st jsonb;
+	sp jsonb;
+	ni jsonb;
+	cap jsonb;
+	alloc jsonb;
+	addrs jsonb;
+	ip text;
+	host text;
+	ready text;
+	k text;
+	qty jsonb := '{}';
+BEGIN
+	errs := '[]';
+	IF doc ->> 'kind' = 'List' THEN
+		IF jsonb_typeof(doc -> 'items') <> 'array' OR jsonb_array_length(doc -> 'items') <> 1 THEN
+			errs := paas.add_err(errs, 'items', 'a List must hold exactly one Node');
+			RETURN;
+		END IF;
+		doc := doc -> 'items' -> 0;
+	END IF;
+	IF doc ->> 'kind' IS DISTINCT FROM 'Node' THEN
+		errs := paas.add_err(errs, 'kind', 'kind must be Node');
+	END IF;
+	md := CASE WHEN jsonb_typeof(doc -> 'metadata') = 'object' THEN doc -> 'metadata' ELSE '{}' END;
+	st := CASE WHEN jsonb_typeof(doc -> 'status') = 'object' THEN doc -> 'status' ELSE '{}' END;
+	sp := CASE WHEN jsonb_typeof(doc -> 'spec') = 'object' THEN doc -> 'spec' ELSE '{}' END;
+	ni := CASE WHEN jsonb_typeof(st -> 'nodeInfo') = 'object' THEN st -> 'nodeInfo' ELSE '{}' END;
+	IF jsonb_typeof(md -> 'name') IS DISTINCT FROM 'string' THEN
+		errs := paas.add_err(errs, 'metadata.name', 'metadata.name is required');
+	END IF;
+	IF jsonb_typeof(st -> 'capacity') IS DISTINCT FROM 'object' THEN
+		errs := paas.add_err(errs, 'status.capacity', 'status.capacity is required');
+		RETURN;
+	END IF;
+	cap := st -> 'capacity';
+	alloc := CASE WHEN jsonb_typeof(st -> 'allocatable') = 'object' THEN st -> 'allocatable' ELSE '{}' END;
+	errs := paas.check_qty(errs, 'status.capacity.cpu', cap -> 'cpu', '', true, true);
+	errs := paas.check_qty(errs, 'status.capacity.memory', cap -> 'memory', '', false, true);
+	errs := paas.check_qty(errs, 'status.capacity.ephemeral-storage', cap -> 'ephemeral-storage', '', false, false);
+	errs := paas.check_qty(errs, 'status.capacity.pods', cap -> 'pods', '', false, false);
+	FOREACH k IN ARRAY ARRAY['cpu', 'memory', 'ephemeral-storage', 'pods'] LOOP
+		errs := paas.check_qty(errs, 'status.allocatable.' || k, alloc -> k, '', k = 'cpu', false);
+	END LOOP;
+	addrs := CASE WHEN jsonb_typeof(st -> 'addresses') = 'array' THEN st -> 'addresses' ELSE '[]' END;
+	SELECT a ->> 'address' INTO ip FROM jsonb_array_elements(addrs) WITH ORDINALITY x(a, i)
+	 WHERE a ->> 'type' IN ('InternalIP', 'ExternalIP')
+	 ORDER BY a ->> 'type' = 'ExternalIP', i LIMIT 1;
+	ip := coalesce(ip, md -> 'annotations' ->> 'k3s.io/internal-ip', md -> 'labels' ->> 'k3s.io/internal-ip',
+				   md -> 'annotations' ->> 'alpha.kubernetes.io/provided-node-ip');
+	IF ip IS NULL THEN
+		errs := paas.add_err(errs, 'status.addresses', 'status.addresses must hold an InternalIP or ExternalIP');
+	END IF;
+	IF jsonb_array_length(errs) > 0 THEN
+		RETURN;
+	END IF;
+	SELECT a ->> 'address' INTO host FROM jsonb_array_elements(addrs) a
+	 WHERE a ->> 'type' = 'Hostname' LIMIT 1;
+	SELECT c ->> 'status' INTO ready FROM jsonb_array_elements(
+		CASE WHEN jsonb_typeof(st -> 'conditions') = 'array' THEN st -> 'conditions' ELSE '[]' END) c
+	 WHERE c ->> 'type' = 'Ready' LIMIT 1;
+	FOREACH k IN ARRAY ARRAY['cpu', 'memory', 'ephemeral-storage', 'pods'] LOOP
+		qty := qty || jsonb_build_object(k, coalesce(cap ->> k, CASE k WHEN 'pods' THEN '110' ELSE '0' END));
+	END LOOP;
+	spec := jsonb_build_object(
+		'name', md -> 'name',
+		'hostname', coalesce(host, md -> 'labels' ->> 'kubernetes.io/hostname', md ->> 'name'),
+		'ipAddress', ip,
+		'addresses', addrs,
+		'architecture', coalesce(ni ->> 'architecture', md -> 'labels' ->> 'kubernetes.io/arch', 'amd64'),
+		'operatingSystem', coalesce(nullif(ni ->> 'operatingSystem', ''), 'linux'),
+		'cpuCores', greatest(1, ceil(paas.quantity_milli(qty ->> 'cpu') / 1000.0)),
+		'cpuArchitecture', coalesce(nullif(ni ->> 'architecture', ''), 'unknown'),
+		'totalMemory', qty ->> 'memory',
+		'totalStorage', qty ->> 'ephemeral-storage',
+		'maxPods', greatest(1, paas.quantity_value(qty ->> 'pods')),
+		'labels', coalesce(md -> 'labels', '{}'),
+		'taints', coalesce(sp -> 'taints', '[]'),
+		'kubeletVersion', nullif(ni ->> 'kubeletVersion', ''),
+		'containerRuntime', nullif(ni ->> 'containerRuntimeVersion', ''),
+		'kernelVersion', nullif(ni ->> 'kernelVersion', ''),
+		'osImage', nullif(ni ->> 'osImage', ''))
+	|| jsonb_build_object(
+		'capacity', qty,
+		'allocatable', jsonb_build_object(
+			'cpu', coalesce(alloc ->> 'cpu', qty ->> 'cpu'),
+			'memory', coalesce(alloc ->> 'memory', qty ->> 'memory'),
+			'ephemeral-storage', coalesce(alloc ->> 'ephemeral-storage', qty ->> 'ephemeral-storage'),
+			'pods', coalesce(alloc ->> 'pods', qty ->> 'pods')),
+		'conditions', coalesce(st -> 'conditions', '[]'),
+		'providerId', sp -> 'providerID',
+		'podCidr', sp -> 'podCIDR',
+		'kubeUid', md -> 'uid',
+		'unschedulable', coalesce(sp -> 'unschedulable', 'false'),
+		'isReady', coalesce(ready, 'True') = 'True');
+END
+$$;
+COMMENT ON FUNCTION paas.node_from_k8s(jsonb) IS
+	'a Kubernetes Node object as a node spec, with field errors in the object''s paths';
+
+-- Writes the descriptive fields of spec "s" (validated) into the node "id".
+-- Capacity comes from s.capacity / s.allocatable when given (Kubernetes
+-- Node objects), else from cpuCores, totalMemory, totalStorage and maxPods.
+CREATE FUNCTION paas.node_write(node_id uuid, s jsonb) RETURNS paas.nodes
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	n paas.nodes;
+	c jsonb := s -> 'capacity';
+	a jsonb := s -> 'allocatable';
+BEGIN
+	IF c IS NULL THEN
+		c := jsonb_build_object('cpu', s ->> 'cpuCores', 'memory', s ->> 'totalMemory',
+								'ephemeral-storage', s ->> 'totalStorage', 'pods', s ->> 'maxPods');
+	END IF;
+	a := coalesce(a, c);
+	UPDATE paas.nodes SET
+		name = s ->> 'name',
+		hostname = s ->> 'hostname',
+		ip_address = (s ->> 'ipAddress')::inet,
+		addresses = coalesce(s -> 'addresses',
+							 jsonb_build_array(jsonb_build_object('type', 'InternalIP', 'address', s ->> 'ipAddress'),
+											   jsonb_build_object('type', 'Hostname', 'address', s ->> 'hostname'))),
+		architecture = coalesce(s ->> 'architecture', 'amd64'),
+		operating_system = coalesce(s ->> 'operatingSystem', 'linux'),
+		cpu_cores = (s ->> 'cpuCores')::numeric::int,
+		cpu_architecture = s ->> 'cpuArchitecture',
+		total_memory = paas.qty_of(s -> 'totalMemory', ''),
+		total_storage = paas.qty_of(s -> 'totalStorage', ''),
+		cpu_capacity_m = paas.quantity_milli(c ->> 'cpu'),
+		memory_capacity = paas.quantity_value(c ->> 'memory'),
+		storage_capacity = paas.quantity_value(coalesce(c ->> 'ephemeral-storage', '0')),
+		cpu_allocatable_m = paas.quantity_milli(a ->> 'cpu'),
+		memory_allocatable = paas.quantity_value(a ->> 'memory'),
+		storage_allocatable = paas.quantity_value(coalesce(a ->> 'ephemeral-storage', '0')),
+		pods_allocatable = paas.quantity_value(coalesce(a ->> 'pods', c ->> 'pods')),
+		max_pods = coalesce((s ->> 'maxPods')::numeric::int, max_pods),
+		allocated_cpu = coalesce(paas.qty_of(s -> 'allocatedCPU', ''), allocated_cpu),
+		allocated_memory = coalesce(paas.qty_of(s -> 'allocatedMemory', 'Mi'), allocated_memory),
+		allocated_storage = coalesce(paas.qty_of(s -> 'allocatedStorage', 'Gi'), allocated_storage),
+		cpu_allocated_m = coalesce(paas.quantity_milli(paas.qty_of(s -> 'allocatedCPU', '')), cpu_allocated_m),
+		memory_allocated = coalesce(paas.quantity_value(paas.qty_of(s -> 'allocatedMemory', 'Mi')), memory_allocated),
+		storage_allocated = coalesce(paas.quantity_value(paas.qty_of(s -> 'allocatedStorage', 'Gi')), storage_allocated),
+		current_pods = coalesce((s ->> 'currentPods')::numeric::int, current_pods),
+		labels = coalesce(nullif(s -> 'labels', 'null'), '{}'),
+		taints = coalesce(nullif(s -> 'taints', 'null'), '[]'),
+		conditions = coalesce(s -> 'conditions', conditions),
+		kubelet_version = s ->> 'kubeletVersion',
+		container_runtime = s ->> 'containerRuntime',
+		kernel_version = s ->> 'kernelVersion',
+		os_image = s ->> 'osImage',
+		provider_id = s ->> 'providerId',
+		pod_cidr = s ->> 'podCidr',
+		kube_uid = s ->> 'kubeUid',
+		updated_at = now()
+	 WHERE id = node_id
+	RETURNING * INTO n;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION paas.node_write(uuid, jsonb) IS 'stores the descriptive fields of a validated node spec';
+
+-- The editable fields of a node in the original's field set (for PUT).
+CREATE FUNCTION paas.node_spec(n paas.nodes) RETURNS jsonb
+	LANGUAGE sql STABLE PARALLEL SAFE
+	RETURN jsonb_build_object(
+		'name', n.name, 'hostname', n.hostname, 'ipAddress', host(n.ip_address),
+		'addresses', n.addresses, 'architecture', n.architecture, 'operatingSystem', n.operating_system,
+		'cpuCores', n.cpu_cores, 'cpuArchitecture', n.cpu_architecture,
+		'totalMemory', n.total_memory, 'totalStorage', n.total_storage, 'maxPods', n.max_pods,
+		'labels', n.labels, 'taints', n.taints, 'kubeletVersion', n.kubelet_version,
+		'containerRuntime', n.container_runtime, 'kernelVersion', n.kernel_version,
+		'osImage', n.os_image, 'providerId', n.provider_id, 'podCidr', n.pod_cidr, 'kubeUid', n.kube_uid,
+		'capacity', jsonb_build_object('cpu', n.cpu_capacity_m || 'm', 'memory', n.memory_capacity::text,
+									   'ephemeral-storage', n.storage_capacity::text, 'pods', n.max_pods::text),
+		'allocatable', jsonb_build_object('cpu', n.cpu_allocatable_m || 'm', 'memory', n.memory_allocatable::text,
+										  'ephemeral-storage', n.storage_allocatable::text,
+										  'pods', n.pods_allocatable::text));
+COMMENT ON FUNCTION paas.node_spec(paas.nodes) IS 'the stored spec of a node, input of an update';
+
+CREATE FUNCTION paas.node_status_event(status text) RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN CASE status WHEN 'ACTIVE' THEN 'admin_activate' WHEN 'INACTIVE' THEN 'admin_deactivate'
+					   WHEN 'MAINTENANCE' THEN 'admin_maintenance' WHEN 'PENDING' THEN 'admin_pending'
+					   WHEN 'NOT_READY' THEN 'admin_not_ready' END;
+COMMENT ON FUNCTION paas.node_status_event(text) IS 'the admin event that asks for a status';
+
+CREATE FUNCTION paas.node_hostname_taken(host text, except_id uuid) RETURNS void
+	LANGUAGE plpgsql STABLE
+	SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM paas.nodes WHERE hostname = host AND id IS DISTINCT FROM except_id) THEN
+		RAISE EXCEPTION 'Worker node with this hostname already exists' USING ERRCODE = 'PT409';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION paas.node_hostname_taken(text, uuid) IS 'PT409 when another node has this hostname';
+
+------------------------------------------------------------------------------
+-- Join tokens and node tokens
+------------------------------------------------------------------------------
+
+CREATE FUNCTION paas.node_token_hash(tok text) RETURNS bytea
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	RETURN digest(tok, 'sha256');
+COMMENT ON FUNCTION paas.node_token_hash(text) IS 'SHA-256 of a join or node token';
+
+-- Checks the join token of a registration; PT401 when missing or not live.
+-- A DBA session (not the gateway) registers without one.
+CREATE FUNCTION paas.node_check_join(tok text) RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+BEGIN
+	IF tok IS NULL OR tok = '' THEN
+		IF session_user <> 'paas_api' THEN
+			RETURN;
+		END IF;
+		RAISE EXCEPTION 'Join token required' USING ERRCODE = 'PT401';
+	END IF;
+	UPDATE paas.node_join_tokens SET last_used_at = now()
+	 WHERE token_hash = paas.node_token_hash(tok) AND revoked_at IS NULL
+	   AND (expires_at IS NULL OR expires_at > now());
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Invalid join token' USING ERRCODE = 'PT401';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION paas.node_check_join(text) IS 'PT401 unless tok is a live join token';
+
+-- The node a heartbeat or resource call is about, checked against the
+-- caller's node token: none or unknown -> PT401, another node's -> PT403.
+-- A DBA session without a token acts on any node (and locks it).
+CREATE FUNCTION paas.node_by_token(key text, ctx jsonb) RETURNS paas.nodes
+	LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	n paas.nodes;
+	tok text := ctx ->> 'nodeToken';
+BEGIN
+	IF tok IS NULL AND session_user <> 'paas_api' THEN
+		RETURN paas.find_node(key);
+	END IF;
+	IF tok IS NULL THEN
+		RAISE EXCEPTION 'Node token required' USING ERRCODE = 'PT401';
+	END IF;
+	-- no row lock: writers update by id and re-check the status they read
+	SELECT * INTO n FROM paas.nodes WHERE token_hash = paas.node_token_hash(tok);
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Invalid node token' USING ERRCODE = 'PT401';
+	END IF;
+	IF key IS DISTINCT FROM n.name AND paas.to_uuid(key) IS DISTINCT FROM n.id THEN
+		RAISE EXCEPTION 'This node token belongs to another node' USING ERRCODE = 'PT403';
+	END IF;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION paas.node_by_token(text, jsonb) IS
+	'the node of a path segment, authorised by ctx.nodeToken (PT401 / PT403)';
+
+CREATE FUNCTION api.workers_join_token_add(token text, note text DEFAULT NULL,
+										   expires_at timestamptz DEFAULT NULL)
+	RETURNS uuid
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	tid uuid;
+BEGIN
+	IF token IS NULL OR char_length(token) < 16 OR char_length(token) > 512 THEN
+		PERFORM paas.raise_if_invalid(paas.add_err('[]', 'token', 'token must be 16 to 512 characters'));
+	END IF;
+	SELECT id INTO tid FROM paas.node_join_tokens WHERE token_hash = paas.node_token_hash(token);
+	IF FOUND THEN
+		RETURN tid;
+	END IF;
+	INSERT INTO paas.node_join_tokens (token_hash, note, expires_at)
+	VALUES (paas.node_token_hash(token), note, workers_join_token_add.expires_at)
+	RETURNING id INTO tid;
+	RETURN tid;
+END
+$$;
+COMMENT ON FUNCTION api.workers_join_token_add(text, text, timestamptz) IS
+	'adds a cluster join token (idempotent: a known token keeps its row); for set-up scripts and DBAs';
+
+CREATE FUNCTION paas.join_token_json(t paas.node_join_tokens) RETURNS jsonb
+	LANGUAGE sql STABLE PARALLEL SAFE
+	RETURN jsonb_build_object('id', t.id, 'note', t.note, 'createdAt', paas.iso(t.created_at),
+							  'expiresAt', paas.iso(t.expires_at), 'revokedAt', paas.iso(t.revoked_at),
+							  'lastUsedAt', paas.iso(t.last_used_at),
+							  'isValid', t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now()));
+COMMENT ON FUNCTION paas.join_token_json(paas.node_join_tokens) IS 'a join token without its secret';
+
+CREATE FUNCTION api.workers_join_tokens_list(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	RETURN jsonb_build_object('tokens', coalesce((SELECT jsonb_agg(paas.join_token_json(t) ORDER BY t.created_at DESC)
+												   FROM paas.node_join_tokens t), '[]'));
+END
+$$;
+COMMENT ON FUNCTION api.workers_join_tokens_list(jsonb, jsonb) IS 'GET /workers/join-tokens';
+
+CREATE FUNCTION api.workers_join_tokens_create(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	errs jsonb := '[]';
+	tok text := encode(gen_random_bytes(32), 'hex');
+	t paas.node_join_tokens;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	errs := paas.check_text(errs, req, 'note', false, 0, 200);
+	errs := paas.check_int(errs, req, 'expiresInHours', false, 1, 24 * 366);
+	PERFORM paas.raise_if_invalid(errs);
+	INSERT INTO paas.node_join_tokens (token_hash, note, expires_at)
+	VALUES (paas.node_token_hash(tok), req ->> 'note',
+			now() + make_interval(hours => (req ->> 'expiresInHours')::int))
+	RETURNING * INTO t;
+	RETURN paas.join_token_json(t) || jsonb_build_object('token', tok);
+END
+$$;
+COMMENT ON FUNCTION api.workers_join_tokens_create(jsonb, jsonb) IS
+	'POST /workers/join-tokens: a random join token, shown once';
+
+CREATE FUNCTION api.workers_join_tokens_revoke(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	t paas.node_join_tokens;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	UPDATE paas.node_join_tokens SET revoked_at = coalesce(revoked_at, now())
+	 WHERE id = paas.to_uuid(req ->> 'tokenId')
+	RETURNING * INTO t;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Join token not found' USING ERRCODE = 'PT404';
+	END IF;
+	RETURN paas.join_token_json(t);
+END
+$$;
+COMMENT ON FUNCTION api.workers_join_tokens_revoke(jsonb, jsonb) IS
+	'DELETE /workers/join-tokens/:tokenId: revokes a join token (registered nodes keep working)';
+
+------------------------------------------------------------------------------
+-- api: node routes (register, heartbeat, resources)
+------------------------------------------------------------------------------
+
+CREATE FUNCTION api.workers_register(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	errs jsonb := '[]';
+	s jsonb;
+	n paas.nodes;
+	old text;
+	created boolean := false;
+	tok text := encode(gen_random_bytes(32), 'hex');
+	ev text;
+BEGIN
+	req := paas.require_object(req);
+	PERFORM paas.node_check_join(coalesce(ctx ->> 'nodeToken', req ->> 'registrationToken'));
+	req := req - 'registrationToken';
+	IF req ? 'kind' OR req ? 'metadata' OR req ? 'apiVersion' THEN
+		SELECT k.spec, k.errs INTO s, errs FROM paas.node_from_k8s(req) k;
+		PERFORM paas.raise_if_invalid(errs);
+	ELSE
+		s := req;
+		errs := paas.check_bool(errs, s, 'isReady', false);
+		IF s ? 'maxPods' IS FALSE THEN
+			s := s || '{"maxPods": 110}';
+		END IF;
+	END IF;
+	errs := paas.node_check(errs, s, true);
+	PERFORM paas.raise_if_invalid(errs);
+
+	SELECT * INTO n FROM paas.nodes WHERE name = s ->> 'name' FOR UPDATE;
+	IF NOT FOUND THEN
+		PERFORM paas.node_hostname_taken(s ->> 'hostname', NULL);
+		INSERT INTO paas.nodes (name, hostname, ip_address, cpu_cores, cpu_architecture, total_memory, total_storage)
+		VALUES (s ->> 'name', s ->> 'hostname', (s ->> 'ipAddress')::inet, 1, '', '0', '0')
+		RETURNING * INTO n;
+		created := true;
+	ELSE
+		PERFORM paas.node_hostname_taken(s ->> 'hostname', n.id);
+	END IF;
+	n := paas.node_write(n.id, s);
+	old := CASE WHEN created THEN NULL ELSE n.status END;
+	ev := CASE WHEN coalesce((s ->> 'isReady')::boolean, true) THEN 'register' ELSE 'register_not_ready' END;
+	UPDATE paas.nodes
+	   SET status = paas.node_transition(status, ev),
+		   is_ready = coalesce((s ->> 'isReady')::boolean, true),
+		   cordoned = coalesce((s ->> 'unschedulable')::boolean, false),
+		   token_hash = paas.node_token_hash(tok), token_issued_at = now(),
+		   registered_at = now(), last_heartbeat = now(), last_health_check = now(),
+		   status_changed_at = CASE WHEN status <> paas.node_transition(status, ev) THEN now()
+									ELSE status_changed_at END
+	 WHERE id = n.id
+	RETURNING * INTO n;
+	PERFORM paas.node_audit(n, old, ev, 'node', CASE WHEN created THEN 'registered' ELSE 're-registered' END);
+	RETURN jsonb_build_object('id', n.id, 'name', n.name, 'status', n.status, 'isReady', n.is_ready,
+							  'isSchedulable', paas.node_schedulable(n), 'created', created,
+							  'nodeToken', tok, 'heartbeatIntervalSeconds', 30,
+							  'gracePeriodSeconds', extract(epoch FROM (paas.node_health_settings()).grace_period)::int);
+END
+$$;
+COMMENT ON FUNCTION api.workers_register(jsonb, jsonb) IS
+	'POST /workers/register: join token; the original field set or a Kubernetes Node object; returns the node token';
+
+-- The shared body of heartbeats and resource reports: validates the
+-- allocation / usage fields and writes them.
+CREATE FUNCTION api.workers_heartbeat(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	n paas.nodes;
+	body jsonb := req - 'nodeName' - 'nodeId';
+	errs jsonb := '[]';
+	ready boolean := true;
+	old text;
+	nxt text;
+	ev text;
+	agent_ts timestamptz;
+BEGIN
+	-- Losing the last instants of heartbeats in a crash is harmless (the
+	-- next one comes within the interval); not waiting for the WAL flush
+	-- is what lets one server take a large fleet's heartbeats.
+	PERFORM set_config('synchronous_commit', 'off', true);
+	n := paas.node_by_token(coalesce(req ->> 'nodeName', req ->> 'nodeId'), ctx);
+	IF body <> '{}' THEN
+		IF body ? 'isReady' AND jsonb_typeof(body -> 'isReady') <> 'boolean' THEN
+			errs := paas.check_bool(errs, body, 'isReady', false);
+		END IF;
+		IF body ? 'status' THEN
+			errs := paas.check_enum(errs, body, 'status', false, ARRAY['ACTIVE', 'NOT_READY']);
+		END IF;
+		errs := paas.node_check_report(errs, body);
+		IF body ? 'conditions' AND jsonb_typeof(body -> 'conditions') <> 'array' THEN
+			errs := paas.add_err(errs, 'conditions', 'conditions must be an array');
+		END IF;
+		IF body ? 'agentTime' THEN
+			BEGIN
+				agent_ts := (body ->> 'agentTime')::timestamptz;
+			EXCEPTION WHEN OTHERS THEN
+				errs := paas.add_err(errs, 'agentTime', 'agentTime must be an ISO-8601 timestamp');
+			END;
+		END IF;
+		PERFORM paas.raise_if_invalid(errs);
+		ready := coalesce((body ->> 'isReady')::boolean,
+						  CASE body ->> 'status' WHEN 'ACTIVE' THEN true WHEN 'NOT_READY' THEN false END,
+						  (SELECT c ->> 'status' = 'True' FROM jsonb_array_elements(body -> 'conditions') c
+							WHERE c ->> 'type' = 'Ready' LIMIT 1),
+						  true);
+	END IF;
+	ev := CASE WHEN ready THEN 'heartbeat_ready' ELSE 'heartbeat_not_ready' END;
+	-- Optimistic: the row is not locked (a lock would cost a WAL record per
+	-- heartbeat); the update applies only if the status is still the one the
+	-- transition was computed from, else the status is read again.
+	LOOP
+		old := n.status;
+		nxt := paas.node_transition(old, ev);
+		UPDATE paas.nodes SET
+			status = nxt,
+			is_ready = ready,
+			status_changed_at = CASE WHEN nxt <> old THEN now() ELSE status_changed_at END,
+			allocated_cpu = coalesce(paas.qty_of(body -> 'allocatedCPU', ''), allocated_cpu),
+			allocated_memory = coalesce(paas.qty_of(body -> 'allocatedMemory', 'Mi'), allocated_memory),
+			allocated_storage = coalesce(paas.qty_of(body -> 'allocatedStorage', 'Gi'), allocated_storage),
+			cpu_allocated_m = coalesce(paas.quantity_milli(paas.qty_of(body -> 'allocatedCPU', '')), cpu_allocated_m),
+			memory_allocated = coalesce(paas.quantity_value(paas.qty_of(body -> 'allocatedMemory', 'Mi')), memory_allocated),
+			storage_allocated = coalesce(paas.quantity_value(paas.qty_of(body -> 'allocatedStorage', 'Gi')), storage_allocated),
+			current_pods = coalesce((body ->> 'currentPods')::numeric::int, current_pods),
+			cpu_used_m = coalesce(paas.quantity_milli(paas.qty_of(body -> 'cpuUsage', '')), cpu_used_m),
+			memory_used = coalesce(paas.quantity_value(paas.qty_of(body -> 'memoryUsage', '')), memory_used),
+			storage_used = coalesce(paas.quantity_value(paas.qty_of(body -> 'storageUsage', '')), storage_used),
+			conditions = coalesce(body -> 'conditions', conditions),
+			agent_clock_skew_ms = CASE WHEN agent_ts IS NULL THEN agent_clock_skew_ms
+									   ELSE (extract(epoch FROM agent_ts - now()) * 1000)::bigint END,
+			last_health_check = now(),
+			last_heartbeat = now(),
+			updated_at = now()
+		 WHERE id = n.id AND status = old
+		RETURNING * INTO n;
+		EXIT WHEN FOUND;
+		SELECT * INTO n FROM paas.nodes WHERE id = n.id;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'Invalid node token' USING ERRCODE = 'PT401';
+		END IF;
+	END LOOP;
+	IF nxt <> old THEN
+		PERFORM paas.node_audit(n, old, ev, 'node', NULL);
+	END IF;
+	RETURN jsonb_build_object('id', n.id, 'name', n.name, 'lastHeartbeat', paas.iso(n.last_heartbeat),
+							  'status', n.status, 'isReady', n.is_ready, 'isSchedulable', paas.node_schedulable(n),
+							  'allocatedCPU', n.allocated_cpu, 'allocatedMemory', n.allocated_memory,
+							  'allocatedStorage', n.allocated_storage, 'currentPods', n.current_pods);
+END
+$$;
+COMMENT ON FUNCTION api.workers_heartbeat(jsonb, jsonb) IS
+	'PUT /workers/:nodeName/heartbeat and PATCH /workers/:nodeId/heartbeat: node token; server time';
+
+CREATE FUNCTION api.workers_resources(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	n paas.nodes;
+	body jsonb := req - 'nodeId';
+	errs jsonb := '[]';
+BEGIN
+	n := paas.node_by_token(req ->> 'nodeId', ctx);
+	errs := paas.node_check_report(errs, body);
+	IF NOT (body ?| ARRAY['allocatedCPU', 'allocatedMemory', 'allocatedStorage', 'currentPods',
+						  'cpuUsage', 'memoryUsage', 'storageUsage']) THEN
+		errs := paas.add_err(errs, '', 'at least one of allocatedCPU, allocatedMemory, allocatedStorage, currentPods, cpuUsage, memoryUsage, storageUsage is required');
+	END IF;
+	PERFORM paas.raise_if_invalid(errs);
+	UPDATE paas.nodes SET
+		allocated_cpu = coalesce(paas.qty_of(body -> 'allocatedCPU', ''), allocated_cpu),
+		allocated_memory = coalesce(paas.qty_of(body -> 'allocatedMemory', 'Mi'), allocated_memory),
+		allocated_storage = coalesce(paas.qty_of(body -> 'allocatedStorage', 'Gi'), allocated_storage),
+		cpu_allocated_m = coalesce(paas.quantity_milli(paas.qty_of(body -> 'allocatedCPU', '')), cpu_allocated_m),
+		memory_allocated = coalesce(paas.quantity_value(paas.qty_of(body -> 'allocatedMemory', 'Mi')), memory_allocated),
+		storage_allocated = coalesce(paas.quantity_value(paas.qty_of(body -> 'allocatedStorage', 'Gi')), storage_allocated),
+		cpu_used_m = coalesce(paas.quantity_milli(paas.qty_of(body -> 'cpuUsage', '')), cpu_used_m),
+		memory_used = coalesce(paas.quantity_value(paas.qty_of(body -> 'memoryUsage', '')), memory_used),
+		storage_used = coalesce(paas.quantity_value(paas.qty_of(body -> 'storageUsage', '')), storage_used),
+		current_pods = coalesce((body ->> 'currentPods')::numeric::int, current_pods),
+		updated_at = now()
+	 WHERE id = n.id
+	RETURNING * INTO n;
+	RETURN jsonb_build_object('id', n.id, 'name', n.name, 'cpuCores', n.cpu_cores,
+							  'totalMemory', n.total_memory, 'totalStorage', n.total_storage,
+							  'allocatedCPU', n.allocated_cpu, 'allocatedMemory', n.allocated_memory,
+							  'allocatedStorage', n.allocated_storage, 'currentPods', n.current_pods,
+							  'maxPods', n.max_pods) || jsonb_build_object(
+							  'allocation', paas.node_json(n) -> 'allocation', 'usage', paas.node_json(n) -> 'usage');
+END
+$$;
+COMMENT ON FUNCTION api.workers_resources(jsonb, jsonb) IS
+	'PATCH /workers/:nodeId/resources: allocation and usage of the calling node (no liveness effect)';
+
+------------------------------------------------------------------------------
+-- api: admin routes
+------------------------------------------------------------------------------
+
+CREATE FUNCTION api.workers_list(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	errs jsonb := '[]';
+	lim int;
+	off int;
+	total bigint;
+	rows jsonb;
+	pg jsonb;
+	sort_col text;
+	sort_dir text;
+	search text;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	errs := paas.check_paging(errs, req);
+	errs := paas.check_enum(errs, req, 'status', false, ARRAY['ACTIVE', 'INACTIVE', 'MAINTENANCE', 'PENDING', 'NOT_READY']);
+	errs := paas.check_bool(errs, req, 'isSchedulable', false);
+	errs := paas.check_bool(errs, req, 'isReady', false);
+	errs := paas.check_text(errs, req, 'search', false, 0, 100);
+	errs := paas.check_enum(errs, req, 'sortBy', false,
+							ARRAY['name', 'hostname', 'cpuCores', 'totalMemory', 'status', 'createdAt', 'lastHeartbeat']);
+	errs := paas.check_enum(errs, req, 'sortOrder', false, ARRAY['asc', 'desc']);
+	PERFORM paas.raise_if_invalid(errs);
+	lim := coalesce((req ->> 'limit')::int, 10);
+	off := (coalesce((req ->> 'page')::int, 1) - 1) * lim;
+	search := nullif(btrim(req ->> 'search'), '');
+	sort_col := CASE coalesce(req ->> 'sortBy', 'createdAt')
+		WHEN 'name' THEN 'n.name' WHEN 'hostname' THEN 'n.hostname' WHEN 'cpuCores' THEN 'n.cpu_cores'
+		WHEN 'totalMemory' THEN 'n.memory_capacity' WHEN 'status' THEN 'n.status'
+		WHEN 'lastHeartbeat' THEN 'n.last_heartbeat' ELSE 'n.created_at' END;
+	sort_dir := CASE WHEN req ->> 'sortOrder' = 'asc' THEN 'ASC' ELSE 'DESC' END;
+
+	EXECUTE format($q$
+		WITH f AS (
+			SELECT n, row_number() OVER (ORDER BY %1$s %2$s NULLS LAST, n.id) AS rn,
+				   count(*) OVER () AS total
+			  FROM paas.nodes n
+			 WHERE ($1 IS NULL OR n.status = $1)
+			   AND ($2 IS NULL OR paas.node_schedulable(n) = $2)
+			   AND ($3 IS NULL OR n.is_ready = $3)
+			   AND ($4 IS NULL OR concat_ws(' ', n.name, n.hostname, host(n.ip_address), n.cpu_architecture,
+											n.operating_system) ILIKE '%%' || $4 || '%%'))
+		SELECT coalesce(max(total), 0),
+			   coalesce(jsonb_agg(paas.node_json(f.n) ORDER BY rn) FILTER (WHERE rn > $6 AND rn <= $6 + $5), '[]')
+		  FROM f
+		$q$, sort_col, sort_dir)
+	INTO total, rows
+	USING req ->> 'status', (req ->> 'isSchedulable')::boolean, (req ->> 'isReady')::boolean, search, lim, off;
+
+	pg := paas.pagination(req, total);
+	RETURN jsonb_build_object('data', jsonb_build_object('workers', rows, 'pagination', pg), 'pagination', pg);
+END
+$$;
+COMMENT ON FUNCTION api.workers_list(jsonb, jsonb) IS
+	'GET /workers: page, limit, status, isSchedulable, isReady, search, sortBy, sortOrder';
+
+CREATE FUNCTION api.workers_stats(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	r jsonb;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	SELECT jsonb_build_object(
+		'totalNodes', count(*),
+		'nodeStatus', jsonb_build_object(
+			'active', count(*) FILTER (WHERE status = 'ACTIVE'),
+			'inactive', count(*) FILTER (WHERE status = 'INACTIVE'),
+			'maintenance', count(*) FILTER (WHERE status = 'MAINTENANCE'),
+			'pending', count(*) FILTER (WHERE status = 'PENDING'),
+			'notReady', count(*) FILTER (WHERE status = 'NOT_READY')),
+		'nodeCapabilities', jsonb_build_object(
+			'schedulable', count(*) FILTER (WHERE paas.node_schedulable(n)),
+			'ready', count(*) FILTER (WHERE is_ready),
+			'cordoned', count(*) FILTER (WHERE cordoned)),
+		'resources', jsonb_build_object(
+			'cpu', jsonb_build_object(
+				'unit', 'millicores',
+				'total', coalesce(sum(cpu_capacity_m), 0), 'allocatable', coalesce(sum(cpu_allocatable_m), 0),
+				'allocated', coalesce(sum(cpu_allocated_m), 0), 'used', coalesce(sum(cpu_used_m), 0),
+				'utilization', coalesce(paas.node_pct(sum(cpu_allocated_m)::bigint, sum(cpu_allocatable_m)::bigint), 0),
+				'usagePercent', coalesce(paas.node_pct(sum(cpu_used_m)::bigint, sum(cpu_capacity_m)::bigint), 0)),
+			'memory', jsonb_build_object(
+				'unit', 'bytes',
+				'total', coalesce(sum(memory_capacity), 0), 'allocatable', coalesce(sum(memory_allocatable), 0),
+				'allocated', coalesce(sum(memory_allocated), 0), 'used', coalesce(sum(memory_used), 0),
+				'utilization', coalesce(paas.node_pct(sum(memory_allocated)::bigint, sum(memory_allocatable)::bigint), 0),
+				'usagePercent', coalesce(paas.node_pct(sum(memory_used)::bigint, sum(memory_capacity)::bigint), 0)),
+			'storage', jsonb_build_object(
+				'unit', 'bytes',
+				'total', coalesce(sum(storage_capacity), 0), 'allocatable', coalesce(sum(storage_allocatable), 0),
+				'allocated', coalesce(sum(storage_allocated), 0), 'used', coalesce(sum(storage_used), 0),
+				'utilization', coalesce(paas.node_pct(sum(storage_allocated)::bigint, sum(storage_allocatable)::bigint), 0),
+				'usagePercent', coalesce(paas.node_pct(sum(storage_used)::bigint, sum(storage_capacity)::bigint), 0)),
+			'pods', jsonb_build_object(
+				'maxTotal', coalesce(sum(max_pods), 0), 'currentTotal', coalesce(sum(current_pods), 0),
+				'utilization', coalesce(paas.node_pct(sum(current_pods)::bigint, sum(max_pods)::bigint), 0))))
+	  INTO r
+	  FROM paas.nodes n;
+	RETURN r;
+END
+$$;
+COMMENT ON FUNCTION api.workers_stats(jsonb, jsonb) IS
+	'GET /workers/stats: counts by status, capacity vs allocation and usage totals';
+
+CREATE FUNCTION api.workers_online(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	r jsonb;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	SELECT jsonb_build_object('nodes', coalesce(jsonb_agg(paas.node_json(n) ORDER BY n.name), '[]'),
+							  'count', count(*))
+	  INTO r FROM paas.nodes n WHERE paas.node_schedulable(n);
+	RETURN r;
+END
+$$;
+COMMENT ON FUNCTION api.workers_online(jsonb, jsonb) IS 'GET /workers/online: ACTIVE, ready and schedulable nodes';
+
+CREATE FUNCTION api.workers_offline(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	r jsonb;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	SELECT jsonb_build_object('nodes', coalesce(jsonb_agg(paas.node_json(n) ORDER BY n.name), '[]'),
+							  'count', count(*))
+	  INTO r FROM paas.nodes n WHERE NOT paas.node_schedulable(n);
+	RETURN r;
+END
+$$;
+COMMENT ON FUNCTION api.workers_offline(jsonb, jsonb) IS 'GET /workers/offline: every node that is not online';
+
+CREATE FUNCTION api.workers_get(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	RETURN paas.node_json(paas.find_node(req ->> 'nodeId'));
+END
+$$;
+COMMENT ON FUNCTION api.workers_get(jsonb, jsonb) IS 'GET /workers/:nodeId (id or name)';
+
+CREATE FUNCTION api.workers_transitions(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	n paas.nodes;
+	errs jsonb;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	errs := paas.check_int('[]', req, 'limit', false, 1, 500);
+	PERFORM paas.raise_if_invalid(errs);
+	n := paas.find_node(req ->> 'nodeId');
+	RETURN jsonb_build_object('node', jsonb_build_object('id', n.id, 'name', n.name, 'status', n.status),
+		'transitions', coalesce((SELECT jsonb_agg(jsonb_build_object(
+				'from', t.from_status, 'to', t.to_status, 'event', t.event, 'reason', t.reason,
+				'actor', t.actor, 'at', paas.iso(t.at)) ORDER BY t.id DESC)
+			FROM (SELECT * FROM paas.node_transitions WHERE node_id = n.id
+				   ORDER BY id DESC LIMIT coalesce((req ->> 'limit')::int, 50)) t), '[]'));
+END
+$$;
+COMMENT ON FUNCTION api.workers_transitions(jsonb, jsonb) IS
+	'GET /workers/:nodeId/transitions: the audit trail of a node, newest first';
+
+CREATE FUNCTION api.workers_create(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	errs jsonb := '[]';
+	n paas.nodes;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	errs := paas.node_check(errs, req, true);
+	errs := paas.check_enum(errs, req, 'status', false, ARRAY['ACTIVE', 'INACTIVE', 'MAINTENANCE', 'PENDING', 'NOT_READY']);
+	errs := paas.check_bool(errs, req, 'isReady', false);
+	errs := paas.check_bool(errs, req, 'isSchedulable', false);
+	PERFORM paas.raise_if_invalid(errs);
+	IF EXISTS (SELECT 1 FROM paas.nodes WHERE name = req ->> 'name') THEN
+		RAISE EXCEPTION 'Worker node with this name already exists' USING ERRCODE = 'PT409';
+	END IF;
+	PERFORM paas.node_hostname_taken(req ->> 'hostname', NULL);
+	INSERT INTO paas.nodes (name, hostname, ip_address, cpu_cores, cpu_architecture, total_memory, total_storage,
+							status, is_ready, cordoned)
+	VALUES (req ->> 'name', req ->> 'hostname', (req ->> 'ipAddress')::inet, 1, '', '0', '0',
+			coalesce(req ->> 'status', 'PENDING'), coalesce((req ->> 'isReady')::boolean, false),
+			NOT coalesce((req ->> 'isSchedulable')::boolean, true))
+	RETURNING * INTO n;
+	n := paas.node_write(n.id, req || jsonb_build_object('maxPods', coalesce(req -> 'maxPods', '30')));
+	PERFORM paas.node_audit(n, NULL, 'admin_create', paas.node_actor(ctx), NULL);
+	RETURN paas.node_json(n);
+END
+$$;
+COMMENT ON FUNCTION api.workers_create(jsonb, jsonb) IS
+	'POST /workers: a node in the original field set (default PENDING; it gets a token by registering)';
+
+CREATE FUNCTION api.workers_update(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	errs jsonb := '[]';
+	n paas.nodes;
+	body jsonb;
+	s jsonb;
+	fields constant text[] := ARRAY['name', 'hostname', 'ipAddress', 'architecture', 'operatingSystem',
+		'cpuCores', 'cpuArchitecture', 'totalMemory', 'totalStorage', 'allocatedCPU', 'allocatedMemory',
+		'allocatedStorage', 'maxPods', 'currentPods', 'status', 'isReady', 'isSchedulable', 'labels', 'taints',
+		'kubeletVersion', 'containerRuntime', 'kernelVersion', 'osImage'];
+	actor text := paas.node_actor(ctx);
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	SELECT coalesce(jsonb_object_agg(key, value), '{}') INTO body
+	  FROM jsonb_each(req) WHERE key = ANY (fields);
+	errs := paas.node_check(errs, body, false);
+	errs := paas.check_enum(errs, body, 'status', false, ARRAY['ACTIVE', 'INACTIVE', 'MAINTENANCE', 'PENDING', 'NOT_READY']);
+	errs := paas.check_bool(errs, body, 'isReady', false);
+	errs := paas.check_bool(errs, body, 'isSchedulable', false);
+	IF body = '{}' THEN
+		errs := paas.add_err(errs, '', 'at least one field to update is required');
+	END IF;
+	PERFORM paas.raise_if_invalid(errs);
+	n := paas.find_node(req ->> 'nodeId');
+	IF body ? 'name' AND EXISTS (SELECT 1 FROM paas.nodes WHERE name = body ->> 'name' AND id <> n.id) THEN
+		RAISE EXCEPTION 'Worker node with this name already exists' USING ERRCODE = 'PT409';
+	END IF;
+	IF body ? 'hostname' THEN
+		PERFORM paas.node_hostname_taken(body ->> 'hostname', n.id);
+	END IF;
+	s := paas.node_spec(n);
+	IF body ?| ARRAY['cpuCores', 'totalMemory', 'totalStorage', 'maxPods'] THEN
+		s := s - 'capacity' - 'allocatable';
+	END IF;
+	IF body ?| ARRAY['ipAddress', 'hostname'] THEN
+		s := s - 'addresses';
+	END IF;
+	n := paas.node_write(n.id, s || (body - 'status' - 'isReady' - 'isSchedulable'));
+	IF body ? 'isReady' THEN
+		UPDATE paas.nodes SET is_ready = (body ->> 'isReady')::boolean WHERE id = n.id RETURNING * INTO n;
+	END IF;
+	IF body ? 'status' THEN
+		n := paas.node_apply(n, paas.node_status_event(body ->> 'status'), actor, 'updated by an administrator');
+	END IF;
+	IF body ? 'isSchedulable' THEN
+		n := paas.node_apply(n, CASE WHEN (body ->> 'isSchedulable')::boolean THEN 'uncordon' ELSE 'cordon' END,
+							 actor, 'updated by an administrator');
+	END IF;
+	RETURN paas.node_json(n);
+END
+$$;
+COMMENT ON FUNCTION api.workers_update(jsonb, jsonb) IS
+	'PUT /workers/:nodeId: any field of the original set; status and isSchedulable go through the status machine';
+
+CREATE FUNCTION api.workers_delete(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	n paas.nodes;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	n := paas.find_node(req ->> 'nodeId');
+	DELETE FROM paas.nodes WHERE id = n.id;
+	INSERT INTO paas.node_transitions (node_id, node_name, from_status, to_status, event, actor, reason)
+	VALUES (n.id, n.name, n.status, n.status, 'admin_delete', paas.node_actor(ctx), 'deleted; node token revoked');
+	RETURN jsonb_build_object('id', n.id, 'name', n.name, 'status', n.status, 'hostname', n.hostname,
+							  'ipAddress', host(n.ip_address));
+END
+$$;
+COMMENT ON FUNCTION api.workers_delete(jsonb, jsonb) IS
+	'DELETE /workers/:nodeId: removes the node (its token stops working; the audit stays)';
+
+CREATE FUNCTION api.workers_set_schedulable(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	errs jsonb := '[]';
+	n paas.nodes;
+	v boolean;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	IF NOT req ? 'schedulable' AND req ? 'isSchedulable' THEN
+		req := req || jsonb_build_object('schedulable', req -> 'isSchedulable');
+	END IF;
+	errs := paas.check_bool(errs, req, 'schedulable', true);
+	errs := paas.check_text(errs, req, 'reason', false, 0, 500);
+	PERFORM paas.raise_if_invalid(errs);
+	v := (req ->> 'schedulable')::boolean;
+	n := paas.find_node(req ->> 'nodeId');
+	n := paas.node_apply(n, CASE WHEN v THEN 'uncordon' ELSE 'cordon' END, paas.node_actor(ctx), req ->> 'reason');
+	RETURN jsonb_build_object('id', n.id, 'name', n.name, 'isSchedulable', paas.node_schedulable(n),
+							  'unschedulable', n.cordoned, 'isReady', n.is_ready, 'status', n.status,
+							  'updatedAt', paas.iso(n.updated_at));
+END
+$$;
+COMMENT ON FUNCTION api.workers_set_schedulable(jsonb, jsonb) IS
+	'PATCH /workers/:nodeId/schedulable {schedulable}: cordon / uncordon (409 while INACTIVE or MAINTENANCE)';
+
+CREATE FUNCTION api.workers_set_status(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	errs jsonb := '[]';
+	n paas.nodes;
+	old text;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	errs := paas.check_enum(errs, req, 'status', true, ARRAY['ACTIVE', 'INACTIVE', 'MAINTENANCE', 'PENDING', 'NOT_READY']);
+	errs := paas.check_text(errs, req, 'reason', false, 0, 500);
+	PERFORM paas.raise_if_invalid(errs);
+	n := paas.find_node(req ->> 'nodeId');
+	old := n.status;
+	n := paas.node_apply(n, paas.node_status_event(req ->> 'status'), paas.node_actor(ctx), req ->> 'reason');
+	RETURN jsonb_build_object('id', n.id, 'name', n.name, 'status', n.status, 'previousStatus', old,
+							  'isReady', n.is_ready, 'isSchedulable', paas.node_schedulable(n),
+							  'updatedAt', paas.iso(n.updated_at));
+END
+$$;
+COMMENT ON FUNCTION api.workers_set_status(jsonb, jsonb) IS
+	'PATCH /workers/:nodeId/status {status, reason?}: through the status machine (409 when illegal)';
+
+------------------------------------------------------------------------------
+-- Health monitor (job node_monitor, run by the background worker)
+------------------------------------------------------------------------------
+
+-- Kubernetes' node-lifecycle controller on silence: Ready and the pressure
+-- conditions become Unknown / NodeStatusUnknown; lastHeartbeatTime stays.
+CREATE FUNCTION paas.node_conditions_unknown(conds jsonb, at timestamptz) RETURNS jsonb
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN CASE WHEN jsonb_typeof(conds) <> 'array' OR jsonb_array_length(conds) = 0 THEN conds
+		   ELSE (SELECT jsonb_agg(CASE
+					WHEN c ->> 'type' IN ('Ready', 'MemoryPressure', 'DiskPressure', 'PIDPressure')
+						 AND c ->> 'status' IS DISTINCT FROM 'Unknown'
+					THEN c || jsonb_build_object('status', 'Unknown', 'reason', 'NodeStatusUnknown',
+												 'message', 'Kubelet stopped posting node status.',
+												 'lastTransitionTime', to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'))
+					ELSE c END ORDER BY i)
+				 FROM jsonb_array_elements(conds) WITH ORDINALITY x(c, i)) END;
+COMMENT ON FUNCTION paas.node_conditions_unknown(jsonb, timestamptz) IS
+	'conditions of a silent node, as the node-lifecycle controller rewrites them';
+
+-- One pass: ACTIVE nodes silent for the grace period -> NOT_READY; ACTIVE or
+-- NOT_READY nodes silent for offline_after -> INACTIVE.  Rows another
+-- session holds (a heartbeat in flight) are skipped until the next pass.
+CREATE FUNCTION paas.job_node_monitor() RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	t0 timestamptz := clock_timestamp();
+	cfg record;
+	r jsonb;
+BEGIN
+	SELECT * INTO cfg FROM paas.node_health_settings();
+	WITH cand AS (
+		SELECT n.id, n.status AS old_status,
+			   CASE WHEN coalesce(n.last_heartbeat, n.created_at) < now() - cfg.offline_after
+					THEN 'offline_timeout' ELSE 'heartbeat_timeout' END AS event
+		  FROM paas.nodes n
+		 WHERE n.status IN ('ACTIVE', 'NOT_READY')
+		   AND coalesce(n.last_heartbeat, n.created_at) < now() - cfg.grace_period
+		   AND (n.status = 'ACTIVE' OR coalesce(n.last_heartbeat, n.created_at) < now() - cfg.offline_after)
+		 ORDER BY n.id
+		   FOR UPDATE OF n SKIP LOCKED),
+	upd AS (
+		UPDATE paas.nodes n
+		   SET status = paas.node_transition(c.old_status, c.event),
+			   is_ready = false,
+			   conditions = CASE WHEN c.old_status = 'ACTIVE'
+								 THEN paas.node_conditions_unknown(n.conditions, now()) ELSE n.conditions END,
+			   last_health_check = now(),
+			   status_changed_at = now(),
+			   updated_at = now()
+		  FROM cand c
+		 WHERE n.id = c.id
+		RETURNING n.id, n.name, c.old_status, n.status, c.event),
+	aud AS (
+		INSERT INTO paas.node_transitions (node_id, node_name, from_status, to_status, event, actor, reason)
+		SELECT u.id, u.name, u.old_status, u.status, u.event, 'monitor',
+			   CASE u.event WHEN 'offline_timeout' THEN 'no heartbeat for ' || cfg.offline_after
+							ELSE 'no heartbeat for ' || cfg.grace_period END
+		  FROM upd u
+		RETURNING to_status)
+	SELECT jsonb_build_object(
+		'notReady', count(*) FILTER (WHERE to_status = 'NOT_READY'),
+		'inactive', count(*) FILTER (WHERE to_status = 'INACTIVE'))
+	  INTO r FROM aud;
+	RETURN r || jsonb_build_object('ms', round(extract(epoch FROM clock_timestamp() - t0) * 1000, 1),
+								   'gracePeriod', cfg.grace_period::text, 'offlineAfter', cfg.offline_after::text);
+END
+$$;
+COMMENT ON FUNCTION paas.job_node_monitor() IS
+	'health monitor pass: silent nodes -> NOT_READY, then INACTIVE (set-based, SKIP LOCKED)';
+
+INSERT INTO paas.job (name, fn, run_every, description) VALUES
+	('node_monitor', 'paas.job_node_monitor', '5 seconds',
+	 'marks silent worker nodes NOT_READY, then INACTIVE');
+
+------------------------------------------------------------------------------
+-- Grants
+------------------------------------------------------------------------------
+
+DO $grants$
+DECLARE
+	f text;
+BEGIN
+	FOREACH f IN ARRAY ARRAY[
+		'api.workers_register(jsonb, jsonb)', 'api.workers_heartbeat(jsonb, jsonb)',
+		'api.workers_resources(jsonb, jsonb)', 'api.workers_list(jsonb, jsonb)',
+		'api.workers_stats(jsonb, jsonb)', 'api.workers_online(jsonb, jsonb)',
+		'api.workers_offline(jsonb, jsonb)', 'api.workers_get(jsonb, jsonb)',
+		'api.workers_transitions(jsonb, jsonb)', 'api.workers_create(jsonb, jsonb)',
+		'api.workers_update(jsonb, jsonb)', 'api.workers_delete(jsonb, jsonb)',
+		'api.workers_set_schedulable(jsonb, jsonb)', 'api.workers_set_status(jsonb, jsonb)',
+		'api.workers_join_tokens_list(jsonb, jsonb)', 'api.workers_join_tokens_create(jsonb, jsonb)',
+		'api.workers_join_tokens_revoke(jsonb, jsonb)']
+	LOOP
+		EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+		EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO paas_api, paas_owner', f);
+	END LOOP;
+	REVOKE ALL ON FUNCTION api.workers_join_token_add(text, text, timestamptz) FROM PUBLIC;
+	GRANT EXECUTE ON FUNCTION api.workers_join_token_add(text, text, timestamptz) TO paas_owner;
+END
+$grants$;

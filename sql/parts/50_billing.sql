@@ -1,0 +1,1405 @@
+-- paas 0.1.0 -- billing: Midtrans top-ups, signed notifications, invoices,
+-- the user's transaction feed, dashboards, reconciliation.
+--
+-- Money moves only through the ledger (40_ledger.sql): paas.ledger_post()
+-- with an idempotency key derived from the Midtrans order id, so a credit or
+-- a reversal is posted at most once whatever arrives how often.
+--
+-- Top-ups.  A top-up (paas.topups) is one amount a user wants to add.  Each
+-- request to Snap uses a fresh order id (paas.topup_orders): Midtrans allows
+-- one transaction per order id, and a Snap call that timed out may or may not
+-- have created one.  Every order id of a top-up stays mapped to it, so a
+-- payment through any of its links is credited.  Money is counted per order:
+-- an order is credited once (key "midtrans:<order>:credit") and reversed up
+-- to the cumulative refunded amount (key "midtrans:<order>:reverse:<total>").
+--
+-- The Snap round trip (POST /billing/topup, POST /transactions/:id/pay) is
+-- the one documented exception to "one SQL call per route": the function
+-- first answers {"$snap": {...}} (the top-up and its order are committed,
+-- PENDING), httpd calls Snap outside any transaction, then calls the SAME
+-- function again with ctx.snap = {orderId, token, redirectUrl} or
+-- {orderId, error}.  ctx is written by httpd only; a client cannot reach the
+-- second step.
+--
+-- Notifications.  api.billing_webhook_midtrans() verifies signature_key with
+-- paas.midtrans_signature_ok() (C, SHA-512, constant-time compare, the key
+-- is the superuser-only GUC paas.midtrans_server_key) before anything else.
+-- Every notification is recorded in paas.midtrans_notifications (signature
+-- included, never the key), bad ones too (committed refusal).  Status rules
+-- (reference/midtrans.md): success always wins over non-success, nothing but
+-- a refund or chargeback undoes a success, a duplicate changes nothing.  The
+-- top-up row is locked FOR UPDATE first, so concurrent deliveries serialize.
+--
+-- Invoices are numbered INV-YYYYMM-000123 per UTC month from a counter row
+-- updated in the issuing transaction (gap-free: a rollback returns the
+-- number), immutable once issued (trigger), voided only by a credit note
+-- (CN-YYYYMM-000001) that references them.
+
+------------------------------------------------------------------------------
+-- C helpers (extension/billing.c)
+------------------------------------------------------------------------------
+
+CREATE FUNCTION paas.midtrans_signature_ok(order_id text, status_code text,
+										   gross_amount text, signature_key text)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'paas_midtrans_signature_ok'
+	LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION paas.midtrans_signature_ok(text, text, text, text) IS
+	'signature_key = hex SHA-512(order_id||status_code||gross_amount||server key), constant time; false when no key is configured';
+
+CREATE FUNCTION paas.midtrans_configured() RETURNS boolean
+	AS 'MODULE_PATHNAME', 'paas_midtrans_configured'
+	LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION paas.midtrans_configured() IS
+	'whether paas.midtrans_server_key is set (the key itself is never returned)';
+
+------------------------------------------------------------------------------
+-- tables
+------------------------------------------------------------------------------
+
+CREATE TABLE paas.topups (
+	id				uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+	user_id			uuid NOT NULL REFERENCES paas.users (id),
+	amount			bigint NOT NULL CHECK (amount BETWEEN 10000 AND 10000000),
+	currency		text NOT NULL DEFAULT 'IDR' CHECK (currency = 'IDR'),
+	status			text NOT NULL DEFAULT 'PENDING'
+					CHECK (status IN ('PENDING', 'PAID', 'FAILED', 'EXPIRED', 'CANCELLED', 'REFUNDED')),
+	order_id		text NOT NULL,		-- the current order (latest Snap attempt)
+	idempotency_key text,
+	snap_token		text,
+	redirect_url	text,
+	snap_expires_at timestamptz,
+	payment_type	text,
+	gateway_status	text,				-- last transaction_status seen
+	last_error		text,				-- last Snap failure, for support
+	paid_at			timestamptz,
+	expires_at		timestamptz NOT NULL DEFAULT now() + interval '24 hours',
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	updated_at		timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX topups_idem_key ON paas.topups (user_id, idempotency_key)
+	WHERE idempotency_key IS NOT NULL;
+CREATE INDEX topups_user_created_idx ON paas.topups (user_id, created_at DESC);
+CREATE INDEX topups_pending_idx ON paas.topups (expires_at) WHERE status = 'PENDING';
+COMMENT ON TABLE paas.topups IS 'credit top-ups paid through Midtrans Snap';
+
+CREATE TABLE paas.topup_orders (
+	order_id		text PRIMARY KEY CHECK (order_id ~ '^[A-Za-z0-9_.~-]{1,50}$'),
+	topup_id		uuid NOT NULL REFERENCES paas.topups (id),
+	status			text NOT NULL DEFAULT 'PENDING'
+					CHECK (status IN ('PENDING', 'PAID', 'FAILED', 'PARTIALLY_REFUNDED', 'REFUNDED')),
+	snap_requested_at timestamptz,
+	snap_token		text,
+	redirect_url	text,
+	gateway_status	text,
+	gateway_transaction_id text,
+	payment_type	text,
+	credited		bigint NOT NULL DEFAULT 0 CHECK (credited >= 0),
+	reversed		bigint NOT NULL DEFAULT 0 CHECK (reversed >= 0 AND reversed <= credited),
+	credit_entry	jsonb,				-- {entryId, balanceBefore, balanceAfter}
+	invoice_id		uuid,
+	paid_at			timestamptz,
+	last_checked_at timestamptz,		-- last status-API check (reconciliation)
+	check_error		text,
+	created_at		timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX topup_orders_topup_idx ON paas.topup_orders (topup_id);
+CREATE INDEX topup_orders_pending_idx ON paas.topup_orders (created_at) WHERE status = 'PENDING';
+COMMENT ON TABLE paas.topup_orders IS
+	'one Midtrans order id per Snap attempt of a top-up; money is counted per order';
+
+CREATE TABLE paas.topup_reversals (
+	id				uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+	order_id		text NOT NULL REFERENCES paas.topup_orders (order_id),
+	topup_id		uuid NOT NULL REFERENCES paas.topups (id),
+	user_id			uuid NOT NULL REFERENCES paas.users (id),
+	kind			text NOT NULL CHECK (kind IN ('REFUND', 'CHARGEBACK')),
+	amount			bigint NOT NULL CHECK (amount > 0),
+	status			text NOT NULL CHECK (status IN ('SUCCESS', 'BLOCKED')),
+	entry			jsonb,				-- {entryId, balanceBefore, balanceAfter}
+	created_at		timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX topup_reversals_user_idx ON paas.topup_reversals (user_id, created_at DESC);
+COMMENT ON TABLE paas.topup_reversals IS
+	'refunds and chargebacks of paid orders; BLOCKED when the wallet could not cover them';
+
+CREATE TABLE paas.midtrans_notifications (
+	id				bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	received_at		timestamptz NOT NULL DEFAULT clock_timestamp(),
+	source			text NOT NULL CHECK (source IN ('webhook', 'reconcile')),
+	order_id		text,
+	transaction_status text,
+	status_code		text,
+	gross_amount	text,
+	signature_ok	boolean,
+	outcome			text NOT NULL,
+	body			jsonb NOT NULL
+);
+CREATE INDEX midtrans_notifications_order_idx ON paas.midtrans_notifications (order_id, received_at);
+COMMENT ON TABLE paas.midtrans_notifications IS
+	'every notification and status-API answer received, with what was done about it';
+
+CREATE TABLE paas.invoice_counters (
+	series			text NOT NULL CHECK (series IN ('INV', 'CN')),
+	period			text NOT NULL CHECK (period ~ '^[0-9]{6}$'),
+	last_number		integer NOT NULL CHECK (last_number > 0),
+	PRIMARY KEY (series, period)
+);
+COMMENT ON TABLE paas.invoice_counters IS
+	'last number issued per series and UTC month; updated in the issuing transaction';
+
+CREATE TABLE paas.invoices (
+	id				uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+	number			text NOT NULL UNIQUE CHECK (number ~ '^(INV|CN)-[0-9]{6}-[0-9]{6,}$'),
+	user_id			uuid NOT NULL REFERENCES paas.users (id),
+	kind			text NOT NULL CHECK (kind IN ('TOPUP', 'SUBSCRIPTION', 'CREDIT_NOTE')),
+	amount			bigint NOT NULL,
+	currency		text NOT NULL DEFAULT 'IDR' CHECK (currency = 'IDR'),
+	status			text NOT NULL DEFAULT 'PAID' CHECK (status IN ('PAID', 'VOID', 'ISSUED')),
+	description		text NOT NULL,
+	lines			jsonb NOT NULL,
+	ref				jsonb NOT NULL DEFAULT '{}',
+	topup_id		uuid REFERENCES paas.topups (id),
+	credit_note_for uuid REFERENCES paas.invoices (id),
+	voided_by		uuid REFERENCES paas.invoices (id),
+	download_count	integer NOT NULL DEFAULT 0,
+	issued_at		timestamptz NOT NULL DEFAULT now(),
+	paid_at			timestamptz,
+	CHECK ((kind = 'CREDIT_NOTE') = (credit_note_for IS NOT NULL)),
+	CHECK ((kind = 'CREDIT_NOTE') = (amount < 0))
+);
+CREATE INDEX invoices_user_issued_idx ON paas.invoices (user_id, issued_at DESC);
+CREATE UNIQUE INDEX invoices_one_credit_note ON paas.invoices (credit_note_for)
+	WHERE credit_note_for IS NOT NULL;
+COMMENT ON TABLE paas.invoices IS
+	'invoices and credit notes; immutable once issued except voided_by/status and download_count';
+
+-- Issued invoices never change: the only updates allowed are the void
+-- (status -> VOID with voided_by set, once) and the download counter.
+CREATE FUNCTION paas.invoices_guard() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+BEGIN
+	IF TG_OP = 'DELETE' THEN
+		RAISE EXCEPTION 'invoices cannot be deleted' USING ERRCODE = 'PT409';
+	END IF;
+	IF (NEW.id, NEW.number, NEW.user_id, NEW.kind, NEW.amount, NEW.currency, NEW.description,
+		NEW.lines, NEW.ref, NEW.topup_id, NEW.credit_note_for, NEW.issued_at, NEW.paid_at)
+	   IS DISTINCT FROM
+	   (OLD.id, OLD.number, OLD.user_id, OLD.kind, OLD.amount, OLD.currency, OLD.description,
+		OLD.lines, OLD.ref, OLD.topup_id, OLD.credit_note_for, OLD.issued_at, OLD.paid_at) THEN
+		RAISE EXCEPTION 'an issued invoice cannot be changed' USING ERRCODE = 'PT409',
+			HINT = 'Issue a credit note to void it.';
+	END IF;
+	IF NEW.voided_by IS DISTINCT FROM OLD.voided_by
+	   AND (OLD.voided_by IS NOT NULL OR NEW.status <> 'VOID') THEN
+		RAISE EXCEPTION 'an invoice is voided once, by a credit note' USING ERRCODE = 'PT409';
+	END IF;
+	IF NEW.status IS DISTINCT FROM OLD.status AND NEW.voided_by IS NULL THEN
+		RAISE EXCEPTION 'an invoice status changes only when a credit note voids it'
+			USING ERRCODE = 'PT409';
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION paas.invoices_guard() IS 'keeps issued invoices immutable';
+CREATE TRIGGER invoices_guard BEFORE UPDATE OR DELETE ON paas.invoices
+	FOR EACH ROW EXECUTE FUNCTION paas.invoices_guard();
+
+-- Money records are data, not extension objects: pg_dump must keep them.
+SELECT pg_catalog.pg_extension_config_dump('paas.topups', '');
+SELECT pg_catalog.pg_extension_config_dump('paas.topup_orders', '');
+SELECT pg_catalog.pg_extension_config_dump('paas.topup_reversals', '');
+SELECT pg_catalog.pg_extension_config_dump('paas.midtrans_notifications', '');
+SELECT pg_catalog.pg_extension_config_dump('paas.invoice_counters', '');
+SELECT pg_catalog.pg_extension_config_dump('paas.invoices', '');
+
+------------------------------------------------------------------------------
+-- invoices
+------------------------------------------------------------------------------
+
+-- Next number of a series for the current UTC month.  The counter row is
+-- created or locked by the upsert and stays locked until commit, so numbers
+-- are strictly sequential and a rolled-back issue leaves no gap.
+CREATE FUNCTION paas.next_invoice_number(series text) RETURNS text
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	p text := to_char(now() AT TIME ZONE 'UTC', 'YYYYMM');
+	n integer;
+BEGIN
+	INSERT INTO paas.invoice_counters AS c (series, period, last_number)
+	VALUES (series, p, 1)
+	ON CONFLICT ON CONSTRAINT invoice_counters_pkey
+	DO UPDATE SET last_number = c.last_number + 1
+	RETURNING c.last_number INTO n;
+	RETURN format('%s-%s-%s', series, p, lpad(n::text, 6, '0'));
+END
+$$;
+COMMENT ON FUNCTION paas.next_invoice_number(text) IS
+	'allocates the next gap-free number of series INV or CN in this transaction';
+
+CREATE FUNCTION paas.invoice_json(i paas.invoices) RETURNS jsonb
+	LANGUAGE sql STABLE
+	SET search_path = paas, pg_catalog, public, pg_temp
+	RETURN jsonb_build_object(
+		'id', i.id, 'invoiceNumber', i.number, 'type', i.kind, 'amount', i.amount,
+		'currency', i.currency, 'status', i.status, 'description', i.description,
+		'lines', i.lines, 'reference', i.ref, 'topUpTransactionId', i.topup_id,
+		'creditNoteFor', i.credit_note_for, 'voidedBy', i.voided_by,
+		'downloadCount', i.download_count, 'issuedAt', paas.iso(i.issued_at),
+		'dueDate', paas.iso(i.issued_at), 'paidAt', paas.iso(i.paid_at),
+		'createdAt', paas.iso(i.issued_at));
+COMMENT ON FUNCTION paas.invoice_json(paas.invoices) IS 'an invoice as the API prints it';
+
+-- Issues a paid invoice.  kind: TOPUP or SUBSCRIPTION; amount > 0 (IDR);
+-- ref: free JSON reference (topUpId/orderId, subscriptionId ...); lines:
+-- [{description, quantity, unitPrice, amount}] (one line of the whole amount
+-- when NULL or empty; the line amounts must sum to amount).  Returns the
+-- invoice as the API prints it.  PT400 on bad arguments.
+CREATE FUNCTION paas.issue_invoice(user_id uuid, kind text, amount bigint, ref jsonb,
+								   lines jsonb DEFAULT NULL)
+	RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	i paas.invoices;
+	descr text;
+	errs jsonb := '[]';
+BEGIN
+	IF kind IS NULL OR kind NOT IN ('TOPUP', 'SUBSCRIPTION') THEN
+		errs := paas.add_err(errs, 'kind', 'kind must be one of [TOPUP, SUBSCRIPTION]');
+	END IF;
+	IF amount IS NULL OR amount <= 0 THEN
+		errs := paas.add_err(errs, 'amount', 'amount must be a positive integer');
+	END IF;
+	IF user_id IS NULL OR NOT EXISTS (SELECT 1 FROM paas.users u WHERE u.id = issue_invoice.user_id) THEN
+		errs := paas.add_err(errs, 'userId', 'userId must be an existing user');
+	END IF;
+	IF ref IS NOT NULL AND jsonb_typeof(ref) <> 'object' THEN
+		errs := paas.add_err(errs, 'ref', 'ref must be a JSON object');
+	END IF;
+	PERFORM paas.raise_if_invalid(errs);
+	descr := CASE kind WHEN 'TOPUP' THEN 'Account Top-up' ELSE 'Service Subscription' END;
+	IF lines IS NULL OR lines = '[]'::jsonb THEN
+		lines := jsonb_build_array(jsonb_build_object('description', descr, 'quantity', 1,
+													  'unitPrice', amount, 'amount', amount));
+	ELSIF jsonb_typeof(lines) <> 'array'
+		  OR EXISTS (SELECT 1 FROM jsonb_array_elements(lines) l
+					  WHERE jsonb_typeof(l) <> 'object' OR jsonb_typeof(l -> 'amount') <> 'number'
+						 OR jsonb_typeof(l -> 'description') <> 'string')
+		  OR (SELECT sum((l ->> 'amount')::numeric) FROM jsonb_array_elements(lines) l) <> amount THEN
+		PERFORM paas.raise_if_invalid(paas.add_err('[]', 'lines',
+			'lines must be [{description, amount}] summing to amount'));
+	ELSE
+		descr := coalesce(lines -> 0 ->> 'description', descr);
+	END IF;
+
+	INSERT INTO paas.invoices (number, user_id, kind, amount, description, lines, ref, topup_id, paid_at)
+	VALUES (paas.next_invoice_number('INV'), issue_invoice.user_id, kind, amount, descr, lines,
+			coalesce(ref, '{}'), paas.to_uuid(ref ->> 'topUpId'), now())
+	RETURNING * INTO i;
+	RETURN paas.invoice_json(i);
+END
+$$;
+COMMENT ON FUNCTION paas.issue_invoice(uuid, text, bigint, jsonb, jsonb) IS
+	'issues a PAID invoice numbered INV-YYYYMM-NNNNNN in the calling transaction';
+
+-- Voids an invoice by issuing its credit note (CN-YYYYMM-NNNNNN, negative
+-- amount).  Returns the credit note; PT404 unknown invoice, PT409 when it is
+-- already void or is itself a credit note.
+CREATE FUNCTION paas.void_invoice(invoice_id uuid, reason text) RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	i paas.invoices;
+	cn paas.invoices;
+BEGIN
+	SELECT * INTO i FROM paas.invoices WHERE id = invoice_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Invoice not found' USING ERRCODE = 'PT404';
+	END IF;
+	IF i.kind = 'CREDIT_NOTE' OR i.voided_by IS NOT NULL THEN
+		RAISE EXCEPTION 'Invoice % cannot be voided', i.number USING ERRCODE = 'PT409';
+	END IF;
+	INSERT INTO paas.invoices (number, user_id, kind, amount, description, lines, ref,
+							   topup_id, credit_note_for, paid_at, status)
+	VALUES (paas.next_invoice_number('CN'), i.user_id, 'CREDIT_NOTE', -i.amount,
+			format('Credit note for %s: %s', i.number, coalesce(reason, 'void')),
+			jsonb_build_array(jsonb_build_object('description', 'Void of ' || i.number,
+				'quantity', 1, 'unitPrice', -i.amount, 'amount', -i.amount)),
+			i.ref || jsonb_build_object('reason', reason), i.topup_id, i.id, now(), 'ISSUED')
+	RETURNING * INTO cn;
+	UPDATE paas.invoices SET status = 'VOID', voided_by = cn.id WHERE id = i.id;
+	RETURN paas.invoice_json(cn);
+END
+$$;
+COMMENT ON FUNCTION paas.void_invoice(uuid, text) IS
+	'voids an invoice by issuing its credit note; PT404 / PT409';
+
+------------------------------------------------------------------------------
+-- top-ups: creation and the Snap round trip
+------------------------------------------------------------------------------
+
+-- A fresh URL-safe order id (Midtrans: at most 50 of [A-Za-z0-9_.~-]).
+CREATE FUNCTION paas.new_order_id(uid uuid) RETURNS text
+	LANGUAGE sql VOLATILE
+	RETURN 'TOPUP-' || upper(substr(replace(uid::text, '-', ''), 1, 8)) || '-'
+		   || (extract(epoch FROM clock_timestamp()) * 1000)::bigint || '-'
+		   || upper(encode(gen_random_bytes(4), 'hex'));
+COMMENT ON FUNCTION paas.new_order_id(uuid) IS 'TOPUP-<user>-<ms>-<random>, unique and URL-safe';
+
+CREATE FUNCTION paas.topup_json(t paas.topups) RETURNS jsonb
+	LANGUAGE sql STABLE
+	SET search_path = paas, pg_catalog, public, pg_temp
+	RETURN jsonb_build_object(
+		'id', t.id, 'transactionId', t.id, 'orderId', t.order_id, 'amount', t.amount,
+		'currency', t.currency, 'status', t.status, 'snapToken', t.snap_token,
+		'redirectUrl', t.redirect_url, 'snapExpiresAt', paas.iso(t.snap_expires_at),
+		'paymentType', t.payment_type, 'paidAt', paas.iso(t.paid_at),
+		'expiresAt', paas.iso(t.expires_at), 'expiredAt', paas.iso(t.expires_at),
+		'createdAt', paas.iso(t.created_at), 'updatedAt', paas.iso(t.updated_at),
+		'invoice', (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
+					  FROM paas.invoices i
+					 WHERE i.topup_id = t.id AND i.kind = 'TOPUP'
+					 ORDER BY i.issued_at LIMIT 1));
+COMMENT ON FUNCTION paas.topup_json(paas.topups) IS 'a top-up as the API prints it';
+
+-- Snap link lifetime: shorter than the top-up's 24 h, so /pay can renew it.
+CREATE FUNCTION paas.snap_link_minutes() RETURNS integer
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN 60;
+COMMENT ON FUNCTION paas.snap_link_minutes() IS 'lifetime of one Snap payment link, minutes';
+
+-- Step 1 of the Snap round trip for a locked PENDING top-up: its live link
+-- when it has one, otherwise {"$snap": request} for httpd, on an order id
+-- that was never sent to Snap (a new one when the current one was).
+CREATE FUNCTION paas.topup_snap_step(t paas.topups, u paas.users) RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	o paas.topup_orders;
+	new_order text;
+BEGIN
+	IF t.status <> 'PENDING'
+	   OR (t.snap_token IS NOT NULL AND t.snap_expires_at > now() + interval '1 minute') THEN
+		RETURN paas.topup_json(t);
+	END IF;
+	SELECT * INTO o FROM paas.topup_orders WHERE order_id = t.order_id;
+	IF o.snap_requested_at IS NOT NULL THEN
+		new_order := paas.new_order_id(u.id);
+		INSERT INTO paas.topup_orders (order_id, topup_id) VALUES (new_order, t.id);
+		UPDATE paas.topups SET order_id = new_order, snap_token = NULL, redirect_url = NULL,
+			   snap_expires_at = NULL, updated_at = now()
+		 WHERE id = t.id;
+	ELSE
+		new_order := t.order_id;
+	END IF;
+	UPDATE paas.topup_orders SET snap_requested_at = now() WHERE order_id = new_order;
+	RETURN jsonb_build_object('$snap', jsonb_build_object(
+		'orderId', new_order, 'amount', t.amount,
+		'firstName', split_part(u.name, ' ', 1),
+		'lastName', nullif(substr(u.name, length(split_part(u.name, ' ', 1)) + 2), ''),
+		'email', u.email, 'expiryMinutes', paas.snap_link_minutes()));
+END
+$$;
+COMMENT ON FUNCTION paas.topup_snap_step(paas.topups, paas.users) IS
+	'the live Snap link of a top-up, or the {"$snap"} request httpd must send';
+
+-- Step 2: httpd's outcome of the Snap call (ctx.snap).  Stores token and
+-- link on success; on failure records the error and answers a committed
+-- PT502 (the top-up stays PENDING and can be retried).
+CREATE FUNCTION paas.topup_snap_result(u paas.users, snap jsonb) RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	t paas.topups;
+BEGIN
+	SELECT t1.* INTO t FROM paas.topups t1
+	  JOIN paas.topup_orders o ON o.topup_id = t1.id
+	 WHERE o.order_id = snap ->> 'orderId' AND t1.user_id = u.id
+	   FOR UPDATE OF t1;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Top-up not found' USING ERRCODE = 'PT404';
+	END IF;
+	IF snap ? 'error' OR coalesce(snap ->> 'token', '') = '' THEN
+		UPDATE paas.topups SET last_error = left(coalesce(snap ->> 'error', 'no token'), 500),
+			   updated_at = now()
+		 WHERE id = t.id;
+		RETURN paas.refusal('PT502', 'Payment gateway error, the top-up stays pending: please retry');
+	END IF;
+	UPDATE paas.topup_orders SET snap_token = snap ->> 'token', redirect_url = snap ->> 'redirectUrl'
+	 WHERE order_id = snap ->> 'orderId';
+	-- A concurrent retry may have moved the top-up to a newer order: the
+	-- newest order's link is the one to show.
+	IF t.order_id = snap ->> 'orderId' THEN
+		UPDATE paas.topups
+		   SET snap_token = snap ->> 'token', redirect_url = snap ->> 'redirectUrl',
+			   snap_expires_at = now() + make_interval(mins => paas.snap_link_minutes()),
+			   last_error = NULL, updated_at = now()
+		 WHERE id = t.id
+		RETURNING * INTO t;
+	END IF;
+	RETURN paas.topup_json(t);
+END
+$$;
+COMMENT ON FUNCTION paas.topup_snap_result(paas.users, jsonb) IS
+	'stores the Snap token of an order, or records the failure (committed PT502)';
+
+CREATE FUNCTION api.billing_topup(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	t paas.topups;
+	errs jsonb := '[]';
+	key text := ctx ->> 'idempotencyKey';
+	amt bigint;
+BEGIN
+	IF ctx ? 'snap' THEN
+		RETURN paas.topup_snap_result(u, ctx -> 'snap');
+	END IF;
+	req := paas.require_object(req);
+	IF jsonb_typeof(req -> 'amount') = 'string' THEN
+		errs := paas.add_err(errs, 'amount', 'amount must be a number');
+	ELSE
+		errs := paas.check_int(errs, req, 'amount', true, 10000, 10000000);
+	END IF;
+	errs := paas.check_enum(errs, req, 'currency', false, ARRAY['IDR']);
+	PERFORM paas.raise_if_invalid(errs);
+	amt := (req ->> 'amount')::bigint;
+
+	IF key IS NOT NULL THEN
+		INSERT INTO paas.topups (user_id, amount, order_id, idempotency_key)
+		VALUES (u.id, amt, paas.new_order_id(u.id), key)
+		ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+		RETURNING * INTO t;
+		IF NOT FOUND THEN
+			SELECT * INTO t FROM paas.topups
+			 WHERE user_id = u.id AND idempotency_key = key FOR UPDATE;
+			IF t.amount <> amt THEN
+				RAISE EXCEPTION 'Idempotency-Key was already used for a different top-up'
+					USING ERRCODE = 'PT409';
+			END IF;
+			RETURN paas.topup_snap_step(t, u);
+		END IF;
+	ELSE
+		INSERT INTO paas.topups (user_id, amount, order_id)
+		VALUES (u.id, amt, paas.new_order_id(u.id))
+		RETURNING * INTO t;
+	END IF;
+	INSERT INTO paas.topup_orders (order_id, topup_id) VALUES (t.order_id, t.id);
+	RETURN paas.topup_snap_step(t, u);
+END
+$$;
+COMMENT ON FUNCTION api.billing_topup(jsonb, jsonb) IS
+	'POST /billing/topup {amount, currency}: PENDING top-up + Snap link (two-step, see file header)';
+
+CREATE FUNCTION api.billing_transaction_pay(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	t paas.topups;
+BEGIN
+	IF ctx ? 'snap' THEN
+		RETURN paas.topup_snap_result(u, ctx -> 'snap');
+	END IF;
+	SELECT * INTO t FROM paas.topups
+	 WHERE id = paas.to_uuid(req ->> 'id') AND user_id = u.id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Transaction not found' USING ERRCODE = 'PT404';
+	END IF;
+	IF t.status <> 'PENDING' THEN
+		RAISE EXCEPTION 'Transaction is no longer pending. Current status: %', t.status
+			USING ERRCODE = 'PT409';
+	END IF;
+	IF t.expires_at <= now() THEN
+		UPDATE paas.topups SET status = 'EXPIRED', updated_at = now() WHERE id = t.id;
+		UPDATE paas.topup_orders SET status = 'FAILED' WHERE topup_id = t.id AND status = 'PENDING';
+		RETURN paas.refusal('PT409', 'Transaction has expired. Please create a new top-up.');
+	END IF;
+	RETURN paas.topup_snap_step(t, u);
+END
+$$;
+COMMENT ON FUNCTION api.billing_transaction_pay(jsonb, jsonb) IS
+	'POST /billing/transactions/:id/pay: the live Snap link of a pending top-up, or a new one';
+
+CREATE FUNCTION api.billing_topups(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	errs jsonb := '[]';
+	lim int;
+	total bigint;
+	rows jsonb;
+	pg jsonb;
+BEGIN
+	req := paas.require_object(req);
+	errs := paas.check_paging(errs, req);
+	errs := paas.check_enum(errs, req, 'status', false,
+		ARRAY['PENDING', 'PAID', 'FAILED', 'EXPIRED', 'CANCELLED', 'REFUNDED']);
+	PERFORM paas.raise_if_invalid(errs);
+	lim := coalesce((req ->> 'limit')::int, 20);
+	SELECT count(*) INTO total FROM paas.topups t
+	 WHERE t.user_id = u.id AND (req ->> 'status' IS NULL OR t.status = req ->> 'status');
+	SELECT coalesce(jsonb_agg(paas.topup_json(s) ORDER BY s.created_at DESC, s.id), '[]') INTO rows
+	  FROM (SELECT * FROM paas.topups t
+			 WHERE t.user_id = u.id AND (req ->> 'status' IS NULL OR t.status = req ->> 'status')
+			 ORDER BY t.created_at DESC, t.id
+			 LIMIT lim OFFSET (coalesce((req ->> 'page')::int, 1) - 1) * lim) s;
+	pg := paas.pagination(req, total, 20);
+	RETURN jsonb_build_object('data', jsonb_build_object('transactions', rows, 'pagination', pg),
+							  'pagination', pg);
+END
+$$;
+COMMENT ON FUNCTION api.billing_topups(jsonb, jsonb) IS 'GET /billing/topup: page, limit, status';
+
+CREATE FUNCTION api.billing_topup_get(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	t paas.topups;
+BEGIN
+	SELECT * INTO t FROM paas.topups WHERE id = paas.to_uuid(req ->> 'id') AND user_id = u.id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Top-up not found' USING ERRCODE = 'PT404';
+	END IF;
+	RETURN paas.topup_json(t);
+END
+$$;
+COMMENT ON FUNCTION api.billing_topup_get(jsonb, jsonb) IS 'GET /billing/topup/:id (owner only)';
+
+------------------------------------------------------------------------------
+-- applying Midtrans statuses
+------------------------------------------------------------------------------
+
+-- Posts one entry between gateway clearing and the user's wallet (delta > 0
+-- credits the wallet) and returns the wallet posting {entryId,
+-- balanceBefore, balanceAfter}.  Errors of paas.ledger_post() propagate.
+CREATE FUNCTION paas.topup_post(key text, kind text, memo text, ref jsonb, uid uuid, delta bigint)
+	RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	w bigint := paas.wallet_account(uid);
+	res jsonb;
+BEGIN
+	res := paas.ledger_post(key, jsonb_build_array(jsonb_build_object(
+		'kind', kind, 'memo', memo, 'ref', ref,
+		'postings', jsonb_build_array(
+			jsonb_build_object('account', paas.platform_account('gateway_clearing'), 'amount', -delta),
+			jsonb_build_object('account', w, 'amount', delta)))));
+	RETURN (SELECT jsonb_build_object('entryId', e -> 'id', 'balanceBefore', p -> 'balanceBefore',
+									  'balanceAfter', p -> 'balanceAfter')
+			  FROM jsonb_array_elements(res -> 'entries') e,
+				   jsonb_array_elements(e -> 'postings') p
+			 WHERE (p ->> 'account')::bigint = w
+			 LIMIT 1);
+END
+$$;
+COMMENT ON FUNCTION paas.topup_post(text, text, text, jsonb, uuid, bigint) IS
+	'one ledger entry gateway_clearing <-> wallet; returns the wallet posting';
+
+-- Records a notification (or status answer) and its outcome.
+CREATE FUNCTION paas.midtrans_log(n jsonb, source text, sig_ok boolean, outcome text) RETURNS void
+	LANGUAGE sql VOLATILE
+	SET search_path = paas, pg_catalog, public, pg_temp
+	BEGIN ATOMIC
+		INSERT INTO paas.midtrans_notifications
+			(source, order_id, transaction_status, status_code, gross_amount, signature_ok, outcome, body)
+		VALUES (source, left(n ->> 'order_id', 100), left(n ->> 'transaction_status', 50),
+				left(n ->> 'status_code', 10), left(n ->> 'gross_amount', 30), sig_ok, outcome, n);
+	END;
+COMMENT ON FUNCTION paas.midtrans_log(jsonb, text, boolean, text) IS
+	'appends to paas.midtrans_notifications';
+
+-- Credits a paid order once: ledger entry, invoice, order and top-up state.
+-- The caller holds the top-up's row lock.
+CREATE FUNCTION paas.topup_credit_order(t paas.topups, o paas.topup_orders, n jsonb) RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	posting jsonb;
+	inv jsonb;
+BEGIN
+	posting := paas.topup_post('midtrans:' || o.order_id || ':credit', 'topup',
+		'Top-up via ' || coalesce(n ->> 'payment_type', 'Midtrans'),
+		jsonb_build_object('topUpId', t.id, 'orderId', o.order_id), t.user_id, t.amount);
+	inv := paas.issue_invoice(t.user_id, 'TOPUP', t.amount,
+		jsonb_build_object('topUpId', t.id, 'orderId', o.order_id,
+						   'paymentType', n ->> 'payment_type'), NULL);
+	UPDATE paas.topup_orders
+	   SET status = 'PAID', credited = t.amount, credit_entry = posting,
+		   invoice_id = (inv ->> 'id')::uuid, paid_at = now(),
+		   gateway_status = n ->> 'transaction_status',
+		   gateway_transaction_id = coalesce(n ->> 'transaction_id', gateway_transaction_id),
+		   payment_type = coalesce(n ->> 'payment_type', payment_type)
+	 WHERE order_id = o.order_id;
+	UPDATE paas.topups
+	   SET status = 'PAID', paid_at = coalesce(paid_at, now()),
+		   payment_type = coalesce(n ->> 'payment_type', payment_type),
+		   gateway_status = n ->> 'transaction_status', updated_at = now()
+	 WHERE id = t.id;
+END
+$$;
+COMMENT ON FUNCTION paas.topup_credit_order(paas.topups, paas.topup_orders, jsonb) IS
+	'credits a paid order exactly once (ledger, invoice, states); caller holds the top-up lock';
+
+-- Reverses a paid order up to "target" (cumulative) and returns the outcome.
+CREATE FUNCTION paas.topup_reverse_order(t paas.topups, o paas.topup_orders, target bigint,
+										 kind text) RETURNS text
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	delta bigint := least(target, o.credited) - o.reversed;
+	posting jsonb;
+	st text := 'SUCCESS';
+BEGIN
+	IF delta <= 0 THEN
+		RETURN 'duplicate';
+	END IF;
+	BEGIN
+		posting := paas.topup_post('midtrans:' || o.order_id || ':reverse:' || (o.reversed + delta),
+			'topup_' || lower(kind), initcap(lower(kind)) || ' of order ' || o.order_id,
+			jsonb_build_object('topUpId', t.id, 'orderId', o.order_id), t.user_id, -delta);
+	EXCEPTION WHEN SQLSTATE 'PT402' THEN
+		-- The user spent the credit: nothing is taken, the reversal is kept
+		-- as BLOCKED for an administrator (reporting.topups_by_status).
+		st := 'BLOCKED';
+	END;
+	INSERT INTO paas.topup_reversals (order_id, topup_id, user_id, kind, amount, status, entry)
+	VALUES (o.order_id, t.id, t.user_id, kind, delta, st, posting);
+	IF st = 'BLOCKED' THEN
+		RETURN 'reversal_blocked';
+	END IF;
+	UPDATE paas.topup_orders
+	   SET reversed = reversed + delta,
+		   status = CASE WHEN reversed + delta = credited THEN 'REFUNDED' ELSE 'PARTIALLY_REFUNDED' END
+	 WHERE order_id = o.order_id
+	RETURNING * INTO o;
+	IF o.status = 'REFUNDED' AND o.invoice_id IS NOT NULL THEN
+		PERFORM paas.void_invoice(o.invoice_id, lower(kind) || ' of order ' || o.order_id);
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM paas.topup_orders x
+					WHERE x.topup_id = t.id AND x.credited > 0 AND x.reversed < x.credited) THEN
+		UPDATE paas.topups SET status = 'REFUNDED', updated_at = now() WHERE id = t.id;
+	END IF;
+	RETURN 'reversed';
+END
+$$;
+COMMENT ON FUNCTION paas.topup_reverse_order(paas.topups, paas.topup_orders, bigint, text) IS
+	'reverses a paid order up to a cumulative amount, once (BLOCKED when the wallet is short)';
+
+-- Applies one Midtrans status (a verified notification, or a status-API
+-- answer) to its order.  Returns {orderId, status, outcome}; outcome is one
+-- of credited, duplicate, pending, failed, ignored_after_success, reversed,
+-- reversal_blocked, unknown_order, amount_mismatch, inconsistent_status,
+-- ignored.
+CREATE FUNCTION paas.midtrans_apply(n jsonb, source text) RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	t paas.topups;
+	o paas.topup_orders;
+	st text := n ->> 'transaction_status';
+	fraud text := coalesce(n ->> 'fraud_status', 'accept');
+	action text;
+	outcome text;
+	refund numeric;
+BEGIN
+	SELECT t1.* INTO t FROM paas.topups t1
+	  JOIN paas.topup_orders o1 ON o1.topup_id = t1.id
+	 WHERE o1.order_id = n ->> 'order_id'
+	   FOR UPDATE OF t1;
+	IF NOT FOUND THEN
+		PERFORM paas.midtrans_log(n, source, true, 'unknown_order');
+		RETURN jsonb_build_object('orderId', n ->> 'order_id', 'status', NULL, 'outcome', 'unknown_order');
+	END IF;
+	SELECT * INTO o FROM paas.topup_orders WHERE order_id = n ->> 'order_id';
+
+	IF coalesce(n ->> 'currency', 'IDR') <> t.currency
+	   OR coalesce(n ->> 'gross_amount', '') !~ '^[0-9]{1,15}(\.[0-9]{1,2})?$'
+	   OR (n ->> 'gross_amount')::numeric <> t.amount THEN
+		PERFORM paas.midtrans_log(n, source, true, 'amount_mismatch');
+		RETURN jsonb_build_object('orderId', o.order_id, 'status', t.status, 'outcome', 'amount_mismatch');
+	END IF;
+
+	action := CASE
+		WHEN st = 'settlement' AND fraud = 'accept' THEN 'success'
+		WHEN st = 'capture' AND fraud = 'accept' THEN 'success'
+		WHEN st IN ('settlement', 'capture') AND fraud = 'challenge' THEN 'pending'
+		WHEN st IN ('settlement', 'capture') THEN 'failed'
+		WHEN st IN ('pending', 'authorize') THEN 'pending'
+		WHEN st IN ('deny', 'cancel', 'expire', 'failure') THEN 'failed'
+		WHEN st IN ('refund', 'chargeback', 'partial_refund', 'partial_chargeback') THEN 'reverse'
+		ELSE 'ignored' END;
+
+	-- The signature covers order_id, status_code and gross_amount but not
+	-- transaction_status: money moves only when status_code agrees (200),
+	-- so a signed "pending" (201) relabelled "settlement" moves nothing.
+	IF action IN ('success', 'reverse') AND n ->> 'status_code' IS DISTINCT FROM '200' THEN
+		PERFORM paas.midtrans_log(n, source, CASE WHEN source = 'webhook' THEN true END,
+								  'inconsistent_status');
+		RETURN jsonb_build_object('orderId', o.order_id, 'status', t.status,
+								  'outcome', 'inconsistent_status');
+	END IF;
+
+	IF action IN ('success', 'reverse') AND o.credited = 0 THEN
+		-- a refund implies a payment: credit first, so that a settlement
+		-- arriving after its refund finds nothing left to do
+		PERFORM paas.topup_credit_order(t, o, n);
+		SELECT * INTO o FROM paas.topup_orders WHERE order_id = o.order_id;
+		SELECT * INTO t FROM paas.topups WHERE id = t.id;
+		outcome := 'credited';
+	ELSIF action = 'success' THEN
+		outcome := 'duplicate';
+	END IF;
+
+	IF action = 'reverse' THEN
+		IF st LIKE 'partial_%' THEN
+			IF coalesce(n ->> 'refund_amount', '') !~ '^[0-9]{1,15}(\.[0-9]{1,2})?$' THEN
+				outcome := 'ignored';
+			ELSE
+				refund := floor((n ->> 'refund_amount')::numeric);
+				outcome := paas.topup_reverse_order(t, o, refund::bigint,
+					CASE WHEN st LIKE '%chargeback' THEN 'CHARGEBACK' ELSE 'REFUND' END);
+			END IF;
+		ELSE
+			outcome := paas.topup_reverse_order(t, o, o.credited,
+				CASE WHEN st = 'chargeback' THEN 'CHARGEBACK' ELSE 'REFUND' END);
+		END IF;
+	ELSIF action = 'pending' THEN
+		outcome := CASE WHEN o.credited > 0 THEN 'ignored_after_success' ELSE 'pending' END;
+		IF o.credited = 0 THEN
+			UPDATE paas.topup_orders SET gateway_status = st,
+				   payment_type = coalesce(n ->> 'payment_type', payment_type),
+				   gateway_transaction_id = coalesce(n ->> 'transaction_id', gateway_transaction_id)
+			 WHERE order_id = o.order_id;
+			UPDATE paas.topups SET gateway_status = st, updated_at = now(),
+				   payment_type = coalesce(n ->> 'payment_type', payment_type)
+			 WHERE id = t.id AND status = 'PENDING';
+		END IF;
+	ELSIF action = 'failed' THEN
+		IF o.credited > 0 THEN
+			outcome := 'ignored_after_success';
+		ELSE
+			outcome := 'failed';
+			UPDATE paas.topup_orders SET status = 'FAILED', gateway_status = st
+			 WHERE order_id = o.order_id;
+			-- only the current order decides a pending top-up's fate; an
+			-- older link failing does not end a top-up with a newer link
+			IF t.status = 'PENDING' AND t.order_id = o.order_id THEN
+				UPDATE paas.topups
+				   SET status = CASE st WHEN 'expire' THEN 'EXPIRED' WHEN 'cancel' THEN 'CANCELLED'
+									   ELSE 'FAILED' END,
+					   gateway_status = st, updated_at = now()
+				 WHERE id = t.id;
+			END IF;
+		END IF;
+	ELSIF action = 'ignored' THEN
+		outcome := 'ignored';
+	END IF;
+
+	PERFORM paas.midtrans_log(n, source, CASE WHEN source = 'webhook' THEN true END, outcome);
+	SELECT * INTO t FROM paas.topups WHERE id = t.id;
+	RETURN jsonb_build_object('orderId', o.order_id, 'status', t.status, 'outcome', outcome);
+END
+$$;
+COMMENT ON FUNCTION paas.midtrans_apply(jsonb, text) IS
+	'applies a Midtrans status to its order exactly once; caller verified its origin';
+
+CREATE FUNCTION api.billing_webhook_midtrans(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	errs jsonb := '[]';
+	res jsonb;
+BEGIN
+	req := paas.require_object(req);
+	errs := paas.check_text(errs, req, 'order_id', true, 1, 50);
+	errs := paas.check_text(errs, req, 'status_code', true, 1, 10);
+	errs := paas.check_text(errs, req, 'gross_amount', true, 1, 30);
+	errs := paas.check_text(errs, req, 'transaction_status', true, 1, 50);
+	errs := paas.check_text(errs, req, 'signature_key', true, 1, 256);
+	PERFORM paas.raise_if_invalid(errs);
+
+	IF NOT paas.midtrans_signature_ok(req ->> 'order_id', req ->> 'status_code',
+									  req ->> 'gross_amount', req ->> 'signature_key') THEN
+		PERFORM paas.midtrans_log(req, 'webhook', false, 'bad_signature');
+		RAISE LOG 'paas billing: rejected Midtrans notification with a bad signature (order %, from %)',
+			left(req ->> 'order_id', 50), ctx ->> 'ip';
+		RETURN paas.refusal('PT401', 'Invalid signature');
+	END IF;
+
+	res := paas.midtrans_apply(req, 'webhook');
+	IF res ->> 'outcome' = 'unknown_order' THEN
+		RETURN paas.refusal('PT404', 'Unknown order');
+	ELSIF res ->> 'outcome' = 'amount_mismatch' THEN
+		RETURN paas.refusal('PT400', 'Amount or currency does not match the order');
+	ELSIF res ->> 'outcome' = 'inconsistent_status' THEN
+		RETURN paas.refusal('PT400', 'transaction_status does not match status_code');
+	END IF;
+	RETURN res || jsonb_build_object('processedAt', paas.iso(clock_timestamp()));
+END
+$$;
+COMMENT ON FUNCTION api.billing_webhook_midtrans(jsonb, jsonb) IS
+	'POST /billing/webhooks/midtrans (public): verified Midtrans notification, applied exactly once';
+
+------------------------------------------------------------------------------
+-- reconciliation (bgworker/reconcile.c) and expiry
+------------------------------------------------------------------------------
+
+-- Claims up to "n" pending orders of pending top-ups whose last check (or
+-- creation) is older than "age"; marks them checked so that a concurrent
+-- pass skips them.  Called in its own short transaction.
+CREATE FUNCTION paas.billing_reconcile_claim(age interval, n integer) RETURNS SETOF text
+	LANGUAGE sql VOLATILE
+	SET search_path = paas, pg_catalog, public, pg_temp
+	BEGIN ATOMIC
+		UPDATE paas.topup_orders o SET last_checked_at = now()
+		 WHERE o.order_id IN (
+			SELECT o2.order_id FROM paas.topup_orders o2
+			  JOIN paas.topups t ON t.id = o2.topup_id
+			 WHERE o2.status = 'PENDING' AND t.status = 'PENDING'
+			   AND o2.snap_requested_at IS NOT NULL
+			   AND coalesce(o2.last_checked_at, o2.created_at) < now() - age
+			 ORDER BY coalesce(o2.last_checked_at, o2.created_at)
+			 LIMIT n
+			 FOR UPDATE OF o2 SKIP LOCKED)
+		RETURNING o.order_id;
+	END;
+COMMENT ON FUNCTION paas.billing_reconcile_claim(interval, integer) IS
+	'pending orders due for a status-API check, marked as checked';
+
+-- Applies one status-API answer (HTTP status, body text; http_status 0 =
+-- transport failure).  Never raises: failures are recorded on the order.
+CREATE FUNCTION paas.billing_reconcile_apply(order_id text, http_status integer, body text)
+	RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	j jsonb;
+	code int;
+	res jsonb;
+	err text;
+BEGIN
+	BEGIN
+		j := body::jsonb;
+	EXCEPTION WHEN OTHERS THEN
+		j := NULL;
+	END;
+	code := CASE WHEN j ->> 'status_code' ~ '^[0-9]{3}$' THEN (j ->> 'status_code')::int END;
+	IF http_status = 0 OR http_status >= 400 OR j IS NULL OR jsonb_typeof(j) <> 'object'
+	   OR (code >= 400 AND code NOT IN (404, 407)) THEN
+		UPDATE paas.topup_orders o
+		   SET check_error = format('status API: HTTP %s %s', http_status, left(coalesce(j ->> 'status_message', ''), 200))
+		 WHERE o.order_id = billing_reconcile_apply.order_id;
+		RETURN jsonb_build_object('orderId', order_id, 'outcome', 'error');
+	END IF;
+	IF code = 404 THEN
+		-- Snap: no payment method chosen yet; the expiry job ends it at 24 h
+		UPDATE paas.topup_orders o SET check_error = NULL
+		 WHERE o.order_id = billing_reconcile_apply.order_id;
+		RETURN jsonb_build_object('orderId', order_id, 'outcome', 'not_attempted');
+	END IF;
+	IF j ->> 'order_id' IS DISTINCT FROM order_id THEN
+		RETURN jsonb_build_object('orderId', order_id, 'outcome', 'error');
+	END IF;
+	BEGIN
+		res := paas.midtrans_apply(j, 'reconcile');
+	EXCEPTION WHEN OTHERS THEN
+		GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+		UPDATE paas.topup_orders o SET check_error = left(err, 500)
+		 WHERE o.order_id = billing_reconcile_apply.order_id;
+		RETURN jsonb_build_object('orderId', order_id, 'outcome', 'error');
+	END;
+	RETURN res;
+END
+$$;
+COMMENT ON FUNCTION paas.billing_reconcile_apply(text, integer, text) IS
+	'applies a status-API answer for an order; records failures instead of raising';
+
+-- Job: pending top-ups past expires_at become EXPIRED.  A payment that
+-- still arrives later is credited (success wins).
+CREATE FUNCTION paas.job_billing_expire_topups() RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	WITH e AS (
+		UPDATE paas.topups SET status = 'EXPIRED', updated_at = now()
+		 WHERE status = 'PENDING' AND expires_at <= now()
+		RETURNING id),
+	o AS (
+		UPDATE paas.topup_orders o SET status = 'FAILED',
+			   gateway_status = coalesce(gateway_status, 'expire')
+		  FROM e WHERE o.topup_id = e.id AND o.status = 'PENDING'
+		RETURNING 1)
+	SELECT count(*) INTO n FROM e;
+	RETURN jsonb_build_object('expired', n);
+END
+$$;
+COMMENT ON FUNCTION paas.job_billing_expire_topups() IS 'expires pending top-ups past 24 h';
+INSERT INTO paas.job (name, fn, run_every, description) VALUES
+	('billing_expire_topups', 'paas.job_billing_expire_topups', '1 minute',
+	 'pending top-ups past their 24 h become EXPIRED');
+
+------------------------------------------------------------------------------
+-- the transaction feed
+------------------------------------------------------------------------------
+
+-- Every money movement of a user, newest first: top-ups (any status, with
+-- the credit posting when paid), their refunds/chargebacks, and every other
+-- ledger entry on the wallet (charges, adjustments ...) when the ledger's
+-- posting view exists.
+CREATE FUNCTION paas.billing_feed(uid uuid)
+	RETURNS TABLE (id text, created_at timestamptz, type text, status text, amount bigint,
+				   direction text, description text, balance_before bigint, balance_after bigint,
+				   reference text, reference_type text, payment_method text,
+				   payment_gateway text, invoice jsonb, topup_id uuid)
+	LANGUAGE sql STABLE
+	SET search_path = paas, pg_catalog, public, pg_temp
+	BEGIN ATOMIC
+		SELECT t.id::text, t.created_at, 'TOPUP',
+			   CASE t.status WHEN 'PAID' THEN 'SUCCESS' ELSE t.status END,
+			   t.amount, 'CREDIT', 'Account top-up via payment gateway',
+			   (o.credit_entry ->> 'balanceBefore')::bigint, (o.credit_entry ->> 'balanceAfter')::bigint,
+			   t.id::text, 'TOP_UP_TRANSACTION', t.payment_type, 'MIDTRANS',
+			   (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
+				  FROM paas.invoices i WHERE i.topup_id = t.id AND i.kind = 'TOPUP'
+				 ORDER BY i.issued_at LIMIT 1),
+			   t.id
+		  FROM paas.topups t
+		  LEFT JOIN LATERAL (SELECT x.credit_entry FROM paas.topup_orders x
+							  WHERE x.topup_id = t.id AND x.credit_entry IS NOT NULL
+							  ORDER BY x.paid_at LIMIT 1) o ON true
+		 WHERE t.user_id = uid
+		UNION ALL
+		-- a second paid order of one top-up (two of its links were paid)
+		SELECT o.order_id, o.paid_at, 'TOPUP', 'SUCCESS', o.credited, 'CREDIT',
+			   'Additional payment of top-up ' || t.id,
+			   (o.credit_entry ->> 'balanceBefore')::bigint, (o.credit_entry ->> 'balanceAfter')::bigint,
+			   t.id::text, 'TOP_UP_TRANSACTION', o.payment_type, 'MIDTRANS',
+			   (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
+				  FROM paas.invoices i WHERE i.id = o.invoice_id),
+			   t.id
+		  FROM paas.topup_orders o
+		  JOIN paas.topups t ON t.id = o.topup_id
+		 WHERE t.user_id = uid AND o.credited > 0
+		   AND o.order_id <> (SELECT x.order_id FROM paas.topup_orders x
+							   WHERE x.topup_id = t.id AND x.credit_entry IS NOT NULL
+							   ORDER BY x.paid_at LIMIT 1)
+		UNION ALL
+		SELECT r.id::text, r.created_at, 'REFUND',
+			   CASE r.status WHEN 'SUCCESS' THEN 'SUCCESS' ELSE 'PENDING' END,
+			   r.amount, 'DEBIT', initcap(lower(r.kind)) || ' of top-up ' || r.order_id,
+			   (r.entry ->> 'balanceBefore')::bigint, (r.entry ->> 'balanceAfter')::bigint,
+			   r.topup_id::text, 'TOP_UP_TRANSACTION', NULL, 'MIDTRANS', NULL, r.topup_id
+		  FROM paas.topup_reversals r
+		 WHERE r.user_id = uid
+		UNION ALL
+		-- every other movement of the wallet: charges, adjustments, reversals
+		SELECT e.id::text, e.created_at,
+			   CASE WHEN e.kind = 'adjustment' THEN 'ADJUSTMENT'
+					WHEN e.kind = 'reversal' OR e.kind LIKE '%refund%' THEN 'REFUND'
+					ELSE 'SERVICE_PURCHASE' END,
+			   'SUCCESS', abs(p.amount), CASE WHEN p.amount > 0 THEN 'CREDIT' ELSE 'DEBIT' END,
+			   coalesce(nullif(e.memo, ''), e.kind), p.balance_before, p.balance_after,
+			   coalesce(e.ref ->> 'subscriptionId', e.ref ->> 'reverses', e.id::text),
+			   upper(e.kind), 'CREDIT_BALANCE', 'BALANCE',
+			   (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
+				  FROM paas.invoices i WHERE i.ref ->> 'entryId' = e.id::text
+				 ORDER BY i.issued_at LIMIT 1),
+			   NULL::uuid
+		  FROM paas.ledger_accounts a
+		  JOIN paas.ledger_postings p ON p.account_id = a.id
+		  JOIN paas.ledger_entries e ON e.id = p.entry_id
+		 WHERE a.user_id = uid AND e.kind NOT IN ('topup', 'topup_refund', 'topup_chargeback');
+	END;
+COMMENT ON FUNCTION paas.billing_feed(uuid) IS 'every money movement of a user (unordered)';
+
+CREATE FUNCTION paas.feed_json(f record) RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+BEGIN
+	RETURN jsonb_build_object(
+		'id', f.id, 'date', paas.iso(f.created_at), 'createdAt', paas.iso(f.created_at),
+		'type', f.type, 'description', f.description, 'amount', f.amount, 'currency', 'IDR',
+		'direction', f.direction,
+		'status', f.status, 'balanceBefore', f.balance_before, 'balanceAfter', f.balance_after,
+		'reference', f.reference, 'referenceType', f.reference_type,
+		'paymentMethod', f.payment_method, 'paymentGateway', f.payment_gateway,
+		'invoice', f.invoice,
+		'actions', jsonb_build_object(
+			'canPay', f.type = 'TOPUP' AND f.status = 'PENDING',
+			'canCancel', false,
+			'canDownloadInvoice', coalesce(f.invoice ->> 'status' = 'PAID', false)));
+END
+$$;
+COMMENT ON FUNCTION paas.feed_json(record) IS 'a feed row as the API prints it';
+
+-- startDate / endDate: ISO dates or timestamps, both optional, start <= end.
+CREATE FUNCTION paas.check_date_range(errs jsonb, req jsonb) RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+	f text;
+	s timestamptz;
+	e timestamptz;
+BEGIN
+	FOREACH f IN ARRAY ARRAY['startDate', 'endDate'] LOOP
+		IF req ? f THEN
+			BEGIN
+				IF req ->> f !~ '^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}(:?\d{2})?)?)?$' THEN
+					RAISE EXCEPTION 'bad';
+				END IF;
+				PERFORM (req ->> f)::timestamptz;
+			EXCEPTION WHEN OTHERS THEN
+				errs := paas.add_err(errs, f, f || ' must be an ISO 8601 date');
+			END;
+		END IF;
+	END LOOP;
+	IF jsonb_array_length(errs) = 0 AND req ? 'startDate' AND req ? 'endDate' THEN
+		s := (req ->> 'startDate')::timestamptz;
+		e := (req ->> 'endDate')::timestamptz;
+		IF s > e THEN
+			errs := paas.add_err(errs, 'startDate', 'Start date must be before end date');
+		END IF;
+	END IF;
+	RETURN errs;
+END
+$$;
+COMMENT ON FUNCTION paas.check_date_range(jsonb, jsonb) IS
+	'appends errors for invalid startDate / endDate';
+
+-- The upper bound of endDate: a bare date includes that whole day.
+CREATE FUNCTION paas.range_end(v text) RETURNS timestamptz
+	LANGUAGE sql STABLE
+	RETURN CASE WHEN v IS NULL THEN 'infinity'::timestamptz
+				WHEN v ~ '^\d{4}-\d{2}-\d{2}$' THEN v::date + interval '1 day' - interval '1 microsecond'
+				ELSE v::timestamptz END;
+COMMENT ON FUNCTION paas.range_end(text) IS 'inclusive end of a date-range filter';
+
+CREATE FUNCTION api.billing_transactions(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	errs jsonb := '[]';
+	lim int;
+	total bigint;
+	rows jsonb;
+	pg jsonb;
+	s timestamptz;
+	e timestamptz;
+BEGIN
+	req := paas.require_object(req);
+	errs := paas.check_paging(errs, req);
+	errs := paas.check_enum(errs, req, 'type', false,
+		ARRAY['TOPUP', 'SERVICE_PURCHASE', 'REFUND', 'ADJUSTMENT']);
+	errs := paas.check_enum(errs, req, 'status', false,
+		ARRAY['PENDING', 'SUCCESS', 'FAILED', 'CANCELLED', 'EXPIRED', 'REFUNDED']);
+	errs := paas.check_date_range(errs, req);
+	PERFORM paas.raise_if_invalid(errs);
+	lim := coalesce((req ->> 'limit')::int, 20);
+	s := coalesce((req ->> 'startDate')::timestamptz, '-infinity');
+	e := paas.range_end(req ->> 'endDate');
+
+	SELECT count(*), coalesce(jsonb_agg(paas.feed_json(f) ORDER BY f.created_at DESC, f.id)
+			 FILTER (WHERE f.rn > (coalesce((req ->> 'page')::int, 1) - 1) * lim
+						AND f.rn <= coalesce((req ->> 'page')::int, 1) * lim), '[]')
+	  INTO total, rows
+	  FROM (SELECT b.*, row_number() OVER (ORDER BY b.created_at DESC, b.id) AS rn
+			  FROM paas.billing_feed(u.id) b
+			 WHERE (req ->> 'type' IS NULL OR b.type = req ->> 'type')
+			   AND (req ->> 'status' IS NULL OR b.status = req ->> 'status')
+			   AND b.created_at BETWEEN s AND e) f;
+	pg := paas.pagination(req, total, 20);
+	RETURN jsonb_build_object('data', jsonb_build_object('transactions', rows, 'pagination', pg),
+							  'pagination', pg);
+END
+$$;
+COMMENT ON FUNCTION api.billing_transactions(jsonb, jsonb) IS
+	'GET /billing/transactions: page, limit, type, status, startDate, endDate';
+
+CREATE FUNCTION api.billing_transaction_get(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	res jsonb;
+BEGIN
+	SELECT paas.feed_json(f) INTO res FROM paas.billing_feed(u.id) f WHERE f.id = req ->> 'id';
+	IF res IS NULL THEN
+		RAISE EXCEPTION 'Transaction not found' USING ERRCODE = 'PT404';
+	END IF;
+	RETURN res || jsonb_build_object('user', jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email));
+END
+$$;
+COMMENT ON FUNCTION api.billing_transaction_get(jsonb, jsonb) IS
+	'GET /billing/transactions/:id (owner only)';
+
+------------------------------------------------------------------------------
+-- invoices over HTTP
+------------------------------------------------------------------------------
+
+CREATE FUNCTION api.billing_invoices(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	errs jsonb := '[]';
+	lim int;
+	total bigint;
+	rows jsonb;
+	pg jsonb;
+	s timestamptz;
+	e timestamptz;
+BEGIN
+	req := paas.require_object(req);
+	errs := paas.check_paging(errs, req);
+	errs := paas.check_enum(errs, req, 'type', false, ARRAY['TOPUP', 'SUBSCRIPTION', 'CREDIT_NOTE']);
+	errs := paas.check_enum(errs, req, 'status', false, ARRAY['PAID', 'VOID', 'ISSUED']);
+	errs := paas.check_date_range(errs, req);
+	PERFORM paas.raise_if_invalid(errs);
+	lim := coalesce((req ->> 'limit')::int, 20);
+	s := coalesce((req ->> 'startDate')::timestamptz, '-infinity');
+	e := paas.range_end(req ->> 'endDate');
+	SELECT count(*) INTO total FROM paas.invoices i
+	 WHERE i.user_id = u.id AND (req ->> 'type' IS NULL OR i.kind = req ->> 'type')
+	   AND (req ->> 'status' IS NULL OR i.status = req ->> 'status')
+	   AND i.issued_at BETWEEN s AND e;
+	SELECT coalesce(jsonb_agg(paas.invoice_json(x) ORDER BY x.issued_at DESC, x.number DESC), '[]')
+	  INTO rows
+	  FROM (SELECT * FROM paas.invoices i
+			 WHERE i.user_id = u.id AND (req ->> 'type' IS NULL OR i.kind = req ->> 'type')
+			   AND (req ->> 'status' IS NULL OR i.status = req ->> 'status')
+			   AND i.issued_at BETWEEN s AND e
+			 ORDER BY i.issued_at DESC, i.number DESC
+			 LIMIT lim OFFSET (coalesce((req ->> 'page')::int, 1) - 1) * lim) x;
+	pg := paas.pagination(req, total, 20);
+	RETURN jsonb_build_object('data', jsonb_build_object('invoices', rows, 'pagination', pg),
+							  'pagination', pg);
+END
+$$;
+COMMENT ON FUNCTION api.billing_invoices(jsonb, jsonb) IS
+	'GET /billing/invoices: page, limit, type, status, startDate, endDate';
+
+CREATE FUNCTION paas.invoice_detail(i paas.invoices, u paas.users) RETURNS jsonb
+	LANGUAGE sql STABLE
+	SET search_path = paas, pg_catalog, public, pg_temp
+	RETURN paas.invoice_json(i) || jsonb_build_object(
+		'user', jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email),
+		'topUpTransaction', (SELECT jsonb_build_object('id', t.id, 'orderId', t.order_id,
+													   'paymentType', t.payment_type)
+							   FROM paas.topups t WHERE t.id = i.topup_id),
+		'creditNoteFor', (SELECT jsonb_build_object('id', c.id, 'invoiceNumber', c.number)
+							FROM paas.invoices c WHERE c.id = i.credit_note_for),
+		'voidedBy', (SELECT jsonb_build_object('id', c.id, 'invoiceNumber', c.number)
+					   FROM paas.invoices c WHERE c.id = i.voided_by));
+COMMENT ON FUNCTION paas.invoice_detail(paas.invoices, paas.users) IS
+	'an invoice with its user, top-up and credit-note links';
+
+CREATE FUNCTION api.billing_invoice_get(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	i paas.invoices;
+BEGIN
+	SELECT * INTO i FROM paas.invoices WHERE id = paas.to_uuid(req ->> 'id') AND user_id = u.id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Invoice not found' USING ERRCODE = 'PT404';
+	END IF;
+	RETURN paas.invoice_detail(i, u);
+END
+$$;
+COMMENT ON FUNCTION api.billing_invoice_get(jsonb, jsonb) IS 'GET /billing/invoices/:id (owner only)';
+
+-- The data httpd renders as the PDF (httpd/invoice_pdf.c); counts the download.
+CREATE FUNCTION api.billing_invoice_pdf(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	i paas.invoices;
+BEGIN
+	UPDATE paas.invoices SET download_count = download_count + 1
+	 WHERE id = paas.to_uuid(req ->> 'id') AND user_id = u.id
+	RETURNING * INTO i;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Invoice not found' USING ERRCODE = 'PT404';
+	END IF;
+	RETURN paas.invoice_detail(i, u);
+END
+$$;
+COMMENT ON FUNCTION api.billing_invoice_pdf(jsonb, jsonb) IS
+	'GET /billing/invoices/:id/pdf: the invoice to render (owner only); counts downloads';
+
+------------------------------------------------------------------------------
+-- dashboards, health
+------------------------------------------------------------------------------
+
+CREATE FUNCTION api.billing_dashboard_overview(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}')
+	RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	bal bigint := paas.wallet_balance(u.id);
+	pending jsonb;
+	pcount bigint;
+	pamount bigint;
+	recent jsonb;
+	total bigint;
+BEGIN
+	SELECT count(*), coalesce(sum(amount), 0) INTO pcount, pamount
+	  FROM paas.topups WHERE user_id = u.id AND status = 'PENDING';
+	SELECT coalesce(jsonb_agg(paas.topup_json(t) ORDER BY t.created_at DESC), '[]') INTO pending
+	  FROM (SELECT * FROM paas.topups WHERE user_id = u.id AND status = 'PENDING'
+			 ORDER BY created_at DESC LIMIT 10) t;
+	SELECT count(*), coalesce(jsonb_agg(paas.feed_json(f) ORDER BY f.created_at DESC, f.id)
+							   FILTER (WHERE f.rn <= 5), '[]')
+	  INTO total, recent
+	  FROM (SELECT b.*, row_number() OVER (ORDER BY b.created_at DESC, b.id) AS rn
+			  FROM paas.billing_feed(u.id) b) f;
+	RETURN jsonb_build_object(
+		'balance', jsonb_build_object('current', bal, 'currency', 'IDR',
+									  'lastUpdated', paas.iso(now())),
+		'pendingTopUps', jsonb_build_object('count', pcount, 'totalAmount', pamount,
+											'transactions', pending),
+		'recentTransactions', recent,
+		'summary', jsonb_build_object('availableBalance', bal, 'pendingAmount', pamount,
+									  'totalTransactions', total));
+END
+$$;
+COMMENT ON FUNCTION api.billing_dashboard_overview(jsonb, jsonb) IS
+	'GET /billing/dashboard/overview: balance, pending top-ups, recent movements';
+
+CREATE FUNCTION api.billing_dashboard_analytics(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}')
+	RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	errs jsonb := '[]';
+	s timestamptz;
+	e timestamptz;
+	res jsonb;
+BEGIN
+	req := paas.require_object(req);
+	errs := paas.check_date_range(errs, req);
+	PERFORM paas.raise_if_invalid(errs);
+	s := coalesce((req ->> 'startDate')::timestamptz, '-infinity');
+	e := paas.range_end(req ->> 'endDate');
+	WITH f AS (SELECT * FROM paas.billing_feed(u.id) b WHERE b.created_at BETWEEN s AND e),
+	tot AS (
+		SELECT coalesce(sum(amount) FILTER (WHERE type = 'TOPUP' AND status = 'SUCCESS'), 0) AS topups,
+			   count(*) FILTER (WHERE type = 'TOPUP' AND status = 'SUCCESS') AS ntopups,
+			   coalesce(sum(amount) FILTER (WHERE type = 'SERVICE_PURCHASE' AND status = 'SUCCESS'), 0) AS spend,
+			   count(*) FILTER (WHERE type = 'SERVICE_PURCHASE' AND status = 'SUCCESS') AS nspend,
+			   count(*) AS n,
+			   count(*) FILTER (WHERE type = 'TOPUP') AS ntop_all,
+			   count(*) FILTER (WHERE type = 'SERVICE_PURCHASE') AS nsp_all,
+			   count(*) FILTER (WHERE status = 'PENDING') AS npending,
+			   count(*) FILTER (WHERE status IN ('FAILED', 'EXPIRED', 'CANCELLED')) AS nfailed
+		  FROM f)
+	SELECT jsonb_build_object(
+		'period', jsonb_strip_nulls(jsonb_build_object('startDate', req ->> 'startDate',
+													   'endDate', req ->> 'endDate')),
+		'analytics', jsonb_build_object(
+			'totalTopUps', tot.topups, 'totalSpending', tot.spend, 'transactionCount', tot.n,
+			'averageTopUp', CASE WHEN tot.ntopups > 0 THEN round(tot.topups::numeric / tot.ntopups) ELSE 0 END,
+			'averageSpending', CASE WHEN tot.nspend > 0 THEN round(tot.spend::numeric / tot.nspend) ELSE 0 END),
+		'transactionBreakdown', jsonb_build_object('topUps', tot.ntop_all,
+			'servicePurchases', tot.nsp_all, 'pending', tot.npending, 'failed', tot.nfailed),
+		'byType', (SELECT coalesce(jsonb_agg(jsonb_build_object('type', x.type, 'status', x.status,
+								'count', x.n, 'amount', x.amt) ORDER BY x.type, x.status), '[]')
+					 FROM (SELECT type, status, count(*) AS n, sum(amount) AS amt
+							 FROM f GROUP BY type, status) x),
+		'byDay', (SELECT coalesce(jsonb_agg(jsonb_build_object('date', x.d, 'type', x.type,
+								'count', x.n, 'amount', x.amt) ORDER BY x.d, x.type), '[]')
+					FROM (SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS d, type,
+								 count(*) AS n, sum(amount) AS amt
+							FROM f WHERE status = 'SUCCESS' GROUP BY 1, 2) x))
+	  INTO res FROM tot;
+	RETURN res;
+END
+$$;
+COMMENT ON FUNCTION api.billing_dashboard_analytics(jsonb, jsonb) IS
+	'GET /billing/dashboard/analytics: totals by type/status and by day (startDate, endDate)';
+
+CREATE FUNCTION api.billing_health(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE sql STABLE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	RETURN jsonb_build_object('status', 'healthy', 'service', 'billing', 'version', '1.0.0',
+							  'database', 'up', 'gatewayConfigured', paas.midtrans_configured(),
+							  'timestamp', paas.iso(now()));
+COMMENT ON FUNCTION api.billing_health(jsonb, jsonb) IS 'GET /billing/health (public)';
+
+------------------------------------------------------------------------------
+-- reporting
+------------------------------------------------------------------------------
+
+CREATE VIEW reporting.topups_by_status AS
+	SELECT t.status,
+		   count(*) AS topups,
+		   coalesce(sum(t.amount), 0)::bigint AS amount,
+		   min(t.created_at) AS oldest,
+		   max(t.created_at) AS newest,
+		   (SELECT count(*) FROM paas.topup_reversals r
+			 JOIN paas.topups t2 ON t2.id = r.topup_id
+			WHERE t2.status = t.status AND r.status = 'BLOCKED') AS blocked_reversals
+	  FROM paas.topups t
+	 GROUP BY t.status;
+COMMENT ON VIEW reporting.topups_by_status IS
+	'top-ups per status: count, amount, age range, reversals the wallet could not cover';
+GRANT SELECT ON reporting.topups_by_status TO paas_bi, paas_owner;
+
+DO $grants$
+DECLARE
+	f text;
+BEGIN
+	FOREACH f IN ARRAY ARRAY[
+		'api.billing_topup(jsonb, jsonb)', 'api.billing_transaction_pay(jsonb, jsonb)',
+		'api.billing_topups(jsonb, jsonb)', 'api.billing_topup_get(jsonb, jsonb)',
+		'api.billing_webhook_midtrans(jsonb, jsonb)', 'api.billing_transactions(jsonb, jsonb)',
+		'api.billing_transaction_get(jsonb, jsonb)', 'api.billing_invoices(jsonb, jsonb)',
+		'api.billing_invoice_get(jsonb, jsonb)', 'api.billing_invoice_pdf(jsonb, jsonb)',
+		'api.billing_dashboard_overview(jsonb, jsonb)',
+		'api.billing_dashboard_analytics(jsonb, jsonb)', 'api.billing_health(jsonb, jsonb)']
+	LOOP
+		EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+		EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO paas_api, paas_owner', f);
+	END LOOP;
+END
+$grants$;

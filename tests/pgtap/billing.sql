@@ -1,0 +1,344 @@
+-- billing: top-ups and the Snap round trip, Midtrans notifications (signature,
+-- status mapping, exactly-once credit, reversals), invoices and credit notes,
+-- reconciliation answers, expiry, feeds, dashboards.  Needs the cluster's
+-- paas.midtrans_server_key (tests/run.sh sets one).
+BEGIN;
+SELECT plan(121);
+
+-- fixtures -------------------------------------------------------------------
+INSERT INTO paas.users (id, email, name, password_hash) VALUES
+	('00000000-0000-4000-8000-00000000b111', 'bill.owner@example.com', 'Bill Owner', 'x'),
+	('00000000-0000-4000-8000-00000000b222', 'bill.other@example.com', 'Other Person', 'x');
+
+CREATE FUNCTION pg_temp.ctx(who text) RETURNS jsonb LANGUAGE sql AS $$
+	SELECT jsonb_build_object('userId', CASE who WHEN 'owner' THEN '00000000-0000-4000-8000-00000000b111'
+												 ELSE '00000000-0000-4000-8000-00000000b222' END)
+$$;
+CREATE FUNCTION pg_temp.sig(order_id text, code text, gross text) RETURNS text LANGUAGE sql AS $$
+	SELECT encode(digest(order_id || code || gross || current_setting('paas.midtrans_server_key'), 'sha512'), 'hex')
+$$;
+-- a signed notification as Midtrans sends it
+CREATE FUNCTION pg_temp.note(order_id text, st text, gross text DEFAULT '50000.00',
+							 extra jsonb DEFAULT '{}') RETURNS jsonb LANGUAGE sql AS $$
+	SELECT jsonb_build_object(
+		'transaction_status', st, 'order_id', order_id, 'gross_amount', gross,
+		'status_code', CASE WHEN st IN ('pending', 'authorize') THEN '201'
+							WHEN st IN ('deny', 'cancel', 'expire', 'failure') THEN '202' ELSE '200' END,
+		'signature_key', pg_temp.sig(order_id,
+			CASE WHEN st IN ('pending', 'authorize') THEN '201'
+				 WHEN st IN ('deny', 'cancel', 'expire', 'failure') THEN '202' ELSE '200' END, gross),
+		'payment_type', 'bank_transfer', 'currency', 'IDR', 'transaction_id', gen_random_uuid(),
+		'status_message', 'midtrans payment notification') || extra
+$$;
+CREATE TABLE pg_temp.v (k text PRIMARY KEY, j jsonb);
+
+-- signature ------------------------------------------------------------------
+SELECT ok(paas.midtrans_configured(), 'a server key is configured for the tests');
+SELECT ok(paas.midtrans_signature_ok('ORDER-1', '200', '10000.00', pg_temp.sig('ORDER-1', '200', '10000.00')),
+	'a correct signature is accepted');
+SELECT ok(paas.midtrans_signature_ok('ORDER-1', '200', '10000.00', upper(pg_temp.sig('ORDER-1', '200', '10000.00'))),
+	'upper-case hex is accepted');
+SELECT ok(NOT paas.midtrans_signature_ok('ORDER-1', '200', '10000', pg_temp.sig('ORDER-1', '200', '10000.00')),
+	'the amount is hashed byte for byte ("10000" is not "10000.00")');
+SELECT ok(NOT paas.midtrans_signature_ok('ORDER-2', '200', '10000.00', pg_temp.sig('ORDER-1', '200', '10000.00')),
+	'another order''s signature is refused');
+SELECT ok(NOT paas.midtrans_signature_ok('ORDER-1', '200', '10000.00', left(pg_temp.sig('ORDER-1', '200', '10000.00'), 127)),
+	'a short signature is refused');
+SELECT ok(NOT paas.midtrans_signature_ok('ORDER-1', '200', '10000.00', repeat('z', 128)),
+	'non-hex is refused');
+SELECT ok(NOT coalesce(paas.midtrans_signature_ok('ORDER-1', '200', '10000.00', NULL), false),
+	'a missing signature is refused');
+
+-- top-up creation and the Snap round trip --------------------------------------
+SELECT throws_ok($$SELECT api.billing_topup('{"amount": 50000}', '{}')$$, 'PT401', NULL,
+	'top-up needs a user');
+SELECT throws_ok($$SELECT api.billing_topup('{"amount": 9999, "currency": "USD"}', pg_temp.ctx('owner'))$$,
+	'PT400', 'Validation failed', 'amount range and currency are validated');
+SELECT throws_ok($$SELECT api.billing_topup('{"amount": "50000"}', pg_temp.ctx('owner'))$$,
+	'PT400', 'Validation failed', 'amount must be a JSON number');
+SELECT throws_ok($$SELECT api.billing_topup('{"amount": 10000001}', pg_temp.ctx('owner'))$$,
+	'PT400', 'Validation failed', 'the maximum is 10,000,000');
+
+INSERT INTO pg_temp.v SELECT 's1', api.billing_topup('{"amount": 50000, "currency": "IDR"}', pg_temp.ctx('owner'));
+SELECT ok((SELECT j ? '$snap' FROM pg_temp.v WHERE k = 's1'), 'step 1 asks httpd for a Snap call');
+SELECT is((SELECT j #>> '{$snap,amount}' FROM pg_temp.v WHERE k = 's1'), '50000', 'with the amount');
+SELECT matches((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 's1'), '^TOPUP-[0-9A-F]{8}-[0-9]+-[0-9A-F]{8}$',
+	'and a URL-safe order id');
+SELECT is((SELECT status FROM paas.topups t JOIN pg_temp.v ON t.order_id = v.j #>> '{$snap,orderId}' WHERE k = 's1'),
+	'PENDING', 'the top-up is PENDING before Snap answers');
+
+SELECT is(api.billing_topup('{}', pg_temp.ctx('owner') || jsonb_build_object('snap',
+		jsonb_build_object('orderId', (SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 's1'),
+						   'error', 'snap: HTTP 500'))) -> '$error' ->> 'sqlstate',
+	'PT502', 'a Snap failure answers a committed PT502');
+SELECT is((SELECT last_error FROM paas.topups t JOIN pg_temp.v ON t.order_id = v.j #>> '{$snap,orderId}' WHERE k = 's1'),
+	'snap: HTTP 500', 'and is recorded on the top-up, which stays pending');
+SELECT throws_ok($$SELECT api.billing_topup('{}', pg_temp.ctx('other') || jsonb_build_object('snap',
+		jsonb_build_object('orderId', (SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 's1'), 'token', 't')))$$,
+	'PT404', 'Top-up not found', 'another user cannot attach a token to the order');
+
+INSERT INTO pg_temp.v SELECT 't1', api.billing_topup('{}', pg_temp.ctx('owner') || jsonb_build_object('snap',
+		jsonb_build_object('orderId', (SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 's1'),
+						   'token', 'tok-1', 'redirectUrl', 'https://pay.example/tok-1')));
+SELECT is((SELECT j ->> 'snapToken' FROM pg_temp.v WHERE k = 't1'), 'tok-1', 'step 2 stores the token');
+SELECT is((SELECT j ->> 'redirectUrl' FROM pg_temp.v WHERE k = 't1'), 'https://pay.example/tok-1', 'and the link');
+SELECT is((SELECT j ->> 'status' FROM pg_temp.v WHERE k = 't1'), 'PENDING', 'the top-up is pending');
+
+-- idempotency key
+INSERT INTO pg_temp.v SELECT 'i1', api.billing_topup('{"amount": 20000}', pg_temp.ctx('owner') || '{"idempotencyKey": "k-1"}');
+INSERT INTO pg_temp.v SELECT 'i2', api.billing_topup('{"amount": 20000}', pg_temp.ctx('owner') || '{"idempotencyKey": "k-1"}');
+SELECT is((SELECT count(*)::int FROM paas.topups WHERE idempotency_key = 'k-1'), 1,
+	'the same Idempotency-Key makes one top-up');
+SELECT isnt((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'i2'),
+	(SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'i1'),
+	'a retry after an unanswered Snap call uses a fresh order id');
+SELECT is((SELECT count(*)::int FROM paas.topup_orders o JOIN paas.topups t ON t.id = o.topup_id
+			WHERE t.idempotency_key = 'k-1'), 2, 'both order ids stay mapped to the top-up');
+SELECT throws_ok($$SELECT api.billing_topup('{"amount": 30000}', pg_temp.ctx('owner') || '{"idempotencyKey": "k-1"}')$$,
+	'PT409', NULL, 'the same key with another amount is a conflict');
+INSERT INTO pg_temp.v SELECT 'i3', api.billing_topup('{"amount": 20000}', pg_temp.ctx('other') || '{"idempotencyKey": "k-1"}');
+SELECT is((SELECT count(*)::int FROM paas.topups WHERE idempotency_key = 'k-1'), 2,
+	'another user''s identical key is another top-up');
+
+-- /pay
+SELECT throws_ok($$SELECT api.billing_transaction_pay('{"id": "nope"}', pg_temp.ctx('owner'))$$,
+	'PT404', 'Transaction not found', 'pay: malformed id is 404');
+SELECT throws_ok(format($$SELECT api.billing_transaction_pay('{"id": "%s"}', pg_temp.ctx('other'))$$,
+		(SELECT j ->> 'id' FROM pg_temp.v WHERE k = 't1')),
+	'PT404', 'Transaction not found', 'pay: another user''s top-up is 404');
+SELECT is(api.billing_transaction_pay(jsonb_build_object('id', (SELECT j ->> 'id' FROM pg_temp.v WHERE k = 't1')),
+		pg_temp.ctx('owner')) ->> 'snapToken', 'tok-1', 'pay returns the live link');
+UPDATE paas.topups SET snap_expires_at = now() - interval '1 minute'
+ WHERE id = (SELECT (j ->> 'id')::uuid FROM pg_temp.v WHERE k = 't1');
+INSERT INTO pg_temp.v SELECT 'p1', api.billing_transaction_pay(jsonb_build_object('id',
+		(SELECT j ->> 'id' FROM pg_temp.v WHERE k = 't1')), pg_temp.ctx('owner'));
+SELECT ok((SELECT j ? '$snap' FROM pg_temp.v WHERE k = 'p1'), 'an expired link makes pay ask for a new one');
+SELECT isnt((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'p1'),
+	(SELECT j ->> 'orderId' FROM pg_temp.v WHERE k = 't1'), 'on a new order id');
+SELECT is(api.billing_transaction_pay('{}', pg_temp.ctx('owner') || jsonb_build_object('snap',
+		jsonb_build_object('orderId', (SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'p1'),
+						   'token', 'tok-2', 'redirectUrl', 'https://pay.example/tok-2'))) ->> 'snapToken',
+	'tok-2', 'the new link is stored');
+
+-- an expired top-up cannot be paid
+INSERT INTO pg_temp.v SELECT 'x1', api.billing_topup('{"amount": 10000}', pg_temp.ctx('owner'));
+UPDATE paas.topups SET expires_at = now() - interval '1 second'
+ WHERE order_id = (SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'x1');
+SELECT is(api.billing_transaction_pay(jsonb_build_object('id', (SELECT id FROM paas.topups
+		WHERE order_id = (SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'x1'))), pg_temp.ctx('owner'))
+		-> '$error' ->> 'sqlstate', 'PT409', 'pay on an expired top-up is a committed 409');
+SELECT is((SELECT status FROM paas.topups WHERE order_id = (SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'x1')),
+	'EXPIRED', 'and marks it EXPIRED');
+SELECT throws_ok(format($$SELECT api.billing_transaction_pay('{"id": "%s"}', pg_temp.ctx('owner'))$$,
+		(SELECT id FROM paas.topups WHERE order_id = (SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'x1'))),
+	'PT409', NULL, 'pay on a non-pending top-up is 409');
+
+-- notifications ----------------------------------------------------------------
+-- order of t1's current link (the second order)
+INSERT INTO pg_temp.v SELECT 'o1', to_jsonb((SELECT order_id FROM paas.topups WHERE id = (SELECT (j ->> 'id')::uuid FROM pg_temp.v WHERE k = 't1')));
+INSERT INTO pg_temp.v SELECT 'o0', to_jsonb((SELECT j ->> 'orderId' FROM pg_temp.v WHERE k = 't1'));
+
+SELECT throws_ok($$SELECT api.billing_webhook_midtrans('{"order_id": "x"}')$$, 'PT400', 'Validation failed',
+	'a notification without its fields is 400');
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'settlement')
+		|| '{"signature_key": "00"}') -> '$error' ->> 'sqlstate', 'PT401', 'a forged signature is a committed 401');
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'settlement')
+		|| '{"gross_amount": "5000000.00"}') -> '$error' ->> 'sqlstate', 'PT401',
+	'a tampered amount breaks the signature');
+SELECT is((SELECT count(*)::int FROM paas.midtrans_notifications
+			WHERE order_id = (SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1') AND outcome = 'bad_signature'
+			  AND NOT signature_ok), 2, 'bad signatures are recorded');
+SELECT is(paas.wallet_balance('00000000-0000-4000-8000-00000000b111'), 0::bigint, 'and credit nothing');
+SELECT is(api.billing_webhook_midtrans(pg_temp.note('TOPUP-UNKNOWN-1', 'settlement')) -> '$error' ->> 'sqlstate',
+	'PT404', 'an unknown order is a committed 404');
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'settlement', '49000.00'))
+		-> '$error' ->> 'sqlstate', 'PT400', 'a signed notification with another amount is refused');
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'settlement',
+		'50000.00', '{"currency": "USD"}')) -> '$error' ->> 'sqlstate', 'PT400', 'so is another currency');
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'pending')
+		|| '{"transaction_status": "settlement"}') -> '$error' ->> 'sqlstate', 'PT400',
+	'a signed pending relabelled settlement (status_code 201) is refused');
+SELECT is(paas.wallet_balance('00000000-0000-4000-8000-00000000b111'), 0::bigint, 'still nothing credited');
+
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'pending')) ->> 'outcome',
+	'pending', 'pending keeps the top-up pending');
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'capture', '50000.00',
+		'{"fraud_status": "challenge"}')) ->> 'status', 'PENDING', 'capture + challenge stays pending');
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'settlement')) ->> 'outcome',
+	'credited', 'settlement credits');
+SELECT is(paas.wallet_balance('00000000-0000-4000-8000-00000000b111'), 50000::bigint, 'the wallet holds the amount');
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'settlement')) ->> 'outcome',
+	'duplicate', 'a replay is a duplicate');
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'capture', '50000.00',
+		'{"fraud_status": "accept"}')) ->> 'outcome', 'duplicate', 'capture + accept after settlement is a duplicate');
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'pending')) ->> 'outcome',
+	'ignored_after_success', 'a late pending never undoes a success');
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'expire')) ->> 'status',
+	'PAID', 'nor does a late expire');
+SELECT is(paas.wallet_balance('00000000-0000-4000-8000-00000000b111'), 50000::bigint, 'credited exactly once');
+SELECT is((SELECT count(*)::int FROM paas.ledger_entries WHERE ref ->> 'orderId' = (SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1')),
+	1, 'one ledger entry for the order');
+SELECT is((SELECT count(*)::int FROM paas.invoices i JOIN paas.topups t ON t.id = i.topup_id
+			WHERE t.id = (SELECT (j ->> 'id')::uuid FROM pg_temp.v WHERE k = 't1')), 1, 'one invoice for the top-up');
+SELECT matches((SELECT number FROM paas.invoices WHERE topup_id = (SELECT (j ->> 'id')::uuid FROM pg_temp.v WHERE k = 't1')),
+	'^INV-[0-9]{6}-[0-9]{6}$', 'numbered INV-YYYYMM-NNNNNN');
+-- a payment through the older link of the same top-up is money received too
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o0'), 'settlement')) ->> 'outcome',
+	'credited', 'a second paid order of one top-up is credited as well');
+SELECT is(paas.wallet_balance('00000000-0000-4000-8000-00000000b111'), 100000::bigint, 'money is never lost');
+
+-- failure, then success
+INSERT INTO pg_temp.v SELECT 'f1', api.billing_topup('{"amount": 50000}', pg_temp.ctx('other'));
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'f1'), 'deny')) ->> 'status',
+	'FAILED', 'deny before success fails the top-up');
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'f1'), 'capture', '50000.00',
+		'{"fraud_status": "accept"}')) ->> 'status', 'PAID', 'a later success still credits (success wins)');
+SELECT is(paas.wallet_balance('00000000-0000-4000-8000-00000000b222'), 50000::bigint, 'the other wallet is credited');
+INSERT INTO pg_temp.v SELECT 'c1', api.billing_topup('{"amount": 10000}', pg_temp.ctx('other'));
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'c1'), 'cancel', '10000.00')) ->> 'status',
+	'CANCELLED', 'cancel maps to CANCELLED');
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'c1'), 'capture', '10000.00',
+		'{"fraud_status": "deny"}')) ->> 'outcome', 'failed', 'capture + deny is a failure');
+
+-- reversals
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'partial_refund', '50000.00',
+		'{"refund_amount": "20000.00"}')) ->> 'outcome', 'reversed', 'a partial refund reverses its amount');
+SELECT is(paas.wallet_balance('00000000-0000-4000-8000-00000000b111'), 80000::bigint, 'the wallet is debited 20,000');
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'partial_refund', '50000.00',
+		'{"refund_amount": "20000.00"}')) ->> 'outcome', 'duplicate', 'a replayed partial refund does nothing');
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'refund', '50000.00',
+		'{"refund_amount": "50000.00"}')) ->> 'outcome', 'reversed', 'the full refund reverses the rest');
+SELECT is(paas.wallet_balance('00000000-0000-4000-8000-00000000b111'), 50000::bigint, 'only the other order''s credit is left');
+SELECT is((SELECT status FROM paas.invoices WHERE id = (SELECT invoice_id FROM paas.topup_orders
+			WHERE order_id = (SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'))), 'VOID', 'the refunded order''s invoice is void');
+SELECT matches((SELECT c.number FROM paas.invoices c JOIN paas.topup_orders o ON c.credit_note_for = o.invoice_id
+				 WHERE o.order_id = (SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1')), '^CN-[0-9]{6}-[0-9]{6}$',
+	'voided by a credit note');
+SELECT is((SELECT status FROM paas.topups WHERE id = (SELECT (j ->> 'id')::uuid FROM pg_temp.v WHERE k = 't1')), 'PAID',
+	'a top-up with another paid order stays PAID');
+
+-- a refund the wallet cannot cover is kept BLOCKED, nothing overdraws
+SELECT lives_ok($$SELECT paas.ledger_post('pgtap-billing-spend', jsonb_build_array(jsonb_build_object(
+		'kind', 'charge', 'memo', 'spend', 'postings', jsonb_build_array(
+			jsonb_build_object('account', paas.wallet_account('00000000-0000-4000-8000-00000000b222'), 'amount', -45000),
+			jsonb_build_object('account', paas.platform_account('revenue'), 'amount', 45000)))))$$,
+	'the other user spends most of the credit');
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'f1'), 'chargeback')) ->> 'outcome',
+	'reversal_blocked', 'a chargeback larger than the wallet is blocked');
+SELECT is(paas.wallet_balance('00000000-0000-4000-8000-00000000b222'), 5000::bigint, 'the wallet is untouched');
+SELECT is((SELECT status FROM paas.topup_reversals WHERE topup_id = (SELECT topup_id FROM paas.topup_orders
+			WHERE order_id = (SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'f1'))), 'BLOCKED', 'and recorded as BLOCKED');
+
+-- a refund before its settlement (out of order)
+INSERT INTO pg_temp.v SELECT 'r1', api.billing_topup('{"amount": 10000}', pg_temp.ctx('other'));
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'r1'), 'refund', '10000.00')) ->> 'status',
+	'REFUNDED', 'a refund before the settlement credits then reverses');
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'r1'), 'settlement', '10000.00')) ->> 'outcome',
+	'duplicate', 'the late settlement changes nothing');
+SELECT is(paas.wallet_balance('00000000-0000-4000-8000-00000000b222'), 5000::bigint, 'net zero for that order');
+SELECT is_empty($$SELECT * FROM reporting.ledger_check$$, 'ledger invariants hold');
+
+-- invoices -----------------------------------------------------------------------
+SELECT throws_ok($$SELECT paas.issue_invoice('00000000-0000-4000-8000-00000000b111', 'GIFT', 0, '{}', NULL)$$,
+	'PT400', 'Validation failed', 'issue_invoice validates kind and amount');
+SELECT throws_ok($$SELECT paas.issue_invoice('00000000-0000-4000-8000-00000000b111', 'SUBSCRIPTION', 100,
+		'{}', '[{"description": "x", "amount": 99}]')$$, 'PT400', 'Validation failed', 'lines must sum to the amount');
+INSERT INTO pg_temp.v SELECT 'n1', paas.issue_invoice('00000000-0000-4000-8000-00000000b111', 'SUBSCRIPTION', 25000,
+	'{"subscriptionId": "s-1"}', '[{"description": "n8n monthly", "quantity": 1, "unitPrice": 25000, "amount": 25000}]');
+INSERT INTO pg_temp.v SELECT 'n2', paas.issue_invoice('00000000-0000-4000-8000-00000000b111', 'SUBSCRIPTION', 25000, '{}', NULL);
+SELECT is(split_part((SELECT j ->> 'invoiceNumber' FROM pg_temp.v WHERE k = 'n2'), '-', 3)::int,
+	split_part((SELECT j ->> 'invoiceNumber' FROM pg_temp.v WHERE k = 'n1'), '-', 3)::int + 1, 'numbers are consecutive');
+SELECT is((SELECT j ->> 'description' FROM pg_temp.v WHERE k = 'n1'), 'n8n monthly', 'the first line describes it');
+SELECT throws_ok(format($$UPDATE paas.invoices SET amount = 1 WHERE id = '%s'$$, (SELECT j ->> 'id' FROM pg_temp.v WHERE k = 'n1')),
+	'PT409', 'an issued invoice cannot be changed', 'issued invoices are immutable');
+SELECT throws_ok(format($$DELETE FROM paas.invoices WHERE id = '%s'$$, (SELECT j ->> 'id' FROM pg_temp.v WHERE k = 'n1')),
+	'PT409', 'invoices cannot be deleted', 'and cannot be deleted');
+SELECT throws_ok(format($$UPDATE paas.invoices SET status = 'VOID' WHERE id = '%s'$$, (SELECT j ->> 'id' FROM pg_temp.v WHERE k = 'n1')),
+	'PT409', NULL, 'only a credit note voids');
+SELECT is(paas.void_invoice((SELECT (j ->> 'id')::uuid FROM pg_temp.v WHERE k = 'n1'), 'cancelled') ->> 'amount', '-25000',
+	'the credit note carries the negative amount');
+SELECT throws_ok(format($$SELECT paas.void_invoice('%s', 'again')$$, (SELECT j ->> 'id' FROM pg_temp.v WHERE k = 'n1')),
+	'PT409', NULL, 'an invoice is voided once');
+SELECT throws_ok($$SELECT paas.void_invoice(gen_random_uuid(), 'x')$$, 'PT404', 'Invoice not found', 'unknown invoice');
+
+SELECT throws_ok($$SELECT api.billing_invoices('{"type": "GIFT", "startDate": "nope"}', pg_temp.ctx('owner'))$$,
+	'PT400', 'Validation failed', 'invoice filters are validated');
+SELECT ok((SELECT (api.billing_invoices('{"type": "SUBSCRIPTION"}', pg_temp.ctx('owner')) #>> '{pagination,total}')::int >= 2),
+	'the owner lists their invoices');
+SELECT is((api.billing_invoices('{}', pg_temp.ctx('other')) -> 'data' -> 'invoices') @>
+		jsonb_build_array(jsonb_build_object('id', (SELECT j ->> 'id' FROM pg_temp.v WHERE k = 'n1'))), false,
+	'another user does not see them');
+SELECT throws_ok(format($$SELECT api.billing_invoice_get('{"id": "%s"}', pg_temp.ctx('other'))$$,
+		(SELECT j ->> 'id' FROM pg_temp.v WHERE k = 'n1')), 'PT404', 'Invoice not found', 'another user''s invoice is 404');
+SELECT is(api.billing_invoice_get(jsonb_build_object('id', (SELECT j ->> 'id' FROM pg_temp.v WHERE k = 'n1')),
+		pg_temp.ctx('owner')) #>> '{voidedBy,invoiceNumber}' LIKE 'CN-%', true, 'the invoice names its credit note');
+SELECT is((api.billing_invoice_pdf(jsonb_build_object('id', (SELECT j ->> 'id' FROM pg_temp.v WHERE k = 'n2')),
+		pg_temp.ctx('owner')) ->> 'downloadCount')::int, 1, 'a PDF download is counted');
+SELECT throws_ok(format($$SELECT api.billing_invoice_pdf('{"id": "%s"}', pg_temp.ctx('other'))$$,
+		(SELECT j ->> 'id' FROM pg_temp.v WHERE k = 'n2')), 'PT404', 'Invoice not found', 'PDF of another user''s invoice is 404');
+
+-- reconciliation answers, expiry -----------------------------------------------------
+INSERT INTO pg_temp.v SELECT 'q1', api.billing_topup('{"amount": 15000}', pg_temp.ctx('owner'));
+SELECT is(paas.billing_reconcile_apply((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'q1'), 200,
+		'{"status_code": "404", "status_message": "Transaction doesn''t exist."}') ->> 'outcome', 'not_attempted',
+	'status 404: no payment attempted yet');
+SELECT is(paas.billing_reconcile_apply((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'q1'), 0,
+		'Could not connect') ->> 'outcome', 'error', 'a transport failure is recorded, not raised');
+SELECT is((SELECT check_error IS NOT NULL FROM paas.topup_orders WHERE order_id = (SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'q1')),
+	true, 'on the order');
+SELECT is(paas.billing_reconcile_apply((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'q1'), 200,
+		pg_temp.note((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'q1'), 'settlement', '15000.00')::text) ->> 'outcome',
+	'credited', 'a settled status answer credits');
+SELECT is((SELECT source FROM paas.midtrans_notifications WHERE order_id = (SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'q1')
+			ORDER BY id DESC LIMIT 1), 'reconcile', 'recorded as a reconciliation');
+
+UPDATE paas.topup_orders SET created_at = now() - interval '1 hour', last_checked_at = NULL
+ WHERE order_id = (SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'x1') OR order_id = (
+	SELECT order_id FROM paas.topups WHERE id = (SELECT (j ->> 'id')::uuid FROM pg_temp.v WHERE k = 'i3'));
+SELECT is(ARRAY(SELECT paas.billing_reconcile_claim('30 minutes', 100)
+				INTERSECT SELECT o.order_id FROM paas.topup_orders o JOIN paas.topups t ON t.id = o.topup_id
+						   WHERE t.user_id IN ('00000000-0000-4000-8000-00000000b111', '00000000-0000-4000-8000-00000000b222')),
+	ARRAY(SELECT order_id FROM paas.topups WHERE id = (SELECT (j ->> 'id')::uuid FROM pg_temp.v WHERE k = 'i3')),
+	'reconciliation claims old pending orders of pending top-ups only');
+SELECT is_empty($$SELECT paas.billing_reconcile_claim('30 minutes', 100)
+				  INTERSECT SELECT order_id FROM paas.topups WHERE id = (SELECT (j ->> 'id')::uuid FROM pg_temp.v WHERE k = 'i3')$$,
+	'a claimed order waits for the next period');
+
+INSERT INTO pg_temp.v SELECT 'e1', api.billing_topup('{"amount": 12000}', pg_temp.ctx('owner'));
+UPDATE paas.topups SET expires_at = now() - interval '1 second'
+ WHERE order_id = (SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'e1');
+SELECT ok((paas.job_billing_expire_topups() ->> 'expired')::int >= 1, 'the expiry job expires old pending top-ups');
+SELECT is((SELECT status FROM paas.topups WHERE order_id = (SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'e1')),
+	'EXPIRED', 'to EXPIRED');
+
+-- lists, feed, dashboards, health -------------------------------------------------------
+SELECT throws_ok($$SELECT api.billing_topups('{"status": "NOPE"}', pg_temp.ctx('owner'))$$, 'PT400', 'Validation failed',
+	'top-up list filters are validated');
+SELECT throws_ok($$SELECT api.billing_topup_get('{"id": "1"}', pg_temp.ctx('owner'))$$, 'PT404', 'Top-up not found',
+	'a malformed top-up id is 404');
+SELECT throws_ok(format($$SELECT api.billing_topup_get('{"id": "%s"}', pg_temp.ctx('other'))$$,
+		(SELECT j ->> 'id' FROM pg_temp.v WHERE k = 't1')), 'PT404', 'Top-up not found', 'another user''s top-up is 404');
+SELECT is(api.billing_topup_get(jsonb_build_object('id', (SELECT j ->> 'id' FROM pg_temp.v WHERE k = 't1')),
+		pg_temp.ctx('owner')) ->> 'status', 'PAID', 'the owner reads the top-up');
+SELECT throws_ok($$SELECT api.billing_transactions('{"type": "GIFT", "status": "X", "startDate": "2026-02-01", "endDate": "2026-01-01"}', pg_temp.ctx('owner'))$$,
+	'PT400', 'Validation failed', 'feed filters are validated');
+SELECT is(jsonb_array_length(api.billing_transactions('{"type": "REFUND"}', pg_temp.ctx('owner')) #> '{data,transactions}'), 2,
+	'the feed lists both refunds');
+SELECT ok((SELECT bool_and((t ->> 'balanceAfter')::bigint IS NOT NULL) FROM jsonb_array_elements(
+		api.billing_transactions('{"status": "SUCCESS"}', pg_temp.ctx('owner')) #> '{data,transactions}') t),
+	'every settled movement carries its balance after');
+SELECT is(api.billing_transaction_get(jsonb_build_object('id', (SELECT j ->> 'id' FROM pg_temp.v WHERE k = 't1')),
+		pg_temp.ctx('owner')) ->> 'type', 'TOPUP', 'one movement by id');
+SELECT throws_ok(format($$SELECT api.billing_transaction_get('{"id": "%s"}', pg_temp.ctx('other'))$$,
+		(SELECT j ->> 'id' FROM pg_temp.v WHERE k = 't1')), 'PT404', 'Transaction not found', 'another user''s movement is 404');
+SELECT is((api.billing_dashboard_overview('{}', pg_temp.ctx('owner')) #>> '{balance,current}')::bigint,
+	paas.wallet_balance('00000000-0000-4000-8000-00000000b111'), 'the overview shows the balance');
+SELECT throws_ok($$SELECT api.billing_dashboard_analytics('{"startDate": "2026-02-01", "endDate": "2026-01-01"}', pg_temp.ctx('owner'))$$,
+	'PT400', 'Validation failed', 'analytics wants start <= end');
+SELECT is((api.billing_dashboard_analytics('{}', pg_temp.ctx('owner')) #>> '{analytics,totalTopUps}')::bigint, 115000::bigint,
+	'analytics sums the paid top-ups');
+SELECT is(api.billing_health() ->> 'status', 'healthy', 'billing health');
+SELECT ok(has_table_privilege('paas_bi', 'reporting.topups_by_status', 'SELECT'), 'BI reads top-ups by status');
+
+SELECT finish();
+ROLLBACK;

@@ -1,0 +1,271 @@
+-- nodes: the status machine (extension/nodes.c) pair by pair, and the
+-- workers api called as the gateway and a DBA would: join and node tokens,
+-- registration of both field sets, heartbeats, admin transitions, audit,
+-- the health-monitor pass (set-based, called directly here; the background
+-- worker runs it in node_monitor.sql).
+BEGIN;
+SELECT plan(153);
+
+-- 1. The machine.  The expected table, written out independently of C.
+CREATE TEMP TABLE expected (status text, event text, next_status text);
+INSERT INTO expected VALUES
+	('PENDING', 'register', 'ACTIVE'), ('ACTIVE', 'register', 'ACTIVE'), ('NOT_READY', 'register', 'ACTIVE'),
+	('INACTIVE', 'register', 'ACTIVE'), ('MAINTENANCE', 'register', 'MAINTENANCE'),
+	('PENDING', 'register_not_ready', 'NOT_READY'), ('ACTIVE', 'register_not_ready', 'NOT_READY'),
+	('NOT_READY', 'register_not_ready', 'NOT_READY'), ('INACTIVE', 'register_not_ready', 'NOT_READY'),
+	('MAINTENANCE', 'register_not_ready', 'MAINTENANCE'),
+	('PENDING', 'heartbeat_ready', 'ACTIVE'), ('ACTIVE', 'heartbeat_ready', 'ACTIVE'),
+	('NOT_READY', 'heartbeat_ready', 'ACTIVE'), ('INACTIVE', 'heartbeat_ready', 'ACTIVE'),
+	('MAINTENANCE', 'heartbeat_ready', 'MAINTENANCE'),
+	('PENDING', 'heartbeat_not_ready', 'NOT_READY'), ('ACTIVE', 'heartbeat_not_ready', 'NOT_READY'),
+	('NOT_READY', 'heartbeat_not_ready', 'NOT_READY'), ('INACTIVE', 'heartbeat_not_ready', 'NOT_READY'),
+	('MAINTENANCE', 'heartbeat_not_ready', 'MAINTENANCE'),
+	('ACTIVE', 'heartbeat_timeout', 'NOT_READY'),
+	('ACTIVE', 'offline_timeout', 'INACTIVE'), ('NOT_READY', 'offline_timeout', 'INACTIVE'),
+	('PENDING', 'admin_activate', 'ACTIVE'), ('ACTIVE', 'admin_activate', 'ACTIVE'),
+	('NOT_READY', 'admin_activate', 'ACTIVE'), ('INACTIVE', 'admin_activate', 'ACTIVE'),
+	('MAINTENANCE', 'admin_activate', 'ACTIVE'),
+	('PENDING', 'admin_deactivate', 'INACTIVE'), ('ACTIVE', 'admin_deactivate', 'INACTIVE'),
+	('NOT_READY', 'admin_deactivate', 'INACTIVE'), ('INACTIVE', 'admin_deactivate', 'INACTIVE'),
+	('MAINTENANCE', 'admin_deactivate', 'INACTIVE'),
+	('PENDING', 'admin_maintenance', 'MAINTENANCE'), ('ACTIVE', 'admin_maintenance', 'MAINTENANCE'),
+	('NOT_READY', 'admin_maintenance', 'MAINTENANCE'), ('INACTIVE', 'admin_maintenance', 'MAINTENANCE'),
+	('MAINTENANCE', 'admin_maintenance', 'MAINTENANCE'),
+	('PENDING', 'admin_pending', 'PENDING'), ('INACTIVE', 'admin_pending', 'PENDING'),
+	('ACTIVE', 'admin_not_ready', 'NOT_READY'), ('NOT_READY', 'admin_not_ready', 'NOT_READY'),
+	('PENDING', 'cordon', 'PENDING'), ('ACTIVE', 'cordon', 'ACTIVE'), ('NOT_READY', 'cordon', 'NOT_READY'),
+	('INACTIVE', 'cordon', 'INACTIVE'), ('MAINTENANCE', 'cordon', 'MAINTENANCE'),
+	('PENDING', 'uncordon', 'PENDING'), ('ACTIVE', 'uncordon', 'ACTIVE'), ('NOT_READY', 'uncordon', 'NOT_READY');
+CREATE TEMP TABLE pairs AS
+	SELECT s.status, e.event, x.next_status
+	  FROM unnest(ARRAY['PENDING', 'ACTIVE', 'NOT_READY', 'INACTIVE', 'MAINTENANCE']) s(status)
+	 CROSS JOIN unnest(ARRAY['register', 'register_not_ready', 'heartbeat_ready', 'heartbeat_not_ready',
+							 'heartbeat_timeout', 'offline_timeout', 'admin_activate', 'admin_deactivate',
+							 'admin_maintenance', 'admin_pending', 'admin_not_ready', 'cordon', 'uncordon']) e(event)
+	  LEFT JOIN expected x USING (status, event);
+
+SELECT set_eq($$SELECT status, event, next_status FROM paas.node_transitions()$$,
+	$$SELECT status, event, next_status FROM expected$$, 'the C table is exactly the expected one');
+SELECT is(paas.node_transition(status, event), next_status, format('%s + %s -> %s', status, event, next_status))
+  FROM pairs WHERE next_status IS NOT NULL ORDER BY status, event;
+SELECT throws_ok(format('SELECT paas.node_transition(%L, %L)', status, event), 'PT409', NULL,
+		format('%s + %s is refused with PT409', status, event))
+  FROM pairs WHERE next_status IS NULL ORDER BY status, event;
+SELECT is(count(*)::int, 15, 'fifteen refused pairs') FROM pairs WHERE next_status IS NULL;
+SELECT ok(NOT paas.node_transition_allowed('MAINTENANCE', 'uncordon'), 'transition_allowed agrees');
+SELECT throws_ok($$SELECT paas.node_transition('GONE', 'register')$$, '22023', 'unknown node status "GONE"', 'unknown status');
+SELECT throws_ok($$SELECT paas.node_transition('ACTIVE', 'explode')$$, '22023', 'unknown node event "explode"', 'unknown event');
+
+-- 2. Join tokens and registration.
+CREATE TEMP TABLE t (k text PRIMARY KEY, v jsonb);
+SELECT lives_ok($$SELECT api.workers_join_token_add('pgtap-join-token-0001', 'pgtap')$$, 'a join token is added');
+SELECT is(api.workers_join_token_add('pgtap-join-token-0001'),
+	(SELECT id FROM paas.node_join_tokens WHERE token_hash = digest('pgtap-join-token-0001', 'sha256')),
+	'adding it again is idempotent');
+SELECT throws_ok($$SELECT api.workers_join_token_add('short')$$, 'PT400', 'Validation failed', 'join tokens are long');
+SELECT ok((SELECT token_hash <> convert_to('pgtap-join-token-0001', 'UTF8') FROM paas.node_join_tokens
+			WHERE note = 'pgtap'), 'join tokens are stored hashed');
+DO $$ BEGIN PERFORM api.workers_join_token_add('pgtap-join-token-revoked', 'revoked'); END $$;
+UPDATE paas.node_join_tokens SET revoked_at = now() WHERE note = 'revoked';
+DO $$ BEGIN PERFORM api.workers_join_token_add('pgtap-join-token-expired', 'expired', now() - interval '1 second'); END $$;
+
+CREATE FUNCTION pg_temp.spec(name text, ip text) RETURNS jsonb LANGUAGE sql AS $$
+	SELECT jsonb_build_object('name', name, 'hostname', name || '.pgtap.local', 'ipAddress', ip,
+		'cpuCores', 8, 'cpuArchitecture', 'AMD Ryzen 7 6800H', 'totalMemory', '32Gi', 'totalStorage', '500Gi',
+		'labels', jsonb_build_object('zone', 'a'), 'kubeletVersion', 'v1.31.5+k3s1') $$;
+CREATE FUNCTION pg_temp.join() RETURNS jsonb LANGUAGE sql AS $$ SELECT '{"nodeToken": "pgtap-join-token-0001"}'::jsonb $$;
+CREATE FUNCTION pg_temp.tok(key text) RETURNS jsonb LANGUAGE sql AS
+	$$ SELECT jsonb_build_object('nodeToken', v ->> 'nodeToken') FROM t WHERE k = key $$;
+
+SELECT throws_ok($$SELECT api.workers_register(pg_temp.spec('pg-a', '10.9.0.1'), '{"nodeToken": "not-a-join-token"}')$$,
+	'PT401', 'Invalid join token', 'an unknown join token is refused');
+SELECT throws_ok($$SELECT api.workers_register(pg_temp.spec('pg-a', '10.9.0.1'), '{"nodeToken": "pgtap-join-token-revoked"}')$$,
+	'PT401', 'Invalid join token', 'a revoked join token is refused');
+SELECT throws_ok($$SELECT api.workers_register(pg_temp.spec('pg-a', '10.9.0.1'), '{"nodeToken": "pgtap-join-token-expired"}')$$,
+	'PT401', 'Invalid join token', 'an expired join token is refused');
+INSERT INTO t VALUES ('a', api.workers_register(pg_temp.spec('pg-a', '10.9.0.1'), pg_temp.join()));
+INSERT INTO t VALUES ('b', api.workers_register(pg_temp.spec('pg-b', '10.9.0.2') || '{"registrationToken": "pgtap-join-token-0001"}', '{}'));
+SELECT is((SELECT v ->> 'status' FROM t WHERE k = 'a'), 'ACTIVE', 'registration makes the node ACTIVE');
+SELECT ok((SELECT (v ->> 'created')::boolean FROM t WHERE k = 'a'), 'the first registration creates the node');
+SELECT is((SELECT length(v ->> 'nodeToken') FROM t WHERE k = 'a'), 64, 'the node token is 256 bits (hex)');
+SELECT is((SELECT count(*)::int FROM paas.nodes WHERE token_hash = digest((SELECT v ->> 'nodeToken' FROM t WHERE k = 'a'), 'sha256')),
+	1, 'only the node token''s hash is stored');
+SELECT ok((SELECT last_used_at IS NOT NULL FROM paas.node_join_tokens WHERE note = 'pgtap'), 'join token use is recorded');
+SELECT is((SELECT v ->> 'status' FROM t WHERE k = 'b'), 'ACTIVE', 'the original body field registrationToken works too');
+SELECT ok((SELECT count(*) FROM jsonb_object_keys(api.workers_get('{"nodeId": "pg-a"}'))) >= 28, 'the record has the original''s 28 fields and more');
+SELECT is(api.workers_get('{"nodeId": "pg-a"}') #>> '{capacity,memoryBytes}', '34359738368', 'totalMemory parsed to bytes');
+SELECT is(api.workers_get(jsonb_build_object('nodeId', (SELECT v ->> 'id' FROM t WHERE k = 'a'))) ->> 'name', 'pg-a', ':nodeId accepts the id');
+SELECT throws_ok($$SELECT api.workers_get('{"nodeId": "no-such-node"}')$$, 'PT404', 'Worker node not found', 'unknown node');
+SELECT throws_ok($$SELECT api.workers_get('{"nodeId": "00000000-0000-0000-0000-000000000000"}')$$, 'PT404', 'Worker node not found', 'unknown id');
+
+-- validation: every failing field at once, quantities parsed in C
+SELECT throws_ok($$SELECT api.workers_register('{"name": "x", "ipAddress": "300.1.1.1", "cpuCores": 0, "totalMemory": "16GB", "totalStorage": "1K", "labels": {"a": 1}, "taints": [{"key": "k", "effect": "Sometimes"}]}', pg_temp.join())$$,
+	'PT400', 'Validation failed', 'bad registration');
+CREATE FUNCTION pg_temp.fields(q text) RETURNS text[] LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE q;
+	RETURN NULL;
+EXCEPTION WHEN SQLSTATE 'PT400' THEN
+	DECLARE d text; BEGIN
+		GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+		RETURN (SELECT array_agg(e ->> 'field' ORDER BY e ->> 'field') FROM jsonb_array_elements(d::jsonb) e);
+	END;
+END $$;
+SELECT is(pg_temp.fields($$SELECT api.workers_register('{"name": "x", "ipAddress": "300.1.1.1", "cpuCores": 0, "totalMemory": "16GB", "totalStorage": "1K", "labels": {"a": 1}, "taints": [{"key": "k", "effect": "Sometimes"}]}', '{"nodeToken": "pgtap-join-token-0001"}')$$),
+	ARRAY['cpuArchitecture', 'cpuCores', 'hostname', 'ipAddress', 'labels.a', 'name', 'taints.0', 'totalMemory', 'totalStorage'],
+	'all failing fields are listed');
+SELECT is(pg_temp.fields($$SELECT api.workers_register('{"kind": "Node", "metadata": {"name": "k"}, "status": {"capacity": {"cpu": "4x", "memory": "1Ki", "pods": "-1"}, "allocatable": {"memory": "2KB"}}}', '{"nodeToken": "pgtap-join-token-0001"}')$$),
+	ARRAY['status.addresses', 'status.allocatable.memory', 'status.capacity.cpu', 'status.capacity.pods'],
+	'a Node object''s errors use its own paths');
+
+-- Kubernetes Node object (k3s, cordoned, allocatable below capacity)
+INSERT INTO t VALUES ('k', api.workers_register($${"apiVersion": "v1", "kind": "Node",
+	"metadata": {"name": "pg-k3s", "uid": "c24142f9-1fb8-4f4a-92f3-0bed37bd4874",
+				 "labels": {"kubernetes.io/hostname": "pg-k3s", "node.kubernetes.io/instance-type": "k3s"}},
+	"spec": {"providerID": "k3s://pg-k3s", "unschedulable": true,
+			 "taints": [{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule", "timeAdded": "2026-04-18T18:20:18Z"}]},
+	"status": {"capacity": {"cpu": "4", "ephemeral-storage": "103079844Ki", "memory": "16331368Ki", "pods": "110"},
+			   "allocatable": {"cpu": "3800m", "ephemeral-storage": "94998384074", "memory": "16228968Ki", "pods": "110"},
+			   "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+			   "addresses": [{"type": "InternalIP", "address": "192.0.2.24"}, {"type": "Hostname", "address": "pg-k3s"}],
+			   "nodeInfo": {"machineID": "", "kubeletVersion": "v1.31.5+k3s1", "containerRuntimeVersion": "containerd://1.7.23-k3s2",
+							"kernelVersion": "6.1.128", "osImage": "Ubuntu 24.04.1 LTS", "operatingSystem": "linux", "architecture": "amd64"}}}$$,
+	pg_temp.join()));
+SELECT is(api.workers_get('{"nodeId": "pg-k3s"}') -> 'allocatable',
+	'{"cpuMillicores": 3800, "memoryBytes": 16618463232, "storageBytes": 94998384074, "pods": 110}'::jsonb,
+	'allocatable parsed from the Node object');
+SELECT is(api.workers_get('{"nodeId": "pg-k3s"}') -> 'capacity',
+	'{"cpuMillicores": 4000, "memoryBytes": 16723320832, "storageBytes": 105553760256, "pods": 110}'::jsonb,
+	'capacity parsed from the Node object');
+SELECT is((SELECT array[status, is_ready::text, cordoned::text, container_runtime, provider_id] FROM paas.nodes WHERE name = 'pg-k3s'),
+	ARRAY['ACTIVE', 'true', 'true', 'containerd://1.7.23-k3s2', 'k3s://pg-k3s'], 'status, cordon and node info taken over');
+SELECT is((t.v ->> 'isSchedulable')::boolean, false, 'a cordoned node is not schedulable') FROM t WHERE k = 'k';
+
+-- re-registration: idempotent, rotates the token
+INSERT INTO t VALUES ('a2', api.workers_register(pg_temp.spec('pg-a', '10.9.0.11'), pg_temp.join()));
+SELECT is((SELECT v ->> 'id' FROM t WHERE k = 'a2'), (SELECT v ->> 'id' FROM t WHERE k = 'a'), 're-registering keeps the node');
+SELECT ok(NOT (SELECT (v ->> 'created')::boolean FROM t WHERE k = 'a2'), 're-registering does not create');
+SELECT is((SELECT host(ip_address) FROM paas.nodes WHERE name = 'pg-a'), '10.9.0.11', 're-registering updates the fields');
+SELECT throws_ok($$SELECT api.workers_heartbeat('{"nodeName": "pg-a"}', pg_temp.tok('a'))$$, 'PT401', 'Invalid node token',
+	'the previous node token stops working');
+SELECT throws_ok($$SELECT api.workers_register(pg_temp.spec('pg-c', '10.9.0.3') || '{"hostname": "pg-a.pgtap.local"}', pg_temp.join())$$,
+	'PT409', 'Worker node with this hostname already exists', 'hostnames are unique');
+
+-- 3. Heartbeats: node token, server time, readiness events.
+SELECT throws_ok($$SELECT api.workers_heartbeat('{"nodeName": "pg-a"}', '{"nodeToken": "nope"}')$$, 'PT401', 'Invalid node token', 'unknown node token');
+SELECT throws_ok($$SELECT api.workers_heartbeat('{"nodeName": "pg-a"}', pg_temp.tok('b'))$$, 'PT403',
+	'This node token belongs to another node', 'another node''s token');
+SELECT throws_ok($$SELECT api.workers_resources('{"nodeId": "pg-a", "currentPods": 1}', pg_temp.tok('b'))$$, 'PT403',
+	'This node token belongs to another node', 'another node''s token on resources');
+SELECT throws_ok($$SELECT api.workers_heartbeat('{"nodeName": "no-such-node"}', pg_temp.tok('b'))$$, 'PT403',
+	'This node token belongs to another node', 'a token never reveals whether another node exists');
+UPDATE paas.nodes SET last_heartbeat = now() - interval '1 hour' WHERE name = 'pg-a';
+SELECT is(api.workers_heartbeat('{"nodeName": "pg-a", "agentTime": "2000-01-01T00:00:00Z"}', pg_temp.tok('a2')) ->> 'lastHeartbeat',
+	paas.iso(now()), 'the heartbeat time is the server''s, not the agent''s');
+SELECT ok((SELECT agent_clock_skew_ms < 0 FROM paas.nodes WHERE name = 'pg-a'), 'the agent''s clock is kept as skew only');
+SELECT is(api.workers_heartbeat(jsonb_build_object('nodeId', (SELECT v ->> 'id' FROM t WHERE k = 'a')) || '{"isReady": false}', pg_temp.tok('a2')) ->> 'status',
+	'NOT_READY', 'a not-ready heartbeat (by id) makes the node NOT_READY');
+SELECT is(api.workers_heartbeat('{"nodeName": "pg-a", "conditions": [{"type": "Ready", "status": "True"}], "cpuUsage": "350m", "memoryUsage": "2Gi", "allocatedMemory": 2048, "currentPods": 4}', pg_temp.tok('a2')) ->> 'status',
+	'ACTIVE', 'a ready heartbeat brings it back');
+SELECT is((SELECT array[cpu_used_m, memory_used, memory_allocated, current_pods] FROM paas.nodes WHERE name = 'pg-a'),
+	ARRAY[350, 2147483648, 2147483648, 4]::bigint[], 'usage and allocation stored (numbers: MiB for allocatedMemory)');
+SELECT is((SELECT array_agg(from_status || '>' || to_status || ':' || event ORDER BY id) FROM paas.node_transitions
+			WHERE node_name = 'pg-a' AND actor = 'node' AND from_status <> to_status),
+	ARRAY['ACTIVE>NOT_READY:heartbeat_not_ready', 'NOT_READY>ACTIVE:heartbeat_ready'], 'heartbeat transitions are audited');
+SELECT is((SELECT count(*)::int FROM paas.node_transitions WHERE node_name = 'pg-a' AND event = 'heartbeat_ready'
+			AND from_status = 'ACTIVE'), 0, 'heartbeats that change nothing are not audited');
+SELECT is(pg_temp.fields($$SELECT api.workers_heartbeat('{"nodeName": "pg-a", "isReady": "maybe", "status": "MAINTENANCE", "cpuUsage": "1 core", "currentPods": -1, "conditions": 5, "agentTime": "yesterday-ish"}', pg_temp.tok('a2'))$$),
+	ARRAY['agentTime', 'conditions', 'cpuUsage', 'currentPods', 'isReady', 'status'], 'heartbeat fields are validated');
+SELECT throws_ok($$SELECT api.workers_resources('{"nodeId": "pg-a"}', pg_temp.tok('a2'))$$, 'PT400', 'Validation failed',
+	'a resource report needs a field');
+SELECT is(api.workers_resources('{"nodeId": "pg-a", "allocatedCPU": "1500m", "storageUsage": 1073741824}', pg_temp.tok('a2')) ->> 'allocatedCPU',
+	'1500m', 'resources update the allocation');
+
+-- 4. Admin transitions (a DBA session: no ctx needed), MAINTENANCE is sticky.
+SELECT is(api.workers_set_status('{"nodeId": "pg-a", "status": "MAINTENANCE", "reason": "disk swap"}') ->> 'status', 'MAINTENANCE', 'admin sets MAINTENANCE');
+SELECT is(api.workers_heartbeat('{"nodeName": "pg-a"}', pg_temp.tok('a2')) ->> 'status', 'MAINTENANCE', 'a heartbeat does not leave MAINTENANCE');
+SELECT is(api.workers_heartbeat('{"nodeName": "pg-a", "isReady": false}', pg_temp.tok('a2')) ->> 'status', 'MAINTENANCE', 'nor a not-ready one');
+INSERT INTO t VALUES ('a3', api.workers_register(pg_temp.spec('pg-a', '10.9.0.11'), pg_temp.join()));
+SELECT is((SELECT v ->> 'status' FROM t WHERE k = 'a3'), 'MAINTENANCE', 'nor a registration');
+SELECT throws_ok($$SELECT api.workers_set_schedulable('{"nodeId": "pg-a", "schedulable": true}')$$, 'PT409', NULL,
+	'uncordon is refused in MAINTENANCE');
+SELECT throws_ok($$SELECT api.workers_set_status('{"nodeId": "pg-a", "status": "PENDING"}')$$, 'PT409', NULL,
+	'PENDING is refused from MAINTENANCE');
+SELECT is(api.workers_set_status('{"nodeId": "pg-a", "status": "ACTIVE"}') ->> 'status', 'ACTIVE', 'the admin leaves MAINTENANCE');
+SELECT is((SELECT actor || ':' || reason FROM paas.node_transitions WHERE node_name = 'pg-a' AND event = 'admin_maintenance'),
+	'dba:' || session_user || ':disk swap', 'admin transitions are audited with actor and reason');
+SELECT is(api.workers_set_schedulable('{"nodeId": "pg-a", "schedulable": false}') ->> 'isSchedulable', 'false', 'cordon');
+SELECT is((SELECT api.workers_heartbeat('{"nodeName": "pg-a"}', pg_temp.tok('a3')) ->> 'isSchedulable'), 'false',
+	'a heartbeat does not undo a cordon');
+SELECT is(api.workers_set_schedulable('{"nodeId": "pg-a", "isSchedulable": true}') ->> 'isSchedulable', 'true', 'uncordon');
+SELECT throws_ok($$SELECT api.workers_set_status('{"nodeId": "pg-a", "status": "BROKEN"}')$$, 'PT400', 'Validation failed', 'unknown status');
+SELECT throws_ok($$SELECT api.workers_set_schedulable('{"nodeId": "pg-a"}')$$, 'PT400', 'Validation failed', 'schedulable is required');
+SELECT throws_ok($$SELECT api.workers_set_status('{"nodeId": "pg-a", "status": "ACTIVE"}', '{"userId": "00000000-0000-0000-0000-000000000001", "role": "ADMINISTRATOR"}')$$,
+	'PT401', NULL, 'a forged admin context is refused');
+
+-- admin create / update / delete
+INSERT INTO t VALUES ('c', api.workers_create(pg_temp.spec('pg-created', '10.9.0.20') || '{"maxPods": 50}'));
+SELECT is((SELECT v ->> 'status' FROM t WHERE k = 'c'), 'PENDING', 'admin-created nodes start PENDING');
+SELECT is((SELECT (v ->> 'maxPods')::int FROM t WHERE k = 'c'), 50, 'maxPods taken');
+SELECT throws_ok($$SELECT api.workers_create(pg_temp.spec('pg-created', '10.9.0.21') || '{"hostname": "other.pgtap.local"}')$$,
+	'PT409', 'Worker node with this name already exists', 'names are unique');
+SELECT is(api.workers_update('{"nodeId": "pg-created", "totalMemory": "64Gi", "labels": {"zone": "b"}}') #>> '{capacity,memoryBytes}',
+	'68719476736', 'update re-derives capacity');
+SELECT throws_ok($$SELECT api.workers_update('{"nodeId": "pg-created"}')$$, 'PT400', 'Validation failed', 'update needs a field');
+SELECT throws_ok($$SELECT api.workers_update('{"nodeId": "pg-created", "status": "NOT_READY"}')$$, 'PT409', NULL,
+	'update goes through the status machine');
+SELECT is(api.workers_update('{"nodeId": "pg-created", "status": "INACTIVE"}') ->> 'status', 'INACTIVE', 'update may deactivate');
+SELECT is(api.workers_set_status('{"nodeId": "pg-created", "status": "PENDING"}') ->> 'status', 'PENDING', 'INACTIVE -> PENDING');
+SELECT is(api.workers_delete('{"nodeId": "pg-created"}') ->> 'name', 'pg-created', 'delete');
+SELECT throws_ok($$SELECT api.workers_get('{"nodeId": "pg-created"}')$$, 'PT404', 'Worker node not found', 'deleted');
+SELECT ok(EXISTS (SELECT 1 FROM paas.node_transitions WHERE node_name = 'pg-created' AND event = 'admin_delete'),
+	'the audit outlives the node');
+
+-- lists and stats
+SELECT ok((SELECT (api.workers_list('{"search": "pg-", "limit": 100}') #>> '{data,pagination,total}')::int >= 3), 'list searches');
+SELECT is((SELECT count(*)::int FROM jsonb_array_elements(api.workers_list('{"search": "pgtap", "isSchedulable": "false", "limit": 100}') #> '{data,workers}') w
+			WHERE (w ->> 'isSchedulable')::boolean), 0, 'isSchedulable filter works');
+SELECT throws_ok($$SELECT api.workers_list('{"status": "nope", "limit": 0}')$$, 'PT400', 'Validation failed', 'list filters are validated');
+SELECT ok((api.workers_stats() #>> '{resources,cpu,total}')::bigint >= 20000, 'stats sum capacities');
+SELECT ok((SELECT bool_and(paas.node_schedulable(n)) FROM paas.nodes n
+			WHERE n.id IN (SELECT (e ->> 'id')::uuid FROM jsonb_array_elements(api.workers_online() -> 'nodes') e)), 'online nodes are schedulable');
+SELECT ok((SELECT bool_and(NOT paas.node_schedulable(n)) FROM paas.nodes n
+			WHERE n.id IN (SELECT (e ->> 'id')::uuid FROM jsonb_array_elements(api.workers_offline() -> 'nodes') e)), 'offline nodes are not');
+
+-- 5. The monitor pass, set-based (now() is fixed inside this transaction).
+CREATE FUNCTION pg_temp.mk(name text, status text, silent interval) RETURNS void LANGUAGE sql AS $$
+	INSERT INTO paas.nodes (name, hostname, ip_address, cpu_cores, cpu_architecture, total_memory, total_storage,
+							status, is_ready, last_heartbeat, conditions)
+	VALUES (name, name, '10.8.0.1', 1, 'x', '1Gi', '1Gi', status, status = 'ACTIVE', now() - silent,
+			'[{"type": "Ready", "status": "True", "reason": "KubeletReady"}, {"type": "NetworkUnavailable", "status": "False"}]') $$;
+SELECT pg_temp.mk('mon-fresh', 'ACTIVE', '10 seconds');
+SELECT pg_temp.mk('mon-stale', 'ACTIVE', '2 minutes');
+SELECT pg_temp.mk('mon-gone', 'ACTIVE', '10 minutes');
+SELECT pg_temp.mk('mon-nr-stale', 'NOT_READY', '2 minutes');
+SELECT pg_temp.mk('mon-nr-gone', 'NOT_READY', '6 minutes');
+SELECT pg_temp.mk('mon-maint', 'MAINTENANCE', '1 day');
+SELECT pg_temp.mk('mon-pending', 'PENDING', '1 day');
+SELECT pg_temp.mk('mon-inactive', 'INACTIVE', '1 day');
+UPDATE paas.nodes SET last_heartbeat = now() - interval '1 day' WHERE name LIKE 'pg-%' OR name IN ('pgtap', 'minikube');
+CREATE TEMP TABLE pass AS SELECT paas.job_node_monitor() AS r;
+SELECT is((SELECT array[(r ->> 'notReady')::int >= 1, (r ->> 'inactive')::int >= 3] FROM pass), ARRAY[true, true], 'the pass reports its counts');
+SELECT is((SELECT array_agg(name || '=' || status ORDER BY name) FROM paas.nodes WHERE name LIKE 'mon-%'),
+	ARRAY['mon-fresh=ACTIVE', 'mon-gone=INACTIVE', 'mon-inactive=INACTIVE', 'mon-maint=MAINTENANCE',
+		  'mon-nr-gone=INACTIVE', 'mon-nr-stale=NOT_READY', 'mon-pending=PENDING', 'mon-stale=NOT_READY'],
+	'grace -> NOT_READY, offline -> INACTIVE; MAINTENANCE, PENDING untouched');
+SELECT is((SELECT array[is_ready::text, paas.node_schedulable(n)::text, conditions -> 0 ->> 'status', conditions -> 0 ->> 'reason',
+						conditions -> 1 ->> 'status'] FROM paas.nodes n WHERE name = 'mon-stale'),
+	ARRAY['false', 'false', 'Unknown', 'NodeStatusUnknown', 'False'], 'a silent node is not ready, not schedulable, Ready=Unknown');
+SELECT is((SELECT array_agg(from_status || '>' || to_status || ':' || event || ':' || actor ORDER BY node_name) FROM paas.node_transitions
+			WHERE node_name IN ('mon-stale', 'mon-gone')),
+	ARRAY['ACTIVE>INACTIVE:offline_timeout:monitor', 'ACTIVE>NOT_READY:heartbeat_timeout:monitor'], 'monitor transitions are audited');
+SELECT is(paas.job_node_monitor() ->> 'notReady', '0', 'a second pass changes nothing');
+SELECT is(api.workers_heartbeat('{"nodeName": "pg-b"}', pg_temp.tok('b')) ->> 'status', 'ACTIVE', 'an INACTIVE node comes back with a heartbeat');
+SELECT is((SELECT enabled AND run_every <= interval '10 seconds' FROM paas.job WHERE name = 'node_monitor'), true,
+	'the monitor is a job of the registry, run every few seconds');
+SELECT is((SELECT array[grace_period, offline_after] FROM paas.node_health_settings()),
+	ARRAY[current_setting('paas.node_grace_period')::interval, current_setting('paas.node_offline_after')::interval],
+	'the GUCs are readable with current_setting()');
+
+SELECT finish();
+ROLLBACK;
