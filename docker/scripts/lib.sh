@@ -17,12 +17,21 @@ PAAS_TICK=${PAAS_TICK:-1s}
 PAAS_DB=${PAAS_DB:-paas}
 
 # Runs a command as the cluster's owner (postgres when we are root).
+# From a directory postgres cannot enter (a checkout under /root, say) the
+# command runs from / instead, so tools do not trip over the working directory.
 as_pg() {
-	if [ "$(id -u)" -eq 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		"$@"
+	elif runuser -u postgres -- test -x . 2>/dev/null; then
 		runuser -u postgres -- "$@"
 	else
-		"$@"
+		(cd / && runuser -u postgres -- "$@")
 	fi
+}
+
+# Whether the cluster owner can reach a directory (every parent traversable).
+pg_can_reach() {
+	[ "$(id -u)" -ne 0 ] || runuser -u postgres -- test -x "$1" 2>/dev/null
 }
 
 pg_owner_dir() { # dir: create and hand to the cluster owner

@@ -5,14 +5,23 @@
 set -euo pipefail
 . "$(dirname "$0")/stack.sh"
 
-export PAAS_PGDATA=${PAAS_PGDATA:-$STACK_ROOT/.data/pg}
-export PAAS_PGSOCK=${PAAS_PGSOCK:-$STACK_ROOT/.data/run}
+# The cluster lives in .data/ of the checkout; when the postgres user cannot
+# reach the checkout (a private home directory), in /var/lib/paas/<checkout>.
+DATA_DIR=$STACK_ROOT/.data
+mkdir -p "$DATA_DIR"
+if ! pg_can_reach "$DATA_DIR"; then
+	DATA_DIR=/var/lib/paas/$(printf '%s' "$STACK_ROOT" | sha256sum | cut -c1-12)
+	mkdir -p "$DATA_DIR"
+	chmod 0755 /var/lib/paas "$DATA_DIR"
+	echo "cluster directory: $DATA_DIR (the postgres user cannot reach $STACK_ROOT)"
+fi
+export PAAS_PGDATA=${PAAS_PGDATA:-$DATA_DIR/pg}
+export PAAS_PGSOCK=${PAAS_PGSOCK:-$DATA_DIR/run}
 export PAAS_PGPORT=${PAAS_PGPORT:-5433}
 export PAAS_PGLISTEN=${PAAS_PGLISTEN:-127.0.0.1}
 export PAAS_HTTP_LISTEN=${PAAS_HTTP_LISTEN:-127.0.0.1:8080}
 
 stack_build
-mkdir -p "$STACK_ROOT/.data"
 stack_secrets "$STACK_ROOT/.data/secrets.env"
 # Midtrans: without a server key top-ups answer 502 GATEWAY_ERROR.  The
 # background worker reads the key from the cluster's own configuration.
