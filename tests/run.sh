@@ -78,11 +78,14 @@ export LSAN_OPTIONS=suppressions=$STACK_ROOT/tests/lsan.supp:print_suppressions=
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 stack_httpd_start "$STACK_ROOT/httpd/paas-httpd-asan" "$TMP/httpd.log"
 export PAAS_URL=http://$PAAS_HTTP_LISTEN
-export PAAS_TEST_PSQL="runuser -u postgres -- $PG_BIN/psql -X -q -At -v ON_ERROR_STOP=1 -h $PAAS_PGSOCK -p $PAAS_PGPORT -d $PAAS_DB"
-[ "$(id -u)" -eq 0 ] || PAAS_TEST_PSQL=${PAAS_TEST_PSQL#runuser -u postgres -- }
+# Commands the tests run as the cluster owner start in / (the checkout may be
+# out of the postgres user's reach).
+AS_PG=
+[ "$(id -u)" -eq 0 ] && AS_PG="env -C / runuser -u postgres --"
+export PAAS_TEST_PSQL="$AS_PG $PG_BIN/psql -X -q -At -v ON_ERROR_STOP=1 -h $PAAS_PGSOCK -p $PAAS_PGPORT -d $PAAS_DB"
 export PAAS_TEST_HTTPD_LOG=$TMP/httpd.log
 PGCTL="$PG_BIN/pg_ctl -D $PAAS_PGDATA -w -t 60"
-[ "$(id -u)" -eq 0 ] && PGCTL="runuser -u postgres -- $PGCTL"
+PGCTL="$AS_PG $PGCTL"
 export PAAS_TEST_PG_STOP="$PGCTL -m fast stop"
 export PAAS_TEST_PG_START="$PGCTL -l $PAAS_PGDATA/server.log start"
 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/http
