@@ -85,8 +85,11 @@ echo "| pgbench -S (select-only, same cluster) | $PGB_TPS | $PGB_P50 | $PGB_P99 
 echo
 echo "httpd RSS after the runs: $RSS"
 
+# BENCH_AREAS="ledger workers" limits the area scripts; "none" skips them.
 for area in bench/*.sh; do
 	case "$area" in bench/run.sh) continue ;; esac
+	name=$(basename "$area" .sh)
+	if [ -n "${BENCH_AREAS:-}" ] && [[ " $BENCH_AREAS " != *" $name "* ]]; then continue; fi
 	echo
 	echo "== $area"
 	bash "$area" || echo "($area failed)"

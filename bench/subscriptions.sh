@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # bench/subscriptions.sh: one renewal run (api.run_renewals(), as pg_cron
 # calls it) over N due subscriptions, for each N in $SUB_BENCH_SIZES
-# (default "10000 100000"): wall time of the run and charges/s, printed as a
-# markdown table.  The N subscriptions belong to N / $SUB_BENCH_PER_USER
-# funded users (default 10 services each), so every one is charged: one
-# ledger entry, one invoice, one charge row.
+# (default "10000 100000"): wall time of the run, charges/s and the WAL the
+# run wrote, printed as a markdown table.  The N subscriptions belong to
+# N / $SUB_BENCH_PER_USER funded users (default 10 services each), so every
+# one is charged: one ledger entry, one invoice, one charge row.
 #
 # Runs against a RUNNING stack: bench/run.sh exports PAAS_PGDATA,
 # PAAS_PGSOCK and PAAS_PGPORT (PAAS_DB defaults to paas).  It writes bench
@@ -19,8 +19,16 @@ SIZES=${SUB_BENCH_SIZES:-10000 100000}
 PER_USER=${SUB_BENCH_PER_USER:-10}
 q() { psql_su -At "$@"; }
 
-echo "| due subscriptions | run wall time | charges/s | batches | renewed | charges with ledger entry and invoice |"
-echo "|---:|---:|---:|---:|---:|---:|"
+# The scheduled renewal job (make run) would renew the fixtures on its own:
+# paused while this runs, resumed on exit.
+PAUSED=$(q -c "SELECT string_agg(jobid::text, ',') FROM cron.job WHERE jobname = 'paas-renewals' AND active" 2>/dev/null || true)
+if [ -n "$PAUSED" ]; then
+	q -c "UPDATE cron.job SET active = false WHERE jobid IN ($PAUSED)" >/dev/null
+	trap 'q -c "UPDATE cron.job SET active = true WHERE jobid IN ($PAUSED)" >/dev/null' EXIT
+fi
+
+echo "| due subscriptions | run wall time | charges/s | batches | renewed | charges with ledger entry and invoice | WAL written by the run |"
+echo "|---:|---:|---:|---:|---:|---:|---:|"
 for N in $SIZES; do
 	TAG=$(date +%s%N)
 	USERS=$(( (N + PER_USER - 1) / PER_USER ))
@@ -59,14 +67,16 @@ SELECT w.user_id, s.id, 1000, now() - interval '1 month 1 hour', now() - interva
  LIMIT $N;
 SQL
 	q -c "VACUUM ANALYZE paas.subscriptions" >/dev/null
+	LSN=$(q -c "SELECT pg_current_wal_lsn()")
 	OUT=$(q -c "SELECT api.run_renewals()")
+	WAL=$(q -c "SELECT pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), '$LSN'))")
 	MS=$(echo "$OUT" | sed -E 's/.*"ms": ([0-9.]+).*/\1/')
 	RENEWED=$(echo "$OUT" | sed -E 's/.*"renewed": ([0-9]+).*/\1/')
 	BATCHES=$(echo "$OUT" | sed -E 's/.*"batches": ([0-9]+).*/\1/')
 	ENTRIES=$(q -c "SELECT count(*) FILTER (WHERE c.entry_id IS NOT NULL AND c.invoice_id IS NOT NULL) FROM paas.subscription_charges c JOIN paas.subscriptions s ON s.id = c.subscription_id JOIN paas.services v ON v.id = s.service_id WHERE v.name LIKE 'bench-sub-$TAG-%' AND c.kind = 'renewal'")
 	RATE=$(awk -v n="$RENEWED" -v ms="$MS" 'BEGIN { printf "%.0f", (ms > 0 ? n * 1000 / ms : 0) }')
-	printf "| %s | %.2f s | %s | %s | %s | %s |\n" "$N" "$(awk -v ms="$MS" 'BEGIN{print ms/1000}')" \
-		"$RATE" "$BATCHES" "$RENEWED" "$ENTRIES"
+	printf "| %s | %.2f s | %s | %s | %s | %s | %s |\n" "$N" "$(awk -v ms="$MS" 'BEGIN{print ms/1000}')" \
+		"$RATE" "$BATCHES" "$RENEWED" "$ENTRIES" "$WAL"
 	q >/dev/null <<SQL
 UPDATE paas.subscriptions s SET status = paas.subscription_transition(s.status, 'expire'),
 	   ended_at = now(), status_reason = 'benchmark fixture', updated_at = now()

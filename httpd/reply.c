@@ -32,32 +32,83 @@ iso_now(char *buf, size_t len)
 	return buf;
 }
 
-/* Sends "body" (reference stolen) with the given status. */
+static const char *
+status_text(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 402: return "Payment Required";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 409: return "Conflict";
+	case 413: return "Payload Too Large";
+	case 429: return "Too Many Requests";
+	case 500: return "Internal Server Error";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	}
+	return "Unknown";
+}
+
+/*
+ * Sends "body" (reference stolen) with the given status: status line,
+ * headers and body leave in ONE write (CivetWeb's header API sends each
+ * header line in its own write, which with tcp_nodelay means a packet per
+ * line).  Replies that must close the connection go through CivetWeb's
+ * header API so that it knows not to read another request.
+ */
 int
 reply_json(struct mg_connection *conn, int status, json_t *body, const char *extra_headers)
 {
-	char *text = NULL;
-	char len[32];
-	int rc = -1;
+	char *text = NULL, *out = NULL;
+	size_t tlen, hlen, cap;
+	int n, rc = -1;
 
 	if (body == NULL)
 		goto cleanup;
 	text = json_dumps(body, JSON_COMPACT);
 	if (text == NULL)
 		goto cleanup;
-	snprintf(len, sizeof(len), "%zu", strlen(text));
-	mg_response_header_start(conn, status);
-	mg_response_header_add(conn, "Content-Type", "application/json; charset=utf-8", -1);
-	mg_response_header_add(conn, "Content-Length", len, -1);
-	mg_response_header_add(conn, "Cache-Control", "no-store", -1);
-	mg_response_header_add(conn, "X-Content-Type-Options", "nosniff", -1);
-	if (extra_headers && *extra_headers)
+	tlen = strlen(text);
+	if (extra_headers && strstr(extra_headers, "Connection: close") != NULL) {
+		char len[32];
+
+		snprintf(len, sizeof(len), "%zu", tlen);
+		mg_response_header_start(conn, status);
+		mg_response_header_add(conn, "Content-Type", "application/json; charset=utf-8", -1);
+		mg_response_header_add(conn, "Content-Length", len, -1);
+		mg_response_header_add(conn, "Cache-Control", "no-store", -1);
+		mg_response_header_add(conn, "X-Content-Type-Options", "nosniff", -1);
 		mg_response_header_add_lines(conn, extra_headers);
-	mg_response_header_send(conn);
-	mg_write(conn, text, strlen(text));
+		mg_response_header_send(conn);
+		mg_write(conn, text, tlen);
+		rc = status;
+		goto cleanup;
+	}
+	cap = 512 + (extra_headers ? strlen(extra_headers) : 0) + tlen;
+	out = malloc(cap);
+	if (out == NULL)
+		goto cleanup;
+	n = snprintf(out, cap,
+	             "HTTP/1.1 %d %s\r\n"
+	             "Content-Type: application/json; charset=utf-8\r\n"
+	             "Content-Length: %zu\r\n"
+	             "Cache-Control: no-store\r\n"
+	             "X-Content-Type-Options: nosniff\r\n"
+	             "%s\r\n",
+	             status, status_text(status), tlen, extra_headers ? extra_headers : "");
+	if (n < 0 || (size_t) n + tlen > cap)
+		goto cleanup;
+	hlen = (size_t) n;
+	memcpy(out + hlen, text, tlen);
+	mg_write(conn, out, hlen + tlen);
 	rc = status;
 
 cleanup:
+	free(out);
 	free(text);
 	json_decref(body);
 	return rc;

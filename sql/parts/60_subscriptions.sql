@@ -935,6 +935,9 @@ DECLARE
 	last_end timestamptz := '-infinity';
 	last_id uuid := '00000000-0000-0000-0000-000000000000';
 	n int;
+	upd bigint;
+	behind bigint;
+	passes int := 1;
 	batches int := 0;
 	examined bigint := 0;
 	entries jsonb;
@@ -949,7 +952,7 @@ BEGIN
 
 	IF to_regclass('pg_temp.renewal_batch') IS NULL THEN
 		CREATE TEMP TABLE renewal_batch (
-			seq int PRIMARY KEY, id uuid, user_id uuid, service_id uuid, display_name text,
+			seq int PRIMARY KEY, tid tid, id uuid, user_id uuid, service_id uuid, display_name text,
 			status text, price bigint, period_no int, anchor_at timestamptz, anchor_period int,
 			period_end timestamptz, grace_until timestamptz, pay boolean, eseq bigint, entry jsonb,
 			event text, new_status text, new_grace timestamptz) ON COMMIT DROP;
@@ -962,132 +965,152 @@ BEGIN
 		TRUNCATE renewal_charged, renewal_count;
 	END IF;
 
+	-- Passes over everything due; a second pass only when a renewed
+	-- subscription is still behind (its new period has ended too).
 	LOOP
-		-- One batch: lock the next due rows (SKIP LOCKED: rows an owner or an
-		-- administrator is changing wait for the next run), decide who can
-		-- pay (per user, the due prices in due order against the balance
-		-- read now; a concurrent debit is caught by the ledger below) and
-		-- what the status machine makes of each row.
-		TRUNCATE renewal_batch;
-		INSERT INTO renewal_batch
-		SELECT x.seq, x.id, x.user_id, x.service_id, x.display_name, x.status, x.price, x.period_no,
-			   x.anchor_at, x.anchor_period, x.current_period_end, x.grace_until, x.pay,
-			   CASE WHEN x.pay AND x.price > 0
-					THEN count(*) FILTER (WHERE x.pay AND x.price > 0) OVER (ORDER BY x.seq) END,
-			   CASE WHEN x.pay AND x.price > 0 THEN jsonb_build_object(
-					'kind', 'subscription_renewal',
-					'memo', format('Subscription renewal for %s, period %s', x.display_name, x.period_no + 1),
-					'ref', jsonb_build_object('subscriptionId', x.id, 'serviceId', x.service_id,
-											  'period', x.period_no + 1),
-					'postings', jsonb_build_array(
-						jsonb_build_object('account', x.wallet, 'amount', -x.price),
-						jsonb_build_object('account', rev, 'amount', x.price))) END,
-			   x.event,
-			   CASE WHEN x.event <> 'payment_failed' THEN paas.subscription_transition(x.status, x.event)
-					WHEN x.g <= now() THEN paas.subscription_transition(
-						paas.subscription_transition(x.status, 'payment_failed'), 'grace_expired')
-					ELSE paas.subscription_transition(x.status, 'payment_failed') END,
-			   x.g
-		  FROM (SELECT y.*,
-					   CASE WHEN y.status = 'CANCELLED' THEN 'period_ended'
-							WHEN y.pay THEN 'renew' ELSE 'payment_failed' END AS event,
-					   coalesce(y.grace_until, y.current_period_end + cfg.grace_period) AS g
-				  FROM (SELECT z.*,
-							   z.status <> 'CANCELLED'
-							   AND (z.price = 0 OR z.cum <= coalesce(z.balance, 0)) AS pay
-						  FROM (SELECT d.*, v.display_name, a.id AS wallet, a.balance,
-									   row_number() OVER (ORDER BY d.current_period_end, d.id) AS seq,
-									   sum(CASE WHEN d.status <> 'CANCELLED' THEN d.price ELSE 0 END)
-										   OVER (PARTITION BY d.user_id
-												 ORDER BY d.current_period_end, d.id) AS cum
-								  FROM (SELECT s.* FROM paas.subscriptions s
-										 WHERE s.status IN ('ACTIVE', 'GRACE', 'CANCELLED')
-										   AND s.current_period_end <= now()
-										   AND (s.current_period_end, s.id) > (last_end, last_id)
-										 ORDER BY s.current_period_end, s.id
-										 LIMIT cfg.batch_size
-										 FOR UPDATE OF s SKIP LOCKED) d
-								  JOIN paas.services v ON v.id = d.service_id
-								  -- the wallet row: paas.wallet_account() and
-								  -- paas.wallet_balance() in one join
-								  LEFT JOIN paas.ledger_accounts a
-										 ON a.user_id = d.user_id AND a.kind = 'wallet') z) y) x;
-		GET DIAGNOSTICS n = ROW_COUNT;
-		EXIT WHEN n = 0;
-		ANALYZE renewal_batch;
-		batches := batches + 1;
-		examined := examined + n;
-		SELECT b.period_end, b.id INTO last_end, last_id FROM renewal_batch b WHERE b.seq = n;
+		last_end := '-infinity';
+		last_id := '00000000-0000-0000-0000-000000000000';
+		behind := 0;
+		LOOP
+			-- One batch: lock the next due rows (SKIP LOCKED: rows an owner or an
+			-- administrator is changing wait for the next run), decide who can
+			-- pay (per user, the due prices in due order against the balance
+			-- read now; a concurrent debit is caught by the ledger below) and
+			-- what the status machine makes of each row.
+			TRUNCATE renewal_batch;
+			INSERT INTO renewal_batch
+			SELECT x.seq, x.tid, x.id, x.user_id, x.service_id, x.display_name, x.status, x.price, x.period_no,
+				   x.anchor_at, x.anchor_period, x.current_period_end, x.grace_until, x.pay,
+				   CASE WHEN x.pay AND x.price > 0
+						THEN count(*) FILTER (WHERE x.pay AND x.price > 0) OVER (ORDER BY x.seq) END,
+				   CASE WHEN x.pay AND x.price > 0 THEN jsonb_build_object(
+						'kind', 'subscription_renewal',
+						'memo', format('Subscription renewal for %s, period %s', x.display_name, x.period_no + 1),
+						'ref', jsonb_build_object('subscriptionId', x.id, 'serviceId', x.service_id,
+												  'period', x.period_no + 1),
+						'postings', jsonb_build_array(
+							jsonb_build_object('account', x.wallet, 'amount', -x.price),
+							jsonb_build_object('account', rev, 'amount', x.price))) END,
+				   x.event,
+				   CASE WHEN x.event <> 'payment_failed' THEN paas.subscription_transition(x.status, x.event)
+						WHEN x.g <= now() THEN paas.subscription_transition(
+							paas.subscription_transition(x.status, 'payment_failed'), 'grace_expired')
+						ELSE paas.subscription_transition(x.status, 'payment_failed') END,
+				   x.g
+			  FROM (SELECT y.*,
+						   CASE WHEN y.status = 'CANCELLED' THEN 'period_ended'
+								WHEN y.pay THEN 'renew' ELSE 'payment_failed' END AS event,
+						   coalesce(y.grace_until, y.current_period_end + cfg.grace_period) AS g
+					  FROM (SELECT z.*,
+								   z.status <> 'CANCELLED'
+								   AND (z.price = 0 OR z.cum <= coalesce(z.balance, 0)) AS pay
+							  FROM (SELECT d.*, v.display_name, a.id AS wallet, a.balance,
+										   row_number() OVER (ORDER BY d.current_period_end, d.id) AS seq,
+										   sum(CASE WHEN d.status <> 'CANCELLED' THEN d.price ELSE 0 END)
+											   OVER (PARTITION BY d.user_id
+													 ORDER BY d.current_period_end, d.id) AS cum
+									  FROM (SELECT s.*, s.ctid AS tid FROM paas.subscriptions s
+											 WHERE s.status IN ('ACTIVE', 'GRACE', 'CANCELLED')
+											   AND s.current_period_end <= now()
+											   AND (s.current_period_end, s.id) > (last_end, last_id)
+											 ORDER BY s.current_period_end, s.id
+											 LIMIT cfg.batch_size
+											 FOR UPDATE OF s SKIP LOCKED) d
+									  JOIN paas.services v ON v.id = d.service_id
+									  -- the wallet row: paas.wallet_account() and
+									  -- paas.wallet_balance() in one join
+									  LEFT JOIN paas.ledger_accounts a
+											 ON a.user_id = d.user_id AND a.kind = 'wallet') z) y) x;
+			GET DIAGNOSTICS n = ROW_COUNT;
+			EXIT WHEN n = 0;
+			batches := batches + 1;
+			examined := examined + n;
+			SELECT b.period_end, b.id INTO last_end, last_id FROM renewal_batch b WHERE b.seq = n;
 
-		-- The batch's charges: one ledger call.
-		ids := NULL;
-		SELECT jsonb_agg(b.entry ORDER BY b.eseq) INTO entries FROM renewal_batch b WHERE b.eseq IS NOT NULL;
-		IF entries IS NOT NULL THEN
-			BEGIN
-				res := paas.ledger_post(NULL, entries);
-				SELECT array_agg((e ->> 'id')::bigint ORDER BY k) INTO ids
-				  FROM jsonb_array_elements(res -> 'entries') WITH ORDINALITY AS t (e, k);
-			EXCEPTION WHEN SQLSTATE 'PT402' THEN
-				-- A wallet went down since it was read: one entry at a time,
-				-- the short ones become failed payments.
-				FOR r IN SELECT b.seq, b.id, b.period_no, b.entry, b.eseq FROM renewal_batch b
-						  WHERE b.eseq IS NOT NULL ORDER BY b.eseq LOOP
-					BEGIN
-						res := paas.ledger_post(format('subscription:%s:period:%s', r.id, r.period_no + 1),
-												jsonb_build_array(r.entry));
-						ids[r.eseq] := (res #>> '{entries,0,id}')::bigint;
-					EXCEPTION WHEN SQLSTATE 'PT402' THEN
-						UPDATE renewal_batch b
-						   SET pay = false, event = 'payment_failed',
-							   new_status = CASE WHEN b.new_grace <= now()
-												 THEN paas.subscription_transition(
-														paas.subscription_transition(b.status, 'payment_failed'),
-														'grace_expired')
-												 ELSE paas.subscription_transition(b.status, 'payment_failed') END
-						 WHERE b.seq = r.seq;
-					END;
-				END LOOP;
-			END;
-		END IF;
+			-- The batch's charges: one ledger call.
+			ids := NULL;
+			SELECT jsonb_agg(b.entry ORDER BY b.eseq) INTO entries FROM renewal_batch b WHERE b.eseq IS NOT NULL;
+			IF entries IS NOT NULL THEN
+				BEGIN
+					res := paas.ledger_post(NULL, entries);
+					SELECT array_agg((e ->> 'id')::bigint ORDER BY k) INTO ids
+					  FROM jsonb_array_elements(res -> 'entries') WITH ORDINALITY AS t (e, k);
+				EXCEPTION WHEN SQLSTATE 'PT402' THEN
+					-- A wallet went down since it was read: one entry at a time,
+					-- the short ones become failed payments.
+					FOR r IN SELECT b.seq, b.id, b.period_no, b.entry, b.eseq FROM renewal_batch b
+							  WHERE b.eseq IS NOT NULL ORDER BY b.eseq LOOP
+						BEGIN
+							res := paas.ledger_post(format('subscription:%s:period:%s', r.id, r.period_no + 1),
+													jsonb_build_array(r.entry));
+							ids[r.eseq] := (res #>> '{entries,0,id}')::bigint;
+						EXCEPTION WHEN SQLSTATE 'PT402' THEN
+							UPDATE renewal_batch b
+							   SET pay = false, event = 'payment_failed',
+								   new_status = CASE WHEN b.new_grace <= now()
+													 THEN paas.subscription_transition(
+															paas.subscription_transition(b.status, 'payment_failed'),
+															'grace_expired')
+													 ELSE paas.subscription_transition(b.status, 'payment_failed') END
+							 WHERE b.seq = r.seq;
+						END;
+					END LOOP;
+				END;
+			END IF;
 
-		UPDATE paas.subscriptions s
-		   SET status = b.new_status,
-			   period_no = CASE WHEN b.pay THEN s.period_no + 1 ELSE s.period_no END,
-			   current_period_start = CASE WHEN b.pay THEN s.current_period_end ELSE s.current_period_start END,
-			   current_period_end = CASE WHEN b.pay
-										 THEN paas.subscription_bound(s.anchor_at, s.period_no + 2 - s.anchor_period)
-										 ELSE s.current_period_end END,
-			   grace_until = CASE WHEN b.new_status = 'GRACE' THEN b.new_grace END,
-			   suspended_at = CASE WHEN b.new_status = 'SUSPENDED' THEN now() ELSE s.suspended_at END,
-			   ended_at = CASE WHEN b.new_status = 'EXPIRED' THEN s.current_period_end ELSE s.ended_at END,
-			   status_reason = CASE WHEN b.new_status = b.status THEN s.status_reason
-									WHEN b.new_status = 'GRACE' THEN 'renewal failed: insufficient balance'
-									WHEN b.new_status = 'SUSPENDED' THEN 'grace period ended unpaid'
-									WHEN b.new_status = 'EXPIRED' THEN 'cancelled period ended' END,
-			   updated_at = now()
-		  FROM renewal_batch b
-		 WHERE s.id = b.id
-		   AND (b.pay OR b.new_status <> b.status OR b.new_grace IS DISTINCT FROM b.grace_until);
+			UPDATE paas.subscriptions s
+			   SET status = b.new_status,
+				   period_no = CASE WHEN b.pay THEN s.period_no + 1 ELSE s.period_no END,
+				   current_period_start = CASE WHEN b.pay THEN s.current_period_end ELSE s.current_period_start END,
+				   current_period_end = CASE WHEN b.pay
+											 THEN paas.subscription_bound(s.anchor_at, s.period_no + 2 - s.anchor_period)
+											 ELSE s.current_period_end END,
+				   grace_until = CASE WHEN b.new_status = 'GRACE' THEN b.new_grace END,
+				   suspended_at = CASE WHEN b.new_status = 'SUSPENDED' THEN now() ELSE s.suspended_at END,
+				   ended_at = CASE WHEN b.new_status = 'EXPIRED' THEN s.current_period_end ELSE s.ended_at END,
+				   status_reason = CASE WHEN b.new_status = b.status THEN s.status_reason
+										WHEN b.new_status = 'GRACE' THEN 'renewal failed: insufficient balance'
+										WHEN b.new_status = 'SUSPENDED' THEN 'grace period ended unpaid'
+										WHEN b.new_status = 'EXPIRED' THEN 'cancelled period ended' END,
+				   updated_at = now()
+			  FROM renewal_batch b
+			 WHERE s.ctid = b.tid AND s.id = b.id
+			   AND (b.pay OR b.new_status <> b.status OR b.new_grace IS DISTINCT FROM b.grace_until);
+			-- The rows are locked since they were read, so their ctid (a direct
+			-- heap access, where a join on id made the planner scan the whole
+			-- table) cannot have changed; checked anyway.
+			GET DIAGNOSTICS upd = ROW_COUNT;
+			IF upd <> (SELECT count(*) FROM renewal_batch b
+						WHERE b.pay OR b.new_status <> b.status OR b.new_grace IS DISTINCT FROM b.grace_until) THEN
+				RAISE EXCEPTION 'renewal run: a locked subscription moved' USING ERRCODE = 'internal_error';
+			END IF;
 
-		INSERT INTO paas.subscription_events (subscription_id, event, from_status, to_status, reason)
-		SELECT b.id, b.event, b.status, b.new_status,
-			   CASE b.new_status WHEN 'ACTIVE' THEN 'renewed by the renewal run'
-			   WHEN 'GRACE' THEN 'renewal failed: insufficient balance'
-			   WHEN 'SUSPENDED' THEN 'grace period ended unpaid'
-			   ELSE 'cancelled period ended' END
-		  FROM renewal_batch b WHERE b.new_status <> b.status ORDER BY b.seq;
+			INSERT INTO paas.subscription_events (subscription_id, event, from_status, to_status, reason)
+			SELECT b.id, b.event, b.status, b.new_status,
+				   CASE b.new_status WHEN 'ACTIVE' THEN 'renewed by the renewal run'
+				   WHEN 'GRACE' THEN 'renewal failed: insufficient balance'
+				   WHEN 'SUSPENDED' THEN 'grace period ended unpaid'
+				   ELSE 'cancelled period ended' END
+			  FROM renewal_batch b WHERE b.new_status <> b.status ORDER BY b.seq;
 
-		INSERT INTO renewal_charged (id, user_id, service_id, display_name, period_no, price,
-									 period_start, period_end, entry_id)
-		SELECT b.id, b.user_id, b.service_id, b.display_name, b.period_no + 1, b.price, b.period_end,
-			   paas.subscription_bound(b.anchor_at, b.period_no + 2 - b.anchor_period), ids[b.eseq]
-		  FROM renewal_batch b WHERE b.pay ORDER BY b.seq;
+			INSERT INTO renewal_charged (id, user_id, service_id, display_name, period_no, price,
+										 period_start, period_end, entry_id)
+			SELECT b.id, b.user_id, b.service_id, b.display_name, b.period_no + 1, b.price, b.period_end,
+				   paas.subscription_bound(b.anchor_at, b.period_no + 2 - b.anchor_period), ids[b.eseq]
+			  FROM renewal_batch b WHERE b.pay ORDER BY b.seq;
 
-		INSERT INTO renewal_count
-		SELECT b.event, b.new_status, count(*), coalesce(sum(b.price) FILTER (WHERE b.pay), 0)
-		  FROM renewal_batch b
-		 WHERE b.pay OR b.new_status <> b.status OR b.new_grace IS DISTINCT FROM b.grace_until
-		 GROUP BY 1, 2;
+			INSERT INTO renewal_count
+			SELECT b.event, b.new_status, count(*), coalesce(sum(b.price) FILTER (WHERE b.pay), 0)
+			  FROM renewal_batch b
+			 WHERE b.pay OR b.new_status <> b.status OR b.new_grace IS DISTINCT FROM b.grace_until
+			 GROUP BY 1, 2;
+
+			behind := behind + (SELECT count(*) FROM renewal_batch b
+								 WHERE b.pay AND paas.subscription_bound(b.anchor_at,
+												b.period_no + 2 - b.anchor_period) <= now());
+		END LOOP;
+		EXIT WHEN behind = 0;
+		passes := passes + 1;
 	END LOOP;
 
 	-- Every wallet lock of the run is held: now the invoices and the charge
@@ -1097,6 +1120,7 @@ BEGIN
 	SELECT jsonb_build_object(
 		'examined', examined,
 		'batches', batches,
+		'passes', passes,
 		'renewed', coalesce(sum(cnt) FILTER (WHERE event = 'renew'), 0),
 		'charged', coalesce(sum(amount) FILTER (WHERE event = 'renew'), 0),
 		'toGrace', coalesce(sum(cnt) FILTER (WHERE to_status = 'GRACE' AND event = 'payment_failed'), 0),
@@ -1105,15 +1129,14 @@ BEGIN
 		'currency', 'IDR')
 	  INTO out FROM renewal_count;
 	RETURN out || jsonb_build_object(
-		'stillInGrace', examined - (out ->> 'renewed')::bigint - (out ->> 'toGrace')::bigint
-						- (out ->> 'suspended')::bigint - (out ->> 'expired')::bigint,
+		'inGrace', (SELECT count(*) FROM paas.subscriptions WHERE status = 'GRACE'),
 		'ms', round(extract(epoch FROM clock_timestamp() - t0) * 1000));
 END
 $$;
 COMMENT ON FUNCTION api.run_renewals() IS
 	'renews every due subscription (pg_cron job paas-renewals; DBAs): charges, grace, suspension, expiry of '
 	'cancelled periods; one run at a time, rows locked FOR UPDATE SKIP LOCKED, each period charged once; '
-	'returns counts';
+	'returns {examined, batches, passes, renewed, charged, toGrace, suspended, expired, inGrace, ms}';
 
 CREATE FUNCTION api.subscriptions_schedule_renewals(schedule text DEFAULT '*/5 * * * *') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE

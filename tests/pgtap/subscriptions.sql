@@ -4,7 +4,7 @@
 -- suspend -> revive, cancelled -> expired), admin functions and notices
 -- (sql/parts/60_subscriptions.sql).
 BEGIN;
-SELECT plan(128);
+SELECT plan(132);
 
 ------------------------------------------------------------------------------
 -- Two runs at once, from two sessions (dblink).  This part comes first: the
@@ -431,6 +431,18 @@ SELECT is((SELECT (pg_temp.sub('grace', 'cheap')).status), 'EXPIRED', 'a cancell
 SELECT is(paas.wallet_balance(pg_temp.uid('grace')), 20000::bigint, 'expiry charges nothing');
 SELECT is(api.subscriptions_create(jsonb_build_object('serviceId', pg_temp.svc('cheap')), pg_temp.ctx('grace')) ->> 'status',
 	'ACTIVE', 'after expiry the user can subscribe again');
+
+-- three periods behind (the job did not run for months): caught up in order
+SELECT pg_temp.fund('poor', 75000);
+SELECT api.subscriptions_create(jsonb_build_object('serviceId', pg_temp.svc('cheap')), pg_temp.ctx('poor'));
+UPDATE paas.subscriptions
+   SET anchor_at = now() - interval '3 months 1 hour', current_period_start = now() - interval '3 months 1 hour',
+	   current_period_end = paas.subscription_bound(now() - interval '3 months 1 hour', 1)
+ WHERE id = (pg_temp.sub('poor', 'cheap')).id;
+SELECT is((api.run_renewals() ->> 'renewed')::int, 3, 'a run charges every period that has ended, in order');
+SELECT is((SELECT (pg_temp.sub('poor', 'cheap')).period_no), 4, 'the subscription is in period 4');
+SELECT ok((SELECT (pg_temp.sub('poor', 'cheap')).current_period_end) > now(), 'and paid up to a future date');
+SELECT is(paas.wallet_balance(pg_temp.uid('poor')), 35000::bigint, 'three periods were charged');
 
 -- a grace period of 0 (settings row): short -> SUSPENDED in one run
 UPDATE paas.subscription_settings SET grace_period = '0';
