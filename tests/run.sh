@@ -84,6 +84,7 @@ AS_PG=
 [ "$(id -u)" -eq 0 ] && AS_PG="env -C / runuser -u postgres --"
 export PAAS_TEST_PSQL="$AS_PG $PG_BIN/psql -X -q -At -v ON_ERROR_STOP=1 -h $PAAS_PGSOCK -p $PAAS_PGPORT -d $PAAS_DB"
 export PAAS_TEST_HTTPD_LOG=$TMP/httpd.log
+export PAAS_TEST_AS_PG="$AS_PG" PAAS_TEST_PGBIN=$PG_BIN PAAS_TEST_PGHOST=$PAAS_PGSOCK PAAS_TEST_PGPORT=$PAAS_PGPORT
 PGCTL="$PG_BIN/pg_ctl -D $PAAS_PGDATA -w -t 60"
 PGCTL="$AS_PG $PGCTL"
 export PAAS_TEST_PG_STOP="$PGCTL -m fast stop"
