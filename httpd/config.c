@@ -44,6 +44,7 @@ config_load(void)
 	cfg.db_url = env_str("PAAS_DB_URL", "dbname=paas user=paas_api");
 	cfg.jwt_secret = env_str("PAAS_JWT_SECRET", NULL);
 	cfg.threads = (int) env_long("PAAS_HTTP_THREADS", 64, 2, 1024);
+	cfg.db_pool = (int) env_long("PAAS_DB_POOL", 8, 1, 1024);
 	cfg.access_ttl = env_long("PAAS_ACCESS_TOKEN_TTL", 900, 10, 86400);
 	cfg.rl_login_per_min = (int) env_long("PAAS_RATE_LOGIN_PER_MIN", 20, 1, 1000000);
 	cfg.rl_register_per_min = (int) env_long("PAAS_RATE_REGISTER_PER_MIN", 10, 1, 1000000);
@@ -57,8 +58,8 @@ config_load(void)
 		return -1;
 	}
 	fprintf(stderr,
-	        "{\"event\":\"config\",\"listen\":\"%s\",\"threads\":%d,"
+	        "{\"event\":\"config\",\"listen\":\"%s\",\"threads\":%d,\"dbPool\":%d,"
 	        "\"accessTokenTtl\":%ld,\"trustProxy\":%d}\n",
-	        cfg.listen, cfg.threads, cfg.access_ttl, cfg.trust_proxy);
+	        cfg.listen, cfg.threads, cfg.db_pool, cfg.access_ttl, cfg.trust_proxy);
 	return 0;
 }

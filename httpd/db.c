@@ -1,7 +1,7 @@
 /*
- * db.c - one libpq connection per CivetWeb worker thread.
+ * db.c - a pool of libpq connections shared by the CivetWeb worker threads.
  *
- * A thread connects on its first request and keeps the connection; each
+ * Each connection is opened at start (and reopened when lost); each
  * route's call is prepared once per connection as
  *     SELECT <function>($1::jsonb, $2::jsonb)::text   -- (request, context)
  * where <function> comes from the static route table, never from the
@@ -9,10 +9,14 @@
  * connection closed by the server; the call is retried once on a fresh
  * connection when the server reports that the session was terminated before
  * the statement ran (57P0x, or a closed socket), so clients see no error.
+ * The pool size is PAAS_DB_POOL (docs/performance.md has the measurements
+ * behind its default).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <pthread.h>
 
 #include <libpq-fe.h>
 
@@ -21,43 +25,83 @@
 struct db_state {
 	PGconn *conn;
 	unsigned char *prepared; /* one flag per route */
+	struct db_state *next;   /* free list */
 };
 
-static __thread struct db_state *tls;
+/*
+ * The pool: cfg.db_pool connections shared by all worker threads.  A thread
+ * takes a connection for one call and gives it back; the free list is a
+ * stack, so the connections in use stay few and warm.  Fewer database
+ * backends than HTTP threads keeps the two cores from time-slicing between
+ * dozens of runnable backends, which is where the tail latency came from.
+ */
+static struct db_state *pool_all;
+static struct db_state *pool_free;
+static int pool_size;
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_cond = PTHREAD_COND_INITIALIZER;
 
 static int connect_db(struct db_state *st);
 
-void *
-db_thread_init(void)
+int
+db_pool_init(int size)
 {
-	struct db_state *st = calloc(1, sizeof(*st));
+	int i;
 
-	if (st == NULL)
-		return NULL;
-	st->prepared = calloc((size_t) n_routes, 1);
-	if (st->prepared == NULL) {
-		free(st);
-		return NULL;
+	pool_all = calloc((size_t) size, sizeof(*pool_all));
+	if (pool_all == NULL)
+		return -1;
+	pool_size = size;
+	for (i = 0; i < size; i++) {
+		pool_all[i].prepared = calloc((size_t) n_routes, 1);
+		if (pool_all[i].prepared == NULL)
+			return -1;
+		/* connect now so that the first requests do not pay for it; a
+		 * database that is not up yet is retried on the first call */
+		(void) connect_db(&pool_all[i]);
+		pool_all[i].next = pool_free;
+		pool_free = &pool_all[i];
 	}
-	tls = st;
-	/* Connect now so that the first requests do not pay for it; a
-	 * database that is not up yet is retried on the first call. */
-	(void) connect_db(st);
-	return st;
+	return 0;
 }
 
 void
-db_thread_exit(void *state)
+db_pool_close(void)
 {
-	struct db_state *st = state;
+	int i;
 
-	if (st == NULL)
-		return;
-	if (st->conn)
-		PQfinish(st->conn);
-	free(st->prepared);
-	free(st);
-	tls = NULL;
+	for (i = 0; i < pool_size; i++) {
+		if (pool_all[i].conn)
+			PQfinish(pool_all[i].conn);
+		free(pool_all[i].prepared);
+	}
+	free(pool_all);
+	pool_all = pool_free = NULL;
+	pool_size = 0;
+}
+
+static struct db_state *
+acquire(void)
+{
+	struct db_state *st;
+
+	pthread_mutex_lock(&pool_lock);
+	while (pool_free == NULL)
+		pthread_cond_wait(&pool_cond, &pool_lock);
+	st = pool_free;
+	pool_free = st->next;
+	pthread_mutex_unlock(&pool_lock);
+	return st;
+}
+
+static void
+release(struct db_state *st)
+{
+	pthread_mutex_lock(&pool_lock);
+	st->next = pool_free;
+	pool_free = st;
+	pthread_cond_signal(&pool_cond);
+	pthread_mutex_unlock(&pool_lock);
 }
 
 static void
@@ -171,21 +215,19 @@ int
 db_call(int route_index, const char *function, const char *ctx_json,
         const char *req_json, struct db_result *res)
 {
-	struct db_state *st = tls;
-	int retryable = 0;
+	struct db_state *st;
+	int retryable = 0, rc;
 
 	memset(res, 0, sizeof(*res));
-	if (st == NULL) {
-		res->conn_lost = 1;
-		return -1;
+	st = acquire();
+	rc = call_once(st, route_index, function, ctx_json, req_json, res, &retryable);
+	if (rc != 0 && retryable) {
+		db_result_free(res);
+		memset(res, 0, sizeof(*res));
+		rc = call_once(st, route_index, function, ctx_json, req_json, res, &retryable);
 	}
-	if (call_once(st, route_index, function, ctx_json, req_json, res, &retryable) == 0)
-		return 0;
-	if (!retryable)
-		return -1;
-	db_result_free(res);
-	memset(res, 0, sizeof(*res));
-	return call_once(st, route_index, function, ctx_json, req_json, res, &retryable);
+	release(st);
+	return rc;
 }
 
 void

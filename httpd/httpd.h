@@ -24,7 +24,8 @@ struct config {
 	const char *listen;        /* "127.0.0.1:8080" */
 	const char *db_url;        /* libpq conninfo of role paas_api */
 	const char *jwt_secret;    /* HS256 key of access tokens */
-	int threads;               /* CivetWeb worker threads = DB connections */
+	int threads;               /* CivetWeb worker threads */
+	int db_pool;               /* database connections shared by the threads */
 	long access_ttl;           /* access token lifetime, seconds */
 	int rl_login_per_min;      /* token bucket sizes, per client IP */
 	int rl_register_per_min;
@@ -91,8 +92,8 @@ struct db_result {
 	char *message;          /* malloc'd primary error message */
 	char *detail;           /* malloc'd DETAIL, may be NULL */
 };
-void *db_thread_init(void);
-void db_thread_exit(void *state);
+int db_pool_init(int size);
+void db_pool_close(void);
 int db_call(int route_index, const char *function, const char *ctx_json,
             const char *req_json, struct db_result *res);
 void db_result_free(struct db_result *res);

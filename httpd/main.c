@@ -2,9 +2,9 @@
  * main.c - paas-httpd: the CivetWeb gateway of paas.
  *
  * Configuration comes from the environment (config.c, docs/operations.md).
- * Worker threads open their database connection lazily (db.c).  SIGTERM or
- * SIGINT stops the server gracefully: CivetWeb finishes the requests in
- * flight, then each worker thread closes its connection.
+ * The worker threads share a pool of database connections (db.c).  SIGTERM
+ * or SIGINT stops the server gracefully: CivetWeb finishes the requests in
+ * flight, then the pool's connections are closed.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -14,21 +14,6 @@
 #include <civetweb.h>
 
 #include "httpd.h"
-
-static void *
-on_init_thread(const struct mg_context *ctx, int thread_type)
-{
-	(void) ctx;
-	return thread_type == 1 ? db_thread_init() : NULL;
-}
-
-static void
-on_exit_thread(const struct mg_context *ctx, int thread_type, void *state)
-{
-	(void) ctx;
-	if (thread_type == 1)
-		db_thread_exit(state);
-}
 
 static int
 on_log_message(const struct mg_connection *conn, const char *message)
@@ -77,10 +62,12 @@ main(void)
 		NULL,
 	};
 
+	if (db_pool_init(cfg.db_pool) != 0) {
+		fprintf(stderr, "{\"event\":\"start_failed\",\"reason\":\"out of memory\"}\n");
+		return 1;
+	}
 	mg_init_library(0);
 	memset(&callbacks, 0, sizeof(callbacks));
-	callbacks.init_thread = on_init_thread;
-	callbacks.exit_thread = on_exit_thread;
 	callbacks.log_message = on_log_message;
 
 	ctx = mg_start(&callbacks, NULL, options);
@@ -97,6 +84,7 @@ main(void)
 	fprintf(stderr, "{\"event\":\"stopping\",\"signal\":%d}\n", sig);
 	mg_stop(ctx);
 	mg_exit_library();
+	db_pool_close();
 	fprintf(stderr, "{\"event\":\"stopped\"}\n");
 	return 0;
 }

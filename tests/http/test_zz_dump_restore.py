@@ -4,7 +4,9 @@ Runs last (file name) so that the database holds what the whole suite
 wrote: accounts, catalog, nodes, ledger, top-ups, invoices, subscriptions.
 The database is dumped with pg_dump, restored into a new database with
 pg_restore (pg_cron's objects left out: pg_cron lives in one database), and
-every table of schema paas is compared, row count and content hash.
+every table of schema paas is compared, row count and content hash.  The
+background worker and late notifications keep writing meanwhile, so the dump
+and the source's fingerprints read one exported snapshot.
 """
 import os
 import shlex
@@ -33,18 +35,56 @@ def sql(db, query):
     return run("psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", query).strip()
 
 
-def fingerprint(db, table, where):
+def fingerprint_sql(table, where):
     w = f"WHERE {where}" if where else ""
-    return sql(db, f"SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') "
-                   f"FROM paas.{table} t {w}")
+    return (f"SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') "
+            f"FROM paas.{table} t {w}")
+
+
+def fingerprint(db, table, where):
+    return sql(db, fingerprint_sql(table, where))
+
+
+class Snapshot:
+    """A psql session holding a REPEATABLE READ transaction whose snapshot
+    is exported for pg_dump; queries in it see exactly what was dumped."""
+
+    def __init__(self):
+        self.p = subprocess.Popen(AS_PG + [f"{BIN}/psql"] + CONN + ["-X", "-q", "-At", "-d", "paas"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.ask("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        self.name = self.ask("SELECT pg_export_snapshot()")
+
+    def ask(self, query):
+        self.p.stdin.write(query + ";\nSELECT '--end--';\n")
+        self.p.stdin.flush()
+        lines = []
+        while True:
+            line = self.p.stdout.readline()
+            assert line, "psql ended"
+            if line.strip() == "--end--":
+                return "\n".join(lines).strip()
+            lines.append(line.rstrip("\n"))
+
+    def close(self):
+        self.p.stdin.write("ROLLBACK;\n\\q\n")
+        self.p.stdin.flush()
+        self.p.wait(timeout=30)
 
 
 @pytest.fixture
-def restored():
+def snap():
+    s = Snapshot()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def restored(snap):
     d = tempfile.mkdtemp(prefix="paas-dump-")
     os.chmod(d, 0o777)
     dump = os.path.join(d, "paas.dump")
-    run("pg_dump", "-Fc", "-f", dump, "paas")
+    run("pg_dump", "-Fc", f"--snapshot={snap.name}", "-f", dump, "paas")
     listing = run("pg_restore", "-l", dump)
     keep = "\n".join(line for line in listing.splitlines() if "cron" not in line)
     lst = os.path.join(d, "list")
@@ -61,24 +101,22 @@ def restored():
         subprocess.run(["rm", "-rf", d], check=False)
 
 
-def test_dump_and_restore_keep_every_table(restored):
-    tables = sql("paas", "SELECT string_agg(relname, ' ' ORDER BY relname) FROM pg_class "
-                         "WHERE relnamespace = 'paas'::regnamespace AND relkind = 'r'").split()
+def test_dump_and_restore_keep_every_table(snap, restored):
+    tables = snap.ask("SELECT string_agg(relname, ' ' ORDER BY relname) FROM pg_class "
+                      "WHERE relnamespace = 'paas'::regnamespace AND relkind = 'r'").split()
     assert {"users", "ledger_postings", "invoices", "subscriptions", "nodes"} <= set(tables)
-    assert int(sql("paas", "SELECT count(*) FROM paas.ledger_postings")) > 0
+    assert int(snap.ask("SELECT count(*) FROM paas.ledger_postings")) > 0
     for t in tables:
         if t in NOT_DUMPED and NOT_DUMPED[t] is None:
             continue
         where = NOT_DUMPED.get(t)
-        assert fingerprint(restored, t, where) == fingerprint("paas", t, where), t
+        assert fingerprint(restored, t, where) == snap.ask(fingerprint_sql(t, where)), t
 
     # platform balances come back from the postings; every invariant holds
     sql(restored, "SELECT paas.ledger_restore_balances()")
-    assert fingerprint(restored, "ledger_accounts", None).split(":")[0] == \
-        fingerprint("paas", "ledger_accounts", None).split(":")[0]
+    balances = "SELECT string_agg(id || '=' || balance, ',' ORDER BY id) FROM paas.ledger_accounts"
+    assert sql(restored, balances) == snap.ask(balances)
     assert sql(restored, "SELECT count(*) FROM reporting.ledger_check") == "0"
-    assert sql(restored, "SELECT string_agg(id || '=' || balance, ',' ORDER BY id) FROM paas.ledger_accounts") == \
-        sql("paas", "SELECT string_agg(id || '=' || balance, ',' ORDER BY id) FROM paas.ledger_accounts")
     # sequences continue after the restored rows
     assert int(sql(restored, "SELECT last_value FROM paas.ledger_entry_id_seq")) >= \
         int(sql(restored, "SELECT coalesce(max(id), 1) FROM paas.ledger_entries"))
