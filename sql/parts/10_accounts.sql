@@ -491,6 +491,7 @@ BEGIN
 	END IF;
 	UPDATE paas.users SET is_active = false, updated_at = now() WHERE id = u.id;
 	PERFORM paas.revoke_sessions(u.id, 'account deactivated');
+	PERFORM paas.subscriptions_cancel_for_users(ARRAY[u.id], 'account deactivated by its owner', u.id);
 	RETURN NULL;
 END
 $$;
@@ -709,6 +710,7 @@ BEGIN
 	RETURNING * INTO u;
 	IF NOT u.is_active THEN
 		PERFORM paas.revoke_sessions(u.id, 'deactivated by an administrator');
+		PERFORM paas.subscriptions_cancel_for_users(ARRAY[u.id], 'account deactivated by an administrator', admin.id);
 	END IF;
 	RETURN paas.user_json(u);
 END
@@ -755,6 +757,7 @@ BEGIN
 	RETURNING * INTO u;
 	IF NOT u.is_active THEN
 		PERFORM paas.revoke_sessions(u.id, 'deactivated by an administrator');
+		PERFORM paas.subscriptions_cancel_for_users(ARRAY[u.id], 'account deactivated by an administrator', admin.id);
 	END IF;
 	RETURN paas.user_json(u);
 END
@@ -775,6 +778,7 @@ BEGIN
 	 WHERE id = u.id
 	RETURNING * INTO u;
 	PERFORM paas.revoke_sessions(u.id, 'deleted by an administrator');
+	PERFORM paas.subscriptions_cancel_for_users(ARRAY[u.id], 'account deleted by an administrator', admin.id);
 	RETURN jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email, 'role', u.role);
 END
 $$;
@@ -834,6 +838,8 @@ BEGIN
 	IF act IN ('deactivate', 'delete') THEN
 		UPDATE paas.sessions SET revoked_at = now(), revoke_reason = 'bulk ' || act
 		 WHERE user_id = ANY (ids) AND revoked_at IS NULL;
+		PERFORM paas.subscriptions_cancel_for_users(ids, format('account %s by an administrator (bulk)',
+			CASE act WHEN 'delete' THEN 'deleted' ELSE 'deactivated' END), admin.id);
 	END IF;
 	RETURN jsonb_build_object('action', act, 'affected', n);
 END

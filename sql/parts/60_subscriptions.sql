@@ -23,7 +23,10 @@
 --     A service priced 0 is subscribed and renewed without entry or invoice.
 --   * Cancellation (DELETE) takes effect at the period end: the subscription
 --     is CANCELLED, still served until current_period_end, then EXPIRED by
---     the renewal run.  No refund, no proration.
+--     the renewal run.  No refund, no proration.  Deactivating or deleting
+--     an account cancels its live subscriptions the same way
+--     (paas.subscriptions_cancel_for_users, called by 10_accounts.sql);
+--     reactivating it does not revive them.
 --   * Renewal (api.run_renewals, scheduled with pg_cron by
 --     api.subscriptions_schedule_renewals) takes an advisory transaction
 --     lock, so overlapping runs queue instead of interleaving, then handles
@@ -40,7 +43,7 @@
 --     are issued at its end, after every wallet lock is taken, so the run
 --     holds the invoice counter only briefly and takes its locks in the
 --     same order as a sale or a top-up (wallet, then counter); they are
---     numbered as one block (paas.subscription_issue_invoices).
+--     numbered as one block by one paas.issue_invoice_items() call.
 --   * A run is one transaction (pg_cron runs one statement): its row locks
 --     last until it commits, so an owner's renew or cancel of a row being
 --     renewed waits for the run (about 10 s for 100,000 due rows).  A
@@ -636,6 +639,49 @@ $$;
 COMMENT ON FUNCTION api.subscriptions_cancel(jsonb, jsonb) IS
 	'DELETE /subscriptions/:id: cancels at the end of the paid period, no refund; PT409 when already cancelled or ended';
 
+-- The account rule, the one place it lives: when an account is deactivated
+-- or deleted (10_accounts.sql calls this from api.auth_delete_account,
+-- api.users_update and api.users_toggle_status to inactive, api.users_delete
+-- and api.users_bulk deactivate / delete), each of its live subscriptions
+-- (ACTIVE, GRACE, SUSPENDED) is cancelled at period end exactly as the
+-- owner's DELETE /subscriptions/:id does: event "cancel" through the status
+-- machine, recorded in paas.subscription_events with actor and reason, no
+-- refund.  The renewal run then expires them instead of charging them.
+-- Reactivating the account does not revive them: the owner renews or
+-- subscribes again.  Rows a renewal run holds are waited for.  Returns the
+-- number of subscriptions cancelled.
+CREATE FUNCTION paas.subscriptions_cancel_for_users(user_ids uuid[], reason text,
+													actor_id uuid DEFAULT NULL)
+	RETURNS integer
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	n integer;
+BEGIN
+	WITH o AS (
+		SELECT s.id, s.status FROM paas.subscriptions s
+		 WHERE s.user_id = ANY (user_ids) AND s.status IN ('ACTIVE', 'GRACE', 'SUSPENDED')
+		 ORDER BY s.id
+		   FOR UPDATE),
+	c AS (
+		UPDATE paas.subscriptions s
+		   SET status = paas.subscription_transition(o.status, 'cancel'), cancelled_at = now(),
+			   grace_until = NULL, status_reason = reason, updated_at = now()
+		  FROM o
+		 WHERE s.id = o.id
+		RETURNING s.id, o.status AS from_status, s.status AS to_status)
+	INSERT INTO paas.subscription_events (subscription_id, event, from_status, to_status, actor_id, reason)
+	SELECT c.id, 'cancel', c.from_status, c.to_status, subscriptions_cancel_for_users.actor_id,
+		   subscriptions_cancel_for_users.reason
+	  FROM c ORDER BY c.id;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION paas.subscriptions_cancel_for_users(uuid[], text, uuid) IS
+	'cancels at period end (no refund) the live subscriptions of deactivated or deleted accounts, with the reason';
+
 ------------------------------------------------------------------------------
 -- api: administrators
 ------------------------------------------------------------------------------
@@ -868,49 +914,37 @@ COMMENT ON FUNCTION api.subscriptions_admin_notices(jsonb, jsonb) IS
 ------------------------------------------------------------------------------
 
 -- Issues the invoices of the renewal run's charges (temp table
--- renewal_charged) and records the charge rows, in two statements.  Same
--- invoices as paas.issue_invoice() (kind SUBSCRIPTION, PAID, one line, ref
--- with entryId, numbers INV-YYYYMM-NNNNNN of the current UTC month), but the
--- numbers are allocated as one block: the counter row of 50_billing.sql is
--- advanced once by the number of invoices, in this transaction, so numbers
--- stay sequential and gap-free.  paas.issue_invoice() costs ~0.2 ms an
--- invoice (one counter update each), which alone would take 20 s for
--- 100,000 renewals.  Returns the number of charge rows written.
+-- renewal_charged) with one call of the billing part's
+-- paas.issue_invoice_items(), so they are numbered as one contiguous block
+-- by its single numbering path (one counter update for the whole run;
+-- paas.issue_invoice() once a charge would cost ~0.2 ms each, 20 s for
+-- 100,000 renewals), and records the charge rows.  Returns the number of
+-- charge rows written.
 CREATE FUNCTION paas.subscription_issue_invoices() RETURNS bigint
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = paas, pg_catalog, public, pg_temp
 AS $$
 DECLARE
-	per text := to_char(now() AT TIME ZONE 'UTC', 'YYYYMM');
-	k bigint;
-	base bigint;
+	items paas.invoice_item[];
 	n bigint;
 BEGIN
-	SELECT count(*) INTO k FROM renewal_charged WHERE price > 0;
-	IF k > 0 THEN
-		INSERT INTO paas.invoice_counters AS c (series, period, last_number)
-		VALUES ('INV', per, k)
-		ON CONFLICT ON CONSTRAINT invoice_counters_pkey
-		DO UPDATE SET last_number = c.last_number + k
-		RETURNING c.last_number - k INTO base;
-	END IF;
-	WITH x AS (
-		SELECT c.*, row_number() OVER (ORDER BY c.seq) AS rn,
-			   format('%s subscription, period %s (%s to %s)', c.display_name, c.period_no,
-					  to_char(c.period_start AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
-					  to_char(c.period_end AT TIME ZONE 'UTC', 'YYYY-MM-DD')) AS descr
-		  FROM renewal_charged c WHERE c.price > 0),
-	inv AS (
-		INSERT INTO paas.invoices (number, user_id, kind, amount, description, lines, ref, paid_at)
-		SELECT format('INV-%s-%s', per, lpad((base + x.rn)::text, 6, '0')), x.user_id,
-			   'SUBSCRIPTION', x.price, x.descr,
-			   jsonb_build_array(jsonb_build_object('description', x.descr, 'quantity', 1,
-													'unitPrice', x.price, 'amount', x.price)),
-			   jsonb_build_object('subscriptionId', x.id, 'serviceId', x.service_id,
-								  'period', x.period_no, 'entryId', x.entry_id),
-			   now()
-		  FROM x ORDER BY x.rn
-		RETURNING id, (ref ->> 'subscriptionId')::uuid AS sid, (ref ->> 'period')::int AS period_no)
+	SELECT array_agg(ROW(x.user_id, 'SUBSCRIPTION', x.price,
+						 jsonb_build_object('subscriptionId', x.id, 'serviceId', x.service_id,
+											'period', x.period_no, 'entryId', x.entry_id),
+						 jsonb_build_array(jsonb_build_object('description', x.descr, 'quantity', 1,
+															  'unitPrice', x.price, 'amount', x.price))
+						)::paas.invoice_item)
+	  INTO items
+	  FROM (SELECT c.*, format('%s subscription, period %s (%s to %s)', c.display_name, c.period_no,
+							   to_char(c.period_start AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
+							   to_char(c.period_end AT TIME ZONE 'UTC', 'YYYY-MM-DD')) AS descr
+			  FROM renewal_charged c WHERE c.price > 0
+			 -- numbers follow the run's order; sorting these narrow rows is
+			 -- cheaper than array_agg(... ORDER BY) over the built items
+			 ORDER BY c.seq) x;
+	WITH inv AS (
+		SELECT i.id, (i.ref ->> 'subscriptionId')::uuid AS sid, (i.ref ->> 'period')::int AS period_no
+		  FROM paas.issue_invoice_items(items) i)
 	INSERT INTO paas.subscription_charges (subscription_id, period_no, kind, amount, period_start,
 										   period_end, entry_id, invoice_id)
 	SELECT c.id, c.period_no, 'renewal', c.price, c.period_start, c.period_end, c.entry_id, inv.id
@@ -922,7 +956,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION paas.subscription_issue_invoices() IS
-	'renewal run: issues the invoices of pg_temp.renewal_charged as one numbered block and writes the charge rows';
+	'renewal run: issues the invoices of pg_temp.renewal_charged as one numbered block (paas.issue_invoice_items) '
+	'and writes the charge rows';
 
 CREATE FUNCTION api.run_renewals() RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE

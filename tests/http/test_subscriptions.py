@@ -180,3 +180,35 @@ def test_concurrent_double_submit_creates_one_subscription(adm, user, svc):
     assert balance(Api(user["access"])) == 30000
     assert psql("SELECT count(*) FROM paas.subscription_charges c JOIN paas.subscriptions s "
                 "ON s.id = c.subscription_id WHERE s.user_id = :'a1'", user["id"]) == "1"
+
+
+def test_deactivated_account_stops_renewing(adm, user, svc):
+    fund(adm, user["id"], 45000)
+    me = Api(user["access"])
+    sid = check_envelope(me.post("/api/v1/subscriptions", {"serviceId": svc}), 201)["data"]["id"]
+    assert balance(me) == 25000
+
+    # the owner deactivates the account: the subscription is cancelled at
+    # period end, no refund, the reason recorded
+    check_envelope(me.delete("/api/v1/auth/account"), 200)
+    detail = check_envelope(adm.get(f"/api/v1/admin/subscriptions/{sid}"), 200)["data"]
+    assert detail["status"] == "CANCELLED" and detail["cancelAtPeriodEnd"] is True
+    assert detail["events"][-1]["reason"] == "account deactivated by its owner"
+
+    # reactivation by an administrator does not revive it
+    assert check_envelope(adm.patch(f"/api/v1/users/{user['id']}/toggle-status"), 200)["data"]["isActive"] is True
+    login = check_envelope(Api().post("/api/v1/auth/login",
+                                      {"email": user["email"], "password": user["password"]}), 200)
+    me = Api(login["data"]["accessToken"])
+    assert check_envelope(me.get(f"/api/v1/subscriptions/{sid}"), 200)["data"]["status"] == "CANCELLED"
+    assert balance(me) == 25000
+
+    # at period end the renewal run expires it instead of charging it
+    psql("UPDATE paas.subscriptions SET anchor_at = now() - interval '1 month 1 hour', "
+         "current_period_start = now() - interval '1 month 1 hour', "
+         "current_period_end = paas.subscription_bound(now() - interval '1 month 1 hour', 1) "
+         "WHERE id = :'a1'", sid)
+    psql("SELECT api.run_renewals()")
+    one = check_envelope(me.get(f"/api/v1/subscriptions/{sid}"), 200)["data"]
+    assert one["status"] == "EXPIRED" and [c["period"] for c in one["charges"]] == [1]
+    assert balance(me) == 25000

@@ -3,7 +3,7 @@
 -- reconciliation answers, expiry, feeds, dashboards.  Needs the cluster's
 -- paas.midtrans_server_key (tests/run.sh sets one).
 BEGIN;
-SELECT plan(121);
+SELECT plan(136);
 
 -- fixtures -------------------------------------------------------------------
 INSERT INTO paas.users (id, email, name, password_hash) VALUES
@@ -260,6 +260,72 @@ SELECT is(paas.void_invoice((SELECT (j ->> 'id')::uuid FROM pg_temp.v WHERE k = 
 SELECT throws_ok(format($$SELECT paas.void_invoice('%s', 'again')$$, (SELECT j ->> 'id' FROM pg_temp.v WHERE k = 'n1')),
 	'PT409', NULL, 'an invoice is voided once');
 SELECT throws_ok($$SELECT paas.void_invoice(gen_random_uuid(), 'x')$$, 'PT404', 'Invoice not found', 'unknown invoice');
+
+-- bulk issue: one contiguous block per call, one numbering path for all
+CREATE FUNCTION pg_temp.fields(q text) RETURNS text[] LANGUAGE plpgsql AS $$
+DECLARE d text;
+BEGIN
+	EXECUTE q;
+	RETURN NULL;
+EXCEPTION WHEN SQLSTATE 'PT400' THEN
+	GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+	RETURN (SELECT array_agg(e ->> 'field' ORDER BY e ->> 'field') FROM jsonb_array_elements(d::jsonb) e);
+END $$;
+CREATE TABLE pg_temp.bulk (call int, pos bigint, number text, description text, amount bigint, ref jsonb);
+INSERT INTO pg_temp.bulk
+SELECT 1, row_number() OVER (), i.number, i.description, i.amount, i.ref
+  FROM paas.issue_invoices('[
+	{"userId": "00000000-0000-4000-8000-00000000b111", "kind": "SUBSCRIPTION", "amount": 1000, "ref": {"k": "a"}},
+	{"userId": "00000000-0000-4000-8000-00000000b222", "kind": "TOPUP", "amount": 2000, "ref": {"k": "b"}},
+	{"userId": "00000000-0000-4000-8000-00000000b111", "kind": "SUBSCRIPTION", "amount": 3000, "ref": {"k": "c"},
+	 "lines": [{"description": "first part", "amount": 1000}, {"description": "second part", "amount": 2000}]}]') i;
+SELECT is(paas.issue_invoice('00000000-0000-4000-8000-00000000b111', 'TOPUP', 500, '{"k": "single"}') ->> 'invoiceNumber',
+	(SELECT format('INV-%s-%s', to_char(now() AT TIME ZONE 'UTC', 'YYYYMM'),
+				   lpad((split_part(max(number), '-', 3)::int + 1)::text, 6, '0')) FROM pg_temp.bulk),
+	'a single invoice takes the next number after a bulk call');
+INSERT INTO pg_temp.bulk
+SELECT 2, row_number() OVER (), i.number, i.description, i.amount, i.ref
+  FROM paas.issue_invoices('[
+	{"userId": "00000000-0000-4000-8000-00000000b222", "kind": "TOPUP", "amount": 4000, "ref": {"k": "d"}},
+	{"userId": "00000000-0000-4000-8000-00000000b111", "kind": "SUBSCRIPTION", "amount": 5000}]') i;
+SELECT is(ARRAY(SELECT ref ->> 'k' FROM pg_temp.bulk ORDER BY number), ARRAY['a', 'b', 'c', 'd', NULL],
+	'bulk invoices are numbered in item order');
+SELECT is((SELECT array_agg(split_part(number, '-', 3)::int - (SELECT min(split_part(number, '-', 3)::int) FROM pg_temp.bulk)
+						   ORDER BY number) FROM pg_temp.bulk),
+	ARRAY[0, 1, 2, 4, 5], 'two bulk calls in one period: contiguous blocks, the single issue between them, no gap');
+SELECT ok((SELECT bool_and(number LIKE format('INV-%s-%%', to_char(now() AT TIME ZONE 'UTC', 'YYYYMM'))) FROM pg_temp.bulk),
+	'numbered in the current UTC month');
+SELECT is((SELECT last_number FROM paas.invoice_counters
+			WHERE series = 'INV' AND period = to_char(now() AT TIME ZONE 'UTC', 'YYYYMM')),
+	(SELECT max(split_part(number, '-', 3)::int) FROM pg_temp.bulk), 'the counter ends at the last number issued');
+SELECT is((SELECT description FROM pg_temp.bulk WHERE ref ->> 'k' = 'c'), 'first part', 'the first line describes a bulk invoice');
+SELECT is((SELECT ref FROM pg_temp.bulk WHERE call = 2 AND pos = 2), '{}'::jsonb, 'a missing ref is {}');
+SELECT is(ARRAY[paas.invoice_number('INV-202611-', 42), paas.invoice_number('INV-202611-', 1234567)],
+	ARRAY['INV-202611-000042', 'INV-202611-1234567'], 'numbers are padded to six digits and never cut');
+SELECT is((SELECT count(*) FROM paas.issue_invoices('[]')), 0::bigint, 'empty input issues nothing');
+SELECT is((SELECT last_number FROM paas.invoice_counters
+			WHERE series = 'INV' AND period = to_char(now() AT TIME ZONE 'UTC', 'YYYYMM')),
+	(SELECT max(split_part(number, '-', 3)::int) FROM pg_temp.bulk), 'and leaves the counter alone');
+SELECT throws_ok($$SELECT paas.issue_invoices('{"userId": "00000000-0000-4000-8000-00000000b111"}')$$,
+	'PT400', 'Validation failed', 'items must be an array');
+SELECT is(pg_temp.fields($$SELECT paas.issue_invoices('[
+	{"userId": "00000000-0000-4000-8000-00000000b111", "kind": "TOPUP", "amount": 100},
+	{"userId": "00000000-0000-4000-8000-00000000b111", "kind": "GIFT", "amount": -5},
+	{"userId": "00000000-0000-4000-8000-00000000b111", "kind": "TOPUP", "amount": 100,
+	 "lines": [{"description": "x", "amount": 99}]},
+	"not an item"]')$$),
+	ARRAY['items[1].amount', 'items[1].kind', 'items[2].lines', 'items[3]'], 'a bad item is PT400 naming the item and field');
+SELECT is(pg_temp.fields($$SELECT paas.issue_invoices('[
+	{"userId": "00000000-0000-4000-8000-00000000b111", "kind": "TOPUP", "amount": 100},
+	{"userId": "00000000-0000-4000-8000-00000000b999", "kind": "TOPUP", "amount": 100}]')$$),
+	ARRAY['items[1].userId'], 'an unknown user is PT400 naming the item');
+SELECT is((SELECT last_number FROM paas.invoice_counters
+			WHERE series = 'INV' AND period = to_char(now() AT TIME ZONE 'UTC', 'YYYYMM')),
+	(SELECT max(split_part(number, '-', 3)::int) FROM pg_temp.bulk), 'a refused call issues nothing and leaves no gap');
+SELECT is(paas.issue_invoice('00000000-0000-4000-8000-00000000b111', 'TOPUP', 100, '{}') ->> 'invoiceNumber',
+	(SELECT format('INV-%s-%s', to_char(now() AT TIME ZONE 'UTC', 'YYYYMM'),
+				   lpad((max(split_part(number, '-', 3)::int) + 1)::text, 6, '0')) FROM pg_temp.bulk),
+	'the next invoice follows the last one issued');
 
 SELECT throws_ok($$SELECT api.billing_invoices('{"type": "GIFT", "startDate": "nope"}', pg_temp.ctx('owner'))$$,
 	'PT400', 'Validation failed', 'invoice filters are validated');

@@ -4,7 +4,7 @@
 -- suspend -> revive, cancelled -> expired), admin functions and notices
 -- (sql/parts/60_subscriptions.sql).
 BEGIN;
-SELECT plan(132);
+SELECT plan(158);
 
 ------------------------------------------------------------------------------
 -- Two runs at once, from two sessions (dblink).  This part comes first: the
@@ -487,6 +487,107 @@ SELECT ok((SELECT bool_or(e ->> 'subscriptionId' = (pg_temp.sub('grace', 'paid')
 	'admin notices list the suspended subscription');
 SELECT is(pg_temp.err_fields($$SELECT api.subscriptions_admin_notices('{"notice": "late"}', pg_temp.ctx('admin'))$$),
 	ARRAY['notice'], 'an unknown notice kind is a field error');
+
+------------------------------------------------------------------------------
+-- deactivated and deleted accounts: their live subscriptions are cancelled at
+-- period end (paas.subscriptions_cancel_for_users, called by 10_accounts.sql)
+------------------------------------------------------------------------------
+INSERT INTO paas.users (id, email, name, password_hash) VALUES
+	('00000000-0000-4000-8000-0000005b0d01', 'sub.closer.self@pgtap.test', 'Self Closer', 'x'),
+	('00000000-0000-4000-8000-0000005b0d02', 'sub.closer.toggle@pgtap.test', 'Toggled Closer', 'x'),
+	('00000000-0000-4000-8000-0000005b0d03', 'sub.closer.update@pgtap.test', 'Updated Closer', 'x'),
+	('00000000-0000-4000-8000-0000005b0d04', 'sub.closer.delete@pgtap.test', 'Deleted Closer', 'x'),
+	('00000000-0000-4000-8000-0000005b0d05', 'sub.closer.bulk1@pgtap.test', 'Bulk Deactivated', 'x'),
+	('00000000-0000-4000-8000-0000005b0d06', 'sub.closer.bulk2@pgtap.test', 'Bulk Deleted', 'x'),
+	('00000000-0000-4000-8000-0000005b0d07', 'sub.closer.role@pgtap.test', 'Role Changed', 'x');
+-- a subscription of user u to service svc in status st (GRACE and SUSPENDED
+-- ones are past their period end, as the renewal run leaves them)
+CREATE FUNCTION pg_temp.mk(u text, svc text, st text) RETURNS uuid LANGUAGE sql AS $$
+	INSERT INTO paas.subscriptions (user_id, service_id, status, price, anchor_at, current_period_start,
+									current_period_end, grace_until, ended_at)
+	SELECT u::uuid, pg_temp.svc(svc)::uuid, st, 1000, b, b, paas.subscription_bound(b, 1),
+		   CASE WHEN st = 'GRACE' THEN now() + interval '2 days' END,
+		   CASE WHEN st = 'EXPIRED' THEN now() - interval '1 day' END
+	  FROM (SELECT CASE WHEN st IN ('GRACE', 'SUSPENDED') THEN now() - interval '1 month 1 day'
+						ELSE now() - interval '10 days' END AS b) x
+	RETURNING id $$;
+CREATE FUNCTION pg_temp.statuses(u text) RETURNS text[] LANGUAGE sql AS $$
+	SELECT array_agg(status ORDER BY service_id) FROM paas.subscriptions WHERE user_id = u::uuid $$;
+SELECT pg_temp.mk('00000000-0000-4000-8000-0000005b0d01', 'paid', 'ACTIVE'),
+	   pg_temp.mk('00000000-0000-4000-8000-0000005b0d01', 'free', 'GRACE'),
+	   pg_temp.mk('00000000-0000-4000-8000-0000005b0d01', 'off', 'SUSPENDED'),
+	   pg_temp.mk('00000000-0000-4000-8000-0000005b0d01', 'cheap', 'EXPIRED');
+SELECT pg_temp.mk(u, 'paid', 'ACTIVE') FROM unnest(ARRAY['00000000-0000-4000-8000-0000005b0d02',
+	'00000000-0000-4000-8000-0000005b0d03', '00000000-0000-4000-8000-0000005b0d04',
+	'00000000-0000-4000-8000-0000005b0d05', '00000000-0000-4000-8000-0000005b0d06',
+	'00000000-0000-4000-8000-0000005b0d07']) u;
+SELECT paas.ledger_post(NULL, jsonb_build_array(jsonb_build_object('kind', 'topup',
+	'postings', jsonb_build_array(
+		jsonb_build_object('account', paas.wallet_account('00000000-0000-4000-8000-0000005b0d01'), 'amount', 5000),
+		jsonb_build_object('account', paas.platform_account('gateway_clearing'), 'amount', -5000)))));
+
+SELECT lives_ok($$SELECT api.auth_delete_account('{}', '{"userId": "00000000-0000-4000-8000-0000005b0d01"}')$$,
+	'an owner deactivates their account');
+SELECT is(pg_temp.statuses('00000000-0000-4000-8000-0000005b0d01'), ARRAY['CANCELLED', 'CANCELLED', 'CANCELLED', 'EXPIRED'],
+	'self-deactivation cancels the ACTIVE, GRACE and SUSPENDED subscriptions, the EXPIRED one stays');
+SELECT is((SELECT array_agg(e.from_status ORDER BY e.from_status) FROM paas.subscription_events e
+			 JOIN paas.subscriptions s ON s.id = e.subscription_id
+			WHERE s.user_id = '00000000-0000-4000-8000-0000005b0d01' AND e.event = 'cancel'
+			  AND e.to_status = 'CANCELLED' AND e.reason = 'account deactivated by its owner'
+			  AND e.actor_id = '00000000-0000-4000-8000-0000005b0d01'),
+	ARRAY['ACTIVE', 'GRACE', 'SUSPENDED'], 'each cancel is an event with the reason and the owner as actor');
+SELECT ok((SELECT bool_and(cancelled_at IS NOT NULL AND grace_until IS NULL
+						   AND status_reason = 'account deactivated by its owner')
+			 FROM paas.subscriptions WHERE user_id = '00000000-0000-4000-8000-0000005b0d01' AND status = 'CANCELLED'),
+	'cancelled with the reason, grace dropped');
+SELECT ok((SELECT current_period_end > now() FROM paas.subscriptions
+			WHERE user_id = '00000000-0000-4000-8000-0000005b0d01' AND service_id = pg_temp.svc('paid')::uuid),
+	'the paid period is still served (cancel at period end)');
+SELECT is(paas.wallet_balance('00000000-0000-4000-8000-0000005b0d01'), 5000::bigint, 'no refund, no charge');
+SELECT pg_temp.make_due(id) FROM paas.subscriptions
+ WHERE user_id = '00000000-0000-4000-8000-0000005b0d01' AND service_id = pg_temp.svc('paid')::uuid;
+SELECT ok((api.run_renewals() ->> 'examined')::int >= 3, 'a renewal run after the period end');
+SELECT is(pg_temp.statuses('00000000-0000-4000-8000-0000005b0d01'), ARRAY['EXPIRED', 'EXPIRED', 'EXPIRED', 'EXPIRED'],
+	'expires them');
+SELECT is((SELECT count(*) FROM paas.subscription_charges c JOIN paas.subscriptions s ON s.id = c.subscription_id
+			WHERE s.user_id = '00000000-0000-4000-8000-0000005b0d01'), 0::bigint, 'and charges nothing');
+SELECT is(paas.wallet_balance('00000000-0000-4000-8000-0000005b0d01'), 5000::bigint, 'the funded wallet is untouched');
+
+SELECT is(api.users_toggle_status('{"id": "00000000-0000-4000-8000-0000005b0d02"}', pg_temp.ctx('admin')) ->> 'isActive',
+	'false', 'an admin toggles an account inactive');
+SELECT is(pg_temp.statuses('00000000-0000-4000-8000-0000005b0d02'), ARRAY['CANCELLED'], 'its subscription is cancelled');
+SELECT is((SELECT e.actor_id FROM paas.subscription_events e JOIN paas.subscriptions s ON s.id = e.subscription_id
+			WHERE s.user_id = '00000000-0000-4000-8000-0000005b0d02' AND e.event = 'cancel'
+			  AND e.reason = 'account deactivated by an administrator'), pg_temp.uid('admin'),
+	'recorded with the administrator and the reason');
+SELECT is(api.users_toggle_status('{"id": "00000000-0000-4000-8000-0000005b0d02"}', pg_temp.ctx('admin')) ->> 'isActive',
+	'true', 'and toggles it back');
+SELECT is(pg_temp.statuses('00000000-0000-4000-8000-0000005b0d02'), ARRAY['CANCELLED'], 'reactivation does not revive it');
+
+SELECT is(api.users_update('{"id": "00000000-0000-4000-8000-0000005b0d03", "isActive": false}', pg_temp.ctx('admin')) ->> 'isActive',
+	'false', 'an admin update deactivates an account');
+SELECT is(pg_temp.statuses('00000000-0000-4000-8000-0000005b0d03'), ARRAY['CANCELLED'], 'its subscription is cancelled');
+SELECT lives_ok($$SELECT api.users_delete('{"id": "00000000-0000-4000-8000-0000005b0d04"}', pg_temp.ctx('admin'))$$,
+	'an admin deletes an account');
+SELECT is((SELECT status || ': ' || status_reason FROM paas.subscriptions WHERE user_id = '00000000-0000-4000-8000-0000005b0d04'),
+	'CANCELLED: account deleted by an administrator', 'its subscription is cancelled');
+SELECT is(api.users_bulk('{"action": "deactivate", "ids": ["00000000-0000-4000-8000-0000005b0d05"]}', pg_temp.ctx('admin')) ->> 'affected',
+	'1', 'bulk deactivate');
+SELECT is(api.users_bulk('{"action": "delete", "ids": ["00000000-0000-4000-8000-0000005b0d06"]}', pg_temp.ctx('admin')) ->> 'affected',
+	'1', 'bulk delete');
+SELECT is(ARRAY(SELECT status || ': ' || status_reason FROM paas.subscriptions
+				 WHERE user_id IN ('00000000-0000-4000-8000-0000005b0d05', '00000000-0000-4000-8000-0000005b0d06')
+				 ORDER BY user_id),
+	ARRAY['CANCELLED: account deactivated by an administrator (bulk)', 'CANCELLED: account deleted by an administrator (bulk)'],
+	'cancel the subscriptions of the accounts, with the reason');
+SELECT is(api.users_bulk('{"action": "activate", "ids": ["00000000-0000-4000-8000-0000005b0d05"]}', pg_temp.ctx('admin')) ->> 'affected',
+	'1', 'bulk activate');
+SELECT is(api.users_bulk('{"action": "set-role", "role": "USER", "ids": ["00000000-0000-4000-8000-0000005b0d07"]}', pg_temp.ctx('admin')) ->> 'affected',
+	'1', 'bulk set-role');
+SELECT is(pg_temp.statuses('00000000-0000-4000-8000-0000005b0d05') || pg_temp.statuses('00000000-0000-4000-8000-0000005b0d07'),
+	ARRAY['CANCELLED', 'ACTIVE'], 'activate revives nothing, other bulk actions cancel nothing');
+SELECT is(paas.subscriptions_cancel_for_users(ARRAY['00000000-0000-4000-8000-0000005b0d05'::uuid], 'again'), 0,
+	'cancelling again finds nothing live');
 
 SELECT is_empty($$SELECT * FROM reporting.ledger_check WHERE account_id IN (
 	SELECT id FROM paas.ledger_accounts WHERE user_id IN (pg_temp.uid('rich'), pg_temp.uid('grace'), pg_temp.uid('poor')))$$,
