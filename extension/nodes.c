@@ -34,6 +34,7 @@
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
+#include "fsm.h"
 #include "paas.h"
 
 int			paas_node_grace_period_s = 90;
@@ -113,34 +114,9 @@ static const int node_next[NE_COUNT][NS_COUNT] = {
 #undef M
 #undef X
 
-static int
-lookup(const char *name, const char *const *names, int n)
-{
-	int			i;
-
-	for (i = 0; i < n; i++)
-		if (strcmp(name, names[i]) == 0)
-			return i;
-	return -1;
-}
-
-static void
-decode(FunctionCallInfo fcinfo, int *state, int *event)
-{
-	char	   *s = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	char	   *e = text_to_cstring(PG_GETARG_TEXT_PP(1));
-
-	*state = lookup(s, node_state_names, NS_COUNT);
-	*event = lookup(e, node_event_names, NE_COUNT);
-	if (*state < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown node status \"%s\"", s)));
-	if (*event < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown node event \"%s\"", e)));
-}
+static const PaasMachine node_machine = {
+	"node", node_state_names, NS_COUNT, node_event_names, NE_COUNT, &node_next[0][0]
+};
 
 /*
  * paas.node_transition(status text, event text) -> text: the next status.
@@ -154,8 +130,8 @@ paas_node_transition(PG_FUNCTION_ARGS)
 	int			event;
 	int			next;
 
-	decode(fcinfo, &state, &event);
-	next = node_next[event][state];
+	paas_fsm_decode(&node_machine, fcinfo, &state, &event);
+	next = paas_fsm_next(&node_machine, state, event);
 	if (next < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_PAAS_CONFLICT),
@@ -176,8 +152,8 @@ paas_node_transition_allowed(PG_FUNCTION_ARGS)
 	int			state;
 	int			event;
 
-	decode(fcinfo, &state, &event);
-	PG_RETURN_BOOL(node_next[event][state] >= 0);
+	paas_fsm_decode(&node_machine, fcinfo, &state, &event);
+	PG_RETURN_BOOL(paas_fsm_next(&node_machine, state, event) >= 0);
 }
 
 /*
@@ -188,26 +164,7 @@ PG_FUNCTION_INFO_V1(paas_node_transitions);
 Datum
 paas_node_transitions(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	int			e;
-	int			s;
-
-	InitMaterializedSRF(fcinfo, 0);
-	for (e = 0; e < NE_COUNT; e++)
-	{
-		for (s = 0; s < NS_COUNT; s++)
-		{
-			Datum		values[3];
-			bool		nulls[3] = {false, false, false};
-
-			if (node_next[e][s] < 0)
-				continue;
-			values[0] = CStringGetTextDatum(node_state_names[s]);
-			values[1] = CStringGetTextDatum(node_event_names[e]);
-			values[2] = CStringGetTextDatum(node_state_names[node_next[e][s]]);
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		}
-	}
+	paas_fsm_table(&node_machine, fcinfo);
 	return (Datum) 0;
 }
 

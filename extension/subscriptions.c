@@ -40,6 +40,7 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 
+#include "fsm.h"
 #include "paas.h"
 
 typedef enum SubState
@@ -101,34 +102,9 @@ static const int sub_next[SE_COUNT][SS_COUNT] = {
 #undef E
 #undef X
 
-static int
-lookup(const char *name, const char *const *names, int n)
-{
-	int			i;
-
-	for (i = 0; i < n; i++)
-		if (strcmp(name, names[i]) == 0)
-			return i;
-	return -1;
-}
-
-static void
-decode(FunctionCallInfo fcinfo, int *state, int *event)
-{
-	char	   *s = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	char	   *e = text_to_cstring(PG_GETARG_TEXT_PP(1));
-
-	*state = lookup(s, sub_state_names, SS_COUNT);
-	*event = lookup(e, sub_event_names, SE_COUNT);
-	if (*state < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown subscription status \"%s\"", s)));
-	if (*event < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown subscription event \"%s\"", e)));
-}
+static const PaasMachine sub_machine = {
+	"subscription", sub_state_names, SS_COUNT, sub_event_names, SE_COUNT, &sub_next[0][0]
+};
 
 /*
  * paas.subscription_transition(status text, event text) -> text: the next
@@ -143,8 +119,8 @@ paas_subscription_transition(PG_FUNCTION_ARGS)
 	int			event;
 	int			next;
 
-	decode(fcinfo, &state, &event);
-	next = sub_next[event][state];
+	paas_fsm_decode(&sub_machine, fcinfo, &state, &event);
+	next = paas_fsm_next(&sub_machine, state, event);
 	if (next < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_PAAS_CONFLICT),
@@ -167,8 +143,8 @@ paas_subscription_transition_allowed(PG_FUNCTION_ARGS)
 	int			state;
 	int			event;
 
-	decode(fcinfo, &state, &event);
-	PG_RETURN_BOOL(sub_next[event][state] >= 0);
+	paas_fsm_decode(&sub_machine, fcinfo, &state, &event);
+	PG_RETURN_BOOL(paas_fsm_next(&sub_machine, state, event) >= 0);
 }
 
 /*
@@ -179,25 +155,6 @@ PG_FUNCTION_INFO_V1(paas_subscription_transitions);
 Datum
 paas_subscription_transitions(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	int			e;
-	int			s;
-
-	InitMaterializedSRF(fcinfo, 0);
-	for (e = 0; e < SE_COUNT; e++)
-	{
-		for (s = 0; s < SS_COUNT; s++)
-		{
-			Datum		values[3];
-			bool		nulls[3] = {false, false, false};
-
-			if (sub_next[e][s] < 0)
-				continue;
-			values[0] = CStringGetTextDatum(sub_state_names[s]);
-			values[1] = CStringGetTextDatum(sub_event_names[e]);
-			values[2] = CStringGetTextDatum(sub_state_names[sub_next[e][s]]);
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		}
-	}
+	paas_fsm_table(&sub_machine, fcinfo);
 	return (Datum) 0;
 }
