@@ -101,3 +101,21 @@ def test_database_down_gives_503_and_recovers(api):
     # every worker thread's connection was lost: all must recover
     for _ in range(50):
         check_envelope(api.get("/api/v1/status"), 200)
+
+
+def test_admin_reads_the_job_runs(admin, user):
+    adm = Api(admin["access"])
+    body = check_envelope(adm.get("/api/v1/admin/jobs"), 200)
+    names = {j["name"] for j in body["data"]["jobs"]}
+    assert {"heartbeat", "node_monitor", "prune_job_runs"} <= names
+    assert body["data"]["worker"]["running"] is True
+    def runs():
+        b = check_envelope(adm.get("/api/v1/admin/jobs/runs?job=node_monitor&limit=5"), 200)
+        return b if b["data"] else None
+
+    body = wait_until(runs)
+    assert all(r["job"] == "node_monitor" for r in body["data"])
+    assert body["pagination"]["limit"] == 5
+    check_envelope(adm.get("/api/v1/admin/jobs/runs?limit=1000"), 400)
+    assert Api(user["access"]).get("/api/v1/admin/jobs").status_code == 403
+    assert Api().get("/api/v1/admin/jobs/runs").status_code == 401

@@ -1,6 +1,6 @@
 -- core: schemas, roles, privileges, helpers, job registry, status.
 BEGIN;
-SELECT plan(36);
+SELECT plan(41);
 
 SELECT has_schema('paas');
 SELECT has_schema('api');
@@ -69,6 +69,15 @@ SELECT is(paas.run_job('t_ok'), NULL, 'a job that is not due is not run again');
 SELECT ok((SELECT next_run_at > now() + interval '59 minutes' FROM paas.job WHERE name = 't_ok'), 'the next run is scheduled');
 SELECT throws_ok($$INSERT INTO paas.job (name, fn, run_every, description) VALUES ('Bad Name', 'paas.job_heartbeat', '1 hour', 'x')$$,
 	'23514', NULL, 'job names are checked');
+
+-- the jobs as administrators see them
+SELECT ok(jsonb_array_length(api.jobs_list() -> 'jobs') >= 4, 'jobs_list lists the jobs (DBA session)');
+SELECT is((SELECT j ->> 'lastRun' IS NOT NULL FROM jsonb_array_elements(api.jobs_list() -> 'jobs') j
+			WHERE j ->> 'name' = 't_fail'), true, 'jobs_list carries the last run');
+SELECT is(api.jobs_runs('{"job": "t_fail", "ok": false}') #>> '{data,0,error}', 'division by zero', 'jobs_runs filters');
+SELECT throws_ok($$SELECT api.jobs_runs('{"limit": 0, "ok": "perhaps"}')$$, 'PT400', 'Validation failed', 'jobs_runs validates');
+SELECT throws_ok($$SELECT api.jobs_list('{}', '{"userId": "00000000-0000-0000-0000-000000000000"}')$$, 'PT401', NULL,
+	'jobs_list needs a live account');
 
 SELECT finish();
 ROLLBACK;

@@ -36,6 +36,8 @@ SELECT results_eq(
 		('billing_transactions(req jsonb, ctx jsonb) jsonb s'),
 		('billing_webhook_midtrans(req jsonb, ctx jsonb) jsonb v'),
 		('health(req jsonb, ctx jsonb) jsonb s'),
+		('jobs_list(req jsonb, ctx jsonb) jsonb s'),
+		('jobs_runs(req jsonb, ctx jsonb) jsonb s'),
 		('run_renewals() jsonb v'),
 		('seed_admin(email text, password text, name text) uuid v'),
 		('services_admin_get(req jsonb, ctx jsonb) jsonb s'),
