@@ -78,10 +78,13 @@ CREATE FUNCTION paas.user_json(u paas.users) RETURNS jsonb
 							  'updatedAt', paas.iso(u.updated_at));
 COMMENT ON FUNCTION paas.user_json(paas.users) IS 'public fields of an account, as the API prints them';
 
--- The caller's account; PT401 without a valid identity.
+-- The caller's account; PT401 without a valid identity.  On every
+-- authenticated request's path: one statement (user and live session by
+-- primary key) and no SET clause, so it runs in its caller's search_path
+-- (every api function fixes it) without a GUC save and restore.  The second
+-- lookup only runs on the refusal path, to say why.
 CREATE FUNCTION paas.require_user(ctx jsonb) RETURNS paas.users
 	LANGUAGE plpgsql STABLE
-	SET search_path = paas, pg_catalog, public, pg_temp
 AS $$
 DECLARE
 	u paas.users;
@@ -91,17 +94,19 @@ BEGIN
 	IF uid IS NULL THEN
 		RAISE EXCEPTION 'Access token required' USING ERRCODE = 'PT401';
 	END IF;
-	SELECT * INTO u FROM paas.users
-	 WHERE id = uid AND is_active AND deleted_at IS NULL;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'Invalid token - user not found' USING ERRCODE = 'PT401';
-	END IF;
 	-- Tokens from the gateway always carry a session; it must be live.
-	IF ctx ? 'sid' AND NOT EXISTS (SELECT 1 FROM paas.sessions s
-		WHERE s.id = sid AND s.user_id = uid AND s.revoked_at IS NULL) THEN
+	SELECT * INTO u FROM paas.users x
+	 WHERE x.id = uid AND x.is_active AND x.deleted_at IS NULL
+	   AND (NOT ctx ? 'sid'
+			OR EXISTS (SELECT 1 FROM paas.sessions s
+						WHERE s.id = sid AND s.user_id = uid AND s.revoked_at IS NULL));
+	IF FOUND THEN
+		RETURN u;
+	END IF;
+	IF EXISTS (SELECT 1 FROM paas.users x WHERE x.id = uid AND x.is_active AND x.deleted_at IS NULL) THEN
 		RAISE EXCEPTION 'Session has been revoked' USING ERRCODE = 'PT401';
 	END IF;
-	RETURN u;
+	RAISE EXCEPTION 'Invalid token - user not found' USING ERRCODE = 'PT401';
 END
 $$;
 COMMENT ON FUNCTION paas.require_user(jsonb) IS
