@@ -24,7 +24,7 @@ BATCH_CLIENTS=${LEDGER_BATCH_CLIENTS:-2}
 CONNS=${BENCH_CONNS:-64}
 WALLETS=${LEDGER_WALLETS:-2000}
 BASE=${BASE:-http://${PAAS_HTTP_LISTEN:-127.0.0.1:8080}}
-WORK=$(mktemp -d /tmp/paas-bench-ledger.XXXXXX)
+WORK=$(mktemp -d)
 chmod 0777 "$WORK"
 trap 'rm -rf "$WORK"' EXIT
 

@@ -13,7 +13,7 @@ cd "$STACK_ROOT"
 
 BENCH_SECS=${BENCH_SECS:-10}
 CONNS=${BENCH_CONNS:-64}
-TMP=$(mktemp -d /tmp/paas-bench.XXXXXX)
+TMP=$(mktemp -d)
 chmod 0755 "$TMP"
 export PAAS_PGDATA=$TMP/pg PAAS_PGSOCK=$TMP/sock PAAS_PGPORT=5497 PAAS_PGLISTEN='' PAAS_TICK=1s
 export PAAS_HTTP_LISTEN=127.0.0.1:$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -18,7 +18,7 @@ CONNS=${BENCH_CONNS:-64}
 NODES=${WORKER_NODES:-10000}
 MONITOR=${MONITOR_NODES:-100000}
 BASE=${BASE:-http://${PAAS_HTTP_LISTEN:-127.0.0.1:8080}}
-WORK=$(mktemp -d /tmp/paas-bench-workers.XXXXXX)
+WORK=$(mktemp -d)
 chmod 0777 "$WORK"
 q() { psql_su -At "$@"; }
 cleanup() {

@@ -10,7 +10,7 @@ set -euo pipefail
 . "$(dirname "$0")/../docker/scripts/stack.sh"
 cd "$STACK_ROOT"
 
-TMP=$(mktemp -d /tmp/paas-test.XXXXXX)
+TMP=$(mktemp -d)
 chmod 0755 "$TMP"
 export PAAS_PGDATA=$TMP/pg PAAS_PGSOCK=$TMP/sock PAAS_PGPORT=${PAAS_TEST_PGPORT:-5499}
 export PAAS_PGLISTEN='' PAAS_TICK=200ms
