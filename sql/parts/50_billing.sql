@@ -371,13 +371,17 @@ COMMENT ON FUNCTION paas.invoice_items_refuse(paas.invoice_item[]) IS
 -- invoices get one contiguous block of numbers INV-YYYYMM-NNNNNN of the
 -- current UTC month, in item order, reserved with one counter update, and
 -- are inserted with one statement.  Returns them in item order; an empty or
--- NULL array issues nothing and does not touch the counter.
+-- NULL array issues nothing and does not touch the counter.  ids, when
+-- given, are the invoices' ids (ids[i] for items[i], as many as items): a
+-- caller that must record an invoice id before issuing the block (the
+-- renewal run writes its charge rows batch by batch) draws them itself.
 -- Speed (the renewal run issues 100,000 at once): the insert itself checks
 -- each item cheaply (the usual one-line invoice without a subquery), the
 -- user's existence is the foreign key's check; only when something fails
 -- are the complete errors computed (paas.invoice_items_refuse).  An error
 -- rolls back the counter update with the rest, so numbers stay gap-free.
-CREATE FUNCTION paas.issue_invoice_items(items paas.invoice_item[]) RETURNS SETOF paas.invoices
+CREATE FUNCTION paas.issue_invoice_items(items paas.invoice_item[], ids uuid[] DEFAULT NULL)
+	RETURNS SETOF paas.invoices
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = paas, pg_catalog, public, pg_temp
 AS $$
@@ -389,11 +393,17 @@ BEGIN
 	IF k = 0 THEN
 		RETURN;
 	END IF;
+	IF ids IS NOT NULL AND cardinality(ids) <> k THEN
+		RAISE EXCEPTION '% invoice ids for % invoice items', cardinality(ids), k
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
 	base := paas.reserve_invoice_numbers('INV', k);
 	BEGIN
 		RETURN QUERY
-		INSERT INTO paas.invoices (number, user_id, kind, amount, description, lines, ref, topup_id, paid_at)
-		SELECT paas.invoice_number(pfx, base + x.n::integer), x.user_id,
+		INSERT INTO paas.invoices (id, number, user_id, kind, amount, description, lines, ref, topup_id,
+								   paid_at)
+		SELECT coalesce(ids[x.n::integer], gen_random_uuid()), paas.invoice_number(pfx, base + x.n::integer),
+			   x.user_id,
 			   CASE WHEN x.ok THEN x.kind ELSE paas.invoice_items_refuse(items) END, x.amount,
 			   coalesce(x.l0 ->> 'description', x.descr),
 			   CASE WHEN jsonb_typeof(x.lines) = 'array' AND jsonb_array_length(x.lines) > 0 THEN x.lines
@@ -434,8 +444,9 @@ BEGIN
 	END;
 END
 $$;
-COMMENT ON FUNCTION paas.issue_invoice_items(paas.invoice_item[]) IS
-	'issues PAID invoices numbered as one contiguous block, in one statement; PT400 names the failing items[i].field';
+COMMENT ON FUNCTION paas.issue_invoice_items(paas.invoice_item[], uuid[]) IS
+	'issues PAID invoices numbered as one contiguous block, in one statement (ids: their ids, drawn by the caller, '
+	'or NULL); PT400 names the failing items[i].field';
 
 -- The same, for JSON items [{userId, kind, amount, ref, lines}] (amount an
 -- integer, userId a user id): PT400 when items is not an array or an item

@@ -43,7 +43,8 @@
 --     are issued at its end, after every wallet lock is taken, so the run
 --     holds the invoice counter only briefly and takes its locks in the
 --     same order as a sale or a top-up (wallet, then counter); they are
---     numbered as one block by one paas.issue_invoice_items() call.
+--     numbered as one block by one paas.issue_invoice_items() call; their
+--     ids are drawn by the batches, which write the charge rows.
 --   * A run is one transaction (pg_cron runs one statement): its row locks
 --     last until it commits, so an owner's renew or cancel of a row being
 --     renewed waits for the run (about 10 s for 100,000 due rows).  A
@@ -84,12 +85,13 @@ CREATE TABLE paas.subscription_settings (
 					CHECK (grace_period >= interval '0' AND grace_period <= interval '90 days'),
 	expiring_within interval NOT NULL DEFAULT '7 days'
 					CHECK (expiring_within > interval '0' AND expiring_within <= interval '90 days'),
-	batch_size		integer NOT NULL DEFAULT 5000 CHECK (batch_size BETWEEN 1 AND 10000)
+	batch_size		integer NOT NULL DEFAULT 10000 CHECK (batch_size BETWEEN 1 AND 10000)
 );
 INSERT INTO paas.subscription_settings DEFAULT VALUES;
 COMMENT ON TABLE paas.subscription_settings IS
 	'one row: grace period after a failed renewal (default 3 days), the "expiring soon" '
-	'window of notices (default 7 days), subscriptions per renewal batch (default 5000); '
+	'window of notices (default 7 days), subscriptions per renewal batch (default 10000, the '
+	'most one ledger call takes); '
 	'DBAs change it with UPDATE';
 
 CREATE TABLE paas.subscriptions (
@@ -918,14 +920,15 @@ COMMENT ON FUNCTION api.subscriptions_admin_notices(jsonb, jsonb) IS
 -- paas.issue_invoice_items(), so they are numbered as one contiguous block
 -- by its single numbering path (one counter update for the whole run;
 -- paas.issue_invoice() once a charge would cost ~0.2 ms each, 20 s for
--- 100,000 renewals), and records the charge rows.  Returns the number of
--- charge rows written.
+-- 100,000 renewals).  The invoice ids were drawn by the batches, which
+-- wrote them into the charge rows already.  Returns the number of invoices.
 CREATE FUNCTION paas.subscription_issue_invoices() RETURNS bigint
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = paas, pg_catalog, public, pg_temp
 AS $$
 DECLARE
 	items paas.invoice_item[];
+	ids uuid[];
 	n bigint;
 BEGIN
 	SELECT array_agg(ROW(x.user_id, 'SUBSCRIPTION', x.price,
@@ -933,31 +936,27 @@ BEGIN
 											'period', x.period_no, 'entryId', x.entry_id),
 						 jsonb_build_array(jsonb_build_object('description', x.descr, 'quantity', 1,
 															  'unitPrice', x.price, 'amount', x.price))
-						)::paas.invoice_item)
-	  INTO items
+						)::paas.invoice_item),
+		   array_agg(x.invoice_id)
+	  INTO items, ids
 	  FROM (SELECT c.*, format('%s subscription, period %s (%s to %s)', c.display_name, c.period_no,
 							   to_char(c.period_start AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
 							   to_char(c.period_end AT TIME ZONE 'UTC', 'YYYY-MM-DD')) AS descr
-			  FROM renewal_charged c WHERE c.price > 0
+			  FROM renewal_charged c WHERE c.invoice_id IS NOT NULL
 			 -- numbers follow the run's order; sorting these narrow rows is
 			 -- cheaper than array_agg(... ORDER BY) over the built items
 			 ORDER BY c.seq) x;
-	WITH inv AS (
-		SELECT i.id, (i.ref ->> 'subscriptionId')::uuid AS sid, (i.ref ->> 'period')::int AS period_no
-		  FROM paas.issue_invoice_items(items) i)
-	INSERT INTO paas.subscription_charges (subscription_id, period_no, kind, amount, period_start,
-										   period_end, entry_id, invoice_id)
-	SELECT c.id, c.period_no, 'renewal', c.price, c.period_start, c.period_end, c.entry_id, inv.id
-	  FROM renewal_charged c
-	  LEFT JOIN inv ON inv.sid = c.id AND inv.period_no = c.period_no
-	 ORDER BY c.seq;
-	GET DIAGNOSTICS n = ROW_COUNT;
+	SELECT count(*) INTO n FROM paas.issue_invoice_items(items, ids);
+	IF n <> coalesce(cardinality(ids), 0) THEN
+		RAISE EXCEPTION 'renewal run: % invoices issued for % charges', n, cardinality(ids)
+			USING ERRCODE = 'internal_error';
+	END IF;
 	RETURN n;
 END
 $$;
 COMMENT ON FUNCTION paas.subscription_issue_invoices() IS
-	'renewal run: issues the invoices of pg_temp.renewal_charged as one numbered block (paas.issue_invoice_items) '
-	'and writes the charge rows';
+	'renewal run: issues the invoices of pg_temp.renewal_charged, with the ids its charge rows name, as one '
+	'numbered block (paas.issue_invoice_items)';
 
 CREATE FUNCTION api.run_renewals() RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
@@ -990,11 +989,11 @@ BEGIN
 			seq int PRIMARY KEY, tid tid, id uuid, user_id uuid, service_id uuid, display_name text,
 			status text, price bigint, period_no int, anchor_at timestamptz, anchor_period int,
 			period_end timestamptz, grace_until timestamptz, pay boolean, eseq bigint, entry jsonb,
-			event text, new_status text, new_grace timestamptz) ON COMMIT DROP;
+			event text, new_status text, new_grace timestamptz, invoice_id uuid) ON COMMIT DROP;
 		CREATE TEMP TABLE renewal_charged (
 			seq bigint GENERATED ALWAYS AS IDENTITY, id uuid, user_id uuid, service_id uuid,
 			display_name text, period_no int, price bigint, period_start timestamptz,
-			period_end timestamptz, entry_id bigint) ON COMMIT DROP;
+			period_end timestamptz, entry_id bigint, invoice_id uuid) ON COMMIT DROP;
 		CREATE TEMP TABLE renewal_count (event text, to_status text, cnt bigint, amount bigint) ON COMMIT DROP;
 	ELSE
 		TRUNCATE renewal_charged, renewal_count;
@@ -1031,7 +1030,9 @@ BEGIN
 						WHEN x.g <= now() THEN paas.subscription_transition(
 							paas.subscription_transition(x.status, 'payment_failed'), 'grace_expired')
 						ELSE paas.subscription_transition(x.status, 'payment_failed') END,
-				   x.g
+				   x.g,
+				   -- the id of the invoice issued at the end of the run
+				   CASE WHEN x.pay AND x.price > 0 THEN gen_random_uuid() END
 			  FROM (SELECT y.*,
 						   CASE WHEN y.status = 'CANCELLED' THEN 'period_ended'
 								WHEN y.pay THEN 'renew' ELSE 'payment_failed' END AS event,
@@ -1093,6 +1094,24 @@ BEGIN
 				END;
 			END IF;
 
+			-- The charge rows, before the update: the key check of each row
+			-- finds its subscription still locked FOR UPDATE by this run and
+			-- writes nothing (after the update, it would lock the new row
+			-- version, one more WAL record per charge).  Their invoices are
+			-- issued at the end of the run with the ids drawn above.
+			WITH c AS (
+				INSERT INTO renewal_charged (id, user_id, service_id, display_name, period_no, price,
+											 period_start, period_end, entry_id, invoice_id)
+				SELECT b.id, b.user_id, b.service_id, b.display_name, b.period_no + 1, b.price, b.period_end,
+					   paas.subscription_bound(b.anchor_at, b.period_no + 2 - b.anchor_period), ids[b.eseq],
+					   b.invoice_id
+				  FROM renewal_batch b WHERE b.pay ORDER BY b.seq
+				RETURNING *)
+			INSERT INTO paas.subscription_charges (subscription_id, period_no, kind, amount, period_start,
+												   period_end, entry_id, invoice_id)
+			SELECT c.id, c.period_no, 'renewal', c.price, c.period_start, c.period_end, c.entry_id, c.invoice_id
+			  FROM c ORDER BY c.seq;
+
 			UPDATE paas.subscriptions s
 			   SET status = b.new_status,
 				   period_no = CASE WHEN b.pay THEN s.period_no + 1 ELSE s.period_no END,
@@ -1109,11 +1128,15 @@ BEGIN
 										WHEN b.new_status = 'EXPIRED' THEN 'cancelled period ended' END,
 				   updated_at = now()
 			  FROM renewal_batch b
-			 WHERE s.ctid = b.tid AND s.id = b.id
+			 WHERE s.ctid = ANY (ARRAY(SELECT c.tid FROM renewal_batch c
+										WHERE c.pay OR c.new_status <> c.status
+										   OR c.new_grace IS DISTINCT FROM c.grace_until))
+			   AND s.ctid = b.tid AND s.id = b.id
 			   AND (b.pay OR b.new_status <> b.status OR b.new_grace IS DISTINCT FROM b.grace_until);
-			-- The rows are locked since they were read, so their ctid (a direct
-			-- heap access, where a join on id made the planner scan the whole
-			-- table) cannot have changed; checked anyway.
+			-- The rows are locked since they were read, so their ctid cannot
+			-- have changed (checked anyway).  The ctid array makes the rows a
+			-- direct heap access (Tid Scan): a join on id or on ctid alone made
+			-- the planner hash the whole table for every batch.
 			GET DIAGNOSTICS upd = ROW_COUNT;
 			IF upd <> (SELECT count(*) FROM renewal_batch b
 						WHERE b.pay OR b.new_status <> b.status OR b.new_grace IS DISTINCT FROM b.grace_until) THEN
@@ -1127,12 +1150,6 @@ BEGIN
 				   WHEN 'SUSPENDED' THEN 'grace period ended unpaid'
 				   ELSE 'cancelled period ended' END
 			  FROM renewal_batch b WHERE b.new_status <> b.status ORDER BY b.seq;
-
-			INSERT INTO renewal_charged (id, user_id, service_id, display_name, period_no, price,
-										 period_start, period_end, entry_id)
-			SELECT b.id, b.user_id, b.service_id, b.display_name, b.period_no + 1, b.price, b.period_end,
-				   paas.subscription_bound(b.anchor_at, b.period_no + 2 - b.anchor_period), ids[b.eseq]
-			  FROM renewal_batch b WHERE b.pay ORDER BY b.seq;
 
 			INSERT INTO renewal_count
 			SELECT b.event, b.new_status, count(*), coalesce(sum(b.price) FILTER (WHERE b.pay), 0)
@@ -1148,8 +1165,8 @@ BEGIN
 		passes := passes + 1;
 	END LOOP;
 
-	-- Every wallet lock of the run is held: now the invoices and the charge
-	-- rows, set-based (see paas.subscription_issue_invoices).
+	-- Every wallet lock of the run is held: now the invoices, set-based, with
+	-- the ids the charge rows name (see paas.subscription_issue_invoices).
 	PERFORM paas.subscription_issue_invoices();
 
 	SELECT jsonb_build_object(

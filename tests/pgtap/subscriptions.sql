@@ -4,7 +4,7 @@
 -- suspend -> revive, cancelled -> expired), admin functions and notices
 -- (sql/parts/60_subscriptions.sql).
 BEGIN;
-SELECT plan(158);
+SELECT plan(160);
 
 ------------------------------------------------------------------------------
 -- Two runs at once, from two sessions (dblink).  This part comes first: the
@@ -64,6 +64,11 @@ SELECT is((SELECT count(*) FROM paas.ledger_entries e
 SELECT is((SELECT count(*) FROM paas.invoices i
 			WHERE (i.ref ->> 'subscriptionId')::uuid IN (SELECT pg_temp.conc_subs())),
 	40::bigint, 'two concurrent runs: one invoice per due subscription');
+SELECT is((SELECT count(*) FROM paas.subscription_charges c JOIN paas.invoices i ON i.id = c.invoice_id
+			WHERE c.subscription_id IN (SELECT pg_temp.conc_subs())
+			  AND i.ref ->> 'subscriptionId' = c.subscription_id::text
+			  AND i.ref ->> 'period' = c.period_no::text AND i.ref ->> 'entryId' = c.entry_id::text),
+	40::bigint, 'two concurrent runs: each charge row names the invoice of its own period');
 SELECT is((SELECT array_agg(DISTINCT period_no) FROM paas.subscriptions WHERE id IN (SELECT pg_temp.conc_subs())),
 	ARRAY[2], 'every subscription of the concurrent test is in its second period');
 SELECT is((SELECT array_agg(DISTINCT paas.wallet_balance(user_id)) FROM paas.subscriptions
@@ -592,6 +597,13 @@ SELECT is(paas.subscriptions_cancel_for_users(ARRAY['00000000-0000-4000-8000-000
 SELECT is_empty($$SELECT * FROM reporting.ledger_check WHERE account_id IN (
 	SELECT id FROM paas.ledger_accounts WHERE user_id IN (pg_temp.uid('rich'), pg_temp.uid('grace'), pg_temp.uid('poor')))$$,
 	'the ledger of the test wallets is sound');
+
+-- the invoice ids a caller draws (the renewal run) must be one per item
+SELECT throws_ok($$SELECT * FROM paas.issue_invoice_items(
+		ARRAY[ROW((SELECT id FROM paas.users ORDER BY created_at LIMIT 1), 'SUBSCRIPTION', 1000, '{}',
+				  NULL)::paas.invoice_item],
+		ARRAY[gen_random_uuid(), gen_random_uuid()])$$,
+	'22023', '2 invoice ids for 1 invoice items', 'issue_invoice_items: as many ids as items');
 
 SELECT finish();
 ROLLBACK;
