@@ -131,6 +131,36 @@ CREATE FUNCTION paas.parse_mem(t text) RETURNS integer
 				WHEN t ~ '^[0-9]{1,4}Gi$' THEN left(t, -2)::integer * 1024 END;
 COMMENT ON FUNCTION paas.parse_mem(text) IS 'MiB of a memory quantity, NULL when malformed';
 
+-- One of the original's quantity fields of a service (cpuRequest, cpuLimit:
+-- CPU in millicores, 1 to 64 cores; memRequest, memLimit: MiB, 16Mi to
+-- 256Gi).  value is NULL when the field is absent or invalid; err is '[]' or
+-- the field's error.
+CREATE FUNCTION paas.service_quantity(req jsonb, field text, OUT value integer, OUT err jsonb)
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+	is_cpu boolean := field LIKE 'cpu%';
+	v jsonb := req -> field;
+BEGIN
+	err := '[]';
+	IF v IS NULL OR v = 'null'::jsonb THEN
+		RETURN;
+	END IF;
+	IF jsonb_typeof(v) = 'string' THEN
+		value := CASE WHEN is_cpu THEN paas.parse_cpu(v #>> '{}') ELSE paas.parse_mem(v #>> '{}') END;
+	END IF;
+	IF value IS NULL OR (is_cpu AND value NOT BETWEEN 1 AND 64000)
+	   OR (NOT is_cpu AND value NOT BETWEEN 16 AND 262144) THEN
+		value := NULL;
+		err := paas.add_err('[]', field, field || CASE WHEN is_cpu
+			THEN ' must be a CPU quantity such as "0.25", "2" or "500m", at most 64 cores'
+			ELSE ' must be a memory quantity such as "512Mi" or "2Gi", between 16Mi and 256Gi' END);
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION paas.service_quantity(jsonb, text) IS
+	'a service''s CPU or memory quantity field: value, or the field error';
+
 CREATE FUNCTION paas.cpu_text(m integer) RETURNS text
 	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 	RETURN CASE WHEN m % 1000 = 0 THEN (m / 1000)::text ELSE trim_scale(m / 1000.0)::text END;
@@ -302,38 +332,10 @@ BEGIN
 	END IF;
 
 	-- the original's quantity strings (a JSON number is not a quantity)
-	IF req -> 'cpuRequest' IS NOT NULL AND req -> 'cpuRequest' <> 'null'::jsonb THEN
-		cpu_req := CASE WHEN jsonb_typeof(req -> 'cpuRequest') = 'string' THEN paas.parse_cpu(req ->> 'cpuRequest') END;
-		IF cpu_req IS NULL OR cpu_req NOT BETWEEN 1 AND 64000 THEN
-			errs := paas.add_err(errs, 'cpuRequest',
-				'cpuRequest must be a CPU quantity such as "0.25", "2" or "500m", at most 64 cores');
-			cpu_req := NULL;
-		END IF;
-	END IF;
-	IF req -> 'cpuLimit' IS NOT NULL AND req -> 'cpuLimit' <> 'null'::jsonb THEN
-		cpu_lim := CASE WHEN jsonb_typeof(req -> 'cpuLimit') = 'string' THEN paas.parse_cpu(req ->> 'cpuLimit') END;
-		IF cpu_lim IS NULL OR cpu_lim NOT BETWEEN 1 AND 64000 THEN
-			errs := paas.add_err(errs, 'cpuLimit',
-				'cpuLimit must be a CPU quantity such as "0.25", "2" or "500m", at most 64 cores');
-			cpu_lim := NULL;
-		END IF;
-	END IF;
-	IF req -> 'memRequest' IS NOT NULL AND req -> 'memRequest' <> 'null'::jsonb THEN
-		mem_req := CASE WHEN jsonb_typeof(req -> 'memRequest') = 'string' THEN paas.parse_mem(req ->> 'memRequest') END;
-		IF mem_req IS NULL OR mem_req NOT BETWEEN 16 AND 262144 THEN
-			errs := paas.add_err(errs, 'memRequest',
-				'memRequest must be a memory quantity such as "512Mi" or "2Gi", between 16Mi and 256Gi');
-			mem_req := NULL;
-		END IF;
-	END IF;
-	IF req -> 'memLimit' IS NOT NULL AND req -> 'memLimit' <> 'null'::jsonb THEN
-		mem_lim := CASE WHEN jsonb_typeof(req -> 'memLimit') = 'string' THEN paas.parse_mem(req ->> 'memLimit') END;
-		IF mem_lim IS NULL OR mem_lim NOT BETWEEN 16 AND 262144 THEN
-			errs := paas.add_err(errs, 'memLimit',
-				'memLimit must be a memory quantity such as "512Mi" or "2Gi", between 16Mi and 256Gi');
-			mem_lim := NULL;
-		END IF;
-	END IF;
+	SELECT q.value, errs || q.err INTO cpu_req, errs FROM paas.service_quantity(req, 'cpuRequest') q;
+	SELECT q.value, errs || q.err INTO cpu_lim, errs FROM paas.service_quantity(req, 'cpuLimit') q;
+	SELECT q.value, errs || q.err INTO mem_req, errs FROM paas.service_quantity(req, 'memRequest') q;
+	SELECT q.value, errs || q.err INTO mem_lim, errs FROM paas.service_quantity(req, 'memLimit') q;
 
 	-- both forms of a limit must agree
 	IF cpu_lim IS NOT NULL AND cpu_lim2 IS NOT NULL AND cpu_lim <> cpu_lim2 THEN
