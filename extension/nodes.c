@@ -28,9 +28,12 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
+
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
@@ -191,6 +194,186 @@ paas_node_health_settings(PG_FUNCTION_ARGS)
 								paas_node_grace_period_s) * USECS_PER_SEC;
 	values[0] = IntervalPGetDatum(grace);
 	values[1] = IntervalPGetDatum(offline);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * The resource fields a node reports with every heartbeat (and through
+ * PATCH /workers/:id/resources), in the order their errors are listed.
+ * Quantities are strings or numbers; a number gets "unit" appended (so a
+ * bare 512 for allocatedMemory means 512Mi, as the original accepted).
+ */
+typedef enum ReportKind
+{
+	REPORT_QTY_MILLI,			/* CPU: kept in millicores */
+	REPORT_QTY_VALUE,			/* bytes */
+	REPORT_PODS					/* an integer 0 .. 1,000,000 */
+} ReportKind;
+
+static const struct
+{
+	const char *field;
+	const char *unit;
+	ReportKind	kind;
+	int			text_col;		/* column of the quantity as text, or -1 */
+	int			value_col;		/* column of the converted value */
+} report_fields[] =
+{
+	{"allocatedCPU", "", REPORT_QTY_MILLI, 1, 4},
+	{"allocatedMemory", "Mi", REPORT_QTY_VALUE, 2, 5},
+	{"allocatedStorage", "Gi", REPORT_QTY_VALUE, 3, 6},
+	{"cpuUsage", "", REPORT_QTY_MILLI, -1, 7},
+	{"memoryUsage", "", REPORT_QTY_VALUE, -1, 8},
+	{"storageUsage", "", REPORT_QTY_VALUE, -1, 9},
+	{"currentPods", "", REPORT_PODS, -1, 10},
+};
+
+#define REPORT_NCOLS 11
+#define REPORT_MAX_PODS 1000000
+
+static void
+report_error(JsonbParseState **state, const char *field, const char *message)
+{
+	JsonbValue	v;
+
+	pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);
+	v.type = jbvString;
+	v.val.string.val = "field";
+	v.val.string.len = 5;
+	pushJsonbValue(state, WJB_KEY, &v);
+	v.val.string.val = (char *) field;
+	v.val.string.len = strlen(field);
+	pushJsonbValue(state, WJB_VALUE, &v);
+	v.val.string.val = "message";
+	v.val.string.len = 7;
+	pushJsonbValue(state, WJB_KEY, &v);
+	v.val.string.val = (char *) message;
+	v.val.string.len = strlen(message);
+	pushJsonbValue(state, WJB_VALUE, &v);
+	pushJsonbValue(state, WJB_END_OBJECT, NULL);
+}
+
+/*
+ * An integer as paas.check_int accepts it: optional white space, an
+ * optional minus, 1 to 19 digits, optional white space.  False when "s" is
+ * not one; values beyond +-10^18 come out as +-10^18 (range checks only).
+ */
+static bool
+report_parse_int(const char *s, int64 *out)
+{
+	bool		neg = false;
+	int			digits = 0;
+	int64		v = 0;
+
+	while (isspace((unsigned char) *s))
+		s++;
+	if (*s == '-')
+	{
+		neg = true;
+		s++;
+	}
+	while (*s >= '0' && *s <= '9')
+	{
+		if (v < INT64CONST(100000000000000000))
+			v = v * 10 + (*s - '0');
+		else
+			v = INT64CONST(1000000000000000000);
+		s++;
+		digits++;
+	}
+	while (isspace((unsigned char) *s))
+		s++;
+	if (digits < 1 || digits > 19 || *s != '\0')
+		return false;
+	*out = neg ? -v : v;
+	return true;
+}
+
+/*
+ * paas.node_report(r jsonb) -> paas.node_report: the resource fields of a
+ * report checked and converted in one pass (this runs on every heartbeat).
+ * Absent and null fields come out NULL; "errs" lists a {field, message}
+ * per bad field ([] when all are good), with the messages of
+ * paas.check_qty and paas.check_int, and the values of a bad field are NULL.
+ */
+PG_FUNCTION_INFO_V1(paas_node_report);
+Datum
+paas_node_report(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *r = PG_GETARG_JSONB_P(0);
+	TupleDesc	tupdesc;
+	Datum		values[REPORT_NCOLS];
+	bool		nulls[REPORT_NCOLS];
+	JsonbParseState *errs = NULL;
+	JsonbValue *result;
+	int			i;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (tupdesc->natts != REPORT_NCOLS)
+		elog(ERROR, "paas.node_report has %d columns, expected %d", tupdesc->natts, REPORT_NCOLS);
+	memset(nulls, true, sizeof(nulls));
+	pushJsonbValue(&errs, WJB_BEGIN_ARRAY, NULL);
+
+	for (i = 0; JB_ROOT_IS_OBJECT(r) && i < lengthof(report_fields); i++)
+	{
+		const char *field = report_fields[i].field;
+		JsonbValue *v = getKeyJsonValueFromContainer(&r->root, field, strlen(field), NULL);
+		char	   *str;
+		const char *problem;
+		int64		value;
+
+		if (v == NULL || v->type == jbvNull)
+			continue;
+		if (v->type == jbvString)
+			str = pnstrdup(v->val.string.val, v->val.string.len);
+		else if (v->type == jbvNumeric)
+			str = DatumGetCString(DirectFunctionCall1(numeric_out,
+													  NumericGetDatum(v->val.numeric)));
+		else
+		{
+			report_error(&errs, field,
+						 report_fields[i].kind == REPORT_PODS
+						 ? psprintf("%s must be an integer", field)
+						 : psprintf("%s must be a quantity string (e.g. 500m, 16Gi)", field));
+			continue;
+		}
+
+		if (report_fields[i].kind == REPORT_PODS)
+		{
+			if (!report_parse_int(str, &value))
+				report_error(&errs, field, psprintf("%s must be an integer", field));
+			else if (value < 0 || value > REPORT_MAX_PODS)
+				report_error(&errs, field, psprintf("%s must be between 0 and %d",
+													field, REPORT_MAX_PODS));
+			else
+			{
+				values[report_fields[i].value_col] = Int32GetDatum((int32) value);
+				nulls[report_fields[i].value_col] = false;
+			}
+			continue;
+		}
+
+		if (v->type == jbvNumeric)
+			str = psprintf("%s%s", str, report_fields[i].unit);
+		problem = paas_quantity_problem(str, report_fields[i].kind == REPORT_QTY_MILLI, &value);
+		if (problem != NULL)
+		{
+			report_error(&errs, field, psprintf("%s is not a valid quantity: %s", field, problem));
+			continue;
+		}
+		values[report_fields[i].value_col] = Int64GetDatum(value);
+		nulls[report_fields[i].value_col] = false;
+		if (report_fields[i].text_col >= 0)
+		{
+			values[report_fields[i].text_col] = CStringGetTextDatum(str);
+			nulls[report_fields[i].text_col] = false;
+		}
+	}
+
+	result = pushJsonbValue(&errs, WJB_END_ARRAY, NULL);
+	values[0] = JsonbPGetDatum(JsonbValueToJsonb(result));
+	nulls[0] = false;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 

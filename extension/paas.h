@@ -32,6 +32,9 @@
 extern char *paas_database;
 extern int	paas_tick_interval_ms;
 
+/* Kubernetes quantities (extension/quantity.c) */
+extern const char *paas_quantity_problem(const char *s, bool milli, int64 *value);
+
 /* worker nodes (extension/nodes.c) */
 extern int	paas_node_grace_period_s;
 extern int	paas_node_offline_after_s;

@@ -336,12 +336,14 @@ paas_quantity_milli(PG_FUNCTION_ARGS)
  * non-negative quantity whose value (milli: value * 1000) fits a bigint,
  * else a message for a field error.  Never raises for bad input.
  */
-PG_FUNCTION_INFO_V1(paas_quantity_error);
-Datum
-paas_quantity_error(PG_FUNCTION_ARGS)
+/*
+ * The problem with quantity "s" as a field value, or NULL when it is a
+ * non-negative quantity whose value (milli: value * 1000, rounded away from
+ * zero) fits a bigint; that value is then stored in *value.
+ */
+const char *
+paas_quantity_problem(const char *s, bool milli, int64 *value)
 {
-	char	   *s = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	bool		milli = PG_GETARG_BOOL(1);
 	QtyParts	p;
 	bool		range;
 	const char *problem;
@@ -352,6 +354,19 @@ paas_quantity_error(PG_FUNCTION_ARGS)
 		problem = "quantity is out of range";
 	if (problem == NULL && v < 0)
 		problem = "quantity must not be negative";
+	if (problem == NULL)
+		*value = v;
+	return problem;
+}
+
+PG_FUNCTION_INFO_V1(paas_quantity_error);
+Datum
+paas_quantity_error(PG_FUNCTION_ARGS)
+{
+	char	   *s = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	int64		v;
+	const char *problem = paas_quantity_problem(s, PG_GETARG_BOOL(1), &v);
+
 	if (problem == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(problem));

@@ -39,7 +39,20 @@ static struct db_state *pool_all;
 static struct db_state *pool_free;
 static int pool_size;
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t pool_cond = PTHREAD_COND_INITIALIZER;
+
+/*
+ * Threads that find no free connection queue up in arrival order and a
+ * released connection is handed to the head of the queue directly, so a
+ * thread that just arrived cannot overtake one that has been waiting (with a
+ * shared condition variable, woken threads lost the race to newcomers and
+ * went back to sleep: that unfairness was most of the p99).
+ */
+struct pool_waiter {
+	pthread_cond_t cond;
+	struct db_state *given;
+	struct pool_waiter *next;
+};
+static struct pool_waiter *wait_head, *wait_tail;
 
 static int connect_db(struct db_state *st);
 
@@ -84,23 +97,47 @@ static struct db_state *
 acquire(void)
 {
 	struct db_state *st;
+	struct pool_waiter self;
 
 	pthread_mutex_lock(&pool_lock);
-	while (pool_free == NULL)
-		pthread_cond_wait(&pool_cond, &pool_lock);
-	st = pool_free;
-	pool_free = st->next;
+	if (pool_free != NULL && wait_head == NULL) {
+		st = pool_free;
+		pool_free = st->next;
+		pthread_mutex_unlock(&pool_lock);
+		return st;
+	}
+	pthread_cond_init(&self.cond, NULL);
+	self.given = NULL;
+	self.next = NULL;
+	if (wait_tail)
+		wait_tail->next = &self;
+	else
+		wait_head = &self;
+	wait_tail = &self;
+	while (self.given == NULL)
+		pthread_cond_wait(&self.cond, &pool_lock);
 	pthread_mutex_unlock(&pool_lock);
-	return st;
+	pthread_cond_destroy(&self.cond);
+	return self.given;
 }
 
 static void
 release(struct db_state *st)
 {
+	struct pool_waiter *w;
+
 	pthread_mutex_lock(&pool_lock);
-	st->next = pool_free;
-	pool_free = st;
-	pthread_cond_signal(&pool_cond);
+	w = wait_head;
+	if (w != NULL) {
+		wait_head = w->next;
+		if (wait_head == NULL)
+			wait_tail = NULL;
+		w->given = st;
+		pthread_cond_signal(&w->cond);
+	} else {
+		st->next = pool_free;
+		pool_free = st;
+	}
 	pthread_mutex_unlock(&pool_lock);
 }
 

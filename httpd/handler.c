@@ -341,6 +341,18 @@ committed_refusal(struct request *r, json_t *out)
 	                   json_string_value(json_object_get(e, "message")), NULL, NULL);
 }
 
+/*
+ * Whether a function's JSON text is a committed refusal.  jsonb prints an
+ * object's keys shortest first, and a refusal has the single key "$error",
+ * so the text starts with it; inside string values a quote is escaped, so
+ * this prefix cannot come from data.
+ */
+static int
+is_refusal_text(const char *text)
+{
+	return text != NULL && strncmp(text, "{\"$error\"", 9) == 0;
+}
+
 static int
 call_function(struct request *r)
 {
@@ -358,6 +370,15 @@ call_function(struct request *r)
 	if (db_call(r->m.index, rt->function, ctx_text, req_text, &res) != 0) {
 		status = reply_db_error(r, &res);
 		db_result_free(&res);
+		goto done;
+	}
+	if (!(rt->flags & (ROUTE_SNAP | ROUTE_PDF | ROUTE_TOKENS)) && !is_refusal_text(res.value)) {
+		/* the common case: the function's JSON goes out as it came */
+		status = reply_success_text(r->conn, rt->status, rt->message, res.value,
+		                            (rt->flags & ROUTE_PAGINATED) != 0);
+		db_result_free(&res);
+		if (status < 0)
+			status = reply_error(r->conn, 500, "INTERNAL_ERROR", "Internal server error", NULL, NULL);
 		goto done;
 	}
 	out = res.value ? json_loads(res.value, JSON_DECODE_ANY, NULL) : json_null();

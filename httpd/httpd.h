@@ -106,6 +106,8 @@ struct http_error {
 const struct http_error *sqlstate_to_http(const char *sqlstate);
 int reply_json(struct mg_connection *conn, int status, json_t *body,
                const char *extra_headers);
+int reply_success_text(struct mg_connection *conn, int status, const char *message,
+                       const char *data_text, int members);
 int reply_success(struct mg_connection *conn, int status, const char *message,
                   json_t *data, json_t *pagination);
 int reply_error(struct mg_connection *conn, int status, const char *code,

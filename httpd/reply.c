@@ -4,9 +4,8 @@
  *   success: {success, message, data, [pagination], timestamp, statusCode}
  *   error:   {success, message, code, details, [errors], timestamp, statusCode}
  *
- * The body's statusCode always equals the HTTP status.  Every reply is one
- * header block plus one body write; tcp_nodelay is set on the listener so
- * the two writes do not stall on Nagle's algorithm.
+ * The body's statusCode always equals the HTTP status.  Every reply leaves
+ * in one write (status line, headers and body).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,19 +59,21 @@ status_text(int status)
  * line).  Replies that must close the connection go through CivetWeb's
  * header API so that it knows not to read another request.
  */
-int
-reply_json(struct mg_connection *conn, int status, json_t *body, const char *extra_headers)
+/*
+ * Sends the JSON text "text" (tlen bytes) with the given status: status
+ * line, headers and body leave in ONE write (CivetWeb's header API sends
+ * each header line in its own write, which with tcp_nodelay means a packet
+ * per line).  Replies that must close the connection go through CivetWeb's
+ * header API so that it knows not to read another request.
+ */
+static int
+send_json_text(struct mg_connection *conn, int status, const char *text, size_t tlen,
+               const char *extra_headers)
 {
-	char *text = NULL, *out = NULL;
-	size_t tlen, hlen, cap;
-	int n, rc = -1;
+	char *out;
+	size_t hlen, cap;
+	int n;
 
-	if (body == NULL)
-		goto cleanup;
-	text = json_dumps(body, JSON_COMPACT);
-	if (text == NULL)
-		goto cleanup;
-	tlen = strlen(text);
 	if (extra_headers && strstr(extra_headers, "Connection: close") != NULL) {
 		char len[32];
 
@@ -85,13 +86,12 @@ reply_json(struct mg_connection *conn, int status, json_t *body, const char *ext
 		mg_response_header_add_lines(conn, extra_headers);
 		mg_response_header_send(conn);
 		mg_write(conn, text, tlen);
-		rc = status;
-		goto cleanup;
+		return status;
 	}
 	cap = 512 + (extra_headers ? strlen(extra_headers) : 0) + tlen;
 	out = malloc(cap);
 	if (out == NULL)
-		goto cleanup;
+		return -1;
 	n = snprintf(out, cap,
 	             "HTTP/1.1 %d %s\r\n"
 	             "Content-Type: application/json; charset=utf-8\r\n"
@@ -100,17 +100,75 @@ reply_json(struct mg_connection *conn, int status, json_t *body, const char *ext
 	             "X-Content-Type-Options: nosniff\r\n"
 	             "%s\r\n",
 	             status, status_text(status), tlen, extra_headers ? extra_headers : "");
-	if (n < 0 || (size_t) n + tlen > cap)
-		goto cleanup;
+	if (n < 0 || (size_t) n + tlen > cap) {
+		free(out);
+		return -1;
+	}
 	hlen = (size_t) n;
 	memcpy(out + hlen, text, tlen);
 	mg_write(conn, out, hlen + tlen);
-	rc = status;
-
-cleanup:
 	free(out);
+	return status;
+}
+
+/* Sends "body" (reference stolen) as JSON with the given status. */
+int
+reply_json(struct mg_connection *conn, int status, json_t *body, const char *extra_headers)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	int rc = text ? send_json_text(conn, status, text, strlen(text), extra_headers) : -1;
+
 	free(text);
 	json_decref(body);
+	return rc;
+}
+
+/*
+ * The success envelope around JSON text that PostgreSQL produced, without
+ * parsing it again: "data_text" is the value of "data" (NULL: null), or,
+ * with "members" set, an object whose members ({"data", "pagination"} of a
+ * paginated route) become members of the envelope.  The text comes from
+ * jsonb output, so it is valid JSON; the message is a route's own constant.
+ */
+int
+reply_success_text(struct mg_connection *conn, int status, const char *message,
+                   const char *data_text, int members)
+{
+	char ts[40];
+	char *msg = NULL, *out;
+	json_t *m = json_string(message ? message : "Success");
+	size_t dlen, cap;
+	int n, rc = -1;
+
+	if (data_text == NULL) {
+		data_text = "null";
+		members = 0;
+	}
+	dlen = strlen(data_text);
+	if (members) {
+		/* strip the outer braces: "{...}" -> "..." */
+		if (dlen < 2 || data_text[0] != '{' || data_text[dlen - 1] != '}') {
+			json_decref(m);
+			return -1;
+		}
+		data_text++;
+		dlen -= 2;
+	}
+	msg = m ? json_dumps(m, JSON_ENCODE_ANY) : NULL;
+	json_decref(m);
+	if (msg == NULL)
+		return -1;
+	cap = dlen + strlen(msg) + 128;
+	out = malloc(cap);
+	if (out != NULL) {
+		n = snprintf(out, cap, "{\"success\":true,\"message\":%s,%s%.*s,\"timestamp\":\"%s\",\"statusCode\":%d}",
+		             msg, members ? "" : "\"data\":", (int) dlen, data_text,
+		             iso_now(ts, sizeof(ts)), status);
+		if (n > 0 && (size_t) n < cap)
+			rc = send_json_text(conn, status, out, (size_t) n, NULL);
+		free(out);
+	}
+	free(msg);
 	return rc;
 }
 

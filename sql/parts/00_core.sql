@@ -65,14 +65,14 @@ COMMENT ON FUNCTION paas.worker_state() IS
 
 -- ISO-8601 UTC with milliseconds, as the HTTP contract prints timestamps.
 CREATE FUNCTION paas.iso(ts timestamptz) RETURNS text
-	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	LANGUAGE sql STABLE STRICT PARALLEL SAFE
 	RETURN to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"');
 COMMENT ON FUNCTION paas.iso(timestamptz) IS 'ISO-8601 UTC text of a timestamp';
 
 -- Appends a field error {field, message} to a JSON array of errors.
 CREATE FUNCTION paas.add_err(errs jsonb, field text, message text)
 	RETURNS jsonb
-	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	LANGUAGE sql STABLE PARALLEL SAFE
 	RETURN errs || jsonb_build_array(jsonb_build_object('field', field, 'message', message));
 COMMENT ON FUNCTION paas.add_err(jsonb, text, text) IS
 	'appends {field, message} to an error list';
@@ -223,7 +223,7 @@ COMMENT ON FUNCTION paas.check_enum(jsonb, jsonb, text, boolean, text[]) IS
 -- whose only key is "$error" as the error of that SQLSTATE, through the same
 -- table as raised errors.
 CREATE FUNCTION paas.refusal(sqlstate text, message text) RETURNS jsonb
-	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	LANGUAGE sql STABLE PARALLEL SAFE
 	RETURN jsonb_build_object('$error', jsonb_build_object('sqlstate', sqlstate, 'message', message));
 COMMENT ON FUNCTION paas.refusal(text, text) IS
 	'a reply that httpd answers as the error of "sqlstate" after commit';

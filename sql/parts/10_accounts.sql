@@ -202,7 +202,7 @@ COMMENT ON FUNCTION paas.email_taken(text, uuid) IS 'whether a live account uses
 
 -- Refresh token n of a session: hex of HMAC-SHA256(secret, sid:n).
 CREATE FUNCTION paas.refresh_token(s paas.sessions, gen integer) RETURNS text
-	LANGUAGE sql IMMUTABLE STRICT
+	LANGUAGE sql STABLE STRICT
 	RETURN encode(hmac(convert_to(s.id::text || ':' || gen, 'UTF8'), s.secret, 'sha256'), 'hex');
 COMMENT ON FUNCTION paas.refresh_token(paas.sessions, integer) IS 'the n-th refresh token of a session';
 

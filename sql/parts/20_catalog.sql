@@ -119,14 +119,14 @@ CREATE INDEX services_created_idx ON paas.services (created_at DESC);
 
 -- CPU quantity: "0.25", "1", "1.5" (cores, up to 3 decimals) or "250m".
 CREATE FUNCTION paas.parse_cpu(t text) RETURNS integer
-	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	RETURN CASE WHEN t ~ '^[0-9]{1,6}m$' THEN left(t, -1)::integer
 				WHEN t ~ '^[0-9]{1,3}(\.[0-9]{1,3})?$' THEN round(t::numeric * 1000)::integer END;
 COMMENT ON FUNCTION paas.parse_cpu(text) IS 'millicores of a CPU quantity, NULL when malformed';
 
 -- Memory quantity: "512Mi" or "2Gi".
 CREATE FUNCTION paas.parse_mem(t text) RETURNS integer
-	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	RETURN CASE WHEN t ~ '^[0-9]{1,7}Mi$' THEN left(t, -2)::integer
 				WHEN t ~ '^[0-9]{1,4}Gi$' THEN left(t, -2)::integer * 1024 END;
 COMMENT ON FUNCTION paas.parse_mem(text) IS 'MiB of a memory quantity, NULL when malformed';
@@ -162,13 +162,13 @@ COMMENT ON FUNCTION paas.service_quantity(jsonb, text) IS
 	'a service''s CPU or memory quantity field: value, or the field error';
 
 CREATE FUNCTION paas.cpu_text(m integer) RETURNS text
-	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	RETURN CASE WHEN m % 1000 = 0 THEN (m / 1000)::text ELSE trim_scale(m / 1000.0)::text END;
 COMMENT ON FUNCTION paas.cpu_text(integer) IS 'millicores as cores text ("0.25")';
 
 CREATE FUNCTION paas.mem_text(mib integer) RETURNS text
-	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-	RETURN CASE WHEN mib % 1024 = 0 THEN (mib / 1024) || 'Gi' ELSE mib || 'Mi' END;
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN CASE WHEN mib % 1024 = 0 THEN (mib / 1024)::text || 'Gi' ELSE mib::text || 'Mi' END;
 COMMENT ON FUNCTION paas.mem_text(integer) IS 'MiB as a Kubernetes quantity ("512Mi", "1Gi")';
 
 -- Every field, as the admin routes print a service.

@@ -34,6 +34,26 @@
 --     status it read); the commit does not wait for the WAL flush.
 
 ------------------------------------------------------------------------------
+-- Domains.  The value rules of paas.nodes are domains rather than table
+-- CHECKs: PostgreSQL evaluates every CHECK of a table on every UPDATE (and
+-- re-reads them per statement), while a domain is checked only where a
+-- value is assigned to it, from a cached expression.  A heartbeat assigns
+-- none of the capacity columns.
+------------------------------------------------------------------------------
+
+CREATE DOMAIN paas.node_status AS text
+	CHECK (VALUE IN ('ACTIVE', 'INACTIVE', 'MAINTENANCE', 'PENDING', 'NOT_READY'));
+CREATE DOMAIN paas.node_amount AS bigint CHECK (VALUE >= 0);
+CREATE DOMAIN paas.node_count AS integer CHECK (VALUE >= 0);
+CREATE DOMAIN paas.node_cores AS integer CHECK (VALUE BETWEEN 1 AND 100000);
+CREATE DOMAIN paas.node_pod_limit AS integer CHECK (VALUE BETWEEN 1 AND 1000000);
+COMMENT ON DOMAIN paas.node_status IS 'a worker node''s status (the states of extension/nodes.c)';
+COMMENT ON DOMAIN paas.node_amount IS 'a non-negative resource amount (millicores or bytes)';
+COMMENT ON DOMAIN paas.node_count IS 'a non-negative count (pods)';
+COMMENT ON DOMAIN paas.node_cores IS 'a node''s CPU core count';
+COMMENT ON DOMAIN paas.node_pod_limit IS 'a node''s pod limit';
+
+------------------------------------------------------------------------------
 -- Module functions (C)
 ------------------------------------------------------------------------------
 
@@ -97,18 +117,18 @@ CREATE TABLE paas.nodes (
 	addresses			jsonb NOT NULL DEFAULT '[]',
 	architecture		text NOT NULL DEFAULT 'amd64',
 	operating_system	text NOT NULL DEFAULT 'linux',
-	cpu_cores			integer NOT NULL CHECK (cpu_cores BETWEEN 1 AND 100000),
+	cpu_cores			paas.node_cores NOT NULL,
 	cpu_architecture	text NOT NULL,
 	total_memory		text NOT NULL,
 	total_storage		text NOT NULL,
-	cpu_capacity_m		bigint NOT NULL DEFAULT 0 CHECK (cpu_capacity_m >= 0),
-	memory_capacity		bigint NOT NULL DEFAULT 0 CHECK (memory_capacity >= 0),
-	storage_capacity	bigint NOT NULL DEFAULT 0 CHECK (storage_capacity >= 0),
-	cpu_allocatable_m	bigint NOT NULL DEFAULT 0 CHECK (cpu_allocatable_m >= 0),
-	memory_allocatable	bigint NOT NULL DEFAULT 0 CHECK (memory_allocatable >= 0),
-	storage_allocatable	bigint NOT NULL DEFAULT 0 CHECK (storage_allocatable >= 0),
-	pods_allocatable	integer NOT NULL DEFAULT 0 CHECK (pods_allocatable >= 0),
-	max_pods			integer NOT NULL DEFAULT 30 CHECK (max_pods BETWEEN 1 AND 1000000),
+	cpu_capacity_m		paas.node_amount NOT NULL DEFAULT 0,
+	memory_capacity		paas.node_amount NOT NULL DEFAULT 0,
+	storage_capacity	paas.node_amount NOT NULL DEFAULT 0,
+	cpu_allocatable_m	paas.node_amount NOT NULL DEFAULT 0,
+	memory_allocatable	paas.node_amount NOT NULL DEFAULT 0,
+	storage_allocatable	paas.node_amount NOT NULL DEFAULT 0,
+	pods_allocatable	paas.node_count NOT NULL DEFAULT 0,
+	max_pods			paas.node_pod_limit NOT NULL DEFAULT 30,
 	labels				jsonb NOT NULL DEFAULT '{}',
 	taints				jsonb NOT NULL DEFAULT '[]',
 	conditions			jsonb NOT NULL DEFAULT '[]',
@@ -127,8 +147,7 @@ CREATE TABLE paas.nodes (
 	-- Columns a heartbeat writes come last, those of every heartbeat at the
 	-- very end: a same-page (HOT) update WAL-logs only the changed middle of
 	-- the tuple, so the wide columns above never reach the WAL per beat.
-	status				text NOT NULL DEFAULT 'PENDING'
-						CHECK (status IN ('ACTIVE', 'INACTIVE', 'MAINTENANCE', 'PENDING', 'NOT_READY')),
+	status				paas.node_status NOT NULL DEFAULT 'PENDING',
 	is_ready			boolean NOT NULL DEFAULT false,
 	status_changed_at	timestamptz NOT NULL DEFAULT now(),
 	allocated_cpu		text NOT NULL DEFAULT '0',
@@ -137,7 +156,7 @@ CREATE TABLE paas.nodes (
 	cpu_allocated_m		bigint NOT NULL DEFAULT 0,
 	memory_allocated	bigint NOT NULL DEFAULT 0,
 	storage_allocated	bigint NOT NULL DEFAULT 0,
-	current_pods		integer NOT NULL DEFAULT 0 CHECK (current_pods >= 0),
+	current_pods		paas.node_count NOT NULL DEFAULT 0,
 	cpu_used_m			bigint,
 	memory_used			bigint,
 	storage_used		bigint,
@@ -145,6 +164,7 @@ CREATE TABLE paas.nodes (
 	last_health_check	timestamptz,
 	last_heartbeat		timestamptz,
 	updated_at			timestamptz NOT NULL DEFAULT now()
+
 ) WITH (fillfactor = 70);
 CREATE UNIQUE INDEX nodes_name_key ON paas.nodes (name);
 CREATE UNIQUE INDEX nodes_hostname_key ON paas.nodes (hostname);
@@ -415,38 +435,30 @@ $$;
 COMMENT ON FUNCTION paas.node_check(jsonb, jsonb, boolean) IS
 	'field errors of a node in the original''s field set';
 
--- Checks the per-heartbeat resource fields (allocation, usage, pods).
-CREATE FUNCTION paas.node_check_report(errs jsonb, r jsonb) RETURNS jsonb
-	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-AS $$
-BEGIN
-	-- only the fields present are checked: this runs on every heartbeat
-	IF r ? 'allocatedCPU' THEN
-		errs := paas.check_qty(errs, 'allocatedCPU', r -> 'allocatedCPU', '', true, false);
-	END IF;
-	IF r ? 'allocatedMemory' THEN
-		errs := paas.check_qty(errs, 'allocatedMemory', r -> 'allocatedMemory', 'Mi', false, false);
-	END IF;
-	IF r ? 'allocatedStorage' THEN
-		errs := paas.check_qty(errs, 'allocatedStorage', r -> 'allocatedStorage', 'Gi', false, false);
-	END IF;
-	IF r ? 'cpuUsage' THEN
-		errs := paas.check_qty(errs, 'cpuUsage', r -> 'cpuUsage', '', true, false);
-	END IF;
-	IF r ? 'memoryUsage' THEN
-		errs := paas.check_qty(errs, 'memoryUsage', r -> 'memoryUsage', '', false, false);
-	END IF;
-	IF r ? 'storageUsage' THEN
-		errs := paas.check_qty(errs, 'storageUsage', r -> 'storageUsage', '', false, false);
-	END IF;
-	IF r ? 'currentPods' THEN
-		errs := paas.check_int(errs, r, 'currentPods', false, 0, 1000000);
-	END IF;
-	RETURN errs;
-END
-$$;
-COMMENT ON FUNCTION paas.node_check_report(jsonb, jsonb) IS
-	'field errors of the allocation / usage fields of a heartbeat or resource report';
+-- The resource fields of a heartbeat or resource report, checked and
+-- converted in one C pass (extension/nodes.c): errs lists the field errors
+-- ([] when none), absent fields are NULL.  Quantities as text keep what the
+-- node sent (numbers with their unit appended).
+CREATE TYPE paas.node_report AS (
+	errs				jsonb,
+	allocated_cpu		text,
+	allocated_memory	text,
+	allocated_storage	text,
+	cpu_allocated_m		bigint,
+	memory_allocated	bigint,
+	storage_allocated	bigint,
+	cpu_used_m			bigint,
+	memory_used			bigint,
+	storage_used		bigint,
+	current_pods		integer
+);
+COMMENT ON TYPE paas.node_report IS 'the checked resource fields of a node''s report';
+
+CREATE FUNCTION paas.node_report(r jsonb) RETURNS paas.node_report
+	AS 'MODULE_PATHNAME', 'paas_node_report'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION paas.node_report(jsonb) IS
+	'allocation / usage / pod fields of a report: field errors and converted values';
 
 -- A Kubernetes Node object (as `kubectl get node -o json` prints it) in the
 -- original's field set plus the extra keys (capacity, allocatable,
@@ -879,20 +891,22 @@ CREATE FUNCTION api.workers_heartbeat(req jsonb, ctx jsonb DEFAULT '{}') RETURNS
 	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
 AS $$
 DECLARE
-	n paas.nodes;
+	key text := coalesce(req ->> 'nodeName', req ->> 'nodeId');
 	body jsonb := req - 'nodeName' - 'nodeId';
+	h bytea := paas.node_token_hash(ctx ->> 'nodeToken');
+	nid uuid;
+	rep paas.node_report;
 	errs jsonb := '[]';
 	ready boolean := true;
-	old text;
-	nxt text;
 	ev text;
 	agent_ts timestamptz;
+	r record;
+	n paas.nodes;
 BEGIN
 	-- Losing the last instants of heartbeats in a crash is harmless (the
 	-- next one comes within the interval); not waiting for the WAL flush
 	-- is what lets one server take a large fleet's heartbeats.
 	PERFORM set_config('synchronous_commit', 'off', true);
-	n := paas.node_by_token(coalesce(req ->> 'nodeName', req ->> 'nodeId'), ctx);
 	IF body <> '{}' THEN
 		IF body ? 'isReady' AND jsonb_typeof(body -> 'isReady') <> 'boolean' THEN
 			errs := paas.check_bool(errs, body, 'isReady', false);
@@ -900,7 +914,8 @@ BEGIN
 		IF body ? 'status' THEN
 			errs := paas.check_enum(errs, body, 'status', false, ARRAY['ACTIVE', 'NOT_READY']);
 		END IF;
-		errs := paas.node_check_report(errs, body);
+		rep := paas.node_report(body);
+		errs := errs || rep.errs;
 		IF body ? 'conditions' AND jsonb_typeof(body -> 'conditions') <> 'array' THEN
 			errs := paas.add_err(errs, 'conditions', 'conditions must be an array');
 		END IF;
@@ -911,50 +926,59 @@ BEGIN
 				errs := paas.add_err(errs, 'agentTime', 'agentTime must be an ISO-8601 timestamp');
 			END;
 		END IF;
-		PERFORM paas.raise_if_invalid(errs);
-		ready := coalesce((body ->> 'isReady')::boolean,
-						  CASE body ->> 'status' WHEN 'ACTIVE' THEN true WHEN 'NOT_READY' THEN false END,
-						  (SELECT c ->> 'status' = 'True' FROM jsonb_array_elements(body -> 'conditions') c
-							WHERE c ->> 'type' = 'Ready' LIMIT 1),
-						  true);
+		IF jsonb_array_length(errs) = 0 THEN
+			ready := coalesce((body ->> 'isReady')::boolean,
+							  CASE body ->> 'status' WHEN 'ACTIVE' THEN true WHEN 'NOT_READY' THEN false END,
+							  (SELECT c ->> 'status' = 'True' FROM jsonb_array_elements(body -> 'conditions') c
+								WHERE c ->> 'type' = 'Ready' LIMIT 1),
+							  true);
+		END IF;
 	END IF;
 	ev := CASE WHEN ready THEN 'heartbeat_ready' ELSE 'heartbeat_not_ready' END;
-	-- Optimistic: the row is not locked (a lock would cost a WAL record per
-	-- heartbeat); the update applies only if the status is still the one the
-	-- transition was computed from, else the status is read again.
+	-- One statement finds the token's node (first pass; a DBA's node by id
+	-- after that), applies the status machine to the status it read and
+	-- writes the report.  The row is not locked beforehand (a lock would
+	-- cost a WAL record per heartbeat): when the status changed meanwhile,
+	-- no row matches and the statement runs again.
 	LOOP
-		old := n.status;
-		nxt := paas.node_transition(old, ev);
-		UPDATE paas.nodes SET
-			status = nxt,
-			is_ready = ready,
-			status_changed_at = CASE WHEN nxt <> old THEN now() ELSE status_changed_at END,
-			allocated_cpu = coalesce(paas.qty_of(body -> 'allocatedCPU', ''), allocated_cpu),
-			allocated_memory = coalesce(paas.qty_of(body -> 'allocatedMemory', 'Mi'), allocated_memory),
-			allocated_storage = coalesce(paas.qty_of(body -> 'allocatedStorage', 'Gi'), allocated_storage),
-			cpu_allocated_m = coalesce(paas.quantity_milli(paas.qty_of(body -> 'allocatedCPU', '')), cpu_allocated_m),
-			memory_allocated = coalesce(paas.quantity_value(paas.qty_of(body -> 'allocatedMemory', 'Mi')), memory_allocated),
-			storage_allocated = coalesce(paas.quantity_value(paas.qty_of(body -> 'allocatedStorage', 'Gi')), storage_allocated),
-			current_pods = coalesce((body ->> 'currentPods')::numeric::int, current_pods),
-			cpu_used_m = coalesce(paas.quantity_milli(paas.qty_of(body -> 'cpuUsage', '')), cpu_used_m),
-			memory_used = coalesce(paas.quantity_value(paas.qty_of(body -> 'memoryUsage', '')), memory_used),
-			storage_used = coalesce(paas.quantity_value(paas.qty_of(body -> 'storageUsage', '')), storage_used),
-			conditions = coalesce(body -> 'conditions', conditions),
-			agent_clock_skew_ms = CASE WHEN agent_ts IS NULL THEN agent_clock_skew_ms
-									   ELSE (extract(epoch FROM agent_ts - now()) * 1000)::bigint END,
-			last_health_check = now(),
-			last_heartbeat = now(),
-			updated_at = now()
-		 WHERE id = n.id AND status = old
-		RETURNING * INTO n;
-		EXIT WHEN FOUND;
-		SELECT * INTO n FROM paas.nodes WHERE id = n.id;
-		IF NOT FOUND THEN
-			RAISE EXCEPTION 'Invalid node token' USING ERRCODE = 'PT401';
+		IF jsonb_array_length(errs) = 0 THEN
+			UPDATE paas.nodes x SET
+				status = paas.node_transition(o.status, ev),
+				status_changed_at = CASE WHEN paas.node_transition(o.status, ev) <> o.status
+										 THEN now() ELSE x.status_changed_at END,
+				is_ready = ready,
+				allocated_cpu = coalesce(rep.allocated_cpu, x.allocated_cpu),
+				allocated_memory = coalesce(rep.allocated_memory, x.allocated_memory),
+				allocated_storage = coalesce(rep.allocated_storage, x.allocated_storage),
+				cpu_allocated_m = coalesce(rep.cpu_allocated_m, x.cpu_allocated_m),
+				memory_allocated = coalesce(rep.memory_allocated, x.memory_allocated),
+				storage_allocated = coalesce(rep.storage_allocated, x.storage_allocated),
+				current_pods = coalesce(rep.current_pods, x.current_pods),
+				cpu_used_m = coalesce(rep.cpu_used_m, x.cpu_used_m),
+				memory_used = coalesce(rep.memory_used, x.memory_used),
+				storage_used = coalesce(rep.storage_used, x.storage_used),
+				conditions = coalesce(body -> 'conditions', x.conditions),
+				agent_clock_skew_ms = CASE WHEN agent_ts IS NULL THEN x.agent_clock_skew_ms
+										   ELSE (extract(epoch FROM agent_ts - now()) * 1000)::bigint END,
+				last_health_check = now(),
+				last_heartbeat = now(),
+				updated_at = now()
+			  FROM (SELECT id, status FROM paas.nodes
+					 WHERE token_hash = h AND (name = key OR id = paas.to_uuid(key))
+					UNION ALL
+					SELECT id, status FROM paas.nodes WHERE id = nid) o
+			 WHERE x.id = o.id AND x.status = o.status
+			RETURNING x AS node, o.status::text AS old_status INTO r;
+			EXIT WHEN FOUND;
 		END IF;
+		-- No row: say why (PT401, PT403, PT400), or find a DBA's node.
+		nid := (paas.node_by_token(key, ctx)).id;
+		PERFORM paas.raise_if_invalid(errs);
+		h := NULL;
 	END LOOP;
-	IF nxt <> old THEN
-		PERFORM paas.node_audit(n, old, ev, 'node', NULL);
+	n := r.node;
+	IF n.status <> r.old_status THEN
+		PERFORM paas.node_audit(n, r.old_status, ev, 'node', NULL);
 	END IF;
 	RETURN jsonb_build_object('id', n.id, 'name', n.name, 'lastHeartbeat', paas.iso(n.last_heartbeat),
 							  'status', n.status, 'isReady', n.is_ready, 'isSchedulable', paas.node_schedulable(n),
@@ -972,26 +996,26 @@ AS $$
 DECLARE
 	n paas.nodes;
 	body jsonb := req - 'nodeId';
-	errs jsonb := '[]';
+	rep paas.node_report := paas.node_report(req - 'nodeId');
+	errs jsonb := rep.errs;
 BEGIN
 	n := paas.node_by_token(req ->> 'nodeId', ctx);
-	errs := paas.node_check_report(errs, body);
 	IF NOT (body ?| ARRAY['allocatedCPU', 'allocatedMemory', 'allocatedStorage', 'currentPods',
 						  'cpuUsage', 'memoryUsage', 'storageUsage']) THEN
 		errs := paas.add_err(errs, '', 'at least one of allocatedCPU, allocatedMemory, allocatedStorage, currentPods, cpuUsage, memoryUsage, storageUsage is required');
 	END IF;
 	PERFORM paas.raise_if_invalid(errs);
 	UPDATE paas.nodes SET
-		allocated_cpu = coalesce(paas.qty_of(body -> 'allocatedCPU', ''), allocated_cpu),
-		allocated_memory = coalesce(paas.qty_of(body -> 'allocatedMemory', 'Mi'), allocated_memory),
-		allocated_storage = coalesce(paas.qty_of(body -> 'allocatedStorage', 'Gi'), allocated_storage),
-		cpu_allocated_m = coalesce(paas.quantity_milli(paas.qty_of(body -> 'allocatedCPU', '')), cpu_allocated_m),
-		memory_allocated = coalesce(paas.quantity_value(paas.qty_of(body -> 'allocatedMemory', 'Mi')), memory_allocated),
-		storage_allocated = coalesce(paas.quantity_value(paas.qty_of(body -> 'allocatedStorage', 'Gi')), storage_allocated),
-		cpu_used_m = coalesce(paas.quantity_milli(paas.qty_of(body -> 'cpuUsage', '')), cpu_used_m),
-		memory_used = coalesce(paas.quantity_value(paas.qty_of(body -> 'memoryUsage', '')), memory_used),
-		storage_used = coalesce(paas.quantity_value(paas.qty_of(body -> 'storageUsage', '')), storage_used),
-		current_pods = coalesce((body ->> 'currentPods')::numeric::int, current_pods),
+		allocated_cpu = coalesce(rep.allocated_cpu, allocated_cpu),
+		allocated_memory = coalesce(rep.allocated_memory, allocated_memory),
+		allocated_storage = coalesce(rep.allocated_storage, allocated_storage),
+		cpu_allocated_m = coalesce(rep.cpu_allocated_m, cpu_allocated_m),
+		memory_allocated = coalesce(rep.memory_allocated, memory_allocated),
+		storage_allocated = coalesce(rep.storage_allocated, storage_allocated),
+		cpu_used_m = coalesce(rep.cpu_used_m, cpu_used_m),
+		memory_used = coalesce(rep.memory_used, memory_used),
+		storage_used = coalesce(rep.storage_used, storage_used),
+		current_pods = coalesce(rep.current_pods, current_pods),
 		updated_at = now()
 	 WHERE id = n.id
 	RETURNING * INTO n;
