@@ -18,7 +18,8 @@ OBJS        = extension/paas.o \
               extension/billing.o \
               extension/subscriptions.o \
               bgworker/worker.o \
-              bgworker/reconcile.o
+              bgworker/reconcile.o \
+              bgworker/parallel.o
 
 # The install script is assembled from one file per business area, in name
 # order, so that each area's SQL sits next to its peers and never in one

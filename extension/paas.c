@@ -34,6 +34,8 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 void		_PG_init(void);
 
+int			paas_renewal_workers = 2;
+
 static void
 paas_shmem_request(void)
 {
@@ -71,6 +73,17 @@ _PG_init(void)
 							3600 * 1000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("paas.renewal_workers",
+							"Background workers a renewal run spreads its shards over.",
+							"One per core is the most that helps; 1 runs renewals in the calling backend.",
+							&paas_renewal_workers,
+							2,
+							1,
+							16,
+							PGC_SUSET,
+							0,
 							NULL, NULL, NULL);
 
 	paas_nodes_init();

@@ -31,6 +31,7 @@
 /* GUCs (defined in extension/paas.c) */
 extern char *paas_database;
 extern int	paas_tick_interval_ms;
+extern int	paas_renewal_workers;	/* subscriptions: shards of a renewal run */
 
 /* Kubernetes quantities (extension/quantity.c) */
 extern const char *paas_quantity_problem(const char *s, bool milli, int64 *value);

@@ -279,6 +279,16 @@ CREATE TABLE paas.job_run (
 CREATE INDEX job_run_job_started_idx ON paas.job_run (job, started_at DESC);
 COMMENT ON TABLE paas.job_run IS 'one row per run of a job, kept 7 days';
 
+-- Runs each SQL command in a dynamic background worker of its own, at the
+-- same time, and returns the first column of each one's first row (C,
+-- bgworker/parallel.c: independent transactions as the calling role; inside
+-- a transaction block they run here instead).  Owner only.
+CREATE FUNCTION paas.run_parallel(commands text[]) RETURNS text[]
+	AS 'MODULE_PATHNAME', 'paas_run_parallel'
+	LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION paas.run_parallel(text[]) IS
+	'runs the commands in parallel background workers; their first values, in order';
+
 -- Runs one due job: locks its row (SKIP LOCKED: a concurrent runner makes
 -- this a no-op returning NULL), runs fn() in an exception block, records the
 -- run and schedules the next one.  Returns whether fn() succeeded.

@@ -958,12 +958,20 @@ COMMENT ON FUNCTION paas.subscription_issue_invoices() IS
 	'renewal run: issues the invoices of pg_temp.renewal_charged, with the ids its charge rows name, as one '
 	'numbered block (paas.issue_invoice_items)';
 
-CREATE FUNCTION api.run_renewals() RETURNS jsonb
+-- The shard of a subscription in a renewal run: by user, so that one
+-- wallet is only ever charged by one shard.
+CREATE FUNCTION paas.renewal_shard(user_id uuid, shards int) RETURNS int
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN abs(uuid_hash_extended(user_id, 0) % shards)::int;
+COMMENT ON FUNCTION paas.renewal_shard(uuid, int) IS
+	'the renewal shard (0 .. shards - 1) of a user''s subscriptions';
+
+-- One shard of a renewal run (api.run_renewals); shards = 1: all of it.
+CREATE FUNCTION paas.run_renewals_part(shard int DEFAULT 0, shards int DEFAULT 1) RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = paas, pg_catalog, public, pg_temp
 AS $$
 DECLARE
-	t0 timestamptz := clock_timestamp();
 	cfg paas.subscription_settings := paas.subscription_config();
 	rev bigint := paas.platform_account('revenue');
 	last_end timestamptz := '-infinity';
@@ -980,9 +988,12 @@ DECLARE
 	r record;
 	out jsonb;
 BEGIN
-	-- One run at a time: a second one waits here, then finds what the first
-	-- renewed no longer due.
-	PERFORM pg_advisory_xact_lock(hashtextextended('paas.run_renewals', 0));
+	IF shards IS NULL OR shards < 1 OR shard IS NULL OR shard < 0 OR shard >= shards THEN
+		RAISE EXCEPTION 'shard must be in 0 .. shards - 1' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	-- One run of a shard at a time (api.run_renewals holds the run's lock
+	-- while its shards run in other backends).
+	PERFORM pg_advisory_xact_lock(hashtext('paas.run_renewals/' || shards), shard);
 
 	IF to_regclass('pg_temp.renewal_batch') IS NULL THEN
 		CREATE TEMP TABLE renewal_batch (
@@ -1049,6 +1060,7 @@ BEGIN
 											 WHERE s.status IN ('ACTIVE', 'GRACE', 'CANCELLED')
 											   AND s.current_period_end <= now()
 											   AND (s.current_period_end, s.id) > (last_end, last_id)
+											   AND (shards = 1 OR paas.renewal_shard(s.user_id, shards) = shard)
 											 ORDER BY s.current_period_end, s.id
 											 LIMIT cfg.batch_size
 											 FOR UPDATE OF s SKIP LOCKED) d
@@ -1177,18 +1189,61 @@ BEGIN
 		'charged', coalesce(sum(amount) FILTER (WHERE event = 'renew'), 0),
 		'toGrace', coalesce(sum(cnt) FILTER (WHERE to_status = 'GRACE' AND event = 'payment_failed'), 0),
 		'suspended', coalesce(sum(cnt) FILTER (WHERE to_status = 'SUSPENDED'), 0),
-		'expired', coalesce(sum(cnt) FILTER (WHERE to_status = 'EXPIRED'), 0),
-		'currency', 'IDR')
+		'expired', coalesce(sum(cnt) FILTER (WHERE to_status = 'EXPIRED'), 0))
 	  INTO out FROM renewal_count;
-	RETURN out || jsonb_build_object(
+	RETURN out;
+END
+$$;
+COMMENT ON FUNCTION paas.run_renewals_part(int, int) IS
+	'one shard of a renewal run (the users with paas.renewal_shard(user_id, shards) = shard); '
+	'returns {examined, batches, passes, renewed, charged, toGrace, suspended, expired}';
+
+CREATE FUNCTION api.run_renewals() RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	t0 timestamptz := clock_timestamp();
+	shards int := current_setting('paas.renewal_workers')::int;
+	parts jsonb[];
+	out jsonb;
+BEGIN
+	-- One run at a time: a second one waits here, then finds what the first
+	-- renewed no longer due.
+	PERFORM pg_advisory_xact_lock(hashtextextended('paas.run_renewals', 0));
+	-- The shards run at the same time in background workers, each charging
+	-- its own users' wallets (paas.run_parallel; in a transaction block they
+	-- run here, one after the other).
+	IF shards > 1 THEN
+		SELECT array_agg(r::jsonb ORDER BY i) INTO parts
+		  FROM unnest(paas.run_parallel(ARRAY(
+				SELECT format('SELECT paas.run_renewals_part(%s, %s)', i, shards)
+				  FROM generate_series(0, shards - 1) i ORDER BY i))) WITH ORDINALITY AS t (r, i);
+	ELSE
+		parts := ARRAY[paas.run_renewals_part(0, 1)];
+	END IF;
+	SELECT jsonb_build_object(
+		'examined', sum((p ->> 'examined')::bigint),
+		'batches', sum((p ->> 'batches')::int),
+		'passes', max((p ->> 'passes')::int),
+		'renewed', sum((p ->> 'renewed')::bigint),
+		'charged', sum((p ->> 'charged')::bigint),
+		'toGrace', sum((p ->> 'toGrace')::bigint),
+		'suspended', sum((p ->> 'suspended')::bigint),
+		'expired', sum((p ->> 'expired')::bigint),
+		'currency', 'IDR',
+		'shards', shards,
 		'inGrace', (SELECT count(*) FROM paas.subscriptions WHERE status = 'GRACE'),
-		'ms', round(extract(epoch FROM clock_timestamp() - t0) * 1000));
+		'ms', round(extract(epoch FROM clock_timestamp() - t0) * 1000))
+	  INTO out FROM unnest(parts) p;
+	RETURN out;
 END
 $$;
 COMMENT ON FUNCTION api.run_renewals() IS
 	'renews every due subscription (pg_cron job paas-renewals; DBAs): charges, grace, suspension, expiry of '
 	'cancelled periods; one run at a time, rows locked FOR UPDATE SKIP LOCKED, each period charged once; '
-	'returns {examined, batches, passes, renewed, charged, toGrace, suspended, expired, inGrace, ms}';
+	'shards run in parallel in paas.renewal_workers background workers; '
+	'returns {examined, batches, passes, renewed, charged, toGrace, suspended, expired, shards, inGrace, ms}';
 
 CREATE FUNCTION api.subscriptions_schedule_renewals(schedule text DEFAULT '*/5 * * * *') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE

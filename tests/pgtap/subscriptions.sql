@@ -4,7 +4,7 @@
 -- suspend -> revive, cancelled -> expired), admin functions and notices
 -- (sql/parts/60_subscriptions.sql).
 BEGIN;
-SELECT plan(160);
+SELECT plan(165);
 
 ------------------------------------------------------------------------------
 -- Two runs at once, from two sessions (dblink).  This part comes first: the
@@ -114,7 +114,10 @@ SELECT dblink_send_query('rb', 'SELECT api.run_renewals()');
 CREATE FUNCTION pg_temp.wait_blocked(p int) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
 	FOR i IN 1 .. 1000 LOOP
-		IF EXISTS (SELECT 1 FROM pg_locks WHERE pid = p AND NOT granted) THEN
+		-- the run's own backend, or one of its shard workers (paas.run_parallel)
+		IF EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+					WHERE NOT l.granted
+					  AND (l.pid = p OR a.backend_type = 'paas parallel command')) THEN
 			RETURN true;
 		END IF;
 		PERFORM pg_sleep(0.01);
@@ -132,6 +135,22 @@ SELECT is((SELECT s.status FROM paas.subscriptions s JOIN paas.users u ON u.id =
 	'the subscription whose wallet went short is in GRACE');
 SELECT is((SELECT paas.wallet_balance(u.id) FROM paas.users u WHERE u.email = (SELECT tag FROM conc) || '-race@pgtap.test'),
 	500::bigint, 'nothing was charged and nothing overdrawn');
+SELECT is((SELECT (r ->> 'shards')::int FROM race_res), 2,
+	'a run on its own (as pg_cron runs it) spreads its shards over paas.renewal_workers = 2 workers');
+
+-- paas.run_parallel: workers on their own, or this backend in a transaction
+SELECT isnt((SELECT x[1] FROM dblink('fx', 'SELECT paas.run_parallel(ARRAY[''SELECT pg_backend_pid()''])') AS t (x text[])),
+	(SELECT x FROM dblink('fx', 'SELECT pg_backend_pid()::text') AS t (x text)),
+	'run_parallel runs a command in another backend when the call is a transaction of its own');
+SELECT is(paas.run_parallel(ARRAY['SELECT pg_backend_pid()', 'SELECT NULL', $$SELECT 'b'$$]),
+	ARRAY[pg_backend_pid()::text, NULL, 'b'],
+	'inside a transaction block the commands run in the calling backend, results in order');
+SELECT throws_ok($$SELECT * FROM dblink('fx', 'SELECT paas.run_parallel(ARRAY[''SELECT 1'', ''SELECT 1/0''])') AS t (x text[])$$,
+	'22012', NULL, 'a failing worker fails the call with its SQLSTATE');
+SELECT is((SELECT count(*)::int FROM dblink('fx', $q$SELECT unnest(paas.run_parallel(ARRAY(
+		SELECT 'SELECT paas.renewal_shard(gen_random_uuid(), 3) BETWEEN 0 AND 2' FROM generate_series(1, 4))))$q$)
+		AS t (x text) WHERE x = 't'), 4,
+	'four commands run in four workers; renewal shards stay in range');
 SELECT dblink_disconnect('fx');
 
 ------------------------------------------------------------------------------
