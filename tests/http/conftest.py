@@ -80,6 +80,11 @@ def check_envelope(r, status):
     assert body["timestamp"].endswith("Z")
     if status >= 400:
         assert isinstance(body["code"], str)
+        assert set(body) - {"errors"} == {"success", "message", "code", "details", "timestamp",
+                                          "statusCode"}, sorted(body)
+    else:
+        assert set(body) - {"pagination"} == {"success", "message", "data", "timestamp",
+                                              "statusCode"}, sorted(body)
     return body
 
 

@@ -4,7 +4,7 @@
 -- the health-monitor pass (set-based, called directly here; the background
 -- worker runs it in node_monitor.sql).
 BEGIN;
-SELECT plan(153);
+SELECT plan(163);
 
 -- 1. The machine.  The expected table, written out independently of C.
 CREATE TEMP TABLE expected (status text, event text, next_status text);
@@ -266,6 +266,55 @@ SELECT is((SELECT enabled AND run_every <= interval '10 seconds' FROM paas.job W
 SELECT is((SELECT array[grace_period, offline_after] FROM paas.node_health_settings()),
 	ARRAY[current_setting('paas.node_grace_period')::interval, current_setting('paas.node_offline_after')::interval],
 	'the GUCs are readable with current_setting()');
+
+------------------------------------------------------------------------------
+-- paas.node_report: the resource fields of a report, checked and converted in C
+------------------------------------------------------------------------------
+SELECT is((SELECT row(r.errs, r.allocated_cpu, r.allocated_memory, r.allocated_storage, r.cpu_allocated_m,
+					  r.memory_allocated, r.storage_allocated, r.cpu_used_m, r.memory_used, r.storage_used,
+					  r.current_pods)::text
+			 FROM paas.node_report('{"allocatedCPU": "1500m", "allocatedMemory": 512, "allocatedStorage": 10,
+									"cpuUsage": 0.35, "memoryUsage": "2Gi", "storageUsage": "1e9",
+									"currentPods": " 3 "}') r),
+	row('[]'::jsonb, '1500m', '512Mi', '10Gi', 1500::bigint, 536870912::bigint, 10737418240::bigint,
+		350::bigint, 2147483648::bigint, 1000000000::bigint, 3)::text,
+	'node_report converts every field: numbers get their unit, CPU in millicores, the rest in bytes');
+SELECT is((SELECT row(r.errs, r.cpu_used_m, r.current_pods)::text FROM paas.node_report('{"cpuUsage": null, "other": 1}') r),
+	row('[]'::jsonb, NULL::bigint, NULL::int)::text, 'absent and null fields are NULL and no error');
+SELECT is((paas.node_report('{"allocatedCPU": true, "memoryUsage": "-1", "storageUsage": "12XB",
+							  "currentPods": 3.5, "allocatedMemory": "1Ki"}')).errs,
+	jsonb_build_array(
+		jsonb_build_object('field', 'allocatedCPU', 'message', 'allocatedCPU must be a quantity string (e.g. 500m, 16Gi)'),
+		jsonb_build_object('field', 'memoryUsage', 'message', 'memoryUsage is not a valid quantity: quantity must not be negative'),
+		jsonb_build_object('field', 'storageUsage', 'message', 'storageUsage is not a valid quantity: ' ||
+			'quantity has an invalid suffix (allowed: n u m k M G T P E, Ki Mi Gi Ti Pi Ei, or an exponent such as e3)'),
+		jsonb_build_object('field', 'currentPods', 'message', 'currentPods must be an integer')),
+	'bad fields are listed in field order with their messages; good ones pass');
+SELECT is((SELECT row(r.errs ->> 0, r.current_pods)::text FROM paas.node_report('{"currentPods": 1000001}') r),
+	row('{"field": "currentPods", "message": "currentPods must be between 0 and 1000000"}', NULL::int)::text,
+	'pods out of range: an error and no value');
+-- the C pass says exactly what the SQL field checks say, field by field
+SELECT is_empty($$
+	SELECT v FROM (VALUES ('"500m"'), ('"1.5"'), ('2'), ('"-3"'), ('"1e3"'), ('"x"'), ('"9223372036854775807"'),
+						  ('"0.1m"'), ('"16Gi"'), ('[]'), ('""'), ('"1E"'), ('"1e1001"')) t (v)
+	 WHERE (paas.node_report(jsonb_build_object('cpuUsage', v::jsonb, 'allocatedMemory', v::jsonb))).errs
+		   IS DISTINCT FROM paas.check_qty(paas.check_qty('[]', 'allocatedMemory', v::jsonb, 'Mi', false, false),
+										   'cpuUsage', v::jsonb, '', true, false)
+		OR (paas.node_report(jsonb_build_object('currentPods', v::jsonb))).errs
+		   IS DISTINCT FROM paas.check_int('[]', jsonb_build_object('currentPods', v::jsonb), 'currentPods', false, 0, 1000000)$$,
+	'node_report and check_qty / check_int agree on every sample');
+
+-- the value rules of paas.nodes are domains: still enforced for every writer
+SELECT throws_ok($$UPDATE paas.nodes SET status = 'GONE' WHERE name = 'pg-b'$$, '23514', NULL,
+	'an unknown status is refused (domain paas.node_status)');
+SELECT throws_ok($$UPDATE paas.nodes SET current_pods = -1 WHERE name = 'pg-b'$$, '23514', NULL,
+	'a negative pod count is refused (domain paas.node_count)');
+SELECT throws_ok($$UPDATE paas.nodes SET memory_capacity = -1 WHERE name = 'pg-b'$$, '23514', NULL,
+	'a negative capacity is refused (domain paas.node_amount)');
+SELECT throws_ok($$UPDATE paas.nodes SET cpu_cores = 0 WHERE name = 'pg-b'$$, '23514', NULL,
+	'a node without cores is refused (domain paas.node_cores)');
+SELECT is((SELECT count(*)::int FROM pg_constraint WHERE conrelid = 'paas.nodes'::regclass AND contype = 'c'), 0,
+	'paas.nodes has no table CHECK for an UPDATE to evaluate');
 
 SELECT finish();
 ROLLBACK;
