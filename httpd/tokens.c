@@ -6,9 +6,12 @@
  * with the configured key, the algorithm (HS256 only: "none" and every other
  * algorithm are refused, whatever the header says), expiry, issuer and
  * audience.  Whether the account is still active is checked by the SQL
- * function each route calls (one indexed read).
+ * function each route calls (one indexed read).  Tokens that verified are
+ * remembered per thread (see token_memo), so a keep-alive client's repeated
+ * token is not decoded and re-signed on every request.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,16 +36,74 @@ copy_claim(jwt_t *jwt, const char *name, char *dst, size_t len)
 	return 0;
 }
 
+/*
+ * A small per-thread memory of tokens that verified: a CivetWeb thread
+ * serves one keep-alive connection at a time, whose client sends the same
+ * token until it expires.  An entry matches only the byte-identical token
+ * (compared in full), so a hit gives exactly what verifying that string
+ * would give; expiry is checked against the clock on every hit.  The key
+ * is fixed for the life of the process, so entries never go stale.
+ */
+#define TOKEN_CACHE_SLOTS 8
+#define TOKEN_CACHE_MAX 1024
+
+struct token_memo {
+	char token[TOKEN_CACHE_MAX];
+	struct actor actor;
+	long exp;
+};
+
+static __thread struct token_memo token_memos[TOKEN_CACHE_SLOTS];
+
+static struct token_memo *
+token_memo_slot(const char *token, size_t len)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	size_t i;
+
+	if (len >= TOKEN_CACHE_MAX)
+		return NULL;
+	for (i = 0; i < len; i++)
+		h = (h ^ (unsigned char) token[i]) * 16777619u;
+	return &token_memos[h % TOKEN_CACHE_SLOTS];
+}
+
+static int token_verify_jwt(const char *token, struct actor *out, long *exp_out);
+
 int
 token_verify(const char *token, struct actor *out)
+{
+	size_t len;
+	struct token_memo *m;
+	long exp = 0;
+	int rc;
+
+	if (token == NULL || *token == '\0' || (len = strlen(token)) > 4096)
+		return -1;
+	m = token_memo_slot(token, len);
+	if (m != NULL && m->exp > 0 && strcmp(m->token, token) == 0) {
+		if (time(NULL) >= m->exp)
+			return -2;
+		*out = m->actor;
+		return 0;
+	}
+	rc = token_verify_jwt(token, out, &exp);
+	if (rc == 0 && m != NULL) {
+		memcpy(m->token, token, len + 1);
+		m->actor = *out;
+		m->exp = exp;
+	}
+	return rc;
+}
+
+static int
+token_verify_jwt(const char *token, struct actor *out, long *exp_out)
 {
 	jwt_t *jwt = NULL;
 	const char *iss, *aud;
 	long exp;
 	int rc = -1;
 
-	if (token == NULL || *token == '\0' || strlen(token) > 4096)
-		return -1;
 	if (jwt_decode(&jwt, token, (const unsigned char *) cfg.jwt_secret,
 	               (int) strlen(cfg.jwt_secret)) != 0 || jwt == NULL)
 		goto cleanup;
@@ -61,6 +122,7 @@ token_verify(const char *token, struct actor *out)
 	if (errno != 0 || exp <= 0)
 		goto cleanup;
 	rc = (time(NULL) >= exp) ? -2 : 0;
+	*exp_out = exp;
 
 cleanup:
 	if (jwt)

@@ -272,3 +272,21 @@ def test_expired_and_foreign_claims_with_the_real_key(api, user):
     # a well-signed token for a user id that does not exist
     ghost = dict(c, sub="00000000-0000-0000-0000-000000000000")
     check_envelope(api.get("/api/v1/auth/me", token=forge(hdr, ghost, key)), 401)
+
+
+def test_a_remembered_token_still_expires(api, user):
+    """httpd remembers tokens that verified (per thread); on the same
+    keep-alive connection the same token must still expire on time, and a
+    token differing in one byte of its signature is still refused."""
+    key = os.environ["PAAS_JWT_SECRET"].encode()
+    c = claims(user["access"])
+    now = int(time.time())
+    short = forge({"alg": "HS256", "typ": "JWT"}, dict(c, iat=now, exp=now + 2), key)
+    assert check_envelope(api.get("/api/v1/auth/me", token=short), 200)["data"]["user"]["id"] == user["id"]
+    assert check_envelope(api.get("/api/v1/auth/me", token=short), 200)
+    head, payload, sig = short.split(".")
+    tampered = ".".join([head, payload, ("A" if sig[0] != "A" else "B") + sig[1:]])
+    assert check_envelope(api.get("/api/v1/auth/me", token=tampered), 401)["message"] == "Invalid token"
+    time.sleep(max(0.0, now + 2.2 - time.time()))
+    body = check_envelope(api.get("/api/v1/auth/me", token=short), 401)
+    assert body["message"] == "Token expired"
