@@ -66,7 +66,8 @@ db_pool_init(int size)
 		return -1;
 	pool_size = size;
 	for (i = 0; i < size; i++) {
-		pool_all[i].prepared = calloc((size_t) n_routes, 1);
+		/* a statement per route, and one per route for its batch function */
+		pool_all[i].prepared = calloc((size_t) n_routes * 2, 1);
 		if (pool_all[i].prepared == NULL)
 			return -1;
 		/* connect now so that the first requests do not pay for it; a
@@ -147,7 +148,7 @@ disconnect(struct db_state *st)
 	if (st->conn)
 		PQfinish(st->conn);
 	st->conn = NULL;
-	memset(st->prepared, 0, (size_t) n_routes);
+	memset(st->prepared, 0, (size_t) n_routes * 2);
 }
 
 static int

@@ -367,7 +367,11 @@ call_function(struct request *r)
 		status = reply_error(r->conn, 500, "INTERNAL_ERROR", "Internal server error", NULL, NULL);
 		goto done;
 	}
-	if (db_call(r->m.index, rt->function, ctx_text, req_text, &res) != 0) {
+	memset(&res, 0, sizeof(res));
+	if ((rt->flags & ROUTE_BATCH) &&
+	    batch_call(r->m.index, rt->function, req_text, ctx_text, &res.value) == 0) {
+		res.ok = 1; /* answered within a batch (batch.c) */
+	} else if (db_call(r->m.index, rt->function, ctx_text, req_text, &res) != 0) {
 		status = reply_db_error(r, &res);
 		db_result_free(&res);
 		goto done;

@@ -55,7 +55,8 @@ enum route_flags {
 	ROUTE_RATE_REFRESH = 1 << 5,
 	ROUTE_NO_DB = 1 << 6,      /* never touches the database */
 	ROUTE_SNAP = 1 << 7,       /* may answer {"$snap"}: Midtrans round trip (midtrans.c) */
-	ROUTE_PDF = 1 << 8         /* data is rendered as a PDF (invoice_pdf.c) */
+	ROUTE_PDF = 1 << 8,        /* data is rendered as a PDF (invoice_pdf.c) */
+	ROUTE_BATCH = 1 << 9       /* concurrent calls share a round trip (batch.c) */
 };
 
 struct route {
@@ -97,6 +98,13 @@ void db_pool_close(void);
 int db_call(int route_index, const char *function, const char *ctx_json,
             const char *req_json, struct db_result *res);
 void db_result_free(struct db_result *res);
+
+/* ---- batching (batch.c) -------------------------------------------------- */
+int batch_init(void);
+/* 0: *result is the call's JSON text (malloc'd); -1: make the call alone */
+int batch_call(int route_index, const char *function, const char *req_json,
+               const char *ctx_json, char **result);
+void batch_stats(unsigned long *batches, unsigned long *items, unsigned long *failed);
 
 /* ---- replies and errors (reply.c, errors.c) ----------------------------- */
 struct http_error {

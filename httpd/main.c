@@ -70,7 +70,7 @@ main(void)
 		NULL,
 	};
 
-	if (db_pool_init(cfg.db_pool) != 0) {
+	if (db_pool_init(cfg.db_pool) != 0 || batch_init() != 0) {
 		fprintf(stderr, "{\"event\":\"start_failed\",\"reason\":\"out of memory\"}\n");
 		return 1;
 	}

@@ -30,7 +30,7 @@ metrics_count(int route_index, int status, double ms)
 char *
 metrics_text(void)
 {
-	size_t cap = 256 + (size_t) (n_routes + 1) * 6 * 160, len = 0;
+	size_t cap = 2048 + (size_t) (n_routes + 1) * 6 * 160, len = 0;
 	char *out = malloc(cap);
 	int i, c;
 
@@ -64,6 +64,22 @@ metrics_text(void)
 		len += (size_t) snprintf(out + len, cap - len,
 		                         "paas_http_request_seconds_sum{route=\"%s\"} %.6f\n",
 		                         i == n_routes ? "unmatched" : routes[i].pattern, (double) us / 1e6);
+	}
+	if (len < cap) {
+		unsigned long b, n, f;
+
+		batch_stats(&b, &n, &f);
+		len += (size_t) snprintf(out + len, cap - len,
+		                         "# HELP paas_batches_total Database calls that carried batched requests.\n"
+		                         "# TYPE paas_batches_total counter\n"
+		                         "paas_batches_total %lu\n"
+		                         "# HELP paas_batched_requests_total Requests carried by those calls.\n"
+		                         "# TYPE paas_batched_requests_total counter\n"
+		                         "paas_batched_requests_total %lu\n"
+		                         "# HELP paas_batches_failed_total Batches that failed; their requests ran alone.\n"
+		                         "# TYPE paas_batches_failed_total counter\n"
+		                         "paas_batches_failed_total %lu\n",
+		                         b, n, f);
 	}
 	return out;
 }

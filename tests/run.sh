@@ -89,7 +89,7 @@ PGCTL="$PG_BIN/pg_ctl -D $PAAS_PGDATA -w -t 60"
 PGCTL="$AS_PG $PGCTL"
 export PAAS_TEST_PG_STOP="$PGCTL -m fast stop"
 export PAAS_TEST_PG_START="$PGCTL -l $PAAS_PGDATA/server.log start"
-/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/http
+/usr/bin/python3 -m pytest -q -p no:cacheprovider --durations=5 tests/http
 stack_down
 if grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$TMP/httpd.log"; then
 	echo "sanitizer reports in httpd log" >&2

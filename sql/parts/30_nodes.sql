@@ -989,6 +989,35 @@ $$;
 COMMENT ON FUNCTION api.workers_heartbeat(jsonb, jsonb) IS
 	'PUT /workers/:nodeName/heartbeat and PATCH /workers/:nodeId/heartbeat: node token; server time';
 
+-- Heartbeats that reached the gateway at the same time, in one transaction
+-- (httpd/batch.c): req is [{"req": ..., "ctx": ...}, ...], at most 1,000;
+-- each item is exactly a call of api.workers_heartbeat, and the results
+-- come back in the items' order.  Any item's error fails the whole batch
+-- (nothing of it stays), and the gateway then makes each call on its own.
+-- Items are applied in node-token order, so two batches never wait for
+-- each other's rows crosswise.
+CREATE FUNCTION api.workers_heartbeat_batch(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	out jsonb[];
+	i record;
+BEGIN
+	IF jsonb_typeof(req) IS DISTINCT FROM 'array' OR jsonb_array_length(req) > 1000 THEN
+		PERFORM paas.raise_if_invalid(paas.add_err('[]', 'body', 'a batch is an array of at most 1000 calls'));
+	END IF;
+	out := array_fill(NULL::jsonb, ARRAY[jsonb_array_length(req)]);
+	FOR i IN SELECT t.n, t.e FROM jsonb_array_elements(req) WITH ORDINALITY AS t (e, n)
+			  ORDER BY t.e #>> '{ctx,nodeToken}', t.n LOOP
+		out[i.n] := api.workers_heartbeat(i.e -> 'req', coalesce(i.e -> 'ctx', '{}'));
+	END LOOP;
+	RETURN to_jsonb(out);
+END
+$$;
+COMMENT ON FUNCTION api.workers_heartbeat_batch(jsonb, jsonb) IS
+	'heartbeats received together, applied in one transaction; results in order (the gateway''s batching)';
+
 CREATE FUNCTION api.workers_resources(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
 	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
@@ -1459,6 +1488,7 @@ DECLARE
 BEGIN
 	FOREACH f IN ARRAY ARRAY[
 		'api.workers_register(jsonb, jsonb)', 'api.workers_heartbeat(jsonb, jsonb)',
+		'api.workers_heartbeat_batch(jsonb, jsonb)',
 		'api.workers_resources(jsonb, jsonb)', 'api.workers_list(jsonb, jsonb)',
 		'api.workers_stats(jsonb, jsonb)', 'api.workers_online(jsonb, jsonb)',
 		'api.workers_offline(jsonb, jsonb)', 'api.workers_get(jsonb, jsonb)',

@@ -290,3 +290,53 @@ def test_openapi_lists_the_worker_routes():
     paths = r.json()["paths"]
     for p in ["/api/v1/workers/register", "/api/v1/workers/{nodeName}/heartbeat", "/api/v1/workers/{nodeId}/resources"]:
         assert p in paths, p
+
+
+def metric(name):
+    text = Api().get("/api/v1/metrics").text
+    return int(next(line.split()[1] for line in text.splitlines() if line.startswith(name + " ")))
+
+
+def test_concurrent_heartbeats_share_round_trips_and_keep_their_own_answers(join_token):
+    """Heartbeats arriving together go to the database in batches
+    (httpd/batch.c); a refused call among them fails its batch, and every
+    call of that batch is then answered on its own: each client still gets
+    exactly its own answer."""
+    import threading
+    nodes = [register_node(join_token, spec(unique("batch"))) for _ in range(8)]
+    calls = []  # (path, body, token, expected status)
+    for i, n in enumerate(nodes):
+        for k in range(4):
+            calls.append((f"/api/v1/workers/{n['name']}/heartbeat", {"cpuUsage": f"{100 * k + i}m"},
+                          n["nodeToken"], 200))
+    calls.append((f"/api/v1/workers/{nodes[0]['name']}/heartbeat", {}, "y" * 64, 401))
+    calls.append((f"/api/v1/workers/{nodes[1]['name']}/heartbeat", {}, nodes[2]["nodeToken"], 403))
+    calls.append((f"/api/v1/workers/{nodes[3]['name']}/heartbeat", {"currentPods": -5}, nodes[3]["nodeToken"], 400))
+    calls *= 3
+    before = (metric("paas_batches_total"), metric("paas_batched_requests_total"))
+    barrier = threading.Barrier(len(calls))
+    results = [None] * len(calls)
+
+    def go(i):
+        path, body, tok, _ = calls[i]
+        api = Api()
+        barrier.wait()
+        results[i] = api.put(path, body, token=tok)
+        api.s.close()  # frees its server thread (keep-alive) for the calls still queued
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (path, body, tok, want), r in zip(calls, results):
+        data = check_envelope(r, want)
+        if want == 200:
+            assert data["data"]["name"] == path.split("/")[4]
+    batches = metric("paas_batches_total") - before[0]
+    carried = metric("paas_batched_requests_total") - before[1]
+    assert carried >= len(calls) and batches < carried, (batches, carried)
+    # every node holds one of the values it sent, and no other node's
+    for i, n in enumerate(nodes):
+        used = int(psql("SELECT cpu_used_m FROM paas.nodes WHERE name = :'a1'", n["name"]))
+        assert used % 100 == i and used < 400, (n["name"], used)

@@ -4,7 +4,7 @@
 -- the health-monitor pass (set-based, called directly here; the background
 -- worker runs it in node_monitor.sql).
 BEGIN;
-SELECT plan(163);
+SELECT plan(168);
 
 -- 1. The machine.  The expected table, written out independently of C.
 CREATE TEMP TABLE expected (status text, event text, next_status text);
@@ -315,6 +315,23 @@ SELECT throws_ok($$UPDATE paas.nodes SET cpu_cores = 0 WHERE name = 'pg-b'$$, '2
 	'a node without cores is refused (domain paas.node_cores)');
 SELECT is((SELECT count(*)::int FROM pg_constraint WHERE conrelid = 'paas.nodes'::regclass AND contype = 'c'), 0,
 	'paas.nodes has no table CHECK for an UPDATE to evaluate');
+
+-- api.workers_heartbeat_batch: the gateway's batches of concurrent heartbeats
+SELECT is((SELECT array_agg(e ->> 'name' ORDER BY n) FROM jsonb_array_elements(api.workers_heartbeat_batch(jsonb_build_array(
+		jsonb_build_object('req', '{"nodeName": "pg-b", "cpuUsage": "250m"}'::jsonb, 'ctx', pg_temp.tok('b')),
+		jsonb_build_object('req', '{"nodeName": "pg-a", "cpuUsage": "125m"}'::jsonb, 'ctx', pg_temp.tok('a3')),
+		jsonb_build_object('req', '{"nodeName": "pg-b", "cpuUsage": "500m"}'::jsonb, 'ctx', pg_temp.tok('b'))))) WITH ORDINALITY AS t (e, n)),
+	ARRAY['pg-b', 'pg-a', 'pg-b'], 'a batch answers every item, in the items'' order');
+SELECT is((SELECT array_agg(cpu_used_m ORDER BY name) FROM paas.nodes WHERE name IN ('pg-a', 'pg-b')),
+	ARRAY[125, 500]::bigint[], 'each item is applied as a single heartbeat (the same node twice: the later wins)');
+SELECT throws_ok($$SELECT api.workers_heartbeat_batch(jsonb_build_array(
+		jsonb_build_object('req', '{"nodeName": "pg-a", "cpuUsage": "900m"}'::jsonb, 'ctx', pg_temp.tok('a3')),
+		jsonb_build_object('req', '{"nodeName": "pg-b"}'::jsonb, 'ctx', '{"nodeToken": "nope"}'::jsonb)))$$,
+	'PT401', 'Invalid node token', 'one refused item fails the whole batch');
+SELECT is((SELECT cpu_used_m FROM paas.nodes WHERE name = 'pg-a'), 125::bigint,
+	'and nothing of a failed batch stays');
+SELECT throws_ok($$SELECT api.workers_heartbeat_batch('{"req": {}}')$$, 'PT400', 'Validation failed',
+	'a batch is an array');
 
 SELECT finish();
 ROLLBACK;

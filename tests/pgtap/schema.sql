@@ -76,6 +76,7 @@ SELECT results_eq(
 		('workers_delete(req jsonb, ctx jsonb) jsonb v'),
 		('workers_get(req jsonb, ctx jsonb) jsonb v'),
 		('workers_heartbeat(req jsonb, ctx jsonb) jsonb v'),
+		('workers_heartbeat_batch(req jsonb, ctx jsonb) jsonb v'),
 		('workers_join_token_add(token text, note text, expires_at timestamp with time zone) uuid v'),
 		('workers_join_tokens_create(req jsonb, ctx jsonb) jsonb v'),
 		('workers_join_tokens_list(req jsonb, ctx jsonb) jsonb s'),
