@@ -2,23 +2,25 @@
  * batch.c - concurrent calls of a batching route (ROUTE_BATCH) share one
  * database round trip.
  *
- * A heartbeat is a small write; done one per round trip, the wake-ups,
- * socket writes and commits around it cost more than the write itself.
- * Calls of such a route queue here.  A thread that finds fewer than
- * BATCH_INFLIGHT batches under way takes up to BATCH_MAX queued calls (its
- * own among them when it is near the head) and sends them as ONE call of
- * the route's batch function,
+ * For a small call (a heartbeat, GET /auth/me, GET /billing/balance) the
+ * wake-ups, socket writes and commit around the database work cost more
+ * than the work itself.  Calls of such a route queue here.  A thread that
+ * finds fewer than BATCH_INFLIGHT batches of its route under way takes up
+ * to BATCH_MAX queued calls (the oldest first) and sends them as ONE call
+ * of the route's batch function,
  *     <function>_batch('[{"req": ..., "ctx": ...}, ...]', '{}')
- * which runs the route's own function for each item in one transaction and
- * returns their results in order.  Under light load a batch holds one call
- * and nothing waits; under load, calls gather while the batches in flight
- * are at the database, so batches grow with the load (group commit).
+ * which runs the route's own function for each item, in one transaction,
+ * and returns their results in order.  Under light load a batch holds one
+ * call and nothing waits; under load, calls gather while the batches in
+ * flight are at the database, so batches grow with the load (as group
+ * commit does).
  *
- * The batch function decides nothing: every item is authorised, checked
- * and applied by the same SQL function as a single call.  When the batch
- * call fails for any reason (one item's 401, a lost connection, ...), its
- * transaction is rolled back and every call of it runs again on its own,
- * so each client gets exactly the answer a single call gives.
+ * The batch function decides nothing: every item is authorised, checked and
+ * answered by the same SQL function as a single call.  When the batch call
+ * fails for any reason (one item's 401, a lost connection, ...), its
+ * transaction is rolled back and every call of it is made again on its
+ * own, so each client gets exactly the answer a single call gives (a
+ * refused item costs its batch one more round trip per call).
  */
 #include <pthread.h>
 #include <stdlib.h>

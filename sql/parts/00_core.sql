@@ -279,6 +279,19 @@ CREATE TABLE paas.job_run (
 CREATE INDEX job_run_job_started_idx ON paas.job_run (job, started_at DESC);
 COMMENT ON TABLE paas.job_run IS 'one row per run of a job, kept 7 days';
 
+-- The request of a batch function (api.*_batch, see httpd/batch.c): an
+-- array of at most 1,000 {"req", "ctx"} calls; PT400 otherwise.
+CREATE FUNCTION paas.check_batch(req jsonb) RETURNS void
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+	IF jsonb_typeof(req) IS DISTINCT FROM 'array' OR jsonb_array_length(req) > 1000 THEN
+		PERFORM paas.raise_if_invalid(paas.add_err('[]', 'body', 'a batch is an array of at most 1000 calls'));
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION paas.check_batch(jsonb) IS 'PT400 unless req is an array of at most 1000 calls';
+
 -- Runs each SQL command in a dynamic background worker of its own, at the
 -- same time, and returns the first column of each one's first row (C,
 -- bgworker/parallel.c: independent transactions as the calling role; inside

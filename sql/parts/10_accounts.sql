@@ -390,6 +390,23 @@ END
 $$;
 COMMENT ON FUNCTION api.auth_me(jsonb, jsonb) IS 'GET /auth/me: the caller';
 
+-- Calls of GET /auth/me that reached the gateway together (httpd/batch.c):
+-- req is [{"req": ..., "ctx": ...}, ...]; each item is exactly a call of
+-- api.auth_me; the results come back in the items' order.  An item's error
+-- fails the batch, and the gateway then makes each call on its own.
+CREATE FUNCTION api.auth_me_batch(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+BEGIN
+	PERFORM paas.check_batch(req);
+	RETURN (SELECT jsonb_agg(api.auth_me(t.e -> 'req', t.e -> 'ctx') ORDER BY t.n)
+			  FROM jsonb_array_elements(req) WITH ORDINALITY AS t (e, n));
+END
+$$;
+COMMENT ON FUNCTION api.auth_me_batch(jsonb, jsonb) IS
+	'GET /auth/me calls received together, answered in one call; results in order (the gateway''s batching)';
+
 CREATE FUNCTION api.auth_profile(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
 	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
@@ -908,7 +925,7 @@ DECLARE
 BEGIN
 	FOREACH f IN ARRAY ARRAY[
 		'api.auth_register(jsonb, jsonb)', 'api.auth_login(jsonb, jsonb)',
-		'api.auth_refresh(jsonb, jsonb)', 'api.auth_me(jsonb, jsonb)',
+		'api.auth_refresh(jsonb, jsonb)', 'api.auth_me(jsonb, jsonb)', 'api.auth_me_batch(jsonb, jsonb)',
 		'api.auth_profile(jsonb, jsonb)', 'api.auth_profile_update(jsonb, jsonb)',
 		'api.auth_change_password(jsonb, jsonb)', 'api.auth_logout(jsonb, jsonb)',
 		'api.auth_delete_account(jsonb, jsonb)', 'api.users_list(jsonb, jsonb)',

@@ -1004,9 +1004,7 @@ DECLARE
 	out jsonb[];
 	i record;
 BEGIN
-	IF jsonb_typeof(req) IS DISTINCT FROM 'array' OR jsonb_array_length(req) > 1000 THEN
-		PERFORM paas.raise_if_invalid(paas.add_err('[]', 'body', 'a batch is an array of at most 1000 calls'));
-	END IF;
+	PERFORM paas.check_batch(req);
 	out := array_fill(NULL::jsonb, ARRAY[jsonb_array_length(req)]);
 	FOR i IN SELECT t.n, t.e FROM jsonb_array_elements(req) WITH ORDINALITY AS t (e, n)
 			  ORDER BY t.e #>> '{ctx,nodeToken}', t.n LOOP

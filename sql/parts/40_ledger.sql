@@ -413,6 +413,21 @@ $$;
 COMMENT ON FUNCTION api.billing_balance(jsonb, jsonb) IS
 	'GET /billing/balance: the caller''s wallet balance in IDR';
 
+-- Calls of GET /billing/balance that reached the gateway together (see
+-- api.auth_me_batch).
+CREATE FUNCTION api.billing_balance_batch(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+BEGIN
+	PERFORM paas.check_batch(req);
+	RETURN (SELECT jsonb_agg(api.billing_balance(t.e -> 'req', t.e -> 'ctx') ORDER BY t.n)
+			  FROM jsonb_array_elements(req) WITH ORDINALITY AS t (e, n));
+END
+$$;
+COMMENT ON FUNCTION api.billing_balance_batch(jsonb, jsonb) IS
+	'GET /billing/balance calls received together, answered in one call; results in order (the gateway''s batching)';
+
 ------------------------------------------------------------------------------
 -- api: admin billing (/admin/billing)
 ------------------------------------------------------------------------------
@@ -768,7 +783,8 @@ DECLARE
 	f text;
 BEGIN
 	FOREACH f IN ARRAY ARRAY[
-		'api.billing_balance(jsonb, jsonb)', 'api.admin_billing_overview(jsonb, jsonb)',
+		'api.billing_balance(jsonb, jsonb)', 'api.billing_balance_batch(jsonb, jsonb)',
+		'api.admin_billing_overview(jsonb, jsonb)',
 		'api.admin_billing_ledger(jsonb, jsonb)', 'api.admin_billing_user_ledger(jsonb, jsonb)',
 		'api.admin_billing_adjust(jsonb, jsonb)']
 	LOOP

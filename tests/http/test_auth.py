@@ -290,3 +290,39 @@ def test_a_remembered_token_still_expires(api, user):
     time.sleep(max(0.0, now + 2.2 - time.time()))
     body = check_envelope(api.get("/api/v1/auth/me", token=short), 401)
     assert body["message"] == "Token expired"
+
+
+def test_concurrent_calls_share_round_trips_and_keep_their_own_answers(api):
+    """GET /auth/me calls arriving together are answered in batches
+    (httpd/batch.c); a revoked session among them fails its batch and every
+    call of it is answered on its own, so each client gets its own answer."""
+    import threading
+    users = [register(api) for _ in range(6)]
+    gone = register(api)
+    check_envelope(Api(gone["access"]).post("/api/v1/auth/logout", {}), 200)
+    calls = [(u["access"], 200, u["id"]) for u in users for _ in range(5)] + [(gone["access"], 401, None)] * 4
+    text = Api().get("/api/v1/metrics").text
+    before = int(next(line.split()[1] for line in text.splitlines() if line.startswith("paas_batches_total ")))
+    barrier = threading.Barrier(len(calls))
+    results = [None] * len(calls)
+
+    def go(i):
+        a = Api(calls[i][0])
+        barrier.wait()
+        results[i] = a.get("/api/v1/auth/me")
+        a.s.close()
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (tok, want, uid), r in zip(calls, results):
+        body = check_envelope(r, want)
+        if want == 200:
+            assert body["data"]["user"]["id"] == uid
+        else:
+            assert body["message"] == "Session has been revoked"
+    text = Api().get("/api/v1/metrics").text
+    after = int(next(line.split()[1] for line in text.splitlines() if line.startswith("paas_batches_total ")))
+    assert after > before

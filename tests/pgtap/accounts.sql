@@ -1,7 +1,7 @@
 -- accounts: api.auth_* and api.users_* called as the gateway would, every
 -- error SQLSTATE, token rotation and reuse, identity checks.
 BEGIN;
-SELECT plan(59);
+SELECT plan(62);
 
 -- Fixtures: a user and an admin created through the api.
 CREATE TEMP TABLE t (k text PRIMARY KEY, v jsonb);
@@ -62,6 +62,15 @@ SELECT throws_ok($$SELECT api.auth_login('{"email": 7}')$$, 'PT400', 'Validation
 -- me / profile
 SELECT is(api.auth_me('{}', pg_temp.uctx()) #>> '{user,id}', pg_temp.v('reg', '{user,id}'), 'me');
 SELECT throws_ok($$SELECT api.auth_me('{}', '{}')$$, 'PT401', 'Access token required', 'me needs an identity');
+SELECT is(api.auth_me_batch(jsonb_build_array(jsonb_build_object('req', '{}'::jsonb, 'ctx', pg_temp.uctx()),
+											  jsonb_build_object('req', '{}'::jsonb, 'ctx', pg_temp.uctx()))),
+	jsonb_build_array(api.auth_me('{}', pg_temp.uctx()), api.auth_me('{}', pg_temp.uctx())),
+	'a batch of /auth/me calls answers each as a single call, in order');
+SELECT throws_ok($$SELECT api.auth_me_batch(jsonb_build_array(jsonb_build_object('req', '{}'::jsonb, 'ctx', pg_temp.uctx()),
+															  jsonb_build_object('req', '{}'::jsonb, 'ctx', '{}'::jsonb)))$$,
+	'PT401', 'Access token required', 'an item''s refusal fails the batch');
+SELECT throws_ok($$SELECT api.auth_me_batch((SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 1001)))$$,
+	'PT400', 'Validation failed', 'a batch holds at most 1000 calls');
 SELECT throws_ok($$SELECT api.auth_me('{}', '{"userId": "00000000-0000-0000-0000-000000000000"}')$$,
 	'PT401', 'Invalid token - user not found', 'unknown user');
 SELECT throws_ok(format($$SELECT api.auth_me('{}', '{"userId": "%s", "sid": "00000000-0000-0000-0000-000000000000"}')$$,

@@ -3,7 +3,7 @@
 -- the invariants view, append-only tables, the admin billing api, and every
 -- error SQLSTATE.
 BEGIN;
-SELECT plan(117);
+SELECT plan(118);
 
 -- Fixtures: three users with wallets, a plain user and an admin session.
 CREATE TEMP TABLE acc (name text PRIMARY KEY, id bigint, uid uuid);
@@ -283,6 +283,8 @@ SELECT ok(has_table_privilege('paas_bi', 'reporting.ledger_check', 'SELECT')
 SELECT is(api.billing_balance('{}', pg_temp.uctx('a')) -> 'balance', '9700'::jsonb, 'billing_balance answers the wallet');
 SELECT is(api.billing_balance('{}', pg_temp.uctx('a')) ->> 'currency', 'IDR', 'in IDR');
 SELECT throws_ok($$SELECT api.billing_balance('{}', '{}')$$, 'PT401', NULL, 'billing_balance needs a user');
+SELECT is(api.billing_balance_batch(jsonb_build_array(jsonb_build_object('req', '{}'::jsonb, 'ctx', pg_temp.uctx('a')))),
+	jsonb_build_array(api.billing_balance('{}', pg_temp.uctx('a'))), 'a batch of balance calls answers each as a single call');
 
 -- api: admin adjustments
 SELECT throws_ok($$SELECT api.admin_billing_adjust(jsonb_build_object('userId', pg_temp.u('a'), 'amount', 5, 'reason', 'nope'), pg_temp.uctx('b'))$$,
