@@ -8,7 +8,7 @@
 #   make bench      throughput figures (wrk + pgbench), see docs/performance.md
 
 EXTENSION   = paas
-EXTVERSION  = 0.1.0
+EXTVERSION  = 0.2.0
 MODULE_big  = paas
 OBJS        = extension/paas.o \
               extension/fsm.o \
@@ -23,9 +23,12 @@ OBJS        = extension/paas.o \
 
 # The install script is assembled from one file per business area, in name
 # order, so that each area's SQL sits next to its peers and never in one
-# monolith.  Released versions are frozen; upgrades go to paas--A--B.sql.
+# monolith.  Released versions are frozen in sql/versions/ (paas--X.sql)
+# with their upgrade scripts (paas--X--Y.sql); tests/upgrade/check.sh proves
+# that each one, updated, equals a fresh install.
 SQL_PARTS   = $(sort $(wildcard sql/parts/*.sql))
 DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
+DATA        = $(wildcard sql/versions/*.sql)
 
 PG_CONFIG  ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/extension
@@ -34,6 +37,10 @@ EXTRA_CLEAN = $(DATA_built) httpd/paas-httpd httpd/paas-httpd-asan agent/paas-ag
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# every object includes paas.h (and the status machines fsm.h): rebuild
+# them when a header changes
+$(OBJS): extension/paas.h extension/fsm.h
 
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@

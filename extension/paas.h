@@ -19,7 +19,7 @@
 #include "port/atomics.h"
 #include "storage/spin.h"
 
-#define PAAS_VERSION "0.1.0"
+#define PAAS_VERSION "0.2.0"
 
 #define ERRCODE_PAAS_VALIDATION		MAKE_SQLSTATE('P','T','4','0','0')
 #define ERRCODE_PAAS_AUTH			MAKE_SQLSTATE('P','T','4','0','1')

@@ -113,7 +113,7 @@ openapi_document(void)
 	doc = json_pack(
 	    "{s:s, s:{s:s, s:s, s:s}, s:o, s:{s:{s:{s:s, s:s, s:s}, s:{s:s, s:s}}, s:{s:{s:s, s:[s,s,s,s,s]}, s:{s:s, s:[s,s,s,s,s]}}}}",
 	    "openapi", "3.1.0",
-	    "info", "title", "paas API", "version", "0.1.0", "description",
+	    "info", "title", "paas API", "version", "0.2.0", "description",
 	    "Platform-as-a-service backend: accounts, catalog, credit billing, subscriptions, worker nodes.",
 	    "paths", paths,
 	    "components",

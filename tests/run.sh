@@ -72,6 +72,9 @@ chmod -R a+rX "$TMP/tree"
 (cd "$TMP/tree/tests/pgtap" && as_pg pg_prove --ext .sql -h "$PAAS_PGSOCK" -p "$PAAS_PGPORT" -d "$PAAS_DB" \
 	$(cd "$TMP/tree/tests/pgtap" && ls *.sql | sort))
 
+echo "== extension upgrades"
+bash tests/upgrade/check.sh
+
 echo "== HTTP (ASan/UBSan httpd)"
 export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0
 export LSAN_OPTIONS=suppressions=$STACK_ROOT/tests/lsan.supp:print_suppressions=0

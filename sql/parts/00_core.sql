@@ -1,4 +1,4 @@
--- paas 0.1.0 -- core: schemas, roles, helpers, the job registry, status.
+-- paas 0.2.0 -- core: schemas, roles, helpers, the job registry, status.
 --
 -- Schemas
 --   paas       private tables and internal functions (no rights for anyone

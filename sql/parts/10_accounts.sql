@@ -1,4 +1,4 @@
--- paas 0.1.0 -- accounts: users, sessions with rotating refresh tokens,
+-- paas 0.2.0 -- accounts: users, sessions with rotating refresh tokens,
 -- the caller-identity helpers every area uses, and the admin user API.
 --
 -- Identity.  Each api function takes (req jsonb, ctx jsonb).  httpd fills

@@ -1,4 +1,4 @@
--- paas 0.1.0 -- the background worker's jobs, for administrators over HTTP
+-- paas 0.2.0 -- the background worker's jobs, for administrators over HTTP
 -- (DBAs read paas.job and paas.job_run directly).
 
 CREATE FUNCTION paas.job_run_json(r paas.job_run) RETURNS jsonb

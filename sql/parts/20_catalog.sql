@@ -1,4 +1,4 @@
--- paas 0.1.0 -- catalog: the services customers can subscribe to (/services).
+-- paas 0.2.0 -- catalog: the services customers can subscribe to (/services).
 --
 -- A service is identified by a uuid id and by its slug "name" (lowercase,
 -- [a-z0-9-], 2-50 characters).  "admin" and "categories" are reserved:

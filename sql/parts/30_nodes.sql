@@ -1,4 +1,4 @@
--- paas 0.1.0 -- worker nodes: registry, join tokens and node tokens,
+-- paas 0.2.0 -- worker nodes: registry, join tokens and node tokens,
 -- heartbeats, the status machine (C) and the health monitor job.
 --
 -- Rules a reader must know.

@@ -1,4 +1,4 @@
--- paas 0.1.0 -- ledger: double-entry accounts, entries and postings of IDR
+-- paas 0.2.0 -- ledger: double-entry accounts, entries and postings of IDR
 -- amounts, the C posting function, balances, admin billing, BI views.
 --
 -- Model.  An account is either a user's wallet (one per user, created on

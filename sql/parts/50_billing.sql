@@ -1,4 +1,4 @@
--- paas 0.1.0 -- billing: Midtrans top-ups, signed notifications, invoices,
+-- paas 0.2.0 -- billing: Midtrans top-ups, signed notifications, invoices,
 -- the user's transaction feed, dashboards, reconciliation.
 --
 -- Money moves only through the ledger (40_ledger.sql): paas.ledger_post()

@@ -1,4 +1,4 @@
--- paas 0.1.0 -- subscriptions paid from the wallet, renewed by pg_cron.
+-- paas 0.2.0 -- subscriptions paid from the wallet, renewed by pg_cron.
 --
 -- Rules a reader must know.
 --   * Status changes go through paas.subscription_transition(status, event),

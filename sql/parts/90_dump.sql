@@ -1,4 +1,4 @@
--- paas 0.1.0 -- what pg_dump keeps.
+-- paas 0.2.0 -- what pg_dump keeps.
 --
 -- pg_dump skips the rows of an extension's tables unless the table is
 -- registered with pg_extension_config_dump.  Every table of schema paas is

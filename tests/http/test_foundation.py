@@ -11,7 +11,7 @@ from conftest import BASE, Api, check_envelope, wait_until
 def test_status_envelope(api):
     body = check_envelope(api.get("/api/v1/status"), 200)
     assert body["data"]["service"] == "paas"
-    assert body["data"]["version"] == "0.1.0"
+    assert body["data"]["version"] == "0.2.0"
     assert body["data"]["cron"] is True
     assert "worker" in body["data"]
 
