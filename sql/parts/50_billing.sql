@@ -27,8 +27,13 @@
 -- Every notification is recorded in paas.midtrans_notifications (signature
 -- included, never the key), bad ones too (committed refusal).  Status rules
 -- (reference/midtrans.md): success always wins over non-success, nothing but
--- a refund or chargeback undoes a success, a duplicate changes nothing.  The
--- top-up row is locked FOR UPDATE first, so concurrent deliveries serialize.
+-- a refund, a chargeback or a reversal undoes a success, a duplicate changes
+-- nothing.  A reversal is a deny or cancel after success (a settlement the
+-- bank takes back; a card capture cancelled before settlement); because a
+-- late notification of an earlier failed attempt looks the same, a webhook
+-- only flags the order and the status API's answer decides (the worker asks
+-- at once).  The top-up row is locked FOR UPDATE first, so concurrent
+-- deliveries serialize.
 --
 -- Invoices are numbered INV-YYYYMM-000123 per UTC month from a counter row
 -- updated in the issuing transaction (gap-free: a rollback returns the
@@ -101,7 +106,10 @@ CREATE TABLE paas.topup_orders (
 	paid_at			timestamptz,
 	last_checked_at timestamptz,		-- last status-API check (reconciliation)
 	check_error		text,
-	created_at		timestamptz NOT NULL DEFAULT now()
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	-- a paid order said deny or cancel (a reversal, or an old attempt's
+	-- notification arriving late): the status API decides, see midtrans_apply
+	verify_requested_at timestamptz
 );
 CREATE INDEX topup_orders_topup_idx ON paas.topup_orders (topup_id);
 CREATE INDEX topup_orders_pending_idx ON paas.topup_orders (created_at) WHERE status = 'PENDING';
@@ -113,7 +121,7 @@ CREATE TABLE paas.topup_reversals (
 	order_id		text NOT NULL REFERENCES paas.topup_orders (order_id),
 	topup_id		uuid NOT NULL REFERENCES paas.topups (id),
 	user_id			uuid NOT NULL REFERENCES paas.users (id),
-	kind			text NOT NULL CHECK (kind IN ('REFUND', 'CHARGEBACK')),
+	kind			text NOT NULL CHECK (kind IN ('REFUND', 'CHARGEBACK', 'REVERSAL')),
 	amount			bigint NOT NULL CHECK (amount > 0),
 	status			text NOT NULL CHECK (status IN ('SUCCESS', 'BLOCKED')),
 	entry			jsonb,				-- {entryId, balanceBefore, balanceAfter}
@@ -121,7 +129,7 @@ CREATE TABLE paas.topup_reversals (
 );
 CREATE INDEX topup_reversals_user_idx ON paas.topup_reversals (user_id, created_at DESC);
 COMMENT ON TABLE paas.topup_reversals IS
-	'refunds and chargebacks of paid orders; BLOCKED when the wallet could not cover them';
+	'refunds, chargebacks and reversals (deny / cancel after success) of paid orders; BLOCKED when the wallet could not cover them';
 
 CREATE TABLE paas.midtrans_notifications (
 	id				bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -894,9 +902,9 @@ COMMENT ON FUNCTION paas.topup_reverse_order(paas.topups, paas.topup_orders, big
 
 -- Applies one Midtrans status (a verified notification, or a status-API
 -- answer) to its order.  Returns {orderId, status, outcome}; outcome is one
--- of credited, duplicate, pending, failed, ignored_after_success, reversed,
--- reversal_blocked, unknown_order, amount_mismatch, inconsistent_status,
--- ignored.
+-- of credited, duplicate, pending, failed, ignored_after_success,
+-- verifying_reversal, reversed, reversal_blocked, unknown_order,
+-- amount_mismatch, inconsistent_status, ignored.
 CREATE FUNCTION paas.midtrans_apply(n jsonb, source text) RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = paas, pg_catalog, public, pg_temp
@@ -983,7 +991,16 @@ BEGIN
 			 WHERE id = t.id AND status = 'PENDING';
 		END IF;
 	ELSIF action = 'failed' THEN
-		IF o.credited > 0 THEN
+		IF o.credited > 0 AND (st IN ('deny', 'cancel') OR fraud = 'deny') THEN
+			IF source = 'webhook' THEN
+				-- a reversal, or an old attempt's late notification: the
+				-- status API decides (the worker claims flagged orders at once)
+				outcome := 'verifying_reversal';
+				UPDATE paas.topup_orders SET verify_requested_at = now() WHERE order_id = o.order_id;
+			ELSE
+				outcome := paas.topup_reverse_order(t, o, o.credited, 'REVERSAL');
+			END IF;
+		ELSIF o.credited > 0 THEN
 			outcome := 'ignored_after_success';
 		ELSE
 			outcome := 'failed';
@@ -1053,9 +1070,11 @@ COMMENT ON FUNCTION api.billing_webhook_midtrans(jsonb, jsonb) IS
 -- reconciliation (bgworker/reconcile.c) and expiry
 ------------------------------------------------------------------------------
 
--- Claims up to "n" pending orders of pending top-ups whose last check (or
--- creation) is older than "age"; marks them checked so that a concurrent
--- pass skips them.  Called in its own short transaction.
+-- Claims up to "n" orders for a status-API check: pending orders of pending
+-- top-ups whose last check (or creation) is older than "age", and orders
+-- flagged for a reversal check (at once, then every "age" until answered);
+-- marks them checked so that a concurrent pass skips them.  Called in its
+-- own short transaction.
 CREATE FUNCTION paas.billing_reconcile_claim(age interval, n integer) RETURNS SETOF text
 	LANGUAGE sql VOLATILE
 	SET search_path = paas, pg_catalog, public, pg_temp
@@ -1064,16 +1083,19 @@ CREATE FUNCTION paas.billing_reconcile_claim(age interval, n integer) RETURNS SE
 		 WHERE o.order_id IN (
 			SELECT o2.order_id FROM paas.topup_orders o2
 			  JOIN paas.topups t ON t.id = o2.topup_id
-			 WHERE o2.status = 'PENDING' AND t.status = 'PENDING'
-			   AND o2.snap_requested_at IS NOT NULL
-			   AND coalesce(o2.last_checked_at, o2.created_at) < now() - age
-			 ORDER BY coalesce(o2.last_checked_at, o2.created_at)
+			 WHERE (o2.status = 'PENDING' AND t.status = 'PENDING'
+					AND o2.snap_requested_at IS NOT NULL
+					AND coalesce(o2.last_checked_at, o2.created_at) < now() - age)
+				OR (o2.verify_requested_at IS NOT NULL
+					AND (o2.last_checked_at IS NULL OR o2.last_checked_at < o2.verify_requested_at
+						 OR o2.last_checked_at < now() - age))
+			 ORDER BY o2.verify_requested_at IS NULL, coalesce(o2.last_checked_at, o2.created_at)
 			 LIMIT n
 			 FOR UPDATE OF o2 SKIP LOCKED)
 		RETURNING o.order_id;
 	END;
 COMMENT ON FUNCTION paas.billing_reconcile_claim(interval, integer) IS
-	'pending orders due for a status-API check, marked as checked';
+	'orders due for a status-API check (pending ones, and paid ones flagged for a reversal), marked as checked';
 
 -- Applies one status-API answer (HTTP status, body text; http_status 0 =
 -- transport failure).  Never raises: failures are recorded on the order.
@@ -1112,6 +1134,9 @@ BEGIN
 	END IF;
 	BEGIN
 		res := paas.midtrans_apply(j, 'reconcile');
+		-- the answer was applied: a reversal check is settled either way
+		UPDATE paas.topup_orders o SET verify_requested_at = NULL, check_error = NULL
+		 WHERE o.order_id = billing_reconcile_apply.order_id AND o.verify_requested_at IS NOT NULL;
 	EXCEPTION WHEN OTHERS THEN
 		GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
 		UPDATE paas.topup_orders o SET check_error = left(err, 500)
@@ -1221,7 +1246,7 @@ CREATE FUNCTION paas.billing_feed(uid uuid)
 		  FROM paas.ledger_accounts a
 		  JOIN paas.ledger_postings p ON p.account_id = a.id
 		  JOIN paas.ledger_entries e ON e.id = p.entry_id
-		 WHERE a.user_id = uid AND e.kind NOT IN ('topup', 'topup_refund', 'topup_chargeback');
+		 WHERE a.user_id = uid AND e.kind NOT IN ('topup', 'topup_refund', 'topup_chargeback', 'topup_reversal');
 	END;
 COMMENT ON FUNCTION paas.billing_feed(uuid) IS 'every money movement of a user (unordered)';
 

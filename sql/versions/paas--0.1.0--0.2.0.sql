@@ -697,3 +697,275 @@ $function$
 ;
 COMMENT ON FUNCTION api.run_renewals() IS 'renews every due subscription (pg_cron job paas-renewals; DBAs): charges, grace, suspension, expiry of cancelled periods; one run at a time, rows locked FOR UPDATE SKIP LOCKED, each period charged once; shards run in parallel in paas.renewal_workers background workers; returns {examined, batches, passes, renewed, charged, toGrace, suspended, expired, shards, inGrace, ms}';
 
+
+-- Billing: a deny or cancel after success is a reversal once the status API
+-- confirms it (paas.midtrans_apply); the webhook only flags the order.
+ALTER TABLE paas.topup_orders ADD COLUMN verify_requested_at timestamptz;
+ALTER TABLE paas.topup_reversals
+	DROP CONSTRAINT topup_reversals_kind_check,
+	ADD CONSTRAINT topup_reversals_kind_check CHECK (kind IN ('REFUND', 'CHARGEBACK', 'REVERSAL'));
+COMMENT ON TABLE paas.topup_reversals IS
+	'refunds, chargebacks and reversals (deny / cancel after success) of paid orders; BLOCKED when the wallet could not cover them';
+
+CREATE OR REPLACE FUNCTION paas.midtrans_apply(n jsonb, source text)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO 'paas', 'pg_catalog', 'public', 'pg_temp'
+AS $function$
+DECLARE
+	t paas.topups;
+	o paas.topup_orders;
+	st text := n ->> 'transaction_status';
+	fraud text := coalesce(n ->> 'fraud_status', 'accept');
+	action text;
+	outcome text;
+	refund numeric;
+BEGIN
+	SELECT t1.* INTO t FROM paas.topups t1
+	  JOIN paas.topup_orders o1 ON o1.topup_id = t1.id
+	 WHERE o1.order_id = n ->> 'order_id'
+	   FOR UPDATE OF t1;
+	IF NOT FOUND THEN
+		PERFORM paas.midtrans_log(n, source, true, 'unknown_order');
+		RETURN jsonb_build_object('orderId', n ->> 'order_id', 'status', NULL, 'outcome', 'unknown_order');
+	END IF;
+	SELECT * INTO o FROM paas.topup_orders WHERE order_id = n ->> 'order_id';
+
+	IF coalesce(n ->> 'currency', 'IDR') <> t.currency
+	   OR coalesce(n ->> 'gross_amount', '') !~ '^[0-9]{1,15}(\.[0-9]{1,2})?$'
+	   OR (n ->> 'gross_amount')::numeric <> t.amount THEN
+		PERFORM paas.midtrans_log(n, source, true, 'amount_mismatch');
+		RETURN jsonb_build_object('orderId', o.order_id, 'status', t.status, 'outcome', 'amount_mismatch');
+	END IF;
+
+	action := CASE
+		WHEN st = 'settlement' AND fraud = 'accept' THEN 'success'
+		WHEN st = 'capture' AND fraud = 'accept' THEN 'success'
+		WHEN st IN ('settlement', 'capture') AND fraud = 'challenge' THEN 'pending'
+		WHEN st IN ('settlement', 'capture') THEN 'failed'
+		WHEN st IN ('pending', 'authorize') THEN 'pending'
+		WHEN st IN ('deny', 'cancel', 'expire', 'failure') THEN 'failed'
+		WHEN st IN ('refund', 'chargeback', 'partial_refund', 'partial_chargeback') THEN 'reverse'
+		ELSE 'ignored' END;
+
+	-- The signature covers order_id, status_code and gross_amount but not
+	-- transaction_status: money moves only when status_code agrees (200),
+	-- so a signed "pending" (201) relabelled "settlement" moves nothing.
+	IF action IN ('success', 'reverse') AND n ->> 'status_code' IS DISTINCT FROM '200' THEN
+		PERFORM paas.midtrans_log(n, source, CASE WHEN source = 'webhook' THEN true END,
+								  'inconsistent_status');
+		RETURN jsonb_build_object('orderId', o.order_id, 'status', t.status,
+								  'outcome', 'inconsistent_status');
+	END IF;
+
+	IF action IN ('success', 'reverse') AND o.credited = 0 THEN
+		-- a refund implies a payment: credit first, so that a settlement
+		-- arriving after its refund finds nothing left to do
+		PERFORM paas.topup_credit_order(t, o, n);
+		SELECT * INTO o FROM paas.topup_orders WHERE order_id = o.order_id;
+		SELECT * INTO t FROM paas.topups WHERE id = t.id;
+		outcome := 'credited';
+	ELSIF action = 'success' THEN
+		outcome := 'duplicate';
+	END IF;
+
+	IF action = 'reverse' THEN
+		IF st LIKE 'partial_%' THEN
+			IF coalesce(n ->> 'refund_amount', '') !~ '^[0-9]{1,15}(\.[0-9]{1,2})?$' THEN
+				outcome := 'ignored';
+			ELSE
+				refund := floor((n ->> 'refund_amount')::numeric);
+				outcome := paas.topup_reverse_order(t, o, refund::bigint,
+					CASE WHEN st LIKE '%chargeback' THEN 'CHARGEBACK' ELSE 'REFUND' END);
+			END IF;
+		ELSE
+			outcome := paas.topup_reverse_order(t, o, o.credited,
+				CASE WHEN st = 'chargeback' THEN 'CHARGEBACK' ELSE 'REFUND' END);
+		END IF;
+	ELSIF action = 'pending' THEN
+		outcome := CASE WHEN o.credited > 0 THEN 'ignored_after_success' ELSE 'pending' END;
+		IF o.credited = 0 THEN
+			UPDATE paas.topup_orders SET gateway_status = st,
+				   payment_type = coalesce(n ->> 'payment_type', payment_type),
+				   gateway_transaction_id = coalesce(n ->> 'transaction_id', gateway_transaction_id)
+			 WHERE order_id = o.order_id;
+			UPDATE paas.topups SET gateway_status = st, updated_at = now(),
+				   payment_type = coalesce(n ->> 'payment_type', payment_type)
+			 WHERE id = t.id AND status = 'PENDING';
+		END IF;
+	ELSIF action = 'failed' THEN
+		IF o.credited > 0 AND (st IN ('deny', 'cancel') OR fraud = 'deny') THEN
+			IF source = 'webhook' THEN
+				-- a reversal, or an old attempt's late notification: the
+				-- status API decides (the worker claims flagged orders at once)
+				outcome := 'verifying_reversal';
+				UPDATE paas.topup_orders SET verify_requested_at = now() WHERE order_id = o.order_id;
+			ELSE
+				outcome := paas.topup_reverse_order(t, o, o.credited, 'REVERSAL');
+			END IF;
+		ELSIF o.credited > 0 THEN
+			outcome := 'ignored_after_success';
+		ELSE
+			outcome := 'failed';
+			UPDATE paas.topup_orders SET status = 'FAILED', gateway_status = st
+			 WHERE order_id = o.order_id;
+			-- only the current order decides a pending top-up's fate; an
+			-- older link failing does not end a top-up with a newer link
+			IF t.status = 'PENDING' AND t.order_id = o.order_id THEN
+				UPDATE paas.topups
+				   SET status = CASE st WHEN 'expire' THEN 'EXPIRED' WHEN 'cancel' THEN 'CANCELLED'
+									   ELSE 'FAILED' END,
+					   gateway_status = st, updated_at = now()
+				 WHERE id = t.id;
+			END IF;
+		END IF;
+	ELSIF action = 'ignored' THEN
+		outcome := 'ignored';
+	END IF;
+
+	PERFORM paas.midtrans_log(n, source, CASE WHEN source = 'webhook' THEN true END, outcome);
+	SELECT * INTO t FROM paas.topups WHERE id = t.id;
+	RETURN jsonb_build_object('orderId', o.order_id, 'status', t.status, 'outcome', outcome);
+END
+$function$
+;
+COMMENT ON FUNCTION paas.midtrans_apply(jsonb,text) IS 'applies a Midtrans status to its order exactly once; caller verified its origin';
+
+CREATE OR REPLACE FUNCTION paas.billing_reconcile_claim(age interval, n integer) RETURNS SETOF text
+	LANGUAGE sql VOLATILE
+	SET search_path = paas, pg_catalog, public, pg_temp
+	BEGIN ATOMIC
+		UPDATE paas.topup_orders o SET last_checked_at = now()
+		 WHERE o.order_id IN (
+			SELECT o2.order_id FROM paas.topup_orders o2
+			  JOIN paas.topups t ON t.id = o2.topup_id
+			 WHERE (o2.status = 'PENDING' AND t.status = 'PENDING'
+					AND o2.snap_requested_at IS NOT NULL
+					AND coalesce(o2.last_checked_at, o2.created_at) < now() - age)
+				OR (o2.verify_requested_at IS NOT NULL
+					AND (o2.last_checked_at IS NULL OR o2.last_checked_at < o2.verify_requested_at
+						 OR o2.last_checked_at < now() - age))
+			 ORDER BY o2.verify_requested_at IS NULL, coalesce(o2.last_checked_at, o2.created_at)
+			 LIMIT n
+			 FOR UPDATE OF o2 SKIP LOCKED)
+		RETURNING o.order_id;
+	END;
+COMMENT ON FUNCTION paas.billing_reconcile_claim(interval, integer) IS
+	'orders due for a status-API check (pending ones, and paid ones flagged for a reversal), marked as checked';
+
+CREATE OR REPLACE FUNCTION paas.billing_reconcile_apply(order_id text, http_status integer, body text)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO 'paas', 'pg_catalog', 'public', 'pg_temp'
+AS $function$
+DECLARE
+	j jsonb;
+	code int;
+	res jsonb;
+	err text;
+BEGIN
+	BEGIN
+		j := body::jsonb;
+	EXCEPTION WHEN OTHERS THEN
+		j := NULL;
+	END;
+	code := CASE WHEN j ->> 'status_code' ~ '^[0-9]{3}$' THEN (j ->> 'status_code')::int END;
+	IF http_status = 0 OR http_status >= 400 OR j IS NULL OR jsonb_typeof(j) <> 'object'
+	   OR (code >= 400 AND code NOT IN (404, 407)) THEN
+		UPDATE paas.topup_orders o
+		   SET check_error = format('status API: HTTP %s %s', http_status, left(coalesce(j ->> 'status_message', ''), 200))
+		 WHERE o.order_id = billing_reconcile_apply.order_id;
+		RETURN jsonb_build_object('orderId', order_id, 'outcome', 'error');
+	END IF;
+	IF code = 404 THEN
+		-- Snap: no payment method chosen yet; the expiry job ends it at 24 h
+		UPDATE paas.topup_orders o SET check_error = NULL
+		 WHERE o.order_id = billing_reconcile_apply.order_id;
+		RETURN jsonb_build_object('orderId', order_id, 'outcome', 'not_attempted');
+	END IF;
+	IF j ->> 'order_id' IS DISTINCT FROM order_id THEN
+		RETURN jsonb_build_object('orderId', order_id, 'outcome', 'error');
+	END IF;
+	BEGIN
+		res := paas.midtrans_apply(j, 'reconcile');
+		-- the answer was applied: a reversal check is settled either way
+		UPDATE paas.topup_orders o SET verify_requested_at = NULL, check_error = NULL
+		 WHERE o.order_id = billing_reconcile_apply.order_id AND o.verify_requested_at IS NOT NULL;
+	EXCEPTION WHEN OTHERS THEN
+		GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+		UPDATE paas.topup_orders o SET check_error = left(err, 500)
+		 WHERE o.order_id = billing_reconcile_apply.order_id;
+		RETURN jsonb_build_object('orderId', order_id, 'outcome', 'error');
+	END;
+	RETURN res;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.billing_reconcile_apply(text,integer,text) IS 'applies a status-API answer for an order; records failures instead of raising';
+
+CREATE OR REPLACE FUNCTION paas.billing_feed(uid uuid)
+	RETURNS TABLE (id text, created_at timestamptz, type text, status text, amount bigint,
+				   direction text, description text, balance_before bigint, balance_after bigint,
+				   reference text, reference_type text, payment_method text,
+				   payment_gateway text, invoice jsonb, topup_id uuid)
+	LANGUAGE sql STABLE
+	SET search_path = paas, pg_catalog, public, pg_temp
+	BEGIN ATOMIC
+		SELECT t.id::text, t.created_at, 'TOPUP',
+			   CASE t.status WHEN 'PAID' THEN 'SUCCESS' ELSE t.status END,
+			   t.amount, 'CREDIT', 'Account top-up via payment gateway',
+			   (o.credit_entry ->> 'balanceBefore')::bigint, (o.credit_entry ->> 'balanceAfter')::bigint,
+			   t.id::text, 'TOP_UP_TRANSACTION', t.payment_type, 'MIDTRANS',
+			   (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
+				  FROM paas.invoices i WHERE i.topup_id = t.id AND i.kind = 'TOPUP'
+				 ORDER BY i.issued_at LIMIT 1),
+			   t.id
+		  FROM paas.topups t
+		  LEFT JOIN LATERAL (SELECT x.credit_entry FROM paas.topup_orders x
+							  WHERE x.topup_id = t.id AND x.credit_entry IS NOT NULL
+							  ORDER BY x.paid_at LIMIT 1) o ON true
+		 WHERE t.user_id = uid
+		UNION ALL
+		-- a second paid order of one top-up (two of its links were paid)
+		SELECT o.order_id, o.paid_at, 'TOPUP', 'SUCCESS', o.credited, 'CREDIT',
+			   'Additional payment of top-up ' || t.id,
+			   (o.credit_entry ->> 'balanceBefore')::bigint, (o.credit_entry ->> 'balanceAfter')::bigint,
+			   t.id::text, 'TOP_UP_TRANSACTION', o.payment_type, 'MIDTRANS',
+			   (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
+				  FROM paas.invoices i WHERE i.id = o.invoice_id),
+			   t.id
+		  FROM paas.topup_orders o
+		  JOIN paas.topups t ON t.id = o.topup_id
+		 WHERE t.user_id = uid AND o.credited > 0
+		   AND o.order_id <> (SELECT x.order_id FROM paas.topup_orders x
+							   WHERE x.topup_id = t.id AND x.credit_entry IS NOT NULL
+							   ORDER BY x.paid_at LIMIT 1)
+		UNION ALL
+		SELECT r.id::text, r.created_at, 'REFUND',
+			   CASE r.status WHEN 'SUCCESS' THEN 'SUCCESS' ELSE 'PENDING' END,
+			   r.amount, 'DEBIT', initcap(lower(r.kind)) || ' of top-up ' || r.order_id,
+			   (r.entry ->> 'balanceBefore')::bigint, (r.entry ->> 'balanceAfter')::bigint,
+			   r.topup_id::text, 'TOP_UP_TRANSACTION', NULL, 'MIDTRANS', NULL, r.topup_id
+		  FROM paas.topup_reversals r
+		 WHERE r.user_id = uid
+		UNION ALL
+		-- every other movement of the wallet: charges, adjustments, reversals
+		SELECT e.id::text, e.created_at,
+			   CASE WHEN e.kind = 'adjustment' THEN 'ADJUSTMENT'
+					WHEN e.kind = 'reversal' OR e.kind LIKE '%refund%' THEN 'REFUND'
+					ELSE 'SERVICE_PURCHASE' END,
+			   'SUCCESS', abs(p.amount), CASE WHEN p.amount > 0 THEN 'CREDIT' ELSE 'DEBIT' END,
+			   coalesce(nullif(e.memo, ''), e.kind), p.balance_before, p.balance_after,
+			   coalesce(e.ref ->> 'subscriptionId', e.ref ->> 'reverses', e.id::text),
+			   upper(e.kind), 'CREDIT_BALANCE', 'BALANCE',
+			   (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
+				  FROM paas.invoices i WHERE i.ref ->> 'entryId' = e.id::text
+				 ORDER BY i.issued_at LIMIT 1),
+			   NULL::uuid
+		  FROM paas.ledger_accounts a
+		  JOIN paas.ledger_postings p ON p.account_id = a.id
+		  JOIN paas.ledger_entries e ON e.id = p.entry_id
+		 WHERE a.user_id = uid AND e.kind NOT IN ('topup', 'topup_refund', 'topup_chargeback', 'topup_reversal');
+	END;
+COMMENT ON FUNCTION paas.billing_feed(uuid) IS 'every money movement of a user (unordered)';
+

@@ -219,6 +219,40 @@ def test_refund_reverses_and_voids_the_invoice():
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
 
 
+def test_deny_after_settlement_is_taken_back_once_the_status_api_confirms():
+    """A settlement the bank reverses arrives as a deny: the webhook only
+    flags the order, the worker asks the status API, and the credit is taken
+    back when Midtrans confirms (reference: "deny after success")."""
+    api = Api(register(Api())["access"])
+    t = topup(api, 30000)
+    pay(t["orderId"], "settlement")
+    assert balance(api) == 30000
+    replies = pay(t["orderId"], "deny")          # Midtrans now says deny, and notifies
+    assert all(r["status"] == 200 for r in replies), replies
+    wait_until(lambda: balance(api) == 0, timeout=30)
+    assert check_envelope(api.get(f"/api/v1/billing/topup/{t['id']}"), 200)["data"]["status"] == "REFUNDED"
+    assert psql("SELECT kind || ' ' || amount FROM paas.topup_reversals WHERE order_id = :'a1'",
+                t["orderId"]) == "REVERSAL 30000"
+    assert psql("SELECT string_agg(outcome, ',' ORDER BY id) FROM paas.midtrans_notifications"
+                " WHERE order_id = :'a1' AND outcome IN ('verifying_reversal', 'reversed')",
+                t["orderId"]) == "verifying_reversal,reversed"
+
+
+def test_a_late_deny_of_an_earlier_attempt_takes_nothing():
+    """The same deny notification, while Midtrans still says settlement (an
+    older attempt's notification delivered late): nothing is taken."""
+    api = Api(register(Api())["access"])
+    t = topup(api, 25000)
+    pay(t["orderId"], "settlement")
+    late = note(t["orderId"], "deny")             # signed, but Midtrans's state stays settlement
+    body = check_envelope(Api().post(WEBHOOK, late), 200)
+    assert body["data"]["outcome"] == "verifying_reversal"
+    wait_until(lambda: psql("SELECT verify_requested_at IS NULL FROM paas.topup_orders WHERE order_id = :'a1'",
+                            t["orderId"]) == "t", timeout=30)
+    assert balance(api) == 25000
+    assert check_envelope(api.get(f"/api/v1/billing/topup/{t['id']}"), 200)["data"]["status"] == "PAID"
+
+
 def test_midtrans_down_answers_502_and_the_topup_stays_retryable(snap_mode):
     api = Api(register(Api())["access"])
     for m in ("error500", "unauthorized", "hang"):

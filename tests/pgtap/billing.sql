@@ -3,7 +3,7 @@
 -- reconciliation answers, expiry, feeds, dashboards.  Needs the cluster's
 -- paas.midtrans_server_key (tests/run.sh sets one).
 BEGIN;
-SELECT plan(136);
+SELECT plan(148);
 
 -- fixtures -------------------------------------------------------------------
 INSERT INTO paas.users (id, email, name, password_hash) VALUES
@@ -236,6 +236,37 @@ SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{$snap,orderI
 SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'r1'), 'settlement', '10000.00')) ->> 'outcome',
 	'duplicate', 'the late settlement changes nothing');
 SELECT is(paas.wallet_balance('00000000-0000-4000-8000-00000000b222'), 5000::bigint, 'net zero for that order');
+
+-- deny after success: the webhook only flags the order, the status API decides
+INSERT INTO pg_temp.v SELECT 'rv1', api.billing_topup('{"amount": 20000}', pg_temp.ctx('other'));
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'rv1'), 'settlement', '20000.00')) ->> 'outcome',
+	'credited', 'a third top-up is paid');
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'rv1'), 'deny', '20000.00')) ->> 'outcome',
+	'verifying_reversal', 'a deny after success is checked with the status API, not applied');
+SELECT is(paas.wallet_balance('00000000-0000-4000-8000-00000000b222'), 25000::bigint, 'nothing is taken on the notification''s word');
+SELECT ok((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'rv1') IN (SELECT paas.billing_reconcile_claim('1 hour', 50)),
+	'the worker claims the flagged order at once');
+SELECT is(paas.billing_reconcile_apply((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'rv1'), 200,
+		pg_temp.note((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'rv1'), 'settlement', '20000.00')::text) ->> 'outcome',
+	'duplicate', 'the status API still says settlement: the deny was an old attempt''s');
+SELECT is((SELECT row(verify_requested_at, credited, reversed)::text FROM paas.topup_orders
+			WHERE order_id = (SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'rv1')),
+	row(NULL::timestamptz, 20000, 0)::text, 'the check is settled and the credit stays');
+SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'rv1'), 'deny', '20000.00')) ->> 'outcome',
+	'verifying_reversal', 'a second deny is checked again');
+SELECT is(paas.billing_reconcile_apply((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'rv1'), 200,
+		pg_temp.note((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'rv1'), 'deny', '20000.00')::text) ->> 'outcome',
+	'reversed', 'the status API says deny: the settlement was reversed, the credit is taken back');
+SELECT is(paas.wallet_balance('00000000-0000-4000-8000-00000000b222'), 5000::bigint, 'the wallet is debited the order''s amount');
+SELECT is((SELECT kind || ' ' || status || ' ' || amount FROM paas.topup_reversals
+			WHERE order_id = (SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'rv1')), 'REVERSAL SUCCESS 20000',
+	'recorded as a reversal');
+SELECT is(paas.billing_reconcile_apply((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'rv1'), 200,
+		pg_temp.note((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'rv1'), 'deny', '20000.00')::text) ->> 'outcome',
+	'duplicate', 'an answer applied twice takes nothing twice');
+SELECT is((SELECT count(*)::int FROM paas.billing_feed('00000000-0000-4000-8000-00000000b222') f
+			WHERE f.direction = 'DEBIT' AND f.description LIKE '%' || (SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'rv1')), 1,
+	'the transaction history shows the reversal once');
 SELECT is_empty($$SELECT * FROM reporting.ledger_check$$, 'ledger invariants hold');
 
 -- invoices -----------------------------------------------------------------------
