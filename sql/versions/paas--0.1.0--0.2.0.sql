@@ -886,6 +886,16 @@ BEGIN
 	IF j ->> 'order_id' IS DISTINCT FROM order_id THEN
 		RETURN jsonb_build_object('orderId', order_id, 'outcome', 'error');
 	END IF;
+	-- Answers carry the notification's signature_key: when present it must
+	-- verify, so that nothing between us and Midtrans can change an amount
+	-- or a status (the HTTPS host is trusted for answers without one).
+	IF j ? 'signature_key' AND NOT paas.midtrans_signature_ok(j ->> 'order_id', j ->> 'status_code',
+															   j ->> 'gross_amount', j ->> 'signature_key') THEN
+		UPDATE paas.topup_orders o SET check_error = 'status API: the answer''s signature_key does not verify'
+		 WHERE o.order_id = billing_reconcile_apply.order_id;
+		PERFORM paas.midtrans_log(j, 'reconcile', false, 'bad_signature');
+		RETURN jsonb_build_object('orderId', order_id, 'outcome', 'bad_signature');
+	END IF;
 	BEGIN
 		res := paas.midtrans_apply(j, 'reconcile');
 		-- the answer was applied: a reversal check is settled either way
@@ -902,6 +912,7 @@ END
 $function$
 ;
 COMMENT ON FUNCTION paas.billing_reconcile_apply(text,integer,text) IS 'applies a status-API answer for an order; records failures instead of raising';
+
 
 CREATE OR REPLACE FUNCTION paas.billing_feed(uid uuid)
 	RETURNS TABLE (id text, created_at timestamptz, type text, status text, amount bigint,

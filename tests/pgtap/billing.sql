@@ -3,7 +3,7 @@
 -- reconciliation answers, expiry, feeds, dashboards.  Needs the cluster's
 -- paas.midtrans_server_key (tests/run.sh sets one).
 BEGIN;
-SELECT plan(148);
+SELECT plan(151);
 
 -- fixtures -------------------------------------------------------------------
 INSERT INTO paas.users (id, email, name, password_hash) VALUES
@@ -267,6 +267,17 @@ SELECT is(paas.billing_reconcile_apply((SELECT j #>> '{$snap,orderId}' FROM pg_t
 SELECT is((SELECT count(*)::int FROM paas.billing_feed('00000000-0000-4000-8000-00000000b222') f
 			WHERE f.direction = 'DEBIT' AND f.description LIKE '%' || (SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'rv1')), 1,
 	'the transaction history shows the reversal once');
+-- status-API answers: a signature_key that does not verify changes nothing
+INSERT INTO pg_temp.v SELECT 'sg1', api.billing_topup('{"amount": 20000}', pg_temp.ctx('other'));
+SELECT is(paas.billing_reconcile_apply((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'sg1'), 200,
+		(pg_temp.note((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'sg1'), 'pending', '20000.00')
+		 || '{"transaction_status": "settlement", "status_code": "200"}')::text) ->> 'outcome',
+	'bad_signature', 'an answer whose signature does not cover its status is refused');
+SELECT is(paas.wallet_balance('00000000-0000-4000-8000-00000000b222'), 5000::bigint, 'and credits nothing');
+SELECT is(paas.billing_reconcile_apply((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'sg1'), 200,
+		(pg_temp.note((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'sg1'), 'settlement', '20000.00')
+		 - 'signature_key')::text) ->> 'outcome',
+	'credited', 'an answer without a signature_key is taken from the trusted host');
 SELECT is_empty($$SELECT * FROM reporting.ledger_check$$, 'ledger invariants hold');
 
 -- invoices -----------------------------------------------------------------------
