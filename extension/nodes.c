@@ -40,6 +40,7 @@
 #include "fsm.h"
 #include "paas.h"
 
+int			paas_node_history_retention_s = 90 * 24 * 3600;
 int			paas_node_grace_period_s = 90;
 int			paas_node_offline_after_s = 300;
 
@@ -377,6 +378,23 @@ paas_node_report(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
+/*
+ * paas.node_history_retention() -> interval: how long paas.node_transitions
+ * rows are kept; NULL when paas.node_history_retention is 0 (forever).
+ */
+PG_FUNCTION_INFO_V1(paas_node_history_retention);
+Datum
+paas_node_history_retention(PG_FUNCTION_ARGS)
+{
+	Interval   *keep;
+
+	if (paas_node_history_retention_s <= 0)
+		PG_RETURN_NULL();
+	keep = palloc0(sizeof(Interval));
+	keep->time = (int64) paas_node_history_retention_s * USECS_PER_SEC;
+	PG_RETURN_INTERVAL_P(keep);
+}
+
 /* Called from _PG_init: the GUCs of the node-health monitor. */
 void
 paas_nodes_init(void)
@@ -388,6 +406,17 @@ paas_nodes_init(void)
 							90,
 							1,
 							7 * 24 * 3600,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("paas.node_history_retention",
+							"How long the status history of worker nodes is kept.",
+							"The job prune_node_transitions deletes older rows; 0 keeps them forever.",
+							&paas_node_history_retention_s,
+							90 * 24 * 3600,
+							0,
+							INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);

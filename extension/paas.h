@@ -39,6 +39,7 @@ extern const char *paas_quantity_problem(const char *s, bool milli, int64 *value
 /* worker nodes (extension/nodes.c) */
 extern int	paas_node_grace_period_s;
 extern int	paas_node_offline_after_s;
+extern int	paas_node_history_retention_s;
 extern void paas_nodes_init(void);
 
 /* billing (extension/billing.c, bgworker/reconcile.c) */

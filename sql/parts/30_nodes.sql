@@ -105,6 +105,12 @@ CREATE FUNCTION paas.node_health_settings(OUT grace_period interval, OUT offline
 COMMENT ON FUNCTION paas.node_health_settings() IS
 	'paas.node_grace_period and paas.node_offline_after as intervals';
 
+CREATE FUNCTION paas.node_history_retention() RETURNS interval
+	AS 'MODULE_PATHNAME', 'paas_node_history_retention'
+	LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION paas.node_history_retention() IS
+	'paas.node_history_retention as an interval; NULL when the history is kept forever';
+
 ------------------------------------------------------------------------------
 -- Tables
 ------------------------------------------------------------------------------
@@ -184,6 +190,7 @@ CREATE TABLE paas.node_transitions (
 	at			timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX node_transitions_node_idx ON paas.node_transitions (node_id, id DESC);
+CREATE INDEX node_transitions_at_idx ON paas.node_transitions (at);
 COMMENT ON TABLE paas.node_transitions IS
 	'audit of node status changes, registrations and admin actions (kept after node deletion)';
 
@@ -1475,6 +1482,32 @@ COMMENT ON FUNCTION paas.job_node_monitor() IS
 INSERT INTO paas.job (name, fn, run_every, description) VALUES
 	('node_monitor', 'paas.job_node_monitor', '5 seconds',
 	 'marks silent worker nodes NOT_READY, then INACTIVE');
+
+-- Job: the status history of nodes older than paas.node_history_retention
+-- (default 90 days; 0 keeps it) is deleted, at most 50,000 rows a run, so
+-- that a first run on a long history does not hold one huge transaction.
+CREATE FUNCTION paas.job_prune_node_transitions() RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = paas, pg_catalog, public, pg_temp
+AS $$
+DECLARE
+	keep interval := paas.node_history_retention();
+	n bigint;
+BEGIN
+	IF keep IS NULL THEN
+		RETURN jsonb_build_object('deleted', 0, 'retention', 'forever');
+	END IF;
+	DELETE FROM paas.node_transitions
+	 WHERE id IN (SELECT id FROM paas.node_transitions WHERE at < now() - keep ORDER BY at LIMIT 50000);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN jsonb_build_object('deleted', n, 'retention', keep::text);
+END
+$$;
+COMMENT ON FUNCTION paas.job_prune_node_transitions() IS
+	'deletes node status history older than paas.node_history_retention (50,000 rows a run)';
+INSERT INTO paas.job (name, fn, run_every, description) VALUES
+	('prune_node_transitions', 'paas.job_prune_node_transitions', '1 hour',
+	 'deletes node status history older than paas.node_history_retention');
 
 ------------------------------------------------------------------------------
 -- Grants

@@ -980,3 +980,39 @@ CREATE OR REPLACE FUNCTION paas.billing_feed(uid uuid)
 	END;
 COMMENT ON FUNCTION paas.billing_feed(uuid) IS 'every money movement of a user (unordered)';
 
+
+-- Nodes: the status history is kept paas.node_history_retention (job
+-- prune_node_transitions).
+CREATE INDEX node_transitions_at_idx ON paas.node_transitions (at);
+CREATE OR REPLACE FUNCTION paas.node_history_retention()
+ RETURNS interval
+ LANGUAGE c
+ STABLE PARALLEL SAFE
+AS '$libdir/paas', $function$paas_node_history_retention$function$
+;
+COMMENT ON FUNCTION paas.node_history_retention() IS 'paas.node_history_retention as an interval; NULL when the history is kept forever';
+
+CREATE OR REPLACE FUNCTION paas.job_prune_node_transitions()
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO 'paas', 'pg_catalog', 'public', 'pg_temp'
+AS $function$
+DECLARE
+	keep interval := paas.node_history_retention();
+	n bigint;
+BEGIN
+	IF keep IS NULL THEN
+		RETURN jsonb_build_object('deleted', 0, 'retention', 'forever');
+	END IF;
+	DELETE FROM paas.node_transitions
+	 WHERE id IN (SELECT id FROM paas.node_transitions WHERE at < now() - keep ORDER BY at LIMIT 50000);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN jsonb_build_object('deleted', n, 'retention', keep::text);
+END
+$function$
+;
+COMMENT ON FUNCTION paas.job_prune_node_transitions() IS 'deletes node status history older than paas.node_history_retention (50,000 rows a run)';
+
+INSERT INTO paas.job (name, fn, run_every, description) VALUES
+	('prune_node_transitions', 'paas.job_prune_node_transitions', '1 hour',
+	 'deletes node status history older than paas.node_history_retention');

@@ -4,7 +4,7 @@
 -- the health-monitor pass (set-based, called directly here; the background
 -- worker runs it in node_monitor.sql).
 BEGIN;
-SELECT plan(168);
+SELECT plan(172);
 
 -- 1. The machine.  The expected table, written out independently of C.
 CREATE TEMP TABLE expected (status text, event text, next_status text);
@@ -332,6 +332,17 @@ SELECT is((SELECT cpu_used_m FROM paas.nodes WHERE name = 'pg-a'), 125::bigint,
 	'and nothing of a failed batch stays');
 SELECT throws_ok($$SELECT api.workers_heartbeat_batch('{"req": {}}')$$, 'PT400', 'Validation failed',
 	'a batch is an array');
+
+-- the status history is kept paas.node_history_retention (default 90 days)
+SELECT is(paas.node_history_retention(), interval '90 days', 'node history is kept 90 days by default');
+INSERT INTO paas.node_transitions (node_id, node_name, from_status, to_status, event, actor, at)
+SELECT gen_random_uuid(), 'prune-' || i, 'ACTIVE', 'NOT_READY', 'heartbeat_timeout', 'monitor',
+	   now() - CASE WHEN i <= 3 THEN interval '91 days' ELSE interval '89 days' END
+  FROM generate_series(1, 5) i;
+SELECT is(paas.job_prune_node_transitions() ->> 'deleted', '3', 'the prune job deletes what is older');
+SELECT is((SELECT count(*)::int FROM paas.node_transitions WHERE node_name LIKE 'prune-%'), 2, 'and keeps the rest');
+SELECT is((SELECT run_every FROM paas.job WHERE name = 'prune_node_transitions'), interval '1 hour',
+	'it is a job of the registry, run hourly');
 
 SELECT finish();
 ROLLBACK;
