@@ -50,6 +50,7 @@ config_load(void)
 	cfg.rl_register_per_min = (int) env_long("PAAS_RATE_REGISTER_PER_MIN", 10, 1, 1000000);
 	cfg.rl_refresh_per_min = (int) env_long("PAAS_RATE_REFRESH_PER_MIN", 60, 1, 1000000);
 	cfg.rl_account_per_min = (int) env_long("PAAS_RATE_LOGIN_FAILURES_PER_MIN", 10, 1, 1000000);
+	cfg.rl_topup_per_min = (int) env_long("PAAS_RATE_TOPUP_PER_MIN", 10, 1, 1000000);
 	cfg.trust_proxy = (int) env_long("PAAS_TRUST_PROXY", 0, 0, 1);
 	cfg.access_log = (int) env_long("PAAS_ACCESS_LOG", 1, 0, 1);
 

@@ -135,6 +135,21 @@ check_rate_ip(struct request *r)
 }
 
 /*
+ * Per-user limits, before the body is read: the routes that open an order
+ * at the payment gateway (ROUTE_SNAP) are limited per account, so that one
+ * user cannot flood Midtrans (and their own top-up list) with orders.
+ */
+static int
+check_rate_user(struct request *r)
+{
+	int wait = 0;
+
+	if ((r->m.route->flags & ROUTE_SNAP) && r->has_actor)
+		wait = ratelimit_take("topup-user", r->actor.sub, cfg.rl_topup_per_min);
+	return wait ? too_many(r, wait) : 0;
+}
+
+/*
  * Failed logins slow further attempts for that account: each 401 takes a
  * token from the account's bucket (key: lower-cased email); an empty bucket
  * answers 429 before the password is even checked.
@@ -499,7 +514,7 @@ handle_request(struct mg_connection *conn, void *cbdata)
 	}
 	if ((status = check_access(&r)) != 0)
 		goto done;
-	if ((status = check_rate_ip(&r)) != 0)
+	if ((status = check_rate_ip(&r)) != 0 || (status = check_rate_user(&r)) != 0)
 		goto done;
 	if (r.m.route->flags & ROUTE_BUILTIN) {
 		status = builtin(&r);

@@ -31,6 +31,7 @@ struct config {
 	int rl_register_per_min;
 	int rl_refresh_per_min;
 	int rl_account_per_min;    /* failed logins per account (email) */
+	int rl_topup_per_min;      /* payment-gateway calls (ROUTE_SNAP) per user */
 	int trust_proxy;           /* take the client IP from X-Forwarded-For */
 	int access_log;            /* JSON access log on stdout */
 };

@@ -364,3 +364,19 @@ def test_authorization_matrix(admin):
     # public routes
     check_envelope(anon.get("/api/v1/billing/health"), 200)
     check_envelope(anon.post(WEBHOOK, note(t["orderId"], "settlement")), 200)
+
+
+def test_payment_gateway_calls_are_limited_per_user():
+    """POST /billing/topup and /transactions/:id/pay open Midtrans orders:
+    10 a minute per account (PAAS_RATE_TOPUP_PER_MIN), counted before the
+    body is read, whatever the client address."""
+    api = Api(register(Api())["access"])
+    codes = []
+    for i in range(11):
+        api.ip = f"10.252.{i}.1"     # a fresh address each time: only the user limit applies
+        codes.append(api.post("/api/v1/billing/topup", {"amount": 5}).status_code)
+    assert codes[:10] == [400] * 10 and codes[10] == 429, codes
+    r = api.post("/api/v1/billing/transactions/00000000-0000-0000-0000-000000000000/pay")
+    assert check_envelope(r, 429)["code"] == "RATE_LIMITED" and int(r.headers["Retry-After"]) >= 1
+    other = Api(register(Api())["access"])
+    check_envelope(other.post("/api/v1/billing/topup", {"amount": 5}), 400)
