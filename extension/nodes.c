@@ -233,24 +233,25 @@ static const struct
 #define REPORT_MAX_PODS 1000000
 
 static void
-report_error(JsonbParseState **state, const char *field, const char *message)
+push_string(JsonbParseState **state, JsonbIteratorToken token, const char *str)
 {
 	JsonbValue	v;
 
-	pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);
 	v.type = jbvString;
-	v.val.string.val = "field";
-	v.val.string.len = 5;
-	pushJsonbValue(state, WJB_KEY, &v);
-	v.val.string.val = (char *) field;
-	v.val.string.len = strlen(field);
-	pushJsonbValue(state, WJB_VALUE, &v);
-	v.val.string.val = "message";
-	v.val.string.len = 7;
-	pushJsonbValue(state, WJB_KEY, &v);
-	v.val.string.val = (char *) message;
-	v.val.string.len = strlen(message);
-	pushJsonbValue(state, WJB_VALUE, &v);
+	v.val.string.val = (char *) str;
+	v.val.string.len = strlen(str);
+	pushJsonbValue(state, token, &v);
+}
+
+/* Appends {"field": field, "message": message} to the array being built. */
+static void
+report_error(JsonbParseState **state, const char *field, const char *message)
+{
+	pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);
+	push_string(state, WJB_KEY, "field");
+	push_string(state, WJB_VALUE, field);
+	push_string(state, WJB_KEY, "message");
+	push_string(state, WJB_VALUE, message);
 	pushJsonbValue(state, WJB_END_OBJECT, NULL);
 }
 
