@@ -1030,7 +1030,7 @@ AS $$
 DECLARE
 	n paas.nodes;
 	body jsonb := req - 'nodeId';
-	rep paas.node_report := paas.node_report(req - 'nodeId');
+	rep paas.node_report := paas.node_report(body);
 	errs jsonb := rep.errs;
 BEGIN
 	n := paas.node_by_token(req ->> 'nodeId', ctx);

@@ -350,7 +350,7 @@ AS $function$
 DECLARE
 	n paas.nodes;
 	body jsonb := req - 'nodeId';
-	rep paas.node_report := paas.node_report(req - 'nodeId');
+	rep paas.node_report := paas.node_report(body);
 	errs jsonb := rep.errs;
 BEGIN
 	n := paas.node_by_token(req ->> 'nodeId', ctx);
@@ -383,6 +383,7 @@ END
 $function$
 ;
 COMMENT ON FUNCTION api.workers_resources(jsonb,jsonb) IS 'PATCH /workers/:nodeId/resources: allocation and usage of the calling node (no liveness effect)';
+
 
 CREATE OR REPLACE FUNCTION api.auth_me_batch(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
  RETURNS jsonb

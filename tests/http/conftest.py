@@ -137,3 +137,9 @@ def wait_until(fn, timeout=30.0, interval=0.05):
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def metric(name):
+    """The value of an unlabelled counter of GET /api/v1/metrics."""
+    text = Api().get("/api/v1/metrics").text
+    return int(next(line.split()[1] for line in text.splitlines() if line.startswith(name + " ")))

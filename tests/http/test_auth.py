@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import PASSWORD, Api, check_envelope, psql, register, unique_email
+from conftest import PASSWORD, Api, check_envelope, metric, psql, register, unique_email
 
 
 def b64(d):
@@ -301,8 +301,7 @@ def test_concurrent_calls_share_round_trips_and_keep_their_own_answers(api):
     gone = register(api)
     check_envelope(Api(gone["access"]).post("/api/v1/auth/logout", {}), 200)
     calls = [(u["access"], 200, u["id"]) for u in users for _ in range(5)] + [(gone["access"], 401, None)] * 4
-    text = Api().get("/api/v1/metrics").text
-    before = int(next(line.split()[1] for line in text.splitlines() if line.startswith("paas_batches_total ")))
+    before = metric("paas_batches_total")
     barrier = threading.Barrier(len(calls))
     results = [None] * len(calls)
 
@@ -323,6 +322,4 @@ def test_concurrent_calls_share_round_trips_and_keep_their_own_answers(api):
             assert body["data"]["user"]["id"] == uid
         else:
             assert body["message"] == "Session has been revoked"
-    text = Api().get("/api/v1/metrics").text
-    after = int(next(line.split()[1] for line in text.splitlines() if line.startswith("paas_batches_total ")))
-    assert after > before
+    assert metric("paas_batches_total") > before

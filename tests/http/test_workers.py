@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from conftest import Api, check_envelope, psql, register
+from conftest import Api, check_envelope, metric, psql, register
 
 FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures" / "nodes"
 
@@ -290,11 +290,6 @@ def test_openapi_lists_the_worker_routes():
     paths = r.json()["paths"]
     for p in ["/api/v1/workers/register", "/api/v1/workers/{nodeName}/heartbeat", "/api/v1/workers/{nodeId}/resources"]:
         assert p in paths, p
-
-
-def metric(name):
-    text = Api().get("/api/v1/metrics").text
-    return int(next(line.split()[1] for line in text.splitlines() if line.startswith(name + " ")))
 
 
 def test_concurrent_heartbeats_share_round_trips_and_keep_their_own_answers(join_token):
