@@ -8,7 +8,7 @@
 #   make bench      throughput figures (wrk + pgbench), see docs/performance.md
 
 EXTENSION   = paas
-EXTVERSION  = 0.2.0
+EXTVERSION  = 0.3.0
 MODULE_big  = paas
 OBJS        = extension/paas.o \
               extension/fsm.o \
@@ -31,7 +31,7 @@ DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
 DATA        = $(wildcard sql/versions/*.sql)
 
 PG_CONFIG  ?= pg_config
-PG_CPPFLAGS = -I$(srcdir)/extension
+PG_CPPFLAGS = -I$(srcdir)/extension -DPAAS_VERSION=\"$(EXTVERSION)\"
 SHLIB_LINK  = -lcurl
 EXTRA_CLEAN = $(DATA_built) httpd/paas-httpd httpd/paas-httpd-asan agent/paas-agent
 
@@ -44,6 +44,12 @@ $(OBJS): extension/paas.h extension/fsm.h
 
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@
+
+# The control file carries the same version: a mismatch stops the build.
+$(OBJS): paas.control
+paas.control: Makefile
+	@grep -q "^default_version = '$(EXTVERSION)'$$" $@ || \
+		{ echo "paas.control: default_version is not $(EXTVERSION) (Makefile EXTVERSION)" >&2; exit 1; }
 
 all: httpd agent
 

@@ -19,7 +19,10 @@
 #include "port/atomics.h"
 #include "storage/spin.h"
 
-#define PAAS_VERSION "0.2.0"
+/* The version is written once, in the Makefile (EXTVERSION). */
+#ifndef PAAS_VERSION
+#error "PAAS_VERSION comes from the Makefile (EXTVERSION)"
+#endif
 
 #define ERRCODE_PAAS_VALIDATION		MAKE_SQLSTATE('P','T','4','0','0')
 #define ERRCODE_PAAS_AUTH			MAKE_SQLSTATE('P','T','4','0','1')

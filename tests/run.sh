@@ -73,7 +73,13 @@ chmod -R a+rX "$TMP/tree"
 	$(cd "$TMP/tree/tests/pgtap" && ls *.sql | sort))
 
 echo "== extension upgrades"
-bash tests/upgrade/check.sh
+# PAAS_TEST_SKIP_UPGRADE=1 skips this step while an upgrade script is being
+# written; CI never skips it.
+if [ -n "${PAAS_TEST_SKIP_UPGRADE:-}" ] && [ -z "${CI:-}" ]; then
+	echo "skipped (PAAS_TEST_SKIP_UPGRADE)"
+else
+	bash tests/upgrade/check.sh
+fi
 
 echo "== HTTP (ASan/UBSan httpd)"
 export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0

@@ -1,4 +1,4 @@
--- paas 0.2.0 -- core: schemas, roles, helpers, the job registry, status.
+-- paas -- core: schemas, roles, helpers, the job registry, status.
 --
 -- Schemas
 --   paas       private tables and internal functions (no rights for anyone
@@ -307,7 +307,7 @@ COMMENT ON FUNCTION paas.run_parallel(text[]) IS
 -- run and schedules the next one.  Returns whether fn() succeeded.
 CREATE FUNCTION paas.run_job(job_name text) RETURNS boolean
 	LANGUAGE plpgsql VOLATILE STRICT
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	j paas.job;
@@ -349,7 +349,7 @@ COMMENT ON FUNCTION paas.job_heartbeat() IS 'records that the worker is alive';
 -- Keeps paas.job_run bounded.
 CREATE FUNCTION paas.job_prune_runs() RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	n bigint;
@@ -374,14 +374,14 @@ INSERT INTO paas.job (name, fn, run_every, description) VALUES
 
 CREATE FUNCTION api.health(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE sql STABLE PARALLEL SAFE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 	RETURN jsonb_build_object('status', 'healthy', 'database', 'up', 'version', 'v1',
 							  'timestamp', paas.iso(now()));
 COMMENT ON FUNCTION api.health(jsonb, jsonb) IS 'answers when the database is reachable';
 
 CREATE FUNCTION api.status(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE sql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 	RETURN (SELECT jsonb_build_object(
 		'service', 'paas',
 		'version', paas.version(),

@@ -1,4 +1,4 @@
--- paas 0.2.0 -- accounts: users, sessions with rotating refresh tokens,
+-- paas -- accounts: users, sessions with rotating refresh tokens,
 -- the caller-identity helpers every area uses, and the admin user API.
 --
 -- Identity.  Each api function takes (req jsonb, ctx jsonb).  httpd fills
@@ -37,7 +37,7 @@ COMMENT ON TABLE paas.users IS 'accounts; deletion is soft (deleted_at) so ledge
 CREATE TABLE paas.sessions (
 	id				uuid PRIMARY KEY DEFAULT gen_random_uuid(),
 	user_id			uuid NOT NULL REFERENCES paas.users (id),
-	secret			bytea NOT NULL DEFAULT gen_random_bytes(32),
+	secret			bytea NOT NULL DEFAULT public.gen_random_bytes(32),
 	generation		integer NOT NULL DEFAULT 0,
 	created_at		timestamptz NOT NULL DEFAULT now(),
 	expires_at		timestamptz NOT NULL DEFAULT now() + interval '7 days',
@@ -115,7 +115,7 @@ COMMENT ON FUNCTION paas.require_user(jsonb) IS
 -- The calling administrator; NULL for a DBA calling from psql.
 CREATE FUNCTION paas.require_admin(ctx jsonb) RETURNS paas.users
 	LANGUAGE plpgsql STABLE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users;
@@ -190,7 +190,7 @@ COMMENT ON FUNCTION paas.check_confirm(jsonb, jsonb, text, text) IS
 -- bcrypt through pgcrypto, cost 10.
 CREATE FUNCTION paas.hash_password(pw text) RETURNS text
 	LANGUAGE sql VOLATILE STRICT
-	RETURN crypt(pw, gen_salt('bf', 10));
+	RETURN public.crypt(pw, public.gen_salt('bf', 10));
 COMMENT ON FUNCTION paas.hash_password(text) IS 'bcrypt hash (cost 10) of a password';
 
 CREATE FUNCTION paas.email_taken(mail text, except_id uuid DEFAULT NULL) RETURNS boolean
@@ -203,19 +203,19 @@ COMMENT ON FUNCTION paas.email_taken(text, uuid) IS 'whether a live account uses
 -- Refresh token n of a session: hex of HMAC-SHA256(secret, sid:n).
 CREATE FUNCTION paas.refresh_token(s paas.sessions, gen integer) RETURNS text
 	LANGUAGE sql STABLE STRICT
-	RETURN encode(hmac(convert_to(s.id::text || ':' || gen, 'UTF8'), s.secret, 'sha256'), 'hex');
+	RETURN encode(public.hmac(convert_to(s.id::text || ':' || gen, 'UTF8'), s.secret, 'sha256'), 'hex');
 COMMENT ON FUNCTION paas.refresh_token(paas.sessions, integer) IS 'the n-th refresh token of a session';
 
 -- Issues the session's current token and records its hash.
 CREATE FUNCTION paas.issue_token(s paas.sessions) RETURNS text
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	tok text := paas.refresh_token(s, s.generation);
 BEGIN
 	INSERT INTO paas.refresh_tokens (token_hash, session_id, generation)
-	VALUES (digest(tok, 'sha256'), s.id, s.generation);
+	VALUES (public.digest(tok, 'sha256'), s.id, s.generation);
 	RETURN tok;
 END
 $$;
@@ -234,7 +234,7 @@ COMMENT ON FUNCTION paas.session_reply(paas.users, paas.sessions, text) IS
 
 CREATE FUNCTION paas.open_session(u paas.users, ctx jsonb) RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	s paas.sessions;
@@ -249,7 +249,7 @@ COMMENT ON FUNCTION paas.open_session(paas.users, jsonb) IS 'opens a session and
 
 CREATE FUNCTION paas.revoke_sessions(uid uuid, reason text, keep uuid DEFAULT NULL) RETURNS integer
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	n integer;
@@ -269,7 +269,7 @@ COMMENT ON FUNCTION paas.revoke_sessions(uuid, text, uuid) IS
 
 CREATE FUNCTION api.auth_register(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	errs jsonb := '[]';
@@ -295,7 +295,7 @@ COMMENT ON FUNCTION api.auth_register(jsonb, jsonb) IS
 
 CREATE FUNCTION api.auth_login(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	errs jsonb := '[]';
@@ -311,10 +311,10 @@ BEGIN
 	SELECT * INTO u FROM paas.users
 	 WHERE lower(email) = lower(req ->> 'email') AND deleted_at IS NULL;
 	IF NOT FOUND THEN
-		PERFORM crypt(req ->> 'password', decoy);
+		PERFORM public.crypt(req ->> 'password', decoy);
 		RAISE EXCEPTION 'Invalid email or password' USING ERRCODE = 'PT401';
 	END IF;
-	IF crypt(req ->> 'password', u.password_hash) <> u.password_hash THEN
+	IF public.crypt(req ->> 'password', u.password_hash) <> u.password_hash THEN
 		RAISE EXCEPTION 'Invalid email or password' USING ERRCODE = 'PT401';
 	END IF;
 	IF NOT u.is_active THEN
@@ -329,7 +329,7 @@ COMMENT ON FUNCTION api.auth_login(jsonb, jsonb) IS
 
 CREATE FUNCTION api.auth_refresh(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	errs jsonb := '[]';
@@ -342,7 +342,7 @@ BEGIN
 	PERFORM paas.raise_if_invalid(errs);
 
 	SELECT * INTO t FROM paas.refresh_tokens
-	 WHERE token_hash = digest(req ->> 'refreshToken', 'sha256')
+	 WHERE token_hash = public.digest(req ->> 'refreshToken', 'sha256')
 	 FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'Invalid or expired refresh token' USING ERRCODE = 'PT401';
@@ -380,7 +380,7 @@ COMMENT ON FUNCTION api.auth_refresh(jsonb, jsonb) IS
 
 CREATE FUNCTION api.auth_me(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -396,7 +396,7 @@ COMMENT ON FUNCTION api.auth_me(jsonb, jsonb) IS 'GET /auth/me: the caller';
 -- fails the batch, and the gateway then makes each call on its own.
 CREATE FUNCTION api.auth_me_batch(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 BEGIN
 	PERFORM paas.check_batch(req);
@@ -409,7 +409,7 @@ COMMENT ON FUNCTION api.auth_me_batch(jsonb, jsonb) IS
 
 CREATE FUNCTION api.auth_profile(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -421,7 +421,7 @@ COMMENT ON FUNCTION api.auth_profile(jsonb, jsonb) IS 'GET /auth/profile: the ca
 
 CREATE FUNCTION api.auth_profile_update(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -447,7 +447,7 @@ COMMENT ON FUNCTION api.auth_profile_update(jsonb, jsonb) IS 'PUT /auth/profile:
 
 CREATE FUNCTION api.auth_change_password(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -458,7 +458,7 @@ BEGIN
 	errs := paas.check_password(errs, req, 'newPassword');
 	errs := paas.check_confirm(errs, req, 'newPassword', 'confirmNewPassword');
 	PERFORM paas.raise_if_invalid(errs);
-	IF crypt(req ->> 'currentPassword', u.password_hash) <> u.password_hash THEN
+	IF public.crypt(req ->> 'currentPassword', u.password_hash) <> u.password_hash THEN
 		RAISE EXCEPTION 'Current password is incorrect'
 			USING ERRCODE = 'PT400',
 				  DETAIL = '[{"field": "currentPassword", "message": "Current password is incorrect"}]';
@@ -476,7 +476,7 @@ COMMENT ON FUNCTION api.auth_change_password(jsonb, jsonb) IS
 
 CREATE FUNCTION api.auth_logout(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -501,7 +501,7 @@ COMMENT ON FUNCTION api.auth_logout(jsonb, jsonb) IS
 
 CREATE FUNCTION api.auth_delete_account(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -526,7 +526,7 @@ COMMENT ON FUNCTION api.auth_delete_account(jsonb, jsonb) IS
 
 CREATE FUNCTION api.users_list(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	errs jsonb := '[]';
@@ -589,7 +589,7 @@ COMMENT ON FUNCTION api.users_list(jsonb, jsonb) IS
 
 CREATE FUNCTION api.users_stats(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	r jsonb;
@@ -615,7 +615,7 @@ COMMENT ON FUNCTION api.users_stats(jsonb, jsonb) IS 'GET /users/stats: counts b
 -- The live account of a path id; PT404 when there is none.
 CREATE FUNCTION paas.find_user(id_text text) RETURNS paas.users
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users;
@@ -633,7 +633,7 @@ COMMENT ON FUNCTION paas.find_user(text) IS 'locks and returns a live account by
 
 CREATE FUNCTION api.users_get(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users;
@@ -650,7 +650,7 @@ COMMENT ON FUNCTION api.users_get(jsonb, jsonb) IS 'GET /users/:id';
 
 CREATE FUNCTION api.users_create(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	errs jsonb := '[]';
@@ -701,7 +701,7 @@ COMMENT ON FUNCTION paas.guard_self(paas.users, uuid, boolean, text, boolean) IS
 
 CREATE FUNCTION api.users_update(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	admin paas.users := paas.require_admin(ctx);
@@ -741,7 +741,7 @@ COMMENT ON FUNCTION api.users_update(jsonb, jsonb) IS 'PUT /users/:id: name, ema
 
 CREATE FUNCTION api.users_set_password(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	errs jsonb := '[]';
@@ -766,7 +766,7 @@ COMMENT ON FUNCTION api.users_set_password(jsonb, jsonb) IS
 
 CREATE FUNCTION api.users_toggle_status(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	admin paas.users := paas.require_admin(ctx);
@@ -788,7 +788,7 @@ COMMENT ON FUNCTION api.users_toggle_status(jsonb, jsonb) IS 'PATCH /users/:id/t
 
 CREATE FUNCTION api.users_delete(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	admin paas.users := paas.require_admin(ctx);
@@ -809,7 +809,7 @@ COMMENT ON FUNCTION api.users_delete(jsonb, jsonb) IS
 
 CREATE FUNCTION api.users_bulk(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	admin paas.users := paas.require_admin(ctx);
@@ -873,7 +873,7 @@ COMMENT ON FUNCTION api.users_bulk(jsonb, jsonb) IS
 CREATE FUNCTION api.seed_admin(email text, password text, name text DEFAULT 'System Administrator')
 	RETURNS uuid
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	errs jsonb;
@@ -899,7 +899,7 @@ COMMENT ON FUNCTION api.seed_admin(text, text, text) IS
 -- Expired sessions and their tokens are deleted a day after expiry.
 CREATE FUNCTION paas.job_prune_sessions() RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	n bigint;

@@ -1,4 +1,4 @@
--- paas 0.2.0 -- the background worker's jobs, for administrators over HTTP
+-- paas -- the background worker's jobs, for administrators over HTTP
 -- (DBAs read paas.job and paas.job_run directly).
 
 CREATE FUNCTION paas.job_run_json(r paas.job_run) RETURNS jsonb
@@ -11,7 +11,7 @@ COMMENT ON FUNCTION paas.job_run_json(paas.job_run) IS 'a job run as the API pri
 
 CREATE FUNCTION api.jobs_list(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 BEGIN
 	PERFORM paas.require_admin(ctx);
@@ -37,7 +37,7 @@ COMMENT ON FUNCTION api.jobs_list(jsonb, jsonb) IS
 
 CREATE FUNCTION api.jobs_runs(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	errs jsonb := '[]';

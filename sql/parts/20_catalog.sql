@@ -1,4 +1,4 @@
--- paas 0.2.0 -- catalog: the services customers can subscribe to (/services).
+-- paas -- catalog: the services customers can subscribe to (/services).
 --
 -- A service is identified by a uuid id and by its slug "name" (lowercase,
 -- [a-z0-9-], 2-50 characters).  "admin" and "categories" are reserved:
@@ -208,7 +208,7 @@ COMMENT ON FUNCTION paas.service_public_json(paas.services) IS 'a service as the
 CREATE FUNCTION paas.service_input(req jsonb, cur paas.services, creating boolean)
 	RETURNS paas.services
 	LANGUAGE plpgsql STABLE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	errs jsonb := '[]';
@@ -398,7 +398,7 @@ COMMENT ON FUNCTION paas.service_input(jsonb, paas.services, boolean) IS
 -- A live service by path id (any text); PT404 when there is none.
 CREATE FUNCTION paas.find_service(id_text text) RETURNS paas.services
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	s paas.services;
@@ -420,7 +420,7 @@ COMMENT ON FUNCTION paas.find_service(text) IS
 -- with an EXISTS over its own columns (indexed by the referencing area).
 CREATE FUNCTION paas.service_references(service_id uuid) RETURNS text[]
 	LANGUAGE plpgsql STABLE STRICT
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	fk record;
@@ -457,7 +457,7 @@ COMMENT ON FUNCTION paas.service_references(uuid) IS
 CREATE FUNCTION paas.services_page(req jsonb, public_view boolean, default_limit integer)
 	RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	lim int := coalesce((req ->> 'limit')::int, default_limit);
@@ -526,7 +526,7 @@ COMMENT ON FUNCTION paas.services_page(jsonb, boolean, integer) IS
 
 CREATE FUNCTION api.services_list(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	errs jsonb := '[]';
@@ -567,7 +567,7 @@ COMMENT ON FUNCTION api.services_list(jsonb, jsonb) IS
 
 CREATE FUNCTION api.services_get_by_name(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	s paas.services;
@@ -585,7 +585,7 @@ COMMENT ON FUNCTION api.services_get_by_name(jsonb, jsonb) IS
 
 CREATE FUNCTION api.services_categories(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE sql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 	RETURN (SELECT jsonb_agg(jsonb_build_object('name', c.name, 'displayName', c.display_name,
 												'count', coalesce(n.cnt, 0)) ORDER BY c.ord)
 			  FROM paas.service_categories() c
@@ -601,7 +601,7 @@ COMMENT ON FUNCTION api.services_categories(jsonb, jsonb) IS
 
 CREATE FUNCTION api.services_admin_list(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	errs jsonb := '[]';
@@ -634,7 +634,7 @@ COMMENT ON FUNCTION api.services_admin_list(jsonb, jsonb) IS
 
 CREATE FUNCTION api.services_admin_stats(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	r jsonb;
@@ -665,7 +665,7 @@ COMMENT ON FUNCTION api.services_admin_stats(jsonb, jsonb) IS
 
 CREATE FUNCTION api.services_admin_get(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	s paas.services;
@@ -684,7 +684,7 @@ COMMENT ON FUNCTION api.services_admin_get(jsonb, jsonb) IS
 
 CREATE FUNCTION api.services_create(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	s paas.services;
@@ -729,7 +729,7 @@ COMMENT ON FUNCTION api.services_create(jsonb, jsonb) IS
 
 CREATE FUNCTION api.services_update(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	s paas.services;
@@ -755,7 +755,7 @@ COMMENT ON FUNCTION api.services_update(jsonb, jsonb) IS
 
 CREATE FUNCTION api.services_toggle_status(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	s paas.services;
@@ -773,7 +773,7 @@ COMMENT ON FUNCTION api.services_toggle_status(jsonb, jsonb) IS
 
 CREATE FUNCTION api.services_delete(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	s paas.services;

@@ -1,4 +1,4 @@
--- paas 0.2.0 -- worker nodes: registry, join tokens and node tokens,
+-- paas -- worker nodes: registry, join tokens and node tokens,
 -- heartbeats, the status machine (C) and the health monitor job.
 --
 -- Rules a reader must know.
@@ -316,7 +316,7 @@ COMMENT ON FUNCTION paas.node_json(paas.nodes) IS 'a worker node as the API prin
 -- The node of a path segment: its id, or else its name.  PT404 otherwise.
 CREATE FUNCTION paas.find_node(key text) RETURNS paas.nodes
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	n paas.nodes;
@@ -348,7 +348,7 @@ COMMENT ON FUNCTION paas.node_audit(paas.nodes, text, text, text, text) IS
 CREATE FUNCTION paas.node_apply(n paas.nodes, event text, actor text, reason text DEFAULT NULL)
 	RETURNS paas.nodes
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	old text := n.status;
@@ -579,7 +579,7 @@ COMMENT ON FUNCTION paas.node_from_k8s(jsonb) IS
 -- Node objects), else from cpuCores, totalMemory, totalStorage and maxPods.
 CREATE FUNCTION paas.node_write(node_id uuid, s jsonb) RETURNS paas.nodes
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	n paas.nodes;
@@ -664,7 +664,7 @@ COMMENT ON FUNCTION paas.node_status_event(text) IS 'the admin event that asks f
 
 CREATE FUNCTION paas.node_hostname_taken(host text, except_id uuid) RETURNS void
 	LANGUAGE plpgsql STABLE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 BEGIN
 	IF EXISTS (SELECT 1 FROM paas.nodes WHERE hostname = host AND id IS DISTINCT FROM except_id) THEN
@@ -680,14 +680,14 @@ COMMENT ON FUNCTION paas.node_hostname_taken(text, uuid) IS 'PT409 when another 
 
 CREATE FUNCTION paas.node_token_hash(tok text) RETURNS bytea
 	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-	RETURN digest(tok, 'sha256');
+	RETURN public.digest(tok, 'sha256');
 COMMENT ON FUNCTION paas.node_token_hash(text) IS 'SHA-256 of a join or node token';
 
 -- Checks the join token of a registration; PT401 when missing or not live.
 -- A DBA session (not the gateway) registers without one.
 CREATE FUNCTION paas.node_check_join(tok text) RETURNS void
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 BEGIN
 	IF tok IS NULL OR tok = '' THEN
@@ -740,7 +740,7 @@ CREATE FUNCTION api.workers_join_token_add(token text, note text DEFAULT NULL,
 										   expires_at timestamptz DEFAULT NULL)
 	RETURNS uuid
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	tid uuid;
@@ -771,7 +771,7 @@ COMMENT ON FUNCTION paas.join_token_json(paas.node_join_tokens) IS 'a join token
 
 CREATE FUNCTION api.workers_join_tokens_list(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 BEGIN
 	PERFORM paas.require_admin(ctx);
@@ -783,11 +783,11 @@ COMMENT ON FUNCTION api.workers_join_tokens_list(jsonb, jsonb) IS 'GET /workers/
 
 CREATE FUNCTION api.workers_join_tokens_create(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	errs jsonb := '[]';
-	tok text := encode(gen_random_bytes(32), 'hex');
+	tok text := encode(public.gen_random_bytes(32), 'hex');
 	t paas.node_join_tokens;
 BEGIN
 	PERFORM paas.require_admin(ctx);
@@ -807,7 +807,7 @@ COMMENT ON FUNCTION api.workers_join_tokens_create(jsonb, jsonb) IS
 
 CREATE FUNCTION api.workers_join_tokens_revoke(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	t paas.node_join_tokens;
@@ -831,7 +831,7 @@ COMMENT ON FUNCTION api.workers_join_tokens_revoke(jsonb, jsonb) IS
 
 CREATE FUNCTION api.workers_register(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	errs jsonb := '[]';
@@ -839,7 +839,7 @@ DECLARE
 	n paas.nodes;
 	old text;
 	created boolean := false;
-	tok text := encode(gen_random_bytes(32), 'hex');
+	tok text := encode(public.gen_random_bytes(32), 'hex');
 	ev text;
 BEGIN
 	req := paas.require_object(req);
@@ -895,7 +895,7 @@ COMMENT ON FUNCTION api.workers_register(jsonb, jsonb) IS
 -- allocation / usage fields and writes them.
 CREATE FUNCTION api.workers_heartbeat(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	key text := coalesce(req ->> 'nodeName', req ->> 'nodeId');
@@ -1005,7 +1005,7 @@ COMMENT ON FUNCTION api.workers_heartbeat(jsonb, jsonb) IS
 -- each other's rows crosswise.
 CREATE FUNCTION api.workers_heartbeat_batch(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	out jsonb[];
@@ -1025,7 +1025,7 @@ COMMENT ON FUNCTION api.workers_heartbeat_batch(jsonb, jsonb) IS
 
 CREATE FUNCTION api.workers_resources(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	n paas.nodes;
@@ -1070,7 +1070,7 @@ COMMENT ON FUNCTION api.workers_resources(jsonb, jsonb) IS
 
 CREATE FUNCTION api.workers_list(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	errs jsonb := '[]';
@@ -1129,7 +1129,7 @@ COMMENT ON FUNCTION api.workers_list(jsonb, jsonb) IS
 
 CREATE FUNCTION api.workers_stats(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	r jsonb;
@@ -1179,7 +1179,7 @@ COMMENT ON FUNCTION api.workers_stats(jsonb, jsonb) IS
 
 CREATE FUNCTION api.workers_online(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	r jsonb;
@@ -1195,7 +1195,7 @@ COMMENT ON FUNCTION api.workers_online(jsonb, jsonb) IS 'GET /workers/online: AC
 
 CREATE FUNCTION api.workers_offline(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	r jsonb;
@@ -1211,7 +1211,7 @@ COMMENT ON FUNCTION api.workers_offline(jsonb, jsonb) IS 'GET /workers/offline: 
 
 CREATE FUNCTION api.workers_get(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 BEGIN
 	PERFORM paas.require_admin(ctx);
@@ -1222,7 +1222,7 @@ COMMENT ON FUNCTION api.workers_get(jsonb, jsonb) IS 'GET /workers/:nodeId (id o
 
 CREATE FUNCTION api.workers_transitions(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	n paas.nodes;
@@ -1245,7 +1245,7 @@ COMMENT ON FUNCTION api.workers_transitions(jsonb, jsonb) IS
 
 CREATE FUNCTION api.workers_create(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	errs jsonb := '[]';
@@ -1278,7 +1278,7 @@ COMMENT ON FUNCTION api.workers_create(jsonb, jsonb) IS
 
 CREATE FUNCTION api.workers_update(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	errs jsonb := '[]';
@@ -1336,7 +1336,7 @@ COMMENT ON FUNCTION api.workers_update(jsonb, jsonb) IS
 
 CREATE FUNCTION api.workers_delete(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	n paas.nodes;
@@ -1355,7 +1355,7 @@ COMMENT ON FUNCTION api.workers_delete(jsonb, jsonb) IS
 
 CREATE FUNCTION api.workers_set_schedulable(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	errs jsonb := '[]';
@@ -1383,7 +1383,7 @@ COMMENT ON FUNCTION api.workers_set_schedulable(jsonb, jsonb) IS
 
 CREATE FUNCTION api.workers_set_status(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	errs jsonb := '[]';
@@ -1431,7 +1431,7 @@ COMMENT ON FUNCTION paas.node_conditions_unknown(jsonb, timestamptz) IS
 -- session holds (a heartbeat in flight) are skipped until the next pass.
 CREATE FUNCTION paas.job_node_monitor() RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	t0 timestamptz := clock_timestamp();
@@ -1488,7 +1488,7 @@ INSERT INTO paas.job (name, fn, run_every, description) VALUES
 -- that a first run on a long history does not hold one huge transaction.
 CREATE FUNCTION paas.job_prune_node_transitions() RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	keep interval := paas.node_history_retention();

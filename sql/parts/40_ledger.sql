@@ -1,4 +1,4 @@
--- paas 0.2.0 -- ledger: double-entry accounts, entries and postings of IDR
+-- paas -- ledger: double-entry accounts, entries and postings of IDR
 -- amounts, the C posting function, balances, admin billing, BI views.
 --
 -- Model.  An account is either a user's wallet (one per user, created on
@@ -184,7 +184,7 @@ SELECT 'platform_slot', a.id, s FROM paas.ledger_accounts a, generate_series(0, 
 CREATE FUNCTION paas.ledger_replay(idempotency_key text, entries jsonb,
 								   OUT same_content boolean, OUT result jsonb)
 	LANGUAGE sql STABLE STRICT
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 	SELECT i.request_hash = sha256(convert_to(entries::text, 'UTF8')),
 		   jsonb_build_object('replayed', true, 'entries', (
@@ -219,7 +219,7 @@ COMMENT ON FUNCTION paas.ledger_post(text, jsonb) IS
 -- unique user_id makes concurrent first uses converge on one row.
 CREATE FUNCTION paas.wallet_account(user_id uuid) RETURNS bigint
 	LANGUAGE plpgsql VOLATILE STRICT
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	acc bigint;
@@ -245,7 +245,7 @@ COMMENT ON FUNCTION paas.wallet_account(uuid) IS
 
 CREATE FUNCTION paas.platform_account(code text) RETURNS bigint
 	LANGUAGE plpgsql STABLE STRICT
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	acc bigint;
@@ -282,7 +282,7 @@ CREATE FUNCTION paas.ledger_reverse(entry_id bigint, idempotency_key text DEFAUL
 									memo text DEFAULT NULL)
 	RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	e paas.ledger_entries;
@@ -395,7 +395,7 @@ COMMENT ON FUNCTION paas.ledger_entry_json(paas.ledger_entries) IS
 
 CREATE FUNCTION api.billing_balance(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -417,7 +417,7 @@ COMMENT ON FUNCTION api.billing_balance(jsonb, jsonb) IS
 -- api.auth_me_batch).
 CREATE FUNCTION api.billing_balance_batch(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 BEGIN
 	PERFORM paas.check_batch(req);
@@ -434,7 +434,7 @@ COMMENT ON FUNCTION api.billing_balance_batch(jsonb, jsonb) IS
 
 CREATE FUNCTION api.admin_billing_overview(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	r jsonb;
@@ -479,7 +479,7 @@ COMMENT ON FUNCTION api.admin_billing_overview(jsonb, jsonb) IS
 
 CREATE FUNCTION api.admin_billing_ledger(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	errs jsonb := '[]';
@@ -556,7 +556,7 @@ COMMENT ON FUNCTION api.admin_billing_ledger(jsonb, jsonb) IS
 
 CREATE FUNCTION api.admin_billing_user_ledger(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	errs jsonb := '[]';
@@ -627,7 +627,7 @@ COMMENT ON FUNCTION api.admin_billing_user_ledger(jsonb, jsonb) IS
 -- answers the first adjustment (per admin: the key is scoped to the caller).
 CREATE FUNCTION api.admin_billing_adjust(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	adm paas.users := paas.require_admin(ctx);

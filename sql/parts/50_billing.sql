@@ -1,4 +1,4 @@
--- paas 0.2.0 -- billing: Midtrans top-ups, signed notifications, invoices,
+-- paas -- billing: Midtrans top-ups, signed notifications, invoices,
 -- the user's transaction feed, dashboards, reconciliation.
 --
 -- Money moves only through the ledger (40_ledger.sql): paas.ledger_post()
@@ -186,7 +186,7 @@ COMMENT ON TABLE paas.invoices IS
 -- (status -> VOID with voided_by set, once) and the download counter.
 CREATE FUNCTION paas.invoices_guard() RETURNS trigger
 	LANGUAGE plpgsql
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 BEGIN
 	IF TG_OP = 'DELETE' THEN
@@ -235,7 +235,7 @@ SELECT pg_catalog.pg_extension_config_dump('paas.invoices', '');
 -- a rolled-back issue leaves no gap.
 CREATE FUNCTION paas.reserve_invoice_numbers(series text, k integer) RETURNS integer
 	LANGUAGE plpgsql VOLATILE STRICT
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	base integer;
@@ -270,14 +270,14 @@ COMMENT ON FUNCTION paas.invoice_number(text, integer) IS
 -- Next number of a series (one-number block).
 CREATE FUNCTION paas.next_invoice_number(series text) RETURNS text
 	LANGUAGE sql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 	RETURN paas.invoice_number(paas.invoice_number_prefix(series), paas.reserve_invoice_numbers(series, 1) + 1);
 COMMENT ON FUNCTION paas.next_invoice_number(text) IS
 	'allocates the next gap-free number of series INV or CN in this transaction';
 
 CREATE FUNCTION paas.invoice_json(i paas.invoices) RETURNS jsonb
 	LANGUAGE sql STABLE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 	RETURN jsonb_build_object(
 		'id', i.id, 'invoiceNumber', i.number, 'type', i.kind, 'amount', i.amount,
 		'currency', i.currency, 'status', i.status, 'description', i.description,
@@ -294,7 +294,7 @@ COMMENT ON FUNCTION paas.invoice_json(paas.invoices) IS 'an invoice as the API p
 -- paas.issue_invoices or paas.issue_invoice_items have found something wrong.
 CREATE FUNCTION paas.invoice_item_errors(items jsonb) RETURNS jsonb
 	LANGUAGE sql STABLE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 	RETURN (
 	WITH x AS (
 		SELECT x.n - 1 AS i, x.e, jsonb_typeof(x.e) = 'object' AS obj, u.id IS NOT NULL AS user_ok,
@@ -356,7 +356,7 @@ COMMENT ON FUNCTION paas.invoice_items_json(paas.invoice_item[]) IS
 -- of them failed the check of paas.issue_invoice_items).
 CREATE FUNCTION paas.invoice_items_refuse(items paas.invoice_item[]) RETURNS text
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 BEGIN
 	PERFORM paas.raise_if_invalid(paas.invoice_item_errors(paas.invoice_items_json(items)));
@@ -391,7 +391,7 @@ COMMENT ON FUNCTION paas.invoice_items_refuse(paas.invoice_item[]) IS
 CREATE FUNCTION paas.issue_invoice_items(items paas.invoice_item[], ids uuid[] DEFAULT NULL)
 	RETURNS SETOF paas.invoices
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	k integer := coalesce(cardinality(items), 0);
@@ -461,7 +461,7 @@ COMMENT ON FUNCTION paas.issue_invoice_items(paas.invoice_item[], uuid[]) IS
 -- is malformed, with every failing field as items[i].field.
 CREATE FUNCTION paas.issue_invoices(items jsonb) RETURNS SETOF paas.invoices
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 BEGIN
 	IF items IS NULL OR jsonb_typeof(items) <> 'array' THEN
@@ -495,7 +495,7 @@ CREATE FUNCTION paas.issue_invoice(user_id uuid, kind text, amount bigint, ref j
 								   lines jsonb DEFAULT NULL)
 	RETURNS jsonb
 	LANGUAGE sql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 	RETURN (SELECT paas.invoice_json(i)
 			  FROM paas.issue_invoice_items(ARRAY[ROW(issue_invoice.user_id, issue_invoice.kind,
 				issue_invoice.amount, issue_invoice.ref, issue_invoice.lines)::paas.invoice_item]) i);
@@ -507,7 +507,7 @@ COMMENT ON FUNCTION paas.issue_invoice(uuid, text, bigint, jsonb, jsonb) IS
 -- already void or is itself a credit note.
 CREATE FUNCTION paas.void_invoice(invoice_id uuid, reason text) RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	i paas.invoices;
@@ -544,12 +544,12 @@ CREATE FUNCTION paas.new_order_id(uid uuid) RETURNS text
 	LANGUAGE sql VOLATILE
 	RETURN 'TOPUP-' || upper(substr(replace(uid::text, '-', ''), 1, 8)) || '-'
 		   || (extract(epoch FROM clock_timestamp()) * 1000)::bigint || '-'
-		   || upper(encode(gen_random_bytes(4), 'hex'));
+		   || upper(encode(public.gen_random_bytes(4), 'hex'));
 COMMENT ON FUNCTION paas.new_order_id(uuid) IS 'TOPUP-<user>-<ms>-<random>, unique and URL-safe';
 
 CREATE FUNCTION paas.topup_json(t paas.topups) RETURNS jsonb
 	LANGUAGE sql STABLE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 	RETURN jsonb_build_object(
 		'id', t.id, 'transactionId', t.id, 'orderId', t.order_id, 'amount', t.amount,
 		'currency', t.currency, 'status', t.status, 'snapToken', t.snap_token,
@@ -574,7 +574,7 @@ COMMENT ON FUNCTION paas.snap_link_minutes() IS 'lifetime of one Snap payment li
 -- that was never sent to Snap (a new one when the current one was).
 CREATE FUNCTION paas.topup_snap_step(t paas.topups, u paas.users) RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	o paas.topup_orders;
@@ -610,7 +610,7 @@ COMMENT ON FUNCTION paas.topup_snap_step(paas.topups, paas.users) IS
 -- PT502 (the top-up stays PENDING and can be retried).
 CREATE FUNCTION paas.topup_snap_result(u paas.users, snap jsonb) RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	t paas.topups;
@@ -648,7 +648,7 @@ COMMENT ON FUNCTION paas.topup_snap_result(paas.users, jsonb) IS
 
 CREATE FUNCTION api.billing_topup(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -698,7 +698,7 @@ COMMENT ON FUNCTION api.billing_topup(jsonb, jsonb) IS
 
 CREATE FUNCTION api.billing_transaction_pay(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -729,7 +729,7 @@ COMMENT ON FUNCTION api.billing_transaction_pay(jsonb, jsonb) IS
 
 CREATE FUNCTION api.billing_topups(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -761,7 +761,7 @@ COMMENT ON FUNCTION api.billing_topups(jsonb, jsonb) IS 'GET /billing/topup: pag
 
 CREATE FUNCTION api.billing_topup_get(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -786,7 +786,7 @@ COMMENT ON FUNCTION api.billing_topup_get(jsonb, jsonb) IS 'GET /billing/topup/:
 CREATE FUNCTION paas.topup_post(key text, kind text, memo text, ref jsonb, uid uuid, delta bigint)
 	RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	w bigint := paas.wallet_account(uid);
@@ -811,7 +811,7 @@ COMMENT ON FUNCTION paas.topup_post(text, text, text, jsonb, uuid, bigint) IS
 -- Records a notification (or status answer) and its outcome.
 CREATE FUNCTION paas.midtrans_log(n jsonb, source text, sig_ok boolean, outcome text) RETURNS void
 	LANGUAGE sql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 	BEGIN ATOMIC
 		INSERT INTO paas.midtrans_notifications
 			(source, order_id, transaction_status, status_code, gross_amount, signature_ok, outcome, body)
@@ -825,7 +825,7 @@ COMMENT ON FUNCTION paas.midtrans_log(jsonb, text, boolean, text) IS
 -- The caller holds the top-up's row lock.
 CREATE FUNCTION paas.topup_credit_order(t paas.topups, o paas.topup_orders, n jsonb) RETURNS void
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	posting jsonb;
@@ -858,7 +858,7 @@ COMMENT ON FUNCTION paas.topup_credit_order(paas.topups, paas.topup_orders, json
 CREATE FUNCTION paas.topup_reverse_order(t paas.topups, o paas.topup_orders, target bigint,
 										 kind text) RETURNS text
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	delta bigint := least(target, o.credited) - o.reversed;
@@ -907,7 +907,7 @@ COMMENT ON FUNCTION paas.topup_reverse_order(paas.topups, paas.topup_orders, big
 -- amount_mismatch, inconsistent_status, ignored.
 CREATE FUNCTION paas.midtrans_apply(n jsonb, source text) RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	t paas.topups;
@@ -1030,7 +1030,7 @@ COMMENT ON FUNCTION paas.midtrans_apply(jsonb, text) IS
 
 CREATE FUNCTION api.billing_webhook_midtrans(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	errs jsonb := '[]';
@@ -1077,7 +1077,7 @@ COMMENT ON FUNCTION api.billing_webhook_midtrans(jsonb, jsonb) IS
 -- own short transaction.
 CREATE FUNCTION paas.billing_reconcile_claim(age interval, n integer) RETURNS SETOF text
 	LANGUAGE sql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 	BEGIN ATOMIC
 		UPDATE paas.topup_orders o SET last_checked_at = now()
 		 WHERE o.order_id IN (
@@ -1102,7 +1102,7 @@ COMMENT ON FUNCTION paas.billing_reconcile_claim(interval, integer) IS
 CREATE FUNCTION paas.billing_reconcile_apply(order_id text, http_status integer, body text)
 	RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	j jsonb;
@@ -1163,7 +1163,7 @@ COMMENT ON FUNCTION paas.billing_reconcile_apply(text, integer, text) IS
 -- still arrives later is credited (success wins).
 CREATE FUNCTION paas.job_billing_expire_topups() RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	n bigint;
@@ -1200,7 +1200,7 @@ CREATE FUNCTION paas.billing_feed(uid uuid)
 				   reference text, reference_type text, payment_method text,
 				   payment_gateway text, invoice jsonb, topup_id uuid)
 	LANGUAGE sql STABLE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 	BEGIN ATOMIC
 		SELECT t.id::text, t.created_at, 'TOPUP',
 			   CASE t.status WHEN 'PAID' THEN 'SUCCESS' ELSE t.status END,
@@ -1262,7 +1262,7 @@ COMMENT ON FUNCTION paas.billing_feed(uuid) IS 'every money movement of a user (
 
 CREATE FUNCTION paas.feed_json(f record) RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 BEGIN
 	RETURN jsonb_build_object(
@@ -1325,7 +1325,7 @@ COMMENT ON FUNCTION paas.range_end(text) IS 'inclusive end of a date-range filte
 
 CREATE FUNCTION api.billing_transactions(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -1368,7 +1368,7 @@ COMMENT ON FUNCTION api.billing_transactions(jsonb, jsonb) IS
 
 CREATE FUNCTION api.billing_transaction_get(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -1390,7 +1390,7 @@ COMMENT ON FUNCTION api.billing_transaction_get(jsonb, jsonb) IS
 
 CREATE FUNCTION api.billing_invoices(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -1433,7 +1433,7 @@ COMMENT ON FUNCTION api.billing_invoices(jsonb, jsonb) IS
 
 CREATE FUNCTION paas.invoice_detail(i paas.invoices, u paas.users) RETURNS jsonb
 	LANGUAGE sql STABLE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 	RETURN paas.invoice_json(i) || jsonb_build_object(
 		'user', jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email),
 		'topUpTransaction', (SELECT jsonb_build_object('id', t.id, 'orderId', t.order_id,
@@ -1448,7 +1448,7 @@ COMMENT ON FUNCTION paas.invoice_detail(paas.invoices, paas.users) IS
 
 CREATE FUNCTION api.billing_invoice_get(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -1466,7 +1466,7 @@ COMMENT ON FUNCTION api.billing_invoice_get(jsonb, jsonb) IS 'GET /billing/invoi
 -- The data httpd renders as the PDF (httpd/invoice_pdf.c); counts the download.
 CREATE FUNCTION api.billing_invoice_pdf(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -1491,7 +1491,7 @@ COMMENT ON FUNCTION api.billing_invoice_pdf(jsonb, jsonb) IS
 CREATE FUNCTION api.billing_dashboard_overview(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}')
 	RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -1528,7 +1528,7 @@ COMMENT ON FUNCTION api.billing_dashboard_overview(jsonb, jsonb) IS
 CREATE FUNCTION api.billing_dashboard_analytics(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}')
 	RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -1581,7 +1581,7 @@ COMMENT ON FUNCTION api.billing_dashboard_analytics(jsonb, jsonb) IS
 
 CREATE FUNCTION api.billing_health(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE sql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 	RETURN jsonb_build_object('status', 'healthy', 'service', 'billing', 'version', '1.0.0',
 							  'database', 'up', 'gatewayConfigured', paas.midtrans_configured(),
 							  'timestamp', paas.iso(now()));

@@ -1,4 +1,4 @@
--- paas 0.2.0 -- subscriptions paid from the wallet, renewed by pg_cron.
+-- paas -- subscriptions paid from the wallet, renewed by pg_cron.
 --
 -- Rules a reader must know.
 --   * Status changes go through paas.subscription_transition(status, event),
@@ -196,7 +196,7 @@ COMMENT ON FUNCTION paas.subscription_bound(timestamptz, integer) IS
 
 CREATE FUNCTION paas.subscription_config() RETURNS paas.subscription_settings
 	LANGUAGE sql STABLE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 	RETURN (SELECT s FROM paas.subscription_settings s);
 COMMENT ON FUNCTION paas.subscription_config() IS 'the subscription settings row';
 
@@ -225,7 +225,7 @@ COMMENT ON FUNCTION paas.subscription_json(paas.subscriptions, paas.services) IS
 
 CREATE FUNCTION paas.subscription_charge_json(c paas.subscription_charges) RETURNS jsonb
 	LANGUAGE sql STABLE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 	RETURN jsonb_build_object(
 		'period', c.period_no, 'kind', c.kind, 'amount', c.amount, 'currency', 'IDR',
 		'periodStart', paas.iso(c.period_start), 'periodEnd', paas.iso(c.period_end),
@@ -257,7 +257,7 @@ CREATE FUNCTION paas.subscription_charge(s paas.subscriptions, v paas.services, 
 										 entry_kind text, idem text)
 	RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	bal bigint;
@@ -310,7 +310,7 @@ COMMENT ON FUNCTION paas.subscription_charge(paas.subscriptions, paas.services, 
 -- a malformed id and another user's subscription alike.
 CREATE FUNCTION paas.subscription_of(uid uuid, id_text text) RETURNS paas.subscriptions
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	s paas.subscriptions;
@@ -331,7 +331,7 @@ COMMENT ON FUNCTION paas.subscription_of(uuid, text) IS
 CREATE FUNCTION paas.subscriptions_page(req jsonb, uid uuid, default_limit integer)
 	RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	lim int := coalesce((req ->> 'limit')::int, default_limit);
@@ -381,7 +381,7 @@ COMMENT ON FUNCTION paas.check_subscription_filters(jsonb, jsonb) IS
 
 CREATE FUNCTION api.subscriptions_create(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -461,7 +461,7 @@ COMMENT ON FUNCTION api.subscriptions_create(jsonb, jsonb) IS
 
 CREATE FUNCTION api.subscriptions_list(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -479,7 +479,7 @@ COMMENT ON FUNCTION api.subscriptions_list(jsonb, jsonb) IS
 
 CREATE FUNCTION api.subscriptions_get(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -502,7 +502,7 @@ COMMENT ON FUNCTION api.subscriptions_get(jsonb, jsonb) IS
 
 CREATE FUNCTION api.subscriptions_stats(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -548,7 +548,7 @@ COMMENT ON FUNCTION api.subscriptions_stats(jsonb, jsonb) IS
 -- one are revived: a new anchor at now, at the current list price.
 CREATE FUNCTION api.subscriptions_renew(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -616,7 +616,7 @@ COMMENT ON FUNCTION api.subscriptions_renew(jsonb, jsonb) IS
 
 CREATE FUNCTION api.subscriptions_cancel(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
@@ -656,7 +656,7 @@ CREATE FUNCTION paas.subscriptions_cancel_for_users(user_ids uuid[], reason text
 													actor_id uuid DEFAULT NULL)
 	RETURNS integer
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	n integer;
@@ -690,7 +690,7 @@ COMMENT ON FUNCTION paas.subscriptions_cancel_for_users(uuid[], text, uuid) IS
 
 CREATE FUNCTION api.subscriptions_admin_list(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	uid uuid;
@@ -715,7 +715,7 @@ COMMENT ON FUNCTION api.subscriptions_admin_list(jsonb, jsonb) IS
 
 CREATE FUNCTION api.subscriptions_admin_get(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	s paas.subscriptions;
@@ -746,7 +746,7 @@ COMMENT ON FUNCTION api.subscriptions_admin_get(jsonb, jsonb) IS
 
 CREATE FUNCTION api.subscriptions_admin_set_status(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	adm paas.users := paas.require_admin(ctx);
@@ -792,7 +792,7 @@ COMMENT ON FUNCTION api.subscriptions_admin_set_status(jsonb, jsonb) IS
 
 CREATE FUNCTION api.subscriptions_admin_stats(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	r jsonb;
@@ -874,7 +874,7 @@ GRANT SELECT ON reporting.subscription_notices TO paas_bi, paas_owner;
 
 CREATE FUNCTION api.subscriptions_admin_notices(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	errs jsonb := '[]';
@@ -924,7 +924,7 @@ COMMENT ON FUNCTION api.subscriptions_admin_notices(jsonb, jsonb) IS
 -- wrote them into the charge rows already.  Returns the number of invoices.
 CREATE FUNCTION paas.subscription_issue_invoices() RETURNS bigint
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	items paas.invoice_item[];
@@ -969,7 +969,7 @@ COMMENT ON FUNCTION paas.renewal_shard(uuid, int) IS
 -- One shard of a renewal run (api.run_renewals); shards = 1: all of it.
 CREATE FUNCTION paas.run_renewals_part(shard int DEFAULT 0, shards int DEFAULT 1) RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	cfg paas.subscription_settings := paas.subscription_config();
@@ -1200,7 +1200,7 @@ COMMENT ON FUNCTION paas.run_renewals_part(int, int) IS
 
 CREATE FUNCTION api.run_renewals() RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	t0 timestamptz := clock_timestamp();
@@ -1247,7 +1247,7 @@ COMMENT ON FUNCTION api.run_renewals() IS
 
 CREATE FUNCTION api.subscriptions_schedule_renewals(schedule text DEFAULT '*/5 * * * *') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
-	SECURITY DEFINER SET search_path = paas, pg_catalog, public, pg_temp
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	job bigint;

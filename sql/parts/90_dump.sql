@@ -1,4 +1,4 @@
--- paas 0.2.0 -- what pg_dump keeps.
+-- paas -- what pg_dump keeps.
 --
 -- pg_dump skips the rows of an extension's tables unless the table is
 -- registered with pg_extension_config_dump.  Every table of schema paas is
@@ -35,7 +35,7 @@ SELECT pg_catalog.pg_extension_config_dump('paas.subscription_settings', 'WHERE 
 -- from their postings.  Returns how many slots changed.  Safe to run twice.
 CREATE FUNCTION paas.ledger_restore_balances() RETURNS integer
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = paas, pg_catalog, public, pg_temp
+	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	n integer;

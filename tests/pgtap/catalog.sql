@@ -292,7 +292,7 @@ INSERT INTO public.zqx_refs2 VALUES ('zqx-flow', (SELECT (j ->> 'id')::uuid FROM
 
 SELECT throws_ok(format($$SELECT api.services_delete('{"id": "%s"}')$$, (SELECT j ->> 'id' FROM svc WHERE k = 'flow')),
 	'PT409', 'Cannot delete a service that is still in use', 'a referenced service cannot be deleted');
-SELECT is(paas.service_references((SELECT (j ->> 'id')::uuid FROM svc WHERE k = 'flow')), ARRAY['zqx_refs', 'zqx_refs2'],
+SELECT is(paas.service_references((SELECT (j ->> 'id')::uuid FROM svc WHERE k = 'flow')), ARRAY['public.zqx_refs', 'public.zqx_refs2'],
 	'every referencing table is found');
 SELECT is(paas.service_references((SELECT (j ->> 'id')::uuid FROM svc WHERE k = 'press')), '{}'::text[],
 	'an unreferenced service has no references');

@@ -33,13 +33,13 @@ SELECT is((SELECT count(*)::int FROM pg_proc p
 	0, 'no api function is executable by PUBLIC');
 
 -- C functions
-SELECT is(paas.version(), '0.2.0', 'module version');
+SELECT is(paas.version(), '0.3.0', 'module version');
 SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'paas'), paas.version(),
 	'installed SQL version equals module version');
 
 -- status and health
 SELECT is(api.status() ->> 'service', 'paas', 'status names the service');
-SELECT is(api.status() ->> 'version', '0.2.0', 'status carries the version');
+SELECT is(api.status() ->> 'version', '0.3.0', 'status carries the version');
 SELECT ok(api.status() -> 'worker' ? 'running', 'status reports the worker state');
 SELECT ok((api.status() ->> 'cron')::boolean, 'status sees pg_cron');
 SELECT is(api.health() ->> 'status', 'healthy', 'health');
