@@ -6,6 +6,9 @@
 #      API snapshot and the background-worker test)
 #   3. HTTP black-box tests (pytest) against the ASan httpd
 # Exits non-zero on any failure.
+# While developing: PAAS_TEST_PGTAP='nodes.sql core.sql' runs those pgTAP
+# files only, PAAS_TEST_HTTP='tests/http/test_auth.py -k login' those HTTP
+# tests only, PAAS_TEST_SKIP_UPGRADE=1 skips the upgrade check (never in CI).
 set -euo pipefail
 . "$(dirname "$0")/../docker/scripts/stack.sh"
 cd "$STACK_ROOT"
@@ -53,6 +56,9 @@ paas.billing_reconcile_after = '2s'
 paas.billing_reconcile_interval = '1s'"
 
 echo "== build"
+# The extension goes into a private copy of the server's installation, never
+# into the system's (runs of several checkouts do not disturb each other).
+stack_private_pg "$TMP/pginst"
 stack_build
 make -C httpd -s asan >/dev/null
 
@@ -70,7 +76,7 @@ cp -r tests/pgtap "$TMP/tree/tests/"
 cp -r docker/seed "$TMP/tree/docker/"
 chmod -R a+rX "$TMP/tree"
 (cd "$TMP/tree/tests/pgtap" && as_pg pg_prove --ext .sql -h "$PAAS_PGSOCK" -p "$PAAS_PGPORT" -d "$PAAS_DB" \
-	$(cd "$TMP/tree/tests/pgtap" && ls *.sql | sort))
+	$(cd "$TMP/tree/tests/pgtap" && ls ${PAAS_TEST_PGTAP:-*.sql} | sort))
 
 echo "== extension upgrades"
 # PAAS_TEST_SKIP_UPGRADE=1 skips this step while an upgrade script is being
@@ -98,7 +104,7 @@ PGCTL="$PG_BIN/pg_ctl -D $PAAS_PGDATA -w -t 60"
 PGCTL="$AS_PG $PGCTL"
 export PAAS_TEST_PG_STOP="$PGCTL -m fast stop"
 export PAAS_TEST_PG_START="$PGCTL -l $PAAS_PGDATA/server.log start"
-/usr/bin/python3 -m pytest -q -p no:cacheprovider --durations=5 tests/http
+/usr/bin/python3 -m pytest -q -p no:cacheprovider --durations=5 ${PAAS_TEST_HTTP:-tests/http}
 stack_down
 if grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$TMP/httpd.log"; then
 	echo "sanitizer reports in httpd log" >&2

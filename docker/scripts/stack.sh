@@ -17,7 +17,29 @@ SUDO=
 
 stack_build() {
 	make -C "$STACK_ROOT" -s >/dev/null
-	$SUDO make -C "$STACK_ROOT" -s install >/dev/null
+	if [ -n "${PAAS_PG_PREFIX:-}" ]; then
+		make -C "$STACK_ROOT" -s install DESTDIR="$PAAS_PG_PREFIX" >/dev/null
+	else
+		$SUDO make -C "$STACK_ROOT" -s install >/dev/null
+	fi
+}
+
+# A private copy of the server's installation under $1 (PostgreSQL finds its
+# share and lib directories relative to its binaries), so that a test run
+# installs the extension there and never into the system's directories:
+# test runs of different checkouts can then run side by side.  Sets
+# PAAS_PG_PREFIX and PG_BIN.
+stack_private_pg() {
+	local prefix=$1 lib share
+	lib=$(pg_config --pkglibdir 2>/dev/null || echo /usr/lib/postgresql/15/lib)
+	lib=$(dirname "$lib")
+	share=$(pg_config --sharedir 2>/dev/null || echo /usr/share/postgresql/15)
+	mkdir -p "$prefix$lib" "$prefix$share"
+	cp -a "$lib/." "$prefix$lib/"
+	cp -a "$share/." "$prefix$share/"
+	chmod -R a+rX "$prefix"
+	export PAAS_PG_PREFIX=$prefix
+	PG_BIN=$prefix$lib/bin
 }
 
 rand_hex() { openssl rand -hex "$1" 2>/dev/null || head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }

@@ -8,10 +8,19 @@ import requests
 from conftest import BASE, Api, check_envelope, wait_until
 
 
+def makefile_version():
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    with open(os.path.join(root, "Makefile")) as f:
+        for line in f:
+            if line.startswith("EXTVERSION"):
+                return line.split("=", 1)[1].strip()
+    raise AssertionError("no EXTVERSION in the Makefile")
+
+
 def test_status_envelope(api):
     body = check_envelope(api.get("/api/v1/status"), 200)
     assert body["data"]["service"] == "paas"
-    assert body["data"]["version"] == "0.2.0"
+    assert body["data"]["version"] == makefile_version()
     assert body["data"]["cron"] is True
     assert "worker" in body["data"]
 

@@ -33,7 +33,7 @@ SELECT is((SELECT count(*)::int FROM pg_proc p
 	0, 'no api function is executable by PUBLIC');
 
 -- C functions
-SELECT is(paas.version(), '0.3.0', 'module version');
+SELECT is(paas.version(), (SELECT default_version FROM pg_available_extensions WHERE name = 'paas'), 'module version equals the control file');
 SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'paas'), paas.version(),
 	'installed SQL version equals module version');
 
