@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# tests/upgrade/functions.sh OLD: prints the function part of an upgrade
+# script from version OLD to the current one.  It installs both versions in
+# throw-away databases of the cluster of docker/scripts/lib.sh's environment
+# (PAAS_PGSOCK, PAAS_PGPORT), compares every function of the extension by
+# definition, comment and privileges, and prints, for each one that is new or
+# changed, its definition as pg_get_functiondef prints it, its comment and
+# its grants; DROP FUNCTION for those that are gone, and first for those whose
+# result type changed.  Tables, types and data are written by hand; the
+# upgrade check (tests/upgrade/check.sh) proves the whole script right.
+set -euo pipefail
+. "$(dirname "$0")/../../docker/scripts/lib.sh"
+OLD=${1:?usage: functions.sh OLD_VERSION}
+WORK=$(mktemp -d)
+chmod 0755 "$WORK"
+trap 'rm -rf "$WORK"; psql_su -d postgres -qAtX -c "DROP DATABASE IF EXISTS paas_fn_old" -c "DROP DATABASE IF EXISTS paas_fn_new" >/dev/null' EXIT
+db() { psql_su -d "$1" -v ON_ERROR_STOP=1 -qAtX "${@:2}"; }
+for d in paas_fn_old paas_fn_new; do
+	psql_su -d postgres -qAtX -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $d" -c "CREATE DATABASE $d OWNER paas_owner" >/dev/null
+done
+db paas_fn_old -c "SET client_min_messages = warning" -c "CREATE EXTENSION paas VERSION '$OLD' CASCADE"
+db paas_fn_new -c "SET client_min_messages = warning" -c "CREATE EXTENSION paas CASCADE"
+LIST="SELECT p.oid::regprocedure::text || E'\t' || md5(pg_get_functiondef(p.oid) || coalesce(p.proacl::text, '-')
+		|| coalesce(obj_description(p.oid, 'pg_proc'), '-')) || E'\t' || pg_get_function_result(p.oid)
+	FROM pg_proc p
+	JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+	JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'paas'
+	WHERE p.prokind <> 'a' ORDER BY 1"
+db paas_fn_old -c "$LIST" > "$WORK/old.tsv"
+db paas_fn_new -c "$LIST" > "$WORK/new.tsv"
+# functions gone, or whose result type changed: dropped first
+awk -F'\t' 'NR == FNR { new[$1] = $3; next } !($1 in new) || new[$1] != $3 { print $1 }' \
+	"$WORK/new.tsv" "$WORK/old.tsv" > "$WORK/drop.txt"
+awk -F'\t' 'NR == FNR { old[$1] = $2; next } !($1 in old) || old[$1] != $2 { print $1 }' \
+	"$WORK/old.tsv" "$WORK/new.tsv" > "$WORK/changed.txt"
+while read -r f; do
+	[ -n "$f" ] && echo "DROP FUNCTION $f;"
+done < "$WORK/drop.txt"
+echo
+while read -r f; do
+	[ -n "$f" ] || continue
+	db paas_fn_new -v f="$f" <<'SQL'
+SELECT pg_get_functiondef(:'f'::regprocedure) || E';\n'
+	|| coalesce(format(E'COMMENT ON FUNCTION %s IS %L;\n', :'f', obj_description(:'f'::regprocedure, 'pg_proc')), '')
+	|| CASE WHEN (SELECT proacl FROM pg_proc WHERE oid = :'f'::regprocedure) IS NULL THEN ''
+		ELSE format(E'REVOKE ALL ON FUNCTION %s FROM PUBLIC;\n', :'f') END
+	|| coalesce((SELECT string_agg(format('GRANT EXECUTE ON FUNCTION %s TO %s;', :'f',
+			CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END), E'\n' ORDER BY r.rolname)
+		FROM pg_proc p, aclexplode(p.proacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee
+		WHERE p.oid = :'f'::regprocedure AND a.grantee <> p.proowner) || E'\n', '')
+SQL
+done < "$WORK/changed.txt"
