@@ -88,6 +88,7 @@ _PG_init(void)
 
 	paas_nodes_init();
 	paas_billing_init();
+	paas_logging_init();
 
 	MarkGUCPrefixReserved("paas");
 

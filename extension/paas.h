@@ -52,6 +52,7 @@ extern bool paas_midtrans_is_production;
 extern int	paas_billing_reconcile_after_s;
 extern int	paas_billing_reconcile_interval_s;
 extern void paas_billing_init(void);
+extern void paas_logging_init(void);
 extern const char *paas_midtrans_api_base(void);
 extern void paas_reconcile_pass(void);
 

@@ -104,6 +104,7 @@ PGCTL="$PG_BIN/pg_ctl -D $PAAS_PGDATA -w -t 60"
 PGCTL="$AS_PG $PGCTL"
 export PAAS_TEST_PG_STOP="$PGCTL -m fast stop"
 export PAAS_TEST_PG_START="$PGCTL -l $PAAS_PGDATA/server.log start"
+export PAAS_TEST_SERVER_LOG=$PAAS_PGDATA/server.log
 /usr/bin/python3 -m pytest -q -p no:cacheprovider --durations=5 ${PAAS_TEST_HTTP:-tests/http}
 stack_down
 if grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$TMP/httpd.log"; then
