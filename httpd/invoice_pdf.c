@@ -5,7 +5,11 @@
  * The data comes from api.billing_invoice_pdf (the owner check and the
  * download counter live there); this file only lays it out.  Text uses the
  * built-in Helvetica (WinAnsi), so characters outside printable ASCII are
- * shown as '?'.  Any libharu error makes the reply a 500 and is logged.
+ * shown as '?'.  Columns never overlap: a description wraps within its
+ * column (a new page when the lines run out of room) and an amount that is
+ * too wide for its column is set smaller.  The seller block comes from the
+ * environment (PAAS_SELLER_NAME, PAAS_SELLER_ADDRESS, PAAS_SELLER_TAX_ID).
+ * Any libharu error makes the reply a 500 and is logged.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,7 +81,7 @@ idr(json_int_t v, char *out, size_t len)
 static void
 text(HPDF_Page page, HPDF_Font font, float size, float x, float y, const char *s)
 {
-	char buf[256];
+	char buf[512];
 
 	HPDF_Page_BeginText(page);
 	HPDF_Page_SetFontAndSize(page, font, size);
@@ -85,14 +89,120 @@ text(HPDF_Page page, HPDF_Font font, float size, float x, float y, const char *s
 	HPDF_Page_EndText(page);
 }
 
+/*
+ * Right-aligned at "right", never wider than "width": a text that does not
+ * fit at "size" is set smaller (down to 5 points), so that a long amount
+ * never runs into the column on its left.
+ */
 static void
-text_right(HPDF_Page page, HPDF_Font font, float size, float right, float y, const char *s)
+text_right(HPDF_Page page, HPDF_Font font, float size, float right, float width, float y,
+           const char *s)
 {
-	char buf[256];
+	char buf[512];
+	float w;
 
 	ascii(s, buf, sizeof(buf));
 	HPDF_Page_SetFontAndSize(page, font, size);
-	text(page, font, size, right - HPDF_Page_TextWidth(page, buf), y, buf);
+	w = HPDF_Page_TextWidth(page, buf);
+	while (w > width && size > 5.0f) {
+		size -= 0.5f;
+		HPDF_Page_SetFontAndSize(page, font, size);
+		w = HPDF_Page_TextWidth(page, buf);
+	}
+	text(page, font, size, right - w, y, buf);
+}
+
+/*
+ * Sets s in lines of at most "width" points from (x, y) downwards, breaking
+ * at spaces (a word longer than a line is cut); returns the y below the last
+ * line.  At most max_lines lines are set.
+ */
+static float
+text_wrapped(HPDF_Page page, HPDF_Font font, float size, float x, float y, float width,
+             float leading, int max_lines, const char *s)
+{
+	char buf[1024], line[512];
+	const char *p;
+	int n = 0;
+
+	ascii(s, buf, sizeof(buf));
+	p = buf;
+	HPDF_Page_SetFontAndSize(page, font, size);
+	while (*p && n < max_lines) {
+		HPDF_REAL real = 0;
+		HPDF_UINT fit = HPDF_Page_MeasureText(page, p, width, HPDF_TRUE, &real);
+
+		if (fit == 0) /* no space to break at: cut the word */
+			fit = HPDF_Page_MeasureText(page, p, width, HPDF_FALSE, &real);
+		if (fit == 0)
+			fit = 1;
+		if (fit >= sizeof(line))
+			fit = sizeof(line) - 1;
+		memcpy(line, p, fit);
+		line[fit] = '\0';
+		text(page, font, size, x, y, line);
+		p += fit;
+		while (*p == ' ')
+			p++;
+		y -= leading;
+		n++;
+	}
+	return y;
+}
+
+/* Columns of the line table: left edge or right edge, and width. */
+#define COL_DESC_X 50.0f
+#define COL_DESC_W 230.0f
+#define COL_QTY_R 330.0f
+#define COL_QTY_W 40.0f
+#define COL_UNIT_R 440.0f
+#define COL_UNIT_W 100.0f
+#define COL_AMT_R 545.0f
+#define COL_AMT_W 100.0f
+#define PAGE_BOTTOM 110.0f /* the footer and the notes below the total */
+
+static void
+table_head(HPDF_Page page, HPDF_Font bold, float y)
+{
+	HPDF_Page_SetLineWidth(page, 0.8f);
+	HPDF_Page_MoveTo(page, 50, y + 16);
+	HPDF_Page_LineTo(page, 545, y + 16);
+	HPDF_Page_Stroke(page);
+	text(page, bold, 10, COL_DESC_X, y, "Description");
+	text_right(page, bold, 10, COL_QTY_R, COL_QTY_W, y, "Qty");
+	text_right(page, bold, 10, COL_UNIT_R, COL_UNIT_W, y, "Unit price");
+	text_right(page, bold, 10, COL_AMT_R, COL_AMT_W, y, "Amount");
+}
+
+/*
+ * The seller block, from the environment (docs/operations.md):
+ * PAAS_SELLER_NAME, PAAS_SELLER_ADDRESS (lines separated by "|") and
+ * PAAS_SELLER_TAX_ID.  Returns the y below it.
+ */
+static float
+seller(HPDF_Page page, HPDF_Font bold, HPDF_Font font, float y)
+{
+	const char *name = getenv("PAAS_SELLER_NAME");
+	const char *addr = getenv("PAAS_SELLER_ADDRESS");
+	const char *tax = getenv("PAAS_SELLER_TAX_ID");
+	char buf[256];
+
+	text(page, bold, 10, 50, y, name && *name ? name : "paas");
+	y -= 12;
+	while (addr && *addr) {
+		size_t n = strcspn(addr, "|");
+
+		snprintf(buf, sizeof(buf), "%.*s", (int) (n < 200 ? n : 200), addr);
+		y = text_wrapped(page, font, 9, 50, y, 280, 11, 2, buf);
+		addr += n;
+		if (*addr == '|')
+			addr++;
+	}
+	if (tax && *tax) {
+		snprintf(buf, sizeof(buf), "Tax id: %s", tax);
+		y = text_wrapped(page, font, 9, 50, y, 280, 11, 1, buf);
+	}
+	return y;
 }
 
 static void
@@ -105,14 +215,14 @@ layout(HPDF_Doc pdf, json_t *inv)
 	json_t *topup = json_object_get(inv, "topUpTransaction");
 	json_t *cnf = json_object_get(inv, "creditNoteFor"), *vb = json_object_get(inv, "voidedBy");
 	const char *kind = str(inv, "type");
-	char buf[160], money[48];
+	char buf[320], money[48];
 	float y;
 	size_t i;
 
 	HPDF_Page_SetSize(page, HPDF_PAGE_SIZE_A4, HPDF_PAGE_PORTRAIT);
 	text(page, bold, 22, 50, 780, strcmp(kind, "CREDIT_NOTE") == 0 ? "CREDIT NOTE" : "INVOICE");
-	text_right(page, bold, 12, 545, 786, str(inv, "invoiceNumber"));
-	text(page, font, 10, 50, 755, "paas platform");
+	text_right(page, bold, 12, 545, 180, 786, str(inv, "invoiceNumber"));
+	y = seller(page, bold, font, 758);
 
 	snprintf(buf, sizeof(buf), "Issued: %.10s", str(inv, "issuedAt"));
 	text(page, font, 10, 350, 740, buf);
@@ -121,57 +231,58 @@ layout(HPDF_Doc pdf, json_t *inv)
 	snprintf(buf, sizeof(buf), "Type: %s", kind);
 	text(page, font, 10, 350, 712, buf);
 
-	text(page, bold, 11, 50, 720, "Bill to");
-	text(page, font, 10, 50, 706, str(user, "name"));
-	text(page, font, 10, 50, 692, str(user, "email"));
+	y -= 10;
+	text(page, bold, 11, 50, y, "Bill to");
+	y = text_wrapped(page, font, 10, 50, y - 14, 280, 12, 2, str(user, "name"));
+	y = text_wrapped(page, font, 10, 50, y, 280, 12, 2, str(user, "email"));
 
-	y = 650;
-	HPDF_Page_SetLineWidth(page, 0.8f);
-	HPDF_Page_MoveTo(page, 50, y + 16);
-	HPDF_Page_LineTo(page, 545, y + 16);
-	HPDF_Page_Stroke(page);
-	text(page, bold, 10, 50, y, "Description");
-	text_right(page, bold, 10, 330, y, "Qty");
-	text_right(page, bold, 10, 440, y, "Unit price");
-	text_right(page, bold, 10, 545, y, "Amount");
+	y = (y < 690 ? y : 690) - 30;
+	table_head(page, bold, y);
 	y -= 20;
 	json_array_foreach(lines, i, line) {
-		if (y < 120)
-			break;
-		text(page, font, 10, 50, y, str(line, "description"));
+		float below;
+
+		/* a line that would run into the footer goes on a new page */
+		if (y < PAGE_BOTTOM + 12 * 6 + 90) {
+			page = HPDF_AddPage(pdf);
+			HPDF_Page_SetSize(page, HPDF_PAGE_SIZE_A4, HPDF_PAGE_PORTRAIT);
+			text(page, bold, 10, 50, 800, str(inv, "invoiceNumber"));
+			y = 760;
+			table_head(page, bold, y);
+			y -= 20;
+		}
+		below = text_wrapped(page, font, 10, COL_DESC_X, y, COL_DESC_W, 12, 6,
+		                     str(line, "description"));
 		snprintf(buf, sizeof(buf), "%lld",
 		         (long long) json_integer_value(json_object_get(line, "quantity")));
-		text_right(page, font, 10, 330, y, buf);
-		text_right(page, font, 10, 440, y,
+		text_right(page, font, 10, COL_QTY_R, COL_QTY_W, y, buf);
+		text_right(page, font, 10, COL_UNIT_R, COL_UNIT_W, y,
 		           idr(json_integer_value(json_object_get(line, "unitPrice")), money, sizeof(money)));
-		text_right(page, font, 10, 545, y,
+		text_right(page, font, 10, COL_AMT_R, COL_AMT_W, y,
 		           idr(json_integer_value(json_object_get(line, "amount")), money, sizeof(money)));
-		y -= 16;
+		y = below - 4;
 	}
 	HPDF_Page_MoveTo(page, 50, y + 8);
 	HPDF_Page_LineTo(page, 545, y + 8);
 	HPDF_Page_Stroke(page);
 	y -= 10;
 	text(page, bold, 11, 350, y, "Total");
-	text_right(page, bold, 11, 545, y,
+	text_right(page, bold, 11, COL_AMT_R, 130, y,
 	           idr(json_integer_value(json_object_get(inv, "amount")), money, sizeof(money)));
 
 	y -= 40;
 	if (json_is_object(topup)) {
 		snprintf(buf, sizeof(buf), "Midtrans order: %s   Payment: %s", str(topup, "orderId"),
 		         str(topup, "paymentType")[0] ? str(topup, "paymentType") : "-");
-		text(page, font, 9, 50, y, buf);
-		y -= 14;
+		y = text_wrapped(page, font, 9, 50, y, 495, 11, 2, buf) - 3;
 	}
 	if (json_is_object(cnf)) {
 		snprintf(buf, sizeof(buf), "Voids invoice %s", str(cnf, "invoiceNumber"));
-		text(page, font, 9, 50, y, buf);
-		y -= 14;
+		y = text_wrapped(page, font, 9, 50, y, 495, 11, 1, buf) - 3;
 	}
 	if (json_is_object(vb)) {
 		snprintf(buf, sizeof(buf), "Voided by credit note %s", str(vb, "invoiceNumber"));
-		text(page, font, 9, 50, y, buf);
-		y -= 14;
+		y = text_wrapped(page, font, 9, 50, y, 495, 11, 1, buf) - 3;
 	}
 	snprintf(buf, sizeof(buf), "Invoice id: %s", str(inv, "id"));
 	text(page, font, 8, 50, 60, buf);

@@ -22,6 +22,8 @@ export PAAS_PG_EXTRA_CONF=${PAAS_PG_EXTRA_CONF:-}
 HTTP_PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export PAAS_HTTP_LISTEN=127.0.0.1:$HTTP_PORT
 export PAAS_ACCESS_LOG=0 PAAS_TRUST_PROXY=1
+# The seller block of invoice PDFs (tests/http/test_invoice_pdf.py reads it back)
+export PAAS_SELLER_NAME="PT Contoh Awan" PAAS_SELLER_ADDRESS="Jl. Sudirman 1|Jakarta 10220" PAAS_SELLER_TAX_ID=01.234.567.8-901.000
 
 cleanup() {
 	local rc=$?

@@ -7,7 +7,7 @@ PKGS=(build-essential pkg-config ca-certificates curl
       postgresql-15 postgresql-client-15 postgresql-contrib postgresql-server-dev-15
       postgresql-15-cron postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
       libcivetweb-dev libjansson-dev libjwt-dev libcurl4-openssl-dev libssl-dev libpq-dev libhpdf-dev
-      python3 python3-pytest python3-requests wrk)
+      python3 python3-pytest python3-requests wrk poppler-utils)
 
 missing=()
 for p in "${PKGS[@]}"; do
