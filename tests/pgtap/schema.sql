@@ -100,7 +100,8 @@ SELECT results_eq(
 SELECT results_eq(
 	$$SELECT c.relname::text COLLATE "default" FROM pg_class c
 	   WHERE c.relnamespace = 'reporting'::regnamespace AND c.relkind = 'v' ORDER BY 1$$,
-	$$VALUES ('balances'), ('daily_revenue'), ('ledger_check'), ('subscription_notices'), ('topups_by_status')$$,
+	$$VALUES ('balances'), ('churn_monthly'), ('daily_revenue'), ('ledger_check'), ('revenue_monthly'), ('subscription_notices'),
+		('subscriptions_by_service'), ('topups_by_status'), ('topups_monthly'), ('wallet_liability')$$,
 	'the reporting schema has exactly the documented views');
 
 SELECT finish();
