@@ -54,12 +54,12 @@ paas.control: Makefile
 
 all: httpd agent
 
-.PHONY: httpd agent httpd-asan run test check-asan bench deps stop
+.PHONY: httpd agent httpd-asan run test check-asan bench deps stop images installcheck
 httpd:
 	$(MAKE) -C httpd
 
 agent:
-	$(MAKE) -C agent
+	$(MAKE) -C agent PAAS_VERSION=$(EXTVERSION)
 
 httpd-asan:
 	$(MAKE) -C httpd asan
@@ -78,3 +78,15 @@ check-asan: deps
 
 bench: deps
 	bash bench/run.sh
+
+# Container images, tagged with the version (needs a Docker engine).
+images:
+	docker build -f docker/Dockerfile --target db --build-arg VERSION=$(EXTVERSION) -t paas-db:$(EXTVERSION) .
+	docker build -f docker/Dockerfile --target httpd --build-arg VERSION=$(EXTVERSION) -t paas-httpd:$(EXTVERSION) .
+	docker build -f agent/Dockerfile --build-arg VERSION=$(EXTVERSION) -t paas-agent:$(EXTVERSION) agent
+
+# The pgTAP suite against an installed server (PGXS convention): the
+# extension must be installed and the server reachable with the libpq
+# environment (PGHOST, PGPORT, PGDATABASE of a database that has it).
+installcheck:
+	pg_prove --ext .sql -d "$${PGDATABASE:-paas}" $$(ls tests/pgtap/*.sql | sort)

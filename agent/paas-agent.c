@@ -474,7 +474,7 @@ main(void)
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT, 5L);
 	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 3L);
 	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(curl, CURLOPT_USERAGENT, "paas-agent/0.2.0");
+	curl_easy_setopt(curl, CURLOPT_USERAGENT, "paas-agent/" PAAS_VERSION);
 	cpu_read(&prev, NULL);
 	logf_("starting: node %s, server %s, heartbeat every %d s", S.node_name, S.url, S.interval);
 

@@ -6,4 +6,7 @@ export PAAS_PGSOCK=/var/run/postgresql PAAS_PGPORT=5432 PAAS_DB=paas
 . /src/docker/scripts/lib.sh
 : "${PAAS_DB_PASSWORD:?PAAS_DB_PASSWORD must be set}"
 db_setup "$PAAS_DB_PASSWORD"
+# the first start: the cluster was just created, write its secret settings
+# (docker/db-entrypoint.sh does it again at every later start)
+write_secrets
 bash /src/docker/scripts/seed.sh
