@@ -379,23 +379,21 @@ CREATE FUNCTION api.health(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETUR
 							  'timestamp', paas.iso(now()));
 COMMENT ON FUNCTION api.health(jsonb, jsonb) IS 'answers when the database is reachable';
 
+-- The public answer says only whether the parts run; the versions of the
+-- server, process ids and counters are for administrators
+-- (api.admin_status, GET /admin/status).
 CREATE FUNCTION api.status(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE sql STABLE
 	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 	RETURN (SELECT jsonb_build_object(
 		'service', 'paas',
 		'version', paas.version(),
-		'extensionVersion', (SELECT extversion FROM pg_extension WHERE extname = 'paas'),
 		'databaseTime', paas.iso(clock_timestamp()),
-		'postgres', current_setting('server_version'),
-		'worker', jsonb_build_object(
-			'running', w.running, 'pid', w.pid,
-			'startedAt', paas.iso(w.started_at), 'lastTick', paas.iso(w.last_tick),
-			'ticks', w.ticks, 'jobFailures', w.job_failures),
+		'worker', jsonb_build_object('running', w.running),
 		'cron', EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron'))
 	FROM paas.worker_state() w);
 COMMENT ON FUNCTION api.status(jsonb, jsonb) IS
-	'module version, database time, background worker and pg_cron state';
+	'GET /status (public): version, database time, whether the background worker and pg_cron run';
 
 REVOKE ALL ON FUNCTION api.health(jsonb, jsonb), api.status(jsonb, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.health(jsonb, jsonb), api.status(jsonb, jsonb) TO paas_api, paas_owner;

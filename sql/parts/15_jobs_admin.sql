@@ -69,3 +69,31 @@ COMMENT ON FUNCTION api.jobs_runs(jsonb, jsonb) IS
 
 REVOKE ALL ON FUNCTION api.jobs_list(jsonb, jsonb), api.jobs_runs(jsonb, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.jobs_list(jsonb, jsonb), api.jobs_runs(jsonb, jsonb) TO paas_api, paas_owner;
+
+-- Everything GET /status no longer tells the public.
+CREATE FUNCTION api.admin_status(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	RETURN (SELECT jsonb_build_object(
+		'service', 'paas',
+		'version', paas.version(),
+		'extensionVersion', (SELECT extversion FROM pg_extension WHERE extname = 'paas'),
+		'databaseTime', paas.iso(clock_timestamp()),
+		'postgres', current_setting('server_version'),
+		'database', current_database(),
+		'worker', jsonb_build_object(
+			'running', w.running, 'pid', w.pid,
+			'startedAt', paas.iso(w.started_at), 'lastTick', paas.iso(w.last_tick),
+			'ticks', w.ticks, 'jobFailures', w.job_failures),
+		'cron', EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron'),
+		'cronVersion', (SELECT extversion FROM pg_extension WHERE extname = 'pg_cron'))
+	FROM paas.worker_state() w);
+END
+$$;
+COMMENT ON FUNCTION api.admin_status(jsonb, jsonb) IS
+	'GET /admin/status: versions of module, extension, server and pg_cron, and the background worker''s state';
+REVOKE ALL ON FUNCTION api.admin_status(jsonb, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.admin_status(jsonb, jsonb) TO paas_api, paas_owner;

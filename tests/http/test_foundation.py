@@ -21,6 +21,9 @@ def test_status_envelope(api):
     body = check_envelope(api.get("/api/v1/status"), 200)
     assert body["data"]["service"] == "paas"
     assert body["data"]["version"] == makefile_version()
+    # the public answer tells nothing an attacker could aim with
+    assert set(body["data"]) == {"service", "version", "databaseTime", "worker", "cron"}
+    assert set(body["data"]["worker"]) == {"running"}
     assert body["data"]["cron"] is True
     assert "worker" in body["data"]
 
@@ -128,3 +131,12 @@ def test_admin_reads_the_job_runs(admin, user):
     check_envelope(adm.get("/api/v1/admin/jobs/runs?limit=1000"), 400)
     assert Api(user["access"]).get("/api/v1/admin/jobs").status_code == 403
     assert Api().get("/api/v1/admin/jobs/runs").status_code == 401
+
+
+def test_admin_status_has_the_details(api, admin, user):
+    check_envelope(api.get("/api/v1/admin/status"), 401)
+    check_envelope(Api(user["access"]).get("/api/v1/admin/status"), 403)
+    d = check_envelope(Api(admin["access"]).get("/api/v1/admin/status"), 200)["data"]
+    assert d["postgres"].startswith("15")
+    assert d["extensionVersion"] == makefile_version()
+    assert "pid" in d["worker"] and "ticks" in d["worker"]

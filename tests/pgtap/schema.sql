@@ -12,6 +12,7 @@ SELECT results_eq(
 		('admin_billing_ledger(req jsonb, ctx jsonb) jsonb s'),
 		('admin_billing_overview(req jsonb, ctx jsonb) jsonb s'),
 		('admin_billing_user_ledger(req jsonb, ctx jsonb) jsonb s'),
+		('admin_status(req jsonb, ctx jsonb) jsonb s'),
 		('auth_change_password(req jsonb, ctx jsonb) jsonb v'),
 		('auth_delete_account(req jsonb, ctx jsonb) jsonb v'),
 		('auth_login(req jsonb, ctx jsonb) jsonb v'),
