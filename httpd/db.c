@@ -1,32 +1,62 @@
 /*
- * db.c - a pool of libpq connections shared by the CivetWeb worker threads.
+ * db.c - a pool of libpq connections shared by the CivetWeb worker threads,
+ * and the one place that decides what a lost connection means for a call.
  *
  * Each connection is opened at start (and reopened when lost); each
  * route's call is prepared once per connection as
  *     SELECT <function>($1::jsonb, $2::jsonb)::text   -- (request, context)
  * where <function> comes from the static route table, never from the
- * request.  When PostgreSQL restarts, the next call on each thread finds its
- * connection closed by the server; the call is retried once on a fresh
- * connection when the server reports that the session was terminated before
- * the statement ran (57P0x, or a closed socket), so clients see no error.
- * The pool size is PAAS_DB_POOL (docs/performance.md has the measurements
- * behind its default).
+ * request.  The pool size is PAAS_DB_POOL (docs/performance.md has the
+ * measurements behind its default).
+ *
+ * The outcome of a call (docs/architecture.md).  A call whose connection
+ * breaks after it was sent may have committed: a backend terminated while
+ * it waits for a synchronous standby warns "already committed locally" and
+ * closes; a server that crashes during a commit closes without a word.
+ *   - Before a pooled connection is used it is checked without a round
+ *     trip: an idle connection has nothing to read unless the server said
+ *     goodbye (a FATAL or 57P0x notice) or closed it.  A dead one is
+ *     replaced before anything is sent, so the first call after a restart
+ *     of PostgreSQL is an ordinary call, however long ago the restart was.
+ *   - A call that loses its connection after it was sent is sent again on
+ *     a new connection: once, at once, for a route that moves no money
+ *     (reads, heartbeats, idempotent writes); for a ROUTE_MONEY route with
+ *     a pause that doubles up to 1 s, until it is answered or
+ *     PAAS_DB_RETRY_MS (default 5000) has passed.  A money call's context
+ *     carries its idempotency key (handler.c: the client's, or one made
+ *     here) and its function records its answer under that key in the
+ *     transaction that moves the money (sql/parts/05_outcomes.sql): the
+ *     SAME call with the SAME key replays the committed answer or executes
+ *     once.  If no answer came in time, the reply is 503 with the key, and
+ *     the client sends the call again with it to learn the outcome.
+ * A connection is dead when libpq says so (PQstatus), when a result has no
+ * SQLSTATE (libpq's own errors: "server closed the connection
+ * unexpectedly", a failed send), when the server answers 57P0x (admin or
+ * crash shutdown, cannot connect now) or class 08, or when it sent a FATAL
+ * or 57P0x notice.
  */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <pthread.h>
 
 #include <libpq-fe.h>
+#include <openssl/rand.h>
 
 #include "httpd.h"
 
 struct db_state {
 	PGconn *conn;
 	unsigned char *prepared; /* one flag per route */
+	int doomed;              /* the server announced the end of the session */
 	struct db_state *next;   /* free list */
 };
+
+/* PAAS_DB_RETRY_MS: how long a money call that lost its connection is sent again */
+static long retry_ms = 5000;
 
 /*
  * The pool: cfg.db_pool connections shared by all worker threads.  A thread
@@ -59,8 +89,11 @@ static int connect_db(struct db_state *st);
 int
 db_pool_init(int size)
 {
+	const char *v = getenv("PAAS_DB_RETRY_MS");
 	int i;
 
+	if (v != NULL && atol(v) >= 0 && atol(v) <= 600000)
+		retry_ms = atol(v);
 	pool_all = calloc((size_t) size, sizeof(*pool_all));
 	if (pool_all == NULL)
 		return -1;
@@ -148,7 +181,39 @@ disconnect(struct db_state *st)
 	if (st->conn)
 		PQfinish(st->conn);
 	st->conn = NULL;
+	st->doomed = 0;
 	memset(st->prepared, 0, (size_t) n_routes * 2);
+}
+
+static void
+log_json(json_t *line)
+{
+	char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
+
+	if (text)
+		fprintf(stderr, "%s\n", text);
+	free(text);
+	json_decref(line);
+}
+
+/*
+ * Notices of the server (libpq's default printed them raw).  Logged by
+ * severity and SQLSTATE only, like errors.  A FATAL, or a 57P0x warning
+ * ("terminating connection ...", also the one of a backend terminated in
+ * its wait for a synchronous standby), means the session is over.
+ */
+static void
+on_notice(void *arg, const PGresult *r)
+{
+	struct db_state *st = arg;
+	const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+
+	if ((sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0)) ||
+	    (state && strncmp(state, "57P0", 4) == 0))
+		st->doomed = 1;
+	log_json(json_pack("{s:s, s:s?, s:s?}", "event", "db_notice", "severity", sev, "sqlstate",
+	                   state));
 }
 
 static int
@@ -165,17 +230,56 @@ connect_db(struct db_state *st)
 	st->conn = PQconnectdbParams(keys, vals, 1);
 	if (PQstatus(st->conn) != CONNECTION_OK) {
 		/* libpq's message names host and role, never the password */
-		json_t *line = json_pack("{s:s, s:s}", "event", "db_connect_failed", "error",
-		                         PQerrorMessage(st->conn));
-		char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
-		if (text)
-			fprintf(stderr, "%s\n", text);
-		free(text);
-		json_decref(line);
+		log_json(json_pack("{s:s, s:s}", "event", "db_connect_failed", "error",
+		                   PQerrorMessage(st->conn)));
 		disconnect(st);
 		return -1;
 	}
+	PQsetNoticeReceiver(st->conn, on_notice, st);
 	return 0;
+}
+
+/*
+ * Whether an idle pooled connection can carry a call, without a round
+ * trip: an idle connection has nothing to read, unless the server said
+ * goodbye (a FATAL or a shutdown warning, then end of file).  Reading what
+ * is there hands any notice to on_notice.
+ */
+static int
+conn_alive(struct db_state *st)
+{
+	struct pollfd p;
+	PGnotify *n;
+
+	if (st->conn == NULL || st->doomed || PQstatus(st->conn) != CONNECTION_OK)
+		return 0;
+	p.fd = PQsocket(st->conn);
+	p.events = POLLIN;
+	p.revents = 0;
+	if (p.fd < 0)
+		return 0;
+	if (poll(&p, 1, 0) == 0)
+		return 1;
+	if (!PQconsumeInput(st->conn))
+		return 0;
+	(void) PQisBusy(st->conn); /* parses the input: notices reach on_notice */
+	while ((n = PQnotifies(st->conn)) != NULL)
+		PQfreemem(n);
+	return !st->doomed && PQstatus(st->conn) == CONNECTION_OK;
+}
+
+/* Whether a failed result means that the connection is gone. */
+static int
+conn_broken(struct db_state *st, const PGresult *r)
+{
+	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+
+	if (PQstatus(st->conn) != CONNECTION_OK || st->doomed)
+		return 1;
+	/* every error of the server has a SQLSTATE; one without is libpq's */
+	if (state == NULL || state[0] == '\0')
+		return 1;
+	return strncmp(state, "57P0", 4) == 0 || strncmp(state, "08", 2) == 0;
 }
 
 static char *
@@ -184,88 +288,134 @@ dup_or_null(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
-static int
-session_terminated(PGconn *conn, const char *sqlstate)
+static void
+take_error(struct db_result *res, const PGresult *r)
 {
-	if (PQstatus(conn) != CONNECTION_OK)
-		return 1;
-	return sqlstate && strncmp(sqlstate, "57P0", 4) == 0;
+	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+
+	snprintf(res->sqlstate, sizeof(res->sqlstate), "%s", state ? state : "");
+	res->message = dup_or_null(r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL);
+	res->detail = dup_or_null(r ? PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) : NULL);
 }
 
-static int
-call_once(struct db_state *st, int route_index, const char *function,
-          const char *ctx_json, const char *req_json, struct db_result *res,
-          int *retryable)
+enum attempt {
+	ANSWERED, /* res holds the function's answer or the server's error */
+	NOT_SENT, /* the call never reached the server (no connection) */
+	LOST      /* sent, then the connection broke: the outcome is unknown */
+};
+
+static enum attempt
+call_once(struct db_state *st, int slot, const char *function, const char *ctx_json,
+          const char *req_json, struct db_result *res)
 {
 	char name[16];
 	const char *params[2] = {req_json, ctx_json};
 	PGresult *r;
-	int rc = -1;
+	enum attempt rc;
 
-	*retryable = 0;
-	if (connect_db(st) != 0) {
-		res->conn_lost = 1;
-		return -1;
-	}
-	snprintf(name, sizeof(name), "r%d", route_index);
-	if (!st->prepared[route_index]) {
+	if (!conn_alive(st))
+		disconnect(st);
+	if (connect_db(st) != 0)
+		return NOT_SENT;
+	snprintf(name, sizeof(name), "r%d", slot);
+	if (!st->prepared[slot]) {
 		char sql[256];
 
 		snprintf(sql, sizeof(sql), "SELECT %s($1::jsonb, $2::jsonb)::text", function);
 		r = PQprepare(st->conn, name, sql, 2, NULL);
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-			const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-			*retryable = session_terminated(st->conn, state);
-			snprintf(res->sqlstate, sizeof(res->sqlstate), "%s", state ? state : "");
-			res->message = dup_or_null(PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));
-			res->conn_lost = PQstatus(st->conn) != CONNECTION_OK;
-			PQclear(r);
-			if (res->conn_lost || *retryable)
+			/* the call itself was not sent yet */
+			rc = conn_broken(st, r) ? NOT_SENT : ANSWERED;
+			if (rc == ANSWERED)
+				take_error(res, r);
+			else
 				disconnect(st);
-			return -1;
+			PQclear(r);
+			return rc;
 		}
 		PQclear(r);
-		st->prepared[route_index] = 1;
+		st->prepared[slot] = 1;
 	}
 
 	r = PQexecPrepared(st->conn, name, 2, params, NULL, NULL, 0);
 	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
 		res->ok = 1;
 		res->value = PQgetisnull(r, 0, 0) ? NULL : strdup(PQgetvalue(r, 0, 0));
-		rc = 0;
+		rc = ANSWERED;
+	} else if (conn_broken(st, r)) {
+		disconnect(st);
+		rc = LOST;
 	} else {
-		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-
-		snprintf(res->sqlstate, sizeof(res->sqlstate), "%s", state ? state : "");
-		res->message = dup_or_null(PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));
-		res->detail = dup_or_null(PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL));
-		if (PQstatus(st->conn) != CONNECTION_OK || session_terminated(st->conn, state)) {
-			res->conn_lost = 1;
-			*retryable = 1;
-			disconnect(st);
-		}
+		take_error(res, r);
+		rc = ANSWERED;
 	}
 	PQclear(r);
 	return rc;
+}
+
+static long
+ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (long) (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+static void
+pause_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) != 0)
+		;
 }
 
 int
 db_call(int route_index, const char *function, const char *ctx_json,
         const char *req_json, struct db_result *res)
 {
+	/* slots past n_routes are the batch functions of batch.c: reads and heartbeats */
+	const struct route *rt = &routes[route_index % n_routes];
+	int money = route_index < n_routes && (rt->flags & ROUTE_MONEY);
+	struct timespec t0;
 	struct db_state *st;
-	int retryable = 0, rc;
+	enum attempt a;
+	int tries = 0, lost = 0;
+	long pause = 50, left;
 
-	memset(res, 0, sizeof(*res));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	st = acquire();
-	rc = call_once(st, route_index, function, ctx_json, req_json, res, &retryable);
-	if (rc != 0 && retryable) {
-		db_result_free(res);
+	for (;;) {
 		memset(res, 0, sizeof(*res));
-		rc = call_once(st, route_index, function, ctx_json, req_json, res, &retryable);
+		a = call_once(st, route_index, function, ctx_json, req_json, res);
+		tries++;
+		if (a == ANSWERED)
+			break;
+		lost |= a == LOST;
+		if (!money) {
+			/* sent again once, on the new connection, after a loss */
+			if (a == NOT_SENT || tries > 1)
+				break;
+			continue;
+		}
+		left = retry_ms - ms_since(&t0);
+		if (left <= 0)
+			break;
+		pause_ms(pause < left ? pause : left);
+		pause = pause * 2 > 1000 ? 1000 : pause * 2;
 	}
 	release(st);
-	return rc;
+	if (a != ANSWERED) {
+		res->conn_lost = 1;
+		res->outcome_unknown = money && lost;
+	}
+	if (tries > 1)
+		log_json(json_pack("{s:s, s:s, s:s, s:i, s:b, s:s}", "event", "db_call_retried", "method",
+		                   rt->method, "route", rt->pattern, "tries", tries, "money", money,
+		                   "outcome", a == ANSWERED ? "answered"
+		                              : money && lost ? "unknown" : "not_sent"));
+	return res->ok ? 0 : -1;
 }
 
 void
@@ -275,4 +425,21 @@ db_result_free(struct db_result *res)
 	free(res->message);
 	free(res->detail);
 	res->value = res->message = res->detail = NULL;
+}
+
+json_t *
+db_call_key(void)
+{
+	unsigned char b[16];
+	char text[37];
+
+	if (RAND_bytes(b, sizeof(b)) != 1)
+		return NULL;
+	b[6] = (unsigned char) ((b[6] & 0x0f) | 0x40); /* version 4 */
+	b[8] = (unsigned char) ((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+	snprintf(text, sizeof(text),
+	         "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+	         b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+	         b[15]);
+	return json_string(text);
 }

@@ -277,8 +277,13 @@ build_context(struct request *r)
 	}
 	if (r->m.route->access == ACCESS_NODE && (h = bearer(r->conn)) != NULL)
 		json_object_set_new(r->ctx, "nodeToken", json_string(h));
-	if ((h = mg_get_header(r->conn, "Idempotency-Key")) != NULL && strlen(h) <= 255)
+	/* every money call has a key: the client's (the function refuses one
+	 * over 255 characters), or one made for this request (db.c) */
+	if ((h = mg_get_header(r->conn, "Idempotency-Key")) != NULL &&
+	    (strlen(h) <= 255 || (r->m.route->flags & ROUTE_MONEY)))
 		json_object_set_new(r->ctx, "idempotencyKey", json_string(h));
+	if ((r->m.route->flags & ROUTE_MONEY) && json_object_get(r->ctx, "idempotencyKey") == NULL)
+		json_object_set_new(r->ctx, "idempotencyKey", db_call_key());
 	if ((h = mg_get_header(r->conn, "User-Agent")) != NULL && strlen(h) <= 512)
 		json_object_set_new(r->ctx, "userAgent", json_string(h));
 }
@@ -312,29 +317,48 @@ add_tokens(json_t *data)
 	return 0;
 }
 
+/*
+ * The reply to a failed call.  An error of a money call (ROUTE_MONEY) names
+ * its idempotency key in an Idempotency-Key header: when the database could
+ * not be reached long enough to learn the outcome (db.c), the client sends
+ * the call again with that key and gets the outcome, never a second charge.
+ */
 static int
 reply_db_error(struct request *r, struct db_result *res)
 {
 	const struct http_error *he;
 	json_t *errs = NULL;
-	char hdr[64] = "";
+	const char *key = NULL;
+	char hdr[512] = "";
+	size_t n = 0;
 
-	if (res->conn_lost)
-		return reply_error(r->conn, 503, "SERVICE_UNAVAILABLE", "Database unavailable", NULL,
-		                   "Retry-After: 1\r\n");
+	if (r->m.route->flags & ROUTE_MONEY)
+		key = json_string_value(json_object_get(r->ctx, "idempotencyKey"));
+	if (key != NULL && strlen(key) <= 255)
+		n = (size_t) snprintf(hdr, sizeof(hdr), "Idempotency-Key: %s\r\n", key);
+	if (res->conn_lost) {
+		snprintf(hdr + n, sizeof(hdr) - n, "Retry-After: 1\r\n");
+		return reply_error(r->conn, 503, "SERVICE_UNAVAILABLE",
+		                   res->outcome_unknown
+		                       ? "Database unavailable, the outcome of this call is not known yet: "
+		                         "send it again with the same Idempotency-Key"
+		                       : "Database unavailable",
+		                   NULL, hdr);
+	}
 	he = sqlstate_to_http(res->sqlstate);
 	if (he->status >= 500) {
 		fprintf(stderr, "{\"event\":\"sql_error\",\"route\":\"%s %s\",\"sqlstate\":\"%s\"}\n",
 		        r->m.route->method, r->m.route->pattern, res->sqlstate);
 		if (he->status == 500)
-			return reply_error(r->conn, 500, he->code, "Internal server error", NULL, NULL);
+			return reply_error(r->conn, 500, he->code, "Internal server error", NULL, hdr);
+		snprintf(hdr + n, sizeof(hdr) - n, "Retry-After: 1\r\n");
 		return reply_error(r->conn, he->status, he->code, "Service temporarily unavailable",
-		                   NULL, "Retry-After: 1\r\n");
+		                   NULL, hdr);
 	}
 	if (res->detail && res->detail[0] == '[')
 		errs = json_loads(res->detail, 0, NULL);
 	if (he->status == 429 && res->detail)
-		snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", atoi(res->detail));
+		snprintf(hdr + n, sizeof(hdr) - n, "Retry-After: %d\r\n", atoi(res->detail));
 	return reply_error(r->conn, he->status, he->code, res->message, errs, hdr);
 }
 

@@ -57,7 +57,9 @@ enum route_flags {
 	ROUTE_NO_DB = 1 << 6,      /* never touches the database */
 	ROUTE_SNAP = 1 << 7,       /* may answer {"$snap"}: Midtrans round trip (midtrans.c) */
 	ROUTE_PDF = 1 << 8,        /* data is rendered as a PDF (invoice_pdf.c) */
-	ROUTE_BATCH = 1 << 9       /* concurrent calls share a round trip (batch.c) */
+	ROUTE_BATCH = 1 << 9,      /* concurrent calls share a round trip (batch.c) */
+	ROUTE_MONEY = 1 << 10      /* moves money: carries an idempotency key, sent again
+	                              with it after a lost connection (db.c) */
 };
 
 struct route {
@@ -89,6 +91,7 @@ int route_match(const char *method, const char *path, struct route_match *m);
 struct db_result {
 	int ok;                 /* 1: value holds the function's jsonb as text */
 	int conn_lost;          /* the database could not be reached */
+	int outcome_unknown;    /* a money call was sent and no answer came back */
 	char *value;            /* malloc'd; NULL on SQL NULL */
 	char sqlstate[6];
 	char *message;          /* malloc'd primary error message */
@@ -96,9 +99,17 @@ struct db_result {
 };
 int db_pool_init(int size);
 void db_pool_close(void);
+/*
+ * Calls the route's function.  A lost connection is replaced and the call
+ * sent again: once for a route that moves no money, and for a ROUTE_MONEY
+ * route (whose ctx carries its idempotency key) until it is answered or
+ * PAAS_DB_RETRY_MS has passed.  0 when res->value holds the answer.
+ */
 int db_call(int route_index, const char *function, const char *ctx_json,
             const char *req_json, struct db_result *res);
 void db_result_free(struct db_result *res);
+/* A new idempotency key (random UUID) as a JSON string; NULL on failure. */
+json_t *db_call_key(void);
 
 /* ---- batching (batch.c) -------------------------------------------------- */
 int batch_init(void);

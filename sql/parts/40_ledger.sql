@@ -624,7 +624,8 @@ COMMENT ON FUNCTION api.admin_billing_user_ledger(jsonb, jsonb) IS
 
 -- A manual adjustment: wallet +/- amount against the 'adjustments' account,
 -- audited with the admin's id and reason.  With ctx.idempotencyKey a retry
--- answers the first adjustment (per admin: the key is scoped to the caller).
+-- answers the first adjustment from its recorded outcome (05_outcomes.sql;
+-- per admin: the key is scoped to the caller).
 CREATE FUNCTION api.admin_billing_adjust(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
 	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
@@ -639,7 +640,11 @@ DECLARE
 	res jsonb;
 	eid bigint;
 	adj paas.ledger_adjustments;
+	prior jsonb := paas.outcome_claim('api.admin_billing_adjust', req, ctx);
 BEGIN
+	IF prior IS NOT NULL THEN
+		RETURN prior || jsonb_build_object('replayed', true);
+	END IF;
 	req := paas.require_object(req);
 	errs := paas.check_text(errs, req, 'userId', true, 1, 64);
 	errs := paas.check_int(errs, req, 'amount', true, -1000000000000, 1000000000000);
@@ -679,13 +684,13 @@ BEGIN
 		RETURNING * INTO adj;
 	END IF;
 
-	RETURN jsonb_build_object(
+	RETURN paas.outcome_save(ctx, jsonb_build_object(
 		'id', adj.id, 'entryId', adj.entry_id, 'userId', adj.user_id, 'adminId', adj.admin_id,
 		'amount', adj.amount, 'currency', 'IDR', 'reason', adj.reason,
 		'balanceBefore', (res #>> '{entries,0,postings,0,balanceBefore}')::bigint,
 		'balanceAfter', (res #>> '{entries,0,postings,0,balanceAfter}')::bigint,
 		'replayed', (res ->> 'replayed')::boolean,
-		'createdAt', paas.iso(adj.created_at));
+		'createdAt', paas.iso(adj.created_at)));
 END
 $$;
 COMMENT ON FUNCTION api.admin_billing_adjust(jsonb, jsonb) IS

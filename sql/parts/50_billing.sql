@@ -656,9 +656,17 @@ DECLARE
 	errs jsonb := '[]';
 	key text := ctx ->> 'idempotencyKey';
 	amt bigint;
+	prior jsonb;
 BEGIN
 	IF ctx ? 'snap' THEN
 		RETURN paas.topup_snap_result(u, ctx -> 'snap');
+	END IF;
+	-- The same call again (05_outcomes.sql; the record holds the top-up it
+	-- created): that top-up, with its live link or a fresh order.
+	prior := paas.outcome_claim('api.billing_topup', req, ctx);
+	IF prior IS NOT NULL THEN
+		SELECT * INTO t FROM paas.topups WHERE id = (prior ->> 'id')::uuid FOR UPDATE;
+		RETURN paas.topup_snap_step(t, u);
 	END IF;
 	req := paas.require_object(req);
 	IF jsonb_typeof(req -> 'amount') = 'string' THEN
@@ -682,6 +690,7 @@ BEGIN
 				RAISE EXCEPTION 'Idempotency-Key was already used for a different top-up'
 					USING ERRCODE = 'PT409';
 			END IF;
+			PERFORM paas.outcome_save(ctx, paas.topup_json(t));
 			RETURN paas.topup_snap_step(t, u);
 		END IF;
 	ELSE
@@ -690,6 +699,7 @@ BEGIN
 		RETURNING * INTO t;
 	END IF;
 	INSERT INTO paas.topup_orders (order_id, topup_id) VALUES (t.order_id, t.id);
+	PERFORM paas.outcome_save(ctx, paas.topup_json(t));
 	RETURN paas.topup_snap_step(t, u);
 END
 $$;
@@ -703,12 +713,21 @@ AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
 	t paas.topups;
+	prior jsonb;
 BEGIN
 	IF ctx ? 'snap' THEN
 		RETURN paas.topup_snap_result(u, ctx -> 'snap');
 	END IF;
+	prior := paas.outcome_claim('api.billing_transaction_pay', req, ctx);
+	IF prior ? '$error' THEN
+		RETURN prior;
+	END IF;
 	SELECT * INTO t FROM paas.topups
 	 WHERE id = paas.to_uuid(req ->> 'id') AND user_id = u.id FOR UPDATE;
+	IF prior IS NOT NULL THEN
+		-- the same call again (05_outcomes.sql): the top-up's link now
+		RETURN paas.topup_snap_step(t, u);
+	END IF;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'Transaction not found' USING ERRCODE = 'PT404';
 	END IF;
@@ -719,8 +738,10 @@ BEGIN
 	IF t.expires_at <= now() THEN
 		UPDATE paas.topups SET status = 'EXPIRED', updated_at = now() WHERE id = t.id;
 		UPDATE paas.topup_orders SET status = 'FAILED' WHERE topup_id = t.id AND status = 'PENDING';
-		RETURN paas.refusal('PT409', 'Transaction has expired. Please create a new top-up.');
+		RETURN paas.outcome_save(ctx,
+			paas.refusal('PT409', 'Transaction has expired. Please create a new top-up.'));
 	END IF;
+	PERFORM paas.outcome_save(ctx, paas.topup_json(t));
 	RETURN paas.topup_snap_step(t, u);
 END
 $$;

@@ -391,7 +391,11 @@ DECLARE
 	s paas.subscriptions;
 	v paas.services;
 	paid jsonb;
+	prior jsonb := paas.outcome_claim('api.subscriptions_create', req, ctx);
 BEGIN
+	IF prior IS NOT NULL THEN
+		RETURN prior || jsonb_build_object('replayed', true);
+	END IF;
 	req := paas.require_object(req);
 	errs := paas.check_text(errs, req, 'serviceId', true, 1, 64);
 	IF jsonb_typeof(req -> 'serviceId') = 'string' AND paas.to_uuid(req ->> 'serviceId') IS NULL THEN
@@ -409,9 +413,9 @@ BEGIN
 					USING ERRCODE = 'PT409';
 			END IF;
 			SELECT * INTO v FROM paas.services WHERE id = s.service_id;
-			RETURN paas.subscription_json(s, v) || jsonb_build_object('replayed', true,
+			RETURN paas.outcome_save(ctx, paas.subscription_json(s, v) || jsonb_build_object('replayed', true,
 				'charge', (SELECT paas.subscription_charge_json(c) FROM paas.subscription_charges c
-							WHERE c.subscription_id = s.id AND c.period_no = 1));
+							WHERE c.subscription_id = s.id AND c.period_no = 1)));
 		END IF;
 	END IF;
 
@@ -451,7 +455,7 @@ BEGIN
 
 	paid := paas.subscription_charge(s, v, 'purchase', 'subscription_charge', NULL);
 	PERFORM paas.subscription_log(s.id, 'create', NULL, s.status, u.id, NULL);
-	RETURN paas.subscription_json(s, v) || jsonb_build_object('replayed', false) || paid;
+	RETURN paas.outcome_save(ctx, paas.subscription_json(s, v) || jsonb_build_object('replayed', false) || paid);
 END
 $$;
 COMMENT ON FUNCTION api.subscriptions_create(jsonb, jsonb) IS
@@ -553,18 +557,23 @@ AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
 	key text := ctx ->> 'idempotencyKey';
-	s paas.subscriptions := paas.subscription_of(u.id, req ->> 'id');
+	prior jsonb := paas.outcome_claim('api.subscriptions_renew', req, ctx);
+	s paas.subscriptions;
 	v paas.services;
 	old paas.subscriptions;
 	revive boolean;
 	paid jsonb;
 BEGIN
+	IF prior IS NOT NULL THEN
+		RETURN prior || jsonb_build_object('replayed', true);
+	END IF;
+	s := paas.subscription_of(u.id, req ->> 'id');
 	SELECT * INTO v FROM paas.services WHERE id = s.service_id;
 	IF key IS NOT NULL AND EXISTS (SELECT 1 FROM paas.subscription_charges c
 									WHERE c.subscription_id = s.id AND c.idempotency_key = key) THEN
-		RETURN paas.subscription_json(s, v) || jsonb_build_object('replayed', true,
+		RETURN paas.outcome_save(ctx, paas.subscription_json(s, v) || jsonb_build_object('replayed', true,
 			'charge', (SELECT paas.subscription_charge_json(c) FROM paas.subscription_charges c
-						WHERE c.subscription_id = s.id AND c.idempotency_key = key));
+						WHERE c.subscription_id = s.id AND c.idempotency_key = key)));
 	END IF;
 
 	old := s;
@@ -607,7 +616,7 @@ BEGIN
 		PERFORM paas.subscription_log(s.id, 'renew', old.status, s.status, u.id,
 									  CASE WHEN revive THEN 'revived by the owner' ELSE 'renewed by the owner' END);
 	END IF;
-	RETURN paas.subscription_json(s, v) || jsonb_build_object('replayed', false) || paid;
+	RETURN paas.outcome_save(ctx, paas.subscription_json(s, v) || jsonb_build_object('replayed', false) || paid);
 END
 $$;
 COMMENT ON FUNCTION api.subscriptions_renew(jsonb, jsonb) IS
