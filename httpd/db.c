@@ -299,9 +299,10 @@ take_error(struct db_result *res, const PGresult *r)
 }
 
 enum attempt {
-	ANSWERED, /* res holds the function's answer or the server's error */
-	NOT_SENT, /* the call never reached the server (no connection) */
-	LOST      /* sent, then the connection broke: the outcome is unknown */
+	ANSWERED,      /* res holds the function's answer or the server's error */
+	NO_CONNECTION, /* no connection could be made: nothing was sent */
+	NOT_SENT,      /* the connection broke before the call was sent */
+	LOST           /* sent, then the connection broke: the outcome is unknown */
 };
 
 static enum attempt
@@ -316,7 +317,7 @@ call_once(struct db_state *st, int slot, const char *function, const char *ctx_j
 	if (!conn_alive(st))
 		disconnect(st);
 	if (connect_db(st) != 0)
-		return NOT_SENT;
+		return NO_CONNECTION;
 	snprintf(name, sizeof(name), "r%d", slot);
 	if (!st->prepared[slot]) {
 		char sql[256];
@@ -394,8 +395,8 @@ db_call(int route_index, const char *function, const char *ctx_json,
 			break;
 		lost |= a == LOST;
 		if (!money) {
-			/* sent again once, on the new connection, after a loss */
-			if (a == NOT_SENT || tries > 1)
+			/* sent again once, on a new connection, after a broken one */
+			if (a == NO_CONNECTION || tries > 1)
 				break;
 			continue;
 		}
