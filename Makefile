@@ -11,6 +11,7 @@ EXTENSION   = paas
 EXTVERSION  = 0.3.0
 MODULE_big  = paas
 OBJS        = extension/paas.o \
+              extension/accounts.o \
               extension/fsm.o \
               extension/ledger.o \
               extension/nodes.o \

@@ -68,7 +68,7 @@ SELECT results_eq(
 		('users_bulk(req jsonb, ctx jsonb) jsonb v'),
 		('users_create(req jsonb, ctx jsonb) jsonb v'),
 		('users_delete(req jsonb, ctx jsonb) jsonb v'),
-		('users_get(req jsonb, ctx jsonb) jsonb v'),
+		('users_get(req jsonb, ctx jsonb) jsonb s'),
 		('users_list(req jsonb, ctx jsonb) jsonb s'),
 		('users_set_password(req jsonb, ctx jsonb) jsonb v'),
 		('users_stats(req jsonb, ctx jsonb) jsonb s'),
