@@ -76,7 +76,7 @@ SELECT results_eq(
 		('users_update(req jsonb, ctx jsonb) jsonb v'),
 		('workers_create(req jsonb, ctx jsonb) jsonb v'),
 		('workers_delete(req jsonb, ctx jsonb) jsonb v'),
-		('workers_get(req jsonb, ctx jsonb) jsonb v'),
+		('workers_get(req jsonb, ctx jsonb) jsonb s'),
 		('workers_heartbeat(req jsonb, ctx jsonb) jsonb v'),
 		('workers_heartbeat_batch(req jsonb, ctx jsonb) jsonb v'),
 		('workers_join_token_add(token text, note text, expires_at timestamp with time zone) uuid v'),
@@ -91,7 +91,7 @@ SELECT results_eq(
 		('workers_set_schedulable(req jsonb, ctx jsonb) jsonb v'),
 		('workers_set_status(req jsonb, ctx jsonb) jsonb v'),
 		('workers_stats(req jsonb, ctx jsonb) jsonb s'),
-		('workers_transitions(req jsonb, ctx jsonb) jsonb v'),
+		('workers_transitions(req jsonb, ctx jsonb) jsonb s'),
 		('workers_update(req jsonb, ctx jsonb) jsonb v')
 
 	$$,
