@@ -12,6 +12,7 @@ EXTVERSION  = 0.3.0
 MODULE_big  = paas
 OBJS        = extension/paas.o \
               extension/logging.o \
+              extension/accounts.o \
               extension/fsm.o \
               extension/ledger.o \
               extension/nodes.o \

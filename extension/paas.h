@@ -36,6 +36,12 @@ extern char *paas_database;
 extern int	paas_tick_interval_ms;
 extern int	paas_renewal_workers;	/* subscriptions: shards of a renewal run */
 
+/* failed-login accounting (extension/accounts.c) */
+extern int	paas_login_failures_per_address;
+extern int	paas_login_failures_per_account;
+extern int	paas_login_backoff_max_s;
+extern void paas_accounts_init(void);
+
 /* Kubernetes quantities (extension/quantity.c) */
 extern const char *paas_quantity_problem(const char *s, bool milli, int64 *value);
 

@@ -72,6 +72,10 @@ shared_buffers = 256MB
 password_encryption = 'scram-sha-256'
 log_line_prefix = '%m [%p] %q%u@%d '
 log_min_duration_statement = 1000
+# Bind parameters carry passwords and tokens: statement logs (slow, or all)
+# and error logs never print them.  db_setup pins both on paas_api too.
+log_parameter_max_length = 0
+log_parameter_max_length_on_error = 0
 CONF
 }
 
@@ -116,6 +120,11 @@ CREATE EXTENSION IF NOT EXISTS pg_cron;
 CREATE EXTENSION IF NOT EXISTS paas CASCADE;
 ALTER EXTENSION paas UPDATE;
 ALTER ROLE paas_api LOGIN PASSWORD :'api_pw' CONNECTION LIMIT 256;
+-- The gateway's parameters (passwords, refresh and node tokens) never reach
+-- the server log, whatever postgresql.conf says later (a role setting
+-- outranks the configuration files; only a superuser may change it).
+ALTER ROLE paas_api SET log_parameter_max_length = 0;
+ALTER ROLE paas_api SET log_parameter_max_length_on_error = 0;
 SQL
 }
 

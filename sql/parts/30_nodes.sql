@@ -9,11 +9,14 @@
 --   * isSchedulable is derived: status ACTIVE, ready, and not cordoned.  The
 --     stored flag is "cordoned" (Kubernetes' spec.unschedulable), so the
 --     monitor never overwrites an administrator's cordon.
---   * Registration needs a join token (paas.node_join_tokens: several may be
---     valid at once, each hashed, with optional expiry and revocation) and
---     returns a node token (256 random bits, only its SHA-256 is stored);
---     re-registering rotates it.  Heartbeat and resource calls carry the
---     node token: none or unknown -> PT401, another node's -> PT403.
+--   * Registration of a new node needs a join token (paas.node_join_tokens:
+--     several may be valid at once, each hashed, with optional expiry and
+--     revocation) and returns a node token (256 random bits, only its
+--     SHA-256 is stored).  Re-registering an existing name needs that node's
+--     own token (or, for a Kubernetes Node object, the node's uid): a join
+--     token alone cannot take a node over (PT409).  Re-registering rotates
+--     the token.  Heartbeat and resource calls carry the node token: none or
+--     unknown -> PT401, another node's -> PT403.
 --   * The heartbeat time is the server's now(); the agent's clock is kept
 --     only as a skew diagnostic.
 --   * The health monitor (job node_monitor, run by the background worker)
@@ -332,6 +335,27 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION paas.find_node(text) IS 'locks and returns a node by id or name; PT404 otherwise';
+
+-- The same for reads: no row lock, so an administrator's GET never waits
+-- for a heartbeat or a change of that node (nor makes them wait).
+CREATE FUNCTION paas.read_node(key text) RETURNS paas.nodes
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	n paas.nodes;
+BEGIN
+	SELECT * INTO n FROM paas.nodes WHERE id = paas.to_uuid(key);
+	IF NOT FOUND THEN
+		SELECT * INTO n FROM paas.nodes WHERE name = key;
+	END IF;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Worker node not found' USING ERRCODE = 'PT404';
+	END IF;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION paas.read_node(text) IS 'a node by id or name, unlocked; PT404 otherwise';
 
 CREATE FUNCTION paas.node_audit(n paas.nodes, from_status text, event text, actor text, reason text)
 	RETURNS void
@@ -829,6 +853,15 @@ COMMENT ON FUNCTION api.workers_join_tokens_revoke(jsonb, jsonb) IS
 -- api: node routes (register, heartbeat, resources)
 ------------------------------------------------------------------------------
 
+-- Registration.  The presented token (bearer, or the original's
+-- registrationToken field) is either a node token or a join token:
+--   * a node token re-registers its own node only (another name -> PT403,
+--     as heartbeats answer);
+--   * a join token creates nodes; an existing name needs that node's own
+--     token (PT409), unless the registration is a Kubernetes Node object
+--     whose metadata.uid is the one the node registered with;
+--   * a DBA session without a token registers and re-registers anything.
+-- Either way the node gets a new node token (the previous one stops).
 CREATE FUNCTION api.workers_register(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
 	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
@@ -837,19 +870,30 @@ DECLARE
 	errs jsonb := '[]';
 	s jsonb;
 	n paas.nodes;
+	own paas.nodes;
+	k8s boolean;
 	old text;
 	created boolean := false;
+	given text;
 	tok text := encode(public.gen_random_bytes(32), 'hex');
 	ev text;
 BEGIN
 	req := paas.require_object(req);
-	PERFORM paas.node_check_join(coalesce(ctx ->> 'nodeToken', req ->> 'registrationToken'));
+	given := nullif(coalesce(ctx ->> 'nodeToken', req ->> 'registrationToken'), '');
+	IF given IS NOT NULL THEN
+		SELECT * INTO own FROM paas.nodes WHERE token_hash = paas.node_token_hash(given);
+	END IF;
+	IF own.id IS NULL THEN
+		PERFORM paas.node_check_join(given);
+	END IF;
 	req := req - 'registrationToken';
-	IF req ? 'kind' OR req ? 'metadata' OR req ? 'apiVersion' THEN
+	k8s := req ? 'kind' OR req ? 'metadata' OR req ? 'apiVersion';
+	IF k8s THEN
 		SELECT k.spec, k.errs INTO s, errs FROM paas.node_from_k8s(req) k;
 		PERFORM paas.raise_if_invalid(errs);
 	ELSE
-		s := req;
+		-- a node's Kubernetes uid comes from its Node object only
+		s := req - 'kubeUid';
 		errs := paas.check_bool(errs, s, 'isReady', false);
 		IF s ? 'maxPods' IS FALSE THEN
 			s := s || '{"maxPods": 110}';
@@ -859,13 +903,21 @@ BEGIN
 	PERFORM paas.raise_if_invalid(errs);
 
 	SELECT * INTO n FROM paas.nodes WHERE name = s ->> 'name' FOR UPDATE;
-	IF NOT FOUND THEN
+	IF own.id IS NOT NULL AND own.id IS DISTINCT FROM n.id THEN
+		RAISE EXCEPTION 'This node token belongs to another node' USING ERRCODE = 'PT403';
+	END IF;
+	IF n.id IS NULL THEN
 		PERFORM paas.node_hostname_taken(s ->> 'hostname', NULL);
 		INSERT INTO paas.nodes (name, hostname, ip_address, cpu_cores, cpu_architecture, total_memory, total_storage)
 		VALUES (s ->> 'name', s ->> 'hostname', (s ->> 'ipAddress')::inet, 1, '', '0', '0')
 		RETURNING * INTO n;
 		created := true;
 	ELSE
+		IF own.id IS NULL AND NOT (given IS NULL AND session_user <> 'paas_api')
+		   AND NOT (k8s AND n.kube_uid IS NOT NULL AND n.kube_uid = s ->> 'kubeUid') THEN
+			RAISE EXCEPTION 'Worker node with this name already exists; re-registering it needs its node token'
+				USING ERRCODE = 'PT409';
+		END IF;
 		PERFORM paas.node_hostname_taken(s ->> 'hostname', n.id);
 	END IF;
 	n := paas.node_write(n.id, s);
@@ -889,7 +941,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION api.workers_register(jsonb, jsonb) IS
-	'POST /workers/register: join token; the original field set or a Kubernetes Node object; returns the node token';
+	'POST /workers/register: a join token creates, a node token re-registers its node; the original field set or a Kubernetes Node object; returns the node token';
 
 -- The shared body of heartbeats and resource reports: validates the
 -- allocation / usage fields and writes them.
@@ -1210,18 +1262,18 @@ $$;
 COMMENT ON FUNCTION api.workers_offline(jsonb, jsonb) IS 'GET /workers/offline: every node that is not online';
 
 CREATE FUNCTION api.workers_get(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
-	LANGUAGE plpgsql VOLATILE
+	LANGUAGE plpgsql STABLE
 	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 BEGIN
 	PERFORM paas.require_admin(ctx);
-	RETURN paas.node_json(paas.find_node(req ->> 'nodeId'));
+	RETURN paas.node_json(paas.read_node(req ->> 'nodeId'));
 END
 $$;
 COMMENT ON FUNCTION api.workers_get(jsonb, jsonb) IS 'GET /workers/:nodeId (id or name)';
 
 CREATE FUNCTION api.workers_transitions(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
-	LANGUAGE plpgsql VOLATILE
+	LANGUAGE plpgsql STABLE
 	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
@@ -1231,7 +1283,7 @@ BEGIN
 	PERFORM paas.require_admin(ctx);
 	errs := paas.check_int('[]', req, 'limit', false, 1, 500);
 	PERFORM paas.raise_if_invalid(errs);
-	n := paas.find_node(req ->> 'nodeId');
+	n := paas.read_node(req ->> 'nodeId');
 	RETURN jsonb_build_object('node', jsonb_build_object('id', n.id, 'name', n.name, 'status', n.status),
 		'transitions', coalesce((SELECT jsonb_agg(jsonb_build_object(
 				'from', t.from_status, 'to', t.to_status, 'event', t.event, 'reason', t.reason,

@@ -4,7 +4,7 @@
 -- the health-monitor pass (set-based, called directly here; the background
 -- worker runs it in node_monitor.sql).
 BEGIN;
-SELECT plan(172);
+SELECT plan(183);
 
 -- 1. The machine.  The expected table, written out independently of C.
 CREATE TEMP TABLE expected (status text, event text, next_status text);
@@ -119,7 +119,7 @@ SELECT is(pg_temp.fields($$SELECT api.workers_register('{"kind": "Node", "metada
 	'a Node object''s errors use its own paths');
 
 -- Kubernetes Node object (k3s, cordoned, allocatable below capacity)
-INSERT INTO t VALUES ('k', api.workers_register($${"apiVersion": "v1", "kind": "Node",
+INSERT INTO t VALUES ('kdoc', $${"apiVersion": "v1", "kind": "Node",
 	"metadata": {"name": "pg-k3s", "uid": "c24142f9-1fb8-4f4a-92f3-0bed37bd4874",
 				 "labels": {"kubernetes.io/hostname": "pg-k3s", "node.kubernetes.io/instance-type": "k3s"}},
 	"spec": {"providerID": "k3s://pg-k3s", "unschedulable": true,
@@ -129,8 +129,8 @@ INSERT INTO t VALUES ('k', api.workers_register($${"apiVersion": "v1", "kind": "
 			   "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
 			   "addresses": [{"type": "InternalIP", "address": "192.0.2.24"}, {"type": "Hostname", "address": "pg-k3s"}],
 			   "nodeInfo": {"machineID": "", "kubeletVersion": "v1.31.5+k3s1", "containerRuntimeVersion": "containerd://1.7.23-k3s2",
-							"kernelVersion": "6.1.128", "osImage": "Ubuntu 24.04.1 LTS", "operatingSystem": "linux", "architecture": "amd64"}}}$$,
-	pg_temp.join()));
+							"kernelVersion": "6.1.128", "osImage": "Ubuntu 24.04.1 LTS", "operatingSystem": "linux", "architecture": "amd64"}}}$$);
+INSERT INTO t VALUES ('k', api.workers_register((SELECT v FROM t WHERE k = 'kdoc'), pg_temp.join()));
 SELECT is(api.workers_get('{"nodeId": "pg-k3s"}') -> 'allocatable',
 	'{"cpuMillicores": 3800, "memoryBytes": 16618463232, "storageBytes": 94998384074, "pods": 110}'::jsonb,
 	'allocatable parsed from the Node object');
@@ -141,8 +141,32 @@ SELECT is((SELECT array[status, is_ready::text, cordoned::text, container_runtim
 	ARRAY['ACTIVE', 'true', 'true', 'containerd://1.7.23-k3s2', 'k3s://pg-k3s'], 'status, cordon and node info taken over');
 SELECT is((t.v ->> 'isSchedulable')::boolean, false, 'a cordoned node is not schedulable') FROM t WHERE k = 'k';
 
--- re-registration: idempotent, rotates the token
-INSERT INTO t VALUES ('a2', api.workers_register(pg_temp.spec('pg-a', '10.9.0.11'), pg_temp.join()));
+-- re-registration needs the node's own token: the join token alone cannot
+-- take an existing name over (its address, capacity and token)
+SELECT throws_ok($$SELECT api.workers_register(pg_temp.spec('pg-a', '10.66.6.6'), pg_temp.join())$$,
+	'PT409', 'Worker node with this name already exists; re-registering it needs its node token',
+	'a join token cannot re-register an existing node');
+SELECT throws_ok($$SELECT api.workers_register(pg_temp.spec('pg-a', '10.66.6.6') || '{"registrationToken": "pgtap-join-token-0001"}', '{}')$$,
+	'PT409', NULL, 'nor through the body field');
+SELECT is((SELECT host(ip_address) FROM paas.nodes WHERE name = 'pg-a'), '10.9.0.1', 'the refused takeover changed nothing');
+SELECT is(api.workers_heartbeat('{"nodeName": "pg-a"}', pg_temp.tok('a')) ->> 'name', 'pg-a', 'the real node''s token still works');
+SELECT throws_ok($$SELECT api.workers_register(pg_temp.spec('pg-a', '10.66.6.6'), pg_temp.tok('b'))$$,
+	'PT403', 'This node token belongs to another node', 'another node''s token cannot re-register it');
+SELECT throws_ok($$SELECT api.workers_register(pg_temp.spec('pg-new-via-node-token', '10.66.6.7'), pg_temp.tok('b'))$$,
+	'PT403', 'This node token belongs to another node', 'a node token creates no node');
+SELECT throws_ok($$SELECT api.workers_register(pg_temp.spec('pg-a', '10.66.6.6'), '{"nodeToken": "pgtap-join-token-revoked"}')$$,
+	'PT401', 'Invalid join token', 'a dead token is still 401');
+-- a Kubernetes Node object with the uid the node registered with may use the join token
+SELECT is(api.workers_register(jsonb_set((SELECT v FROM t WHERE k = 'kdoc'), '{metadata,labels,zone}', '"b"'), pg_temp.join()) ->> 'id',
+	(SELECT v ->> 'id' FROM t WHERE k = 'k'), 'a Node object with the same uid re-registers with the join token');
+SELECT throws_ok($$SELECT api.workers_register(jsonb_set((SELECT v FROM t WHERE k = 'kdoc'), '{metadata,uid}', '"00000000-0000-0000-0000-00000000beef"'), pg_temp.join())$$,
+	'PT409', NULL, 'another uid does not');
+SELECT throws_ok($$SELECT api.workers_register(pg_temp.spec('pg-k3s', '10.66.6.8') || '{"hostname": "pg-k3s", "kubeUid": "c24142f9-1fb8-4f4a-92f3-0bed37bd4874"}', pg_temp.join())$$,
+	'PT409', NULL, 'nor a uid claimed in the original field set');
+SELECT is((SELECT labels ->> 'zone' FROM paas.nodes WHERE name = 'pg-k3s'), 'b', 'the uid match took the new fields');
+
+-- re-registration with the node token: idempotent, rotates the token
+INSERT INTO t VALUES ('a2', api.workers_register(pg_temp.spec('pg-a', '10.9.0.11'), pg_temp.tok('a')));
 SELECT is((SELECT v ->> 'id' FROM t WHERE k = 'a2'), (SELECT v ->> 'id' FROM t WHERE k = 'a'), 're-registering keeps the node');
 SELECT ok(NOT (SELECT (v ->> 'created')::boolean FROM t WHERE k = 'a2'), 're-registering does not create');
 SELECT is((SELECT host(ip_address) FROM paas.nodes WHERE name = 'pg-a'), '10.9.0.11', 're-registering updates the fields');
@@ -185,7 +209,7 @@ SELECT is(api.workers_resources('{"nodeId": "pg-a", "allocatedCPU": "1500m", "st
 SELECT is(api.workers_set_status('{"nodeId": "pg-a", "status": "MAINTENANCE", "reason": "disk swap"}') ->> 'status', 'MAINTENANCE', 'admin sets MAINTENANCE');
 SELECT is(api.workers_heartbeat('{"nodeName": "pg-a"}', pg_temp.tok('a2')) ->> 'status', 'MAINTENANCE', 'a heartbeat does not leave MAINTENANCE');
 SELECT is(api.workers_heartbeat('{"nodeName": "pg-a", "isReady": false}', pg_temp.tok('a2')) ->> 'status', 'MAINTENANCE', 'nor a not-ready one');
-INSERT INTO t VALUES ('a3', api.workers_register(pg_temp.spec('pg-a', '10.9.0.11'), pg_temp.join()));
+INSERT INTO t VALUES ('a3', api.workers_register(pg_temp.spec('pg-a', '10.9.0.11'), pg_temp.tok('a2')));
 SELECT is((SELECT v ->> 'status' FROM t WHERE k = 'a3'), 'MAINTENANCE', 'nor a registration');
 SELECT throws_ok($$SELECT api.workers_set_schedulable('{"nodeId": "pg-a", "schedulable": true}')$$, 'PT409', NULL,
 	'uncordon is refused in MAINTENANCE');

@@ -69,7 +69,7 @@ SELECT results_eq(
 		('users_bulk(req jsonb, ctx jsonb) jsonb v'),
 		('users_create(req jsonb, ctx jsonb) jsonb v'),
 		('users_delete(req jsonb, ctx jsonb) jsonb v'),
-		('users_get(req jsonb, ctx jsonb) jsonb v'),
+		('users_get(req jsonb, ctx jsonb) jsonb s'),
 		('users_list(req jsonb, ctx jsonb) jsonb s'),
 		('users_set_password(req jsonb, ctx jsonb) jsonb v'),
 		('users_stats(req jsonb, ctx jsonb) jsonb s'),
@@ -77,7 +77,7 @@ SELECT results_eq(
 		('users_update(req jsonb, ctx jsonb) jsonb v'),
 		('workers_create(req jsonb, ctx jsonb) jsonb v'),
 		('workers_delete(req jsonb, ctx jsonb) jsonb v'),
-		('workers_get(req jsonb, ctx jsonb) jsonb v'),
+		('workers_get(req jsonb, ctx jsonb) jsonb s'),
 		('workers_heartbeat(req jsonb, ctx jsonb) jsonb v'),
 		('workers_heartbeat_batch(req jsonb, ctx jsonb) jsonb v'),
 		('workers_join_token_add(token text, note text, expires_at timestamp with time zone) uuid v'),
@@ -92,7 +92,7 @@ SELECT results_eq(
 		('workers_set_schedulable(req jsonb, ctx jsonb) jsonb v'),
 		('workers_set_status(req jsonb, ctx jsonb) jsonb v'),
 		('workers_stats(req jsonb, ctx jsonb) jsonb s'),
-		('workers_transitions(req jsonb, ctx jsonb) jsonb v'),
+		('workers_transitions(req jsonb, ctx jsonb) jsonb s'),
 		('workers_update(req jsonb, ctx jsonb) jsonb v')
 
 	$$,
