@@ -10,8 +10,11 @@ import pytest
 
 from conftest import Api, check_envelope, psql, register, unique_email, wait_until
 
+# paas.log_refusals: refusals (PT4xx) reach the log too, so that an error
+# statement of the gateway is logged and can be searched for parameters
 VERBOSE = {"log_min_duration_statement": "0", "log_statement": "'all'",
-           "log_parameter_max_length": "-1", "log_parameter_max_length_on_error": "-1"}
+           "log_parameter_max_length": "-1", "log_parameter_max_length_on_error": "-1",
+           "paas.log_refusals": "on"}
 
 
 @pytest.fixture
