@@ -502,6 +502,7 @@ SELECT key, value FROM jsonb_each($schemas$
   "Quantity": {
     "type": ["string", "number"],
     "minimum": 0,
+    "pattern": "^[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][+-]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$",
     "description": "a non-negative Kubernetes quantity (\"3800m\", \"16331368Ki\", \"1.5Gi\"); a JSON number gets the field's unit"
   },
   "Taint": {

@@ -11,10 +11,9 @@ paas.route_flag_names()) and the change notification a gateway reloads on.
 import json
 import os
 import re
+import subprocess
 
 from conftest import PSQL, psql
-
-import subprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HTTPD = os.path.join(ROOT, "httpd")
@@ -69,7 +68,7 @@ def c_enum(name):
 
 def test_the_route_table_equals_the_c_table():
     c, db = c_routes(), db_routes()
-    assert len(c) == 83 and len(db) == len(c), (len(c), len(db))
+    assert len(c) > 80 and len(db) == len(c), (len(c), len(db))
     for i, (a, b) in enumerate(zip(c, db)):
         assert a == b, f"row {i + 1}: C {a} != database {b}"
 
@@ -93,7 +92,7 @@ def test_a_change_of_the_routes_is_notified():
 def test_the_document_the_database_generates_lists_every_route():
     doc = json.loads(psql("SELECT api.openapi()"))
     ops = {(m.upper(), p) for p, item in doc["paths"].items() for m in item}
-    assert len(ops) == 83
+    assert len(ops) == len(c_routes())
     for r in c_routes():
         template = re.sub(r"/:[^/]+", "/{}", r["path"])
         assert any(m == r["method"] and re.sub(r"\{[^}]+\}", "{}", p) == template for m, p in ops), r

@@ -79,7 +79,8 @@ SELECT is(paas.route_operation_id('api.users_list(jsonb, jsonb)', '/api/v1/users
 		  'the default operationId is the function''s name in camelCase');
 SELECT is((SELECT operation_id FROM paas.routes WHERE path = '/api/v1/openapi.json'), 'openapi',
 		  'a built-in''s operationId comes from its path');
-SELECT is((SELECT count(DISTINCT operation_id)::int FROM paas.routes), 83, 'operationIds are unique');
+SELECT is((SELECT count(DISTINCT operation_id)::int FROM paas.routes), (SELECT count(*)::int FROM paas.routes),
+		  'operationIds are unique');
 SELECT is((SELECT count(*)::int FROM paas.routes WHERE operation_id !~ '^[a-z][A-Za-z0-9]*$'), 0,
 		  'operationIds are URL-safe camelCase');
 
@@ -94,8 +95,9 @@ SELECT is((SELECT d #>> '{info,version}' FROM doc), (SELECT extversion FROM pg_e
 SELECT is((SELECT d #>> '{servers,0,url}' FROM doc), '/', 'the server is relative by default');
 SELECT is(api.openapi('{"serverUrl": "https://api.example.org"}') #>> '{servers,0,url}', 'https://api.example.org',
 		  'ctx.serverUrl names the server');
-SELECT is((SELECT count(*)::int FROM ops), 83, 'one operation per route');
-SELECT is((SELECT count(DISTINCT op ->> 'operationId')::int FROM ops), 83, 'operationIds are unique in the document');
+SELECT is((SELECT count(*)::int FROM ops), (SELECT count(*)::int FROM paas.routes), 'one operation per route');
+SELECT is((SELECT count(DISTINCT op ->> 'operationId')::int FROM ops), (SELECT count(*)::int FROM paas.routes),
+		  'operationIds are unique in the document');
 SELECT is((SELECT count(*)::int FROM ops
 			WHERE ARRAY(SELECT m[1] FROM regexp_matches(path, '\{([^}]+)\}', 'g') m)
 				  IS DISTINCT FROM ARRAY(SELECT x ->> 'name' FROM jsonb_array_elements(op -> 'parameters') x
