@@ -4,7 +4,9 @@
 #   1. build (shipped httpd + the -Werror ASan/UBSan httpd), install extension
 #   2. pgTAP through pg_prove: tests/pgtap/*.sql (one file per area, plus the
 #      API snapshot and the background-worker test)
-#   3. HTTP black-box tests (pytest) against the ASan httpd
+#   3. the OpenAPI document api.openapi() through `redocly lint`
+#      (tests/openapi/lint.sh)
+#   4. HTTP black-box tests (pytest) against the ASan httpd
 # Exits non-zero on any failure.
 # While developing: PAAS_TEST_PGTAP='nodes.sql core.sql' runs those pgTAP
 # files only, PAAS_TEST_HTTP='tests/http/test_auth.py -k login' those HTTP
@@ -79,6 +81,9 @@ cp -r docker/seed "$TMP/tree/docker/"
 chmod -R a+rX "$TMP/tree"
 (cd "$TMP/tree/tests/pgtap" && as_pg pg_prove --ext .sql -h "$PAAS_PGSOCK" -p "$PAAS_PGPORT" -d "$PAAS_DB" \
 	$(cd "$TMP/tree/tests/pgtap" && ls ${PAAS_TEST_PGTAP:-*.sql} | sort))
+
+echo "== OpenAPI document (redocly lint)"
+PG_BIN=$PG_BIN bash tests/openapi/lint.sh
 
 echo "== extension upgrades"
 # PAAS_TEST_SKIP_UPGRADE=1 skips this step while an upgrade script is being

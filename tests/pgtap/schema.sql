@@ -41,6 +41,8 @@ SELECT results_eq(
 		('health(req jsonb, ctx jsonb) jsonb s'),
 		('jobs_list(req jsonb, ctx jsonb) jsonb s'),
 		('jobs_runs(req jsonb, ctx jsonb) jsonb s'),
+		('openapi(ctx jsonb) jsonb s'),
+		('routes() TABLE(seq integer, method text, path text, function text, access text, status integer, message text, flags text[], tag text) s'),
 		('run_renewals() jsonb v'),
 		('seed_admin(email text, password text, name text) uuid v'),
 		('services_admin_get(req jsonb, ctx jsonb) jsonb s'),
