@@ -55,7 +55,7 @@
 CREATE FUNCTION paas.route_flag_names() RETURNS text[]
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	RETURN ARRAY['paginated', 'tokens', 'builtin', 'rate_login', 'rate_register', 'rate_refresh',
-				 'no_db', 'snap', 'pdf', 'batch'];
+				 'no_db', 'snap', 'pdf', 'batch', 'money'];
 COMMENT ON FUNCTION paas.route_flag_names() IS
 	'the route flags the gateway knows (httpd/httpd.h enum route_flags, lower case, no ROUTE_ prefix)';
 
@@ -1156,27 +1156,20 @@ SELECT paas.routes_add($routes$[
    "message": "Service is healthy", "tag": "system", "summary": "Health: the database answers",
    "response": {"$ref": "#/components/schemas/Health"}},
   {"method": "GET", "path": "/api/v1/status", "function": "api.status", "access": "public", "status": 200,
-   "message": "Service status", "tag": "system", "summary": "Versions, database time, background worker and pg_cron",
+   "message": "Service status", "tag": "system", "summary": "Version, database time, whether the worker and pg_cron run",
    "response": {
      "type": "object",
-     "required": ["service", "version", "extensionVersion", "databaseTime", "postgres", "worker", "cron"],
+     "required": ["service", "version", "databaseTime", "worker", "cron"],
+     "additionalProperties": false,
      "properties": {
        "service": {"const": "paas"},
        "version": {"type": "string", "description": "the loaded module's version"},
-       "extensionVersion": {"type": ["string", "null"], "description": "the installed extension's version"},
        "databaseTime": {"type": "string", "format": "date-time"},
-       "postgres": {"type": "string"},
        "worker": {
          "type": "object",
-         "required": ["running", "pid", "startedAt", "lastTick", "ticks", "jobFailures"],
-         "properties": {
-           "running": {"type": "boolean"},
-           "pid": {"type": ["integer", "null"]},
-           "startedAt": {"type": ["string", "null"], "format": "date-time"},
-           "lastTick": {"type": ["string", "null"], "format": "date-time"},
-           "ticks": {"type": "integer"},
-           "jobFailures": {"type": "integer"}
-         }
+         "required": ["running"],
+         "additionalProperties": false,
+         "properties": {"running": {"type": "boolean"}}
        },
        "cron": {"type": "boolean", "description": "whether pg_cron is installed"}
      }
@@ -1197,6 +1190,34 @@ SELECT paas.routes_add($routes$[
    "summary": "Request counters in the Prometheus text format",
    "description": "Requests by route and status class, time spent per route and the batching counters, in the Prometheus text exposition format (0.0.4). Loopback clients need no token; others need an administrator's.",
    "responseType": "text", "response": {"type": "string"}},
+  {"method": "GET", "path": "/api/v1/admin/status", "function": "api.admin_status", "access": "admin", "status": 200,
+   "message": "Service status", "tag": "system", "summary": "Versions of module, extension, server and pg_cron; the background worker",
+   "response": {
+     "type": "object",
+     "required": ["service", "version", "extensionVersion", "databaseTime", "postgres", "database", "worker", "cron", "cronVersion"],
+     "properties": {
+       "service": {"const": "paas"},
+       "version": {"type": "string", "description": "the loaded module's version"},
+       "extensionVersion": {"type": ["string", "null"], "description": "the installed extension's version"},
+       "databaseTime": {"type": "string", "format": "date-time"},
+       "postgres": {"type": "string"},
+       "database": {"type": "string"},
+       "worker": {
+         "type": "object",
+         "required": ["running", "pid", "startedAt", "lastTick", "ticks", "jobFailures"],
+         "properties": {
+           "running": {"type": "boolean"},
+           "pid": {"type": ["integer", "null"]},
+           "startedAt": {"type": ["string", "null"], "format": "date-time"},
+           "lastTick": {"type": ["string", "null"], "format": "date-time"},
+           "ticks": {"type": "integer"},
+           "jobFailures": {"type": "integer"}
+         }
+       },
+       "cron": {"type": "boolean", "description": "whether pg_cron is installed"},
+       "cronVersion": {"type": ["string", "null"]}
+     }
+   }},
   {"method": "GET", "path": "/api/v1/admin/jobs", "function": "api.jobs_list", "access": "admin", "status": 200,
    "message": "Background jobs retrieved successfully", "tag": "system",
    "summary": "The background worker and its jobs",
@@ -2064,7 +2085,7 @@ SELECT paas.routes_add($routes$[
    },
    "errors": [400, 404]},
   {"method": "POST", "path": "/api/v1/admin/billing/adjustments", "function": "api.admin_billing_adjust",
-   "access": "admin", "status": 201, "message": "Adjustment posted successfully", "tag": "admin-billing",
+   "access": "admin", "status": 201, "message": "Adjustment posted successfully", "flags": ["money"], "tag": "admin-billing",
    "summary": "Credit or debit a wallet by hand (audited)",
    "headers": {"Idempotency-Key": {"$ref": "#/components/schemas/IdempotencyKey",
                                    "description": "a retry with the same key (per administrator) answers the first adjustment"}},
@@ -2104,7 +2125,7 @@ SELECT paas.routes_add($routes$[
 -- (another user's id answers 404)
 SELECT paas.routes_add($routes$[
   {"method": "POST", "path": "/api/v1/billing/topup", "function": "api.billing_topup", "access": "user", "status": 201,
-   "message": "Top-up transaction created successfully", "flags": ["snap"], "tag": "billing",
+   "message": "Top-up transaction created successfully", "flags": ["snap", "money"], "tag": "billing",
    "summary": "Open a top-up and its Midtrans Snap payment link",
    "headers": {"Idempotency-Key": {"$ref": "#/components/schemas/IdempotencyKey",
                                    "description": "a retry with the same key answers the same top-up"}},
@@ -2171,7 +2192,7 @@ SELECT paas.routes_add($routes$[
    ]},
    "errors": [404]},
   {"method": "POST", "path": "/api/v1/billing/transactions/:id/pay", "function": "api.billing_transaction_pay",
-   "access": "user", "status": 200, "message": "Payment retry successful", "flags": ["snap"], "tag": "billing",
+   "access": "user", "status": 200, "message": "Payment retry successful", "flags": ["snap", "money"], "tag": "billing",
    "summary": "The live payment link of a pending top-up, or a new one",
    "pathParams": {"id": {"type": "string", "format": "uuid", "description": "the top-up's id"}},
    "response": {"$ref": "#/components/schemas/TopUp"},
@@ -2351,7 +2372,7 @@ SELECT paas.routes_add($routes$[
    "response": {"type": "array", "items": {"$ref": "#/components/schemas/Subscription"}},
    "errors": [400]},
   {"method": "POST", "path": "/api/v1/subscriptions", "function": "api.subscriptions_create", "access": "user",
-   "status": 201, "message": "Subscription created successfully", "tag": "subscriptions",
+   "status": 201, "message": "Subscription created successfully", "flags": ["money"], "tag": "subscriptions",
    "summary": "Subscribe to a service: the first month is charged from the wallet and invoiced",
    "headers": {"Idempotency-Key": {"$ref": "#/components/schemas/IdempotencyKey",
                                    "description": "a retry with the same key answers the first subscription"}},
@@ -2408,7 +2429,7 @@ SELECT paas.routes_add($routes$[
    ]},
    "errors": [404]},
   {"method": "PUT", "path": "/api/v1/subscriptions/:id/renew", "function": "api.subscriptions_renew", "access": "user",
-   "status": 200, "message": "Subscription renewed successfully", "tag": "subscriptions",
+   "status": 200, "message": "Subscription renewed successfully", "flags": ["money"], "tag": "subscriptions",
    "summary": "Pay one more period now (revives a suspended or expired one at the list price)",
    "headers": {"Idempotency-Key": {"$ref": "#/components/schemas/IdempotencyKey",
                                    "description": "a retry with the same key charges nothing and answers the first renewal"}},
