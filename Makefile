@@ -3,7 +3,10 @@
 #
 #   make            build paas.so, the install script and httpd
 #   make install    install the extension into the server's directories
-#   make run        install packages, build, start PostgreSQL + httpd (foreground)
+#   make run        install packages, build, start PostgreSQL + httpd and keep
+#                   them running (foreground; one instance per data directory)
+#   make stop       stop the instance `make run` runs (also one in the background)
+#   make status     what runs: pids, ports, URL, data directory, logs
 #   make test       the whole suite in a throw-away cluster (pgTAP, worker, HTTP, ASan)
 #   make bench      throughput figures (wrk + pgbench), see docs/performance.md
 
@@ -55,7 +58,7 @@ paas.control: Makefile
 
 all: httpd agent
 
-.PHONY: httpd agent httpd-asan run test check-asan bench deps stop images installcheck
+.PHONY: httpd agent httpd-asan run stop status test check-asan bench deps images installcheck
 httpd:
 	$(MAKE) -C httpd
 
@@ -68,8 +71,17 @@ httpd-asan:
 deps:
 	bash docker/scripts/install-deps.sh
 
-run: deps
+# run.sh installs the packages itself (install-deps.sh), once it knows that
+# no other instance runs from the same data directory.
+run:
 	bash docker/scripts/run.sh
+
+stop:
+	@bash docker/scripts/run.sh stop
+
+# (run.sh status exits 3 when nothing runs: not an error of make's)
+status:
+	@bash docker/scripts/run.sh status || [ $$? -eq 3 ]
 
 test: deps
 	bash tests/run.sh

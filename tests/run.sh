@@ -7,10 +7,12 @@
 #   3. the OpenAPI document api.openapi() through `redocly lint`
 #      (tests/openapi/lint.sh)
 #   4. HTTP black-box tests (pytest) against the ASan httpd
+#   5. `make run` under faults (tests/fault/supervise.sh)
 # Exits non-zero on any failure.
 # While developing: PAAS_TEST_PGTAP='nodes.sql core.sql' runs those pgTAP
 # files only, PAAS_TEST_HTTP='tests/http/test_auth.py -k login' those HTTP
-# tests only, PAAS_TEST_SKIP_UPGRADE=1 skips the upgrade check (never in CI).
+# tests only, PAAS_TEST_SKIP_UPGRADE=1 skips the upgrade check and
+# PAAS_TEST_SKIP_FAULT=1 the fault test of `make run` (never in CI).
 set -euo pipefail
 . "$(dirname "$0")/../docker/scripts/stack.sh"
 cd "$STACK_ROOT"
@@ -117,5 +119,14 @@ stack_down
 if grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$TMP/httpd.log"; then
 	echo "sanitizer reports in httpd log" >&2
 	exit 1
+fi
+
+echo "== make run under faults"
+# The real docker/scripts/run.sh on a data directory and ports of its own;
+# PAAS_TEST_SKIP_FAULT=1 skips it while developing (CI never skips it).
+if [ -n "${PAAS_TEST_SKIP_FAULT:-}" ] && [ -z "${CI:-}" ]; then
+	echo "skipped (PAAS_TEST_SKIP_FAULT)"
+else
+	timeout 90 bash tests/fault/supervise.sh
 fi
 echo "== all tests passed"
