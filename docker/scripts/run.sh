@@ -126,8 +126,9 @@ STATE
 
 state_get() { sed -n "s/^$1=//p" "$RUN_STATE" 2>/dev/null | head -n 1; }
 
-# The lock: fd 9 on run.lock.  Children never inherit it (9>&-).  Returns 1
-# when another process holds it.
+# The lock: fd 9 on run.lock, held for as long as this script lives.  The
+# processes it starts do not inherit it (9>&-), so that none of them keeps
+# it after this script is gone.  Returns 1 when another process holds it.
 lock_take() {
 	mkdir -p "$RUN_DIR"
 	exec 9>>"$RUN_LOCK"
