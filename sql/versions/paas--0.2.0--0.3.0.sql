@@ -3342,119 +3342,69 @@ GRANT EXECUTE ON FUNCTION api.workers_update(jsonb,jsonb) TO paas_api;
 GRANT EXECUTE ON FUNCTION api.workers_update(jsonb,jsonb) TO paas_owner;
 
 CREATE OR REPLACE FUNCTION paas.billing_feed(uid uuid)
- RETURNS TABLE(id text, created_at timestamp with time zone, type text, status text, amount bigint, direction text, description text, balance_before bigint, balance_after bigint, reference text, reference_type text, payment_method text, payment_gateway text, invoice jsonb, topup_id uuid)
- LANGUAGE sql
- STABLE
- SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
-BEGIN ATOMIC
- SELECT (t.id)::text AS id,
-     t.created_at,
-     'TOPUP'::text,
-         CASE t.status
-             WHEN 'PAID'::text THEN 'SUCCESS'::text
-             ELSE t.status
-         END AS status,
-     t.amount,
-     'CREDIT'::text,
-     'Account top-up via payment gateway'::text,
-     ((o.credit_entry ->> 'balanceBefore'::text))::bigint AS int8,
-     ((o.credit_entry ->> 'balanceAfter'::text))::bigint AS int8,
-     (t.id)::text AS id,
-     'TOP_UP_TRANSACTION'::text,
-     t.payment_type,
-     'MIDTRANS'::text,
-     ( SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status) AS jsonb_build_object
-            FROM paas.invoices i
-           WHERE ((i.topup_id = t.id) AND (i.kind = 'TOPUP'::text))
-           ORDER BY i.issued_at
-          LIMIT 1) AS jsonb_build_object,
-     t.id
-    FROM (paas.topups t
-      LEFT JOIN LATERAL ( SELECT x.credit_entry
-            FROM paas.topup_orders x
-           WHERE ((x.topup_id = t.id) AND (x.credit_entry IS NOT NULL))
-           ORDER BY x.paid_at
-          LIMIT 1) o ON (true))
-   WHERE (t.user_id = billing_feed.uid)
- UNION ALL
-  SELECT o.order_id,
-     o.paid_at,
-     'TOPUP'::text,
-     'SUCCESS'::text,
-     o.credited,
-     'CREDIT'::text,
-     ('Additional payment of top-up '::text || t.id),
-     ((o.credit_entry ->> 'balanceBefore'::text))::bigint AS int8,
-     ((o.credit_entry ->> 'balanceAfter'::text))::bigint AS int8,
-     (t.id)::text AS id,
-     'TOP_UP_TRANSACTION'::text,
-     o.payment_type,
-     'MIDTRANS'::text,
-     ( SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status) AS jsonb_build_object
-            FROM paas.invoices i
-           WHERE (i.id = o.invoice_id)) AS jsonb_build_object,
-     t.id
-    FROM (paas.topup_orders o
-      JOIN paas.topups t ON ((t.id = o.topup_id)))
-   WHERE ((t.user_id = billing_feed.uid) AND (o.credited > 0) AND (o.order_id <> ( SELECT x.order_id
-            FROM paas.topup_orders x
-           WHERE ((x.topup_id = t.id) AND (x.credit_entry IS NOT NULL))
-           ORDER BY x.paid_at
-          LIMIT 1)))
- UNION ALL
-  SELECT (r.id)::text AS id,
-     r.created_at,
-     'REFUND'::text,
-         CASE r.status
-             WHEN 'SUCCESS'::text THEN 'SUCCESS'::text
-             ELSE 'PENDING'::text
-         END AS "case",
-     r.amount,
-     'DEBIT'::text,
-     ((initcap(lower(r.kind)) || ' of top-up '::text) || r.order_id),
-     ((r.entry ->> 'balanceBefore'::text))::bigint AS int8,
-     ((r.entry ->> 'balanceAfter'::text))::bigint AS int8,
-     (r.topup_id)::text AS topup_id,
-     'TOP_UP_TRANSACTION'::text,
-     NULL::text,
-     'MIDTRANS'::text,
-     NULL::jsonb,
-     r.topup_id
-    FROM paas.topup_reversals r
-   WHERE (r.user_id = billing_feed.uid)
- UNION ALL
-  SELECT (e.id)::text AS id,
-     e.created_at,
-         CASE
-             WHEN (e.kind = 'adjustment'::text) THEN 'ADJUSTMENT'::text
-             WHEN ((e.kind = 'reversal'::text) OR (e.kind ~~ '%refund%'::text)) THEN 'REFUND'::text
-             ELSE 'SERVICE_PURCHASE'::text
-         END AS "case",
-     'SUCCESS'::text,
-     abs(p.amount) AS abs,
-         CASE
-             WHEN (p.amount > 0) THEN 'CREDIT'::text
-             ELSE 'DEBIT'::text
-         END AS "case",
-     COALESCE(NULLIF(e.memo, ''::text), e.kind) AS "coalesce",
-     p.balance_before,
-     p.balance_after,
-     COALESCE((e.ref ->> 'subscriptionId'::text), (e.ref ->> 'reverses'::text), (e.id)::text) AS "coalesce",
-     upper(e.kind) AS upper,
-     'CREDIT_BALANCE'::text,
-     'BALANCE'::text,
-     ( SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status) AS jsonb_build_object
-            FROM paas.invoices i
-           WHERE ((i.ref ->> 'entryId'::text) = (e.id)::text)
-           ORDER BY i.issued_at
-          LIMIT 1) AS jsonb_build_object,
-     NULL::uuid AS uuid
-    FROM ((paas.ledger_accounts a
-      JOIN paas.ledger_postings p ON ((p.account_id = a.id)))
-      JOIN paas.ledger_entries e ON ((e.id = p.entry_id)))
-   WHERE ((a.user_id = billing_feed.uid) AND (e.kind <> ALL (ARRAY['topup'::text, 'topup_refund'::text, 'topup_chargeback'::text, 'topup_reversal'::text])));
-END
-;
+	RETURNS TABLE (id text, created_at timestamptz, type text, status text, amount bigint,
+				   direction text, description text, balance_before bigint, balance_after bigint,
+				   reference text, reference_type text, payment_method text,
+				   payment_gateway text, invoice jsonb, topup_id uuid)
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+	BEGIN ATOMIC
+		SELECT t.id::text, t.created_at, 'TOPUP',
+			   CASE t.status WHEN 'PAID' THEN 'SUCCESS' ELSE t.status END,
+			   t.amount, 'CREDIT', 'Account top-up via payment gateway',
+			   (o.credit_entry ->> 'balanceBefore')::bigint, (o.credit_entry ->> 'balanceAfter')::bigint,
+			   t.id::text, 'TOP_UP_TRANSACTION', t.payment_type, 'MIDTRANS',
+			   (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
+				  FROM paas.invoices i WHERE i.topup_id = t.id AND i.kind = 'TOPUP'
+				 ORDER BY i.issued_at LIMIT 1),
+			   t.id
+		  FROM paas.topups t
+		  LEFT JOIN LATERAL (SELECT x.credit_entry FROM paas.topup_orders x
+							  WHERE x.topup_id = t.id AND x.credit_entry IS NOT NULL
+							  ORDER BY x.paid_at LIMIT 1) o ON true
+		 WHERE t.user_id = uid
+		UNION ALL
+		-- a second paid order of one top-up (two of its links were paid)
+		SELECT o.order_id, o.paid_at, 'TOPUP', 'SUCCESS', o.credited, 'CREDIT',
+			   'Additional payment of top-up ' || t.id,
+			   (o.credit_entry ->> 'balanceBefore')::bigint, (o.credit_entry ->> 'balanceAfter')::bigint,
+			   t.id::text, 'TOP_UP_TRANSACTION', o.payment_type, 'MIDTRANS',
+			   (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
+				  FROM paas.invoices i WHERE i.id = o.invoice_id),
+			   t.id
+		  FROM paas.topup_orders o
+		  JOIN paas.topups t ON t.id = o.topup_id
+		 WHERE t.user_id = uid AND o.credited > 0
+		   AND o.order_id <> (SELECT x.order_id FROM paas.topup_orders x
+							   WHERE x.topup_id = t.id AND x.credit_entry IS NOT NULL
+							   ORDER BY x.paid_at LIMIT 1)
+		UNION ALL
+		SELECT r.id::text, r.created_at, 'REFUND',
+			   CASE r.status WHEN 'SUCCESS' THEN 'SUCCESS' ELSE 'PENDING' END,
+			   r.amount, 'DEBIT', initcap(lower(r.kind)) || ' of top-up ' || r.order_id,
+			   (r.entry ->> 'balanceBefore')::bigint, (r.entry ->> 'balanceAfter')::bigint,
+			   r.topup_id::text, 'TOP_UP_TRANSACTION', NULL, 'MIDTRANS', NULL, r.topup_id
+		  FROM paas.topup_reversals r
+		 WHERE r.user_id = uid
+		UNION ALL
+		-- every other movement of the wallet: charges, adjustments, reversals
+		SELECT e.id::text, e.created_at,
+			   CASE WHEN e.kind = 'adjustment' THEN 'ADJUSTMENT'
+					WHEN e.kind = 'reversal' OR e.kind LIKE '%refund%' THEN 'REFUND'
+					ELSE 'SERVICE_PURCHASE' END,
+			   'SUCCESS', abs(p.amount), CASE WHEN p.amount > 0 THEN 'CREDIT' ELSE 'DEBIT' END,
+			   coalesce(nullif(e.memo, ''), e.kind), p.balance_before, p.balance_after,
+			   coalesce(e.ref ->> 'subscriptionId', e.ref ->> 'reverses', e.id::text),
+			   upper(e.kind), 'CREDIT_BALANCE', 'BALANCE',
+			   (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
+				  FROM paas.invoices i WHERE i.ref ->> 'entryId' = e.id::text
+				 ORDER BY i.issued_at LIMIT 1),
+			   NULL::uuid
+		  FROM paas.ledger_accounts a
+		  JOIN paas.ledger_postings p ON p.account_id = a.id
+		  JOIN paas.ledger_entries e ON e.id = p.entry_id
+		 WHERE a.user_id = uid AND e.kind NOT IN ('topup', 'topup_refund', 'topup_chargeback', 'topup_reversal');
+	END;
 COMMENT ON FUNCTION paas.billing_feed(uuid) IS 'every money movement of a user (unordered)';
 
 CREATE OR REPLACE FUNCTION paas.billing_reconcile_apply(order_id text, http_status integer, body text)
