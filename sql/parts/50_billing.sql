@@ -24,16 +24,28 @@
 -- Notifications.  api.billing_webhook_midtrans() verifies signature_key with
 -- paas.midtrans_signature_ok() (C, SHA-512, constant-time compare, the key
 -- is the superuser-only GUC paas.midtrans_server_key) before anything else.
--- Every notification is recorded in paas.midtrans_notifications (signature
--- included, never the key), bad ones too (committed refusal).  Status rules
+-- Every verified notification is recorded in paas.midtrans_notifications
+-- (signature included, never the key; a body over 16 kB is kept as a
+-- bounded summary).  A notification whose signature does not verify is
+-- refused (committed PT401) and recorded in paas.midtrans_rejects as a
+-- bounded record (reason, order id, client address, size, SHA-256, the first
+-- 4 kB), pruned after paas.midtrans_reject_retention.  Status rules
 -- (reference/midtrans.md): success always wins over non-success, nothing but
 -- a refund, a chargeback or a reversal undoes a success, a duplicate changes
--- nothing.  A reversal is a deny or cancel after success (a settlement the
--- bank takes back; a card capture cancelled before settlement); because a
--- late notification of an earlier failed attempt looks the same, a webhook
--- only flags the order and the status API's answer decides (the worker asks
--- at once).  The top-up row is locked FOR UPDATE first, so concurrent
--- deliveries serialize.
+-- nothing.  A reversal is a refund, a partial refund, a chargeback or a
+-- partial chargeback, or a deny, cancel or expire after success (a
+-- settlement the bank takes back; a card capture cancelled before
+-- settlement).  The signature covers order_id, status_code and gross_amount
+-- only, never transaction_status nor refund_amount: the genuine signed
+-- settlement of an order, relabelled "refund", still verifies.  So a
+-- notification never takes money back: it only flags the order
+-- (verify_requested_at), the worker asks the status API at once, and the
+-- answer decides whether and how much (refund_amount / refunds[] of the
+-- answer).  An answer whose signature_key does not verify changes nothing.
+-- The top-up row is locked FOR UPDATE first, so concurrent deliveries and
+-- answers serialize.  One exposure, one record: a reversal the wallet
+-- cannot cover is kept as one BLOCKED row per order, however often it is
+-- notified or checked.
 --
 -- Invoices are numbered INV-YYYYMM-000123 per UTC month from a counter row
 -- updated in the issuing transaction (gap-free: a rollback returns the
@@ -57,6 +69,12 @@ CREATE FUNCTION paas.midtrans_configured() RETURNS boolean
 	LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION paas.midtrans_configured() IS
 	'whether paas.midtrans_server_key is set (the key itself is never returned)';
+
+CREATE FUNCTION paas.midtrans_reject_retention() RETURNS interval
+	AS 'MODULE_PATHNAME', 'paas_midtrans_reject_retention'
+	LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION paas.midtrans_reject_retention() IS
+	'paas.midtrans_reject_retention as an interval; NULL when refused notifications are kept forever';
 
 ------------------------------------------------------------------------------
 -- tables
@@ -107,8 +125,9 @@ CREATE TABLE paas.topup_orders (
 	last_checked_at timestamptz,		-- last status-API check (reconciliation)
 	check_error		text,
 	created_at		timestamptz NOT NULL DEFAULT now(),
-	-- a paid order said deny or cancel (a reversal, or an old attempt's
-	-- notification arriving late): the status API decides, see midtrans_apply
+	-- a notification said refund / chargeback, or deny / cancel / expire
+	-- after success (a reversal, or a relabelled or late notification): the
+	-- status API decides, see midtrans_apply
 	verify_requested_at timestamptz
 );
 CREATE INDEX topup_orders_topup_idx ON paas.topup_orders (topup_id);
@@ -128,6 +147,10 @@ CREATE TABLE paas.topup_reversals (
 	created_at		timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX topup_reversals_user_idx ON paas.topup_reversals (user_id, created_at DESC);
+-- one exposure, one record: an order has at most one BLOCKED reversal (its
+-- amount follows the latest check; it becomes SUCCESS once covered)
+CREATE UNIQUE INDEX topup_reversals_one_blocked ON paas.topup_reversals (order_id)
+	WHERE status = 'BLOCKED';
 COMMENT ON TABLE paas.topup_reversals IS
 	'refunds, chargebacks and reversals (deny / cancel after success) of paid orders; BLOCKED when the wallet could not cover them';
 
@@ -145,7 +168,25 @@ CREATE TABLE paas.midtrans_notifications (
 );
 CREATE INDEX midtrans_notifications_order_idx ON paas.midtrans_notifications (order_id, received_at);
 COMMENT ON TABLE paas.midtrans_notifications IS
-	'every notification and status-API answer received, with what was done about it';
+	'every verified notification and status-API answer received, with what was done about it';
+
+-- Refused notifications (their signature did not verify): anyone can send
+-- them, so each is a bounded record, never the body itself, and the rows
+-- are pruned after paas.midtrans_reject_retention (job
+-- prune_midtrans_rejects).
+CREATE TABLE paas.midtrans_rejects (
+	id				bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	received_at		timestamptz NOT NULL DEFAULT clock_timestamp(),
+	reason			text NOT NULL CHECK (reason ~ '^[a-z][a-z_]{0,62}$'),
+	order_id		text CHECK (char_length(order_id) <= 100),
+	client_ip		text CHECK (char_length(client_ip) <= 64),
+	body_size		integer NOT NULL CHECK (body_size >= 0),
+	body_sha256		bytea NOT NULL CHECK (octet_length(body_sha256) = 32),
+	body_head		text NOT NULL CHECK (octet_length(body_head) <= 4096)
+);
+CREATE INDEX midtrans_rejects_received_idx ON paas.midtrans_rejects (received_at);
+COMMENT ON TABLE paas.midtrans_rejects IS
+	'refused Midtrans notifications: reason, order id, client address, body size, SHA-256 and first 4 kB; pruned';
 
 CREATE TABLE paas.invoice_counters (
 	series			text NOT NULL CHECK (series IN ('INV', 'CN')),
@@ -220,6 +261,7 @@ SELECT pg_catalog.pg_extension_config_dump('paas.topups', '');
 SELECT pg_catalog.pg_extension_config_dump('paas.topup_orders', '');
 SELECT pg_catalog.pg_extension_config_dump('paas.topup_reversals', '');
 SELECT pg_catalog.pg_extension_config_dump('paas.midtrans_notifications', '');
+SELECT pg_catalog.pg_extension_config_dump('paas.midtrans_rejects', '');
 SELECT pg_catalog.pg_extension_config_dump('paas.invoice_counters', '');
 SELECT pg_catalog.pg_extension_config_dump('paas.invoices', '');
 
@@ -808,18 +850,82 @@ $$;
 COMMENT ON FUNCTION paas.topup_post(text, text, text, jsonb, uuid, bigint) IS
 	'one ledger entry gateway_clearing <-> wallet; returns the wallet posting';
 
--- Records a notification (or status answer) and its outcome.
+-- The longest prefix of t that fits in "bytes" bytes (whole characters).
+CREATE FUNCTION paas.text_head(t text, bytes integer) RETURNS text
+	LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+	h text := left(t, bytes);
+BEGIN
+	-- each pass drops at least a quarter of the excess (a character is at
+	-- most 4 bytes), so a few passes suffice
+	WHILE octet_length(h) > bytes LOOP
+		h := left(h, char_length(h) - greatest(1, (octet_length(h) - bytes) / 4));
+	END LOOP;
+	RETURN h;
+END
+$$;
+COMMENT ON FUNCTION paas.text_head(text, integer) IS
+	'the longest prefix of a text that fits in the given number of bytes';
+
+-- Records a verified notification (or status answer) and its outcome.  A
+-- body over 16 kB (Midtrans's are about 1 kB; the signature does not cover
+-- the fields it adds) is kept as {"$truncated", size, sha256, head}.
 CREATE FUNCTION paas.midtrans_log(n jsonb, source text, sig_ok boolean, outcome text) RETURNS void
 	LANGUAGE sql VOLATILE
 	SET search_path = pg_catalog, paas, pg_temp
 	BEGIN ATOMIC
 		INSERT INTO paas.midtrans_notifications
 			(source, order_id, transaction_status, status_code, gross_amount, signature_ok, outcome, body)
-		VALUES (source, left(n ->> 'order_id', 100), left(n ->> 'transaction_status', 50),
-				left(n ->> 'status_code', 10), left(n ->> 'gross_amount', 30), sig_ok, outcome, n);
+		SELECT source, left(n ->> 'order_id', 100), left(n ->> 'transaction_status', 50),
+			   left(n ->> 'status_code', 10), left(n ->> 'gross_amount', 30), sig_ok, outcome,
+			   CASE WHEN octet_length(b.t) <= 16384 THEN n
+					ELSE jsonb_build_object('$truncated', true, 'size', octet_length(b.t),
+											'sha256', encode(sha256(convert_to(b.t, 'UTF8')), 'hex'),
+											'head', paas.text_head(b.t, 4096)) END
+		  FROM (SELECT n::text AS t) b;
 	END;
 COMMENT ON FUNCTION paas.midtrans_log(jsonb, text, boolean, text) IS
-	'appends to paas.midtrans_notifications';
+	'appends to paas.midtrans_notifications (a body over 16 kB as a bounded summary)';
+
+-- Records a refused notification as a bounded row of paas.midtrans_rejects.
+CREATE FUNCTION paas.midtrans_reject(n jsonb, ip text, reason text) RETURNS void
+	LANGUAGE sql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+	BEGIN ATOMIC
+		INSERT INTO paas.midtrans_rejects (reason, order_id, client_ip, body_size, body_sha256, body_head)
+		SELECT reason, left(n ->> 'order_id', 100), left(ip, 64), octet_length(b.t),
+			   sha256(convert_to(b.t, 'UTF8')), paas.text_head(b.t, 4096)
+		  FROM (SELECT n::text AS t) b;
+	END;
+COMMENT ON FUNCTION paas.midtrans_reject(jsonb, text, text) IS
+	'appends a bounded record of a refused notification to paas.midtrans_rejects';
+
+-- Job: refused notifications older than paas.midtrans_reject_retention
+-- (default 30 days; 0 keeps them) are deleted, at most 50,000 rows a run.
+CREATE FUNCTION paas.job_prune_midtrans_rejects() RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	keep interval := paas.midtrans_reject_retention();
+	n bigint;
+BEGIN
+	IF keep IS NULL THEN
+		RETURN jsonb_build_object('deleted', 0, 'retention', 'forever');
+	END IF;
+	DELETE FROM paas.midtrans_rejects
+	 WHERE id IN (SELECT id FROM paas.midtrans_rejects WHERE received_at < now() - keep
+				   ORDER BY received_at LIMIT 50000);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN jsonb_build_object('deleted', n, 'retention', keep::text);
+END
+$$;
+COMMENT ON FUNCTION paas.job_prune_midtrans_rejects() IS
+	'deletes refused Midtrans notifications older than paas.midtrans_reject_retention (50,000 rows a run)';
+INSERT INTO paas.job (name, fn, run_every, description) VALUES
+	('prune_midtrans_rejects', 'paas.job_prune_midtrans_rejects', '1 hour',
+	 'deletes refused Midtrans notifications older than paas.midtrans_reject_retention');
 
 -- Credits a paid order once: ledger entry, invoice, order and top-up state.
 -- The caller holds the top-up's row lock.
@@ -854,7 +960,27 @@ $$;
 COMMENT ON FUNCTION paas.topup_credit_order(paas.topups, paas.topup_orders, jsonb) IS
 	'credits a paid order exactly once (ledger, invoice, states); caller holds the top-up lock';
 
+-- The cumulative amount a status-API answer says was refunded (or charged
+-- back): the sum of its refunds[] when it lists them, else refund_amount;
+-- NULL when it carries neither in a valid form.  Decimals are cut (IDR).
+CREATE FUNCTION paas.midtrans_refunded(n jsonb) RETURNS bigint
+	LANGUAGE sql IMMUTABLE
+	RETURN CASE
+		WHEN jsonb_typeof(n -> 'refunds') = 'array' AND jsonb_array_length(n -> 'refunds') > 0 THEN
+			(SELECT CASE WHEN bool_and(coalesce(r ->> 'refund_amount', '') ~ '^[0-9]{1,15}(\.[0-9]{1,2})?$')
+						 THEN floor(sum(CASE WHEN r ->> 'refund_amount' ~ '^[0-9]{1,15}(\.[0-9]{1,2})?$'
+											 THEN (r ->> 'refund_amount')::numeric END))::bigint END
+			   FROM jsonb_array_elements(n -> 'refunds') r)
+		WHEN coalesce(n ->> 'refund_amount', '') ~ '^[0-9]{1,15}(\.[0-9]{1,2})?$' THEN
+			floor((n ->> 'refund_amount')::numeric)::bigint
+		END;
+COMMENT ON FUNCTION paas.midtrans_refunded(jsonb) IS
+	'cumulative refunded amount of a status answer (sum of refunds[], else refund_amount); NULL when absent';
+
 -- Reverses a paid order up to "target" (cumulative) and returns the outcome.
+-- One exposure, one record: while the wallet cannot cover it, the order has
+-- one BLOCKED row, whose amount follows the latest check, and which becomes
+-- the SUCCESS row once a later check can take the money.
 CREATE FUNCTION paas.topup_reverse_order(t paas.topups, o paas.topup_orders, target bigint,
 										 kind text) RETURNS text
 	LANGUAGE plpgsql VOLATILE
@@ -864,6 +990,7 @@ DECLARE
 	delta bigint := least(target, o.credited) - o.reversed;
 	posting jsonb;
 	st text := 'SUCCESS';
+	blocked paas.topup_reversals;
 BEGIN
 	IF delta <= 0 THEN
 		RETURN 'duplicate';
@@ -877,8 +1004,19 @@ BEGIN
 		-- as BLOCKED for an administrator (reporting.topups_by_status).
 		st := 'BLOCKED';
 	END;
-	INSERT INTO paas.topup_reversals (order_id, topup_id, user_id, kind, amount, status, entry)
-	VALUES (o.order_id, t.id, t.user_id, kind, delta, st, posting);
+	SELECT * INTO blocked FROM paas.topup_reversals r
+	 WHERE r.order_id = o.order_id AND r.status = 'BLOCKED';
+	IF FOUND THEN
+		IF st = 'BLOCKED' AND blocked.amount = delta AND blocked.kind = topup_reverse_order.kind THEN
+			RETURN 'reversal_blocked';		-- the same exposure, already on record
+		END IF;
+		UPDATE paas.topup_reversals r
+		   SET kind = topup_reverse_order.kind, amount = delta, status = st, entry = posting
+		 WHERE r.id = blocked.id;
+	ELSE
+		INSERT INTO paas.topup_reversals (order_id, topup_id, user_id, kind, amount, status, entry)
+		VALUES (o.order_id, t.id, t.user_id, kind, delta, st, posting);
+	END IF;
 	IF st = 'BLOCKED' THEN
 		RETURN 'reversal_blocked';
 	END IF;
@@ -898,13 +1036,15 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION paas.topup_reverse_order(paas.topups, paas.topup_orders, bigint, text) IS
-	'reverses a paid order up to a cumulative amount, once (BLOCKED when the wallet is short)';
+	'reverses a paid order up to a cumulative amount, once (one BLOCKED record per order while the wallet is short)';
 
--- Applies one Midtrans status (a verified notification, or a status-API
--- answer) to its order.  Returns {orderId, status, outcome}; outcome is one
--- of credited, duplicate, pending, failed, ignored_after_success,
--- verifying_reversal, reversed, reversal_blocked, unknown_order,
--- amount_mismatch, inconsistent_status, ignored.
+-- Applies one Midtrans status (a verified notification, source 'webhook',
+-- or a status-API answer, source 'reconcile') to its order.  Returns
+-- {orderId, status, outcome}; outcome is one of credited, duplicate,
+-- pending, failed, ignored_after_success, verifying_reversal, reversed,
+-- reversal_blocked, unknown_order, amount_mismatch, inconsistent_status,
+-- ignored.  Money is only taken back on a status-API answer: a
+-- notification of a reversal flags the order (verifying_reversal).
 CREATE FUNCTION paas.midtrans_apply(n jsonb, source text) RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, paas, pg_temp
@@ -916,7 +1056,7 @@ DECLARE
 	fraud text := coalesce(n ->> 'fraud_status', 'accept');
 	action text;
 	outcome text;
-	refund numeric;
+	refunded bigint;
 BEGIN
 	SELECT t1.* INTO t FROM paas.topups t1
 	  JOIN paas.topup_orders o1 ON o1.topup_id = t1.id
@@ -944,6 +1084,11 @@ BEGIN
 		WHEN st IN ('deny', 'cancel', 'expire', 'failure') THEN 'failed'
 		WHEN st IN ('refund', 'chargeback', 'partial_refund', 'partial_chargeback') THEN 'reverse'
 		ELSE 'ignored' END;
+	-- a deny, cancel or expire of a paid order is a reversal (or a late
+	-- notification of an earlier attempt: the status API tells them apart)
+	IF action = 'failed' AND o.credited > 0 AND (st IN ('deny', 'cancel', 'expire') OR fraud = 'deny') THEN
+		action := 'take_back';
+	END IF;
 
 	-- The signature covers order_id, status_code and gross_amount but not
 	-- transaction_status: money moves only when status_code agrees (200),
@@ -956,8 +1101,8 @@ BEGIN
 	END IF;
 
 	IF action IN ('success', 'reverse') AND o.credited = 0 THEN
-		-- a refund implies a payment: credit first, so that a settlement
-		-- arriving after its refund finds nothing left to do
+		-- a signed status 200 proves a payment: credit first, so that a
+		-- settlement arriving after its refund finds nothing left to do
 		PERFORM paas.topup_credit_order(t, o, n);
 		SELECT * INTO o FROM paas.topup_orders WHERE order_id = o.order_id;
 		SELECT * INTO t FROM paas.topups WHERE id = t.id;
@@ -966,19 +1111,32 @@ BEGIN
 		outcome := 'duplicate';
 	END IF;
 
-	IF action = 'reverse' THEN
+	IF action IN ('reverse', 'take_back') AND source = 'webhook' THEN
+		-- Neither transaction_status nor refund_amount is signed: the
+		-- notification only flags the order; the worker asks the status API
+		-- at once and its answer decides (see paas.billing_reconcile_apply).
+		IF o.reversed >= o.credited THEN
+			outcome := coalesce(outcome, 'duplicate');		-- nothing left to take back
+		ELSE
+			UPDATE paas.topup_orders SET verify_requested_at = now() WHERE order_id = o.order_id;
+			outcome := 'verifying_reversal';
+		END IF;
+	ELSIF action = 'reverse' THEN
 		IF st LIKE 'partial_%' THEN
-			IF coalesce(n ->> 'refund_amount', '') !~ '^[0-9]{1,15}(\.[0-9]{1,2})?$' THEN
-				outcome := 'ignored';
-			ELSE
-				refund := floor((n ->> 'refund_amount')::numeric);
-				outcome := paas.topup_reverse_order(t, o, refund::bigint,
-					CASE WHEN st LIKE '%chargeback' THEN 'CHARGEBACK' ELSE 'REFUND' END);
+			refunded := paas.midtrans_refunded(n);
+			IF refunded IS NULL THEN
+				-- recorded on the order by billing_reconcile_apply; the check
+				-- stays due and is asked again
+				RAISE EXCEPTION 'status answer of order % says % without a refund amount', o.order_id, st
+					USING ERRCODE = 'invalid_parameter_value';
 			END IF;
 		ELSE
-			outcome := paas.topup_reverse_order(t, o, o.credited,
-				CASE WHEN st = 'chargeback' THEN 'CHARGEBACK' ELSE 'REFUND' END);
+			refunded := o.credited;
 		END IF;
+		outcome := paas.topup_reverse_order(t, o, refunded,
+			CASE WHEN st LIKE '%chargeback' THEN 'CHARGEBACK' ELSE 'REFUND' END);
+	ELSIF action = 'take_back' THEN
+		outcome := paas.topup_reverse_order(t, o, o.credited, 'REVERSAL');
 	ELSIF action = 'pending' THEN
 		outcome := CASE WHEN o.credited > 0 THEN 'ignored_after_success' ELSE 'pending' END;
 		IF o.credited = 0 THEN
@@ -991,16 +1149,7 @@ BEGIN
 			 WHERE id = t.id AND status = 'PENDING';
 		END IF;
 	ELSIF action = 'failed' THEN
-		IF o.credited > 0 AND (st IN ('deny', 'cancel') OR fraud = 'deny') THEN
-			IF source = 'webhook' THEN
-				-- a reversal, or an old attempt's late notification: the
-				-- status API decides (the worker claims flagged orders at once)
-				outcome := 'verifying_reversal';
-				UPDATE paas.topup_orders SET verify_requested_at = now() WHERE order_id = o.order_id;
-			ELSE
-				outcome := paas.topup_reverse_order(t, o, o.credited, 'REVERSAL');
-			END IF;
-		ELSIF o.credited > 0 THEN
+		IF o.credited > 0 THEN
 			outcome := 'ignored_after_success';
 		ELSE
 			outcome := 'failed';
@@ -1026,7 +1175,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION paas.midtrans_apply(jsonb, text) IS
-	'applies a Midtrans status to its order exactly once; caller verified its origin';
+	'applies a Midtrans status to its order exactly once; caller verified its origin; '
+	'reversals only on a status-API answer (source reconcile), a notification flags the order';
 
 CREATE FUNCTION api.billing_webhook_midtrans(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
@@ -1046,7 +1196,7 @@ BEGIN
 
 	IF NOT paas.midtrans_signature_ok(req ->> 'order_id', req ->> 'status_code',
 									  req ->> 'gross_amount', req ->> 'signature_key') THEN
-		PERFORM paas.midtrans_log(req, 'webhook', false, 'bad_signature');
+		PERFORM paas.midtrans_reject(req, ctx ->> 'ip', 'bad_signature');
 		RAISE LOG 'paas billing: rejected Midtrans notification with a bad signature (order %, from %)',
 			left(req ->> 'order_id', 50), ctx ->> 'ip';
 		RETURN paas.refusal('PT401', 'Invalid signature');

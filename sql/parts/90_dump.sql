@@ -14,6 +14,7 @@
 --                                     cached balances are recomputed from the
 --                                     postings by paas.ledger_restore_balances()
 --                                     (run it once after pg_restore)
+--   paas.midtrans_rejects            dumped (pruned by its own job)
 
 SELECT pg_catalog.pg_extension_config_dump('paas.ledger_accounts', 'WHERE kind = ''wallet''');
 SELECT pg_catalog.pg_extension_config_dump('paas.ledger_accounts_id_seq', '');
@@ -28,6 +29,7 @@ SELECT pg_catalog.pg_extension_config_dump('paas.node_transitions', '');
 SELECT pg_catalog.pg_extension_config_dump('paas.node_transitions_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('paas.node_join_tokens', '');
 SELECT pg_catalog.pg_extension_config_dump('paas.midtrans_notifications_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('paas.midtrans_rejects_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('paas.subscription_events_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('paas.subscription_settings', 'WHERE false');
 
