@@ -16,6 +16,10 @@
  * An error escaping paas.run_job() ends the process; the postmaster restarts
  * it after bgw_restart_time.
  *
+ * Its SQL runs as superuser with search_path = pg_catalog, pg_temp (set at
+ * connection time for the whole process, as autovacuum does): nothing a
+ * user can create in schema public is ever picked up.
+ *
  * The worker does nothing until the extension is installed in
  * paas.database; when that database does not exist yet it exits and is
  * restarted later.
@@ -37,6 +41,7 @@
 #include "storage/shmem.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -222,6 +227,7 @@ paas_worker_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(paas_database, NULL, 0);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
 	before_shmem_exit(clear_state, (Datum) 0);
 	publish_state(false, 0);

@@ -1,8 +1,8 @@
 """Money safety of billing over HTTP against the fake Midtrans
 (tests/fakes/midtrans.py) and the real worker: a signed notification
 relabelled "refund" takes nothing (only the status API's answer does, and
-its amount is the answer's), and refused notifications are bounded
-records."""
+its amount is the answer's), refused notifications are bounded records, and
+the background worker never picks up objects created in schema public."""
 import os
 import random
 import string
@@ -121,3 +121,27 @@ def test_refused_notifications_are_bounded_records():
                 " FROM paas.midtrans_rejects WHERE order_id = :'a1'", order)
     assert (rows.split(",") if rows else []) == [f"bad_signature|{ip}|t|t|32" for ip in refused]
     assert psql("SELECT count(*) FROM paas.midtrans_notifications WHERE order_id = :'a1'", order) == "0"
+
+
+def test_the_worker_never_picks_up_objects_in_public():
+    """Background workers connect with search_path pg_catalog, pg_temp: a
+    function in public that matches a call of the worker's SQL better than
+    the built-in one (make_interval(secs => integer)) is never run."""
+    psql("CREATE TABLE public.search_path_trap (who text, at timestamptz DEFAULT now());"
+         "CREATE FUNCTION public.make_interval(secs integer) RETURNS interval LANGUAGE sql AS"
+         " $$ INSERT INTO public.search_path_trap (who) VALUES (current_user) RETURNING interval '1 hour' $$")
+    try:
+        # a pending order old enough to be claimed: proof that a
+        # reconciliation pass ran its SQL after the trap was set
+        api = Api(register(Api())["access"])
+        t = topup(api, 10000)
+        psql("UPDATE paas.topup_orders SET created_at = now() - interval '1 hour', last_checked_at = NULL"
+             " WHERE order_id = :'a1'", t["orderId"])
+        wait_until(lambda: psql("SELECT last_checked_at IS NOT NULL FROM paas.topup_orders WHERE order_id = :'a1'",
+                                t["orderId"]) == "t", timeout=30)
+        assert psql("SELECT count(*) FROM public.search_path_trap") == "0"
+        # run_parallel's workers too
+        assert psql("SELECT (paas.run_parallel(ARRAY['SELECT pg_catalog.current_setting(''search_path'')']))[1]") \
+            == "pg_catalog, pg_temp"
+    finally:
+        psql("DROP FUNCTION IF EXISTS public.make_interval(integer); DROP TABLE IF EXISTS public.search_path_trap")
