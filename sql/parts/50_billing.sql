@@ -218,6 +218,9 @@ CREATE TABLE paas.invoices (
 	CHECK ((kind = 'CREDIT_NOTE') = (amount < 0))
 );
 CREATE INDEX invoices_user_issued_idx ON paas.invoices (user_id, issued_at DESC);
+-- the invoice of a feed row (paas.feed_invoice): by top-up, by ledger entry
+CREATE INDEX invoices_topup_idx ON paas.invoices (topup_id, issued_at) WHERE topup_id IS NOT NULL;
+CREATE INDEX invoices_entry_idx ON paas.invoices ((ref ->> 'entryId')) WHERE (ref ->> 'entryId') IS NOT NULL;
 CREATE UNIQUE INDEX invoices_one_credit_note ON paas.invoices (credit_note_for)
 	WHERE credit_note_for IS NOT NULL;
 COMMENT ON TABLE paas.invoices IS
@@ -1340,27 +1343,34 @@ INSERT INTO paas.job (name, fn, run_every, description) VALUES
 -- the transaction feed
 ------------------------------------------------------------------------------
 
--- Every money movement of a user, newest first: top-ups (any status, with
--- the credit posting when paid), their refunds/chargebacks, and every other
--- ledger entry on the wallet (charges, adjustments ...) when the ledger's
--- posting view exists.
-CREATE FUNCTION paas.billing_feed(uid uuid)
+-- Every money movement of a user: top-ups (any status, with the credit
+-- posting when paid), their refunds/chargebacks, and every other ledger
+-- entry on the wallet (charges, adjustments ...).  Each row names its
+-- invoice by key (inv_topup: the top-up's first TOPUP invoice; inv_id: an
+-- invoice id; inv_entry: the invoice whose ref.entryId is the entry);
+-- paas.feed_invoice() turns the key into the invoice, so that a caller
+-- computes it for the rows it prints only (one page).
+-- Cost: every branch starts from the user (indexes on user_id, the wallet's
+-- (account_id, id)), never from the platform's rows.  The body is a SQL
+-- standard one, parsed at creation, and has no SET clause on purpose: the
+-- planner inlines it, pushes the callers' filters (type, status, dates, id)
+-- into each branch and drops the columns a caller does not use (a count
+-- reads no invoice).  With the body pre-parsed, the caller's search_path
+-- plays no part.
+CREATE FUNCTION paas.billing_feed_rows(uid uuid)
 	RETURNS TABLE (id text, created_at timestamptz, type text, status text, amount bigint,
 				   direction text, description text, balance_before bigint, balance_after bigint,
 				   reference text, reference_type text, payment_method text,
-				   payment_gateway text, invoice jsonb, topup_id uuid)
+				   payment_gateway text, topup_id uuid,
+				   inv_topup uuid, inv_id uuid, inv_entry text)
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, paas, pg_temp
 	BEGIN ATOMIC
 		SELECT t.id::text, t.created_at, 'TOPUP',
 			   CASE t.status WHEN 'PAID' THEN 'SUCCESS' ELSE t.status END,
 			   t.amount, 'CREDIT', 'Account top-up via payment gateway',
 			   (o.credit_entry ->> 'balanceBefore')::bigint, (o.credit_entry ->> 'balanceAfter')::bigint,
-			   t.id::text, 'TOP_UP_TRANSACTION', t.payment_type, 'MIDTRANS',
-			   (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
-				  FROM paas.invoices i WHERE i.topup_id = t.id AND i.kind = 'TOPUP'
-				 ORDER BY i.issued_at LIMIT 1),
-			   t.id
+			   t.id::text, 'TOP_UP_TRANSACTION', t.payment_type, 'MIDTRANS', t.id,
+			   t.id, NULL::uuid, NULL::text
 		  FROM paas.topups t
 		  LEFT JOIN LATERAL (SELECT x.credit_entry FROM paas.topup_orders x
 							  WHERE x.topup_id = t.id AND x.credit_entry IS NOT NULL
@@ -1371,12 +1381,10 @@ CREATE FUNCTION paas.billing_feed(uid uuid)
 		SELECT o.order_id, o.paid_at, 'TOPUP', 'SUCCESS', o.credited, 'CREDIT',
 			   'Additional payment of top-up ' || t.id,
 			   (o.credit_entry ->> 'balanceBefore')::bigint, (o.credit_entry ->> 'balanceAfter')::bigint,
-			   t.id::text, 'TOP_UP_TRANSACTION', o.payment_type, 'MIDTRANS',
-			   (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
-				  FROM paas.invoices i WHERE i.id = o.invoice_id),
-			   t.id
-		  FROM paas.topup_orders o
-		  JOIN paas.topups t ON t.id = o.topup_id
+			   t.id::text, 'TOP_UP_TRANSACTION', o.payment_type, 'MIDTRANS', t.id,
+			   NULL::uuid, o.invoice_id, NULL::text
+		  FROM paas.topups t
+		  JOIN paas.topup_orders o ON o.topup_id = t.id
 		 WHERE t.user_id = uid AND o.credited > 0
 		   AND o.order_id <> (SELECT x.order_id FROM paas.topup_orders x
 							   WHERE x.topup_id = t.id AND x.credit_entry IS NOT NULL
@@ -1386,7 +1394,8 @@ CREATE FUNCTION paas.billing_feed(uid uuid)
 			   CASE r.status WHEN 'SUCCESS' THEN 'SUCCESS' ELSE 'PENDING' END,
 			   r.amount, 'DEBIT', initcap(lower(r.kind)) || ' of top-up ' || r.order_id,
 			   (r.entry ->> 'balanceBefore')::bigint, (r.entry ->> 'balanceAfter')::bigint,
-			   r.topup_id::text, 'TOP_UP_TRANSACTION', NULL, 'MIDTRANS', NULL, r.topup_id
+			   r.topup_id::text, 'TOP_UP_TRANSACTION', NULL, 'MIDTRANS', r.topup_id,
+			   NULL::uuid, NULL::uuid, NULL::text
 		  FROM paas.topup_reversals r
 		 WHERE r.user_id = uid
 		UNION ALL
@@ -1398,17 +1407,53 @@ CREATE FUNCTION paas.billing_feed(uid uuid)
 			   'SUCCESS', abs(p.amount), CASE WHEN p.amount > 0 THEN 'CREDIT' ELSE 'DEBIT' END,
 			   coalesce(nullif(e.memo, ''), e.kind), p.balance_before, p.balance_after,
 			   coalesce(e.ref ->> 'subscriptionId', e.ref ->> 'reverses', e.id::text),
-			   upper(e.kind), 'CREDIT_BALANCE', 'BALANCE',
-			   (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
-				  FROM paas.invoices i WHERE i.ref ->> 'entryId' = e.id::text
-				 ORDER BY i.issued_at LIMIT 1),
-			   NULL::uuid
+			   upper(e.kind), 'CREDIT_BALANCE', 'BALANCE', NULL::uuid,
+			   NULL::uuid, NULL::uuid, e.id::text
 		  FROM paas.ledger_accounts a
 		  JOIN paas.ledger_postings p ON p.account_id = a.id
 		  JOIN paas.ledger_entries e ON e.id = p.entry_id
 		 WHERE a.user_id = uid AND e.kind NOT IN ('topup', 'topup_refund', 'topup_chargeback', 'topup_reversal');
 	END;
-COMMENT ON FUNCTION paas.billing_feed(uuid) IS 'every money movement of a user (unordered)';
+COMMENT ON FUNCTION paas.billing_feed_rows(uuid) IS
+	'every money movement of a user (unordered), its invoice named by key (paas.feed_invoice); inlined by the planner';
+
+-- The invoice of a feed row, {id, invoiceNumber, status}, from its key (see
+-- paas.billing_feed_rows); NULL when there is none.  One indexed read:
+-- invoices_topup_idx, the primary key, invoices_entry_idx.
+CREATE FUNCTION paas.feed_invoice(inv_topup uuid, inv_id uuid, inv_entry text) RETURNS jsonb
+	LANGUAGE sql STABLE
+	RETURN CASE
+		WHEN inv_topup IS NOT NULL THEN
+			(SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
+			   FROM paas.invoices i WHERE i.topup_id = inv_topup AND i.kind = 'TOPUP'
+			  ORDER BY i.issued_at LIMIT 1)
+		WHEN inv_id IS NOT NULL THEN
+			(SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
+			   FROM paas.invoices i WHERE i.id = inv_id)
+		WHEN inv_entry IS NOT NULL THEN
+			(SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
+			   FROM paas.invoices i WHERE i.ref ->> 'entryId' = inv_entry
+			  ORDER BY i.issued_at LIMIT 1)
+		END;
+COMMENT ON FUNCTION paas.feed_invoice(uuid, uuid, text) IS
+	'{id, invoiceNumber, status} of a feed row''s invoice, from its key; NULL when none';
+
+-- Every money movement of a user with its invoice (unordered): what
+-- paas.billing_feed_rows lists, the invoice looked up for every row.
+-- Inlined too, so a filter on id (one movement) looks up one invoice.
+CREATE FUNCTION paas.billing_feed(uid uuid)
+	RETURNS TABLE (id text, created_at timestamptz, type text, status text, amount bigint,
+				   direction text, description text, balance_before bigint, balance_after bigint,
+				   reference text, reference_type text, payment_method text,
+				   payment_gateway text, invoice jsonb, topup_id uuid)
+	LANGUAGE sql STABLE
+	BEGIN ATOMIC
+		SELECT r.id, r.created_at, r.type, r.status, r.amount, r.direction, r.description,
+			   r.balance_before, r.balance_after, r.reference, r.reference_type, r.payment_method,
+			   r.payment_gateway, paas.feed_invoice(r.inv_topup, r.inv_id, r.inv_entry), r.topup_id
+		  FROM paas.billing_feed_rows(uid) r;
+	END;
+COMMENT ON FUNCTION paas.billing_feed(uuid) IS 'every money movement of a user (unordered), with its invoice';
 
 CREATE FUNCTION paas.feed_json(f record) RETURNS jsonb
 	LANGUAGE plpgsql STABLE
@@ -1499,15 +1544,20 @@ BEGIN
 	s := coalesce((req ->> 'startDate')::timestamptz, '-infinity');
 	e := paas.range_end(req ->> 'endDate');
 
-	SELECT count(*), coalesce(jsonb_agg(paas.feed_json(f) ORDER BY f.created_at DESC, f.id)
-			 FILTER (WHERE f.rn > (coalesce((req ->> 'page')::int, 1) - 1) * lim
-						AND f.rn <= coalesce((req ->> 'page')::int, 1) * lim), '[]')
-	  INTO total, rows
-	  FROM (SELECT b.*, row_number() OVER (ORDER BY b.created_at DESC, b.id) AS rn
-			  FROM paas.billing_feed(u.id) b
-			 WHERE (req ->> 'type' IS NULL OR b.type = req ->> 'type')
-			   AND (req ->> 'status' IS NULL OR b.status = req ->> 'status')
-			   AND b.created_at BETWEEN s AND e) f;
+	-- One pass over the user's own movements (paas.billing_feed_rows is
+	-- inlined: the filters reach each branch, from the user's indexes):
+	-- they are counted, and only the page's rows get their invoice and JSON.
+	WITH f AS MATERIALIZED (
+		SELECT b.* FROM paas.billing_feed_rows(u.id) b
+		 WHERE (req ->> 'type' IS NULL OR b.type = req ->> 'type')
+		   AND (req ->> 'status' IS NULL OR b.status = req ->> 'status')
+		   AND b.created_at BETWEEN s AND e)
+	SELECT (SELECT count(*) FROM f),
+		   (SELECT coalesce(jsonb_agg(paas.feed_json(x) ORDER BY x.created_at DESC, x.id), '[]')
+			  FROM (SELECT p.*, paas.feed_invoice(p.inv_topup, p.inv_id, p.inv_entry) AS invoice
+					  FROM (SELECT * FROM f ORDER BY f.created_at DESC, f.id
+							 LIMIT lim OFFSET (coalesce((req ->> 'page')::int, 1) - 1) * lim) p) x)
+	  INTO total, rows;
 	pg := paas.pagination(req, total, 20);
 	RETURN jsonb_build_object('data', jsonb_build_object('transactions', rows, 'pagination', pg),
 							  'pagination', pg);
@@ -1657,11 +1707,12 @@ BEGIN
 	SELECT coalesce(jsonb_agg(paas.topup_json(t) ORDER BY t.created_at DESC), '[]') INTO pending
 	  FROM (SELECT * FROM paas.topups WHERE user_id = u.id AND status = 'PENDING'
 			 ORDER BY created_at DESC LIMIT 10) t;
-	SELECT count(*), coalesce(jsonb_agg(paas.feed_json(f) ORDER BY f.created_at DESC, f.id)
-							   FILTER (WHERE f.rn <= 5), '[]')
-	  INTO total, recent
-	  FROM (SELECT b.*, row_number() OVER (ORDER BY b.created_at DESC, b.id) AS rn
-			  FROM paas.billing_feed(u.id) b) f;
+	WITH f AS MATERIALIZED (SELECT b.* FROM paas.billing_feed_rows(u.id) b)
+	SELECT (SELECT count(*) FROM f),
+		   (SELECT coalesce(jsonb_agg(paas.feed_json(x) ORDER BY x.created_at DESC, x.id), '[]')
+			  FROM (SELECT p.*, paas.feed_invoice(p.inv_topup, p.inv_id, p.inv_entry) AS invoice
+					  FROM (SELECT * FROM f ORDER BY f.created_at DESC, f.id LIMIT 5) p) x)
+	  INTO total, recent;
 	RETURN jsonb_build_object(
 		'balance', jsonb_build_object('current', bal, 'currency', 'IDR',
 									  'lastUpdated', paas.iso(now())),

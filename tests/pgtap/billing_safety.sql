@@ -3,7 +3,7 @@
 -- exposure, bounded records of refused notifications and their pruning.
 -- Needs the cluster's paas.midtrans_server_key (tests/run.sh sets one).
 BEGIN;
-SELECT plan(57);
+SELECT plan(61);
 
 INSERT INTO paas.users (id, email, name, password_hash) VALUES
 	('00000000-0000-4000-8000-00000000c111', 'safety.rich@example.com', 'Safety Rich', 'x'),
@@ -176,6 +176,27 @@ SELECT is((SELECT count(*)::int FROM paas.midtrans_rejects WHERE order_id LIKE '
 SELECT is((SELECT run_every FROM paas.job WHERE name = 'prune_midtrans_rejects'), interval '1 hour',
 	'it is a job of the registry, run hourly');
 SELECT is(paas.text_head(repeat('é', 5000), 4096), repeat('é', 2048), 'a head is cut on a character boundary');
+
+-- 4. the transaction feed reads the user's rows, never the platform's ------------
+INSERT INTO paas.users (id, email, name, password_hash) VALUES
+	('00000000-0000-4000-8000-00000000c333', 'safety.platform@example.com', 'Safety Platform', 'x');
+INSERT INTO paas.invoices (number, user_id, kind, amount, description, lines, ref)
+SELECT 'INV-199901-' || lpad(g::text, 6, '0'), '00000000-0000-4000-8000-00000000c333', 'SUBSCRIPTION', 1000,
+	   'Service Subscription', '[]', jsonb_build_object('entryId', 800000000 + g)
+  FROM generate_series(1, 5000) g;
+ANALYZE paas.invoices;
+CREATE TEMP TABLE reads AS
+SELECT 'before'::text AS k, seq_scan, seq_tup_read, idx_tup_fetch FROM pg_stat_xact_user_tables
+ WHERE relid = 'paas.invoices'::regclass;
+CREATE TEMP TABLE page AS SELECT api.billing_transactions('{"limit": 3}', pg_temp.ctx('spender')) AS r;
+INSERT INTO reads SELECT 'after', seq_scan, seq_tup_read, idx_tup_fetch FROM pg_stat_xact_user_tables
+ WHERE relid = 'paas.invoices'::regclass;
+SELECT is((SELECT jsonb_array_length(r #> '{data,transactions}') FROM page), 3, 'a page of 3 movements');
+SELECT ok((SELECT (r #>> '{pagination,total}')::int > 3 FROM page), 'of more');
+SELECT is((SELECT a.seq_scan - b.seq_scan FROM reads a, reads b WHERE a.k = 'after' AND b.k = 'before'), 0::bigint,
+	'the feed scans no invoices table');
+SELECT ok((SELECT a.idx_tup_fetch - b.idx_tup_fetch <= 3 FROM reads a, reads b WHERE a.k = 'after' AND b.k = 'before'),
+	'and reads at most one invoice per movement printed');
 
 SELECT finish();
 ROLLBACK;
