@@ -30,6 +30,7 @@
 #define ERRCODE_PAAS_FORBIDDEN		MAKE_SQLSTATE('P','T','4','0','3')
 #define ERRCODE_PAAS_NOT_FOUND		MAKE_SQLSTATE('P','T','4','0','4')
 #define ERRCODE_PAAS_CONFLICT		MAKE_SQLSTATE('P','T','4','0','9')
+#define ERRCODE_PAAS_UNAVAILABLE	MAKE_SQLSTATE('P','T','5','0','3')
 
 /* GUCs (defined in extension/paas.c) */
 extern char *paas_database;
