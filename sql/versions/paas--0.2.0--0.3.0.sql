@@ -40,6 +40,40 @@ COMMENT ON TABLE paas.login_failures IS
 SELECT pg_catalog.pg_extension_config_dump('paas.login_failures', '');
 ALTER TABLE paas.sessions ALTER COLUMN secret SET DEFAULT public.gen_random_bytes(32);
 
+-- ledger: no posting before the balances are rebuilt after pg_restore
+ALTER TABLE paas.ledger_accounts ADD COLUMN balance_verified boolean NOT NULL DEFAULT true;
+-- the install rows (platform accounts, slots) are unverified, as a fresh
+-- install makes them; the rebuild at the end verifies those with postings
+UPDATE paas.ledger_accounts SET balance_verified = false WHERE kind <> 'wallet';
+
+-- billing: one BLOCKED reversal per order (the newest of each order's stays)
+DELETE FROM paas.topup_reversals r
+ USING paas.topup_reversals k
+ WHERE r.status = 'BLOCKED' AND k.status = 'BLOCKED' AND k.order_id = r.order_id
+   AND (k.created_at, k.id) > (r.created_at, r.id);
+CREATE UNIQUE INDEX topup_reversals_one_blocked ON paas.topup_reversals (order_id)
+	WHERE status = 'BLOCKED';
+COMMENT ON TABLE paas.midtrans_notifications IS
+	'every verified notification and status-API answer received, with what was done about it';
+CREATE TABLE paas.midtrans_rejects (
+	id				bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	received_at		timestamptz NOT NULL DEFAULT clock_timestamp(),
+	reason			text NOT NULL CHECK (reason ~ '^[a-z][a-z_]{0,62}$'),
+	order_id		text CHECK (char_length(order_id) <= 100),
+	client_ip		text CHECK (char_length(client_ip) <= 64),
+	body_size		integer NOT NULL CHECK (body_size >= 0),
+	body_sha256		bytea NOT NULL CHECK (octet_length(body_sha256) = 32),
+	body_head		text NOT NULL CHECK (octet_length(body_head) <= 4096)
+);
+CREATE INDEX midtrans_rejects_received_idx ON paas.midtrans_rejects (received_at);
+COMMENT ON TABLE paas.midtrans_rejects IS
+	'refused Midtrans notifications: reason, order id, client address, body size, SHA-256 and first 4 kB; pruned';
+SELECT pg_catalog.pg_extension_config_dump('paas.midtrans_rejects', '');
+SELECT pg_catalog.pg_extension_config_dump('paas.midtrans_rejects_id_seq', '');
+-- the feed's invoice lookups
+CREATE INDEX invoices_topup_idx ON paas.invoices (topup_id, issued_at) WHERE topup_id IS NOT NULL;
+CREATE INDEX invoices_entry_idx ON paas.invoices ((ref ->> 'entryId')) WHERE (ref ->> 'entryId') IS NOT NULL;
+
 -- ---- functions new or changed since 0.2.0 (as pg_get_functiondef prints them) ----
 
 CREATE OR REPLACE FUNCTION api.admin_billing_adjust(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
@@ -825,11 +859,12 @@ BEGIN
 	SELECT coalesce(jsonb_agg(paas.topup_json(t) ORDER BY t.created_at DESC), '[]') INTO pending
 	  FROM (SELECT * FROM paas.topups WHERE user_id = u.id AND status = 'PENDING'
 			 ORDER BY created_at DESC LIMIT 10) t;
-	SELECT count(*), coalesce(jsonb_agg(paas.feed_json(f) ORDER BY f.created_at DESC, f.id)
-							   FILTER (WHERE f.rn <= 5), '[]')
-	  INTO total, recent
-	  FROM (SELECT b.*, row_number() OVER (ORDER BY b.created_at DESC, b.id) AS rn
-			  FROM paas.billing_feed(u.id) b) f;
+	WITH f AS MATERIALIZED (SELECT b.* FROM paas.billing_feed_rows(u.id) b)
+	SELECT (SELECT count(*) FROM f),
+		   (SELECT coalesce(jsonb_agg(paas.feed_json(x) ORDER BY x.created_at DESC, x.id), '[]')
+			  FROM (SELECT p.*, paas.feed_invoice(p.inv_topup, p.inv_id, p.inv_entry) AS invoice
+					  FROM (SELECT * FROM f ORDER BY f.created_at DESC, f.id LIMIT 5) p) x)
+	  INTO total, recent;
 	RETURN jsonb_build_object(
 		'balance', jsonb_build_object('current', bal, 'currency', 'IDR',
 									  'lastUpdated', paas.iso(now())),
@@ -1166,15 +1201,20 @@ BEGIN
 	s := coalesce((req ->> 'startDate')::timestamptz, '-infinity');
 	e := paas.range_end(req ->> 'endDate');
 
-	SELECT count(*), coalesce(jsonb_agg(paas.feed_json(f) ORDER BY f.created_at DESC, f.id)
-			 FILTER (WHERE f.rn > (coalesce((req ->> 'page')::int, 1) - 1) * lim
-						AND f.rn <= coalesce((req ->> 'page')::int, 1) * lim), '[]')
-	  INTO total, rows
-	  FROM (SELECT b.*, row_number() OVER (ORDER BY b.created_at DESC, b.id) AS rn
-			  FROM paas.billing_feed(u.id) b
-			 WHERE (req ->> 'type' IS NULL OR b.type = req ->> 'type')
-			   AND (req ->> 'status' IS NULL OR b.status = req ->> 'status')
-			   AND b.created_at BETWEEN s AND e) f;
+	-- One pass over the user's own movements (paas.billing_feed_rows is
+	-- inlined: the filters reach each branch, from the user's indexes):
+	-- they are counted, and only the page's rows get their invoice and JSON.
+	WITH f AS MATERIALIZED (
+		SELECT b.* FROM paas.billing_feed_rows(u.id) b
+		 WHERE (req ->> 'type' IS NULL OR b.type = req ->> 'type')
+		   AND (req ->> 'status' IS NULL OR b.status = req ->> 'status')
+		   AND b.created_at BETWEEN s AND e)
+	SELECT (SELECT count(*) FROM f),
+		   (SELECT coalesce(jsonb_agg(paas.feed_json(x) ORDER BY x.created_at DESC, x.id), '[]')
+			  FROM (SELECT p.*, paas.feed_invoice(p.inv_topup, p.inv_id, p.inv_entry) AS invoice
+					  FROM (SELECT * FROM f ORDER BY f.created_at DESC, f.id
+							 LIMIT lim OFFSET (coalesce((req ->> 'page')::int, 1) - 1) * lim) p) x)
+	  INTO total, rows;
 	pg := paas.pagination(req, total, 20);
 	RETURN jsonb_build_object('data', jsonb_build_object('transactions', rows, 'pagination', pg),
 							  'pagination', pg);
@@ -1206,7 +1246,7 @@ BEGIN
 
 	IF NOT paas.midtrans_signature_ok(req ->> 'order_id', req ->> 'status_code',
 									  req ->> 'gross_amount', req ->> 'signature_key') THEN
-		PERFORM paas.midtrans_log(req, 'webhook', false, 'bad_signature');
+		PERFORM paas.midtrans_reject(req, ctx ->> 'ip', 'bad_signature');
 		RAISE LOG 'paas billing: rejected Midtrans notification with a bad signature (order %, from %)',
 			left(req ->> 'order_id', 50), ctx ->> 'ip';
 		RETURN paas.refusal('PT401', 'Invalid signature');
@@ -3341,23 +3381,20 @@ REVOKE ALL ON FUNCTION api.workers_update(jsonb,jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.workers_update(jsonb,jsonb) TO paas_api;
 GRANT EXECUTE ON FUNCTION api.workers_update(jsonb,jsonb) TO paas_owner;
 
-CREATE OR REPLACE FUNCTION paas.billing_feed(uid uuid)
+CREATE OR REPLACE FUNCTION paas.billing_feed_rows(uid uuid)
 	RETURNS TABLE (id text, created_at timestamptz, type text, status text, amount bigint,
 				   direction text, description text, balance_before bigint, balance_after bigint,
 				   reference text, reference_type text, payment_method text,
-				   payment_gateway text, invoice jsonb, topup_id uuid)
+				   payment_gateway text, topup_id uuid,
+				   inv_topup uuid, inv_id uuid, inv_entry text)
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, paas, pg_temp
 	BEGIN ATOMIC
 		SELECT t.id::text, t.created_at, 'TOPUP',
 			   CASE t.status WHEN 'PAID' THEN 'SUCCESS' ELSE t.status END,
 			   t.amount, 'CREDIT', 'Account top-up via payment gateway',
 			   (o.credit_entry ->> 'balanceBefore')::bigint, (o.credit_entry ->> 'balanceAfter')::bigint,
-			   t.id::text, 'TOP_UP_TRANSACTION', t.payment_type, 'MIDTRANS',
-			   (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
-				  FROM paas.invoices i WHERE i.topup_id = t.id AND i.kind = 'TOPUP'
-				 ORDER BY i.issued_at LIMIT 1),
-			   t.id
+			   t.id::text, 'TOP_UP_TRANSACTION', t.payment_type, 'MIDTRANS', t.id,
+			   t.id, NULL::uuid, NULL::text
 		  FROM paas.topups t
 		  LEFT JOIN LATERAL (SELECT x.credit_entry FROM paas.topup_orders x
 							  WHERE x.topup_id = t.id AND x.credit_entry IS NOT NULL
@@ -3368,12 +3405,10 @@ CREATE OR REPLACE FUNCTION paas.billing_feed(uid uuid)
 		SELECT o.order_id, o.paid_at, 'TOPUP', 'SUCCESS', o.credited, 'CREDIT',
 			   'Additional payment of top-up ' || t.id,
 			   (o.credit_entry ->> 'balanceBefore')::bigint, (o.credit_entry ->> 'balanceAfter')::bigint,
-			   t.id::text, 'TOP_UP_TRANSACTION', o.payment_type, 'MIDTRANS',
-			   (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
-				  FROM paas.invoices i WHERE i.id = o.invoice_id),
-			   t.id
-		  FROM paas.topup_orders o
-		  JOIN paas.topups t ON t.id = o.topup_id
+			   t.id::text, 'TOP_UP_TRANSACTION', o.payment_type, 'MIDTRANS', t.id,
+			   NULL::uuid, o.invoice_id, NULL::text
+		  FROM paas.topups t
+		  JOIN paas.topup_orders o ON o.topup_id = t.id
 		 WHERE t.user_id = uid AND o.credited > 0
 		   AND o.order_id <> (SELECT x.order_id FROM paas.topup_orders x
 							   WHERE x.topup_id = t.id AND x.credit_entry IS NOT NULL
@@ -3383,7 +3418,8 @@ CREATE OR REPLACE FUNCTION paas.billing_feed(uid uuid)
 			   CASE r.status WHEN 'SUCCESS' THEN 'SUCCESS' ELSE 'PENDING' END,
 			   r.amount, 'DEBIT', initcap(lower(r.kind)) || ' of top-up ' || r.order_id,
 			   (r.entry ->> 'balanceBefore')::bigint, (r.entry ->> 'balanceAfter')::bigint,
-			   r.topup_id::text, 'TOP_UP_TRANSACTION', NULL, 'MIDTRANS', NULL, r.topup_id
+			   r.topup_id::text, 'TOP_UP_TRANSACTION', NULL, 'MIDTRANS', r.topup_id,
+			   NULL::uuid, NULL::uuid, NULL::text
 		  FROM paas.topup_reversals r
 		 WHERE r.user_id = uid
 		UNION ALL
@@ -3395,17 +3431,14 @@ CREATE OR REPLACE FUNCTION paas.billing_feed(uid uuid)
 			   'SUCCESS', abs(p.amount), CASE WHEN p.amount > 0 THEN 'CREDIT' ELSE 'DEBIT' END,
 			   coalesce(nullif(e.memo, ''), e.kind), p.balance_before, p.balance_after,
 			   coalesce(e.ref ->> 'subscriptionId', e.ref ->> 'reverses', e.id::text),
-			   upper(e.kind), 'CREDIT_BALANCE', 'BALANCE',
-			   (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
-				  FROM paas.invoices i WHERE i.ref ->> 'entryId' = e.id::text
-				 ORDER BY i.issued_at LIMIT 1),
-			   NULL::uuid
+			   upper(e.kind), 'CREDIT_BALANCE', 'BALANCE', NULL::uuid,
+			   NULL::uuid, NULL::uuid, e.id::text
 		  FROM paas.ledger_accounts a
 		  JOIN paas.ledger_postings p ON p.account_id = a.id
 		  JOIN paas.ledger_entries e ON e.id = p.entry_id
 		 WHERE a.user_id = uid AND e.kind NOT IN ('topup', 'topup_refund', 'topup_chargeback', 'topup_reversal');
 	END;
-COMMENT ON FUNCTION paas.billing_feed(uuid) IS 'every money movement of a user (unordered)';
+COMMENT ON FUNCTION paas.billing_feed_rows(uuid) IS 'every money movement of a user (unordered), its invoice named by key (paas.feed_invoice); inlined by the planner';
 
 CREATE OR REPLACE FUNCTION paas.billing_reconcile_apply(order_id text, http_status integer, body text)
  RETURNS jsonb
@@ -3467,22 +3500,25 @@ $function$
 ;
 COMMENT ON FUNCTION paas.billing_reconcile_apply(text,integer,text) IS 'applies a status-API answer for an order; records failures instead of raising';
 
-CREATE OR REPLACE FUNCTION paas.billing_reconcile_claim(age interval, n integer)
- RETURNS SETOF text
- LANGUAGE sql
- SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
-BEGIN ATOMIC
- UPDATE paas.topup_orders AS o SET last_checked_at = now()
-   WHERE (o.order_id IN ( SELECT o2.order_id
-            FROM (paas.topup_orders o2
-              JOIN paas.topups t ON ((t.id = o2.topup_id)))
-           WHERE (((o2.status = 'PENDING'::text) AND (t.status = 'PENDING'::text) AND (o2.snap_requested_at IS NOT NULL) AND (COALESCE(o2.last_checked_at, o2.created_at) < (now() - billing_reconcile_claim.age))) OR ((o2.verify_requested_at IS NOT NULL) AND ((o2.last_checked_at IS NULL) OR (o2.last_checked_at < o2.verify_requested_at) OR (o2.last_checked_at < (now() - billing_reconcile_claim.age)))))
-           ORDER BY (o2.verify_requested_at IS NULL), COALESCE(o2.last_checked_at, o2.created_at)
-          LIMIT billing_reconcile_claim.n
-          FOR UPDATE OF o2 SKIP LOCKED))
-   RETURNING o.order_id;
-END
-;
+CREATE OR REPLACE FUNCTION paas.billing_reconcile_claim(age interval, n integer) RETURNS SETOF text
+	LANGUAGE sql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+	BEGIN ATOMIC
+		UPDATE paas.topup_orders o SET last_checked_at = now()
+		 WHERE o.order_id IN (
+			SELECT o2.order_id FROM paas.topup_orders o2
+			  JOIN paas.topups t ON t.id = o2.topup_id
+			 WHERE (o2.status = 'PENDING' AND t.status = 'PENDING'
+					AND o2.snap_requested_at IS NOT NULL
+					AND coalesce(o2.last_checked_at, o2.created_at) < now() - age)
+				OR (o2.verify_requested_at IS NOT NULL
+					AND (o2.last_checked_at IS NULL OR o2.last_checked_at < o2.verify_requested_at
+						 OR o2.last_checked_at < now() - age))
+			 ORDER BY o2.verify_requested_at IS NULL, coalesce(o2.last_checked_at, o2.created_at)
+			 LIMIT n
+			 FOR UPDATE OF o2 SKIP LOCKED)
+		RETURNING o.order_id;
+	END;
 COMMENT ON FUNCTION paas.billing_reconcile_claim(interval,integer) IS 'orders due for a status-API check (pending ones, and paid ones flagged for a reversal), marked as checked';
 
 CREATE OR REPLACE FUNCTION paas.check_admin_left()
@@ -3506,6 +3542,14 @@ CREATE OR REPLACE FUNCTION paas.email_taken(mail text, except_id uuid DEFAULT NU
 RETURN (EXISTS (SELECT 1 FROM paas.users WHERE ((lower(users.email) = lower(email_taken.mail)) AND (users.deleted_at IS NULL) AND (users.id IS DISTINCT FROM email_taken.except_id))))
 ;
 COMMENT ON FUNCTION paas.email_taken(text,uuid) IS 'whether a live account uses this email';
+
+CREATE OR REPLACE FUNCTION paas.feed_invoice(inv_topup uuid, inv_id uuid, inv_entry text)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+RETURN CASE WHEN (inv_topup IS NOT NULL) THEN (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status) AS jsonb_build_object FROM paas.invoices i WHERE ((i.topup_id = feed_invoice.inv_topup) AND (i.kind = 'TOPUP'::text)) ORDER BY i.issued_at LIMIT 1) WHEN (inv_id IS NOT NULL) THEN (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status) AS jsonb_build_object FROM paas.invoices i WHERE (i.id = feed_invoice.inv_id)) WHEN (inv_entry IS NOT NULL) THEN (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status) AS jsonb_build_object FROM paas.invoices i WHERE ((i.ref ->> 'entryId'::text) = feed_invoice.inv_entry) ORDER BY i.issued_at LIMIT 1) ELSE NULL::jsonb END
+;
+COMMENT ON FUNCTION paas.feed_invoice(uuid,uuid,text) IS '{id, invoiceNumber, status} of a feed row''s invoice, from its key; NULL when none';
 
 CREATE OR REPLACE FUNCTION paas.feed_json(f record)
  RETURNS jsonb
@@ -3841,6 +3885,28 @@ $function$
 ;
 COMMENT ON FUNCTION paas.job_prune_login_failures() IS 'deletes failed-login rows that no longer limit or vouch for an address';
 
+CREATE OR REPLACE FUNCTION paas.job_prune_midtrans_rejects()
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	keep interval := paas.midtrans_reject_retention();
+	n bigint;
+BEGIN
+	IF keep IS NULL THEN
+		RETURN jsonb_build_object('deleted', 0, 'retention', 'forever');
+	END IF;
+	DELETE FROM paas.midtrans_rejects
+	 WHERE id IN (SELECT id FROM paas.midtrans_rejects WHERE received_at < now() - keep
+				   ORDER BY received_at LIMIT 50000);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN jsonb_build_object('deleted', n, 'retention', keep::text);
+END
+$function$
+;
+COMMENT ON FUNCTION paas.job_prune_midtrans_rejects() IS 'deletes refused Midtrans notifications older than paas.midtrans_reject_retention (50,000 rows a run)';
+
 CREATE OR REPLACE FUNCTION paas.job_prune_node_transitions()
  RETURNS jsonb
  LANGUAGE plpgsql
@@ -3894,6 +3960,15 @@ $function$
 ;
 COMMENT ON FUNCTION paas.job_prune_sessions() IS 'deletes sessions expired for more than a day';
 
+CREATE OR REPLACE FUNCTION paas.ledger_post(idempotency_key text, entries jsonb)
+ RETURNS jsonb
+ LANGUAGE c
+AS '$libdir/paas', $function$paas_ledger_post$function$
+;
+COMMENT ON FUNCTION paas.ledger_post(text,jsonb) IS 'posts a batch of balanced entries atomically: entries = [{kind, memo, ref?, postings: [{account, amount}]}]; PT400 bad input or overflow, PT404 unknown account, PT402 wallet would go below zero, PT409 idempotency key reused with other content, PT503 balances not yet rebuilt after a restore; returns {replayed, entries: [{id, kind, postings}]}';
+REVOKE ALL ON FUNCTION paas.ledger_post(text,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION paas.ledger_post(text,jsonb) TO paas_owner;
+
 CREATE OR REPLACE FUNCTION paas.ledger_replay(idempotency_key text, entries jsonb, OUT same_content boolean, OUT result jsonb)
  RETURNS record
  LANGUAGE sql
@@ -3930,20 +4005,34 @@ AS $function$
 DECLARE
 	n integer;
 BEGIN
+	PERFORM 1 FROM paas.ledger_accounts a WHERE NOT a.balance_verified ORDER BY a.id FOR UPDATE;
 	UPDATE paas.ledger_accounts a
-	   SET balance = s.total, updated_at = now()
-	  FROM (SELECT a2.id, coalesce(sum(p.amount), 0)::bigint AS total
+	   SET balance = s.total, balance_verified = true,
+		   updated_at = CASE WHEN a.balance = s.total THEN a.updated_at ELSE now() END
+	  FROM (SELECT a2.id, coalesce(sum(p.amount), 0)::bigint AS total, count(p.id) AS postings
 			  FROM paas.ledger_accounts a2
 			  LEFT JOIN paas.ledger_postings p ON p.account_id = a2.id
-			 WHERE a2.kind <> 'wallet'
+			 WHERE NOT a2.balance_verified
 			 GROUP BY a2.id) s
-	 WHERE a.id = s.id AND a.balance IS DISTINCT FROM s.total;
+	 WHERE a.id = s.id AND NOT a.balance_verified AND (s.postings > 0 OR a.balance <> 0);
 	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
 END
 $function$
 ;
-COMMENT ON FUNCTION paas.ledger_restore_balances() IS 'after pg_restore: recomputes the platform accounts'' cached balances from their postings';
+COMMENT ON FUNCTION paas.ledger_restore_balances() IS 'after pg_restore: rebuilds the cached balances of the platform accounts from their postings (the worker runs it)';
+REVOKE ALL ON FUNCTION paas.ledger_restore_balances() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION paas.ledger_restore_needed()
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+RETURN (EXISTS (SELECT 1 FROM paas.ledger_accounts a WHERE ((NOT a.balance_verified) AND ((a.balance <> 0) OR (EXISTS (SELECT 1 FROM paas.ledger_postings p WHERE (p.account_id = a.id)))))))
+;
+COMMENT ON FUNCTION paas.ledger_restore_needed() IS 'whether some ledger account''s cached balance must be rebuilt from its postings (after pg_restore)';
+REVOKE ALL ON FUNCTION paas.ledger_restore_needed() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION paas.ledger_restore_needed() TO paas_owner;
 
 CREATE OR REPLACE FUNCTION paas.ledger_reverse(entry_id bigint, idempotency_key text DEFAULT NULL::text, memo text DEFAULT NULL::text)
  RETURNS jsonb
@@ -4041,14 +4130,13 @@ AS '$libdir/paas', $function$paas_login_settings$function$
 ;
 COMMENT ON FUNCTION paas.login_settings() IS 'paas.login_failures_per_address, paas.login_failures_per_account and paas.login_backoff_max';
 
-CREATE OR REPLACE FUNCTION paas.login_succeeded(uid uuid, addr text)
- RETURNS void
- LANGUAGE sql
-BEGIN ATOMIC
- INSERT INTO paas.login_failures (user_id, client, failures, at, last_success_at)
-   VALUES (login_succeeded.uid, login_succeeded.addr, 0, now(), now()) ON CONFLICT(user_id, client) DO UPDATE SET failures = 0, at = now(), last_success_at = now();
-END
-;
+CREATE OR REPLACE FUNCTION paas.login_succeeded(uid uuid, addr text) RETURNS void
+	LANGUAGE sql VOLATILE
+	BEGIN ATOMIC
+		INSERT INTO paas.login_failures (user_id, client, failures, at, last_success_at)
+		VALUES (uid, addr, 0, now(), now())
+		ON CONFLICT (user_id, client) DO UPDATE SET failures = 0, at = now(), last_success_at = now();
+	END;
 COMMENT ON FUNCTION paas.login_succeeded(uuid,text) IS 'empties the failed-login bucket of (account, address) and marks the address known';
 
 CREATE OR REPLACE FUNCTION paas.midtrans_apply(n jsonb, source text)
@@ -4063,7 +4151,7 @@ DECLARE
 	fraud text := coalesce(n ->> 'fraud_status', 'accept');
 	action text;
 	outcome text;
-	refund numeric;
+	refunded bigint;
 BEGIN
 	SELECT t1.* INTO t FROM paas.topups t1
 	  JOIN paas.topup_orders o1 ON o1.topup_id = t1.id
@@ -4091,6 +4179,11 @@ BEGIN
 		WHEN st IN ('deny', 'cancel', 'expire', 'failure') THEN 'failed'
 		WHEN st IN ('refund', 'chargeback', 'partial_refund', 'partial_chargeback') THEN 'reverse'
 		ELSE 'ignored' END;
+	-- a deny, cancel or expire of a paid order is a reversal (or a late
+	-- notification of an earlier attempt: the status API tells them apart)
+	IF action = 'failed' AND o.credited > 0 AND (st IN ('deny', 'cancel', 'expire') OR fraud = 'deny') THEN
+		action := 'take_back';
+	END IF;
 
 	-- The signature covers order_id, status_code and gross_amount but not
 	-- transaction_status: money moves only when status_code agrees (200),
@@ -4103,8 +4196,8 @@ BEGIN
 	END IF;
 
 	IF action IN ('success', 'reverse') AND o.credited = 0 THEN
-		-- a refund implies a payment: credit first, so that a settlement
-		-- arriving after its refund finds nothing left to do
+		-- a signed status 200 proves a payment: credit first, so that a
+		-- settlement arriving after its refund finds nothing left to do
 		PERFORM paas.topup_credit_order(t, o, n);
 		SELECT * INTO o FROM paas.topup_orders WHERE order_id = o.order_id;
 		SELECT * INTO t FROM paas.topups WHERE id = t.id;
@@ -4113,19 +4206,32 @@ BEGIN
 		outcome := 'duplicate';
 	END IF;
 
-	IF action = 'reverse' THEN
+	IF action IN ('reverse', 'take_back') AND source = 'webhook' THEN
+		-- Neither transaction_status nor refund_amount is signed: the
+		-- notification only flags the order; the worker asks the status API
+		-- at once and its answer decides (see paas.billing_reconcile_apply).
+		IF o.reversed >= o.credited THEN
+			outcome := coalesce(outcome, 'duplicate');		-- nothing left to take back
+		ELSE
+			UPDATE paas.topup_orders SET verify_requested_at = now() WHERE order_id = o.order_id;
+			outcome := 'verifying_reversal';
+		END IF;
+	ELSIF action = 'reverse' THEN
 		IF st LIKE 'partial_%' THEN
-			IF coalesce(n ->> 'refund_amount', '') !~ '^[0-9]{1,15}(\.[0-9]{1,2})?$' THEN
-				outcome := 'ignored';
-			ELSE
-				refund := floor((n ->> 'refund_amount')::numeric);
-				outcome := paas.topup_reverse_order(t, o, refund::bigint,
-					CASE WHEN st LIKE '%chargeback' THEN 'CHARGEBACK' ELSE 'REFUND' END);
+			refunded := paas.midtrans_refunded(n);
+			IF refunded IS NULL THEN
+				-- recorded on the order by billing_reconcile_apply; the check
+				-- stays due and is asked again
+				RAISE EXCEPTION 'status answer of order % says % without a refund amount', o.order_id, st
+					USING ERRCODE = 'invalid_parameter_value';
 			END IF;
 		ELSE
-			outcome := paas.topup_reverse_order(t, o, o.credited,
-				CASE WHEN st = 'chargeback' THEN 'CHARGEBACK' ELSE 'REFUND' END);
+			refunded := o.credited;
 		END IF;
+		outcome := paas.topup_reverse_order(t, o, refunded,
+			CASE WHEN st LIKE '%chargeback' THEN 'CHARGEBACK' ELSE 'REFUND' END);
+	ELSIF action = 'take_back' THEN
+		outcome := paas.topup_reverse_order(t, o, o.credited, 'REVERSAL');
 	ELSIF action = 'pending' THEN
 		outcome := CASE WHEN o.credited > 0 THEN 'ignored_after_success' ELSE 'pending' END;
 		IF o.credited = 0 THEN
@@ -4138,16 +4244,7 @@ BEGIN
 			 WHERE id = t.id AND status = 'PENDING';
 		END IF;
 	ELSIF action = 'failed' THEN
-		IF o.credited > 0 AND (st IN ('deny', 'cancel') OR fraud = 'deny') THEN
-			IF source = 'webhook' THEN
-				-- a reversal, or an old attempt's late notification: the
-				-- status API decides (the worker claims flagged orders at once)
-				outcome := 'verifying_reversal';
-				UPDATE paas.topup_orders SET verify_requested_at = now() WHERE order_id = o.order_id;
-			ELSE
-				outcome := paas.topup_reverse_order(t, o, o.credited, 'REVERSAL');
-			END IF;
-		ELSIF o.credited > 0 THEN
+		IF o.credited > 0 THEN
 			outcome := 'ignored_after_success';
 		ELSE
 			outcome := 'failed';
@@ -4173,18 +4270,23 @@ BEGIN
 END
 $function$
 ;
-COMMENT ON FUNCTION paas.midtrans_apply(jsonb,text) IS 'applies a Midtrans status to its order exactly once; caller verified its origin';
+COMMENT ON FUNCTION paas.midtrans_apply(jsonb,text) IS 'applies a Midtrans status to its order exactly once; caller verified its origin; reversals only on a status-API answer (source reconcile), a notification flags the order';
 
-CREATE OR REPLACE FUNCTION paas.midtrans_log(n jsonb, source text, sig_ok boolean, outcome text)
- RETURNS void
+CREATE OR REPLACE FUNCTION paas.midtrans_refunded(n jsonb)
+ RETURNS bigint
  LANGUAGE sql
- SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
-BEGIN ATOMIC
- INSERT INTO paas.midtrans_notifications (source, order_id, transaction_status, status_code, gross_amount, signature_ok, outcome, body)
-   VALUES (midtrans_log.source, "left"((midtrans_log.n ->> 'order_id'::text), 100), "left"((midtrans_log.n ->> 'transaction_status'::text), 50), "left"((midtrans_log.n ->> 'status_code'::text), 10), "left"((midtrans_log.n ->> 'gross_amount'::text), 30), midtrans_log.sig_ok, midtrans_log.outcome, midtrans_log.n);
-END
+ IMMUTABLE
+RETURN CASE WHEN ((jsonb_typeof((n -> 'refunds'::text)) = 'array'::text) AND (jsonb_array_length((n -> 'refunds'::text)) > 0)) THEN (SELECT CASE WHEN bool_and((COALESCE((r.value ->> 'refund_amount'::text), ''::text) ~ '^[0-9]{1,15}(\.[0-9]{1,2})?$'::text)) THEN (floor(sum(CASE WHEN ((r.value ->> 'refund_amount'::text) ~ '^[0-9]{1,15}(\.[0-9]{1,2})?$'::text) THEN ((r.value ->> 'refund_amount'::text))::numeric ELSE NULL::numeric END)))::bigint ELSE NULL::bigint END AS "case" FROM jsonb_array_elements((midtrans_refunded.n -> 'refunds'::text)) r(value)) WHEN (COALESCE((n ->> 'refund_amount'::text), ''::text) ~ '^[0-9]{1,15}(\.[0-9]{1,2})?$'::text) THEN (floor(((n ->> 'refund_amount'::text))::numeric))::bigint ELSE NULL::bigint END
 ;
-COMMENT ON FUNCTION paas.midtrans_log(jsonb,text,boolean,text) IS 'appends to paas.midtrans_notifications';
+COMMENT ON FUNCTION paas.midtrans_refunded(jsonb) IS 'cumulative refunded amount of a status answer (sum of refunds[], else refund_amount); NULL when absent';
+
+CREATE OR REPLACE FUNCTION paas.midtrans_reject_retention()
+ RETURNS interval
+ LANGUAGE c
+ STABLE PARALLEL SAFE
+AS '$libdir/paas', $function$paas_midtrans_reject_retention$function$
+;
+COMMENT ON FUNCTION paas.midtrans_reject_retention() IS 'paas.midtrans_reject_retention as an interval; NULL when refused notifications are kept forever';
 
 CREATE OR REPLACE FUNCTION paas.node_apply(n paas.nodes, event text, actor text, reason text DEFAULT NULL::text)
  RETURNS paas.nodes
@@ -5198,6 +5300,25 @@ $function$
 ;
 COMMENT ON FUNCTION paas.subscriptions_page(jsonb,uuid,integer) IS 'newest first; status, serviceId, page, limit (validated by the caller); {rows, total}';
 
+CREATE OR REPLACE FUNCTION paas.text_head(t text, bytes integer)
+ RETURNS text
+ LANGUAGE plpgsql
+ IMMUTABLE PARALLEL SAFE STRICT
+AS $function$
+DECLARE
+	h text := left(t, bytes);
+BEGIN
+	-- each pass drops at least a quarter of the excess (a character is at
+	-- most 4 bytes), so a few passes suffice
+	WHILE octet_length(h) > bytes LOOP
+		h := left(h, char_length(h) - greatest(1, (octet_length(h) - bytes) / 4));
+	END LOOP;
+	RETURN h;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.text_head(text,integer) IS 'the longest prefix of a text that fits in the given number of bytes';
+
 CREATE OR REPLACE FUNCTION paas.topup_credit_order(t paas.topups, o paas.topup_orders, n jsonb)
  RETURNS void
  LANGUAGE plpgsql
@@ -5264,6 +5385,7 @@ DECLARE
 	delta bigint := least(target, o.credited) - o.reversed;
 	posting jsonb;
 	st text := 'SUCCESS';
+	blocked paas.topup_reversals;
 BEGIN
 	IF delta <= 0 THEN
 		RETURN 'duplicate';
@@ -5277,8 +5399,19 @@ BEGIN
 		-- as BLOCKED for an administrator (reporting.topups_by_status).
 		st := 'BLOCKED';
 	END;
-	INSERT INTO paas.topup_reversals (order_id, topup_id, user_id, kind, amount, status, entry)
-	VALUES (o.order_id, t.id, t.user_id, kind, delta, st, posting);
+	SELECT * INTO blocked FROM paas.topup_reversals r
+	 WHERE r.order_id = o.order_id AND r.status = 'BLOCKED';
+	IF FOUND THEN
+		IF st = 'BLOCKED' AND blocked.amount = delta AND blocked.kind = topup_reverse_order.kind THEN
+			RETURN 'reversal_blocked';		-- the same exposure, already on record
+		END IF;
+		UPDATE paas.topup_reversals r
+		   SET kind = topup_reverse_order.kind, amount = delta, status = st, entry = posting
+		 WHERE r.id = blocked.id;
+	ELSE
+		INSERT INTO paas.topup_reversals (order_id, topup_id, user_id, kind, amount, status, entry)
+		VALUES (o.order_id, t.id, t.user_id, kind, delta, st, posting);
+	END IF;
 	IF st = 'BLOCKED' THEN
 		RETURN 'reversal_blocked';
 	END IF;
@@ -5298,7 +5431,7 @@ BEGIN
 END
 $function$
 ;
-COMMENT ON FUNCTION paas.topup_reverse_order(paas.topups,paas.topup_orders,bigint,text) IS 'reverses a paid order up to a cumulative amount, once (BLOCKED when the wallet is short)';
+COMMENT ON FUNCTION paas.topup_reverse_order(paas.topups,paas.topup_orders,bigint,text) IS 'reverses a paid order up to a cumulative amount, once (one BLOCKED record per order while the wallet is short)';
 
 CREATE OR REPLACE FUNCTION paas.topup_snap_result(u paas.users, snap jsonb)
  RETURNS jsonb
@@ -5482,6 +5615,20 @@ REVOKE ALL ON FUNCTION api.status(jsonb,jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.status(jsonb,jsonb) TO paas_api;
 GRANT EXECUTE ON FUNCTION api.status(jsonb,jsonb) TO paas_owner;
 
+CREATE OR REPLACE FUNCTION paas.billing_feed(uid uuid)
+	RETURNS TABLE (id text, created_at timestamptz, type text, status text, amount bigint,
+				   direction text, description text, balance_before bigint, balance_after bigint,
+				   reference text, reference_type text, payment_method text,
+				   payment_gateway text, invoice jsonb, topup_id uuid)
+	LANGUAGE sql STABLE
+	BEGIN ATOMIC
+		SELECT r.id, r.created_at, r.type, r.status, r.amount, r.direction, r.description,
+			   r.balance_before, r.balance_after, r.reference, r.reference_type, r.payment_method,
+			   r.payment_gateway, paas.feed_invoice(r.inv_topup, r.inv_id, r.inv_entry), r.topup_id
+		  FROM paas.billing_feed_rows(uid) r;
+	END;
+COMMENT ON FUNCTION paas.billing_feed(uuid) IS 'every money movement of a user (unordered), with its invoice';
+
 CREATE OR REPLACE FUNCTION paas.invoice_item_errors(items jsonb)
  RETURNS jsonb
  LANGUAGE sql
@@ -5499,6 +5646,33 @@ CREATE OR REPLACE FUNCTION paas.invoice_json(i paas.invoices)
 RETURN jsonb_build_object('id', (i).id, 'invoiceNumber', (i).number, 'type', (i).kind, 'amount', (i).amount, 'currency', (i).currency, 'status', (i).status, 'description', (i).description, 'lines', (i).lines, 'reference', (i).ref, 'topUpTransactionId', (i).topup_id, 'creditNoteFor', (i).credit_note_for, 'voidedBy', (i).voided_by, 'downloadCount', (i).download_count, 'issuedAt', paas.iso((i).issued_at), 'dueDate', paas.iso((i).issued_at), 'paidAt', paas.iso((i).paid_at), 'createdAt', paas.iso((i).issued_at))
 ;
 COMMENT ON FUNCTION paas.invoice_json(paas.invoices) IS 'an invoice as the API prints it';
+
+CREATE OR REPLACE FUNCTION paas.midtrans_log(n jsonb, source text, sig_ok boolean, outcome text) RETURNS void
+	LANGUAGE sql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+	BEGIN ATOMIC
+		INSERT INTO paas.midtrans_notifications
+			(source, order_id, transaction_status, status_code, gross_amount, signature_ok, outcome, body)
+		SELECT source, left(n ->> 'order_id', 100), left(n ->> 'transaction_status', 50),
+			   left(n ->> 'status_code', 10), left(n ->> 'gross_amount', 30), sig_ok, outcome,
+			   CASE WHEN octet_length(b.t) <= 16384 THEN n
+					ELSE jsonb_build_object('$truncated', true, 'size', octet_length(b.t),
+											'sha256', encode(sha256(convert_to(b.t, 'UTF8')), 'hex'),
+											'head', paas.text_head(b.t, 4096)) END
+		  FROM (SELECT n::text AS t) b;
+	END;
+COMMENT ON FUNCTION paas.midtrans_log(jsonb,text,boolean,text) IS 'appends to paas.midtrans_notifications (a body over 16 kB as a bounded summary)';
+
+CREATE OR REPLACE FUNCTION paas.midtrans_reject(n jsonb, ip text, reason text) RETURNS void
+	LANGUAGE sql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+	BEGIN ATOMIC
+		INSERT INTO paas.midtrans_rejects (reason, order_id, client_ip, body_size, body_sha256, body_head)
+		SELECT reason, left(n ->> 'order_id', 100), left(ip, 64), octet_length(b.t),
+			   sha256(convert_to(b.t, 'UTF8')), paas.text_head(b.t, 4096)
+		  FROM (SELECT n::text AS t) b;
+	END;
+COMMENT ON FUNCTION paas.midtrans_reject(jsonb,text,text) IS 'appends a bounded record of a refused notification to paas.midtrans_rejects';
 
 CREATE OR REPLACE FUNCTION paas.next_invoice_number(series text)
  RETURNS text
@@ -8748,4 +8922,20 @@ GRANT EXECUTE ON FUNCTION api.openapi(jsonb), api.routes() TO paas_api, paas_own
 INSERT INTO paas.job (name, fn, run_every, description) VALUES
 	('prune_login_failures', 'paas.job_prune_login_failures', '1 hour',
 	 'deletes failed-login rows that no longer limit or vouch for an address');
+INSERT INTO paas.job (name, fn, run_every, description) VALUES
+	('prune_midtrans_rejects', 'paas.job_prune_midtrans_rejects', '1 hour',
+	 'deletes refused Midtrans notifications older than paas.midtrans_reject_retention');
+
+-- the webhook's refused notifications so far become bounded records
+INSERT INTO paas.midtrans_rejects (received_at, reason, order_id, client_ip, body_size, body_sha256, body_head)
+SELECT n.received_at, n.outcome, n.order_id, NULL, octet_length(n.body::text),
+	   sha256(convert_to(n.body::text, 'UTF8')), paas.text_head(n.body::text, 4096)
+  FROM paas.midtrans_notifications n
+ WHERE n.source = 'webhook' AND n.outcome = 'bad_signature' AND n.signature_ok IS false
+ ORDER BY n.id;
+DELETE FROM paas.midtrans_notifications n
+ WHERE n.source = 'webhook' AND n.outcome = 'bad_signature' AND n.signature_ok IS false;
+
+-- the balances of the platform accounts, verified from their postings
+SELECT paas.ledger_restore_balances();
 
