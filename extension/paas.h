@@ -5,9 +5,14 @@
  *	  worker's shared state, and the application SQLSTATEs.
  *
  * Application outcomes that must reach an HTTP client with a given status
- * use SQLSTATEs of the free class "PT", with the HTTP status in the code
- * (PT400, PT401, ...).  The gateway maps them in its single SQLSTATE table
- * (httpd/errors.c); docs/operations.md lists them.
+ * use SQLSTATEs of free classes "P<subject>", with the HTTP status in the
+ * last three characters: "PT" for the contract's generic codes (PT400,
+ * PT401, ...), and PU (user accounts), PE (an account's e-mail), PS
+ * (services), PW (worker nodes) for the refusals the original API named
+ * with codes of their own (PU404 USER_NOT_FOUND, PW409 WORKER_NODE_EXISTS
+ * ...).  The gateway maps them in its single SQLSTATE table
+ * (httpd/errors.c); docs/operations.md lists them.  A P<letter>4xx error
+ * is a refusal, kept out of the server log (logging.c).
  *
  *-------------------------------------------------------------------------
  */
