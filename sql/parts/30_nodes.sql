@@ -14,7 +14,7 @@
 --     revocation) and returns a node token (256 random bits, only its
 --     SHA-256 is stored).  Re-registering an existing name needs that node's
 --     own token (or, for a Kubernetes Node object, the node's uid): a join
---     token alone cannot take a node over (PT409).  Re-registering rotates
+--     token alone cannot take a node over (PW409).  Re-registering rotates
 --     the token.  Heartbeat and resource calls carry the node token: none or
 --     unknown -> PT401, another node's -> PT403.
 --   * The heartbeat time is the server's now(); the agent's clock is kept
@@ -25,10 +25,13 @@
 --     UPDATE SKIP LOCKED.  A node never heard from counts from created_at.
 --   * Quantities ("3800m", "16331368Ki", "1.5Gi") are parsed in C
 --     (extension/quantity.c); bad ones are PT400 field errors.  CPU is kept
---     in millicores, memory and storage in bytes.  JSON numbers are accepted
---     where the original took numbers: allocatedCPU / cpuUsage in cores,
---     allocatedMemory in MiB, allocatedStorage in GiB, memoryUsage /
---     storageUsage in bytes.
+--     in millicores, memory and storage in bytes.  One rule for every field
+--     (docs/api.md): memory and storage are quantity strings, and a JSON
+--     number is accepted only where the original took one, in its unit --
+--     a heartbeat's (or resource report's) allocatedMemory in whole MB and
+--     allocatedStorage in whole GB (binary: 512 is "512Mi"); anywhere else
+--     a number there is a PT400 field error, never silently bytes.  CPU
+--     numbers are cores everywhere (Kubernetes reads a bare CPU quantity so).
 --   * The heartbeat path is the hot one (a fleet of 240,000 nodes at 30 s is
 --     8,000/s): paas.nodes has no index on last_heartbeat and a fillfactor
 --     of 70 so that heartbeats are HOT updates (the monitor scans the
@@ -220,7 +223,8 @@ CREATE FUNCTION paas.node_actor(ctx jsonb) RETURNS text
 				ELSE 'dba:' || session_user END;
 COMMENT ON FUNCTION paas.node_actor(jsonb) IS 'audit actor of an admin call';
 
--- A quantity field as text: strings as given, numbers with "unit" appended.
+-- A quantity field as text: strings as given, numbers with "unit" appended
+-- (NULL when unit is NULL: that field takes no numbers).
 CREATE FUNCTION paas.qty_of(v jsonb, unit text) RETURNS text
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	RETURN CASE jsonb_typeof(v) WHEN 'string' THEN v #>> '{}'
@@ -228,7 +232,12 @@ CREATE FUNCTION paas.qty_of(v jsonb, unit text) RETURNS text
 COMMENT ON FUNCTION paas.qty_of(jsonb, text) IS
 	'a JSON quantity as text (numbers get the unit suffix), NULL otherwise';
 
--- Appends an error when v is not a valid non-negative quantity.
+-- Appends an error when v is not a valid non-negative quantity.  What a
+-- JSON number means is the field's unit: '' takes it as it is (CPU in
+-- cores, counts), 'Mi' / 'Gi' take whole numbers of MB / GB (binary, the
+-- original heartbeat's units), NULL refuses numbers (memory and storage
+-- everywhere else: a bare number of bytes is a mistake far more often than
+-- a meaning).  extension/nodes.c (paas.node_report) says the same.
 CREATE FUNCTION paas.check_qty(errs jsonb, field text, v jsonb, unit text,
 							   milli boolean, required boolean)
 	RETURNS jsonb
@@ -242,6 +251,13 @@ BEGIN
 	END IF;
 	IF jsonb_typeof(v) NOT IN ('string', 'number') THEN
 		RETURN paas.add_err(errs, field, field || ' must be a quantity string (e.g. 500m, 16Gi)');
+	END IF;
+	IF jsonb_typeof(v) = 'number' AND unit IS NULL THEN
+		RETURN paas.add_err(errs, field, field || ' must be a quantity string such as "16Gi" (a number has no unit)');
+	END IF;
+	IF jsonb_typeof(v) = 'number' AND unit <> '' AND (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric) THEN
+		RETURN paas.add_err(errs, field, format('%s must be a whole number of %s, or a quantity string',
+			field, CASE unit WHEN 'Mi' THEN 'MB (MiB)' ELSE 'GB (GiB)' END));
 	END IF;
 	msg := paas.quantity_error(paas.qty_of(v, unit), milli);
 	IF msg IS NOT NULL THEN
@@ -316,7 +332,8 @@ CREATE FUNCTION paas.node_json(n paas.nodes) RETURNS jsonb
 		'createdAt', paas.iso(n.created_at), 'updatedAt', paas.iso(n.updated_at));
 COMMENT ON FUNCTION paas.node_json(paas.nodes) IS 'a worker node as the API prints it';
 
--- The node of a path segment: its id, or else its name.  PT404 otherwise.
+-- The node of a path segment: its id, or else its name.  PW404
+-- (WORKER_NODE_NOT_FOUND) otherwise.
 CREATE FUNCTION paas.find_node(key text) RETURNS paas.nodes
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, paas, pg_temp
@@ -329,12 +346,12 @@ BEGIN
 		SELECT * INTO n FROM paas.nodes WHERE name = key FOR UPDATE;
 	END IF;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'Worker node not found' USING ERRCODE = 'PT404';
+		RAISE EXCEPTION 'Worker node not found' USING ERRCODE = 'PW404';
 	END IF;
 	RETURN n;
 END
 $$;
-COMMENT ON FUNCTION paas.find_node(text) IS 'locks and returns a node by id or name; PT404 otherwise';
+COMMENT ON FUNCTION paas.find_node(text) IS 'locks and returns a node by id or name; PW404 otherwise';
 
 -- The same for reads: no row lock, so an administrator's GET never waits
 -- for a heartbeat or a change of that node (nor makes them wait).
@@ -350,12 +367,12 @@ BEGIN
 		SELECT * INTO n FROM paas.nodes WHERE name = key;
 	END IF;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'Worker node not found' USING ERRCODE = 'PT404';
+		RAISE EXCEPTION 'Worker node not found' USING ERRCODE = 'PW404';
 	END IF;
 	RETURN n;
 END
 $$;
-COMMENT ON FUNCTION paas.read_node(text) IS 'a node by id or name, unlocked; PT404 otherwise';
+COMMENT ON FUNCTION paas.read_node(text) IS 'a node by id or name, unlocked; PW404 otherwise';
 
 CREATE FUNCTION paas.node_audit(n paas.nodes, from_status text, event text, actor text, reason text)
 	RETURNS void
@@ -422,11 +439,13 @@ BEGIN
 	errs := paas.check_text(errs, s, 'operatingSystem', false, 1, 64);
 	errs := paas.check_int(errs, s, 'cpuCores', creating, 1, 100000);
 	errs := paas.check_text(errs, s, 'cpuArchitecture', creating, 1, 255);
-	errs := paas.check_qty(errs, 'totalMemory', s -> 'totalMemory', '', false, creating);
-	errs := paas.check_qty(errs, 'totalStorage', s -> 'totalStorage', '', false, creating);
+	-- memory and storage: quantity strings only (the original refused
+	-- numbers here: "must be a string"); CPU: a number is cores
+	errs := paas.check_qty(errs, 'totalMemory', s -> 'totalMemory', NULL, false, creating);
+	errs := paas.check_qty(errs, 'totalStorage', s -> 'totalStorage', NULL, false, creating);
 	errs := paas.check_qty(errs, 'allocatedCPU', s -> 'allocatedCPU', '', true, false);
-	errs := paas.check_qty(errs, 'allocatedMemory', s -> 'allocatedMemory', 'Mi', false, false);
-	errs := paas.check_qty(errs, 'allocatedStorage', s -> 'allocatedStorage', 'Gi', false, false);
+	errs := paas.check_qty(errs, 'allocatedMemory', s -> 'allocatedMemory', NULL, false, false);
+	errs := paas.check_qty(errs, 'allocatedStorage', s -> 'allocatedStorage', NULL, false, false);
 	errs := paas.check_int(errs, s, 'maxPods', false, 1, 1000000);
 	errs := paas.check_int(errs, s, 'currentPods', false, 0, 1000000);
 	FOREACH f IN ARRAY ARRAY['kubeletVersion', 'containerRuntime', 'kernelVersion', 'osImage'] LOOP
@@ -535,12 +554,15 @@ BEGIN
 	END IF;
 	cap := st -> 'capacity';
 	alloc := CASE WHEN jsonb_typeof(st -> 'allocatable') = 'object' THEN st -> 'allocatable' ELSE '{}' END;
+	-- Kubernetes prints every quantity as a string; a number is taken for
+	-- CPU (cores) and pods only, as for the original field set
 	errs := paas.check_qty(errs, 'status.capacity.cpu', cap -> 'cpu', '', true, true);
-	errs := paas.check_qty(errs, 'status.capacity.memory', cap -> 'memory', '', false, true);
-	errs := paas.check_qty(errs, 'status.capacity.ephemeral-storage', cap -> 'ephemeral-storage', '', false, false);
+	errs := paas.check_qty(errs, 'status.capacity.memory', cap -> 'memory', NULL, false, true);
+	errs := paas.check_qty(errs, 'status.capacity.ephemeral-storage', cap -> 'ephemeral-storage', NULL, false, false);
 	errs := paas.check_qty(errs, 'status.capacity.pods', cap -> 'pods', '', false, false);
 	FOREACH k IN ARRAY ARRAY['cpu', 'memory', 'ephemeral-storage', 'pods'] LOOP
-		errs := paas.check_qty(errs, 'status.allocatable.' || k, alloc -> k, '', k = 'cpu', false);
+		errs := paas.check_qty(errs, 'status.allocatable.' || k, alloc -> k,
+							   CASE WHEN k IN ('cpu', 'pods') THEN '' END, k = 'cpu', false);
 	END LOOP;
 	addrs := CASE WHEN jsonb_typeof(st -> 'addresses') = 'array' THEN st -> 'addresses' ELSE '[]' END;
 	SELECT a ->> 'address' INTO ip FROM jsonb_array_elements(addrs) WITH ORDINALITY x(a, i)
@@ -626,8 +648,8 @@ BEGIN
 		operating_system = coalesce(s ->> 'operatingSystem', 'linux'),
 		cpu_cores = (s ->> 'cpuCores')::numeric::int,
 		cpu_architecture = s ->> 'cpuArchitecture',
-		total_memory = paas.qty_of(s -> 'totalMemory', ''),
-		total_storage = paas.qty_of(s -> 'totalStorage', ''),
+		total_memory = paas.qty_of(s -> 'totalMemory', NULL),
+		total_storage = paas.qty_of(s -> 'totalStorage', NULL),
 		cpu_capacity_m = paas.quantity_milli(c ->> 'cpu'),
 		memory_capacity = paas.quantity_value(c ->> 'memory'),
 		storage_capacity = paas.quantity_value(coalesce(c ->> 'ephemeral-storage', '0')),
@@ -637,11 +659,11 @@ BEGIN
 		pods_allocatable = paas.quantity_value(coalesce(a ->> 'pods', c ->> 'pods')),
 		max_pods = coalesce((s ->> 'maxPods')::numeric::int, max_pods),
 		allocated_cpu = coalesce(paas.qty_of(s -> 'allocatedCPU', ''), allocated_cpu),
-		allocated_memory = coalesce(paas.qty_of(s -> 'allocatedMemory', 'Mi'), allocated_memory),
-		allocated_storage = coalesce(paas.qty_of(s -> 'allocatedStorage', 'Gi'), allocated_storage),
+		allocated_memory = coalesce(paas.qty_of(s -> 'allocatedMemory', NULL), allocated_memory),
+		allocated_storage = coalesce(paas.qty_of(s -> 'allocatedStorage', NULL), allocated_storage),
 		cpu_allocated_m = coalesce(paas.quantity_milli(paas.qty_of(s -> 'allocatedCPU', '')), cpu_allocated_m),
-		memory_allocated = coalesce(paas.quantity_value(paas.qty_of(s -> 'allocatedMemory', 'Mi')), memory_allocated),
-		storage_allocated = coalesce(paas.quantity_value(paas.qty_of(s -> 'allocatedStorage', 'Gi')), storage_allocated),
+		memory_allocated = coalesce(paas.quantity_value(paas.qty_of(s -> 'allocatedMemory', NULL)), memory_allocated),
+		storage_allocated = coalesce(paas.quantity_value(paas.qty_of(s -> 'allocatedStorage', NULL)), storage_allocated),
 		current_pods = coalesce((s ->> 'currentPods')::numeric::int, current_pods),
 		labels = coalesce(nullif(s -> 'labels', 'null'), '{}'),
 		taints = coalesce(nullif(s -> 'taints', 'null'), '[]'),
@@ -692,11 +714,11 @@ CREATE FUNCTION paas.node_hostname_taken(host text, except_id uuid) RETURNS void
 AS $$
 BEGIN
 	IF EXISTS (SELECT 1 FROM paas.nodes WHERE hostname = host AND id IS DISTINCT FROM except_id) THEN
-		RAISE EXCEPTION 'Worker node with this hostname already exists' USING ERRCODE = 'PT409';
+		RAISE EXCEPTION 'Worker node with this hostname already exists' USING ERRCODE = 'PW409';
 	END IF;
 END
 $$;
-COMMENT ON FUNCTION paas.node_hostname_taken(text, uuid) IS 'PT409 when another node has this hostname';
+COMMENT ON FUNCTION paas.node_hostname_taken(text, uuid) IS 'PW409 when another node has this hostname';
 
 ------------------------------------------------------------------------------
 -- Join tokens and node tokens
@@ -858,7 +880,7 @@ COMMENT ON FUNCTION api.workers_join_tokens_revoke(jsonb, jsonb) IS
 --   * a node token re-registers its own node only (another name -> PT403,
 --     as heartbeats answer);
 --   * a join token creates nodes; an existing name needs that node's own
---     token (PT409), unless the registration is a Kubernetes Node object
+--     token (PW409), unless the registration is a Kubernetes Node object
 --     whose metadata.uid is the one the node registered with;
 --   * a DBA session without a token registers and re-registers anything.
 -- Either way the node gets a new node token (the previous one stops).
@@ -916,7 +938,7 @@ BEGIN
 		IF own.id IS NULL AND NOT (given IS NULL AND session_user <> 'paas_api')
 		   AND NOT (k8s AND n.kube_uid IS NOT NULL AND n.kube_uid = s ->> 'kubeUid') THEN
 			RAISE EXCEPTION 'Worker node with this name already exists; re-registering it needs its node token'
-				USING ERRCODE = 'PT409';
+				USING ERRCODE = 'PW409';
 		END IF;
 		PERFORM paas.node_hostname_taken(s ->> 'hostname', n.id);
 	END IF;
@@ -1311,7 +1333,7 @@ BEGIN
 	errs := paas.check_bool(errs, req, 'isSchedulable', false);
 	PERFORM paas.raise_if_invalid(errs);
 	IF EXISTS (SELECT 1 FROM paas.nodes WHERE name = req ->> 'name') THEN
-		RAISE EXCEPTION 'Worker node with this name already exists' USING ERRCODE = 'PT409';
+		RAISE EXCEPTION 'Worker node with this name already exists' USING ERRCODE = 'PW409';
 	END IF;
 	PERFORM paas.node_hostname_taken(req ->> 'hostname', NULL);
 	INSERT INTO paas.nodes (name, hostname, ip_address, cpu_cores, cpu_architecture, total_memory, total_storage,
@@ -1357,7 +1379,7 @@ BEGIN
 	PERFORM paas.raise_if_invalid(errs);
 	n := paas.find_node(req ->> 'nodeId');
 	IF body ? 'name' AND EXISTS (SELECT 1 FROM paas.nodes WHERE name = body ->> 'name' AND id <> n.id) THEN
-		RAISE EXCEPTION 'Worker node with this name already exists' USING ERRCODE = 'PT409';
+		RAISE EXCEPTION 'Worker node with this name already exists' USING ERRCODE = 'PW409';
 	END IF;
 	IF body ? 'hostname' THEN
 		PERFORM paas.node_hostname_taken(body ->> 'hostname', n.id);
