@@ -117,12 +117,36 @@ CREATE FUNCTION paas.to_uuid(t text) RETURNS uuid
 				THEN t::uuid END;
 COMMENT ON FUNCTION paas.to_uuid(text) IS 'text as uuid, NULL when it is not one';
 
+-- An id filter's value to match rows with: the uuid, or when the text
+-- cannot be an id the nil uuid, which no row has (ids are random version-4
+-- uuids).  An id that cannot exist is an id that does not exist: it finds
+-- nothing, never a 400.  NULL stays NULL (no filter).
+CREATE FUNCTION paas.filter_id(t text) RETURNS uuid
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN CASE WHEN t IS NOT NULL THEN coalesce(paas.to_uuid(t), '00000000-0000-0000-0000-000000000000') END;
+COMMENT ON FUNCTION paas.filter_id(text) IS
+	'an id filter''s uuid; the nil uuid (matches nothing) when the text cannot be an id';
+
 CREATE FUNCTION paas.user_json(u paas.users) RETURNS jsonb
 	LANGUAGE sql STABLE PARALLEL SAFE
 	RETURN jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email, 'role', u.role,
 							  'isActive', u.is_active, 'createdAt', paas.iso(u.created_at),
 							  'updatedAt', paas.iso(u.updated_at));
 COMMENT ON FUNCTION paas.user_json(paas.users) IS 'public fields of an account, as the API prints them';
+
+-- The original's relation counts of an account: {"subscriptions": n}, every
+-- subscription of any status (printed as "_count").  PL/pgSQL: the table
+-- belongs to a later part (60_subscriptions.sql).
+CREATE FUNCTION paas.user_counts(uid uuid) RETURNS jsonb
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	RETURN jsonb_build_object('subscriptions', (SELECT count(*) FROM paas.subscriptions s WHERE s.user_id = uid));
+END
+$$;
+COMMENT ON FUNCTION paas.user_counts(uuid) IS
+	'{"subscriptions": n} of an account (the original''s _count), every status';
 
 -- The caller's account; PT401 without a valid identity.  On every
 -- authenticated request's path: one statement (user and live session by
@@ -501,6 +525,13 @@ BEGIN
 			USING ERRCODE = 'PT429', DETAIL = ceil(extract(epoch FROM u.login_blocked_until - t))::text;
 	END IF;
 
+	-- A deactivated account says so whatever the password, as the
+	-- original did (checked before the password): telling a wrong password
+	-- from a right one here would confirm a guess on an account that
+	-- cannot log in.  No guess is tested, so none is counted.
+	IF NOT u.is_active THEN
+		RAISE EXCEPTION 'Account is deactivated' USING ERRCODE = 'PT401';
+	END IF;
 	IF public.crypt(req ->> 'password', u.password_hash) <> u.password_hash THEN
 		INSERT INTO paas.login_failures (user_id, client, failures, at)
 		VALUES (u.id, addr, level + 1, t)
@@ -518,9 +549,6 @@ BEGIN
 		-- The counts must stay although the login is refused: a committed
 		-- refusal, which httpd answers as the 401.
 		RETURN paas.refusal('PT401', 'Invalid email or password');
-	END IF;
-	IF NOT u.is_active THEN
-		RAISE EXCEPTION 'Account is deactivated' USING ERRCODE = 'PT401';
 	END IF;
 	PERFORM paas.login_succeeded(u.id, addr);
 	UPDATE paas.users SET last_login_at = now() WHERE id = u.id;
@@ -617,7 +645,8 @@ AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
 BEGIN
-	RETURN paas.user_json(u) || jsonb_build_object('lastLoginAt', paas.iso(u.last_login_at));
+	RETURN paas.user_json(u) || jsonb_build_object('lastLoginAt', paas.iso(u.last_login_at),
+												   '_count', paas.user_counts(u.id));
 END
 $$;
 COMMENT ON FUNCTION api.auth_profile(jsonb, jsonb) IS 'GET /auth/profile: the caller''s profile';
@@ -663,7 +692,7 @@ BEGIN
 	PERFORM paas.raise_if_invalid(errs);
 	IF public.crypt(req ->> 'currentPassword', u.password_hash) <> u.password_hash THEN
 		RAISE EXCEPTION 'Current password is incorrect'
-			USING ERRCODE = 'PT400',
+			USING ERRCODE = 'PU400',
 				  DETAIL = '[{"field": "currentPassword", "message": "Current password is incorrect"}]';
 	END IF;
 	UPDATE paas.users
@@ -770,7 +799,8 @@ BEGIN
 	   AND (req ->> 'isActive' IS NULL OR u.is_active = (req ->> 'isActive')::boolean);
 
 	EXECUTE format($q$
-		SELECT coalesce(jsonb_agg(paas.user_json(s.u) ORDER BY s.rn), '[]')
+		SELECT coalesce(jsonb_agg(paas.user_json(s.u) || jsonb_build_object('_count', paas.user_counts((s.u).id))
+								  ORDER BY s.rn), '[]')
 		  FROM (SELECT u, row_number() OVER (ORDER BY %1$s %2$s, u.id) AS rn
 				  FROM paas.users u
 				 WHERE u.deleted_at IS NULL
@@ -819,7 +849,7 @@ END
 $$;
 COMMENT ON FUNCTION api.users_stats(jsonb, jsonb) IS 'GET /users/stats: counts by role, state and age';
 
--- The live account of a path id; PT404 when there is none.
+-- The live account of a path id; PU404 (USER_NOT_FOUND) when there is none.
 CREATE FUNCTION paas.find_user(id_text text) RETURNS paas.users
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, paas, pg_temp
@@ -831,12 +861,12 @@ BEGIN
 	 WHERE id = paas.to_uuid(id_text) AND deleted_at IS NULL
 	 FOR UPDATE;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'User not found' USING ERRCODE = 'PT404';
+		RAISE EXCEPTION 'User not found' USING ERRCODE = 'PU404';
 	END IF;
 	RETURN u;
 END
 $$;
-COMMENT ON FUNCTION paas.find_user(text) IS 'locks and returns a live account by id; PT404 otherwise';
+COMMENT ON FUNCTION paas.find_user(text) IS 'locks and returns a live account by id; PU404 otherwise';
 
 -- The same for reads: no row lock, so a read never waits for a login or an
 -- administrator's change of that account.
@@ -850,12 +880,12 @@ BEGIN
 	SELECT * INTO u FROM paas.users
 	 WHERE id = paas.to_uuid(id_text) AND deleted_at IS NULL;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'User not found' USING ERRCODE = 'PT404';
+		RAISE EXCEPTION 'User not found' USING ERRCODE = 'PU404';
 	END IF;
 	RETURN u;
 END
 $$;
-COMMENT ON FUNCTION paas.read_user(text) IS 'a live account by id, unlocked; PT404 otherwise';
+COMMENT ON FUNCTION paas.read_user(text) IS 'a live account by id, unlocked; PU404 otherwise';
 
 CREATE FUNCTION api.users_get(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
@@ -869,10 +899,20 @@ BEGIN
 	RETURN paas.user_json(u) || jsonb_build_object(
 		'lastLoginAt', paas.iso(u.last_login_at),
 		'activeSessions', (SELECT count(*) FROM paas.sessions
-							WHERE user_id = u.id AND revoked_at IS NULL AND expires_at > now()));
+							WHERE user_id = u.id AND revoked_at IS NULL AND expires_at > now()),
+		-- the original's relation: the newest 100 (_count has them all)
+		'subscriptions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+								'id', x.id, 'status', x.status, 'expiresAt', paas.iso(x.current_period_end),
+								'service', jsonb_build_object('id', v.id, 'name', v.name, 'displayName', v.display_name))
+								ORDER BY x.created_at DESC, x.id), '[]')
+							FROM (SELECT * FROM paas.subscriptions WHERE user_id = u.id
+								   ORDER BY created_at DESC, id LIMIT 100) x
+							JOIN paas.services v ON v.id = x.service_id),
+		'_count', paas.user_counts(u.id));
 END
 $$;
-COMMENT ON FUNCTION api.users_get(jsonb, jsonb) IS 'GET /users/:id';
+COMMENT ON FUNCTION api.users_get(jsonb, jsonb) IS
+	'GET /users/:id: the account, its sessions, its newest 100 subscriptions and _count';
 
 CREATE FUNCTION api.users_create(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
@@ -891,7 +931,7 @@ BEGIN
 	errs := paas.check_bool(errs, req, 'isActive', false);
 	PERFORM paas.raise_if_invalid(errs);
 	IF paas.email_taken(req ->> 'email') THEN
-		RAISE EXCEPTION 'User with this email already exists' USING ERRCODE = 'PT409';
+		RAISE EXCEPTION 'User with this email already exists' USING ERRCODE = 'PU409';
 	END IF;
 	INSERT INTO paas.users (email, name, password_hash, role, is_active)
 	VALUES (req ->> 'email', btrim(req ->> 'name'), paas.hash_password(req ->> 'password'),
@@ -949,7 +989,7 @@ BEGIN
 	u := paas.find_user(req ->> 'id');
 	PERFORM paas.guard_self(admin, u.id, (req ->> 'isActive')::boolean IS FALSE, req ->> 'role', false);
 	IF req ? 'email' AND paas.email_taken(req ->> 'email', u.id) THEN
-		RAISE EXCEPTION 'Email already exists' USING ERRCODE = 'PT409';
+		RAISE EXCEPTION 'Email already exists' USING ERRCODE = 'PE409';
 	END IF;
 	UPDATE paas.users
 	   SET name = coalesce(btrim(req ->> 'name'), name),
@@ -1061,9 +1101,8 @@ BEGIN
 		errs := paas.add_err(errs, 'ids', 'ids must be a non-empty array');
 	ELSIF jsonb_array_length(req -> 'ids') > 1000 THEN
 		errs := paas.add_err(errs, 'ids', 'ids must hold at most 1000 entries');
-	ELSIF EXISTS (SELECT 1 FROM jsonb_array_elements(req -> 'ids') e
-				   WHERE jsonb_typeof(e) <> 'string' OR paas.to_uuid(e #>> '{}') IS NULL) THEN
-		errs := paas.add_err(errs, 'ids', 'ids must be user ids');
+	ELSIF EXISTS (SELECT 1 FROM jsonb_array_elements(req -> 'ids') e WHERE jsonb_typeof(e) <> 'string') THEN
+		errs := paas.add_err(errs, 'ids', 'ids must be user ids (strings)');
 	END IF;
 	IF req ->> 'action' = 'set-role' THEN
 		errs := paas.check_enum(errs, req, 'role', true, ARRAY['USER', 'ADMINISTRATOR']);
@@ -1074,13 +1113,16 @@ BEGIN
 	IF act <> 'activate' THEN
 		PERFORM paas.lock_admins(admin);
 	END IF;
-	SELECT array_agg(DISTINCT (e #>> '{}')::uuid) INTO ids FROM jsonb_array_elements(req -> 'ids') e;
+	-- an id that cannot be one is missing like any unknown id (404)
+	SELECT array_agg(DISTINCT paas.to_uuid(e #>> '{}')) FILTER (WHERE paas.to_uuid(e #>> '{}') IS NOT NULL)
+	  INTO ids FROM jsonb_array_elements(req -> 'ids') e;
 	PERFORM 1 FROM paas.users WHERE id = ANY (ids) AND deleted_at IS NULL ORDER BY id FOR UPDATE;
-	SELECT jsonb_agg(i) INTO missing FROM unnest(ids) i
-	 WHERE NOT EXISTS (SELECT 1 FROM paas.users u WHERE u.id = i AND u.deleted_at IS NULL);
+	SELECT jsonb_agg(DISTINCT e #>> '{}') INTO missing FROM jsonb_array_elements(req -> 'ids') e
+	 WHERE NOT EXISTS (SELECT 1 FROM paas.users u
+						WHERE u.id = paas.to_uuid(e #>> '{}') AND u.deleted_at IS NULL);
 	IF missing IS NOT NULL THEN
 		RAISE EXCEPTION 'Some users were not found; nothing was changed'
-			USING ERRCODE = 'PT404', DETAIL = (SELECT jsonb_agg(jsonb_build_object('field', 'ids', 'message', m #>> '{}'))
+			USING ERRCODE = 'PU404', DETAIL = (SELECT jsonb_agg(jsonb_build_object('field', 'ids', 'message', m #>> '{}'))
 											   FROM jsonb_array_elements(missing) m)::text;
 	END IF;
 	IF admin.id = ANY (ids) THEN

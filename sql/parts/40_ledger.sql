@@ -521,14 +521,12 @@ BEGIN
 	errs := paas.ledger_check_ts(errs, req, 'startDate');
 	errs := paas.ledger_check_ts(errs, req, 'endDate');
 	errs := paas.check_enum(errs, req, 'sortOrder', false, ARRAY['asc', 'desc']);
-	IF req ->> 'userId' IS NOT NULL AND paas.to_uuid(req ->> 'userId') IS NULL THEN
-		errs := paas.add_err(errs, 'userId', 'userId must be a valid id');
-	END IF;
 	PERFORM paas.raise_if_invalid(errs);
 
 	lim := coalesce((req ->> 'limit')::int, 20);
 	off := (coalesce((req ->> 'page')::int, 1) - 1) * lim;
-	uid := paas.to_uuid(req ->> 'userId');
+	-- a userId that cannot exist matches nothing, like an unknown one
+	uid := paas.filter_id(req ->> 'userId');
 	acc := (req ->> 'accountId')::bigint;
 	t0 := paas.ledger_range_start(req ->> 'startDate');
 	t1 := paas.ledger_range_end(req ->> 'endDate');

@@ -337,7 +337,7 @@ DECLARE
 	lim int := coalesce((req ->> 'limit')::int, default_limit);
 	off int := (coalesce((req ->> 'page')::int, 1) - 1) * lim;
 	st text := req ->> 'status';
-	svc uuid := paas.to_uuid(req ->> 'serviceId');
+	svc uuid := paas.filter_id(req ->> 'serviceId');
 	total bigint;
 	rows jsonb;
 BEGIN
@@ -366,9 +366,6 @@ BEGIN
 	errs := paas.check_enum(errs, req, 'status', false,
 		ARRAY['ACTIVE', 'GRACE', 'SUSPENDED', 'CANCELLED', 'EXPIRED']);
 	errs := paas.check_text(errs, req, 'serviceId', false, 1, 64);
-	IF jsonb_typeof(req -> 'serviceId') = 'string' AND paas.to_uuid(req ->> 'serviceId') IS NULL THEN
-		errs := paas.add_err(errs, 'serviceId', 'serviceId must be a valid id');
-	END IF;
 	RETURN errs;
 END
 $$;
@@ -398,11 +395,9 @@ BEGIN
 	END IF;
 	req := paas.require_object(req);
 	errs := paas.check_text(errs, req, 'serviceId', true, 1, 64);
-	IF jsonb_typeof(req -> 'serviceId') = 'string' AND paas.to_uuid(req ->> 'serviceId') IS NULL THEN
-		errs := paas.add_err(errs, 'serviceId', 'serviceId must be a valid id');
-	END IF;
 	PERFORM paas.raise_if_invalid(errs);
-	sid := paas.to_uuid(req ->> 'serviceId');
+	-- an id that cannot exist finds no service (404), like an unknown one
+	sid := paas.filter_id(req ->> 'serviceId');
 
 	-- A retried request answers the subscription it created.
 	IF key IS NOT NULL THEN

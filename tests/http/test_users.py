@@ -126,7 +126,7 @@ def test_create_update_reset_delete(admin):
 def test_unknown_and_malformed_ids_are_404(admin):
     adm = Api(admin["access"])
     for uid in (str(uuid.uuid4()), "not-a-uuid", "1"):
-        assert check_envelope(adm.get(f"/api/v1/users/{uid}"), 404)["code"] == "NOT_FOUND_ERROR"
+        assert check_envelope(adm.get(f"/api/v1/users/{uid}"), 404)["code"] == "USER_NOT_FOUND"
 
 
 def test_admin_cannot_lock_themself_out(admin):

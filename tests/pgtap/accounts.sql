@@ -1,7 +1,7 @@
 -- accounts: api.auth_* and api.users_* called as the gateway would, every
 -- error SQLSTATE, token rotation and reuse, identity checks.
 BEGIN;
-SELECT plan(103);
+SELECT plan(113);
 
 -- Fixtures: a user and an admin created through the api.
 CREATE TEMP TABLE t (k text PRIMARY KEY, v jsonb);
@@ -103,7 +103,7 @@ UPDATE t SET v = api.auth_login('{"email": "pat.tester@example.com", "password":
 
 -- change password
 SELECT throws_ok($$SELECT api.auth_change_password('{"currentPassword": "bad", "newPassword": "NewPassw0rd", "confirmNewPassword": "NewPassw0rd"}', pg_temp.uctx())$$,
-	'PT400', 'Current password is incorrect', 'current password checked');
+	'PU400', 'Current password is incorrect', 'current password checked: PU400 (INVALID_PASSWORD, as the original)');
 SELECT throws_ok($$SELECT api.auth_change_password('{"currentPassword": "Passw0rdOK", "newPassword": "short", "confirmNewPassword": "other"}', pg_temp.uctx())$$,
 	'PT400', 'Validation failed', 'new password validated');
 INSERT INTO t VALUES ('second', api.auth_login('{"email": "pat.tester@example.com", "password": "Passw0rdOK"}'));
@@ -131,13 +131,23 @@ SELECT ok((api.users_stats('{}', pg_temp.actx()) ->> 'totalUsers')::int >= 2, 's
 -- get / create / update
 SELECT is(api.users_get(jsonb_build_object('id', pg_temp.v('reg', '{user,id}')), pg_temp.actx()) ->> 'email',
 	'Pat.Tester@Example.com', 'users_get');
-SELECT throws_ok($$SELECT api.users_get('{"id": "zzz"}', pg_temp.actx())$$, 'PT404', 'User not found', 'malformed id is 404');
+SELECT throws_ok($$SELECT api.users_get('{"id": "zzz"}', pg_temp.actx())$$, 'PU404', 'User not found', 'malformed id is 404 (USER_NOT_FOUND)');
 SELECT throws_ok($$SELECT api.users_create('{"name": "X", "email": "pat.tester@example.com", "password": "Passw0rdOK"}', pg_temp.actx())$$,
 	'PT400', 'Validation failed', 'create validates');
 SELECT throws_ok($$SELECT api.users_create('{"name": "Xavier", "email": "pat.tester@example.com", "password": "Passw0rdOK"}', pg_temp.actx())$$,
-	'PT409', 'User with this email already exists', 'create refuses a taken email');
+	'PU409', 'User with this email already exists', 'create refuses a taken email (USER_EXISTS)');
 SELECT throws_ok($$SELECT api.users_update('{"id": "00000000-0000-0000-0000-000000000000", "name": "Nobody"}', pg_temp.actx())$$,
-	'PT404', 'User not found', 'update of a missing user');
+	'PU404', 'User not found', 'update of a missing user');
+SELECT throws_ok(format($$SELECT api.users_update('{"id": "%s", "email": "ROOT-pgtap@example.com"}', pg_temp.actx())$$,
+	pg_temp.v('reg', '{user,id}')), 'PE409', 'Email already exists', 'update refuses a taken email (EMAIL_EXISTS)');
+SELECT throws_ok($$SELECT api.users_set_password('{"id": "cmdde35wt000011j5yxb0eekx", "newPassword": "Passw0rdOK"}', pg_temp.actx())$$,
+	'PU404', 'User not found', 'a cuid is an id that cannot exist: 404');
+-- the original's _count and subscriptions relation
+SELECT is(api.auth_profile('{}', pg_temp.uctx()) -> '_count', '{"subscriptions": 0}', 'the profile has _count');
+SELECT is((SELECT count(*)::int FROM jsonb_array_elements(api.users_list('{"limit": 100}', pg_temp.actx()) #> '{data,users}') x
+			WHERE x #>> '{_count,subscriptions}' IS NULL), 0, 'every user of the list has _count');
+SELECT is(api.users_get(jsonb_build_object('id', pg_temp.v('reg', '{user,id}')), pg_temp.actx()) -> 'subscriptions', '[]',
+	'a user without subscriptions: an empty list');
 SELECT throws_ok(format($$SELECT api.users_update('{"id": "%s"}', pg_temp.actx())$$, pg_temp.v('reg', '{user,id}')),
 	'PT400', 'Validation failed', 'update needs a field');
 
@@ -154,7 +164,20 @@ SELECT is(api.users_toggle_status(jsonb_build_object('id', pg_temp.v('reg', '{us
 	'false', 'toggle deactivates');
 SELECT throws_ok($$SELECT api.auth_me('{}', pg_temp.uctx())$$, 'PT401', NULL, 'a deactivated user is refused at once');
 SELECT throws_ok(format($$SELECT api.users_bulk('{"action": "activate", "ids": ["%s", "00000000-0000-0000-0000-000000000001"]}', pg_temp.actx())$$,
-	pg_temp.v('reg', '{user,id}')), 'PT404', NULL, 'bulk with a missing id fails whole');
+	pg_temp.v('reg', '{user,id}')), 'PU404', NULL, 'bulk with a missing id fails whole');
+SELECT throws_ok(format($$SELECT api.users_bulk('{"action": "activate", "ids": ["%s", "cmdde35wt000011j5yxb0eekx"]}', pg_temp.actx())$$,
+	pg_temp.v('reg', '{user,id}')), 'PU404', 'Some users were not found; nothing was changed',
+	'an id that cannot exist is missing too (404, not 400)');
+SELECT throws_ok($$SELECT api.users_bulk('{"action": "activate", "ids": [7]}', pg_temp.actx())$$,
+	'PT400', 'Validation failed', 'ids that are not strings are a field error');
+-- a deactivated account: "Account is deactivated" whatever the password,
+-- and no guess is counted
+SELECT throws_ok($$SELECT api.auth_login('{"email": "pat.tester@example.com", "password": "NewPassw0rd"}', '{"ip": "10.0.9.9"}')$$,
+	'PT401', 'Account is deactivated', 'a deactivated account with its password');
+SELECT throws_ok($$SELECT api.auth_login('{"email": "pat.tester@example.com", "password": "Wr0ngGuess"}', '{"ip": "10.0.9.9"}')$$,
+	'PT401', 'Account is deactivated', 'the same answer with a wrong password: it confirms no guess');
+SELECT is((SELECT count(*)::int FROM paas.login_failures WHERE client = '10.0.9.9'), 0,
+	'and nothing is counted (no password was checked)');
 SELECT is((SELECT is_active FROM paas.users WHERE id = (pg_temp.v('reg', '{user,id}'))::uuid), false, 'and changed nothing');
 SELECT is(api.users_bulk(jsonb_build_object('action', 'activate', 'ids', jsonb_build_array(pg_temp.v('reg', '{user,id}'))), pg_temp.actx()) ->> 'affected',
 	'1', 'bulk activate');
