@@ -372,12 +372,17 @@ INSERT INTO paas.job (name, fn, run_every, description) VALUES
 -- api: system
 ------------------------------------------------------------------------------
 
+-- "environment" is the original's NODE_ENV, which also chose its Midtrans
+-- hosts: production exactly when paas.midtrans_is_production is on.
 CREATE FUNCTION api.health(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE sql STABLE PARALLEL SAFE
 	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 	RETURN jsonb_build_object('status', 'healthy', 'database', 'up', 'version', 'v1',
-							  'timestamp', paas.iso(now()));
-COMMENT ON FUNCTION api.health(jsonb, jsonb) IS 'answers when the database is reachable';
+							  'timestamp', paas.iso(now()),
+							  'environment', CASE WHEN current_setting('paas.midtrans_is_production', true) = 'on'
+												  THEN 'production' ELSE 'development' END);
+COMMENT ON FUNCTION api.health(jsonb, jsonb) IS
+	'answers when the database is reachable; environment: production when paas.midtrans_is_production is on, else development';
 
 -- The public answer says only whether the parts run; the versions of the
 -- server, process ids and counters are for administrators

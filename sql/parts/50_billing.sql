@@ -714,12 +714,21 @@ BEGIN
 		RETURN paas.topup_snap_step(t, u);
 	END IF;
 	req := paas.require_object(req);
-	IF jsonb_typeof(req -> 'amount') = 'string' THEN
-		errs := paas.add_err(errs, 'amount', 'amount must be a number');
-	ELSE
-		errs := paas.check_int(errs, req, 'amount', true, 10000, 10000000);
+	-- the original's words for the amount; alone, its error is the answer's
+	-- message too
+	IF jsonb_typeof(req -> 'amount') IS DISTINCT FROM 'number' OR (req ->> 'amount')::numeric = 0 THEN
+		errs := paas.add_err(errs, 'amount', 'Amount is required and must be a number');
+	ELSIF (req ->> 'amount')::numeric <> trunc((req ->> 'amount')::numeric) THEN
+		errs := paas.add_err(errs, 'amount', 'Amount must be a whole number (no decimals)');
+	ELSIF (req ->> 'amount')::numeric < 10000 THEN
+		errs := paas.add_err(errs, 'amount', 'Minimum top-up amount is IDR 10,000');
+	ELSIF (req ->> 'amount')::numeric > 10000000 THEN
+		errs := paas.add_err(errs, 'amount', 'Maximum top-up amount is IDR 10,000,000');
 	END IF;
 	errs := paas.check_enum(errs, req, 'currency', false, ARRAY['IDR']);
+	IF jsonb_array_length(errs) = 1 AND errs -> 0 ->> 'field' = 'amount' THEN
+		RAISE EXCEPTION '%', errs -> 0 ->> 'message' USING ERRCODE = 'PT400', DETAIL = errs::text;
+	END IF;
 	PERFORM paas.raise_if_invalid(errs);
 	amt := (req ->> 'amount')::bigint;
 
@@ -759,9 +768,12 @@ DECLARE
 	u paas.users := paas.require_user(ctx);
 	t paas.topups;
 	prior jsonb;
+	-- the original's hint in the data of every answer with a link
+	msg constant jsonb := '{"message": "Use the snapToken to reopen Midtrans payment window"}';
 BEGIN
 	IF ctx ? 'snap' THEN
-		RETURN paas.topup_snap_result(u, ctx -> 'snap');
+		prior := paas.topup_snap_result(u, ctx -> 'snap');
+		RETURN CASE WHEN prior ? '$error' THEN prior ELSE prior || msg END;
 	END IF;
 	prior := paas.outcome_claim('api.billing_transaction_pay', req, ctx);
 	IF prior ? '$error' THEN
@@ -771,7 +783,7 @@ BEGIN
 	 WHERE id = paas.to_uuid(req ->> 'id') AND user_id = u.id FOR UPDATE;
 	IF prior IS NOT NULL THEN
 		-- the same call again (05_outcomes.sql): the top-up's link now
-		RETURN paas.topup_snap_step(t, u);
+		RETURN paas.topup_snap_step(t, u) || msg;
 	END IF;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'Transaction not found' USING ERRCODE = 'PT404';
@@ -787,7 +799,7 @@ BEGIN
 			paas.refusal('PT409', 'Transaction has expired. Please create a new top-up.'));
 	END IF;
 	PERFORM paas.outcome_save(ctx, paas.topup_json(t));
-	RETURN paas.topup_snap_step(t, u);
+	RETURN paas.topup_snap_step(t, u) || msg;
 END
 $$;
 COMMENT ON FUNCTION api.billing_transaction_pay(jsonb, jsonb) IS
@@ -1609,6 +1621,32 @@ COMMENT ON FUNCTION api.billing_transaction_get(jsonb, jsonb) IS
 -- invoices over HTTP
 ------------------------------------------------------------------------------
 
+-- The original's fields of an invoice in lists and details: its owner, the
+-- top-up {orderId, paymentType} or the subscription {..., service} it bills
+-- (null when none), where its PDF is, and when it last changed (issued, or
+-- voided by a credit note).  PL/pgSQL: subscriptions are a later part.
+CREATE FUNCTION paas.invoice_links(i paas.invoices) RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	RETURN jsonb_build_object(
+		'userId', i.user_id,
+		'subscriptionId', paas.to_uuid(i.ref ->> 'subscriptionId'),
+		'pdfPath', '/api/v1/billing/invoices/' || i.id || '/pdf',
+		'updatedAt', paas.iso(greatest(i.issued_at,
+			(SELECT c.issued_at FROM paas.invoices c WHERE c.id = i.voided_by))),
+		'topUpTransaction', (SELECT jsonb_build_object('id', t.id, 'orderId', t.order_id,
+													   'paymentType', t.payment_type)
+							   FROM paas.topups t WHERE t.id = i.topup_id),
+		'subscription', (SELECT paas.subscription_json(x, v)
+						   FROM paas.subscriptions x JOIN paas.services v ON v.id = x.service_id
+						  WHERE x.id = paas.to_uuid(i.ref ->> 'subscriptionId')));
+END
+$$;
+COMMENT ON FUNCTION paas.invoice_links(paas.invoices) IS
+	'userId, subscriptionId, pdfPath, updatedAt, topUpTransaction and subscription of an invoice';
+
 CREATE FUNCTION api.billing_invoices(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
 	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
@@ -1636,7 +1674,7 @@ BEGIN
 	 WHERE i.user_id = u.id AND (req ->> 'type' IS NULL OR i.kind = req ->> 'type')
 	   AND (req ->> 'status' IS NULL OR i.status = req ->> 'status')
 	   AND i.issued_at BETWEEN s AND e;
-	SELECT coalesce(jsonb_agg(paas.invoice_json(x) ORDER BY x.issued_at DESC, x.number DESC), '[]')
+	SELECT coalesce(jsonb_agg(paas.invoice_json(x) || paas.invoice_links(x) ORDER BY x.issued_at DESC, x.number DESC), '[]')
 	  INTO rows
 	  FROM (SELECT * FROM paas.invoices i
 			 WHERE i.user_id = u.id AND (req ->> 'type' IS NULL OR i.kind = req ->> 'type')
@@ -1655,17 +1693,14 @@ COMMENT ON FUNCTION api.billing_invoices(jsonb, jsonb) IS
 CREATE FUNCTION paas.invoice_detail(i paas.invoices, u paas.users) RETURNS jsonb
 	LANGUAGE sql STABLE
 	SET search_path = pg_catalog, paas, pg_temp
-	RETURN paas.invoice_json(i) || jsonb_build_object(
+	RETURN paas.invoice_json(i) || paas.invoice_links(i) || jsonb_build_object(
 		'user', jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email),
-		'topUpTransaction', (SELECT jsonb_build_object('id', t.id, 'orderId', t.order_id,
-													   'paymentType', t.payment_type)
-							   FROM paas.topups t WHERE t.id = i.topup_id),
 		'creditNoteFor', (SELECT jsonb_build_object('id', c.id, 'invoiceNumber', c.number)
 							FROM paas.invoices c WHERE c.id = i.credit_note_for),
 		'voidedBy', (SELECT jsonb_build_object('id', c.id, 'invoiceNumber', c.number)
 					   FROM paas.invoices c WHERE c.id = i.voided_by));
 COMMENT ON FUNCTION paas.invoice_detail(paas.invoices, paas.users) IS
-	'an invoice with its user, top-up and credit-note links';
+	'an invoice with its user, top-up, subscription and credit-note links';
 
 CREATE FUNCTION api.billing_invoice_get(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
@@ -1736,7 +1771,9 @@ BEGIN
 	  INTO total, recent;
 	RETURN jsonb_build_object(
 		'balance', jsonb_build_object('current', bal, 'currency', 'IDR',
-									  'lastUpdated', paas.iso(now())),
+									  -- the wallet's last change, as GET /billing/balance says
+									  'lastUpdated', (SELECT paas.iso(coalesce(max(a.updated_at), u.created_at))
+														FROM paas.ledger_accounts a WHERE a.user_id = u.id)),
 		'pendingTopUps', jsonb_build_object('count', pcount, 'totalAmount', pamount,
 											'transactions', pending),
 		'recentTransactions', recent,

@@ -61,9 +61,9 @@ SELECT throws_ok($$SELECT api.billing_topup('{"amount": 50000}', '{}')$$, 'PT401
 SELECT throws_ok($$SELECT api.billing_topup('{"amount": 9999, "currency": "USD"}', pg_temp.ctx('owner'))$$,
 	'PT400', 'Validation failed', 'amount range and currency are validated');
 SELECT throws_ok($$SELECT api.billing_topup('{"amount": "50000"}', pg_temp.ctx('owner'))$$,
-	'PT400', 'Validation failed', 'amount must be a JSON number');
+	'PT400', 'Amount is required and must be a number', 'amount must be a JSON number (the original''s words)');
 SELECT throws_ok($$SELECT api.billing_topup('{"amount": 10000001}', pg_temp.ctx('owner'))$$,
-	'PT400', 'Validation failed', 'the maximum is 10,000,000');
+	'PT400', 'Maximum top-up amount is IDR 10,000,000', 'the maximum is 10,000,000 (the original''s words)');
 
 INSERT INTO pg_temp.v SELECT 's1', api.billing_topup('{"amount": 50000, "currency": "IDR"}', pg_temp.ctx('owner'));
 SELECT ok((SELECT j ? '$snap' FROM pg_temp.v WHERE k = 's1'), 'step 1 asks httpd for a Snap call');
