@@ -280,7 +280,10 @@ SELECT key, value FROM jsonb_each($schemas$
         "type": "string",
         "enum": ["VALIDATION_ERROR", "AUTH_ERROR", "INSUFFICIENT_BALANCE", "FORBIDDEN_ERROR", "NOT_FOUND_ERROR",
                  "ENDPOINT_NOT_FOUND", "CONFLICT_ERROR", "PAYLOAD_TOO_LARGE", "RATE_LIMITED", "GATEWAY_ERROR",
-                 "SERVICE_UNAVAILABLE", "INTERNAL_ERROR"]
+                 "SERVICE_UNAVAILABLE", "INTERNAL_ERROR", "INVALID_PASSWORD", "USER_NOT_FOUND", "USER_EXISTS",
+                 "EMAIL_EXISTS", "SERVICE_NOT_FOUND", "SERVICE_EXISTS", "WORKER_NODE_NOT_FOUND",
+                 "WORKER_NODE_EXISTS"],
+        "description": "the generic code of the status, or the original API's specific one where it had one: INVALID_PASSWORD (400, POST /auth/change-password), USER_NOT_FOUND (404, /users/:id), USER_EXISTS (409, POST /users), EMAIL_EXISTS (409, PUT /users/:id), SERVICE_NOT_FOUND (404, /services/:name and /services/:id routes), SERVICE_EXISTS (409, POST /services), WORKER_NODE_NOT_FOUND (404, /workers/:nodeId routes), WORKER_NODE_EXISTS (409, a node name or hostname taken)"
       },
       "details": {
         "type": ["array", "null"],
@@ -500,10 +503,15 @@ SELECT key, value FROM jsonb_each($schemas$
   },
   "NodeStatus": {"type": "string", "enum": ["ACTIVE", "INACTIVE", "MAINTENANCE", "PENDING", "NOT_READY"]},
   "Quantity": {
+    "type": "string",
+    "pattern": "^[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][+-]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$",
+    "description": "a non-negative Kubernetes quantity string (\"16Gi\", \"500G\", \"16331368Ki\"; digits alone are bytes, as Kubernetes reads them); a JSON number is refused (400): it has no unit"
+  },
+  "CpuAmount": {
     "type": ["string", "number"],
     "minimum": 0,
     "pattern": "^[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][+-]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$",
-    "description": "a non-negative Kubernetes quantity (\"3800m\", \"16331368Ki\", \"1.5Gi\"); a JSON number gets the field's unit"
+    "description": "CPU: a Kubernetes quantity string (\"3800m\", \"1.5\") or a JSON number, both in cores"
   },
   "Taint": {
     "type": "object",
@@ -525,11 +533,11 @@ SELECT key, value FROM jsonb_each($schemas$
       "operatingSystem": {"type": "string", "minLength": 1, "maxLength": 64, "default": "linux"},
       "cpuCores": {"type": "integer", "minimum": 1, "maximum": 100000},
       "cpuArchitecture": {"type": "string", "minLength": 1, "maxLength": 255},
-      "totalMemory": {"$ref": "#/components/schemas/Quantity"},
-      "totalStorage": {"$ref": "#/components/schemas/Quantity"},
-      "allocatedCPU": {"$ref": "#/components/schemas/Quantity", "description": "a number means cores"},
-      "allocatedMemory": {"$ref": "#/components/schemas/Quantity", "description": "a number means MiB"},
-      "allocatedStorage": {"$ref": "#/components/schemas/Quantity", "description": "a number means GiB"},
+      "totalMemory": {"$ref": "#/components/schemas/Quantity", "description": "a quantity string (\"64Gi\"); a number is refused"},
+      "totalStorage": {"$ref": "#/components/schemas/Quantity", "description": "a quantity string (\"1Ti\"); a number is refused"},
+      "allocatedCPU": {"$ref": "#/components/schemas/CpuAmount"},
+      "allocatedMemory": {"$ref": "#/components/schemas/Quantity", "description": "a quantity string; a number is refused (numbers in MB are for heartbeats)"},
+      "allocatedStorage": {"$ref": "#/components/schemas/Quantity", "description": "a quantity string; a number is refused (numbers in GB are for heartbeats)"},
       "maxPods": {"type": "integer", "minimum": 1, "maximum": 1000000},
       "currentPods": {"type": "integer", "minimum": 0, "maximum": 1000000},
       "labels": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 63}},
@@ -554,12 +562,18 @@ SELECT key, value FROM jsonb_each($schemas$
     "type": "object",
     "description": "What a node reports about itself: allocation, usage, pods; a heartbeat may add its readiness.",
     "properties": {
-      "allocatedCPU": {"$ref": "#/components/schemas/Quantity", "description": "a number means cores"},
-      "allocatedMemory": {"$ref": "#/components/schemas/Quantity", "description": "a number means MiB"},
-      "allocatedStorage": {"$ref": "#/components/schemas/Quantity", "description": "a number means GiB"},
-      "cpuUsage": {"$ref": "#/components/schemas/Quantity", "description": "a number means cores"},
-      "memoryUsage": {"$ref": "#/components/schemas/Quantity", "description": "a number means bytes"},
-      "storageUsage": {"$ref": "#/components/schemas/Quantity", "description": "a number means bytes"},
+      "allocatedCPU": {"$ref": "#/components/schemas/CpuAmount"},
+      "allocatedMemory": {
+        "description": "a quantity string (\"512Mi\"), or as in the original heartbeat a whole JSON number of MB, counted in MiB (512 is \"512Mi\")",
+        "oneOf": [{"$ref": "#/components/schemas/Quantity"}, {"type": "integer", "minimum": 0}]
+      },
+      "allocatedStorage": {
+        "description": "a quantity string (\"10Gi\"), or as in the original heartbeat a whole JSON number of GB, counted in GiB (10 is \"10Gi\")",
+        "oneOf": [{"$ref": "#/components/schemas/Quantity"}, {"type": "integer", "minimum": 0}]
+      },
+      "cpuUsage": {"$ref": "#/components/schemas/CpuAmount"},
+      "memoryUsage": {"$ref": "#/components/schemas/Quantity", "description": "a quantity string (\"16331368Ki\"); a number is refused"},
+      "storageUsage": {"$ref": "#/components/schemas/Quantity", "description": "a quantity string (\"21474836480\" is bytes); a number is refused"},
       "currentPods": {"type": "integer", "minimum": 0, "maximum": 1000000}
     }
   },
@@ -597,10 +611,10 @@ SELECT key, value FROM jsonb_each($schemas$
             "type": "object",
             "required": ["cpu", "memory"],
             "properties": {
-              "cpu": {"$ref": "#/components/schemas/Quantity"},
+              "cpu": {"$ref": "#/components/schemas/CpuAmount"},
               "memory": {"$ref": "#/components/schemas/Quantity"},
               "ephemeral-storage": {"$ref": "#/components/schemas/Quantity"},
-              "pods": {"$ref": "#/components/schemas/Quantity"}
+              "pods": {"oneOf": [{"$ref": "#/components/schemas/Quantity"}, {"type": "integer", "minimum": 0}]}
             },
             "additionalProperties": {"$ref": "#/components/schemas/Quantity"}
           },
@@ -836,6 +850,38 @@ SELECT key, value FROM jsonb_each($schemas$
       "createdAt": {"type": "string", "format": "date-time"}
     }
   },
+  "Counts": {
+    "type": "object",
+    "description": "The original's relation counts (_count): every subscription, of any status.",
+    "required": ["subscriptions"],
+    "properties": {"subscriptions": {"type": "integer", "minimum": 0}}
+  },
+  "InvoiceLinks": {
+    "type": "object",
+    "description": "The original's fields of an invoice: its owner, what it bills (a top-up or a subscription; null when not that kind), where its PDF is, when it last changed.",
+    "required": ["userId", "subscriptionId", "pdfPath", "updatedAt", "topUpTransaction", "subscription"],
+    "properties": {
+      "userId": {"type": "string", "format": "uuid"},
+      "subscriptionId": {"type": ["string", "null"], "format": "uuid"},
+      "pdfPath": {"type": "string", "description": "the path of GET /billing/invoices/:id/pdf, which renders it"},
+      "updatedAt": {"type": "string", "format": "date-time", "description": "issued, or voided by a credit note"},
+      "topUpTransaction": {
+        "oneOf": [
+          {
+            "type": "object",
+            "required": ["id", "orderId", "paymentType"],
+            "properties": {
+              "id": {"type": "string", "format": "uuid"},
+              "orderId": {"type": "string"},
+              "paymentType": {"type": ["string", "null"]}
+            }
+          },
+          {"type": "null"}
+        ]
+      },
+      "subscription": {"oneOf": [{"$ref": "#/components/schemas/Subscription"}, {"type": "null"}]}
+    }
+  },
   "InvoiceNumberRef": {
     "type": "object",
     "required": ["id", "invoiceNumber"],
@@ -845,28 +891,15 @@ SELECT key, value FROM jsonb_each($schemas$
     }
   },
   "InvoiceDetail": {
-    "description": "An invoice with its owner, its top-up and the credit-note links spelled out.",
+    "description": "An invoice with its owner, its top-up or subscription and the credit-note links spelled out.",
     "allOf": [
       {"$ref": "#/components/schemas/Invoice"},
+      {"$ref": "#/components/schemas/InvoiceLinks"},
       {
         "type": "object",
-        "required": ["user", "topUpTransaction", "creditNoteFor", "voidedBy"],
+        "required": ["user", "creditNoteFor", "voidedBy"],
         "properties": {
           "user": {"$ref": "#/components/schemas/UserRef"},
-          "topUpTransaction": {
-            "oneOf": [
-              {
-                "type": "object",
-                "required": ["id", "orderId", "paymentType"],
-                "properties": {
-                  "id": {"type": "string", "format": "uuid"},
-                  "orderId": {"type": "string"},
-                  "paymentType": {"type": ["string", "null"]}
-                }
-              },
-              {"type": "null"}
-            ]
-          },
           "creditNoteFor": {"oneOf": [{"$ref": "#/components/schemas/InvoiceNumberRef"}, {"type": "null"}]},
           "voidedBy": {"oneOf": [{"$ref": "#/components/schemas/InvoiceNumberRef"}, {"type": "null"}]}
         }
@@ -1027,12 +1060,14 @@ SELECT key, value FROM jsonb_each($schemas$
   "IdempotencyKey": {"type": "string", "minLength": 1, "maxLength": 255},
   "Health": {
     "type": "object",
-    "required": ["status", "database", "version", "timestamp"],
+    "required": ["status", "database", "version", "timestamp", "environment"],
     "properties": {
       "status": {"const": "healthy"},
       "database": {"const": "up"},
       "version": {"type": "string"},
-      "timestamp": {"type": "string", "format": "date-time"}
+      "timestamp": {"type": "string", "format": "date-time"},
+      "environment": {"type": "string", "enum": ["production", "development"],
+                      "description": "the original's NODE_ENV: production when paas.midtrans_is_production is on"}
     }
   },
   "NodeResourceTotals": {
@@ -1327,8 +1362,9 @@ SELECT paas.routes_add($routes$[
    "summary": "The caller's profile",
    "response": {"allOf": [
      {"$ref": "#/components/schemas/User"},
-     {"type": "object", "required": ["lastLoginAt"],
-      "properties": {"lastLoginAt": {"type": ["string", "null"], "format": "date-time"}}}
+     {"type": "object", "required": ["lastLoginAt", "_count"],
+      "properties": {"lastLoginAt": {"type": ["string", "null"], "format": "date-time"},
+                     "_count": {"$ref": "#/components/schemas/Counts"}}}
    ]}},
   {"method": "PUT", "path": "/api/v1/auth/profile", "function": "api.auth_profile_update", "access": "user", "status": 200,
    "message": "Profile updated successfully", "tag": "auth",
@@ -1391,7 +1427,10 @@ SELECT paas.routes_add($routes$[
      "type": "object",
      "required": ["users", "pagination"],
      "properties": {
-       "users": {"type": "array", "items": {"$ref": "#/components/schemas/User"}},
+       "users": {"type": "array", "items": {"allOf": [
+         {"$ref": "#/components/schemas/User"},
+         {"type": "object", "required": ["_count"], "properties": {"_count": {"$ref": "#/components/schemas/Counts"}}}
+       ]}},
        "pagination": {"$ref": "#/components/schemas/ListPagination"}
      }
    },
@@ -1444,13 +1483,33 @@ SELECT paas.routes_add($routes$[
    "errors": [400, 404, 409]},
   {"method": "GET", "path": "/api/v1/users/:id", "function": "api.users_get", "access": "admin", "status": 200,
    "message": "User retrieved successfully", "tag": "users",
-   "summary": "An account with its last login and live sessions",
+   "summary": "An account with its last login, live sessions and subscriptions",
    "response": {"allOf": [
      {"$ref": "#/components/schemas/User"},
-     {"type": "object", "required": ["lastLoginAt", "activeSessions"],
+     {"type": "object", "required": ["lastLoginAt", "activeSessions", "subscriptions", "_count"],
       "properties": {
         "lastLoginAt": {"type": ["string", "null"], "format": "date-time"},
-        "activeSessions": {"type": "integer", "minimum": 0}
+        "activeSessions": {"type": "integer", "minimum": 0},
+        "subscriptions": {
+          "type": "array",
+          "description": "the newest 100 (_count counts them all)",
+          "items": {
+            "type": "object",
+            "required": ["id", "status", "expiresAt", "service"],
+            "properties": {
+              "id": {"type": "string", "format": "uuid"},
+              "status": {"$ref": "#/components/schemas/SubscriptionStatus"},
+              "expiresAt": {"type": "string", "format": "date-time", "description": "the end of the current period"},
+              "service": {
+                "type": "object",
+                "required": ["id", "name", "displayName"],
+                "properties": {"id": {"type": "string", "format": "uuid"}, "name": {"type": "string"},
+                               "displayName": {"type": "string"}}
+              }
+            }
+          }
+        },
+        "_count": {"$ref": "#/components/schemas/Counts"}
       }}
    ]},
    "errors": [404]},
@@ -1566,21 +1625,42 @@ SELECT paas.routes_add($routes$[
      "type": "object",
      "required": ["services", "pagination"],
      "properties": {
-       "services": {"type": "array", "items": {"$ref": "#/components/schemas/Service"}},
+       "services": {"type": "array", "items": {"allOf": [
+         {"$ref": "#/components/schemas/Service"},
+         {"type": "object", "required": ["_count"], "properties": {"_count": {"$ref": "#/components/schemas/Counts"}}}
+       ]}},
        "pagination": {"$ref": "#/components/schemas/ListPagination"}
      }
    },
    "errors": [400]},
   {"method": "GET", "path": "/api/v1/services/admin/stats", "function": "api.services_admin_stats", "access": "admin",
    "status": 200, "message": "Service statistics retrieved successfully", "tag": "services",
-   "summary": "Service counts by status and by category",
+   "summary": "Service counts by status and by category; subscription totals and the most subscribed services",
    "response": {
      "type": "object",
-     "required": ["totalServices", "activeServices", "inactiveServices", "byStatus", "byCategory"],
+     "required": ["totalServices", "activeServices", "inactiveServices", "byStatus", "byCategory",
+                  "totalSubscriptions", "activeSubscriptions", "popularServices"],
      "properties": {
        "totalServices": {"type": "integer"},
        "activeServices": {"type": "integer"},
        "inactiveServices": {"type": "integer"},
+       "totalSubscriptions": {"type": "integer", "description": "every subscription, of any status"},
+       "activeSubscriptions": {"type": "integer", "description": "subscriptions served and renewing: ACTIVE or GRACE"},
+       "popularServices": {
+         "type": "array",
+         "maxItems": 5,
+         "description": "the five live services with the most subscriptions (of any status), most first",
+         "items": {
+           "type": "object",
+           "required": ["id", "name", "displayName", "_count"],
+           "properties": {
+             "id": {"type": "string", "format": "uuid"},
+             "name": {"type": "string"},
+             "displayName": {"type": "string"},
+             "_count": {"$ref": "#/components/schemas/Counts"}
+           }
+         }
+       },
        "byStatus": {
          "type": "object",
          "required": ["active", "inactive"],
@@ -1604,8 +1684,28 @@ SELECT paas.routes_add($routes$[
    }},
   {"method": "GET", "path": "/api/v1/services/admin/:id", "function": "api.services_admin_get", "access": "admin",
    "status": 200, "message": "Service retrieved successfully", "tag": "services",
-   "summary": "Every field of a service, active or not",
-   "response": {"$ref": "#/components/schemas/Service"},
+   "summary": "Every field of a service, active or not, with its subscriptions",
+   "response": {"allOf": [
+     {"$ref": "#/components/schemas/Service"},
+     {"type": "object", "required": ["subscriptions", "_count"],
+      "properties": {
+        "subscriptions": {
+          "type": "array",
+          "description": "the newest 100 (_count counts them all)",
+          "items": {
+            "type": "object",
+            "required": ["id", "status", "expiresAt", "user"],
+            "properties": {
+              "id": {"type": "string", "format": "uuid"},
+              "status": {"$ref": "#/components/schemas/SubscriptionStatus"},
+              "expiresAt": {"type": "string", "format": "date-time", "description": "the end of the current period"},
+              "user": {"$ref": "#/components/schemas/UserRef"}
+            }
+          }
+        },
+        "_count": {"$ref": "#/components/schemas/Counts"}
+      }}
+   ]},
    "errors": [404]},
   {"method": "GET", "path": "/api/v1/services/:name", "function": "api.services_get_by_name", "access": "public",
    "status": 200, "message": "Service retrieved successfully", "tag": "services",
@@ -1847,6 +1947,7 @@ SELECT paas.routes_add($routes$[
   {"method": "PATCH", "path": "/api/v1/workers/:nodeId/schedulable", "function": "api.workers_set_schedulable",
    "access": "admin", "status": 200, "message": "Worker node schedulable status updated successfully", "tag": "workers",
    "summary": "Cordon or uncordon a node",
+   "description": "Sets isSchedulable to the given value (not a toggle). schedulable (or isSchedulable) is required: a request without it answers 400, where the original answered 200 and changed nothing. Uncordoning an INACTIVE or MAINTENANCE node is refused (409): activate it first; a cordon is kept across status changes and re-registrations.",
    "request": {
      "type": "object",
      "properties": {
@@ -1873,7 +1974,8 @@ SELECT paas.routes_add($routes$[
    "errors": [400, 404, 409]},
   {"method": "PATCH", "path": "/api/v1/workers/:nodeId/status", "function": "api.workers_set_status", "access": "admin",
    "status": 200, "message": "Worker node status updated successfully", "tag": "workers",
-   "summary": "Set a node's status through the status machine",
+   "summary": "Set a node's status (any status, as in the original)",
+   "description": "Sets the node's status. As in the original, an administrator may set any status from any status, and the same one again (an idempotent PATCH); nothing is refused, and every move is audited (GET /workers/:nodeId/transitions). A move that a node's own reports or the health monitor undo is allowed and says here what undoes it; keep a node out of scheduling with MAINTENANCE.\n\n| status set | isReady | schedulable | what moves it next |\n|---|---|---|---|\n| ACTIVE | true, lastHealthCheck now | yes, unless cordoned | the monitor: NOT_READY after paas.node_grace_period without a heartbeat, INACTIVE after paas.node_offline_after; a not-ready heartbeat: NOT_READY |\n| NOT_READY | false | no | a ready heartbeat: ACTIVE; silence for paas.node_offline_after: INACTIVE |\n| INACTIVE | false | no | a heartbeat: ACTIVE (not ready: NOT_READY) |\n| PENDING | unchanged | no | a heartbeat or registration: ACTIVE (not ready: NOT_READY); the monitor never watches PENDING |\n| MAINTENANCE | unchanged | no | only an administrator: heartbeats and registrations leave it there |\n\nEvery status may be set from PENDING, ACTIVE, NOT_READY, INACTIVE and MAINTENANCE alike.",
    "request": {
      "type": "object",
      "required": ["status"],
@@ -1896,10 +1998,11 @@ SELECT paas.routes_add($routes$[
        "updatedAt": {"type": "string", "format": "date-time"}
      }
    },
-   "errors": [400, 404, 409]},
+   "errors": [400, 404]},
   {"method": "POST", "path": "/api/v1/workers/register", "function": "api.workers_register", "access": "node",
    "status": 201, "message": "Worker node registered successfully", "tag": "workers",
    "summary": "Register (or re-register) a node with a join token; returns its node token",
+   "description": "A join token registers a new node; the node's own token (or, for a Kubernetes Node object, the uid it registered with) re-registers it, and every registration rotates the node token. Both answer 201 \"Worker node registered successfully\"; data.created tells a re-registration (false) from a new node (true), where the original answered a re-registration 200 \"Worker node information updated successfully\".",
    "security": [{"joinToken": []}, {}],
    "request": {"anyOf": [
      {"$ref": "#/components/schemas/NodeRegistration"},
@@ -2195,7 +2298,11 @@ SELECT paas.routes_add($routes$[
    "access": "user", "status": 200, "message": "Payment retry successful", "flags": ["snap", "money"], "tag": "billing",
    "summary": "The live payment link of a pending top-up, or a new one",
    "pathParams": {"id": {"type": "string", "format": "uuid", "description": "the top-up's id"}},
-   "response": {"$ref": "#/components/schemas/TopUp"},
+   "response": {"allOf": [
+     {"$ref": "#/components/schemas/TopUp"},
+     {"type": "object", "required": ["message"],
+      "properties": {"message": {"const": "Use the snapToken to reopen Midtrans payment window"}}}
+   ]},
    "errors": [404, 409]},
   {"method": "GET", "path": "/api/v1/billing/invoices", "function": "api.billing_invoices", "access": "user",
    "status": 200, "message": "Invoices retrieved successfully", "flags": ["paginated"], "tag": "billing",
@@ -2212,7 +2319,8 @@ SELECT paas.routes_add($routes$[
      "type": "object",
      "required": ["invoices", "pagination"],
      "properties": {
-       "invoices": {"type": "array", "items": {"$ref": "#/components/schemas/Invoice"}},
+       "invoices": {"type": "array", "items": {"allOf": [{"$ref": "#/components/schemas/Invoice"},
+                                                           {"$ref": "#/components/schemas/InvoiceLinks"}]}},
        "pagination": {"$ref": "#/components/schemas/Pagination"}
      }
    },
@@ -2673,29 +2781,38 @@ CREATE FUNCTION paas.openapi_responses() RETURNS jsonb
 								'description', 'seconds to wait before retrying',
 								'schema', jsonb_build_object('type', 'integer', 'minimum', 0))) END,
 				'content', jsonb_build_object('application/json', jsonb_build_object('schema',
-					CASE WHEN x.code IS NULL THEN '{"$ref": "#/components/schemas/Error"}'::jsonb
+					CASE WHEN x.codes IS NULL THEN '{"$ref": "#/components/schemas/Error"}'::jsonb
 						 ELSE jsonb_build_object('allOf', jsonb_build_array(
 								'{"$ref": "#/components/schemas/Error"}'::jsonb,
 								jsonb_build_object('type', 'object', 'properties', jsonb_build_object(
-									'code', jsonb_build_object('const', x.code),
+									'code', CASE WHEN cardinality(x.codes) = 1
+												 THEN jsonb_build_object('const', x.codes[1])
+												 ELSE jsonb_build_object('enum', to_jsonb(x.codes)) END,
 									'statusCode', jsonb_build_object('const', x.status))))) END)))))
 			  FROM (VALUES
-				(400, 'BadRequest', 'VALIDATION_ERROR', false,
-				 'Invalid input: a malformed JSON body, or fields that fail validation (every failing field is listed in errors)'),
-				(401, 'Unauthorized', 'AUTH_ERROR', false,
+				(400, 'BadRequest', ARRAY['VALIDATION_ERROR', 'INVALID_PASSWORD'], false,
+				 'Invalid input: a malformed JSON body, or fields that fail validation (every failing field is listed in errors); '
+				 'INVALID_PASSWORD: the current password is wrong (POST /auth/change-password)'),
+				(401, 'Unauthorized', ARRAY['AUTH_ERROR'], false,
 				 'Missing, invalid or expired credentials, a revoked session or an inactive account'),
-				(402, 'PaymentRequired', 'INSUFFICIENT_BALANCE', false, 'The wallet does not cover the charge'),
-				(403, 'Forbidden', 'FORBIDDEN_ERROR', false, 'The caller may not do this'),
-				(404, 'NotFound', 'NOT_FOUND_ERROR', false, 'No such resource (another user''s answers the same)'),
-				(409, 'Conflict', 'CONFLICT_ERROR', false, 'The request conflicts with the current state'),
-				(413, 'PayloadTooLarge', 'PAYLOAD_TOO_LARGE', false, 'The request body exceeds 1 MiB'),
-				(429, 'TooManyRequests', 'RATE_LIMITED', true, 'Too many requests: retry after Retry-After seconds'),
-				(502, 'BadGateway', 'GATEWAY_ERROR', false,
+				(402, 'PaymentRequired', ARRAY['INSUFFICIENT_BALANCE'], false, 'The wallet does not cover the charge'),
+				(403, 'Forbidden', ARRAY['FORBIDDEN_ERROR'], false, 'The caller may not do this'),
+				(404, 'NotFound', ARRAY['NOT_FOUND_ERROR', 'USER_NOT_FOUND', 'SERVICE_NOT_FOUND', 'WORKER_NODE_NOT_FOUND'], false,
+				 'No such resource (another user''s answers the same; so does an id that cannot exist): USER_NOT_FOUND, '
+				 'SERVICE_NOT_FOUND, WORKER_NODE_NOT_FOUND on the routes of users, services and worker nodes, '
+				 'NOT_FOUND_ERROR elsewhere'),
+				(409, 'Conflict', ARRAY['CONFLICT_ERROR', 'USER_EXISTS', 'EMAIL_EXISTS', 'SERVICE_EXISTS', 'WORKER_NODE_EXISTS'], false,
+				 'The request conflicts with the current state: USER_EXISTS (POST /users), EMAIL_EXISTS (PUT /users/:id), '
+				 'SERVICE_EXISTS (POST /services), WORKER_NODE_EXISTS (a worker node''s name or hostname is taken), '
+				 'CONFLICT_ERROR otherwise'),
+				(413, 'PayloadTooLarge', ARRAY['PAYLOAD_TOO_LARGE'], false, 'The request body exceeds 1 MiB'),
+				(429, 'TooManyRequests', ARRAY['RATE_LIMITED'], true, 'Too many requests: retry after Retry-After seconds'),
+				(502, 'BadGateway', ARRAY['GATEWAY_ERROR'], false,
 				 'The payment gateway could not be reached; the top-up stays pending and can be retried'),
-				(503, 'ServiceUnavailable', 'SERVICE_UNAVAILABLE', true,
+				(503, 'ServiceUnavailable', ARRAY['SERVICE_UNAVAILABLE'], true,
 				 'The database is unavailable or busy: retry after Retry-After seconds'),
-				(NULL, 'UnexpectedError', NULL, false, 'Any other error (500 INTERNAL_ERROR: a server fault)'))
-				AS x (status, name, code, retry, descr));
+				(NULL, 'UnexpectedError', NULL::text[], false, 'Any other error (500 INTERNAL_ERROR: a server fault)'))
+				AS x (status, name, codes, retry, descr));
 COMMENT ON FUNCTION paas.openapi_responses() IS
 	'components.responses of the OpenAPI document: the error envelope of each status';
 
