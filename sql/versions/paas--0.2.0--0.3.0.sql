@@ -179,14 +179,12 @@ BEGIN
 	errs := paas.ledger_check_ts(errs, req, 'startDate');
 	errs := paas.ledger_check_ts(errs, req, 'endDate');
 	errs := paas.check_enum(errs, req, 'sortOrder', false, ARRAY['asc', 'desc']);
-	IF req ->> 'userId' IS NOT NULL AND paas.to_uuid(req ->> 'userId') IS NULL THEN
-		errs := paas.add_err(errs, 'userId', 'userId must be a valid id');
-	END IF;
 	PERFORM paas.raise_if_invalid(errs);
 
 	lim := coalesce((req ->> 'limit')::int, 20);
 	off := (coalesce((req ->> 'page')::int, 1) - 1) * lim;
-	uid := paas.to_uuid(req ->> 'userId');
+	-- a userId that cannot exist matches nothing, like an unknown one
+	uid := paas.filter_id(req ->> 'userId');
 	acc := (req ->> 'accountId')::bigint;
 	t0 := paas.ledger_range_start(req ->> 'startDate');
 	t1 := paas.ledger_range_end(req ->> 'endDate');
@@ -403,7 +401,7 @@ BEGIN
 	PERFORM paas.raise_if_invalid(errs);
 	IF public.crypt(req ->> 'currentPassword', u.password_hash) <> u.password_hash THEN
 		RAISE EXCEPTION 'Current password is incorrect'
-			USING ERRCODE = 'PT400',
+			USING ERRCODE = 'PU400',
 				  DETAIL = '[{"field": "currentPassword", "message": "Current password is incorrect"}]';
 	END IF;
 	UPDATE paas.users
@@ -502,6 +500,13 @@ BEGIN
 			USING ERRCODE = 'PT429', DETAIL = ceil(extract(epoch FROM u.login_blocked_until - t))::text;
 	END IF;
 
+	-- A deactivated account says so whatever the password, as the
+	-- original did (checked before the password): telling a wrong password
+	-- from a right one here would confirm a guess on an account that
+	-- cannot log in.  No guess is tested, so none is counted.
+	IF NOT u.is_active THEN
+		RAISE EXCEPTION 'Account is deactivated' USING ERRCODE = 'PT401';
+	END IF;
 	IF public.crypt(req ->> 'password', u.password_hash) <> u.password_hash THEN
 		INSERT INTO paas.login_failures (user_id, client, failures, at)
 		VALUES (u.id, addr, level + 1, t)
@@ -519,9 +524,6 @@ BEGIN
 		-- The counts must stay although the login is refused: a committed
 		-- refusal, which httpd answers as the 401.
 		RETURN paas.refusal('PT401', 'Invalid email or password');
-	END IF;
-	IF NOT u.is_active THEN
-		RAISE EXCEPTION 'Account is deactivated' USING ERRCODE = 'PT401';
 	END IF;
 	PERFORM paas.login_succeeded(u.id, addr);
 	UPDATE paas.users SET last_login_at = now() WHERE id = u.id;
@@ -609,7 +611,8 @@ AS $function$
 DECLARE
 	u paas.users := paas.require_user(ctx);
 BEGIN
-	RETURN paas.user_json(u) || jsonb_build_object('lastLoginAt', paas.iso(u.last_login_at));
+	RETURN paas.user_json(u) || jsonb_build_object('lastLoginAt', paas.iso(u.last_login_at),
+												   '_count', paas.user_counts(u.id));
 END
 $function$
 ;
@@ -867,7 +870,9 @@ BEGIN
 	  INTO total, recent;
 	RETURN jsonb_build_object(
 		'balance', jsonb_build_object('current', bal, 'currency', 'IDR',
-									  'lastUpdated', paas.iso(now())),
+									  -- the wallet's last change, as GET /billing/balance says
+									  'lastUpdated', (SELECT paas.iso(coalesce(max(a.updated_at), u.created_at))
+														FROM paas.ledger_accounts a WHERE a.user_id = u.id)),
 		'pendingTopUps', jsonb_build_object('count', pcount, 'totalAmount', pamount,
 											'transactions', pending),
 		'recentTransactions', recent,
@@ -958,7 +963,7 @@ BEGIN
 	 WHERE i.user_id = u.id AND (req ->> 'type' IS NULL OR i.kind = req ->> 'type')
 	   AND (req ->> 'status' IS NULL OR i.status = req ->> 'status')
 	   AND i.issued_at BETWEEN s AND e;
-	SELECT coalesce(jsonb_agg(paas.invoice_json(x) ORDER BY x.issued_at DESC, x.number DESC), '[]')
+	SELECT coalesce(jsonb_agg(paas.invoice_json(x) || paas.invoice_links(x) ORDER BY x.issued_at DESC, x.number DESC), '[]')
 	  INTO rows
 	  FROM (SELECT * FROM paas.invoices i
 			 WHERE i.user_id = u.id AND (req ->> 'type' IS NULL OR i.kind = req ->> 'type')
@@ -1002,12 +1007,21 @@ BEGIN
 		RETURN paas.topup_snap_step(t, u);
 	END IF;
 	req := paas.require_object(req);
-	IF jsonb_typeof(req -> 'amount') = 'string' THEN
-		errs := paas.add_err(errs, 'amount', 'amount must be a number');
-	ELSE
-		errs := paas.check_int(errs, req, 'amount', true, 10000, 10000000);
+	-- the original's words for the amount; alone, its error is the answer's
+	-- message too
+	IF jsonb_typeof(req -> 'amount') IS DISTINCT FROM 'number' OR (req ->> 'amount')::numeric = 0 THEN
+		errs := paas.add_err(errs, 'amount', 'Amount is required and must be a number');
+	ELSIF (req ->> 'amount')::numeric <> trunc((req ->> 'amount')::numeric) THEN
+		errs := paas.add_err(errs, 'amount', 'Amount must be a whole number (no decimals)');
+	ELSIF (req ->> 'amount')::numeric < 10000 THEN
+		errs := paas.add_err(errs, 'amount', 'Minimum top-up amount is IDR 10,000');
+	ELSIF (req ->> 'amount')::numeric > 10000000 THEN
+		errs := paas.add_err(errs, 'amount', 'Maximum top-up amount is IDR 10,000,000');
 	END IF;
 	errs := paas.check_enum(errs, req, 'currency', false, ARRAY['IDR']);
+	IF jsonb_array_length(errs) = 1 AND errs -> 0 ->> 'field' = 'amount' THEN
+		RAISE EXCEPTION '%', errs -> 0 ->> 'message' USING ERRCODE = 'PT400', DETAIL = errs::text;
+	END IF;
 	PERFORM paas.raise_if_invalid(errs);
 	amt := (req ->> 'amount')::bigint;
 
@@ -1136,9 +1150,12 @@ DECLARE
 	u paas.users := paas.require_user(ctx);
 	t paas.topups;
 	prior jsonb;
+	-- the original's hint in the data of every answer with a link
+	msg constant jsonb := '{"message": "Use the snapToken to reopen Midtrans payment window"}';
 BEGIN
 	IF ctx ? 'snap' THEN
-		RETURN paas.topup_snap_result(u, ctx -> 'snap');
+		prior := paas.topup_snap_result(u, ctx -> 'snap');
+		RETURN CASE WHEN prior ? '$error' THEN prior ELSE prior || msg END;
 	END IF;
 	prior := paas.outcome_claim('api.billing_transaction_pay', req, ctx);
 	IF prior ? '$error' THEN
@@ -1148,7 +1165,7 @@ BEGIN
 	 WHERE id = paas.to_uuid(req ->> 'id') AND user_id = u.id FOR UPDATE;
 	IF prior IS NOT NULL THEN
 		-- the same call again (05_outcomes.sql): the top-up's link now
-		RETURN paas.topup_snap_step(t, u);
+		RETURN paas.topup_snap_step(t, u) || msg;
 	END IF;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'Transaction not found' USING ERRCODE = 'PT404';
@@ -1164,7 +1181,7 @@ BEGIN
 			paas.refusal('PT409', 'Transaction has expired. Please create a new top-up.'));
 	END IF;
 	PERFORM paas.outcome_save(ctx, paas.topup_json(t));
-	RETURN paas.topup_snap_step(t, u);
+	RETURN paas.topup_snap_step(t, u) || msg;
 END
 $function$
 ;
@@ -1427,13 +1444,22 @@ BEGIN
 	SELECT * INTO s FROM paas.services
 	 WHERE id = paas.to_uuid(req ->> 'id') AND deleted_at IS NULL;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'Service not found' USING ERRCODE = 'PT404';
+		RAISE EXCEPTION 'Service not found' USING ERRCODE = 'PS404';
 	END IF;
-	RETURN paas.service_json(s);
+	RETURN paas.service_json(s) || jsonb_build_object(
+		-- the original's relation: the newest 100 (_count has them all)
+		'subscriptions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+								'id', x.id, 'status', x.status, 'expiresAt', paas.iso(x.current_period_end),
+								'user', jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email))
+								ORDER BY x.created_at DESC, x.id), '[]')
+							FROM (SELECT * FROM paas.subscriptions WHERE service_id = s.id
+								   ORDER BY created_at DESC, id LIMIT 100) x
+							JOIN paas.users u ON u.id = x.user_id),
+		'_count', paas.service_counts(s.id));
 END
 $function$
 ;
-COMMENT ON FUNCTION api.services_admin_get(jsonb,jsonb) IS 'GET /services/admin/:id: every field of a service, active or not';
+COMMENT ON FUNCTION api.services_admin_get(jsonb,jsonb) IS 'GET /services/admin/:id: every field of a service, active or not, its newest 100 subscriptions and _count';
 REVOKE ALL ON FUNCTION api.services_admin_get(jsonb,jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.services_admin_get(jsonb,jsonb) TO paas_api;
 GRANT EXECUTE ON FUNCTION api.services_admin_get(jsonb,jsonb) TO paas_owner;
@@ -1494,6 +1520,20 @@ BEGIN
 									   'inactive', count(*) FILTER (WHERE NOT is_active)))
 	  INTO r
 	  FROM paas.services WHERE deleted_at IS NULL;
+	-- the original's subscription figures: every subscription, the active
+	-- ones (ACTIVE or GRACE: served and renewing), and the five services
+	-- with the most subscriptions
+	r := r || (SELECT jsonb_build_object('totalSubscriptions', count(*),
+										 'activeSubscriptions', count(*) FILTER (WHERE status IN ('ACTIVE', 'GRACE')))
+				 FROM paas.subscriptions)
+		   || jsonb_build_object('popularServices', (
+				SELECT coalesce(jsonb_agg(jsonb_build_object(
+						'id', p.id, 'name', p.name, 'displayName', p.display_name,
+						'_count', jsonb_build_object('subscriptions', p.n)) ORDER BY p.n DESC, p.name), '[]')
+				  FROM (SELECT v.id, v.name, v.display_name,
+							   (SELECT count(*) FROM paas.subscriptions x WHERE x.service_id = v.id) AS n
+						  FROM paas.services v WHERE v.deleted_at IS NULL
+						 ORDER BY n DESC, v.name LIMIT 5) p));
 	RETURN r || jsonb_build_object('byCategory', (
 		SELECT jsonb_agg(jsonb_build_object(
 				'name', c.name, 'displayName', c.display_name, 'total', coalesce(n.total, 0),
@@ -1507,7 +1547,7 @@ BEGIN
 END
 $function$
 ;
-COMMENT ON FUNCTION api.services_admin_stats(jsonb,jsonb) IS 'GET /services/admin/stats: service counts by status and by category';
+COMMENT ON FUNCTION api.services_admin_stats(jsonb,jsonb) IS 'GET /services/admin/stats: service counts by status and by category, subscription totals, the five most subscribed services';
 REVOKE ALL ON FUNCTION api.services_admin_stats(jsonb,jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.services_admin_stats(jsonb,jsonb) TO paas_api;
 GRANT EXECUTE ON FUNCTION api.services_admin_stats(jsonb,jsonb) TO paas_owner;
@@ -1539,7 +1579,7 @@ BEGIN
 	s := paas.service_input(req, s, true);
 	s.name := req ->> 'name';
 	IF EXISTS (SELECT 1 FROM paas.services WHERE name = s.name AND deleted_at IS NULL) THEN
-		RAISE EXCEPTION 'Service with this name already exists' USING ERRCODE = 'PT409';
+		RAISE EXCEPTION 'Service with this name already exists' USING ERRCODE = 'PS409';
 	END IF;
 	BEGIN
 		INSERT INTO paas.services (name, display_name, description, category, version,
@@ -1551,13 +1591,13 @@ BEGIN
 		RETURNING * INTO s;
 	EXCEPTION WHEN unique_violation THEN
 		-- a concurrent create of the same slug won
-		RAISE EXCEPTION 'Service with this name already exists' USING ERRCODE = 'PT409';
+		RAISE EXCEPTION 'Service with this name already exists' USING ERRCODE = 'PS409';
 	END;
 	RETURN paas.service_json(s);
 END
 $function$
 ;
-COMMENT ON FUNCTION api.services_create(jsonb,jsonb) IS 'POST /services: a catalog entry (slug unique among live services: PT409)';
+COMMENT ON FUNCTION api.services_create(jsonb,jsonb) IS 'POST /services: a catalog entry (slug unique among live services: PS409)';
 REVOKE ALL ON FUNCTION api.services_create(jsonb,jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.services_create(jsonb,jsonb) TO paas_api;
 GRANT EXECUTE ON FUNCTION api.services_create(jsonb,jsonb) TO paas_owner;
@@ -1606,13 +1646,13 @@ BEGIN
 	SELECT * INTO s FROM paas.services
 	 WHERE name = lower(req ->> 'name') AND is_active AND deleted_at IS NULL;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'Service not found' USING ERRCODE = 'PT404';
+		RAISE EXCEPTION 'Service not found' USING ERRCODE = 'PS404';
 	END IF;
 	RETURN paas.service_public_json(s);
 END
 $function$
 ;
-COMMENT ON FUNCTION api.services_get_by_name(jsonb,jsonb) IS 'GET /services/:name: an active service by slug (inactive or unknown: PT404)';
+COMMENT ON FUNCTION api.services_get_by_name(jsonb,jsonb) IS 'GET /services/:name: an active service by slug (inactive or unknown: PS404)';
 REVOKE ALL ON FUNCTION api.services_get_by_name(jsonb,jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.services_get_by_name(jsonb,jsonb) TO paas_api;
 GRANT EXECUTE ON FUNCTION api.services_get_by_name(jsonb,jsonb) TO paas_owner;
@@ -1983,11 +2023,9 @@ BEGIN
 	END IF;
 	req := paas.require_object(req);
 	errs := paas.check_text(errs, req, 'serviceId', true, 1, 64);
-	IF jsonb_typeof(req -> 'serviceId') = 'string' AND paas.to_uuid(req ->> 'serviceId') IS NULL THEN
-		errs := paas.add_err(errs, 'serviceId', 'serviceId must be a valid id');
-	END IF;
 	PERFORM paas.raise_if_invalid(errs);
-	sid := paas.to_uuid(req ->> 'serviceId');
+	-- an id that cannot exist finds no service (404), like an unknown one
+	sid := paas.filter_id(req ->> 'serviceId');
 
 	-- A retried request answers the subscription it created.
 	IF key IS NOT NULL THEN
@@ -2272,9 +2310,8 @@ BEGIN
 		errs := paas.add_err(errs, 'ids', 'ids must be a non-empty array');
 	ELSIF jsonb_array_length(req -> 'ids') > 1000 THEN
 		errs := paas.add_err(errs, 'ids', 'ids must hold at most 1000 entries');
-	ELSIF EXISTS (SELECT 1 FROM jsonb_array_elements(req -> 'ids') e
-				   WHERE jsonb_typeof(e) <> 'string' OR paas.to_uuid(e #>> '{}') IS NULL) THEN
-		errs := paas.add_err(errs, 'ids', 'ids must be user ids');
+	ELSIF EXISTS (SELECT 1 FROM jsonb_array_elements(req -> 'ids') e WHERE jsonb_typeof(e) <> 'string') THEN
+		errs := paas.add_err(errs, 'ids', 'ids must be user ids (strings)');
 	END IF;
 	IF req ->> 'action' = 'set-role' THEN
 		errs := paas.check_enum(errs, req, 'role', true, ARRAY['USER', 'ADMINISTRATOR']);
@@ -2285,13 +2322,16 @@ BEGIN
 	IF act <> 'activate' THEN
 		PERFORM paas.lock_admins(admin);
 	END IF;
-	SELECT array_agg(DISTINCT (e #>> '{}')::uuid) INTO ids FROM jsonb_array_elements(req -> 'ids') e;
+	-- an id that cannot be one is missing like any unknown id (404)
+	SELECT array_agg(DISTINCT paas.to_uuid(e #>> '{}')) FILTER (WHERE paas.to_uuid(e #>> '{}') IS NOT NULL)
+	  INTO ids FROM jsonb_array_elements(req -> 'ids') e;
 	PERFORM 1 FROM paas.users WHERE id = ANY (ids) AND deleted_at IS NULL ORDER BY id FOR UPDATE;
-	SELECT jsonb_agg(i) INTO missing FROM unnest(ids) i
-	 WHERE NOT EXISTS (SELECT 1 FROM paas.users u WHERE u.id = i AND u.deleted_at IS NULL);
+	SELECT jsonb_agg(DISTINCT e #>> '{}') INTO missing FROM jsonb_array_elements(req -> 'ids') e
+	 WHERE NOT EXISTS (SELECT 1 FROM paas.users u
+						WHERE u.id = paas.to_uuid(e #>> '{}') AND u.deleted_at IS NULL);
 	IF missing IS NOT NULL THEN
 		RAISE EXCEPTION 'Some users were not found; nothing was changed'
-			USING ERRCODE = 'PT404', DETAIL = (SELECT jsonb_agg(jsonb_build_object('field', 'ids', 'message', m #>> '{}'))
+			USING ERRCODE = 'PU404', DETAIL = (SELECT jsonb_agg(jsonb_build_object('field', 'ids', 'message', m #>> '{}'))
 											   FROM jsonb_array_elements(missing) m)::text;
 	END IF;
 	IF admin.id = ANY (ids) THEN
@@ -2344,7 +2384,7 @@ BEGIN
 	errs := paas.check_bool(errs, req, 'isActive', false);
 	PERFORM paas.raise_if_invalid(errs);
 	IF paas.email_taken(req ->> 'email') THEN
-		RAISE EXCEPTION 'User with this email already exists' USING ERRCODE = 'PT409';
+		RAISE EXCEPTION 'User with this email already exists' USING ERRCODE = 'PU409';
 	END IF;
 	INSERT INTO paas.users (email, name, password_hash, role, is_active)
 	VALUES (req ->> 'email', btrim(req ->> 'name'), paas.hash_password(req ->> 'password'),
@@ -2401,11 +2441,20 @@ BEGIN
 	RETURN paas.user_json(u) || jsonb_build_object(
 		'lastLoginAt', paas.iso(u.last_login_at),
 		'activeSessions', (SELECT count(*) FROM paas.sessions
-							WHERE user_id = u.id AND revoked_at IS NULL AND expires_at > now()));
+							WHERE user_id = u.id AND revoked_at IS NULL AND expires_at > now()),
+		-- the original's relation: the newest 100 (_count has them all)
+		'subscriptions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+								'id', x.id, 'status', x.status, 'expiresAt', paas.iso(x.current_period_end),
+								'service', jsonb_build_object('id', v.id, 'name', v.name, 'displayName', v.display_name))
+								ORDER BY x.created_at DESC, x.id), '[]')
+							FROM (SELECT * FROM paas.subscriptions WHERE user_id = u.id
+								   ORDER BY created_at DESC, id LIMIT 100) x
+							JOIN paas.services v ON v.id = x.service_id),
+		'_count', paas.user_counts(u.id));
 END
 $function$
 ;
-COMMENT ON FUNCTION api.users_get(jsonb,jsonb) IS 'GET /users/:id';
+COMMENT ON FUNCTION api.users_get(jsonb,jsonb) IS 'GET /users/:id: the account, its sessions, its newest 100 subscriptions and _count';
 REVOKE ALL ON FUNCTION api.users_get(jsonb,jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.users_get(jsonb,jsonb) TO paas_api;
 GRANT EXECUTE ON FUNCTION api.users_get(jsonb,jsonb) TO paas_owner;
@@ -2451,7 +2500,8 @@ BEGIN
 	   AND (req ->> 'isActive' IS NULL OR u.is_active = (req ->> 'isActive')::boolean);
 
 	EXECUTE format($q$
-		SELECT coalesce(jsonb_agg(paas.user_json(s.u) ORDER BY s.rn), '[]')
+		SELECT coalesce(jsonb_agg(paas.user_json(s.u) || jsonb_build_object('_count', paas.user_counts((s.u).id))
+								  ORDER BY s.rn), '[]')
 		  FROM (SELECT u, row_number() OVER (ORDER BY %1$s %2$s, u.id) AS rn
 				  FROM paas.users u
 				 WHERE u.deleted_at IS NULL
@@ -2595,7 +2645,7 @@ BEGIN
 	u := paas.find_user(req ->> 'id');
 	PERFORM paas.guard_self(admin, u.id, (req ->> 'isActive')::boolean IS FALSE, req ->> 'role', false);
 	IF req ? 'email' AND paas.email_taken(req ->> 'email', u.id) THEN
-		RAISE EXCEPTION 'Email already exists' USING ERRCODE = 'PT409';
+		RAISE EXCEPTION 'Email already exists' USING ERRCODE = 'PE409';
 	END IF;
 	UPDATE paas.users
 	   SET name = coalesce(btrim(req ->> 'name'), name),
@@ -2639,7 +2689,7 @@ BEGIN
 	errs := paas.check_bool(errs, req, 'isSchedulable', false);
 	PERFORM paas.raise_if_invalid(errs);
 	IF EXISTS (SELECT 1 FROM paas.nodes WHERE name = req ->> 'name') THEN
-		RAISE EXCEPTION 'Worker node with this name already exists' USING ERRCODE = 'PT409';
+		RAISE EXCEPTION 'Worker node with this name already exists' USING ERRCODE = 'PW409';
 	END IF;
 	PERFORM paas.node_hostname_taken(req ->> 'hostname', NULL);
 	INSERT INTO paas.nodes (name, hostname, ip_address, cpu_cores, cpu_architecture, total_memory, total_storage,
@@ -3096,7 +3146,7 @@ BEGIN
 		IF own.id IS NULL AND NOT (given IS NULL AND session_user <> 'paas_api')
 		   AND NOT (k8s AND n.kube_uid IS NOT NULL AND n.kube_uid = s ->> 'kubeUid') THEN
 			RAISE EXCEPTION 'Worker node with this name already exists; re-registering it needs its node token'
-				USING ERRCODE = 'PT409';
+				USING ERRCODE = 'PW409';
 		END IF;
 		PERFORM paas.node_hostname_taken(s ->> 'hostname', n.id);
 	END IF;
@@ -3349,7 +3399,7 @@ BEGIN
 	PERFORM paas.raise_if_invalid(errs);
 	n := paas.find_node(req ->> 'nodeId');
 	IF body ? 'name' AND EXISTS (SELECT 1 FROM paas.nodes WHERE name = body ->> 'name' AND id <> n.id) THEN
-		RAISE EXCEPTION 'Worker node with this name already exists' USING ERRCODE = 'PT409';
+		RAISE EXCEPTION 'Worker node with this name already exists' USING ERRCODE = 'PW409';
 	END IF;
 	IF body ? 'hostname' THEN
 		PERFORM paas.node_hostname_taken(body ->> 'hostname', n.id);
@@ -3535,6 +3585,53 @@ $function$
 ;
 COMMENT ON FUNCTION paas.check_admin_left() IS 'PT409 when no active administrator is left';
 
+CREATE OR REPLACE FUNCTION paas.check_qty(errs jsonb, field text, v jsonb, unit text, milli boolean, required boolean)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+DECLARE
+	msg text;
+BEGIN
+	IF v IS NULL OR v = 'null'::jsonb THEN
+		RETURN CASE WHEN required THEN paas.add_err(errs, field, field || ' is required') ELSE errs END;
+	END IF;
+	IF jsonb_typeof(v) NOT IN ('string', 'number') THEN
+		RETURN paas.add_err(errs, field, field || ' must be a quantity string (e.g. 500m, 16Gi)');
+	END IF;
+	IF jsonb_typeof(v) = 'number' AND unit IS NULL THEN
+		RETURN paas.add_err(errs, field, field || ' must be a quantity string such as "16Gi" (a number has no unit)');
+	END IF;
+	IF jsonb_typeof(v) = 'number' AND unit <> '' AND (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric) THEN
+		RETURN paas.add_err(errs, field, format('%s must be a whole number of %s, or a quantity string',
+			field, CASE unit WHEN 'Mi' THEN 'MB (MiB)' ELSE 'GB (GiB)' END));
+	END IF;
+	msg := paas.quantity_error(paas.qty_of(v, unit), milli);
+	IF msg IS NOT NULL THEN
+		RETURN paas.add_err(errs, field, format('%s is not a valid quantity: %s', field, msg));
+	END IF;
+	RETURN errs;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.check_qty(jsonb,text,jsonb,text,boolean,boolean) IS 'appends a field error when v is not a non-negative Kubernetes quantity';
+
+CREATE OR REPLACE FUNCTION paas.check_subscription_filters(errs jsonb, req jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+BEGIN
+	errs := paas.check_paging(errs, req);
+	errs := paas.check_enum(errs, req, 'status', false,
+		ARRAY['ACTIVE', 'GRACE', 'SUSPENDED', 'CANCELLED', 'EXPIRED']);
+	errs := paas.check_text(errs, req, 'serviceId', false, 1, 64);
+	RETURN errs;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.check_subscription_filters(jsonb,jsonb) IS 'appends errors for invalid page, limit, status and serviceId filters';
+
 CREATE OR REPLACE FUNCTION paas.email_taken(mail text, except_id uuid DEFAULT NULL::uuid)
  RETURNS boolean
  LANGUAGE sql
@@ -3588,13 +3685,13 @@ BEGIN
 		SELECT * INTO n FROM paas.nodes WHERE name = key FOR UPDATE;
 	END IF;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'Worker node not found' USING ERRCODE = 'PT404';
+		RAISE EXCEPTION 'Worker node not found' USING ERRCODE = 'PW404';
 	END IF;
 	RETURN n;
 END
 $function$
 ;
-COMMENT ON FUNCTION paas.find_node(text) IS 'locks and returns a node by id or name; PT404 otherwise';
+COMMENT ON FUNCTION paas.find_node(text) IS 'locks and returns a node by id or name; PW404 otherwise';
 
 CREATE OR REPLACE FUNCTION paas.find_service(id_text text)
  RETURNS paas.services
@@ -3608,13 +3705,13 @@ BEGIN
 	 WHERE id = paas.to_uuid(id_text) AND deleted_at IS NULL
 	 FOR UPDATE;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'Service not found' USING ERRCODE = 'PT404';
+		RAISE EXCEPTION 'Service not found' USING ERRCODE = 'PS404';
 	END IF;
 	RETURN s;
 END
 $function$
 ;
-COMMENT ON FUNCTION paas.find_service(text) IS 'locks (FOR UPDATE) and returns a live service by id; PT404 otherwise';
+COMMENT ON FUNCTION paas.find_service(text) IS 'locks (FOR UPDATE) and returns a live service by id; PS404 otherwise';
 
 CREATE OR REPLACE FUNCTION paas.find_user(id_text text)
  RETURNS paas.users
@@ -3628,13 +3725,13 @@ BEGIN
 	 WHERE id = paas.to_uuid(id_text) AND deleted_at IS NULL
 	 FOR UPDATE;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'User not found' USING ERRCODE = 'PT404';
+		RAISE EXCEPTION 'User not found' USING ERRCODE = 'PU404';
 	END IF;
 	RETURN u;
 END
 $function$
 ;
-COMMENT ON FUNCTION paas.find_user(text) IS 'locks and returns a live account by id; PT404 otherwise';
+COMMENT ON FUNCTION paas.find_user(text) IS 'locks and returns a live account by id; PU404 otherwise';
 
 CREATE OR REPLACE FUNCTION paas.invoice_items_refuse(items paas.invoice_item[])
  RETURNS text
@@ -3648,6 +3745,30 @@ END
 $function$
 ;
 COMMENT ON FUNCTION paas.invoice_items_refuse(paas.invoice_item[]) IS 'raises PT400 listing every field error of invoice items';
+
+CREATE OR REPLACE FUNCTION paas.invoice_links(i paas.invoices)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	RETURN jsonb_build_object(
+		'userId', i.user_id,
+		'subscriptionId', paas.to_uuid(i.ref ->> 'subscriptionId'),
+		'pdfPath', '/api/v1/billing/invoices/' || i.id || '/pdf',
+		'updatedAt', paas.iso(greatest(i.issued_at,
+			(SELECT c.issued_at FROM paas.invoices c WHERE c.id = i.voided_by))),
+		'topUpTransaction', (SELECT jsonb_build_object('id', t.id, 'orderId', t.order_id,
+													   'paymentType', t.payment_type)
+							   FROM paas.topups t WHERE t.id = i.topup_id),
+		'subscription', (SELECT paas.subscription_json(x, v)
+						   FROM paas.subscriptions x JOIN paas.services v ON v.id = x.service_id
+						  WHERE x.id = paas.to_uuid(i.ref ->> 'subscriptionId')));
+END
+$function$
+;
+COMMENT ON FUNCTION paas.invoice_links(paas.invoices) IS 'userId, subscriptionId, pdfPath, updatedAt, topUpTransaction and subscription of an invoice';
 
 CREATE OR REPLACE FUNCTION paas.invoices_guard()
  RETURNS trigger
@@ -4316,6 +4437,77 @@ $function$
 ;
 COMMENT ON FUNCTION paas.node_apply(paas.nodes,text,text,text) IS 'applies a status-machine event to a node (PT409 when illegal) and audits it';
 
+CREATE OR REPLACE FUNCTION paas.node_check(errs jsonb, s jsonb, creating boolean)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+DECLARE
+	f text;
+	v jsonb;
+BEGIN
+	errs := paas.check_text(errs, s, 'name', creating, 2, 253);
+	IF jsonb_typeof(s -> 'name') = 'string'
+	   AND s ->> 'name' !~ '^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$' THEN
+		errs := paas.add_err(errs, 'name',
+			'name may hold only letters, digits, ".", "-" and "_", and must start and end with a letter or digit');
+	END IF;
+	errs := paas.check_text(errs, s, 'hostname', creating, 1, 255);
+	errs := paas.check_text(errs, s, 'ipAddress', creating, 2, 64);
+	IF jsonb_typeof(s -> 'ipAddress') = 'string' AND NOT paas.node_is_inet(s ->> 'ipAddress') THEN
+		errs := paas.add_err(errs, 'ipAddress', 'ipAddress must be a valid IP address');
+	END IF;
+	errs := paas.check_enum(errs, s, 'architecture', false,
+							ARRAY['amd64', 'arm64', 'arm', '386', 'ppc64le', 's390x', 'riscv64']);
+	errs := paas.check_text(errs, s, 'operatingSystem', false, 1, 64);
+	errs := paas.check_int(errs, s, 'cpuCores', creating, 1, 100000);
+	errs := paas.check_text(errs, s, 'cpuArchitecture', creating, 1, 255);
+	-- memory and storage: quantity strings only (the original refused
+	-- numbers here: "must be a string"); CPU: a number is cores
+	errs := paas.check_qty(errs, 'totalMemory', s -> 'totalMemory', NULL, false, creating);
+	errs := paas.check_qty(errs, 'totalStorage', s -> 'totalStorage', NULL, false, creating);
+	errs := paas.check_qty(errs, 'allocatedCPU', s -> 'allocatedCPU', '', true, false);
+	errs := paas.check_qty(errs, 'allocatedMemory', s -> 'allocatedMemory', NULL, false, false);
+	errs := paas.check_qty(errs, 'allocatedStorage', s -> 'allocatedStorage', NULL, false, false);
+	errs := paas.check_int(errs, s, 'maxPods', false, 1, 1000000);
+	errs := paas.check_int(errs, s, 'currentPods', false, 0, 1000000);
+	FOREACH f IN ARRAY ARRAY['kubeletVersion', 'containerRuntime', 'kernelVersion', 'osImage'] LOOP
+		errs := paas.check_text(errs, s, f, false, 0, 255);
+	END LOOP;
+	v := s -> 'labels';
+	IF v IS NOT NULL AND v <> 'null'::jsonb THEN
+		IF jsonb_typeof(v) <> 'object' THEN
+			errs := paas.add_err(errs, 'labels', 'labels must be an object of strings');
+		ELSE
+			SELECT errs || coalesce(jsonb_agg(jsonb_build_object('field', 'labels.' || key,
+						'message', format('"labels.%s" must be a string of at most 63 characters', key))), '[]')
+			  INTO errs
+			  FROM jsonb_each(v)
+			 WHERE jsonb_typeof(value) <> 'string' OR char_length(value #>> '{}') > 63
+				OR char_length(key) > 317;
+		END IF;
+	END IF;
+	v := s -> 'taints';
+	IF v IS NOT NULL AND v <> 'null'::jsonb THEN
+		IF jsonb_typeof(v) <> 'array' THEN
+			errs := paas.add_err(errs, 'taints', 'taints must be an array');
+		ELSE
+			SELECT errs || coalesce(jsonb_agg(jsonb_build_object('field', 'taints.' || (i - 1),
+						'message', 'a taint needs a string "key", an optional string "value" and an "effect" of NoSchedule, PreferNoSchedule or NoExecute')), '[]')
+			  INTO errs
+			  FROM jsonb_array_elements(v) WITH ORDINALITY AS t(e, i)
+			 WHERE jsonb_typeof(e) <> 'object'
+				OR jsonb_typeof(e -> 'key') IS DISTINCT FROM 'string'
+				OR (e ? 'value' AND jsonb_typeof(e -> 'value') NOT IN ('string', 'null'))
+				OR NOT coalesce(e ->> 'effect' = ANY (ARRAY['NoSchedule', 'PreferNoSchedule', 'NoExecute']), false);
+		END IF;
+	END IF;
+	RETURN errs;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.node_check(jsonb,jsonb,boolean) IS 'field errors of a node in the original''s field set';
+
 CREATE OR REPLACE FUNCTION paas.node_check_join(tok text)
  RETURNS void
  LANGUAGE plpgsql
@@ -4339,6 +4531,115 @@ $function$
 ;
 COMMENT ON FUNCTION paas.node_check_join(text) IS 'PT401 unless tok is a live join token';
 
+CREATE OR REPLACE FUNCTION paas.node_from_k8s(doc jsonb, OUT spec jsonb, OUT errs jsonb)
+ RETURNS record
+ LANGUAGE plpgsql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+DECLARE
+	md jsonb;
+	st jsonb;
+	sp jsonb;
+	ni jsonb;
+	cap jsonb;
+	alloc jsonb;
+	addrs jsonb;
+	ip text;
+	host text;
+	ready text;
+	k text;
+	qty jsonb := '{}';
+BEGIN
+	errs := '[]';
+	IF doc ->> 'kind' = 'List' THEN
+		IF jsonb_typeof(doc -> 'items') <> 'array' OR jsonb_array_length(doc -> 'items') <> 1 THEN
+			errs := paas.add_err(errs, 'items', 'a List must hold exactly one Node');
+			RETURN;
+		END IF;
+		doc := doc -> 'items' -> 0;
+	END IF;
+	IF doc ->> 'kind' IS DISTINCT FROM 'Node' THEN
+		errs := paas.add_err(errs, 'kind', 'kind must be Node');
+	END IF;
+	md := CASE WHEN jsonb_typeof(doc -> 'metadata') = 'object' THEN doc -> 'metadata' ELSE '{}' END;
+	st := CASE WHEN jsonb_typeof(doc -> 'status') = 'object' THEN doc -> 'status' ELSE '{}' END;
+	sp := CASE WHEN jsonb_typeof(doc -> 'spec') = 'object' THEN doc -> 'spec' ELSE '{}' END;
+	ni := CASE WHEN jsonb_typeof(st -> 'nodeInfo') = 'object' THEN st -> 'nodeInfo' ELSE '{}' END;
+	IF jsonb_typeof(md -> 'name') IS DISTINCT FROM 'string' THEN
+		errs := paas.add_err(errs, 'metadata.name', 'metadata.name is required');
+	END IF;
+	IF jsonb_typeof(st -> 'capacity') IS DISTINCT FROM 'object' THEN
+		errs := paas.add_err(errs, 'status.capacity', 'status.capacity is required');
+		RETURN;
+	END IF;
+	cap := st -> 'capacity';
+	alloc := CASE WHEN jsonb_typeof(st -> 'allocatable') = 'object' THEN st -> 'allocatable' ELSE '{}' END;
+	-- Kubernetes prints every quantity as a string; a number is taken for
+	-- CPU (cores) and pods only, as for the original field set
+	errs := paas.check_qty(errs, 'status.capacity.cpu', cap -> 'cpu', '', true, true);
+	errs := paas.check_qty(errs, 'status.capacity.memory', cap -> 'memory', NULL, false, true);
+	errs := paas.check_qty(errs, 'status.capacity.ephemeral-storage', cap -> 'ephemeral-storage', NULL, false, false);
+	errs := paas.check_qty(errs, 'status.capacity.pods', cap -> 'pods', '', false, false);
+	FOREACH k IN ARRAY ARRAY['cpu', 'memory', 'ephemeral-storage', 'pods'] LOOP
+		errs := paas.check_qty(errs, 'status.allocatable.' || k, alloc -> k,
+							   CASE WHEN k IN ('cpu', 'pods') THEN '' END, k = 'cpu', false);
+	END LOOP;
+	addrs := CASE WHEN jsonb_typeof(st -> 'addresses') = 'array' THEN st -> 'addresses' ELSE '[]' END;
+	SELECT a ->> 'address' INTO ip FROM jsonb_array_elements(addrs) WITH ORDINALITY x(a, i)
+	 WHERE a ->> 'type' IN ('InternalIP', 'ExternalIP')
+	 ORDER BY a ->> 'type' = 'ExternalIP', i LIMIT 1;
+	ip := coalesce(ip, md -> 'annotations' ->> 'k3s.io/internal-ip', md -> 'labels' ->> 'k3s.io/internal-ip',
+				   md -> 'annotations' ->> 'alpha.kubernetes.io/provided-node-ip');
+	IF ip IS NULL THEN
+		errs := paas.add_err(errs, 'status.addresses', 'status.addresses must hold an InternalIP or ExternalIP');
+	END IF;
+	IF jsonb_array_length(errs) > 0 THEN
+		RETURN;
+	END IF;
+	SELECT a ->> 'address' INTO host FROM jsonb_array_elements(addrs) a
+	 WHERE a ->> 'type' = 'Hostname' LIMIT 1;
+	SELECT c ->> 'status' INTO ready FROM jsonb_array_elements(
+		CASE WHEN jsonb_typeof(st -> 'conditions') = 'array' THEN st -> 'conditions' ELSE '[]' END) c
+	 WHERE c ->> 'type' = 'Ready' LIMIT 1;
+	FOREACH k IN ARRAY ARRAY['cpu', 'memory', 'ephemeral-storage', 'pods'] LOOP
+		qty := qty || jsonb_build_object(k, coalesce(cap ->> k, CASE k WHEN 'pods' THEN '110' ELSE '0' END));
+	END LOOP;
+	spec := jsonb_build_object(
+		'name', md -> 'name',
+		'hostname', coalesce(host, md -> 'labels' ->> 'kubernetes.io/hostname', md ->> 'name'),
+		'ipAddress', ip,
+		'addresses', addrs,
+		'architecture', coalesce(ni ->> 'architecture', md -> 'labels' ->> 'kubernetes.io/arch', 'amd64'),
+		'operatingSystem', coalesce(nullif(ni ->> 'operatingSystem', ''), 'linux'),
+		'cpuCores', greatest(1, ceil(paas.quantity_milli(qty ->> 'cpu') / 1000.0)),
+		'cpuArchitecture', coalesce(nullif(ni ->> 'architecture', ''), 'unknown'),
+		'totalMemory', qty ->> 'memory',
+		'totalStorage', qty ->> 'ephemeral-storage',
+		'maxPods', greatest(1, paas.quantity_value(qty ->> 'pods')),
+		'labels', coalesce(md -> 'labels', '{}'),
+		'taints', coalesce(sp -> 'taints', '[]'),
+		'kubeletVersion', nullif(ni ->> 'kubeletVersion', ''),
+		'containerRuntime', nullif(ni ->> 'containerRuntimeVersion', ''),
+		'kernelVersion', nullif(ni ->> 'kernelVersion', ''),
+		'osImage', nullif(ni ->> 'osImage', ''))
+	|| jsonb_build_object(
+		'capacity', qty,
+		'allocatable', jsonb_build_object(
+			'cpu', coalesce(alloc ->> 'cpu', qty ->> 'cpu'),
+			'memory', coalesce(alloc ->> 'memory', qty ->> 'memory'),
+			'ephemeral-storage', coalesce(alloc ->> 'ephemeral-storage', qty ->> 'ephemeral-storage'),
+			'pods', coalesce(alloc ->> 'pods', qty ->> 'pods')),
+		'conditions', coalesce(st -> 'conditions', '[]'),
+		'providerId', sp -> 'providerID',
+		'podCidr', sp -> 'podCIDR',
+		'kubeUid', md -> 'uid',
+		'unschedulable', coalesce(sp -> 'unschedulable', 'false'),
+		'isReady', coalesce(ready, 'True') = 'True');
+END
+$function$
+;
+COMMENT ON FUNCTION paas.node_from_k8s(jsonb) IS 'a Kubernetes Node object as a node spec, with field errors in the object''s paths';
+
 CREATE OR REPLACE FUNCTION paas.node_hostname_taken(host text, except_id uuid)
  RETURNS void
  LANGUAGE plpgsql
@@ -4347,12 +4648,12 @@ CREATE OR REPLACE FUNCTION paas.node_hostname_taken(host text, except_id uuid)
 AS $function$
 BEGIN
 	IF EXISTS (SELECT 1 FROM paas.nodes WHERE hostname = host AND id IS DISTINCT FROM except_id) THEN
-		RAISE EXCEPTION 'Worker node with this hostname already exists' USING ERRCODE = 'PT409';
+		RAISE EXCEPTION 'Worker node with this hostname already exists' USING ERRCODE = 'PW409';
 	END IF;
 END
 $function$
 ;
-COMMENT ON FUNCTION paas.node_hostname_taken(text,uuid) IS 'PT409 when another node has this hostname';
+COMMENT ON FUNCTION paas.node_hostname_taken(text,uuid) IS 'PW409 when another node has this hostname';
 
 CREATE OR REPLACE FUNCTION paas.node_write(node_id uuid, s jsonb)
  RETURNS paas.nodes
@@ -4380,8 +4681,8 @@ BEGIN
 		operating_system = coalesce(s ->> 'operatingSystem', 'linux'),
 		cpu_cores = (s ->> 'cpuCores')::numeric::int,
 		cpu_architecture = s ->> 'cpuArchitecture',
-		total_memory = paas.qty_of(s -> 'totalMemory', ''),
-		total_storage = paas.qty_of(s -> 'totalStorage', ''),
+		total_memory = paas.qty_of(s -> 'totalMemory', NULL),
+		total_storage = paas.qty_of(s -> 'totalStorage', NULL),
 		cpu_capacity_m = paas.quantity_milli(c ->> 'cpu'),
 		memory_capacity = paas.quantity_value(c ->> 'memory'),
 		storage_capacity = paas.quantity_value(coalesce(c ->> 'ephemeral-storage', '0')),
@@ -4391,11 +4692,11 @@ BEGIN
 		pods_allocatable = paas.quantity_value(coalesce(a ->> 'pods', c ->> 'pods')),
 		max_pods = coalesce((s ->> 'maxPods')::numeric::int, max_pods),
 		allocated_cpu = coalesce(paas.qty_of(s -> 'allocatedCPU', ''), allocated_cpu),
-		allocated_memory = coalesce(paas.qty_of(s -> 'allocatedMemory', 'Mi'), allocated_memory),
-		allocated_storage = coalesce(paas.qty_of(s -> 'allocatedStorage', 'Gi'), allocated_storage),
+		allocated_memory = coalesce(paas.qty_of(s -> 'allocatedMemory', NULL), allocated_memory),
+		allocated_storage = coalesce(paas.qty_of(s -> 'allocatedStorage', NULL), allocated_storage),
 		cpu_allocated_m = coalesce(paas.quantity_milli(paas.qty_of(s -> 'allocatedCPU', '')), cpu_allocated_m),
-		memory_allocated = coalesce(paas.quantity_value(paas.qty_of(s -> 'allocatedMemory', 'Mi')), memory_allocated),
-		storage_allocated = coalesce(paas.quantity_value(paas.qty_of(s -> 'allocatedStorage', 'Gi')), storage_allocated),
+		memory_allocated = coalesce(paas.quantity_value(paas.qty_of(s -> 'allocatedMemory', NULL)), memory_allocated),
+		storage_allocated = coalesce(paas.quantity_value(paas.qty_of(s -> 'allocatedStorage', NULL)), storage_allocated),
 		current_pods = coalesce((s ->> 'currentPods')::numeric::int, current_pods),
 		labels = coalesce(nullif(s -> 'labels', 'null'), '{}'),
 		taints = coalesce(nullif(s -> 'taints', 'null'), '[]'),
@@ -4470,13 +4771,13 @@ BEGIN
 		SELECT * INTO n FROM paas.nodes WHERE name = key;
 	END IF;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'Worker node not found' USING ERRCODE = 'PT404';
+		RAISE EXCEPTION 'Worker node not found' USING ERRCODE = 'PW404';
 	END IF;
 	RETURN n;
 END
 $function$
 ;
-COMMENT ON FUNCTION paas.read_node(text) IS 'a node by id or name, unlocked; PT404 otherwise';
+COMMENT ON FUNCTION paas.read_node(text) IS 'a node by id or name, unlocked; PW404 otherwise';
 
 CREATE OR REPLACE FUNCTION paas.read_user(id_text text)
  RETURNS paas.users
@@ -4490,13 +4791,13 @@ BEGIN
 	SELECT * INTO u FROM paas.users
 	 WHERE id = paas.to_uuid(id_text) AND deleted_at IS NULL;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'User not found' USING ERRCODE = 'PT404';
+		RAISE EXCEPTION 'User not found' USING ERRCODE = 'PU404';
 	END IF;
 	RETURN u;
 END
 $function$
 ;
-COMMENT ON FUNCTION paas.read_user(text) IS 'a live account by id, unlocked; PT404 otherwise';
+COMMENT ON FUNCTION paas.read_user(text) IS 'a live account by id, unlocked; PU404 otherwise';
 
 CREATE OR REPLACE FUNCTION paas.require_admin(ctx jsonb)
  RETURNS paas.users
@@ -4828,6 +5129,32 @@ $function$
 ;
 COMMENT ON FUNCTION paas.run_renewals_part(integer,integer) IS 'one shard of a renewal run (the users with paas.renewal_shard(user_id, shards) = shard); returns {examined, batches, passes, renewed, charged, toGrace, suspended, expired}';
 
+CREATE OR REPLACE FUNCTION paas.service_admin_row(s paas.services)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE PARALLEL SAFE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	RETURN paas.service_json(s) || jsonb_build_object('_count', paas.service_counts(s.id));
+END
+$function$
+;
+COMMENT ON FUNCTION paas.service_admin_row(paas.services) IS 'a service as GET /services/admin lists it: every field and _count';
+
+CREATE OR REPLACE FUNCTION paas.service_counts(sid uuid)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE PARALLEL SAFE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	RETURN jsonb_build_object('subscriptions', (SELECT count(*) FROM paas.subscriptions s WHERE s.service_id = sid));
+END
+$function$
+;
+COMMENT ON FUNCTION paas.service_counts(uuid) IS '{"subscriptions": n} of a service (the original''s _count), every status';
+
 CREATE OR REPLACE FUNCTION paas.service_input(req jsonb, cur paas.services, creating boolean)
  RETURNS paas.services
  LANGUAGE plpgsql
@@ -5113,7 +5440,8 @@ BEGIN
 				 ORDER BY %1$s %2$s, s.id
 				 LIMIT $4 OFFSET $5) p
 		$q$, sort_col, sort_dir,
-		CASE WHEN public_view THEN 'paas.service_public_json' ELSE 'paas.service_json' END, cond)
+		CASE WHEN public_view THEN 'paas.service_public_json'
+			 ELSE 'paas.service_admin_row' END, cond)
 	   INTO rows USING pattern, req ->> 'category', active, lim, off;
 	RETURN jsonb_build_object('rows', rows, 'total', total);
 END
@@ -5279,7 +5607,7 @@ DECLARE
 	lim int := coalesce((req ->> 'limit')::int, default_limit);
 	off int := (coalesce((req ->> 'page')::int, 1) - 1) * lim;
 	st text := req ->> 'status';
-	svc uuid := paas.to_uuid(req ->> 'serviceId');
+	svc uuid := paas.filter_id(req ->> 'serviceId');
 	total bigint;
 	rows jsonb;
 BEGIN
@@ -5506,6 +5834,19 @@ $function$
 ;
 COMMENT ON FUNCTION paas.topup_snap_step(paas.topups,paas.users) IS 'the live Snap link of a top-up, or the {"$snap"} request httpd must send';
 
+CREATE OR REPLACE FUNCTION paas.user_counts(uid uuid)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE PARALLEL SAFE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	RETURN jsonb_build_object('subscriptions', (SELECT count(*) FROM paas.subscriptions s WHERE s.user_id = uid));
+END
+$function$
+;
+COMMENT ON FUNCTION paas.user_counts(uuid) IS '{"subscriptions": n} of an account (the original''s _count), every status';
+
 CREATE OR REPLACE FUNCTION paas.void_invoice(invoice_id uuid, reason text)
  RETURNS jsonb
  LANGUAGE plpgsql
@@ -5584,9 +5925,9 @@ CREATE OR REPLACE FUNCTION api.health(req jsonb DEFAULT '{}'::jsonb, ctx jsonb D
  LANGUAGE sql
  STABLE PARALLEL SAFE SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
-RETURN jsonb_build_object('status', 'healthy', 'database', 'up', 'version', 'v1', 'timestamp', paas.iso(now()))
+RETURN jsonb_build_object('status', 'healthy', 'database', 'up', 'version', 'v1', 'timestamp', paas.iso(now()), 'environment', CASE WHEN (current_setting('paas.midtrans_is_production'::text, true) = 'on'::text) THEN 'production'::text ELSE 'development'::text END)
 ;
-COMMENT ON FUNCTION api.health(jsonb,jsonb) IS 'answers when the database is reachable';
+COMMENT ON FUNCTION api.health(jsonb,jsonb) IS 'answers when the database is reachable; environment: production when paas.midtrans_is_production is on, else development';
 REVOKE ALL ON FUNCTION api.health(jsonb,jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.health(jsonb,jsonb) TO paas_api;
 GRANT EXECUTE ON FUNCTION api.health(jsonb,jsonb) TO paas_owner;
@@ -5628,6 +5969,14 @@ CREATE OR REPLACE FUNCTION paas.billing_feed(uid uuid)
 		  FROM paas.billing_feed_rows(uid) r;
 	END;
 COMMENT ON FUNCTION paas.billing_feed(uuid) IS 'every money movement of a user (unordered), with its invoice';
+
+CREATE OR REPLACE FUNCTION paas.filter_id(t text)
+ RETURNS uuid
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN (t IS NOT NULL) THEN COALESCE(paas.to_uuid(t), '00000000-0000-0000-0000-000000000000'::uuid) ELSE NULL::uuid END
+;
+COMMENT ON FUNCTION paas.filter_id(text) IS 'an id filter''s uuid; the nil uuid (matches nothing) when the text cannot be an id';
 
 CREATE OR REPLACE FUNCTION paas.invoice_item_errors(items jsonb)
  RETURNS jsonb
@@ -5713,9 +6062,9 @@ CREATE OR REPLACE FUNCTION paas.invoice_detail(i paas.invoices, u paas.users)
  LANGUAGE sql
  STABLE
  SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
-RETURN (paas.invoice_json(i) || jsonb_build_object('user', jsonb_build_object('id', (u).id, 'name', (u).name, 'email', (u).email), 'topUpTransaction', (SELECT jsonb_build_object('id', t.id, 'orderId', t.order_id, 'paymentType', t.payment_type) AS jsonb_build_object FROM paas.topups t WHERE (t.id = (invoice_detail.i).topup_id)), 'creditNoteFor', (SELECT jsonb_build_object('id', c.id, 'invoiceNumber', c.number) AS jsonb_build_object FROM paas.invoices c WHERE (c.id = (invoice_detail.i).credit_note_for)), 'voidedBy', (SELECT jsonb_build_object('id', c.id, 'invoiceNumber', c.number) AS jsonb_build_object FROM paas.invoices c WHERE (c.id = (invoice_detail.i).voided_by))))
+RETURN ((paas.invoice_json(i) || paas.invoice_links(i)) || jsonb_build_object('user', jsonb_build_object('id', (u).id, 'name', (u).name, 'email', (u).email), 'creditNoteFor', (SELECT jsonb_build_object('id', c.id, 'invoiceNumber', c.number) AS jsonb_build_object FROM paas.invoices c WHERE (c.id = (invoice_detail.i).credit_note_for)), 'voidedBy', (SELECT jsonb_build_object('id', c.id, 'invoiceNumber', c.number) AS jsonb_build_object FROM paas.invoices c WHERE (c.id = (invoice_detail.i).voided_by))))
 ;
-COMMENT ON FUNCTION paas.invoice_detail(paas.invoices,paas.users) IS 'an invoice with its user, top-up and credit-note links';
+COMMENT ON FUNCTION paas.invoice_detail(paas.invoices,paas.users) IS 'an invoice with its user, top-up, subscription and credit-note links';
 
 CREATE OR REPLACE FUNCTION paas.issue_invoice(user_id uuid, kind text, amount bigint, ref jsonb, lines jsonb DEFAULT NULL::jsonb)
  RETURNS jsonb
@@ -6349,7 +6698,10 @@ SELECT key, value FROM jsonb_each($schemas$
         "type": "string",
         "enum": ["VALIDATION_ERROR", "AUTH_ERROR", "INSUFFICIENT_BALANCE", "FORBIDDEN_ERROR", "NOT_FOUND_ERROR",
                  "ENDPOINT_NOT_FOUND", "CONFLICT_ERROR", "PAYLOAD_TOO_LARGE", "RATE_LIMITED", "GATEWAY_ERROR",
-                 "SERVICE_UNAVAILABLE", "INTERNAL_ERROR"]
+                 "SERVICE_UNAVAILABLE", "INTERNAL_ERROR", "INVALID_PASSWORD", "USER_NOT_FOUND", "USER_EXISTS",
+                 "EMAIL_EXISTS", "SERVICE_NOT_FOUND", "SERVICE_EXISTS", "WORKER_NODE_NOT_FOUND",
+                 "WORKER_NODE_EXISTS"],
+        "description": "the generic code of the status, or the original API's specific one where it had one: INVALID_PASSWORD (400, POST /auth/change-password), USER_NOT_FOUND (404, /users/:id), USER_EXISTS (409, POST /users), EMAIL_EXISTS (409, PUT /users/:id), SERVICE_NOT_FOUND (404, /services/:name and /services/:id routes), SERVICE_EXISTS (409, POST /services), WORKER_NODE_NOT_FOUND (404, /workers/:nodeId routes), WORKER_NODE_EXISTS (409, a node name or hostname taken)"
       },
       "details": {
         "type": ["array", "null"],
@@ -6569,10 +6921,15 @@ SELECT key, value FROM jsonb_each($schemas$
   },
   "NodeStatus": {"type": "string", "enum": ["ACTIVE", "INACTIVE", "MAINTENANCE", "PENDING", "NOT_READY"]},
   "Quantity": {
+    "type": "string",
+    "pattern": "^[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][+-]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$",
+    "description": "a non-negative Kubernetes quantity string (\"16Gi\", \"500G\", \"16331368Ki\"; digits alone are bytes, as Kubernetes reads them); a JSON number is refused (400): it has no unit"
+  },
+  "CpuAmount": {
     "type": ["string", "number"],
     "minimum": 0,
     "pattern": "^[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][+-]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$",
-    "description": "a non-negative Kubernetes quantity (\"3800m\", \"16331368Ki\", \"1.5Gi\"); a JSON number gets the field's unit"
+    "description": "CPU: a Kubernetes quantity string (\"3800m\", \"1.5\") or a JSON number, both in cores"
   },
   "Taint": {
     "type": "object",
@@ -6594,11 +6951,11 @@ SELECT key, value FROM jsonb_each($schemas$
       "operatingSystem": {"type": "string", "minLength": 1, "maxLength": 64, "default": "linux"},
       "cpuCores": {"type": "integer", "minimum": 1, "maximum": 100000},
       "cpuArchitecture": {"type": "string", "minLength": 1, "maxLength": 255},
-      "totalMemory": {"$ref": "#/components/schemas/Quantity"},
-      "totalStorage": {"$ref": "#/components/schemas/Quantity"},
-      "allocatedCPU": {"$ref": "#/components/schemas/Quantity", "description": "a number means cores"},
-      "allocatedMemory": {"$ref": "#/components/schemas/Quantity", "description": "a number means MiB"},
-      "allocatedStorage": {"$ref": "#/components/schemas/Quantity", "description": "a number means GiB"},
+      "totalMemory": {"$ref": "#/components/schemas/Quantity", "description": "a quantity string (\"64Gi\"); a number is refused"},
+      "totalStorage": {"$ref": "#/components/schemas/Quantity", "description": "a quantity string (\"1Ti\"); a number is refused"},
+      "allocatedCPU": {"$ref": "#/components/schemas/CpuAmount"},
+      "allocatedMemory": {"$ref": "#/components/schemas/Quantity", "description": "a quantity string; a number is refused (numbers in MB are for heartbeats)"},
+      "allocatedStorage": {"$ref": "#/components/schemas/Quantity", "description": "a quantity string; a number is refused (numbers in GB are for heartbeats)"},
       "maxPods": {"type": "integer", "minimum": 1, "maximum": 1000000},
       "currentPods": {"type": "integer", "minimum": 0, "maximum": 1000000},
       "labels": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 63}},
@@ -6623,12 +6980,18 @@ SELECT key, value FROM jsonb_each($schemas$
     "type": "object",
     "description": "What a node reports about itself: allocation, usage, pods; a heartbeat may add its readiness.",
     "properties": {
-      "allocatedCPU": {"$ref": "#/components/schemas/Quantity", "description": "a number means cores"},
-      "allocatedMemory": {"$ref": "#/components/schemas/Quantity", "description": "a number means MiB"},
-      "allocatedStorage": {"$ref": "#/components/schemas/Quantity", "description": "a number means GiB"},
-      "cpuUsage": {"$ref": "#/components/schemas/Quantity", "description": "a number means cores"},
-      "memoryUsage": {"$ref": "#/components/schemas/Quantity", "description": "a number means bytes"},
-      "storageUsage": {"$ref": "#/components/schemas/Quantity", "description": "a number means bytes"},
+      "allocatedCPU": {"$ref": "#/components/schemas/CpuAmount"},
+      "allocatedMemory": {
+        "description": "a quantity string (\"512Mi\"), or as in the original heartbeat a whole JSON number of MB, counted in MiB (512 is \"512Mi\")",
+        "oneOf": [{"$ref": "#/components/schemas/Quantity"}, {"type": "integer", "minimum": 0}]
+      },
+      "allocatedStorage": {
+        "description": "a quantity string (\"10Gi\"), or as in the original heartbeat a whole JSON number of GB, counted in GiB (10 is \"10Gi\")",
+        "oneOf": [{"$ref": "#/components/schemas/Quantity"}, {"type": "integer", "minimum": 0}]
+      },
+      "cpuUsage": {"$ref": "#/components/schemas/CpuAmount"},
+      "memoryUsage": {"$ref": "#/components/schemas/Quantity", "description": "a quantity string (\"16331368Ki\"); a number is refused"},
+      "storageUsage": {"$ref": "#/components/schemas/Quantity", "description": "a quantity string (\"21474836480\" is bytes); a number is refused"},
       "currentPods": {"type": "integer", "minimum": 0, "maximum": 1000000}
     }
   },
@@ -6666,10 +7029,10 @@ SELECT key, value FROM jsonb_each($schemas$
             "type": "object",
             "required": ["cpu", "memory"],
             "properties": {
-              "cpu": {"$ref": "#/components/schemas/Quantity"},
+              "cpu": {"$ref": "#/components/schemas/CpuAmount"},
               "memory": {"$ref": "#/components/schemas/Quantity"},
               "ephemeral-storage": {"$ref": "#/components/schemas/Quantity"},
-              "pods": {"$ref": "#/components/schemas/Quantity"}
+              "pods": {"oneOf": [{"$ref": "#/components/schemas/Quantity"}, {"type": "integer", "minimum": 0}]}
             },
             "additionalProperties": {"$ref": "#/components/schemas/Quantity"}
           },
@@ -6905,6 +7268,38 @@ SELECT key, value FROM jsonb_each($schemas$
       "createdAt": {"type": "string", "format": "date-time"}
     }
   },
+  "Counts": {
+    "type": "object",
+    "description": "The original's relation counts (_count): every subscription, of any status.",
+    "required": ["subscriptions"],
+    "properties": {"subscriptions": {"type": "integer", "minimum": 0}}
+  },
+  "InvoiceLinks": {
+    "type": "object",
+    "description": "The original's fields of an invoice: its owner, what it bills (a top-up or a subscription; null when not that kind), where its PDF is, when it last changed.",
+    "required": ["userId", "subscriptionId", "pdfPath", "updatedAt", "topUpTransaction", "subscription"],
+    "properties": {
+      "userId": {"type": "string", "format": "uuid"},
+      "subscriptionId": {"type": ["string", "null"], "format": "uuid"},
+      "pdfPath": {"type": "string", "description": "the path of GET /billing/invoices/:id/pdf, which renders it"},
+      "updatedAt": {"type": "string", "format": "date-time", "description": "issued, or voided by a credit note"},
+      "topUpTransaction": {
+        "oneOf": [
+          {
+            "type": "object",
+            "required": ["id", "orderId", "paymentType"],
+            "properties": {
+              "id": {"type": "string", "format": "uuid"},
+              "orderId": {"type": "string"},
+              "paymentType": {"type": ["string", "null"]}
+            }
+          },
+          {"type": "null"}
+        ]
+      },
+      "subscription": {"oneOf": [{"$ref": "#/components/schemas/Subscription"}, {"type": "null"}]}
+    }
+  },
   "InvoiceNumberRef": {
     "type": "object",
     "required": ["id", "invoiceNumber"],
@@ -6914,28 +7309,15 @@ SELECT key, value FROM jsonb_each($schemas$
     }
   },
   "InvoiceDetail": {
-    "description": "An invoice with its owner, its top-up and the credit-note links spelled out.",
+    "description": "An invoice with its owner, its top-up or subscription and the credit-note links spelled out.",
     "allOf": [
       {"$ref": "#/components/schemas/Invoice"},
+      {"$ref": "#/components/schemas/InvoiceLinks"},
       {
         "type": "object",
-        "required": ["user", "topUpTransaction", "creditNoteFor", "voidedBy"],
+        "required": ["user", "creditNoteFor", "voidedBy"],
         "properties": {
           "user": {"$ref": "#/components/schemas/UserRef"},
-          "topUpTransaction": {
-            "oneOf": [
-              {
-                "type": "object",
-                "required": ["id", "orderId", "paymentType"],
-                "properties": {
-                  "id": {"type": "string", "format": "uuid"},
-                  "orderId": {"type": "string"},
-                  "paymentType": {"type": ["string", "null"]}
-                }
-              },
-              {"type": "null"}
-            ]
-          },
           "creditNoteFor": {"oneOf": [{"$ref": "#/components/schemas/InvoiceNumberRef"}, {"type": "null"}]},
           "voidedBy": {"oneOf": [{"$ref": "#/components/schemas/InvoiceNumberRef"}, {"type": "null"}]}
         }
@@ -7096,12 +7478,14 @@ SELECT key, value FROM jsonb_each($schemas$
   "IdempotencyKey": {"type": "string", "minLength": 1, "maxLength": 255},
   "Health": {
     "type": "object",
-    "required": ["status", "database", "version", "timestamp"],
+    "required": ["status", "database", "version", "timestamp", "environment"],
     "properties": {
       "status": {"const": "healthy"},
       "database": {"const": "up"},
       "version": {"type": "string"},
-      "timestamp": {"type": "string", "format": "date-time"}
+      "timestamp": {"type": "string", "format": "date-time"},
+      "environment": {"type": "string", "enum": ["production", "development"],
+                      "description": "the original's NODE_ENV: production when paas.midtrans_is_production is on"}
     }
   },
   "NodeResourceTotals": {
@@ -7396,8 +7780,9 @@ SELECT paas.routes_add($routes$[
    "summary": "The caller's profile",
    "response": {"allOf": [
      {"$ref": "#/components/schemas/User"},
-     {"type": "object", "required": ["lastLoginAt"],
-      "properties": {"lastLoginAt": {"type": ["string", "null"], "format": "date-time"}}}
+     {"type": "object", "required": ["lastLoginAt", "_count"],
+      "properties": {"lastLoginAt": {"type": ["string", "null"], "format": "date-time"},
+                     "_count": {"$ref": "#/components/schemas/Counts"}}}
    ]}},
   {"method": "PUT", "path": "/api/v1/auth/profile", "function": "api.auth_profile_update", "access": "user", "status": 200,
    "message": "Profile updated successfully", "tag": "auth",
@@ -7460,7 +7845,10 @@ SELECT paas.routes_add($routes$[
      "type": "object",
      "required": ["users", "pagination"],
      "properties": {
-       "users": {"type": "array", "items": {"$ref": "#/components/schemas/User"}},
+       "users": {"type": "array", "items": {"allOf": [
+         {"$ref": "#/components/schemas/User"},
+         {"type": "object", "required": ["_count"], "properties": {"_count": {"$ref": "#/components/schemas/Counts"}}}
+       ]}},
        "pagination": {"$ref": "#/components/schemas/ListPagination"}
      }
    },
@@ -7513,13 +7901,33 @@ SELECT paas.routes_add($routes$[
    "errors": [400, 404, 409]},
   {"method": "GET", "path": "/api/v1/users/:id", "function": "api.users_get", "access": "admin", "status": 200,
    "message": "User retrieved successfully", "tag": "users",
-   "summary": "An account with its last login and live sessions",
+   "summary": "An account with its last login, live sessions and subscriptions",
    "response": {"allOf": [
      {"$ref": "#/components/schemas/User"},
-     {"type": "object", "required": ["lastLoginAt", "activeSessions"],
+     {"type": "object", "required": ["lastLoginAt", "activeSessions", "subscriptions", "_count"],
       "properties": {
         "lastLoginAt": {"type": ["string", "null"], "format": "date-time"},
-        "activeSessions": {"type": "integer", "minimum": 0}
+        "activeSessions": {"type": "integer", "minimum": 0},
+        "subscriptions": {
+          "type": "array",
+          "description": "the newest 100 (_count counts them all)",
+          "items": {
+            "type": "object",
+            "required": ["id", "status", "expiresAt", "service"],
+            "properties": {
+              "id": {"type": "string", "format": "uuid"},
+              "status": {"$ref": "#/components/schemas/SubscriptionStatus"},
+              "expiresAt": {"type": "string", "format": "date-time", "description": "the end of the current period"},
+              "service": {
+                "type": "object",
+                "required": ["id", "name", "displayName"],
+                "properties": {"id": {"type": "string", "format": "uuid"}, "name": {"type": "string"},
+                               "displayName": {"type": "string"}}
+              }
+            }
+          }
+        },
+        "_count": {"$ref": "#/components/schemas/Counts"}
       }}
    ]},
    "errors": [404]},
@@ -7635,21 +8043,42 @@ SELECT paas.routes_add($routes$[
      "type": "object",
      "required": ["services", "pagination"],
      "properties": {
-       "services": {"type": "array", "items": {"$ref": "#/components/schemas/Service"}},
+       "services": {"type": "array", "items": {"allOf": [
+         {"$ref": "#/components/schemas/Service"},
+         {"type": "object", "required": ["_count"], "properties": {"_count": {"$ref": "#/components/schemas/Counts"}}}
+       ]}},
        "pagination": {"$ref": "#/components/schemas/ListPagination"}
      }
    },
    "errors": [400]},
   {"method": "GET", "path": "/api/v1/services/admin/stats", "function": "api.services_admin_stats", "access": "admin",
    "status": 200, "message": "Service statistics retrieved successfully", "tag": "services",
-   "summary": "Service counts by status and by category",
+   "summary": "Service counts by status and by category; subscription totals and the most subscribed services",
    "response": {
      "type": "object",
-     "required": ["totalServices", "activeServices", "inactiveServices", "byStatus", "byCategory"],
+     "required": ["totalServices", "activeServices", "inactiveServices", "byStatus", "byCategory",
+                  "totalSubscriptions", "activeSubscriptions", "popularServices"],
      "properties": {
        "totalServices": {"type": "integer"},
        "activeServices": {"type": "integer"},
        "inactiveServices": {"type": "integer"},
+       "totalSubscriptions": {"type": "integer", "description": "every subscription, of any status"},
+       "activeSubscriptions": {"type": "integer", "description": "subscriptions served and renewing: ACTIVE or GRACE"},
+       "popularServices": {
+         "type": "array",
+         "maxItems": 5,
+         "description": "the five live services with the most subscriptions (of any status), most first",
+         "items": {
+           "type": "object",
+           "required": ["id", "name", "displayName", "_count"],
+           "properties": {
+             "id": {"type": "string", "format": "uuid"},
+             "name": {"type": "string"},
+             "displayName": {"type": "string"},
+             "_count": {"$ref": "#/components/schemas/Counts"}
+           }
+         }
+       },
        "byStatus": {
          "type": "object",
          "required": ["active", "inactive"],
@@ -7673,8 +8102,28 @@ SELECT paas.routes_add($routes$[
    }},
   {"method": "GET", "path": "/api/v1/services/admin/:id", "function": "api.services_admin_get", "access": "admin",
    "status": 200, "message": "Service retrieved successfully", "tag": "services",
-   "summary": "Every field of a service, active or not",
-   "response": {"$ref": "#/components/schemas/Service"},
+   "summary": "Every field of a service, active or not, with its subscriptions",
+   "response": {"allOf": [
+     {"$ref": "#/components/schemas/Service"},
+     {"type": "object", "required": ["subscriptions", "_count"],
+      "properties": {
+        "subscriptions": {
+          "type": "array",
+          "description": "the newest 100 (_count counts them all)",
+          "items": {
+            "type": "object",
+            "required": ["id", "status", "expiresAt", "user"],
+            "properties": {
+              "id": {"type": "string", "format": "uuid"},
+              "status": {"$ref": "#/components/schemas/SubscriptionStatus"},
+              "expiresAt": {"type": "string", "format": "date-time", "description": "the end of the current period"},
+              "user": {"$ref": "#/components/schemas/UserRef"}
+            }
+          }
+        },
+        "_count": {"$ref": "#/components/schemas/Counts"}
+      }}
+   ]},
    "errors": [404]},
   {"method": "GET", "path": "/api/v1/services/:name", "function": "api.services_get_by_name", "access": "public",
    "status": 200, "message": "Service retrieved successfully", "tag": "services",
@@ -7916,6 +8365,7 @@ SELECT paas.routes_add($routes$[
   {"method": "PATCH", "path": "/api/v1/workers/:nodeId/schedulable", "function": "api.workers_set_schedulable",
    "access": "admin", "status": 200, "message": "Worker node schedulable status updated successfully", "tag": "workers",
    "summary": "Cordon or uncordon a node",
+   "description": "Sets isSchedulable to the given value (not a toggle). schedulable (or isSchedulable) is required: a request without it answers 400, where the original answered 200 and changed nothing. Uncordoning an INACTIVE or MAINTENANCE node is refused (409): activate it first; a cordon is kept across status changes and re-registrations.",
    "request": {
      "type": "object",
      "properties": {
@@ -7942,7 +8392,8 @@ SELECT paas.routes_add($routes$[
    "errors": [400, 404, 409]},
   {"method": "PATCH", "path": "/api/v1/workers/:nodeId/status", "function": "api.workers_set_status", "access": "admin",
    "status": 200, "message": "Worker node status updated successfully", "tag": "workers",
-   "summary": "Set a node's status through the status machine",
+   "summary": "Set a node's status (any status, as in the original)",
+   "description": "Sets the node's status. As in the original, an administrator may set any status from any status, and the same one again (an idempotent PATCH); nothing is refused, and every move is audited (GET /workers/:nodeId/transitions). A move that a node's own reports or the health monitor undo is allowed and says here what undoes it; keep a node out of scheduling with MAINTENANCE.\n\n| status set | isReady | schedulable | what moves it next |\n|---|---|---|---|\n| ACTIVE | true, lastHealthCheck now | yes, unless cordoned | the monitor: NOT_READY after paas.node_grace_period without a heartbeat, INACTIVE after paas.node_offline_after; a not-ready heartbeat: NOT_READY |\n| NOT_READY | false | no | a ready heartbeat: ACTIVE; silence for paas.node_offline_after: INACTIVE |\n| INACTIVE | false | no | a heartbeat: ACTIVE (not ready: NOT_READY) |\n| PENDING | unchanged | no | a heartbeat or registration: ACTIVE (not ready: NOT_READY); the monitor never watches PENDING |\n| MAINTENANCE | unchanged | no | only an administrator: heartbeats and registrations leave it there |\n\nEvery status may be set from PENDING, ACTIVE, NOT_READY, INACTIVE and MAINTENANCE alike.",
    "request": {
      "type": "object",
      "required": ["status"],
@@ -7965,10 +8416,11 @@ SELECT paas.routes_add($routes$[
        "updatedAt": {"type": "string", "format": "date-time"}
      }
    },
-   "errors": [400, 404, 409]},
+   "errors": [400, 404]},
   {"method": "POST", "path": "/api/v1/workers/register", "function": "api.workers_register", "access": "node",
    "status": 201, "message": "Worker node registered successfully", "tag": "workers",
    "summary": "Register (or re-register) a node with a join token; returns its node token",
+   "description": "A join token registers a new node; the node's own token (or, for a Kubernetes Node object, the uid it registered with) re-registers it, and every registration rotates the node token. Both answer 201 \"Worker node registered successfully\"; data.created tells a re-registration (false) from a new node (true), where the original answered a re-registration 200 \"Worker node information updated successfully\".",
    "security": [{"joinToken": []}, {}],
    "request": {"anyOf": [
      {"$ref": "#/components/schemas/NodeRegistration"},
@@ -8264,7 +8716,11 @@ SELECT paas.routes_add($routes$[
    "access": "user", "status": 200, "message": "Payment retry successful", "flags": ["snap", "money"], "tag": "billing",
    "summary": "The live payment link of a pending top-up, or a new one",
    "pathParams": {"id": {"type": "string", "format": "uuid", "description": "the top-up's id"}},
-   "response": {"$ref": "#/components/schemas/TopUp"},
+   "response": {"allOf": [
+     {"$ref": "#/components/schemas/TopUp"},
+     {"type": "object", "required": ["message"],
+      "properties": {"message": {"const": "Use the snapToken to reopen Midtrans payment window"}}}
+   ]},
    "errors": [404, 409]},
   {"method": "GET", "path": "/api/v1/billing/invoices", "function": "api.billing_invoices", "access": "user",
    "status": 200, "message": "Invoices retrieved successfully", "flags": ["paginated"], "tag": "billing",
@@ -8281,7 +8737,8 @@ SELECT paas.routes_add($routes$[
      "type": "object",
      "required": ["invoices", "pagination"],
      "properties": {
-       "invoices": {"type": "array", "items": {"$ref": "#/components/schemas/Invoice"}},
+       "invoices": {"type": "array", "items": {"allOf": [{"$ref": "#/components/schemas/Invoice"},
+                                                           {"$ref": "#/components/schemas/InvoiceLinks"}]}},
        "pagination": {"$ref": "#/components/schemas/Pagination"}
      }
    },
@@ -8742,29 +9199,38 @@ CREATE FUNCTION paas.openapi_responses() RETURNS jsonb
 								'description', 'seconds to wait before retrying',
 								'schema', jsonb_build_object('type', 'integer', 'minimum', 0))) END,
 				'content', jsonb_build_object('application/json', jsonb_build_object('schema',
-					CASE WHEN x.code IS NULL THEN '{"$ref": "#/components/schemas/Error"}'::jsonb
+					CASE WHEN x.codes IS NULL THEN '{"$ref": "#/components/schemas/Error"}'::jsonb
 						 ELSE jsonb_build_object('allOf', jsonb_build_array(
 								'{"$ref": "#/components/schemas/Error"}'::jsonb,
 								jsonb_build_object('type', 'object', 'properties', jsonb_build_object(
-									'code', jsonb_build_object('const', x.code),
+									'code', CASE WHEN cardinality(x.codes) = 1
+												 THEN jsonb_build_object('const', x.codes[1])
+												 ELSE jsonb_build_object('enum', to_jsonb(x.codes)) END,
 									'statusCode', jsonb_build_object('const', x.status))))) END)))))
 			  FROM (VALUES
-				(400, 'BadRequest', 'VALIDATION_ERROR', false,
-				 'Invalid input: a malformed JSON body, or fields that fail validation (every failing field is listed in errors)'),
-				(401, 'Unauthorized', 'AUTH_ERROR', false,
+				(400, 'BadRequest', ARRAY['VALIDATION_ERROR', 'INVALID_PASSWORD'], false,
+				 'Invalid input: a malformed JSON body, or fields that fail validation (every failing field is listed in errors); '
+				 'INVALID_PASSWORD: the current password is wrong (POST /auth/change-password)'),
+				(401, 'Unauthorized', ARRAY['AUTH_ERROR'], false,
 				 'Missing, invalid or expired credentials, a revoked session or an inactive account'),
-				(402, 'PaymentRequired', 'INSUFFICIENT_BALANCE', false, 'The wallet does not cover the charge'),
-				(403, 'Forbidden', 'FORBIDDEN_ERROR', false, 'The caller may not do this'),
-				(404, 'NotFound', 'NOT_FOUND_ERROR', false, 'No such resource (another user''s answers the same)'),
-				(409, 'Conflict', 'CONFLICT_ERROR', false, 'The request conflicts with the current state'),
-				(413, 'PayloadTooLarge', 'PAYLOAD_TOO_LARGE', false, 'The request body exceeds 1 MiB'),
-				(429, 'TooManyRequests', 'RATE_LIMITED', true, 'Too many requests: retry after Retry-After seconds'),
-				(502, 'BadGateway', 'GATEWAY_ERROR', false,
+				(402, 'PaymentRequired', ARRAY['INSUFFICIENT_BALANCE'], false, 'The wallet does not cover the charge'),
+				(403, 'Forbidden', ARRAY['FORBIDDEN_ERROR'], false, 'The caller may not do this'),
+				(404, 'NotFound', ARRAY['NOT_FOUND_ERROR', 'USER_NOT_FOUND', 'SERVICE_NOT_FOUND', 'WORKER_NODE_NOT_FOUND'], false,
+				 'No such resource (another user''s answers the same; so does an id that cannot exist): USER_NOT_FOUND, '
+				 'SERVICE_NOT_FOUND, WORKER_NODE_NOT_FOUND on the routes of users, services and worker nodes, '
+				 'NOT_FOUND_ERROR elsewhere'),
+				(409, 'Conflict', ARRAY['CONFLICT_ERROR', 'USER_EXISTS', 'EMAIL_EXISTS', 'SERVICE_EXISTS', 'WORKER_NODE_EXISTS'], false,
+				 'The request conflicts with the current state: USER_EXISTS (POST /users), EMAIL_EXISTS (PUT /users/:id), '
+				 'SERVICE_EXISTS (POST /services), WORKER_NODE_EXISTS (a worker node''s name or hostname is taken), '
+				 'CONFLICT_ERROR otherwise'),
+				(413, 'PayloadTooLarge', ARRAY['PAYLOAD_TOO_LARGE'], false, 'The request body exceeds 1 MiB'),
+				(429, 'TooManyRequests', ARRAY['RATE_LIMITED'], true, 'Too many requests: retry after Retry-After seconds'),
+				(502, 'BadGateway', ARRAY['GATEWAY_ERROR'], false,
 				 'The payment gateway could not be reached; the top-up stays pending and can be retried'),
-				(503, 'ServiceUnavailable', 'SERVICE_UNAVAILABLE', true,
+				(503, 'ServiceUnavailable', ARRAY['SERVICE_UNAVAILABLE'], true,
 				 'The database is unavailable or busy: retry after Retry-After seconds'),
-				(NULL, 'UnexpectedError', NULL, false, 'Any other error (500 INTERNAL_ERROR: a server fault)'))
-				AS x (status, name, code, retry, descr));
+				(NULL, 'UnexpectedError', NULL::text[], false, 'Any other error (500 INTERNAL_ERROR: a server fault)'))
+				AS x (status, name, codes, retry, descr));
 COMMENT ON FUNCTION paas.openapi_responses() IS
 	'components.responses of the OpenAPI document: the error envelope of each status';
 
