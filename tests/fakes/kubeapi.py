@@ -127,7 +127,8 @@ Options: --port (0 = free port) --port-file --host --token / --token-file (one t
 
 Not implemented (a real cluster differs here): no RBAC/authorization (any valid token may do
 everything), no admission webhooks, no CRDs or other kinds (404), no protobuf or CBOR (JSON and
-YAML only), no HTTP/2, no real OpenAPI schemas (fieldValidation=Strict is accepted but unknown
+YAML only: kubectl's imperative generators such as `kubectl create deployment NAME` send
+protobuf and get 415; `kubectl create/apply -f` send JSON), no HTTP/2, no real OpenAPI schemas (fieldValidation=Strict is accepted but unknown
 fields are not reported), no graceful termination (deleted pods vanish at once; no Terminating
 phase unless a finalizer holds them), no pod exec/attach/port-forward/proxy, no log follow
 streaming, no StatefulSets/DaemonSets/Jobs/HPA, no Services endpoints, no resourceVersionMatch
@@ -3614,7 +3615,7 @@ class App:
                                   "ms": round((time.time() - t0) * 1000, 3)})
 
     def captured(self, method, path, code, body):
-        if self.capture is not None:
+        if self.capture is not None and not path.startswith("/_fake"):
             with self.lock:
                 self.capture.write(dumps({"method": method, "path": path, "code": code, "body": body}) + "\n")
 
