@@ -60,7 +60,8 @@ Protocol:
     MODIFIED / DELETED / BOOKMARK (allowWatchBookmarks, every --bookmark-interval seconds;
     sendInitialEvents), resourceVersion semantics (absent or "0": current objects first; N:
     every event after N from the history; older than the kept history: an ERROR event with a
-    410 Expired Status), selectors applied to old and new object (leaving the selection is a
+    410 Expired Status; newer than the server's: after 3 s an ERROR event with a 504
+    ResourceVersionTooLarge Status, e.g. after the stand-in restarted), selectors applied to old and new object (leaving the selection is a
     DELETED event), timeoutSeconds.
   - Errors are Status objects: 400, 401 (bearer token missing or wrong), 403, 404, 405, 406,
     409, 410, 415, 422, 429 (eviction blocked by a PodDisruptionBudget), 500.
@@ -530,7 +531,7 @@ def field_value(obj, path):
             return ""
         cur = cur.get(p)
     if cur is None:
-        return ""
+        return "false" if path in ("spec.unschedulable", "spec.hostNetwork") else ""
     if isinstance(cur, bool):
         return "true" if cur else "false"
     return str(cur)
@@ -1743,6 +1744,7 @@ class Api:
     def admit_create(self, res, ns, obj):
         if res.plural == "pods":
             self.limit_ranger(ns, obj)
+            obj["status"]["qosClass"] = qos_class(obj["spec"])
         self.check_quota(res, ns, obj)
 
     def limit_ranger(self, ns, pod):
@@ -2052,6 +2054,9 @@ def defaults(api, res, obj, old):
         if old is None:
             spec.setdefault("storageClassName", api.o.storage_class)
             obj["status"] = {"phase": "Pending"}
+            fin = m.setdefault("finalizers", [])
+            if "kubernetes.io/pvc-protection" not in fin:
+                fin.append("kubernetes.io/pvc-protection")   # StorageObjectInUseProtection admission
         r = spec.get("resources")
         if isinstance(r, dict):
             canon_resources(r.get("requests"))
@@ -3245,9 +3250,30 @@ class Controller(threading.Thread):
 
     # PVC binder --------------------------------------------------------------------
 
+    def pvc_in_use(self, ns, name):
+        for p in self.s.items(R["pods"], ns):
+            if is_terminal(p):
+                continue
+            for v in (p.get("spec") or {}).get("volumes") or []:
+                if (v.get("persistentVolumeClaim") or {}).get("claimName") == name:
+                    return True
+        return False
+
     def do_pvc(self, ns, name):
         pvc = self.s.get(R["persistentvolumeclaims"], ns, name)
-        if pvc is None or pvc["metadata"].get("deletionTimestamp"):
+        if pvc is None:
+            return
+        if pvc["metadata"].get("deletionTimestamp"):
+            # pvc-protection: the finalizer goes once no pod uses the claim
+            fin = pvc["metadata"].get("finalizers") or []
+            if "kubernetes.io/pvc-protection" in fin and not self.pvc_in_use(ns, name):
+                new = evolve(pvc)
+                new["metadata"]["finalizers"] = [f for f in fin if f != "kubernetes.io/pvc-protection"]
+                if not new["metadata"]["finalizers"]:
+                    del new["metadata"]["finalizers"]
+                pvc = self.put(R["persistentvolumeclaims"], pvc, new, "kube-controller-manager")
+                if not pvc["metadata"].get("finalizers"):
+                    self.api.remove(R["persistentvolumeclaims"], pvc, "Background")
             return
         spec = pvc["spec"]
         want = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
@@ -3262,8 +3288,6 @@ class Controller(threading.Thread):
                         "volume.beta.kubernetes.io/storage-provisioner": "fake.csi.k8s.io",
                         "volume.kubernetes.io/storage-provisioner": "fake.csi.k8s.io"})
             new["metadata"]["annotations"] = ann
-            new["metadata"]["finalizers"] = list(pvc["metadata"].get("finalizers") or []) + \
-                [f for f in ["kubernetes.io/pvc-protection"] if f not in (pvc["metadata"].get("finalizers") or [])]
         new["status"] = {"phase": "Bound", "accessModes": list(spec.get("accessModes") or []),
                          "capacity": {"storage": want}}
         self.put(R["persistentvolumeclaims"], pvc, new, "kube-controller-manager")
@@ -3271,6 +3295,9 @@ class Controller(threading.Thread):
     # namespace-wide status: quotas, PDBs, replica sets waiting for quota --------------------
 
     def do_ns(self, ns):
+        for pvc in self.s.items(R["persistentvolumeclaims"], ns):
+            if pvc["metadata"].get("deletionTimestamp"):
+                self.mark("pvc", ns, pvc["metadata"]["name"])
         quotas = self.s.items(R["resourcequotas"], ns)
         if quotas:
             used = self.api.ns_usage(ns)
@@ -4047,7 +4074,21 @@ class Handler(BaseHTTPRequestHandler):
                     r = int(rv)
                 except ValueError:
                     raise bad_request('invalid resource version "%s"' % rv)
-                if r < s.floor:
+                if r > s.rv:
+                    # the real cacher waits up to 3 s for a resourceVersion it has not seen yet
+                    until = time.time() + 3
+                    while s.rv < r and time.time() < until:
+                        s.lock.release()
+                        time.sleep(0.05)
+                        s.lock.acquire()
+                    if s.rv < r:
+                        expired = ApiError(504, "Timeout", "Timeout: Too large resource version: %d, current: %d"
+                                           % (r, s.rv), {"causes": [{"reason": "ResourceVersionTooLarge",
+                                                                     "message": "Too large resource version"}],
+                                                         "retryAfterSeconds": 1})
+                if expired is not None:
+                    pass
+                elif r < s.floor:
                     expired = ApiError(410, "Expired", "too old resource version: %d (%d)" % (r, s.floor))
                 else:
                     for erv, eres, etype, obj, old in s.history:

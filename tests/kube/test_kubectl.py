@@ -92,6 +92,8 @@ def test_apply_server_side_manifest(kfake, app):
     p = pods(kfake)[0]
     assert p["spec"]["containers"][0]["resources"] == {"limits": {"cpu": "500m", "memory": "256Mi"},
                                                         "requests": {"cpu": "100m", "memory": "128Mi"}}
+    assert p["status"]["qosClass"] == "Burstable"
+    assert p["metadata"]["annotations"]["kubernetes.io/limit-ranger"].startswith("LimitRanger plugin set: ")
     q = json.loads(kfake.kubectl("get", "quota", "compute", "-n", NS, "-o", "json").stdout)
     assert q["status"]["used"]["pods"] == "2" and q["status"]["used"]["requests.cpu"] == "200m"
     pvc = json.loads(kfake.kubectl("get", "pvc", "web-data", "-n", NS, "-o", "json").stdout)

@@ -642,3 +642,39 @@ def test_dry_run_and_table(fake):
     assert t["kind"] == "Table" and [c["name"] for c in t["columnDefinitions"]][:5] == [
         "Name", "Status", "Roles", "Age", "Version"]
     assert t["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
+
+
+def test_pvc_protection_holds_a_claim_in_use(fake):
+    n = ns(fake, "pvc")
+    fake.apply("/api/v1/namespaces/%s/persistentvolumeclaims/data" % n, {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1024Mi"}}}})
+    pvc = fake.wait_for(lambda: (lambda b: b if b["status"].get("phase") == "Bound" else None)(
+        fake.get("/api/v1/namespaces/%s/persistentvolumeclaims/data" % n)[1]), what="Bound")
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "1Gi"        # canonical quantity
+    assert pvc["metadata"]["finalizers"] == ["kubernetes.io/pvc-protection"]
+    d = deployment("db")
+    d["spec"]["template"]["spec"]["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]
+    fake.apply(dpath(n, "db"), d)
+    fake.wait_for(lambda: list_pods(fake, n), what="a pod")
+    st, body, _ = fake.req("DELETE", "/api/v1/namespaces/%s/persistentvolumeclaims/data" % n)
+    assert st == 200 and body["metadata"]["deletionTimestamp"]
+    time.sleep(0.3)
+    held = fake.get("/api/v1/namespaces/%s/persistentvolumeclaims/data" % n)
+    assert held[0] == 200 and held[1]["metadata"]["deletionTimestamp"]
+    fake.req("DELETE", dpath(n, "db"))
+    fake.wait_for(lambda: fake.get("/api/v1/namespaces/%s/persistentvolumeclaims/data" % n)[0] == 404,
+                  what="claim released")
+
+
+def test_watch_from_a_future_resource_version_times_out(fake):
+    """A client that kept a resourceVersion across a restart of the server is told so."""
+    _, lst, _ = fake.get("/api/v1/nodes")
+    future = int(lst["metadata"]["resourceVersion"]) + 100000
+    t0 = time.time()
+    w = fake.watch("/api/v1/nodes?watch=1&resourceVersion=%d" % future)
+    ev = w.next_event()
+    assert time.time() - t0 >= 2.5
+    assert ev["type"] == "ERROR" and ev["object"]["code"] == 504
+    assert ev["object"]["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
+    w.close()
