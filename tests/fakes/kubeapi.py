@@ -60,7 +60,7 @@ Protocol:
     MODIFIED / DELETED / BOOKMARK (allowWatchBookmarks, every --bookmark-interval seconds;
     sendInitialEvents), resourceVersion semantics (absent or "0": current objects first; N:
     every event after N from the history; older than the kept history: an ERROR event with a
-    410 Expired Status; newer than the server's: after 3 s an ERROR event with a 504
+    410 Expired Status; newer than the server's: after 3 s (--too-large-rv-wait) an ERROR event with a 504
     ResourceVersionTooLarge Status, e.g. after the stand-in restarted), selectors applied to old and new object (leaving the selection is a
     DELETED event), timeoutSeconds.
   - Errors are Status objects: 400, 401 (bearer token missing or wrong), 403, 404, 405, 406,
@@ -118,7 +118,7 @@ Options: --port (0 = free port) --port-file --host --token / --token-file (one t
   server, CA, token) --nodes N --node-cpu --node-memory --node-pods --node-prefix
   --nodes-file F (JSON Node, NodeList/List or array; repeatable) --ready-delay --pull-backoff
   --bad-images --crash-images --storage-class --watch-history N --bookmark-interval
-  --discovery aggregated|legacy --no-events --max-events --heartbeat S (nodes refresh
+  --discovery aggregated|legacy --too-large-rv-wait S --no-events --max-events --heartbeat S (nodes refresh
   lastHeartbeatTime) --namespace-delete-delay S --latency-ms --capture FILE (every JSON body
   returned and every watch event, one JSON line each) --seed.
 
@@ -4076,7 +4076,7 @@ class Handler(BaseHTTPRequestHandler):
                     raise bad_request('invalid resource version "%s"' % rv)
                 if r > s.rv:
                     # the real cacher waits up to 3 s for a resourceVersion it has not seen yet
-                    until = time.time() + 3
+                    until = time.time() + self.app.o.too_large_rv_wait
                     while s.rv < r and time.time() < until:
                         s.lock.release()
                         time.sleep(0.05)
@@ -4608,6 +4608,8 @@ def parse_args(argv=None):
     ap.add_argument("--watch-history", type=int, default=20000, help="events kept for watch resumption")
     ap.add_argument("--bookmark-interval", type=float, default=5.0, help="seconds between BOOKMARK events")
     ap.add_argument("--discovery", choices=["aggregated", "legacy"], default="aggregated")
+    ap.add_argument("--too-large-rv-wait", type=float, default=3.0,
+                    help="seconds a watch from a resourceVersion the server has not reached waits before 504")
     ap.add_argument("--no-events", dest="events", action="store_false", help="do not create Event objects")
     ap.add_argument("--max-events", type=int, default=2000)
     ap.add_argument("--heartbeat", type=float, default=0.0, help="seconds between node heartbeats (0 = none)")

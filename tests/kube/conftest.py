@@ -182,7 +182,8 @@ class WatchStream:
 
 @pytest.fixture(scope="module")
 def fake(tmp_path_factory):
-    f = Fake(tmp_path_factory.mktemp("kubeapi"), "--nodes", "3", "--bookmark-interval", "0.5")
+    f = Fake(tmp_path_factory.mktemp("kubeapi"), "--nodes", "3", "--bookmark-interval", "0.5",
+             "--too-large-rv-wait", "0.5")
     yield f
     f.stop()
 

@@ -674,7 +674,43 @@ def test_watch_from_a_future_resource_version_times_out(fake):
     t0 = time.time()
     w = fake.watch("/api/v1/nodes?watch=1&resourceVersion=%d" % future)
     ev = w.next_event()
-    assert time.time() - t0 >= 2.5
+    assert time.time() - t0 >= 0.4          # it waited for the resourceVersion (--too-large-rv-wait 0.5)
     assert ev["type"] == "ERROR" and ev["object"]["code"] == 504
     assert ev["object"]["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
     w.close()
+
+
+def test_recreate_strategy_stops_old_pods_first(fake):
+    n = ns(fake, "recreate")
+    d = deployment("web", replicas=2)
+    d["spec"]["strategy"] = {"type": "Recreate"}
+    fake.apply(dpath(n, "web"), d)
+    fake.wait_for(lambda: fake.get(dpath(n, "web"))[1].get("status", {}).get("availableReplicas") == 2, what="2 up")
+    old = {p["metadata"]["name"] for p in list_pods(fake, n)}
+    _, lst, _ = fake.get("/api/v1/namespaces/%s/pods" % n)
+    w = fake.watch("/api/v1/namespaces/%s/pods?watch=1&resourceVersion=%s" % (n, lst["metadata"]["resourceVersion"]))
+    d["spec"]["template"]["metadata"]["annotations"] = {"v": "2"}
+    fake.apply(dpath(n, "web"), d)
+    evs = w.events_until(lambda e: e["type"] == "ADDED")
+    w.close()
+    deleted = {e["object"]["metadata"]["name"] for e in evs if e["type"] == "DELETED"}
+    assert deleted == old                     # every old pod was gone before the first new one
+    fake.wait_for(lambda: fake.get(dpath(n, "web"))[1]["status"].get("updatedReplicas") == 2, what="2 new")
+
+
+def test_heartbeats_and_delayed_namespace_deletion(start_fake):
+    f = start_fake("--nodes", "2", "--heartbeat", "0.3", "--namespace-delete-delay", "1")
+    _, n1, _ = f.get("/api/v1/nodes/node-1")
+    f.control("POST", "nodes/node-2/ready", {"status": "Unknown"})
+    _, n2, _ = f.get("/api/v1/nodes/node-2")
+    hb = lambda node: [c for c in node["status"]["conditions"] if c["type"] == "Ready"][0]["lastHeartbeatTime"]  # noqa
+    f.wait_for(lambda: hb(f.get("/api/v1/nodes/node-1")[1]) != hb(n1), timeout=5, what="a heartbeat")
+    assert hb(f.get("/api/v1/nodes/node-2")[1]) == hb(n2)          # a node that stopped posting stays silent
+    n = ns(f, "slow")
+    st, body, _ = f.req("DELETE", "/api/v1/namespaces/" + n)
+    assert st == 200 and body["status"]["phase"] == "Terminating"
+    st, body, _ = f.req("POST", "/api/v1/namespaces/%s/configmaps" % n, {"apiVersion": "v1", "kind": "ConfigMap",
+                                                                          "metadata": {"name": "late"}})
+    status_ok(st, body, 403, "Forbidden")
+    assert body["details"]["causes"][0]["reason"] == "NamespaceTerminating"
+    f.wait_for(lambda: f.get("/api/v1/namespaces/" + n)[0] == 404, timeout=5, what="namespace gone")
