@@ -783,6 +783,17 @@ def flatten(obj, status_sub, has_status):
     return out
 
 
+def path_str(path):
+    """.spec.template.spec.containers[name="web"].image, as conflict messages print it."""
+    out = ""
+    for k in path:
+        if isinstance(k, tuple):
+            out += "[%s=%s]" % (k[1], dumps(k[2]))
+        else:
+            out += "." + k
+    return out
+
+
 def fields_v1(paths):
     root = {}
     for p in sorted(paths, key=repr):
@@ -1506,10 +1517,10 @@ class Api:
                             conflicts.append((ek[0], av, p))
             if conflicts and not force:
                 causes = [{"reason": "FieldManagerConflict", "message": 'conflict with "%s" using %s' % (mgr, av),
-                           "field": "." + ".".join(p)} for mgr, av, p in conflicts]
+                           "field": path_str(p)} for mgr, av, p in conflicts]
                 msg = "Apply failed with %d conflict%s: %s" % (
                     len(conflicts), "" if len(conflicts) == 1 else "s",
-                    "; ".join('conflict with "%s" using %s: %s' % (mgr, av, "." + ".".join(p)) for mgr, av, p in conflicts))
+                    "; ".join('conflict with "%s" using %s: %s' % (mgr, av, path_str(p)) for mgr, av, p in conflicts))
                 raise ApiError(409, "Conflict", msg, dict(_details(res, name), causes=causes))
             base = clone(old) if old is not None else {"apiVersion": res.api_version, "kind": res.kind,
                                                          "metadata": {"name": name}}
@@ -2369,7 +2380,8 @@ def validate(res, obj, old, errs):
                 errs.invalid("spec.resources[storage]", req["storage"], "must be greater than zero")
         if old is not None:
             a, b = dict(old.get("spec") or {}), dict(spec)
-            ar, br = a.pop("resources", {}), b.pop("resources", {})
+            a.pop("resources", None)
+            b.pop("resources", None)
             a.pop("volumeName", None)
             b.pop("volumeName", None)
             if a != b:

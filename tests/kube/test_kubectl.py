@@ -210,6 +210,18 @@ def test_drain_blocked_by_pdb_then_allowed(kfake, app):
     kfake.kubectl("delete", "-f", PDB)
 
 
+def test_apply_conflict_with_another_manager(kfake, app):
+    kfake.kubectl("set", "image", "deploy/web", "web=nginx:1.28", "-n", NS)
+    p = kfake.kubectl("apply", "--server-side", "-f", MANIFEST, check=False)
+    assert p.returncode != 0
+    assert ('Apply failed with 1 conflict: conflict with "kubectl-set" using apps/v1: '
+            '.spec.template.spec.containers[name="web"].image') in p.stderr
+    kfake.kubectl("apply", "--server-side", "--force-conflicts", "-f", MANIFEST)
+    d = json.loads(kfake.kubectl("get", "deploy", "web", "-n", NS, "-o", "json").stdout)
+    assert d["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.27"
+    kfake.kubectl("rollout", "status", "deploy/web", "-n", NS, "--timeout=20s")
+
+
 def test_delete_deployment_removes_its_pods(kfake, app):
     assert pods(kfake)
     out = kfake.kubectl("delete", "deploy", "web", "-n", NS).stdout

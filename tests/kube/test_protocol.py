@@ -103,7 +103,7 @@ def test_apply_conflicts_and_force(fake):
     status_ok(st, body, 409, "Conflict")
     assert body["details"]["causes"] == [{"reason": "FieldManagerConflict", "message": 'conflict with "paas" using apps/v1',
                                           "field": ".spec.replicas"}]
-    assert body["message"].startswith("Apply failed with 1 conflict")
+    assert body["message"] == 'Apply failed with 1 conflict: conflict with "paas" using apps/v1: .spec.replicas'
     st, d, _ = fake.apply(dpath(n, "web"), deployment("web", replicas=3), manager="hpa", force=True)
     assert st == 200 and d["spec"]["replicas"] == 3
     owners = {m["manager"]: m["fieldsV1"] for m in d["metadata"]["managedFields"]}
@@ -714,3 +714,40 @@ def test_heartbeats_and_delayed_namespace_deletion(start_fake):
     status_ok(st, body, 403, "Forbidden")
     assert body["details"]["causes"][0]["reason"] == "NamespaceTerminating"
     f.wait_for(lambda: f.get("/api/v1/namespaces/" + n)[0] == 404, timeout=5, what="namespace gone")
+
+
+def test_deletecollection_binding_and_readiness_control(fake):
+    n = ns(fake, "misc")
+    for i in range(3):
+        fake.apply("/api/v1/namespaces/%s/configmaps/c%d" % (n, i), {
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c%d" % i, "labels": {"batch": str(i % 2)}}})
+    st, body, _ = fake.req("DELETE", "/api/v1/namespaces/%s/configmaps?labelSelector=batch%%3D0" % n)
+    assert st == 200 and body["kind"] == "ConfigMapList"
+    assert sorted(i["metadata"]["name"] for i in body["items"]) == ["c0", "c2"]
+    assert [i["metadata"]["name"] for i in fake.get("/api/v1/namespaces/%s/configmaps" % n)[1]["items"]] == ["c1"]
+    # a pod for another scheduler waits until something binds it
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "manual"},
+           "spec": {"schedulerName": "my-scheduler", "containers": [{"name": "c", "image": "nginx"}]}}
+    fake.req("POST", "/api/v1/namespaces/%s/pods" % n, pod)
+    time.sleep(0.2)
+    assert "nodeName" not in fake.get("/api/v1/namespaces/%s/pods/manual" % n)[1]["spec"]
+    st, body, _ = fake.req("POST", "/api/v1/namespaces/%s/pods/manual/binding" % n, {
+        "apiVersion": "v1", "kind": "Binding", "metadata": {"name": "manual"}, "target": {"kind": "Node", "name": "node-2"}})
+    assert st == 201
+    p = fake.wait_for(lambda: (lambda b: b if b["status"].get("phase") == "Running" else None)(
+        fake.get("/api/v1/namespaces/%s/pods/manual" % n)[1]), what="bound pod running")
+    assert p["spec"]["nodeName"] == "node-2"
+    # a readiness probe that starts failing
+    fake.control("POST", "pods/%s/manual/ready" % n, {"ready": False})
+    p = fake.get("/api/v1/namespaces/%s/pods/manual" % n)[1]
+    assert {c["type"]: c["status"] for c in p["status"]["conditions"]}["Ready"] == "False"
+    assert fake.get("/api/v1/namespaces/%s/pods/manual/log" % n)[0] == 200     # still running
+    # a node condition other than Ready
+    node = fake.control("POST", "nodes/node-2/condition", {"type": "DiskPressure", "status": "True",
+                                                            "reason": "KubeletHasDiskPressure",
+                                                            "message": "kubelet has disk pressure"})
+    dp = [c for c in node["status"]["conditions"] if c["type"] == "DiskPressure"][0]
+    assert dp["status"] == "True" and dp["reason"] == "KubeletHasDiskPressure"
+    fake.control("POST", "nodes/node-2/condition", {"type": "DiskPressure", "status": "False",
+                                                     "reason": "KubeletHasNoDiskPressure",
+                                                     "message": "kubelet has no disk pressure"})
