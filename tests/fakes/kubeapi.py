@@ -742,7 +742,7 @@ def assoc_key(field, items):
         k = "containerPort" if all("containerPort" in x for x in items) else "port"
     if k is None or not all(k in x for x in items):
         return None
-    if len({dumps(x[k]) for x in items}) != len(items):
+    if len({x[k] if isinstance(x[k], (str, int)) else dumps(x[k]) for x in items}) != len(items):
         return None
     return k
 
@@ -794,13 +794,23 @@ def path_str(path):
     return out
 
 
+@lru_cache(maxsize=4096)
+def _step_key(k):
+    return "k:" + dumps({k[1]: k[2]}) if isinstance(k, tuple) else "f:" + k
+
+
 def fields_v1(paths):
+    return _fields_v1(frozenset(paths))
+
+
+@lru_cache(maxsize=8192)
+def _fields_v1(paths):
+    """The FieldsV1 tree of a set of paths (shared between objects: never mutated)."""
     root = {}
-    for p in sorted(paths, key=repr):
+    for p in paths:
         cur = root
         for k in p:
-            key = "k:" + dumps({k[1]: k[2]}) if isinstance(k, tuple) else "f:" + k
-            cur = cur.setdefault(key, {})
+            cur = cur.setdefault(_step_key(k), {})
     return root
 
 
@@ -2562,6 +2572,8 @@ class Controller(threading.Thread):
         self.node_used = collections.defaultdict(collections.Counter)
         self.pod_ips = collections.defaultdict(int)
         self.event_keys = collections.deque()
+        self.last_yield = 0.0
+        self.hashes = {}
         self.s.listeners.append(self.on_event)
 
     # bookkeeping -------------------------------------------------------------
@@ -2653,10 +2665,12 @@ class Controller(threading.Thread):
             except Exception:  # keep the controller alive, say what broke
                 import traceback
                 traceback.print_exc()
-            # let API threads in between items
-            self.s.lock.release()
-            time.sleep(0)
-            self.s.lock.acquire()
+            # let API threads in between items (every few milliseconds)
+            if time.time() - self.last_yield > 0.003:
+                self.s.lock.release()
+                time.sleep(0)
+                self.s.lock.acquire()
+                self.last_yield = time.time()
 
     def put(self, res, old, new, manager, sub=None):
         if same_object(old, new):
@@ -2725,7 +2739,12 @@ class Controller(threading.Thread):
         replicas = spec.get("replicas", 1)
         paused = spec.get("paused", False)
         rss = self.owned(R["replicasets"], ns, d)
-        h = template_hash(spec["template"])
+        hkey = (d["metadata"]["uid"], d["metadata"].get("generation"))
+        h = self.hashes.get(hkey)
+        if h is None:
+            h = self.hashes[hkey] = template_hash(spec["template"])
+            if len(self.hashes) > 100000:
+                self.hashes.clear()
         new_rs = next((r for r in rss if (r["metadata"].get("labels") or {}).get("pod-template-hash") == h), None)
         olds = [r for r in rss if r is not new_rs]
 

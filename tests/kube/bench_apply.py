@@ -100,6 +100,15 @@ def main():
             for t in ts:
                 t.join()
             dt = time.time() - t0
+            if a.kind == "deployment" and a.replicas and rnd == 0:
+                # how long until the controller has every deployment available
+                while True:
+                    c.request("GET", "/apis/apps/v1/namespaces/bench/deployments", headers={"Authorization": "Bearer bench"})
+                    items = json.loads(c.getresponse().read())["items"]
+                    if sum(1 for d in items if d.get("status", {}).get("availableReplicas") == a.replicas) == a.count:
+                        break
+                    time.sleep(0.2)
+                print("  all %d deployments available %.2f s after the first apply" % (a.count, time.time() - t0))
             print("%s round %d: %d applies of %s (replicas %d) in %.2f s over %d connections%s: %.0f applies/s%s"
                   % ("create" if rnd == 0 else "update", rnd + 1, a.count, a.kind, a.replicas, dt, a.threads,
                      " (TLS)" if a.tls else "", a.count / dt, " ERRORS %s" % errors[:5] if errors else ""))

@@ -112,6 +112,19 @@ def test_apply_again_is_a_noop(kfake, app):
     assert after["generation"] == before["generation"]
 
 
+def test_client_side_apply_and_edit_by_patch(kfake):
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "csa", "namespace": "default"},
+          "data": {"a": "1", "b": "2"}}
+    assert "configmap/csa created" in kfake.kubectl("apply", "-f", "-", input=json.dumps(cm)).stdout
+    del cm["data"]["b"]
+    cm["data"]["a"] = "3"
+    assert "configmap/csa configured" in kfake.kubectl("apply", "-f", "-", input=json.dumps(cm)).stdout
+    got = json.loads(kfake.kubectl("get", "cm", "csa", "-o", "json").stdout)
+    assert got["data"] == {"a": "3"}             # the strategic merge patch removed b
+    assert "kubectl.kubernetes.io/last-applied-configuration" in got["metadata"]["annotations"]
+    kfake.kubectl("delete", "cm", "csa")
+
+
 def test_rollout_restart_and_status(kfake, app):
     old = {p["metadata"]["name"] for p in pods(kfake)}
     kfake.kubectl("rollout", "restart", "deploy/web", "-n", NS)
