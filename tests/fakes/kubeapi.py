@@ -2572,7 +2572,6 @@ class Controller(threading.Thread):
         self.node_used = collections.defaultdict(collections.Counter)
         self.pod_ips = collections.defaultdict(int)
         self.event_keys = collections.deque()
-        self.last_yield = 0.0
         self.hashes = {}
         self.s.listeners.append(self.on_event)
 
@@ -2665,12 +2664,10 @@ class Controller(threading.Thread):
             except Exception:  # keep the controller alive, say what broke
                 import traceback
                 traceback.print_exc()
-            # let API threads in between items (every few milliseconds)
-            if time.time() - self.last_yield > 0.003:
-                self.s.lock.release()
-                time.sleep(0)
-                self.s.lock.acquire()
-                self.last_yield = time.time()
+            # let API threads in between items: requests come before the controller's backlog
+            self.s.lock.release()
+            time.sleep(0)
+            self.s.lock.acquire()
 
     def put(self, res, old, new, manager, sub=None):
         if same_object(old, new):

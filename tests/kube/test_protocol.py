@@ -751,3 +751,12 @@ def test_deletecollection_binding_and_readiness_control(fake):
     fake.control("POST", "nodes/node-2/condition", {"type": "DiskPressure", "status": "False",
                                                      "reason": "KubeletHasNoDiskPressure",
                                                      "message": "kubelet has no disk pressure"})
+
+
+def test_plain_http_with_a_token(start_fake):
+    f = start_fake("--nodes", "1", tls=False)
+    assert f.url.startswith("http://")
+    assert f.get("/api/v1/nodes")[0] == 200
+    st, body, _ = f.get("/api/v1/nodes", token="")
+    status_ok(st, body, 401, "Unauthorized")
+    assert json.load(open(f.kubeconfig))["clusters"][0]["cluster"]["server"] == f.url
