@@ -85,12 +85,20 @@ Controller (one thread): Deployment -> ReplicaSet (pod-template-hash, revision a
   Available, Progressing with NewReplicaSetCreated / ReplicaSetUpdated /
   NewReplicaSetAvailable / ProgressDeadlineExceeded after progressDeadlineSeconds without
   progress, ReplicaFailure FailedCreate when quota refuses pods); ReplicaSet status; PDB
-  status; ResourceQuota status.used; PVCs bind at once (phase Bound, capacity, volumeName);
+  status; ResourceQuota status.used; PVCs bind at once (phase Bound, capacity, volumeName;
+  a larger request expands them) and carry kubernetes.io/pvc-protection, which holds a deleted
+  claim until no pod uses it;
   LoadBalancer Services get an address from 192.0.2.0/24; node lifecycle: cordon adds the
   node.kubernetes.io/unschedulable taint, a NotReady/Unknown node gets not-ready/unreachable
   NoSchedule+NoExecute taints and its pods turn Ready=False, a deleted node's pods are deleted
   (and replaced elsewhere); Events (Scheduled, FailedScheduling, SuccessfulCreate,
   FailedCreate, ScalingReplicaSet, Failed, BackOff, Killing), at most --max-events kept.
+
+Speed: a thread per connection (keep-alive), one lock, no copies of stored objects on reads;
+  measured with tests/kube/bench_apply.py on the 2-core build machine under light other load:
+  about 2,500 ConfigMap and 1,250 Deployment server-side applies per second from a C client
+  (wrk, 4 connections; 1,500 over TLS); the controller then needs ~5 s to have 1,000 new
+  one-replica Deployments available. A saturated machine cuts this several-fold.
 
 Test controls under /_fake/ (no token needed; not Kubernetes paths):
   GET  /_fake/state                  resourceVersion, history floor, counts, watchers, config

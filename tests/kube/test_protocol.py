@@ -699,7 +699,7 @@ def test_recreate_strategy_stops_old_pods_first(fake):
 
 
 def test_heartbeats_and_delayed_namespace_deletion(start_fake):
-    f = start_fake("--nodes", "2", "--heartbeat", "0.3", "--namespace-delete-delay", "1")
+    f = start_fake("--nodes", "2", "--heartbeat", "0.3", "--namespace-delete-delay", "0.5")
     _, n1, _ = f.get("/api/v1/nodes/node-1")
     f.control("POST", "nodes/node-2/ready", {"status": "Unknown"})
     _, n2, _ = f.get("/api/v1/nodes/node-2")
