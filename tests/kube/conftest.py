@@ -20,6 +20,9 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 FAKE = os.path.join(ROOT, "tests", "fakes", "kubeapi.py")
 KUBECTL = os.environ.get("PAAS_TEST_KUBECTL", "/usr/bin/kubectl")
 TOKEN = "test-token-7f3a9c"
+# Every stand-in of the session records what it returned (--capture) and, when it stops, what it
+# stored; test_schema.py validates all of it against Kubernetes' published schemas.
+RECORDS = []
 
 
 class Fake:
@@ -35,8 +38,11 @@ class Fake:
         self.kubeconfig = os.path.join(self.tmp, "kubeconfig")
         self.cache = os.path.join(self.tmp, "kubectl-cache")
         port_file = os.path.join(self.tmp, "port")
+        self.capture = os.path.join(self.tmp, "served.jsonl")
+        self.stored = os.path.join(self.tmp, "stored.json")
+        RECORDS.append((self.capture, self.stored))
         args = [sys.executable, FAKE, "--port-file", port_file, "--token-file", self.token_file,
-                "--kubeconfig", self.kubeconfig] + list(extra)
+                "--kubeconfig", self.kubeconfig, "--capture", self.capture] + list(extra)
         self.tls = tls
         if tls:
             args += ["--tls-dir", os.path.join(self.tmp, "tls")]
@@ -135,7 +141,16 @@ class Fake:
         return subprocess.Popen([KUBECTL, "--cache-dir", self.cache] + list(args), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, env=env)
 
+    def dump(self):
+        """Write every stored object to self.stored."""
+        st, body, _ = self.req("GET", "/_fake/objects", token="")
+        assert st == 200
+        with open(self.stored, "w") as f:
+            json.dump(body, f)
+
     def stop(self):
+        if self.proc.poll() is None:
+            self.dump()
         if self.conn is not None:
             self.conn.close()
         if self.proc.poll() is None:
