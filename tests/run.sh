@@ -8,11 +8,13 @@
 #      (tests/openapi/lint.sh)
 #   4. HTTP black-box tests (pytest) against the ASan httpd
 #   5. `make run` under faults (tests/fault/supervise.sh)
+#   (first: tests/kube, the checks of the Kubernetes stand-in; no cluster needed)
 # Exits non-zero on any failure.
 # While developing: PAAS_TEST_PGTAP='nodes.sql core.sql' runs those pgTAP
 # files only, PAAS_TEST_HTTP='tests/http/test_auth.py -k login' those HTTP
 # tests only, PAAS_TEST_SKIP_UPGRADE=1 skips the upgrade check and
-# PAAS_TEST_SKIP_FAULT=1 the fault test of `make run` (never in CI).
+# PAAS_TEST_SKIP_FAULT=1 the fault test of `make run` (never in CI);
+# PAAS_TEST_KUBE='tests/kube/test_protocol.py' runs those stand-in checks only (skip: none).
 set -euo pipefail
 . "$(dirname "$0")/../docker/scripts/stack.sh"
 cd "$STACK_ROOT"
@@ -60,6 +62,17 @@ paas.midtrans_server_key = '$MIDTRANS_SERVER_KEY'
 paas.midtrans_api_url = '$MIDTRANS_FAKE_URL'
 paas.billing_reconcile_after = '2s'
 paas.billing_reconcile_interval = '1s'"
+
+echo "== Kubernetes stand-in"
+# tests/fakes/kubeapi.py against the real kubectl, curl and Kubernetes' published schemas
+# (npm kubernetes-models, installed into tests/kube/node_modules from its package-lock.json
+# when missing); about 30 s. PAAS_TEST_KUBE: pytest arguments instead of tests/kube, or
+# "skip" (never in CI).
+if [ "${PAAS_TEST_KUBE:-}" = skip ] && [ -z "${CI:-}" ]; then
+	echo "skipped (PAAS_TEST_KUBE)"
+else
+	timeout 150 /usr/bin/python3 -m pytest -q -p no:cacheprovider --durations=3 ${PAAS_TEST_KUBE:-tests/kube}
+fi
 
 echo "== build"
 # The extension goes into a private copy of the server's installation, never
