@@ -7,6 +7,8 @@
 #                   them running (foreground; one instance per data directory)
 #   make stop       stop the instance `make run` runs (also one in the background)
 #   make status     what runs: pids, ports, URL, data directory, logs
+#   make role-login ROLE=paas_owner|paas_bi [ROTATE=1]
+#                   a password login for the DBA or the BI role; prints psql's
 #   make test       the whole suite in a throw-away cluster (pgTAP, worker, HTTP, ASan)
 #   make bench      throughput figures (wrk + pgbench), see docs/performance.md
 
@@ -58,7 +60,7 @@ paas.control: Makefile
 
 all: httpd agent
 
-.PHONY: httpd agent httpd-asan run stop status test check-asan bench deps images installcheck
+.PHONY: httpd agent httpd-asan run stop status role-login test check-asan bench deps images installcheck
 httpd:
 	$(MAKE) -C httpd
 
@@ -82,6 +84,10 @@ stop:
 # (run.sh status exits 3 when nothing runs: not an error of make's)
 status:
 	@bash docker/scripts/run.sh status || [ $$? -eq 3 ]
+
+# A password login for a role of the running instance (docs/operations.md).
+role-login:
+	@ROTATE="$(ROTATE)" bash docker/scripts/role-login.sh "$(ROLE)"
 
 test: deps
 	bash tests/run.sh

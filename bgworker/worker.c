@@ -170,7 +170,7 @@ due_jobs(MemoryContext cxt)
 	if (SPI_processed > 0)
 	{
 		ret = SPI_execute("SELECT name FROM paas.job "
-						  "WHERE enabled AND next_run_at <= now() "
+						  "WHERE runner = 'worker' AND enabled AND next_run_at <= now() "
 						  "ORDER BY next_run_at, name", true, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "reading paas.job failed: %d", ret);

@@ -152,15 +152,23 @@ cluster_stop() {
 
 # Creates (or updates) roles, database and extensions.  Idempotent.
 #   $1 password of paas_api
+# The limits of BI sessions (role paas_bi) are set here at every start:
+#   PAAS_BI_STATEMENT_TIMEOUT  statement_timeout of paas_bi (default 5min)
+#   PAAS_BI_CONNECTION_LIMIT   connections paas_bi may hold (default 10)
+# Who may log in as paas_bi and paas_owner: docker/scripts/role-login.sh.
 db_setup() {
-	local api_pw=$1
+	local api_pw=$1 bi_timeout=${PAAS_BI_STATEMENT_TIMEOUT:-5min} bi_conns=${PAAS_BI_CONNECTION_LIMIT:-10}
+	if ! [[ $bi_conns =~ ^[0-9]+$ ]]; then
+		echo "PAAS_BI_CONNECTION_LIMIT must be a number of connections, not '$bi_conns'" >&2
+		return 1
+	fi
 	psql_su -d postgres <<SQL
 SELECT 'CREATE ROLE paas_owner NOLOGIN' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'paas_owner') \gexec
 SELECT 'CREATE ROLE paas_api NOLOGIN' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'paas_api') \gexec
 SELECT 'CREATE ROLE paas_bi NOLOGIN' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'paas_bi') \gexec
 SELECT 'CREATE DATABASE $PAAS_DB OWNER paas_owner' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$PAAS_DB') \gexec
 SQL
-	psql_su -v api_pw="$api_pw" <<'SQL'
+	psql_su -v api_pw="$api_pw" -v bi_timeout="$bi_timeout" -v bi_conns="$bi_conns" <<'SQL'
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pg_cron;
 CREATE EXTENSION IF NOT EXISTS paas CASCADE;
@@ -171,6 +179,17 @@ ALTER ROLE paas_api LOGIN PASSWORD :'api_pw' CONNECTION LIMIT 256;
 -- outranks the configuration files; only a superuser may change it).
 ALTER ROLE paas_api SET log_parameter_max_length = 0;
 ALTER ROLE paas_api SET log_parameter_max_length_on_error = 0;
+-- BI sessions are read-only, end a statement after bi_timeout and an idle
+-- open transaction (which holds back vacuum) after 10 minutes, and hold at
+-- most bi_conns connections.  (A session may change its own settings: the
+-- privileges, SELECT on reporting only, are what keeps it from the rest.)
+ALTER ROLE paas_bi CONNECTION LIMIT :bi_conns;
+ALTER ROLE paas_bi SET default_transaction_read_only = on;
+ALTER ROLE paas_bi SET statement_timeout = :'bi_timeout';
+ALTER ROLE paas_bi SET idle_in_transaction_session_timeout = '10min';
+-- DBAs choose how a renewal run they start is spread (docs/operations.md:
+-- SET paas.renewal_workers = 1), a superuser setting otherwise.
+GRANT SET ON PARAMETER paas.renewal_workers TO paas_owner;
 SQL
 }
 

@@ -28,7 +28,7 @@
 #   cluster's server.log; the generated administrator password goes to the
 #   terminal only, never to a log.
 set -euo pipefail
-. "$(dirname "$0")/stack.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/stack.sh"
 
 # Where the instance lives.  The cluster is in .data/ of the checkout; when
 # the postgres user cannot reach the checkout (a private home directory), in
@@ -87,6 +87,30 @@ http_url() {
 }
 
 now() { date -u +%FT%TZ; }
+
+# The commands that reach the database, for the operator to paste as they
+# are: the superuser's psql (peer authentication: it must run as the
+# postgres user, and a socket directory is an absolute path, or libpq takes
+# it for a host name), and make role-login, which prints the DBA's and the
+# BI role's.
+su_psql_hint() {
+	local sock psql=psql
+	sock=$(cd "$PAAS_PGSOCK" 2>/dev/null && pwd) || sock=$PAAS_PGSOCK
+	command -v psql >/dev/null || psql=$PG_BIN/psql
+	if [ -n "${SUDO_USER:-}" ] && command -v sudo >/dev/null; then
+		printf 'sudo -u postgres %q -h %q -p %s %q\n' "$psql" "$sock" "$PAAS_PGPORT" "$PAAS_DB"
+	else
+		printf 'runuser -u postgres -- %q -h %q -p %s %q\n' "$psql" "$sock" "$PAAS_PGPORT" "$PAAS_DB"
+	fi
+}
+role_login_hint() { # role
+	local pre='' dir=''
+	[ -n "${SUDO_USER:-}" ] && command -v sudo >/dev/null && pre='sudo '
+	# another data directory than the checkout's: role-login must be told
+	[ "$SECRETS_FILE" = "$STACK_ROOT/.data/secrets.env" ] || pre+=$(printf 'PAAS_PGDATA=%q ' "$PAAS_PGDATA")
+	[ "$PWD" = "$STACK_ROOT" ] || dir=$(printf -- '-C %q ' "$STACK_ROOT")
+	echo "${pre}make ${dir}role-login ROLE=$1"
+}
 
 # A line for the operator (terminal) and for run.log.  Neither write may end
 # the supervisor: the terminal may be gone, or a pipe to a reader that quit
@@ -374,6 +398,9 @@ run_main() {
 	bash "$STACK_ROOT/docker/scripts/install-deps.sh" 9>&-
 	stack_build 9>&-
 	stack_secrets "$SECRETS_FILE"
+	# the DBA's and BI's passwords (make role-login) are for people: none of
+	# the processes started here gets them
+	unset PAAS_OWNER_PASSWORD PAAS_BI_PASSWORD
 	# Midtrans: without a server key top-ups answer 502 GATEWAY_ERROR.  The
 	# background worker reads the key from the cluster's own configuration.
 	if [ -n "${MIDTRANS_SERVER_KEY:-}" ]; then
@@ -398,7 +425,9 @@ paas.midtrans_is_production = ${MIDTRANS_IS_PRODUCTION:-0}"
 	fi
 	PHASE=running
 	state_write
-	log "paas is up: $(http_url)/api/v1/status  (database: psql -h $PAAS_PGSOCK -p $PAAS_PGPORT -U postgres $PAAS_DB)"
+	log "paas is up: $(http_url)/api/v1/status"
+	log "  database as superuser: $(su_psql_hint)"
+	log "  logins of the DBA (paas_owner) and BI (paas_bi) roles: $(role_login_hint paas_owner) (or ROLE=paas_bi)"
 	log "  postmaster pid $PG_PID, httpd pid $HTTPD_PID; logs: $RUN_LOG, $HTTPD_LOG, $PG_LOG"
 	log "  Ctrl-C here, or make stop from another shell, stops it; make status says what runs"
 
@@ -472,11 +501,16 @@ run_status() {
 	echo "  httpd       pid $hp, listening on $(state_get http_listen)"
 	echo "  PostgreSQL  postmaster pid $pm, port $(state_get pgport) on '$(state_get pglisten)', socket $(state_get pgsock)"
 	echo "  data        $(state_get pgdata)"
+	echo "  psql        $(PAAS_PGSOCK=$(state_get pgsock) PAAS_PGPORT=$(state_get pgport) su_psql_hint)  (superuser)"
+	echo "              $(role_login_hint paas_owner) (or ROLE=paas_bi) prints the DBA's and BI's"
 	echo "  logs        $RUN_LOG (starts, restarts, stops)"
 	echo "              $HTTPD_LOG (httpd)"
 	echo "              $PG_LOG (PostgreSQL)"
 	echo "  stop        make stop (or kill $pid)"
 }
+
+# Sourced (docker/scripts/role-login.sh uses run_env): define, run nothing.
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0
 
 case ${1:-run} in
 run) run_main ;;

@@ -6,7 +6,7 @@
 -- database the whole suite wrote to and compares it); a table whose rows the
 -- install script creates is dumped without those rows, since CREATE
 -- EXTENSION makes them again on restore:
---   paas.job, paas.job_run           install-defined jobs; runs are transient
+--   paas.job_run                     runs are transient (paas.job: at the end)
 --   paas.subscription_settings       one install-time row: after a restore the
 --                                     defaults apply until a DBA sets them again
 --   paas.ledger_accounts             wallets only: the platform accounts and
@@ -85,3 +85,11 @@ COMMENT ON FUNCTION paas.ledger_restore_balances() IS
 -- only.  Whether one is needed: also every caller of paas.ledger_post.
 REVOKE ALL ON FUNCTION paas.ledger_restore_needed(), paas.ledger_restore_balances() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION paas.ledger_restore_needed() TO paas_owner;
+
+-- The job registry: its rows are the install scripts', but a DBA changes
+-- enabled and run_every, and those settings must survive a restore.  Only
+-- the rows a DBA changed are dumped (customized, set by a trigger on
+-- UPDATE); on restore CREATE EXTENSION inserts the install's rows first, and
+-- the trigger paas.job_restore_settings turns each dumped row into an update
+-- of the row of the same name (sql/parts/00_core.sql).
+SELECT pg_catalog.pg_extension_config_dump('paas.job', 'WHERE customized');

@@ -1277,14 +1277,18 @@ SELECT paas.routes_add($routes$[
          "type": "array",
          "items": {
            "type": "object",
-           "required": ["name", "function", "runEverySeconds", "enabled", "nextRunAt", "description", "lastRun",
-                        "failuresLast24h"],
+           "required": ["name", "function", "runner", "runEverySeconds", "schedule", "enabled", "nextRunAt",
+                        "description", "lastRun", "failuresLast24h"],
            "properties": {
              "name": {"type": "string"},
              "function": {"type": "string"},
-             "runEverySeconds": {"type": "number"},
+             "runner": {"type": "string", "enum": ["worker", "pg_cron"],
+                        "description": "who starts it: the background worker, or pg_cron"},
+             "runEverySeconds": {"type": ["number", "null"], "description": "null for pg_cron's jobs"},
+             "schedule": {"type": ["string", "null"],
+                          "description": "the cron schedule of a pg_cron job (null when not scheduled, and for the worker's)"},
              "enabled": {"type": "boolean"},
-             "nextRunAt": {"type": "string", "format": "date-time"},
+             "nextRunAt": {"type": ["string", "null"], "format": "date-time", "description": "null for pg_cron's jobs"},
              "description": {"type": "string"},
              "lastRun": {"oneOf": [{"$ref": "#/components/schemas/JobRun"}, {"type": "null"}]},
              "failuresLast24h": {"type": "integer"}

@@ -5,6 +5,8 @@
 #   - httpd killed (SIGKILL): health answers again, PostgreSQL untouched
 #   - postmaster killed: it comes back, health answers again, httpd untouched
 #   - a second run.sh on the same data directory refuses, changes nothing
+#   - the superuser's psql that run.sh prints, and the one make role-login
+#     prints for paas_bi, connect as printed
 #   - make status names pids, URL, data directory and logs
 #   - make stop stops the instance; nothing is left running
 #   - run.sh itself killed: its processes stop too
@@ -154,6 +156,33 @@ PM1=$(postmaster)
 H1=$(child_named "$RUN_PID" paas-httpd || true)
 check "httpd is a child of run.sh" alive "$H1"
 
+# ---- the database logins it prints work as printed (from a shell as root) ----
+SU_CMD=$(sed -n 's/^  database as superuser: //p' "$T/run.out" | head -n 1)
+: >"$T/psql.err"
+printed_su_connects() {
+	[ -n "$SU_CMD" ] && (cd "$ROOT" && bash -c "$SU_CMD") <<<"SELECT 'as:' || current_user;" 2>>"$T/psql.err" | grep -q 'as:postgres'
+}
+if printed_su_connects; then
+	ok "the superuser's psql that run.sh prints connects as printed ($SU_CMD)"
+else
+	not_ok "the superuser's psql that run.sh prints connects as printed ($SU_CMD)" "$T/run.out" "$T/psql.err"
+fi
+set +e
+make -s -C "$ROOT" role-login ROLE=paas_bi >"$T/role.out" 2>&1
+rc=$?
+set -e
+BI_CMD=$(sed -n 's/^  \(\(\S*\/\)\{0,1\}psql .*\)/\1/p' "$T/role.out" | head -n 1)
+printed_bi_connects() {
+	[ "$rc" -eq 0 ] && [ -n "$BI_CMD" ] &&
+		env -u PGPASSWORD bash -c "$BI_CMD" <<<"SELECT 'as:' || current_user FROM reporting.wallet_liability;" \
+			2>>"$T/psql.err" | grep -q 'as:paas_bi'
+}
+if printed_bi_connects; then
+	ok "make role-login ROLE=paas_bi prints a psql command that logs in as printed"
+else
+	not_ok "make role-login ROLE=paas_bi prints a psql command that logs in as printed (exit $rc)" "$T/role.out" "$T/psql.err"
+fi
+
 kill -KILL "$H1" 2>/dev/null || true
 httpd_back() { local h; h=$(child_named "$RUN_PID" paas-httpd) && [ "$h" != "$H1" ] && health; }
 check "httpd killed (SIGKILL): a new httpd answers health within 30 s" within 30 httpd_back
@@ -207,6 +236,10 @@ if grep -q 'restarting' "$T/run.log"; then ok "run.sh logged the restarts in run
 if start_instance; then
 	PM3=$(postmaster)
 	H3=$(child_named "$RUN_PID" paas-httpd || true)
+	# make role-login stored PAAS_BI_PASSWORD in the secrets file above
+	no_role_password() { [ -r "/proc/$1/environ" ] && ! tr '\0' '\n' <"/proc/$1/environ" | grep -q '^PAAS_BI_PASSWORD='; }
+	role_password_kept_from_children() { grep -q '^PAAS_BI_PASSWORD=' "$T/secrets.env" && no_role_password "$H3" && no_role_password "$PM3"; }
+	check "httpd and PostgreSQL do not get the stored paas_bi password in their environment" role_password_kept_from_children
 	kill -KILL "$RUN_PID" 2>/dev/null || true
 	{ wait "$RUN_PID"; } 2>/dev/null || true
 	gone() { ! alive "$PM3" && ! alive "$H3" && [ -z "$(in_pgdata)" ]; }

@@ -66,6 +66,7 @@ SELECT results_eq(
 		('subscriptions_get(req jsonb, ctx jsonb) jsonb s'),
 		('subscriptions_list(req jsonb, ctx jsonb) jsonb s'),
 		('subscriptions_renew(req jsonb, ctx jsonb) jsonb v'),
+		('subscriptions_renewals_job(runs integer) jsonb s'),
 		('subscriptions_schedule_renewals(schedule text) jsonb v'),
 		('subscriptions_stats(req jsonb, ctx jsonb) jsonb s'),
 		('users_bulk(req jsonb, ctx jsonb) jsonb v'),
