@@ -74,6 +74,29 @@ SELECT pg_catalog.pg_extension_config_dump('paas.midtrans_rejects_id_seq', '');
 CREATE INDEX invoices_topup_idx ON paas.invoices (topup_id, issued_at) WHERE topup_id IS NOT NULL;
 CREATE INDEX invoices_entry_idx ON paas.invoices ((ref ->> 'entryId')) WHERE (ref ->> 'entryId') IS NOT NULL;
 
+-- jobs: pg_cron's jobs are recorded too (runner), changed settings are dumped (customized)
+ALTER TABLE paas.job
+	ALTER COLUMN run_every DROP NOT NULL,
+	ALTER COLUMN next_run_at DROP NOT NULL,
+	ADD COLUMN runner text NOT NULL DEFAULT 'worker' CHECK (runner IN ('worker', 'pg_cron')),
+	ADD COLUMN customized boolean NOT NULL DEFAULT false,
+	ADD CONSTRAINT job_schedule_of_runner CHECK (
+		CASE runner WHEN 'worker' THEN run_every IS NOT NULL AND next_run_at IS NOT NULL
+		ELSE run_every IS NULL AND next_run_at IS NULL END);
+COMMENT ON TABLE paas.job IS
+	'periodic jobs: of the background worker (runner worker), or of pg_cron (runner pg_cron: only recorded '
+	'here); fn() returns jsonb detail; DBAs change enabled and run_every';
+COMMENT ON COLUMN paas.job.runner IS
+	'who starts the job: the background worker (every run_every), or pg_cron (its cron.job schedule; '
+	'the worker never runs it)';
+COMMENT ON COLUMN paas.job.customized IS
+	'enabled or run_every was changed after the install (set by a trigger): such rows are dumped, and '
+	'pg_restore puts their settings back on the row the install script creates';
+GRANT SELECT ON paas.job, paas.job_run TO paas_owner;
+GRANT UPDATE (enabled, run_every, next_run_at) ON paas.job TO paas_owner;
+GRANT SELECT, UPDATE ON paas.subscription_settings TO paas_owner;
+SELECT pg_catalog.pg_extension_config_dump('paas.job', 'WHERE customized');
+
 -- ---- functions new or changed since 0.2.0 (as pg_get_functiondef prints them) ----
 
 CREATE OR REPLACE FUNCTION api.admin_billing_adjust(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
@@ -1299,7 +1322,9 @@ BEGIN
 		'jobs', coalesce((
 			SELECT jsonb_agg(jsonb_build_object(
 					'name', j.name, 'function', j.fn::text,
+					'runner', j.runner,
 					'runEverySeconds', extract(epoch FROM j.run_every),
+					'schedule', CASE WHEN j.runner = 'pg_cron' THEN paas.cron_job(j.name) ->> 'schedule' END,
 					'enabled', j.enabled, 'nextRunAt', paas.iso(j.next_run_at),
 					'description', j.description,
 					'lastRun', (SELECT paas.job_run_json(r) FROM paas.job_run r
@@ -1312,7 +1337,7 @@ BEGIN
 END
 $function$
 ;
-COMMENT ON FUNCTION api.jobs_list(jsonb,jsonb) IS 'GET /admin/jobs: the worker''s state and every job with its last run';
+COMMENT ON FUNCTION api.jobs_list(jsonb,jsonb) IS 'GET /admin/jobs: the worker''s state and every job with its last run (pg_cron''s jobs with their cron schedule)';
 REVOKE ALL ON FUNCTION api.jobs_list(jsonb,jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.jobs_list(jsonb,jsonb) TO paas_api;
 GRANT EXECUTE ON FUNCTION api.jobs_list(jsonb,jsonb) TO paas_owner;
@@ -1365,40 +1390,63 @@ DECLARE
 	shards int := current_setting('paas.renewal_workers')::int;
 	parts jsonb[];
 	out jsonb;
+	err text;
+	state text;
 BEGIN
 	-- One run at a time: a second one waits here, then finds what the first
 	-- renewed no longer due.
 	PERFORM pg_advisory_xact_lock(hashtextextended('paas.run_renewals', 0));
-	-- The shards run at the same time in background workers, each charging
-	-- its own users' wallets (paas.run_parallel; in a transaction block they
-	-- run here, one after the other).
-	IF shards > 1 THEN
-		SELECT array_agg(r::jsonb ORDER BY i) INTO parts
-		  FROM unnest(paas.run_parallel(ARRAY(
-				SELECT format('SELECT paas.run_renewals_part(%s, %s)', i, shards)
-				  FROM generate_series(0, shards - 1) i ORDER BY i))) WITH ORDINALITY AS t (r, i);
-	ELSE
-		parts := ARRAY[paas.run_renewals_part(0, 1)];
+	-- A DBA pauses renewals as any job: paas.job renewals, enabled = false.
+	IF EXISTS (SELECT 1 FROM paas.job WHERE name = 'renewals' AND NOT enabled) THEN
+		RETURN jsonb_build_object('ok', true, 'skipped', 'disabled in paas.job (renewals)');
 	END IF;
-	SELECT jsonb_build_object(
-		'examined', sum((p ->> 'examined')::bigint),
-		'batches', sum((p ->> 'batches')::int),
-		'passes', max((p ->> 'passes')::int),
-		'renewed', sum((p ->> 'renewed')::bigint),
-		'charged', sum((p ->> 'charged')::bigint),
-		'toGrace', sum((p ->> 'toGrace')::bigint),
-		'suspended', sum((p ->> 'suspended')::bigint),
-		'expired', sum((p ->> 'expired')::bigint),
-		'currency', 'IDR',
-		'shards', shards,
-		'inGrace', (SELECT count(*) FROM paas.subscriptions WHERE status = 'GRACE'),
-		'ms', round(extract(epoch FROM clock_timestamp() - t0) * 1000))
-	  INTO out FROM unnest(parts) p;
+	-- The run's work is a subtransaction: when it fails, what it did in this
+	-- backend rolls back, the failure is recorded below and the call returns
+	-- (a raised error would roll the record back too; pg_cron's
+	-- job_run_details therefore says that the command ran, paas.job_run
+	-- tells how it went).  Shards that ran in background workers committed
+	-- on their own.
+	BEGIN
+		-- The shards run at the same time in background workers, each
+		-- charging its own users' wallets (paas.run_parallel; in a
+		-- transaction block they run here, one after the other).
+		IF shards > 1 THEN
+			SELECT array_agg(r::jsonb ORDER BY i) INTO parts
+			  FROM unnest(paas.run_parallel(ARRAY(
+					SELECT format('SELECT paas.run_renewals_part(%s, %s)', i, shards)
+					  FROM generate_series(0, shards - 1) i ORDER BY i))) WITH ORDINALITY AS t (r, i);
+		ELSE
+			parts := ARRAY[paas.run_renewals_part(0, 1)];
+		END IF;
+		SELECT jsonb_build_object(
+			'ok', true,
+			'examined', sum((p ->> 'examined')::bigint),
+			'batches', sum((p ->> 'batches')::int),
+			'passes', max((p ->> 'passes')::int),
+			'renewed', sum((p ->> 'renewed')::bigint),
+			'charged', sum((p ->> 'charged')::bigint),
+			'toGrace', sum((p ->> 'toGrace')::bigint),
+			'suspended', sum((p ->> 'suspended')::bigint),
+			'expired', sum((p ->> 'expired')::bigint),
+			'currency', 'IDR',
+			'shards', shards,
+			'inGrace', (SELECT count(*) FROM paas.subscriptions WHERE status = 'GRACE'),
+			'ms', round(extract(epoch FROM clock_timestamp() - t0) * 1000))
+		  INTO out FROM unnest(parts) p;
+	EXCEPTION WHEN OTHERS THEN
+		GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+		out := jsonb_build_object('ok', false, 'error', err, 'sqlstate', state, 'shards', shards,
+								  'ms', round(extract(epoch FROM clock_timestamp() - t0) * 1000));
+		RAISE WARNING 'renewal run failed: %', err
+			USING DETAIL = format('SQLSTATE %s; recorded in paas.job_run (job renewals)', state);
+	END;
+	INSERT INTO paas.job_run (job, started_at, finished_at, ok, detail, error)
+	SELECT j.name, t0, clock_timestamp(), err IS NULL, out, err FROM paas.job j WHERE j.name = 'renewals';
 	RETURN out;
 END
 $function$
 ;
-COMMENT ON FUNCTION api.run_renewals() IS 'renews every due subscription (pg_cron job paas-renewals; DBAs): charges, grace, suspension, expiry of cancelled periods; one run at a time, rows locked FOR UPDATE SKIP LOCKED, each period charged once; shards run in parallel in paas.renewal_workers background workers; returns {examined, batches, passes, renewed, charged, toGrace, suspended, expired, shards, inGrace, ms}';
+COMMENT ON FUNCTION api.run_renewals() IS 'renews every due subscription (pg_cron job paas-renewals; DBAs): charges, grace, suspension, expiry of cancelled periods; one run at a time, rows locked FOR UPDATE SKIP LOCKED, each period charged once; shards run in parallel in paas.renewal_workers background workers; records the run in paas.job_run (job renewals), a failed one too (the call then returns {ok: false, error, sqlstate} with a WARNING); does nothing while paas.job renewals is disabled; returns {ok, examined, batches, passes, renewed, charged, toGrace, suspended, expired, shards, inGrace, ms}';
 REVOKE ALL ON FUNCTION api.run_renewals() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.run_renewals() TO paas_owner;
 
@@ -2214,6 +2262,40 @@ COMMENT ON FUNCTION api.subscriptions_renew(jsonb,jsonb) IS 'PUT /subscriptions/
 REVOKE ALL ON FUNCTION api.subscriptions_renew(jsonb,jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.subscriptions_renew(jsonb,jsonb) TO paas_api;
 GRANT EXECUTE ON FUNCTION api.subscriptions_renew(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.subscriptions_renewals_job(runs integer DEFAULT 10)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	lim integer := least(greatest(coalesce(runs, 10), 0), 1000);
+	cj jsonb := paas.cron_job('renewals');
+	cron_runs jsonb;
+BEGIN
+	IF cj IS NOT NULL AND to_regclass('cron.job_run_details') IS NOT NULL THEN
+		EXECUTE $q$SELECT coalesce(jsonb_agg(jsonb_build_object(
+						'runId', d.runid, 'status', d.status, 'returnMessage', d.return_message,
+						'startedAt', paas.iso(d.start_time), 'finishedAt', paas.iso(d.end_time))
+						ORDER BY d.runid DESC), '[]')
+					 FROM (SELECT * FROM cron.job_run_details WHERE jobid = $1
+							ORDER BY runid DESC LIMIT $2) d$q$
+		   INTO cron_runs USING (cj ->> 'jobId')::bigint, lim;
+	END IF;
+	RETURN jsonb_build_object(
+		'job', cj,
+		'enabled', (SELECT j.enabled FROM paas.job j WHERE j.name = 'renewals'),
+		'cronRuns', coalesce(cron_runs, '[]'),
+		'runs', (SELECT coalesce(jsonb_agg(paas.job_run_json(r) ORDER BY r.id DESC), '[]')
+				   FROM (SELECT * FROM paas.job_run r0 WHERE r0.job = 'renewals'
+						  ORDER BY r0.id DESC LIMIT lim) r));
+END
+$function$
+;
+COMMENT ON FUNCTION api.subscriptions_renewals_job(integer) IS 'DBA: the pg_cron job paas-renewals (NULL when not scheduled), whether paas.job renewals is enabled, the last runs as pg_cron recorded them (cronRuns) and their outcomes (runs, from paas.job_run)';
+REVOKE ALL ON FUNCTION api.subscriptions_renewals_job(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.subscriptions_renewals_job(integer) TO paas_owner;
 
 CREATE OR REPLACE FUNCTION api.subscriptions_schedule_renewals(schedule text DEFAULT '*/5 * * * *'::text)
  RETURNS jsonb
@@ -3632,6 +3714,30 @@ $function$
 ;
 COMMENT ON FUNCTION paas.check_subscription_filters(jsonb,jsonb) IS 'appends errors for invalid page, limit, status and serviceId filters';
 
+CREATE OR REPLACE FUNCTION paas.cron_job(job_name text)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	r jsonb;
+BEGIN
+	IF to_regclass('cron.job') IS NULL THEN
+		RETURN NULL;
+	END IF;
+	EXECUTE $q$SELECT jsonb_build_object('jobId', jobid, 'jobName', jobname, 'schedule', schedule,
+										  'command', command, 'database', database, 'username', username,
+										  'active', active)
+				 FROM cron.job WHERE jobname = $1 AND database = current_database()
+				ORDER BY jobid DESC LIMIT 1$q$
+	   INTO r USING 'paas-' || job_name;
+	RETURN r;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.cron_job(text) IS 'the cron.job row (jsonb) of a pg_cron job of paas.job, or NULL';
+
 CREATE OR REPLACE FUNCTION paas.email_taken(mail text, except_id uuid DEFAULT NULL::uuid)
  RETURNS boolean
  LANGUAGE sql
@@ -3937,6 +4043,21 @@ $function$
 ;
 COMMENT ON FUNCTION paas.job_billing_expire_topups() IS 'expires pending top-ups past 24 h';
 
+CREATE OR REPLACE FUNCTION paas.job_mark_customized()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	IF (NEW.enabled, NEW.run_every) IS DISTINCT FROM (OLD.enabled, OLD.run_every) THEN
+		NEW.customized := true;
+	END IF;
+	RETURN NEW;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.job_mark_customized() IS 'trigger: a job whose enabled or run_every changes becomes customized';
+
 CREATE OR REPLACE FUNCTION paas.job_node_monitor()
  RETURNS jsonb
  LANGUAGE plpgsql
@@ -4080,6 +4201,23 @@ END
 $function$
 ;
 COMMENT ON FUNCTION paas.job_prune_sessions() IS 'deletes sessions expired for more than a day';
+
+CREATE OR REPLACE FUNCTION paas.job_restore_settings()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	UPDATE paas.job j
+	   SET enabled = NEW.enabled,
+		   run_every = CASE WHEN j.runner = 'worker' THEN coalesce(NEW.run_every, j.run_every) END,
+		   customized = true
+	 WHERE j.name = NEW.name;
+	RETURN NULL;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.job_restore_settings() IS 'trigger (pg_restore): a customized job row inserted again sets enabled and run_every of the existing row';
 
 CREATE OR REPLACE FUNCTION paas.ledger_post(idempotency_key text, entries jsonb)
  RETURNS jsonb
@@ -4874,7 +5012,7 @@ DECLARE
 	err text;
 BEGIN
 	SELECT * INTO j FROM paas.job
-	 WHERE name = job_name AND enabled AND next_run_at <= now()
+	 WHERE name = job_name AND runner = 'worker' AND enabled AND next_run_at <= now()
 	 FOR UPDATE SKIP LOCKED;
 	IF NOT FOUND THEN
 		RETURN NULL;
@@ -7695,14 +7833,18 @@ SELECT paas.routes_add($routes$[
          "type": "array",
          "items": {
            "type": "object",
-           "required": ["name", "function", "runEverySeconds", "enabled", "nextRunAt", "description", "lastRun",
-                        "failuresLast24h"],
+           "required": ["name", "function", "runner", "runEverySeconds", "schedule", "enabled", "nextRunAt",
+                        "description", "lastRun", "failuresLast24h"],
            "properties": {
              "name": {"type": "string"},
              "function": {"type": "string"},
-             "runEverySeconds": {"type": "number"},
+             "runner": {"type": "string", "enum": ["worker", "pg_cron"],
+                        "description": "who starts it: the background worker, or pg_cron"},
+             "runEverySeconds": {"type": ["number", "null"], "description": "null for pg_cron's jobs"},
+             "schedule": {"type": ["string", "null"],
+                          "description": "the cron schedule of a pg_cron job (null when not scheduled, and for the worker's)"},
              "enabled": {"type": "boolean"},
-             "nextRunAt": {"type": "string", "format": "date-time"},
+             "nextRunAt": {"type": ["string", "null"], "format": "date-time", "description": "null for pg_cron's jobs"},
              "description": {"type": "string"},
              "lastRun": {"oneOf": [{"$ref": "#/components/schemas/JobRun"}, {"type": "null"}]},
              "failuresLast24h": {"type": "integer"}
@@ -9404,4 +9546,12 @@ DELETE FROM paas.midtrans_notifications n
 
 -- the balances of the platform accounts, verified from their postings
 SELECT paas.ledger_restore_balances();
+
+CREATE TRIGGER job_mark_customized BEFORE UPDATE ON paas.job
+	FOR EACH ROW EXECUTE FUNCTION paas.job_mark_customized();
+CREATE TRIGGER job_restore_settings BEFORE INSERT ON paas.job
+	FOR EACH ROW WHEN (NEW.customized) EXECUTE FUNCTION paas.job_restore_settings();
+INSERT INTO paas.job (name, fn, runner, run_every, next_run_at, description) VALUES
+	('renewals', 'api.run_renewals', 'pg_cron', NULL, NULL,
+	 'renews due subscriptions; started by pg_cron (cron.job paas-renewals, api.subscriptions_schedule_renewals)');
 
