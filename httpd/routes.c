@@ -6,11 +6,19 @@
  * rows of each business area live in routes_<area>.inc.  The OpenAPI
  * document is generated from this table (openapi.c), so the two cannot
  * drift.  Literal segments win over captures ("/services/admin" before
- * "/services/:name"); paths match case-insensitively and a trailing slash
- * is tolerated, as in the original system.
+ * "/services/:name").  The path arrives raw (percent-encoded) and in its
+ * canonical spelling (handler.c refuses any other with 404, see
+ * path_is_canonical): literal segments match exactly, as the route spells
+ * them, and captures are percent-decoded.  A trailing slash is tolerated,
+ * as in the original system.
+ *
+ * route_policy() adds, per api function, what the gateway must know beyond
+ * the row: which functions hash passwords (bcrypt takes a database
+ * connection for tens of milliseconds, so they get a bounded share of the
+ * pool), and per-route body bounds and refusal limits.
  */
+#include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "httpd.h"
 
@@ -53,7 +61,7 @@ static int
 try_route(const struct route *r, const char *path, struct route_match *m)
 {
 	const char *pp = r->pattern, *qp = path;
-	char pseg[64], qseg[256];
+	char pseg[64], qseg[PAAS_MAX_SEGMENT + 1];
 	int score = 0, a, b;
 
 	m->nparams = 0;
@@ -68,10 +76,12 @@ try_route(const struct route *r, const char *path, struct route_match *m)
 			if (m->nparams == MAX_PARAMS)
 				return -1;
 			snprintf(m->names[m->nparams], sizeof(m->names[0]), "%s", pseg + 1);
-			snprintf(m->values[m->nparams], sizeof(m->values[0]), "%s", qseg);
+			if (percent_decode(qseg, strlen(qseg), m->values[m->nparams], sizeof(m->values[0]),
+			                   0) < 0)
+				return -1;
 			m->nparams++;
 			score += 1;
-		} else if (strcasecmp(pseg, qseg) == 0) {
+		} else if (strcmp(pseg, qseg) == 0) {
 			score += 2;
 		} else {
 			return -1;
@@ -102,4 +112,37 @@ route_match(const char *method, const char *path, struct route_match *m)
 	if (best >= 0)
 		return 1;
 	return path_seen ? -1 : 0;
+}
+
+/*
+ * Functions that run bcrypt (paas.hash_password, or crypt() on a stored
+ * hash): registration, login, the password changes and admin user
+ * creation.  A route added with such a function belongs here.
+ */
+static const char *const hashing_functions[] = {
+	"api.auth_register",
+	"api.auth_login",
+	"api.auth_change_password",
+	"api.users_create",
+	"api.users_set_password",
+};
+
+static const struct route_policy policy_default = {0, PAAS_MAX_BODY};
+static const struct route_policy policy_hashing = {POLICY_HASHES_PASSWORD, PAAS_MAX_BODY};
+/* Midtrans notifications are a few KB; refused ones are limited per address */
+static const struct route_policy policy_webhook = {POLICY_REJECTS_PER_ADDR, 64 * 1024};
+
+const struct route_policy *
+route_policy(const struct route *r)
+{
+	size_t i;
+
+	if (r == NULL || r->function == NULL)
+		return &policy_default;
+	if (strcmp(r->function, "api.billing_webhook_midtrans") == 0)
+		return &policy_webhook;
+	for (i = 0; i < sizeof(hashing_functions) / sizeof(hashing_functions[0]); i++)
+		if (strcmp(r->function, hashing_functions[i]) == 0)
+			return &policy_hashing;
+	return &policy_default;
 }

@@ -19,9 +19,15 @@ export PAAS_PGDATA=$TMP/pg PAAS_PGSOCK=$TMP/sock PAAS_PGPORT=${PAAS_TEST_PGPORT:
 export PAAS_PGLISTEN='' PAAS_TICK=200ms
 # Short node-health periods so the worker test sees every transition quickly.
 export PAAS_PG_EXTRA_CONF=${PAAS_PG_EXTRA_CONF:-}
-HTTP_PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+HTTP_PORT=$(free_port)
 export PAAS_HTTP_LISTEN=127.0.0.1:$HTTP_PORT
-export PAAS_ACCESS_LOG=0 PAAS_TRUST_PROXY=1
+export PAAS_METRICS_LISTEN=127.0.0.1:$(free_port)
+export PAAS_METRICS_URL=http://$PAAS_METRICS_LISTEN
+# The tests act as the proxy (127.0.0.1, one hop): each test client names its
+# own address in X-Forwarded-For.  Other loopback addresses (127.0.0.2 ...)
+# are direct clients, for the tests of what a client may hold.
+export PAAS_ACCESS_LOG=0 PAAS_TRUST_PROXY=1 PAAS_TRUSTED_PROXIES=127.0.0.1/32
 
 cleanup() {
 	local rc=$?
