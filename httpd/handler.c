@@ -680,7 +680,7 @@ check_message(struct request *r)
 	if (status == 0)
 		return 0;
 	metrics_event(EDGE_REFUSED_FRAMING);
-	return reply_error(r->conn, status, status == 431 ? "HEADERS_TOO_LARGE" : "BAD_REQUEST",
+	return reply_error(r->conn, status, status == 431 ? "HEADERS_TOO_LARGE" : "VALIDATION_ERROR",
 	                   status == 431 ? "Request header fields too large" : "Bad request framing",
 	                   json_pack("[{s:s, s:s}]", "field", "headers", "message", why),
 	                   "Connection: close\r\n");

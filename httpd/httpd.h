@@ -190,6 +190,7 @@ int reply_success(struct mg_connection *conn, int status, const char *message,
 int reply_error(struct mg_connection *conn, int status, const char *code,
                 const char *message, json_t *errors, const char *extra_headers);
 char *iso_now(char *buf, size_t len);
+int reply_http_error(struct mg_connection *conn, int status, const char *message);
 /* this request's reply closes the connection (CivetWeb reads no more of it) */
 void reply_close(struct mg_connection *conn);
 /* a body is still unread: a reply now closes the connection */

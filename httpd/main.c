@@ -105,6 +105,7 @@ main(void)
 	memset(&callbacks, 0, sizeof(callbacks));
 	callbacks.log_message = on_log_message;
 	callbacks.connection_close = edge_connection_close;
+	callbacks.http_error = reply_http_error;
 
 	if (cfg.metrics_listen) {
 		mctx = mg_start(&callbacks, NULL, metrics_options);

@@ -38,6 +38,9 @@ status_text(int status)
 	case 200: return "OK";
 	case 201: return "Created";
 	case 400: return "Bad Request";
+	case 405: return "Method Not Allowed";
+	case 411: return "Length Required";
+	case 417: return "Expectation Failed";
 	case 401: return "Unauthorized";
 	case 402: return "Payment Required";
 	case 403: return "Forbidden";
@@ -50,6 +53,7 @@ status_text(int status)
 	case 500: return "Internal Server Error";
 	case 502: return "Bad Gateway";
 	case 503: return "Service Unavailable";
+	case 505: return "HTTP Version Not Supported";
 	}
 	return "Unknown";
 }
@@ -201,6 +205,28 @@ reply_success(struct mg_connection *conn, int status, const char *message,
 	json_object_set_new(body, "timestamp", json_string(iso_now(ts, sizeof(ts))));
 	json_object_set_new(body, "statusCode", json_integer(status));
 	return reply_json(conn, status, body, NULL);
+}
+
+/*
+ * CivetWeb's http_error callback (main.c): the errors it answers itself, for
+ * requests it cannot parse (bad request line, headers over its buffer, an
+ * unknown HTTP version), in the API's envelope.  Its own reply would start
+ * "HTTP/<the request's version text>", and its message may quote the
+ * request: neither is echoed.  0 = answered.
+ */
+int
+reply_http_error(struct mg_connection *conn, int status, const char *message)
+{
+	const char *code = status == 413   ? "PAYLOAD_TOO_LARGE"
+	                   : status == 505 ? "HTTP_VERSION_NOT_SUPPORTED"
+	                   : status == 404 ? "ENDPOINT_NOT_FOUND"
+	                   : status >= 500 ? "INTERNAL_ERROR"
+	                                   : "VALIDATION_ERROR";
+
+	(void) message;
+	return reply_error(conn, status, code, status_text(status), NULL, "Connection: close\r\n") > 0
+	           ? 0
+	           : 1;
 }
 
 int

@@ -87,7 +87,16 @@ body_parse(const char *text, size_t len, json_t **errors, const char **message)
 	}
 	v = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
 	if (v == NULL) {
-		*errors = one_error("body", jerr.text);
+		char msg[64];
+
+		/* jansson quotes the bytes near the error, which may be no UTF-8
+		 * (found by tests/fuzz): then the error list would not print */
+		if (!utf8_valid(jerr.text, strlen(jerr.text))) {
+			snprintf(msg, sizeof(msg), "invalid JSON text near byte %d", jerr.position);
+			*errors = one_error("body", msg);
+		} else {
+			*errors = one_error("body", jerr.text);
+		}
 		*message = "Malformed JSON body";
 		return NULL;
 	}

@@ -5,10 +5,14 @@
 #   2. pgTAP through pg_prove: tests/pgtap/*.sql (one file per area, plus the
 #      API snapshot and the background-worker test)
 #   3. HTTP black-box tests (pytest) against the ASan httpd
+#   4. fault injection: the crash classes of tests/fault/crash.py at the same
+#      httpd, which must still answer; then the libFuzzer harnesses of
+#      tests/fuzz (PAAS_FUZZ_SECS, 20 s)
 # Exits non-zero on any failure.
 # While developing: PAAS_TEST_PGTAP='nodes.sql core.sql' runs those pgTAP
 # files only, PAAS_TEST_HTTP='tests/http/test_auth.py -k login' those HTTP
-# tests only, PAAS_TEST_SKIP_UPGRADE=1 skips the upgrade check (never in CI).
+# tests only, PAAS_TEST_SKIP_UPGRADE=1 skips the upgrade check (never in CI),
+# PAAS_TEST_SKIP_FUZZ=1 the fault and fuzz steps (never in CI).
 set -euo pipefail
 . "$(dirname "$0")/../docker/scripts/stack.sh"
 cd "$STACK_ROOT"
@@ -111,9 +115,19 @@ PGCTL="$AS_PG $PGCTL"
 export PAAS_TEST_PG_STOP="$PGCTL -m fast stop"
 export PAAS_TEST_PG_START="$PGCTL -l $PAAS_PGDATA/server.log start"
 /usr/bin/python3 -m pytest -q -p no:cacheprovider --durations=5 ${PAAS_TEST_HTTP:-tests/http}
+SKIP_FUZZ=
+[ -n "${PAAS_TEST_SKIP_FUZZ:-}" ] && [ -z "${CI:-}" ] && SKIP_FUZZ=1
+if [ -z "$SKIP_FUZZ" ]; then
+	echo "== fault injection (ASan/UBSan httpd)"
+	/usr/bin/python3 tests/fault/crash.py
+fi
 stack_down
-if grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$TMP/httpd.log"; then
+if grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error:|AddressSanitizer:' "$TMP/httpd.log"; then
 	echo "sanitizer reports in httpd log" >&2
 	exit 1
+fi
+if [ -z "$SKIP_FUZZ" ]; then
+	echo "== fuzz (libFuzzer, ${PAAS_FUZZ_SECS:-20} s)"
+	bash tests/fuzz/run.sh
 fi
 echo "== all tests passed"

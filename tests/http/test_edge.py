@@ -462,6 +462,30 @@ def test_malformed_or_unterminated_chunked_body_is_400():
     assert status == 200, body
 
 
+def test_unparseable_requests_get_the_envelope_and_no_echo():
+    """CivetWeb's own answers to requests it cannot parse started with
+    "HTTP/" and the request's version text."""
+    for line, status in ((b"GET /api/v1/health HTTP/1.x\r\n\r\n", 505),
+                         (b"GET /api/v1/health HTTP/[[1.1\r\nHost: x\r\n\r\n", 505),
+                         (b"GET /api/v1/health HTTP/1.1\r\nNoColon\r\n\r\n", 400)):
+        s = connect()
+        try:
+            s.sendall(line)
+            st, headers, body = read_response(s)
+        finally:
+            s.close()
+        assert st == status, (line, st, body)
+        assert headers["content-type"].startswith("application/json")
+        b = json_error(body)
+        assert b["statusCode"] == status and b["success"] is False and "[[" not in b["message"]
+    s = connect()
+    try:
+        s.sendall(b"GET /api/v1/health HTTP/[[1.1\r\n\r\n")
+        assert s.recv(16).startswith(b"HTTP/1.1 505")
+    finally:
+        s.close()
+
+
 # ---- 7. behind a proxy -----------------------------------------------------
 
 def test_metrics_need_an_admin_on_the_api_listener(admin, user):
