@@ -274,6 +274,14 @@ read_body(struct request *r)
 	if (r->body == NULL)
 		return reply_error(r->conn, 500, "INTERNAL_ERROR", "Internal server error", NULL,
 		                   "Connection: close\r\n");
+	/* CivetWeb answers Expect only for its own file handlers; without it
+	 * a client waits (curl: 1 s) before it sends the body */
+	{
+		const char *expect = mg_get_header(r->conn, "Expect");
+		if (expect && strcasecmp(expect, "100-continue") == 0 &&
+		    strcmp(r->ri->http_version, "1.1") == 0)
+			mg_write(r->conn, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	}
 	deadline = now_ms() + cfg.body_timeout_ms;
 	(void) edge_deadline_begin(r->conn, cfg.body_timeout_ms);
 	for (;;) {

@@ -307,6 +307,24 @@ def test_short_body_is_refused():
         s.close()
 
 
+def test_expect_100_continue_is_answered():
+    """A client that asks before sending its body is told to go on (curl
+    waited a second for an answer that never came)."""
+    body = b'{"email":"a@example.com","password":"x"}'
+    s = connect()
+    try:
+        s.sendall(("POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: %s\r\n"
+                   "Expect: 100-continue\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                   % (fresh_ip(), len(body))).encode())
+        s.settimeout(3)
+        assert s.recv(25) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(body)
+        status, _, reply = read_response(s)
+        assert status == 401, reply
+    finally:
+        s.close()
+
+
 # ---- 3. password hashing ---------------------------------------------------
 
 def active_hashing_calls():
