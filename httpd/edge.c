@@ -63,8 +63,6 @@ static struct addr_count *addrs;
 static struct conn_entry *conns;
 static size_t mask; /* both tables have mask + 1 slots */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
-static double next_deadline;
 static unsigned long n_open, n_refused;
 static int capacity; /* threads of all listeners */
 
@@ -116,8 +114,9 @@ edge_init(void)
 		rl.rlim_cur = rl.rlim_max;
 		(void) setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	/* an open connection is queued (1024 at most) or on a thread */
-	while (size < 4 * ((size_t) cfg.threads + 1024 + 64))
+	/* an open connection is queued (1024 at most) or on a thread: the
+	 * tables stay at most half full */
+	while (size < 2 * ((size_t) cfg.threads + 1024 + 64))
 		size *= 2;
 	addrs = calloc(size, sizeof(*addrs));
 	conns = calloc(size, sizeof(*conns));
@@ -266,10 +265,6 @@ edge_deadline_begin(const struct mg_connection *conn, int ms)
 	if (c != NULL && c->fd >= 0) {
 		c->deadline = now_s() + ms / 1000.0;
 		c->fired = 0;
-		if (next_deadline == 0 || c->deadline < next_deadline) {
-			next_deadline = c->deadline;
-			pthread_cond_signal(&wake);
-		}
 		rc = 0;
 	}
 	pthread_mutex_unlock(&lock);
@@ -295,47 +290,36 @@ edge_deadline_end(const struct mg_connection *conn)
 }
 
 /*
- * Shuts the reading side of the connections whose deadline passed.  The
- * entry (and so its fd) stays the connection's until edge_deadline_end()
- * on the connection's own thread, so the fd cannot have been reused.
+ * Shuts the reading side of the connections whose deadline passed, on a
+ * tick of a quarter of the body timeout (at most 250 ms): a deadline is
+ * late by one tick at most, and a request never has to wake this thread.
+ * The entry (and so its fd) stays the connection's until
+ * edge_deadline_end() on the connection's own thread, so the fd cannot
+ * have been reused.
  */
 static void *
 watchdog(void *arg)
 {
+	long tick_ms = cfg.body_timeout_ms / 4 < 250 ? cfg.body_timeout_ms / 4 : 250;
+	struct timespec tick = {0, tick_ms * 1000000L};
+
 	(void) arg;
-	pthread_mutex_lock(&lock);
 	for (;;) {
-		double now = now_s(), next = 0;
-		struct timespec until;
+		double now;
 		size_t i;
 
+		nanosleep(&tick, NULL);
+		now = now_s();
+		pthread_mutex_lock(&lock);
 		for (i = 0; i <= mask; i++) {
 			struct conn_entry *c = &conns[i];
 
-			if (c->fd < 0 || c->deadline == 0 || c->fired)
-				continue;
-			if (c->deadline <= now) {
+			if (c->fd >= 0 && c->deadline != 0 && !c->fired && c->deadline <= now) {
 				shutdown(c->fd, SHUT_RD);
 				c->fired = 1;
-			} else if (next == 0 || c->deadline < next) {
-				next = c->deadline;
 			}
 		}
-		next_deadline = next;
-		/* the condition variable waits on the realtime clock */
-		clock_gettime(CLOCK_REALTIME, &until);
-		{
-			double wait = next ? next - now : 1.0;
-			if (wait > 1.0)
-				wait = 1.0;
-			until.tv_sec += (time_t) wait;
-			until.tv_nsec += (long) ((wait - (double) (time_t) wait) * 1e9) + 1000000;
-			if (until.tv_nsec >= 1000000000L) {
-				until.tv_sec++;
-				until.tv_nsec -= 1000000000L;
-			}
-		}
-		pthread_cond_timedwait(&wake, &lock, &until);
+		pthread_mutex_unlock(&lock);
 	}
 	return NULL;
 }

@@ -751,9 +751,10 @@ handle_request(struct mg_connection *conn, void *cbdata)
 	hash_slot_give(&r);
 	count_login_failure(&r, status);
 	(void) check_rate_user(&r, status);
-	(void) check_rate_rejects(&r, status);
 
 done:
+	if (r.pol != NULL)
+		(void) check_rate_rejects(&r, status); /* also a 413 or a malformed body */
 	ms = ms_since(&t0);
 	metrics_count(r.m.route ? r.m.index : -1, status, ms);
 	access_log(&r, status, ms);

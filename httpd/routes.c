@@ -17,6 +17,7 @@
  * connection for tens of milliseconds, so they get a bounded share of the
  * pool), and per-route body bounds and refusal limits.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -33,85 +34,120 @@ const struct route routes[] = {
 };
 const int n_routes = (int) (sizeof(routes) / sizeof(routes[0]));
 
-/* Next segment of *p into seg (at most len-1 chars); 0 at the end. */
-static int
-next_segment(const char **p, char *seg, size_t len)
-{
-	const char *s = *p, *e;
-	size_t n;
+#define MAX_SEGMENTS 16 /* no route is deeper; a deeper path matches none */
 
-	while (*s == '/')
-		s++;
-	if (*s == '\0')
-		return 0;
-	e = strchr(s, '/');
-	if (e == NULL)
-		e = s + strlen(s);
-	n = (size_t) (e - s);
-	if (n >= len)
-		return -1;
-	memcpy(seg, s, n);
-	seg[n] = '\0';
-	*p = e;
-	return 1;
+/* a route's pattern, split once */
+struct pattern {
+	int n;                         /* segments */
+	const char *seg[MAX_SEGMENTS]; /* into the pattern text */
+	size_t len[MAX_SEGMENTS];
+	unsigned captures;             /* bit k: segment k is ":name" */
+	int score;                     /* literal segments count 2, captures 1 */
+	int usable;                    /* fits MAX_SEGMENTS and MAX_PARAMS */
+};
+
+static struct pattern patterns[sizeof(routes) / sizeof(routes[0])];
+static pthread_once_t patterns_once = PTHREAD_ONCE_INIT;
+
+/*
+ * Splits path at its slashes (a run of slashes is one) into at most
+ * MAX_SEGMENTS segments of at most max_len bytes; -1 when it does not fit.
+ */
+static int
+split(const char *path, const char **seg, size_t *len, size_t max_len)
+{
+	const char *p = path;
+	int n = 0;
+
+	for (;;) {
+		size_t l;
+
+		while (*p == '/')
+			p++;
+		if (*p == '\0')
+			return n;
+		l = strcspn(p, "/");
+		if (n == MAX_SEGMENTS || l > max_len)
+			return -1;
+		seg[n] = p;
+		len[n] = l;
+		n++;
+		p += l;
+	}
 }
 
-/* Score of a match: literal segments count 2, captures 1; -1 = no match. */
-static int
-try_route(const struct route *r, const char *path, struct route_match *m)
+static void
+split_patterns(void)
 {
-	const char *pp = r->pattern, *qp = path;
-	char pseg[64], qseg[PAAS_MAX_SEGMENT + 1];
-	int score = 0, a, b;
+	int i, k;
 
-	m->nparams = 0;
-	for (;;) {
-		a = next_segment(&pp, pseg, sizeof(pseg));
-		b = next_segment(&qp, qseg, sizeof(qseg));
-		if (a < 0 || b < 0)
-			return -1;
-		if (a == 0 || b == 0)
-			return (a == 0 && b == 0) ? score : -1;
-		if (pseg[0] == ':') {
-			if (m->nparams == MAX_PARAMS)
-				return -1;
-			snprintf(m->names[m->nparams], sizeof(m->names[0]), "%s", pseg + 1);
-			if (percent_decode(qseg, strlen(qseg), m->values[m->nparams], sizeof(m->values[0]),
-			                   0) < 0)
-				return -1;
-			m->nparams++;
-			score += 1;
-		} else if (strcmp(pseg, qseg) == 0) {
-			score += 2;
-		} else {
-			return -1;
+	for (i = 0; i < n_routes; i++) {
+		struct pattern *pt = &patterns[i];
+		int params = 0;
+
+		pt->n = split(routes[i].pattern, pt->seg, pt->len, 63);
+		pt->usable = pt->n >= 0;
+		for (k = 0; k < pt->n; k++) {
+			if (pt->seg[k][0] == ':') {
+				pt->captures |= 1u << k;
+				pt->score += 1;
+				params++;
+			} else {
+				pt->score += 2;
+			}
 		}
+		if (params > MAX_PARAMS)
+			pt->usable = 0;
 	}
 }
 
 int
 route_match(const char *method, const char *path, struct route_match *m)
 {
-	struct route_match cand;
-	int i, best = -1, path_seen = 0;
+	const char *seg[MAX_SEGMENTS];
+	size_t len[MAX_SEGMENTS];
+	int n, i, k, best = -1, best_i = -1, path_seen = 0;
 
+	pthread_once(&patterns_once, split_patterns);
+	n = split(path, seg, len, PAAS_MAX_SEGMENT);
+	if (n <= 0)
+		return 0;
 	for (i = 0; i < n_routes; i++) {
-		int score = try_route(&routes[i], path, &cand);
-		if (score < 0)
+		const struct pattern *pt = &patterns[i];
+
+		if (pt->n != n || !pt->usable)
+			continue;
+		for (k = 0; k < n; k++)
+			if (!(pt->captures & (1u << k)) &&
+			    (pt->len[k] != len[k] || memcmp(pt->seg[k], seg[k], len[k]) != 0))
+				break;
+		if (k < n)
 			continue;
 		path_seen = 1;
 		if (strcmp(routes[i].method, method) != 0)
 			continue;
-		if (score > best) {
-			best = score;
-			*m = cand;
-			m->route = &routes[i];
-			m->index = i;
+		if (pt->score > best) {
+			best = pt->score;
+			best_i = i;
 		}
 	}
-	if (best >= 0)
-		return 1;
-	return path_seen ? -1 : 0;
+	if (best_i < 0)
+		return path_seen ? -1 : 0;
+	m->route = &routes[best_i];
+	m->index = best_i;
+	m->nparams = 0;
+	for (k = 0; k < n; k++) {
+		const struct pattern *pt = &patterns[best_i];
+
+		if (!(pt->captures & (1u << k)))
+			continue;
+		snprintf(m->names[m->nparams], sizeof(m->names[0]), "%.*s", (int) pt->len[k] - 1,
+		         pt->seg[k] + 1);
+		if (percent_decode(seg[k], len[k], m->values[m->nparams], sizeof(m->values[0]), 0) < 0)
+			return path_seen ? -1 : 0;
+		m->nparams++;
+	}
+	return 1;
 }
 
 /*

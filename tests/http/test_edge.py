@@ -603,3 +603,12 @@ def test_webhook_refusals_are_limited_per_address():
     r = api.post(WEBHOOK, {})
     assert check_envelope(r, 429)["code"] == "RATE_LIMITED" and int(r.headers["Retry-After"]) >= 1
     check_envelope(Api().post(WEBHOOK, {}), 400)
+    # refusals before the call count too: oversized and malformed bodies
+    ip = fresh_ip()
+    codes = []
+    for i in range(31):
+        body = b"{" if i % 2 == 0 else b""
+        status, _, _, _ = raw(("POST %s HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: %s\r\nContent-Length: %d\r\n\r\n"
+                               % (WEBHOOK, ip, 1 if body else 70000)).encode() + body, wait_close=0)
+        codes.append(status)
+    assert codes[:30] == [400, 413] * 15 and codes[30] == 429, codes
