@@ -18,6 +18,7 @@ chmod 0755 "$TMP"
 export PAAS_PGDATA=$TMP/pg PAAS_PGSOCK=$TMP/sock PAAS_PGPORT=5497 PAAS_PGLISTEN='' PAAS_TICK=1s
 export PAAS_HTTP_LISTEN=127.0.0.1:$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export PAAS_ACCESS_LOG=0 PAAS_HTTP_THREADS=${PAAS_HTTP_THREADS:-$CONNS}
+export PAAS_METRICS_LISTEN=127.0.0.1:$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export PAAS_PG_EXTRA_CONF="max_connections = 300"
 trap 'stack_down; rm -rf "$TMP"' EXIT
 

@@ -1,17 +1,30 @@
 /*
  * handler.c - the life of one request.
  *
+ *   0. refuse what a proxy in front could read differently: the framing
+ *      headers (431 / 400, request.c) and paths not in their canonical
+ *      spelling (404)
  *   1. match the route (404 JSON when none)
  *   2. enforce its access rule (JWT verified in-process; node tokens and
  *      account state are checked by the SQL function)
  *   3. apply the route's rate limits (429 with Retry-After)
- *   4. read the body with a bound (413 past 1 MiB) and parse it (400)
- *   5. build the request object (body, then query, then path parameters)
- *      and the context object (caller identity, client address, headers)
- *   6. call the route's ONE api function, map its SQLSTATE, write the reply
+ *   4. read the body with a bound (413 past 1 MiB, or the route's own) and
+ *      a deadline (408), and parse it with its nesting bounded (400)
+ *   5. validate what the call would otherwise drop (Idempotency-Key, query
+ *      parameters: 400), build the request object (body, then query, then
+ *      path parameters) and the context object (caller, address, headers)
+ *   6. call the route's ONE api function, map its SQLSTATE, write the reply;
+ *      the functions that hash passwords share a few database connections
+ *      (PAAS_HASH_SLOTS) so that a login flood cannot starve other routes
+ *
+ * A reply sent while a body is still unread closes the connection (CivetWeb
+ * would otherwise read and discard it at the client's pace), and so does
+ * every reply while connections wait for a thread (edge.c).
  *
  * Memory: everything allocated here is released at the "done" label.
  */
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,11 +39,17 @@ struct request {
 	struct mg_connection *conn;
 	const struct mg_request_info *ri;
 	struct route_match m;
+	const struct route_policy *pol;
 	struct actor actor;
 	int has_actor;
 	char ip[64];
+	struct hdr hdrs[MG_MAX_HEADERS];
+	int nhdrs;
+	int chunked;           /* Transfer-Encoding: chunked */
+	int hash_slot;         /* holds a password-hashing slot */
 	char *body;
 	size_t body_len;
+	json_t *query;         /* the validated query parameters */
 	json_t *req;
 	json_t *ctx;
 };
@@ -43,26 +62,19 @@ ms_since(const struct timespec *t0)
 	return (double) (t1.tv_sec - t0->tv_sec) * 1e3 + (double) (t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
+/*
+ * The client's address: the socket's peer, or, behind PAAS_TRUST_PROXY
+ * proxies (and when the peer is one of PAAS_TRUSTED_PROXIES, if set), the
+ * X-Forwarded-For entry that the nearest of them added for its own client
+ * (counted from the right: the entries on the left are the client's text).
+ */
 static void
 client_ip(struct request *r)
 {
-	const char *xff = cfg.trust_proxy ? mg_get_header(r->conn, "X-Forwarded-For") : NULL;
-
-	if (xff && *xff) {
-		size_t n = strcspn(xff, ", ");
-		if (n >= sizeof(r->ip))
-			n = sizeof(r->ip) - 1;
-		memcpy(r->ip, xff, n);
-		r->ip[n] = '\0';
-	} else {
-		snprintf(r->ip, sizeof(r->ip), "%s", r->ri->remote_addr);
-	}
-}
-
-static int
-is_loopback(const char *ip)
-{
-	return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0;
+	if (cfg.trust_proxy > 0 && (cfg.trusted == NULL || edge_trusted_peer(r->ri->remote_addr)) &&
+	    forwarded_client(r->hdrs, r->nhdrs, cfg.trust_proxy, r->ip, sizeof(r->ip)) == 0)
+		return;
+	snprintf(r->ip, sizeof(r->ip), "%s", r->ri->remote_addr);
 }
 
 static const char *
@@ -89,13 +101,6 @@ check_access(struct request *r)
 	if (rt->access == ACCESS_PUBLIC || rt->access == ACCESS_NODE)
 		return 0;
 	tok = bearer(r->conn);
-	if (rt->access == ACCESS_LOCAL) {
-		if (is_loopback(r->ri->remote_addr))
-			return 0;
-		if (tok && token_verify(tok, &r->actor) == 0 && strcmp(r->actor.role, "ADMINISTRATOR") == 0)
-			return 0;
-		return reply_error(r->conn, 403, "FORBIDDEN_ERROR", "Insufficient permissions", NULL, NULL);
-	}
 	if (tok == NULL)
 		return reply_error(r->conn, 401, "AUTH_ERROR", "Access token required", NULL, NULL);
 	v = token_verify(tok, &r->actor);
@@ -104,7 +109,11 @@ check_access(struct request *r)
 	if (v != 0)
 		return reply_error(r->conn, 401, "AUTH_ERROR", "Invalid token", NULL, NULL);
 	r->has_actor = 1;
-	if (rt->access == ACCESS_ADMIN && strcmp(r->actor.role, "ADMINISTRATOR") != 0)
+	/* ACCESS_LOCAL (metrics) needs an admin here: the metrics listener
+	 * serves them without a token, and behind a proxy every socket peer
+	 * would look local */
+	if ((rt->access == ACCESS_ADMIN || rt->access == ACCESS_LOCAL) &&
+	    strcmp(r->actor.role, "ADMINISTRATOR") != 0)
 		return reply_error(r->conn, 403, "FORBIDDEN_ERROR", "Insufficient permissions", NULL, NULL);
 	return 0;
 }
@@ -135,85 +144,200 @@ check_rate_ip(struct request *r)
 }
 
 /*
- * Per-user limits, before the body is read: the routes that open an order
- * at the payment gateway (ROUTE_SNAP) are limited per account, so that one
- * user cannot flood Midtrans (and their own top-up list) with orders.
+ * Per-user limits: the routes that open an order at the payment gateway
+ * (ROUTE_SNAP) are limited per account, so that one user cannot flood
+ * Midtrans (and their own top-up list) with orders.  Before the body is
+ * read (status 0) the bucket is only looked at; the token is taken once
+ * the call has answered (status: its reply) with anything but 401.  Until
+ * the database has confirmed the session the token's subject is only a
+ * claim: a revoked session must not spend its user's calls.
  */
 static int
-check_rate_user(struct request *r)
+check_rate_user(struct request *r, int status)
 {
-	int wait = 0;
+	int wait;
 
-	if ((r->m.route->flags & ROUTE_SNAP) && r->has_actor)
-		wait = ratelimit_take("topup-user", r->actor.sub, cfg.rl_topup_per_min);
+	if (!(r->m.route->flags & ROUTE_SNAP) || !r->has_actor)
+		return 0;
+	if (status != 0) {
+		if (status != 401)
+			(void) ratelimit_take("topup-user", r->actor.sub, cfg.rl_topup_per_min);
+		return 0;
+	}
+	wait = ratelimit_peek("topup-user", r->actor.sub, cfg.rl_topup_per_min);
 	return wait ? too_many(r, wait) : 0;
 }
 
+/*
+ * Routes whose refusals are limited per client address (the Midtrans
+ * webhook: public, and each refused notification costs a signature check
+ * and a row).  A 4xx answer (status) takes a token; with none left, the
+ * next request (status 0) is answered 429 before its body is read.
+ */
+static int
+check_rate_rejects(struct request *r, int status)
+{
+	int wait;
+
+	if (!(r->pol->flags & POLICY_REJECTS_PER_ADDR))
+		return 0;
+	if (status != 0) {
+		if (status >= 400 && status < 500 && status != 429)
+			(void) ratelimit_take("rejects-ip", r->ip, cfg.rl_webhook_rejects_per_min);
+		return 0;
+	}
+	wait = ratelimit_peek("rejects-ip", r->ip, cfg.rl_webhook_rejects_per_min);
+	return wait ? too_many(r, wait) : 0;
+}
+
+static double
+now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double) t.tv_sec * 1e3 + (double) t.tv_nsec / 1e6;
+}
+
+static int
+too_large(struct request *r)
+{
+	return reply_error(r->conn, 413, "PAYLOAD_TOO_LARGE", "Request entity too large", NULL,
+	                   "Connection: close\r\n");
+}
+
+/*
+ * Reads the body into r->body: at most the route's bound (413 past it),
+ * within PAAS_HTTP_BODY_TIMEOUT_MS (408, edge.c's watchdog ends a read that
+ * trickles), and all of it: a body shorter than its Content-Length, or a
+ * chunked body that is malformed or does not end, is refused (400), never
+ * taken for what arrived.  Each refusal closes the connection.
+ */
 static int
 read_body(struct request *r)
 {
 	long long cl = r->ri->content_length;
-	size_t cap = PAAS_MAX_BODY + 1;
-	int n;
+	size_t limit = r->pol->max_body, cap;
+	double deadline;
+	int n = 0, fired, oom = 0;
 
-	if (cl > PAAS_MAX_BODY)
-		return reply_error(r->conn, 413, "PAYLOAD_TOO_LARGE", "Request entity too large", NULL,
-		                   "Connection: close\r\n");
+	if (!r->chunked && cl <= 0)
+		return 0;
+	if (cl > (long long) limit)
+		return too_large(r);
+	/* a framed body is allocated once; a chunked one grows to the bound */
+	cap = r->chunked ? 16384 : (size_t) cl;
 	r->body = malloc(cap + 1);
 	if (r->body == NULL)
-		return reply_error(r->conn, 500, "INTERNAL_ERROR", "Internal server error", NULL, NULL);
-	while (r->body_len < cap && (n = mg_read(r->conn, r->body + r->body_len, cap - r->body_len)) > 0)
-		r->body_len += (size_t) n;
-	if (r->body_len > PAAS_MAX_BODY)
-		return reply_error(r->conn, 413, "PAYLOAD_TOO_LARGE", "Request entity too large", NULL,
+		return reply_error(r->conn, 500, "INTERNAL_ERROR", "Internal server error", NULL,
 		                   "Connection: close\r\n");
-	r->body[r->body_len] = '\0';
-	return 0;
+	/* CivetWeb answers Expect only for its own file handlers; without it
+	 * a client waits (curl: 1 s) before it sends the body */
+	{
+		const char *expect = mg_get_header(r->conn, "Expect");
+		if (expect && strcasecmp(expect, "100-continue") == 0 &&
+		    strcmp(r->ri->http_version, "1.1") == 0)
+			mg_write(r->conn, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	}
+	deadline = now_ms() + cfg.body_timeout_ms;
+	(void) edge_deadline_begin(r->conn, cfg.body_timeout_ms);
+	for (;;) {
+		if (r->body_len == cap) {
+			char *grown;
+
+			if (!r->chunked || cap > limit)
+				break;
+			cap = cap * 2 > limit + 1 ? limit + 1 : cap * 2;
+			grown = realloc(r->body, cap + 1);
+			if (grown == NULL) {
+				oom = 1;
+				break;
+			}
+			r->body = grown;
+		}
+		n = mg_read(r->conn, r->body + r->body_len, cap - r->body_len);
+		if (n <= 0)
+			break;
+		r->body_len += (size_t) n;
+		if (r->body_len > limit || now_ms() > deadline)
+			break;
+	}
+	fired = edge_deadline_end(r->conn) || now_ms() > deadline;
+	if (oom)
+		return reply_error(r->conn, 500, "INTERNAL_ERROR", "Internal server error", NULL,
+		                   "Connection: close\r\n");
+	if (r->body_len > limit)
+		return too_large(r);
+	/* complete: a framed body has all its bytes, a chunked one read its end (0) */
+	if (r->chunked ? n == 0 : r->body_len == (size_t) cl) {
+		r->body[r->body_len] = '\0';
+		return 0;
+	}
+	if (fired) {
+		metrics_event(EDGE_BODY_TIMEOUT);
+		return reply_error(r->conn, 408, "REQUEST_TIMEOUT", "Request body not received in time",
+		                   NULL, "Connection: close\r\n");
+	}
+	return reply_error(r->conn, 400, "VALIDATION_ERROR", "Malformed request body",
+	                   json_pack("[{s:s, s:s}]", "field", "body", "message",
+	                             r->chunked ? "malformed or unterminated chunked body"
+	                                        : "body shorter than its Content-Length"),
+	                   "Connection: close\r\n");
 }
 
 static void
-add_query(json_t *obj, const char *qs)
+add_error(json_t *errs, const char *field, const char *message)
 {
-	char key[128], val[1024];
-	const char *p = qs;
+	json_array_append_new(errs, json_pack("{s:s, s:s}", "field", field, "message", message));
+}
 
-	while (p && *p) {
-		const char *amp = strchr(p, '&'), *eq;
-		size_t len = amp ? (size_t) (amp - p) : strlen(p);
+/*
+ * What the call would otherwise run without: an Idempotency-Key that the
+ * context cannot carry, query parameters past their bounds (request.c).
+ * Every failing field is reported; the valid parameters go to r->query.
+ */
+static int
+validate_request(struct request *r)
+{
+	json_t *errs = json_array();
+	const char *h = NULL;
+	int i, nkeys = 0;
 
-		eq = memchr(p, '=', len);
-		if (eq && eq > p) {
-			int kl = mg_url_decode(p, (int) (eq - p), key, sizeof(key), 1);
-			int vl = mg_url_decode(eq + 1, (int) (len - (size_t) (eq - p) - 1), val, sizeof(val), 1);
-			if (kl > 0 && vl >= 0)
-				json_object_set_new(obj, key, json_string(val));
+	for (i = 0; i < r->nhdrs; i++)
+		if (strcasecmp(r->hdrs[i].name, "Idempotency-Key") == 0) {
+			h = r->hdrs[i].value;
+			nkeys++;
 		}
-		p = amp ? amp + 1 : NULL;
-	}
+	if (nkeys > 1)
+		add_error(errs, "Idempotency-Key", "must be sent once");
+	else if (h != NULL && strlen(h) > 255)
+		add_error(errs, "Idempotency-Key", "must be at most 255 bytes");
+	else if (h != NULL && !utf8_valid(h, strlen(h)))
+		add_error(errs, "Idempotency-Key", "must be UTF-8 text");
+	r->query = json_object();
+	(void) query_parse(r->ri->query_string, r->query, errs);
+	if (json_array_size(errs) > 0)
+		return reply_error(r->conn, 400, "VALIDATION_ERROR", "Validation failed", errs, NULL);
+	json_decref(errs);
+	return 0;
 }
 
 /* Builds r->req; 0 or the status of the error reply already sent. */
 static int
 build_request(struct request *r)
 {
-	json_error_t jerr;
 	int i;
 
 	if (r->body_len > 0) {
-		r->req = json_loadb(r->body, r->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
-		if (r->req == NULL) {
-			json_t *errs = json_pack("[{s:s, s:s}]", "field", "body", "message", jerr.text);
-			return reply_error(r->conn, 400, "VALIDATION_ERROR", "Malformed JSON body", errs, NULL);
-		}
-		if (!json_is_object(r->req)) {
-			json_t *errs = json_pack("[{s:s, s:s}]", "field", "body", "message",
-			                         "request body must be a JSON object");
-			return reply_error(r->conn, 400, "VALIDATION_ERROR", "Validation failed", errs, NULL);
-		}
+		json_t *errs;
+		const char *msg;
+
+		r->req = body_parse(r->body, r->body_len, &errs, &msg);
+		if (r->req == NULL)
+			return reply_error(r->conn, 400, "VALIDATION_ERROR", msg, errs, NULL);
 	} else {
 		r->req = json_object();
 	}
-	add_query(r->req, r->ri->query_string);
+	json_object_update(r->req, r->query);
 	for (i = 0; i < r->m.nparams; i++)
 		json_object_set_new(r->req, r->m.names[i], json_string(r->m.values[i]));
 	return 0;
@@ -428,6 +552,57 @@ done:
 	return status;
 }
 
+/*
+ * Password hashing (bcrypt, cost 10) holds a database connection for tens
+ * of milliseconds: the routes that hash (route_policy) may use at most
+ * PAAS_HASH_SLOTS connections at once.  A call that finds none free within
+ * PAAS_HASH_WAIT_MS is answered 503 with Retry-After instead of queueing,
+ * so that a login flood costs logins, not every other route.
+ */
+static pthread_mutex_t hash_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hash_free = PTHREAD_COND_INITIALIZER;
+static int hash_in_use;
+
+static int
+hash_slot_take(struct request *r)
+{
+	struct timespec until;
+	int rc = 0;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += cfg.hash_wait_ms / 1000;
+	until.tv_nsec += (long) (cfg.hash_wait_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&hash_lock);
+	while (hash_in_use >= cfg.hash_slots && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&hash_free, &hash_lock, &until);
+	if (hash_in_use < cfg.hash_slots) {
+		hash_in_use++;
+		r->hash_slot = 1;
+	}
+	pthread_mutex_unlock(&hash_lock);
+	if (r->hash_slot)
+		return 0;
+	metrics_event(EDGE_HASH_BUSY);
+	return reply_error(r->conn, 503, "SERVICE_UNAVAILABLE", "Service busy, please try again",
+	                   NULL, "Retry-After: 1\r\n");
+}
+
+static void
+hash_slot_give(struct request *r)
+{
+	if (!r->hash_slot)
+		return;
+	pthread_mutex_lock(&hash_lock);
+	hash_in_use--;
+	pthread_cond_signal(&hash_free);
+	pthread_mutex_unlock(&hash_lock);
+	r->hash_slot = 0;
+}
+
 static int
 builtin(struct request *r)
 {
@@ -471,6 +646,34 @@ access_log(struct request *r, int status, double ms)
 	json_decref(line);
 }
 
+/*
+ * Step 0: the request's headers as request.c reads them, and what a proxy
+ * in front could read differently (framing, the header limit).  0, or the
+ * status of the refusal sent (the connection closes).
+ */
+static int
+check_message(struct request *r)
+{
+	const char *why;
+	int i, status;
+
+	r->nhdrs = r->ri->num_headers;
+	for (i = 0; i < r->nhdrs; i++) {
+		r->hdrs[i].name = r->ri->http_headers[i].name;
+		r->hdrs[i].value = r->ri->http_headers[i].value;
+		if (strcasecmp(r->hdrs[i].name, "Transfer-Encoding") == 0)
+			r->chunked = 1;
+	}
+	status = framing_check(r->hdrs, r->nhdrs, MG_MAX_HEADERS, &why);
+	if (status == 0)
+		return 0;
+	metrics_event(EDGE_REFUSED_FRAMING);
+	return reply_error(r->conn, status, status == 431 ? "HEADERS_TOO_LARGE" : "VALIDATION_ERROR",
+	                   status == 431 ? "Request header fields too large" : "Bad request framing",
+	                   json_pack("[{s:s, s:s}]", "field", "headers", "message", why),
+	                   "Connection: close\r\n");
+}
+
 int
 handle_request(struct mg_connection *conn, void *cbdata)
 {
@@ -484,35 +687,58 @@ handle_request(struct mg_connection *conn, void *cbdata)
 	memset(&r, 0, sizeof(r));
 	r.conn = conn;
 	r.ri = mg_get_request_info(conn);
+	reply_reset();
+	if (edge_saturated())
+		reply_close(conn); /* connections wait for a thread: let them in */
+	if ((status = check_message(&r)) != 0)
+		goto done;
 	client_ip(&r);
+	if (r.chunked || r.ri->content_length > 0)
+		reply_body_pending(1); /* replies before read_body close */
 
-	mr = route_match(r.ri->request_method, r.ri->local_uri ? r.ri->local_uri : "/", &r.m);
+	if (!path_is_canonical(r.ri->local_uri_raw))
+		mr = 0;
+	else
+		mr = route_match(r.ri->request_method, r.ri->local_uri_raw, &r.m);
 	if (mr <= 0) {
 		r.m.route = NULL;
 		status = reply_error(conn, 404, "ENDPOINT_NOT_FOUND", "Endpoint not found", NULL, NULL);
 		goto done;
 	}
+	r.pol = route_policy(r.m.route);
 	if ((status = check_access(&r)) != 0)
 		goto done;
-	if ((status = check_rate_ip(&r)) != 0 || (status = check_rate_user(&r)) != 0)
+	if ((status = check_rate_ip(&r)) != 0 || (status = check_rate_user(&r, 0)) != 0 ||
+	    (status = check_rate_rejects(&r, 0)) != 0)
 		goto done;
 	if (r.m.route->flags & ROUTE_BUILTIN) {
+		if (r.chunked || r.ri->content_length > 0)
+			reply_close(conn); /* the metrics reply does not go through reply.c */
 		status = builtin(&r);
 		goto done;
 	}
 	if ((status = read_body(&r)) != 0)
 		goto done;
-	if ((status = build_request(&r)) != 0)
+	reply_body_pending(0);
+	if ((status = validate_request(&r)) != 0 || (status = build_request(&r)) != 0)
 		goto done;
 	/* failed logins are counted per account by api.auth_login itself */
 	build_context(&r);
+	if ((r.pol->flags & POLICY_HASHES_PASSWORD) && (status = hash_slot_take(&r)) != 0)
+		goto done;
 	status = call_function(&r);
+	hash_slot_give(&r);
+	(void) check_rate_user(&r, status);
 
 done:
+	if (r.pol != NULL)
+		(void) check_rate_rejects(&r, status); /* also a 413 or a malformed body */
 	ms = ms_since(&t0);
 	metrics_count(r.m.route ? r.m.index : -1, status, ms);
 	access_log(&r, status, ms);
+	reply_reset();
 	free(r.body);
+	json_decref(r.query);
 	json_decref(r.req);
 	json_decref(r.ctx);
 	return status > 0 ? status : 500;

@@ -18,6 +18,11 @@
 struct mg_connection;
 
 #define PAAS_MAX_BODY (1024 * 1024)
+#define PAAS_MAX_DEPTH 32          /* JSON nesting of a request body */
+#define PAAS_MAX_QUERY_KEY 127     /* bytes of a query parameter's name */
+#define PAAS_MAX_QUERY_VALUE 1024  /* ... and of its value */
+#define PAAS_MAX_SEGMENT 255       /* bytes of a decoded path segment */
+#define PAAS_MAX_XFF 32            /* X-Forwarded-For entries looked at */
 
 /* ---- configuration (config.c) ------------------------------------------ */
 struct config {
@@ -30,13 +35,47 @@ struct config {
 	int rl_login_per_min;      /* token bucket sizes, per client IP */
 	int rl_register_per_min;
 	int rl_refresh_per_min;
-	int rl_account_per_min;    /* failed logins per account (email) */
 	int rl_topup_per_min;      /* payment-gateway calls (ROUTE_SNAP) per user */
-	int trust_proxy;           /* take the client IP from X-Forwarded-For */
+	int trust_proxy;           /* proxies in front: X-Forwarded-For entries to trust */
+	struct cidr *trusted;      /* peers whose X-Forwarded-For is read (NULL: any) */
+	int n_trusted;
 	int access_log;            /* JSON access log on stdout */
+	const char *metrics_listen; /* listener of GET /metrics (NULL: none) */
+	int request_timeout_ms;    /* headers of a request; each read and write */
+	int keepalive_timeout_ms;  /* idle time between two requests */
+	int body_timeout_ms;       /* the whole body of a request */
+	int conn_per_addr;         /* connections open at once per client address */
+	int thread_stack_kb;       /* stack of every thread (CivetWeb's workers) */
+	int hash_slots;            /* concurrent password-hashing calls */
+	int hash_wait_ms;          /* how long a hashing call waits for a slot */
+	int rl_webhook_rejects_per_min; /* refused Midtrans notifications per address */
 };
 extern struct config cfg;
 int config_load(void);
+
+/* ---- request parsing (request.c: no CivetWeb, linked by tests/fuzz) ----- */
+struct hdr {
+	const char *name;
+	const char *value;
+};
+struct cidr {
+	int family;               /* 4 or 6 */
+	int bits;
+	unsigned char addr[16];
+};
+int json_nesting_exceeds(const char *text, size_t len, int max_depth);
+/* NULL on failure: *errors (caller owns) and *message describe it */
+json_t *body_parse(const char *text, size_t len, json_t **errors, const char **message);
+int utf8_valid(const char *s, size_t n);
+long percent_decode(const char *s, size_t n, char *out, size_t outlen, int form);
+/* number of errors appended to "errors"; valid parameters go into obj */
+int query_parse(const char *qs, json_t *obj, json_t *errors);
+int path_is_canonical(const char *raw);
+/* 0, or the status (400, 431) to refuse the request with */
+int framing_check(const struct hdr *h, int n, int n_max, const char **why);
+int forwarded_client(const struct hdr *h, int n, int hops, char *out, size_t outlen);
+int cidr_list_parse(const char *spec, struct cidr **list, int *n);
+int cidr_list_match(const struct cidr *list, int n, const char *ip);
 
 /* ---- routes (routes.c) -------------------------------------------------- */
 enum access {
@@ -84,8 +123,23 @@ struct route_match {
 
 extern const struct route routes[];
 extern const int n_routes;
-/* 1 = matched; 0 = no route; -1 = path exists but not for this method */
+/* 1 = matched; 0 = no route; -1 = path exists but not for this method.
+ * "path" is the raw (still percent-encoded) path; captures are decoded. */
 int route_match(const char *method, const char *path, struct route_match *m);
+
+/*
+ * What httpd must know of a route beyond its row (kept here, by function,
+ * so that the route rows stay as the areas wrote them).
+ */
+enum route_policy_flags {
+	POLICY_HASHES_PASSWORD = 1 << 0, /* the function runs bcrypt: limited share of the pool */
+	POLICY_REJECTS_PER_ADDR = 1 << 1 /* 4xx answers are limited per client address */
+};
+struct route_policy {
+	unsigned flags;
+	size_t max_body;       /* bytes; the route's own bound under PAAS_MAX_BODY */
+};
+const struct route_policy *route_policy(const struct route *r);
 
 /* ---- database (db.c) ---------------------------------------------------- */
 struct db_result {
@@ -118,6 +172,19 @@ int batch_call(int route_index, const char *function, const char *req_json,
                const char *ctx_json, char **result);
 void batch_stats(unsigned long *batches, unsigned long *items, unsigned long *failed);
 
+/* ---- connections (edge.c) ----------------------------------------------- */
+int edge_init(void);
+/* CivetWeb's connection_close callback of the main listener */
+void edge_connection_close(const struct mg_connection *conn);
+/* whether connections wait for a worker thread (answer with Connection: close) */
+int edge_saturated(void);
+int edge_trusted_peer(const char *ip);
+/* from now on, the connection's reads end within ms (0 ok, -1 unknown conn) */
+int edge_deadline_begin(const struct mg_connection *conn, int ms);
+/* clears it; 1 when the deadline passed (the reading side is shut) */
+int edge_deadline_end(const struct mg_connection *conn);
+void edge_stats(unsigned long *open, unsigned long *refused);
+
 /* ---- replies and errors (reply.c, errors.c) ----------------------------- */
 struct http_error {
 	int status;
@@ -133,6 +200,12 @@ int reply_success(struct mg_connection *conn, int status, const char *message,
 int reply_error(struct mg_connection *conn, int status, const char *code,
                 const char *message, json_t *errors, const char *extra_headers);
 char *iso_now(char *buf, size_t len);
+int reply_http_error(struct mg_connection *conn, int status, const char *message);
+/* this request's reply closes the connection (CivetWeb reads no more of it) */
+void reply_close(struct mg_connection *conn);
+/* a body is still unread: a reply now closes the connection */
+void reply_body_pending(int pending);
+void reply_reset(void);
 
 /* ---- tokens (tokens.c) -------------------------------------------------- */
 struct actor {
@@ -153,7 +226,16 @@ int ratelimit_peek(const char *scope, const char *key, int per_minute);
 /* ---- built-in documents (openapi.c, metrics.c) -------------------------- */
 json_t *openapi_document(void);
 void metrics_count(int route_index, int status, double ms);
+enum edge_event {
+	EDGE_HASH_BUSY,        /* a password-hashing call found no slot: 503 */
+	EDGE_BODY_TIMEOUT,     /* a body did not arrive in time: 408 */
+	EDGE_REFUSED_FRAMING,  /* smuggling-prone framing: 400 / 431 */
+	EDGE_EVENTS
+};
+void metrics_event(enum edge_event e);
 char *metrics_text(void);
+/* request handler of the metrics listener: GET /metrics */
+int metrics_request(struct mg_connection *conn, void *cbdata);
 
 /* ---- billing (midtrans.c, invoice_pdf.c) -------------------------------- */
 /*

@@ -38,33 +38,62 @@ status_text(int status)
 	case 200: return "OK";
 	case 201: return "Created";
 	case 400: return "Bad Request";
+	case 405: return "Method Not Allowed";
+	case 411: return "Length Required";
+	case 417: return "Expectation Failed";
 	case 401: return "Unauthorized";
 	case 402: return "Payment Required";
 	case 403: return "Forbidden";
 	case 404: return "Not Found";
+	case 408: return "Request Timeout";
 	case 409: return "Conflict";
 	case 413: return "Payload Too Large";
 	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
 	case 502: return "Bad Gateway";
 	case 503: return "Service Unavailable";
+	case 505: return "HTTP Version Not Supported";
 	}
 	return "Unknown";
 }
 
 /*
- * Sends "body" (reference stolen) with the given status: status line,
- * headers and body leave in ONE write (CivetWeb's header API sends each
- * header line in its own write, which with tcp_nodelay means a packet per
- * line).  Replies that must close the connection go through CivetWeb's
- * header API so that it knows not to read another request.
+ * A reply that closes the connection must tell CivetWeb too: a
+ * "Connection: close" header alone leaves it reading (and discarding) the
+ * rest of the body with the request timeout of every read, then keeping
+ * the connection, so a 413 or a short body held a worker thread 30-60 s.
+ * mg_disable_connection_keep_alive() makes it close once the handler
+ * returns, without reading on.  The flag is the request's, hence per thread.
  */
+static __thread int closing, body_pending;
+
+void
+reply_close(struct mg_connection *conn)
+{
+	closing = 1;
+	mg_disable_connection_keep_alive(conn);
+}
+
+void
+reply_body_pending(int pending)
+{
+	body_pending = pending;
+}
+
+void
+reply_reset(void)
+{
+	closing = 0;
+	body_pending = 0;
+}
+
 /*
  * Sends the JSON text "text" (tlen bytes) with the given status: status
  * line, headers and body leave in ONE write (CivetWeb's header API sends
  * each header line in its own write, which with tcp_nodelay means a packet
- * per line).  Replies that must close the connection go through CivetWeb's
- * header API so that it knows not to read another request.
+ * per line).  "Connection: close" in extra_headers closes the connection
+ * after the reply (reply_close).
  */
 static int
 send_json_text(struct mg_connection *conn, int status, const char *text, size_t tlen,
@@ -72,22 +101,10 @@ send_json_text(struct mg_connection *conn, int status, const char *text, size_t 
 {
 	char *out;
 	size_t hlen, cap;
-	int n;
+	int n, asked = extra_headers && strstr(extra_headers, "Connection: close") != NULL;
 
-	if (extra_headers && strstr(extra_headers, "Connection: close") != NULL) {
-		char len[32];
-
-		snprintf(len, sizeof(len), "%zu", tlen);
-		mg_response_header_start(conn, status);
-		mg_response_header_add(conn, "Content-Type", "application/json; charset=utf-8", -1);
-		mg_response_header_add(conn, "Content-Length", len, -1);
-		mg_response_header_add(conn, "Cache-Control", "no-store", -1);
-		mg_response_header_add(conn, "X-Content-Type-Options", "nosniff", -1);
-		mg_response_header_add_lines(conn, extra_headers);
-		mg_response_header_send(conn);
-		mg_write(conn, text, tlen);
-		return status;
-	}
+	if (asked || body_pending)
+		reply_close(conn);
 	cap = 512 + (extra_headers ? strlen(extra_headers) : 0) + tlen;
 	out = malloc(cap);
 	if (out == NULL)
@@ -98,8 +115,9 @@ send_json_text(struct mg_connection *conn, int status, const char *text, size_t 
 	             "Content-Length: %zu\r\n"
 	             "Cache-Control: no-store\r\n"
 	             "X-Content-Type-Options: nosniff\r\n"
-	             "%s\r\n",
-	             status, status_text(status), tlen, extra_headers ? extra_headers : "");
+	             "%s%s\r\n",
+	             status, status_text(status), tlen, extra_headers ? extra_headers : "",
+	             closing && !asked ? "Connection: close\r\n" : "");
 	if (n < 0 || (size_t) n + tlen > cap) {
 		free(out);
 		return -1;
@@ -187,6 +205,28 @@ reply_success(struct mg_connection *conn, int status, const char *message,
 	json_object_set_new(body, "timestamp", json_string(iso_now(ts, sizeof(ts))));
 	json_object_set_new(body, "statusCode", json_integer(status));
 	return reply_json(conn, status, body, NULL);
+}
+
+/*
+ * CivetWeb's http_error callback (main.c): the errors it answers itself, for
+ * requests it cannot parse (bad request line, headers over its buffer, an
+ * unknown HTTP version), in the API's envelope.  Its own reply would start
+ * "HTTP/<the request's version text>", and its message may quote the
+ * request: neither is echoed.  0 = answered.
+ */
+int
+reply_http_error(struct mg_connection *conn, int status, const char *message)
+{
+	const char *code = status == 413   ? "PAYLOAD_TOO_LARGE"
+	                   : status == 505 ? "HTTP_VERSION_NOT_SUPPORTED"
+	                   : status == 404 ? "ENDPOINT_NOT_FOUND"
+	                   : status >= 500 ? "INTERNAL_ERROR"
+	                                   : "VALIDATION_ERROR";
+
+	(void) message;
+	return reply_error(conn, status, code, status_text(status), NULL, "Connection: close\r\n") > 0
+	           ? 0
+	           : 1;
 }
 
 int

@@ -6,11 +6,20 @@
  * rows of each business area live in routes_<area>.inc.  The OpenAPI
  * document is generated from this table (openapi.c), so the two cannot
  * drift.  Literal segments win over captures ("/services/admin" before
- * "/services/:name"); paths match case-insensitively and a trailing slash
- * is tolerated, as in the original system.
+ * "/services/:name").  The path arrives raw (percent-encoded) and in its
+ * canonical spelling (handler.c refuses any other with 404, see
+ * path_is_canonical): literal segments match exactly, as the route spells
+ * them, and captures are percent-decoded.  A trailing slash is tolerated,
+ * as in the original system.
+ *
+ * route_policy() adds, per api function, what the gateway must know beyond
+ * the row: which functions hash passwords (bcrypt takes a database
+ * connection for tens of milliseconds, so they get a bounded share of the
+ * pool), and per-route body bounds and refusal limits.
  */
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "httpd.h"
 
@@ -25,81 +34,151 @@ const struct route routes[] = {
 };
 const int n_routes = (int) (sizeof(routes) / sizeof(routes[0]));
 
-/* Next segment of *p into seg (at most len-1 chars); 0 at the end. */
-static int
-next_segment(const char **p, char *seg, size_t len)
-{
-	const char *s = *p, *e;
-	size_t n;
+#define MAX_SEGMENTS 16 /* no route is deeper; a deeper path matches none */
 
-	while (*s == '/')
-		s++;
-	if (*s == '\0')
-		return 0;
-	e = strchr(s, '/');
-	if (e == NULL)
-		e = s + strlen(s);
-	n = (size_t) (e - s);
-	if (n >= len)
-		return -1;
-	memcpy(seg, s, n);
-	seg[n] = '\0';
-	*p = e;
-	return 1;
+/* a route's pattern, split once */
+struct pattern {
+	int n;                         /* segments */
+	const char *seg[MAX_SEGMENTS]; /* into the pattern text */
+	size_t len[MAX_SEGMENTS];
+	unsigned captures;             /* bit k: segment k is ":name" */
+	int score;                     /* literal segments count 2, captures 1 */
+	int usable;                    /* fits MAX_SEGMENTS and MAX_PARAMS */
+};
+
+static struct pattern patterns[sizeof(routes) / sizeof(routes[0])];
+static pthread_once_t patterns_once = PTHREAD_ONCE_INIT;
+
+/*
+ * Splits path at its slashes (a run of slashes is one) into at most
+ * MAX_SEGMENTS segments of at most max_len bytes; -1 when it does not fit.
+ */
+static int
+split(const char *path, const char **seg, size_t *len, size_t max_len)
+{
+	const char *p = path;
+	int n = 0;
+
+	for (;;) {
+		size_t l;
+
+		while (*p == '/')
+			p++;
+		if (*p == '\0')
+			return n;
+		l = strcspn(p, "/");
+		if (n == MAX_SEGMENTS || l > max_len)
+			return -1;
+		seg[n] = p;
+		len[n] = l;
+		n++;
+		p += l;
+	}
 }
 
-/* Score of a match: literal segments count 2, captures 1; -1 = no match. */
-static int
-try_route(const struct route *r, const char *path, struct route_match *m)
+static void
+split_patterns(void)
 {
-	const char *pp = r->pattern, *qp = path;
-	char pseg[64], qseg[256];
-	int score = 0, a, b;
+	int i, k;
 
-	m->nparams = 0;
-	for (;;) {
-		a = next_segment(&pp, pseg, sizeof(pseg));
-		b = next_segment(&qp, qseg, sizeof(qseg));
-		if (a < 0 || b < 0)
-			return -1;
-		if (a == 0 || b == 0)
-			return (a == 0 && b == 0) ? score : -1;
-		if (pseg[0] == ':') {
-			if (m->nparams == MAX_PARAMS)
-				return -1;
-			snprintf(m->names[m->nparams], sizeof(m->names[0]), "%s", pseg + 1);
-			snprintf(m->values[m->nparams], sizeof(m->values[0]), "%s", qseg);
-			m->nparams++;
-			score += 1;
-		} else if (strcasecmp(pseg, qseg) == 0) {
-			score += 2;
-		} else {
-			return -1;
+	for (i = 0; i < n_routes; i++) {
+		struct pattern *pt = &patterns[i];
+		int params = 0;
+
+		pt->n = split(routes[i].pattern, pt->seg, pt->len, 63);
+		pt->usable = pt->n >= 0;
+		for (k = 0; k < pt->n; k++) {
+			if (pt->seg[k][0] == ':') {
+				pt->captures |= 1u << k;
+				pt->score += 1;
+				params++;
+			} else {
+				pt->score += 2;
+			}
 		}
+		if (params > MAX_PARAMS)
+			pt->usable = 0;
 	}
 }
 
 int
 route_match(const char *method, const char *path, struct route_match *m)
 {
-	struct route_match cand;
-	int i, best = -1, path_seen = 0;
+	const char *seg[MAX_SEGMENTS];
+	size_t len[MAX_SEGMENTS];
+	int n, i, k, best = -1, best_i = -1, path_seen = 0;
 
+	pthread_once(&patterns_once, split_patterns);
+	n = split(path, seg, len, PAAS_MAX_SEGMENT);
+	if (n <= 0)
+		return 0;
 	for (i = 0; i < n_routes; i++) {
-		int score = try_route(&routes[i], path, &cand);
-		if (score < 0)
+		const struct pattern *pt = &patterns[i];
+
+		if (pt->n != n || !pt->usable)
+			continue;
+		for (k = 0; k < n; k++)
+			if (!(pt->captures & (1u << k)) &&
+			    (pt->len[k] != len[k] || memcmp(pt->seg[k], seg[k], len[k]) != 0))
+				break;
+		if (k < n)
 			continue;
 		path_seen = 1;
 		if (strcmp(routes[i].method, method) != 0)
 			continue;
-		if (score > best) {
-			best = score;
-			*m = cand;
-			m->route = &routes[i];
-			m->index = i;
+		if (pt->score > best) {
+			best = pt->score;
+			best_i = i;
 		}
 	}
-	if (best >= 0)
-		return 1;
-	return path_seen ? -1 : 0;
+	if (best_i < 0)
+		return path_seen ? -1 : 0;
+	m->route = &routes[best_i];
+	m->index = best_i;
+	m->nparams = 0;
+	for (k = 0; k < n; k++) {
+		const struct pattern *pt = &patterns[best_i];
+
+		if (!(pt->captures & (1u << k)))
+			continue;
+		snprintf(m->names[m->nparams], sizeof(m->names[0]), "%.*s", (int) pt->len[k] - 1,
+		         pt->seg[k] + 1);
+		if (percent_decode(seg[k], len[k], m->values[m->nparams], sizeof(m->values[0]), 0) < 0)
+			return path_seen ? -1 : 0;
+		m->nparams++;
+	}
+	return 1;
+}
+
+/*
+ * Functions that run bcrypt (paas.hash_password, or crypt() on a stored
+ * hash): registration, login, the password changes and admin user
+ * creation.  A route added with such a function belongs here.
+ */
+static const char *const hashing_functions[] = {
+	"api.auth_register",
+	"api.auth_login",
+	"api.auth_change_password",
+	"api.users_create",
+	"api.users_set_password",
+};
+
+static const struct route_policy policy_default = {0, PAAS_MAX_BODY};
+static const struct route_policy policy_hashing = {POLICY_HASHES_PASSWORD, PAAS_MAX_BODY};
+/* Midtrans notifications are a few KB; refused ones are limited per address */
+static const struct route_policy policy_webhook = {POLICY_REJECTS_PER_ADDR, 64 * 1024};
+
+const struct route_policy *
+route_policy(const struct route *r)
+{
+	size_t i;
+
+	if (r == NULL || r->function == NULL)
+		return &policy_default;
+	if (strcmp(r->function, "api.billing_webhook_midtrans") == 0)
+		return &policy_webhook;
+	for (i = 0; i < sizeof(hashing_functions) / sizeof(hashing_functions[0]); i++)
+		if (strcmp(r->function, hashing_functions[i]) == 0)
+			return &policy_hashing;
+	return &policy_default;
 }

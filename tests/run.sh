@@ -7,13 +7,17 @@
 #   3. the OpenAPI document api.openapi() through `redocly lint`
 #      (tests/openapi/lint.sh)
 #   4. HTTP black-box tests (pytest) against the ASan httpd
-#   5. `make run` under faults (tests/fault/supervise.sh)
+#   5. fault injection: the crash classes of tests/fault/crash.py at the same
+#      httpd, which must still answer; then the libFuzzer harnesses of
+#      tests/fuzz (PAAS_FUZZ_SECS, 20 s)
+#   6. `make run` under faults (tests/fault/supervise.sh)
 #   (first: tests/kube, the checks of the Kubernetes stand-in; no cluster needed)
 # Exits non-zero on any failure.
 # While developing: PAAS_TEST_PGTAP='nodes.sql core.sql' runs those pgTAP
 # files only, PAAS_TEST_HTTP='tests/http/test_auth.py -k login' those HTTP
-# tests only, PAAS_TEST_SKIP_UPGRADE=1 skips the upgrade check and
-# PAAS_TEST_SKIP_FAULT=1 the fault test of `make run` (never in CI);
+# tests only, PAAS_TEST_SKIP_UPGRADE=1 skips the upgrade check,
+# PAAS_TEST_SKIP_FUZZ=1 the fault and fuzz steps and PAAS_TEST_SKIP_FAULT=1
+# the fault test of `make run` (none of them in CI);
 # PAAS_TEST_KUBE='tests/kube/test_protocol.py' runs those stand-in checks only (skip: none).
 set -euo pipefail
 . "$(dirname "$0")/../docker/scripts/stack.sh"
@@ -25,9 +29,15 @@ export PAAS_PGDATA=$TMP/pg PAAS_PGSOCK=$TMP/sock PAAS_PGPORT=${PAAS_TEST_PGPORT:
 export PAAS_PGLISTEN='' PAAS_TICK=200ms
 # Short node-health periods so the worker test sees every transition quickly.
 export PAAS_PG_EXTRA_CONF=${PAAS_PG_EXTRA_CONF:-}
-HTTP_PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+HTTP_PORT=$(free_port)
 export PAAS_HTTP_LISTEN=127.0.0.1:$HTTP_PORT
-export PAAS_ACCESS_LOG=0 PAAS_TRUST_PROXY=1
+export PAAS_METRICS_LISTEN=127.0.0.1:$(free_port)
+export PAAS_METRICS_URL=http://$PAAS_METRICS_LISTEN
+# The tests act as the proxy (127.0.0.1, one hop): each test client names its
+# own address in X-Forwarded-For.  Other loopback addresses (127.0.0.2 ...)
+# are direct clients, for the tests of what a client may hold.
+export PAAS_ACCESS_LOG=0 PAAS_TRUST_PROXY=1 PAAS_TRUSTED_PROXIES=127.0.0.1/32
 # The seller block of invoice PDFs (tests/http/test_invoice_pdf.py reads it back)
 export PAAS_SELLER_NAME="PT Contoh Awan" PAAS_SELLER_ADDRESS="Jl. Sudirman 1|Jakarta 10220" PAAS_SELLER_TAX_ID=01.234.567.8-901.000
 
@@ -128,10 +138,20 @@ export PAAS_TEST_PG_STOP="$PGCTL -m fast stop"
 export PAAS_TEST_PG_START="$PGCTL -l $PAAS_PGDATA/server.log start"
 export PAAS_TEST_SERVER_LOG=$PAAS_PGDATA/server.log
 /usr/bin/python3 -m pytest -q -p no:cacheprovider --durations=5 ${PAAS_TEST_HTTP:-tests/http}
+SKIP_FUZZ=
+[ -n "${PAAS_TEST_SKIP_FUZZ:-}" ] && [ -z "${CI:-}" ] && SKIP_FUZZ=1
+if [ -z "$SKIP_FUZZ" ]; then
+	echo "== fault injection (ASan/UBSan httpd)"
+	/usr/bin/python3 tests/fault/crash.py
+fi
 stack_down
-if grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$TMP/httpd.log"; then
+if grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error:|AddressSanitizer:' "$TMP/httpd.log"; then
 	echo "sanitizer reports in httpd log" >&2
 	exit 1
+fi
+if [ -z "$SKIP_FUZZ" ]; then
+	echo "== fuzz (libFuzzer, ${PAAS_FUZZ_SECS:-20} s)"
+	bash tests/fuzz/run.sh
 fi
 
 echo "== make run under faults"

@@ -17,6 +17,7 @@ import pytest
 import requests
 
 BASE = os.environ.get("PAAS_URL", "http://127.0.0.1:8080")
+METRICS = os.environ.get("PAAS_METRICS_URL", "http://127.0.0.1:9187")
 PSQL = shlex.split(os.environ.get("PAAS_TEST_PSQL", "psql -At"))
 PASSWORD = "Str0ngPassw0rd"
 
@@ -140,6 +141,6 @@ def wait_until(fn, timeout=30.0, interval=0.05):
 
 
 def metric(name):
-    """The value of an unlabelled counter of GET /api/v1/metrics."""
-    text = Api().get("/api/v1/metrics").text
+    """The value of an unlabelled counter of GET /metrics (metrics listener)."""
+    text = requests.get(METRICS + "/metrics", timeout=30).text
     return int(next(line.split()[1] for line in text.splitlines() if line.startswith(name + " ")))
