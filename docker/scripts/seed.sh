@@ -39,7 +39,9 @@ fi
 if [ -n "$(psql_su -Atc "SELECT 1 FROM pg_proc WHERE proname = 'subscriptions_schedule_renewals' AND pronamespace = 'api'::regnamespace")" ]; then
 	psql_su -c "SELECT api.subscriptions_schedule_renewals()" >/dev/null
 fi
+# The seed files go through standard input: the cluster owner may not be
+# able to read a checkout in a private directory.
 for f in "$(dirname "$0")"/../seed/*.sql; do
-	[ -f "$f" ] && psql_su -f "$f" >/dev/null
+	[ -f "$f" ] && psql_su < "$f" >/dev/null
 done
 exit 0
