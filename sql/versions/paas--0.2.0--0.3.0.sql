@@ -6628,7 +6628,7 @@ CREATE FUNCTION paas.route_access_names() RETURNS text[]
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	RETURN ARRAY['public', 'user', 'admin', 'node', 'local'];
 COMMENT ON FUNCTION paas.route_access_names() IS
-	'the access rules of routes: public, user (access token), admin, node (node token), local (loopback or admin)';
+	'the access rules of routes: public, user (access token), admin, node (node token), local (the metrics listener, or an admin''s token)';
 
 -- The error statuses a route may list (the SQLSTATE classes of httpd/errors.c).
 CREATE FUNCTION paas.route_error_names() RETURNS integer[]
@@ -7779,7 +7779,7 @@ SELECT paas.routes_add($routes$[
   {"method": "GET", "path": "/api/v1/metrics", "function": null, "access": "local", "status": 200,
    "message": "Prometheus metrics", "flags": ["builtin", "no_db"], "tag": "system",
    "summary": "Request counters in the Prometheus text format",
-   "description": "Requests by route and status class, time spent per route and the batching counters, in the Prometheus text exposition format (0.0.4). Loopback clients need no token; others need an administrator's.",
+   "description": "Requests by route and status class, time spent per route and the batching counters, in the Prometheus text exposition format (0.0.4). On the API listener an administrator's token is needed; the metrics listener (PAAS_METRICS_LISTEN, loopback by default) serves them without one.",
    "responseType": "text", "response": {"type": "string"}},
   {"method": "GET", "path": "/api/v1/admin/status", "function": "api.admin_status", "access": "admin", "status": 200,
    "message": "Service status", "tag": "system", "summary": "Versions of module, extension, server and pg_cron; the background worker",
@@ -9312,9 +9312,9 @@ CREATE FUNCTION paas.route_security(access text) RETURNS jsonb
 		WHEN 'user' THEN '[{"bearerAuth": []}]'
 		WHEN 'admin' THEN '[{"bearerAuth": []}]'
 		WHEN 'node' THEN '[{"nodeToken": []}]'
-		WHEN 'local' THEN '[{}, {"bearerAuth": []}]' END::jsonb;
+		WHEN 'local' THEN '[{"bearerAuth": []}]' END::jsonb;
 COMMENT ON FUNCTION paas.route_security(text) IS
-	'OpenAPI security requirements of an access rule (local: none from loopback, else an administrator''s token)';
+	'OpenAPI security requirements of an access rule (local: an administrator''s token on the API listener)';
 
 -- Every error status a route can answer: its function's, then those of the
 -- gateway (a malformed or oversized body, the database unavailable), of

@@ -120,8 +120,8 @@ SELECT is((SELECT op -> 'security' FROM ops WHERE path = '/api/v1/users/{id}' AN
 SELECT is((SELECT op -> 'security' FROM ops WHERE path = '/api/v1/auth/login'), '[]', 'a public route needs nothing');
 SELECT is((SELECT op -> 'security' FROM ops WHERE path = '/api/v1/workers/{nodeId}/resources'),
 		  '[{"nodeToken": []}]', 'a node route needs the node token');
-SELECT is((SELECT op -> 'security' FROM ops WHERE path = '/api/v1/metrics'), '[{}, {"bearerAuth": []}]',
-		  'metrics: loopback, or a token');
+SELECT is((SELECT op -> 'security' FROM ops WHERE path = '/api/v1/metrics'), '[{"bearerAuth": []}]',
+		  'metrics on the API listener: an administrator''s token');
 SELECT ok((SELECT op #> '{responses,200,content}' ? 'application/pdf' FROM ops WHERE path = '/api/v1/billing/invoices/{id}/pdf'),
 		  'the PDF route answers application/pdf');
 SELECT ok((SELECT op #> '{responses,200,content}' ? 'text/plain' FROM ops WHERE path = '/api/v1/metrics'),
