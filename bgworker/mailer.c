@@ -35,11 +35,14 @@
  *		text/html, UTF-8, quoted-printable) and the invoice PDF (base64)
  *		when there is one.  Header values are RFC 2047 encoded-words when
  *		they are not ASCII (extension/notify.c).
- *	  - Outcomes: 2xx sent; 5xx (at MAIL, RCPT or DATA) permanent; 4xx and
- *		errors without an answer temporary (paas.notify_record backs off per
- *		row).  A failure of the server itself (connect, TLS, AUTH) also
- *		gives the rest of the batch back unattempted and makes the mailer
- *		wait before the next pass (doubling up to MAILER_PAUSE_MAX_MS).
+ *	  - Outcomes: 2xx sent; 5xx to RCPT or DATA permanent; 4xx and errors
+ *		without an answer temporary (paas.notify_record backs off per row).
+ *		The reply kept is the first 4xx / 5xx line (libcurl closes the
+ *		connection after a refusal; the answer to QUIT is not the news).
+ *		A failure of the server itself (connect, TLS, AUTH, a refused
+ *		sender) is temporary too, gives the rest of the batch back
+ *		unattempted and makes the mailer wait before the next pass
+ *		(doubling up to MAILER_PAUSE_MAX_MS).
  *	  - The mailer sleeps until the next mail is due (at most
  *		MAILER_POLL_MS) and is woken by paas.mail_wake() when a transaction
  *		that queued mail commits.  Nothing runs while paas.smtp_url is empty
@@ -454,9 +457,11 @@ enum
 	OUT_PERMANENT
 };
 
-static void
+/* Records an outcome; returns how long until the mail is due again (-1: never). */
+static long
 record(const Mail *m, int outcome, int code, const char *reply)
 {
+	long		due_ms = -1;
 	Oid			argtypes[5] = {INT8OID, INT4OID, TEXTOID, INT4OID, TEXTOID};
 	Datum		args[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
@@ -470,11 +475,23 @@ record(const Mail *m, int outcome, int code, const char *reply)
 	if (code == 0)
 		nulls[3] = 'n';
 	args[4] = CStringGetTextDatum(reply ? reply : "");
-	ret = SPI_execute_with_args("SELECT paas.notify_record($1, $2, $3, $4, $5)",
+	ret = SPI_execute_with_args("SELECT (extract(epoch FROM x.due_at - clock_timestamp()) * 1000)::bigint "
+								"FROM paas.notify_record($1, $2, $3, $4, $5) st "
+								"JOIN paas.notification_outbox x ON x.id = $1 "
+								"WHERE st IN ('PENDING', 'SENDING')",
 								5, argtypes, args, nulls, false, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "paas.notify_record failed: %d", ret);
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			due_ms = (long) Max(DatumGetInt64(d), 0);
+	}
 	end_tx(old);
+	return due_ms;
 }
 
 static void
@@ -506,11 +523,16 @@ release(List *ids, int delay_ms)
 
 /* ---- SMTP ---------------------------------------------------------------- */
 
-/* The last SMTP reply line the server sent during one call. */
+/*
+ * The SMTP replies of one call: the last line, and the first 4xx / 5xx line
+ * (after a refusal libcurl closes the connection, and the server's answer to
+ * QUIT would otherwise hide the refusal).
+ */
 typedef struct Replies
 {
 	int			lines;
 	char		last[MAILER_REPLY_MAX + 1];
+	char		refusal[MAILER_REPLY_MAX + 1];
 } Replies;
 
 static size_t
@@ -529,6 +551,9 @@ on_reply_line(char *data, size_t size, size_t nitems, void *userdata)
 		memcpy(r->last, data, k);
 		r->last[k] = '\0';
 		r->lines++;
+		if (r->refusal[0] == '\0' && k >= 3 && (data[0] == '4' || data[0] == '5') &&
+			isdigit((unsigned char) data[1]) && isdigit((unsigned char) data[2]))
+			memcpy(r->refusal, r->last, k + 1);
 	}
 	return n;
 }
@@ -740,18 +765,21 @@ perform(CURL *h, Sent *s)
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, NULL);
 
 	s->code = 0;
-	if (r.lines > 0 && strlen(r.last) >= 3 && isdigit((unsigned char) r.last[0]) &&
-		isdigit((unsigned char) r.last[1]) && isdigit((unsigned char) r.last[2]))
-		s->code = (r.last[0] - '0') * 100 + (r.last[1] - '0') * 10 + (r.last[2] - '0');
 	if (rc == CURLE_OK)
 	{
+		const char *l = r.last;
+
+		if (strlen(l) >= 3 && isdigit((unsigned char) l[0]))
+			s->code = (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0');
 		s->outcome = OUT_SENT;
 		s->server_down = false;
-		strlcpy(s->reply, r.last, sizeof(s->reply));
+		strlcpy(s->reply, l, sizeof(s->reply));
 		return;
 	}
+	if (r.refusal[0] != '\0')
+		s->code = (r.refusal[0] - '0') * 100 + (r.refusal[1] - '0') * 10 + (r.refusal[2] - '0');
 	snprintf(s->reply, sizeof(s->reply), "%s%s%s", errbuf[0] ? errbuf : curl_easy_strerror(rc),
-			 r.lines > 0 ? " -- " : "", r.lines > 0 ? r.last : "");
+			 r.lines > 0 ? " -- " : "", r.refusal[0] ? r.refusal : r.last);
 	switch (rc)
 	{
 		case CURLE_LOGIN_DENIED:
@@ -770,6 +798,12 @@ perform(CURL *h, Sent *s)
 	}
 	s->server_down = (r.lines == 0);
 	s->outcome = (s->code >= 500 && s->code < 600) ? OUT_PERMANENT : OUT_TEMPORARY;
+	if (strncmp(errbuf, "MAIL failed", 11) == 0)
+	{
+		/* the sender was refused (settings, AUTH): not this mail's fault */
+		s->outcome = OUT_TEMPORARY;
+		s->server_down = true;
+	}
 }
 
 /*
@@ -896,11 +930,14 @@ mailer_pass(MemoryContext cxt, long *pause_ms, int *handled)
 	{
 		Mail	   *m = (Mail *) lfirst(lc);
 		Sent		s;
+		long		due;
 
 		CHECK_FOR_INTERRUPTS();
 		pgstat_report_activity(STATE_RUNNING, "paas mailer: SMTP");
 		smtp_send(m, &s);
-		record(m, s.outcome, s.code, s.reply);
+		due = record(m, s.outcome, s.code, s.reply);
+		if (due >= 0 && (next_due_ms < 0 || due < next_due_ms))
+			next_due_ms = due;	/* a retry earlier than anything else queued */
 		(*handled)++;
 		if (s.outcome == OUT_SENT)
 			sent++;

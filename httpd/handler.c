@@ -241,9 +241,15 @@ static int
 build_request(struct request *r)
 {
 	json_error_t jerr;
+	const char *h;
 	int i;
 
-	if (r->body_len > 0) {
+	h = mg_get_header(r->conn, "Content-Type");
+	if (r->body_len > 0 && (r->m.route->flags & ROUTE_FORM) && h &&
+	    strncasecmp(h, "application/x-www-form-urlencoded", 33) == 0) {
+		r->req = json_object(); /* RFC 8058 one-click: "List-Unsubscribe=One-Click" */
+		add_query(r->req, r->body);
+	} else if (r->body_len > 0) {
 		r->req = json_loadb(r->body, r->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
 		if (r->req == NULL) {
 			json_t *errs = json_pack("[{s:s, s:s}]", "field", "body", "message", jerr.text);

@@ -137,7 +137,7 @@ CREATE TABLE paas.notification_templates (
 	body_text	text NOT NULL CHECK (char_length(body_text) BETWEEN 1 AND 20000),
 	body_html	text NOT NULL CHECK (char_length(body_html) BETWEEN 1 AND 50000),
 	builtin		boolean NOT NULL DEFAULT false,
-	updated_at	timestamptz NOT NULL DEFAULT now(),
+	updated_at	timestamptz,			-- a DBA's last change; NULL for the install's rows
 	UNIQUE (kind, locale, builtin)
 );
 COMMENT ON TABLE paas.notification_templates IS
@@ -408,7 +408,7 @@ BEGIN
 			(SELECT string_agg(e ->> 'message', '; ') FROM jsonb_array_elements(errs) e)
 			USING ERRCODE = 'PT400', DETAIL = errs::text;
 	END IF;
-	NEW.updated_at := now();
+	NEW.updated_at := CASE WHEN NEW.builtin THEN NULL ELSE now() END;
 	IF TG_OP = 'UPDATE' AND OLD.builtin THEN
 		-- the statement updates the DBA's row itself when there is one
 		IF NOT EXISTS (SELECT 1 FROM paas.notification_templates t

@@ -157,7 +157,8 @@ INSERT INTO t VALUES ('vtok', to_jsonb(pg_temp.token((pg_temp.render(pg_temp.v('
 SELECT ok((SELECT v #>> '{}' FROM t WHERE k = 'vtok') IS NOT NULL, 'the welcome mail carries the verification token');
 SELECT is((api.auth_notifications('{}', pg_temp.uctx('reg')) ->> 'emailVerified')::boolean, false,
 	'a new address is not verified');
-SELECT throws_ok($$SELECT api.auth_verify_email(jsonb_build_object('token', left((SELECT v #>> '{}' FROM t WHERE k = 'vtok'), 96) || '0'))$$,
+SELECT throws_ok($$SELECT api.auth_verify_email(jsonb_build_object('token', left((SELECT v #>> '{}' FROM t WHERE k = 'vtok'), 96)
+					|| CASE WHEN right((SELECT v #>> '{}' FROM t WHERE k = 'vtok'), 1) = '0' THEN '1' ELSE '0' END))$$,
 	'PT400', 'Invalid or expired verification token', 'a token with a wrong signature is refused');
 SELECT throws_ok($$SELECT api.auth_verify_email(jsonb_build_object('token', replace((SELECT v #>> '{}' FROM t WHERE k = 'vtok'), '.', '')))$$,
 	'PT400', 'Invalid or expired verification token', 'a malformed token is refused');
