@@ -1095,6 +1095,12 @@ COMMENT ON FUNCTION paas.notify_next_due() IS 'the time the next queued mail is 
 
 ------------------------------------------------------------------------------
 -- the events: triggers on the other areas' tables
+--
+-- An event is a row the current transaction writes with its own clock: its
+-- timestamp (created_at, at, started_at; DEFAULT now()) is at or after the
+-- start of the transaction.  Rows loaded with their original timestamps --
+-- pg_restore's COPY, an import -- are history and queue nothing (a restore
+-- brings the outbox rows of its dump instead).
 ------------------------------------------------------------------------------
 
 -- A new account: welcome, with a verification link (set-based: a bulk
@@ -1108,6 +1114,7 @@ BEGIN
 	SELECT 'welcome', 'welcome:' || n.id, n.id,
 		   jsonb_build_object('tokenId', paas.auth_token_issue(n.id, 'verify', n.email, paas.auth_token_ttl('verify')))
 	  FROM new_users n
+	 WHERE n.created_at >= now()
 	ON CONFLICT (dedup_key) DO NOTHING;
 	IF FOUND THEN
 		PERFORM paas.mail_wake();
@@ -1194,13 +1201,13 @@ AS $$
 BEGIN
 	INSERT INTO paas.notification_outbox (kind, dedup_key, user_id, vars)
 	SELECT 'refund_issued', 'refund:' || r.id, r.user_id, jsonb_build_object('reversalId', r.id)
-	  FROM new_reversals r WHERE r.status = 'SUCCESS' AND r.kind = 'REFUND'
+	  FROM new_reversals r WHERE r.status = 'SUCCESS' AND r.kind = 'REFUND' AND r.created_at >= now()
 	ON CONFLICT (dedup_key) DO NOTHING;
 	INSERT INTO paas.notification_outbox (kind, dedup_key, user_id, recipient, vars)
 	SELECT 'admin_reversal_blocked', format('reversal_blocked:%s:%s', r.id, coalesce(a.user_id::text, a.recipient)),
 		   a.user_id, a.recipient, jsonb_build_object('reversalId', r.id)
 	  FROM new_reversals r CROSS JOIN paas.notify_admins() a
-	 WHERE r.status = 'BLOCKED'
+	 WHERE r.status = 'BLOCKED' AND r.created_at >= now()
 	ON CONFLICT (dedup_key) DO NOTHING;
 	PERFORM paas.mail_wake() WHERE EXISTS (SELECT 1 FROM new_reversals);
 	RETURN NULL;
@@ -1224,7 +1231,7 @@ BEGIN
 		   'charge:' || c.subscription_id || ':' || c.period_no, s.user_id,
 		   jsonb_build_object('subscriptionId', c.subscription_id, 'period', c.period_no)
 	  FROM new_charges c JOIN paas.subscriptions s ON s.id = c.subscription_id
-	 WHERE c.amount > 0
+	 WHERE c.amount > 0 AND c.created_at >= now()
 	ON CONFLICT (dedup_key) DO NOTHING;
 	IF FOUND THEN
 		PERFORM paas.mail_wake();
@@ -1251,7 +1258,7 @@ BEGIN
 							 WHEN e.to_status = 'SUSPENDED' THEN 'subscription_suspended'
 							 ELSE 'subscription_cancelled' END AS kind
 			  FROM new_events e
-			 WHERE e.to_status IS DISTINCT FROM e.from_status
+			 WHERE e.to_status IS DISTINCT FROM e.from_status AND e.created_at >= now()
 			   AND (e.to_status IN ('GRACE', 'SUSPENDED') OR e.event = 'cancel')) x
 	  JOIN paas.subscriptions s ON s.id = x.subscription_id
 	ON CONFLICT (dedup_key) DO NOTHING;
@@ -1280,6 +1287,7 @@ BEGIN
 							  'at', to_jsonb(t.at))
 	  FROM new_transitions t CROSS JOIN paas.notify_admins() a
 	 WHERE t.to_status IN ('NOT_READY', 'INACTIVE') AND t.from_status IS DISTINCT FROM t.to_status
+	   AND t.at >= now()
 	ON CONFLICT (dedup_key) DO NOTHING;
 	IF FOUND THEN
 		PERFORM paas.mail_wake();
@@ -1305,7 +1313,7 @@ BEGIN
 		   a.user_id, a.recipient,
 		   jsonb_build_object('job', r.job, 'error', left(r.error, 2000), 'at', to_jsonb(r.started_at))
 	  FROM new_runs r CROSS JOIN paas.notify_admins() a
-	 WHERE NOT r.ok
+	 WHERE NOT r.ok AND r.started_at >= now()
 	ON CONFLICT (dedup_key) DO NOTHING;
 	IF FOUND THEN
 		PERFORM paas.mail_wake();

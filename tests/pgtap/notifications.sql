@@ -6,7 +6,7 @@
 -- verification, password reset, preferences, unsubscribe, the admin API.
 -- Everything runs in one transaction: the mailer never sees these rows.
 BEGIN;
-SELECT plan(164);
+SELECT plan(165);
 
 SET LOCAL paas.public_url = 'https://app.pgtap.test';
 SET LOCAL paas.mail_default_locale = 'en';
@@ -117,6 +117,12 @@ ROLLBACK TO SAVEPOINT before_rollback;
 SELECT is((SELECT count(*) FROM paas.notification_outbox o WHERE o.vars::text LIKE '%' || o.user_id || '%'
 			 OR o.user_id NOT IN (SELECT id FROM paas.users)), 0::bigint,
 	'an account whose transaction rolled back left no mail');
+
+INSERT INTO paas.users (email, name, password_hash, created_at)
+VALUES ('restored.pgtap@example.com', 'Restored', 'x', now() - interval '1 day');
+SELECT is((SELECT count(*) FROM paas.notification_outbox o JOIN paas.users u ON u.id = o.user_id
+			WHERE u.email = 'restored.pgtap@example.com'), 0::bigint,
+	'an account loaded with its old creation time (pg_restore, an import) is no event: no mail');
 
 -- the welcome mail, rendered
 SELECT is((pg_temp.render(pg_temp.v('reg', '{user,id}'), 'welcome')).subject, 'Welcome, Nia Pgtap',
