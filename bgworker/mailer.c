@@ -16,6 +16,18 @@
  * so a crash repeats at most the mail in flight, and then with the same
  * Message-ID (fixed at the first claim).
  *
+ * One WAL flush per mail, off the critical path.  The mailer's transactions
+ * commit without waiting for their WAL flush (synchronous_commit = off for
+ * its session); what a record needs is to be durable before the NEXT mail
+ * can be accepted.  So the flush (XLogFlush of the last commit) is done in
+ * libcurl's read of the next message's last part, just before libcurl sends
+ * the end-of-data dot: at any moment at most one accepted mail is
+ * unrecorded.  The transfer is driven through a curl multi handle so that
+ * the flush runs while the server works on the next mail's envelope (MAIL,
+ * RCPT, DATA) instead of after the record's own commit; the read of the last
+ * part only makes sure it is done.  Before the mailer sleeps, it flushes
+ * what is left.
+ *
  * Rules a reader must know:
  *	  - SMTP: paas.smtp_url (smtp://host:587 or smtps://host:465).
  *		paas.smtp_tls = starttls (default) requires STARTTLS
@@ -25,8 +37,9 @@
  *		AUTH with paas.smtp_user and the first line of
  *		paas.smtp_password_file, read when the connection is set up and
  *		never logged.
- *	  - One CURL handle is kept across mails and passes, so the SMTP
- *		connection (and its TLS session and AUTH) is reused; it is closed
+ *	  - One CURL handle (and the multi handle that holds its connection) is
+ *		kept across mails and passes, so the SMTP connection (and its TLS
+ *		session and AUTH) is reused; it is closed
  *		(QUIT) after MAILER_IDLE_CLOSE_MS without mail and rebuilt when the
  *		settings change.  A reused connection that turns out dead is tried
  *		once more on a fresh one.
@@ -62,6 +75,7 @@
 #include <curl/curl.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -291,16 +305,18 @@ publish_counts(int sent, int retried, int failed)
 	SpinLockRelease(&paas_mailer_shared->mutex);
 }
 
-static CURL *handle = NULL;		/* the kept SMTP connection */
+static CURL *handle = NULL;		/* the kept SMTP handle */
+static CURLM *multi = NULL;		/* ... driven by this, which keeps the connection */
 
 static void
 mailer_exit(int code, Datum arg)
 {
 	if (handle != NULL)
-	{
-		curl_easy_cleanup(handle);	/* sends QUIT */
-		handle = NULL;
-	}
+		curl_easy_cleanup(handle);
+	if (multi != NULL)
+		curl_multi_cleanup(multi);	/* closes the connection: QUIT */
+	handle = NULL;
+	multi = NULL;
 	if (paas_mailer_shared == NULL)
 		return;
 	SpinLockAcquire(&paas_mailer_shared->mutex);
@@ -330,12 +346,27 @@ begin_tx(const char *activity)
 	return old;
 }
 
+/* The end of the last commit whose WAL may not be flushed yet (see above). */
+static XLogRecPtr unflushed = InvalidXLogRecPtr;
+
+static void
+flush_records(void)
+{
+	if (!XLogRecPtrIsInvalid(unflushed))
+	{
+		XLogFlush(unflushed);
+		unflushed = InvalidXLogRecPtr;
+	}
+}
+
 static void
 end_tx(MemoryContext old)
 {
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	if (!XLogRecPtrIsInvalid(XactLastCommitEnd) && XactLastCommitEnd > unflushed)
+		unflushed = XactLastCommitEnd;
 	MemoryContextSwitchTo(old);
 	pgstat_report_stat(true);
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -707,10 +738,59 @@ static void
 smtp_close(void)
 {
 	if (handle != NULL)
-	{
 		curl_easy_cleanup(handle);
-		handle = NULL;
+	if (multi != NULL)
+		curl_multi_cleanup(multi);	/* QUIT */
+	handle = NULL;
+	multi = NULL;
+}
+
+/*
+ * The last part of a message, read by libcurl through a callback: before
+ * its last bytes are handed out (libcurl then closes the MIME body and sends
+ * the end-of-data dot), the records committed so far are flushed.
+ */
+typedef struct Tail
+{
+	const char *data;
+	size_t		len;
+	size_t		pos;
+	bool		flushed;
+} Tail;
+
+static size_t
+tail_read(char *buf, size_t size, size_t nitems, void *arg)
+{
+	Tail	   *t = (Tail *) arg;
+	size_t		n = size * nitems;
+	size_t		left = t->len - t->pos;
+
+	if (n > left)
+		n = left;
+	/*
+	 * Before the last bytes are handed out (libcurl knows the size and may
+	 * never ask again): nothing of this message's end, nor the dot, has been
+	 * sent yet.
+	 */
+	if (n == left && !t->flushed)
+	{
+		flush_records();		/* a PANIC on fsync failure ends the process */
+		t->flushed = true;
 	}
+	memcpy(buf, t->data + t->pos, n);
+	t->pos += n;
+	return n;
+}
+
+static int
+tail_seek(void *arg, curl_off_t offset, int origin)
+{
+	Tail	   *t = (Tail *) arg;
+
+	if (origin != SEEK_SET || offset < 0 || (size_t) offset > t->len)
+		return CURL_SEEKFUNC_CANTSEEK;
+	t->pos = (size_t) offset;
+	return CURL_SEEKFUNC_OK;
 }
 
 /* The result of one SMTP call. */
@@ -748,7 +828,47 @@ rfc5322_date(char *buf, size_t len)
 	strftime(buf, len, "%a, %d %b %Y %H:%M:%S +0000", &tm);
 }
 
-/* One curl_easy_perform of a built message; fills *s. */
+/*
+ * Runs one transfer through the multi handle: the first step sends the
+ * envelope's first command, and while the server works on it the records
+ * committed so far are flushed (the flush of the previous mail overlaps
+ * this mail's envelope; tail_read() makes sure it is done before the dot).
+ */
+static CURLcode
+transfer(CURL *h)
+{
+	CURLMcode	mc;
+	CURLMsg    *msg;
+	int			running = 0;
+	int			queued;
+	CURLcode	rc = CURLE_SEND_ERROR;
+	bool		done = false;
+
+	if (multi == NULL && (multi = curl_multi_init()) == NULL)
+		return CURLE_OUT_OF_MEMORY;
+	if (curl_multi_add_handle(multi, h) != CURLM_OK)
+		return CURLE_FAILED_INIT;
+	mc = curl_multi_perform(multi, &running);
+	flush_records();
+	while (mc == CURLM_OK && running)
+	{
+		mc = curl_multi_poll(multi, NULL, 0, 1000, NULL);
+		if (mc == CURLM_OK)
+			mc = curl_multi_perform(multi, &running);
+	}
+	while ((msg = curl_multi_info_read(multi, &queued)) != NULL)
+	{
+		if (msg->msg == CURLMSG_DONE && msg->easy_handle == h)
+		{
+			rc = msg->data.result;
+			done = true;
+		}
+	}
+	curl_multi_remove_handle(multi, h);
+	return done ? rc : CURLE_SEND_ERROR;
+}
+
+/* One transfer of a built message; fills *s. */
 static void
 perform(CURL *h, Sent *s)
 {
@@ -760,7 +880,7 @@ perform(CURL *h, Sent *s)
 	errbuf[0] = '\0';
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, (void *) &r);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-	rc = curl_easy_perform(h);
+	rc = transfer(h);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, NULL);
 
@@ -836,6 +956,7 @@ smtp_send(const Mail *m, Sent *s)
 		curl_mime  *alt;
 		curl_mimepart *part;
 		long		conns = 0;
+		Tail		tail = {0};
 
 		rfc5322_date(date, sizeof(date));
 		headers = curl_slist_append(headers, psprintf("Date: %s", date));
@@ -859,7 +980,14 @@ smtp_send(const Mail *m, Sent *s)
 		curl_mime_type(part, "text/plain; charset=UTF-8");
 		curl_mime_encoder(part, "quoted-printable");
 		part = curl_mime_addpart(alt);
-		curl_mime_data(part, to_crlf(m->body_html), CURL_ZERO_TERMINATED);
+		if (m->attachment)
+			curl_mime_data(part, to_crlf(m->body_html), CURL_ZERO_TERMINATED);
+		else
+		{
+			tail.data = to_crlf(m->body_html);
+			tail.len = strlen(tail.data);
+			curl_mime_data_cb(part, (curl_off_t) tail.len, tail_read, tail_seek, NULL, &tail);
+		}
 		curl_mime_type(part, "text/html; charset=UTF-8");
 		curl_mime_encoder(part, "quoted-printable");
 		part = curl_mime_addpart(mime);
@@ -871,7 +999,9 @@ smtp_send(const Mail *m, Sent *s)
 		if (m->attachment)
 		{
 			part = curl_mime_addpart(mime);
-			curl_mime_data(part, m->attachment, m->attachment_len);
+			tail.data = m->attachment;
+			tail.len = m->attachment_len;
+			curl_mime_data_cb(part, (curl_off_t) tail.len, tail_read, tail_seek, NULL, &tail);
 			curl_mime_type(part, "application/pdf");
 			curl_mime_filename(part, m->attachment_name ? m->attachment_name : "invoice.pdf");
 			curl_mime_encoder(part, "base64");
@@ -963,6 +1093,7 @@ mailer_pass(MemoryContext cxt, long *pause_ms, int *handled)
 	}
 	if (!down && sent > 0)
 		*pause_ms = 0;
+	flush_records();
 	publish_counts(sent, retried, failed);
 	if (down)
 		return *pause_ms;
@@ -998,6 +1129,8 @@ paas_mailer_main(Datum main_arg)
 		paas_mailer_shared->last_error[0] = '\0';
 		SpinLockRelease(&paas_mailer_shared->mutex);
 	}
+	/* records are flushed before the next mail can be accepted (see above) */
+	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
 	elog(LOG, "paas mailer started in database \"%s\"", paas_database);
 	cxt = AllocSetContextCreate(TopMemoryContext, "paas mailer pass", ALLOCSET_DEFAULT_SIZES);
 

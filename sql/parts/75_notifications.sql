@@ -875,7 +875,9 @@ BEGIN
 											|| paas.notify_sign('unsubscribe', u.id))
 				   ELSE '{}' END;
 	types := paas.notify_common_vars(k.category) || k.variables;
-	SELECT coalesce(jsonb_object_agg(e.key, paas.notify_format(e.value, types ->> e.key, m.locale)), '{}')
+	SELECT coalesce(jsonb_object_agg(e.key, CASE WHEN types ->> e.key IN ('money', 'date', 'datetime')
+												  THEN paas.notify_format(e.value, types ->> e.key, m.locale)
+												  ELSE coalesce(e.value #>> '{}', '') END), '{}')
 	  INTO vals FROM jsonb_each(raw) e WHERE left(e.key, 1) <> '$';
 
 	tpl := paas.notify_template(o.kind, m.locale);
@@ -926,84 +928,137 @@ COMMENT ON FUNCTION paas.notify_render(paas.notification_outbox) IS
 -- the mailer's calls (bgworker/mailer.c)
 ------------------------------------------------------------------------------
 
+-- A claimed mail as the mailer gets it.
+CREATE TYPE paas.notify_claimed AS (
+	id					bigint,
+	attempt				integer,
+	message_id			text,
+	recipient			text,
+	recipient_name		text,
+	subject				text,
+	body_text			text,
+	body_html			text,
+	list_unsubscribe	text,
+	attachment			bytea,
+	attachment_name		text
+);
+
+-- Claims one locked due row: renders it and marks it SENDING with one more
+-- attempt (NULL: it was SUPPRESSED, or it waits for its per-recipient slot;
+-- "batch" counts what this claim already took per address).  Errors of the
+-- rendering propagate.
+CREATE FUNCTION paas.notify_claim_one(o paas.notification_outbox, lease interval, lim integer,
+									  batch jsonb) RETURNS paas.notify_claimed
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	m paas.notify_mail := paas.notify_render(o);
+	c paas.notify_claimed;
+	cnt int;
+	first_sent timestamptz;
+BEGIN
+	IF m.suppress IS NOT NULL OR m.recipient IS NULL THEN
+		UPDATE paas.notification_outbox x
+		   SET status = 'SUPPRESSED', last_error = coalesce(m.suppress, 'no recipient'),
+			   claimed_until = NULL, updated_at = now()
+		 WHERE x.id = o.id;
+		RETURN NULL;
+	END IF;
+	SELECT count(*), min(x.sent_at) INTO cnt, first_sent
+	  FROM paas.notification_outbox x
+	 WHERE lower(x.sent_to) = lower(m.recipient) AND x.sent_at > now() - interval '1 hour';
+	IF cnt + coalesce((batch ->> lower(m.recipient))::int, 0) >= lim THEN
+		UPDATE paas.notification_outbox x
+		   SET status = 'PENDING', claimed_until = NULL,
+			   due_at = greatest(coalesce(first_sent + interval '1 hour', now() + interval '1 minute'),
+								 now() + interval '1 second'),
+			   last_error = format('per-recipient limit: %s mails an hour to this address', lim),
+			   updated_at = now()
+		 WHERE x.id = o.id;
+		RETURN NULL;
+	END IF;
+	UPDATE paas.notification_outbox x
+	   SET status = 'SENDING', attempts = x.attempts + 1, claimed_until = now() + lease,
+		   due_at = now() + lease,
+		   message_id = coalesce(x.message_id, paas.notify_message_id(x)), sent_to = m.recipient,
+		   updated_at = now()
+	 WHERE x.id = o.id
+	RETURNING x.id, x.attempts, x.message_id INTO c.id, c.attempt, c.message_id;
+	c.recipient := m.recipient;
+	c.recipient_name := m.recipient_name;
+	c.subject := m.subject;
+	c.body_text := m.body_text;
+	c.body_html := m.body_html;
+	c.list_unsubscribe := m.list_unsubscribe;
+	c.attachment := m.attachment;
+	c.attachment_name := m.attachment_name;
+	RETURN c;
+END
+$$;
+COMMENT ON FUNCTION paas.notify_claim_one(paas.notification_outbox, interval, integer, jsonb) IS
+	'the mailer: renders a locked due row and marks it SENDING (NULL: suppressed, or over its per-recipient limit)';
+
 -- Claims up to n due mails for "lease": each is locked (SKIP LOCKED: a
 -- second mailer takes others), rendered, and marked SENDING with one more
 -- attempt.  A SENDING row whose lease ran out is claimed again with its
 -- Message-ID (a claim moves due_at to the end of the lease, so one scan of
--- due rows finds both).  Rows that must not go are SUPPRESSED here, rows that fail to
--- render FAILED, rows over the per-recipient limit wait for their slot.
-CREATE FUNCTION paas.notify_claim(n integer, lease interval)
-	RETURNS TABLE (id bigint, attempt integer, message_id text, recipient text, recipient_name text,
-				   subject text, body_text text, body_html text, list_unsubscribe text,
-				   attachment bytea, attachment_name text)
+-- due rows finds both).  Rows that must not go are SUPPRESSED here, rows
+-- over the per-recipient limit wait for their slot, and a row that fails to
+-- render is FAILED: the batch is claimed in one subtransaction, and only
+-- when something in it fails is it claimed again row by row, each in its
+-- own.
+CREATE FUNCTION paas.notify_claim(n integer, lease interval) RETURNS SETOF paas.notify_claimed
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	o paas.notification_outbox;
-	m paas.notify_mail;
-	err text;
+	c paas.notify_claimed;
+	claimed paas.notify_claimed[] := '{}';
 	lim int := paas.notify_setting('mail_per_recipient_per_hour', '20')::int;
-	cnt int;
-	first_sent timestamptz;
 	batch jsonb := '{}';
-	addr text;
+	err text;
 BEGIN
-	FOR o IN SELECT * FROM paas.notification_outbox x
-			  WHERE x.status IN ('PENDING', 'SENDING') AND x.due_at <= now()
-			  ORDER BY x.due_at, x.id
-			  LIMIT n
-			  FOR UPDATE SKIP LOCKED LOOP
-		BEGIN
-			m := paas.notify_render(o);
-		EXCEPTION WHEN OTHERS THEN
-			GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
-			UPDATE paas.notification_outbox x
-			   SET status = 'FAILED', last_error = left('rendering failed: ' || err, 1000),
-				   claimed_until = NULL, updated_at = now()
-			 WHERE x.id = o.id;
-			CONTINUE;
-		END;
-		IF m.suppress IS NOT NULL OR m.recipient IS NULL THEN
-			UPDATE paas.notification_outbox x
-			   SET status = 'SUPPRESSED', last_error = coalesce(m.suppress, 'no recipient'),
-				   claimed_until = NULL, updated_at = now()
-			 WHERE x.id = o.id;
-			CONTINUE;
-		END IF;
-		addr := lower(m.recipient);
-		SELECT count(*), min(x.sent_at) INTO cnt, first_sent
-		  FROM paas.notification_outbox x
-		 WHERE lower(x.sent_to) = addr AND x.sent_at > now() - interval '1 hour';
-		IF cnt + coalesce((batch ->> addr)::int, 0) >= lim THEN
-			UPDATE paas.notification_outbox x
-			   SET status = 'PENDING', claimed_until = NULL,
-				   due_at = greatest(coalesce(first_sent + interval '1 hour', now() + interval '1 minute'),
-									 now() + interval '1 second'),
-				   last_error = format('per-recipient limit: %s mails an hour to this address', lim),
-				   updated_at = now()
-			 WHERE x.id = o.id;
-			CONTINUE;
-		END IF;
-		batch := batch || jsonb_build_object(addr, coalesce((batch ->> addr)::int, 0) + 1);
-		UPDATE paas.notification_outbox x
-		   SET status = 'SENDING', attempts = x.attempts + 1, claimed_until = now() + lease,
-			   due_at = now() + lease,
-			   message_id = coalesce(x.message_id, paas.notify_message_id(x)), sent_to = m.recipient,
-			   updated_at = now()
-		 WHERE x.id = o.id
-		RETURNING x.attempts, x.message_id INTO attempt, message_id;
-		id := o.id;
-		recipient := m.recipient;
-		recipient_name := m.recipient_name;
-		subject := m.subject;
-		body_text := m.body_text;
-		body_html := m.body_html;
-		list_unsubscribe := m.list_unsubscribe;
-		attachment := m.attachment;
-		attachment_name := m.attachment_name;
-		RETURN NEXT;
-	END LOOP;
+	BEGIN
+		FOR o IN SELECT * FROM paas.notification_outbox x
+				  WHERE x.status IN ('PENDING', 'SENDING') AND x.due_at <= now()
+				  ORDER BY x.due_at, x.id
+				  LIMIT n
+				  FOR UPDATE SKIP LOCKED LOOP
+			c := paas.notify_claim_one(o, lease, lim, batch);
+			IF c.id IS NOT NULL THEN
+				claimed := claimed || c;
+				batch := batch || jsonb_build_object(lower(c.recipient),
+													 coalesce((batch ->> lower(c.recipient))::int, 0) + 1);
+			END IF;
+		END LOOP;
+	EXCEPTION WHEN OTHERS THEN
+		claimed := '{}';
+		batch := '{}';
+		FOR o IN SELECT * FROM paas.notification_outbox x
+				  WHERE x.status IN ('PENDING', 'SENDING') AND x.due_at <= now()
+				  ORDER BY x.due_at, x.id
+				  LIMIT n
+				  FOR UPDATE SKIP LOCKED LOOP
+			BEGIN
+				c := paas.notify_claim_one(o, lease, lim, batch);
+			EXCEPTION WHEN OTHERS THEN
+				GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+				UPDATE paas.notification_outbox x
+				   SET status = 'FAILED', last_error = left('rendering failed: ' || err, 1000),
+					   claimed_until = NULL, updated_at = now()
+				 WHERE x.id = o.id;
+				CONTINUE;
+			END;
+			IF c.id IS NOT NULL THEN
+				claimed := claimed || c;
+				batch := batch || jsonb_build_object(lower(c.recipient),
+													 coalesce((batch ->> lower(c.recipient))::int, 0) + 1);
+			END IF;
+		END LOOP;
+	END;
+	RETURN QUERY SELECT * FROM unnest(claimed);
 END
 $$;
 COMMENT ON FUNCTION paas.notify_claim(integer, interval) IS

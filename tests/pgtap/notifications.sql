@@ -6,7 +6,7 @@
 -- verification, password reset, preferences, unsubscribe, the admin API.
 -- Everything runs in one transaction: the mailer never sees these rows.
 BEGIN;
-SELECT plan(165);
+SELECT plan(167);
 
 SET LOCAL paas.public_url = 'https://app.pgtap.test';
 SET LOCAL paas.mail_default_locale = 'en';
@@ -469,6 +469,18 @@ SELECT is(paas.notify_release(ARRAY(SELECT id FROM paas.notification_outbox WHER
 	'claimed mails can be given back');
 SELECT is((SELECT array_agg(attempts) FROM paas.notification_outbox WHERE dedup_key IN ('pgtap-limit-1', 'pgtap-limit-2')),
 	ARRAY[0, 0], '... without counting an attempt');
+-- a mail that cannot be rendered
+INSERT INTO paas.notification_kinds (kind, category, variables, description)
+VALUES ('pgtap_kind', 'admin', '{}', 'a kind without templates');
+SELECT paas.notify('pgtap_kind', 'pgtap-render-fail', NULL, '{}', 'x1@pgtap.test');
+SELECT paas.notify('admin_job_failed', 'pgtap-render-ok', NULL, '{"job": "x", "error": "y", "at": "2025-01-01T00:00:00Z"}',
+				   'x2@pgtap.test');
+UPDATE paas.notification_outbox SET due_at = now() - interval '1 second' WHERE dedup_key IN ('pgtap-render-fail', 'pgtap-render-ok');
+SELECT is((SELECT array_agg(recipient) FROM paas.notify_claim(10, interval '1 minute')), ARRAY['x2@pgtap.test'],
+	'a mail that cannot be rendered does not hold up the others');
+SELECT is((SELECT status || ': ' || last_error FROM paas.notification_outbox WHERE dedup_key = 'pgtap-render-fail'),
+	'FAILED: rendering failed: no template for kind pgtap_kind', '... it FAILED, saying why');
+
 -- suppression at claim time
 UPDATE paas.notification_outbox SET due_at = now() - interval '1 second'
  WHERE id = (pg_temp.last_mail(pg_temp.v('reg', '{user,id}'), 'renewal_reminder')).id;
