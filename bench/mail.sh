@@ -14,7 +14,8 @@
 #      the charges and events disabled and one with them (100,000 outbox rows
 #      written by the run's own statements).  Printed: both wall times and
 #      their ratio.  The mailer is idle meanwhile (no SMTP server set), and the
-#      bench's mails and fixtures are retired at the end.
+#      bench's mails and fixtures are retired at the end.  MAIL_BENCH_RENEWALS=0
+#      skips this part.
 # The cluster's mail settings are set with ALTER SYSTEM for the bench and
 # reset on exit.
 set -euo pipefail
@@ -96,7 +97,8 @@ echo "|---:|---:|---:|---:|---:|---:|"
 printf "| %s | %s | %.2f | %s | %s | %s |\n" "$N" "$SENT" "$SECS" "$RATE" "$CONNS" "$AUTHS"
 q >/dev/null -c "UPDATE paas.users SET deleted_at = now(), is_active = false WHERE email LIKE '$TAG-%'"
 
-# 2. the outbox in a renewal run ------------------------------------------------
+# 2. the outbox in a renewal run (MAIL_BENCH_RENEWALS=0 skips it) ---------------
+[ "$RENEWALS" -gt 0 ] || exit 0
 q >/dev/null -c "ALTER SYSTEM RESET paas.smtp_url" -c "SELECT pg_reload_conf()"
 fixture() {	# fixture TAG: $RENEWALS due subscriptions of funded users
 	local tag=$1 users=$(( (RENEWALS + PER_USER - 1) / PER_USER ))
