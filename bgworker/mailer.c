@@ -53,9 +53,10 @@
  *		The reply kept is the first 4xx / 5xx line (libcurl closes the
  *		connection after a refusal; the answer to QUIT is not the news).
  *		A failure of the server itself (connect, TLS, AUTH, a refused
- *		sender) is temporary too, gives the rest of the batch back
- *		unattempted and makes the mailer wait before the next pass
- *		(doubling up to MAILER_PAUSE_MAX_MS).
+ *		sender) is recorded as "unavailable": the attempt is not counted,
+ *		the rest of the batch is given back unattempted, and the mailer
+ *		waits before its next pass (1 s, doubling up to MAILER_PAUSE_MAX_MS;
+ *		new mail waits too).  Settings that cannot work claim nothing.
  *	  - The mailer sleeps until the next mail is due (at most
  *		MAILER_POLL_MS) and is woken by paas.mail_wake() when a transaction
  *		that queued mail commits.  Nothing runs while paas.smtp_url is empty
@@ -479,13 +480,14 @@ claim(MemoryContext cxt, long *next_due_ms)
 	return mails;
 }
 
-static const char *const outcome_names[] = {"sent", "temporary", "permanent"};
+static const char *const outcome_names[] = {"sent", "temporary", "permanent", "unavailable"};
 
 enum
 {
 	OUT_SENT,
 	OUT_TEMPORARY,
-	OUT_PERMANENT
+	OUT_PERMANENT,
+	OUT_UNAVAILABLE				/* the server itself failed: the attempt is not counted */
 };
 
 /* Records an outcome; returns how long until the mail is due again (-1: never). */
@@ -1055,6 +1057,12 @@ mailer_pass(MemoryContext cxt, long *pause_ms, int *handled)
 	bool		down = false;
 
 	*handled = 0;
+	if (smtp_handle() == NULL)
+	{
+		/* settings that cannot work (logged): mail waits, nothing is attempted */
+		*pause_ms = MAILER_PAUSE_MAX_MS;
+		return *pause_ms;
+	}
 	mails = claim(cxt, &next_due_ms);
 	foreach(lc, mails)
 	{
@@ -1065,7 +1073,7 @@ mailer_pass(MemoryContext cxt, long *pause_ms, int *handled)
 		CHECK_FOR_INTERRUPTS();
 		pgstat_report_activity(STATE_RUNNING, "paas mailer: SMTP");
 		smtp_send(m, &s);
-		due = record(m, s.outcome, s.code, s.reply);
+		due = record(m, s.server_down ? OUT_UNAVAILABLE : s.outcome, s.code, s.reply);
 		if (due >= 0 && (next_due_ms < 0 || due < next_due_ms))
 			next_due_ms = due;	/* a retry earlier than anything else queued */
 		(*handled)++;
@@ -1111,6 +1119,7 @@ paas_mailer_main(Datum main_arg)
 	long		wait_ms = 0;
 	long		pause_ms = 0;
 	TimestampTz last_mail = 0;
+	TimestampTz down_until = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -1157,10 +1166,21 @@ paas_mailer_main(Datum main_arg)
 			wait_ms = MAILER_POLL_MS;
 			continue;
 		}
+		if (down_until != 0 && GetCurrentTimestamp() < down_until)
+		{
+			/* the server failed: new mail waits for the pause too */
+			long		secs;
+			int			usecs;
+
+			TimestampDifference(GetCurrentTimestamp(), down_until, &secs, &usecs);
+			wait_ms = Max(secs * 1000 + usecs / 1000, 10);
+			continue;
+		}
 		MemoryContextReset(cxt);
 		old = MemoryContextSwitchTo(cxt);
 		wait_ms = mailer_pass(cxt, &pause_ms, &handled);
 		MemoryContextSwitchTo(old);
+		down_until = pause_ms > 0 ? TimestampTzPlusMilliseconds(GetCurrentTimestamp(), pause_ms) : 0;
 		if (handled > 0)
 			last_mail = GetCurrentTimestamp();
 		else if (handle != NULL &&

@@ -216,7 +216,7 @@ CREATE TABLE paas.notification_deliveries (
 	outbox_id	bigint NOT NULL REFERENCES paas.notification_outbox (id) ON DELETE CASCADE,
 	attempt		integer NOT NULL,
 	at			timestamptz NOT NULL DEFAULT now(),
-	outcome		text NOT NULL CHECK (outcome IN ('sent', 'temporary', 'permanent')),
+	outcome		text NOT NULL CHECK (outcome IN ('sent', 'temporary', 'permanent', 'unavailable')),
 	smtp_code	integer,
 	reply		text
 );
@@ -699,6 +699,7 @@ CREATE TYPE paas.notify_mail AS (
 	attachment_name		text,
 	suppress			text
 );
+COMMENT ON TYPE paas.notify_mail IS 'a rendered mail (paas.notify_render); suppress says why it must not be sent';
 
 -- The values of a mail's variables (raw JSON: numbers, ISO timestamps,
 -- booleans), from the row's vars and what they reference, plus "$suppress"
@@ -942,6 +943,7 @@ CREATE TYPE paas.notify_claimed AS (
 	attachment			bytea,
 	attachment_name		text
 );
+COMMENT ON TYPE paas.notify_claimed IS 'a claimed mail as the mailer gets it (paas.notify_claim)';
 
 -- Claims one locked due row: renders it and marks it SENDING with one more
 -- attempt (NULL: it was SUPPRESSED, or it waits for its per-recipient slot;
@@ -1077,7 +1079,9 @@ COMMENT ON FUNCTION paas.notify_backoff(integer) IS
 
 -- Records the outcome of one attempt: sent (SENT), permanent (5xx: FAILED
 -- for good), temporary (4xx or no answer: PENDING again after a backoff,
--- FAILED after paas.mail_max_attempts).  The attempt row is kept in
+-- FAILED after paas.mail_max_attempts), unavailable (the server itself
+-- failed -- connect, TLS, AUTH: PENDING again at once, the attempt not
+-- counted; the mailer pauses).  The attempt row is kept in
 -- paas.notification_deliveries.  Returns the row's new status.
 CREATE FUNCTION paas.notify_record(oid bigint, attempt integer, outcome text, code integer, reply text)
 	RETURNS text
@@ -1089,7 +1093,7 @@ DECLARE
 	max_attempts int := paas.notify_setting('mail_max_attempts', '25')::int;
 	r text := left(reply, 1000);
 BEGIN
-	IF outcome NOT IN ('sent', 'temporary', 'permanent') THEN
+	IF outcome NOT IN ('sent', 'temporary', 'permanent', 'unavailable') THEN
 		RAISE EXCEPTION 'unknown outcome %', outcome USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	INSERT INTO paas.notification_deliveries (outbox_id, attempt, outcome, smtp_code, reply)
@@ -1100,6 +1104,12 @@ BEGIN
 		   SET status = 'SENT', sent_at = now(), smtp_code = code, last_reply = r, last_error = NULL,
 			   claimed_until = NULL, updated_at = now()
 		 WHERE x.id = oid AND x.status IN ('SENDING', 'PENDING')
+		RETURNING x.status INTO st;
+	ELSIF outcome = 'unavailable' THEN
+		UPDATE paas.notification_outbox x
+		   SET status = 'PENDING', attempts = greatest(x.attempts - 1, 0), due_at = now(),
+			   smtp_code = code, last_reply = r, last_error = r, claimed_until = NULL, updated_at = now()
+		 WHERE x.id = oid AND x.status = 'SENDING' AND x.attempts = notify_record.attempt
 		RETURNING x.status INTO st;
 	ELSE
 		UPDATE paas.notification_outbox x
@@ -1118,7 +1128,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION paas.notify_record(bigint, integer, text, integer, text) IS
-	'the mailer: records an attempt (sent | temporary | permanent) with the server''s code and reply';
+	'the mailer: records an attempt (sent | temporary | permanent | unavailable) with the server''s code and reply';
 
 -- Gives claimed mails back unattempted (the server could not be reached
 -- for an earlier mail of the batch): PENDING after "delay", the attempt
@@ -2171,7 +2181,7 @@ Langganan {{serviceName}} akan diperpanjang pada {{renewsAt}} seharga {{amount}}
 Kelola langganan: {{subscriptionUrl}}$t$,
 '<p>Halo {{name}},</p><p>Langganan <b>{{serviceName}}</b> akan diperpanjang pada <b>{{renewsAt}}</b> seharga <b>{{amount}}</b>.</p>{{#covered}}<p>Saldo Anda ({{balance}}) cukup; Anda tidak perlu melakukan apa pun.</p>{{/covered}}{{^covered}}<p>Saldo Anda ({{balance}}) kurang <b>{{shortfall}}</b>. Isi saldo sebelum {{renewsAt}}.</p>'
 	|| paas.notify_button('topupUrl', 'Isi saldo') || '{{/covered}}<p><a href="{{subscriptionUrl}}">Kelola langganan</a></p>', true),
-('renewal_reminder', 'en', '{{serviceName}} renews in {{days}} days',
+('renewal_reminder', 'en', '{{serviceName}} renews on {{renewsAt}}',
 $t$Hello {{name}},
 
 Your {{serviceName}} subscription renews on {{renewsAt}} for {{amount}}.

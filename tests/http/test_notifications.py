@@ -454,8 +454,16 @@ def test_smtp_down_mails_wait_and_go_when_it_is_back():
         smtpd_start()
     for u in users:
         wait_mail(u["email"], timeout=60)
-    assert psql("SELECT count(*) FROM paas.notification_outbox WHERE kind = 'welcome' AND status = 'SENT' "
-                "AND user_id = ANY (string_to_array(:'a1', ',')::uuid[])", ",".join(u["id"] for u in users)) == "3"
+    wait_until(lambda: psql("SELECT count(*) FROM paas.notification_outbox WHERE kind = 'welcome' AND status = 'SENT' "
+                            "AND user_id = ANY (string_to_array(:'a1', ',')::uuid[])",
+                            ",".join(u["id"] for u in users)) == "3")
+    # the server being down cost no attempt: each went at its first counted one
+    assert psql("SELECT string_agg(DISTINCT attempts::text, ',') FROM paas.notification_outbox WHERE kind = 'welcome' "
+                "AND user_id = ANY (string_to_array(:'a1', ',')::uuid[])", ",".join(u["id"] for u in users)) == "1"
+    assert "unavailable" in psql("SELECT string_agg(DISTINCT d.outcome, ',') FROM paas.notification_deliveries d "
+                                 "JOIN paas.notification_outbox o ON o.id = d.outbox_id WHERE o.kind = 'welcome' "
+                                 "AND o.user_id = ANY (string_to_array(:'a1', ',')::uuid[])",
+                                 ",".join(u["id"] for u in users))
 
 
 def test_mailer_killed_mid_batch_delivers_everything_at_most_the_one_in_flight_twice():

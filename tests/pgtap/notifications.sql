@@ -6,7 +6,7 @@
 -- verification, password reset, preferences, unsubscribe, the admin API.
 -- Everything runs in one transaction: the mailer never sees these rows.
 BEGIN;
-SELECT plan(167);
+SELECT plan(169);
 
 SET LOCAL paas.public_url = 'https://app.pgtap.test';
 SET LOCAL paas.mail_default_locale = 'en';
@@ -438,6 +438,15 @@ SELECT is(paas.notify_record((SELECT (v ->> 'id')::bigint FROM t WHERE k = 'clai
 	'SENT', 'a 250 makes it SENT');
 SELECT is((SELECT count(*) FROM paas.notification_deliveries WHERE outbox_id = (SELECT (v ->> 'id')::bigint FROM t WHERE k = 'claim')),
 	3::bigint, 'every attempt is kept');
+-- the server itself unavailable: the attempt is not counted
+SELECT paas.notify('admin_job_failed', 'pgtap-down', NULL, '{"job": "x", "error": "y", "at": "2025-01-01T00:00:00Z"}', 'down@pgtap.test');
+UPDATE paas.notification_outbox SET due_at = now() - interval '1 second' WHERE dedup_key = 'pgtap-down';
+SELECT is((SELECT paas.notify_record(c.id, c.attempt, 'unavailable', NULL, 'Could not connect to server')
+			 FROM paas.notify_claim(10, interval '1 minute') c), 'PENDING',
+	'an unavailable server puts the mail back');
+SELECT is((SELECT attempts || ' ' || last_error FROM paas.notification_outbox WHERE dedup_key = 'pgtap-down'),
+	'0 Could not connect to server', '... without counting the attempt, the error kept');
+UPDATE paas.notification_outbox SET status = 'SUPPRESSED' WHERE dedup_key = 'pgtap-down';
 -- permanent failures and the attempt limit
 SELECT paas.notify('admin_job_failed', 'pgtap-perm', NULL, '{"job": "x", "error": "y", "at": "2025-01-01T00:00:00Z"}', 'reject@pgtap.test');
 SELECT paas.notify('admin_job_failed', 'pgtap-max', NULL, '{"job": "x", "error": "y", "at": "2025-01-01T00:00:00Z"}', 'tempfail@pgtap.test');
