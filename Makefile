@@ -36,7 +36,7 @@ DATA        = $(wildcard sql/versions/*.sql)
 
 PG_CONFIG  ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/extension -I$(srcdir)/httpd -DPAAS_VERSION=\"$(EXTVERSION)\"
-SHLIB_LINK  = -lcurl -lhpdf -ljansson
+SHLIB_LINK  = -lcurl -lhpdf
 EXTRA_CLEAN = $(DATA_built) httpd/paas-httpd httpd/paas-httpd-asan agent/paas-agent
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
