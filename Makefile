@@ -3,7 +3,12 @@
 #
 #   make            build paas.so, the install script and httpd
 #   make install    install the extension into the server's directories
-#   make run        install packages, build, start PostgreSQL + httpd (foreground)
+#   make run        install packages, build, start PostgreSQL + httpd and keep
+#                   them running (foreground; one instance per data directory)
+#   make stop       stop the instance `make run` runs (also one in the background)
+#   make status     what runs: pids, ports, URL, data directory, logs
+#   make role-login ROLE=paas_owner|paas_bi [ROTATE=1]
+#                   a password login for the DBA or the BI role; prints psql's
 #   make test       the whole suite in a throw-away cluster (pgTAP, worker, HTTP, ASan)
 #   make bench      throughput figures (wrk + pgbench), see docs/performance.md
 
@@ -12,6 +17,7 @@ EXTVERSION  = 0.3.0
 MODULE_big  = paas
 OBJS        = extension/paas.o \
               extension/logging.o \
+              extension/accounts.o \
               extension/fsm.o \
               extension/ledger.o \
               extension/nodes.o \
@@ -57,7 +63,7 @@ paas.control: Makefile
 
 all: httpd agent
 
-.PHONY: httpd agent httpd-asan run test check-asan bench deps stop images installcheck
+.PHONY: httpd agent httpd-asan run stop status role-login test check-asan bench deps images installcheck
 httpd:
 	$(MAKE) -C httpd
 
@@ -70,8 +76,21 @@ httpd-asan:
 deps:
 	bash docker/scripts/install-deps.sh
 
-run: deps
+# run.sh installs the packages itself (install-deps.sh), once it knows that
+# no other instance runs from the same data directory.
+run:
 	bash docker/scripts/run.sh
+
+stop:
+	@bash docker/scripts/run.sh stop
+
+# (run.sh status exits 3 when nothing runs: not an error of make's)
+status:
+	@bash docker/scripts/run.sh status || [ $$? -eq 3 ]
+
+# A password login for a role of the running instance (docs/operations.md).
+role-login:
+	@ROTATE="$(ROTATE)" bash docker/scripts/role-login.sh "$(ROLE)"
 
 test: deps
 	bash tests/run.sh

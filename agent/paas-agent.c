@@ -2,14 +2,23 @@
  * paas-agent.c - the heartbeat agent of a paas worker node.
  *
  * Runs on every node (a Kubernetes DaemonSet, docker/k8s/paas-agent.yaml):
- *   1. registers the node once with the cluster join token
- *      (POST /api/v1/workers/register) and keeps the node token it returns;
+ *   1. registers the node (POST /api/v1/workers/register) and keeps the
+ *      node token it returns, in memory and in PAAS_NODE_TOKEN_FILE when
+ *      set (mode 600), so that a restarted agent re-registers with it: the
+ *      server lets a join token create nodes only, and re-registering an
+ *      existing node needs that node's own token;
  *   2. every PAAS_HEARTBEAT_INTERVAL seconds (default 30) sends
  *      PUT /api/v1/workers/<name>/heartbeat with the node's usage, read from
  *      /proc/stat, /proc/meminfo and statvfs() of the root filesystem.
  * Rules a reader must know:
  *   - the server's receive time is the heartbeat time; "agentTime" is sent
  *     only so that the server can report clock skew.
+ *   - registration sends the node token when the agent has one; when the
+ *     server refuses it (401 / 403: the node was deleted, or the token is
+ *     another node's) the agent forgets it and registers with the join
+ *     token.  A join-token registration of a name that exists answers 409:
+ *     an administrator must delete that node first (the agent keeps
+ *     retrying with back-off).
  *   - 401 / 404 on a heartbeat (token rotated, node deleted) -> register
  *     again; any other failure (server down, 5xx) -> retry with exponential
  *     back-off from 1 s to 60 s (with jitter), never exit.
@@ -18,8 +27,9 @@
  *     sigtimedwait(), which is also the agent's only way of sleeping.
  *
  * Environment: PAAS_URL (required), PAAS_JOIN_TOKEN or PAAS_JOIN_TOKEN_FILE
- * (required), NODE_NAME and NODE_IP (downward API; default: host name and
- * the first non-loopback IPv4 address), PAAS_HEARTBEAT_INTERVAL,
+ * (required), PAAS_NODE_TOKEN_FILE (optional; a path on the node that
+ * survives restarts), NODE_NAME and NODE_IP (downward API; default: host
+ * name and the first non-loopback IPv4 address), PAAS_HEARTBEAT_INTERVAL,
  * PAAS_PROC_ROOT (default /proc), PAAS_ROOTFS (default /),
  * PAAS_OS_RELEASE (default /etc/os-release), PAAS_MAX_PODS (default 110).
  */
@@ -32,6 +42,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -46,6 +58,7 @@
 struct settings {
 	const char *url;
 	char join_token[512];
+	const char *node_token_file;
 	char node_name[254];
 	char node_ip[64];
 	int interval;
@@ -294,7 +307,54 @@ call(CURL *curl, const char *method, const char *path, const char *token, json_t
 	return status;
 }
 
-/* 0 = registered (token stored in "token"); otherwise -1. */
+/*
+ * Keeps the node token in PAAS_NODE_TOKEN_FILE (written to a temporary file
+ * of mode 600, then renamed over it), or empties the file when "token" is
+ * empty.  A failure is logged: the agent works on, but a restart will have
+ * to register with the join token.
+ */
+static void
+token_save(const char *token)
+{
+	char tmp[4096];
+	size_t len = strlen(token);
+	int fd;
+
+	if (S.node_token_file == NULL)
+		return;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", S.node_token_file);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || write(fd, token, len) != (ssize_t) len || fsync(fd) != 0) {
+		logf_("cannot write %s: %s", tmp, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		unlink(tmp);
+		return;
+	}
+	close(fd);
+	if (rename(tmp, S.node_token_file) != 0) {
+		logf_("cannot write %s: %s", S.node_token_file, strerror(errno));
+		unlink(tmp);
+	}
+}
+
+/* The node token kept by an earlier run, or "" (token_len bytes). */
+static void
+token_load(char *token, size_t token_len)
+{
+	token[0] = '\0';
+	if (S.node_token_file == NULL || read_file(S.node_token_file, token, token_len) != 0)
+		return;
+	token[strcspn(token, "\r\n")] = '\0';
+	if (token[0])
+		logf_("using the node token of %s", S.node_token_file);
+}
+
+/*
+ * 0 = registered (the new node token stored in "token"); otherwise -1.
+ * "token" holds the node's current token, or "" for a join-token
+ * registration; a refused node token is forgotten.
+ */
 static int
 do_register(CURL *curl, char *token, size_t token_len)
 {
@@ -323,12 +383,27 @@ do_register(CURL *curl, char *token, size_t token_len)
 	if (body == NULL)
 		return -1;
 	json_object_set_new(body, "totalStorage", json_sprintf("%llu", dtotal));
-	status = call(curl, "POST", "/api/v1/workers/register", S.join_token, body, &reply);
+	if (token[0]) {
+		status = call(curl, "POST", "/api/v1/workers/register", token, body, &reply);
+		if (status == 401 || status == 403) {
+			logf_("node token refused (HTTP %ld), registering with the join token", status);
+			token[0] = '\0';
+			token_save("");
+			json_decref(reply);
+			reply = NULL;
+		}
+	}
+	if (token[0] == '\0')
+		status = call(curl, "POST", "/api/v1/workers/register", S.join_token, body, &reply);
 	tok = json_string_value(json_object_get(json_object_get(reply, "data"), "nodeToken"));
 	if ((status == 200 || status == 201) && tok && strlen(tok) < token_len) {
 		snprintf(token, token_len, "%s", tok);
+		token_save(token);
 		logf_("registered node %s (%s)", S.node_name, S.node_ip);
 		rc = 0;
+	} else if (status == 409) {
+		logf_("registration refused: HTTP 409 (node %s exists and this agent has not its node token;"
+		      " an administrator must delete it first)", S.node_name);
 	} else if (status > 0) {
 		logf_("registration refused: HTTP %ld", status);
 	}
@@ -415,6 +490,7 @@ configure(void)
 		logf_("PAAS_JOIN_TOKEN or PAAS_JOIN_TOKEN_FILE is required");
 		return -1;
 	}
+	S.node_token_file = (v = getenv("PAAS_NODE_TOKEN_FILE")) && *v ? v : NULL;
 	if ((v = getenv("NODE_NAME")) != NULL && *v)
 		snprintf(S.node_name, sizeof(S.node_name), "%s", v);
 	else if (gethostname(S.node_name, sizeof(S.node_name)) != 0)
@@ -456,7 +532,7 @@ main(void)
 	CURL *curl = NULL;
 	char token[256] = "";
 	struct cpu_sample prev = {0, 0};
-	int attempt = 0, rc = 1;
+	int attempt = 0, rc = 1, registered = 0;
 
 	sigemptyset(&stop_signals);
 	sigaddset(&stop_signals, SIGTERM);
@@ -476,13 +552,15 @@ main(void)
 	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(curl, CURLOPT_USERAGENT, "paas-agent/" PAAS_VERSION);
 	cpu_read(&prev, NULL);
+	token_load(token, sizeof(token));
 	logf_("starting: node %s, server %s, heartbeat every %d s", S.node_name, S.url, S.interval);
 
 	while (!stop_pending()) {
 		double pause;
 
-		if (token[0] == '\0') {
+		if (!registered) {
 			if (do_register(curl, token, sizeof(token)) == 0) {
+				registered = 1;
 				attempt = 0;
 				pause = 0;
 			} else {
@@ -497,7 +575,7 @@ main(void)
 				pause = S.interval;
 			} else if (status == 401 || status == 404) {
 				logf_("heartbeat answered %ld, registering again", status);
-				token[0] = '\0';
+				registered = 0;
 				pause = 0;
 			} else {
 				pause = next_backoff(&attempt);

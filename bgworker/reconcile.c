@@ -4,7 +4,10 @@
  *	  Billing reconciliation in the paas background worker: pending top-up
  *	  orders whose notification did not come are checked with the Midtrans
  *	  status API (GET {api}/v2/{order_id}/status) and settled or failed
- *	  through the same SQL as a notification.
+ *	  through the same SQL as a notification; paid orders that a
+ *	  notification flagged for a reversal (refund, chargeback, deny / cancel
+ *	  / expire after success) are checked at once, and only the answer takes
+ *	  money back, by the amount it states (sql/parts/50_billing.sql).
  *
  * Rules a reader must know:
  *	  - no transaction is open while libcurl talks to Midtrans: a pass claims

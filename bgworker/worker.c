@@ -16,6 +16,15 @@
  * An error escaping paas.run_job() ends the process; the postmaster restarts
  * it after bgw_restart_time.
  *
+ * Before anything else, at start and on each pass, it rebuilds the ledger's
+ * cached balances when a restore left them unbuilt
+ * (paas.ledger_restore_needed(), sql/parts/90_dump.sql): until then
+ * paas.ledger_post refuses to post (PT503), so no DBA has to remember it.
+ *
+ * Its SQL runs as superuser with search_path = pg_catalog, pg_temp (set at
+ * connection time for the whole process, as autovacuum does): nothing a
+ * user can create in schema public is ever picked up.
+ *
  * The worker does nothing until the extension is installed in
  * paas.database; when that database does not exist yet it exits and is
  * restarted later.
@@ -37,6 +46,7 @@
 #include "storage/shmem.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -160,7 +170,7 @@ due_jobs(MemoryContext cxt)
 	if (SPI_processed > 0)
 	{
 		ret = SPI_execute("SELECT name FROM paas.job "
-						  "WHERE enabled AND next_run_at <= now() "
+						  "WHERE runner = 'worker' AND enabled AND next_run_at <= now() "
 						  "ORDER BY next_run_at, name", true, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "reading paas.job failed: %d", ret);
@@ -178,6 +188,43 @@ due_jobs(MemoryContext cxt)
 
 	end_unit();
 	return names;
+}
+
+/*
+ * Rebuilds the ledger's cached balances, in a transaction of its own, when a
+ * restore left them unbuilt.  Nothing while the extension (or a version
+ * with the rebuild) is not installed.
+ */
+static void
+rebuild_ledger_if_needed(void)
+{
+	int			ret;
+
+	begin_unit("paas worker: checking the ledger's balances");
+	ret = SPI_execute("SELECT pg_catalog.to_regprocedure('paas.ledger_restore_needed()') IS NOT NULL "
+					  "AND EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'paas')",
+					  true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "looking up paas.ledger_restore_needed failed: %d", ret);
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		bool		present = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+														 SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (present)
+		{
+			ret = SPI_execute("SELECT paas.ledger_restore_balances() WHERE paas.ledger_restore_needed()",
+							  false, 1);
+			if (ret != SPI_OK_SELECT)
+				elog(ERROR, "paas.ledger_restore_balances failed: %d", ret);
+			if (SPI_processed == 1)
+				elog(LOG, "paas worker: rebuilt the cached balances of %s ledger account(s) "
+					 "from their postings (restored database)",
+					 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+		}
+	}
+	end_unit();
 }
 
 /* Runs one job in its own transaction; true when it succeeded. */
@@ -222,6 +269,7 @@ paas_worker_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(paas_database, NULL, 0);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
 	before_shmem_exit(clear_state, (Datum) 0);
 	publish_state(false, 0);
@@ -229,6 +277,7 @@ paas_worker_main(Datum main_arg)
 
 	pass_cxt = AllocSetContextCreate(TopMemoryContext, "paas worker pass",
 									 ALLOCSET_DEFAULT_SIZES);
+	rebuild_ledger_if_needed();
 
 	for (;;)
 	{
@@ -250,6 +299,7 @@ paas_worker_main(Datum main_arg)
 		}
 
 		MemoryContextReset(pass_cxt);
+		rebuild_ledger_if_needed();
 		jobs = due_jobs(pass_cxt);
 		foreach(lc, jobs)
 		{

@@ -17,6 +17,8 @@
  *	  - the comparison runs over all 128 hex digits whatever differs first
  *		(constant time), case-insensitively.
  * The reconciliation job (bgworker/reconcile.c) reads the same settings.
+ * paas.midtrans_reject_retention bounds how long refused notifications are
+ * kept (job prune_midtrans_rejects).
  *
  *-------------------------------------------------------------------------
  */
@@ -27,6 +29,7 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/timestamp.h"
 
 #include "paas.h"
 
@@ -35,6 +38,9 @@ char	   *paas_midtrans_api_url = NULL;
 bool		paas_midtrans_is_production = false;
 int			paas_billing_reconcile_after_s = 900;
 int			paas_billing_reconcile_interval_s = 60;
+
+/* how long refused notifications (paas.midtrans_rejects) are kept */
+static int	paas_midtrans_reject_retention_s = 30 * 24 * 3600;
 
 void
 paas_billing_init(void)
@@ -74,6 +80,17 @@ paas_billing_init(void)
 							900,
 							1,
 							7 * 24 * 3600,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("paas.midtrans_reject_retention",
+							"How long refused Midtrans notifications are kept.",
+							"The job prune_midtrans_rejects deletes older rows; 0 keeps them forever.",
+							&paas_midtrans_reject_retention_s,
+							30 * 24 * 3600,
+							0,
+							INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
@@ -175,6 +192,23 @@ paas_midtrans_signature_ok(PG_FUNCTION_ARGS)
 	}
 	explicit_bzero(digest, sizeof(digest));
 	PG_RETURN_BOOL(diff == 0);
+}
+
+/*
+ * paas.midtrans_reject_retention() -> interval: how long paas.midtrans_rejects
+ * rows are kept; NULL when paas.midtrans_reject_retention is 0 (forever).
+ */
+PG_FUNCTION_INFO_V1(paas_midtrans_reject_retention);
+Datum
+paas_midtrans_reject_retention(PG_FUNCTION_ARGS)
+{
+	Interval   *keep;
+
+	if (paas_midtrans_reject_retention_s <= 0)
+		PG_RETURN_NULL();
+	keep = palloc0(sizeof(Interval));
+	keep->time = (int64) paas_midtrans_reject_retention_s * USECS_PER_SEC;
+	PG_RETURN_INTERVAL_P(keep);
 }
 
 /* paas.midtrans_configured() -> boolean: whether a server key is set. */

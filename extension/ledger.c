@@ -34,9 +34,20 @@
  *	  result, rebuilt by paas.ledger_replay, with "replayed": true; other
  *	  entries are PT409.  A refusal (PT402, overflow) is only raised after
  *	  checking that the key is new.
+ *	- After pg_restore the platform slots are made again by CREATE EXTENSION
+ *	  with balance 0 while their postings come back from the dump: a posting
+ *	  would break their chain for good.  So a locked row must be verified
+ *	  (ledger_accounts.balance_verified), or no unverified row anywhere may
+ *	  have postings or a balance (paas.ledger_restore_needed(): a fresh
+ *	  install; the write verifies the row); otherwise the call is refused
+ *	  with PT503 until the background worker has rebuilt the balances
+ *	  (paas.ledger_restore_balances).  The check is part of the lock
+ *	  statement and a verified row costs nothing more: the probe runs only
+ *	  for a row's first posting.
  *	- Errors: PT400 bad input or bigint overflow (DETAIL is the JSON array of
  *	  {field, message} the gateway prints), PT404 unknown account, PT402
- *	  insufficient balance, PT409 idempotency conflict.
+ *	  insufficient balance, PT409 idempotency conflict, PT503 balances not yet
+ *	  rebuilt after a restore.
  *	- Whatever the batch size, a call runs two statements: one resolves and
  *	  locks the accounts, one writes the key, entries, postings and cached
  *	  balances.  Plans are prepared once per backend and kept
@@ -97,6 +108,7 @@ typedef struct LedgerAccount
 	int64		id;
 	bool		wallet;
 	int64		balance;
+	bool		ready;			/* verified, or nothing posted to it yet */
 } LedgerAccount;
 
 /* Validation errors, collected as the JSON array the gateway prints. */
@@ -420,11 +432,14 @@ prepare_plans(void)
 	 * Resolves the given accounts to the rows written (a platform account to
 	 * its slot $2, when it has slots; slot rows themselves are not
 	 * accepted) and locks those rows in ascending id order.  Column 4 is the
-	 * account as given, so the caller can map back and spot unknown ids.
+	 * account as given, so the caller can map back and spot unknown ids;
+	 * column 5 whether the row may take a posting (see the file header: the
+	 * probe runs only for an unverified row).
 	 */
 	plan_lock = prepare(
 		"SELECT a.id, a.kind OPERATOR(pg_catalog.=) 'wallet', a.balance, "
-		"COALESCE(a.parent_id, a.id) "
+		"COALESCE(a.parent_id, a.id), "
+		"a.balance_verified OR NOT paas.ledger_restore_needed() "
 		"FROM paas.ledger_accounts a "
 		"WHERE a.id OPERATOR(pg_catalog.=) ANY (ARRAY("
 		"SELECT COALESCE(s.id, r.id) FROM paas.ledger_accounts r "
@@ -456,7 +471,8 @@ prepare_plans(void)
 		"INSERT INTO paas.ledger_postings "
 		"(id, entry_id, account_id, amount, balance_before, balance_after) "
 		"SELECT * FROM unnest($6, $7, $8, $9, $10, $11) WHERE (SELECT ok FROM g)) "
-		"UPDATE paas.ledger_accounts a SET balance = u.b, updated_at = pg_catalog.now() "
+		"UPDATE paas.ledger_accounts a SET balance = u.b, updated_at = pg_catalog.now(), "
+		"balance_verified = true "
 		"FROM unnest($12, $13) AS u(id, b) "
 		"WHERE a.id OPERATOR(pg_catalog.=) u.id AND (SELECT ok FROM g)",
 		14, write_types);
@@ -611,6 +627,7 @@ paas_ledger_post(PG_FUNCTION_ARGS)
 		k = find_id(ids, nids, DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull)));
 		if (k >= 0)
 			rows[k] = accounts[i].id;
+		accounts[i].ready = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
 	}
 	for (int i = 0; i < nids; i++)
 		if (rows[i] == 0)
@@ -620,6 +637,16 @@ paas_ledger_post(PG_FUNCTION_ARGS)
 							ids[i])));
 	for (int i = 0; i < npostings; i++)
 		postings[i].row = rows[find_id(ids, nids, postings[i].account)];
+	for (int i = 0; i < naccounts; i++)
+		if (!accounts[i].ready)
+			ereport(ERROR,
+					(errcode(ERRCODE_PAAS_UNAVAILABLE),
+					 errmsg("Ledger temporarily unavailable: balances are being rebuilt after a restore"),
+					 errdetail("The cached balances of the platform accounts (ledger account "
+							   INT64_FORMAT " among them) are not yet rebuilt from their postings.",
+							   accounts[i].id),
+					 errhint("Retry shortly: the background worker rebuilds the balances; "
+							 "a superuser can run SELECT paas.ledger_restore_balances().")));
 
 	/*
 	 * Apply the postings in order, checking every intermediate balance.  A

@@ -19,10 +19,17 @@
  *		after paas.node_grace_period of silence) and offline_timeout
  *		(ACTIVE/NOT_READY -> INACTIVE after paas.node_offline_after).
  *	  - cordon / uncordon change only the schedulable flag; uncordon is
- *		refused while the node is INACTIVE or in MAINTENANCE.
- *	  - Administrators may repeat a status they set (idempotent PATCH), but
- *		PENDING is reachable only from INACTIVE and NOT_READY only from
- *		ACTIVE.
+ *		refused while the node is INACTIVE or in MAINTENANCE (a node that is
+ *		offline or being serviced must not be offered for scheduling; the
+ *		cordon is kept for when it comes back).
+ *	  - An administrator may set any status from any status, as in the
+ *		original (and repeat one: an idempotent PATCH).  None of these moves
+ *		makes a node schedulable that is not ready; what a move does not
+ *		hold is documented instead of refused: a live node set PENDING,
+ *		NOT_READY or INACTIVE comes back ACTIVE with its next ready
+ *		heartbeat (keep a node out with MAINTENANCE), a silent node set
+ *		ACTIVE or NOT_READY is taken down again by the monitor's next pass,
+ *		and the monitor never watches PENDING (docs/api.md has the table).
  *
  *-------------------------------------------------------------------------
  */
@@ -105,8 +112,8 @@ static const int node_next[NE_COUNT][NS_COUNT] = {
 	[NE_ADMIN_ACTIVATE] =		{A, A, A, A, A},
 	[NE_ADMIN_DEACTIVATE] =		{I, I, I, I, I},
 	[NE_ADMIN_MAINTENANCE] =	{M, M, M, M, M},
-	[NE_ADMIN_PENDING] =		{P, X, X, P, X},
-	[NE_ADMIN_NOT_READY] =		{X, N, N, X, X},
+	[NE_ADMIN_PENDING] =		{P, P, P, P, P},
+	[NE_ADMIN_NOT_READY] =		{N, N, N, N, N},
 	[NE_CORDON] =				{P, A, N, I, M},
 	[NE_UNCORDON] =				{P, A, N, X, X},
 };
@@ -201,8 +208,13 @@ paas_node_health_settings(PG_FUNCTION_ARGS)
 /*
  * The resource fields a node reports with every heartbeat (and through
  * PATCH /workers/:id/resources), in the order their errors are listed.
- * Quantities are strings or numbers; a number gets "unit" appended (so a
- * bare 512 for allocatedMemory means 512Mi, as the original accepted).
+ * Quantities are Kubernetes quantity strings.  A JSON number is taken only
+ * where the original's heartbeat took one, in the unit it documented, and
+ * gets that unit appended: CPU in cores (unit ""), allocatedMemory a whole
+ * number of MB and allocatedStorage of GB, counted in binary units ("Mi",
+ * "Gi": 512 is 512Mi).  unit NULL: a number is refused, because a bare
+ * number of bytes for a memory or storage field is a mistake far more often
+ * than a meaning (the rule of paas.check_qty, which says the same).
  */
 typedef enum ReportKind
 {
@@ -214,7 +226,7 @@ typedef enum ReportKind
 static const struct
 {
 	const char *field;
-	const char *unit;
+	const char *unit;			/* appended to a number; NULL: no numbers */
 	ReportKind	kind;
 	int			text_col;		/* column of the quantity as text, or -1 */
 	int			value_col;		/* column of the converted value */
@@ -224,10 +236,32 @@ static const struct
 	{"allocatedMemory", "Mi", REPORT_QTY_VALUE, 2, 5},
 	{"allocatedStorage", "Gi", REPORT_QTY_VALUE, 3, 6},
 	{"cpuUsage", "", REPORT_QTY_MILLI, -1, 7},
-	{"memoryUsage", "", REPORT_QTY_VALUE, -1, 8},
-	{"storageUsage", "", REPORT_QTY_VALUE, -1, 9},
+	{"memoryUsage", NULL, REPORT_QTY_VALUE, -1, 8},
+	{"storageUsage", NULL, REPORT_QTY_VALUE, -1, 9},
 	{"currentPods", "", REPORT_PODS, -1, 10},
 };
+
+/*
+ * The problem of a JSON number (its text "num") in a quantity field of
+ * "unit", as paas.check_qty words it, or NULL when the number is taken.
+ */
+static char *
+report_number_problem(const char *field, const char *unit, const char *num)
+{
+	const char *dot;
+
+	if (unit == NULL)
+		return psprintf("%s must be a quantity string such as \"16Gi\" (a number has no unit)",
+						field);
+	if (unit[0] == '\0')
+		return NULL;
+	/* a binary unit takes whole numbers only ("512", "512.0") */
+	dot = strchr(num, '.');
+	if (dot != NULL && strspn(dot + 1, "0") != strlen(dot + 1))
+		return psprintf("%s must be a whole number of %s, or a quantity string",
+						field, strcmp(unit, "Mi") == 0 ? "MB (MiB)" : "GB (GiB)");
+	return NULL;
+}
 
 #define REPORT_NCOLS 11
 #define REPORT_MAX_PODS 1000000
@@ -357,7 +391,16 @@ paas_node_report(PG_FUNCTION_ARGS)
 		}
 
 		if (v->type == jbvNumeric)
+		{
+			char	   *nproblem = report_number_problem(field, report_fields[i].unit, str);
+
+			if (nproblem != NULL)
+			{
+				report_error(&errs, field, nproblem);
+				continue;
+			}
 			str = psprintf("%s%s", str, report_fields[i].unit);
+		}
 		problem = paas_quantity_problem(str, report_fields[i].kind == REPORT_QTY_MILLI, &value);
 		if (problem != NULL)
 		{

@@ -87,6 +87,7 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	paas_accounts_init();
 	paas_nodes_init();
 	paas_billing_init();
 	paas_logging_init();

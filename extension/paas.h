@@ -5,9 +5,14 @@
  *	  worker's shared state, and the application SQLSTATEs.
  *
  * Application outcomes that must reach an HTTP client with a given status
- * use SQLSTATEs of the free class "PT", with the HTTP status in the code
- * (PT400, PT401, ...).  The gateway maps them in its single SQLSTATE table
- * (httpd/errors.c); docs/operations.md lists them.
+ * use SQLSTATEs of free classes "P<subject>", with the HTTP status in the
+ * last three characters: "PT" for the contract's generic codes (PT400,
+ * PT401, ...), and PU (user accounts), PE (an account's e-mail), PS
+ * (services), PW (worker nodes) for the refusals the original API named
+ * with codes of their own (PU404 USER_NOT_FOUND, PW409 WORKER_NODE_EXISTS
+ * ...).  The gateway maps them in its single SQLSTATE table
+ * (httpd/errors.c); docs/operations.md lists them.  A P<letter>4xx error
+ * is a refusal, kept out of the server log (logging.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -30,11 +35,18 @@
 #define ERRCODE_PAAS_FORBIDDEN		MAKE_SQLSTATE('P','T','4','0','3')
 #define ERRCODE_PAAS_NOT_FOUND		MAKE_SQLSTATE('P','T','4','0','4')
 #define ERRCODE_PAAS_CONFLICT		MAKE_SQLSTATE('P','T','4','0','9')
+#define ERRCODE_PAAS_UNAVAILABLE	MAKE_SQLSTATE('P','T','5','0','3')
 
 /* GUCs (defined in extension/paas.c) */
 extern char *paas_database;
 extern int	paas_tick_interval_ms;
 extern int	paas_renewal_workers;	/* subscriptions: shards of a renewal run */
+
+/* failed-login accounting (extension/accounts.c) */
+extern int	paas_login_failures_per_address;
+extern int	paas_login_failures_per_account;
+extern int	paas_login_backoff_max_s;
+extern void paas_accounts_init(void);
 
 /* Kubernetes quantities (extension/quantity.c) */
 extern const char *paas_quantity_problem(const char *s, bool milli, int64 *value);

@@ -1,10 +1,15 @@
 /*
  * errors.c - THE table from SQLSTATE to HTTP status and error code.
  *
- * Application outcomes use the free class "PT" with the status in the code
- * (PT404 -> 404).  A handful of PostgreSQL conditions a client can provoke
- * map to 4xx; anything else is a real server fault (500).  Entries of two
- * characters match a whole SQLSTATE class.
+ * Application outcomes use free classes "P<subject>" with the HTTP status in
+ * the last three characters: "PT" for the generic codes of the contract
+ * (PT404 -> 404 NOT_FOUND_ERROR), and one class per subject whose refusals
+ * the original API named with a code of their own, so that its clients can
+ * branch on them: PU (user accounts), PE (an account's e-mail address), PS
+ * (catalog services), PW (worker nodes).  A handful of PostgreSQL
+ * conditions a client can provoke map to 4xx; anything else is a real
+ * server fault (500).  Entries of two characters match a whole SQLSTATE
+ * class.
  */
 #include <string.h>
 
@@ -24,6 +29,14 @@ static const struct {
 	{"PT429", {429, "RATE_LIMITED"}},
 	{"PT502", {502, "GATEWAY_ERROR"}},
 	{"PT503", {503, "SERVICE_UNAVAILABLE"}},
+	{"PU400", {400, "INVALID_PASSWORD"}},       /* the current password is wrong */
+	{"PU404", {404, "USER_NOT_FOUND"}},
+	{"PU409", {409, "USER_EXISTS"}},            /* create: the e-mail is taken */
+	{"PE409", {409, "EMAIL_EXISTS"}},           /* update: the e-mail is taken */
+	{"PS404", {404, "SERVICE_NOT_FOUND"}},
+	{"PS409", {409, "SERVICE_EXISTS"}},
+	{"PW404", {404, "WORKER_NODE_NOT_FOUND"}},
+	{"PW409", {409, "WORKER_NODE_EXISTS"}},
 	{"23505", {409, "CONFLICT_ERROR"}},     /* unique_violation */
 	{"23503", {409, "CONFLICT_ERROR"}},     /* foreign_key_violation */
 	{"23514", {400, "VALIDATION_ERROR"}},   /* check_violation */

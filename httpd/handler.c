@@ -149,50 +149,6 @@ check_rate_user(struct request *r)
 	return wait ? too_many(r, wait) : 0;
 }
 
-/*
- * Failed logins slow further attempts for that account: each 401 takes a
- * token from the account's bucket (key: lower-cased email); an empty bucket
- * answers 429 before the password is even checked.
- */
-static void
-login_key(struct request *r, char *key, size_t len)
-{
-	const char *email = json_string_value(json_object_get(r->req, "email"));
-	size_t i;
-
-	key[0] = '\0';
-	if (email == NULL || !(r->m.route->flags & ROUTE_RATE_LOGIN))
-		return;
-	for (i = 0; email[i] && i < len - 1; i++)
-		key[i] = (char) ((email[i] >= 'A' && email[i] <= 'Z') ? email[i] + 32 : email[i]);
-	key[i] = '\0';
-}
-
-static int
-check_rate_account(struct request *r)
-{
-	char key[256];
-	int wait;
-
-	login_key(r, key, sizeof(key));
-	if (key[0] == '\0')
-		return 0;
-	wait = ratelimit_peek("login-fail", key, cfg.rl_account_per_min);
-	return wait ? too_many(r, wait) : 0;
-}
-
-static void
-count_login_failure(struct request *r, int status)
-{
-	char key[256];
-
-	if (status != 401)
-		return;
-	login_key(r, key, sizeof(key));
-	if (key[0] != '\0')
-		ratelimit_take("login-fail", key, cfg.rl_account_per_min);
-}
-
 static int
 read_body(struct request *r)
 {
@@ -554,11 +510,9 @@ handle_request(struct mg_connection *conn, void *cbdata)
 		goto done;
 	if ((status = build_request(&r)) != 0)
 		goto done;
-	if ((status = check_rate_account(&r)) != 0)
-		goto done;
+	/* failed logins are counted per account by api.auth_login itself */
 	build_context(&r);
 	status = call_function(&r);
-	count_login_failure(&r, status);
 
 done:
 	ms = ms_since(&t0);

@@ -4,11 +4,17 @@
 #   1. build (shipped httpd + the -Werror ASan/UBSan httpd), install extension
 #   2. pgTAP through pg_prove: tests/pgtap/*.sql (one file per area, plus the
 #      API snapshot and the background-worker test)
-#   3. HTTP black-box tests (pytest) against the ASan httpd
+#   3. the OpenAPI document api.openapi() through `redocly lint`
+#      (tests/openapi/lint.sh)
+#   4. HTTP black-box tests (pytest) against the ASan httpd
+#   5. `make run` under faults (tests/fault/supervise.sh)
+#   (first: tests/kube, the checks of the Kubernetes stand-in; no cluster needed)
 # Exits non-zero on any failure.
 # While developing: PAAS_TEST_PGTAP='nodes.sql core.sql' runs those pgTAP
 # files only, PAAS_TEST_HTTP='tests/http/test_auth.py -k login' those HTTP
-# tests only, PAAS_TEST_SKIP_UPGRADE=1 skips the upgrade check (never in CI).
+# tests only, PAAS_TEST_SKIP_UPGRADE=1 skips the upgrade check and
+# PAAS_TEST_SKIP_FAULT=1 the fault test of `make run` (never in CI);
+# PAAS_TEST_KUBE='tests/kube/test_protocol.py' runs those stand-in checks only (skip: none).
 set -euo pipefail
 . "$(dirname "$0")/../docker/scripts/stack.sh"
 cd "$STACK_ROOT"
@@ -57,6 +63,17 @@ paas.midtrans_server_key = '$MIDTRANS_SERVER_KEY'
 paas.midtrans_api_url = '$MIDTRANS_FAKE_URL'
 paas.billing_reconcile_after = '2s'
 paas.billing_reconcile_interval = '1s'"
+
+echo "== Kubernetes stand-in"
+# tests/fakes/kubeapi.py against the real kubectl, curl and Kubernetes' published schemas
+# (npm kubernetes-models, installed into tests/kube/node_modules from its package-lock.json
+# when missing); about 30 s. PAAS_TEST_KUBE: pytest arguments instead of tests/kube, or
+# "skip" (never in CI).
+if [ "${PAAS_TEST_KUBE:-}" = skip ] && [ -z "${CI:-}" ]; then
+	echo "skipped (PAAS_TEST_KUBE)"
+else
+	timeout 150 /usr/bin/python3 -m pytest -q -p no:cacheprovider --durations=3 ${PAAS_TEST_KUBE:-tests/kube}
+fi
 
 # The SMTP server of the mailer (tests/fakes/smtpd.py, Debian's aiosmtpd):
 # STARTTLS with a throw-away self-signed certificate the mailer trusts
@@ -118,6 +135,9 @@ chmod -R a+rX "$TMP/tree"
 (cd "$TMP/tree/tests/pgtap" && as_pg pg_prove --ext .sql -h "$PAAS_PGSOCK" -p "$PAAS_PGPORT" -d "$PAAS_DB" \
 	$(cd "$TMP/tree/tests/pgtap" && ls ${PAAS_TEST_PGTAP:-*.sql} | sort))
 
+echo "== OpenAPI document (redocly lint)"
+PG_BIN=$PG_BIN bash tests/openapi/lint.sh
+
 echo "== extension upgrades"
 # PAAS_TEST_SKIP_UPGRADE=1 skips this step while an upgrade script is being
 # written; CI never skips it.
@@ -150,5 +170,14 @@ stack_down
 if grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$TMP/httpd.log"; then
 	echo "sanitizer reports in httpd log" >&2
 	exit 1
+fi
+
+echo "== make run under faults"
+# The real docker/scripts/run.sh on a data directory and ports of its own;
+# PAAS_TEST_SKIP_FAULT=1 skips it while developing (CI never skips it).
+if [ -n "${PAAS_TEST_SKIP_FAULT:-}" ] && [ -z "${CI:-}" ]; then
+	echo "skipped (PAAS_TEST_SKIP_FAULT)"
+else
+	timeout 90 bash tests/fault/supervise.sh
 fi
 echo "== all tests passed"

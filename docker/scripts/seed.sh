@@ -15,7 +15,12 @@ if [ -n "$(psql_su -Atc "SELECT 1 FROM pg_proc WHERE proname = 'seed_admin' AND 
 			pw="Pa$(openssl rand -hex 12)9"
 			generated=1
 		fi
+		# The statement carries the password: the server must not log it
+		# (a slow statement, or an error, is logged with its text).
 		psql_su -v email="$email" -v pw="$pw" >/dev/null <<'SQL'
+SET log_min_duration_statement = -1;
+SET log_min_error_statement = panic;
+SET log_statement = none;
 SELECT api.seed_admin(:'email', :'pw');
 SQL
 		[ "$generated" -eq 1 ] && echo "administrator created: $email / $pw  (shown once)"
@@ -24,6 +29,9 @@ fi
 # The cluster join token of worker nodes (rotatable: more can be added).
 if [ -n "${PAAS_NODE_JOIN_TOKEN:-}" ] && [ -n "$(psql_su -Atc "SELECT 1 FROM pg_proc WHERE proname = 'workers_join_token_add' AND pronamespace = 'api'::regnamespace")" ]; then
 	psql_su -v tok="$PAAS_NODE_JOIN_TOKEN" >/dev/null <<'SQL'
+SET log_min_duration_statement = -1;
+SET log_min_error_statement = panic;
+SET log_statement = none;
 SELECT api.workers_join_token_add(:'tok', 'seeded by make run');
 SQL
 fi

@@ -5,12 +5,19 @@
 #   stack_build              build and install the extension, build httpd
 #   stack_secrets FILE       create FILE with fresh secrets once; source it
 #   stack_db_up              init + start the cluster, create roles/db/extensions
+#   stack_db_url             PAAS_DB_URL of httpd for the cluster
 #   stack_httpd_start BIN    start httpd in the background (HTTPD_PID)
 #   stack_down               stop httpd and the cluster
 
 STACK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# A private installation (PAAS_PG_PREFIX, see stack_private_pg) inherited
+# from the caller brings its own binaries, unless PG_BIN says where they are.
+if [ -n "${PAAS_PG_PREFIX:-}" ] && [ -z "${PG_BIN:-}" ]; then
+	PG_BIN=$PAAS_PG_PREFIX$(dirname "$(pg_config --pkglibdir 2>/dev/null || echo /usr/lib/postgresql/15/lib)")/bin
+fi
 # shellcheck source=lib.sh
 . "$STACK_ROOT/docker/scripts/lib.sh"
+export PG_BIN
 
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -19,6 +26,10 @@ stack_build() {
 	make -C "$STACK_ROOT" -s >/dev/null
 	if [ -n "${PAAS_PG_PREFIX:-}" ]; then
 		make -C "$STACK_ROOT" -s install DESTDIR="$PAAS_PG_PREFIX" >/dev/null
+	elif [ -n "$SUDO" ] && ! command -v sudo >/dev/null; then
+		echo "installing the extension into PostgreSQL's directories needs root, and sudo is not installed:" \
+			"run this as root, or install sudo" >&2
+		return 1
 	else
 		$SUDO make -C "$STACK_ROOT" -s install >/dev/null
 	fi
@@ -40,6 +51,7 @@ stack_private_pg() {
 	chmod -R a+rX "$prefix"
 	export PAAS_PG_PREFIX=$prefix
 	PG_BIN=$prefix$lib/bin
+	export PG_BIN
 }
 
 rand_hex() { openssl rand -hex "$1" 2>/dev/null || head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
@@ -66,6 +78,11 @@ stack_db_up() {
 	cluster_init
 	cluster_start
 	db_setup "$PAAS_DB_PASSWORD"
+	stack_db_url
+}
+
+# The connection string of httpd (PAAS_DB_URL).
+stack_db_url() {
 	export PAAS_DB_URL="host=$PAAS_PGSOCK port=$PAAS_PGPORT dbname=$PAAS_DB user=paas_api password=$PAAS_DB_PASSWORD"
 }
 

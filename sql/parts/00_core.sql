@@ -6,10 +6,13 @@
 --   api        the one surface: functions called by httpd, DBAs and pg_cron
 --   reporting  read-only views for BI (role paas_bi)
 --
--- Roles (cluster-wide; created here when missing, never dropped)
---   paas_owner  DBAs: owns the database, may call every api function
+-- Roles (cluster-wide; created here when missing, never dropped; created
+-- NOLOGIN: docker/scripts/role-login.sh gives paas_owner and paas_bi a
+-- password, db_setup in docker/scripts/lib.sh sets their limits)
+--   paas_owner  DBAs: owns the database, may call every api function, reads
+--               the job registry and changes its settings
 --   paas_api    the gateway's login: EXECUTE on api functions, no table rights
---   paas_bi     BI tools: SELECT on reporting views only
+--   paas_bi     BI tools: SELECT on reporting views only, read-only sessions
 
 \echo Use "CREATE EXTENSION paas" to load this file. \quit
 
@@ -259,13 +262,68 @@ COMMENT ON FUNCTION paas.pagination(jsonb, bigint, int) IS
 CREATE TABLE paas.job (
 	name		text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]{1,62}$'),
 	fn			regproc NOT NULL,
-	run_every	interval NOT NULL CHECK (run_every >= interval '100 milliseconds'),
+	run_every	interval CHECK (run_every >= interval '100 milliseconds'),
 	enabled		boolean NOT NULL DEFAULT true,
-	next_run_at	timestamptz NOT NULL DEFAULT now(),
-	description	text NOT NULL
+	next_run_at	timestamptz DEFAULT now(),
+	description	text NOT NULL,
+	runner		text NOT NULL DEFAULT 'worker' CHECK (runner IN ('worker', 'pg_cron')),
+	customized	boolean NOT NULL DEFAULT false,
+	-- The worker's jobs run every run_every from next_run_at on; a pg_cron
+	-- job runs on the schedule of its cron.job row and has neither.
+	CONSTRAINT job_schedule_of_runner CHECK (
+		CASE runner WHEN 'worker' THEN run_every IS NOT NULL AND next_run_at IS NOT NULL
+		ELSE run_every IS NULL AND next_run_at IS NULL END)
 );
 COMMENT ON TABLE paas.job IS
-	'periodic jobs of the background worker; fn() returns jsonb detail';
+	'periodic jobs: of the background worker (runner worker), or of pg_cron (runner pg_cron: only recorded '
+	'here); fn() returns jsonb detail; DBAs change enabled and run_every';
+COMMENT ON COLUMN paas.job.runner IS
+	'who starts the job: the background worker (every run_every), or pg_cron (its cron.job schedule; '
+	'the worker never runs it)';
+COMMENT ON COLUMN paas.job.customized IS
+	'enabled or run_every was changed after the install (set by a trigger): such rows are dumped, and '
+	'pg_restore puts their settings back on the row the install script creates';
+
+-- A change of a job's settings marks the row customized (pg_dump keeps it).
+CREATE FUNCTION paas.job_mark_customized() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	IF (NEW.enabled, NEW.run_every) IS DISTINCT FROM (OLD.enabled, OLD.run_every) THEN
+		NEW.customized := true;
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION paas.job_mark_customized() IS
+	'trigger: a job whose enabled or run_every changes becomes customized';
+CREATE TRIGGER job_mark_customized BEFORE UPDATE ON paas.job
+	FOR EACH ROW EXECUTE FUNCTION paas.job_mark_customized();
+
+-- pg_restore loads the dumped (customized) rows after CREATE EXTENSION has
+-- inserted the install's rows of the same names: a customized row that
+-- arrives by INSERT (COPY) gives its settings to the existing row and is not
+-- inserted itself; a job this version no longer has is dropped.  Rows
+-- inserted by install and upgrade scripts are not customized and insert as
+-- usual.
+CREATE FUNCTION paas.job_restore_settings() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	UPDATE paas.job j
+	   SET enabled = NEW.enabled,
+		   run_every = CASE WHEN j.runner = 'worker' THEN coalesce(NEW.run_every, j.run_every) END,
+		   customized = true
+	 WHERE j.name = NEW.name;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION paas.job_restore_settings() IS
+	'trigger (pg_restore): a customized job row inserted again sets enabled and run_every of the existing row';
+CREATE TRIGGER job_restore_settings BEFORE INSERT ON paas.job
+	FOR EACH ROW WHEN (NEW.customized) EXECUTE FUNCTION paas.job_restore_settings();
 
 CREATE TABLE paas.job_run (
 	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -302,9 +360,10 @@ CREATE FUNCTION paas.run_parallel(commands text[]) RETURNS text[]
 COMMENT ON FUNCTION paas.run_parallel(text[]) IS
 	'runs the commands in parallel background workers; their first values, in order';
 
--- Runs one due job: locks its row (SKIP LOCKED: a concurrent runner makes
--- this a no-op returning NULL), runs fn() in an exception block, records the
--- run and schedules the next one.  Returns whether fn() succeeded.
+-- Runs one due job of the worker: locks its row (SKIP LOCKED: a concurrent
+-- runner makes this a no-op returning NULL), runs fn() in an exception
+-- block, records the run and schedules the next one.  Returns whether fn()
+-- succeeded; NULL for a job that is not due, disabled or pg_cron's.
 CREATE FUNCTION paas.run_job(job_name text) RETURNS boolean
 	LANGUAGE plpgsql VOLATILE STRICT
 	SET search_path = pg_catalog, paas, pg_temp
@@ -316,7 +375,7 @@ DECLARE
 	err text;
 BEGIN
 	SELECT * INTO j FROM paas.job
-	 WHERE name = job_name AND enabled AND next_run_at <= now()
+	 WHERE name = job_name AND runner = 'worker' AND enabled AND next_run_at <= now()
 	 FOR UPDATE SKIP LOCKED;
 	IF NOT FOUND THEN
 		RETURN NULL;
@@ -365,19 +424,29 @@ INSERT INTO paas.job (name, fn, run_every, description) VALUES
 	('heartbeat', 'paas.job_heartbeat', '30 seconds', 'the worker records that it is alive'),
 	('prune_job_runs', 'paas.job_prune_runs', '1 hour', 'deletes job runs older than 7 days');
 
--- paas.job rows are installed by this script (a dump of them would clash on
--- restore); runs are transient.  Neither is registered for pg_dump.
+-- paas.job rows are installed by the scripts; pg_dump keeps those a DBA
+-- changed (customized, sql/parts/90_dump.sql).  Runs are transient.
+
+-- DBAs (paas_owner) read the jobs and their runs and change how often and
+-- whether a job runs; the rest of a row is the install's.
+GRANT SELECT ON paas.job, paas.job_run TO paas_owner;
+GRANT UPDATE (enabled, run_every, next_run_at) ON paas.job TO paas_owner;
 
 ------------------------------------------------------------------------------
 -- api: system
 ------------------------------------------------------------------------------
 
+-- "environment" is the original's NODE_ENV, which also chose its Midtrans
+-- hosts: production exactly when paas.midtrans_is_production is on.
 CREATE FUNCTION api.health(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE sql STABLE PARALLEL SAFE
 	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 	RETURN jsonb_build_object('status', 'healthy', 'database', 'up', 'version', 'v1',
-							  'timestamp', paas.iso(now()));
-COMMENT ON FUNCTION api.health(jsonb, jsonb) IS 'answers when the database is reachable';
+							  'timestamp', paas.iso(now()),
+							  'environment', CASE WHEN current_setting('paas.midtrans_is_production', true) = 'on'
+												  THEN 'production' ELSE 'development' END);
+COMMENT ON FUNCTION api.health(jsonb, jsonb) IS
+	'answers when the database is reachable; environment: production when paas.midtrans_is_production is on, else development';
 
 -- The public answer says only whether the parts run; the versions of the
 -- server, process ids and counters are for administrators

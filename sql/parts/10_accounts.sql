@@ -15,6 +15,33 @@
 -- within 10 seconds of its use and when it is the immediate predecessor of
 -- the current token: then the current token is returned again, so two
 -- concurrent refreshes of one client both succeed with the same pair.
+--
+-- Failed logins are counted with the account, in the database (every
+-- gateway shares them; a restart forgets nothing), by api.auth_login under
+-- the account's row lock (concurrent attempts cannot race past a limit),
+-- and written although the call is refused (a committed refusal).  Two
+-- limits, both checked before the password (429 with Retry-After):
+--   * per (account, client address): paas.login_failures_per_address
+--     failures a minute (a bucket refilled continuously); a successful login
+--     empties the address's bucket.  IPv6 addresses count per /64.
+--   * per account, over addresses that have not logged into it in 30 days
+--     ("unknown" addresses): after paas.login_failures_per_account such
+--     failures, each further one doubles the wait of unknown addresses (1 s,
+--     2 s, ... up to paas.login_backoff_max); the count is forgotten after a
+--     day without failures.  Known addresses never wait for it, so an
+--     attacker with many addresses slows guessing down without locking the
+--     owner out.
+-- Unknown emails have no account to count on: the gateway's per-address
+-- limit of login requests applies to them (and to everything).
+--
+-- Administrators.  Every change that can take the role from someone
+-- (demote, deactivate, delete, bulk) first takes paas.lock_admins: one at a
+-- time, the caller re-read under the lock, and at least one active
+-- administrator left afterwards -- so two administrators removing each
+-- other at the same moment cannot both succeed.
+--
+-- Reads take no row locks (paas.read_user); changes lock the row
+-- (paas.find_user).
 
 CREATE TABLE paas.users (
 	id					uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -27,7 +54,12 @@ CREATE TABLE paas.users (
 	password_changed_at	timestamptz NOT NULL DEFAULT now(),
 	last_login_at		timestamptz,
 	created_at			timestamptz NOT NULL DEFAULT now(),
-	updated_at			timestamptz NOT NULL DEFAULT now()
+	updated_at			timestamptz NOT NULL DEFAULT now(),
+	-- failed logins from unknown addresses (see the header), the last one,
+	-- and until when unknown addresses must wait
+	failed_logins		integer NOT NULL DEFAULT 0,
+	failed_login_at		timestamptz,
+	login_blocked_until	timestamptz
 );
 CREATE UNIQUE INDEX users_email_key ON paas.users (lower(email)) WHERE deleted_at IS NULL;
 CREATE INDEX users_created_idx ON paas.users (created_at DESC);
@@ -60,6 +92,20 @@ CREATE TABLE paas.refresh_tokens (
 CREATE INDEX refresh_tokens_session_idx ON paas.refresh_tokens (session_id);
 COMMENT ON TABLE paas.refresh_tokens IS 'SHA-256 of every refresh token issued; used_at marks rotation';
 
+-- One row per (account, client address) that failed or succeeded to log
+-- in: the level of the address's bucket of failures at "at" (it drains at
+-- paas.login_failures_per_address a minute) and its last successful login.
+CREATE TABLE paas.login_failures (
+	user_id			uuid NOT NULL REFERENCES paas.users (id) ON DELETE CASCADE,
+	client			text NOT NULL,
+	failures		double precision NOT NULL DEFAULT 0 CHECK (failures >= 0),
+	at				timestamptz NOT NULL DEFAULT now(),
+	last_success_at	timestamptz,
+	PRIMARY KEY (user_id, client)
+);
+COMMENT ON TABLE paas.login_failures IS
+	'failed-login bucket and last success per (account, client address); api.auth_login';
+
 ------------------------------------------------------------------------------
 -- helpers
 ------------------------------------------------------------------------------
@@ -71,12 +117,36 @@ CREATE FUNCTION paas.to_uuid(t text) RETURNS uuid
 				THEN t::uuid END;
 COMMENT ON FUNCTION paas.to_uuid(text) IS 'text as uuid, NULL when it is not one';
 
+-- An id filter's value to match rows with: the uuid, or when the text
+-- cannot be an id the nil uuid, which no row has (ids are random version-4
+-- uuids).  An id that cannot exist is an id that does not exist: it finds
+-- nothing, never a 400.  NULL stays NULL (no filter).
+CREATE FUNCTION paas.filter_id(t text) RETURNS uuid
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN CASE WHEN t IS NOT NULL THEN coalesce(paas.to_uuid(t), '00000000-0000-0000-0000-000000000000') END;
+COMMENT ON FUNCTION paas.filter_id(text) IS
+	'an id filter''s uuid; the nil uuid (matches nothing) when the text cannot be an id';
+
 CREATE FUNCTION paas.user_json(u paas.users) RETURNS jsonb
 	LANGUAGE sql STABLE PARALLEL SAFE
 	RETURN jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email, 'role', u.role,
 							  'isActive', u.is_active, 'createdAt', paas.iso(u.created_at),
 							  'updatedAt', paas.iso(u.updated_at));
 COMMENT ON FUNCTION paas.user_json(paas.users) IS 'public fields of an account, as the API prints them';
+
+-- The original's relation counts of an account: {"subscriptions": n}, every
+-- subscription of any status (printed as "_count").  PL/pgSQL: the table
+-- belongs to a later part (60_subscriptions.sql).
+CREATE FUNCTION paas.user_counts(uid uuid) RETURNS jsonb
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	RETURN jsonb_build_object('subscriptions', (SELECT count(*) FROM paas.subscriptions s WHERE s.user_id = uid));
+END
+$$;
+COMMENT ON FUNCTION paas.user_counts(uuid) IS
+	'{"subscriptions": n} of an account (the original''s _count), every status';
 
 -- The caller's account; PT401 without a valid identity.  On every
 -- authenticated request's path: one statement (user and live session by
@@ -264,6 +334,117 @@ COMMENT ON FUNCTION paas.revoke_sessions(uuid, text, uuid) IS
 	'revokes every live session of a user except "keep"; returns how many';
 
 ------------------------------------------------------------------------------
+-- failed-login accounting (see the header)
+------------------------------------------------------------------------------
+
+CREATE FUNCTION paas.login_settings(OUT per_address integer, OUT per_account integer,
+									OUT backoff_max interval)
+	AS 'MODULE_PATHNAME', 'paas_login_settings'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION paas.login_settings() IS
+	'paas.login_failures_per_address, paas.login_failures_per_account and paas.login_backoff_max';
+
+-- The client address failed logins are counted under: the address as
+-- httpd saw it (ctx.ip), an IPv6 address as its /64 (one host usually holds
+-- a whole /64), '' when there is none (a DBA session).
+CREATE FUNCTION paas.login_client(ip text) RETURNS text
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+	a inet;
+BEGIN
+	IF ip IS NULL OR ip = '' THEN
+		RETURN '';
+	END IF;
+	BEGIN
+		a := ip::inet;
+	EXCEPTION WHEN invalid_text_representation THEN
+		RETURN left(ip, 64);
+	END;
+	IF family(a) = 6 AND NOT a <<= inet '::ffff:0.0.0.0/96' THEN
+		RETURN host(network(set_masklen(a, 64))) || '/64';
+	END IF;
+	RETURN host(a);
+END
+$$;
+COMMENT ON FUNCTION paas.login_client(text) IS
+	'the key of a client address for failed-login counts (IPv6: its /64)';
+
+-- A successful login (or a registration) from an address: its bucket of
+-- failures is emptied and the address becomes known to the account.
+CREATE FUNCTION paas.login_succeeded(uid uuid, addr text) RETURNS void
+	LANGUAGE sql VOLATILE
+	BEGIN ATOMIC
+		INSERT INTO paas.login_failures (user_id, client, failures, at, last_success_at)
+		VALUES (uid, addr, 0, now(), now())
+		ON CONFLICT (user_id, client) DO UPDATE SET failures = 0, at = now(), last_success_at = now();
+	END;
+COMMENT ON FUNCTION paas.login_succeeded(uuid, text) IS
+	'empties the failed-login bucket of (account, address) and marks the address known';
+
+-- Job: rows of addresses whose bucket has long drained and that have not
+-- logged in for 30 days carry nothing any more.
+CREATE FUNCTION paas.job_prune_login_failures() RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	DELETE FROM paas.login_failures
+	 WHERE at < now() - interval '1 hour'
+	   AND (last_success_at IS NULL OR last_success_at < now() - interval '30 days');
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN jsonb_build_object('deleted', n);
+END
+$$;
+COMMENT ON FUNCTION paas.job_prune_login_failures() IS
+	'deletes failed-login rows that no longer limit or vouch for an address';
+INSERT INTO paas.job (name, fn, run_every, description) VALUES
+	('prune_login_failures', 'paas.job_prune_login_failures', '1 hour',
+	 'deletes failed-login rows that no longer limit or vouch for an address');
+
+------------------------------------------------------------------------------
+-- administrators: at least one stays (see the header)
+------------------------------------------------------------------------------
+
+-- Serialises the changes that can remove an administrator: a
+-- transaction-level advisory lock (classid 0x70616173, "paas"; objid 1),
+-- taken before any row lock, so the statements after it see every such
+-- change that committed meanwhile.  The calling administrator ("admin";
+-- NULL for a DBA session) is re-read under the lock: one demoted or
+-- deactivated meanwhile is refused (PT403).
+CREATE FUNCTION paas.lock_admins(admin paas.users) RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	PERFORM pg_advisory_xact_lock(1885430131, 1);
+	IF admin.id IS NOT NULL AND NOT EXISTS (
+		SELECT 1 FROM paas.users
+		 WHERE id = admin.id AND role = 'ADMINISTRATOR' AND is_active AND deleted_at IS NULL) THEN
+		RAISE EXCEPTION 'Insufficient permissions' USING ERRCODE = 'PT403';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION paas.lock_admins(paas.users) IS
+	'serialises changes that can remove an administrator; PT403 when the caller no longer is one';
+
+-- After such a change (under paas.lock_admins): PT409 unless an active
+-- administrator is left.
+CREATE FUNCTION paas.check_admin_left() RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM paas.users WHERE role = 'ADMINISTRATOR' AND is_active AND deleted_at IS NULL) THEN
+		RAISE EXCEPTION 'At least one active administrator must remain' USING ERRCODE = 'PT409';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION paas.check_admin_left() IS 'PT409 when no active administrator is left';
+
+------------------------------------------------------------------------------
 -- api: auth (the caller's own account)
 ------------------------------------------------------------------------------
 
@@ -287,6 +468,7 @@ BEGIN
 	INSERT INTO paas.users (email, name, password_hash)
 	VALUES (req ->> 'email', btrim(req ->> 'name'), paas.hash_password(req ->> 'password'))
 	RETURNING * INTO u;
+	PERFORM paas.login_succeeded(u.id, paas.login_client(ctx ->> 'ip'));
 	RETURN paas.open_session(u, ctx);
 END
 $$;
@@ -300,6 +482,13 @@ AS $$
 DECLARE
 	errs jsonb := '[]';
 	u paas.users;
+	lim record;
+	addr text := paas.login_client(ctx ->> 'ip');
+	f paas.login_failures;
+	level double precision := 0;
+	known boolean;
+	t timestamptz;
+	n integer;
 	-- bcrypt of a random password: unknown emails cost the same time.
 	decoy constant text := '$2a$10$CwTycUXWue0Thq9StjUM0uJ8.XKxq0qYJpQkq5C1FNC0FLcYlnmcS';
 BEGIN
@@ -308,24 +497,66 @@ BEGIN
 	errs := paas.check_text(errs, req, 'password', true, 1, 1024);
 	PERFORM paas.raise_if_invalid(errs);
 
+	-- The account's row lock serialises its logins: concurrent attempts
+	-- are counted one after the other and cannot pass a limit together.
 	SELECT * INTO u FROM paas.users
-	 WHERE lower(email) = lower(req ->> 'email') AND deleted_at IS NULL;
+	 WHERE lower(email) = lower(req ->> 'email') AND deleted_at IS NULL
+	 FOR NO KEY UPDATE;
 	IF NOT FOUND THEN
 		PERFORM public.crypt(req ->> 'password', decoy);
 		RAISE EXCEPTION 'Invalid email or password' USING ERRCODE = 'PT401';
 	END IF;
-	IF public.crypt(req ->> 'password', u.password_hash) <> u.password_hash THEN
-		RAISE EXCEPTION 'Invalid email or password' USING ERRCODE = 'PT401';
+
+	-- Limits first: an address or account over its limit never gets its
+	-- password checked.  The time is read after the lock was granted.
+	t := clock_timestamp();
+	SELECT * INTO lim FROM paas.login_settings();
+	SELECT * INTO f FROM paas.login_failures WHERE user_id = u.id AND client = addr;
+	IF FOUND THEN
+		level := greatest(0, f.failures - greatest(0, extract(epoch FROM t - f.at)) * lim.per_address / 60.0);
 	END IF;
+	IF level > lim.per_address - 1 THEN
+		RAISE EXCEPTION 'Too many failed login attempts, please try again later'
+			USING ERRCODE = 'PT429', DETAIL = ceil((level - lim.per_address + 1) * 60.0 / lim.per_address)::text;
+	END IF;
+	known := coalesce(f.last_success_at > t - interval '30 days', false);
+	IF NOT known AND u.login_blocked_until > t THEN
+		RAISE EXCEPTION 'Too many failed login attempts, please try again later'
+			USING ERRCODE = 'PT429', DETAIL = ceil(extract(epoch FROM u.login_blocked_until - t))::text;
+	END IF;
+
+	-- A deactivated account says so whatever the password, as the
+	-- original did (checked before the password): telling a wrong password
+	-- from a right one here would confirm a guess on an account that
+	-- cannot log in.  No guess is tested, so none is counted.
 	IF NOT u.is_active THEN
 		RAISE EXCEPTION 'Account is deactivated' USING ERRCODE = 'PT401';
 	END IF;
+	IF public.crypt(req ->> 'password', u.password_hash) <> u.password_hash THEN
+		INSERT INTO paas.login_failures (user_id, client, failures, at)
+		VALUES (u.id, addr, level + 1, t)
+		ON CONFLICT (user_id, client) DO UPDATE SET failures = EXCLUDED.failures, at = EXCLUDED.at;
+		IF NOT known THEN
+			n := CASE WHEN u.failed_login_at > t - interval '1 day' THEN u.failed_logins + 1 ELSE 1 END;
+			UPDATE paas.users
+			   SET failed_logins = n, failed_login_at = t,
+				   login_blocked_until = CASE WHEN n >= lim.per_account
+						THEN t + least(lim.backoff_max,
+									   make_interval(secs => power(2, least(n - lim.per_account, 30))))
+						ELSE login_blocked_until END
+			 WHERE id = u.id;
+		END IF;
+		-- The counts must stay although the login is refused: a committed
+		-- refusal, which httpd answers as the 401.
+		RETURN paas.refusal('PT401', 'Invalid email or password');
+	END IF;
+	PERFORM paas.login_succeeded(u.id, addr);
 	UPDATE paas.users SET last_login_at = now() WHERE id = u.id;
 	RETURN paas.open_session(u, ctx);
 END
 $$;
 COMMENT ON FUNCTION api.auth_login(jsonb, jsonb) IS
-	'POST /auth/login: checks the password, opens a session';
+	'POST /auth/login: failed-login limits (429), the password, a session; failures are kept (committed refusal)';
 
 CREATE FUNCTION api.auth_refresh(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
@@ -414,7 +645,8 @@ AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
 BEGIN
-	RETURN paas.user_json(u) || jsonb_build_object('lastLoginAt', paas.iso(u.last_login_at));
+	RETURN paas.user_json(u) || jsonb_build_object('lastLoginAt', paas.iso(u.last_login_at),
+												   '_count', paas.user_counts(u.id));
 END
 $$;
 COMMENT ON FUNCTION api.auth_profile(jsonb, jsonb) IS 'GET /auth/profile: the caller''s profile';
@@ -460,7 +692,7 @@ BEGIN
 	PERFORM paas.raise_if_invalid(errs);
 	IF public.crypt(req ->> 'currentPassword', u.password_hash) <> u.password_hash THEN
 		RAISE EXCEPTION 'Current password is incorrect'
-			USING ERRCODE = 'PT400',
+			USING ERRCODE = 'PU400',
 				  DETAIL = '[{"field": "currentPassword", "message": "Current password is incorrect"}]';
 	END IF;
 	UPDATE paas.users
@@ -506,7 +738,11 @@ AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);
 BEGIN
-	IF u.role = 'ADMINISTRATOR' AND NOT EXISTS (SELECT 1 FROM paas.users
+	-- Two last administrators leaving at once: one at a time, and each
+	-- sees (the role re-read under the lock) whether the other has gone.
+	PERFORM paas.lock_admins(NULL);
+	IF EXISTS (SELECT 1 FROM paas.users WHERE id = u.id AND role = 'ADMINISTRATOR')
+	   AND NOT EXISTS (SELECT 1 FROM paas.users
 		WHERE role = 'ADMINISTRATOR' AND is_active AND deleted_at IS NULL AND id <> u.id) THEN
 		RAISE EXCEPTION 'The last active administrator cannot deactivate their account'
 			USING ERRCODE = 'PT409';
@@ -563,7 +799,8 @@ BEGIN
 	   AND (req ->> 'isActive' IS NULL OR u.is_active = (req ->> 'isActive')::boolean);
 
 	EXECUTE format($q$
-		SELECT coalesce(jsonb_agg(paas.user_json(s.u) ORDER BY s.rn), '[]')
+		SELECT coalesce(jsonb_agg(paas.user_json(s.u) || jsonb_build_object('_count', paas.user_counts((s.u).id))
+								  ORDER BY s.rn), '[]')
 		  FROM (SELECT u, row_number() OVER (ORDER BY %1$s %2$s, u.id) AS rn
 				  FROM paas.users u
 				 WHERE u.deleted_at IS NULL
@@ -612,7 +849,7 @@ END
 $$;
 COMMENT ON FUNCTION api.users_stats(jsonb, jsonb) IS 'GET /users/stats: counts by role, state and age';
 
--- The live account of a path id; PT404 when there is none.
+-- The live account of a path id; PU404 (USER_NOT_FOUND) when there is none.
 CREATE FUNCTION paas.find_user(id_text text) RETURNS paas.users
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, paas, pg_temp
@@ -624,29 +861,58 @@ BEGIN
 	 WHERE id = paas.to_uuid(id_text) AND deleted_at IS NULL
 	 FOR UPDATE;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'User not found' USING ERRCODE = 'PT404';
+		RAISE EXCEPTION 'User not found' USING ERRCODE = 'PU404';
 	END IF;
 	RETURN u;
 END
 $$;
-COMMENT ON FUNCTION paas.find_user(text) IS 'locks and returns a live account by id; PT404 otherwise';
+COMMENT ON FUNCTION paas.find_user(text) IS 'locks and returns a live account by id; PU404 otherwise';
+
+-- The same for reads: no row lock, so a read never waits for a login or an
+-- administrator's change of that account.
+CREATE FUNCTION paas.read_user(id_text text) RETURNS paas.users
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	u paas.users;
+BEGIN
+	SELECT * INTO u FROM paas.users
+	 WHERE id = paas.to_uuid(id_text) AND deleted_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'User not found' USING ERRCODE = 'PU404';
+	END IF;
+	RETURN u;
+END
+$$;
+COMMENT ON FUNCTION paas.read_user(text) IS 'a live account by id, unlocked; PU404 otherwise';
 
 CREATE FUNCTION api.users_get(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
-	LANGUAGE plpgsql VOLATILE
+	LANGUAGE plpgsql STABLE
 	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	u paas.users;
 BEGIN
 	PERFORM paas.require_admin(ctx);
-	u := paas.find_user(req ->> 'id');
+	u := paas.read_user(req ->> 'id');
 	RETURN paas.user_json(u) || jsonb_build_object(
 		'lastLoginAt', paas.iso(u.last_login_at),
 		'activeSessions', (SELECT count(*) FROM paas.sessions
-							WHERE user_id = u.id AND revoked_at IS NULL AND expires_at > now()));
+							WHERE user_id = u.id AND revoked_at IS NULL AND expires_at > now()),
+		-- the original's relation: the newest 100 (_count has them all)
+		'subscriptions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+								'id', x.id, 'status', x.status, 'expiresAt', paas.iso(x.current_period_end),
+								'service', jsonb_build_object('id', v.id, 'name', v.name, 'displayName', v.display_name))
+								ORDER BY x.created_at DESC, x.id), '[]')
+							FROM (SELECT * FROM paas.subscriptions WHERE user_id = u.id
+								   ORDER BY created_at DESC, id LIMIT 100) x
+							JOIN paas.services v ON v.id = x.service_id),
+		'_count', paas.user_counts(u.id));
 END
 $$;
-COMMENT ON FUNCTION api.users_get(jsonb, jsonb) IS 'GET /users/:id';
+COMMENT ON FUNCTION api.users_get(jsonb, jsonb) IS
+	'GET /users/:id: the account, its sessions, its newest 100 subscriptions and _count';
 
 CREATE FUNCTION api.users_create(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
@@ -665,7 +931,7 @@ BEGIN
 	errs := paas.check_bool(errs, req, 'isActive', false);
 	PERFORM paas.raise_if_invalid(errs);
 	IF paas.email_taken(req ->> 'email') THEN
-		RAISE EXCEPTION 'User with this email already exists' USING ERRCODE = 'PT409';
+		RAISE EXCEPTION 'User with this email already exists' USING ERRCODE = 'PU409';
 	END IF;
 	INSERT INTO paas.users (email, name, password_hash, role, is_active)
 	VALUES (req ->> 'email', btrim(req ->> 'name'), paas.hash_password(req ->> 'password'),
@@ -717,10 +983,13 @@ BEGIN
 		errs := paas.add_err(errs, '', 'at least one of name, email, role, isActive is required');
 	END IF;
 	PERFORM paas.raise_if_invalid(errs);
+	IF req ?| ARRAY['role', 'isActive'] THEN
+		PERFORM paas.lock_admins(admin);
+	END IF;
 	u := paas.find_user(req ->> 'id');
 	PERFORM paas.guard_self(admin, u.id, (req ->> 'isActive')::boolean IS FALSE, req ->> 'role', false);
 	IF req ? 'email' AND paas.email_taken(req ->> 'email', u.id) THEN
-		RAISE EXCEPTION 'Email already exists' USING ERRCODE = 'PT409';
+		RAISE EXCEPTION 'Email already exists' USING ERRCODE = 'PE409';
 	END IF;
 	UPDATE paas.users
 	   SET name = coalesce(btrim(req ->> 'name'), name),
@@ -730,6 +999,9 @@ BEGIN
 		   updated_at = now()
 	 WHERE id = u.id
 	RETURNING * INTO u;
+	IF req ?| ARRAY['role', 'isActive'] THEN
+		PERFORM paas.check_admin_left();
+	END IF;
 	IF NOT u.is_active THEN
 		PERFORM paas.revoke_sessions(u.id, 'deactivated by an administrator');
 		PERFORM paas.subscriptions_cancel_for_users(ARRAY[u.id], 'account deactivated by an administrator', admin.id);
@@ -772,11 +1044,13 @@ DECLARE
 	admin paas.users := paas.require_admin(ctx);
 	u paas.users;
 BEGIN
+	PERFORM paas.lock_admins(admin);
 	u := paas.find_user(req ->> 'id');
 	PERFORM paas.guard_self(admin, u.id, u.is_active, NULL, false);
 	UPDATE paas.users SET is_active = NOT is_active, updated_at = now()
 	 WHERE id = u.id
 	RETURNING * INTO u;
+	PERFORM paas.check_admin_left();
 	IF NOT u.is_active THEN
 		PERFORM paas.revoke_sessions(u.id, 'deactivated by an administrator');
 		PERFORM paas.subscriptions_cancel_for_users(ARRAY[u.id], 'account deactivated by an administrator', admin.id);
@@ -794,11 +1068,13 @@ DECLARE
 	admin paas.users := paas.require_admin(ctx);
 	u paas.users;
 BEGIN
+	PERFORM paas.lock_admins(admin);
 	u := paas.find_user(req ->> 'id');
 	PERFORM paas.guard_self(admin, u.id, false, NULL, true);
 	UPDATE paas.users SET deleted_at = now(), is_active = false, updated_at = now()
 	 WHERE id = u.id
 	RETURNING * INTO u;
+	PERFORM paas.check_admin_left();
 	PERFORM paas.revoke_sessions(u.id, 'deleted by an administrator');
 	PERFORM paas.subscriptions_cancel_for_users(ARRAY[u.id], 'account deleted by an administrator', admin.id);
 	RETURN jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email, 'role', u.role);
@@ -825,9 +1101,8 @@ BEGIN
 		errs := paas.add_err(errs, 'ids', 'ids must be a non-empty array');
 	ELSIF jsonb_array_length(req -> 'ids') > 1000 THEN
 		errs := paas.add_err(errs, 'ids', 'ids must hold at most 1000 entries');
-	ELSIF EXISTS (SELECT 1 FROM jsonb_array_elements(req -> 'ids') e
-				   WHERE jsonb_typeof(e) <> 'string' OR paas.to_uuid(e #>> '{}') IS NULL) THEN
-		errs := paas.add_err(errs, 'ids', 'ids must be user ids');
+	ELSIF EXISTS (SELECT 1 FROM jsonb_array_elements(req -> 'ids') e WHERE jsonb_typeof(e) <> 'string') THEN
+		errs := paas.add_err(errs, 'ids', 'ids must be user ids (strings)');
 	END IF;
 	IF req ->> 'action' = 'set-role' THEN
 		errs := paas.check_enum(errs, req, 'role', true, ARRAY['USER', 'ADMINISTRATOR']);
@@ -835,13 +1110,19 @@ BEGIN
 	PERFORM paas.raise_if_invalid(errs);
 
 	act := req ->> 'action';
-	SELECT array_agg(DISTINCT (e #>> '{}')::uuid) INTO ids FROM jsonb_array_elements(req -> 'ids') e;
+	IF act <> 'activate' THEN
+		PERFORM paas.lock_admins(admin);
+	END IF;
+	-- an id that cannot be one is missing like any unknown id (404)
+	SELECT array_agg(DISTINCT paas.to_uuid(e #>> '{}')) FILTER (WHERE paas.to_uuid(e #>> '{}') IS NOT NULL)
+	  INTO ids FROM jsonb_array_elements(req -> 'ids') e;
 	PERFORM 1 FROM paas.users WHERE id = ANY (ids) AND deleted_at IS NULL ORDER BY id FOR UPDATE;
-	SELECT jsonb_agg(i) INTO missing FROM unnest(ids) i
-	 WHERE NOT EXISTS (SELECT 1 FROM paas.users u WHERE u.id = i AND u.deleted_at IS NULL);
+	SELECT jsonb_agg(DISTINCT e #>> '{}') INTO missing FROM jsonb_array_elements(req -> 'ids') e
+	 WHERE NOT EXISTS (SELECT 1 FROM paas.users u
+						WHERE u.id = paas.to_uuid(e #>> '{}') AND u.deleted_at IS NULL);
 	IF missing IS NOT NULL THEN
 		RAISE EXCEPTION 'Some users were not found; nothing was changed'
-			USING ERRCODE = 'PT404', DETAIL = (SELECT jsonb_agg(jsonb_build_object('field', 'ids', 'message', m #>> '{}'))
+			USING ERRCODE = 'PU404', DETAIL = (SELECT jsonb_agg(jsonb_build_object('field', 'ids', 'message', m #>> '{}'))
 											   FROM jsonb_array_elements(missing) m)::text;
 	END IF;
 	IF admin.id = ANY (ids) THEN
@@ -857,6 +1138,9 @@ BEGIN
 		   updated_at = now()
 	 WHERE id = ANY (ids);
 	GET DIAGNOSTICS n = ROW_COUNT;
+	IF act <> 'activate' THEN
+		PERFORM paas.check_admin_left();
+	END IF;
 	IF act IN ('deactivate', 'delete') THEN
 		UPDATE paas.sessions SET revoked_at = now(), revoke_reason = 'bulk ' || act
 		 WHERE user_id = ANY (ids) AND revoked_at IS NULL;
@@ -918,6 +1202,7 @@ INSERT INTO paas.job (name, fn, run_every, description) VALUES
 SELECT pg_catalog.pg_extension_config_dump('paas.users', '');
 SELECT pg_catalog.pg_extension_config_dump('paas.sessions', '');
 SELECT pg_catalog.pg_extension_config_dump('paas.refresh_tokens', '');
+SELECT pg_catalog.pg_extension_config_dump('paas.login_failures', '');
 
 DO $grants$
 DECLARE

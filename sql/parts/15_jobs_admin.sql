@@ -1,5 +1,33 @@
--- paas -- the background worker's jobs, for administrators over HTTP
--- (DBAs read paas.job and paas.job_run directly).
+-- paas -- the jobs, for administrators over HTTP (DBAs read paas.job and
+-- paas.job_run directly, and pg_cron's side of the renewals with
+-- api.subscriptions_renewals_job).
+
+-- The pg_cron job of a paas.job row whose runner is pg_cron: the cron.job
+-- row named 'paas-' || name in this database (api.subscriptions_schedule_renewals
+-- names the renewals job so), or NULL.  cron.job shows each role only its
+-- own jobs: this is called by SECURITY DEFINER functions of the
+-- extension's owner (a superuser), who sees them all.
+CREATE FUNCTION paas.cron_job(job_name text) RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	r jsonb;
+BEGIN
+	IF to_regclass('cron.job') IS NULL THEN
+		RETURN NULL;
+	END IF;
+	EXECUTE $q$SELECT jsonb_build_object('jobId', jobid, 'jobName', jobname, 'schedule', schedule,
+										  'command', command, 'database', database, 'username', username,
+										  'active', active)
+				 FROM cron.job WHERE jobname = $1 AND database = current_database()
+				ORDER BY jobid DESC LIMIT 1$q$
+	   INTO r USING 'paas-' || job_name;
+	RETURN r;
+END
+$$;
+COMMENT ON FUNCTION paas.cron_job(text) IS
+	'the cron.job row (jsonb) of a pg_cron job of paas.job, or NULL';
 
 CREATE FUNCTION paas.job_run_json(r paas.job_run) RETURNS jsonb
 	LANGUAGE sql STABLE PARALLEL SAFE
@@ -20,7 +48,9 @@ BEGIN
 		'jobs', coalesce((
 			SELECT jsonb_agg(jsonb_build_object(
 					'name', j.name, 'function', j.fn::text,
+					'runner', j.runner,
 					'runEverySeconds', extract(epoch FROM j.run_every),
+					'schedule', CASE WHEN j.runner = 'pg_cron' THEN paas.cron_job(j.name) ->> 'schedule' END,
 					'enabled', j.enabled, 'nextRunAt', paas.iso(j.next_run_at),
 					'description', j.description,
 					'lastRun', (SELECT paas.job_run_json(r) FROM paas.job_run r
@@ -33,7 +63,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION api.jobs_list(jsonb, jsonb) IS
-	'GET /admin/jobs: the worker''s state and every job with its last run';
+	'GET /admin/jobs: the worker''s state and every job with its last run (pg_cron''s jobs with their '
+	'cron schedule)';
 
 CREATE FUNCTION api.jobs_runs(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
@@ -97,3 +128,42 @@ COMMENT ON FUNCTION api.admin_status(jsonb, jsonb) IS
 	'GET /admin/status: versions of module, extension, server and pg_cron, and the background worker''s state';
 REVOKE ALL ON FUNCTION api.admin_status(jsonb, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.admin_status(jsonb, jsonb) TO paas_api, paas_owner;
+
+-- pg_cron's side of the renewals for DBAs, who cannot read cron.job (its
+-- rows are visible to their owner only, and the job is the superuser's: a
+-- job of paas_owner would need paas_owner to have LOGIN, and its connection
+-- slots, for pg_cron's background worker to start it).  The outcomes of the
+-- runs (counts, failures, duration) are in paas.job_run: cron.job_run_details
+-- only says that the command ran.
+CREATE FUNCTION api.subscriptions_renewals_job(runs integer DEFAULT 10) RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	lim integer := least(greatest(coalesce(runs, 10), 0), 1000);
+	cj jsonb := paas.cron_job('renewals');
+	cron_runs jsonb;
+BEGIN
+	IF cj IS NOT NULL AND to_regclass('cron.job_run_details') IS NOT NULL THEN
+		EXECUTE $q$SELECT coalesce(jsonb_agg(jsonb_build_object(
+						'runId', d.runid, 'status', d.status, 'returnMessage', d.return_message,
+						'startedAt', paas.iso(d.start_time), 'finishedAt', paas.iso(d.end_time))
+						ORDER BY d.runid DESC), '[]')
+					 FROM (SELECT * FROM cron.job_run_details WHERE jobid = $1
+							ORDER BY runid DESC LIMIT $2) d$q$
+		   INTO cron_runs USING (cj ->> 'jobId')::bigint, lim;
+	END IF;
+	RETURN jsonb_build_object(
+		'job', cj,
+		'enabled', (SELECT j.enabled FROM paas.job j WHERE j.name = 'renewals'),
+		'cronRuns', coalesce(cron_runs, '[]'),
+		'runs', (SELECT coalesce(jsonb_agg(paas.job_run_json(r) ORDER BY r.id DESC), '[]')
+				   FROM (SELECT * FROM paas.job_run r0 WHERE r0.job = 'renewals'
+						  ORDER BY r0.id DESC LIMIT lim) r));
+END
+$$;
+COMMENT ON FUNCTION api.subscriptions_renewals_job(integer) IS
+	'DBA: the pg_cron job paas-renewals (NULL when not scheduled), whether paas.job renewals is enabled, '
+	'the last runs as pg_cron recorded them (cronRuns) and their outcomes (runs, from paas.job_run)';
+REVOKE ALL ON FUNCTION api.subscriptions_renewals_job(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.subscriptions_renewals_job(integer) TO paas_owner;

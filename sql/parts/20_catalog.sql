@@ -201,6 +201,20 @@ CREATE FUNCTION paas.service_public_json(s paas.services) RETURNS jsonb
 		'monthlyPrice', s.monthly_price, 'features', s.features, 'isActive', s.is_active);
 COMMENT ON FUNCTION paas.service_public_json(paas.services) IS 'a service as the public routes print it';
 
+-- The original's relation counts of a service: {"subscriptions": n}, every
+-- subscription of any status (printed as "_count").  PL/pgSQL: the table
+-- belongs to a later part (60_subscriptions.sql).
+CREATE FUNCTION paas.service_counts(sid uuid) RETURNS jsonb
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	RETURN jsonb_build_object('subscriptions', (SELECT count(*) FROM paas.subscriptions s WHERE s.service_id = sid));
+END
+$$;
+COMMENT ON FUNCTION paas.service_counts(uuid) IS
+	'{"subscriptions": n} of a service (the original''s _count), every status';
+
 -- Validates a create (cur = defaults) or update (cur = the stored row)
 -- request and returns cur with the requested changes applied.  Raises PT400
 -- listing every failing field; cross-field rules (request <= limit) are
@@ -395,7 +409,7 @@ $$;
 COMMENT ON FUNCTION paas.service_input(jsonb, paas.services, boolean) IS
 	'validates a create/update request (PT400 with every failing field) and applies it to cur';
 
--- A live service by path id (any text); PT404 when there is none.
+-- A live service by path id (any text); PS404 (SERVICE_NOT_FOUND) when there is none.
 CREATE FUNCTION paas.find_service(id_text text) RETURNS paas.services
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, paas, pg_temp
@@ -407,13 +421,13 @@ BEGIN
 	 WHERE id = paas.to_uuid(id_text) AND deleted_at IS NULL
 	 FOR UPDATE;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'Service not found' USING ERRCODE = 'PT404';
+		RAISE EXCEPTION 'Service not found' USING ERRCODE = 'PS404';
 	END IF;
 	RETURN s;
 END
 $$;
 COMMENT ON FUNCTION paas.find_service(text) IS
-	'locks (FOR UPDATE) and returns a live service by id; PT404 otherwise';
+	'locks (FOR UPDATE) and returns a live service by id; PS404 otherwise';
 
 -- Tables whose foreign keys reference the service with at least one row.
 -- Every foreign key to paas.services is found in pg_constraint and probed
@@ -450,6 +464,18 @@ END
 $$;
 COMMENT ON FUNCTION paas.service_references(uuid) IS
 	'tables holding rows that reference the service through a foreign key (empty: none)';
+
+-- A row of GET /services/admin: every field and the original's _count.
+CREATE FUNCTION paas.service_admin_row(s paas.services) RETURNS jsonb
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	RETURN paas.service_json(s) || jsonb_build_object('_count', paas.service_counts(s.id));
+END
+$$;
+COMMENT ON FUNCTION paas.service_admin_row(paas.services) IS
+	'a service as GET /services/admin lists it: every field and _count';
 
 -- The filtered service list behind GET /services and GET /services/admin.
 -- Only fixed SQL fragments are concatenated; every value is a parameter.
@@ -512,7 +538,8 @@ BEGIN
 				 ORDER BY %1$s %2$s, s.id
 				 LIMIT $4 OFFSET $5) p
 		$q$, sort_col, sort_dir,
-		CASE WHEN public_view THEN 'paas.service_public_json' ELSE 'paas.service_json' END, cond)
+		CASE WHEN public_view THEN 'paas.service_public_json'
+			 ELSE 'paas.service_admin_row' END, cond)
 	   INTO rows USING pattern, req ->> 'category', active, lim, off;
 	RETURN jsonb_build_object('rows', rows, 'total', total);
 END
@@ -575,13 +602,13 @@ BEGIN
 	SELECT * INTO s FROM paas.services
 	 WHERE name = lower(req ->> 'name') AND is_active AND deleted_at IS NULL;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'Service not found' USING ERRCODE = 'PT404';
+		RAISE EXCEPTION 'Service not found' USING ERRCODE = 'PS404';
 	END IF;
 	RETURN paas.service_public_json(s);
 END
 $$;
 COMMENT ON FUNCTION api.services_get_by_name(jsonb, jsonb) IS
-	'GET /services/:name: an active service by slug (inactive or unknown: PT404)';
+	'GET /services/:name: an active service by slug (inactive or unknown: PS404)';
 
 CREATE FUNCTION api.services_categories(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE sql STABLE
@@ -648,6 +675,20 @@ BEGIN
 									   'inactive', count(*) FILTER (WHERE NOT is_active)))
 	  INTO r
 	  FROM paas.services WHERE deleted_at IS NULL;
+	-- the original's subscription figures: every subscription, the active
+	-- ones (ACTIVE or GRACE: served and renewing), and the five services
+	-- with the most subscriptions
+	r := r || (SELECT jsonb_build_object('totalSubscriptions', count(*),
+										 'activeSubscriptions', count(*) FILTER (WHERE status IN ('ACTIVE', 'GRACE')))
+				 FROM paas.subscriptions)
+		   || jsonb_build_object('popularServices', (
+				SELECT coalesce(jsonb_agg(jsonb_build_object(
+						'id', p.id, 'name', p.name, 'displayName', p.display_name,
+						'_count', jsonb_build_object('subscriptions', p.n)) ORDER BY p.n DESC, p.name), '[]')
+				  FROM (SELECT v.id, v.name, v.display_name,
+							   (SELECT count(*) FROM paas.subscriptions x WHERE x.service_id = v.id) AS n
+						  FROM paas.services v WHERE v.deleted_at IS NULL
+						 ORDER BY n DESC, v.name LIMIT 5) p));
 	RETURN r || jsonb_build_object('byCategory', (
 		SELECT jsonb_agg(jsonb_build_object(
 				'name', c.name, 'displayName', c.display_name, 'total', coalesce(n.total, 0),
@@ -661,7 +702,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION api.services_admin_stats(jsonb, jsonb) IS
-	'GET /services/admin/stats: service counts by status and by category';
+	'GET /services/admin/stats: service counts by status and by category, subscription totals, the five most subscribed services';
 
 CREATE FUNCTION api.services_admin_get(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
@@ -674,13 +715,22 @@ BEGIN
 	SELECT * INTO s FROM paas.services
 	 WHERE id = paas.to_uuid(req ->> 'id') AND deleted_at IS NULL;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'Service not found' USING ERRCODE = 'PT404';
+		RAISE EXCEPTION 'Service not found' USING ERRCODE = 'PS404';
 	END IF;
-	RETURN paas.service_json(s);
+	RETURN paas.service_json(s) || jsonb_build_object(
+		-- the original's relation: the newest 100 (_count has them all)
+		'subscriptions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+								'id', x.id, 'status', x.status, 'expiresAt', paas.iso(x.current_period_end),
+								'user', jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email))
+								ORDER BY x.created_at DESC, x.id), '[]')
+							FROM (SELECT * FROM paas.subscriptions WHERE service_id = s.id
+								   ORDER BY created_at DESC, id LIMIT 100) x
+							JOIN paas.users u ON u.id = x.user_id),
+		'_count', paas.service_counts(s.id));
 END
 $$;
 COMMENT ON FUNCTION api.services_admin_get(jsonb, jsonb) IS
-	'GET /services/admin/:id: every field of a service, active or not';
+	'GET /services/admin/:id: every field of a service, active or not, its newest 100 subscriptions and _count';
 
 CREATE FUNCTION api.services_create(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
@@ -707,7 +757,7 @@ BEGIN
 	s := paas.service_input(req, s, true);
 	s.name := req ->> 'name';
 	IF EXISTS (SELECT 1 FROM paas.services WHERE name = s.name AND deleted_at IS NULL) THEN
-		RAISE EXCEPTION 'Service with this name already exists' USING ERRCODE = 'PT409';
+		RAISE EXCEPTION 'Service with this name already exists' USING ERRCODE = 'PS409';
 	END IF;
 	BEGIN
 		INSERT INTO paas.services (name, display_name, description, category, version,
@@ -719,13 +769,13 @@ BEGIN
 		RETURNING * INTO s;
 	EXCEPTION WHEN unique_violation THEN
 		-- a concurrent create of the same slug won
-		RAISE EXCEPTION 'Service with this name already exists' USING ERRCODE = 'PT409';
+		RAISE EXCEPTION 'Service with this name already exists' USING ERRCODE = 'PS409';
 	END;
 	RETURN paas.service_json(s);
 END
 $$;
 COMMENT ON FUNCTION api.services_create(jsonb, jsonb) IS
-	'POST /services: a catalog entry (slug unique among live services: PT409)';
+	'POST /services: a catalog entry (slug unique among live services: PS409)';
 
 CREATE FUNCTION api.services_update(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE

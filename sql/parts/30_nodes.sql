@@ -9,11 +9,14 @@
 --   * isSchedulable is derived: status ACTIVE, ready, and not cordoned.  The
 --     stored flag is "cordoned" (Kubernetes' spec.unschedulable), so the
 --     monitor never overwrites an administrator's cordon.
---   * Registration needs a join token (paas.node_join_tokens: several may be
---     valid at once, each hashed, with optional expiry and revocation) and
---     returns a node token (256 random bits, only its SHA-256 is stored);
---     re-registering rotates it.  Heartbeat and resource calls carry the
---     node token: none or unknown -> PT401, another node's -> PT403.
+--   * Registration of a new node needs a join token (paas.node_join_tokens:
+--     several may be valid at once, each hashed, with optional expiry and
+--     revocation) and returns a node token (256 random bits, only its
+--     SHA-256 is stored).  Re-registering an existing name needs that node's
+--     own token (or, for a Kubernetes Node object, the node's uid): a join
+--     token alone cannot take a node over (PW409).  Re-registering rotates
+--     the token.  Heartbeat and resource calls carry the node token: none or
+--     unknown -> PT401, another node's -> PT403.
 --   * The heartbeat time is the server's now(); the agent's clock is kept
 --     only as a skew diagnostic.
 --   * The health monitor (job node_monitor, run by the background worker)
@@ -22,10 +25,13 @@
 --     UPDATE SKIP LOCKED.  A node never heard from counts from created_at.
 --   * Quantities ("3800m", "16331368Ki", "1.5Gi") are parsed in C
 --     (extension/quantity.c); bad ones are PT400 field errors.  CPU is kept
---     in millicores, memory and storage in bytes.  JSON numbers are accepted
---     where the original took numbers: allocatedCPU / cpuUsage in cores,
---     allocatedMemory in MiB, allocatedStorage in GiB, memoryUsage /
---     storageUsage in bytes.
+--     in millicores, memory and storage in bytes.  One rule for every field
+--     (docs/api.md): memory and storage are quantity strings, and a JSON
+--     number is accepted only where the original took one, in its unit --
+--     a heartbeat's (or resource report's) allocatedMemory in whole MB and
+--     allocatedStorage in whole GB (binary: 512 is "512Mi"); anywhere else
+--     a number there is a PT400 field error, never silently bytes.  CPU
+--     numbers are cores everywhere (Kubernetes reads a bare CPU quantity so).
 --   * The heartbeat path is the hot one (a fleet of 240,000 nodes at 30 s is
 --     8,000/s): paas.nodes has no index on last_heartbeat and a fillfactor
 --     of 70 so that heartbeats are HOT updates (the monitor scans the
@@ -217,7 +223,8 @@ CREATE FUNCTION paas.node_actor(ctx jsonb) RETURNS text
 				ELSE 'dba:' || session_user END;
 COMMENT ON FUNCTION paas.node_actor(jsonb) IS 'audit actor of an admin call';
 
--- A quantity field as text: strings as given, numbers with "unit" appended.
+-- A quantity field as text: strings as given, numbers with "unit" appended
+-- (NULL when unit is NULL: that field takes no numbers).
 CREATE FUNCTION paas.qty_of(v jsonb, unit text) RETURNS text
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	RETURN CASE jsonb_typeof(v) WHEN 'string' THEN v #>> '{}'
@@ -225,7 +232,12 @@ CREATE FUNCTION paas.qty_of(v jsonb, unit text) RETURNS text
 COMMENT ON FUNCTION paas.qty_of(jsonb, text) IS
 	'a JSON quantity as text (numbers get the unit suffix), NULL otherwise';
 
--- Appends an error when v is not a valid non-negative quantity.
+-- Appends an error when v is not a valid non-negative quantity.  What a
+-- JSON number means is the field's unit: '' takes it as it is (CPU in
+-- cores, counts), 'Mi' / 'Gi' take whole numbers of MB / GB (binary, the
+-- original heartbeat's units), NULL refuses numbers (memory and storage
+-- everywhere else: a bare number of bytes is a mistake far more often than
+-- a meaning).  extension/nodes.c (paas.node_report) says the same.
 CREATE FUNCTION paas.check_qty(errs jsonb, field text, v jsonb, unit text,
 							   milli boolean, required boolean)
 	RETURNS jsonb
@@ -239,6 +251,13 @@ BEGIN
 	END IF;
 	IF jsonb_typeof(v) NOT IN ('string', 'number') THEN
 		RETURN paas.add_err(errs, field, field || ' must be a quantity string (e.g. 500m, 16Gi)');
+	END IF;
+	IF jsonb_typeof(v) = 'number' AND unit IS NULL THEN
+		RETURN paas.add_err(errs, field, field || ' must be a quantity string such as "16Gi" (a number has no unit)');
+	END IF;
+	IF jsonb_typeof(v) = 'number' AND unit <> '' AND (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric) THEN
+		RETURN paas.add_err(errs, field, format('%s must be a whole number of %s, or a quantity string',
+			field, CASE unit WHEN 'Mi' THEN 'MB (MiB)' ELSE 'GB (GiB)' END));
 	END IF;
 	msg := paas.quantity_error(paas.qty_of(v, unit), milli);
 	IF msg IS NOT NULL THEN
@@ -313,7 +332,8 @@ CREATE FUNCTION paas.node_json(n paas.nodes) RETURNS jsonb
 		'createdAt', paas.iso(n.created_at), 'updatedAt', paas.iso(n.updated_at));
 COMMENT ON FUNCTION paas.node_json(paas.nodes) IS 'a worker node as the API prints it';
 
--- The node of a path segment: its id, or else its name.  PT404 otherwise.
+-- The node of a path segment: its id, or else its name.  PW404
+-- (WORKER_NODE_NOT_FOUND) otherwise.
 CREATE FUNCTION paas.find_node(key text) RETURNS paas.nodes
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, paas, pg_temp
@@ -326,12 +346,33 @@ BEGIN
 		SELECT * INTO n FROM paas.nodes WHERE name = key FOR UPDATE;
 	END IF;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'Worker node not found' USING ERRCODE = 'PT404';
+		RAISE EXCEPTION 'Worker node not found' USING ERRCODE = 'PW404';
 	END IF;
 	RETURN n;
 END
 $$;
-COMMENT ON FUNCTION paas.find_node(text) IS 'locks and returns a node by id or name; PT404 otherwise';
+COMMENT ON FUNCTION paas.find_node(text) IS 'locks and returns a node by id or name; PW404 otherwise';
+
+-- The same for reads: no row lock, so an administrator's GET never waits
+-- for a heartbeat or a change of that node (nor makes them wait).
+CREATE FUNCTION paas.read_node(key text) RETURNS paas.nodes
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	n paas.nodes;
+BEGIN
+	SELECT * INTO n FROM paas.nodes WHERE id = paas.to_uuid(key);
+	IF NOT FOUND THEN
+		SELECT * INTO n FROM paas.nodes WHERE name = key;
+	END IF;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Worker node not found' USING ERRCODE = 'PW404';
+	END IF;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION paas.read_node(text) IS 'a node by id or name, unlocked; PW404 otherwise';
 
 CREATE FUNCTION paas.node_audit(n paas.nodes, from_status text, event text, actor text, reason text)
 	RETURNS void
@@ -398,11 +439,13 @@ BEGIN
 	errs := paas.check_text(errs, s, 'operatingSystem', false, 1, 64);
 	errs := paas.check_int(errs, s, 'cpuCores', creating, 1, 100000);
 	errs := paas.check_text(errs, s, 'cpuArchitecture', creating, 1, 255);
-	errs := paas.check_qty(errs, 'totalMemory', s -> 'totalMemory', '', false, creating);
-	errs := paas.check_qty(errs, 'totalStorage', s -> 'totalStorage', '', false, creating);
+	-- memory and storage: quantity strings only (the original refused
+	-- numbers here: "must be a string"); CPU: a number is cores
+	errs := paas.check_qty(errs, 'totalMemory', s -> 'totalMemory', NULL, false, creating);
+	errs := paas.check_qty(errs, 'totalStorage', s -> 'totalStorage', NULL, false, creating);
 	errs := paas.check_qty(errs, 'allocatedCPU', s -> 'allocatedCPU', '', true, false);
-	errs := paas.check_qty(errs, 'allocatedMemory', s -> 'allocatedMemory', 'Mi', false, false);
-	errs := paas.check_qty(errs, 'allocatedStorage', s -> 'allocatedStorage', 'Gi', false, false);
+	errs := paas.check_qty(errs, 'allocatedMemory', s -> 'allocatedMemory', NULL, false, false);
+	errs := paas.check_qty(errs, 'allocatedStorage', s -> 'allocatedStorage', NULL, false, false);
 	errs := paas.check_int(errs, s, 'maxPods', false, 1, 1000000);
 	errs := paas.check_int(errs, s, 'currentPods', false, 0, 1000000);
 	FOREACH f IN ARRAY ARRAY['kubeletVersion', 'containerRuntime', 'kernelVersion', 'osImage'] LOOP
@@ -511,12 +554,15 @@ BEGIN
 	END IF;
 	cap := st -> 'capacity';
 	alloc := CASE WHEN jsonb_typeof(st -> 'allocatable') = 'object' THEN st -> 'allocatable' ELSE '{}' END;
+	-- Kubernetes prints every quantity as a string; a number is taken for
+	-- CPU (cores) and pods only, as for the original field set
 	errs := paas.check_qty(errs, 'status.capacity.cpu', cap -> 'cpu', '', true, true);
-	errs := paas.check_qty(errs, 'status.capacity.memory', cap -> 'memory', '', false, true);
-	errs := paas.check_qty(errs, 'status.capacity.ephemeral-storage', cap -> 'ephemeral-storage', '', false, false);
+	errs := paas.check_qty(errs, 'status.capacity.memory', cap -> 'memory', NULL, false, true);
+	errs := paas.check_qty(errs, 'status.capacity.ephemeral-storage', cap -> 'ephemeral-storage', NULL, false, false);
 	errs := paas.check_qty(errs, 'status.capacity.pods', cap -> 'pods', '', false, false);
 	FOREACH k IN ARRAY ARRAY['cpu', 'memory', 'ephemeral-storage', 'pods'] LOOP
-		errs := paas.check_qty(errs, 'status.allocatable.' || k, alloc -> k, '', k = 'cpu', false);
+		errs := paas.check_qty(errs, 'status.allocatable.' || k, alloc -> k,
+							   CASE WHEN k IN ('cpu', 'pods') THEN '' END, k = 'cpu', false);
 	END LOOP;
 	addrs := CASE WHEN jsonb_typeof(st -> 'addresses') = 'array' THEN st -> 'addresses' ELSE '[]' END;
 	SELECT a ->> 'address' INTO ip FROM jsonb_array_elements(addrs) WITH ORDINALITY x(a, i)
@@ -602,8 +648,8 @@ BEGIN
 		operating_system = coalesce(s ->> 'operatingSystem', 'linux'),
 		cpu_cores = (s ->> 'cpuCores')::numeric::int,
 		cpu_architecture = s ->> 'cpuArchitecture',
-		total_memory = paas.qty_of(s -> 'totalMemory', ''),
-		total_storage = paas.qty_of(s -> 'totalStorage', ''),
+		total_memory = paas.qty_of(s -> 'totalMemory', NULL),
+		total_storage = paas.qty_of(s -> 'totalStorage', NULL),
 		cpu_capacity_m = paas.quantity_milli(c ->> 'cpu'),
 		memory_capacity = paas.quantity_value(c ->> 'memory'),
 		storage_capacity = paas.quantity_value(coalesce(c ->> 'ephemeral-storage', '0')),
@@ -613,11 +659,11 @@ BEGIN
 		pods_allocatable = paas.quantity_value(coalesce(a ->> 'pods', c ->> 'pods')),
 		max_pods = coalesce((s ->> 'maxPods')::numeric::int, max_pods),
 		allocated_cpu = coalesce(paas.qty_of(s -> 'allocatedCPU', ''), allocated_cpu),
-		allocated_memory = coalesce(paas.qty_of(s -> 'allocatedMemory', 'Mi'), allocated_memory),
-		allocated_storage = coalesce(paas.qty_of(s -> 'allocatedStorage', 'Gi'), allocated_storage),
+		allocated_memory = coalesce(paas.qty_of(s -> 'allocatedMemory', NULL), allocated_memory),
+		allocated_storage = coalesce(paas.qty_of(s -> 'allocatedStorage', NULL), allocated_storage),
 		cpu_allocated_m = coalesce(paas.quantity_milli(paas.qty_of(s -> 'allocatedCPU', '')), cpu_allocated_m),
-		memory_allocated = coalesce(paas.quantity_value(paas.qty_of(s -> 'allocatedMemory', 'Mi')), memory_allocated),
-		storage_allocated = coalesce(paas.quantity_value(paas.qty_of(s -> 'allocatedStorage', 'Gi')), storage_allocated),
+		memory_allocated = coalesce(paas.quantity_value(paas.qty_of(s -> 'allocatedMemory', NULL)), memory_allocated),
+		storage_allocated = coalesce(paas.quantity_value(paas.qty_of(s -> 'allocatedStorage', NULL)), storage_allocated),
 		current_pods = coalesce((s ->> 'currentPods')::numeric::int, current_pods),
 		labels = coalesce(nullif(s -> 'labels', 'null'), '{}'),
 		taints = coalesce(nullif(s -> 'taints', 'null'), '[]'),
@@ -668,11 +714,11 @@ CREATE FUNCTION paas.node_hostname_taken(host text, except_id uuid) RETURNS void
 AS $$
 BEGIN
 	IF EXISTS (SELECT 1 FROM paas.nodes WHERE hostname = host AND id IS DISTINCT FROM except_id) THEN
-		RAISE EXCEPTION 'Worker node with this hostname already exists' USING ERRCODE = 'PT409';
+		RAISE EXCEPTION 'Worker node with this hostname already exists' USING ERRCODE = 'PW409';
 	END IF;
 END
 $$;
-COMMENT ON FUNCTION paas.node_hostname_taken(text, uuid) IS 'PT409 when another node has this hostname';
+COMMENT ON FUNCTION paas.node_hostname_taken(text, uuid) IS 'PW409 when another node has this hostname';
 
 ------------------------------------------------------------------------------
 -- Join tokens and node tokens
@@ -829,6 +875,15 @@ COMMENT ON FUNCTION api.workers_join_tokens_revoke(jsonb, jsonb) IS
 -- api: node routes (register, heartbeat, resources)
 ------------------------------------------------------------------------------
 
+-- Registration.  The presented token (bearer, or the original's
+-- registrationToken field) is either a node token or a join token:
+--   * a node token re-registers its own node only (another name -> PT403,
+--     as heartbeats answer);
+--   * a join token creates nodes; an existing name needs that node's own
+--     token (PW409), unless the registration is a Kubernetes Node object
+--     whose metadata.uid is the one the node registered with;
+--   * a DBA session without a token registers and re-registers anything.
+-- Either way the node gets a new node token (the previous one stops).
 CREATE FUNCTION api.workers_register(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
 	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
@@ -837,19 +892,30 @@ DECLARE
 	errs jsonb := '[]';
 	s jsonb;
 	n paas.nodes;
+	own paas.nodes;
+	k8s boolean;
 	old text;
 	created boolean := false;
+	given text;
 	tok text := encode(public.gen_random_bytes(32), 'hex');
 	ev text;
 BEGIN
 	req := paas.require_object(req);
-	PERFORM paas.node_check_join(coalesce(ctx ->> 'nodeToken', req ->> 'registrationToken'));
+	given := nullif(coalesce(ctx ->> 'nodeToken', req ->> 'registrationToken'), '');
+	IF given IS NOT NULL THEN
+		SELECT * INTO own FROM paas.nodes WHERE token_hash = paas.node_token_hash(given);
+	END IF;
+	IF own.id IS NULL THEN
+		PERFORM paas.node_check_join(given);
+	END IF;
 	req := req - 'registrationToken';
-	IF req ? 'kind' OR req ? 'metadata' OR req ? 'apiVersion' THEN
+	k8s := req ? 'kind' OR req ? 'metadata' OR req ? 'apiVersion';
+	IF k8s THEN
 		SELECT k.spec, k.errs INTO s, errs FROM paas.node_from_k8s(req) k;
 		PERFORM paas.raise_if_invalid(errs);
 	ELSE
-		s := req;
+		-- a node's Kubernetes uid comes from its Node object only
+		s := req - 'kubeUid';
 		errs := paas.check_bool(errs, s, 'isReady', false);
 		IF s ? 'maxPods' IS FALSE THEN
 			s := s || '{"maxPods": 110}';
@@ -859,13 +925,21 @@ BEGIN
 	PERFORM paas.raise_if_invalid(errs);
 
 	SELECT * INTO n FROM paas.nodes WHERE name = s ->> 'name' FOR UPDATE;
-	IF NOT FOUND THEN
+	IF own.id IS NOT NULL AND own.id IS DISTINCT FROM n.id THEN
+		RAISE EXCEPTION 'This node token belongs to another node' USING ERRCODE = 'PT403';
+	END IF;
+	IF n.id IS NULL THEN
 		PERFORM paas.node_hostname_taken(s ->> 'hostname', NULL);
 		INSERT INTO paas.nodes (name, hostname, ip_address, cpu_cores, cpu_architecture, total_memory, total_storage)
 		VALUES (s ->> 'name', s ->> 'hostname', (s ->> 'ipAddress')::inet, 1, '', '0', '0')
 		RETURNING * INTO n;
 		created := true;
 	ELSE
+		IF own.id IS NULL AND NOT (given IS NULL AND session_user <> 'paas_api')
+		   AND NOT (k8s AND n.kube_uid IS NOT NULL AND n.kube_uid = s ->> 'kubeUid') THEN
+			RAISE EXCEPTION 'Worker node with this name already exists; re-registering it needs its node token'
+				USING ERRCODE = 'PW409';
+		END IF;
 		PERFORM paas.node_hostname_taken(s ->> 'hostname', n.id);
 	END IF;
 	n := paas.node_write(n.id, s);
@@ -889,7 +963,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION api.workers_register(jsonb, jsonb) IS
-	'POST /workers/register: join token; the original field set or a Kubernetes Node object; returns the node token';
+	'POST /workers/register: a join token creates, a node token re-registers its node; the original field set or a Kubernetes Node object; returns the node token';
 
 -- The shared body of heartbeats and resource reports: validates the
 -- allocation / usage fields and writes them.
@@ -1210,18 +1284,18 @@ $$;
 COMMENT ON FUNCTION api.workers_offline(jsonb, jsonb) IS 'GET /workers/offline: every node that is not online';
 
 CREATE FUNCTION api.workers_get(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
-	LANGUAGE plpgsql VOLATILE
+	LANGUAGE plpgsql STABLE
 	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 BEGIN
 	PERFORM paas.require_admin(ctx);
-	RETURN paas.node_json(paas.find_node(req ->> 'nodeId'));
+	RETURN paas.node_json(paas.read_node(req ->> 'nodeId'));
 END
 $$;
 COMMENT ON FUNCTION api.workers_get(jsonb, jsonb) IS 'GET /workers/:nodeId (id or name)';
 
 CREATE FUNCTION api.workers_transitions(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
-	LANGUAGE plpgsql VOLATILE
+	LANGUAGE plpgsql STABLE
 	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
@@ -1231,7 +1305,7 @@ BEGIN
 	PERFORM paas.require_admin(ctx);
 	errs := paas.check_int('[]', req, 'limit', false, 1, 500);
 	PERFORM paas.raise_if_invalid(errs);
-	n := paas.find_node(req ->> 'nodeId');
+	n := paas.read_node(req ->> 'nodeId');
 	RETURN jsonb_build_object('node', jsonb_build_object('id', n.id, 'name', n.name, 'status', n.status),
 		'transitions', coalesce((SELECT jsonb_agg(jsonb_build_object(
 				'from', t.from_status, 'to', t.to_status, 'event', t.event, 'reason', t.reason,
@@ -1259,7 +1333,7 @@ BEGIN
 	errs := paas.check_bool(errs, req, 'isSchedulable', false);
 	PERFORM paas.raise_if_invalid(errs);
 	IF EXISTS (SELECT 1 FROM paas.nodes WHERE name = req ->> 'name') THEN
-		RAISE EXCEPTION 'Worker node with this name already exists' USING ERRCODE = 'PT409';
+		RAISE EXCEPTION 'Worker node with this name already exists' USING ERRCODE = 'PW409';
 	END IF;
 	PERFORM paas.node_hostname_taken(req ->> 'hostname', NULL);
 	INSERT INTO paas.nodes (name, hostname, ip_address, cpu_cores, cpu_architecture, total_memory, total_storage,
@@ -1305,7 +1379,7 @@ BEGIN
 	PERFORM paas.raise_if_invalid(errs);
 	n := paas.find_node(req ->> 'nodeId');
 	IF body ? 'name' AND EXISTS (SELECT 1 FROM paas.nodes WHERE name = body ->> 'name' AND id <> n.id) THEN
-		RAISE EXCEPTION 'Worker node with this name already exists' USING ERRCODE = 'PT409';
+		RAISE EXCEPTION 'Worker node with this name already exists' USING ERRCODE = 'PW409';
 	END IF;
 	IF body ? 'hostname' THEN
 		PERFORM paas.node_hostname_taken(body ->> 'hostname', n.id);

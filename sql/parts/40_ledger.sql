@@ -25,6 +25,18 @@
 --     (paas.account_balance); before/after of its postings are the slot's.
 --     The platform row itself never carries postings (balance stays 0).
 --   * reporting.ledger_check lists every breach of these rules (none = ok).
+--   * After pg_restore.  The platform accounts and their slots are install
+--     rows, never dumped: CREATE EXTENSION makes them again with balance 0
+--     and balance_verified false, then the postings come back.  Nothing may
+--     be posted to such rows until their balances are rebuilt from their
+--     postings (a posting would start a chain at 0): while some unverified
+--     row has postings or a balance (paas.ledger_restore_needed()),
+--     ledger_post refuses with PT503 to post to any unverified row; when
+--     none has (a fresh install), the first posting verifies the row it
+--     writes.  The background worker rebuilds them
+--     (paas.ledger_restore_balances, 90_dump.sql) at start and on each
+--     pass, so no DBA has to remember it.  Wallet rows are dumped with their
+--     balances, in the dump's one snapshot: verified.
 --   * Idempotency: a key is bound to the SHA-256 of the entries it was first
 --     used with and to the entries it posted; a retry with the same content
 --     returns the first result (rebuilt by paas.ledger_replay) with
@@ -45,6 +57,9 @@ CREATE TABLE paas.ledger_accounts (
 	balance		bigint NOT NULL DEFAULT 0,
 	created_at	timestamptz NOT NULL DEFAULT now(),
 	updated_at	timestamptz NOT NULL DEFAULT now(),
+	-- balance is known to be the sum of this row's postings (see the header:
+	-- false on the install rows until their first posting or a rebuild)
+	balance_verified boolean NOT NULL DEFAULT true,
 	CHECK ((kind = 'wallet') = (user_id IS NOT NULL)),
 	CHECK ((kind = 'platform') = (code IS NOT NULL)),
 	CHECK ((kind = 'platform_slot') = (parent_id IS NOT NULL AND slot IS NOT NULL)),
@@ -164,13 +179,15 @@ CREATE TRIGGER ledger_adjustments_append_only
 	BEFORE UPDATE OR DELETE ON paas.ledger_adjustments
 	FOR EACH ROW EXECUTE FUNCTION paas.ledger_append_only();
 
-INSERT INTO paas.ledger_accounts (kind, code) VALUES
-	('platform', 'gateway_clearing'),
-	('platform', 'revenue'),
-	('platform', 'adjustments'),
-	('platform', 'refunds');
-INSERT INTO paas.ledger_accounts (kind, parent_id, slot)
-SELECT 'platform_slot', a.id, s FROM paas.ledger_accounts a, generate_series(0, 15) s
+-- Not verified: after a restore these rows are made again by CREATE
+-- EXTENSION while their postings come back from the dump.
+INSERT INTO paas.ledger_accounts (kind, code, balance_verified) VALUES
+	('platform', 'gateway_clearing', false),
+	('platform', 'revenue', false),
+	('platform', 'adjustments', false),
+	('platform', 'refunds', false);
+INSERT INTO paas.ledger_accounts (kind, parent_id, slot, balance_verified)
+SELECT 'platform_slot', a.id, s, false FROM paas.ledger_accounts a, generate_series(0, 15) s
  WHERE a.kind = 'platform' ORDER BY a.id, s;
 
 ------------------------------------------------------------------------------
@@ -213,7 +230,8 @@ CREATE FUNCTION paas.ledger_post(idempotency_key text, entries jsonb) RETURNS js
 COMMENT ON FUNCTION paas.ledger_post(text, jsonb) IS
 	'posts a batch of balanced entries atomically: entries = [{kind, memo, ref?, postings: [{account, amount}]}]; '
 	'PT400 bad input or overflow, PT404 unknown account, PT402 wallet would go below zero, '
-	'PT409 idempotency key reused with other content; returns {replayed, entries: [{id, kind, postings}]}';
+	'PT409 idempotency key reused with other content, PT503 balances not yet rebuilt after a restore; '
+	'returns {replayed, entries: [{id, kind, postings}]}';
 
 -- The user's IDR wallet account, created on first use.  Race-safe: the
 -- unique user_id makes concurrent first uses converge on one row.
@@ -503,14 +521,12 @@ BEGIN
 	errs := paas.ledger_check_ts(errs, req, 'startDate');
 	errs := paas.ledger_check_ts(errs, req, 'endDate');
 	errs := paas.check_enum(errs, req, 'sortOrder', false, ARRAY['asc', 'desc']);
-	IF req ->> 'userId' IS NOT NULL AND paas.to_uuid(req ->> 'userId') IS NULL THEN
-		errs := paas.add_err(errs, 'userId', 'userId must be a valid id');
-	END IF;
 	PERFORM paas.raise_if_invalid(errs);
 
 	lim := coalesce((req ->> 'limit')::int, 20);
 	off := (coalesce((req ->> 'page')::int, 1) - 1) * lim;
-	uid := paas.to_uuid(req ->> 'userId');
+	-- a userId that cannot exist matches nothing, like an unknown one
+	uid := paas.filter_id(req ->> 'userId');
 	acc := (req ->> 'accountId')::bigint;
 	t0 := paas.ledger_range_start(req ->> 'startDate');
 	t1 := paas.ledger_range_end(req ->> 'endDate');

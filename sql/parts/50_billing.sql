@@ -24,16 +24,28 @@
 -- Notifications.  api.billing_webhook_midtrans() verifies signature_key with
 -- paas.midtrans_signature_ok() (C, SHA-512, constant-time compare, the key
 -- is the superuser-only GUC paas.midtrans_server_key) before anything else.
--- Every notification is recorded in paas.midtrans_notifications (signature
--- included, never the key), bad ones too (committed refusal).  Status rules
+-- Every verified notification is recorded in paas.midtrans_notifications
+-- (signature included, never the key; a body over 16 kB is kept as a
+-- bounded summary).  A notification whose signature does not verify is
+-- refused (committed PT401) and recorded in paas.midtrans_rejects as a
+-- bounded record (reason, order id, client address, size, SHA-256, the first
+-- 4 kB), pruned after paas.midtrans_reject_retention.  Status rules
 -- (reference/midtrans.md): success always wins over non-success, nothing but
 -- a refund, a chargeback or a reversal undoes a success, a duplicate changes
--- nothing.  A reversal is a deny or cancel after success (a settlement the
--- bank takes back; a card capture cancelled before settlement); because a
--- late notification of an earlier failed attempt looks the same, a webhook
--- only flags the order and the status API's answer decides (the worker asks
--- at once).  The top-up row is locked FOR UPDATE first, so concurrent
--- deliveries serialize.
+-- nothing.  A reversal is a refund, a partial refund, a chargeback or a
+-- partial chargeback, or a deny, cancel or expire after success (a
+-- settlement the bank takes back; a card capture cancelled before
+-- settlement).  The signature covers order_id, status_code and gross_amount
+-- only, never transaction_status nor refund_amount: the genuine signed
+-- settlement of an order, relabelled "refund", still verifies.  So a
+-- notification never takes money back: it only flags the order
+-- (verify_requested_at), the worker asks the status API at once, and the
+-- answer decides whether and how much (refund_amount / refunds[] of the
+-- answer).  An answer whose signature_key does not verify changes nothing.
+-- The top-up row is locked FOR UPDATE first, so concurrent deliveries and
+-- answers serialize.  One exposure, one record: a reversal the wallet
+-- cannot cover is kept as one BLOCKED row per order, however often it is
+-- notified or checked.
 --
 -- Invoices are numbered INV-YYYYMM-000123 per UTC month from a counter row
 -- updated in the issuing transaction (gap-free: a rollback returns the
@@ -57,6 +69,12 @@ CREATE FUNCTION paas.midtrans_configured() RETURNS boolean
 	LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION paas.midtrans_configured() IS
 	'whether paas.midtrans_server_key is set (the key itself is never returned)';
+
+CREATE FUNCTION paas.midtrans_reject_retention() RETURNS interval
+	AS 'MODULE_PATHNAME', 'paas_midtrans_reject_retention'
+	LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION paas.midtrans_reject_retention() IS
+	'paas.midtrans_reject_retention as an interval; NULL when refused notifications are kept forever';
 
 ------------------------------------------------------------------------------
 -- tables
@@ -107,8 +125,9 @@ CREATE TABLE paas.topup_orders (
 	last_checked_at timestamptz,		-- last status-API check (reconciliation)
 	check_error		text,
 	created_at		timestamptz NOT NULL DEFAULT now(),
-	-- a paid order said deny or cancel (a reversal, or an old attempt's
-	-- notification arriving late): the status API decides, see midtrans_apply
+	-- a notification said refund / chargeback, or deny / cancel / expire
+	-- after success (a reversal, or a relabelled or late notification): the
+	-- status API decides, see midtrans_apply
 	verify_requested_at timestamptz
 );
 CREATE INDEX topup_orders_topup_idx ON paas.topup_orders (topup_id);
@@ -128,6 +147,10 @@ CREATE TABLE paas.topup_reversals (
 	created_at		timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX topup_reversals_user_idx ON paas.topup_reversals (user_id, created_at DESC);
+-- one exposure, one record: an order has at most one BLOCKED reversal (its
+-- amount follows the latest check; it becomes SUCCESS once covered)
+CREATE UNIQUE INDEX topup_reversals_one_blocked ON paas.topup_reversals (order_id)
+	WHERE status = 'BLOCKED';
 COMMENT ON TABLE paas.topup_reversals IS
 	'refunds, chargebacks and reversals (deny / cancel after success) of paid orders; BLOCKED when the wallet could not cover them';
 
@@ -145,7 +168,25 @@ CREATE TABLE paas.midtrans_notifications (
 );
 CREATE INDEX midtrans_notifications_order_idx ON paas.midtrans_notifications (order_id, received_at);
 COMMENT ON TABLE paas.midtrans_notifications IS
-	'every notification and status-API answer received, with what was done about it';
+	'every verified notification and status-API answer received, with what was done about it';
+
+-- Refused notifications (their signature did not verify): anyone can send
+-- them, so each is a bounded record, never the body itself, and the rows
+-- are pruned after paas.midtrans_reject_retention (job
+-- prune_midtrans_rejects).
+CREATE TABLE paas.midtrans_rejects (
+	id				bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	received_at		timestamptz NOT NULL DEFAULT clock_timestamp(),
+	reason			text NOT NULL CHECK (reason ~ '^[a-z][a-z_]{0,62}$'),
+	order_id		text CHECK (char_length(order_id) <= 100),
+	client_ip		text CHECK (char_length(client_ip) <= 64),
+	body_size		integer NOT NULL CHECK (body_size >= 0),
+	body_sha256		bytea NOT NULL CHECK (octet_length(body_sha256) = 32),
+	body_head		text NOT NULL CHECK (octet_length(body_head) <= 4096)
+);
+CREATE INDEX midtrans_rejects_received_idx ON paas.midtrans_rejects (received_at);
+COMMENT ON TABLE paas.midtrans_rejects IS
+	'refused Midtrans notifications: reason, order id, client address, body size, SHA-256 and first 4 kB; pruned';
 
 CREATE TABLE paas.invoice_counters (
 	series			text NOT NULL CHECK (series IN ('INV', 'CN')),
@@ -177,6 +218,9 @@ CREATE TABLE paas.invoices (
 	CHECK ((kind = 'CREDIT_NOTE') = (amount < 0))
 );
 CREATE INDEX invoices_user_issued_idx ON paas.invoices (user_id, issued_at DESC);
+-- the invoice of a feed row (paas.feed_invoice): by top-up, by ledger entry
+CREATE INDEX invoices_topup_idx ON paas.invoices (topup_id, issued_at) WHERE topup_id IS NOT NULL;
+CREATE INDEX invoices_entry_idx ON paas.invoices ((ref ->> 'entryId')) WHERE (ref ->> 'entryId') IS NOT NULL;
 CREATE UNIQUE INDEX invoices_one_credit_note ON paas.invoices (credit_note_for)
 	WHERE credit_note_for IS NOT NULL;
 COMMENT ON TABLE paas.invoices IS
@@ -220,6 +264,7 @@ SELECT pg_catalog.pg_extension_config_dump('paas.topups', '');
 SELECT pg_catalog.pg_extension_config_dump('paas.topup_orders', '');
 SELECT pg_catalog.pg_extension_config_dump('paas.topup_reversals', '');
 SELECT pg_catalog.pg_extension_config_dump('paas.midtrans_notifications', '');
+SELECT pg_catalog.pg_extension_config_dump('paas.midtrans_rejects', '');
 SELECT pg_catalog.pg_extension_config_dump('paas.invoice_counters', '');
 SELECT pg_catalog.pg_extension_config_dump('paas.invoices', '');
 
@@ -669,12 +714,21 @@ BEGIN
 		RETURN paas.topup_snap_step(t, u);
 	END IF;
 	req := paas.require_object(req);
-	IF jsonb_typeof(req -> 'amount') = 'string' THEN
-		errs := paas.add_err(errs, 'amount', 'amount must be a number');
-	ELSE
-		errs := paas.check_int(errs, req, 'amount', true, 10000, 10000000);
+	-- the original's words for the amount; alone, its error is the answer's
+	-- message too
+	IF jsonb_typeof(req -> 'amount') IS DISTINCT FROM 'number' OR (req ->> 'amount')::numeric = 0 THEN
+		errs := paas.add_err(errs, 'amount', 'Amount is required and must be a number');
+	ELSIF (req ->> 'amount')::numeric <> trunc((req ->> 'amount')::numeric) THEN
+		errs := paas.add_err(errs, 'amount', 'Amount must be a whole number (no decimals)');
+	ELSIF (req ->> 'amount')::numeric < 10000 THEN
+		errs := paas.add_err(errs, 'amount', 'Minimum top-up amount is IDR 10,000');
+	ELSIF (req ->> 'amount')::numeric > 10000000 THEN
+		errs := paas.add_err(errs, 'amount', 'Maximum top-up amount is IDR 10,000,000');
 	END IF;
 	errs := paas.check_enum(errs, req, 'currency', false, ARRAY['IDR']);
+	IF jsonb_array_length(errs) = 1 AND errs -> 0 ->> 'field' = 'amount' THEN
+		RAISE EXCEPTION '%', errs -> 0 ->> 'message' USING ERRCODE = 'PT400', DETAIL = errs::text;
+	END IF;
 	PERFORM paas.raise_if_invalid(errs);
 	amt := (req ->> 'amount')::bigint;
 
@@ -714,9 +768,12 @@ DECLARE
 	u paas.users := paas.require_user(ctx);
 	t paas.topups;
 	prior jsonb;
+	-- the original's hint in the data of every answer with a link
+	msg constant jsonb := '{"message": "Use the snapToken to reopen Midtrans payment window"}';
 BEGIN
 	IF ctx ? 'snap' THEN
-		RETURN paas.topup_snap_result(u, ctx -> 'snap');
+		prior := paas.topup_snap_result(u, ctx -> 'snap');
+		RETURN CASE WHEN prior ? '$error' THEN prior ELSE prior || msg END;
 	END IF;
 	prior := paas.outcome_claim('api.billing_transaction_pay', req, ctx);
 	IF prior ? '$error' THEN
@@ -726,7 +783,7 @@ BEGIN
 	 WHERE id = paas.to_uuid(req ->> 'id') AND user_id = u.id FOR UPDATE;
 	IF prior IS NOT NULL THEN
 		-- the same call again (05_outcomes.sql): the top-up's link now
-		RETURN paas.topup_snap_step(t, u);
+		RETURN paas.topup_snap_step(t, u) || msg;
 	END IF;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'Transaction not found' USING ERRCODE = 'PT404';
@@ -742,7 +799,7 @@ BEGIN
 			paas.refusal('PT409', 'Transaction has expired. Please create a new top-up.'));
 	END IF;
 	PERFORM paas.outcome_save(ctx, paas.topup_json(t));
-	RETURN paas.topup_snap_step(t, u);
+	RETURN paas.topup_snap_step(t, u) || msg;
 END
 $$;
 COMMENT ON FUNCTION api.billing_transaction_pay(jsonb, jsonb) IS
@@ -829,18 +886,82 @@ $$;
 COMMENT ON FUNCTION paas.topup_post(text, text, text, jsonb, uuid, bigint) IS
 	'one ledger entry gateway_clearing <-> wallet; returns the wallet posting';
 
--- Records a notification (or status answer) and its outcome.
+-- The longest prefix of t that fits in "bytes" bytes (whole characters).
+CREATE FUNCTION paas.text_head(t text, bytes integer) RETURNS text
+	LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+	h text := left(t, bytes);
+BEGIN
+	-- each pass drops at least a quarter of the excess (a character is at
+	-- most 4 bytes), so a few passes suffice
+	WHILE octet_length(h) > bytes LOOP
+		h := left(h, char_length(h) - greatest(1, (octet_length(h) - bytes) / 4));
+	END LOOP;
+	RETURN h;
+END
+$$;
+COMMENT ON FUNCTION paas.text_head(text, integer) IS
+	'the longest prefix of a text that fits in the given number of bytes';
+
+-- Records a verified notification (or status answer) and its outcome.  A
+-- body over 16 kB (Midtrans's are about 1 kB; the signature does not cover
+-- the fields it adds) is kept as {"$truncated", size, sha256, head}.
 CREATE FUNCTION paas.midtrans_log(n jsonb, source text, sig_ok boolean, outcome text) RETURNS void
 	LANGUAGE sql VOLATILE
 	SET search_path = pg_catalog, paas, pg_temp
 	BEGIN ATOMIC
 		INSERT INTO paas.midtrans_notifications
 			(source, order_id, transaction_status, status_code, gross_amount, signature_ok, outcome, body)
-		VALUES (source, left(n ->> 'order_id', 100), left(n ->> 'transaction_status', 50),
-				left(n ->> 'status_code', 10), left(n ->> 'gross_amount', 30), sig_ok, outcome, n);
+		SELECT source, left(n ->> 'order_id', 100), left(n ->> 'transaction_status', 50),
+			   left(n ->> 'status_code', 10), left(n ->> 'gross_amount', 30), sig_ok, outcome,
+			   CASE WHEN octet_length(b.t) <= 16384 THEN n
+					ELSE jsonb_build_object('$truncated', true, 'size', octet_length(b.t),
+											'sha256', encode(sha256(convert_to(b.t, 'UTF8')), 'hex'),
+											'head', paas.text_head(b.t, 4096)) END
+		  FROM (SELECT n::text AS t) b;
 	END;
 COMMENT ON FUNCTION paas.midtrans_log(jsonb, text, boolean, text) IS
-	'appends to paas.midtrans_notifications';
+	'appends to paas.midtrans_notifications (a body over 16 kB as a bounded summary)';
+
+-- Records a refused notification as a bounded row of paas.midtrans_rejects.
+CREATE FUNCTION paas.midtrans_reject(n jsonb, ip text, reason text) RETURNS void
+	LANGUAGE sql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+	BEGIN ATOMIC
+		INSERT INTO paas.midtrans_rejects (reason, order_id, client_ip, body_size, body_sha256, body_head)
+		SELECT reason, left(n ->> 'order_id', 100), left(ip, 64), octet_length(b.t),
+			   sha256(convert_to(b.t, 'UTF8')), paas.text_head(b.t, 4096)
+		  FROM (SELECT n::text AS t) b;
+	END;
+COMMENT ON FUNCTION paas.midtrans_reject(jsonb, text, text) IS
+	'appends a bounded record of a refused notification to paas.midtrans_rejects';
+
+-- Job: refused notifications older than paas.midtrans_reject_retention
+-- (default 30 days; 0 keeps them) are deleted, at most 50,000 rows a run.
+CREATE FUNCTION paas.job_prune_midtrans_rejects() RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	keep interval := paas.midtrans_reject_retention();
+	n bigint;
+BEGIN
+	IF keep IS NULL THEN
+		RETURN jsonb_build_object('deleted', 0, 'retention', 'forever');
+	END IF;
+	DELETE FROM paas.midtrans_rejects
+	 WHERE id IN (SELECT id FROM paas.midtrans_rejects WHERE received_at < now() - keep
+				   ORDER BY received_at LIMIT 50000);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN jsonb_build_object('deleted', n, 'retention', keep::text);
+END
+$$;
+COMMENT ON FUNCTION paas.job_prune_midtrans_rejects() IS
+	'deletes refused Midtrans notifications older than paas.midtrans_reject_retention (50,000 rows a run)';
+INSERT INTO paas.job (name, fn, run_every, description) VALUES
+	('prune_midtrans_rejects', 'paas.job_prune_midtrans_rejects', '1 hour',
+	 'deletes refused Midtrans notifications older than paas.midtrans_reject_retention');
 
 -- Credits a paid order once: ledger entry, invoice, order and top-up state.
 -- The caller holds the top-up's row lock.
@@ -875,7 +996,27 @@ $$;
 COMMENT ON FUNCTION paas.topup_credit_order(paas.topups, paas.topup_orders, jsonb) IS
 	'credits a paid order exactly once (ledger, invoice, states); caller holds the top-up lock';
 
+-- The cumulative amount a status-API answer says was refunded (or charged
+-- back): the sum of its refunds[] when it lists them, else refund_amount;
+-- NULL when it carries neither in a valid form.  Decimals are cut (IDR).
+CREATE FUNCTION paas.midtrans_refunded(n jsonb) RETURNS bigint
+	LANGUAGE sql IMMUTABLE
+	RETURN CASE
+		WHEN jsonb_typeof(n -> 'refunds') = 'array' AND jsonb_array_length(n -> 'refunds') > 0 THEN
+			(SELECT CASE WHEN bool_and(coalesce(r ->> 'refund_amount', '') ~ '^[0-9]{1,15}(\.[0-9]{1,2})?$')
+						 THEN floor(sum(CASE WHEN r ->> 'refund_amount' ~ '^[0-9]{1,15}(\.[0-9]{1,2})?$'
+											 THEN (r ->> 'refund_amount')::numeric END))::bigint END
+			   FROM jsonb_array_elements(n -> 'refunds') r)
+		WHEN coalesce(n ->> 'refund_amount', '') ~ '^[0-9]{1,15}(\.[0-9]{1,2})?$' THEN
+			floor((n ->> 'refund_amount')::numeric)::bigint
+		END;
+COMMENT ON FUNCTION paas.midtrans_refunded(jsonb) IS
+	'cumulative refunded amount of a status answer (sum of refunds[], else refund_amount); NULL when absent';
+
 -- Reverses a paid order up to "target" (cumulative) and returns the outcome.
+-- One exposure, one record: while the wallet cannot cover it, the order has
+-- one BLOCKED row, whose amount follows the latest check, and which becomes
+-- the SUCCESS row once a later check can take the money.
 CREATE FUNCTION paas.topup_reverse_order(t paas.topups, o paas.topup_orders, target bigint,
 										 kind text) RETURNS text
 	LANGUAGE plpgsql VOLATILE
@@ -885,6 +1026,7 @@ DECLARE
 	delta bigint := least(target, o.credited) - o.reversed;
 	posting jsonb;
 	st text := 'SUCCESS';
+	blocked paas.topup_reversals;
 BEGIN
 	IF delta <= 0 THEN
 		RETURN 'duplicate';
@@ -898,8 +1040,19 @@ BEGIN
 		-- as BLOCKED for an administrator (reporting.topups_by_status).
 		st := 'BLOCKED';
 	END;
-	INSERT INTO paas.topup_reversals (order_id, topup_id, user_id, kind, amount, status, entry)
-	VALUES (o.order_id, t.id, t.user_id, kind, delta, st, posting);
+	SELECT * INTO blocked FROM paas.topup_reversals r
+	 WHERE r.order_id = o.order_id AND r.status = 'BLOCKED';
+	IF FOUND THEN
+		IF st = 'BLOCKED' AND blocked.amount = delta AND blocked.kind = topup_reverse_order.kind THEN
+			RETURN 'reversal_blocked';		-- the same exposure, already on record
+		END IF;
+		UPDATE paas.topup_reversals r
+		   SET kind = topup_reverse_order.kind, amount = delta, status = st, entry = posting
+		 WHERE r.id = blocked.id;
+	ELSE
+		INSERT INTO paas.topup_reversals (order_id, topup_id, user_id, kind, amount, status, entry)
+		VALUES (o.order_id, t.id, t.user_id, kind, delta, st, posting);
+	END IF;
 	IF st = 'BLOCKED' THEN
 		RETURN 'reversal_blocked';
 	END IF;
@@ -919,13 +1072,15 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION paas.topup_reverse_order(paas.topups, paas.topup_orders, bigint, text) IS
-	'reverses a paid order up to a cumulative amount, once (BLOCKED when the wallet is short)';
+	'reverses a paid order up to a cumulative amount, once (one BLOCKED record per order while the wallet is short)';
 
--- Applies one Midtrans status (a verified notification, or a status-API
--- answer) to its order.  Returns {orderId, status, outcome}; outcome is one
--- of credited, duplicate, pending, failed, ignored_after_success,
--- verifying_reversal, reversed, reversal_blocked, unknown_order,
--- amount_mismatch, inconsistent_status, ignored.
+-- Applies one Midtrans status (a verified notification, source 'webhook',
+-- or a status-API answer, source 'reconcile') to its order.  Returns
+-- {orderId, status, outcome}; outcome is one of credited, duplicate,
+-- pending, failed, ignored_after_success, verifying_reversal, reversed,
+-- reversal_blocked, unknown_order, amount_mismatch, inconsistent_status,
+-- ignored.  Money is only taken back on a status-API answer: a
+-- notification of a reversal flags the order (verifying_reversal).
 CREATE FUNCTION paas.midtrans_apply(n jsonb, source text) RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, paas, pg_temp
@@ -937,7 +1092,7 @@ DECLARE
 	fraud text := coalesce(n ->> 'fraud_status', 'accept');
 	action text;
 	outcome text;
-	refund numeric;
+	refunded bigint;
 BEGIN
 	SELECT t1.* INTO t FROM paas.topups t1
 	  JOIN paas.topup_orders o1 ON o1.topup_id = t1.id
@@ -965,6 +1120,11 @@ BEGIN
 		WHEN st IN ('deny', 'cancel', 'expire', 'failure') THEN 'failed'
 		WHEN st IN ('refund', 'chargeback', 'partial_refund', 'partial_chargeback') THEN 'reverse'
 		ELSE 'ignored' END;
+	-- a deny, cancel or expire of a paid order is a reversal (or a late
+	-- notification of an earlier attempt: the status API tells them apart)
+	IF action = 'failed' AND o.credited > 0 AND (st IN ('deny', 'cancel', 'expire') OR fraud = 'deny') THEN
+		action := 'take_back';
+	END IF;
 
 	-- The signature covers order_id, status_code and gross_amount but not
 	-- transaction_status: money moves only when status_code agrees (200),
@@ -977,8 +1137,8 @@ BEGIN
 	END IF;
 
 	IF action IN ('success', 'reverse') AND o.credited = 0 THEN
-		-- a refund implies a payment: credit first, so that a settlement
-		-- arriving after its refund finds nothing left to do
+		-- a signed status 200 proves a payment: credit first, so that a
+		-- settlement arriving after its refund finds nothing left to do
 		PERFORM paas.topup_credit_order(t, o, n);
 		SELECT * INTO o FROM paas.topup_orders WHERE order_id = o.order_id;
 		SELECT * INTO t FROM paas.topups WHERE id = t.id;
@@ -987,19 +1147,32 @@ BEGIN
 		outcome := 'duplicate';
 	END IF;
 
-	IF action = 'reverse' THEN
+	IF action IN ('reverse', 'take_back') AND source = 'webhook' THEN
+		-- Neither transaction_status nor refund_amount is signed: the
+		-- notification only flags the order; the worker asks the status API
+		-- at once and its answer decides (see paas.billing_reconcile_apply).
+		IF o.reversed >= o.credited THEN
+			outcome := coalesce(outcome, 'duplicate');		-- nothing left to take back
+		ELSE
+			UPDATE paas.topup_orders SET verify_requested_at = now() WHERE order_id = o.order_id;
+			outcome := 'verifying_reversal';
+		END IF;
+	ELSIF action = 'reverse' THEN
 		IF st LIKE 'partial_%' THEN
-			IF coalesce(n ->> 'refund_amount', '') !~ '^[0-9]{1,15}(\.[0-9]{1,2})?$' THEN
-				outcome := 'ignored';
-			ELSE
-				refund := floor((n ->> 'refund_amount')::numeric);
-				outcome := paas.topup_reverse_order(t, o, refund::bigint,
-					CASE WHEN st LIKE '%chargeback' THEN 'CHARGEBACK' ELSE 'REFUND' END);
+			refunded := paas.midtrans_refunded(n);
+			IF refunded IS NULL THEN
+				-- recorded on the order by billing_reconcile_apply; the check
+				-- stays due and is asked again
+				RAISE EXCEPTION 'status answer of order % says % without a refund amount', o.order_id, st
+					USING ERRCODE = 'invalid_parameter_value';
 			END IF;
 		ELSE
-			outcome := paas.topup_reverse_order(t, o, o.credited,
-				CASE WHEN st = 'chargeback' THEN 'CHARGEBACK' ELSE 'REFUND' END);
+			refunded := o.credited;
 		END IF;
+		outcome := paas.topup_reverse_order(t, o, refunded,
+			CASE WHEN st LIKE '%chargeback' THEN 'CHARGEBACK' ELSE 'REFUND' END);
+	ELSIF action = 'take_back' THEN
+		outcome := paas.topup_reverse_order(t, o, o.credited, 'REVERSAL');
 	ELSIF action = 'pending' THEN
 		outcome := CASE WHEN o.credited > 0 THEN 'ignored_after_success' ELSE 'pending' END;
 		IF o.credited = 0 THEN
@@ -1012,16 +1185,7 @@ BEGIN
 			 WHERE id = t.id AND status = 'PENDING';
 		END IF;
 	ELSIF action = 'failed' THEN
-		IF o.credited > 0 AND (st IN ('deny', 'cancel') OR fraud = 'deny') THEN
-			IF source = 'webhook' THEN
-				-- a reversal, or an old attempt's late notification: the
-				-- status API decides (the worker claims flagged orders at once)
-				outcome := 'verifying_reversal';
-				UPDATE paas.topup_orders SET verify_requested_at = now() WHERE order_id = o.order_id;
-			ELSE
-				outcome := paas.topup_reverse_order(t, o, o.credited, 'REVERSAL');
-			END IF;
-		ELSIF o.credited > 0 THEN
+		IF o.credited > 0 THEN
 			outcome := 'ignored_after_success';
 		ELSE
 			outcome := 'failed';
@@ -1047,7 +1211,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION paas.midtrans_apply(jsonb, text) IS
-	'applies a Midtrans status to its order exactly once; caller verified its origin';
+	'applies a Midtrans status to its order exactly once; caller verified its origin; '
+	'reversals only on a status-API answer (source reconcile), a notification flags the order';
 
 CREATE FUNCTION api.billing_webhook_midtrans(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
@@ -1067,7 +1232,7 @@ BEGIN
 
 	IF NOT paas.midtrans_signature_ok(req ->> 'order_id', req ->> 'status_code',
 									  req ->> 'gross_amount', req ->> 'signature_key') THEN
-		PERFORM paas.midtrans_log(req, 'webhook', false, 'bad_signature');
+		PERFORM paas.midtrans_reject(req, ctx ->> 'ip', 'bad_signature');
 		RAISE LOG 'paas billing: rejected Midtrans notification with a bad signature (order %, from %)',
 			left(req ->> 'order_id', 50), ctx ->> 'ip';
 		RETURN paas.refusal('PT401', 'Invalid signature');
@@ -1211,27 +1376,34 @@ INSERT INTO paas.job (name, fn, run_every, description) VALUES
 -- the transaction feed
 ------------------------------------------------------------------------------
 
--- Every money movement of a user, newest first: top-ups (any status, with
--- the credit posting when paid), their refunds/chargebacks, and every other
--- ledger entry on the wallet (charges, adjustments ...) when the ledger's
--- posting view exists.
-CREATE FUNCTION paas.billing_feed(uid uuid)
+-- Every money movement of a user: top-ups (any status, with the credit
+-- posting when paid), their refunds/chargebacks, and every other ledger
+-- entry on the wallet (charges, adjustments ...).  Each row names its
+-- invoice by key (inv_topup: the top-up's first TOPUP invoice; inv_id: an
+-- invoice id; inv_entry: the invoice whose ref.entryId is the entry);
+-- paas.feed_invoice() turns the key into the invoice, so that a caller
+-- computes it for the rows it prints only (one page).
+-- Cost: every branch starts from the user (indexes on user_id, the wallet's
+-- (account_id, id)), never from the platform's rows.  The body is a SQL
+-- standard one, parsed at creation, and has no SET clause on purpose: the
+-- planner inlines it, pushes the callers' filters (type, status, dates, id)
+-- into each branch and drops the columns a caller does not use (a count
+-- reads no invoice).  With the body pre-parsed, the caller's search_path
+-- plays no part.
+CREATE FUNCTION paas.billing_feed_rows(uid uuid)
 	RETURNS TABLE (id text, created_at timestamptz, type text, status text, amount bigint,
 				   direction text, description text, balance_before bigint, balance_after bigint,
 				   reference text, reference_type text, payment_method text,
-				   payment_gateway text, invoice jsonb, topup_id uuid)
+				   payment_gateway text, topup_id uuid,
+				   inv_topup uuid, inv_id uuid, inv_entry text)
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, paas, pg_temp
 	BEGIN ATOMIC
 		SELECT t.id::text, t.created_at, 'TOPUP',
 			   CASE t.status WHEN 'PAID' THEN 'SUCCESS' ELSE t.status END,
 			   t.amount, 'CREDIT', 'Account top-up via payment gateway',
 			   (o.credit_entry ->> 'balanceBefore')::bigint, (o.credit_entry ->> 'balanceAfter')::bigint,
-			   t.id::text, 'TOP_UP_TRANSACTION', t.payment_type, 'MIDTRANS',
-			   (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
-				  FROM paas.invoices i WHERE i.topup_id = t.id AND i.kind = 'TOPUP'
-				 ORDER BY i.issued_at LIMIT 1),
-			   t.id
+			   t.id::text, 'TOP_UP_TRANSACTION', t.payment_type, 'MIDTRANS', t.id,
+			   t.id, NULL::uuid, NULL::text
 		  FROM paas.topups t
 		  LEFT JOIN LATERAL (SELECT x.credit_entry FROM paas.topup_orders x
 							  WHERE x.topup_id = t.id AND x.credit_entry IS NOT NULL
@@ -1242,12 +1414,10 @@ CREATE FUNCTION paas.billing_feed(uid uuid)
 		SELECT o.order_id, o.paid_at, 'TOPUP', 'SUCCESS', o.credited, 'CREDIT',
 			   'Additional payment of top-up ' || t.id,
 			   (o.credit_entry ->> 'balanceBefore')::bigint, (o.credit_entry ->> 'balanceAfter')::bigint,
-			   t.id::text, 'TOP_UP_TRANSACTION', o.payment_type, 'MIDTRANS',
-			   (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
-				  FROM paas.invoices i WHERE i.id = o.invoice_id),
-			   t.id
-		  FROM paas.topup_orders o
-		  JOIN paas.topups t ON t.id = o.topup_id
+			   t.id::text, 'TOP_UP_TRANSACTION', o.payment_type, 'MIDTRANS', t.id,
+			   NULL::uuid, o.invoice_id, NULL::text
+		  FROM paas.topups t
+		  JOIN paas.topup_orders o ON o.topup_id = t.id
 		 WHERE t.user_id = uid AND o.credited > 0
 		   AND o.order_id <> (SELECT x.order_id FROM paas.topup_orders x
 							   WHERE x.topup_id = t.id AND x.credit_entry IS NOT NULL
@@ -1257,7 +1427,8 @@ CREATE FUNCTION paas.billing_feed(uid uuid)
 			   CASE r.status WHEN 'SUCCESS' THEN 'SUCCESS' ELSE 'PENDING' END,
 			   r.amount, 'DEBIT', initcap(lower(r.kind)) || ' of top-up ' || r.order_id,
 			   (r.entry ->> 'balanceBefore')::bigint, (r.entry ->> 'balanceAfter')::bigint,
-			   r.topup_id::text, 'TOP_UP_TRANSACTION', NULL, 'MIDTRANS', NULL, r.topup_id
+			   r.topup_id::text, 'TOP_UP_TRANSACTION', NULL, 'MIDTRANS', r.topup_id,
+			   NULL::uuid, NULL::uuid, NULL::text
 		  FROM paas.topup_reversals r
 		 WHERE r.user_id = uid
 		UNION ALL
@@ -1269,17 +1440,53 @@ CREATE FUNCTION paas.billing_feed(uid uuid)
 			   'SUCCESS', abs(p.amount), CASE WHEN p.amount > 0 THEN 'CREDIT' ELSE 'DEBIT' END,
 			   coalesce(nullif(e.memo, ''), e.kind), p.balance_before, p.balance_after,
 			   coalesce(e.ref ->> 'subscriptionId', e.ref ->> 'reverses', e.id::text),
-			   upper(e.kind), 'CREDIT_BALANCE', 'BALANCE',
-			   (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
-				  FROM paas.invoices i WHERE i.ref ->> 'entryId' = e.id::text
-				 ORDER BY i.issued_at LIMIT 1),
-			   NULL::uuid
+			   upper(e.kind), 'CREDIT_BALANCE', 'BALANCE', NULL::uuid,
+			   NULL::uuid, NULL::uuid, e.id::text
 		  FROM paas.ledger_accounts a
 		  JOIN paas.ledger_postings p ON p.account_id = a.id
 		  JOIN paas.ledger_entries e ON e.id = p.entry_id
 		 WHERE a.user_id = uid AND e.kind NOT IN ('topup', 'topup_refund', 'topup_chargeback', 'topup_reversal');
 	END;
-COMMENT ON FUNCTION paas.billing_feed(uuid) IS 'every money movement of a user (unordered)';
+COMMENT ON FUNCTION paas.billing_feed_rows(uuid) IS
+	'every money movement of a user (unordered), its invoice named by key (paas.feed_invoice); inlined by the planner';
+
+-- The invoice of a feed row, {id, invoiceNumber, status}, from its key (see
+-- paas.billing_feed_rows); NULL when there is none.  One indexed read:
+-- invoices_topup_idx, the primary key, invoices_entry_idx.
+CREATE FUNCTION paas.feed_invoice(inv_topup uuid, inv_id uuid, inv_entry text) RETURNS jsonb
+	LANGUAGE sql STABLE
+	RETURN CASE
+		WHEN inv_topup IS NOT NULL THEN
+			(SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
+			   FROM paas.invoices i WHERE i.topup_id = inv_topup AND i.kind = 'TOPUP'
+			  ORDER BY i.issued_at LIMIT 1)
+		WHEN inv_id IS NOT NULL THEN
+			(SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
+			   FROM paas.invoices i WHERE i.id = inv_id)
+		WHEN inv_entry IS NOT NULL THEN
+			(SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
+			   FROM paas.invoices i WHERE i.ref ->> 'entryId' = inv_entry
+			  ORDER BY i.issued_at LIMIT 1)
+		END;
+COMMENT ON FUNCTION paas.feed_invoice(uuid, uuid, text) IS
+	'{id, invoiceNumber, status} of a feed row''s invoice, from its key; NULL when none';
+
+-- Every money movement of a user with its invoice (unordered): what
+-- paas.billing_feed_rows lists, the invoice looked up for every row.
+-- Inlined too, so a filter on id (one movement) looks up one invoice.
+CREATE FUNCTION paas.billing_feed(uid uuid)
+	RETURNS TABLE (id text, created_at timestamptz, type text, status text, amount bigint,
+				   direction text, description text, balance_before bigint, balance_after bigint,
+				   reference text, reference_type text, payment_method text,
+				   payment_gateway text, invoice jsonb, topup_id uuid)
+	LANGUAGE sql STABLE
+	BEGIN ATOMIC
+		SELECT r.id, r.created_at, r.type, r.status, r.amount, r.direction, r.description,
+			   r.balance_before, r.balance_after, r.reference, r.reference_type, r.payment_method,
+			   r.payment_gateway, paas.feed_invoice(r.inv_topup, r.inv_id, r.inv_entry), r.topup_id
+		  FROM paas.billing_feed_rows(uid) r;
+	END;
+COMMENT ON FUNCTION paas.billing_feed(uuid) IS 'every money movement of a user (unordered), with its invoice';
 
 CREATE FUNCTION paas.feed_json(f record) RETURNS jsonb
 	LANGUAGE plpgsql STABLE
@@ -1370,15 +1577,20 @@ BEGIN
 	s := coalesce((req ->> 'startDate')::timestamptz, '-infinity');
 	e := paas.range_end(req ->> 'endDate');
 
-	SELECT count(*), coalesce(jsonb_agg(paas.feed_json(f) ORDER BY f.created_at DESC, f.id)
-			 FILTER (WHERE f.rn > (coalesce((req ->> 'page')::int, 1) - 1) * lim
-						AND f.rn <= coalesce((req ->> 'page')::int, 1) * lim), '[]')
-	  INTO total, rows
-	  FROM (SELECT b.*, row_number() OVER (ORDER BY b.created_at DESC, b.id) AS rn
-			  FROM paas.billing_feed(u.id) b
-			 WHERE (req ->> 'type' IS NULL OR b.type = req ->> 'type')
-			   AND (req ->> 'status' IS NULL OR b.status = req ->> 'status')
-			   AND b.created_at BETWEEN s AND e) f;
+	-- One pass over the user's own movements (paas.billing_feed_rows is
+	-- inlined: the filters reach each branch, from the user's indexes):
+	-- they are counted, and only the page's rows get their invoice and JSON.
+	WITH f AS MATERIALIZED (
+		SELECT b.* FROM paas.billing_feed_rows(u.id) b
+		 WHERE (req ->> 'type' IS NULL OR b.type = req ->> 'type')
+		   AND (req ->> 'status' IS NULL OR b.status = req ->> 'status')
+		   AND b.created_at BETWEEN s AND e)
+	SELECT (SELECT count(*) FROM f),
+		   (SELECT coalesce(jsonb_agg(paas.feed_json(x) ORDER BY x.created_at DESC, x.id), '[]')
+			  FROM (SELECT p.*, paas.feed_invoice(p.inv_topup, p.inv_id, p.inv_entry) AS invoice
+					  FROM (SELECT * FROM f ORDER BY f.created_at DESC, f.id
+							 LIMIT lim OFFSET (coalesce((req ->> 'page')::int, 1) - 1) * lim) p) x)
+	  INTO total, rows;
 	pg := paas.pagination(req, total, 20);
 	RETURN jsonb_build_object('data', jsonb_build_object('transactions', rows, 'pagination', pg),
 							  'pagination', pg);
@@ -1409,6 +1621,32 @@ COMMENT ON FUNCTION api.billing_transaction_get(jsonb, jsonb) IS
 -- invoices over HTTP
 ------------------------------------------------------------------------------
 
+-- The original's fields of an invoice in lists and details: its owner, the
+-- top-up {orderId, paymentType} or the subscription {..., service} it bills
+-- (null when none), where its PDF is, and when it last changed (issued, or
+-- voided by a credit note).  PL/pgSQL: subscriptions are a later part.
+CREATE FUNCTION paas.invoice_links(i paas.invoices) RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	RETURN jsonb_build_object(
+		'userId', i.user_id,
+		'subscriptionId', paas.to_uuid(i.ref ->> 'subscriptionId'),
+		'pdfPath', '/api/v1/billing/invoices/' || i.id || '/pdf',
+		'updatedAt', paas.iso(greatest(i.issued_at,
+			(SELECT c.issued_at FROM paas.invoices c WHERE c.id = i.voided_by))),
+		'topUpTransaction', (SELECT jsonb_build_object('id', t.id, 'orderId', t.order_id,
+													   'paymentType', t.payment_type)
+							   FROM paas.topups t WHERE t.id = i.topup_id),
+		'subscription', (SELECT paas.subscription_json(x, v)
+						   FROM paas.subscriptions x JOIN paas.services v ON v.id = x.service_id
+						  WHERE x.id = paas.to_uuid(i.ref ->> 'subscriptionId')));
+END
+$$;
+COMMENT ON FUNCTION paas.invoice_links(paas.invoices) IS
+	'userId, subscriptionId, pdfPath, updatedAt, topUpTransaction and subscription of an invoice';
+
 CREATE FUNCTION api.billing_invoices(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
 	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
@@ -1436,7 +1674,7 @@ BEGIN
 	 WHERE i.user_id = u.id AND (req ->> 'type' IS NULL OR i.kind = req ->> 'type')
 	   AND (req ->> 'status' IS NULL OR i.status = req ->> 'status')
 	   AND i.issued_at BETWEEN s AND e;
-	SELECT coalesce(jsonb_agg(paas.invoice_json(x) ORDER BY x.issued_at DESC, x.number DESC), '[]')
+	SELECT coalesce(jsonb_agg(paas.invoice_json(x) || paas.invoice_links(x) ORDER BY x.issued_at DESC, x.number DESC), '[]')
 	  INTO rows
 	  FROM (SELECT * FROM paas.invoices i
 			 WHERE i.user_id = u.id AND (req ->> 'type' IS NULL OR i.kind = req ->> 'type')
@@ -1455,17 +1693,14 @@ COMMENT ON FUNCTION api.billing_invoices(jsonb, jsonb) IS
 CREATE FUNCTION paas.invoice_detail(i paas.invoices, u paas.users) RETURNS jsonb
 	LANGUAGE sql STABLE
 	SET search_path = pg_catalog, paas, pg_temp
-	RETURN paas.invoice_json(i) || jsonb_build_object(
+	RETURN paas.invoice_json(i) || paas.invoice_links(i) || jsonb_build_object(
 		'user', jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email),
-		'topUpTransaction', (SELECT jsonb_build_object('id', t.id, 'orderId', t.order_id,
-													   'paymentType', t.payment_type)
-							   FROM paas.topups t WHERE t.id = i.topup_id),
 		'creditNoteFor', (SELECT jsonb_build_object('id', c.id, 'invoiceNumber', c.number)
 							FROM paas.invoices c WHERE c.id = i.credit_note_for),
 		'voidedBy', (SELECT jsonb_build_object('id', c.id, 'invoiceNumber', c.number)
 					   FROM paas.invoices c WHERE c.id = i.voided_by));
 COMMENT ON FUNCTION paas.invoice_detail(paas.invoices, paas.users) IS
-	'an invoice with its user, top-up and credit-note links';
+	'an invoice with its user, top-up, subscription and credit-note links';
 
 CREATE FUNCTION api.billing_invoice_get(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
@@ -1528,14 +1763,17 @@ BEGIN
 	SELECT coalesce(jsonb_agg(paas.topup_json(t) ORDER BY t.created_at DESC), '[]') INTO pending
 	  FROM (SELECT * FROM paas.topups WHERE user_id = u.id AND status = 'PENDING'
 			 ORDER BY created_at DESC LIMIT 10) t;
-	SELECT count(*), coalesce(jsonb_agg(paas.feed_json(f) ORDER BY f.created_at DESC, f.id)
-							   FILTER (WHERE f.rn <= 5), '[]')
-	  INTO total, recent
-	  FROM (SELECT b.*, row_number() OVER (ORDER BY b.created_at DESC, b.id) AS rn
-			  FROM paas.billing_feed(u.id) b) f;
+	WITH f AS MATERIALIZED (SELECT b.* FROM paas.billing_feed_rows(u.id) b)
+	SELECT (SELECT count(*) FROM f),
+		   (SELECT coalesce(jsonb_agg(paas.feed_json(x) ORDER BY x.created_at DESC, x.id), '[]')
+			  FROM (SELECT p.*, paas.feed_invoice(p.inv_topup, p.inv_id, p.inv_entry) AS invoice
+					  FROM (SELECT * FROM f ORDER BY f.created_at DESC, f.id LIMIT 5) p) x)
+	  INTO total, recent;
 	RETURN jsonb_build_object(
 		'balance', jsonb_build_object('current', bal, 'currency', 'IDR',
-									  'lastUpdated', paas.iso(now())),
+									  -- the wallet's last change, as GET /billing/balance says
+									  'lastUpdated', (SELECT paas.iso(coalesce(max(a.updated_at), u.created_at))
+														FROM paas.ledger_accounts a WHERE a.user_id = u.id)),
 		'pendingTopUps', jsonb_build_object('count', pcount, 'totalAmount', pamount,
 											'transactions', pending),
 		'recentTransactions', recent,

@@ -337,7 +337,7 @@ DECLARE
 	lim int := coalesce((req ->> 'limit')::int, default_limit);
 	off int := (coalesce((req ->> 'page')::int, 1) - 1) * lim;
 	st text := req ->> 'status';
-	svc uuid := paas.to_uuid(req ->> 'serviceId');
+	svc uuid := paas.filter_id(req ->> 'serviceId');
 	total bigint;
 	rows jsonb;
 BEGIN
@@ -366,9 +366,6 @@ BEGIN
 	errs := paas.check_enum(errs, req, 'status', false,
 		ARRAY['ACTIVE', 'GRACE', 'SUSPENDED', 'CANCELLED', 'EXPIRED']);
 	errs := paas.check_text(errs, req, 'serviceId', false, 1, 64);
-	IF jsonb_typeof(req -> 'serviceId') = 'string' AND paas.to_uuid(req ->> 'serviceId') IS NULL THEN
-		errs := paas.add_err(errs, 'serviceId', 'serviceId must be a valid id');
-	END IF;
 	RETURN errs;
 END
 $$;
@@ -398,11 +395,9 @@ BEGIN
 	END IF;
 	req := paas.require_object(req);
 	errs := paas.check_text(errs, req, 'serviceId', true, 1, 64);
-	IF jsonb_typeof(req -> 'serviceId') = 'string' AND paas.to_uuid(req ->> 'serviceId') IS NULL THEN
-		errs := paas.add_err(errs, 'serviceId', 'serviceId must be a valid id');
-	END IF;
 	PERFORM paas.raise_if_invalid(errs);
-	sid := paas.to_uuid(req ->> 'serviceId');
+	-- an id that cannot exist finds no service (404), like an unknown one
+	sid := paas.filter_id(req ->> 'serviceId');
 
 	-- A retried request answers the subscription it created.
 	IF key IS NOT NULL THEN
@@ -1216,43 +1211,75 @@ DECLARE
 	shards int := current_setting('paas.renewal_workers')::int;
 	parts jsonb[];
 	out jsonb;
+	err text;
+	state text;
 BEGIN
 	-- One run at a time: a second one waits here, then finds what the first
 	-- renewed no longer due.
 	PERFORM pg_advisory_xact_lock(hashtextextended('paas.run_renewals', 0));
-	-- The shards run at the same time in background workers, each charging
-	-- its own users' wallets (paas.run_parallel; in a transaction block they
-	-- run here, one after the other).
-	IF shards > 1 THEN
-		SELECT array_agg(r::jsonb ORDER BY i) INTO parts
-		  FROM unnest(paas.run_parallel(ARRAY(
-				SELECT format('SELECT paas.run_renewals_part(%s, %s)', i, shards)
-				  FROM generate_series(0, shards - 1) i ORDER BY i))) WITH ORDINALITY AS t (r, i);
-	ELSE
-		parts := ARRAY[paas.run_renewals_part(0, 1)];
+	-- A DBA pauses renewals as any job: paas.job renewals, enabled = false.
+	IF EXISTS (SELECT 1 FROM paas.job WHERE name = 'renewals' AND NOT enabled) THEN
+		RETURN jsonb_build_object('ok', true, 'skipped', 'disabled in paas.job (renewals)');
 	END IF;
-	SELECT jsonb_build_object(
-		'examined', sum((p ->> 'examined')::bigint),
-		'batches', sum((p ->> 'batches')::int),
-		'passes', max((p ->> 'passes')::int),
-		'renewed', sum((p ->> 'renewed')::bigint),
-		'charged', sum((p ->> 'charged')::bigint),
-		'toGrace', sum((p ->> 'toGrace')::bigint),
-		'suspended', sum((p ->> 'suspended')::bigint),
-		'expired', sum((p ->> 'expired')::bigint),
-		'currency', 'IDR',
-		'shards', shards,
-		'inGrace', (SELECT count(*) FROM paas.subscriptions WHERE status = 'GRACE'),
-		'ms', round(extract(epoch FROM clock_timestamp() - t0) * 1000))
-	  INTO out FROM unnest(parts) p;
+	-- The run's work is a subtransaction: when it fails, what it did in this
+	-- backend rolls back, the failure is recorded below and the call returns
+	-- (a raised error would roll the record back too; pg_cron's
+	-- job_run_details therefore says that the command ran, paas.job_run
+	-- tells how it went).  Shards that ran in background workers committed
+	-- on their own.
+	BEGIN
+		-- The shards run at the same time in background workers, each
+		-- charging its own users' wallets (paas.run_parallel; in a
+		-- transaction block they run here, one after the other).
+		IF shards > 1 THEN
+			SELECT array_agg(r::jsonb ORDER BY i) INTO parts
+			  FROM unnest(paas.run_parallel(ARRAY(
+					SELECT format('SELECT paas.run_renewals_part(%s, %s)', i, shards)
+					  FROM generate_series(0, shards - 1) i ORDER BY i))) WITH ORDINALITY AS t (r, i);
+		ELSE
+			parts := ARRAY[paas.run_renewals_part(0, 1)];
+		END IF;
+		SELECT jsonb_build_object(
+			'ok', true,
+			'examined', sum((p ->> 'examined')::bigint),
+			'batches', sum((p ->> 'batches')::int),
+			'passes', max((p ->> 'passes')::int),
+			'renewed', sum((p ->> 'renewed')::bigint),
+			'charged', sum((p ->> 'charged')::bigint),
+			'toGrace', sum((p ->> 'toGrace')::bigint),
+			'suspended', sum((p ->> 'suspended')::bigint),
+			'expired', sum((p ->> 'expired')::bigint),
+			'currency', 'IDR',
+			'shards', shards,
+			'inGrace', (SELECT count(*) FROM paas.subscriptions WHERE status = 'GRACE'),
+			'ms', round(extract(epoch FROM clock_timestamp() - t0) * 1000))
+		  INTO out FROM unnest(parts) p;
+	EXCEPTION WHEN OTHERS THEN
+		GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+		out := jsonb_build_object('ok', false, 'error', err, 'sqlstate', state, 'shards', shards,
+								  'ms', round(extract(epoch FROM clock_timestamp() - t0) * 1000));
+		RAISE WARNING 'renewal run failed: %', err
+			USING DETAIL = format('SQLSTATE %s; recorded in paas.job_run (job renewals)', state);
+	END;
+	INSERT INTO paas.job_run (job, started_at, finished_at, ok, detail, error)
+	SELECT j.name, t0, clock_timestamp(), err IS NULL, out, err FROM paas.job j WHERE j.name = 'renewals';
 	RETURN out;
 END
 $$;
 COMMENT ON FUNCTION api.run_renewals() IS
 	'renews every due subscription (pg_cron job paas-renewals; DBAs): charges, grace, suspension, expiry of '
 	'cancelled periods; one run at a time, rows locked FOR UPDATE SKIP LOCKED, each period charged once; '
-	'shards run in parallel in paas.renewal_workers background workers; '
-	'returns {examined, batches, passes, renewed, charged, toGrace, suspended, expired, shards, inGrace, ms}';
+	'shards run in parallel in paas.renewal_workers background workers; records the run in paas.job_run '
+	'(job renewals), a failed one too (the call then returns {ok: false, error, sqlstate} with a WARNING); '
+	'does nothing while paas.job renewals is disabled; '
+	'returns {ok, examined, batches, passes, renewed, charged, toGrace, suspended, expired, shards, inGrace, ms}';
+
+-- The renewals in the job registry, so that their runs are recorded and
+-- listed with the others (GET /admin/jobs/runs?job=renewals) and a DBA
+-- pauses them with enabled.  pg_cron starts them, never the worker.
+INSERT INTO paas.job (name, fn, runner, run_every, next_run_at, description) VALUES
+	('renewals', 'api.run_renewals', 'pg_cron', NULL, NULL,
+	 'renews due subscriptions; started by pg_cron (cron.job paas-renewals, api.subscriptions_schedule_renewals)');
 
 CREATE FUNCTION api.subscriptions_schedule_renewals(schedule text DEFAULT '*/5 * * * *') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
@@ -1297,5 +1324,7 @@ BEGIN
 	-- Renewal and its schedule are for pg_cron (superuser) and DBAs only.
 	REVOKE ALL ON FUNCTION api.run_renewals(), api.subscriptions_schedule_renewals(text) FROM PUBLIC;
 	GRANT EXECUTE ON FUNCTION api.run_renewals(), api.subscriptions_schedule_renewals(text) TO paas_owner;
+	-- DBAs change the subscription settings with UPDATE.
+	GRANT SELECT, UPDATE ON paas.subscription_settings TO paas_owner;
 END
 $grants$;

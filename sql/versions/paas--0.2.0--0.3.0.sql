@@ -1,8 +1,9557 @@
 -- paas 0.2.0 -> 0.3.0 (ALTER EXTENSION paas UPDATE).
 --
 -- What changes: SECURITY DEFINER functions search pg_catalog first and never
--- public (pgcrypto is called by its schema).
+-- public (pgcrypto is called by its schema); failed logins are counted with
+-- the account (paas.login_failures); the outcome of every money-moving call
+-- is recorded with its idempotency key (paas.call_outcomes); finance views
+-- for BI; the route table and the OpenAPI document in the database
+-- (paas.routes); GET /status split into a public and an admin answer.
+-- New parts of the install script are included as they stand; the function
+-- definitions are those of sql/parts as pg_get_functiondef prints them.
 -- tests/upgrade/check.sh proves that an updated 0.2.0 database defines
 -- exactly what a fresh 0.3.0 install does, and keeps its data.
 
 \echo Use "ALTER EXTENSION paas UPDATE" to load this file. \quit
+
+-- ---- tables, columns, types ----
+-- Functions with SQL-standard bodies that use the row type of paas.users
+-- are dropped here and created again below (PostgreSQL does not add a
+-- column under them).
+DROP FUNCTION paas.invoice_detail(paas.invoices, paas.users);
+DROP FUNCTION paas.session_reply(paas.users, paas.sessions, text);
+DROP FUNCTION paas.user_json(paas.users);
+DROP FUNCTION paas.email_taken(text, uuid);
+DROP FUNCTION paas.invoice_item_errors(jsonb);
+-- accounts: failed logins counted with the account (api.auth_login)
+ALTER TABLE paas.users
+	ADD COLUMN failed_logins integer NOT NULL DEFAULT 0,
+	ADD COLUMN failed_login_at timestamptz,
+	ADD COLUMN login_blocked_until timestamptz;
+CREATE TABLE paas.login_failures (
+	user_id			uuid NOT NULL REFERENCES paas.users (id) ON DELETE CASCADE,
+	client			text NOT NULL,
+	failures		double precision NOT NULL DEFAULT 0 CHECK (failures >= 0),
+	at				timestamptz NOT NULL DEFAULT now(),
+	last_success_at	timestamptz,
+	PRIMARY KEY (user_id, client)
+);
+COMMENT ON TABLE paas.login_failures IS
+	'failed-login bucket and last success per (account, client address); api.auth_login';
+SELECT pg_catalog.pg_extension_config_dump('paas.login_failures', '');
+ALTER TABLE paas.sessions ALTER COLUMN secret SET DEFAULT public.gen_random_bytes(32);
+
+-- ledger: no posting before the balances are rebuilt after pg_restore
+ALTER TABLE paas.ledger_accounts ADD COLUMN balance_verified boolean NOT NULL DEFAULT true;
+-- the install rows (platform accounts, slots) are unverified, as a fresh
+-- install makes them; the rebuild at the end verifies those with postings
+UPDATE paas.ledger_accounts SET balance_verified = false WHERE kind <> 'wallet';
+
+-- billing: one BLOCKED reversal per order (the newest of each order's stays)
+DELETE FROM paas.topup_reversals r
+ USING paas.topup_reversals k
+ WHERE r.status = 'BLOCKED' AND k.status = 'BLOCKED' AND k.order_id = r.order_id
+   AND (k.created_at, k.id) > (r.created_at, r.id);
+CREATE UNIQUE INDEX topup_reversals_one_blocked ON paas.topup_reversals (order_id)
+	WHERE status = 'BLOCKED';
+COMMENT ON TABLE paas.midtrans_notifications IS
+	'every verified notification and status-API answer received, with what was done about it';
+CREATE TABLE paas.midtrans_rejects (
+	id				bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	received_at		timestamptz NOT NULL DEFAULT clock_timestamp(),
+	reason			text NOT NULL CHECK (reason ~ '^[a-z][a-z_]{0,62}$'),
+	order_id		text CHECK (char_length(order_id) <= 100),
+	client_ip		text CHECK (char_length(client_ip) <= 64),
+	body_size		integer NOT NULL CHECK (body_size >= 0),
+	body_sha256		bytea NOT NULL CHECK (octet_length(body_sha256) = 32),
+	body_head		text NOT NULL CHECK (octet_length(body_head) <= 4096)
+);
+CREATE INDEX midtrans_rejects_received_idx ON paas.midtrans_rejects (received_at);
+COMMENT ON TABLE paas.midtrans_rejects IS
+	'refused Midtrans notifications: reason, order id, client address, body size, SHA-256 and first 4 kB; pruned';
+SELECT pg_catalog.pg_extension_config_dump('paas.midtrans_rejects', '');
+SELECT pg_catalog.pg_extension_config_dump('paas.midtrans_rejects_id_seq', '');
+-- the feed's invoice lookups
+CREATE INDEX invoices_topup_idx ON paas.invoices (topup_id, issued_at) WHERE topup_id IS NOT NULL;
+CREATE INDEX invoices_entry_idx ON paas.invoices ((ref ->> 'entryId')) WHERE (ref ->> 'entryId') IS NOT NULL;
+
+-- jobs: pg_cron's jobs are recorded too (runner), changed settings are dumped (customized)
+ALTER TABLE paas.job
+	ALTER COLUMN run_every DROP NOT NULL,
+	ALTER COLUMN next_run_at DROP NOT NULL,
+	ADD COLUMN runner text NOT NULL DEFAULT 'worker' CHECK (runner IN ('worker', 'pg_cron')),
+	ADD COLUMN customized boolean NOT NULL DEFAULT false,
+	ADD CONSTRAINT job_schedule_of_runner CHECK (
+		CASE runner WHEN 'worker' THEN run_every IS NOT NULL AND next_run_at IS NOT NULL
+		ELSE run_every IS NULL AND next_run_at IS NULL END);
+COMMENT ON TABLE paas.job IS
+	'periodic jobs: of the background worker (runner worker), or of pg_cron (runner pg_cron: only recorded '
+	'here); fn() returns jsonb detail; DBAs change enabled and run_every';
+COMMENT ON COLUMN paas.job.runner IS
+	'who starts the job: the background worker (every run_every), or pg_cron (its cron.job schedule; '
+	'the worker never runs it)';
+COMMENT ON COLUMN paas.job.customized IS
+	'enabled or run_every was changed after the install (set by a trigger): such rows are dumped, and '
+	'pg_restore puts their settings back on the row the install script creates';
+GRANT SELECT ON paas.job, paas.job_run TO paas_owner;
+GRANT UPDATE (enabled, run_every, next_run_at) ON paas.job TO paas_owner;
+GRANT SELECT, UPDATE ON paas.subscription_settings TO paas_owner;
+SELECT pg_catalog.pg_extension_config_dump('paas.job', 'WHERE customized');
+
+-- ---- functions new or changed since 0.2.0 (as pg_get_functiondef prints them) ----
+
+CREATE OR REPLACE FUNCTION api.admin_billing_adjust(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	adm paas.users := paas.require_admin(ctx);
+	errs jsonb := '[]';
+	u paas.users;
+	amt bigint;
+	wallet bigint;
+	key text;
+	res jsonb;
+	eid bigint;
+	adj paas.ledger_adjustments;
+	prior jsonb := paas.outcome_claim('api.admin_billing_adjust', req, ctx);
+BEGIN
+	IF prior IS NOT NULL THEN
+		RETURN prior || jsonb_build_object('replayed', true);
+	END IF;
+	req := paas.require_object(req);
+	errs := paas.check_text(errs, req, 'userId', true, 1, 64);
+	errs := paas.check_int(errs, req, 'amount', true, -1000000000000, 1000000000000);
+	errs := paas.check_text(errs, req, 'reason', true, 3, 500);
+	IF jsonb_typeof(req -> 'amount') IN ('number', 'string') AND (req ->> 'amount') ~ '^\s*-?0+\s*$' THEN
+		errs := paas.add_err(errs, 'amount', 'amount must not be zero');
+	END IF;
+	PERFORM paas.raise_if_invalid(errs);
+
+	SELECT * INTO u FROM paas.users
+	 WHERE id = paas.to_uuid(req ->> 'userId') AND deleted_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'User not found' USING ERRCODE = 'PT404';
+	END IF;
+
+	amt := (req ->> 'amount')::bigint;
+	wallet := paas.wallet_account(u.id);
+	IF ctx ->> 'idempotencyKey' IS NOT NULL THEN
+		key := 'admin-adjustment:' || encode(sha256(convert_to(
+			coalesce(adm.id::text, 'dba') || ':' || (ctx ->> 'idempotencyKey'), 'UTF8')), 'hex');
+	END IF;
+
+	res := paas.ledger_post(key, jsonb_build_array(jsonb_build_object(
+		'kind', 'adjustment',
+		'memo', req ->> 'reason',
+		'ref', jsonb_build_object('userId', u.id, 'adminId', adm.id),
+		'postings', jsonb_build_array(
+			jsonb_build_object('account', wallet, 'amount', amt),
+			jsonb_build_object('account', paas.platform_account('adjustments'), 'amount', -amt)))));
+	eid := (res #>> '{entries,0,id}')::bigint;
+
+	IF (res ->> 'replayed')::boolean THEN
+		SELECT * INTO adj FROM paas.ledger_adjustments WHERE entry_id = eid;
+	ELSE
+		INSERT INTO paas.ledger_adjustments (entry_id, user_id, admin_id, amount, reason, ip)
+		VALUES (eid, u.id, adm.id, amt, req ->> 'reason', left(ctx ->> 'ip', 64))
+		RETURNING * INTO adj;
+	END IF;
+
+	RETURN paas.outcome_save(ctx, jsonb_build_object(
+		'id', adj.id, 'entryId', adj.entry_id, 'userId', adj.user_id, 'adminId', adj.admin_id,
+		'amount', adj.amount, 'currency', 'IDR', 'reason', adj.reason,
+		'balanceBefore', (res #>> '{entries,0,postings,0,balanceBefore}')::bigint,
+		'balanceAfter', (res #>> '{entries,0,postings,0,balanceAfter}')::bigint,
+		'replayed', (res ->> 'replayed')::boolean,
+		'createdAt', paas.iso(adj.created_at)));
+END
+$function$
+;
+COMMENT ON FUNCTION api.admin_billing_adjust(jsonb,jsonb) IS 'POST /admin/billing/adjustments {userId, amount (non-zero, +/-), reason}: posted against ''adjustments'', audited; PT402 when a debit exceeds the wallet';
+REVOKE ALL ON FUNCTION api.admin_billing_adjust(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.admin_billing_adjust(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.admin_billing_adjust(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.admin_billing_ledger(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	errs jsonb := '[]';
+	lim int;
+	off int;
+	total bigint;
+	rows jsonb;
+	uid uuid;
+	acc bigint;
+	cand bigint[];		-- entries touching the account / user; NULL = no such filter
+	t0 timestamptz;
+	t1 timestamptz;
+	asc_order boolean;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	errs := paas.check_paging(errs, req);
+	errs := paas.check_text(errs, req, 'kind', false, 1, 63);
+	errs := paas.check_text(errs, req, 'userId', false, 1, 64);
+	errs := paas.check_int(errs, req, 'accountId', false, 1, 9223372036854775807);
+	errs := paas.ledger_check_ts(errs, req, 'startDate');
+	errs := paas.ledger_check_ts(errs, req, 'endDate');
+	errs := paas.check_enum(errs, req, 'sortOrder', false, ARRAY['asc', 'desc']);
+	PERFORM paas.raise_if_invalid(errs);
+
+	lim := coalesce((req ->> 'limit')::int, 20);
+	off := (coalesce((req ->> 'page')::int, 1) - 1) * lim;
+	-- a userId that cannot exist matches nothing, like an unknown one
+	uid := paas.filter_id(req ->> 'userId');
+	acc := (req ->> 'accountId')::bigint;
+	t0 := paas.ledger_range_start(req ->> 'startDate');
+	t1 := paas.ledger_range_end(req ->> 'endDate');
+	asc_order := coalesce(req ->> 'sortOrder', 'desc') = 'asc';
+
+	-- Account filters go through the postings' (account_id, id) index; a
+	-- platform account's postings are on its slots.
+	IF acc IS NOT NULL THEN
+		cand := ARRAY(SELECT DISTINCT p.entry_id FROM paas.ledger_postings p
+					   WHERE p.account_id IN (SELECT a.id FROM paas.ledger_accounts a
+											   WHERE a.id = acc OR a.parent_id = acc));
+	END IF;
+	IF uid IS NOT NULL THEN
+		cand := ARRAY(SELECT DISTINCT p.entry_id FROM paas.ledger_postings p
+					   WHERE p.account_id = (SELECT a.id FROM paas.ledger_accounts a WHERE a.user_id = uid)
+						 AND (cand IS NULL OR p.entry_id = ANY (cand)));
+	END IF;
+
+	SELECT count(*) INTO total FROM paas.ledger_entries e
+	 WHERE (cand IS NULL OR e.id = ANY (cand))
+	   AND (req ->> 'kind' IS NULL OR e.kind = req ->> 'kind')
+	   AND (t0 IS NULL OR e.created_at >= t0)
+	   AND (t1 IS NULL OR e.created_at < t1);
+
+	SELECT coalesce(jsonb_agg(paas.ledger_entry_json(s) ORDER BY
+						CASE WHEN asc_order THEN s.id END ASC,
+						CASE WHEN NOT asc_order THEN s.id END DESC), '[]')
+	  INTO rows
+	  FROM (SELECT e.* FROM paas.ledger_entries e
+			 WHERE (cand IS NULL OR e.id = ANY (cand))
+			   AND (req ->> 'kind' IS NULL OR e.kind = req ->> 'kind')
+			   AND (t0 IS NULL OR e.created_at >= t0)
+			   AND (t1 IS NULL OR e.created_at < t1)
+			 ORDER BY CASE WHEN asc_order THEN e.id END ASC,
+					  CASE WHEN NOT asc_order THEN e.id END DESC
+			 LIMIT lim OFFSET off) s;
+
+	RETURN jsonb_build_object('data', rows, 'pagination', paas.pagination(req, total, 20));
+END
+$function$
+;
+COMMENT ON FUNCTION api.admin_billing_ledger(jsonb,jsonb) IS 'GET /admin/billing/ledger: every entry with its postings; page, limit, kind, userId, accountId, startDate, endDate, sortOrder';
+REVOKE ALL ON FUNCTION api.admin_billing_ledger(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.admin_billing_ledger(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.admin_billing_ledger(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.admin_billing_overview(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	r jsonb;
+	rev bigint := paas.platform_account('revenue');
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	SELECT jsonb_build_object(
+		'currency', 'IDR',
+		'wallets', (SELECT jsonb_build_object(
+						'count', count(*),
+						'funded', count(*) FILTER (WHERE balance > 0),
+						'totalBalance', coalesce(sum(balance), 0))
+					  FROM paas.ledger_accounts WHERE kind = 'wallet'),
+		'platformAccounts', (SELECT jsonb_object_agg(code, jsonb_build_object(
+								'id', id, 'balance', paas.account_balance(id)))
+							   FROM paas.ledger_accounts WHERE kind = 'platform'),
+		'revenue', (SELECT jsonb_build_object(
+						'today', coalesce(sum(amount) FILTER (WHERE created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'), 0),
+						'last30Days', coalesce(sum(amount) FILTER (WHERE created_at >= now() - interval '30 days'), 0),
+						'total', coalesce(sum(amount), 0))
+					  FROM paas.ledger_postings
+					 WHERE account_id IN (SELECT id FROM paas.ledger_accounts
+										   WHERE id = rev OR parent_id = rev)),
+		'entries', (SELECT jsonb_build_object(
+						'total', (SELECT count(*) FROM paas.ledger_entries),
+						'last24Hours', count(*),
+						'byKindLast24Hours', coalesce((SELECT jsonb_object_agg(kind, n) FROM (
+							SELECT kind, count(*) AS n FROM paas.ledger_entries
+							 WHERE created_at >= now() - interval '24 hours' GROUP BY kind) k), '{}'))
+					  FROM paas.ledger_entries WHERE created_at >= now() - interval '24 hours'),
+		'adjustments', (SELECT jsonb_build_object(
+						'count', count(*),
+						'credited', coalesce(sum(amount) FILTER (WHERE amount > 0), 0),
+						'debited', coalesce(-sum(amount) FILTER (WHERE amount < 0), 0))
+						  FROM paas.ledger_adjustments))
+	  INTO r;
+	RETURN r;
+END
+$function$
+;
+COMMENT ON FUNCTION api.admin_billing_overview(jsonb,jsonb) IS 'GET /admin/billing/overview: wallet totals, platform balances, revenue, entry counts, adjustments';
+REVOKE ALL ON FUNCTION api.admin_billing_overview(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.admin_billing_overview(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.admin_billing_overview(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.admin_billing_user_ledger(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	errs jsonb := '[]';
+	u paas.users;
+	a paas.ledger_accounts;
+	lim int;
+	off int;
+	total bigint;
+	rows jsonb;
+	t0 timestamptz;
+	t1 timestamptz;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	SELECT * INTO u FROM paas.users WHERE id = paas.to_uuid(req ->> 'userId');
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'User not found' USING ERRCODE = 'PT404';
+	END IF;
+	errs := paas.check_paging(errs, req);
+	errs := paas.check_text(errs, req, 'kind', false, 1, 63);
+	errs := paas.ledger_check_ts(errs, req, 'startDate');
+	errs := paas.ledger_check_ts(errs, req, 'endDate');
+	PERFORM paas.raise_if_invalid(errs);
+
+	lim := coalesce((req ->> 'limit')::int, 20);
+	off := (coalesce((req ->> 'page')::int, 1) - 1) * lim;
+	t0 := paas.ledger_range_start(req ->> 'startDate');
+	t1 := paas.ledger_range_end(req ->> 'endDate');
+	SELECT * INTO a FROM paas.ledger_accounts WHERE user_id = u.id;
+
+	SELECT count(*) INTO total
+	  FROM paas.ledger_postings p JOIN paas.ledger_entries e ON e.id = p.entry_id
+	 WHERE p.account_id = a.id
+	   AND (req ->> 'kind' IS NULL OR e.kind = req ->> 'kind')
+	   AND (t0 IS NULL OR p.created_at >= t0)
+	   AND (t1 IS NULL OR p.created_at < t1);
+
+	SELECT coalesce(jsonb_agg(jsonb_build_object(
+				'postingId', s.pid, 'entryId', s.eid, 'kind', s.kind, 'memo', s.memo,
+				'ref', s.ref, 'amount', s.amount, 'balanceBefore', s.balance_before,
+				'balanceAfter', s.balance_after, 'createdAt', paas.iso(s.created_at))
+				ORDER BY s.pid DESC), '[]')
+	  INTO rows
+	  FROM (SELECT p.id AS pid, e.id AS eid, e.kind, e.memo, e.ref, p.amount,
+				   p.balance_before, p.balance_after, p.created_at
+			  FROM paas.ledger_postings p JOIN paas.ledger_entries e ON e.id = p.entry_id
+			 WHERE p.account_id = a.id
+			   AND (req ->> 'kind' IS NULL OR e.kind = req ->> 'kind')
+			   AND (t0 IS NULL OR p.created_at >= t0)
+			   AND (t1 IS NULL OR p.created_at < t1)
+			 ORDER BY p.id DESC
+			 LIMIT lim OFFSET off) s;
+
+	RETURN jsonb_build_object(
+		'data', jsonb_build_object(
+			'user', jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email),
+			'account', jsonb_build_object('id', a.id, 'balance', coalesce(a.balance, 0),
+										  'currency', 'IDR'),
+			'postings', rows),
+		'pagination', paas.pagination(req, total, 20));
+END
+$function$
+;
+COMMENT ON FUNCTION api.admin_billing_user_ledger(jsonb,jsonb) IS 'GET /admin/billing/users/:userId/ledger: the user''s wallet postings, newest first; page, limit, kind, startDate, endDate';
+REVOKE ALL ON FUNCTION api.admin_billing_user_ledger(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.admin_billing_user_ledger(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.admin_billing_user_ledger(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.admin_status(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	RETURN (SELECT jsonb_build_object(
+		'service', 'paas',
+		'version', paas.version(),
+		'extensionVersion', (SELECT extversion FROM pg_extension WHERE extname = 'paas'),
+		'databaseTime', paas.iso(clock_timestamp()),
+		'postgres', current_setting('server_version'),
+		'database', current_database(),
+		'worker', jsonb_build_object(
+			'running', w.running, 'pid', w.pid,
+			'startedAt', paas.iso(w.started_at), 'lastTick', paas.iso(w.last_tick),
+			'ticks', w.ticks, 'jobFailures', w.job_failures),
+		'cron', EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron'),
+		'cronVersion', (SELECT extversion FROM pg_extension WHERE extname = 'pg_cron'))
+	FROM paas.worker_state() w);
+END
+$function$
+;
+COMMENT ON FUNCTION api.admin_status(jsonb,jsonb) IS 'GET /admin/status: versions of module, extension, server and pg_cron, and the background worker''s state';
+REVOKE ALL ON FUNCTION api.admin_status(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.admin_status(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.admin_status(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.auth_change_password(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	errs jsonb := '[]';
+BEGIN
+	req := paas.require_object(req);
+	errs := paas.check_text(errs, req, 'currentPassword', true, 1, 1024);
+	errs := paas.check_password(errs, req, 'newPassword');
+	errs := paas.check_confirm(errs, req, 'newPassword', 'confirmNewPassword');
+	PERFORM paas.raise_if_invalid(errs);
+	IF public.crypt(req ->> 'currentPassword', u.password_hash) <> u.password_hash THEN
+		RAISE EXCEPTION 'Current password is incorrect'
+			USING ERRCODE = 'PU400',
+				  DETAIL = '[{"field": "currentPassword", "message": "Current password is incorrect"}]';
+	END IF;
+	UPDATE paas.users
+	   SET password_hash = paas.hash_password(req ->> 'newPassword'),
+		   password_changed_at = now(), updated_at = now()
+	 WHERE id = u.id;
+	PERFORM paas.revoke_sessions(u.id, 'password changed', paas.to_uuid(ctx ->> 'sid'));
+	RETURN NULL;
+END
+$function$
+;
+COMMENT ON FUNCTION api.auth_change_password(jsonb,jsonb) IS 'POST /auth/change-password: new password, every other session revoked';
+REVOKE ALL ON FUNCTION api.auth_change_password(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.auth_change_password(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.auth_change_password(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.auth_delete_account(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+BEGIN
+	-- Two last administrators leaving at once: one at a time, and each
+	-- sees (the role re-read under the lock) whether the other has gone.
+	PERFORM paas.lock_admins(NULL);
+	IF EXISTS (SELECT 1 FROM paas.users WHERE id = u.id AND role = 'ADMINISTRATOR')
+	   AND NOT EXISTS (SELECT 1 FROM paas.users
+		WHERE role = 'ADMINISTRATOR' AND is_active AND deleted_at IS NULL AND id <> u.id) THEN
+		RAISE EXCEPTION 'The last active administrator cannot deactivate their account'
+			USING ERRCODE = 'PT409';
+	END IF;
+	UPDATE paas.users SET is_active = false, updated_at = now() WHERE id = u.id;
+	PERFORM paas.revoke_sessions(u.id, 'account deactivated');
+	PERFORM paas.subscriptions_cancel_for_users(ARRAY[u.id], 'account deactivated by its owner', u.id);
+	RETURN NULL;
+END
+$function$
+;
+COMMENT ON FUNCTION api.auth_delete_account(jsonb,jsonb) IS 'DELETE /auth/account: deactivates the caller, revoking every session';
+REVOKE ALL ON FUNCTION api.auth_delete_account(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.auth_delete_account(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.auth_delete_account(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.auth_login(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	errs jsonb := '[]';
+	u paas.users;
+	lim record;
+	addr text := paas.login_client(ctx ->> 'ip');
+	f paas.login_failures;
+	level double precision := 0;
+	known boolean;
+	t timestamptz;
+	n integer;
+	-- bcrypt of a random password: unknown emails cost the same time.
+	decoy constant text := '$2a$10$CwTycUXWue0Thq9StjUM0uJ8.XKxq0qYJpQkq5C1FNC0FLcYlnmcS';
+BEGIN
+	req := paas.require_object(req);
+	errs := paas.check_email(errs, req, 'email', true);
+	errs := paas.check_text(errs, req, 'password', true, 1, 1024);
+	PERFORM paas.raise_if_invalid(errs);
+
+	-- The account's row lock serialises its logins: concurrent attempts
+	-- are counted one after the other and cannot pass a limit together.
+	SELECT * INTO u FROM paas.users
+	 WHERE lower(email) = lower(req ->> 'email') AND deleted_at IS NULL
+	 FOR NO KEY UPDATE;
+	IF NOT FOUND THEN
+		PERFORM public.crypt(req ->> 'password', decoy);
+		RAISE EXCEPTION 'Invalid email or password' USING ERRCODE = 'PT401';
+	END IF;
+
+	-- Limits first: an address or account over its limit never gets its
+	-- password checked.  The time is read after the lock was granted.
+	t := clock_timestamp();
+	SELECT * INTO lim FROM paas.login_settings();
+	SELECT * INTO f FROM paas.login_failures WHERE user_id = u.id AND client = addr;
+	IF FOUND THEN
+		level := greatest(0, f.failures - greatest(0, extract(epoch FROM t - f.at)) * lim.per_address / 60.0);
+	END IF;
+	IF level > lim.per_address - 1 THEN
+		RAISE EXCEPTION 'Too many failed login attempts, please try again later'
+			USING ERRCODE = 'PT429', DETAIL = ceil((level - lim.per_address + 1) * 60.0 / lim.per_address)::text;
+	END IF;
+	known := coalesce(f.last_success_at > t - interval '30 days', false);
+	IF NOT known AND u.login_blocked_until > t THEN
+		RAISE EXCEPTION 'Too many failed login attempts, please try again later'
+			USING ERRCODE = 'PT429', DETAIL = ceil(extract(epoch FROM u.login_blocked_until - t))::text;
+	END IF;
+
+	-- A deactivated account says so whatever the password, as the
+	-- original did (checked before the password): telling a wrong password
+	-- from a right one here would confirm a guess on an account that
+	-- cannot log in.  No guess is tested, so none is counted.
+	IF NOT u.is_active THEN
+		RAISE EXCEPTION 'Account is deactivated' USING ERRCODE = 'PT401';
+	END IF;
+	IF public.crypt(req ->> 'password', u.password_hash) <> u.password_hash THEN
+		INSERT INTO paas.login_failures (user_id, client, failures, at)
+		VALUES (u.id, addr, level + 1, t)
+		ON CONFLICT (user_id, client) DO UPDATE SET failures = EXCLUDED.failures, at = EXCLUDED.at;
+		IF NOT known THEN
+			n := CASE WHEN u.failed_login_at > t - interval '1 day' THEN u.failed_logins + 1 ELSE 1 END;
+			UPDATE paas.users
+			   SET failed_logins = n, failed_login_at = t,
+				   login_blocked_until = CASE WHEN n >= lim.per_account
+						THEN t + least(lim.backoff_max,
+									   make_interval(secs => power(2, least(n - lim.per_account, 30))))
+						ELSE login_blocked_until END
+			 WHERE id = u.id;
+		END IF;
+		-- The counts must stay although the login is refused: a committed
+		-- refusal, which httpd answers as the 401.
+		RETURN paas.refusal('PT401', 'Invalid email or password');
+	END IF;
+	PERFORM paas.login_succeeded(u.id, addr);
+	UPDATE paas.users SET last_login_at = now() WHERE id = u.id;
+	RETURN paas.open_session(u, ctx);
+END
+$function$
+;
+COMMENT ON FUNCTION api.auth_login(jsonb,jsonb) IS 'POST /auth/login: failed-login limits (429), the password, a session; failures are kept (committed refusal)';
+REVOKE ALL ON FUNCTION api.auth_login(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.auth_login(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.auth_login(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.auth_logout(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	errs jsonb := '[]';
+	n integer;
+BEGIN
+	req := paas.require_object(req);
+	errs := paas.check_bool(errs, req, 'all', false);
+	PERFORM paas.raise_if_invalid(errs);
+	IF coalesce((req ->> 'all')::boolean, false) THEN
+		n := paas.revoke_sessions(u.id, 'logout all');
+	ELSE
+		UPDATE paas.sessions SET revoked_at = now(), revoke_reason = 'logout'
+		 WHERE id = paas.to_uuid(ctx ->> 'sid') AND user_id = u.id AND revoked_at IS NULL;
+		GET DIAGNOSTICS n = ROW_COUNT;
+	END IF;
+	RETURN jsonb_build_object('sessionsRevoked', n);
+END
+$function$
+;
+COMMENT ON FUNCTION api.auth_logout(jsonb,jsonb) IS 'POST /auth/logout: revokes this session, or all with {"all": true}';
+REVOKE ALL ON FUNCTION api.auth_logout(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.auth_logout(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.auth_logout(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.auth_me(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+BEGIN
+	RETURN jsonb_build_object('user', paas.user_json(u), 'authenticated', true);
+END
+$function$
+;
+COMMENT ON FUNCTION api.auth_me(jsonb,jsonb) IS 'GET /auth/me: the caller';
+REVOKE ALL ON FUNCTION api.auth_me(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.auth_me(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.auth_me(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.auth_me_batch(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	PERFORM paas.check_batch(req);
+	RETURN (SELECT jsonb_agg(api.auth_me(t.e -> 'req', t.e -> 'ctx') ORDER BY t.n)
+			  FROM jsonb_array_elements(req) WITH ORDINALITY AS t (e, n));
+END
+$function$
+;
+COMMENT ON FUNCTION api.auth_me_batch(jsonb,jsonb) IS 'GET /auth/me calls received together, answered in one call; results in order (the gateway''s batching)';
+REVOKE ALL ON FUNCTION api.auth_me_batch(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.auth_me_batch(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.auth_me_batch(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.auth_profile(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+BEGIN
+	RETURN paas.user_json(u) || jsonb_build_object('lastLoginAt', paas.iso(u.last_login_at),
+												   '_count', paas.user_counts(u.id));
+END
+$function$
+;
+COMMENT ON FUNCTION api.auth_profile(jsonb,jsonb) IS 'GET /auth/profile: the caller''s profile';
+REVOKE ALL ON FUNCTION api.auth_profile(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.auth_profile(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.auth_profile(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.auth_profile_update(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	errs jsonb := '[]';
+BEGIN
+	req := paas.require_object(req);
+	errs := paas.check_text(errs, req, 'name', false, 2, 50);
+	errs := paas.check_email(errs, req, 'email', false);
+	PERFORM paas.raise_if_invalid(errs);
+	IF req ? 'email' AND paas.email_taken(req ->> 'email', u.id) THEN
+		RAISE EXCEPTION 'Email is already taken' USING ERRCODE = 'PT409';
+	END IF;
+	UPDATE paas.users
+	   SET name = coalesce(btrim(req ->> 'name'), name),
+		   email = coalesce(req ->> 'email', email),
+		   updated_at = now()
+	 WHERE id = u.id
+	RETURNING * INTO u;
+	RETURN paas.user_json(u);
+END
+$function$
+;
+COMMENT ON FUNCTION api.auth_profile_update(jsonb,jsonb) IS 'PUT /auth/profile: name and email';
+REVOKE ALL ON FUNCTION api.auth_profile_update(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.auth_profile_update(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.auth_profile_update(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.auth_refresh(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	errs jsonb := '[]';
+	t paas.refresh_tokens;
+	s paas.sessions;
+	u paas.users;
+BEGIN
+	req := paas.require_object(req);
+	errs := paas.check_text(errs, req, 'refreshToken', true, 1, 512);
+	PERFORM paas.raise_if_invalid(errs);
+
+	SELECT * INTO t FROM paas.refresh_tokens
+	 WHERE token_hash = public.digest(req ->> 'refreshToken', 'sha256')
+	 FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Invalid or expired refresh token' USING ERRCODE = 'PT401';
+	END IF;
+	SELECT * INTO s FROM paas.sessions WHERE id = t.session_id FOR UPDATE;
+	SELECT * INTO u FROM paas.users WHERE id = s.user_id;
+	IF s.revoked_at IS NOT NULL OR s.expires_at <= now()
+	   OR NOT u.is_active OR u.deleted_at IS NOT NULL THEN
+		RAISE EXCEPTION 'Invalid or expired refresh token' USING ERRCODE = 'PT401';
+	END IF;
+
+	IF t.used_at IS NOT NULL THEN
+		IF t.generation = s.generation - 1 AND t.used_at > now() - interval '10 seconds' THEN
+			-- a concurrent duplicate of the refresh that just happened
+			RETURN paas.session_reply(u, s, paas.refresh_token(s, s.generation));
+		END IF;
+		-- Reuse of a rotated token: the family is compromised.  The
+		-- revocation must persist although the call is refused, so the
+		-- refusal is a committed reply (paas.refusal) that httpd sends as 401.
+		UPDATE paas.sessions SET revoked_at = now(), revoke_reason = 'refresh token reuse'
+		 WHERE id = s.id;
+		RETURN paas.refusal('PT401', 'Refresh token reuse detected; the session has been revoked');
+	END IF;
+
+	UPDATE paas.refresh_tokens SET used_at = now() WHERE token_hash = t.token_hash;
+	UPDATE paas.sessions SET generation = generation + 1, last_used_at = now(),
+		   expires_at = now() + interval '7 days'
+	 WHERE id = s.id
+	RETURNING * INTO s;
+	RETURN paas.session_reply(u, s, paas.issue_token(s));
+END
+$function$
+;
+COMMENT ON FUNCTION api.auth_refresh(jsonb,jsonb) IS 'POST /auth/refresh: rotates the refresh token; reuse revokes the session';
+REVOKE ALL ON FUNCTION api.auth_refresh(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.auth_refresh(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.auth_refresh(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.auth_register(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	errs jsonb := '[]';
+	u paas.users;
+BEGIN
+	req := paas.require_object(req);
+	errs := paas.check_text(errs, req, 'name', true, 2, 50);
+	errs := paas.check_email(errs, req, 'email', true);
+	errs := paas.check_password(errs, req, 'password');
+	errs := paas.check_confirm(errs, req, 'password', 'confirmPassword');
+	PERFORM paas.raise_if_invalid(errs);
+	IF paas.email_taken(req ->> 'email') THEN
+		RAISE EXCEPTION 'User with this email already exists' USING ERRCODE = 'PT409';
+	END IF;
+	INSERT INTO paas.users (email, name, password_hash)
+	VALUES (req ->> 'email', btrim(req ->> 'name'), paas.hash_password(req ->> 'password'))
+	RETURNING * INTO u;
+	PERFORM paas.login_succeeded(u.id, paas.login_client(ctx ->> 'ip'));
+	RETURN paas.open_session(u, ctx);
+END
+$function$
+;
+COMMENT ON FUNCTION api.auth_register(jsonb,jsonb) IS 'POST /auth/register: creates a USER account and logs it in';
+REVOKE ALL ON FUNCTION api.auth_register(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.auth_register(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.auth_register(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.billing_balance(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	a paas.ledger_accounts;
+BEGIN
+	SELECT * INTO a FROM paas.ledger_accounts WHERE user_id = u.id;
+	RETURN jsonb_build_object(
+		'balance', coalesce(a.balance, 0),
+		'currency', 'IDR',
+		'accountId', a.id,
+		'lastUpdated', paas.iso(coalesce(a.updated_at, u.created_at)),
+		'user', jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email));
+END
+$function$
+;
+COMMENT ON FUNCTION api.billing_balance(jsonb,jsonb) IS 'GET /billing/balance: the caller''s wallet balance in IDR';
+REVOKE ALL ON FUNCTION api.billing_balance(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.billing_balance(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.billing_balance(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.billing_balance_batch(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	PERFORM paas.check_batch(req);
+	RETURN (SELECT jsonb_agg(api.billing_balance(t.e -> 'req', t.e -> 'ctx') ORDER BY t.n)
+			  FROM jsonb_array_elements(req) WITH ORDINALITY AS t (e, n));
+END
+$function$
+;
+COMMENT ON FUNCTION api.billing_balance_batch(jsonb,jsonb) IS 'GET /billing/balance calls received together, answered in one call; results in order (the gateway''s batching)';
+REVOKE ALL ON FUNCTION api.billing_balance_batch(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.billing_balance_batch(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.billing_balance_batch(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.billing_dashboard_analytics(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	errs jsonb := '[]';
+	s timestamptz;
+	e timestamptz;
+	res jsonb;
+BEGIN
+	req := paas.require_object(req);
+	errs := paas.check_date_range(errs, req);
+	PERFORM paas.raise_if_invalid(errs);
+	s := coalesce((req ->> 'startDate')::timestamptz, '-infinity');
+	e := paas.range_end(req ->> 'endDate');
+	WITH f AS (SELECT * FROM paas.billing_feed(u.id) b WHERE b.created_at BETWEEN s AND e),
+	tot AS (
+		SELECT coalesce(sum(amount) FILTER (WHERE type = 'TOPUP' AND status = 'SUCCESS'), 0) AS topups,
+			   count(*) FILTER (WHERE type = 'TOPUP' AND status = 'SUCCESS') AS ntopups,
+			   coalesce(sum(amount) FILTER (WHERE type = 'SERVICE_PURCHASE' AND status = 'SUCCESS'), 0) AS spend,
+			   count(*) FILTER (WHERE type = 'SERVICE_PURCHASE' AND status = 'SUCCESS') AS nspend,
+			   count(*) AS n,
+			   count(*) FILTER (WHERE type = 'TOPUP') AS ntop_all,
+			   count(*) FILTER (WHERE type = 'SERVICE_PURCHASE') AS nsp_all,
+			   count(*) FILTER (WHERE status = 'PENDING') AS npending,
+			   count(*) FILTER (WHERE status IN ('FAILED', 'EXPIRED', 'CANCELLED')) AS nfailed
+		  FROM f)
+	SELECT jsonb_build_object(
+		'period', jsonb_strip_nulls(jsonb_build_object('startDate', req ->> 'startDate',
+													   'endDate', req ->> 'endDate')),
+		'analytics', jsonb_build_object(
+			'totalTopUps', tot.topups, 'totalSpending', tot.spend, 'transactionCount', tot.n,
+			'averageTopUp', CASE WHEN tot.ntopups > 0 THEN round(tot.topups::numeric / tot.ntopups) ELSE 0 END,
+			'averageSpending', CASE WHEN tot.nspend > 0 THEN round(tot.spend::numeric / tot.nspend) ELSE 0 END),
+		'transactionBreakdown', jsonb_build_object('topUps', tot.ntop_all,
+			'servicePurchases', tot.nsp_all, 'pending', tot.npending, 'failed', tot.nfailed),
+		'byType', (SELECT coalesce(jsonb_agg(jsonb_build_object('type', x.type, 'status', x.status,
+								'count', x.n, 'amount', x.amt) ORDER BY x.type, x.status), '[]')
+					 FROM (SELECT type, status, count(*) AS n, sum(amount) AS amt
+							 FROM f GROUP BY type, status) x),
+		'byDay', (SELECT coalesce(jsonb_agg(jsonb_build_object('date', x.d, 'type', x.type,
+								'count', x.n, 'amount', x.amt) ORDER BY x.d, x.type), '[]')
+					FROM (SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS d, type,
+								 count(*) AS n, sum(amount) AS amt
+							FROM f WHERE status = 'SUCCESS' GROUP BY 1, 2) x))
+	  INTO res FROM tot;
+	RETURN res;
+END
+$function$
+;
+COMMENT ON FUNCTION api.billing_dashboard_analytics(jsonb,jsonb) IS 'GET /billing/dashboard/analytics: totals by type/status and by day (startDate, endDate)';
+REVOKE ALL ON FUNCTION api.billing_dashboard_analytics(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.billing_dashboard_analytics(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.billing_dashboard_analytics(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.billing_dashboard_overview(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	bal bigint := paas.wallet_balance(u.id);
+	pending jsonb;
+	pcount bigint;
+	pamount bigint;
+	recent jsonb;
+	total bigint;
+BEGIN
+	SELECT count(*), coalesce(sum(amount), 0) INTO pcount, pamount
+	  FROM paas.topups WHERE user_id = u.id AND status = 'PENDING';
+	SELECT coalesce(jsonb_agg(paas.topup_json(t) ORDER BY t.created_at DESC), '[]') INTO pending
+	  FROM (SELECT * FROM paas.topups WHERE user_id = u.id AND status = 'PENDING'
+			 ORDER BY created_at DESC LIMIT 10) t;
+	WITH f AS MATERIALIZED (SELECT b.* FROM paas.billing_feed_rows(u.id) b)
+	SELECT (SELECT count(*) FROM f),
+		   (SELECT coalesce(jsonb_agg(paas.feed_json(x) ORDER BY x.created_at DESC, x.id), '[]')
+			  FROM (SELECT p.*, paas.feed_invoice(p.inv_topup, p.inv_id, p.inv_entry) AS invoice
+					  FROM (SELECT * FROM f ORDER BY f.created_at DESC, f.id LIMIT 5) p) x)
+	  INTO total, recent;
+	RETURN jsonb_build_object(
+		'balance', jsonb_build_object('current', bal, 'currency', 'IDR',
+									  -- the wallet's last change, as GET /billing/balance says
+									  'lastUpdated', (SELECT paas.iso(coalesce(max(a.updated_at), u.created_at))
+														FROM paas.ledger_accounts a WHERE a.user_id = u.id)),
+		'pendingTopUps', jsonb_build_object('count', pcount, 'totalAmount', pamount,
+											'transactions', pending),
+		'recentTransactions', recent,
+		'summary', jsonb_build_object('availableBalance', bal, 'pendingAmount', pamount,
+									  'totalTransactions', total));
+END
+$function$
+;
+COMMENT ON FUNCTION api.billing_dashboard_overview(jsonb,jsonb) IS 'GET /billing/dashboard/overview: balance, pending top-ups, recent movements';
+REVOKE ALL ON FUNCTION api.billing_dashboard_overview(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.billing_dashboard_overview(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.billing_dashboard_overview(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.billing_invoice_get(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	i paas.invoices;
+BEGIN
+	SELECT * INTO i FROM paas.invoices WHERE id = paas.to_uuid(req ->> 'id') AND user_id = u.id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Invoice not found' USING ERRCODE = 'PT404';
+	END IF;
+	RETURN paas.invoice_detail(i, u);
+END
+$function$
+;
+COMMENT ON FUNCTION api.billing_invoice_get(jsonb,jsonb) IS 'GET /billing/invoices/:id (owner only)';
+REVOKE ALL ON FUNCTION api.billing_invoice_get(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.billing_invoice_get(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.billing_invoice_get(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.billing_invoice_pdf(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	i paas.invoices;
+BEGIN
+	UPDATE paas.invoices SET download_count = download_count + 1
+	 WHERE id = paas.to_uuid(req ->> 'id') AND user_id = u.id
+	RETURNING * INTO i;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Invoice not found' USING ERRCODE = 'PT404';
+	END IF;
+	RETURN paas.invoice_detail(i, u);
+END
+$function$
+;
+COMMENT ON FUNCTION api.billing_invoice_pdf(jsonb,jsonb) IS 'GET /billing/invoices/:id/pdf: the invoice to render (owner only); counts downloads';
+REVOKE ALL ON FUNCTION api.billing_invoice_pdf(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.billing_invoice_pdf(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.billing_invoice_pdf(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.billing_invoices(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	errs jsonb := '[]';
+	lim int;
+	total bigint;
+	rows jsonb;
+	pg jsonb;
+	s timestamptz;
+	e timestamptz;
+BEGIN
+	req := paas.require_object(req);
+	errs := paas.check_paging(errs, req);
+	errs := paas.check_enum(errs, req, 'type', false, ARRAY['TOPUP', 'SUBSCRIPTION', 'CREDIT_NOTE']);
+	errs := paas.check_enum(errs, req, 'status', false, ARRAY['PAID', 'VOID', 'ISSUED']);
+	errs := paas.check_date_range(errs, req);
+	PERFORM paas.raise_if_invalid(errs);
+	lim := coalesce((req ->> 'limit')::int, 20);
+	s := coalesce((req ->> 'startDate')::timestamptz, '-infinity');
+	e := paas.range_end(req ->> 'endDate');
+	SELECT count(*) INTO total FROM paas.invoices i
+	 WHERE i.user_id = u.id AND (req ->> 'type' IS NULL OR i.kind = req ->> 'type')
+	   AND (req ->> 'status' IS NULL OR i.status = req ->> 'status')
+	   AND i.issued_at BETWEEN s AND e;
+	SELECT coalesce(jsonb_agg(paas.invoice_json(x) || paas.invoice_links(x) ORDER BY x.issued_at DESC, x.number DESC), '[]')
+	  INTO rows
+	  FROM (SELECT * FROM paas.invoices i
+			 WHERE i.user_id = u.id AND (req ->> 'type' IS NULL OR i.kind = req ->> 'type')
+			   AND (req ->> 'status' IS NULL OR i.status = req ->> 'status')
+			   AND i.issued_at BETWEEN s AND e
+			 ORDER BY i.issued_at DESC, i.number DESC
+			 LIMIT lim OFFSET (coalesce((req ->> 'page')::int, 1) - 1) * lim) x;
+	pg := paas.pagination(req, total, 20);
+	RETURN jsonb_build_object('data', jsonb_build_object('invoices', rows, 'pagination', pg),
+							  'pagination', pg);
+END
+$function$
+;
+COMMENT ON FUNCTION api.billing_invoices(jsonb,jsonb) IS 'GET /billing/invoices: page, limit, type, status, startDate, endDate';
+REVOKE ALL ON FUNCTION api.billing_invoices(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.billing_invoices(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.billing_invoices(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.billing_topup(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	t paas.topups;
+	errs jsonb := '[]';
+	key text := ctx ->> 'idempotencyKey';
+	amt bigint;
+	prior jsonb;
+BEGIN
+	IF ctx ? 'snap' THEN
+		RETURN paas.topup_snap_result(u, ctx -> 'snap');
+	END IF;
+	-- The same call again (05_outcomes.sql; the record holds the top-up it
+	-- created): that top-up, with its live link or a fresh order.
+	prior := paas.outcome_claim('api.billing_topup', req, ctx);
+	IF prior IS NOT NULL THEN
+		SELECT * INTO t FROM paas.topups WHERE id = (prior ->> 'id')::uuid FOR UPDATE;
+		RETURN paas.topup_snap_step(t, u);
+	END IF;
+	req := paas.require_object(req);
+	-- the original's words for the amount; alone, its error is the answer's
+	-- message too
+	IF jsonb_typeof(req -> 'amount') IS DISTINCT FROM 'number' OR (req ->> 'amount')::numeric = 0 THEN
+		errs := paas.add_err(errs, 'amount', 'Amount is required and must be a number');
+	ELSIF (req ->> 'amount')::numeric <> trunc((req ->> 'amount')::numeric) THEN
+		errs := paas.add_err(errs, 'amount', 'Amount must be a whole number (no decimals)');
+	ELSIF (req ->> 'amount')::numeric < 10000 THEN
+		errs := paas.add_err(errs, 'amount', 'Minimum top-up amount is IDR 10,000');
+	ELSIF (req ->> 'amount')::numeric > 10000000 THEN
+		errs := paas.add_err(errs, 'amount', 'Maximum top-up amount is IDR 10,000,000');
+	END IF;
+	errs := paas.check_enum(errs, req, 'currency', false, ARRAY['IDR']);
+	IF jsonb_array_length(errs) = 1 AND errs -> 0 ->> 'field' = 'amount' THEN
+		RAISE EXCEPTION '%', errs -> 0 ->> 'message' USING ERRCODE = 'PT400', DETAIL = errs::text;
+	END IF;
+	PERFORM paas.raise_if_invalid(errs);
+	amt := (req ->> 'amount')::bigint;
+
+	IF key IS NOT NULL THEN
+		INSERT INTO paas.topups (user_id, amount, order_id, idempotency_key)
+		VALUES (u.id, amt, paas.new_order_id(u.id), key)
+		ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+		RETURNING * INTO t;
+		IF NOT FOUND THEN
+			SELECT * INTO t FROM paas.topups
+			 WHERE user_id = u.id AND idempotency_key = key FOR UPDATE;
+			IF t.amount <> amt THEN
+				RAISE EXCEPTION 'Idempotency-Key was already used for a different top-up'
+					USING ERRCODE = 'PT409';
+			END IF;
+			PERFORM paas.outcome_save(ctx, paas.topup_json(t));
+			RETURN paas.topup_snap_step(t, u);
+		END IF;
+	ELSE
+		INSERT INTO paas.topups (user_id, amount, order_id)
+		VALUES (u.id, amt, paas.new_order_id(u.id))
+		RETURNING * INTO t;
+	END IF;
+	INSERT INTO paas.topup_orders (order_id, topup_id) VALUES (t.order_id, t.id);
+	PERFORM paas.outcome_save(ctx, paas.topup_json(t));
+	RETURN paas.topup_snap_step(t, u);
+END
+$function$
+;
+COMMENT ON FUNCTION api.billing_topup(jsonb,jsonb) IS 'POST /billing/topup {amount, currency}: PENDING top-up + Snap link (two-step, see file header)';
+REVOKE ALL ON FUNCTION api.billing_topup(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.billing_topup(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.billing_topup(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.billing_topup_get(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	t paas.topups;
+BEGIN
+	SELECT * INTO t FROM paas.topups WHERE id = paas.to_uuid(req ->> 'id') AND user_id = u.id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Top-up not found' USING ERRCODE = 'PT404';
+	END IF;
+	RETURN paas.topup_json(t);
+END
+$function$
+;
+COMMENT ON FUNCTION api.billing_topup_get(jsonb,jsonb) IS 'GET /billing/topup/:id (owner only)';
+REVOKE ALL ON FUNCTION api.billing_topup_get(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.billing_topup_get(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.billing_topup_get(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.billing_topups(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	errs jsonb := '[]';
+	lim int;
+	total bigint;
+	rows jsonb;
+	pg jsonb;
+BEGIN
+	req := paas.require_object(req);
+	errs := paas.check_paging(errs, req);
+	errs := paas.check_enum(errs, req, 'status', false,
+		ARRAY['PENDING', 'PAID', 'FAILED', 'EXPIRED', 'CANCELLED', 'REFUNDED']);
+	PERFORM paas.raise_if_invalid(errs);
+	lim := coalesce((req ->> 'limit')::int, 20);
+	SELECT count(*) INTO total FROM paas.topups t
+	 WHERE t.user_id = u.id AND (req ->> 'status' IS NULL OR t.status = req ->> 'status');
+	SELECT coalesce(jsonb_agg(paas.topup_json(s) ORDER BY s.created_at DESC, s.id), '[]') INTO rows
+	  FROM (SELECT * FROM paas.topups t
+			 WHERE t.user_id = u.id AND (req ->> 'status' IS NULL OR t.status = req ->> 'status')
+			 ORDER BY t.created_at DESC, t.id
+			 LIMIT lim OFFSET (coalesce((req ->> 'page')::int, 1) - 1) * lim) s;
+	pg := paas.pagination(req, total, 20);
+	RETURN jsonb_build_object('data', jsonb_build_object('transactions', rows, 'pagination', pg),
+							  'pagination', pg);
+END
+$function$
+;
+COMMENT ON FUNCTION api.billing_topups(jsonb,jsonb) IS 'GET /billing/topup: page, limit, status';
+REVOKE ALL ON FUNCTION api.billing_topups(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.billing_topups(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.billing_topups(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.billing_transaction_get(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	res jsonb;
+BEGIN
+	SELECT paas.feed_json(f) INTO res FROM paas.billing_feed(u.id) f WHERE f.id = req ->> 'id';
+	IF res IS NULL THEN
+		RAISE EXCEPTION 'Transaction not found' USING ERRCODE = 'PT404';
+	END IF;
+	RETURN res || jsonb_build_object('user', jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email));
+END
+$function$
+;
+COMMENT ON FUNCTION api.billing_transaction_get(jsonb,jsonb) IS 'GET /billing/transactions/:id (owner only)';
+REVOKE ALL ON FUNCTION api.billing_transaction_get(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.billing_transaction_get(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.billing_transaction_get(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.billing_transaction_pay(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	t paas.topups;
+	prior jsonb;
+	-- the original's hint in the data of every answer with a link
+	msg constant jsonb := '{"message": "Use the snapToken to reopen Midtrans payment window"}';
+BEGIN
+	IF ctx ? 'snap' THEN
+		prior := paas.topup_snap_result(u, ctx -> 'snap');
+		RETURN CASE WHEN prior ? '$error' THEN prior ELSE prior || msg END;
+	END IF;
+	prior := paas.outcome_claim('api.billing_transaction_pay', req, ctx);
+	IF prior ? '$error' THEN
+		RETURN prior;
+	END IF;
+	SELECT * INTO t FROM paas.topups
+	 WHERE id = paas.to_uuid(req ->> 'id') AND user_id = u.id FOR UPDATE;
+	IF prior IS NOT NULL THEN
+		-- the same call again (05_outcomes.sql): the top-up's link now
+		RETURN paas.topup_snap_step(t, u) || msg;
+	END IF;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Transaction not found' USING ERRCODE = 'PT404';
+	END IF;
+	IF t.status <> 'PENDING' THEN
+		RAISE EXCEPTION 'Transaction is no longer pending. Current status: %', t.status
+			USING ERRCODE = 'PT409';
+	END IF;
+	IF t.expires_at <= now() THEN
+		UPDATE paas.topups SET status = 'EXPIRED', updated_at = now() WHERE id = t.id;
+		UPDATE paas.topup_orders SET status = 'FAILED' WHERE topup_id = t.id AND status = 'PENDING';
+		RETURN paas.outcome_save(ctx,
+			paas.refusal('PT409', 'Transaction has expired. Please create a new top-up.'));
+	END IF;
+	PERFORM paas.outcome_save(ctx, paas.topup_json(t));
+	RETURN paas.topup_snap_step(t, u) || msg;
+END
+$function$
+;
+COMMENT ON FUNCTION api.billing_transaction_pay(jsonb,jsonb) IS 'POST /billing/transactions/:id/pay: the live Snap link of a pending top-up, or a new one';
+REVOKE ALL ON FUNCTION api.billing_transaction_pay(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.billing_transaction_pay(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.billing_transaction_pay(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.billing_transactions(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	errs jsonb := '[]';
+	lim int;
+	total bigint;
+	rows jsonb;
+	pg jsonb;
+	s timestamptz;
+	e timestamptz;
+BEGIN
+	req := paas.require_object(req);
+	errs := paas.check_paging(errs, req);
+	errs := paas.check_enum(errs, req, 'type', false,
+		ARRAY['TOPUP', 'SERVICE_PURCHASE', 'REFUND', 'ADJUSTMENT']);
+	errs := paas.check_enum(errs, req, 'status', false,
+		ARRAY['PENDING', 'SUCCESS', 'FAILED', 'CANCELLED', 'EXPIRED', 'REFUNDED']);
+	errs := paas.check_date_range(errs, req);
+	PERFORM paas.raise_if_invalid(errs);
+	lim := coalesce((req ->> 'limit')::int, 20);
+	s := coalesce((req ->> 'startDate')::timestamptz, '-infinity');
+	e := paas.range_end(req ->> 'endDate');
+
+	-- One pass over the user's own movements (paas.billing_feed_rows is
+	-- inlined: the filters reach each branch, from the user's indexes):
+	-- they are counted, and only the page's rows get their invoice and JSON.
+	WITH f AS MATERIALIZED (
+		SELECT b.* FROM paas.billing_feed_rows(u.id) b
+		 WHERE (req ->> 'type' IS NULL OR b.type = req ->> 'type')
+		   AND (req ->> 'status' IS NULL OR b.status = req ->> 'status')
+		   AND b.created_at BETWEEN s AND e)
+	SELECT (SELECT count(*) FROM f),
+		   (SELECT coalesce(jsonb_agg(paas.feed_json(x) ORDER BY x.created_at DESC, x.id), '[]')
+			  FROM (SELECT p.*, paas.feed_invoice(p.inv_topup, p.inv_id, p.inv_entry) AS invoice
+					  FROM (SELECT * FROM f ORDER BY f.created_at DESC, f.id
+							 LIMIT lim OFFSET (coalesce((req ->> 'page')::int, 1) - 1) * lim) p) x)
+	  INTO total, rows;
+	pg := paas.pagination(req, total, 20);
+	RETURN jsonb_build_object('data', jsonb_build_object('transactions', rows, 'pagination', pg),
+							  'pagination', pg);
+END
+$function$
+;
+COMMENT ON FUNCTION api.billing_transactions(jsonb,jsonb) IS 'GET /billing/transactions: page, limit, type, status, startDate, endDate';
+REVOKE ALL ON FUNCTION api.billing_transactions(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.billing_transactions(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.billing_transactions(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.billing_webhook_midtrans(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	errs jsonb := '[]';
+	res jsonb;
+BEGIN
+	req := paas.require_object(req);
+	errs := paas.check_text(errs, req, 'order_id', true, 1, 50);
+	errs := paas.check_text(errs, req, 'status_code', true, 1, 10);
+	errs := paas.check_text(errs, req, 'gross_amount', true, 1, 30);
+	errs := paas.check_text(errs, req, 'transaction_status', true, 1, 50);
+	errs := paas.check_text(errs, req, 'signature_key', true, 1, 256);
+	PERFORM paas.raise_if_invalid(errs);
+
+	IF NOT paas.midtrans_signature_ok(req ->> 'order_id', req ->> 'status_code',
+									  req ->> 'gross_amount', req ->> 'signature_key') THEN
+		PERFORM paas.midtrans_reject(req, ctx ->> 'ip', 'bad_signature');
+		RAISE LOG 'paas billing: rejected Midtrans notification with a bad signature (order %, from %)',
+			left(req ->> 'order_id', 50), ctx ->> 'ip';
+		RETURN paas.refusal('PT401', 'Invalid signature');
+	END IF;
+
+	res := paas.midtrans_apply(req, 'webhook');
+	IF res ->> 'outcome' = 'unknown_order' THEN
+		RETURN paas.refusal('PT404', 'Unknown order');
+	ELSIF res ->> 'outcome' = 'amount_mismatch' THEN
+		RETURN paas.refusal('PT400', 'Amount or currency does not match the order');
+	ELSIF res ->> 'outcome' = 'inconsistent_status' THEN
+		RETURN paas.refusal('PT400', 'transaction_status does not match status_code');
+	END IF;
+	RETURN res || jsonb_build_object('processedAt', paas.iso(clock_timestamp()));
+END
+$function$
+;
+COMMENT ON FUNCTION api.billing_webhook_midtrans(jsonb,jsonb) IS 'POST /billing/webhooks/midtrans (public): verified Midtrans notification, applied exactly once';
+REVOKE ALL ON FUNCTION api.billing_webhook_midtrans(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.billing_webhook_midtrans(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.billing_webhook_midtrans(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.jobs_list(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	RETURN jsonb_build_object(
+		'worker', (SELECT to_jsonb(w) FROM paas.worker_state() w),
+		'jobs', coalesce((
+			SELECT jsonb_agg(jsonb_build_object(
+					'name', j.name, 'function', j.fn::text,
+					'runner', j.runner,
+					'runEverySeconds', extract(epoch FROM j.run_every),
+					'schedule', CASE WHEN j.runner = 'pg_cron' THEN paas.cron_job(j.name) ->> 'schedule' END,
+					'enabled', j.enabled, 'nextRunAt', paas.iso(j.next_run_at),
+					'description', j.description,
+					'lastRun', (SELECT paas.job_run_json(r) FROM paas.job_run r
+								 WHERE r.job = j.name ORDER BY r.started_at DESC LIMIT 1),
+					'failuresLast24h', (SELECT count(*) FROM paas.job_run r
+										 WHERE r.job = j.name AND NOT r.ok
+										   AND r.started_at > now() - interval '24 hours'))
+					ORDER BY j.name)
+			  FROM paas.job j), '[]'));
+END
+$function$
+;
+COMMENT ON FUNCTION api.jobs_list(jsonb,jsonb) IS 'GET /admin/jobs: the worker''s state and every job with its last run (pg_cron''s jobs with their cron schedule)';
+REVOKE ALL ON FUNCTION api.jobs_list(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.jobs_list(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.jobs_list(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.jobs_runs(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	errs jsonb := '[]';
+	lim int;
+	total bigint;
+	rows jsonb;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	errs := paas.check_paging(errs, req);
+	errs := paas.check_text(errs, req, 'job', false, 1, 63);
+	errs := paas.check_bool(errs, req, 'ok', false);
+	PERFORM paas.raise_if_invalid(errs);
+	lim := coalesce((req ->> 'limit')::int, 20);
+	SELECT count(*) INTO total FROM paas.job_run r
+	 WHERE (req ->> 'job' IS NULL OR r.job = req ->> 'job')
+	   AND (req ->> 'ok' IS NULL OR r.ok = (req ->> 'ok')::boolean);
+	SELECT coalesce(jsonb_agg(paas.job_run_json(r) ORDER BY r.id DESC), '[]') INTO rows
+	  FROM (SELECT * FROM paas.job_run r
+			 WHERE (req ->> 'job' IS NULL OR r.job = req ->> 'job')
+			   AND (req ->> 'ok' IS NULL OR r.ok = (req ->> 'ok')::boolean)
+			 ORDER BY r.id DESC
+			 LIMIT lim OFFSET (coalesce((req ->> 'page')::int, 1) - 1) * lim) r;
+	RETURN jsonb_build_object('data', rows, 'pagination', paas.pagination(req, total, 20));
+END
+$function$
+;
+COMMENT ON FUNCTION api.jobs_runs(jsonb,jsonb) IS 'GET /admin/jobs/runs: recorded runs, newest first (job, ok, page, limit)';
+REVOKE ALL ON FUNCTION api.jobs_runs(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.jobs_runs(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.jobs_runs(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.run_renewals()
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	t0 timestamptz := clock_timestamp();
+	shards int := current_setting('paas.renewal_workers')::int;
+	parts jsonb[];
+	out jsonb;
+	err text;
+	state text;
+BEGIN
+	-- One run at a time: a second one waits here, then finds what the first
+	-- renewed no longer due.
+	PERFORM pg_advisory_xact_lock(hashtextextended('paas.run_renewals', 0));
+	-- A DBA pauses renewals as any job: paas.job renewals, enabled = false.
+	IF EXISTS (SELECT 1 FROM paas.job WHERE name = 'renewals' AND NOT enabled) THEN
+		RETURN jsonb_build_object('ok', true, 'skipped', 'disabled in paas.job (renewals)');
+	END IF;
+	-- The run's work is a subtransaction: when it fails, what it did in this
+	-- backend rolls back, the failure is recorded below and the call returns
+	-- (a raised error would roll the record back too; pg_cron's
+	-- job_run_details therefore says that the command ran, paas.job_run
+	-- tells how it went).  Shards that ran in background workers committed
+	-- on their own.
+	BEGIN
+		-- The shards run at the same time in background workers, each
+		-- charging its own users' wallets (paas.run_parallel; in a
+		-- transaction block they run here, one after the other).
+		IF shards > 1 THEN
+			SELECT array_agg(r::jsonb ORDER BY i) INTO parts
+			  FROM unnest(paas.run_parallel(ARRAY(
+					SELECT format('SELECT paas.run_renewals_part(%s, %s)', i, shards)
+					  FROM generate_series(0, shards - 1) i ORDER BY i))) WITH ORDINALITY AS t (r, i);
+		ELSE
+			parts := ARRAY[paas.run_renewals_part(0, 1)];
+		END IF;
+		SELECT jsonb_build_object(
+			'ok', true,
+			'examined', sum((p ->> 'examined')::bigint),
+			'batches', sum((p ->> 'batches')::int),
+			'passes', max((p ->> 'passes')::int),
+			'renewed', sum((p ->> 'renewed')::bigint),
+			'charged', sum((p ->> 'charged')::bigint),
+			'toGrace', sum((p ->> 'toGrace')::bigint),
+			'suspended', sum((p ->> 'suspended')::bigint),
+			'expired', sum((p ->> 'expired')::bigint),
+			'currency', 'IDR',
+			'shards', shards,
+			'inGrace', (SELECT count(*) FROM paas.subscriptions WHERE status = 'GRACE'),
+			'ms', round(extract(epoch FROM clock_timestamp() - t0) * 1000))
+		  INTO out FROM unnest(parts) p;
+	EXCEPTION WHEN OTHERS THEN
+		GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+		out := jsonb_build_object('ok', false, 'error', err, 'sqlstate', state, 'shards', shards,
+								  'ms', round(extract(epoch FROM clock_timestamp() - t0) * 1000));
+		RAISE WARNING 'renewal run failed: %', err
+			USING DETAIL = format('SQLSTATE %s; recorded in paas.job_run (job renewals)', state);
+	END;
+	INSERT INTO paas.job_run (job, started_at, finished_at, ok, detail, error)
+	SELECT j.name, t0, clock_timestamp(), err IS NULL, out, err FROM paas.job j WHERE j.name = 'renewals';
+	RETURN out;
+END
+$function$
+;
+COMMENT ON FUNCTION api.run_renewals() IS 'renews every due subscription (pg_cron job paas-renewals; DBAs): charges, grace, suspension, expiry of cancelled periods; one run at a time, rows locked FOR UPDATE SKIP LOCKED, each period charged once; shards run in parallel in paas.renewal_workers background workers; records the run in paas.job_run (job renewals), a failed one too (the call then returns {ok: false, error, sqlstate} with a WARNING); does nothing while paas.job renewals is disabled; returns {ok, examined, batches, passes, renewed, charged, toGrace, suspended, expired, shards, inGrace, ms}';
+REVOKE ALL ON FUNCTION api.run_renewals() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.run_renewals() TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.seed_admin(email text, password text, name text DEFAULT 'System Administrator'::text)
+ RETURNS uuid
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	errs jsonb;
+	uid uuid;
+BEGIN
+	errs := paas.check_email('[]', jsonb_build_object('email', email), 'email', true);
+	errs := paas.check_password(errs, jsonb_build_object('password', password), 'password');
+	PERFORM paas.raise_if_invalid(errs);
+	SELECT id INTO uid FROM paas.users u WHERE lower(u.email) = lower(seed_admin.email) AND deleted_at IS NULL;
+	IF FOUND THEN
+		UPDATE paas.users SET role = 'ADMINISTRATOR', is_active = true, updated_at = now() WHERE id = uid;
+		RETURN uid;
+	END IF;
+	INSERT INTO paas.users (email, name, password_hash, role)
+	VALUES (seed_admin.email, seed_admin.name, paas.hash_password(seed_admin.password), 'ADMINISTRATOR')
+	RETURNING id INTO uid;
+	RETURN uid;
+END
+$function$
+;
+COMMENT ON FUNCTION api.seed_admin(text,text,text) IS 'creates (or promotes) an administrator; for set-up scripts and DBAs';
+REVOKE ALL ON FUNCTION api.seed_admin(text,text,text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.seed_admin(text,text,text) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.services_admin_get(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	s paas.services;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	SELECT * INTO s FROM paas.services
+	 WHERE id = paas.to_uuid(req ->> 'id') AND deleted_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Service not found' USING ERRCODE = 'PS404';
+	END IF;
+	RETURN paas.service_json(s) || jsonb_build_object(
+		-- the original's relation: the newest 100 (_count has them all)
+		'subscriptions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+								'id', x.id, 'status', x.status, 'expiresAt', paas.iso(x.current_period_end),
+								'user', jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email))
+								ORDER BY x.created_at DESC, x.id), '[]')
+							FROM (SELECT * FROM paas.subscriptions WHERE service_id = s.id
+								   ORDER BY created_at DESC, id LIMIT 100) x
+							JOIN paas.users u ON u.id = x.user_id),
+		'_count', paas.service_counts(s.id));
+END
+$function$
+;
+COMMENT ON FUNCTION api.services_admin_get(jsonb,jsonb) IS 'GET /services/admin/:id: every field of a service, active or not, its newest 100 subscriptions and _count';
+REVOKE ALL ON FUNCTION api.services_admin_get(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.services_admin_get(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.services_admin_get(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.services_admin_list(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	errs jsonb := '[]';
+	r jsonb;
+	pg jsonb;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	errs := paas.check_paging(errs, req);
+	errs := paas.check_text(errs, req, 'search', false, 1, 100);
+	errs := paas.check_enum(errs, req, 'category', false, paas.service_category_names());
+	errs := paas.check_enum(errs, req, 'status', false, ARRAY['active', 'inactive']);
+	errs := paas.check_bool(errs, req, 'isActive', false);
+	errs := paas.check_enum(errs, req, 'sortBy', false,
+		ARRAY['createdAt', 'updatedAt', 'name', 'displayName', 'category', 'monthlyPrice']);
+	errs := paas.check_enum(errs, req, 'sortOrder', false, ARRAY['asc', 'desc']);
+	PERFORM paas.raise_if_invalid(errs);
+
+	r := paas.services_page(req, false, 10);
+	pg := paas.pagination(req, (r ->> 'total')::bigint);
+	RETURN jsonb_build_object(
+		'data', jsonb_build_object('services', r -> 'rows', 'pagination', jsonb_build_object(
+			'currentPage', pg -> 'page', 'totalPages', pg -> 'totalPages',
+			'totalCount', pg -> 'total', 'hasNext', pg -> 'hasNext', 'hasPrev', pg -> 'hasPrev')),
+		'pagination', pg);
+END
+$function$
+;
+COMMENT ON FUNCTION api.services_admin_list(jsonb,jsonb) IS 'GET /services/admin: page, limit, search, category, status|isActive, sortBy, sortOrder';
+REVOKE ALL ON FUNCTION api.services_admin_list(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.services_admin_list(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.services_admin_list(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.services_admin_stats(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	r jsonb;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	SELECT jsonb_build_object(
+		'totalServices', count(*),
+		'activeServices', count(*) FILTER (WHERE is_active),
+		'inactiveServices', count(*) FILTER (WHERE NOT is_active),
+		'byStatus', jsonb_build_object('active', count(*) FILTER (WHERE is_active),
+									   'inactive', count(*) FILTER (WHERE NOT is_active)))
+	  INTO r
+	  FROM paas.services WHERE deleted_at IS NULL;
+	-- the original's subscription figures: every subscription, the active
+	-- ones (ACTIVE or GRACE: served and renewing), and the five services
+	-- with the most subscriptions
+	r := r || (SELECT jsonb_build_object('totalSubscriptions', count(*),
+										 'activeSubscriptions', count(*) FILTER (WHERE status IN ('ACTIVE', 'GRACE')))
+				 FROM paas.subscriptions)
+		   || jsonb_build_object('popularServices', (
+				SELECT coalesce(jsonb_agg(jsonb_build_object(
+						'id', p.id, 'name', p.name, 'displayName', p.display_name,
+						'_count', jsonb_build_object('subscriptions', p.n)) ORDER BY p.n DESC, p.name), '[]')
+				  FROM (SELECT v.id, v.name, v.display_name,
+							   (SELECT count(*) FROM paas.subscriptions x WHERE x.service_id = v.id) AS n
+						  FROM paas.services v WHERE v.deleted_at IS NULL
+						 ORDER BY n DESC, v.name LIMIT 5) p));
+	RETURN r || jsonb_build_object('byCategory', (
+		SELECT jsonb_agg(jsonb_build_object(
+				'name', c.name, 'displayName', c.display_name, 'total', coalesce(n.total, 0),
+				'active', coalesce(n.active, 0), 'inactive', coalesce(n.inactive, 0)) ORDER BY c.ord)
+		  FROM paas.service_categories() c
+		  LEFT JOIN (SELECT category, count(*) AS total,
+							count(*) FILTER (WHERE is_active) AS active,
+							count(*) FILTER (WHERE NOT is_active) AS inactive
+					   FROM paas.services WHERE deleted_at IS NULL
+					  GROUP BY category) n ON n.category = c.name));
+END
+$function$
+;
+COMMENT ON FUNCTION api.services_admin_stats(jsonb,jsonb) IS 'GET /services/admin/stats: service counts by status and by category, subscription totals, the five most subscribed services';
+REVOKE ALL ON FUNCTION api.services_admin_stats(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.services_admin_stats(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.services_admin_stats(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.services_create(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	s paas.services;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	-- the column defaults, then the request
+	s.category := 'other';
+	s.version := 'latest';
+	s.container_port := 80;
+	s.cpu_request_m := 250;
+	s.cpu_limit_m := 1000;
+	s.mem_request_mib := 512;
+	s.mem_limit_mib := 1024;
+	s.storage_gib := 1;
+	s.monthly_price := 0;
+	s.features := '[]';
+	s.environment_vars := '{}';
+	s.is_active := true;
+	s := paas.service_input(req, s, true);
+	s.name := req ->> 'name';
+	IF EXISTS (SELECT 1 FROM paas.services WHERE name = s.name AND deleted_at IS NULL) THEN
+		RAISE EXCEPTION 'Service with this name already exists' USING ERRCODE = 'PS409';
+	END IF;
+	BEGIN
+		INSERT INTO paas.services (name, display_name, description, category, version,
+			docker_image, container_port, cpu_request_m, cpu_limit_m, mem_request_mib,
+			mem_limit_mib, storage_gib, monthly_price, features, environment_vars, is_active)
+		VALUES (s.name, s.display_name, s.description, s.category, s.version,
+			s.docker_image, s.container_port, s.cpu_request_m, s.cpu_limit_m, s.mem_request_mib,
+			s.mem_limit_mib, s.storage_gib, s.monthly_price, s.features, s.environment_vars, s.is_active)
+		RETURNING * INTO s;
+	EXCEPTION WHEN unique_violation THEN
+		-- a concurrent create of the same slug won
+		RAISE EXCEPTION 'Service with this name already exists' USING ERRCODE = 'PS409';
+	END;
+	RETURN paas.service_json(s);
+END
+$function$
+;
+COMMENT ON FUNCTION api.services_create(jsonb,jsonb) IS 'POST /services: a catalog entry (slug unique among live services: PS409)';
+REVOKE ALL ON FUNCTION api.services_create(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.services_create(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.services_create(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.services_delete(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	s paas.services;
+	refs text[];
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	-- FOR UPDATE conflicts with the FOR KEY SHARE of a concurrent insert
+	-- referencing the row, so no reference can appear after the check.
+	s := paas.find_service(req ->> 'id');
+	refs := paas.service_references(s.id);
+	IF cardinality(refs) > 0 THEN
+		RAISE EXCEPTION 'Cannot delete a service that is still in use'
+			USING ERRCODE = 'PT409',
+				  DETAIL = format('referenced by rows of: %s', array_to_string(refs, ', '));
+	END IF;
+	UPDATE paas.services SET deleted_at = now(), is_active = false, updated_at = now()
+	 WHERE id = s.id
+	RETURNING * INTO s;
+	RETURN jsonb_build_object('id', s.id, 'name', s.name, 'displayName', s.display_name);
+END
+$function$
+;
+COMMENT ON FUNCTION api.services_delete(jsonb,jsonb) IS 'DELETE /services/:id: soft delete; PT409 while any row references the service';
+REVOKE ALL ON FUNCTION api.services_delete(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.services_delete(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.services_delete(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.services_get_by_name(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	s paas.services;
+BEGIN
+	SELECT * INTO s FROM paas.services
+	 WHERE name = lower(req ->> 'name') AND is_active AND deleted_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Service not found' USING ERRCODE = 'PS404';
+	END IF;
+	RETURN paas.service_public_json(s);
+END
+$function$
+;
+COMMENT ON FUNCTION api.services_get_by_name(jsonb,jsonb) IS 'GET /services/:name: an active service by slug (inactive or unknown: PS404)';
+REVOKE ALL ON FUNCTION api.services_get_by_name(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.services_get_by_name(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.services_get_by_name(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.services_list(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	errs jsonb := '[]';
+	r jsonb;
+	cat text := req ->> 'category';
+	lim int;
+	total bigint;
+	rows jsonb;
+BEGIN
+	req := paas.require_object(req);
+	errs := paas.check_paging(errs, req);
+	errs := paas.check_text(errs, req, 'search', false, 1, 100);
+	errs := paas.check_enum(errs, req, 'category', false, paas.service_category_names());
+	PERFORM paas.raise_if_invalid(errs);
+	-- Clients of the original got the whole catalog: the default page is
+	-- the largest one.
+	IF req ->> 'search' IS NOT NULL THEN
+		r := paas.services_page(req, true, 100);
+		RETURN jsonb_build_object('data', r -> 'rows',
+								  'pagination', paas.pagination(req, (r ->> 'total')::bigint, 100));
+	END IF;
+	-- The hot path (the catalog page): static SQL with a cached plan, a
+	-- third of the cost of the dynamic query of paas.services_page.
+	lim := coalesce((req ->> 'limit')::int, 100);
+	SELECT count(*) INTO total FROM paas.services s
+	 WHERE s.is_active AND s.deleted_at IS NULL AND (cat IS NULL OR s.category = cat);
+	SELECT coalesce(jsonb_agg(paas.service_public_json(p.s) ORDER BY (p.s).display_name, (p.s).id), '[]')
+	  INTO rows
+	  FROM (SELECT s FROM paas.services s
+			 WHERE s.is_active AND s.deleted_at IS NULL AND (cat IS NULL OR s.category = cat)
+			 ORDER BY s.display_name, s.id
+			 LIMIT lim OFFSET (coalesce((req ->> 'page')::int, 1) - 1) * lim) p;
+	RETURN jsonb_build_object('data', rows, 'pagination', paas.pagination(req, total, 100));
+END
+$function$
+;
+COMMENT ON FUNCTION api.services_list(jsonb,jsonb) IS 'GET /services: active services by display name; category, search, page, limit (default 100)';
+REVOKE ALL ON FUNCTION api.services_list(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.services_list(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.services_list(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.services_toggle_status(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	s paas.services;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	s := paas.find_service(req ->> 'id');
+	UPDATE paas.services SET is_active = NOT is_active, updated_at = now()
+	 WHERE id = s.id
+	RETURNING * INTO s;
+	RETURN paas.service_json(s);
+END
+$function$
+;
+COMMENT ON FUNCTION api.services_toggle_status(jsonb,jsonb) IS 'PATCH /services/:id/toggle-status: active <-> inactive';
+REVOKE ALL ON FUNCTION api.services_toggle_status(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.services_toggle_status(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.services_toggle_status(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.services_update(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	s paas.services;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	s := paas.find_service(req ->> 'id');
+	s := paas.service_input(req, s, false);
+	UPDATE paas.services
+	   SET display_name = s.display_name, description = s.description, category = s.category,
+		   version = s.version, docker_image = s.docker_image, container_port = s.container_port,
+		   cpu_request_m = s.cpu_request_m, cpu_limit_m = s.cpu_limit_m,
+		   mem_request_mib = s.mem_request_mib, mem_limit_mib = s.mem_limit_mib,
+		   storage_gib = s.storage_gib, monthly_price = s.monthly_price, features = s.features,
+		   environment_vars = s.environment_vars, is_active = s.is_active, updated_at = now()
+	 WHERE id = s.id
+	RETURNING * INTO s;
+	RETURN paas.service_json(s);
+END
+$function$
+;
+COMMENT ON FUNCTION api.services_update(jsonb,jsonb) IS 'PUT /services/:id: any field but the slug; a price change does not touch existing subscriptions';
+REVOKE ALL ON FUNCTION api.services_update(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.services_update(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.services_update(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.subscriptions_admin_get(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	s paas.subscriptions;
+	v paas.services;
+	o paas.users;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	SELECT * INTO s FROM paas.subscriptions WHERE id = paas.to_uuid(req ->> 'id');
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Subscription not found' USING ERRCODE = 'PT404';
+	END IF;
+	SELECT * INTO v FROM paas.services WHERE id = s.service_id;
+	SELECT * INTO o FROM paas.users WHERE id = s.user_id;
+	RETURN paas.subscription_json(s, v) || jsonb_build_object(
+		'user', jsonb_build_object('id', o.id, 'name', o.name, 'email', o.email),
+		'balance', paas.wallet_balance(s.user_id),
+		'charges', (SELECT coalesce(jsonb_agg(paas.subscription_charge_json(c) ORDER BY c.period_no DESC), '[]')
+					  FROM paas.subscription_charges c WHERE c.subscription_id = s.id),
+		'events', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+						'event', e.event, 'from', e.from_status, 'to', e.to_status,
+						'actorId', e.actor_id, 'reason', e.reason,
+						'createdAt', paas.iso(e.created_at)) ORDER BY e.id), '[]')
+					 FROM paas.subscription_events e WHERE e.subscription_id = s.id));
+END
+$function$
+;
+COMMENT ON FUNCTION api.subscriptions_admin_get(jsonb,jsonb) IS 'GET /admin/subscriptions/:id: any subscription with its owner, charges and status history';
+REVOKE ALL ON FUNCTION api.subscriptions_admin_get(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.subscriptions_admin_get(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.subscriptions_admin_get(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.subscriptions_admin_list(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	uid uuid;
+	r jsonb;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	PERFORM paas.raise_if_invalid(paas.check_subscription_filters('[]', req));
+	IF req ->> 'userId' IS NOT NULL THEN
+		SELECT id INTO uid FROM paas.users WHERE id = paas.to_uuid(req ->> 'userId');
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'User not found' USING ERRCODE = 'PT404';
+		END IF;
+	END IF;
+	r := paas.subscriptions_page(req, uid, 20);
+	RETURN jsonb_build_object('data', r -> 'rows',
+							  'pagination', paas.pagination(req, (r ->> 'total')::bigint, 20));
+END
+$function$
+;
+COMMENT ON FUNCTION api.subscriptions_admin_list(jsonb,jsonb) IS 'GET /admin/subscriptions and /admin/subscriptions/users/:userId: userId, status, serviceId, page, limit';
+REVOKE ALL ON FUNCTION api.subscriptions_admin_list(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.subscriptions_admin_list(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.subscriptions_admin_list(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.subscriptions_admin_notices(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	errs jsonb := '[]';
+	lim int;
+	total bigint;
+	rows jsonb;
+	k text;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	errs := paas.check_paging(errs, req);
+	errs := paas.check_enum(errs, req, 'notice', false, ARRAY['expiring_soon', 'grace', 'suspended']);
+	PERFORM paas.raise_if_invalid(errs);
+	k := req ->> 'notice';
+	lim := coalesce((req ->> 'limit')::int, 20);
+	SELECT count(*) INTO total FROM reporting.subscription_notices n WHERE k IS NULL OR n.notice = k;
+	SELECT coalesce(jsonb_agg(jsonb_build_object(
+				'notice', n.notice, 'subscriptionId', n.subscription_id,
+				'user', jsonb_build_object('id', n.user_id, 'email', n.user_email, 'name', n.user_name),
+				'service', jsonb_build_object('id', n.service_id, 'name', n.service_name,
+											  'displayName', n.service_display_name),
+				'status', n.status, 'price', n.price, 'balance', n.wallet_balance,
+				'currentPeriodEnd', paas.iso(n.current_period_end),
+				'graceUntil', paas.iso(n.grace_until), 'suspendedAt', paas.iso(n.suspended_at),
+				'dueAt', paas.iso(n.due_at)) ORDER BY n.due_at, n.subscription_id), '[]')
+	  INTO rows
+	  FROM (SELECT * FROM reporting.subscription_notices x
+			 WHERE k IS NULL OR x.notice = k
+			 ORDER BY x.due_at, x.subscription_id
+			 LIMIT lim OFFSET (coalesce((req ->> 'page')::int, 1) - 1) * lim) n;
+	RETURN jsonb_build_object('data', rows, 'pagination', paas.pagination(req, total, 20));
+END
+$function$
+;
+COMMENT ON FUNCTION api.subscriptions_admin_notices(jsonb,jsonb) IS 'GET /admin/subscriptions/notices: expiring_soon, grace and suspended subscriptions; notice, page, limit';
+REVOKE ALL ON FUNCTION api.subscriptions_admin_notices(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.subscriptions_admin_notices(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.subscriptions_admin_notices(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.subscriptions_admin_set_status(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	adm paas.users := paas.require_admin(ctx);
+	errs jsonb := '[]';
+	s paas.subscriptions;
+	v paas.services;
+	prev text;
+	ev text;
+BEGIN
+	req := paas.require_object(req);
+	errs := paas.check_enum(errs, req, 'status', true, ARRAY['ACTIVE', 'SUSPENDED', 'CANCELLED', 'EXPIRED']);
+	errs := paas.check_text(errs, req, 'reason', true, 3, 500);
+	s := paas.subscription_of(NULL, req ->> 'id');
+	PERFORM paas.raise_if_invalid(errs);
+	prev := s.status;
+	ev := CASE req ->> 'status' WHEN 'ACTIVE' THEN 'activate' WHEN 'SUSPENDED' THEN 'suspend'
+							   WHEN 'CANCELLED' THEN 'cancel' ELSE 'expire' END;
+	s.status := paas.subscription_transition(s.status, ev);
+	BEGIN
+		UPDATE paas.subscriptions
+		   SET status = s.status,
+			   grace_until = NULL,
+			   cancelled_at = CASE s.status WHEN 'CANCELLED' THEN coalesce(cancelled_at, now())
+							  WHEN 'ACTIVE' THEN NULL ELSE cancelled_at END,
+			   suspended_at = CASE s.status WHEN 'SUSPENDED' THEN coalesce(suspended_at, now())
+							  WHEN 'ACTIVE' THEN NULL ELSE suspended_at END,
+			   ended_at = CASE s.status WHEN 'EXPIRED' THEN coalesce(ended_at, now()) END,
+			   status_reason = req ->> 'reason', updated_at = now()
+		 WHERE id = s.id
+		RETURNING * INTO s;
+	EXCEPTION WHEN unique_violation THEN
+		RAISE EXCEPTION 'The user has another live subscription to this service'
+			USING ERRCODE = 'PT409';
+	END;
+	PERFORM paas.subscription_log(s.id, 'admin_' || ev, prev, s.status, adm.id, req ->> 'reason');
+	SELECT * INTO v FROM paas.services WHERE id = s.service_id;
+	RETURN paas.subscription_json(s, v) || jsonb_build_object('previousStatus', prev);
+END
+$function$
+;
+COMMENT ON FUNCTION api.subscriptions_admin_set_status(jsonb,jsonb) IS 'PUT /admin/subscriptions/:id/status {status: ACTIVE|SUSPENDED|CANCELLED|EXPIRED, reason}: through the status machine (PT409 when illegal), without any charge or refund';
+REVOKE ALL ON FUNCTION api.subscriptions_admin_set_status(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.subscriptions_admin_set_status(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.subscriptions_admin_set_status(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.subscriptions_admin_stats(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	r jsonb;
+	cfg paas.subscription_settings := paas.subscription_config();
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	SELECT jsonb_build_object(
+		'total', count(*),
+		'byStatus', jsonb_build_object(
+			'ACTIVE', count(*) FILTER (WHERE status = 'ACTIVE'),
+			'GRACE', count(*) FILTER (WHERE status = 'GRACE'),
+			'SUSPENDED', count(*) FILTER (WHERE status = 'SUSPENDED'),
+			'CANCELLED', count(*) FILTER (WHERE status = 'CANCELLED'),
+			'EXPIRED', count(*) FILTER (WHERE status = 'EXPIRED')),
+		'monthlyRecurringRevenue', coalesce(sum(price) FILTER (WHERE status IN ('ACTIVE', 'GRACE')), 0),
+		'dueNow', count(*) FILTER (WHERE status IN ('ACTIVE', 'GRACE', 'CANCELLED')
+										 AND current_period_end <= now()),
+		'renewingWithin', jsonb_build_object(
+			'window', cfg.expiring_within::text,
+			'count', count(*) FILTER (WHERE status = 'ACTIVE'
+										   AND current_period_end <= now() + cfg.expiring_within)),
+		'gracePeriod', cfg.grace_period::text,
+		'currency', 'IDR')
+	  INTO r
+	  FROM paas.subscriptions;
+	RETURN r || jsonb_build_object(
+		'chargesLast30Days', (SELECT jsonb_build_object('count', count(*), 'amount', coalesce(sum(amount), 0))
+								FROM paas.subscription_charges
+							   WHERE created_at >= now() - interval '30 days'),
+		-- the subscription counts the catalog's own statistics leave out
+		'byService', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+							'serviceId', v.id, 'name', v.name, 'displayName', v.display_name,
+							'live', n.live, 'active', n.active, 'total', n.total,
+							'monthlyRecurringRevenue', n.mrr) ORDER BY n.live DESC, v.name), '[]')
+						FROM (SELECT service_id, count(*) AS total,
+									 count(*) FILTER (WHERE status <> 'EXPIRED') AS live,
+									 count(*) FILTER (WHERE status IN ('ACTIVE', 'GRACE')) AS active,
+									 coalesce(sum(price) FILTER (WHERE status IN ('ACTIVE', 'GRACE')), 0) AS mrr
+								FROM paas.subscriptions GROUP BY service_id) n
+						JOIN paas.services v ON v.id = n.service_id));
+END
+$function$
+;
+COMMENT ON FUNCTION api.subscriptions_admin_stats(jsonb,jsonb) IS 'GET /admin/subscriptions/stats: counts by status and by service, recurring revenue, due now, charges of 30 days';
+REVOKE ALL ON FUNCTION api.subscriptions_admin_stats(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.subscriptions_admin_stats(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.subscriptions_admin_stats(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.subscriptions_cancel(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	s paas.subscriptions := paas.subscription_of(u.id, req ->> 'id');
+	v paas.services;
+	prev text := s.status;
+BEGIN
+	req := paas.require_object(req);
+	PERFORM paas.raise_if_invalid(paas.check_text('[]', req, 'reason', false, 0, 500));
+	s.status := paas.subscription_transition(s.status, 'cancel');
+	UPDATE paas.subscriptions
+	   SET status = s.status, cancelled_at = now(), grace_until = NULL,
+		   status_reason = req ->> 'reason', updated_at = now()
+	 WHERE id = s.id
+	RETURNING * INTO s;
+	PERFORM paas.subscription_log(s.id, 'cancel', prev, s.status, u.id, req ->> 'reason');
+	SELECT * INTO v FROM paas.services WHERE id = s.service_id;
+	RETURN paas.subscription_json(s, v) || jsonb_build_object(
+		'accessUntil', paas.iso(greatest(s.current_period_end, now())), 'refund', 0);
+END
+$function$
+;
+COMMENT ON FUNCTION api.subscriptions_cancel(jsonb,jsonb) IS 'DELETE /subscriptions/:id: cancels at the end of the paid period, no refund; PT409 when already cancelled or ended';
+REVOKE ALL ON FUNCTION api.subscriptions_cancel(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.subscriptions_cancel(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.subscriptions_cancel(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.subscriptions_create(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	errs jsonb := '[]';
+	key text := ctx ->> 'idempotencyKey';
+	sid uuid;
+	s paas.subscriptions;
+	v paas.services;
+	paid jsonb;
+	prior jsonb := paas.outcome_claim('api.subscriptions_create', req, ctx);
+BEGIN
+	IF prior IS NOT NULL THEN
+		RETURN prior || jsonb_build_object('replayed', true);
+	END IF;
+	req := paas.require_object(req);
+	errs := paas.check_text(errs, req, 'serviceId', true, 1, 64);
+	PERFORM paas.raise_if_invalid(errs);
+	-- an id that cannot exist finds no service (404), like an unknown one
+	sid := paas.filter_id(req ->> 'serviceId');
+
+	-- A retried request answers the subscription it created.
+	IF key IS NOT NULL THEN
+		SELECT * INTO s FROM paas.subscriptions WHERE user_id = u.id AND idempotency_key = key;
+		IF FOUND THEN
+			IF s.service_id <> sid THEN
+				RAISE EXCEPTION 'Idempotency-Key was already used for another request'
+					USING ERRCODE = 'PT409';
+			END IF;
+			SELECT * INTO v FROM paas.services WHERE id = s.service_id;
+			RETURN paas.outcome_save(ctx, paas.subscription_json(s, v) || jsonb_build_object('replayed', true,
+				'charge', (SELECT paas.subscription_charge_json(c) FROM paas.subscription_charges c
+							WHERE c.subscription_id = s.id AND c.period_no = 1)));
+		END IF;
+	END IF;
+
+	-- The catalog's DELETE locks the row FOR UPDATE: it cannot run between
+	-- this check and the insert that references the service.
+	SELECT * INTO v FROM paas.services WHERE id = sid FOR KEY SHARE;
+	IF NOT FOUND OR v.deleted_at IS NOT NULL OR NOT v.is_active THEN
+		RAISE EXCEPTION 'Service not found or inactive' USING ERRCODE = 'PT404';
+	END IF;
+	IF EXISTS (SELECT 1 FROM paas.subscriptions x
+				WHERE x.user_id = u.id AND x.service_id = v.id AND x.status <> 'EXPIRED'
+				  AND (key IS NULL OR x.idempotency_key IS DISTINCT FROM key)) THEN
+		RAISE EXCEPTION 'You already have a subscription to this service'
+			USING ERRCODE = 'PT409',
+				  HINT = 'Renew the existing subscription instead (PUT /subscriptions/:id/renew).';
+	END IF;
+
+	BEGIN
+		INSERT INTO paas.subscriptions (user_id, service_id, price, anchor_at, current_period_start,
+										current_period_end, idempotency_key)
+		VALUES (u.id, v.id, v.monthly_price, now(), now(), paas.subscription_bound(now(), 1), key)
+		ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+		RETURNING * INTO s;
+	EXCEPTION WHEN unique_violation THEN
+		-- A concurrent request subscribed first.  With this key it is a
+		-- double submit (its row reached the live index before the key
+		-- index): answer it below; with another key it is a conflict.
+		IF key IS NULL OR NOT EXISTS (SELECT 1 FROM paas.subscriptions x
+									   WHERE x.user_id = u.id AND x.idempotency_key = key) THEN
+			RAISE EXCEPTION 'You already have a subscription to this service' USING ERRCODE = 'PT409';
+		END IF;
+	END;
+	IF s.id IS NULL THEN
+		-- a concurrent request with the same key won: answer its result
+		RETURN api.subscriptions_create(req, ctx);
+	END IF;
+
+	paid := paas.subscription_charge(s, v, 'purchase', 'subscription_charge', NULL);
+	PERFORM paas.subscription_log(s.id, 'create', NULL, s.status, u.id, NULL);
+	RETURN paas.outcome_save(ctx, paas.subscription_json(s, v) || jsonb_build_object('replayed', false) || paid);
+END
+$function$
+;
+COMMENT ON FUNCTION api.subscriptions_create(jsonb,jsonb) IS 'POST /subscriptions {serviceId}: charges the first month from the wallet and invoices it; PT404 unknown or inactive service, PT409 live subscription exists, PT402 wallet short; ctx.idempotencyKey makes a retry answer the first subscription';
+REVOKE ALL ON FUNCTION api.subscriptions_create(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.subscriptions_create(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.subscriptions_create(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.subscriptions_get(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	s paas.subscriptions;
+	v paas.services;
+BEGIN
+	SELECT * INTO s FROM paas.subscriptions
+	 WHERE id = paas.to_uuid(req ->> 'id') AND user_id = u.id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Subscription not found' USING ERRCODE = 'PT404';
+	END IF;
+	SELECT * INTO v FROM paas.services WHERE id = s.service_id;
+	RETURN paas.subscription_json(s, v) || jsonb_build_object(
+		'charges', (SELECT coalesce(jsonb_agg(paas.subscription_charge_json(c) ORDER BY c.period_no DESC), '[]')
+					  FROM paas.subscription_charges c WHERE c.subscription_id = s.id));
+END
+$function$
+;
+COMMENT ON FUNCTION api.subscriptions_get(jsonb,jsonb) IS 'GET /subscriptions/:id: one of the caller''s subscriptions with its paid periods';
+REVOKE ALL ON FUNCTION api.subscriptions_get(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.subscriptions_get(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.subscriptions_get(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.subscriptions_list(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	r jsonb;
+BEGIN
+	req := paas.require_object(req);
+	PERFORM paas.raise_if_invalid(paas.check_subscription_filters('[]', req));
+	r := paas.subscriptions_page(req, u.id, 10);
+	RETURN jsonb_build_object('data', r -> 'rows',
+							  'pagination', paas.pagination(req, (r ->> 'total')::bigint));
+END
+$function$
+;
+COMMENT ON FUNCTION api.subscriptions_list(jsonb,jsonb) IS 'GET /subscriptions: the caller''s subscriptions, newest first; status, serviceId, page, limit';
+REVOKE ALL ON FUNCTION api.subscriptions_list(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.subscriptions_list(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.subscriptions_list(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.subscriptions_renew(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	key text := ctx ->> 'idempotencyKey';
+	prior jsonb := paas.outcome_claim('api.subscriptions_renew', req, ctx);
+	s paas.subscriptions;
+	v paas.services;
+	old paas.subscriptions;
+	revive boolean;
+	paid jsonb;
+BEGIN
+	IF prior IS NOT NULL THEN
+		RETURN prior || jsonb_build_object('replayed', true);
+	END IF;
+	s := paas.subscription_of(u.id, req ->> 'id');
+	SELECT * INTO v FROM paas.services WHERE id = s.service_id;
+	IF key IS NOT NULL AND EXISTS (SELECT 1 FROM paas.subscription_charges c
+									WHERE c.subscription_id = s.id AND c.idempotency_key = key) THEN
+		RETURN paas.outcome_save(ctx, paas.subscription_json(s, v) || jsonb_build_object('replayed', true,
+			'charge', (SELECT paas.subscription_charge_json(c) FROM paas.subscription_charges c
+						WHERE c.subscription_id = s.id AND c.idempotency_key = key)));
+	END IF;
+
+	old := s;
+	revive := s.status IN ('SUSPENDED', 'EXPIRED')
+			  OR (s.status = 'CANCELLED' AND s.current_period_end <= now());
+	IF revive AND (v.deleted_at IS NOT NULL OR NOT v.is_active) THEN
+		RAISE EXCEPTION 'Service is no longer available' USING ERRCODE = 'PT409';
+	END IF;
+	s.status := paas.subscription_transition(s.status, 'renew');
+	s.period_no := s.period_no + 1;
+	IF revive THEN
+		s.price := v.monthly_price;
+		s.anchor_at := now();
+		s.anchor_period := s.period_no;
+		s.current_period_start := now();
+	ELSE
+		s.current_period_start := s.current_period_end;
+	END IF;
+	s.current_period_end := paas.subscription_bound(s.anchor_at, s.period_no - s.anchor_period + 1);
+	s.grace_until := NULL;
+	s.cancelled_at := NULL;
+	s.suspended_at := NULL;
+	s.ended_at := NULL;
+	s.status_reason := NULL;
+	s.updated_at := now();
+	BEGIN
+		UPDATE paas.subscriptions
+		   SET status = s.status, price = s.price, period_no = s.period_no, anchor_at = s.anchor_at,
+			   anchor_period = s.anchor_period, current_period_start = s.current_period_start,
+			   current_period_end = s.current_period_end, grace_until = NULL, cancelled_at = NULL,
+			   suspended_at = NULL, ended_at = NULL, status_reason = NULL, updated_at = now()
+		 WHERE id = s.id;
+	EXCEPTION WHEN unique_violation THEN
+		RAISE EXCEPTION 'You already have another subscription to this service'
+			USING ERRCODE = 'PT409';
+	END;
+	paid := paas.subscription_charge(s, v, CASE WHEN revive THEN 'revival' ELSE 'manual_renewal' END,
+									 'subscription_renewal', key);
+	IF old.status <> s.status THEN
+		PERFORM paas.subscription_log(s.id, 'renew', old.status, s.status, u.id,
+									  CASE WHEN revive THEN 'revived by the owner' ELSE 'renewed by the owner' END);
+	END IF;
+	RETURN paas.outcome_save(ctx, paas.subscription_json(s, v) || jsonb_build_object('replayed', false) || paid);
+END
+$function$
+;
+COMMENT ON FUNCTION api.subscriptions_renew(jsonb,jsonb) IS 'PUT /subscriptions/:id/renew: pays one more period now (revives SUSPENDED/EXPIRED at the list price); PT402 wallet short, PT404 not the caller''s; ctx.idempotencyKey makes a retry charge nothing';
+REVOKE ALL ON FUNCTION api.subscriptions_renew(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.subscriptions_renew(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.subscriptions_renew(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.subscriptions_renewals_job(runs integer DEFAULT 10)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	lim integer := least(greatest(coalesce(runs, 10), 0), 1000);
+	cj jsonb := paas.cron_job('renewals');
+	cron_runs jsonb;
+BEGIN
+	IF cj IS NOT NULL AND to_regclass('cron.job_run_details') IS NOT NULL THEN
+		EXECUTE $q$SELECT coalesce(jsonb_agg(jsonb_build_object(
+						'runId', d.runid, 'status', d.status, 'returnMessage', d.return_message,
+						'startedAt', paas.iso(d.start_time), 'finishedAt', paas.iso(d.end_time))
+						ORDER BY d.runid DESC), '[]')
+					 FROM (SELECT * FROM cron.job_run_details WHERE jobid = $1
+							ORDER BY runid DESC LIMIT $2) d$q$
+		   INTO cron_runs USING (cj ->> 'jobId')::bigint, lim;
+	END IF;
+	RETURN jsonb_build_object(
+		'job', cj,
+		'enabled', (SELECT j.enabled FROM paas.job j WHERE j.name = 'renewals'),
+		'cronRuns', coalesce(cron_runs, '[]'),
+		'runs', (SELECT coalesce(jsonb_agg(paas.job_run_json(r) ORDER BY r.id DESC), '[]')
+				   FROM (SELECT * FROM paas.job_run r0 WHERE r0.job = 'renewals'
+						  ORDER BY r0.id DESC LIMIT lim) r));
+END
+$function$
+;
+COMMENT ON FUNCTION api.subscriptions_renewals_job(integer) IS 'DBA: the pg_cron job paas-renewals (NULL when not scheduled), whether paas.job renewals is enabled, the last runs as pg_cron recorded them (cronRuns) and their outcomes (runs, from paas.job_run)';
+REVOKE ALL ON FUNCTION api.subscriptions_renewals_job(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.subscriptions_renewals_job(integer) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.subscriptions_schedule_renewals(schedule text DEFAULT '*/5 * * * *'::text)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	job bigint;
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
+		RAISE EXCEPTION 'pg_cron is not installed in this database'
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'CREATE EXTENSION pg_cron (cron.database_name must name this database).';
+	END IF;
+	-- cron.schedule with a job name replaces that job: calling this again
+	-- changes the schedule and never adds a second job.
+	EXECUTE 'SELECT cron.schedule($1, $2, $3)' INTO job
+	  USING 'paas-renewals', coalesce(schedule, '*/5 * * * *'), 'SELECT api.run_renewals()';
+	RETURN jsonb_build_object('jobId', job, 'jobName', 'paas-renewals',
+							  'schedule', coalesce(schedule, '*/5 * * * *'),
+							  'command', 'SELECT api.run_renewals()', 'runsAs', current_user);
+END
+$function$
+;
+COMMENT ON FUNCTION api.subscriptions_schedule_renewals(text) IS 'DBA: schedules (or reschedules) the pg_cron job paas-renewals running api.run_renewals(), default every 5 minutes; the job runs as the function owner';
+REVOKE ALL ON FUNCTION api.subscriptions_schedule_renewals(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.subscriptions_schedule_renewals(text) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.subscriptions_stats(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	r jsonb;
+	bal bigint := paas.wallet_balance(u.id);
+BEGIN
+	SELECT jsonb_build_object(
+		'total', count(*),
+		'activeCount', count(*) FILTER (WHERE status IN ('ACTIVE', 'GRACE')),
+		'byStatus', jsonb_build_object(
+			'ACTIVE', count(*) FILTER (WHERE status = 'ACTIVE'),
+			'GRACE', count(*) FILTER (WHERE status = 'GRACE'),
+			'SUSPENDED', count(*) FILTER (WHERE status = 'SUSPENDED'),
+			'CANCELLED', count(*) FILTER (WHERE status = 'CANCELLED'),
+			'EXPIRED', count(*) FILTER (WHERE status = 'EXPIRED')),
+		'monthlySpend', coalesce(sum(price) FILTER (WHERE status IN ('ACTIVE', 'GRACE')), 0),
+		'currency', 'IDR',
+		'balance', bal)
+	  INTO r
+	  FROM paas.subscriptions WHERE user_id = u.id;
+	RETURN r || jsonb_build_object(
+		'balanceCoversNextRenewals', bal >= (r ->> 'monthlySpend')::bigint,
+		'totalSpent', (SELECT coalesce(sum(c.amount), 0) FROM paas.subscription_charges c
+						JOIN paas.subscriptions s ON s.id = c.subscription_id
+					   WHERE s.user_id = u.id),
+		'nextRenewals', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+								'subscriptionId', s.id, 'serviceId', v.id, 'serviceName', v.name,
+								'displayName', v.display_name, 'status', s.status,
+								'renewsAt', paas.iso(s.current_period_end), 'amount', s.price)
+								ORDER BY s.current_period_end, s.id), '[]')
+						   FROM (SELECT * FROM paas.subscriptions x
+								  WHERE x.user_id = u.id AND x.status IN ('ACTIVE', 'GRACE')
+								  ORDER BY x.current_period_end, x.id LIMIT 5) s
+						   JOIN paas.services v ON v.id = s.service_id));
+END
+$function$
+;
+COMMENT ON FUNCTION api.subscriptions_stats(jsonb,jsonb) IS 'GET /subscriptions/stats: counts by status, monthly spend, balance, the next 5 renewals';
+REVOKE ALL ON FUNCTION api.subscriptions_stats(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.subscriptions_stats(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.subscriptions_stats(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.users_bulk(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	admin paas.users := paas.require_admin(ctx);
+	errs jsonb := '[]';
+	ids uuid[];
+	missing jsonb;
+	act text;
+	n integer;
+BEGIN
+	req := paas.require_object(req);
+	errs := paas.check_enum(errs, req, 'action', true, ARRAY['activate', 'deactivate', 'delete', 'set-role']);
+	IF jsonb_typeof(req -> 'ids') IS DISTINCT FROM 'array' OR jsonb_array_length(req -> 'ids') = 0 THEN
+		errs := paas.add_err(errs, 'ids', 'ids must be a non-empty array');
+	ELSIF jsonb_array_length(req -> 'ids') > 1000 THEN
+		errs := paas.add_err(errs, 'ids', 'ids must hold at most 1000 entries');
+	ELSIF EXISTS (SELECT 1 FROM jsonb_array_elements(req -> 'ids') e WHERE jsonb_typeof(e) <> 'string') THEN
+		errs := paas.add_err(errs, 'ids', 'ids must be user ids (strings)');
+	END IF;
+	IF req ->> 'action' = 'set-role' THEN
+		errs := paas.check_enum(errs, req, 'role', true, ARRAY['USER', 'ADMINISTRATOR']);
+	END IF;
+	PERFORM paas.raise_if_invalid(errs);
+
+	act := req ->> 'action';
+	IF act <> 'activate' THEN
+		PERFORM paas.lock_admins(admin);
+	END IF;
+	-- an id that cannot be one is missing like any unknown id (404)
+	SELECT array_agg(DISTINCT paas.to_uuid(e #>> '{}')) FILTER (WHERE paas.to_uuid(e #>> '{}') IS NOT NULL)
+	  INTO ids FROM jsonb_array_elements(req -> 'ids') e;
+	PERFORM 1 FROM paas.users WHERE id = ANY (ids) AND deleted_at IS NULL ORDER BY id FOR UPDATE;
+	SELECT jsonb_agg(DISTINCT e #>> '{}') INTO missing FROM jsonb_array_elements(req -> 'ids') e
+	 WHERE NOT EXISTS (SELECT 1 FROM paas.users u
+						WHERE u.id = paas.to_uuid(e #>> '{}') AND u.deleted_at IS NULL);
+	IF missing IS NOT NULL THEN
+		RAISE EXCEPTION 'Some users were not found; nothing was changed'
+			USING ERRCODE = 'PU404', DETAIL = (SELECT jsonb_agg(jsonb_build_object('field', 'ids', 'message', m #>> '{}'))
+											   FROM jsonb_array_elements(missing) m)::text;
+	END IF;
+	IF admin.id = ANY (ids) THEN
+		PERFORM paas.guard_self(admin, admin.id, act = 'deactivate',
+								CASE WHEN act = 'set-role' THEN req ->> 'role' END, act = 'delete');
+	END IF;
+
+	UPDATE paas.users
+	   SET is_active = CASE act WHEN 'activate' THEN true WHEN 'deactivate' THEN false
+							   WHEN 'delete' THEN false ELSE is_active END,
+		   deleted_at = CASE WHEN act = 'delete' THEN now() ELSE deleted_at END,
+		   role = CASE WHEN act = 'set-role' THEN req ->> 'role' ELSE role END,
+		   updated_at = now()
+	 WHERE id = ANY (ids);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	IF act <> 'activate' THEN
+		PERFORM paas.check_admin_left();
+	END IF;
+	IF act IN ('deactivate', 'delete') THEN
+		UPDATE paas.sessions SET revoked_at = now(), revoke_reason = 'bulk ' || act
+		 WHERE user_id = ANY (ids) AND revoked_at IS NULL;
+		PERFORM paas.subscriptions_cancel_for_users(ids, format('account %s by an administrator (bulk)',
+			CASE act WHEN 'delete' THEN 'deleted' ELSE 'deactivated' END), admin.id);
+	END IF;
+	RETURN jsonb_build_object('action', act, 'affected', n);
+END
+$function$
+;
+COMMENT ON FUNCTION api.users_bulk(jsonb,jsonb) IS 'POST /users/bulk: activate | deactivate | delete | set-role over ids, all or nothing';
+REVOKE ALL ON FUNCTION api.users_bulk(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.users_bulk(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.users_bulk(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.users_create(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	errs jsonb := '[]';
+	u paas.users;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	errs := paas.check_text(errs, req, 'name', true, 2, 100);
+	errs := paas.check_email(errs, req, 'email', true);
+	errs := paas.check_password(errs, req, 'password');
+	errs := paas.check_enum(errs, req, 'role', false, ARRAY['USER', 'ADMINISTRATOR']);
+	errs := paas.check_bool(errs, req, 'isActive', false);
+	PERFORM paas.raise_if_invalid(errs);
+	IF paas.email_taken(req ->> 'email') THEN
+		RAISE EXCEPTION 'User with this email already exists' USING ERRCODE = 'PU409';
+	END IF;
+	INSERT INTO paas.users (email, name, password_hash, role, is_active)
+	VALUES (req ->> 'email', btrim(req ->> 'name'), paas.hash_password(req ->> 'password'),
+			coalesce(req ->> 'role', 'USER'), coalesce((req ->> 'isActive')::boolean, true))
+	RETURNING * INTO u;
+	RETURN paas.user_json(u);
+END
+$function$
+;
+COMMENT ON FUNCTION api.users_create(jsonb,jsonb) IS 'POST /users: an account of any role';
+REVOKE ALL ON FUNCTION api.users_create(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.users_create(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.users_create(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.users_delete(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	admin paas.users := paas.require_admin(ctx);
+	u paas.users;
+BEGIN
+	PERFORM paas.lock_admins(admin);
+	u := paas.find_user(req ->> 'id');
+	PERFORM paas.guard_self(admin, u.id, false, NULL, true);
+	UPDATE paas.users SET deleted_at = now(), is_active = false, updated_at = now()
+	 WHERE id = u.id
+	RETURNING * INTO u;
+	PERFORM paas.check_admin_left();
+	PERFORM paas.revoke_sessions(u.id, 'deleted by an administrator');
+	PERFORM paas.subscriptions_cancel_for_users(ARRAY[u.id], 'account deleted by an administrator', admin.id);
+	RETURN jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email, 'role', u.role);
+END
+$function$
+;
+COMMENT ON FUNCTION api.users_delete(jsonb,jsonb) IS 'DELETE /users/:id: soft delete (history is kept), sessions revoked';
+REVOKE ALL ON FUNCTION api.users_delete(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.users_delete(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.users_delete(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.users_get(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	u := paas.read_user(req ->> 'id');
+	RETURN paas.user_json(u) || jsonb_build_object(
+		'lastLoginAt', paas.iso(u.last_login_at),
+		'activeSessions', (SELECT count(*) FROM paas.sessions
+							WHERE user_id = u.id AND revoked_at IS NULL AND expires_at > now()),
+		-- the original's relation: the newest 100 (_count has them all)
+		'subscriptions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+								'id', x.id, 'status', x.status, 'expiresAt', paas.iso(x.current_period_end),
+								'service', jsonb_build_object('id', v.id, 'name', v.name, 'displayName', v.display_name))
+								ORDER BY x.created_at DESC, x.id), '[]')
+							FROM (SELECT * FROM paas.subscriptions WHERE user_id = u.id
+								   ORDER BY created_at DESC, id LIMIT 100) x
+							JOIN paas.services v ON v.id = x.service_id),
+		'_count', paas.user_counts(u.id));
+END
+$function$
+;
+COMMENT ON FUNCTION api.users_get(jsonb,jsonb) IS 'GET /users/:id: the account, its sessions, its newest 100 subscriptions and _count';
+REVOKE ALL ON FUNCTION api.users_get(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.users_get(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.users_get(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.users_list(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	errs jsonb := '[]';
+	lim int;
+	off int;
+	total bigint;
+	rows jsonb;
+	sort_col text;
+	sort_dir text;
+	search text;
+	pg jsonb;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	errs := paas.check_paging(errs, req);
+	errs := paas.check_text(errs, req, 'search', false, 1, 100);
+	errs := paas.check_enum(errs, req, 'role', false, ARRAY['USER', 'ADMINISTRATOR']);
+	errs := paas.check_bool(errs, req, 'isActive', false);
+	errs := paas.check_enum(errs, req, 'sortBy', false, ARRAY['createdAt', 'updatedAt', 'name', 'email', 'role']);
+	errs := paas.check_enum(errs, req, 'sortOrder', false, ARRAY['asc', 'desc']);
+	PERFORM paas.raise_if_invalid(errs);
+
+	lim := coalesce((req ->> 'limit')::int, 10);
+	off := (coalesce((req ->> 'page')::int, 1) - 1) * lim;
+	sort_col := CASE req ->> 'sortBy' WHEN 'updatedAt' THEN 'u.updated_at' WHEN 'name' THEN 'u.name'
+				WHEN 'email' THEN 'lower(u.email)' WHEN 'role' THEN 'u.role' ELSE 'u.created_at' END;
+	sort_dir := CASE WHEN req ->> 'sortOrder' = 'asc' THEN 'ASC' ELSE 'DESC' END;
+
+	search := replace(replace(replace(req ->> 'search', '\', '\\'), '%', '\%'), '_', '\_');
+	SELECT count(*) INTO total FROM paas.users u
+	 WHERE u.deleted_at IS NULL
+	   AND (search IS NULL OR (u.name || ' ' || u.email) ILIKE '%' || search || '%')
+	   AND (req ->> 'role' IS NULL OR u.role = req ->> 'role')
+	   AND (req ->> 'isActive' IS NULL OR u.is_active = (req ->> 'isActive')::boolean);
+
+	EXECUTE format($q$
+		SELECT coalesce(jsonb_agg(paas.user_json(s.u) || jsonb_build_object('_count', paas.user_counts((s.u).id))
+								  ORDER BY s.rn), '[]')
+		  FROM (SELECT u, row_number() OVER (ORDER BY %1$s %2$s, u.id) AS rn
+				  FROM paas.users u
+				 WHERE u.deleted_at IS NULL
+				   AND ($1 IS NULL OR (u.name || ' ' || u.email) ILIKE '%%' || $1 || '%%')
+				   AND ($2 IS NULL OR u.role = $2)
+				   AND ($3 IS NULL OR u.is_active = $3)
+				 ORDER BY %1$s %2$s, u.id
+				 LIMIT $4 OFFSET $5) s
+		$q$, sort_col, sort_dir)
+	INTO rows
+	USING search, req ->> 'role', (req ->> 'isActive')::boolean, lim, off;
+
+	pg := paas.pagination(req, total);
+	RETURN jsonb_build_object(
+		'data', jsonb_build_object('users', rows, 'pagination', jsonb_build_object(
+			'currentPage', pg -> 'page', 'totalPages', pg -> 'totalPages',
+			'totalCount', total, 'hasNext', pg -> 'hasNext', 'hasPrev', pg -> 'hasPrev')),
+		'pagination', pg);
+END
+$function$
+;
+COMMENT ON FUNCTION api.users_list(jsonb,jsonb) IS 'GET /users: page, limit, search, role, isActive, sortBy, sortOrder';
+REVOKE ALL ON FUNCTION api.users_list(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.users_list(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.users_list(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.users_set_password(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	errs jsonb := '[]';
+	u paas.users;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	errs := paas.check_password(errs, req, 'newPassword');
+	PERFORM paas.raise_if_invalid(errs);
+	u := paas.find_user(req ->> 'id');
+	UPDATE paas.users
+	   SET password_hash = paas.hash_password(req ->> 'newPassword'),
+		   password_changed_at = now(), updated_at = now()
+	 WHERE id = u.id
+	RETURNING * INTO u;
+	PERFORM paas.revoke_sessions(u.id, 'password reset by an administrator');
+	RETURN paas.user_json(u);
+END
+$function$
+;
+COMMENT ON FUNCTION api.users_set_password(jsonb,jsonb) IS 'PATCH /users/:id/password: sets a password and revokes the user''s sessions';
+REVOKE ALL ON FUNCTION api.users_set_password(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.users_set_password(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.users_set_password(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.users_stats(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	r jsonb;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	SELECT jsonb_build_object(
+		'totalUsers', count(*),
+		'activeUsers', count(*) FILTER (WHERE is_active),
+		'inactiveUsers', count(*) FILTER (WHERE NOT is_active),
+		'adminUsers', count(*) FILTER (WHERE role = 'ADMINISTRATOR'),
+		'regularUsers', count(*) FILTER (WHERE role = 'USER'),
+		'byRole', jsonb_build_object('USER', count(*) FILTER (WHERE role = 'USER'),
+									 'ADMINISTRATOR', count(*) FILTER (WHERE role = 'ADMINISTRATOR')),
+		'newLast7Days', count(*) FILTER (WHERE created_at > now() - interval '7 days'),
+		'newLast30Days', count(*) FILTER (WHERE created_at > now() - interval '30 days'))
+	  INTO r
+	  FROM paas.users WHERE deleted_at IS NULL;
+	RETURN r;
+END
+$function$
+;
+COMMENT ON FUNCTION api.users_stats(jsonb,jsonb) IS 'GET /users/stats: counts by role, state and age';
+REVOKE ALL ON FUNCTION api.users_stats(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.users_stats(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.users_stats(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.users_toggle_status(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	admin paas.users := paas.require_admin(ctx);
+	u paas.users;
+BEGIN
+	PERFORM paas.lock_admins(admin);
+	u := paas.find_user(req ->> 'id');
+	PERFORM paas.guard_self(admin, u.id, u.is_active, NULL, false);
+	UPDATE paas.users SET is_active = NOT is_active, updated_at = now()
+	 WHERE id = u.id
+	RETURNING * INTO u;
+	PERFORM paas.check_admin_left();
+	IF NOT u.is_active THEN
+		PERFORM paas.revoke_sessions(u.id, 'deactivated by an administrator');
+		PERFORM paas.subscriptions_cancel_for_users(ARRAY[u.id], 'account deactivated by an administrator', admin.id);
+	END IF;
+	RETURN paas.user_json(u);
+END
+$function$
+;
+COMMENT ON FUNCTION api.users_toggle_status(jsonb,jsonb) IS 'PATCH /users/:id/toggle-status';
+REVOKE ALL ON FUNCTION api.users_toggle_status(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.users_toggle_status(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.users_toggle_status(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.users_update(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	admin paas.users := paas.require_admin(ctx);
+	errs jsonb := '[]';
+	u paas.users;
+BEGIN
+	req := paas.require_object(req);
+	errs := paas.check_text(errs, req, 'name', false, 2, 100);
+	errs := paas.check_email(errs, req, 'email', false);
+	errs := paas.check_enum(errs, req, 'role', false, ARRAY['USER', 'ADMINISTRATOR']);
+	errs := paas.check_bool(errs, req, 'isActive', false);
+	IF NOT (req ?| ARRAY['name', 'email', 'role', 'isActive']) THEN
+		errs := paas.add_err(errs, '', 'at least one of name, email, role, isActive is required');
+	END IF;
+	PERFORM paas.raise_if_invalid(errs);
+	IF req ?| ARRAY['role', 'isActive'] THEN
+		PERFORM paas.lock_admins(admin);
+	END IF;
+	u := paas.find_user(req ->> 'id');
+	PERFORM paas.guard_self(admin, u.id, (req ->> 'isActive')::boolean IS FALSE, req ->> 'role', false);
+	IF req ? 'email' AND paas.email_taken(req ->> 'email', u.id) THEN
+		RAISE EXCEPTION 'Email already exists' USING ERRCODE = 'PE409';
+	END IF;
+	UPDATE paas.users
+	   SET name = coalesce(btrim(req ->> 'name'), name),
+		   email = coalesce(req ->> 'email', email),
+		   role = coalesce(req ->> 'role', role),
+		   is_active = coalesce((req ->> 'isActive')::boolean, is_active),
+		   updated_at = now()
+	 WHERE id = u.id
+	RETURNING * INTO u;
+	IF req ?| ARRAY['role', 'isActive'] THEN
+		PERFORM paas.check_admin_left();
+	END IF;
+	IF NOT u.is_active THEN
+		PERFORM paas.revoke_sessions(u.id, 'deactivated by an administrator');
+		PERFORM paas.subscriptions_cancel_for_users(ARRAY[u.id], 'account deactivated by an administrator', admin.id);
+	END IF;
+	RETURN paas.user_json(u);
+END
+$function$
+;
+COMMENT ON FUNCTION api.users_update(jsonb,jsonb) IS 'PUT /users/:id: name, email, role, isActive';
+REVOKE ALL ON FUNCTION api.users_update(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.users_update(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.users_update(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.workers_create(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	errs jsonb := '[]';
+	n paas.nodes;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	errs := paas.node_check(errs, req, true);
+	errs := paas.check_enum(errs, req, 'status', false, ARRAY['ACTIVE', 'INACTIVE', 'MAINTENANCE', 'PENDING', 'NOT_READY']);
+	errs := paas.check_bool(errs, req, 'isReady', false);
+	errs := paas.check_bool(errs, req, 'isSchedulable', false);
+	PERFORM paas.raise_if_invalid(errs);
+	IF EXISTS (SELECT 1 FROM paas.nodes WHERE name = req ->> 'name') THEN
+		RAISE EXCEPTION 'Worker node with this name already exists' USING ERRCODE = 'PW409';
+	END IF;
+	PERFORM paas.node_hostname_taken(req ->> 'hostname', NULL);
+	INSERT INTO paas.nodes (name, hostname, ip_address, cpu_cores, cpu_architecture, total_memory, total_storage,
+							status, is_ready, cordoned)
+	VALUES (req ->> 'name', req ->> 'hostname', (req ->> 'ipAddress')::inet, 1, '', '0', '0',
+			coalesce(req ->> 'status', 'PENDING'), coalesce((req ->> 'isReady')::boolean, false),
+			NOT coalesce((req ->> 'isSchedulable')::boolean, true))
+	RETURNING * INTO n;
+	n := paas.node_write(n.id, req || jsonb_build_object('maxPods', coalesce(req -> 'maxPods', '30')));
+	PERFORM paas.node_audit(n, NULL, 'admin_create', paas.node_actor(ctx), NULL);
+	RETURN paas.node_json(n);
+END
+$function$
+;
+COMMENT ON FUNCTION api.workers_create(jsonb,jsonb) IS 'POST /workers: a node in the original field set (default PENDING; it gets a token by registering)';
+REVOKE ALL ON FUNCTION api.workers_create(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.workers_create(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.workers_create(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.workers_delete(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	n paas.nodes;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	n := paas.find_node(req ->> 'nodeId');
+	DELETE FROM paas.nodes WHERE id = n.id;
+	INSERT INTO paas.node_transitions (node_id, node_name, from_status, to_status, event, actor, reason)
+	VALUES (n.id, n.name, n.status, n.status, 'admin_delete', paas.node_actor(ctx), 'deleted; node token revoked');
+	RETURN jsonb_build_object('id', n.id, 'name', n.name, 'status', n.status, 'hostname', n.hostname,
+							  'ipAddress', host(n.ip_address));
+END
+$function$
+;
+COMMENT ON FUNCTION api.workers_delete(jsonb,jsonb) IS 'DELETE /workers/:nodeId: removes the node (its token stops working; the audit stays)';
+REVOKE ALL ON FUNCTION api.workers_delete(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.workers_delete(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.workers_delete(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.workers_get(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	RETURN paas.node_json(paas.read_node(req ->> 'nodeId'));
+END
+$function$
+;
+COMMENT ON FUNCTION api.workers_get(jsonb,jsonb) IS 'GET /workers/:nodeId (id or name)';
+REVOKE ALL ON FUNCTION api.workers_get(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.workers_get(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.workers_get(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.workers_heartbeat(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	key text := coalesce(req ->> 'nodeName', req ->> 'nodeId');
+	body jsonb := req - 'nodeName' - 'nodeId';
+	h bytea := paas.node_token_hash(ctx ->> 'nodeToken');
+	nid uuid;
+	rep paas.node_report;
+	errs jsonb := '[]';
+	ready boolean := true;
+	ev text;
+	agent_ts timestamptz;
+	r record;
+	n paas.nodes;
+BEGIN
+	-- Losing the last instants of heartbeats in a crash is harmless (the
+	-- next one comes within the interval); not waiting for the WAL flush
+	-- is what lets one server take a large fleet's heartbeats.
+	PERFORM set_config('synchronous_commit', 'off', true);
+	IF body <> '{}' THEN
+		IF body ? 'isReady' AND jsonb_typeof(body -> 'isReady') <> 'boolean' THEN
+			errs := paas.check_bool(errs, body, 'isReady', false);
+		END IF;
+		IF body ? 'status' THEN
+			errs := paas.check_enum(errs, body, 'status', false, ARRAY['ACTIVE', 'NOT_READY']);
+		END IF;
+		rep := paas.node_report(body);
+		errs := errs || rep.errs;
+		IF body ? 'conditions' AND jsonb_typeof(body -> 'conditions') <> 'array' THEN
+			errs := paas.add_err(errs, 'conditions', 'conditions must be an array');
+		END IF;
+		IF body ? 'agentTime' THEN
+			BEGIN
+				agent_ts := (body ->> 'agentTime')::timestamptz;
+			EXCEPTION WHEN OTHERS THEN
+				errs := paas.add_err(errs, 'agentTime', 'agentTime must be an ISO-8601 timestamp');
+			END;
+		END IF;
+		IF jsonb_array_length(errs) = 0 THEN
+			ready := coalesce((body ->> 'isReady')::boolean,
+							  CASE body ->> 'status' WHEN 'ACTIVE' THEN true WHEN 'NOT_READY' THEN false END,
+							  (SELECT c ->> 'status' = 'True' FROM jsonb_array_elements(body -> 'conditions') c
+								WHERE c ->> 'type' = 'Ready' LIMIT 1),
+							  true);
+		END IF;
+	END IF;
+	ev := CASE WHEN ready THEN 'heartbeat_ready' ELSE 'heartbeat_not_ready' END;
+	-- One statement finds the token's node (first pass; a DBA's node by id
+	-- after that), applies the status machine to the status it read and
+	-- writes the report.  The row is not locked beforehand (a lock would
+	-- cost a WAL record per heartbeat): when the status changed meanwhile,
+	-- no row matches and the statement runs again.
+	LOOP
+		IF jsonb_array_length(errs) = 0 THEN
+			UPDATE paas.nodes x SET
+				status = paas.node_transition(o.status, ev),
+				status_changed_at = CASE WHEN paas.node_transition(o.status, ev) <> o.status
+										 THEN now() ELSE x.status_changed_at END,
+				is_ready = ready,
+				allocated_cpu = coalesce(rep.allocated_cpu, x.allocated_cpu),
+				allocated_memory = coalesce(rep.allocated_memory, x.allocated_memory),
+				allocated_storage = coalesce(rep.allocated_storage, x.allocated_storage),
+				cpu_allocated_m = coalesce(rep.cpu_allocated_m, x.cpu_allocated_m),
+				memory_allocated = coalesce(rep.memory_allocated, x.memory_allocated),
+				storage_allocated = coalesce(rep.storage_allocated, x.storage_allocated),
+				current_pods = coalesce(rep.current_pods, x.current_pods),
+				cpu_used_m = coalesce(rep.cpu_used_m, x.cpu_used_m),
+				memory_used = coalesce(rep.memory_used, x.memory_used),
+				storage_used = coalesce(rep.storage_used, x.storage_used),
+				conditions = coalesce(body -> 'conditions', x.conditions),
+				agent_clock_skew_ms = CASE WHEN agent_ts IS NULL THEN x.agent_clock_skew_ms
+										   ELSE (extract(epoch FROM agent_ts - now()) * 1000)::bigint END,
+				last_health_check = now(),
+				last_heartbeat = now(),
+				updated_at = now()
+			  FROM (SELECT id, status FROM paas.nodes
+					 WHERE token_hash = h AND (name = key OR id = paas.to_uuid(key))
+					UNION ALL
+					SELECT id, status FROM paas.nodes WHERE id = nid) o
+			 WHERE x.id = o.id AND x.status = o.status
+			RETURNING x AS node, o.status::text AS old_status INTO r;
+			EXIT WHEN FOUND;
+		END IF;
+		-- No row: say why (PT401, PT403, PT400), or find a DBA's node.
+		nid := (paas.node_by_token(key, ctx)).id;
+		PERFORM paas.raise_if_invalid(errs);
+		h := NULL;
+	END LOOP;
+	n := r.node;
+	IF n.status <> r.old_status THEN
+		PERFORM paas.node_audit(n, r.old_status, ev, 'node', NULL);
+	END IF;
+	RETURN jsonb_build_object('id', n.id, 'name', n.name, 'lastHeartbeat', paas.iso(n.last_heartbeat),
+							  'status', n.status, 'isReady', n.is_ready, 'isSchedulable', paas.node_schedulable(n),
+							  'allocatedCPU', n.allocated_cpu, 'allocatedMemory', n.allocated_memory,
+							  'allocatedStorage', n.allocated_storage, 'currentPods', n.current_pods);
+END
+$function$
+;
+COMMENT ON FUNCTION api.workers_heartbeat(jsonb,jsonb) IS 'PUT /workers/:nodeName/heartbeat and PATCH /workers/:nodeId/heartbeat: node token; server time';
+REVOKE ALL ON FUNCTION api.workers_heartbeat(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.workers_heartbeat(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.workers_heartbeat(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.workers_heartbeat_batch(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	out jsonb[];
+	i record;
+BEGIN
+	PERFORM paas.check_batch(req);
+	out := array_fill(NULL::jsonb, ARRAY[jsonb_array_length(req)]);
+	FOR i IN SELECT t.n, t.e FROM jsonb_array_elements(req) WITH ORDINALITY AS t (e, n)
+			  ORDER BY t.e #>> '{ctx,nodeToken}', t.n LOOP
+		out[i.n] := api.workers_heartbeat(i.e -> 'req', coalesce(i.e -> 'ctx', '{}'));
+	END LOOP;
+	RETURN to_jsonb(out);
+END
+$function$
+;
+COMMENT ON FUNCTION api.workers_heartbeat_batch(jsonb,jsonb) IS 'heartbeats received together, applied in one transaction; results in order (the gateway''s batching)';
+REVOKE ALL ON FUNCTION api.workers_heartbeat_batch(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.workers_heartbeat_batch(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.workers_heartbeat_batch(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.workers_join_token_add(token text, note text DEFAULT NULL::text, expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone)
+ RETURNS uuid
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	tid uuid;
+BEGIN
+	IF token IS NULL OR char_length(token) < 16 OR char_length(token) > 512 THEN
+		PERFORM paas.raise_if_invalid(paas.add_err('[]', 'token', 'token must be 16 to 512 characters'));
+	END IF;
+	SELECT id INTO tid FROM paas.node_join_tokens WHERE token_hash = paas.node_token_hash(token);
+	IF FOUND THEN
+		RETURN tid;
+	END IF;
+	INSERT INTO paas.node_join_tokens (token_hash, note, expires_at)
+	VALUES (paas.node_token_hash(token), note, workers_join_token_add.expires_at)
+	RETURNING id INTO tid;
+	RETURN tid;
+END
+$function$
+;
+COMMENT ON FUNCTION api.workers_join_token_add(text,text,timestamp with time zone) IS 'adds a cluster join token (idempotent: a known token keeps its row); for set-up scripts and DBAs';
+REVOKE ALL ON FUNCTION api.workers_join_token_add(text,text,timestamp with time zone) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.workers_join_token_add(text,text,timestamp with time zone) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.workers_join_tokens_create(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	errs jsonb := '[]';
+	tok text := encode(public.gen_random_bytes(32), 'hex');
+	t paas.node_join_tokens;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	errs := paas.check_text(errs, req, 'note', false, 0, 200);
+	errs := paas.check_int(errs, req, 'expiresInHours', false, 1, 24 * 366);
+	PERFORM paas.raise_if_invalid(errs);
+	INSERT INTO paas.node_join_tokens (token_hash, note, expires_at)
+	VALUES (paas.node_token_hash(tok), req ->> 'note',
+			now() + make_interval(hours => (req ->> 'expiresInHours')::int))
+	RETURNING * INTO t;
+	RETURN paas.join_token_json(t) || jsonb_build_object('token', tok);
+END
+$function$
+;
+COMMENT ON FUNCTION api.workers_join_tokens_create(jsonb,jsonb) IS 'POST /workers/join-tokens: a random join token, shown once';
+REVOKE ALL ON FUNCTION api.workers_join_tokens_create(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.workers_join_tokens_create(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.workers_join_tokens_create(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.workers_join_tokens_list(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	RETURN jsonb_build_object('tokens', coalesce((SELECT jsonb_agg(paas.join_token_json(t) ORDER BY t.created_at DESC)
+												   FROM paas.node_join_tokens t), '[]'));
+END
+$function$
+;
+COMMENT ON FUNCTION api.workers_join_tokens_list(jsonb,jsonb) IS 'GET /workers/join-tokens';
+REVOKE ALL ON FUNCTION api.workers_join_tokens_list(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.workers_join_tokens_list(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.workers_join_tokens_list(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.workers_join_tokens_revoke(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	t paas.node_join_tokens;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	UPDATE paas.node_join_tokens SET revoked_at = coalesce(revoked_at, now())
+	 WHERE id = paas.to_uuid(req ->> 'tokenId')
+	RETURNING * INTO t;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Join token not found' USING ERRCODE = 'PT404';
+	END IF;
+	RETURN paas.join_token_json(t);
+END
+$function$
+;
+COMMENT ON FUNCTION api.workers_join_tokens_revoke(jsonb,jsonb) IS 'DELETE /workers/join-tokens/:tokenId: revokes a join token (registered nodes keep working)';
+REVOKE ALL ON FUNCTION api.workers_join_tokens_revoke(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.workers_join_tokens_revoke(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.workers_join_tokens_revoke(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.workers_list(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	errs jsonb := '[]';
+	lim int;
+	off int;
+	total bigint;
+	rows jsonb;
+	pg jsonb;
+	sort_col text;
+	sort_dir text;
+	search text;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	errs := paas.check_paging(errs, req);
+	errs := paas.check_enum(errs, req, 'status', false, ARRAY['ACTIVE', 'INACTIVE', 'MAINTENANCE', 'PENDING', 'NOT_READY']);
+	errs := paas.check_bool(errs, req, 'isSchedulable', false);
+	errs := paas.check_bool(errs, req, 'isReady', false);
+	errs := paas.check_text(errs, req, 'search', false, 0, 100);
+	errs := paas.check_enum(errs, req, 'sortBy', false,
+							ARRAY['name', 'hostname', 'cpuCores', 'totalMemory', 'status', 'createdAt', 'lastHeartbeat']);
+	errs := paas.check_enum(errs, req, 'sortOrder', false, ARRAY['asc', 'desc']);
+	PERFORM paas.raise_if_invalid(errs);
+	lim := coalesce((req ->> 'limit')::int, 10);
+	off := (coalesce((req ->> 'page')::int, 1) - 1) * lim;
+	search := nullif(btrim(req ->> 'search'), '');
+	sort_col := CASE coalesce(req ->> 'sortBy', 'createdAt')
+		WHEN 'name' THEN 'n.name' WHEN 'hostname' THEN 'n.hostname' WHEN 'cpuCores' THEN 'n.cpu_cores'
+		WHEN 'totalMemory' THEN 'n.memory_capacity' WHEN 'status' THEN 'n.status'
+		WHEN 'lastHeartbeat' THEN 'n.last_heartbeat' ELSE 'n.created_at' END;
+	sort_dir := CASE WHEN req ->> 'sortOrder' = 'asc' THEN 'ASC' ELSE 'DESC' END;
+
+	EXECUTE format($q$
+		WITH f AS (
+			SELECT n, row_number() OVER (ORDER BY %1$s %2$s NULLS LAST, n.id) AS rn,
+				   count(*) OVER () AS total
+			  FROM paas.nodes n
+			 WHERE ($1 IS NULL OR n.status = $1)
+			   AND ($2 IS NULL OR paas.node_schedulable(n) = $2)
+			   AND ($3 IS NULL OR n.is_ready = $3)
+			   AND ($4 IS NULL OR concat_ws(' ', n.name, n.hostname, host(n.ip_address), n.cpu_architecture,
+											n.operating_system) ILIKE '%%' || $4 || '%%'))
+		SELECT coalesce(max(total), 0),
+			   coalesce(jsonb_agg(paas.node_json(f.n) ORDER BY rn) FILTER (WHERE rn > $6 AND rn <= $6 + $5), '[]')
+		  FROM f
+		$q$, sort_col, sort_dir)
+	INTO total, rows
+	USING req ->> 'status', (req ->> 'isSchedulable')::boolean, (req ->> 'isReady')::boolean, search, lim, off;
+
+	pg := paas.pagination(req, total);
+	RETURN jsonb_build_object('data', jsonb_build_object('workers', rows, 'pagination', pg), 'pagination', pg);
+END
+$function$
+;
+COMMENT ON FUNCTION api.workers_list(jsonb,jsonb) IS 'GET /workers: page, limit, status, isSchedulable, isReady, search, sortBy, sortOrder';
+REVOKE ALL ON FUNCTION api.workers_list(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.workers_list(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.workers_list(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.workers_offline(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	r jsonb;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	SELECT jsonb_build_object('nodes', coalesce(jsonb_agg(paas.node_json(n) ORDER BY n.name), '[]'),
+							  'count', count(*))
+	  INTO r FROM paas.nodes n WHERE NOT paas.node_schedulable(n);
+	RETURN r;
+END
+$function$
+;
+COMMENT ON FUNCTION api.workers_offline(jsonb,jsonb) IS 'GET /workers/offline: every node that is not online';
+REVOKE ALL ON FUNCTION api.workers_offline(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.workers_offline(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.workers_offline(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.workers_online(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	r jsonb;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	SELECT jsonb_build_object('nodes', coalesce(jsonb_agg(paas.node_json(n) ORDER BY n.name), '[]'),
+							  'count', count(*))
+	  INTO r FROM paas.nodes n WHERE paas.node_schedulable(n);
+	RETURN r;
+END
+$function$
+;
+COMMENT ON FUNCTION api.workers_online(jsonb,jsonb) IS 'GET /workers/online: ACTIVE, ready and schedulable nodes';
+REVOKE ALL ON FUNCTION api.workers_online(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.workers_online(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.workers_online(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.workers_register(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	errs jsonb := '[]';
+	s jsonb;
+	n paas.nodes;
+	own paas.nodes;
+	k8s boolean;
+	old text;
+	created boolean := false;
+	given text;
+	tok text := encode(public.gen_random_bytes(32), 'hex');
+	ev text;
+BEGIN
+	req := paas.require_object(req);
+	given := nullif(coalesce(ctx ->> 'nodeToken', req ->> 'registrationToken'), '');
+	IF given IS NOT NULL THEN
+		SELECT * INTO own FROM paas.nodes WHERE token_hash = paas.node_token_hash(given);
+	END IF;
+	IF own.id IS NULL THEN
+		PERFORM paas.node_check_join(given);
+	END IF;
+	req := req - 'registrationToken';
+	k8s := req ? 'kind' OR req ? 'metadata' OR req ? 'apiVersion';
+	IF k8s THEN
+		SELECT k.spec, k.errs INTO s, errs FROM paas.node_from_k8s(req) k;
+		PERFORM paas.raise_if_invalid(errs);
+	ELSE
+		-- a node's Kubernetes uid comes from its Node object only
+		s := req - 'kubeUid';
+		errs := paas.check_bool(errs, s, 'isReady', false);
+		IF s ? 'maxPods' IS FALSE THEN
+			s := s || '{"maxPods": 110}';
+		END IF;
+	END IF;
+	errs := paas.node_check(errs, s, true);
+	PERFORM paas.raise_if_invalid(errs);
+
+	SELECT * INTO n FROM paas.nodes WHERE name = s ->> 'name' FOR UPDATE;
+	IF own.id IS NOT NULL AND own.id IS DISTINCT FROM n.id THEN
+		RAISE EXCEPTION 'This node token belongs to another node' USING ERRCODE = 'PT403';
+	END IF;
+	IF n.id IS NULL THEN
+		PERFORM paas.node_hostname_taken(s ->> 'hostname', NULL);
+		INSERT INTO paas.nodes (name, hostname, ip_address, cpu_cores, cpu_architecture, total_memory, total_storage)
+		VALUES (s ->> 'name', s ->> 'hostname', (s ->> 'ipAddress')::inet, 1, '', '0', '0')
+		RETURNING * INTO n;
+		created := true;
+	ELSE
+		IF own.id IS NULL AND NOT (given IS NULL AND session_user <> 'paas_api')
+		   AND NOT (k8s AND n.kube_uid IS NOT NULL AND n.kube_uid = s ->> 'kubeUid') THEN
+			RAISE EXCEPTION 'Worker node with this name already exists; re-registering it needs its node token'
+				USING ERRCODE = 'PW409';
+		END IF;
+		PERFORM paas.node_hostname_taken(s ->> 'hostname', n.id);
+	END IF;
+	n := paas.node_write(n.id, s);
+	old := CASE WHEN created THEN NULL ELSE n.status END;
+	ev := CASE WHEN coalesce((s ->> 'isReady')::boolean, true) THEN 'register' ELSE 'register_not_ready' END;
+	UPDATE paas.nodes
+	   SET status = paas.node_transition(status, ev),
+		   is_ready = coalesce((s ->> 'isReady')::boolean, true),
+		   cordoned = coalesce((s ->> 'unschedulable')::boolean, false),
+		   token_hash = paas.node_token_hash(tok), token_issued_at = now(),
+		   registered_at = now(), last_heartbeat = now(), last_health_check = now(),
+		   status_changed_at = CASE WHEN status <> paas.node_transition(status, ev) THEN now()
+									ELSE status_changed_at END
+	 WHERE id = n.id
+	RETURNING * INTO n;
+	PERFORM paas.node_audit(n, old, ev, 'node', CASE WHEN created THEN 'registered' ELSE 're-registered' END);
+	RETURN jsonb_build_object('id', n.id, 'name', n.name, 'status', n.status, 'isReady', n.is_ready,
+							  'isSchedulable', paas.node_schedulable(n), 'created', created,
+							  'nodeToken', tok, 'heartbeatIntervalSeconds', 30,
+							  'gracePeriodSeconds', extract(epoch FROM (paas.node_health_settings()).grace_period)::int);
+END
+$function$
+;
+COMMENT ON FUNCTION api.workers_register(jsonb,jsonb) IS 'POST /workers/register: a join token creates, a node token re-registers its node; the original field set or a Kubernetes Node object; returns the node token';
+REVOKE ALL ON FUNCTION api.workers_register(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.workers_register(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.workers_register(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.workers_resources(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	n paas.nodes;
+	body jsonb := req - 'nodeId';
+	rep paas.node_report := paas.node_report(body);
+	errs jsonb := rep.errs;
+BEGIN
+	n := paas.node_by_token(req ->> 'nodeId', ctx);
+	IF NOT (body ?| ARRAY['allocatedCPU', 'allocatedMemory', 'allocatedStorage', 'currentPods',
+						  'cpuUsage', 'memoryUsage', 'storageUsage']) THEN
+		errs := paas.add_err(errs, '', 'at least one of allocatedCPU, allocatedMemory, allocatedStorage, currentPods, cpuUsage, memoryUsage, storageUsage is required');
+	END IF;
+	PERFORM paas.raise_if_invalid(errs);
+	UPDATE paas.nodes SET
+		allocated_cpu = coalesce(rep.allocated_cpu, allocated_cpu),
+		allocated_memory = coalesce(rep.allocated_memory, allocated_memory),
+		allocated_storage = coalesce(rep.allocated_storage, allocated_storage),
+		cpu_allocated_m = coalesce(rep.cpu_allocated_m, cpu_allocated_m),
+		memory_allocated = coalesce(rep.memory_allocated, memory_allocated),
+		storage_allocated = coalesce(rep.storage_allocated, storage_allocated),
+		cpu_used_m = coalesce(rep.cpu_used_m, cpu_used_m),
+		memory_used = coalesce(rep.memory_used, memory_used),
+		storage_used = coalesce(rep.storage_used, storage_used),
+		current_pods = coalesce(rep.current_pods, current_pods),
+		updated_at = now()
+	 WHERE id = n.id
+	RETURNING * INTO n;
+	RETURN jsonb_build_object('id', n.id, 'name', n.name, 'cpuCores', n.cpu_cores,
+							  'totalMemory', n.total_memory, 'totalStorage', n.total_storage,
+							  'allocatedCPU', n.allocated_cpu, 'allocatedMemory', n.allocated_memory,
+							  'allocatedStorage', n.allocated_storage, 'currentPods', n.current_pods,
+							  'maxPods', n.max_pods) || jsonb_build_object(
+							  'allocation', paas.node_json(n) -> 'allocation', 'usage', paas.node_json(n) -> 'usage');
+END
+$function$
+;
+COMMENT ON FUNCTION api.workers_resources(jsonb,jsonb) IS 'PATCH /workers/:nodeId/resources: allocation and usage of the calling node (no liveness effect)';
+REVOKE ALL ON FUNCTION api.workers_resources(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.workers_resources(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.workers_resources(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.workers_set_schedulable(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	errs jsonb := '[]';
+	n paas.nodes;
+	v boolean;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	IF NOT req ? 'schedulable' AND req ? 'isSchedulable' THEN
+		req := req || jsonb_build_object('schedulable', req -> 'isSchedulable');
+	END IF;
+	errs := paas.check_bool(errs, req, 'schedulable', true);
+	errs := paas.check_text(errs, req, 'reason', false, 0, 500);
+	PERFORM paas.raise_if_invalid(errs);
+	v := (req ->> 'schedulable')::boolean;
+	n := paas.find_node(req ->> 'nodeId');
+	n := paas.node_apply(n, CASE WHEN v THEN 'uncordon' ELSE 'cordon' END, paas.node_actor(ctx), req ->> 'reason');
+	RETURN jsonb_build_object('id', n.id, 'name', n.name, 'isSchedulable', paas.node_schedulable(n),
+							  'unschedulable', n.cordoned, 'isReady', n.is_ready, 'status', n.status,
+							  'updatedAt', paas.iso(n.updated_at));
+END
+$function$
+;
+COMMENT ON FUNCTION api.workers_set_schedulable(jsonb,jsonb) IS 'PATCH /workers/:nodeId/schedulable {schedulable}: cordon / uncordon (409 while INACTIVE or MAINTENANCE)';
+REVOKE ALL ON FUNCTION api.workers_set_schedulable(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.workers_set_schedulable(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.workers_set_schedulable(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.workers_set_status(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	errs jsonb := '[]';
+	n paas.nodes;
+	old text;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	errs := paas.check_enum(errs, req, 'status', true, ARRAY['ACTIVE', 'INACTIVE', 'MAINTENANCE', 'PENDING', 'NOT_READY']);
+	errs := paas.check_text(errs, req, 'reason', false, 0, 500);
+	PERFORM paas.raise_if_invalid(errs);
+	n := paas.find_node(req ->> 'nodeId');
+	old := n.status;
+	n := paas.node_apply(n, paas.node_status_event(req ->> 'status'), paas.node_actor(ctx), req ->> 'reason');
+	RETURN jsonb_build_object('id', n.id, 'name', n.name, 'status', n.status, 'previousStatus', old,
+							  'isReady', n.is_ready, 'isSchedulable', paas.node_schedulable(n),
+							  'updatedAt', paas.iso(n.updated_at));
+END
+$function$
+;
+COMMENT ON FUNCTION api.workers_set_status(jsonb,jsonb) IS 'PATCH /workers/:nodeId/status {status, reason?}: through the status machine (409 when illegal)';
+REVOKE ALL ON FUNCTION api.workers_set_status(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.workers_set_status(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.workers_set_status(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.workers_stats(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	r jsonb;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	SELECT jsonb_build_object(
+		'totalNodes', count(*),
+		'nodeStatus', jsonb_build_object(
+			'active', count(*) FILTER (WHERE status = 'ACTIVE'),
+			'inactive', count(*) FILTER (WHERE status = 'INACTIVE'),
+			'maintenance', count(*) FILTER (WHERE status = 'MAINTENANCE'),
+			'pending', count(*) FILTER (WHERE status = 'PENDING'),
+			'notReady', count(*) FILTER (WHERE status = 'NOT_READY')),
+		'nodeCapabilities', jsonb_build_object(
+			'schedulable', count(*) FILTER (WHERE paas.node_schedulable(n)),
+			'ready', count(*) FILTER (WHERE is_ready),
+			'cordoned', count(*) FILTER (WHERE cordoned)),
+		'resources', jsonb_build_object(
+			'cpu', jsonb_build_object(
+				'unit', 'millicores',
+				'total', coalesce(sum(cpu_capacity_m), 0), 'allocatable', coalesce(sum(cpu_allocatable_m), 0),
+				'allocated', coalesce(sum(cpu_allocated_m), 0), 'used', coalesce(sum(cpu_used_m), 0),
+				'utilization', coalesce(paas.node_pct(sum(cpu_allocated_m)::bigint, sum(cpu_allocatable_m)::bigint), 0),
+				'usagePercent', coalesce(paas.node_pct(sum(cpu_used_m)::bigint, sum(cpu_capacity_m)::bigint), 0)),
+			'memory', jsonb_build_object(
+				'unit', 'bytes',
+				'total', coalesce(sum(memory_capacity), 0), 'allocatable', coalesce(sum(memory_allocatable), 0),
+				'allocated', coalesce(sum(memory_allocated), 0), 'used', coalesce(sum(memory_used), 0),
+				'utilization', coalesce(paas.node_pct(sum(memory_allocated)::bigint, sum(memory_allocatable)::bigint), 0),
+				'usagePercent', coalesce(paas.node_pct(sum(memory_used)::bigint, sum(memory_capacity)::bigint), 0)),
+			'storage', jsonb_build_object(
+				'unit', 'bytes',
+				'total', coalesce(sum(storage_capacity), 0), 'allocatable', coalesce(sum(storage_allocatable), 0),
+				'allocated', coalesce(sum(storage_allocated), 0), 'used', coalesce(sum(storage_used), 0),
+				'utilization', coalesce(paas.node_pct(sum(storage_allocated)::bigint, sum(storage_allocatable)::bigint), 0),
+				'usagePercent', coalesce(paas.node_pct(sum(storage_used)::bigint, sum(storage_capacity)::bigint), 0)),
+			'pods', jsonb_build_object(
+				'maxTotal', coalesce(sum(max_pods), 0), 'currentTotal', coalesce(sum(current_pods), 0),
+				'utilization', coalesce(paas.node_pct(sum(current_pods)::bigint, sum(max_pods)::bigint), 0))))
+	  INTO r
+	  FROM paas.nodes n;
+	RETURN r;
+END
+$function$
+;
+COMMENT ON FUNCTION api.workers_stats(jsonb,jsonb) IS 'GET /workers/stats: counts by status, capacity vs allocation and usage totals';
+REVOKE ALL ON FUNCTION api.workers_stats(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.workers_stats(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.workers_stats(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.workers_transitions(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	n paas.nodes;
+	errs jsonb;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	errs := paas.check_int('[]', req, 'limit', false, 1, 500);
+	PERFORM paas.raise_if_invalid(errs);
+	n := paas.read_node(req ->> 'nodeId');
+	RETURN jsonb_build_object('node', jsonb_build_object('id', n.id, 'name', n.name, 'status', n.status),
+		'transitions', coalesce((SELECT jsonb_agg(jsonb_build_object(
+				'from', t.from_status, 'to', t.to_status, 'event', t.event, 'reason', t.reason,
+				'actor', t.actor, 'at', paas.iso(t.at)) ORDER BY t.id DESC)
+			FROM (SELECT * FROM paas.node_transitions WHERE node_id = n.id
+				   ORDER BY id DESC LIMIT coalesce((req ->> 'limit')::int, 50)) t), '[]'));
+END
+$function$
+;
+COMMENT ON FUNCTION api.workers_transitions(jsonb,jsonb) IS 'GET /workers/:nodeId/transitions: the audit trail of a node, newest first';
+REVOKE ALL ON FUNCTION api.workers_transitions(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.workers_transitions(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.workers_transitions(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.workers_update(req jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	errs jsonb := '[]';
+	n paas.nodes;
+	body jsonb;
+	s jsonb;
+	fields constant text[] := ARRAY['name', 'hostname', 'ipAddress', 'architecture', 'operatingSystem',
+		'cpuCores', 'cpuArchitecture', 'totalMemory', 'totalStorage', 'allocatedCPU', 'allocatedMemory',
+		'allocatedStorage', 'maxPods', 'currentPods', 'status', 'isReady', 'isSchedulable', 'labels', 'taints',
+		'kubeletVersion', 'containerRuntime', 'kernelVersion', 'osImage'];
+	actor text := paas.node_actor(ctx);
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	SELECT coalesce(jsonb_object_agg(key, value), '{}') INTO body
+	  FROM jsonb_each(req) WHERE key = ANY (fields);
+	errs := paas.node_check(errs, body, false);
+	errs := paas.check_enum(errs, body, 'status', false, ARRAY['ACTIVE', 'INACTIVE', 'MAINTENANCE', 'PENDING', 'NOT_READY']);
+	errs := paas.check_bool(errs, body, 'isReady', false);
+	errs := paas.check_bool(errs, body, 'isSchedulable', false);
+	IF body = '{}' THEN
+		errs := paas.add_err(errs, '', 'at least one field to update is required');
+	END IF;
+	PERFORM paas.raise_if_invalid(errs);
+	n := paas.find_node(req ->> 'nodeId');
+	IF body ? 'name' AND EXISTS (SELECT 1 FROM paas.nodes WHERE name = body ->> 'name' AND id <> n.id) THEN
+		RAISE EXCEPTION 'Worker node with this name already exists' USING ERRCODE = 'PW409';
+	END IF;
+	IF body ? 'hostname' THEN
+		PERFORM paas.node_hostname_taken(body ->> 'hostname', n.id);
+	END IF;
+	s := paas.node_spec(n);
+	IF body ?| ARRAY['cpuCores', 'totalMemory', 'totalStorage', 'maxPods'] THEN
+		s := s - 'capacity' - 'allocatable';
+	END IF;
+	IF body ?| ARRAY['ipAddress', 'hostname'] THEN
+		s := s - 'addresses';
+	END IF;
+	n := paas.node_write(n.id, s || (body - 'status' - 'isReady' - 'isSchedulable'));
+	IF body ? 'isReady' THEN
+		UPDATE paas.nodes SET is_ready = (body ->> 'isReady')::boolean WHERE id = n.id RETURNING * INTO n;
+	END IF;
+	IF body ? 'status' THEN
+		n := paas.node_apply(n, paas.node_status_event(body ->> 'status'), actor, 'updated by an administrator');
+	END IF;
+	IF body ? 'isSchedulable' THEN
+		n := paas.node_apply(n, CASE WHEN (body ->> 'isSchedulable')::boolean THEN 'uncordon' ELSE 'cordon' END,
+							 actor, 'updated by an administrator');
+	END IF;
+	RETURN paas.node_json(n);
+END
+$function$
+;
+COMMENT ON FUNCTION api.workers_update(jsonb,jsonb) IS 'PUT /workers/:nodeId: any field of the original set; status and isSchedulable go through the status machine';
+REVOKE ALL ON FUNCTION api.workers_update(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.workers_update(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.workers_update(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION paas.billing_feed_rows(uid uuid)
+	RETURNS TABLE (id text, created_at timestamptz, type text, status text, amount bigint,
+				   direction text, description text, balance_before bigint, balance_after bigint,
+				   reference text, reference_type text, payment_method text,
+				   payment_gateway text, topup_id uuid,
+				   inv_topup uuid, inv_id uuid, inv_entry text)
+	LANGUAGE sql STABLE
+	BEGIN ATOMIC
+		SELECT t.id::text, t.created_at, 'TOPUP',
+			   CASE t.status WHEN 'PAID' THEN 'SUCCESS' ELSE t.status END,
+			   t.amount, 'CREDIT', 'Account top-up via payment gateway',
+			   (o.credit_entry ->> 'balanceBefore')::bigint, (o.credit_entry ->> 'balanceAfter')::bigint,
+			   t.id::text, 'TOP_UP_TRANSACTION', t.payment_type, 'MIDTRANS', t.id,
+			   t.id, NULL::uuid, NULL::text
+		  FROM paas.topups t
+		  LEFT JOIN LATERAL (SELECT x.credit_entry FROM paas.topup_orders x
+							  WHERE x.topup_id = t.id AND x.credit_entry IS NOT NULL
+							  ORDER BY x.paid_at LIMIT 1) o ON true
+		 WHERE t.user_id = uid
+		UNION ALL
+		-- a second paid order of one top-up (two of its links were paid)
+		SELECT o.order_id, o.paid_at, 'TOPUP', 'SUCCESS', o.credited, 'CREDIT',
+			   'Additional payment of top-up ' || t.id,
+			   (o.credit_entry ->> 'balanceBefore')::bigint, (o.credit_entry ->> 'balanceAfter')::bigint,
+			   t.id::text, 'TOP_UP_TRANSACTION', o.payment_type, 'MIDTRANS', t.id,
+			   NULL::uuid, o.invoice_id, NULL::text
+		  FROM paas.topups t
+		  JOIN paas.topup_orders o ON o.topup_id = t.id
+		 WHERE t.user_id = uid AND o.credited > 0
+		   AND o.order_id <> (SELECT x.order_id FROM paas.topup_orders x
+							   WHERE x.topup_id = t.id AND x.credit_entry IS NOT NULL
+							   ORDER BY x.paid_at LIMIT 1)
+		UNION ALL
+		SELECT r.id::text, r.created_at, 'REFUND',
+			   CASE r.status WHEN 'SUCCESS' THEN 'SUCCESS' ELSE 'PENDING' END,
+			   r.amount, 'DEBIT', initcap(lower(r.kind)) || ' of top-up ' || r.order_id,
+			   (r.entry ->> 'balanceBefore')::bigint, (r.entry ->> 'balanceAfter')::bigint,
+			   r.topup_id::text, 'TOP_UP_TRANSACTION', NULL, 'MIDTRANS', r.topup_id,
+			   NULL::uuid, NULL::uuid, NULL::text
+		  FROM paas.topup_reversals r
+		 WHERE r.user_id = uid
+		UNION ALL
+		-- every other movement of the wallet: charges, adjustments, reversals
+		SELECT e.id::text, e.created_at,
+			   CASE WHEN e.kind = 'adjustment' THEN 'ADJUSTMENT'
+					WHEN e.kind = 'reversal' OR e.kind LIKE '%refund%' THEN 'REFUND'
+					ELSE 'SERVICE_PURCHASE' END,
+			   'SUCCESS', abs(p.amount), CASE WHEN p.amount > 0 THEN 'CREDIT' ELSE 'DEBIT' END,
+			   coalesce(nullif(e.memo, ''), e.kind), p.balance_before, p.balance_after,
+			   coalesce(e.ref ->> 'subscriptionId', e.ref ->> 'reverses', e.id::text),
+			   upper(e.kind), 'CREDIT_BALANCE', 'BALANCE', NULL::uuid,
+			   NULL::uuid, NULL::uuid, e.id::text
+		  FROM paas.ledger_accounts a
+		  JOIN paas.ledger_postings p ON p.account_id = a.id
+		  JOIN paas.ledger_entries e ON e.id = p.entry_id
+		 WHERE a.user_id = uid AND e.kind NOT IN ('topup', 'topup_refund', 'topup_chargeback', 'topup_reversal');
+	END;
+COMMENT ON FUNCTION paas.billing_feed_rows(uuid) IS 'every money movement of a user (unordered), its invoice named by key (paas.feed_invoice); inlined by the planner';
+
+CREATE OR REPLACE FUNCTION paas.billing_reconcile_apply(order_id text, http_status integer, body text)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	j jsonb;
+	code int;
+	res jsonb;
+	err text;
+BEGIN
+	BEGIN
+		j := body::jsonb;
+	EXCEPTION WHEN OTHERS THEN
+		j := NULL;
+	END;
+	code := CASE WHEN j ->> 'status_code' ~ '^[0-9]{3}$' THEN (j ->> 'status_code')::int END;
+	IF http_status = 0 OR http_status >= 400 OR j IS NULL OR jsonb_typeof(j) <> 'object'
+	   OR (code >= 400 AND code NOT IN (404, 407)) THEN
+		UPDATE paas.topup_orders o
+		   SET check_error = format('status API: HTTP %s %s', http_status, left(coalesce(j ->> 'status_message', ''), 200))
+		 WHERE o.order_id = billing_reconcile_apply.order_id;
+		RETURN jsonb_build_object('orderId', order_id, 'outcome', 'error');
+	END IF;
+	IF code = 404 THEN
+		-- Snap: no payment method chosen yet; the expiry job ends it at 24 h
+		UPDATE paas.topup_orders o SET check_error = NULL
+		 WHERE o.order_id = billing_reconcile_apply.order_id;
+		RETURN jsonb_build_object('orderId', order_id, 'outcome', 'not_attempted');
+	END IF;
+	IF j ->> 'order_id' IS DISTINCT FROM order_id THEN
+		RETURN jsonb_build_object('orderId', order_id, 'outcome', 'error');
+	END IF;
+	-- Answers carry the notification's signature_key: when present it must
+	-- verify, so that nothing between us and Midtrans can change an amount
+	-- or a status (the HTTPS host is trusted for answers without one).
+	IF j ? 'signature_key' AND NOT paas.midtrans_signature_ok(j ->> 'order_id', j ->> 'status_code',
+															   j ->> 'gross_amount', j ->> 'signature_key') THEN
+		UPDATE paas.topup_orders o SET check_error = 'status API: the answer''s signature_key does not verify'
+		 WHERE o.order_id = billing_reconcile_apply.order_id;
+		PERFORM paas.midtrans_log(j, 'reconcile', false, 'bad_signature');
+		RETURN jsonb_build_object('orderId', order_id, 'outcome', 'bad_signature');
+	END IF;
+	BEGIN
+		res := paas.midtrans_apply(j, 'reconcile');
+		-- the answer was applied: a reversal check is settled either way
+		UPDATE paas.topup_orders o SET verify_requested_at = NULL, check_error = NULL
+		 WHERE o.order_id = billing_reconcile_apply.order_id AND o.verify_requested_at IS NOT NULL;
+	EXCEPTION WHEN OTHERS THEN
+		GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+		UPDATE paas.topup_orders o SET check_error = left(err, 500)
+		 WHERE o.order_id = billing_reconcile_apply.order_id;
+		RETURN jsonb_build_object('orderId', order_id, 'outcome', 'error');
+	END;
+	RETURN res;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.billing_reconcile_apply(text,integer,text) IS 'applies a status-API answer for an order; records failures instead of raising';
+
+CREATE OR REPLACE FUNCTION paas.billing_reconcile_claim(age interval, n integer) RETURNS SETOF text
+	LANGUAGE sql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+	BEGIN ATOMIC
+		UPDATE paas.topup_orders o SET last_checked_at = now()
+		 WHERE o.order_id IN (
+			SELECT o2.order_id FROM paas.topup_orders o2
+			  JOIN paas.topups t ON t.id = o2.topup_id
+			 WHERE (o2.status = 'PENDING' AND t.status = 'PENDING'
+					AND o2.snap_requested_at IS NOT NULL
+					AND coalesce(o2.last_checked_at, o2.created_at) < now() - age)
+				OR (o2.verify_requested_at IS NOT NULL
+					AND (o2.last_checked_at IS NULL OR o2.last_checked_at < o2.verify_requested_at
+						 OR o2.last_checked_at < now() - age))
+			 ORDER BY o2.verify_requested_at IS NULL, coalesce(o2.last_checked_at, o2.created_at)
+			 LIMIT n
+			 FOR UPDATE OF o2 SKIP LOCKED)
+		RETURNING o.order_id;
+	END;
+COMMENT ON FUNCTION paas.billing_reconcile_claim(interval,integer) IS 'orders due for a status-API check (pending ones, and paid ones flagged for a reversal), marked as checked';
+
+CREATE OR REPLACE FUNCTION paas.check_admin_left()
+ RETURNS void
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM paas.users WHERE role = 'ADMINISTRATOR' AND is_active AND deleted_at IS NULL) THEN
+		RAISE EXCEPTION 'At least one active administrator must remain' USING ERRCODE = 'PT409';
+	END IF;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.check_admin_left() IS 'PT409 when no active administrator is left';
+
+CREATE OR REPLACE FUNCTION paas.check_qty(errs jsonb, field text, v jsonb, unit text, milli boolean, required boolean)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+DECLARE
+	msg text;
+BEGIN
+	IF v IS NULL OR v = 'null'::jsonb THEN
+		RETURN CASE WHEN required THEN paas.add_err(errs, field, field || ' is required') ELSE errs END;
+	END IF;
+	IF jsonb_typeof(v) NOT IN ('string', 'number') THEN
+		RETURN paas.add_err(errs, field, field || ' must be a quantity string (e.g. 500m, 16Gi)');
+	END IF;
+	IF jsonb_typeof(v) = 'number' AND unit IS NULL THEN
+		RETURN paas.add_err(errs, field, field || ' must be a quantity string such as "16Gi" (a number has no unit)');
+	END IF;
+	IF jsonb_typeof(v) = 'number' AND unit <> '' AND (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric) THEN
+		RETURN paas.add_err(errs, field, format('%s must be a whole number of %s, or a quantity string',
+			field, CASE unit WHEN 'Mi' THEN 'MB (MiB)' ELSE 'GB (GiB)' END));
+	END IF;
+	msg := paas.quantity_error(paas.qty_of(v, unit), milli);
+	IF msg IS NOT NULL THEN
+		RETURN paas.add_err(errs, field, format('%s is not a valid quantity: %s', field, msg));
+	END IF;
+	RETURN errs;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.check_qty(jsonb,text,jsonb,text,boolean,boolean) IS 'appends a field error when v is not a non-negative Kubernetes quantity';
+
+CREATE OR REPLACE FUNCTION paas.check_subscription_filters(errs jsonb, req jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+BEGIN
+	errs := paas.check_paging(errs, req);
+	errs := paas.check_enum(errs, req, 'status', false,
+		ARRAY['ACTIVE', 'GRACE', 'SUSPENDED', 'CANCELLED', 'EXPIRED']);
+	errs := paas.check_text(errs, req, 'serviceId', false, 1, 64);
+	RETURN errs;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.check_subscription_filters(jsonb,jsonb) IS 'appends errors for invalid page, limit, status and serviceId filters';
+
+CREATE OR REPLACE FUNCTION paas.cron_job(job_name text)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	r jsonb;
+BEGIN
+	IF to_regclass('cron.job') IS NULL THEN
+		RETURN NULL;
+	END IF;
+	EXECUTE $q$SELECT jsonb_build_object('jobId', jobid, 'jobName', jobname, 'schedule', schedule,
+										  'command', command, 'database', database, 'username', username,
+										  'active', active)
+				 FROM cron.job WHERE jobname = $1 AND database = current_database()
+				ORDER BY jobid DESC LIMIT 1$q$
+	   INTO r USING 'paas-' || job_name;
+	RETURN r;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.cron_job(text) IS 'the cron.job row (jsonb) of a pg_cron job of paas.job, or NULL';
+
+CREATE OR REPLACE FUNCTION paas.email_taken(mail text, except_id uuid DEFAULT NULL::uuid)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE
+RETURN (EXISTS (SELECT 1 FROM paas.users WHERE ((lower(users.email) = lower(email_taken.mail)) AND (users.deleted_at IS NULL) AND (users.id IS DISTINCT FROM email_taken.except_id))))
+;
+COMMENT ON FUNCTION paas.email_taken(text,uuid) IS 'whether a live account uses this email';
+
+CREATE OR REPLACE FUNCTION paas.feed_invoice(inv_topup uuid, inv_id uuid, inv_entry text)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+RETURN CASE WHEN (inv_topup IS NOT NULL) THEN (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status) AS jsonb_build_object FROM paas.invoices i WHERE ((i.topup_id = feed_invoice.inv_topup) AND (i.kind = 'TOPUP'::text)) ORDER BY i.issued_at LIMIT 1) WHEN (inv_id IS NOT NULL) THEN (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status) AS jsonb_build_object FROM paas.invoices i WHERE (i.id = feed_invoice.inv_id)) WHEN (inv_entry IS NOT NULL) THEN (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status) AS jsonb_build_object FROM paas.invoices i WHERE ((i.ref ->> 'entryId'::text) = feed_invoice.inv_entry) ORDER BY i.issued_at LIMIT 1) ELSE NULL::jsonb END
+;
+COMMENT ON FUNCTION paas.feed_invoice(uuid,uuid,text) IS '{id, invoiceNumber, status} of a feed row''s invoice, from its key; NULL when none';
+
+CREATE OR REPLACE FUNCTION paas.feed_json(f record)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	RETURN jsonb_build_object(
+		'id', f.id, 'date', paas.iso(f.created_at), 'createdAt', paas.iso(f.created_at),
+		'type', f.type, 'description', f.description, 'amount', f.amount, 'currency', 'IDR',
+		'direction', f.direction,
+		'status', f.status, 'balanceBefore', f.balance_before, 'balanceAfter', f.balance_after,
+		'reference', f.reference, 'referenceType', f.reference_type,
+		'paymentMethod', f.payment_method, 'paymentGateway', f.payment_gateway,
+		'invoice', f.invoice,
+		'actions', jsonb_build_object(
+			'canPay', f.type = 'TOPUP' AND f.status = 'PENDING',
+			'canCancel', false,
+			'canDownloadInvoice', coalesce(f.invoice ->> 'status' = 'PAID', false)));
+END
+$function$
+;
+COMMENT ON FUNCTION paas.feed_json(record) IS 'a feed row as the API prints it';
+
+CREATE OR REPLACE FUNCTION paas.find_node(key text)
+ RETURNS paas.nodes
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	n paas.nodes;
+BEGIN
+	SELECT * INTO n FROM paas.nodes WHERE id = paas.to_uuid(key) FOR UPDATE;
+	IF NOT FOUND THEN
+		SELECT * INTO n FROM paas.nodes WHERE name = key FOR UPDATE;
+	END IF;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Worker node not found' USING ERRCODE = 'PW404';
+	END IF;
+	RETURN n;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.find_node(text) IS 'locks and returns a node by id or name; PW404 otherwise';
+
+CREATE OR REPLACE FUNCTION paas.find_service(id_text text)
+ RETURNS paas.services
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	s paas.services;
+BEGIN
+	SELECT * INTO s FROM paas.services
+	 WHERE id = paas.to_uuid(id_text) AND deleted_at IS NULL
+	 FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Service not found' USING ERRCODE = 'PS404';
+	END IF;
+	RETURN s;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.find_service(text) IS 'locks (FOR UPDATE) and returns a live service by id; PS404 otherwise';
+
+CREATE OR REPLACE FUNCTION paas.find_user(id_text text)
+ RETURNS paas.users
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users;
+BEGIN
+	SELECT * INTO u FROM paas.users
+	 WHERE id = paas.to_uuid(id_text) AND deleted_at IS NULL
+	 FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'User not found' USING ERRCODE = 'PU404';
+	END IF;
+	RETURN u;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.find_user(text) IS 'locks and returns a live account by id; PU404 otherwise';
+
+CREATE OR REPLACE FUNCTION paas.invoice_items_refuse(items paas.invoice_item[])
+ RETURNS text
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	PERFORM paas.raise_if_invalid(paas.invoice_item_errors(paas.invoice_items_json(items)));
+	RAISE EXCEPTION 'invoice item refused without a field error' USING ERRCODE = 'internal_error';
+END
+$function$
+;
+COMMENT ON FUNCTION paas.invoice_items_refuse(paas.invoice_item[]) IS 'raises PT400 listing every field error of invoice items';
+
+CREATE OR REPLACE FUNCTION paas.invoice_links(i paas.invoices)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	RETURN jsonb_build_object(
+		'userId', i.user_id,
+		'subscriptionId', paas.to_uuid(i.ref ->> 'subscriptionId'),
+		'pdfPath', '/api/v1/billing/invoices/' || i.id || '/pdf',
+		'updatedAt', paas.iso(greatest(i.issued_at,
+			(SELECT c.issued_at FROM paas.invoices c WHERE c.id = i.voided_by))),
+		'topUpTransaction', (SELECT jsonb_build_object('id', t.id, 'orderId', t.order_id,
+													   'paymentType', t.payment_type)
+							   FROM paas.topups t WHERE t.id = i.topup_id),
+		'subscription', (SELECT paas.subscription_json(x, v)
+						   FROM paas.subscriptions x JOIN paas.services v ON v.id = x.service_id
+						  WHERE x.id = paas.to_uuid(i.ref ->> 'subscriptionId')));
+END
+$function$
+;
+COMMENT ON FUNCTION paas.invoice_links(paas.invoices) IS 'userId, subscriptionId, pdfPath, updatedAt, topUpTransaction and subscription of an invoice';
+
+CREATE OR REPLACE FUNCTION paas.invoices_guard()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	IF TG_OP = 'DELETE' THEN
+		RAISE EXCEPTION 'invoices cannot be deleted' USING ERRCODE = 'PT409';
+	END IF;
+	IF (NEW.id, NEW.number, NEW.user_id, NEW.kind, NEW.amount, NEW.currency, NEW.description,
+		NEW.lines, NEW.ref, NEW.topup_id, NEW.credit_note_for, NEW.issued_at, NEW.paid_at)
+	   IS DISTINCT FROM
+	   (OLD.id, OLD.number, OLD.user_id, OLD.kind, OLD.amount, OLD.currency, OLD.description,
+		OLD.lines, OLD.ref, OLD.topup_id, OLD.credit_note_for, OLD.issued_at, OLD.paid_at) THEN
+		RAISE EXCEPTION 'an issued invoice cannot be changed' USING ERRCODE = 'PT409',
+			HINT = 'Issue a credit note to void it.';
+	END IF;
+	IF NEW.voided_by IS DISTINCT FROM OLD.voided_by
+	   AND (OLD.voided_by IS NOT NULL OR NEW.status <> 'VOID') THEN
+		RAISE EXCEPTION 'an invoice is voided once, by a credit note' USING ERRCODE = 'PT409';
+	END IF;
+	IF NEW.status IS DISTINCT FROM OLD.status AND NEW.voided_by IS NULL THEN
+		RAISE EXCEPTION 'an invoice status changes only when a credit note voids it'
+			USING ERRCODE = 'PT409';
+	END IF;
+	RETURN NEW;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.invoices_guard() IS 'keeps issued invoices immutable';
+
+CREATE OR REPLACE FUNCTION paas.issue_invoice_items(items paas.invoice_item[], ids uuid[] DEFAULT NULL::uuid[])
+ RETURNS SETOF paas.invoices
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	k integer := coalesce(cardinality(items), 0);
+	base integer;
+	pfx text := paas.invoice_number_prefix('INV');
+BEGIN
+	IF k = 0 THEN
+		RETURN;
+	END IF;
+	IF ids IS NOT NULL AND cardinality(ids) <> k THEN
+		RAISE EXCEPTION '% invoice ids for % invoice items', cardinality(ids), k
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	base := paas.reserve_invoice_numbers('INV', k);
+	BEGIN
+		RETURN QUERY
+		INSERT INTO paas.invoices (id, number, user_id, kind, amount, description, lines, ref, topup_id,
+								   paid_at)
+		SELECT coalesce(ids[x.n::integer], gen_random_uuid()), paas.invoice_number(pfx, base + x.n::integer),
+			   x.user_id,
+			   CASE WHEN x.ok THEN x.kind ELSE paas.invoice_items_refuse(items) END, x.amount,
+			   coalesce(x.l0 ->> 'description', x.descr),
+			   CASE WHEN jsonb_typeof(x.lines) = 'array' AND jsonb_array_length(x.lines) > 0 THEN x.lines
+					ELSE jsonb_build_array(jsonb_build_object('description', x.descr, 'quantity', 1,
+															  'unitPrice', x.amount, 'amount', x.amount)) END,
+			   CASE WHEN jsonb_typeof(x.ref) = 'object' THEN x.ref ELSE '{}' END,
+			   paas.to_uuid(x.ref ->> 'topUpId'), now()
+		  FROM (SELECT i.n, i.user_id, i.kind, i.amount, i.ref, i.lines, i.l0,
+					   CASE WHEN i.kind = 'TOPUP' THEN 'Account Top-up' ELSE 'Service Subscription' END AS descr,
+					   coalesce(
+						i.kind IN ('TOPUP', 'SUBSCRIPTION') AND i.amount > 0
+						AND coalesce(jsonb_typeof(i.ref) IN ('object', 'null'), true)
+						AND (i.lines IS NULL OR jsonb_typeof(i.lines) = 'null'
+							 OR (jsonb_typeof(i.lines) = 'array'
+								 AND (jsonb_array_length(i.lines) = 0
+									  -- one line of the whole amount (the usual case)
+									  -- without a subquery
+									  OR (jsonb_array_length(i.lines) = 1
+										  AND jsonb_typeof(i.l0 -> 'description') = 'string'
+										  AND jsonb_typeof(i.l0 -> 'amount') = 'number'
+										  AND i.l0 ->> 'amount' = i.amount::text)
+									  OR (SELECT bool_and(jsonb_typeof(l) = 'object'
+														  AND jsonb_typeof(l -> 'description') = 'string'
+														  AND jsonb_typeof(l -> 'amount') = 'number')
+												 AND sum(CASE WHEN jsonb_typeof(l -> 'amount') = 'number'
+															  THEN (l ->> 'amount')::numeric END) = i.amount
+											FROM jsonb_array_elements(i.lines) l)))),
+						false) AS ok
+				  FROM (SELECT i.*, CASE WHEN jsonb_typeof(i.lines) = 'array' THEN i.lines -> 0 END AS l0
+						  FROM unnest(items) WITH ORDINALITY AS i (user_id, kind, amount, ref, lines, n)) i) x
+		 ORDER BY x.n
+		RETURNING *;
+	EXCEPTION WHEN foreign_key_violation OR not_null_violation THEN
+		-- a user_id that is NULL or names no user is PT400; anything else (a
+		-- ref.topUpId naming no top-up: the caller's bug) is raised as it is
+		PERFORM paas.raise_if_invalid(paas.invoice_item_errors(paas.invoice_items_json(items)));
+		RAISE;
+	END;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.issue_invoice_items(paas.invoice_item[],uuid[]) IS 'issues PAID invoices numbered as one contiguous block, in one statement (ids: their ids, drawn by the caller, or NULL); PT400 names the failing items[i].field';
+
+CREATE OR REPLACE FUNCTION paas.issue_invoices(items jsonb)
+ RETURNS SETOF paas.invoices
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	IF items IS NULL OR jsonb_typeof(items) <> 'array' THEN
+		PERFORM paas.raise_if_invalid(paas.add_err('[]', 'items', 'items must be a JSON array'));
+	END IF;
+	-- the JSON types; the values are checked by paas.issue_invoice_items
+	IF EXISTS (SELECT 1 FROM jsonb_array_elements(items) e
+				WHERE NOT coalesce(jsonb_typeof(e) = 'object'
+								   AND paas.to_uuid(e ->> 'userId') IS NOT NULL
+								   AND jsonb_typeof(e -> 'userId') = 'string'
+								   AND jsonb_typeof(e -> 'kind') = 'string'
+								   AND jsonb_typeof(e -> 'amount') = 'number'
+								   AND e ->> 'amount' ~ '^[1-9][0-9]{0,17}$', false)) THEN
+		PERFORM paas.raise_if_invalid(paas.invoice_item_errors(items));
+	END IF;
+	RETURN QUERY
+	SELECT * FROM paas.issue_invoice_items(ARRAY(
+		SELECT ROW(paas.to_uuid(x.e ->> 'userId'), x.e ->> 'kind', (x.e ->> 'amount')::bigint,
+				   x.e -> 'ref', x.e -> 'lines')::paas.invoice_item
+		  FROM jsonb_array_elements(items) WITH ORDINALITY AS x (e, n) ORDER BY x.n));
+END
+$function$
+;
+COMMENT ON FUNCTION paas.issue_invoices(jsonb) IS 'issues PAID invoices [{userId, kind, amount, ref, lines}] numbered as one contiguous block, in one statement; PT400 names the failing items[i].field';
+
+CREATE OR REPLACE FUNCTION paas.issue_token(s paas.sessions)
+ RETURNS text
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	tok text := paas.refresh_token(s, s.generation);
+BEGIN
+	INSERT INTO paas.refresh_tokens (token_hash, session_id, generation)
+	VALUES (public.digest(tok, 'sha256'), s.id, s.generation);
+	RETURN tok;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.issue_token(paas.sessions) IS 'records and returns the current refresh token';
+
+CREATE OR REPLACE FUNCTION paas.job_billing_expire_topups()
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	n bigint;
+BEGIN
+	WITH e AS (
+		UPDATE paas.topups SET status = 'EXPIRED', updated_at = now()
+		 WHERE status = 'PENDING' AND expires_at <= now()
+		RETURNING id),
+	o AS (
+		UPDATE paas.topup_orders o SET status = 'FAILED',
+			   gateway_status = coalesce(gateway_status, 'expire')
+		  FROM e WHERE o.topup_id = e.id AND o.status = 'PENDING'
+		RETURNING 1)
+	SELECT count(*) INTO n FROM e;
+	RETURN jsonb_build_object('expired', n);
+END
+$function$
+;
+COMMENT ON FUNCTION paas.job_billing_expire_topups() IS 'expires pending top-ups past 24 h';
+
+CREATE OR REPLACE FUNCTION paas.job_mark_customized()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	IF (NEW.enabled, NEW.run_every) IS DISTINCT FROM (OLD.enabled, OLD.run_every) THEN
+		NEW.customized := true;
+	END IF;
+	RETURN NEW;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.job_mark_customized() IS 'trigger: a job whose enabled or run_every changes becomes customized';
+
+CREATE OR REPLACE FUNCTION paas.job_node_monitor()
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	t0 timestamptz := clock_timestamp();
+	cfg record;
+	r jsonb;
+BEGIN
+	SELECT * INTO cfg FROM paas.node_health_settings();
+	WITH cand AS (
+		SELECT n.id, n.status AS old_status,
+			   CASE WHEN coalesce(n.last_heartbeat, n.created_at) < now() - cfg.offline_after
+					THEN 'offline_timeout' ELSE 'heartbeat_timeout' END AS event
+		  FROM paas.nodes n
+		 WHERE n.status IN ('ACTIVE', 'NOT_READY')
+		   AND coalesce(n.last_heartbeat, n.created_at) < now() - cfg.grace_period
+		   AND (n.status = 'ACTIVE' OR coalesce(n.last_heartbeat, n.created_at) < now() - cfg.offline_after)
+		 ORDER BY n.id
+		   FOR UPDATE OF n SKIP LOCKED),
+	upd AS (
+		UPDATE paas.nodes n
+		   SET status = paas.node_transition(c.old_status, c.event),
+			   is_ready = false,
+			   conditions = CASE WHEN c.old_status = 'ACTIVE'
+								 THEN paas.node_conditions_unknown(n.conditions, now()) ELSE n.conditions END,
+			   last_health_check = now(),
+			   status_changed_at = now(),
+			   updated_at = now()
+		  FROM cand c
+		 WHERE n.id = c.id
+		RETURNING n.id, n.name, c.old_status, n.status, c.event),
+	aud AS (
+		INSERT INTO paas.node_transitions (node_id, node_name, from_status, to_status, event, actor, reason)
+		SELECT u.id, u.name, u.old_status, u.status, u.event, 'monitor',
+			   CASE u.event WHEN 'offline_timeout' THEN 'no heartbeat for ' || cfg.offline_after
+							ELSE 'no heartbeat for ' || cfg.grace_period END
+		  FROM upd u
+		RETURNING to_status)
+	SELECT jsonb_build_object(
+		'notReady', count(*) FILTER (WHERE to_status = 'NOT_READY'),
+		'inactive', count(*) FILTER (WHERE to_status = 'INACTIVE'))
+	  INTO r FROM aud;
+	RETURN r || jsonb_build_object('ms', round(extract(epoch FROM clock_timestamp() - t0) * 1000, 1),
+								   'gracePeriod', cfg.grace_period::text, 'offlineAfter', cfg.offline_after::text);
+END
+$function$
+;
+COMMENT ON FUNCTION paas.job_node_monitor() IS 'health monitor pass: silent nodes -> NOT_READY, then INACTIVE (set-based, SKIP LOCKED)';
+
+CREATE OR REPLACE FUNCTION paas.job_prune_login_failures()
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	n bigint;
+BEGIN
+	DELETE FROM paas.login_failures
+	 WHERE at < now() - interval '1 hour'
+	   AND (last_success_at IS NULL OR last_success_at < now() - interval '30 days');
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN jsonb_build_object('deleted', n);
+END
+$function$
+;
+COMMENT ON FUNCTION paas.job_prune_login_failures() IS 'deletes failed-login rows that no longer limit or vouch for an address';
+
+CREATE OR REPLACE FUNCTION paas.job_prune_midtrans_rejects()
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	keep interval := paas.midtrans_reject_retention();
+	n bigint;
+BEGIN
+	IF keep IS NULL THEN
+		RETURN jsonb_build_object('deleted', 0, 'retention', 'forever');
+	END IF;
+	DELETE FROM paas.midtrans_rejects
+	 WHERE id IN (SELECT id FROM paas.midtrans_rejects WHERE received_at < now() - keep
+				   ORDER BY received_at LIMIT 50000);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN jsonb_build_object('deleted', n, 'retention', keep::text);
+END
+$function$
+;
+COMMENT ON FUNCTION paas.job_prune_midtrans_rejects() IS 'deletes refused Midtrans notifications older than paas.midtrans_reject_retention (50,000 rows a run)';
+
+CREATE OR REPLACE FUNCTION paas.job_prune_node_transitions()
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	keep interval := paas.node_history_retention();
+	n bigint;
+BEGIN
+	IF keep IS NULL THEN
+		RETURN jsonb_build_object('deleted', 0, 'retention', 'forever');
+	END IF;
+	DELETE FROM paas.node_transitions
+	 WHERE id IN (SELECT id FROM paas.node_transitions WHERE at < now() - keep ORDER BY at LIMIT 50000);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN jsonb_build_object('deleted', n, 'retention', keep::text);
+END
+$function$
+;
+COMMENT ON FUNCTION paas.job_prune_node_transitions() IS 'deletes node status history older than paas.node_history_retention (50,000 rows a run)';
+
+CREATE OR REPLACE FUNCTION paas.job_prune_runs()
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	n bigint;
+BEGIN
+	DELETE FROM paas.job_run WHERE started_at < now() - interval '7 days';
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN jsonb_build_object('deleted', n);
+END
+$function$
+;
+COMMENT ON FUNCTION paas.job_prune_runs() IS 'deletes job runs older than 7 days';
+
+CREATE OR REPLACE FUNCTION paas.job_prune_sessions()
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	n bigint;
+BEGIN
+	DELETE FROM paas.sessions WHERE expires_at < now() - interval '1 day';
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN jsonb_build_object('deleted', n);
+END
+$function$
+;
+COMMENT ON FUNCTION paas.job_prune_sessions() IS 'deletes sessions expired for more than a day';
+
+CREATE OR REPLACE FUNCTION paas.job_restore_settings()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	UPDATE paas.job j
+	   SET enabled = NEW.enabled,
+		   run_every = CASE WHEN j.runner = 'worker' THEN coalesce(NEW.run_every, j.run_every) END,
+		   customized = true
+	 WHERE j.name = NEW.name;
+	RETURN NULL;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.job_restore_settings() IS 'trigger (pg_restore): a customized job row inserted again sets enabled and run_every of the existing row';
+
+CREATE OR REPLACE FUNCTION paas.ledger_post(idempotency_key text, entries jsonb)
+ RETURNS jsonb
+ LANGUAGE c
+AS '$libdir/paas', $function$paas_ledger_post$function$
+;
+COMMENT ON FUNCTION paas.ledger_post(text,jsonb) IS 'posts a batch of balanced entries atomically: entries = [{kind, memo, ref?, postings: [{account, amount}]}]; PT400 bad input or overflow, PT404 unknown account, PT402 wallet would go below zero, PT409 idempotency key reused with other content, PT503 balances not yet rebuilt after a restore; returns {replayed, entries: [{id, kind, postings}]}';
+REVOKE ALL ON FUNCTION paas.ledger_post(text,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION paas.ledger_post(text,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION paas.ledger_replay(idempotency_key text, entries jsonb, OUT same_content boolean, OUT result jsonb)
+ RETURNS record
+ LANGUAGE sql
+ STABLE STRICT
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+	SELECT i.request_hash = sha256(convert_to(entries::text, 'UTF8')),
+		   jsonb_build_object('replayed', true, 'entries', (
+			SELECT coalesce(jsonb_agg(jsonb_build_object(
+					'id', e.id, 'kind', e.kind,
+					'postings', (SELECT jsonb_agg(jsonb_build_object(
+									'account', coalesce(a.parent_id, a.id), 'amount', p.amount,
+									'balanceBefore', p.balance_before, 'balanceAfter', p.balance_after)
+									|| CASE WHEN a.parent_id IS NULL THEN '{}'::jsonb
+											ELSE jsonb_build_object('slotAccount', a.id) END
+									ORDER BY p.id)
+								   FROM paas.ledger_postings p
+								   JOIN paas.ledger_accounts a ON a.id = p.account_id
+								  WHERE p.entry_id = e.id))
+					ORDER BY x.n), '[]')
+			  FROM unnest(i.entry_ids) WITH ORDINALITY AS x(id, n)
+			  JOIN paas.ledger_entries e ON e.id = x.id))
+	  FROM paas.ledger_idempotency i WHERE i.key = idempotency_key
+$function$
+;
+COMMENT ON FUNCTION paas.ledger_replay(text,jsonb) IS 'for a known idempotency key: whether entries match the first use, and the first result rebuilt';
+REVOKE ALL ON FUNCTION paas.ledger_replay(text,jsonb) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION paas.ledger_restore_balances()
+ RETURNS integer
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	n integer;
+BEGIN
+	PERFORM 1 FROM paas.ledger_accounts a WHERE NOT a.balance_verified ORDER BY a.id FOR UPDATE;
+	UPDATE paas.ledger_accounts a
+	   SET balance = s.total, balance_verified = true,
+		   updated_at = CASE WHEN a.balance = s.total THEN a.updated_at ELSE now() END
+	  FROM (SELECT a2.id, coalesce(sum(p.amount), 0)::bigint AS total, count(p.id) AS postings
+			  FROM paas.ledger_accounts a2
+			  LEFT JOIN paas.ledger_postings p ON p.account_id = a2.id
+			 WHERE NOT a2.balance_verified
+			 GROUP BY a2.id) s
+	 WHERE a.id = s.id AND NOT a.balance_verified AND (s.postings > 0 OR a.balance <> 0);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.ledger_restore_balances() IS 'after pg_restore: rebuilds the cached balances of the platform accounts from their postings (the worker runs it)';
+REVOKE ALL ON FUNCTION paas.ledger_restore_balances() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION paas.ledger_restore_needed()
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+RETURN (EXISTS (SELECT 1 FROM paas.ledger_accounts a WHERE ((NOT a.balance_verified) AND ((a.balance <> 0) OR (EXISTS (SELECT 1 FROM paas.ledger_postings p WHERE (p.account_id = a.id)))))))
+;
+COMMENT ON FUNCTION paas.ledger_restore_needed() IS 'whether some ledger account''s cached balance must be rebuilt from its postings (after pg_restore)';
+REVOKE ALL ON FUNCTION paas.ledger_restore_needed() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION paas.ledger_restore_needed() TO paas_owner;
+
+CREATE OR REPLACE FUNCTION paas.ledger_reverse(entry_id bigint, idempotency_key text DEFAULT NULL::text, memo text DEFAULT NULL::text)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	e paas.ledger_entries;
+	postings jsonb;
+BEGIN
+	SELECT * INTO e FROM paas.ledger_entries WHERE id = ledger_reverse.entry_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'ledger entry % does not exist', ledger_reverse.entry_id
+			USING ERRCODE = 'PT404';
+	END IF;
+	IF e.kind = 'reversal' THEN
+		RAISE EXCEPTION 'ledger entry % is a reversal and cannot be reversed', e.id
+			USING ERRCODE = 'PT409', HINT = 'Post a new entry instead.';
+	END IF;
+	-- Already reversed: a conflict, unless this is a replay of the key that
+	-- did it (ledger_post answers that one from the idempotency table).
+	IF EXISTS (SELECT 1 FROM paas.ledger_entries r
+				WHERE r.kind = 'reversal' AND (r.ref ->> 'reverses')::bigint = e.id
+				  AND r.idempotency_key IS DISTINCT FROM ledger_reverse.idempotency_key) THEN
+		RAISE EXCEPTION 'ledger entry % is already reversed', e.id USING ERRCODE = 'PT409';
+	END IF;
+	SELECT jsonb_agg(jsonb_build_object('account', coalesce(a.parent_id, a.id), 'amount', -p.amount)
+					 ORDER BY p.id)
+	  INTO postings
+	  FROM paas.ledger_postings p JOIN paas.ledger_accounts a ON a.id = p.account_id
+	 WHERE p.entry_id = e.id;
+	BEGIN
+		RETURN paas.ledger_post(ledger_reverse.idempotency_key, jsonb_build_array(jsonb_build_object(
+			'kind', 'reversal',
+			'memo', coalesce(ledger_reverse.memo, 'reversal of entry ' || e.id),
+			'ref', jsonb_build_object('reverses', e.id, 'kind', e.kind),
+			'postings', postings)));
+	EXCEPTION WHEN unique_violation THEN
+		RAISE EXCEPTION 'ledger entry % is already reversed', e.id USING ERRCODE = 'PT409';
+	END;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.ledger_reverse(bigint,text,text) IS 'posts the opposite of an entry (kind reversal, ref.reverses); PT404 unknown, PT409 already reversed, PT402 wallet short';
+REVOKE ALL ON FUNCTION paas.ledger_reverse(bigint,text,text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION paas.ledger_reverse(bigint,text,text) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION paas.lock_admins(admin paas.users)
+ RETURNS void
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	PERFORM pg_advisory_xact_lock(1885430131, 1);
+	IF admin.id IS NOT NULL AND NOT EXISTS (
+		SELECT 1 FROM paas.users
+		 WHERE id = admin.id AND role = 'ADMINISTRATOR' AND is_active AND deleted_at IS NULL) THEN
+		RAISE EXCEPTION 'Insufficient permissions' USING ERRCODE = 'PT403';
+	END IF;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.lock_admins(paas.users) IS 'serialises changes that can remove an administrator; PT403 when the caller no longer is one';
+
+CREATE OR REPLACE FUNCTION paas.login_client(ip text)
+ RETURNS text
+ LANGUAGE plpgsql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+DECLARE
+	a inet;
+BEGIN
+	IF ip IS NULL OR ip = '' THEN
+		RETURN '';
+	END IF;
+	BEGIN
+		a := ip::inet;
+	EXCEPTION WHEN invalid_text_representation THEN
+		RETURN left(ip, 64);
+	END;
+	IF family(a) = 6 AND NOT a <<= inet '::ffff:0.0.0.0/96' THEN
+		RETURN host(network(set_masklen(a, 64))) || '/64';
+	END IF;
+	RETURN host(a);
+END
+$function$
+;
+COMMENT ON FUNCTION paas.login_client(text) IS 'the key of a client address for failed-login counts (IPv6: its /64)';
+
+CREATE OR REPLACE FUNCTION paas.login_settings(OUT per_address integer, OUT per_account integer, OUT backoff_max interval)
+ RETURNS record
+ LANGUAGE c
+ STABLE PARALLEL SAFE STRICT
+AS '$libdir/paas', $function$paas_login_settings$function$
+;
+COMMENT ON FUNCTION paas.login_settings() IS 'paas.login_failures_per_address, paas.login_failures_per_account and paas.login_backoff_max';
+
+CREATE OR REPLACE FUNCTION paas.login_succeeded(uid uuid, addr text) RETURNS void
+	LANGUAGE sql VOLATILE
+	BEGIN ATOMIC
+		INSERT INTO paas.login_failures (user_id, client, failures, at, last_success_at)
+		VALUES (uid, addr, 0, now(), now())
+		ON CONFLICT (user_id, client) DO UPDATE SET failures = 0, at = now(), last_success_at = now();
+	END;
+COMMENT ON FUNCTION paas.login_succeeded(uuid,text) IS 'empties the failed-login bucket of (account, address) and marks the address known';
+
+CREATE OR REPLACE FUNCTION paas.midtrans_apply(n jsonb, source text)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	t paas.topups;
+	o paas.topup_orders;
+	st text := n ->> 'transaction_status';
+	fraud text := coalesce(n ->> 'fraud_status', 'accept');
+	action text;
+	outcome text;
+	refunded bigint;
+BEGIN
+	SELECT t1.* INTO t FROM paas.topups t1
+	  JOIN paas.topup_orders o1 ON o1.topup_id = t1.id
+	 WHERE o1.order_id = n ->> 'order_id'
+	   FOR UPDATE OF t1;
+	IF NOT FOUND THEN
+		PERFORM paas.midtrans_log(n, source, true, 'unknown_order');
+		RETURN jsonb_build_object('orderId', n ->> 'order_id', 'status', NULL, 'outcome', 'unknown_order');
+	END IF;
+	SELECT * INTO o FROM paas.topup_orders WHERE order_id = n ->> 'order_id';
+
+	IF coalesce(n ->> 'currency', 'IDR') <> t.currency
+	   OR coalesce(n ->> 'gross_amount', '') !~ '^[0-9]{1,15}(\.[0-9]{1,2})?$'
+	   OR (n ->> 'gross_amount')::numeric <> t.amount THEN
+		PERFORM paas.midtrans_log(n, source, true, 'amount_mismatch');
+		RETURN jsonb_build_object('orderId', o.order_id, 'status', t.status, 'outcome', 'amount_mismatch');
+	END IF;
+
+	action := CASE
+		WHEN st = 'settlement' AND fraud = 'accept' THEN 'success'
+		WHEN st = 'capture' AND fraud = 'accept' THEN 'success'
+		WHEN st IN ('settlement', 'capture') AND fraud = 'challenge' THEN 'pending'
+		WHEN st IN ('settlement', 'capture') THEN 'failed'
+		WHEN st IN ('pending', 'authorize') THEN 'pending'
+		WHEN st IN ('deny', 'cancel', 'expire', 'failure') THEN 'failed'
+		WHEN st IN ('refund', 'chargeback', 'partial_refund', 'partial_chargeback') THEN 'reverse'
+		ELSE 'ignored' END;
+	-- a deny, cancel or expire of a paid order is a reversal (or a late
+	-- notification of an earlier attempt: the status API tells them apart)
+	IF action = 'failed' AND o.credited > 0 AND (st IN ('deny', 'cancel', 'expire') OR fraud = 'deny') THEN
+		action := 'take_back';
+	END IF;
+
+	-- The signature covers order_id, status_code and gross_amount but not
+	-- transaction_status: money moves only when status_code agrees (200),
+	-- so a signed "pending" (201) relabelled "settlement" moves nothing.
+	IF action IN ('success', 'reverse') AND n ->> 'status_code' IS DISTINCT FROM '200' THEN
+		PERFORM paas.midtrans_log(n, source, CASE WHEN source = 'webhook' THEN true END,
+								  'inconsistent_status');
+		RETURN jsonb_build_object('orderId', o.order_id, 'status', t.status,
+								  'outcome', 'inconsistent_status');
+	END IF;
+
+	IF action IN ('success', 'reverse') AND o.credited = 0 THEN
+		-- a signed status 200 proves a payment: credit first, so that a
+		-- settlement arriving after its refund finds nothing left to do
+		PERFORM paas.topup_credit_order(t, o, n);
+		SELECT * INTO o FROM paas.topup_orders WHERE order_id = o.order_id;
+		SELECT * INTO t FROM paas.topups WHERE id = t.id;
+		outcome := 'credited';
+	ELSIF action = 'success' THEN
+		outcome := 'duplicate';
+	END IF;
+
+	IF action IN ('reverse', 'take_back') AND source = 'webhook' THEN
+		-- Neither transaction_status nor refund_amount is signed: the
+		-- notification only flags the order; the worker asks the status API
+		-- at once and its answer decides (see paas.billing_reconcile_apply).
+		IF o.reversed >= o.credited THEN
+			outcome := coalesce(outcome, 'duplicate');		-- nothing left to take back
+		ELSE
+			UPDATE paas.topup_orders SET verify_requested_at = now() WHERE order_id = o.order_id;
+			outcome := 'verifying_reversal';
+		END IF;
+	ELSIF action = 'reverse' THEN
+		IF st LIKE 'partial_%' THEN
+			refunded := paas.midtrans_refunded(n);
+			IF refunded IS NULL THEN
+				-- recorded on the order by billing_reconcile_apply; the check
+				-- stays due and is asked again
+				RAISE EXCEPTION 'status answer of order % says % without a refund amount', o.order_id, st
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+		ELSE
+			refunded := o.credited;
+		END IF;
+		outcome := paas.topup_reverse_order(t, o, refunded,
+			CASE WHEN st LIKE '%chargeback' THEN 'CHARGEBACK' ELSE 'REFUND' END);
+	ELSIF action = 'take_back' THEN
+		outcome := paas.topup_reverse_order(t, o, o.credited, 'REVERSAL');
+	ELSIF action = 'pending' THEN
+		outcome := CASE WHEN o.credited > 0 THEN 'ignored_after_success' ELSE 'pending' END;
+		IF o.credited = 0 THEN
+			UPDATE paas.topup_orders SET gateway_status = st,
+				   payment_type = coalesce(n ->> 'payment_type', payment_type),
+				   gateway_transaction_id = coalesce(n ->> 'transaction_id', gateway_transaction_id)
+			 WHERE order_id = o.order_id;
+			UPDATE paas.topups SET gateway_status = st, updated_at = now(),
+				   payment_type = coalesce(n ->> 'payment_type', payment_type)
+			 WHERE id = t.id AND status = 'PENDING';
+		END IF;
+	ELSIF action = 'failed' THEN
+		IF o.credited > 0 THEN
+			outcome := 'ignored_after_success';
+		ELSE
+			outcome := 'failed';
+			UPDATE paas.topup_orders SET status = 'FAILED', gateway_status = st
+			 WHERE order_id = o.order_id;
+			-- only the current order decides a pending top-up's fate; an
+			-- older link failing does not end a top-up with a newer link
+			IF t.status = 'PENDING' AND t.order_id = o.order_id THEN
+				UPDATE paas.topups
+				   SET status = CASE st WHEN 'expire' THEN 'EXPIRED' WHEN 'cancel' THEN 'CANCELLED'
+									   ELSE 'FAILED' END,
+					   gateway_status = st, updated_at = now()
+				 WHERE id = t.id;
+			END IF;
+		END IF;
+	ELSIF action = 'ignored' THEN
+		outcome := 'ignored';
+	END IF;
+
+	PERFORM paas.midtrans_log(n, source, CASE WHEN source = 'webhook' THEN true END, outcome);
+	SELECT * INTO t FROM paas.topups WHERE id = t.id;
+	RETURN jsonb_build_object('orderId', o.order_id, 'status', t.status, 'outcome', outcome);
+END
+$function$
+;
+COMMENT ON FUNCTION paas.midtrans_apply(jsonb,text) IS 'applies a Midtrans status to its order exactly once; caller verified its origin; reversals only on a status-API answer (source reconcile), a notification flags the order';
+
+CREATE OR REPLACE FUNCTION paas.midtrans_refunded(n jsonb)
+ RETURNS bigint
+ LANGUAGE sql
+ IMMUTABLE
+RETURN CASE WHEN ((jsonb_typeof((n -> 'refunds'::text)) = 'array'::text) AND (jsonb_array_length((n -> 'refunds'::text)) > 0)) THEN (SELECT CASE WHEN bool_and((COALESCE((r.value ->> 'refund_amount'::text), ''::text) ~ '^[0-9]{1,15}(\.[0-9]{1,2})?$'::text)) THEN (floor(sum(CASE WHEN ((r.value ->> 'refund_amount'::text) ~ '^[0-9]{1,15}(\.[0-9]{1,2})?$'::text) THEN ((r.value ->> 'refund_amount'::text))::numeric ELSE NULL::numeric END)))::bigint ELSE NULL::bigint END AS "case" FROM jsonb_array_elements((midtrans_refunded.n -> 'refunds'::text)) r(value)) WHEN (COALESCE((n ->> 'refund_amount'::text), ''::text) ~ '^[0-9]{1,15}(\.[0-9]{1,2})?$'::text) THEN (floor(((n ->> 'refund_amount'::text))::numeric))::bigint ELSE NULL::bigint END
+;
+COMMENT ON FUNCTION paas.midtrans_refunded(jsonb) IS 'cumulative refunded amount of a status answer (sum of refunds[], else refund_amount); NULL when absent';
+
+CREATE OR REPLACE FUNCTION paas.midtrans_reject_retention()
+ RETURNS interval
+ LANGUAGE c
+ STABLE PARALLEL SAFE
+AS '$libdir/paas', $function$paas_midtrans_reject_retention$function$
+;
+COMMENT ON FUNCTION paas.midtrans_reject_retention() IS 'paas.midtrans_reject_retention as an interval; NULL when refused notifications are kept forever';
+
+CREATE OR REPLACE FUNCTION paas.node_apply(n paas.nodes, event text, actor text, reason text DEFAULT NULL::text)
+ RETURNS paas.nodes
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	old text := n.status;
+	nxt text := paas.node_transition(n.status, event);
+BEGIN
+	UPDATE paas.nodes
+	   SET status = nxt,
+		   is_ready = CASE WHEN nxt = 'ACTIVE' AND event LIKE 'admin_%' THEN true
+						   WHEN nxt IN ('NOT_READY', 'INACTIVE') AND nxt <> old THEN false
+						   ELSE is_ready END,
+		   cordoned = CASE event WHEN 'cordon' THEN true WHEN 'uncordon' THEN false ELSE cordoned END,
+		   last_health_check = CASE WHEN nxt = 'ACTIVE' AND event LIKE 'admin_%' THEN now()
+									ELSE last_health_check END,
+		   status_changed_at = CASE WHEN nxt <> old THEN now() ELSE status_changed_at END,
+		   updated_at = now()
+	 WHERE id = n.id
+	RETURNING * INTO n;
+	PERFORM paas.node_audit(n, old, event, actor, reason);
+	RETURN n;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.node_apply(paas.nodes,text,text,text) IS 'applies a status-machine event to a node (PT409 when illegal) and audits it';
+
+CREATE OR REPLACE FUNCTION paas.node_check(errs jsonb, s jsonb, creating boolean)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+DECLARE
+	f text;
+	v jsonb;
+BEGIN
+	errs := paas.check_text(errs, s, 'name', creating, 2, 253);
+	IF jsonb_typeof(s -> 'name') = 'string'
+	   AND s ->> 'name' !~ '^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$' THEN
+		errs := paas.add_err(errs, 'name',
+			'name may hold only letters, digits, ".", "-" and "_", and must start and end with a letter or digit');
+	END IF;
+	errs := paas.check_text(errs, s, 'hostname', creating, 1, 255);
+	errs := paas.check_text(errs, s, 'ipAddress', creating, 2, 64);
+	IF jsonb_typeof(s -> 'ipAddress') = 'string' AND NOT paas.node_is_inet(s ->> 'ipAddress') THEN
+		errs := paas.add_err(errs, 'ipAddress', 'ipAddress must be a valid IP address');
+	END IF;
+	errs := paas.check_enum(errs, s, 'architecture', false,
+							ARRAY['amd64', 'arm64', 'arm', '386', 'ppc64le', 's390x', 'riscv64']);
+	errs := paas.check_text(errs, s, 'operatingSystem', false, 1, 64);
+	errs := paas.check_int(errs, s, 'cpuCores', creating, 1, 100000);
+	errs := paas.check_text(errs, s, 'cpuArchitecture', creating, 1, 255);
+	-- memory and storage: quantity strings only (the original refused
+	-- numbers here: "must be a string"); CPU: a number is cores
+	errs := paas.check_qty(errs, 'totalMemory', s -> 'totalMemory', NULL, false, creating);
+	errs := paas.check_qty(errs, 'totalStorage', s -> 'totalStorage', NULL, false, creating);
+	errs := paas.check_qty(errs, 'allocatedCPU', s -> 'allocatedCPU', '', true, false);
+	errs := paas.check_qty(errs, 'allocatedMemory', s -> 'allocatedMemory', NULL, false, false);
+	errs := paas.check_qty(errs, 'allocatedStorage', s -> 'allocatedStorage', NULL, false, false);
+	errs := paas.check_int(errs, s, 'maxPods', false, 1, 1000000);
+	errs := paas.check_int(errs, s, 'currentPods', false, 0, 1000000);
+	FOREACH f IN ARRAY ARRAY['kubeletVersion', 'containerRuntime', 'kernelVersion', 'osImage'] LOOP
+		errs := paas.check_text(errs, s, f, false, 0, 255);
+	END LOOP;
+	v := s -> 'labels';
+	IF v IS NOT NULL AND v <> 'null'::jsonb THEN
+		IF jsonb_typeof(v) <> 'object' THEN
+			errs := paas.add_err(errs, 'labels', 'labels must be an object of strings');
+		ELSE
+			SELECT errs || coalesce(jsonb_agg(jsonb_build_object('field', 'labels.' || key,
+						'message', format('"labels.%s" must be a string of at most 63 characters', key))), '[]')
+			  INTO errs
+			  FROM jsonb_each(v)
+			 WHERE jsonb_typeof(value) <> 'string' OR char_length(value #>> '{}') > 63
+				OR char_length(key) > 317;
+		END IF;
+	END IF;
+	v := s -> 'taints';
+	IF v IS NOT NULL AND v <> 'null'::jsonb THEN
+		IF jsonb_typeof(v) <> 'array' THEN
+			errs := paas.add_err(errs, 'taints', 'taints must be an array');
+		ELSE
+			SELECT errs || coalesce(jsonb_agg(jsonb_build_object('field', 'taints.' || (i - 1),
+						'message', 'a taint needs a string "key", an optional string "value" and an "effect" of NoSchedule, PreferNoSchedule or NoExecute')), '[]')
+			  INTO errs
+			  FROM jsonb_array_elements(v) WITH ORDINALITY AS t(e, i)
+			 WHERE jsonb_typeof(e) <> 'object'
+				OR jsonb_typeof(e -> 'key') IS DISTINCT FROM 'string'
+				OR (e ? 'value' AND jsonb_typeof(e -> 'value') NOT IN ('string', 'null'))
+				OR NOT coalesce(e ->> 'effect' = ANY (ARRAY['NoSchedule', 'PreferNoSchedule', 'NoExecute']), false);
+		END IF;
+	END IF;
+	RETURN errs;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.node_check(jsonb,jsonb,boolean) IS 'field errors of a node in the original''s field set';
+
+CREATE OR REPLACE FUNCTION paas.node_check_join(tok text)
+ RETURNS void
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	IF tok IS NULL OR tok = '' THEN
+		IF session_user <> 'paas_api' THEN
+			RETURN;
+		END IF;
+		RAISE EXCEPTION 'Join token required' USING ERRCODE = 'PT401';
+	END IF;
+	UPDATE paas.node_join_tokens SET last_used_at = now()
+	 WHERE token_hash = paas.node_token_hash(tok) AND revoked_at IS NULL
+	   AND (expires_at IS NULL OR expires_at > now());
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Invalid join token' USING ERRCODE = 'PT401';
+	END IF;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.node_check_join(text) IS 'PT401 unless tok is a live join token';
+
+CREATE OR REPLACE FUNCTION paas.node_from_k8s(doc jsonb, OUT spec jsonb, OUT errs jsonb)
+ RETURNS record
+ LANGUAGE plpgsql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+DECLARE
+	md jsonb;
+	st jsonb;
+	sp jsonb;
+	ni jsonb;
+	cap jsonb;
+	alloc jsonb;
+	addrs jsonb;
+	ip text;
+	host text;
+	ready text;
+	k text;
+	qty jsonb := '{}';
+BEGIN
+	errs := '[]';
+	IF doc ->> 'kind' = 'List' THEN
+		IF jsonb_typeof(doc -> 'items') <> 'array' OR jsonb_array_length(doc -> 'items') <> 1 THEN
+			errs := paas.add_err(errs, 'items', 'a List must hold exactly one Node');
+			RETURN;
+		END IF;
+		doc := doc -> 'items' -> 0;
+	END IF;
+	IF doc ->> 'kind' IS DISTINCT FROM 'Node' THEN
+		errs := paas.add_err(errs, 'kind', 'kind must be Node');
+	END IF;
+	md := CASE WHEN jsonb_typeof(doc -> 'metadata') = 'object' THEN doc -> 'metadata' ELSE '{}' END;
+	st := CASE WHEN jsonb_typeof(doc -> 'status') = 'object' THEN doc -> 'status' ELSE '{}' END;
+	sp := CASE WHEN jsonb_typeof(doc -> 'spec') = 'object' THEN doc -> 'spec' ELSE '{}' END;
+	ni := CASE WHEN jsonb_typeof(st -> 'nodeInfo') = 'object' THEN st -> 'nodeInfo' ELSE '{}' END;
+	IF jsonb_typeof(md -> 'name') IS DISTINCT FROM 'string' THEN
+		errs := paas.add_err(errs, 'metadata.name', 'metadata.name is required');
+	END IF;
+	IF jsonb_typeof(st -> 'capacity') IS DISTINCT FROM 'object' THEN
+		errs := paas.add_err(errs, 'status.capacity', 'status.capacity is required');
+		RETURN;
+	END IF;
+	cap := st -> 'capacity';
+	alloc := CASE WHEN jsonb_typeof(st -> 'allocatable') = 'object' THEN st -> 'allocatable' ELSE '{}' END;
+	-- Kubernetes prints every quantity as a string; a number is taken for
+	-- CPU (cores) and pods only, as for the original field set
+	errs := paas.check_qty(errs, 'status.capacity.cpu', cap -> 'cpu', '', true, true);
+	errs := paas.check_qty(errs, 'status.capacity.memory', cap -> 'memory', NULL, false, true);
+	errs := paas.check_qty(errs, 'status.capacity.ephemeral-storage', cap -> 'ephemeral-storage', NULL, false, false);
+	errs := paas.check_qty(errs, 'status.capacity.pods', cap -> 'pods', '', false, false);
+	FOREACH k IN ARRAY ARRAY['cpu', 'memory', 'ephemeral-storage', 'pods'] LOOP
+		errs := paas.check_qty(errs, 'status.allocatable.' || k, alloc -> k,
+							   CASE WHEN k IN ('cpu', 'pods') THEN '' END, k = 'cpu', false);
+	END LOOP;
+	addrs := CASE WHEN jsonb_typeof(st -> 'addresses') = 'array' THEN st -> 'addresses' ELSE '[]' END;
+	SELECT a ->> 'address' INTO ip FROM jsonb_array_elements(addrs) WITH ORDINALITY x(a, i)
+	 WHERE a ->> 'type' IN ('InternalIP', 'ExternalIP')
+	 ORDER BY a ->> 'type' = 'ExternalIP', i LIMIT 1;
+	ip := coalesce(ip, md -> 'annotations' ->> 'k3s.io/internal-ip', md -> 'labels' ->> 'k3s.io/internal-ip',
+				   md -> 'annotations' ->> 'alpha.kubernetes.io/provided-node-ip');
+	IF ip IS NULL THEN
+		errs := paas.add_err(errs, 'status.addresses', 'status.addresses must hold an InternalIP or ExternalIP');
+	END IF;
+	IF jsonb_array_length(errs) > 0 THEN
+		RETURN;
+	END IF;
+	SELECT a ->> 'address' INTO host FROM jsonb_array_elements(addrs) a
+	 WHERE a ->> 'type' = 'Hostname' LIMIT 1;
+	SELECT c ->> 'status' INTO ready FROM jsonb_array_elements(
+		CASE WHEN jsonb_typeof(st -> 'conditions') = 'array' THEN st -> 'conditions' ELSE '[]' END) c
+	 WHERE c ->> 'type' = 'Ready' LIMIT 1;
+	FOREACH k IN ARRAY ARRAY['cpu', 'memory', 'ephemeral-storage', 'pods'] LOOP
+		qty := qty || jsonb_build_object(k, coalesce(cap ->> k, CASE k WHEN 'pods' THEN '110' ELSE '0' END));
+	END LOOP;
+	spec := jsonb_build_object(
+		'name', md -> 'name',
+		'hostname', coalesce(host, md -> 'labels' ->> 'kubernetes.io/hostname', md ->> 'name'),
+		'ipAddress', ip,
+		'addresses', addrs,
+		'architecture', coalesce(ni ->> 'architecture', md -> 'labels' ->> 'kubernetes.io/arch', 'amd64'),
+		'operatingSystem', coalesce(nullif(ni ->> 'operatingSystem', ''), 'linux'),
+		'cpuCores', greatest(1, ceil(paas.quantity_milli(qty ->> 'cpu') / 1000.0)),
+		'cpuArchitecture', coalesce(nullif(ni ->> 'architecture', ''), 'unknown'),
+		'totalMemory', qty ->> 'memory',
+		'totalStorage', qty ->> 'ephemeral-storage',
+		'maxPods', greatest(1, paas.quantity_value(qty ->> 'pods')),
+		'labels', coalesce(md -> 'labels', '{}'),
+		'taints', coalesce(sp -> 'taints', '[]'),
+		'kubeletVersion', nullif(ni ->> 'kubeletVersion', ''),
+		'containerRuntime', nullif(ni ->> 'containerRuntimeVersion', ''),
+		'kernelVersion', nullif(ni ->> 'kernelVersion', ''),
+		'osImage', nullif(ni ->> 'osImage', ''))
+	|| jsonb_build_object(
+		'capacity', qty,
+		'allocatable', jsonb_build_object(
+			'cpu', coalesce(alloc ->> 'cpu', qty ->> 'cpu'),
+			'memory', coalesce(alloc ->> 'memory', qty ->> 'memory'),
+			'ephemeral-storage', coalesce(alloc ->> 'ephemeral-storage', qty ->> 'ephemeral-storage'),
+			'pods', coalesce(alloc ->> 'pods', qty ->> 'pods')),
+		'conditions', coalesce(st -> 'conditions', '[]'),
+		'providerId', sp -> 'providerID',
+		'podCidr', sp -> 'podCIDR',
+		'kubeUid', md -> 'uid',
+		'unschedulable', coalesce(sp -> 'unschedulable', 'false'),
+		'isReady', coalesce(ready, 'True') = 'True');
+END
+$function$
+;
+COMMENT ON FUNCTION paas.node_from_k8s(jsonb) IS 'a Kubernetes Node object as a node spec, with field errors in the object''s paths';
+
+CREATE OR REPLACE FUNCTION paas.node_hostname_taken(host text, except_id uuid)
+ RETURNS void
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	IF EXISTS (SELECT 1 FROM paas.nodes WHERE hostname = host AND id IS DISTINCT FROM except_id) THEN
+		RAISE EXCEPTION 'Worker node with this hostname already exists' USING ERRCODE = 'PW409';
+	END IF;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.node_hostname_taken(text,uuid) IS 'PW409 when another node has this hostname';
+
+CREATE OR REPLACE FUNCTION paas.node_write(node_id uuid, s jsonb)
+ RETURNS paas.nodes
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	n paas.nodes;
+	c jsonb := s -> 'capacity';
+	a jsonb := s -> 'allocatable';
+BEGIN
+	IF c IS NULL THEN
+		c := jsonb_build_object('cpu', s ->> 'cpuCores', 'memory', s ->> 'totalMemory',
+								'ephemeral-storage', s ->> 'totalStorage', 'pods', s ->> 'maxPods');
+	END IF;
+	a := coalesce(a, c);
+	UPDATE paas.nodes SET
+		name = s ->> 'name',
+		hostname = s ->> 'hostname',
+		ip_address = (s ->> 'ipAddress')::inet,
+		addresses = coalesce(s -> 'addresses',
+							 jsonb_build_array(jsonb_build_object('type', 'InternalIP', 'address', s ->> 'ipAddress'),
+											   jsonb_build_object('type', 'Hostname', 'address', s ->> 'hostname'))),
+		architecture = coalesce(s ->> 'architecture', 'amd64'),
+		operating_system = coalesce(s ->> 'operatingSystem', 'linux'),
+		cpu_cores = (s ->> 'cpuCores')::numeric::int,
+		cpu_architecture = s ->> 'cpuArchitecture',
+		total_memory = paas.qty_of(s -> 'totalMemory', NULL),
+		total_storage = paas.qty_of(s -> 'totalStorage', NULL),
+		cpu_capacity_m = paas.quantity_milli(c ->> 'cpu'),
+		memory_capacity = paas.quantity_value(c ->> 'memory'),
+		storage_capacity = paas.quantity_value(coalesce(c ->> 'ephemeral-storage', '0')),
+		cpu_allocatable_m = paas.quantity_milli(a ->> 'cpu'),
+		memory_allocatable = paas.quantity_value(a ->> 'memory'),
+		storage_allocatable = paas.quantity_value(coalesce(a ->> 'ephemeral-storage', '0')),
+		pods_allocatable = paas.quantity_value(coalesce(a ->> 'pods', c ->> 'pods')),
+		max_pods = coalesce((s ->> 'maxPods')::numeric::int, max_pods),
+		allocated_cpu = coalesce(paas.qty_of(s -> 'allocatedCPU', ''), allocated_cpu),
+		allocated_memory = coalesce(paas.qty_of(s -> 'allocatedMemory', NULL), allocated_memory),
+		allocated_storage = coalesce(paas.qty_of(s -> 'allocatedStorage', NULL), allocated_storage),
+		cpu_allocated_m = coalesce(paas.quantity_milli(paas.qty_of(s -> 'allocatedCPU', '')), cpu_allocated_m),
+		memory_allocated = coalesce(paas.quantity_value(paas.qty_of(s -> 'allocatedMemory', NULL)), memory_allocated),
+		storage_allocated = coalesce(paas.quantity_value(paas.qty_of(s -> 'allocatedStorage', NULL)), storage_allocated),
+		current_pods = coalesce((s ->> 'currentPods')::numeric::int, current_pods),
+		labels = coalesce(nullif(s -> 'labels', 'null'), '{}'),
+		taints = coalesce(nullif(s -> 'taints', 'null'), '[]'),
+		conditions = coalesce(s -> 'conditions', conditions),
+		kubelet_version = s ->> 'kubeletVersion',
+		container_runtime = s ->> 'containerRuntime',
+		kernel_version = s ->> 'kernelVersion',
+		os_image = s ->> 'osImage',
+		provider_id = s ->> 'providerId',
+		pod_cidr = s ->> 'podCidr',
+		kube_uid = s ->> 'kubeUid',
+		updated_at = now()
+	 WHERE id = node_id
+	RETURNING * INTO n;
+	RETURN n;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.node_write(uuid,jsonb) IS 'stores the descriptive fields of a validated node spec';
+
+CREATE OR REPLACE FUNCTION paas.open_session(u paas.users, ctx jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	s paas.sessions;
+BEGIN
+	INSERT INTO paas.sessions (user_id, ip, user_agent)
+	VALUES (u.id, left(ctx ->> 'ip', 64), left(ctx ->> 'userAgent', 512))
+	RETURNING * INTO s;
+	RETURN paas.session_reply(u, s, paas.issue_token(s));
+END
+$function$
+;
+COMMENT ON FUNCTION paas.open_session(paas.users,jsonb) IS 'opens a session and returns its first tokens';
+
+CREATE OR REPLACE FUNCTION paas.platform_account(code text)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ STABLE STRICT
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	acc bigint;
+BEGIN
+	SELECT a.id INTO acc FROM paas.ledger_accounts a
+	 WHERE a.kind = 'platform' AND a.code = platform_account.code;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'platform account "%" does not exist', platform_account.code
+			USING ERRCODE = 'PT404';
+	END IF;
+	RETURN acc;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.platform_account(text) IS 'id of a platform account (gateway_clearing, revenue, adjustments, refunds); PT404 otherwise';
+REVOKE ALL ON FUNCTION paas.platform_account(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION paas.platform_account(text) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION paas.read_node(key text)
+ RETURNS paas.nodes
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	n paas.nodes;
+BEGIN
+	SELECT * INTO n FROM paas.nodes WHERE id = paas.to_uuid(key);
+	IF NOT FOUND THEN
+		SELECT * INTO n FROM paas.nodes WHERE name = key;
+	END IF;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Worker node not found' USING ERRCODE = 'PW404';
+	END IF;
+	RETURN n;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.read_node(text) IS 'a node by id or name, unlocked; PW404 otherwise';
+
+CREATE OR REPLACE FUNCTION paas.read_user(id_text text)
+ RETURNS paas.users
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users;
+BEGIN
+	SELECT * INTO u FROM paas.users
+	 WHERE id = paas.to_uuid(id_text) AND deleted_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'User not found' USING ERRCODE = 'PU404';
+	END IF;
+	RETURN u;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.read_user(text) IS 'a live account by id, unlocked; PU404 otherwise';
+
+CREATE OR REPLACE FUNCTION paas.require_admin(ctx jsonb)
+ RETURNS paas.users
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	u paas.users;
+BEGIN
+	IF ctx ->> 'userId' IS NULL AND session_user <> 'paas_api' THEN
+		RETURN NULL;
+	END IF;
+	u := paas.require_user(ctx);
+	IF u.role <> 'ADMINISTRATOR' THEN
+		RAISE EXCEPTION 'Insufficient permissions' USING ERRCODE = 'PT403';
+	END IF;
+	RETURN u;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.require_admin(jsonb) IS 'the calling administrator (NULL: a DBA session); PT401/PT403 otherwise';
+
+CREATE OR REPLACE FUNCTION paas.reserve_invoice_numbers(series text, k integer)
+ RETURNS integer
+ LANGUAGE plpgsql
+ STRICT
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	base integer;
+BEGIN
+	IF k < 1 THEN
+		RAISE EXCEPTION 'cannot reserve % invoice numbers', k USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	INSERT INTO paas.invoice_counters AS c (series, period, last_number)
+	VALUES (series, to_char(now() AT TIME ZONE 'UTC', 'YYYYMM'), k)
+	ON CONFLICT ON CONSTRAINT invoice_counters_pkey
+	DO UPDATE SET last_number = c.last_number + k
+	RETURNING c.last_number - k INTO base;
+	RETURN base;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.reserve_invoice_numbers(text,integer) IS 'reserves k gap-free numbers of series INV or CN in this transaction; returns the number before the block';
+
+CREATE OR REPLACE FUNCTION paas.revoke_sessions(uid uuid, reason text, keep uuid DEFAULT NULL::uuid)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	n integer;
+BEGIN
+	UPDATE paas.sessions SET revoked_at = now(), revoke_reason = reason
+	 WHERE user_id = uid AND revoked_at IS NULL AND id IS DISTINCT FROM keep;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.revoke_sessions(uuid,text,uuid) IS 'revokes every live session of a user except "keep"; returns how many';
+
+CREATE OR REPLACE FUNCTION paas.run_job(job_name text)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ STRICT
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	j paas.job;
+	t0 timestamptz := clock_timestamp();
+	res jsonb;
+	err text;
+BEGIN
+	SELECT * INTO j FROM paas.job
+	 WHERE name = job_name AND runner = 'worker' AND enabled AND next_run_at <= now()
+	 FOR UPDATE SKIP LOCKED;
+	IF NOT FOUND THEN
+		RETURN NULL;
+	END IF;
+
+	BEGIN
+		EXECUTE format('SELECT %s()', j.fn) INTO res;
+	EXCEPTION WHEN OTHERS THEN
+		GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+	END;
+
+	INSERT INTO paas.job_run (job, started_at, finished_at, ok, detail, error)
+	VALUES (j.name, t0, clock_timestamp(), err IS NULL, res, err);
+
+	UPDATE paas.job
+	   SET next_run_at = greatest(j.next_run_at + j.run_every, clock_timestamp())
+	 WHERE name = j.name;
+	RETURN err IS NULL;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.run_job(text) IS 'runs a due job once (safe to call concurrently) and records the run';
+
+CREATE OR REPLACE FUNCTION paas.run_renewals_part(shard integer DEFAULT 0, shards integer DEFAULT 1)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	cfg paas.subscription_settings := paas.subscription_config();
+	rev bigint := paas.platform_account('revenue');
+	last_end timestamptz := '-infinity';
+	last_id uuid := '00000000-0000-0000-0000-000000000000';
+	n int;
+	upd bigint;
+	behind bigint;
+	passes int := 1;
+	batches int := 0;
+	examined bigint := 0;
+	entries jsonb;
+	ids bigint[];
+	res jsonb;
+	r record;
+	out jsonb;
+BEGIN
+	IF shards IS NULL OR shards < 1 OR shard IS NULL OR shard < 0 OR shard >= shards THEN
+		RAISE EXCEPTION 'shard must be in 0 .. shards - 1' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	-- One run of a shard at a time (api.run_renewals holds the run's lock
+	-- while its shards run in other backends).
+	PERFORM pg_advisory_xact_lock(hashtext('paas.run_renewals/' || shards), shard);
+
+	IF to_regclass('pg_temp.renewal_batch') IS NULL THEN
+		CREATE TEMP TABLE renewal_batch (
+			seq int PRIMARY KEY, tid tid, id uuid, user_id uuid, service_id uuid, display_name text,
+			status text, price bigint, period_no int, anchor_at timestamptz, anchor_period int,
+			period_end timestamptz, grace_until timestamptz, pay boolean, eseq bigint, entry jsonb,
+			event text, new_status text, new_grace timestamptz, invoice_id uuid) ON COMMIT DROP;
+		CREATE TEMP TABLE renewal_charged (
+			seq bigint GENERATED ALWAYS AS IDENTITY, id uuid, user_id uuid, service_id uuid,
+			display_name text, period_no int, price bigint, period_start timestamptz,
+			period_end timestamptz, entry_id bigint, invoice_id uuid) ON COMMIT DROP;
+		CREATE TEMP TABLE renewal_count (event text, to_status text, cnt bigint, amount bigint) ON COMMIT DROP;
+	ELSE
+		TRUNCATE renewal_charged, renewal_count;
+	END IF;
+
+	-- Passes over everything due; a second pass only when a renewed
+	-- subscription is still behind (its new period has ended too).
+	LOOP
+		last_end := '-infinity';
+		last_id := '00000000-0000-0000-0000-000000000000';
+		behind := 0;
+		LOOP
+			-- One batch: lock the next due rows (SKIP LOCKED: rows an owner or an
+			-- administrator is changing wait for the next run), decide who can
+			-- pay (per user, the due prices in due order against the balance
+			-- read now; a concurrent debit is caught by the ledger below) and
+			-- what the status machine makes of each row.
+			TRUNCATE renewal_batch;
+			INSERT INTO renewal_batch
+			SELECT x.seq, x.tid, x.id, x.user_id, x.service_id, x.display_name, x.status, x.price, x.period_no,
+				   x.anchor_at, x.anchor_period, x.current_period_end, x.grace_until, x.pay,
+				   CASE WHEN x.pay AND x.price > 0
+						THEN count(*) FILTER (WHERE x.pay AND x.price > 0) OVER (ORDER BY x.seq) END,
+				   CASE WHEN x.pay AND x.price > 0 THEN jsonb_build_object(
+						'kind', 'subscription_renewal',
+						'memo', format('Subscription renewal for %s, period %s', x.display_name, x.period_no + 1),
+						'ref', jsonb_build_object('subscriptionId', x.id, 'serviceId', x.service_id,
+												  'period', x.period_no + 1),
+						'postings', jsonb_build_array(
+							jsonb_build_object('account', x.wallet, 'amount', -x.price),
+							jsonb_build_object('account', rev, 'amount', x.price))) END,
+				   x.event,
+				   CASE WHEN x.event <> 'payment_failed' THEN paas.subscription_transition(x.status, x.event)
+						WHEN x.g <= now() THEN paas.subscription_transition(
+							paas.subscription_transition(x.status, 'payment_failed'), 'grace_expired')
+						ELSE paas.subscription_transition(x.status, 'payment_failed') END,
+				   x.g,
+				   -- the id of the invoice issued at the end of the run
+				   CASE WHEN x.pay AND x.price > 0 THEN gen_random_uuid() END
+			  FROM (SELECT y.*,
+						   CASE WHEN y.status = 'CANCELLED' THEN 'period_ended'
+								WHEN y.pay THEN 'renew' ELSE 'payment_failed' END AS event,
+						   coalesce(y.grace_until, y.current_period_end + cfg.grace_period) AS g
+					  FROM (SELECT z.*,
+								   z.status <> 'CANCELLED'
+								   AND (z.price = 0 OR z.cum <= coalesce(z.balance, 0)) AS pay
+							  FROM (SELECT d.*, v.display_name, a.id AS wallet, a.balance,
+										   row_number() OVER (ORDER BY d.current_period_end, d.id) AS seq,
+										   sum(CASE WHEN d.status <> 'CANCELLED' THEN d.price ELSE 0 END)
+											   OVER (PARTITION BY d.user_id
+													 ORDER BY d.current_period_end, d.id) AS cum
+									  FROM (SELECT s.*, s.ctid AS tid FROM paas.subscriptions s
+											 WHERE s.status IN ('ACTIVE', 'GRACE', 'CANCELLED')
+											   AND s.current_period_end <= now()
+											   AND (s.current_period_end, s.id) > (last_end, last_id)
+											   AND (shards = 1 OR paas.renewal_shard(s.user_id, shards) = shard)
+											 ORDER BY s.current_period_end, s.id
+											 LIMIT cfg.batch_size
+											 FOR UPDATE OF s SKIP LOCKED) d
+									  JOIN paas.services v ON v.id = d.service_id
+									  -- the wallet row: paas.wallet_account() and
+									  -- paas.wallet_balance() in one join
+									  LEFT JOIN paas.ledger_accounts a
+											 ON a.user_id = d.user_id AND a.kind = 'wallet') z) y) x;
+			GET DIAGNOSTICS n = ROW_COUNT;
+			EXIT WHEN n = 0;
+			batches := batches + 1;
+			examined := examined + n;
+			SELECT b.period_end, b.id INTO last_end, last_id FROM renewal_batch b WHERE b.seq = n;
+
+			-- The batch's charges: one ledger call.
+			ids := NULL;
+			SELECT jsonb_agg(b.entry ORDER BY b.eseq) INTO entries FROM renewal_batch b WHERE b.eseq IS NOT NULL;
+			IF entries IS NOT NULL THEN
+				BEGIN
+					res := paas.ledger_post(NULL, entries);
+					SELECT array_agg((e ->> 'id')::bigint ORDER BY k) INTO ids
+					  FROM jsonb_array_elements(res -> 'entries') WITH ORDINALITY AS t (e, k);
+				EXCEPTION WHEN SQLSTATE 'PT402' THEN
+					-- A wallet went down since it was read: one entry at a time,
+					-- the short ones become failed payments.
+					FOR r IN SELECT b.seq, b.id, b.period_no, b.entry, b.eseq FROM renewal_batch b
+							  WHERE b.eseq IS NOT NULL ORDER BY b.eseq LOOP
+						BEGIN
+							res := paas.ledger_post(format('subscription:%s:period:%s', r.id, r.period_no + 1),
+													jsonb_build_array(r.entry));
+							ids[r.eseq] := (res #>> '{entries,0,id}')::bigint;
+						EXCEPTION WHEN SQLSTATE 'PT402' THEN
+							UPDATE renewal_batch b
+							   SET pay = false, event = 'payment_failed',
+								   new_status = CASE WHEN b.new_grace <= now()
+													 THEN paas.subscription_transition(
+															paas.subscription_transition(b.status, 'payment_failed'),
+															'grace_expired')
+													 ELSE paas.subscription_transition(b.status, 'payment_failed') END
+							 WHERE b.seq = r.seq;
+						END;
+					END LOOP;
+				END;
+			END IF;
+
+			-- The charge rows, before the update: the key check of each row
+			-- finds its subscription still locked FOR UPDATE by this run and
+			-- writes nothing (after the update, it would lock the new row
+			-- version, one more WAL record per charge).  Their invoices are
+			-- issued at the end of the run with the ids drawn above.
+			WITH c AS (
+				INSERT INTO renewal_charged (id, user_id, service_id, display_name, period_no, price,
+											 period_start, period_end, entry_id, invoice_id)
+				SELECT b.id, b.user_id, b.service_id, b.display_name, b.period_no + 1, b.price, b.period_end,
+					   paas.subscription_bound(b.anchor_at, b.period_no + 2 - b.anchor_period), ids[b.eseq],
+					   b.invoice_id
+				  FROM renewal_batch b WHERE b.pay ORDER BY b.seq
+				RETURNING *)
+			INSERT INTO paas.subscription_charges (subscription_id, period_no, kind, amount, period_start,
+												   period_end, entry_id, invoice_id)
+			SELECT c.id, c.period_no, 'renewal', c.price, c.period_start, c.period_end, c.entry_id, c.invoice_id
+			  FROM c ORDER BY c.seq;
+
+			UPDATE paas.subscriptions s
+			   SET status = b.new_status,
+				   period_no = CASE WHEN b.pay THEN s.period_no + 1 ELSE s.period_no END,
+				   current_period_start = CASE WHEN b.pay THEN s.current_period_end ELSE s.current_period_start END,
+				   current_period_end = CASE WHEN b.pay
+											 THEN paas.subscription_bound(s.anchor_at, s.period_no + 2 - s.anchor_period)
+											 ELSE s.current_period_end END,
+				   grace_until = CASE WHEN b.new_status = 'GRACE' THEN b.new_grace END,
+				   suspended_at = CASE WHEN b.new_status = 'SUSPENDED' THEN now() ELSE s.suspended_at END,
+				   ended_at = CASE WHEN b.new_status = 'EXPIRED' THEN s.current_period_end ELSE s.ended_at END,
+				   status_reason = CASE WHEN b.new_status = b.status THEN s.status_reason
+										WHEN b.new_status = 'GRACE' THEN 'renewal failed: insufficient balance'
+										WHEN b.new_status = 'SUSPENDED' THEN 'grace period ended unpaid'
+										WHEN b.new_status = 'EXPIRED' THEN 'cancelled period ended' END,
+				   updated_at = now()
+			  FROM renewal_batch b
+			 WHERE s.ctid = ANY (ARRAY(SELECT c.tid FROM renewal_batch c
+										WHERE c.pay OR c.new_status <> c.status
+										   OR c.new_grace IS DISTINCT FROM c.grace_until))
+			   AND s.ctid = b.tid AND s.id = b.id
+			   AND (b.pay OR b.new_status <> b.status OR b.new_grace IS DISTINCT FROM b.grace_until);
+			-- The rows are locked since they were read, so their ctid cannot
+			-- have changed (checked anyway).  The ctid array makes the rows a
+			-- direct heap access (Tid Scan): a join on id or on ctid alone made
+			-- the planner hash the whole table for every batch.
+			GET DIAGNOSTICS upd = ROW_COUNT;
+			IF upd <> (SELECT count(*) FROM renewal_batch b
+						WHERE b.pay OR b.new_status <> b.status OR b.new_grace IS DISTINCT FROM b.grace_until) THEN
+				RAISE EXCEPTION 'renewal run: a locked subscription moved' USING ERRCODE = 'internal_error';
+			END IF;
+
+			INSERT INTO paas.subscription_events (subscription_id, event, from_status, to_status, reason)
+			SELECT b.id, b.event, b.status, b.new_status,
+				   CASE b.new_status WHEN 'ACTIVE' THEN 'renewed by the renewal run'
+				   WHEN 'GRACE' THEN 'renewal failed: insufficient balance'
+				   WHEN 'SUSPENDED' THEN 'grace period ended unpaid'
+				   ELSE 'cancelled period ended' END
+			  FROM renewal_batch b WHERE b.new_status <> b.status ORDER BY b.seq;
+
+			INSERT INTO renewal_count
+			SELECT b.event, b.new_status, count(*), coalesce(sum(b.price) FILTER (WHERE b.pay), 0)
+			  FROM renewal_batch b
+			 WHERE b.pay OR b.new_status <> b.status OR b.new_grace IS DISTINCT FROM b.grace_until
+			 GROUP BY 1, 2;
+
+			behind := behind + (SELECT count(*) FROM renewal_batch b
+								 WHERE b.pay AND paas.subscription_bound(b.anchor_at,
+												b.period_no + 2 - b.anchor_period) <= now());
+		END LOOP;
+		EXIT WHEN behind = 0;
+		passes := passes + 1;
+	END LOOP;
+
+	-- Every wallet lock of the run is held: now the invoices, set-based, with
+	-- the ids the charge rows name (see paas.subscription_issue_invoices).
+	PERFORM paas.subscription_issue_invoices();
+
+	SELECT jsonb_build_object(
+		'examined', examined,
+		'batches', batches,
+		'passes', passes,
+		'renewed', coalesce(sum(cnt) FILTER (WHERE event = 'renew'), 0),
+		'charged', coalesce(sum(amount) FILTER (WHERE event = 'renew'), 0),
+		'toGrace', coalesce(sum(cnt) FILTER (WHERE to_status = 'GRACE' AND event = 'payment_failed'), 0),
+		'suspended', coalesce(sum(cnt) FILTER (WHERE to_status = 'SUSPENDED'), 0),
+		'expired', coalesce(sum(cnt) FILTER (WHERE to_status = 'EXPIRED'), 0))
+	  INTO out FROM renewal_count;
+	RETURN out;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.run_renewals_part(integer,integer) IS 'one shard of a renewal run (the users with paas.renewal_shard(user_id, shards) = shard); returns {examined, batches, passes, renewed, charged, toGrace, suspended, expired}';
+
+CREATE OR REPLACE FUNCTION paas.service_admin_row(s paas.services)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE PARALLEL SAFE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	RETURN paas.service_json(s) || jsonb_build_object('_count', paas.service_counts(s.id));
+END
+$function$
+;
+COMMENT ON FUNCTION paas.service_admin_row(paas.services) IS 'a service as GET /services/admin lists it: every field and _count';
+
+CREATE OR REPLACE FUNCTION paas.service_counts(sid uuid)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE PARALLEL SAFE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	RETURN jsonb_build_object('subscriptions', (SELECT count(*) FROM paas.subscriptions s WHERE s.service_id = sid));
+END
+$function$
+;
+COMMENT ON FUNCTION paas.service_counts(uuid) IS '{"subscriptions": n} of a service (the original''s _count), every status';
+
+CREATE OR REPLACE FUNCTION paas.service_input(req jsonb, cur paas.services, creating boolean)
+ RETURNS paas.services
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	errs jsonb := '[]';
+	n integer;
+	s paas.services := cur;
+	res jsonb := req -> 'resources';
+	v jsonb;
+	cpu_req integer;
+	cpu_lim integer;
+	mem_req integer;
+	mem_lim integer;
+	cpu_lim2 integer;
+	mem_lim2 integer;
+	f text;
+BEGIN
+	-- surrounding blanks do not count towards lengths
+	FOREACH f IN ARRAY ARRAY['displayName', 'description', 'version', 'dockerImage'] LOOP
+		IF jsonb_typeof(req -> f) = 'string' THEN
+			req := jsonb_set(req, ARRAY[f], to_jsonb(btrim(req ->> f, E' \t\r\n')));
+		END IF;
+	END LOOP;
+
+	-- name: set once
+	IF creating THEN
+		n := jsonb_array_length(errs);
+		errs := paas.check_text(errs, req, 'name', true, 2, 50);
+		IF jsonb_array_length(errs) = n THEN
+			IF req ->> 'name' !~ '^[a-z0-9-]+$' THEN
+				errs := paas.add_err(errs, 'name',
+					'name must contain only lowercase letters, digits and hyphens');
+			ELSIF req ->> 'name' IN ('admin', 'categories') THEN
+				errs := paas.add_err(errs, 'name', 'name is reserved');
+			END IF;
+		END IF;
+	ELSIF req -> 'name' IS NOT NULL AND req -> 'name' <> 'null'::jsonb
+		  AND req ->> 'name' IS DISTINCT FROM cur.name THEN
+		errs := paas.add_err(errs, 'name', 'name cannot be changed');
+	END IF;
+
+	errs := paas.check_text(errs, req, 'displayName', creating, 2, 100);
+	errs := paas.check_text(errs, req, 'description', creating, 10, 500);
+	errs := paas.check_enum(errs, req, 'category', false, paas.service_category_names());
+	errs := paas.check_text(errs, req, 'version', false, 1, 50);
+
+	n := jsonb_array_length(errs);
+	errs := paas.check_text(errs, req, 'dockerImage', creating, 1, 255);
+	IF jsonb_array_length(errs) = n AND req ->> 'dockerImage' IS NOT NULL
+	   AND req ->> 'dockerImage' !~ ('^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]{1,5})?'
+									'(/[a-z0-9]+([._-]+[a-z0-9]+)*)*'
+									'(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$') THEN
+		errs := paas.add_err(errs, 'dockerImage',
+			'dockerImage must be an image reference such as "nginx:1.27" or "ghcr.io/org/app:tag"');
+	END IF;
+
+	errs := paas.check_int(errs, req, 'containerPort', false, 1, 65535);
+	errs := paas.check_int(errs, req, 'defaultPort', false, 1, 65535);
+	IF req ->> 'containerPort' IS NOT NULL AND req ->> 'defaultPort' IS NOT NULL
+	   AND btrim(req ->> 'containerPort') IS DISTINCT FROM btrim(req ->> 'defaultPort') THEN
+		errs := paas.add_err(errs, 'defaultPort', 'defaultPort and containerPort must agree');
+	END IF;
+	errs := paas.check_int(errs, req, 'monthlyPrice', false, 0, 1000000000);
+	errs := paas.check_bool(errs, req, 'isActive', false);
+
+	-- features: up to 50 strings of 1-200 characters
+	v := req -> 'features';
+	IF v IS NOT NULL AND v <> 'null'::jsonb THEN
+		IF jsonb_typeof(v) <> 'array' THEN
+			errs := paas.add_err(errs, 'features', 'features must be an array of strings');
+		ELSIF jsonb_array_length(v) > 50 THEN
+			errs := paas.add_err(errs, 'features', 'features must hold at most 50 entries');
+		ELSIF EXISTS (SELECT 1 FROM jsonb_array_elements(v) e
+					   WHERE jsonb_typeof(e) <> 'string'
+						  OR char_length(e #>> '{}') NOT BETWEEN 1 AND 200) THEN
+			errs := paas.add_err(errs, 'features', 'features must be strings of 1 to 200 characters');
+		END IF;
+	END IF;
+
+	-- environmentVars: up to 100 NAME -> string value
+	v := req -> 'environmentVars';
+	IF v IS NOT NULL AND v <> 'null'::jsonb THEN
+		IF jsonb_typeof(v) <> 'object' THEN
+			errs := paas.add_err(errs, 'environmentVars', 'environmentVars must be an object of strings');
+		ELSIF (SELECT count(*) FROM jsonb_object_keys(v)) > 100 THEN
+			errs := paas.add_err(errs, 'environmentVars', 'environmentVars must hold at most 100 variables');
+		ELSIF EXISTS (SELECT 1 FROM jsonb_object_keys(v) k
+					   WHERE k !~ '^[A-Za-z_][A-Za-z0-9_]{0,127}$') THEN
+			errs := paas.add_err(errs, 'environmentVars',
+				'environmentVars names must be letters, digits and underscores, not starting with a digit');
+		ELSIF EXISTS (SELECT 1 FROM jsonb_each(v) e
+					   WHERE jsonb_typeof(e.value) <> 'string'
+						  OR char_length(e.value #>> '{}') > 4096) THEN
+			errs := paas.add_err(errs, 'environmentVars',
+				'environmentVars values must be strings of at most 4096 characters');
+		END IF;
+	END IF;
+
+	-- resources object
+	IF res IS NOT NULL AND res <> 'null'::jsonb THEN
+		IF jsonb_typeof(res) <> 'object' THEN
+			errs := paas.add_err(errs, 'resources',
+				'resources must be an object {cpuMillicores, memoryMiB, storageGiB}');
+			res := NULL;
+		ELSE
+			n := jsonb_array_length(errs);
+			errs := paas.check_int(errs, jsonb_build_object('resources.cpuMillicores', res -> 'cpuMillicores'),
+								   'resources.cpuMillicores', false, 1, 64000);
+			IF jsonb_array_length(errs) = n THEN
+				cpu_lim2 := (res ->> 'cpuMillicores')::integer;
+			END IF;
+			n := jsonb_array_length(errs);
+			errs := paas.check_int(errs, jsonb_build_object('resources.memoryMiB', res -> 'memoryMiB'),
+								   'resources.memoryMiB', false, 16, 262144);
+			IF jsonb_array_length(errs) = n THEN
+				mem_lim2 := (res ->> 'memoryMiB')::integer;
+			END IF;
+			errs := paas.check_int(errs, jsonb_build_object('resources.storageGiB', res -> 'storageGiB'),
+								   'resources.storageGiB', false, 0, 10240);
+		END IF;
+	ELSE
+		res := NULL;
+	END IF;
+
+	-- the original's quantity strings (a JSON number is not a quantity)
+	SELECT q.value, errs || q.err INTO cpu_req, errs FROM paas.service_quantity(req, 'cpuRequest') q;
+	SELECT q.value, errs || q.err INTO cpu_lim, errs FROM paas.service_quantity(req, 'cpuLimit') q;
+	SELECT q.value, errs || q.err INTO mem_req, errs FROM paas.service_quantity(req, 'memRequest') q;
+	SELECT q.value, errs || q.err INTO mem_lim, errs FROM paas.service_quantity(req, 'memLimit') q;
+
+	-- both forms of a limit must agree
+	IF cpu_lim IS NOT NULL AND cpu_lim2 IS NOT NULL AND cpu_lim <> cpu_lim2 THEN
+		errs := paas.add_err(errs, 'cpuLimit', 'cpuLimit and resources.cpuMillicores must agree');
+	END IF;
+	IF mem_lim IS NOT NULL AND mem_lim2 IS NOT NULL AND mem_lim <> mem_lim2 THEN
+		errs := paas.add_err(errs, 'memLimit', 'memLimit and resources.memoryMiB must agree');
+	END IF;
+
+	-- PUT needs something to change
+	IF NOT creating AND NOT (req ?| ARRAY['name', 'displayName', 'description', 'category', 'version',
+			'dockerImage', 'containerPort', 'defaultPort', 'monthlyPrice', 'isActive', 'features',
+			'environmentVars', 'resources', 'cpuRequest', 'cpuLimit', 'memRequest', 'memLimit']) THEN
+		errs := paas.add_err(errs, '', 'at least one field to update is required');
+	END IF;
+	PERFORM paas.raise_if_invalid(errs);
+
+	cpu_lim := coalesce(cpu_lim, cpu_lim2);
+	mem_lim := coalesce(mem_lim, mem_lim2);
+
+	s.display_name := coalesce(req ->> 'displayName', s.display_name);
+	s.description := coalesce(req ->> 'description', s.description);
+	s.category := coalesce(req ->> 'category', s.category);
+	s.version := coalesce(req ->> 'version', s.version);
+	s.docker_image := coalesce(req ->> 'dockerImage', s.docker_image);
+	s.container_port := coalesce((req ->> 'containerPort')::integer, (req ->> 'defaultPort')::integer,
+								 s.container_port);
+	s.monthly_price := coalesce((req ->> 'monthlyPrice')::bigint, s.monthly_price);
+	s.is_active := coalesce((req ->> 'isActive')::boolean, s.is_active);
+	IF jsonb_typeof(req -> 'features') = 'array' THEN
+		s.features := req -> 'features';
+	END IF;
+	IF jsonb_typeof(req -> 'environmentVars') = 'object' THEN
+		s.environment_vars := req -> 'environmentVars';
+	END IF;
+	s.storage_gib := coalesce((res ->> 'storageGiB')::integer, s.storage_gib);
+	s.cpu_limit_m := coalesce(cpu_lim, s.cpu_limit_m);
+	s.mem_limit_mib := coalesce(mem_lim, s.mem_limit_mib);
+	-- a create without a request asks for the default request, or the limit
+	-- when that is smaller
+	s.cpu_request_m := coalesce(cpu_req, CASE WHEN creating THEN least(s.cpu_request_m, s.cpu_limit_m)
+											 ELSE s.cpu_request_m END);
+	s.mem_request_mib := coalesce(mem_req, CASE WHEN creating THEN least(s.mem_request_mib, s.mem_limit_mib)
+											   ELSE s.mem_request_mib END);
+	IF s.cpu_request_m > s.cpu_limit_m THEN
+		errs := paas.add_err(errs, 'cpuRequest',
+			format('cpuRequest must not exceed the CPU limit (%s)', paas.cpu_text(s.cpu_limit_m)));
+	END IF;
+	IF s.mem_request_mib > s.mem_limit_mib THEN
+		errs := paas.add_err(errs, 'memRequest',
+			format('memRequest must not exceed the memory limit (%s)', paas.mem_text(s.mem_limit_mib)));
+	END IF;
+	PERFORM paas.raise_if_invalid(errs);
+	RETURN s;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.service_input(jsonb,paas.services,boolean) IS 'validates a create/update request (PT400 with every failing field) and applies it to cur';
+
+CREATE OR REPLACE FUNCTION paas.service_references(service_id uuid)
+ RETURNS text[]
+ LANGUAGE plpgsql
+ STABLE STRICT
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	fk record;
+	used boolean;
+	found text[] := '{}';
+BEGIN
+	FOR fk IN
+		SELECT con.conrelid::regclass::text AS tbl,
+			   string_agg(format('r.%I = s.%I', ra.attname, sa.attname), ' AND ' ORDER BY k.i) AS cond
+		  FROM pg_constraint con
+		 CROSS JOIN LATERAL unnest(con.conkey, con.confkey) WITH ORDINALITY AS k (rk, sk, i)
+		  JOIN pg_attribute ra ON ra.attrelid = con.conrelid AND ra.attnum = k.rk
+		  JOIN pg_attribute sa ON sa.attrelid = con.confrelid AND sa.attnum = k.sk
+		 WHERE con.contype = 'f' AND con.confrelid = 'paas.services'::regclass
+		 GROUP BY con.oid, con.conrelid
+		 ORDER BY 1
+	LOOP
+		EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s r JOIN paas.services s ON %s WHERE s.id = $1)',
+					   fk.tbl, fk.cond)
+		   INTO used USING service_id;
+		IF used AND NOT fk.tbl = ANY (found) THEN
+			found := found || fk.tbl;
+		END IF;
+	END LOOP;
+	RETURN found;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.service_references(uuid) IS 'tables holding rows that reference the service through a foreign key (empty: none)';
+
+CREATE OR REPLACE FUNCTION paas.services_page(req jsonb, public_view boolean, default_limit integer)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	lim int := coalesce((req ->> 'limit')::int, default_limit);
+	off int := (coalesce((req ->> 'page')::int, 1) - 1) * lim;
+	pattern text;
+	active boolean;
+	cond text := 's.deleted_at IS NULL';
+	sort_col text;
+	sort_dir text;
+	total bigint;
+	rows jsonb;
+BEGIN
+	IF req ->> 'search' IS NOT NULL THEN
+		pattern := '%' || replace(replace(replace(req ->> 'search', '\', '\\'), '%', '\%'), '_', '\_') || '%';
+		cond := cond || ' AND paas.service_search_text(s.name, s.display_name, s.description) ILIKE $1';
+	END IF;
+	IF req ->> 'category' IS NOT NULL THEN
+		cond := cond || ' AND s.category = $2';
+	END IF;
+	IF public_view THEN
+		-- a literal, so that the planner can use services_public_idx
+		cond := cond || ' AND s.is_active';
+	ELSIF req ->> 'status' IS NOT NULL THEN
+		active := req ->> 'status' = 'active';
+		IF req ->> 'isActive' IS NOT NULL AND (req ->> 'isActive')::boolean <> active THEN
+			RETURN jsonb_build_object('rows', '[]'::jsonb, 'total', 0);
+		END IF;
+	ELSE
+		active := (req ->> 'isActive')::boolean;
+	END IF;
+	IF active IS NOT NULL THEN
+		cond := cond || ' AND s.is_active = $3';
+	END IF;
+
+	IF public_view THEN
+		sort_col := 's.display_name';
+		sort_dir := 'ASC';
+	ELSE
+		sort_col := CASE req ->> 'sortBy' WHEN 'updatedAt' THEN 's.updated_at' WHEN 'name' THEN 's.name'
+					WHEN 'displayName' THEN 's.display_name' WHEN 'category' THEN 's.category'
+					WHEN 'monthlyPrice' THEN 's.monthly_price' ELSE 's.created_at' END;
+		sort_dir := CASE WHEN req ->> 'sortOrder' = 'asc' THEN 'ASC' ELSE 'DESC' END;
+	END IF;
+
+	EXECUTE 'SELECT count(*) FROM paas.services s WHERE ' || cond
+	   INTO total USING pattern, req ->> 'category', active;
+	EXECUTE format($q$
+		SELECT coalesce(jsonb_agg(%3$s(p.s) ORDER BY p.rn), '[]')
+		  FROM (SELECT s, row_number() OVER (ORDER BY %1$s %2$s, s.id) AS rn
+				  FROM paas.services s
+				 WHERE %4$s
+				 ORDER BY %1$s %2$s, s.id
+				 LIMIT $4 OFFSET $5) p
+		$q$, sort_col, sort_dir,
+		CASE WHEN public_view THEN 'paas.service_public_json'
+			 ELSE 'paas.service_admin_row' END, cond)
+	   INTO rows USING pattern, req ->> 'category', active, lim, off;
+	RETURN jsonb_build_object('rows', rows, 'total', total);
+END
+$function$
+;
+COMMENT ON FUNCTION paas.services_page(jsonb,boolean,integer) IS 'one page of services filtered by search, category and state; {rows, total}';
+
+CREATE OR REPLACE FUNCTION paas.subscription_charge(s paas.subscriptions, v paas.services, kind text, entry_kind text, idem text)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	bal bigint;
+	res jsonb;
+	inv jsonb;
+	c paas.subscription_charges;
+	descr text := format('%s subscription, period %s (%s to %s)', v.display_name, s.period_no,
+						 to_char(s.current_period_start AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
+						 to_char(s.current_period_end AT TIME ZONE 'UTC', 'YYYY-MM-DD'));
+BEGIN
+	IF s.price > 0 THEN
+		bal := paas.wallet_balance(s.user_id);
+		IF bal < s.price THEN
+			RAISE EXCEPTION 'Insufficient balance'
+				USING ERRCODE = 'PT402',
+					  DETAIL = format('Current: %s, Required: %s, Shortfall: %s IDR', bal, s.price, s.price - bal);
+		END IF;
+		res := paas.ledger_post(format('subscription:%s:period:%s', s.id, s.period_no),
+			jsonb_build_array(jsonb_build_object(
+				'kind', entry_kind,
+				'memo', format('%s for %s, period %s',
+							   CASE entry_kind WHEN 'subscription_charge' THEN 'Subscription'
+							   ELSE 'Subscription renewal' END, v.display_name, s.period_no),
+				'ref', jsonb_build_object('subscriptionId', s.id, 'serviceId', v.id,
+										  'period', s.period_no),
+				'postings', jsonb_build_array(
+					jsonb_build_object('account', paas.wallet_account(s.user_id), 'amount', -s.price),
+					jsonb_build_object('account', paas.platform_account('revenue'), 'amount', s.price)))));
+		inv := paas.issue_invoice(s.user_id, 'SUBSCRIPTION', s.price,
+			jsonb_build_object('subscriptionId', s.id, 'serviceId', v.id, 'period', s.period_no,
+							   'entryId', (res #>> '{entries,0,id}')::bigint),
+			jsonb_build_array(jsonb_build_object('description', descr, 'quantity', 1,
+												 'unitPrice', s.price, 'amount', s.price)));
+	END IF;
+	INSERT INTO paas.subscription_charges (subscription_id, period_no, kind, amount, period_start,
+										   period_end, entry_id, invoice_id, idempotency_key)
+	VALUES (s.id, s.period_no, kind, s.price, s.current_period_start, s.current_period_end,
+			(res #>> '{entries,0,id}')::bigint, (inv ->> 'id')::uuid, idem)
+	RETURNING * INTO c;
+	RETURN jsonb_build_object(
+		'charge', paas.subscription_charge_json(c),
+		'balanceAfter', coalesce((res #>> '{entries,0,postings,0,balanceAfter}')::bigint,
+								 paas.wallet_balance(s.user_id)));
+END
+$function$
+;
+COMMENT ON FUNCTION paas.subscription_charge(paas.subscriptions,paas.services,text,text,text) IS 'posts, invoices and records the current period of a locked subscription; PT402 when short';
+
+CREATE OR REPLACE FUNCTION paas.subscription_config()
+ RETURNS paas.subscription_settings
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+RETURN (SELECT s.*::paas.subscription_settings AS s FROM paas.subscription_settings s)
+;
+COMMENT ON FUNCTION paas.subscription_config() IS 'the subscription settings row';
+
+CREATE OR REPLACE FUNCTION paas.subscription_issue_invoices()
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	items paas.invoice_item[];
+	ids uuid[];
+	n bigint;
+BEGIN
+	SELECT array_agg(ROW(x.user_id, 'SUBSCRIPTION', x.price,
+						 jsonb_build_object('subscriptionId', x.id, 'serviceId', x.service_id,
+											'period', x.period_no, 'entryId', x.entry_id),
+						 jsonb_build_array(jsonb_build_object('description', x.descr, 'quantity', 1,
+															  'unitPrice', x.price, 'amount', x.price))
+						)::paas.invoice_item),
+		   array_agg(x.invoice_id)
+	  INTO items, ids
+	  FROM (SELECT c.*, format('%s subscription, period %s (%s to %s)', c.display_name, c.period_no,
+							   to_char(c.period_start AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
+							   to_char(c.period_end AT TIME ZONE 'UTC', 'YYYY-MM-DD')) AS descr
+			  FROM renewal_charged c WHERE c.invoice_id IS NOT NULL
+			 -- numbers follow the run's order; sorting these narrow rows is
+			 -- cheaper than array_agg(... ORDER BY) over the built items
+			 ORDER BY c.seq) x;
+	SELECT count(*) INTO n FROM paas.issue_invoice_items(items, ids);
+	IF n <> coalesce(cardinality(ids), 0) THEN
+		RAISE EXCEPTION 'renewal run: % invoices issued for % charges', n, cardinality(ids)
+			USING ERRCODE = 'internal_error';
+	END IF;
+	RETURN n;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.subscription_issue_invoices() IS 'renewal run: issues the invoices of pg_temp.renewal_charged, with the ids its charge rows name, as one numbered block (paas.issue_invoice_items)';
+
+CREATE OR REPLACE FUNCTION paas.subscription_of(uid uuid, id_text text)
+ RETURNS paas.subscriptions
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	s paas.subscriptions;
+BEGIN
+	SELECT * INTO s FROM paas.subscriptions
+	 WHERE id = paas.to_uuid(id_text) AND (uid IS NULL OR user_id = uid)
+	 FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Subscription not found' USING ERRCODE = 'PT404';
+	END IF;
+	RETURN s;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.subscription_of(uuid,text) IS 'locks and returns a subscription of uid (any owner when uid is NULL); PT404 otherwise';
+
+CREATE OR REPLACE FUNCTION paas.subscriptions_cancel_for_users(user_ids uuid[], reason text, actor_id uuid DEFAULT NULL::uuid)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	n integer;
+BEGIN
+	WITH o AS (
+		SELECT s.id, s.status FROM paas.subscriptions s
+		 WHERE s.user_id = ANY (user_ids) AND s.status IN ('ACTIVE', 'GRACE', 'SUSPENDED')
+		 ORDER BY s.id
+		   FOR UPDATE),
+	c AS (
+		UPDATE paas.subscriptions s
+		   SET status = paas.subscription_transition(o.status, 'cancel'), cancelled_at = now(),
+			   grace_until = NULL, status_reason = reason, updated_at = now()
+		  FROM o
+		 WHERE s.id = o.id
+		RETURNING s.id, o.status AS from_status, s.status AS to_status)
+	INSERT INTO paas.subscription_events (subscription_id, event, from_status, to_status, actor_id, reason)
+	SELECT c.id, 'cancel', c.from_status, c.to_status, subscriptions_cancel_for_users.actor_id,
+		   subscriptions_cancel_for_users.reason
+	  FROM c ORDER BY c.id;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.subscriptions_cancel_for_users(uuid[],text,uuid) IS 'cancels at period end (no refund) the live subscriptions of deactivated or deleted accounts, with the reason';
+
+CREATE OR REPLACE FUNCTION paas.subscriptions_page(req jsonb, uid uuid, default_limit integer)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	lim int := coalesce((req ->> 'limit')::int, default_limit);
+	off int := (coalesce((req ->> 'page')::int, 1) - 1) * lim;
+	st text := req ->> 'status';
+	svc uuid := paas.filter_id(req ->> 'serviceId');
+	total bigint;
+	rows jsonb;
+BEGIN
+	SELECT count(*) INTO total FROM paas.subscriptions s
+	 WHERE (uid IS NULL OR s.user_id = uid) AND (st IS NULL OR s.status = st)
+	   AND (svc IS NULL OR s.service_id = svc);
+	SELECT coalesce(jsonb_agg(paas.subscription_json(p.s, p.v) ORDER BY p.rn), '[]')
+	  INTO rows
+	  FROM (SELECT s, v, row_number() OVER (ORDER BY s.created_at DESC, s.id) AS rn
+			  FROM paas.subscriptions s JOIN paas.services v ON v.id = s.service_id
+			 WHERE (uid IS NULL OR s.user_id = uid) AND (st IS NULL OR s.status = st)
+			   AND (svc IS NULL OR s.service_id = svc)
+			 ORDER BY s.created_at DESC, s.id
+			 LIMIT lim OFFSET off) p;
+	RETURN jsonb_build_object('rows', rows, 'total', total);
+END
+$function$
+;
+COMMENT ON FUNCTION paas.subscriptions_page(jsonb,uuid,integer) IS 'newest first; status, serviceId, page, limit (validated by the caller); {rows, total}';
+
+CREATE OR REPLACE FUNCTION paas.text_head(t text, bytes integer)
+ RETURNS text
+ LANGUAGE plpgsql
+ IMMUTABLE PARALLEL SAFE STRICT
+AS $function$
+DECLARE
+	h text := left(t, bytes);
+BEGIN
+	-- each pass drops at least a quarter of the excess (a character is at
+	-- most 4 bytes), so a few passes suffice
+	WHILE octet_length(h) > bytes LOOP
+		h := left(h, char_length(h) - greatest(1, (octet_length(h) - bytes) / 4));
+	END LOOP;
+	RETURN h;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.text_head(text,integer) IS 'the longest prefix of a text that fits in the given number of bytes';
+
+CREATE OR REPLACE FUNCTION paas.topup_credit_order(t paas.topups, o paas.topup_orders, n jsonb)
+ RETURNS void
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	posting jsonb;
+	inv jsonb;
+BEGIN
+	posting := paas.topup_post('midtrans:' || o.order_id || ':credit', 'topup',
+		'Top-up via ' || coalesce(n ->> 'payment_type', 'Midtrans'),
+		jsonb_build_object('topUpId', t.id, 'orderId', o.order_id), t.user_id, t.amount);
+	inv := paas.issue_invoice(t.user_id, 'TOPUP', t.amount,
+		jsonb_build_object('topUpId', t.id, 'orderId', o.order_id,
+						   'paymentType', n ->> 'payment_type'), NULL);
+	UPDATE paas.topup_orders
+	   SET status = 'PAID', credited = t.amount, credit_entry = posting,
+		   invoice_id = (inv ->> 'id')::uuid, paid_at = now(),
+		   gateway_status = n ->> 'transaction_status',
+		   gateway_transaction_id = coalesce(n ->> 'transaction_id', gateway_transaction_id),
+		   payment_type = coalesce(n ->> 'payment_type', payment_type)
+	 WHERE order_id = o.order_id;
+	UPDATE paas.topups
+	   SET status = 'PAID', paid_at = coalesce(paid_at, now()),
+		   payment_type = coalesce(n ->> 'payment_type', payment_type),
+		   gateway_status = n ->> 'transaction_status', updated_at = now()
+	 WHERE id = t.id;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.topup_credit_order(paas.topups,paas.topup_orders,jsonb) IS 'credits a paid order exactly once (ledger, invoice, states); caller holds the top-up lock';
+
+CREATE OR REPLACE FUNCTION paas.topup_post(key text, kind text, memo text, ref jsonb, uid uuid, delta bigint)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	w bigint := paas.wallet_account(uid);
+	res jsonb;
+BEGIN
+	res := paas.ledger_post(key, jsonb_build_array(jsonb_build_object(
+		'kind', kind, 'memo', memo, 'ref', ref,
+		'postings', jsonb_build_array(
+			jsonb_build_object('account', paas.platform_account('gateway_clearing'), 'amount', -delta),
+			jsonb_build_object('account', w, 'amount', delta)))));
+	RETURN (SELECT jsonb_build_object('entryId', e -> 'id', 'balanceBefore', p -> 'balanceBefore',
+									  'balanceAfter', p -> 'balanceAfter')
+			  FROM jsonb_array_elements(res -> 'entries') e,
+				   jsonb_array_elements(e -> 'postings') p
+			 WHERE (p ->> 'account')::bigint = w
+			 LIMIT 1);
+END
+$function$
+;
+COMMENT ON FUNCTION paas.topup_post(text,text,text,jsonb,uuid,bigint) IS 'one ledger entry gateway_clearing <-> wallet; returns the wallet posting';
+
+CREATE OR REPLACE FUNCTION paas.topup_reverse_order(t paas.topups, o paas.topup_orders, target bigint, kind text)
+ RETURNS text
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	delta bigint := least(target, o.credited) - o.reversed;
+	posting jsonb;
+	st text := 'SUCCESS';
+	blocked paas.topup_reversals;
+BEGIN
+	IF delta <= 0 THEN
+		RETURN 'duplicate';
+	END IF;
+	BEGIN
+		posting := paas.topup_post('midtrans:' || o.order_id || ':reverse:' || (o.reversed + delta),
+			'topup_' || lower(kind), initcap(lower(kind)) || ' of order ' || o.order_id,
+			jsonb_build_object('topUpId', t.id, 'orderId', o.order_id), t.user_id, -delta);
+	EXCEPTION WHEN SQLSTATE 'PT402' THEN
+		-- The user spent the credit: nothing is taken, the reversal is kept
+		-- as BLOCKED for an administrator (reporting.topups_by_status).
+		st := 'BLOCKED';
+	END;
+	SELECT * INTO blocked FROM paas.topup_reversals r
+	 WHERE r.order_id = o.order_id AND r.status = 'BLOCKED';
+	IF FOUND THEN
+		IF st = 'BLOCKED' AND blocked.amount = delta AND blocked.kind = topup_reverse_order.kind THEN
+			RETURN 'reversal_blocked';		-- the same exposure, already on record
+		END IF;
+		UPDATE paas.topup_reversals r
+		   SET kind = topup_reverse_order.kind, amount = delta, status = st, entry = posting
+		 WHERE r.id = blocked.id;
+	ELSE
+		INSERT INTO paas.topup_reversals (order_id, topup_id, user_id, kind, amount, status, entry)
+		VALUES (o.order_id, t.id, t.user_id, kind, delta, st, posting);
+	END IF;
+	IF st = 'BLOCKED' THEN
+		RETURN 'reversal_blocked';
+	END IF;
+	UPDATE paas.topup_orders
+	   SET reversed = reversed + delta,
+		   status = CASE WHEN reversed + delta = credited THEN 'REFUNDED' ELSE 'PARTIALLY_REFUNDED' END
+	 WHERE order_id = o.order_id
+	RETURNING * INTO o;
+	IF o.status = 'REFUNDED' AND o.invoice_id IS NOT NULL THEN
+		PERFORM paas.void_invoice(o.invoice_id, lower(kind) || ' of order ' || o.order_id);
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM paas.topup_orders x
+					WHERE x.topup_id = t.id AND x.credited > 0 AND x.reversed < x.credited) THEN
+		UPDATE paas.topups SET status = 'REFUNDED', updated_at = now() WHERE id = t.id;
+	END IF;
+	RETURN 'reversed';
+END
+$function$
+;
+COMMENT ON FUNCTION paas.topup_reverse_order(paas.topups,paas.topup_orders,bigint,text) IS 'reverses a paid order up to a cumulative amount, once (one BLOCKED record per order while the wallet is short)';
+
+CREATE OR REPLACE FUNCTION paas.topup_snap_result(u paas.users, snap jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	t paas.topups;
+BEGIN
+	SELECT t1.* INTO t FROM paas.topups t1
+	  JOIN paas.topup_orders o ON o.topup_id = t1.id
+	 WHERE o.order_id = snap ->> 'orderId' AND t1.user_id = u.id
+	   FOR UPDATE OF t1;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Top-up not found' USING ERRCODE = 'PT404';
+	END IF;
+	IF snap ? 'error' OR coalesce(snap ->> 'token', '') = '' THEN
+		UPDATE paas.topups SET last_error = left(coalesce(snap ->> 'error', 'no token'), 500),
+			   updated_at = now()
+		 WHERE id = t.id;
+		RETURN paas.refusal('PT502', 'Payment gateway error, the top-up stays pending: please retry');
+	END IF;
+	UPDATE paas.topup_orders SET snap_token = snap ->> 'token', redirect_url = snap ->> 'redirectUrl'
+	 WHERE order_id = snap ->> 'orderId';
+	-- A concurrent retry may have moved the top-up to a newer order: the
+	-- newest order's link is the one to show.
+	IF t.order_id = snap ->> 'orderId' THEN
+		UPDATE paas.topups
+		   SET snap_token = snap ->> 'token', redirect_url = snap ->> 'redirectUrl',
+			   snap_expires_at = now() + make_interval(mins => paas.snap_link_minutes()),
+			   last_error = NULL, updated_at = now()
+		 WHERE id = t.id
+		RETURNING * INTO t;
+	END IF;
+	RETURN paas.topup_json(t);
+END
+$function$
+;
+COMMENT ON FUNCTION paas.topup_snap_result(paas.users,jsonb) IS 'stores the Snap token of an order, or records the failure (committed PT502)';
+
+CREATE OR REPLACE FUNCTION paas.topup_snap_step(t paas.topups, u paas.users)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	o paas.topup_orders;
+	new_order text;
+BEGIN
+	IF t.status <> 'PENDING'
+	   OR (t.snap_token IS NOT NULL AND t.snap_expires_at > now() + interval '1 minute') THEN
+		RETURN paas.topup_json(t);
+	END IF;
+	SELECT * INTO o FROM paas.topup_orders WHERE order_id = t.order_id;
+	IF o.snap_requested_at IS NOT NULL THEN
+		new_order := paas.new_order_id(u.id);
+		INSERT INTO paas.topup_orders (order_id, topup_id) VALUES (new_order, t.id);
+		UPDATE paas.topups SET order_id = new_order, snap_token = NULL, redirect_url = NULL,
+			   snap_expires_at = NULL, updated_at = now()
+		 WHERE id = t.id;
+	ELSE
+		new_order := t.order_id;
+	END IF;
+	UPDATE paas.topup_orders SET snap_requested_at = now() WHERE order_id = new_order;
+	RETURN jsonb_build_object('$snap', jsonb_build_object(
+		'orderId', new_order, 'amount', t.amount,
+		'firstName', split_part(u.name, ' ', 1),
+		'lastName', nullif(substr(u.name, length(split_part(u.name, ' ', 1)) + 2), ''),
+		'email', u.email, 'expiryMinutes', paas.snap_link_minutes()));
+END
+$function$
+;
+COMMENT ON FUNCTION paas.topup_snap_step(paas.topups,paas.users) IS 'the live Snap link of a top-up, or the {"$snap"} request httpd must send';
+
+CREATE OR REPLACE FUNCTION paas.user_counts(uid uuid)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE PARALLEL SAFE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	RETURN jsonb_build_object('subscriptions', (SELECT count(*) FROM paas.subscriptions s WHERE s.user_id = uid));
+END
+$function$
+;
+COMMENT ON FUNCTION paas.user_counts(uuid) IS '{"subscriptions": n} of an account (the original''s _count), every status';
+
+CREATE OR REPLACE FUNCTION paas.void_invoice(invoice_id uuid, reason text)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	i paas.invoices;
+	cn paas.invoices;
+BEGIN
+	SELECT * INTO i FROM paas.invoices WHERE id = invoice_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Invoice not found' USING ERRCODE = 'PT404';
+	END IF;
+	IF i.kind = 'CREDIT_NOTE' OR i.voided_by IS NOT NULL THEN
+		RAISE EXCEPTION 'Invoice % cannot be voided', i.number USING ERRCODE = 'PT409';
+	END IF;
+	INSERT INTO paas.invoices (number, user_id, kind, amount, description, lines, ref,
+							   topup_id, credit_note_for, paid_at, status)
+	VALUES (paas.next_invoice_number('CN'), i.user_id, 'CREDIT_NOTE', -i.amount,
+			format('Credit note for %s: %s', i.number, coalesce(reason, 'void')),
+			jsonb_build_array(jsonb_build_object('description', 'Void of ' || i.number,
+				'quantity', 1, 'unitPrice', -i.amount, 'amount', -i.amount)),
+			i.ref || jsonb_build_object('reason', reason), i.topup_id, i.id, now(), 'ISSUED')
+	RETURNING * INTO cn;
+	UPDATE paas.invoices SET status = 'VOID', voided_by = cn.id WHERE id = i.id;
+	RETURN paas.invoice_json(cn);
+END
+$function$
+;
+COMMENT ON FUNCTION paas.void_invoice(uuid,text) IS 'voids an invoice by issuing its credit note; PT404 / PT409';
+
+CREATE OR REPLACE FUNCTION paas.wallet_account(user_id uuid)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ STRICT
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+DECLARE
+	acc bigint;
+BEGIN
+	SELECT a.id INTO acc FROM paas.ledger_accounts a WHERE a.user_id = wallet_account.user_id;
+	IF FOUND THEN
+		RETURN acc;
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM paas.users u WHERE u.id = wallet_account.user_id) THEN
+		RAISE EXCEPTION 'user % does not exist', wallet_account.user_id USING ERRCODE = 'PT404';
+	END IF;
+	INSERT INTO paas.ledger_accounts (kind, user_id) VALUES ('wallet', wallet_account.user_id)
+	ON CONFLICT ON CONSTRAINT ledger_accounts_user_id_key DO NOTHING
+	RETURNING id INTO acc;
+	IF acc IS NULL THEN
+		SELECT a.id INTO acc FROM paas.ledger_accounts a WHERE a.user_id = wallet_account.user_id;
+	END IF;
+	RETURN acc;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.wallet_account(uuid) IS 'the user''s IDR wallet account id, created on first use; PT404 for an unknown user';
+REVOKE ALL ON FUNCTION paas.wallet_account(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION paas.wallet_account(uuid) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.billing_health(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+RETURN jsonb_build_object('status', 'healthy', 'service', 'billing', 'version', '1.0.0', 'database', 'up', 'gatewayConfigured', paas.midtrans_configured(), 'timestamp', paas.iso(now()))
+;
+COMMENT ON FUNCTION api.billing_health(jsonb,jsonb) IS 'GET /billing/health (public)';
+REVOKE ALL ON FUNCTION api.billing_health(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.billing_health(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.billing_health(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.health(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE PARALLEL SAFE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+RETURN jsonb_build_object('status', 'healthy', 'database', 'up', 'version', 'v1', 'timestamp', paas.iso(now()), 'environment', CASE WHEN (current_setting('paas.midtrans_is_production'::text, true) = 'on'::text) THEN 'production'::text ELSE 'development'::text END)
+;
+COMMENT ON FUNCTION api.health(jsonb,jsonb) IS 'answers when the database is reachable; environment: production when paas.midtrans_is_production is on, else development';
+REVOKE ALL ON FUNCTION api.health(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.health(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.health(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.services_categories(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+RETURN (SELECT jsonb_agg(jsonb_build_object('name', c.name, 'displayName', c.display_name, 'count', COALESCE(n.cnt, (0)::bigint)) ORDER BY c.ord) AS jsonb_agg FROM (paas.service_categories() c(name, display_name, ord) LEFT JOIN (SELECT services.category, count(*) AS cnt FROM paas.services WHERE (services.is_active AND (services.deleted_at IS NULL)) GROUP BY services.category) n ON ((n.category = c.name))))
+;
+COMMENT ON FUNCTION api.services_categories(jsonb,jsonb) IS 'GET /services/categories: every category with its number of active services';
+REVOKE ALL ON FUNCTION api.services_categories(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.services_categories(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.services_categories(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION api.status(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+RETURN (SELECT jsonb_build_object('service', 'paas', 'version', paas.version(), 'databaseTime', paas.iso(clock_timestamp()), 'worker', jsonb_build_object('running', w.running), 'cron', (EXISTS (SELECT 1 FROM pg_extension WHERE (pg_extension.extname = 'pg_cron'::name)))) AS jsonb_build_object FROM paas.worker_state() w(running, pid, started_at, last_tick, ticks, job_failures))
+;
+COMMENT ON FUNCTION api.status(jsonb,jsonb) IS 'GET /status (public): version, database time, whether the background worker and pg_cron run';
+REVOKE ALL ON FUNCTION api.status(jsonb,jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.status(jsonb,jsonb) TO paas_api;
+GRANT EXECUTE ON FUNCTION api.status(jsonb,jsonb) TO paas_owner;
+
+CREATE OR REPLACE FUNCTION paas.billing_feed(uid uuid)
+	RETURNS TABLE (id text, created_at timestamptz, type text, status text, amount bigint,
+				   direction text, description text, balance_before bigint, balance_after bigint,
+				   reference text, reference_type text, payment_method text,
+				   payment_gateway text, invoice jsonb, topup_id uuid)
+	LANGUAGE sql STABLE
+	BEGIN ATOMIC
+		SELECT r.id, r.created_at, r.type, r.status, r.amount, r.direction, r.description,
+			   r.balance_before, r.balance_after, r.reference, r.reference_type, r.payment_method,
+			   r.payment_gateway, paas.feed_invoice(r.inv_topup, r.inv_id, r.inv_entry), r.topup_id
+		  FROM paas.billing_feed_rows(uid) r;
+	END;
+COMMENT ON FUNCTION paas.billing_feed(uuid) IS 'every money movement of a user (unordered), with its invoice';
+
+CREATE OR REPLACE FUNCTION paas.filter_id(t text)
+ RETURNS uuid
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN (t IS NOT NULL) THEN COALESCE(paas.to_uuid(t), '00000000-0000-0000-0000-000000000000'::uuid) ELSE NULL::uuid END
+;
+COMMENT ON FUNCTION paas.filter_id(text) IS 'an id filter''s uuid; the nil uuid (matches nothing) when the text cannot be an id';
+
+CREATE OR REPLACE FUNCTION paas.invoice_item_errors(items jsonb)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+RETURN (WITH x AS (SELECT (x.n - 1) AS i, x.e, (jsonb_typeof(x.e) = 'object'::text) AS obj, (u.id IS NOT NULL) AS user_ok, COALESCE(((jsonb_typeof((x.e -> 'amount'::text)) = 'number'::text) AND ((x.e ->> 'amount'::text) ~ '^[1-9][0-9]{0,17}$'::text)), false) AS amount_ok, CASE WHEN ((x.e -> 'lines'::text) = ANY (ARRAY['null'::jsonb, '[]'::jsonb])) THEN NULL::jsonb ELSE (x.e -> 'lines'::text) END AS lines FROM (jsonb_array_elements(CASE WHEN (jsonb_typeof(invoice_item_errors.items) = 'array'::text) THEN invoice_item_errors.items ELSE '[]'::jsonb END) WITH ORDINALITY x(e, n) LEFT JOIN paas.users u ON ((u.id = paas.to_uuid((x.e ->> 'userId'::text)))))), y AS (SELECT x.i, x.e, x.obj, x.user_ok, x.amount_ok, x.lines, ((x.lines IS NULL) OR ((jsonb_typeof(x.lines) = 'array'::text) AND x.amount_ok AND (SELECT (COALESCE(bool_and(((jsonb_typeof(l.value) = 'object'::text) AND (jsonb_typeof((l.value -> 'amount'::text)) = 'number'::text) AND (jsonb_typeof((l.value -> 'description'::text)) = 'string'::text))), false) AND (sum(CASE WHEN (jsonb_typeof((l.value -> 'amount'::text)) = 'number'::text) THEN ((l.value ->> 'amount'::text))::numeric ELSE NULL::numeric END) = ((x.e ->> 'amount'::text))::numeric)) FROM jsonb_array_elements(x.lines) l(value)))) AS lines_ok FROM x) SELECT COALESCE(jsonb_agg(jsonb_build_object('field', format('items[%s]%s'::text, y.i, f.field), 'message', f.msg) ORDER BY y.i, f.o), '[]'::jsonb) AS "coalesce" FROM (y CROSS JOIN LATERAL (VALUES (0,''::text,'each item must be a JSON object'::text,(NOT y.obj)), (1,'.userId'::text,'userId must be an existing user'::text,(y.obj AND (NOT y.user_ok))), (2,'.kind'::text,'kind must be one of [TOPUP, SUBSCRIPTION]'::text,(y.obj AND COALESCE(((y.e ->> 'kind'::text) <> ALL (ARRAY['TOPUP'::text, 'SUBSCRIPTION'::text])), true))), (3,'.amount'::text,'amount must be a positive integer'::text,(y.obj AND (NOT y.amount_ok))), (4,'.ref'::text,'ref must be a JSON object'::text,(y.obj AND COALESCE((jsonb_typeof((y.e -> 'ref'::text)) <> ALL (ARRAY['object'::text, 'null'::text])), false))), (5,'.lines'::text,'lines must be [{description, amount}] summing to amount'::text,(y.obj AND y.amount_ok AND (NOT COALESCE(y.lines_ok, false))))) f(o, field, msg, bad)) WHERE f.bad)
+;
+COMMENT ON FUNCTION paas.invoice_item_errors(jsonb) IS 'every field error of invoice items [{userId, kind, amount, ref, lines}] as [{field, message}]';
+
+CREATE OR REPLACE FUNCTION paas.invoice_json(i paas.invoices)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+RETURN jsonb_build_object('id', (i).id, 'invoiceNumber', (i).number, 'type', (i).kind, 'amount', (i).amount, 'currency', (i).currency, 'status', (i).status, 'description', (i).description, 'lines', (i).lines, 'reference', (i).ref, 'topUpTransactionId', (i).topup_id, 'creditNoteFor', (i).credit_note_for, 'voidedBy', (i).voided_by, 'downloadCount', (i).download_count, 'issuedAt', paas.iso((i).issued_at), 'dueDate', paas.iso((i).issued_at), 'paidAt', paas.iso((i).paid_at), 'createdAt', paas.iso((i).issued_at))
+;
+COMMENT ON FUNCTION paas.invoice_json(paas.invoices) IS 'an invoice as the API prints it';
+
+CREATE OR REPLACE FUNCTION paas.midtrans_log(n jsonb, source text, sig_ok boolean, outcome text) RETURNS void
+	LANGUAGE sql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+	BEGIN ATOMIC
+		INSERT INTO paas.midtrans_notifications
+			(source, order_id, transaction_status, status_code, gross_amount, signature_ok, outcome, body)
+		SELECT source, left(n ->> 'order_id', 100), left(n ->> 'transaction_status', 50),
+			   left(n ->> 'status_code', 10), left(n ->> 'gross_amount', 30), sig_ok, outcome,
+			   CASE WHEN octet_length(b.t) <= 16384 THEN n
+					ELSE jsonb_build_object('$truncated', true, 'size', octet_length(b.t),
+											'sha256', encode(sha256(convert_to(b.t, 'UTF8')), 'hex'),
+											'head', paas.text_head(b.t, 4096)) END
+		  FROM (SELECT n::text AS t) b;
+	END;
+COMMENT ON FUNCTION paas.midtrans_log(jsonb,text,boolean,text) IS 'appends to paas.midtrans_notifications (a body over 16 kB as a bounded summary)';
+
+CREATE OR REPLACE FUNCTION paas.midtrans_reject(n jsonb, ip text, reason text) RETURNS void
+	LANGUAGE sql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+	BEGIN ATOMIC
+		INSERT INTO paas.midtrans_rejects (reason, order_id, client_ip, body_size, body_sha256, body_head)
+		SELECT reason, left(n ->> 'order_id', 100), left(ip, 64), octet_length(b.t),
+			   sha256(convert_to(b.t, 'UTF8')), paas.text_head(b.t, 4096)
+		  FROM (SELECT n::text AS t) b;
+	END;
+COMMENT ON FUNCTION paas.midtrans_reject(jsonb,text,text) IS 'appends a bounded record of a refused notification to paas.midtrans_rejects';
+
+CREATE OR REPLACE FUNCTION paas.next_invoice_number(series text)
+ RETURNS text
+ LANGUAGE sql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+RETURN paas.invoice_number(paas.invoice_number_prefix(series), (paas.reserve_invoice_numbers(series, 1) + 1))
+;
+COMMENT ON FUNCTION paas.next_invoice_number(text) IS 'allocates the next gap-free number of series INV or CN in this transaction';
+
+CREATE OR REPLACE FUNCTION paas.subscription_charge_json(c paas.subscription_charges)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+RETURN jsonb_build_object('period', (c).period_no, 'kind', (c).kind, 'amount', (c).amount, 'currency', 'IDR', 'periodStart', paas.iso((c).period_start), 'periodEnd', paas.iso((c).period_end), 'entryId', (c).entry_id, 'invoice', (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status) AS jsonb_build_object FROM paas.invoices i WHERE (i.id = (subscription_charge_json.c).invoice_id)), 'createdAt', paas.iso((c).created_at))
+;
+COMMENT ON FUNCTION paas.subscription_charge_json(paas.subscription_charges) IS 'a paid period as the API prints it';
+
+CREATE OR REPLACE FUNCTION paas.topup_json(t paas.topups)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+RETURN jsonb_build_object('id', (t).id, 'transactionId', (t).id, 'orderId', (t).order_id, 'amount', (t).amount, 'currency', (t).currency, 'status', (t).status, 'snapToken', (t).snap_token, 'redirectUrl', (t).redirect_url, 'snapExpiresAt', paas.iso((t).snap_expires_at), 'paymentType', (t).payment_type, 'paidAt', paas.iso((t).paid_at), 'expiresAt', paas.iso((t).expires_at), 'expiredAt', paas.iso((t).expires_at), 'createdAt', paas.iso((t).created_at), 'updatedAt', paas.iso((t).updated_at), 'invoice', (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status) AS jsonb_build_object FROM paas.invoices i WHERE ((i.topup_id = (topup_json.t).id) AND (i.kind = 'TOPUP'::text)) ORDER BY i.issued_at LIMIT 1))
+;
+COMMENT ON FUNCTION paas.topup_json(paas.topups) IS 'a top-up as the API prints it';
+
+CREATE OR REPLACE FUNCTION paas.user_json(u paas.users)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+RETURN jsonb_build_object('id', (u).id, 'name', (u).name, 'email', (u).email, 'role', (u).role, 'isActive', (u).is_active, 'createdAt', paas.iso((u).created_at), 'updatedAt', paas.iso((u).updated_at))
+;
+COMMENT ON FUNCTION paas.user_json(paas.users) IS 'public fields of an account, as the API prints them';
+
+CREATE OR REPLACE FUNCTION paas.invoice_detail(i paas.invoices, u paas.users)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+RETURN ((paas.invoice_json(i) || paas.invoice_links(i)) || jsonb_build_object('user', jsonb_build_object('id', (u).id, 'name', (u).name, 'email', (u).email), 'creditNoteFor', (SELECT jsonb_build_object('id', c.id, 'invoiceNumber', c.number) AS jsonb_build_object FROM paas.invoices c WHERE (c.id = (invoice_detail.i).credit_note_for)), 'voidedBy', (SELECT jsonb_build_object('id', c.id, 'invoiceNumber', c.number) AS jsonb_build_object FROM paas.invoices c WHERE (c.id = (invoice_detail.i).voided_by))))
+;
+COMMENT ON FUNCTION paas.invoice_detail(paas.invoices,paas.users) IS 'an invoice with its user, top-up, subscription and credit-note links';
+
+CREATE OR REPLACE FUNCTION paas.issue_invoice(user_id uuid, kind text, amount bigint, ref jsonb, lines jsonb DEFAULT NULL::jsonb)
+ RETURNS jsonb
+ LANGUAGE sql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+RETURN (SELECT paas.invoice_json(i.*) AS invoice_json FROM paas.issue_invoice_items(ARRAY[ROW(issue_invoice.user_id, issue_invoice.kind, issue_invoice.amount, issue_invoice.ref, issue_invoice.lines)::paas.invoice_item]) i(id, number, user_id, kind, amount, currency, status, description, lines, ref, topup_id, credit_note_for, voided_by, download_count, issued_at, paid_at))
+;
+COMMENT ON FUNCTION paas.issue_invoice(uuid,text,bigint,jsonb,jsonb) IS 'issues one PAID invoice numbered INV-YYYYMM-NNNNNN in the calling transaction (paas.issue_invoice_items)';
+
+CREATE OR REPLACE FUNCTION paas.session_reply(u paas.users, s paas.sessions, tok text)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+RETURN jsonb_build_object('user', paas.user_json(u), 'refreshToken', tok, 'session', jsonb_build_object('userId', (u).id, 'role', (u).role, 'sid', (s).id))
+;
+COMMENT ON FUNCTION paas.session_reply(paas.users,paas.sessions,text) IS '{user, refreshToken, session} of a login, register or refresh';
+
+-- ---- new: sql/parts/05_outcomes.sql ----
+-- paas -- the outcome of a call: what a money-moving call answered, kept
+-- under its idempotency key, so that the same call sent again (by httpd
+-- after a lost connection, or by the client) is answered from the record
+-- instead of moving money twice.
+--
+-- Rules a reader must know.
+--   * Every HTTP route that moves money (flag ROUTE_MONEY in httpd's route
+--     table) carries ctx.idempotencyKey: the client's Idempotency-Key
+--     header, or a random UUID httpd makes for the request.  After a lost
+--     connection httpd sends the SAME call with the SAME key again
+--     (httpd/db.c), so the answer a client gets is always the outcome of
+--     the one execution.
+--   * The function of such a route calls paas.outcome_claim(fn, req, ctx)
+--     before it locks or writes anything, and passes its answer through
+--     paas.outcome_save(ctx, answer) on every path that commits.  The record
+--     is written in the SAME transaction as the money change: it exists if
+--     and only if the call committed.
+--   * outcome_claim: no key -> NULL (a DBA's call without a key: nothing is
+--     recorded).  A key this caller has not used -> NULL: execute.  A call
+--     with a key whose first call is still running waits for that
+--     transaction (the primary key), then sees its record.  A record of the
+--     same function and request (SHA-256 of the function's name and the
+--     request's jsonb text) -> the recorded answer: the function returns it
+--     and moves no money.  Another function or another request -> PT409.
+--   * Keys belong to their caller (ctx.userId; "session:<login role>" for a
+--     DBA's session): one caller's key never answers another's call.
+--   * A claimed record has its answer at commit (a deferred constraint
+--     trigger): a path that forgets outcome_save fails loudly instead of
+--     committing a record that would replay nothing.
+--   * An error rolls the record back with everything else: a refused call
+--     (PT402, PT404 ...) sent again runs again.
+--   * Records are kept paas.outcome_retention() (24 hours), then deleted by
+--     the job prune_call_outcomes; a key sent again after that is a new call
+--     (the top-up and subscription keys stored in their own rows still
+--     refuse or answer a reuse there).
+
+CREATE TABLE paas.call_outcomes (
+	caller			text NOT NULL CHECK (char_length(caller) BETWEEN 1 AND 128),
+	key				text NOT NULL CHECK (char_length(key) BETWEEN 1 AND 255),
+	fn				text NOT NULL,		-- the api function, e.g. 'api.subscriptions_renew'
+	request_hash	bytea NOT NULL,		-- SHA-256 of fn and the request's jsonb text
+	response		jsonb,				-- the function's answer; NULL only inside its transaction
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (caller, key)
+) WITH (fillfactor = 90);
+-- fillfactor 90: the answer is written by an UPDATE of the row the claim
+-- inserted a moment before; the free space keeps that update HOT.
+CREATE INDEX call_outcomes_created_idx ON paas.call_outcomes (created_at);
+COMMENT ON TABLE paas.call_outcomes IS
+	'the answer of each committed money-moving call, under (caller, idempotency key); kept 24 hours';
+REVOKE ALL ON paas.call_outcomes FROM PUBLIC;
+GRANT SELECT ON paas.call_outcomes TO paas_owner;
+
+-- How long a record answers its key.
+CREATE FUNCTION paas.outcome_retention() RETURNS interval
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN interval '24 hours';
+COMMENT ON FUNCTION paas.outcome_retention() IS
+	'how long the outcome of a call is kept under its idempotency key (24 hours)';
+
+-- Whose key it is: the user httpd verified, or the DBA's login role.
+CREATE FUNCTION paas.outcome_caller(ctx jsonb) RETURNS text
+	LANGUAGE sql STABLE PARALLEL SAFE
+	RETURN coalesce(ctx ->> 'userId', 'session:' || session_user);
+COMMENT ON FUNCTION paas.outcome_caller(jsonb) IS
+	'the owner of a call''s idempotency key: ctx.userId, or "session:<role>" for a DBA';
+
+-- Before the call does anything: NULL when it must execute (no key, or a
+-- new key, now claimed); the recorded answer when this caller already made
+-- this call with this key; PT409 for the key used with another call.
+CREATE FUNCTION paas.outcome_claim(fn text, req jsonb, ctx jsonb) RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	k text := ctx ->> 'idempotencyKey';
+	who text := paas.outcome_caller(ctx);
+	h bytea;
+	o paas.call_outcomes;
+BEGIN
+	IF k IS NULL THEN
+		RETURN NULL;
+	END IF;
+	IF char_length(k) NOT BETWEEN 1 AND 255 THEN
+		PERFORM paas.raise_if_invalid(paas.add_err('[]', 'Idempotency-Key',
+			'Idempotency-Key must be between 1 and 255 characters'));
+	END IF;
+	h := sha256(convert_to(fn || ' ' || coalesce(req, '{}'::jsonb)::text, 'UTF8'));
+	-- A call with this key still running holds its row: this waits for
+	-- its transaction, then either inserts (it rolled back) or conflicts.
+	INSERT INTO paas.call_outcomes (caller, key, fn, request_hash)
+	VALUES (who, k, fn, h)
+	ON CONFLICT (caller, key) DO NOTHING;
+	IF FOUND THEN
+		RETURN NULL;
+	END IF;
+	SELECT * INTO o FROM paas.call_outcomes c WHERE c.caller = who AND c.key = k;
+	IF NOT FOUND THEN
+		-- pruned between the two statements: claim it afresh
+		RETURN paas.outcome_claim(fn, req, ctx);
+	END IF;
+	IF o.fn <> fn OR o.request_hash <> h THEN
+		RAISE EXCEPTION 'Idempotency-Key was already used for a different request'
+			USING ERRCODE = 'PT409', HINT = 'Send a new request with a new key.';
+	END IF;
+	-- NULL here is this transaction's own claim (a function that calls
+	-- itself again): execute.
+	RETURN o.response;
+END
+$$;
+COMMENT ON FUNCTION paas.outcome_claim(text, jsonb, jsonb) IS
+	'claims ctx.idempotencyKey for a call: NULL = execute, else the recorded answer; PT409 key used for another call';
+
+-- On every committing path of a claimed call: records its answer and
+-- returns it unchanged.
+CREATE FUNCTION paas.outcome_save(ctx jsonb, response jsonb) RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	IF ctx ->> 'idempotencyKey' IS NOT NULL THEN
+		UPDATE paas.call_outcomes c
+		   SET response = coalesce(outcome_save.response, 'null'::jsonb)
+		 WHERE c.caller = paas.outcome_caller(ctx) AND c.key = ctx ->> 'idempotencyKey';
+	END IF;
+	RETURN response;
+END
+$$;
+COMMENT ON FUNCTION paas.outcome_save(jsonb, jsonb) IS
+	'records the answer of the call claimed with ctx.idempotencyKey; returns the answer';
+
+-- At commit: a claimed record without its answer is a bug of the calling
+-- function; refusing the commit keeps the money change and the record
+-- together.  A deferred trigger fires as the session's role (paas_api), so
+-- it is SECURITY DEFINER to read the table.
+CREATE FUNCTION paas.call_outcomes_complete() RETURNS trigger
+	LANGUAGE plpgsql
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM paas.call_outcomes c
+				WHERE c.caller = NEW.caller AND c.key = NEW.key AND c.response IS NULL) THEN
+		RAISE EXCEPTION 'call of % claimed its idempotency key but recorded no outcome', NEW.fn
+			USING ERRCODE = 'internal_error';
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION paas.call_outcomes_complete() IS
+	'refuses to commit a claimed call outcome that has no answer';
+CREATE CONSTRAINT TRIGGER call_outcomes_complete
+	AFTER INSERT ON paas.call_outcomes
+	DEFERRABLE INITIALLY DEFERRED
+	FOR EACH ROW EXECUTE FUNCTION paas.call_outcomes_complete();
+
+-- Job: records past the retention are deleted, at most 50,000 a run.
+CREATE FUNCTION paas.job_prune_call_outcomes() RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	DELETE FROM paas.call_outcomes
+	 WHERE (caller, key) IN (SELECT caller, key FROM paas.call_outcomes
+							  WHERE created_at < now() - paas.outcome_retention()
+							  ORDER BY created_at LIMIT 50000);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN jsonb_build_object('deleted', n, 'retention', paas.outcome_retention()::text);
+END
+$$;
+COMMENT ON FUNCTION paas.job_prune_call_outcomes() IS
+	'deletes call outcomes older than paas.outcome_retention() (50,000 rows a run)';
+INSERT INTO paas.job (name, fn, run_every, description) VALUES
+	('prune_call_outcomes', 'paas.job_prune_call_outcomes', '10 minutes',
+	 'deletes call outcomes (idempotency keys) older than 24 hours');
+
+-- The records of the last day belong in a dump: a key sent again after a
+-- restore is still answered.
+SELECT pg_catalog.pg_extension_config_dump('paas.call_outcomes', '');
+
+REVOKE ALL ON FUNCTION paas.outcome_retention(), paas.outcome_caller(jsonb),
+	paas.outcome_claim(text, jsonb, jsonb), paas.outcome_save(jsonb, jsonb),
+	paas.call_outcomes_complete(), paas.job_prune_call_outcomes() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION paas.outcome_retention(), paas.outcome_caller(jsonb),
+	paas.outcome_claim(text, jsonb, jsonb), paas.outcome_save(jsonb, jsonb),
+	paas.job_prune_call_outcomes() TO paas_owner;
+
+-- ---- new: sql/parts/85_reporting.sql ----
+-- paas -- reporting: the finance views a BI tool reads (role paas_bi).
+--
+-- Every view is read-only, in whole IDR, and dated in UTC (months are UTC
+-- calendar months, as the subscription periods are).  docs/bi.md answers the
+-- usual finance questions with them.  Revenue is what reached the platform's
+-- revenue account (charges add, reversals and refunds of charges subtract);
+-- the wallets' balances are money customers prepaid and the platform owes
+-- them until spent (a liability, not revenue).
+
+------------------------------------------------------------------------------
+-- revenue per month, by kind of entry and by service
+------------------------------------------------------------------------------
+CREATE VIEW reporting.revenue_monthly AS
+SELECT date_trunc('month', p.created_at AT TIME ZONE 'UTC')::date AS month,
+	   e.kind,
+	   s.id AS service_id,
+	   s.name AS service_name,
+	   sum(p.amount)::bigint AS revenue,
+	   count(DISTINCT e.id) AS entries,
+	   'IDR'::text AS currency
+  FROM paas.ledger_postings p
+  JOIN paas.ledger_accounts a ON a.id = p.account_id
+  JOIN paas.ledger_accounts pa ON pa.id = coalesce(a.parent_id, a.id)
+  JOIN paas.ledger_entries e ON e.id = p.entry_id
+  LEFT JOIN paas.services s ON s.id = paas.to_uuid(e.ref ->> 'serviceId')
+ WHERE pa.kind = 'platform' AND pa.code = 'revenue'
+ GROUP BY 1, 2, 3, 4;
+COMMENT ON VIEW reporting.revenue_monthly IS
+	'revenue per UTC month, per kind of ledger entry and per service (NULL service: not tied to one)';
+COMMENT ON COLUMN reporting.revenue_monthly.month IS 'first day of the UTC calendar month';
+COMMENT ON COLUMN reporting.revenue_monthly.kind IS
+	'ledger entry kind: subscription_charge, subscription_renewal, reversal, adjustment ...';
+COMMENT ON COLUMN reporting.revenue_monthly.service_id IS 'the catalog service the entry charged for, if any';
+COMMENT ON COLUMN reporting.revenue_monthly.service_name IS 'its slug (paas.services.name)';
+COMMENT ON COLUMN reporting.revenue_monthly.revenue IS 'net movement of the revenue account in IDR';
+COMMENT ON COLUMN reporting.revenue_monthly.entries IS 'ledger entries behind the figure';
+COMMENT ON COLUMN reporting.revenue_monthly.currency IS 'always IDR';
+
+------------------------------------------------------------------------------
+-- top-ups by payment method and status
+------------------------------------------------------------------------------
+CREATE VIEW reporting.topups_monthly AS
+SELECT date_trunc('month', t.created_at AT TIME ZONE 'UTC')::date AS month,
+	   coalesce(t.payment_type, 'unknown') AS payment_type,
+	   t.status,
+	   count(*) AS topups,
+	   sum(t.amount)::bigint AS amount,
+	   count(DISTINCT t.user_id) AS users,
+	   'IDR'::text AS currency
+  FROM paas.topups t
+ GROUP BY 1, 2, 3;
+COMMENT ON VIEW reporting.topups_monthly IS
+	'top-ups per UTC month (of creation), Midtrans payment method and status';
+COMMENT ON COLUMN reporting.topups_monthly.month IS 'first day of the UTC month the top-up was opened in';
+COMMENT ON COLUMN reporting.topups_monthly.payment_type IS
+	'Midtrans payment_type (bank_transfer, gopay, credit_card ...); unknown until paid';
+COMMENT ON COLUMN reporting.topups_monthly.status IS 'PENDING, PAID, FAILED, EXPIRED, CANCELLED or REFUNDED';
+COMMENT ON COLUMN reporting.topups_monthly.topups IS 'number of top-ups';
+COMMENT ON COLUMN reporting.topups_monthly.amount IS 'their requested amounts in IDR';
+COMMENT ON COLUMN reporting.topups_monthly.users IS 'distinct customers';
+COMMENT ON COLUMN reporting.topups_monthly.currency IS 'always IDR';
+
+------------------------------------------------------------------------------
+-- active subscriptions and monthly recurring revenue per service
+------------------------------------------------------------------------------
+CREATE VIEW reporting.subscriptions_by_service AS
+SELECT s.id AS service_id,
+	   s.name AS service_name,
+	   count(x.id) FILTER (WHERE x.status = 'ACTIVE') AS active,
+	   count(x.id) FILTER (WHERE x.status = 'GRACE') AS in_grace,
+	   count(x.id) FILTER (WHERE x.status = 'SUSPENDED') AS suspended,
+	   count(x.id) FILTER (WHERE x.status = 'CANCELLED') AS cancelling,
+	   coalesce(sum(x.price) FILTER (WHERE x.status IN ('ACTIVE', 'GRACE')), 0)::bigint AS mrr,
+	   'IDR'::text AS currency
+  FROM paas.services s
+  LEFT JOIN paas.subscriptions x ON x.service_id = s.id
+ WHERE s.deleted_at IS NULL OR x.id IS NOT NULL
+ GROUP BY s.id, s.name;
+COMMENT ON VIEW reporting.subscriptions_by_service IS
+	'live subscriptions per service now, and the monthly recurring revenue they bring';
+COMMENT ON COLUMN reporting.subscriptions_by_service.active IS 'paid and running';
+COMMENT ON COLUMN reporting.subscriptions_by_service.in_grace IS 'renewal failed, still running within the grace period';
+COMMENT ON COLUMN reporting.subscriptions_by_service.suspended IS 'stopped for non-payment';
+COMMENT ON COLUMN reporting.subscriptions_by_service.cancelling IS 'cancelled by the customer, running to the period end';
+COMMENT ON COLUMN reporting.subscriptions_by_service.mrr IS
+	'monthly recurring revenue in IDR: the monthly prices of the subscriptions that will renew (ACTIVE and GRACE)';
+COMMENT ON COLUMN reporting.subscriptions_by_service.currency IS 'always IDR';
+
+------------------------------------------------------------------------------
+-- churn per month
+------------------------------------------------------------------------------
+CREATE VIEW reporting.churn_monthly AS
+WITH bounds AS (
+	SELECT date_trunc('month', min(created_at) AT TIME ZONE 'UTC') AS first_month
+	  FROM paas.subscriptions
+), months AS (
+	SELECT m::date AS month, (m AT TIME ZONE 'UTC') AS starts, ((m + interval '1 month') AT TIME ZONE 'UTC') AS ends
+	  FROM bounds, generate_series(bounds.first_month, date_trunc('month', now() AT TIME ZONE 'UTC'),
+								   interval '1 month') AS m
+)
+SELECT m.month,
+	   count(x.id) FILTER (WHERE x.created_at < m.starts AND (x.ended_at IS NULL OR x.ended_at >= m.starts))
+		   AS live_at_start,
+	   count(x.id) FILTER (WHERE x.created_at >= m.starts AND x.created_at < m.ends) AS started,
+	   count(x.id) FILTER (WHERE x.ended_at >= m.starts AND x.ended_at < m.ends) AS ended,
+	   round(count(x.id) FILTER (WHERE x.ended_at >= m.starts AND x.ended_at < m.ends)::numeric
+			 / nullif(count(x.id) FILTER (WHERE x.created_at < m.starts
+										   AND (x.ended_at IS NULL OR x.ended_at >= m.starts)), 0), 4)
+		   AS churn_rate
+  FROM months m
+  LEFT JOIN paas.subscriptions x ON x.created_at < m.ends
+ GROUP BY m.month;
+COMMENT ON VIEW reporting.churn_monthly IS
+	'subscriptions live at the start of each UTC month, started and ended in it, and the churn rate';
+COMMENT ON COLUMN reporting.churn_monthly.live_at_start IS 'subscriptions created before the month and not ended by its start';
+COMMENT ON COLUMN reporting.churn_monthly.started IS 'subscriptions created in the month';
+COMMENT ON COLUMN reporting.churn_monthly.ended IS 'subscriptions that ended (expired or were cancelled to the end) in the month';
+COMMENT ON COLUMN reporting.churn_monthly.churn_rate IS 'ended / live_at_start (NULL when none were live)';
+
+------------------------------------------------------------------------------
+-- outstanding wallet balances: what the platform owes its customers
+------------------------------------------------------------------------------
+CREATE VIEW reporting.wallet_liability AS
+SELECT count(*) AS wallets,
+	   count(*) FILTER (WHERE a.balance > 0) AS funded_wallets,
+	   coalesce(sum(a.balance), 0)::bigint AS outstanding,
+	   coalesce(max(a.balance), 0)::bigint AS largest,
+	   now() AS as_of,
+	   'IDR'::text AS currency
+  FROM paas.ledger_accounts a
+ WHERE a.kind = 'wallet';
+COMMENT ON VIEW reporting.wallet_liability IS
+	'the sum of all wallet balances: credit customers prepaid and have not spent (the platform''s liability)';
+COMMENT ON COLUMN reporting.wallet_liability.wallets IS 'customer wallets';
+COMMENT ON COLUMN reporting.wallet_liability.funded_wallets IS 'wallets holding credit';
+COMMENT ON COLUMN reporting.wallet_liability.outstanding IS 'total credit owed, in IDR';
+COMMENT ON COLUMN reporting.wallet_liability.largest IS 'the largest single wallet balance';
+COMMENT ON COLUMN reporting.wallet_liability.as_of IS 'when the figure was read';
+COMMENT ON COLUMN reporting.wallet_liability.currency IS 'always IDR';
+
+GRANT SELECT ON reporting.revenue_monthly, reporting.topups_monthly, reporting.subscriptions_by_service,
+	reporting.churn_monthly, reporting.wallet_liability TO paas_bi, paas_owner;
+
+-- ---- new: sql/parts/95_routes.sql ----
+-- paas -- routes: the HTTP route table, and the OpenAPI document generated
+-- from it.
+--
+-- One row of paas.routes per route of the gateway: method, path pattern
+-- ("/api/v1/users/:id": ":name" captures one segment), the api function it
+-- calls, the access rule, the success status and message, the gateway's
+-- flags, and what the OpenAPI document needs: tag, summary, the JSON Schema
+-- of the request body (request_schema), of the query parameters
+-- (query_schema: name -> schema), of the path captures (path_schema, when
+-- the default of paas.route_path_param() is not enough), of headers, of the
+-- envelope's "data" (response_schema), and the error statuses the function
+-- itself answers (errors; those of the access rule, the flags and the
+-- gateway are added by api.openapi()).  Shared schemas live in
+-- paas.route_schemas (components.schemas), tags in paas.route_tags.
+--
+-- Rules a reader must know.
+--   * The rows are the extension's, like paas.job: this script and the
+--     upgrade scripts write them, and CREATE EXTENSION writes them again on
+--     restore, so they are not registered for pg_dump (90_dump.sql).  A
+--     superuser may change a row in an emergency (the gateway reloads on
+--     the change), but a restore or an update brings the extension's rows
+--     back: a lasting change is an upgrade script.  paas_owner reads them.
+--   * Any change of a route, a schema or a tag notifies channel
+--     "paas_routes" (statement trigger): a gateway listening reloads its
+--     table.  An ALTER EXTENSION UPDATE that touches routes notifies too.
+--   * function is a regprocedure: a row can only name a function that
+--     exists, api.<name>(jsonb, jsonb); NULL exactly for the routes httpd
+--     answers itself (flag builtin).
+--   * seq is the table order: the gateway keeps it (its matcher prefers
+--     literal segments, then the first row), and the OpenAPI document names
+--     a path template after the first route of its shape
+--     ("/services/:name" before "/services/:id": {name}).
+--   * flags are the names of the gateway's route flags (httpd/httpd.h
+--     enum route_flags, without the ROUTE_ prefix); paas.route_flag_names()
+--     lists the known ones and is the table's CHECK: a new flag is one more
+--     element there (CREATE OR REPLACE in an upgrade script).
+--   * operationId: the function's name in camelCase (api.users_list ->
+--     usersList) unless the row names one; unique.
+
+------------------------------------------------------------------------------
+-- vocabulary
+------------------------------------------------------------------------------
+
+-- The gateway's route flags (httpd/httpd.h, enum route_flags):
+--   paginated      the function returns {data, pagination}
+--   tokens         the function returns a session: httpd mints the access token
+--   builtin        answered by httpd itself (no function)
+--   rate_login     per-address login limit, failed logins per account
+--   rate_register  per-address registration limit
+--   rate_refresh   per-address refresh limit
+--   no_db          never touches the database
+--   snap           may answer {"$snap"}: the Midtrans Snap round trip
+--   pdf            data is rendered as a PDF
+--   batch          concurrent calls share a round trip (api.<function>_batch)
+CREATE FUNCTION paas.route_flag_names() RETURNS text[]
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN ARRAY['paginated', 'tokens', 'builtin', 'rate_login', 'rate_register', 'rate_refresh',
+				 'no_db', 'snap', 'pdf', 'batch', 'money'];
+COMMENT ON FUNCTION paas.route_flag_names() IS
+	'the route flags the gateway knows (httpd/httpd.h enum route_flags, lower case, no ROUTE_ prefix)';
+
+-- Whether every flag is known and none is listed twice.
+CREATE FUNCTION paas.route_flags_ok(flags text[]) RETURNS boolean
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	RETURN flags <@ paas.route_flag_names()
+		   AND (SELECT count(*) = count(DISTINCT f) FROM unnest(flags) f);
+COMMENT ON FUNCTION paas.route_flags_ok(text[]) IS
+	'whether route flags are known (paas.route_flag_names()) and distinct';
+
+-- The access rules (httpd/httpd.h, enum access).
+CREATE FUNCTION paas.route_access_names() RETURNS text[]
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN ARRAY['public', 'user', 'admin', 'node', 'local'];
+COMMENT ON FUNCTION paas.route_access_names() IS
+	'the access rules of routes: public, user (access token), admin, node (node token), local (loopback or admin)';
+
+-- The error statuses a route may list (the SQLSTATE classes of httpd/errors.c).
+CREATE FUNCTION paas.route_error_names() RETURNS integer[]
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN ARRAY[400, 401, 402, 403, 404, 409, 413, 429, 502, 503];
+COMMENT ON FUNCTION paas.route_error_names() IS
+	'the error statuses a route can declare (httpd/errors.c)';
+
+-- Whether a path pattern is canonical: "/" then segments of lower-case
+-- letters, digits, ".", "_" and "-" (at most 63 characters, the matcher's
+-- bound) or captures ":name" (camelCase), no empty segment, no trailing
+-- slash, at most 4 captures (MAX_PARAMS of httpd.h) with distinct names.
+CREATE FUNCTION paas.route_path_ok(path text) RETURNS boolean
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	RETURN path ~ '^(/([a-z0-9][a-z0-9._-]{0,62}|:[a-z][A-Za-z0-9]{0,62}))+$'
+		   AND (SELECT count(*) <= 4 AND count(*) = count(DISTINCT m[1])
+				  FROM regexp_matches(path, '/:([^/]+)', 'g') m);
+COMMENT ON FUNCTION paas.route_path_ok(text) IS
+	'whether a route path is canonical (lower-case literals, :camelCase captures, no trailing slash, at most 4 captures)';
+
+-- The captures of a path, in order: "/users/:id/x/:k" -> {id, k}.
+CREATE FUNCTION paas.route_captures(path text) RETURNS text[]
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	RETURN ARRAY(SELECT m[1] FROM regexp_matches(path, '/:([^/]+)', 'g') m);
+COMMENT ON FUNCTION paas.route_captures(text) IS 'the capture names of a route path, in order';
+
+-- The shape of a path, captures unnamed: two routes of one method and one
+-- shape would be the same route ("/services/:id" = "/services/:name").
+CREATE FUNCTION paas.route_shape(path text) RETURNS text
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	RETURN regexp_replace(path, '/:[^/]+', '/:', 'g');
+COMMENT ON FUNCTION paas.route_shape(text) IS 'a route path with its captures unnamed';
+
+-- "/api/v1/users/:id" -> "/api/v1/users/{id}"
+CREATE FUNCTION paas.route_openapi_path(path text) RETURNS text
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	RETURN regexp_replace(path, '/:([^/]+)', '/{\1}', 'g');
+COMMENT ON FUNCTION paas.route_openapi_path(text) IS 'a route path as an OpenAPI path template';
+
+-- The default operationId: the function's name in camelCase
+-- (api.users_list -> usersList); for a built-in route, its last path
+-- segment up to the first dot (/api/v1/openapi.json -> openapi).
+CREATE FUNCTION paas.route_operation_id(fn regprocedure, path text) RETURNS text
+	LANGUAGE sql STABLE PARALLEL SAFE
+	RETURN CASE WHEN fn IS NULL
+				THEN lower(regexp_replace(split_part(regexp_replace(path, '^.*/', ''), '.', 1), '[^A-Za-z0-9]', '', 'g'))
+				ELSE (SELECT string_agg(CASE WHEN w.n = 1 THEN w.part ELSE initcap(w.part) END, '' ORDER BY w.n)
+						FROM pg_proc p
+					   CROSS JOIN LATERAL unnest(string_to_array(p.proname, '_')) WITH ORDINALITY AS w (part, n)
+					   WHERE p.oid = fn) END;
+COMMENT ON FUNCTION paas.route_operation_id(regprocedure, text) IS
+	'the default operationId of a route: its function''s name in camelCase';
+
+------------------------------------------------------------------------------
+-- tables
+------------------------------------------------------------------------------
+
+CREATE TABLE paas.route_tags (
+	name		text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9-]{0,62}$'),
+	seq			integer NOT NULL UNIQUE,
+	description	text NOT NULL CHECK (char_length(description) BETWEEN 1 AND 500)
+);
+COMMENT ON TABLE paas.route_tags IS
+	'the OpenAPI tags of routes, in document order';
+
+-- components.schemas of the OpenAPI document; routes refer to them as
+-- {"$ref": "#/components/schemas/<name>"}.
+CREATE TABLE paas.route_schemas (
+	name		text PRIMARY KEY CHECK (name ~ '^[A-Z][A-Za-z0-9]{0,62}$'),
+	schema		jsonb NOT NULL CHECK (jsonb_typeof(schema) = 'object')
+);
+COMMENT ON TABLE paas.route_schemas IS
+	'shared JSON Schemas of the OpenAPI document (components.schemas)';
+
+CREATE TABLE paas.routes (
+	seq				integer GENERATED BY DEFAULT AS IDENTITY UNIQUE,
+	method			text NOT NULL CHECK (method IN ('GET', 'POST', 'PUT', 'PATCH', 'DELETE')),
+	path			text NOT NULL CHECK (paas.route_path_ok(path)),
+	function		regprocedure,
+	access			text NOT NULL CONSTRAINT routes_access_known CHECK (access = ANY (paas.route_access_names())),
+	status			integer NOT NULL CHECK (status BETWEEN 200 AND 299),
+	message			text NOT NULL CHECK (char_length(message) BETWEEN 1 AND 200),
+	flags			text[] NOT NULL DEFAULT '{}'
+					CONSTRAINT routes_flags_known CHECK (paas.route_flags_ok(flags)),
+	tag				text NOT NULL REFERENCES paas.route_tags (name),
+	operation_id	text NOT NULL UNIQUE CHECK (operation_id ~ '^[a-z][A-Za-z0-9]{0,99}$'),
+	summary			text NOT NULL CHECK (char_length(summary) BETWEEN 1 AND 120),
+	description		text,			-- NULL: the function's comment
+	request_schema	jsonb CHECK (jsonb_typeof(request_schema) = 'object'),
+	query_schema	jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(query_schema) = 'object'),
+	path_schema		jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(path_schema) = 'object'),
+	header_schema	jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(header_schema) = 'object'),
+	request_required boolean NOT NULL DEFAULT false,
+	response_type	text NOT NULL DEFAULT 'envelope'
+					CHECK (response_type IN ('envelope', 'json', 'pdf', 'text')),
+	response_schema	jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(response_schema) = 'object'),
+	errors			integer[] NOT NULL DEFAULT '{}'
+					CONSTRAINT routes_errors_known CHECK (errors <@ paas.route_error_names()),
+	security		jsonb CHECK (jsonb_typeof(security) = 'array'),	-- NULL: from access
+	PRIMARY KEY (method, path),
+	CONSTRAINT routes_builtin_has_no_function CHECK ((function IS NULL) = ('builtin' = ANY (flags))),
+	CONSTRAINT routes_pdf_response CHECK ((response_type = 'pdf') = ('pdf' = ANY (flags))),
+	CONSTRAINT routes_no_db_is_builtin CHECK (NOT 'no_db' = ANY (flags) OR 'builtin' = ANY (flags)),
+	CONSTRAINT routes_required_body_has_schema CHECK (NOT request_required OR request_schema IS NOT NULL)
+);
+CREATE UNIQUE INDEX routes_shape_key ON paas.routes (method, paas.route_shape(path));
+COMMENT ON TABLE paas.routes IS
+	'the gateway''s HTTP routes (one api function each) and what the OpenAPI document says about them';
+COMMENT ON COLUMN paas.routes.seq IS
+	'table order: ties of the matcher go to the first row; a path template is named after the first route of its shape';
+COMMENT ON COLUMN paas.routes.function IS
+	'api.<name>(jsonb, jsonb) called with (request, context); NULL for the routes httpd answers itself';
+COMMENT ON COLUMN paas.routes.flags IS 'gateway flags: see paas.route_flag_names()';
+COMMENT ON COLUMN paas.routes.request_schema IS 'JSON Schema of the request body; NULL when the route reads none';
+COMMENT ON COLUMN paas.routes.request_required IS 'whether the route needs a request body';
+COMMENT ON COLUMN paas.routes.query_schema IS 'query parameters: name -> JSON Schema (its description documents the parameter)';
+COMMENT ON COLUMN paas.routes.path_schema IS 'path captures: name -> JSON Schema, where paas.route_path_param() is not enough';
+COMMENT ON COLUMN paas.routes.header_schema IS 'request headers the function reads: name -> JSON Schema';
+COMMENT ON COLUMN paas.routes.response_type IS
+	'envelope: JSON success envelope around data; json: a bare JSON document; pdf: application/pdf; text: text/plain';
+COMMENT ON COLUMN paas.routes.response_schema IS
+	'JSON Schema of the envelope''s data (envelope), or of the whole body (json)';
+COMMENT ON COLUMN paas.routes.errors IS
+	'error statuses the function answers; api.openapi() adds those of the access rule, the flags and the gateway';
+COMMENT ON COLUMN paas.routes.security IS 'OpenAPI security requirements; NULL: derived from access';
+
+-- operationId defaults to the function's name in camelCase.
+CREATE FUNCTION paas.routes_fill() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	NEW.operation_id := coalesce(NEW.operation_id, paas.route_operation_id(NEW.function, NEW.path));
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION paas.routes_fill() IS 'fills a route''s default operationId';
+CREATE TRIGGER routes_fill BEFORE INSERT OR UPDATE ON paas.routes
+	FOR EACH ROW EXECUTE FUNCTION paas.routes_fill();
+
+-- A gateway listening on "paas_routes" reloads its table.
+CREATE FUNCTION paas.routes_notify() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	PERFORM pg_notify('paas_routes', TG_TABLE_NAME || ' ' || lower(TG_OP));
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION paas.routes_notify() IS
+	'notifies channel paas_routes that the route table (or its schemas or tags) changed';
+CREATE TRIGGER routes_notify AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON paas.routes
+	FOR EACH STATEMENT EXECUTE FUNCTION paas.routes_notify();
+CREATE TRIGGER route_schemas_notify AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON paas.route_schemas
+	FOR EACH STATEMENT EXECUTE FUNCTION paas.routes_notify();
+CREATE TRIGGER route_tags_notify AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON paas.route_tags
+	FOR EACH STATEMENT EXECUTE FUNCTION paas.routes_notify();
+
+REVOKE ALL ON paas.routes, paas.route_schemas, paas.route_tags FROM PUBLIC;
+GRANT SELECT ON paas.routes, paas.route_schemas, paas.route_tags TO paas_owner;
+
+-- The rows below are the extension's (see the header): not registered for
+-- pg_dump, CREATE EXTENSION writes them again on restore.
+
+------------------------------------------------------------------------------
+-- tags
+------------------------------------------------------------------------------
+
+INSERT INTO paas.route_tags (name, seq, description) VALUES
+	('system', 1, 'Health, status, this document, metrics and the background jobs'),
+	('auth', 2, 'The caller''s own account: registration, login, token rotation, profile, password, logout'),
+	('users', 3, 'Account management by administrators'),
+	('services', 4, 'The service catalog: public listing and administration'),
+	('workers', 5, 'Worker nodes: the administrators'' registry and the routes nodes call with their node token'),
+	('billing', 6, 'The caller''s wallet: balance, Midtrans top-ups, the transaction feed, invoices, dashboards'),
+	('admin-billing', 7, 'Administrators'' view of the ledger and manual adjustments'),
+	('subscriptions', 8, 'The caller''s subscriptions, paid monthly from the wallet'),
+	('admin-subscriptions', 9, 'Every subscription, for administrators');
+
+------------------------------------------------------------------------------
+-- components.schemas
+------------------------------------------------------------------------------
+
+INSERT INTO paas.route_schemas (name, schema)
+SELECT key, value FROM jsonb_each($schemas$
+{
+  "FieldError": {
+    "type": "object",
+    "description": "One failing field of a request.",
+    "required": ["field", "message"],
+    "properties": {
+      "field": {"type": "string", "description": "the field's name or path; empty when the error is about the whole request"},
+      "message": {"type": "string"}
+    }
+  },
+  "Error": {
+    "type": "object",
+    "description": "The error envelope: every error answer of the API has this shape.",
+    "required": ["success", "message", "code", "details", "timestamp", "statusCode"],
+    "properties": {
+      "success": {"const": false},
+      "message": {"type": "string"},
+      "code": {
+        "type": "string",
+        "enum": ["VALIDATION_ERROR", "AUTH_ERROR", "INSUFFICIENT_BALANCE", "FORBIDDEN_ERROR", "NOT_FOUND_ERROR",
+                 "ENDPOINT_NOT_FOUND", "CONFLICT_ERROR", "PAYLOAD_TOO_LARGE", "RATE_LIMITED", "GATEWAY_ERROR",
+                 "SERVICE_UNAVAILABLE", "INTERNAL_ERROR", "INVALID_PASSWORD", "USER_NOT_FOUND", "USER_EXISTS",
+                 "EMAIL_EXISTS", "SERVICE_NOT_FOUND", "SERVICE_EXISTS", "WORKER_NODE_NOT_FOUND",
+                 "WORKER_NODE_EXISTS"],
+        "description": "the generic code of the status, or the original API's specific one where it had one: INVALID_PASSWORD (400, POST /auth/change-password), USER_NOT_FOUND (404, /users/:id), USER_EXISTS (409, POST /users), EMAIL_EXISTS (409, PUT /users/:id), SERVICE_NOT_FOUND (404, /services/:name and /services/:id routes), SERVICE_EXISTS (409, POST /services), WORKER_NODE_NOT_FOUND (404, /workers/:nodeId routes), WORKER_NODE_EXISTS (409, a node name or hostname taken)"
+      },
+      "details": {
+        "type": ["array", "null"],
+        "description": "the failing fields (as errors), or null",
+        "items": {"$ref": "#/components/schemas/FieldError"}
+      },
+      "errors": {
+        "type": "array",
+        "description": "every failing field, when the error is about fields",
+        "items": {"$ref": "#/components/schemas/FieldError"}
+      },
+      "timestamp": {"type": "string", "format": "date-time"},
+      "statusCode": {"type": "integer", "description": "always the HTTP status"}
+    }
+  },
+  "Success": {
+    "type": "object",
+    "description": "The success envelope around the route's data.",
+    "required": ["success", "message", "data", "timestamp", "statusCode"],
+    "properties": {
+      "success": {"const": true},
+      "message": {"type": "string"},
+      "data": {},
+      "timestamp": {"type": "string", "format": "date-time"},
+      "statusCode": {"type": "integer", "description": "always the HTTP status"}
+    }
+  },
+  "PaginatedSuccess": {
+    "description": "The success envelope of a list: data is one page, pagination tells where it is.",
+    "allOf": [
+      {"$ref": "#/components/schemas/Success"},
+      {"type": "object", "required": ["pagination"], "properties": {"pagination": {"$ref": "#/components/schemas/Pagination"}}}
+    ]
+  },
+  "Pagination": {
+    "type": "object",
+    "required": ["page", "limit", "total", "totalPages", "hasNext", "hasPrev"],
+    "properties": {
+      "page": {"type": "integer", "minimum": 1},
+      "limit": {"type": "integer", "minimum": 1},
+      "total": {"type": "integer", "minimum": 0},
+      "totalPages": {"type": "integer", "minimum": 0},
+      "hasNext": {"type": "boolean"},
+      "hasPrev": {"type": "boolean"}
+    }
+  },
+  "ListPagination": {
+    "type": "object",
+    "description": "The original system's pagination inside data (the envelope carries the standard one too).",
+    "required": ["currentPage", "totalPages", "totalCount", "hasNext", "hasPrev"],
+    "properties": {
+      "currentPage": {"type": "integer", "minimum": 1},
+      "totalPages": {"type": "integer", "minimum": 0},
+      "totalCount": {"type": "integer", "minimum": 0},
+      "hasNext": {"type": "boolean"},
+      "hasPrev": {"type": "boolean"}
+    }
+  },
+  "Amount": {
+    "type": "integer",
+    "description": "an amount of money in whole rupiah (IDR)"
+  },
+  "Role": {"type": "string", "enum": ["USER", "ADMINISTRATOR"]},
+  "User": {
+    "type": "object",
+    "description": "An account, as the API prints it (never its password).",
+    "required": ["id", "name", "email", "role", "isActive", "createdAt", "updatedAt"],
+    "properties": {
+      "id": {"type": "string", "format": "uuid"},
+      "name": {"type": "string"},
+      "email": {"type": "string", "format": "email"},
+      "role": {"$ref": "#/components/schemas/Role"},
+      "isActive": {"type": "boolean"},
+      "createdAt": {"type": "string", "format": "date-time"},
+      "updatedAt": {"type": "string", "format": "date-time"}
+    }
+  },
+  "UserRef": {
+    "type": "object",
+    "required": ["id", "name", "email"],
+    "properties": {
+      "id": {"type": "string", "format": "uuid"},
+      "name": {"type": "string"},
+      "email": {"type": "string", "format": "email"}
+    }
+  },
+  "Session": {
+    "type": "object",
+    "description": "A login: the account, a fresh access token (JWT) and the session's refresh token (single use: a refresh rotates it).",
+    "required": ["user", "accessToken", "refreshToken", "expiresIn", "tokens"],
+    "properties": {
+      "user": {"$ref": "#/components/schemas/User"},
+      "accessToken": {"type": "string", "description": "JWT (HS256) for Authorization: Bearer"},
+      "refreshToken": {"type": "string"},
+      "expiresIn": {"type": "integer", "description": "seconds until the access token expires"},
+      "tokens": {
+        "type": "object",
+        "required": ["accessToken", "refreshToken", "expiresIn"],
+        "properties": {
+          "accessToken": {"type": "string"},
+          "refreshToken": {"type": "string"},
+          "expiresIn": {"type": "integer"}
+        }
+      }
+    }
+  },
+  "Password": {
+    "type": "string",
+    "description": "8 to 128 characters with a lower-case letter, an upper-case letter and a digit",
+    "minLength": 8,
+    "maxLength": 128,
+    "pattern": "^(?=.*[a-z])(?=.*[A-Z])(?=.*[0-9])"
+  },
+  "Email": {
+    "type": "string",
+    "format": "email",
+    "minLength": 3,
+    "maxLength": 254,
+    "pattern": "^[^@\\s]+@[^@\\s]+\\.[^@\\s.]{2,}$"
+  },
+  "ServiceResources": {
+    "type": "object",
+    "description": "The service's limits: CPU in millicores, memory in MiB, storage in GiB.",
+    "required": ["cpuMillicores", "memoryMiB", "storageGiB"],
+    "properties": {
+      "cpuMillicores": {"type": "integer", "minimum": 1, "maximum": 64000},
+      "memoryMiB": {"type": "integer", "minimum": 16, "maximum": 262144},
+      "storageGiB": {"type": "integer", "minimum": 0, "maximum": 10240}
+    }
+  },
+  "ServicePublic": {
+    "type": "object",
+    "description": "A catalog service as anyone may see it.",
+    "required": ["id", "name", "displayName", "description", "category", "version", "resources", "monthlyPrice",
+                 "features", "isActive"],
+    "properties": {
+      "id": {"type": "string", "format": "uuid"},
+      "name": {"type": "string", "description": "the slug", "pattern": "^[a-z0-9-]{2,50}$"},
+      "displayName": {"type": "string"},
+      "description": {"type": "string"},
+      "category": {"$ref": "#/components/schemas/ServiceCategory"},
+      "version": {"type": "string"},
+      "resources": {"$ref": "#/components/schemas/ServiceResources"},
+      "monthlyPrice": {"$ref": "#/components/schemas/Amount"},
+      "features": {"type": "array", "items": {"type": "string"}},
+      "isActive": {"type": "boolean"}
+    }
+  },
+  "Service": {
+    "description": "A catalog service with every field (administrators).",
+    "allOf": [
+      {"$ref": "#/components/schemas/ServicePublic"},
+      {
+        "type": "object",
+        "required": ["dockerImage", "containerPort", "defaultPort", "cpuRequest", "cpuLimit", "memRequest", "memLimit",
+                     "environmentVars", "createdAt", "updatedAt"],
+        "properties": {
+          "dockerImage": {"type": "string"},
+          "containerPort": {"type": "integer", "minimum": 1, "maximum": 65535},
+          "defaultPort": {"type": "integer", "minimum": 1, "maximum": 65535, "description": "the same as containerPort"},
+          "cpuRequest": {"type": "string", "description": "cores, e.g. \"0.25\""},
+          "cpuLimit": {"type": "string", "description": "cores, e.g. \"1\""},
+          "memRequest": {"type": "string", "description": "e.g. \"512Mi\""},
+          "memLimit": {"type": "string", "description": "e.g. \"1Gi\""},
+          "environmentVars": {"type": "object", "additionalProperties": {"type": "string"}},
+          "createdAt": {"type": "string", "format": "date-time"},
+          "updatedAt": {"type": "string", "format": "date-time"}
+        }
+      }
+    ]
+  },
+  "ServiceInput": {
+    "type": "object",
+    "description": "The fields of a service. Surrounding blanks of displayName, description, version and dockerImage do not count. Limits may be given as the original strings (cpuLimit, memLimit) or as resources; when both are given they must agree; a request may not exceed its limit.",
+    "properties": {
+      "name": {"type": "string", "minLength": 2, "maxLength": 50, "pattern": "^[a-z0-9-]+$", "not": {"enum": ["admin", "categories"]},
+               "description": "the slug; set once, at creation"},
+      "displayName": {"type": "string", "minLength": 2, "maxLength": 100},
+      "description": {"type": "string", "minLength": 10, "maxLength": 500},
+      "category": {"$ref": "#/components/schemas/ServiceCategory"},
+      "version": {"type": "string", "minLength": 1, "maxLength": 50, "default": "latest"},
+      "dockerImage": {"type": "string", "minLength": 1, "maxLength": 255, "description": "an image reference such as nginx:1.27 or ghcr.io/org/app:tag"},
+      "containerPort": {"type": "integer", "minimum": 1, "maximum": 65535, "default": 80},
+      "defaultPort": {"type": "integer", "minimum": 1, "maximum": 65535, "description": "the original's name of containerPort"},
+      "monthlyPrice": {"type": "integer", "minimum": 0, "maximum": 1000000000, "default": 0},
+      "isActive": {"type": "boolean", "default": true},
+      "features": {"type": "array", "maxItems": 50, "items": {"type": "string", "minLength": 1, "maxLength": 200}},
+      "environmentVars": {
+        "type": "object",
+        "maxProperties": 100,
+        "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},
+        "additionalProperties": {"type": "string", "maxLength": 4096}
+      },
+      "resources": {
+        "type": "object",
+        "properties": {
+          "cpuMillicores": {"type": "integer", "minimum": 1, "maximum": 64000},
+          "memoryMiB": {"type": "integer", "minimum": 16, "maximum": 262144},
+          "storageGiB": {"type": "integer", "minimum": 0, "maximum": 10240}
+        }
+      },
+      "cpuRequest": {"$ref": "#/components/schemas/CpuQuantity"},
+      "cpuLimit": {"$ref": "#/components/schemas/CpuQuantity"},
+      "memRequest": {"$ref": "#/components/schemas/MemoryQuantity"},
+      "memLimit": {"$ref": "#/components/schemas/MemoryQuantity"}
+    }
+  },
+  "CpuQuantity": {
+    "type": "string",
+    "description": "cores (\"0.25\", \"2\", up to 3 decimals) or millicores (\"500m\"), at most 64 cores",
+    "pattern": "^([0-9]{1,6}m|[0-9]{1,3}(\\.[0-9]{1,3})?)$"
+  },
+  "MemoryQuantity": {
+    "type": "string",
+    "description": "\"512Mi\" or \"2Gi\", between 16Mi and 256Gi",
+    "pattern": "^([0-9]{1,7}Mi|[0-9]{1,4}Gi)$"
+  },
+  "NodeStatus": {"type": "string", "enum": ["ACTIVE", "INACTIVE", "MAINTENANCE", "PENDING", "NOT_READY"]},
+  "Quantity": {
+    "type": "string",
+    "pattern": "^[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][+-]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$",
+    "description": "a non-negative Kubernetes quantity string (\"16Gi\", \"500G\", \"16331368Ki\"; digits alone are bytes, as Kubernetes reads them); a JSON number is refused (400): it has no unit"
+  },
+  "CpuAmount": {
+    "type": ["string", "number"],
+    "minimum": 0,
+    "pattern": "^[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][+-]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$",
+    "description": "CPU: a Kubernetes quantity string (\"3800m\", \"1.5\") or a JSON number, both in cores"
+  },
+  "Taint": {
+    "type": "object",
+    "required": ["key", "effect"],
+    "properties": {
+      "key": {"type": "string"},
+      "value": {"type": ["string", "null"]},
+      "effect": {"type": "string", "enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]}
+    }
+  },
+  "NodeSpec": {
+    "type": "object",
+    "description": "A worker node in the original system's field set.",
+    "properties": {
+      "name": {"type": "string", "minLength": 2, "maxLength": 253, "pattern": "^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$"},
+      "hostname": {"type": "string", "minLength": 1, "maxLength": 255},
+      "ipAddress": {"type": "string", "minLength": 2, "maxLength": 64, "description": "an IPv4 or IPv6 address"},
+      "architecture": {"type": "string", "enum": ["amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64"], "default": "amd64"},
+      "operatingSystem": {"type": "string", "minLength": 1, "maxLength": 64, "default": "linux"},
+      "cpuCores": {"type": "integer", "minimum": 1, "maximum": 100000},
+      "cpuArchitecture": {"type": "string", "minLength": 1, "maxLength": 255},
+      "totalMemory": {"$ref": "#/components/schemas/Quantity", "description": "a quantity string (\"64Gi\"); a number is refused"},
+      "totalStorage": {"$ref": "#/components/schemas/Quantity", "description": "a quantity string (\"1Ti\"); a number is refused"},
+      "allocatedCPU": {"$ref": "#/components/schemas/CpuAmount"},
+      "allocatedMemory": {"$ref": "#/components/schemas/Quantity", "description": "a quantity string; a number is refused (numbers in MB are for heartbeats)"},
+      "allocatedStorage": {"$ref": "#/components/schemas/Quantity", "description": "a quantity string; a number is refused (numbers in GB are for heartbeats)"},
+      "maxPods": {"type": "integer", "minimum": 1, "maximum": 1000000},
+      "currentPods": {"type": "integer", "minimum": 0, "maximum": 1000000},
+      "labels": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 63}},
+      "taints": {"type": "array", "items": {"$ref": "#/components/schemas/Taint"}},
+      "kubeletVersion": {"type": "string", "maxLength": 255},
+      "containerRuntime": {"type": "string", "maxLength": 255},
+      "kernelVersion": {"type": "string", "maxLength": 255},
+      "osImage": {"type": "string", "maxLength": 255}
+    }
+  },
+  "NodeRegistration": {
+    "description": "A registration in the original system's field set.",
+    "type": "object",
+    "allOf": [{"$ref": "#/components/schemas/NodeSpec"}],
+    "required": ["name", "hostname", "ipAddress", "cpuCores", "cpuArchitecture", "totalMemory", "totalStorage"],
+    "properties": {
+      "isReady": {"type": "boolean", "default": true},
+      "registrationToken": {"type": "string", "description": "the join token, when it is not sent as the bearer token"}
+    }
+  },
+  "NodeReport": {
+    "type": "object",
+    "description": "What a node reports about itself: allocation, usage, pods; a heartbeat may add its readiness.",
+    "properties": {
+      "allocatedCPU": {"$ref": "#/components/schemas/CpuAmount"},
+      "allocatedMemory": {
+        "description": "a quantity string (\"512Mi\"), or as in the original heartbeat a whole JSON number of MB, counted in MiB (512 is \"512Mi\")",
+        "oneOf": [{"$ref": "#/components/schemas/Quantity"}, {"type": "integer", "minimum": 0}]
+      },
+      "allocatedStorage": {
+        "description": "a quantity string (\"10Gi\"), or as in the original heartbeat a whole JSON number of GB, counted in GiB (10 is \"10Gi\")",
+        "oneOf": [{"$ref": "#/components/schemas/Quantity"}, {"type": "integer", "minimum": 0}]
+      },
+      "cpuUsage": {"$ref": "#/components/schemas/CpuAmount"},
+      "memoryUsage": {"$ref": "#/components/schemas/Quantity", "description": "a quantity string (\"16331368Ki\"); a number is refused"},
+      "storageUsage": {"$ref": "#/components/schemas/Quantity", "description": "a quantity string (\"21474836480\" is bytes); a number is refused"},
+      "currentPods": {"type": "integer", "minimum": 0, "maximum": 1000000}
+    }
+  },
+  "KubernetesNode": {
+    "type": "object",
+    "description": "A Kubernetes Node object as `kubectl get node NAME -o json` prints it.",
+    "required": ["kind", "metadata", "status"],
+    "properties": {
+      "apiVersion": {"type": "string"},
+      "kind": {"const": "Node"},
+      "metadata": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+          "name": {"type": "string"},
+          "uid": {"type": "string"},
+          "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+          "annotations": {"type": "object", "additionalProperties": {"type": "string"}}
+        }
+      },
+      "spec": {
+        "type": "object",
+        "properties": {
+          "providerID": {"type": "string"},
+          "podCIDR": {"type": "string"},
+          "unschedulable": {"type": "boolean"},
+          "taints": {"type": "array", "items": {"$ref": "#/components/schemas/Taint"}}
+        }
+      },
+      "status": {
+        "type": "object",
+        "required": ["capacity"],
+        "properties": {
+          "capacity": {
+            "type": "object",
+            "required": ["cpu", "memory"],
+            "properties": {
+              "cpu": {"$ref": "#/components/schemas/CpuAmount"},
+              "memory": {"$ref": "#/components/schemas/Quantity"},
+              "ephemeral-storage": {"$ref": "#/components/schemas/Quantity"},
+              "pods": {"oneOf": [{"$ref": "#/components/schemas/Quantity"}, {"type": "integer", "minimum": 0}]}
+            },
+            "additionalProperties": {"$ref": "#/components/schemas/Quantity"}
+          },
+          "allocatable": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Quantity"}},
+          "addresses": {
+            "type": "array",
+            "description": "must hold an InternalIP or ExternalIP",
+            "items": {"type": "object", "properties": {"type": {"type": "string"}, "address": {"type": "string"}}}
+          },
+          "conditions": {"type": "array", "items": {"type": "object"}},
+          "nodeInfo": {"type": "object"}
+        }
+      }
+    }
+  },
+  "KubernetesNodeList": {
+    "type": "object",
+    "description": "A List holding exactly one Node.",
+    "required": ["kind", "items"],
+    "properties": {
+      "apiVersion": {"type": "string"},
+      "kind": {"const": "List"},
+      "items": {"type": "array", "minItems": 1, "maxItems": 1, "items": {"$ref": "#/components/schemas/KubernetesNode"}}
+    }
+  },
+  "NodeResources": {
+    "type": "object",
+    "required": ["cpuMillicores", "memoryBytes", "storageBytes", "pods"],
+    "properties": {
+      "cpuMillicores": {"type": "integer"},
+      "memoryBytes": {"type": "integer"},
+      "storageBytes": {"type": "integer"},
+      "pods": {"type": "integer"}
+    }
+  },
+  "NodeAllocation": {
+    "type": "object",
+    "description": "What is allocated on the node, absolute and in percent of allocatable (null when allocatable is 0).",
+    "required": ["cpuMillicores", "memoryBytes", "storageBytes", "pods", "cpuPercent", "memoryPercent", "storagePercent",
+                 "podsPercent"],
+    "properties": {
+      "cpuMillicores": {"type": "integer"},
+      "memoryBytes": {"type": "integer"},
+      "storageBytes": {"type": "integer"},
+      "pods": {"type": "integer"},
+      "cpuPercent": {"type": ["number", "null"]},
+      "memoryPercent": {"type": ["number", "null"]},
+      "storagePercent": {"type": ["number", "null"]},
+      "podsPercent": {"type": ["number", "null"]}
+    }
+  },
+  "NodeUsage": {
+    "type": "object",
+    "description": "What the node last reported using (null until it reports), in percent of capacity.",
+    "required": ["cpuMillicores", "memoryBytes", "storageBytes", "cpuPercent", "memoryPercent", "storagePercent"],
+    "properties": {
+      "cpuMillicores": {"type": ["integer", "null"]},
+      "memoryBytes": {"type": ["integer", "null"]},
+      "storageBytes": {"type": ["integer", "null"]},
+      "cpuPercent": {"type": ["number", "null"]},
+      "memoryPercent": {"type": ["number", "null"]},
+      "storagePercent": {"type": ["number", "null"]}
+    }
+  },
+  "Node": {
+    "type": "object",
+    "description": "A worker node: the original's fields and the Kubernetes view (capacity, allocatable, conditions).",
+    "required": ["id", "name", "hostname", "ipAddress", "addresses", "architecture", "operatingSystem", "cpuCores",
+                 "cpuArchitecture", "totalMemory", "totalStorage", "allocatedCPU", "allocatedMemory", "allocatedStorage",
+                 "maxPods", "currentPods", "status", "isReady", "isSchedulable", "unschedulable", "lastHeartbeat",
+                 "lastHealthCheck", "labels", "taints", "conditions", "kubeletVersion", "containerRuntime",
+                 "kernelVersion", "osImage", "providerId", "podCidr", "kubeUid", "capacity", "allocatable",
+                 "allocation", "usage", "agentClockSkewMs", "registeredAt", "statusChangedAt", "createdAt", "updatedAt"],
+    "properties": {
+      "id": {"type": "string", "format": "uuid"},
+      "name": {"type": "string"},
+      "hostname": {"type": "string"},
+      "ipAddress": {"type": "string"},
+      "addresses": {"description": "Kubernetes NodeAddress objects [{type, address}] as registered"},
+      "architecture": {"type": "string"},
+      "operatingSystem": {"type": "string"},
+      "cpuCores": {"type": "integer"},
+      "cpuArchitecture": {"type": "string"},
+      "totalMemory": {"type": "string"},
+      "totalStorage": {"type": "string"},
+      "allocatedCPU": {"type": "string"},
+      "allocatedMemory": {"type": "string"},
+      "allocatedStorage": {"type": "string"},
+      "maxPods": {"type": "integer"},
+      "currentPods": {"type": "integer"},
+      "status": {"$ref": "#/components/schemas/NodeStatus"},
+      "isReady": {"type": "boolean"},
+      "isSchedulable": {"type": "boolean", "description": "ACTIVE, ready and not cordoned"},
+      "unschedulable": {"type": "boolean", "description": "cordoned by an administrator or the node"},
+      "lastHeartbeat": {"type": ["string", "null"], "format": "date-time"},
+      "lastHealthCheck": {"type": ["string", "null"], "format": "date-time"},
+      "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+      "taints": {"type": "array", "items": {"$ref": "#/components/schemas/Taint"}},
+      "conditions": {"description": "Kubernetes NodeCondition objects as last reported"},
+      "kubeletVersion": {"type": ["string", "null"]},
+      "containerRuntime": {"type": ["string", "null"]},
+      "kernelVersion": {"type": ["string", "null"]},
+      "osImage": {"type": ["string", "null"]},
+      "providerId": {"type": ["string", "null"]},
+      "podCidr": {"type": ["string", "null"]},
+      "kubeUid": {"type": ["string", "null"]},
+      "capacity": {"$ref": "#/components/schemas/NodeResources"},
+      "allocatable": {"$ref": "#/components/schemas/NodeResources"},
+      "allocation": {"$ref": "#/components/schemas/NodeAllocation"},
+      "usage": {"$ref": "#/components/schemas/NodeUsage"},
+      "agentClockSkewMs": {"type": ["integer", "null"], "description": "the agent's clock minus the server's, at the last heartbeat that sent agentTime"},
+      "registeredAt": {"type": ["string", "null"], "format": "date-time"},
+      "statusChangedAt": {"type": "string", "format": "date-time"},
+      "createdAt": {"type": "string", "format": "date-time"},
+      "updatedAt": {"type": "string", "format": "date-time"}
+    }
+  },
+  "JoinToken": {
+    "type": "object",
+    "description": "A cluster join token, without its secret.",
+    "required": ["id", "note", "createdAt", "expiresAt", "revokedAt", "lastUsedAt", "isValid"],
+    "properties": {
+      "id": {"type": "string", "format": "uuid"},
+      "note": {"type": ["string", "null"]},
+      "createdAt": {"type": "string", "format": "date-time"},
+      "expiresAt": {"type": ["string", "null"], "format": "date-time"},
+      "revokedAt": {"type": ["string", "null"], "format": "date-time"},
+      "lastUsedAt": {"type": ["string", "null"], "format": "date-time"},
+      "isValid": {"type": "boolean"}
+    }
+  },
+  "InvoiceRef": {
+    "type": "object",
+    "required": ["id", "invoiceNumber", "status"],
+    "properties": {
+      "id": {"type": "string", "format": "uuid"},
+      "invoiceNumber": {"type": "string"},
+      "status": {"$ref": "#/components/schemas/InvoiceStatus"}
+    }
+  },
+  "InvoiceStatus": {"type": "string", "enum": ["PAID", "VOID", "ISSUED"]},
+  "TopUp": {
+    "type": "object",
+    "description": "A credit top-up paid through Midtrans Snap.",
+    "required": ["id", "transactionId", "orderId", "amount", "currency", "status", "snapToken", "redirectUrl",
+                 "snapExpiresAt", "paymentType", "paidAt", "expiresAt", "expiredAt", "createdAt", "updatedAt", "invoice"],
+    "properties": {
+      "id": {"type": "string", "format": "uuid"},
+      "transactionId": {"type": "string", "format": "uuid", "description": "the same as id (the original's name)"},
+      "orderId": {"type": "string", "description": "the Midtrans order id of the latest payment link"},
+      "amount": {"$ref": "#/components/schemas/Amount"},
+      "currency": {"const": "IDR"},
+      "status": {"type": "string", "enum": ["PENDING", "PAID", "FAILED", "EXPIRED", "CANCELLED", "REFUNDED"]},
+      "snapToken": {"type": ["string", "null"]},
+      "redirectUrl": {"type": ["string", "null"], "description": "the Snap payment page"},
+      "snapExpiresAt": {"type": ["string", "null"], "format": "date-time"},
+      "paymentType": {"type": ["string", "null"]},
+      "paidAt": {"type": ["string", "null"], "format": "date-time"},
+      "expiresAt": {"type": "string", "format": "date-time"},
+      "expiredAt": {"type": "string", "format": "date-time", "description": "the same as expiresAt (the original's name)"},
+      "createdAt": {"type": "string", "format": "date-time"},
+      "updatedAt": {"type": "string", "format": "date-time"},
+      "invoice": {"oneOf": [{"$ref": "#/components/schemas/InvoiceRef"}, {"type": "null"}]}
+    }
+  },
+  "Transaction": {
+    "type": "object",
+    "description": "One money movement of the caller's wallet (top-ups of any status, refunds, charges, adjustments).",
+    "required": ["id", "date", "createdAt", "type", "description", "amount", "currency", "direction", "status",
+                 "balanceBefore", "balanceAfter", "reference", "referenceType", "paymentMethod", "paymentGateway",
+                 "invoice", "actions"],
+    "properties": {
+      "id": {"type": "string", "description": "opaque: a top-up id, an order id or a ledger entry id"},
+      "date": {"type": "string", "format": "date-time"},
+      "createdAt": {"type": "string", "format": "date-time"},
+      "type": {"type": "string", "enum": ["TOPUP", "SERVICE_PURCHASE", "REFUND", "ADJUSTMENT"]},
+      "description": {"type": "string"},
+      "amount": {"$ref": "#/components/schemas/Amount"},
+      "currency": {"const": "IDR"},
+      "direction": {"type": "string", "enum": ["CREDIT", "DEBIT"]},
+      "status": {"type": "string", "enum": ["PENDING", "SUCCESS", "FAILED", "CANCELLED", "EXPIRED", "REFUNDED"]},
+      "balanceBefore": {"type": ["integer", "null"], "description": "the wallet before the movement (null until it is posted)"},
+      "balanceAfter": {"type": ["integer", "null"]},
+      "reference": {"type": ["string", "null"]},
+      "referenceType": {"type": ["string", "null"]},
+      "paymentMethod": {"type": ["string", "null"]},
+      "paymentGateway": {"type": ["string", "null"], "enum": ["MIDTRANS", "BALANCE", null]},
+      "invoice": {"oneOf": [{"$ref": "#/components/schemas/InvoiceRef"}, {"type": "null"}]},
+      "actions": {
+        "type": "object",
+        "required": ["canPay", "canCancel", "canDownloadInvoice"],
+        "properties": {
+          "canPay": {"type": "boolean"},
+          "canCancel": {"type": "boolean"},
+          "canDownloadInvoice": {"type": "boolean"}
+        }
+      }
+    }
+  },
+  "InvoiceLine": {
+    "type": "object",
+    "required": ["description", "amount"],
+    "properties": {
+      "description": {"type": "string"},
+      "quantity": {"type": "number"},
+      "unitPrice": {"type": "number"},
+      "amount": {"type": "number"}
+    }
+  },
+  "Invoice": {
+    "type": "object",
+    "description": "An invoice (INV-YYYYMM-NNNNNN, gap-free per UTC month) or a credit note (CN-..., negative amount) that voids one.",
+    "required": ["id", "invoiceNumber", "type", "amount", "currency", "status", "description", "lines", "reference",
+                 "topUpTransactionId", "creditNoteFor", "voidedBy", "downloadCount", "issuedAt", "dueDate", "paidAt",
+                 "createdAt"],
+    "properties": {
+      "id": {"type": "string", "format": "uuid"},
+      "invoiceNumber": {"type": "string", "pattern": "^(INV|CN)-[0-9]{6}-[0-9]{6,}$"},
+      "type": {"type": "string", "enum": ["TOPUP", "SUBSCRIPTION", "CREDIT_NOTE"]},
+      "amount": {"$ref": "#/components/schemas/Amount"},
+      "currency": {"const": "IDR"},
+      "status": {"$ref": "#/components/schemas/InvoiceStatus"},
+      "description": {"type": "string"},
+      "lines": {"type": "array", "items": {"$ref": "#/components/schemas/InvoiceLine"}},
+      "reference": {"type": "object"},
+      "topUpTransactionId": {"type": ["string", "null"], "format": "uuid"},
+      "creditNoteFor": {"type": ["string", "null"], "format": "uuid"},
+      "voidedBy": {"type": ["string", "null"], "format": "uuid"},
+      "downloadCount": {"type": "integer", "minimum": 0},
+      "issuedAt": {"type": "string", "format": "date-time"},
+      "dueDate": {"type": "string", "format": "date-time"},
+      "paidAt": {"type": ["string", "null"], "format": "date-time"},
+      "createdAt": {"type": "string", "format": "date-time"}
+    }
+  },
+  "Counts": {
+    "type": "object",
+    "description": "The original's relation counts (_count): every subscription, of any status.",
+    "required": ["subscriptions"],
+    "properties": {"subscriptions": {"type": "integer", "minimum": 0}}
+  },
+  "InvoiceLinks": {
+    "type": "object",
+    "description": "The original's fields of an invoice: its owner, what it bills (a top-up or a subscription; null when not that kind), where its PDF is, when it last changed.",
+    "required": ["userId", "subscriptionId", "pdfPath", "updatedAt", "topUpTransaction", "subscription"],
+    "properties": {
+      "userId": {"type": "string", "format": "uuid"},
+      "subscriptionId": {"type": ["string", "null"], "format": "uuid"},
+      "pdfPath": {"type": "string", "description": "the path of GET /billing/invoices/:id/pdf, which renders it"},
+      "updatedAt": {"type": "string", "format": "date-time", "description": "issued, or voided by a credit note"},
+      "topUpTransaction": {
+        "oneOf": [
+          {
+            "type": "object",
+            "required": ["id", "orderId", "paymentType"],
+            "properties": {
+              "id": {"type": "string", "format": "uuid"},
+              "orderId": {"type": "string"},
+              "paymentType": {"type": ["string", "null"]}
+            }
+          },
+          {"type": "null"}
+        ]
+      },
+      "subscription": {"oneOf": [{"$ref": "#/components/schemas/Subscription"}, {"type": "null"}]}
+    }
+  },
+  "InvoiceNumberRef": {
+    "type": "object",
+    "required": ["id", "invoiceNumber"],
+    "properties": {
+      "id": {"type": "string", "format": "uuid"},
+      "invoiceNumber": {"type": "string"}
+    }
+  },
+  "InvoiceDetail": {
+    "description": "An invoice with its owner, its top-up or subscription and the credit-note links spelled out.",
+    "allOf": [
+      {"$ref": "#/components/schemas/Invoice"},
+      {"$ref": "#/components/schemas/InvoiceLinks"},
+      {
+        "type": "object",
+        "required": ["user", "creditNoteFor", "voidedBy"],
+        "properties": {
+          "user": {"$ref": "#/components/schemas/UserRef"},
+          "creditNoteFor": {"oneOf": [{"$ref": "#/components/schemas/InvoiceNumberRef"}, {"type": "null"}]},
+          "voidedBy": {"oneOf": [{"$ref": "#/components/schemas/InvoiceNumberRef"}, {"type": "null"}]}
+        }
+      }
+    ]
+  },
+  "SubscriptionStatus": {"type": "string", "enum": ["ACTIVE", "GRACE", "SUSPENDED", "CANCELLED", "EXPIRED"]},
+  "Subscription": {
+    "type": "object",
+    "description": "A subscription to a catalog service, paid per calendar month (UTC) from the wallet.",
+    "required": ["id", "userId", "serviceId", "service", "status", "price", "monthlyPrice", "currency", "periodNumber",
+                 "startDate", "currentPeriodStart", "currentPeriodEnd", "expiresAt", "autoRenew", "cancelAtPeriodEnd",
+                 "graceUntil", "cancelledAt", "suspendedAt", "endedAt", "statusReason", "createdAt", "updatedAt"],
+    "properties": {
+      "id": {"type": "string", "format": "uuid"},
+      "userId": {"type": "string", "format": "uuid"},
+      "serviceId": {"type": "string", "format": "uuid"},
+      "service": {
+        "type": "object",
+        "required": ["id", "name", "displayName", "monthlyPrice", "isActive"],
+        "properties": {
+          "id": {"type": "string", "format": "uuid"},
+          "name": {"type": "string"},
+          "displayName": {"type": "string"},
+          "monthlyPrice": {"$ref": "#/components/schemas/Amount"},
+          "isActive": {"type": "boolean"}
+        }
+      },
+      "status": {"$ref": "#/components/schemas/SubscriptionStatus"},
+      "price": {"$ref": "#/components/schemas/Amount", "description": "the monthly price at the time of sale, charged by renewals"},
+      "monthlyPrice": {"$ref": "#/components/schemas/Amount", "description": "the same as price"},
+      "currency": {"const": "IDR"},
+      "periodNumber": {"type": "integer", "minimum": 1},
+      "startDate": {"type": "string", "format": "date-time"},
+      "currentPeriodStart": {"type": "string", "format": "date-time"},
+      "currentPeriodEnd": {"type": "string", "format": "date-time"},
+      "expiresAt": {"type": "string", "format": "date-time", "description": "the same as currentPeriodEnd"},
+      "autoRenew": {"type": "boolean"},
+      "cancelAtPeriodEnd": {"type": "boolean"},
+      "graceUntil": {"type": ["string", "null"], "format": "date-time"},
+      "cancelledAt": {"type": ["string", "null"], "format": "date-time"},
+      "suspendedAt": {"type": ["string", "null"], "format": "date-time"},
+      "endedAt": {"type": ["string", "null"], "format": "date-time"},
+      "statusReason": {"type": ["string", "null"]},
+      "createdAt": {"type": "string", "format": "date-time"},
+      "updatedAt": {"type": "string", "format": "date-time"}
+    }
+  },
+  "SubscriptionCharge": {
+    "type": "object",
+    "description": "One paid period of a subscription.",
+    "required": ["period", "kind", "amount", "currency", "periodStart", "periodEnd", "entryId", "invoice", "createdAt"],
+    "properties": {
+      "period": {"type": "integer", "minimum": 1},
+      "kind": {"type": "string", "enum": ["purchase", "renewal", "manual_renewal", "revival"]},
+      "amount": {"$ref": "#/components/schemas/Amount"},
+      "currency": {"const": "IDR"},
+      "periodStart": {"type": "string", "format": "date-time"},
+      "periodEnd": {"type": "string", "format": "date-time"},
+      "entryId": {"type": ["integer", "null"], "description": "the ledger entry (null for a free period)"},
+      "invoice": {"oneOf": [{"$ref": "#/components/schemas/InvoiceRef"}, {"type": "null"}]},
+      "createdAt": {"type": "string", "format": "date-time"}
+    }
+  },
+  "SubscriptionPurchase": {
+    "description": "A subscription and the period just paid; a retry with the same Idempotency-Key answers the first result (replayed, without balanceAfter).",
+    "allOf": [
+      {"$ref": "#/components/schemas/Subscription"},
+      {
+        "type": "object",
+        "required": ["replayed", "charge"],
+        "properties": {
+          "replayed": {"type": "boolean"},
+          "charge": {"$ref": "#/components/schemas/SubscriptionCharge"},
+          "balanceAfter": {"$ref": "#/components/schemas/Amount"}
+        }
+      }
+    ]
+  },
+  "LedgerEntry": {
+    "type": "object",
+    "description": "A balanced ledger entry with its postings (slot postings shown under their platform account).",
+    "required": ["id", "kind", "memo", "ref", "createdAt", "postings"],
+    "properties": {
+      "id": {"type": "integer"},
+      "kind": {"type": "string"},
+      "memo": {"type": "string"},
+      "ref": {"description": "what the entry is about (a JSON object), or null"},
+      "createdAt": {"type": "string", "format": "date-time"},
+      "postings": {
+        "type": "array",
+        "items": {
+          "type": "object",
+          "required": ["id", "account", "accountKind", "code", "userId", "amount", "balanceBefore", "balanceAfter", "slotAccount"],
+          "properties": {
+            "id": {"type": "integer"},
+            "account": {"type": "integer"},
+            "accountKind": {"type": "string", "enum": ["wallet", "platform"]},
+            "code": {"type": ["string", "null"]},
+            "userId": {"type": ["string", "null"], "format": "uuid"},
+            "amount": {"$ref": "#/components/schemas/Amount"},
+            "balanceBefore": {"type": "integer"},
+            "balanceAfter": {"type": "integer"},
+            "slotAccount": {"type": ["integer", "null"]}
+          }
+        }
+      }
+    }
+  },
+  "JobRun": {
+    "type": "object",
+    "required": ["id", "job", "startedAt", "finishedAt", "ms", "ok", "detail", "error"],
+    "properties": {
+      "id": {"type": "integer"},
+      "job": {"type": "string"},
+      "startedAt": {"type": "string", "format": "date-time"},
+      "finishedAt": {"type": "string", "format": "date-time"},
+      "ms": {"type": "number"},
+      "ok": {"type": "boolean"},
+      "detail": {"description": "what the job returned (JSON), or null"},
+      "error": {"type": ["string", "null"]}
+    }
+  },
+  "MidtransNotification": {
+    "type": "object",
+    "description": "A Midtrans HTTP notification; its signature_key is SHA-512(order_id + status_code + gross_amount + server key). Other Midtrans fields (fraud_status, payment_type, transaction_id, currency, ...) are read when present.",
+    "required": ["order_id", "status_code", "gross_amount", "transaction_status", "signature_key"],
+    "properties": {
+      "order_id": {"type": "string", "minLength": 1, "maxLength": 50},
+      "status_code": {"type": "string", "minLength": 1, "maxLength": 10},
+      "gross_amount": {"type": "string", "minLength": 1, "maxLength": 30},
+      "transaction_status": {"type": "string", "minLength": 1, "maxLength": 50},
+      "signature_key": {"type": "string", "minLength": 1, "maxLength": 256},
+      "fraud_status": {"type": "string"},
+      "payment_type": {"type": "string"},
+      "transaction_id": {"type": "string"},
+      "currency": {"type": "string"}
+    }
+  }
+}
+$schemas$::jsonb);
+
+-- The categories are the catalog's fixed list (20_catalog.sql).
+INSERT INTO paas.route_schemas (name, schema) VALUES
+	('ServiceCategory', jsonb_build_object('type', 'string', 'enum', to_jsonb(paas.service_category_names())));
+
+-- Small pieces shared by several routes.
+INSERT INTO paas.route_schemas (name, schema)
+SELECT key, value FROM jsonb_each($schemas$
+{
+  "Page": {"type": "integer", "minimum": 1, "maximum": 1000000, "default": 1, "description": "page number, from 1"},
+  "SortOrder": {"type": "string", "enum": ["asc", "desc"], "default": "desc"},
+  "DateFilter": {
+    "type": "string",
+    "description": "an ISO-8601 date (YYYY-MM-DD) or date-time",
+    "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]+(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?$"
+  },
+  "IdempotencyKey": {"type": "string", "minLength": 1, "maxLength": 255},
+  "Health": {
+    "type": "object",
+    "required": ["status", "database", "version", "timestamp", "environment"],
+    "properties": {
+      "status": {"const": "healthy"},
+      "database": {"const": "up"},
+      "version": {"type": "string"},
+      "timestamp": {"type": "string", "format": "date-time"},
+      "environment": {"type": "string", "enum": ["production", "development"],
+                      "description": "the original's NODE_ENV: production when paas.midtrans_is_production is on"}
+    }
+  },
+  "NodeResourceTotals": {
+    "type": "object",
+    "required": ["unit", "total", "allocatable", "allocated", "used", "utilization", "usagePercent"],
+    "properties": {
+      "unit": {"type": "string", "enum": ["millicores", "bytes"]},
+      "total": {"type": "integer"},
+      "allocatable": {"type": "integer"},
+      "allocated": {"type": "integer"},
+      "used": {"type": "integer"},
+      "utilization": {"type": "number", "description": "allocated, in percent of allocatable"},
+      "usagePercent": {"type": "number", "description": "used, in percent of capacity"}
+    }
+  },
+  "NodeSet": {
+    "type": "object",
+    "required": ["nodes", "count"],
+    "properties": {
+      "nodes": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
+      "count": {"type": "integer"}
+    }
+  },
+  "NodeHeartbeat": {
+    "description": "A heartbeat: the node's report, optionally its readiness (isReady, or status, or the Ready condition; ready when none says otherwise) and its clock.",
+    "allOf": [
+      {"$ref": "#/components/schemas/NodeReport"},
+      {
+        "type": "object",
+        "properties": {
+          "isReady": {"type": "boolean"},
+          "status": {"type": "string", "enum": ["ACTIVE", "NOT_READY"]},
+          "conditions": {"type": "array", "items": {"type": "object"}, "description": "Kubernetes NodeCondition objects"},
+          "agentTime": {"type": "string", "format": "date-time", "description": "the agent's clock (kept as a skew diagnostic)"}
+        }
+      }
+    ]
+  },
+  "HeartbeatReply": {
+    "type": "object",
+    "required": ["id", "name", "lastHeartbeat", "status", "isReady", "isSchedulable", "allocatedCPU", "allocatedMemory",
+                 "allocatedStorage", "currentPods"],
+    "properties": {
+      "id": {"type": "string", "format": "uuid"},
+      "name": {"type": "string"},
+      "lastHeartbeat": {"type": "string", "format": "date-time"},
+      "status": {"$ref": "#/components/schemas/NodeStatus"},
+      "isReady": {"type": "boolean"},
+      "isSchedulable": {"type": "boolean"},
+      "allocatedCPU": {"type": "string"},
+      "allocatedMemory": {"type": "string"},
+      "allocatedStorage": {"type": "string"},
+      "currentPods": {"type": "integer"}
+    }
+  },
+  "SubscriptionCounts": {
+    "type": "object",
+    "required": ["ACTIVE", "GRACE", "SUSPENDED", "CANCELLED", "EXPIRED"],
+    "properties": {
+      "ACTIVE": {"type": "integer"},
+      "GRACE": {"type": "integer"},
+      "SUSPENDED": {"type": "integer"},
+      "CANCELLED": {"type": "integer"},
+      "EXPIRED": {"type": "integer"}
+    }
+  }
+}
+$schemas$::jsonb);
+
+------------------------------------------------------------------------------
+-- writing routes
+------------------------------------------------------------------------------
+
+-- Adds routes given as a JSON array of objects, in order (their seq follows
+-- the table's last one): {method, path, function ("api.name", or null for a
+-- built-in), access, status, message, flags, tag, operationId, summary,
+-- description, request, requestRequired, query, pathParams, headers,
+-- responseType, response, errors, security}; absent keys take the column
+-- defaults.  For this script and upgrade scripts.  Returns the number added.
+CREATE FUNCTION paas.routes_add(items jsonb) RETURNS integer
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	n integer;
+BEGIN
+	INSERT INTO paas.routes (method, path, function, access, status, message, flags, tag, operation_id,
+							 summary, description, request_schema, request_required, query_schema,
+							 path_schema, header_schema, response_type, response_schema, errors, security)
+	SELECT e ->> 'method', e ->> 'path',
+		   CASE WHEN e ->> 'function' IS NOT NULL THEN ((e ->> 'function') || '(jsonb, jsonb)')::regprocedure END,
+		   e ->> 'access', (e ->> 'status')::integer, e ->> 'message',
+		   ARRAY(SELECT jsonb_array_elements_text(coalesce(e -> 'flags', '[]'))),
+		   e ->> 'tag', e ->> 'operationId', e ->> 'summary', e ->> 'description',
+		   e -> 'request', coalesce((e ->> 'requestRequired')::boolean, false),
+		   coalesce(e -> 'query', '{}'), coalesce(e -> 'pathParams', '{}'), coalesce(e -> 'headers', '{}'),
+		   coalesce(e ->> 'responseType', 'envelope'), coalesce(e -> 'response', '{}'),
+		   ARRAY(SELECT jsonb_array_elements_text(coalesce(e -> 'errors', '[]'))::integer),
+		   e -> 'security'
+	  FROM jsonb_array_elements(items) WITH ORDINALITY AS a (e, i)
+	 ORDER BY a.i;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION paas.routes_add(jsonb) IS
+	'adds routes from a JSON array of {method, path, function, access, status, message, flags, tag, ...}, in order';
+
+------------------------------------------------------------------------------
+-- the routes, in the gateway's order (httpd/routes.c includes core, auth,
+-- services, workers, ledger, billing, subscriptions)
+------------------------------------------------------------------------------
+
+-- system
+SELECT paas.routes_add($routes$[
+  {"method": "GET", "path": "/health", "function": "api.health", "access": "public", "status": 200,
+   "message": "Success", "tag": "system", "operationId": "healthRoot",
+   "summary": "Health, at the server root (the original's path)",
+   "response": {"$ref": "#/components/schemas/Health"}},
+  {"method": "GET", "path": "/api/v1/health", "function": "api.health", "access": "public", "status": 200,
+   "message": "Service is healthy", "tag": "system", "summary": "Health: the database answers",
+   "response": {"$ref": "#/components/schemas/Health"}},
+  {"method": "GET", "path": "/api/v1/status", "function": "api.status", "access": "public", "status": 200,
+   "message": "Service status", "tag": "system", "summary": "Version, database time, whether the worker and pg_cron run",
+   "response": {
+     "type": "object",
+     "required": ["service", "version", "databaseTime", "worker", "cron"],
+     "additionalProperties": false,
+     "properties": {
+       "service": {"const": "paas"},
+       "version": {"type": "string", "description": "the loaded module's version"},
+       "databaseTime": {"type": "string", "format": "date-time"},
+       "worker": {
+         "type": "object",
+         "required": ["running"],
+         "additionalProperties": false,
+         "properties": {"running": {"type": "boolean"}}
+       },
+       "cron": {"type": "boolean", "description": "whether pg_cron is installed"}
+     }
+   }},
+  {"method": "GET", "path": "/api/v1/openapi.json", "function": null, "access": "public", "status": 200,
+   "message": "OpenAPI 3.1 description of every route", "flags": ["builtin", "no_db"], "tag": "system",
+   "summary": "This document",
+   "description": "The OpenAPI 3.1 document of every route, generated from the route table (api.openapi()); not wrapped in the envelope.",
+   "responseType": "json",
+   "response": {
+     "type": "object",
+     "description": "an OpenAPI 3.1 document",
+     "required": ["openapi", "info", "paths"],
+     "properties": {"openapi": {"type": "string"}, "info": {"type": "object"}, "paths": {"type": "object"}}
+   }},
+  {"method": "GET", "path": "/api/v1/metrics", "function": null, "access": "local", "status": 200,
+   "message": "Prometheus metrics", "flags": ["builtin", "no_db"], "tag": "system",
+   "summary": "Request counters in the Prometheus text format",
+   "description": "Requests by route and status class, time spent per route and the batching counters, in the Prometheus text exposition format (0.0.4). Loopback clients need no token; others need an administrator's.",
+   "responseType": "text", "response": {"type": "string"}},
+  {"method": "GET", "path": "/api/v1/admin/status", "function": "api.admin_status", "access": "admin", "status": 200,
+   "message": "Service status", "tag": "system", "summary": "Versions of module, extension, server and pg_cron; the background worker",
+   "response": {
+     "type": "object",
+     "required": ["service", "version", "extensionVersion", "databaseTime", "postgres", "database", "worker", "cron", "cronVersion"],
+     "properties": {
+       "service": {"const": "paas"},
+       "version": {"type": "string", "description": "the loaded module's version"},
+       "extensionVersion": {"type": ["string", "null"], "description": "the installed extension's version"},
+       "databaseTime": {"type": "string", "format": "date-time"},
+       "postgres": {"type": "string"},
+       "database": {"type": "string"},
+       "worker": {
+         "type": "object",
+         "required": ["running", "pid", "startedAt", "lastTick", "ticks", "jobFailures"],
+         "properties": {
+           "running": {"type": "boolean"},
+           "pid": {"type": ["integer", "null"]},
+           "startedAt": {"type": ["string", "null"], "format": "date-time"},
+           "lastTick": {"type": ["string", "null"], "format": "date-time"},
+           "ticks": {"type": "integer"},
+           "jobFailures": {"type": "integer"}
+         }
+       },
+       "cron": {"type": "boolean", "description": "whether pg_cron is installed"},
+       "cronVersion": {"type": ["string", "null"]}
+     }
+   }},
+  {"method": "GET", "path": "/api/v1/admin/jobs", "function": "api.jobs_list", "access": "admin", "status": 200,
+   "message": "Background jobs retrieved successfully", "tag": "system",
+   "summary": "The background worker and its jobs",
+   "response": {
+     "type": "object",
+     "required": ["worker", "jobs"],
+     "properties": {
+       "worker": {
+         "type": "object",
+         "description": "paas.worker_state() as a row (snake_case keys)",
+         "required": ["running", "pid", "started_at", "last_tick", "ticks", "job_failures"],
+         "properties": {
+           "running": {"type": "boolean"},
+           "pid": {"type": ["integer", "null"]},
+           "started_at": {"type": ["string", "null"], "format": "date-time"},
+           "last_tick": {"type": ["string", "null"], "format": "date-time"},
+           "ticks": {"type": "integer"},
+           "job_failures": {"type": "integer"}
+         }
+       },
+       "jobs": {
+         "type": "array",
+         "items": {
+           "type": "object",
+           "required": ["name", "function", "runner", "runEverySeconds", "schedule", "enabled", "nextRunAt",
+                        "description", "lastRun", "failuresLast24h"],
+           "properties": {
+             "name": {"type": "string"},
+             "function": {"type": "string"},
+             "runner": {"type": "string", "enum": ["worker", "pg_cron"],
+                        "description": "who starts it: the background worker, or pg_cron"},
+             "runEverySeconds": {"type": ["number", "null"], "description": "null for pg_cron's jobs"},
+             "schedule": {"type": ["string", "null"],
+                          "description": "the cron schedule of a pg_cron job (null when not scheduled, and for the worker's)"},
+             "enabled": {"type": "boolean"},
+             "nextRunAt": {"type": ["string", "null"], "format": "date-time", "description": "null for pg_cron's jobs"},
+             "description": {"type": "string"},
+             "lastRun": {"oneOf": [{"$ref": "#/components/schemas/JobRun"}, {"type": "null"}]},
+             "failuresLast24h": {"type": "integer"}
+           }
+         }
+       }
+     }
+   }},
+  {"method": "GET", "path": "/api/v1/admin/jobs/runs", "function": "api.jobs_runs", "access": "admin", "status": 200,
+   "message": "Job runs retrieved successfully", "flags": ["paginated"], "tag": "system",
+   "summary": "Recorded job runs, newest first",
+   "query": {
+     "page": {"$ref": "#/components/schemas/Page"},
+     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20, "description": "rows per page"},
+     "job": {"type": "string", "minLength": 1, "maxLength": 63, "description": "only the runs of this job"},
+     "ok": {"type": "boolean", "description": "only successful (true) or failed (false) runs"}
+   },
+   "response": {"type": "array", "items": {"$ref": "#/components/schemas/JobRun"}},
+   "errors": [400]}
+]$routes$);
+
+-- accounts: the caller's own account (/auth) and admin user management (/users)
+SELECT paas.routes_add($routes$[
+  {"method": "POST", "path": "/api/v1/auth/register", "function": "api.auth_register", "access": "public", "status": 201,
+   "message": "User registered successfully", "flags": ["tokens", "rate_register"], "tag": "auth",
+   "summary": "Register a USER account and log it in",
+   "request": {
+     "type": "object",
+     "required": ["name", "email", "password", "confirmPassword"],
+     "properties": {
+       "name": {"type": "string", "minLength": 2, "maxLength": 50},
+       "email": {"$ref": "#/components/schemas/Email", "description": "unique, case-insensitively"},
+       "password": {"$ref": "#/components/schemas/Password"},
+       "confirmPassword": {"type": "string", "description": "the same as password"}
+     }
+   },
+   "requestRequired": true,
+   "response": {"$ref": "#/components/schemas/Session"},
+   "errors": [400, 409]},
+  {"method": "POST", "path": "/api/v1/auth/login", "function": "api.auth_login", "access": "public", "status": 200,
+   "message": "Login successful", "flags": ["tokens", "rate_login"], "tag": "auth",
+   "summary": "Log in with email and password",
+   "request": {
+     "type": "object",
+     "required": ["email", "password"],
+     "properties": {
+       "email": {"$ref": "#/components/schemas/Email", "description": "case-insensitive"},
+       "password": {"type": "string", "minLength": 1, "maxLength": 1024}
+     }
+   },
+   "requestRequired": true,
+   "response": {"$ref": "#/components/schemas/Session"},
+   "errors": [400, 401]},
+  {"method": "POST", "path": "/api/v1/auth/refresh", "function": "api.auth_refresh", "access": "public", "status": 200,
+   "message": "Token refreshed successfully", "flags": ["tokens", "rate_refresh"], "tag": "auth",
+   "summary": "Rotate the refresh token (single use; reuse revokes the session)",
+   "request": {
+     "type": "object",
+     "required": ["refreshToken"],
+     "properties": {"refreshToken": {"type": "string", "minLength": 1, "maxLength": 512}}
+   },
+   "requestRequired": true,
+   "response": {"$ref": "#/components/schemas/Session"},
+   "errors": [400, 401]},
+  {"method": "GET", "path": "/api/v1/auth/me", "function": "api.auth_me", "access": "user", "status": 200,
+   "message": "User is authenticated", "flags": ["batch"], "tag": "auth",
+   "summary": "The caller",
+   "response": {
+     "type": "object",
+     "required": ["user", "authenticated"],
+     "properties": {"user": {"$ref": "#/components/schemas/User"}, "authenticated": {"const": true}}
+   }},
+  {"method": "GET", "path": "/api/v1/auth/profile", "function": "api.auth_profile", "access": "user", "status": 200,
+   "message": "Profile retrieved successfully", "tag": "auth",
+   "summary": "The caller's profile",
+   "response": {"allOf": [
+     {"$ref": "#/components/schemas/User"},
+     {"type": "object", "required": ["lastLoginAt", "_count"],
+      "properties": {"lastLoginAt": {"type": ["string", "null"], "format": "date-time"},
+                     "_count": {"$ref": "#/components/schemas/Counts"}}}
+   ]}},
+  {"method": "PUT", "path": "/api/v1/auth/profile", "function": "api.auth_profile_update", "access": "user", "status": 200,
+   "message": "Profile updated successfully", "tag": "auth",
+   "summary": "Change the caller's name or email",
+   "request": {
+     "type": "object",
+     "properties": {
+       "name": {"type": "string", "minLength": 2, "maxLength": 50},
+       "email": {"$ref": "#/components/schemas/Email", "description": "unique, case-insensitively"}
+     }
+   },
+   "response": {"$ref": "#/components/schemas/User"},
+   "errors": [400, 409]},
+  {"method": "POST", "path": "/api/v1/auth/change-password", "function": "api.auth_change_password", "access": "user",
+   "status": 200, "message": "Password changed successfully", "tag": "auth",
+   "summary": "Change the caller's password (every other session is revoked)",
+   "request": {
+     "type": "object",
+     "required": ["currentPassword", "newPassword", "confirmNewPassword"],
+     "properties": {
+       "currentPassword": {"type": "string", "minLength": 1, "maxLength": 1024},
+       "newPassword": {"$ref": "#/components/schemas/Password"},
+       "confirmNewPassword": {"type": "string", "description": "the same as newPassword"}
+     }
+   },
+   "requestRequired": true,
+   "response": {"type": "null"},
+   "errors": [400]},
+  {"method": "POST", "path": "/api/v1/auth/logout", "function": "api.auth_logout", "access": "user", "status": 200,
+   "message": "Logout successful", "tag": "auth",
+   "summary": "Revoke this session, or every session with all",
+   "request": {
+     "type": "object",
+     "properties": {"all": {"type": "boolean", "default": false, "description": "revoke every session of the account"}}
+   },
+   "response": {
+     "type": "object",
+     "required": ["sessionsRevoked"],
+     "properties": {"sessionsRevoked": {"type": "integer", "minimum": 0}}
+   },
+   "errors": [400]},
+  {"method": "DELETE", "path": "/api/v1/auth/account", "function": "api.auth_delete_account", "access": "user",
+   "status": 200, "message": "Account deactivated successfully", "tag": "auth",
+   "summary": "Deactivate the caller's account",
+   "response": {"type": "null"},
+   "errors": [409]},
+  {"method": "GET", "path": "/api/v1/users", "function": "api.users_list", "access": "admin", "status": 200,
+   "message": "Users retrieved successfully", "flags": ["paginated"], "tag": "users",
+   "summary": "List accounts",
+   "query": {
+     "page": {"$ref": "#/components/schemas/Page"},
+     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10, "description": "rows per page"},
+     "search": {"type": "string", "minLength": 1, "maxLength": 100, "description": "a substring of the name or email"},
+     "role": {"$ref": "#/components/schemas/Role"},
+     "isActive": {"type": "boolean"},
+     "sortBy": {"type": "string", "enum": ["createdAt", "updatedAt", "name", "email", "role"], "default": "createdAt"},
+     "sortOrder": {"$ref": "#/components/schemas/SortOrder"}
+   },
+   "response": {
+     "type": "object",
+     "required": ["users", "pagination"],
+     "properties": {
+       "users": {"type": "array", "items": {"allOf": [
+         {"$ref": "#/components/schemas/User"},
+         {"type": "object", "required": ["_count"], "properties": {"_count": {"$ref": "#/components/schemas/Counts"}}}
+       ]}},
+       "pagination": {"$ref": "#/components/schemas/ListPagination"}
+     }
+   },
+   "errors": [400]},
+  {"method": "GET", "path": "/api/v1/users/stats", "function": "api.users_stats", "access": "admin", "status": 200,
+   "message": "User statistics retrieved successfully", "tag": "users",
+   "summary": "Account counts by role, state and age",
+   "response": {
+     "type": "object",
+     "required": ["totalUsers", "activeUsers", "inactiveUsers", "adminUsers", "regularUsers", "byRole",
+                  "newLast7Days", "newLast30Days"],
+     "properties": {
+       "totalUsers": {"type": "integer"},
+       "activeUsers": {"type": "integer"},
+       "inactiveUsers": {"type": "integer"},
+       "adminUsers": {"type": "integer"},
+       "regularUsers": {"type": "integer"},
+       "byRole": {
+         "type": "object",
+         "required": ["USER", "ADMINISTRATOR"],
+         "properties": {"USER": {"type": "integer"}, "ADMINISTRATOR": {"type": "integer"}}
+       },
+       "newLast7Days": {"type": "integer"},
+       "newLast30Days": {"type": "integer"}
+     }
+   }},
+  {"method": "POST", "path": "/api/v1/users/bulk", "function": "api.users_bulk", "access": "admin", "status": 200,
+   "message": "Bulk action applied", "tag": "users",
+   "summary": "Activate, deactivate, delete or set the role of many accounts, all or nothing",
+   "request": {
+     "type": "object",
+     "required": ["action", "ids"],
+     "properties": {
+       "action": {"type": "string", "enum": ["activate", "deactivate", "delete", "set-role"]},
+       "ids": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {"type": "string", "format": "uuid"}},
+       "role": {"$ref": "#/components/schemas/Role", "description": "required by set-role"}
+     },
+     "if": {"properties": {"action": {"const": "set-role"}}, "required": ["action"]},
+     "then": {"properties": {"role": {"$ref": "#/components/schemas/Role"}}, "required": ["role"]}
+   },
+   "requestRequired": true,
+   "response": {
+     "type": "object",
+     "required": ["action", "affected"],
+     "properties": {
+       "action": {"type": "string", "enum": ["activate", "deactivate", "delete", "set-role"]},
+       "affected": {"type": "integer", "minimum": 0}
+     }
+   },
+   "errors": [400, 404, 409]},
+  {"method": "GET", "path": "/api/v1/users/:id", "function": "api.users_get", "access": "admin", "status": 200,
+   "message": "User retrieved successfully", "tag": "users",
+   "summary": "An account with its last login, live sessions and subscriptions",
+   "response": {"allOf": [
+     {"$ref": "#/components/schemas/User"},
+     {"type": "object", "required": ["lastLoginAt", "activeSessions", "subscriptions", "_count"],
+      "properties": {
+        "lastLoginAt": {"type": ["string", "null"], "format": "date-time"},
+        "activeSessions": {"type": "integer", "minimum": 0},
+        "subscriptions": {
+          "type": "array",
+          "description": "the newest 100 (_count counts them all)",
+          "items": {
+            "type": "object",
+            "required": ["id", "status", "expiresAt", "service"],
+            "properties": {
+              "id": {"type": "string", "format": "uuid"},
+              "status": {"$ref": "#/components/schemas/SubscriptionStatus"},
+              "expiresAt": {"type": "string", "format": "date-time", "description": "the end of the current period"},
+              "service": {
+                "type": "object",
+                "required": ["id", "name", "displayName"],
+                "properties": {"id": {"type": "string", "format": "uuid"}, "name": {"type": "string"},
+                               "displayName": {"type": "string"}}
+              }
+            }
+          }
+        },
+        "_count": {"$ref": "#/components/schemas/Counts"}
+      }}
+   ]},
+   "errors": [404]},
+  {"method": "POST", "path": "/api/v1/users", "function": "api.users_create", "access": "admin", "status": 201,
+   "message": "User created successfully", "tag": "users",
+   "summary": "Create an account of any role",
+   "request": {
+     "type": "object",
+     "required": ["name", "email", "password"],
+     "properties": {
+       "name": {"type": "string", "minLength": 2, "maxLength": 100},
+       "email": {"$ref": "#/components/schemas/Email"},
+       "password": {"$ref": "#/components/schemas/Password"},
+       "role": {"$ref": "#/components/schemas/Role", "default": "USER"},
+       "isActive": {"type": "boolean", "default": true}
+     }
+   },
+   "requestRequired": true,
+   "response": {"$ref": "#/components/schemas/User"},
+   "errors": [400, 409]},
+  {"method": "PUT", "path": "/api/v1/users/:id", "function": "api.users_update", "access": "admin", "status": 200,
+   "message": "User updated successfully", "tag": "users",
+   "summary": "Change an account's name, email, role or state",
+   "description": "An administrator cannot deactivate or demote themself (409). Deactivating revokes the account's sessions and cancels its subscriptions at period end.",
+   "request": {
+     "type": "object",
+     "properties": {
+       "name": {"type": "string", "minLength": 2, "maxLength": 100},
+       "email": {"$ref": "#/components/schemas/Email"},
+       "role": {"$ref": "#/components/schemas/Role"},
+       "isActive": {"type": "boolean"}
+     },
+     "anyOf": [{"required": ["name"]}, {"required": ["email"]}, {"required": ["role"]}, {"required": ["isActive"]}]
+   },
+   "requestRequired": true,
+   "response": {"$ref": "#/components/schemas/User"},
+   "errors": [400, 404, 409]},
+  {"method": "PATCH", "path": "/api/v1/users/:id/password", "function": "api.users_set_password", "access": "admin",
+   "status": 200, "message": "User password changed successfully", "tag": "users",
+   "summary": "Set an account's password (its sessions are revoked)",
+   "request": {
+     "type": "object",
+     "required": ["newPassword"],
+     "properties": {"newPassword": {"$ref": "#/components/schemas/Password"}}
+   },
+   "requestRequired": true,
+   "response": {"$ref": "#/components/schemas/User"},
+   "errors": [400, 404]},
+  {"method": "PATCH", "path": "/api/v1/users/:id/toggle-status", "function": "api.users_toggle_status", "access": "admin",
+   "status": 200, "message": "User status toggled successfully", "tag": "users",
+   "summary": "Activate or deactivate an account",
+   "response": {"$ref": "#/components/schemas/User"},
+   "errors": [404, 409]},
+  {"method": "DELETE", "path": "/api/v1/users/:id", "function": "api.users_delete", "access": "admin", "status": 200,
+   "message": "User deleted successfully", "tag": "users",
+   "summary": "Delete an account (soft: its history stays)",
+   "response": {
+     "type": "object",
+     "required": ["id", "name", "email", "role"],
+     "properties": {
+       "id": {"type": "string", "format": "uuid"},
+       "name": {"type": "string"},
+       "email": {"type": "string", "format": "email"},
+       "role": {"$ref": "#/components/schemas/Role"}
+     }
+   },
+   "errors": [404, 409]}
+]$routes$);
+
+-- the service catalog (/services): the literal paths win over /services/:name
+SELECT paas.routes_add($routes$[
+  {"method": "GET", "path": "/api/v1/services", "function": "api.services_list", "access": "public", "status": 200,
+   "message": "Active services retrieved successfully", "flags": ["paginated"], "tag": "services",
+   "summary": "Active services, by display name",
+   "query": {
+     "page": {"$ref": "#/components/schemas/Page"},
+     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 100, "description": "rows per page"},
+     "search": {"type": "string", "minLength": 1, "maxLength": 100, "description": "a substring of the name, display name or description"},
+     "category": {"$ref": "#/components/schemas/ServiceCategory"}
+   },
+   "response": {"type": "array", "items": {"$ref": "#/components/schemas/ServicePublic"}},
+   "errors": [400]},
+  {"method": "GET", "path": "/api/v1/services/categories", "function": "api.services_categories", "access": "public",
+   "status": 200, "message": "Service categories retrieved successfully", "tag": "services",
+   "summary": "Every category with its number of active services",
+   "response": {
+     "type": "array",
+     "items": {
+       "type": "object",
+       "required": ["name", "displayName", "count"],
+       "properties": {
+         "name": {"$ref": "#/components/schemas/ServiceCategory"},
+         "displayName": {"type": "string"},
+         "count": {"type": "integer", "minimum": 0}
+       }
+     }
+   }},
+  {"method": "GET", "path": "/api/v1/services/admin", "function": "api.services_admin_list", "access": "admin",
+   "status": 200, "message": "Services retrieved successfully", "flags": ["paginated"], "tag": "services",
+   "summary": "Every service, active or not",
+   "query": {
+     "page": {"$ref": "#/components/schemas/Page"},
+     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10, "description": "rows per page"},
+     "search": {"type": "string", "minLength": 1, "maxLength": 100, "description": "a substring of the name, display name or description"},
+     "category": {"$ref": "#/components/schemas/ServiceCategory"},
+     "status": {"type": "string", "enum": ["active", "inactive"]},
+     "isActive": {"type": "boolean"},
+     "sortBy": {"type": "string", "enum": ["createdAt", "updatedAt", "name", "displayName", "category", "monthlyPrice"],
+                "default": "createdAt"},
+     "sortOrder": {"$ref": "#/components/schemas/SortOrder"}
+   },
+   "response": {
+     "type": "object",
+     "required": ["services", "pagination"],
+     "properties": {
+       "services": {"type": "array", "items": {"allOf": [
+         {"$ref": "#/components/schemas/Service"},
+         {"type": "object", "required": ["_count"], "properties": {"_count": {"$ref": "#/components/schemas/Counts"}}}
+       ]}},
+       "pagination": {"$ref": "#/components/schemas/ListPagination"}
+     }
+   },
+   "errors": [400]},
+  {"method": "GET", "path": "/api/v1/services/admin/stats", "function": "api.services_admin_stats", "access": "admin",
+   "status": 200, "message": "Service statistics retrieved successfully", "tag": "services",
+   "summary": "Service counts by status and by category; subscription totals and the most subscribed services",
+   "response": {
+     "type": "object",
+     "required": ["totalServices", "activeServices", "inactiveServices", "byStatus", "byCategory",
+                  "totalSubscriptions", "activeSubscriptions", "popularServices"],
+     "properties": {
+       "totalServices": {"type": "integer"},
+       "activeServices": {"type": "integer"},
+       "inactiveServices": {"type": "integer"},
+       "totalSubscriptions": {"type": "integer", "description": "every subscription, of any status"},
+       "activeSubscriptions": {"type": "integer", "description": "subscriptions served and renewing: ACTIVE or GRACE"},
+       "popularServices": {
+         "type": "array",
+         "maxItems": 5,
+         "description": "the five live services with the most subscriptions (of any status), most first",
+         "items": {
+           "type": "object",
+           "required": ["id", "name", "displayName", "_count"],
+           "properties": {
+             "id": {"type": "string", "format": "uuid"},
+             "name": {"type": "string"},
+             "displayName": {"type": "string"},
+             "_count": {"$ref": "#/components/schemas/Counts"}
+           }
+         }
+       },
+       "byStatus": {
+         "type": "object",
+         "required": ["active", "inactive"],
+         "properties": {"active": {"type": "integer"}, "inactive": {"type": "integer"}}
+       },
+       "byCategory": {
+         "type": "array",
+         "items": {
+           "type": "object",
+           "required": ["name", "displayName", "total", "active", "inactive"],
+           "properties": {
+             "name": {"$ref": "#/components/schemas/ServiceCategory"},
+             "displayName": {"type": "string"},
+             "total": {"type": "integer"},
+             "active": {"type": "integer"},
+             "inactive": {"type": "integer"}
+           }
+         }
+       }
+     }
+   }},
+  {"method": "GET", "path": "/api/v1/services/admin/:id", "function": "api.services_admin_get", "access": "admin",
+   "status": 200, "message": "Service retrieved successfully", "tag": "services",
+   "summary": "Every field of a service, active or not, with its subscriptions",
+   "response": {"allOf": [
+     {"$ref": "#/components/schemas/Service"},
+     {"type": "object", "required": ["subscriptions", "_count"],
+      "properties": {
+        "subscriptions": {
+          "type": "array",
+          "description": "the newest 100 (_count counts them all)",
+          "items": {
+            "type": "object",
+            "required": ["id", "status", "expiresAt", "user"],
+            "properties": {
+              "id": {"type": "string", "format": "uuid"},
+              "status": {"$ref": "#/components/schemas/SubscriptionStatus"},
+              "expiresAt": {"type": "string", "format": "date-time", "description": "the end of the current period"},
+              "user": {"$ref": "#/components/schemas/UserRef"}
+            }
+          }
+        },
+        "_count": {"$ref": "#/components/schemas/Counts"}
+      }}
+   ]},
+   "errors": [404]},
+  {"method": "GET", "path": "/api/v1/services/:name", "function": "api.services_get_by_name", "access": "public",
+   "status": 200, "message": "Service retrieved successfully", "tag": "services",
+   "summary": "An active service by its slug",
+   "response": {"$ref": "#/components/schemas/ServicePublic"},
+   "errors": [404]},
+  {"method": "POST", "path": "/api/v1/services", "function": "api.services_create", "access": "admin", "status": 201,
+   "message": "Service created successfully", "tag": "services",
+   "summary": "Add a service to the catalog",
+   "request": {"allOf": [
+     {"$ref": "#/components/schemas/ServiceInput"},
+     {"type": "object", "required": ["name", "displayName", "description", "dockerImage"]}
+   ]},
+   "requestRequired": true,
+   "response": {"$ref": "#/components/schemas/Service"},
+   "errors": [400, 409]},
+  {"method": "PUT", "path": "/api/v1/services/:id", "function": "api.services_update", "access": "admin", "status": 200,
+   "message": "Service updated successfully", "tag": "services",
+   "summary": "Change any field of a service but its slug",
+   "request": {"allOf": [
+     {"$ref": "#/components/schemas/ServiceInput"},
+     {"type": "object", "minProperties": 1, "description": "at least one field; name, when given, must be the current slug"}
+   ]},
+   "requestRequired": true,
+   "response": {"$ref": "#/components/schemas/Service"},
+   "errors": [400, 404]},
+  {"method": "PATCH", "path": "/api/v1/services/:id/toggle-status", "function": "api.services_toggle_status",
+   "access": "admin", "status": 200, "message": "Service status toggled successfully", "tag": "services",
+   "summary": "Activate or deactivate a service",
+   "response": {"$ref": "#/components/schemas/Service"},
+   "errors": [404]},
+  {"method": "DELETE", "path": "/api/v1/services/:id", "function": "api.services_delete", "access": "admin", "status": 200,
+   "message": "Service deleted successfully", "tag": "services",
+   "summary": "Delete a service (refused while anything references it)",
+   "response": {
+     "type": "object",
+     "required": ["id", "name", "displayName"],
+     "properties": {
+       "id": {"type": "string", "format": "uuid"},
+       "name": {"type": "string"},
+       "displayName": {"type": "string"}
+     }
+   },
+   "errors": [404, 409]}
+]$routes$);
+
+-- worker nodes (/workers): the admin registry and the node routes (the node
+-- or join token is checked by the function)
+SELECT paas.routes_add($routes$[
+  {"method": "GET", "path": "/api/v1/workers", "function": "api.workers_list", "access": "admin", "status": 200,
+   "message": "Worker nodes retrieved successfully", "flags": ["paginated"], "tag": "workers",
+   "summary": "List worker nodes",
+   "query": {
+     "page": {"$ref": "#/components/schemas/Page"},
+     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10, "description": "rows per page"},
+     "status": {"$ref": "#/components/schemas/NodeStatus"},
+     "isSchedulable": {"type": "boolean"},
+     "isReady": {"type": "boolean"},
+     "search": {"type": "string", "maxLength": 100, "description": "a substring of the name, hostname, address, CPU architecture or OS"},
+     "sortBy": {"type": "string", "enum": ["name", "hostname", "cpuCores", "totalMemory", "status", "createdAt", "lastHeartbeat"],
+                "default": "createdAt"},
+     "sortOrder": {"$ref": "#/components/schemas/SortOrder"}
+   },
+   "response": {
+     "type": "object",
+     "required": ["workers", "pagination"],
+     "properties": {
+       "workers": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
+       "pagination": {"$ref": "#/components/schemas/Pagination"}
+     }
+   },
+   "errors": [400]},
+  {"method": "GET", "path": "/api/v1/workers/stats", "function": "api.workers_stats", "access": "admin", "status": 200,
+   "message": "Worker node statistics retrieved successfully", "tag": "workers",
+   "summary": "Node counts by status, capacity against allocation and usage",
+   "response": {
+     "type": "object",
+     "required": ["totalNodes", "nodeStatus", "nodeCapabilities", "resources"],
+     "properties": {
+       "totalNodes": {"type": "integer"},
+       "nodeStatus": {
+         "type": "object",
+         "required": ["active", "inactive", "maintenance", "pending", "notReady"],
+         "properties": {
+           "active": {"type": "integer"}, "inactive": {"type": "integer"}, "maintenance": {"type": "integer"},
+           "pending": {"type": "integer"}, "notReady": {"type": "integer"}
+         }
+       },
+       "nodeCapabilities": {
+         "type": "object",
+         "required": ["schedulable", "ready", "cordoned"],
+         "properties": {"schedulable": {"type": "integer"}, "ready": {"type": "integer"}, "cordoned": {"type": "integer"}}
+       },
+       "resources": {
+         "type": "object",
+         "required": ["cpu", "memory", "storage", "pods"],
+         "properties": {
+           "cpu": {"$ref": "#/components/schemas/NodeResourceTotals"},
+           "memory": {"$ref": "#/components/schemas/NodeResourceTotals"},
+           "storage": {"$ref": "#/components/schemas/NodeResourceTotals"},
+           "pods": {
+             "type": "object",
+             "required": ["maxTotal", "currentTotal", "utilization"],
+             "properties": {
+               "maxTotal": {"type": "integer"}, "currentTotal": {"type": "integer"}, "utilization": {"type": "number"}
+             }
+           }
+         }
+       }
+     }
+   }},
+  {"method": "GET", "path": "/api/v1/workers/online", "function": "api.workers_online", "access": "admin", "status": 200,
+   "message": "Online worker nodes retrieved successfully", "tag": "workers",
+   "summary": "Nodes that are ACTIVE, ready and schedulable",
+   "response": {"$ref": "#/components/schemas/NodeSet"}},
+  {"method": "GET", "path": "/api/v1/workers/offline", "function": "api.workers_offline", "access": "admin", "status": 200,
+   "message": "Offline worker nodes retrieved successfully", "tag": "workers",
+   "summary": "Nodes that are not online",
+   "response": {"$ref": "#/components/schemas/NodeSet"}},
+  {"method": "GET", "path": "/api/v1/workers/join-tokens", "function": "api.workers_join_tokens_list", "access": "admin",
+   "status": 200, "message": "Join tokens retrieved successfully", "tag": "workers",
+   "summary": "Cluster join tokens (without their secrets)",
+   "response": {
+     "type": "object",
+     "required": ["tokens"],
+     "properties": {"tokens": {"type": "array", "items": {"$ref": "#/components/schemas/JoinToken"}}}
+   }},
+  {"method": "POST", "path": "/api/v1/workers/join-tokens", "function": "api.workers_join_tokens_create",
+   "access": "admin", "status": 201, "message": "Join token created successfully", "tag": "workers",
+   "summary": "Create a random join token (its secret is shown once)",
+   "request": {
+     "type": "object",
+     "properties": {
+       "note": {"type": "string", "maxLength": 200},
+       "expiresInHours": {"type": "integer", "minimum": 1, "maximum": 8784, "description": "no expiry when absent"}
+     }
+   },
+   "response": {"allOf": [
+     {"$ref": "#/components/schemas/JoinToken"},
+     {"type": "object", "required": ["token"], "properties": {"token": {"type": "string", "description": "the secret"}}}
+   ]},
+   "errors": [400]},
+  {"method": "DELETE", "path": "/api/v1/workers/join-tokens/:tokenId", "function": "api.workers_join_tokens_revoke",
+   "access": "admin", "status": 200, "message": "Join token revoked successfully", "tag": "workers",
+   "summary": "Revoke a join token (registered nodes keep working)",
+   "response": {"$ref": "#/components/schemas/JoinToken"},
+   "errors": [404]},
+  {"method": "GET", "path": "/api/v1/workers/:nodeId", "function": "api.workers_get", "access": "admin", "status": 200,
+   "message": "Worker node retrieved successfully", "tag": "workers",
+   "summary": "A node, by id or name",
+   "response": {"$ref": "#/components/schemas/Node"},
+   "errors": [404]},
+  {"method": "GET", "path": "/api/v1/workers/:nodeId/transitions", "function": "api.workers_transitions",
+   "access": "admin", "status": 200, "message": "Worker node transitions retrieved successfully", "tag": "workers",
+   "summary": "A node's audit trail, newest first",
+   "query": {"limit": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50, "description": "how many transitions"}},
+   "response": {
+     "type": "object",
+     "required": ["node", "transitions"],
+     "properties": {
+       "node": {
+         "type": "object",
+         "required": ["id", "name", "status"],
+         "properties": {
+           "id": {"type": "string", "format": "uuid"},
+           "name": {"type": "string"},
+           "status": {"$ref": "#/components/schemas/NodeStatus"}
+         }
+       },
+       "transitions": {
+         "type": "array",
+         "items": {
+           "type": "object",
+           "required": ["from", "to", "event", "reason", "actor", "at"],
+           "properties": {
+             "from": {"type": ["string", "null"]},
+             "to": {"type": "string"},
+             "event": {"type": "string"},
+             "reason": {"type": ["string", "null"]},
+             "actor": {"type": "string", "description": "node, monitor, admin:<id> or dba:<role>"},
+             "at": {"type": "string", "format": "date-time"}
+           }
+         }
+       }
+     }
+   },
+   "errors": [400, 404]},
+  {"method": "POST", "path": "/api/v1/workers", "function": "api.workers_create", "access": "admin", "status": 201,
+   "message": "Worker node created successfully", "tag": "workers",
+   "summary": "Add a node to the registry (it gets a token by registering)",
+   "request": {"allOf": [
+     {"$ref": "#/components/schemas/NodeSpec"},
+     {
+       "type": "object",
+       "required": ["name", "hostname", "ipAddress", "cpuCores", "cpuArchitecture", "totalMemory", "totalStorage"],
+       "properties": {
+         "status": {"$ref": "#/components/schemas/NodeStatus", "default": "PENDING"},
+         "isReady": {"type": "boolean", "default": false},
+         "isSchedulable": {"type": "boolean", "default": true}
+       }
+     }
+   ]},
+   "requestRequired": true,
+   "response": {"$ref": "#/components/schemas/Node"},
+   "errors": [400, 409]},
+  {"method": "PUT", "path": "/api/v1/workers/:nodeId", "function": "api.workers_update", "access": "admin", "status": 200,
+   "message": "Worker node updated successfully", "tag": "workers",
+   "summary": "Change a node's fields (status and isSchedulable go through the status machine)",
+   "request": {"allOf": [
+     {"$ref": "#/components/schemas/NodeSpec"},
+     {
+       "type": "object",
+       "minProperties": 1,
+       "properties": {
+         "status": {"$ref": "#/components/schemas/NodeStatus"},
+         "isReady": {"type": "boolean"},
+         "isSchedulable": {"type": "boolean"}
+       }
+     }
+   ]},
+   "requestRequired": true,
+   "response": {"$ref": "#/components/schemas/Node"},
+   "errors": [400, 404, 409]},
+  {"method": "DELETE", "path": "/api/v1/workers/:nodeId", "function": "api.workers_delete", "access": "admin", "status": 200,
+   "message": "Worker node deleted successfully", "tag": "workers",
+   "summary": "Remove a node (its token stops working; the audit stays)",
+   "response": {
+     "type": "object",
+     "required": ["id", "name", "status", "hostname", "ipAddress"],
+     "properties": {
+       "id": {"type": "string", "format": "uuid"},
+       "name": {"type": "string"},
+       "status": {"$ref": "#/components/schemas/NodeStatus"},
+       "hostname": {"type": "string"},
+       "ipAddress": {"type": "string"}
+     }
+   },
+   "errors": [404]},
+  {"method": "PATCH", "path": "/api/v1/workers/:nodeId/schedulable", "function": "api.workers_set_schedulable",
+   "access": "admin", "status": 200, "message": "Worker node schedulable status updated successfully", "tag": "workers",
+   "summary": "Cordon or uncordon a node",
+   "description": "Sets isSchedulable to the given value (not a toggle). schedulable (or isSchedulable) is required: a request without it answers 400, where the original answered 200 and changed nothing. Uncordoning an INACTIVE or MAINTENANCE node is refused (409): activate it first; a cordon is kept across status changes and re-registrations.",
+   "request": {
+     "type": "object",
+     "properties": {
+       "schedulable": {"type": "boolean"},
+       "isSchedulable": {"type": "boolean", "description": "the same as schedulable (the original's name)"},
+       "reason": {"type": "string", "maxLength": 500}
+     },
+     "anyOf": [{"required": ["schedulable"]}, {"required": ["isSchedulable"]}]
+   },
+   "requestRequired": true,
+   "response": {
+     "type": "object",
+     "required": ["id", "name", "isSchedulable", "unschedulable", "isReady", "status", "updatedAt"],
+     "properties": {
+       "id": {"type": "string", "format": "uuid"},
+       "name": {"type": "string"},
+       "isSchedulable": {"type": "boolean"},
+       "unschedulable": {"type": "boolean"},
+       "isReady": {"type": "boolean"},
+       "status": {"$ref": "#/components/schemas/NodeStatus"},
+       "updatedAt": {"type": "string", "format": "date-time"}
+     }
+   },
+   "errors": [400, 404, 409]},
+  {"method": "PATCH", "path": "/api/v1/workers/:nodeId/status", "function": "api.workers_set_status", "access": "admin",
+   "status": 200, "message": "Worker node status updated successfully", "tag": "workers",
+   "summary": "Set a node's status (any status, as in the original)",
+   "description": "Sets the node's status. As in the original, an administrator may set any status from any status, and the same one again (an idempotent PATCH); nothing is refused, and every move is audited (GET /workers/:nodeId/transitions). A move that a node's own reports or the health monitor undo is allowed and says here what undoes it; keep a node out of scheduling with MAINTENANCE.\n\n| status set | isReady | schedulable | what moves it next |\n|---|---|---|---|\n| ACTIVE | true, lastHealthCheck now | yes, unless cordoned | the monitor: NOT_READY after paas.node_grace_period without a heartbeat, INACTIVE after paas.node_offline_after; a not-ready heartbeat: NOT_READY |\n| NOT_READY | false | no | a ready heartbeat: ACTIVE; silence for paas.node_offline_after: INACTIVE |\n| INACTIVE | false | no | a heartbeat: ACTIVE (not ready: NOT_READY) |\n| PENDING | unchanged | no | a heartbeat or registration: ACTIVE (not ready: NOT_READY); the monitor never watches PENDING |\n| MAINTENANCE | unchanged | no | only an administrator: heartbeats and registrations leave it there |\n\nEvery status may be set from PENDING, ACTIVE, NOT_READY, INACTIVE and MAINTENANCE alike.",
+   "request": {
+     "type": "object",
+     "required": ["status"],
+     "properties": {
+       "status": {"$ref": "#/components/schemas/NodeStatus"},
+       "reason": {"type": "string", "maxLength": 500}
+     }
+   },
+   "requestRequired": true,
+   "response": {
+     "type": "object",
+     "required": ["id", "name", "status", "previousStatus", "isReady", "isSchedulable", "updatedAt"],
+     "properties": {
+       "id": {"type": "string", "format": "uuid"},
+       "name": {"type": "string"},
+       "status": {"$ref": "#/components/schemas/NodeStatus"},
+       "previousStatus": {"$ref": "#/components/schemas/NodeStatus"},
+       "isReady": {"type": "boolean"},
+       "isSchedulable": {"type": "boolean"},
+       "updatedAt": {"type": "string", "format": "date-time"}
+     }
+   },
+   "errors": [400, 404]},
+  {"method": "POST", "path": "/api/v1/workers/register", "function": "api.workers_register", "access": "node",
+   "status": 201, "message": "Worker node registered successfully", "tag": "workers",
+   "summary": "Register (or re-register) a node with a join token; returns its node token",
+   "description": "A join token registers a new node; the node's own token (or, for a Kubernetes Node object, the uid it registered with) re-registers it, and every registration rotates the node token. Both answer 201 \"Worker node registered successfully\"; data.created tells a re-registration (false) from a new node (true), where the original answered a re-registration 200 \"Worker node information updated successfully\".",
+   "security": [{"joinToken": []}, {}],
+   "request": {"anyOf": [
+     {"$ref": "#/components/schemas/NodeRegistration"},
+     {"$ref": "#/components/schemas/KubernetesNode"},
+     {"$ref": "#/components/schemas/KubernetesNodeList"}
+   ]},
+   "requestRequired": true,
+   "response": {
+     "type": "object",
+     "required": ["id", "name", "status", "isReady", "isSchedulable", "created", "nodeToken", "heartbeatIntervalSeconds",
+                  "gracePeriodSeconds"],
+     "properties": {
+       "id": {"type": "string", "format": "uuid"},
+       "name": {"type": "string"},
+       "status": {"$ref": "#/components/schemas/NodeStatus"},
+       "isReady": {"type": "boolean"},
+       "isSchedulable": {"type": "boolean"},
+       "created": {"type": "boolean", "description": "false when the node re-registered"},
+       "nodeToken": {"type": "string", "description": "the bearer token of the node's heartbeat and resource calls (a new one at every registration)"},
+       "heartbeatIntervalSeconds": {"type": "integer"},
+       "gracePeriodSeconds": {"type": "integer"}
+     }
+   },
+   "errors": [400, 401, 409]},
+  {"method": "PUT", "path": "/api/v1/workers/:nodeName/heartbeat", "function": "api.workers_heartbeat", "access": "node",
+   "status": 200, "message": "Worker node heartbeat updated successfully", "flags": ["batch"], "tag": "workers",
+   "summary": "Heartbeat of the calling node (the server's clock counts)",
+   "request": {"$ref": "#/components/schemas/NodeHeartbeat"},
+   "response": {"$ref": "#/components/schemas/HeartbeatReply"},
+   "errors": [400, 401, 403]},
+  {"method": "PATCH", "path": "/api/v1/workers/:nodeId/heartbeat", "function": "api.workers_heartbeat", "access": "node",
+   "status": 200, "message": "Worker node heartbeat updated successfully", "flags": ["batch"], "tag": "workers",
+   "operationId": "workersHeartbeatPatch",
+   "summary": "Heartbeat of the calling node (PATCH form)",
+   "request": {"$ref": "#/components/schemas/NodeHeartbeat"},
+   "response": {"$ref": "#/components/schemas/HeartbeatReply"},
+   "errors": [400, 401, 403]},
+  {"method": "PATCH", "path": "/api/v1/workers/:nodeId/resources", "function": "api.workers_resources", "access": "node",
+   "status": 200, "message": "Worker node resources updated successfully", "tag": "workers",
+   "summary": "Allocation and usage report of the calling node (no liveness effect)",
+   "request": {"allOf": [{"$ref": "#/components/schemas/NodeReport"}, {"type": "object", "minProperties": 1}]},
+   "requestRequired": true,
+   "response": {
+     "type": "object",
+     "required": ["id", "name", "cpuCores", "totalMemory", "totalStorage", "allocatedCPU", "allocatedMemory",
+                  "allocatedStorage", "currentPods", "maxPods", "allocation", "usage"],
+     "properties": {
+       "id": {"type": "string", "format": "uuid"},
+       "name": {"type": "string"},
+       "cpuCores": {"type": "integer"},
+       "totalMemory": {"type": "string"},
+       "totalStorage": {"type": "string"},
+       "allocatedCPU": {"type": "string"},
+       "allocatedMemory": {"type": "string"},
+       "allocatedStorage": {"type": "string"},
+       "currentPods": {"type": "integer"},
+       "maxPods": {"type": "integer"},
+       "allocation": {"$ref": "#/components/schemas/NodeAllocation"},
+       "usage": {"$ref": "#/components/schemas/NodeUsage"}
+     }
+   },
+   "errors": [400, 401, 403]}
+]$routes$);
+
+-- ledger: the owner's balance and admin billing
+SELECT paas.routes_add($routes$[
+  {"method": "GET", "path": "/api/v1/billing/balance", "function": "api.billing_balance", "access": "user", "status": 200,
+   "message": "Balance retrieved successfully", "flags": ["batch"], "tag": "billing",
+   "summary": "The caller's wallet balance",
+   "response": {
+     "type": "object",
+     "required": ["balance", "currency", "accountId", "lastUpdated", "user"],
+     "properties": {
+       "balance": {"$ref": "#/components/schemas/Amount"},
+       "currency": {"const": "IDR"},
+       "accountId": {"type": ["integer", "null"], "description": "the wallet's ledger account (null until first used)"},
+       "lastUpdated": {"type": "string", "format": "date-time"},
+       "user": {"$ref": "#/components/schemas/UserRef"}
+     }
+   }},
+  {"method": "GET", "path": "/api/v1/admin/billing/overview", "function": "api.admin_billing_overview",
+   "access": "admin", "status": 200, "message": "Billing overview retrieved successfully", "tag": "admin-billing",
+   "summary": "Wallet totals, platform balances, revenue, entry counts, adjustments",
+   "response": {
+     "type": "object",
+     "required": ["currency", "wallets", "platformAccounts", "revenue", "entries", "adjustments"],
+     "properties": {
+       "currency": {"const": "IDR"},
+       "wallets": {
+         "type": "object",
+         "required": ["count", "funded", "totalBalance"],
+         "properties": {"count": {"type": "integer"}, "funded": {"type": "integer"}, "totalBalance": {"type": "integer"}}
+       },
+       "platformAccounts": {
+         "type": ["object", "null"],
+         "description": "by account code (gateway_clearing, revenue, adjustments, refunds)",
+         "additionalProperties": {
+           "type": "object",
+           "required": ["id", "balance"],
+           "properties": {"id": {"type": "integer"}, "balance": {"type": ["integer", "null"]}}
+         }
+       },
+       "revenue": {
+         "type": "object",
+         "required": ["today", "last30Days", "total"],
+         "properties": {"today": {"type": "integer"}, "last30Days": {"type": "integer"}, "total": {"type": "integer"}}
+       },
+       "entries": {
+         "type": "object",
+         "required": ["total", "last24Hours", "byKindLast24Hours"],
+         "properties": {
+           "total": {"type": "integer"},
+           "last24Hours": {"type": "integer"},
+           "byKindLast24Hours": {"type": "object", "additionalProperties": {"type": "integer"}}
+         }
+       },
+       "adjustments": {
+         "type": "object",
+         "required": ["count", "credited", "debited"],
+         "properties": {"count": {"type": "integer"}, "credited": {"type": "integer"}, "debited": {"type": "integer"}}
+       }
+     }
+   }},
+  {"method": "GET", "path": "/api/v1/admin/billing/ledger", "function": "api.admin_billing_ledger", "access": "admin",
+   "status": 200, "message": "Ledger entries retrieved successfully", "flags": ["paginated"], "tag": "admin-billing",
+   "summary": "Ledger entries with their postings",
+   "query": {
+     "page": {"$ref": "#/components/schemas/Page"},
+     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20, "description": "rows per page"},
+     "kind": {"type": "string", "minLength": 1, "maxLength": 63, "description": "only entries of this kind (topup, subscription_charge, adjustment, ...)"},
+     "userId": {"type": "string", "format": "uuid", "description": "only entries touching this user's wallet"},
+     "accountId": {"type": "integer", "minimum": 1, "description": "only entries touching this ledger account"},
+     "startDate": {"$ref": "#/components/schemas/DateFilter", "description": "from this date (midnight UTC) or instant"},
+     "endDate": {"$ref": "#/components/schemas/DateFilter", "description": "up to this date (the whole day) or instant"},
+     "sortOrder": {"$ref": "#/components/schemas/SortOrder"}
+   },
+   "response": {"type": "array", "items": {"$ref": "#/components/schemas/LedgerEntry"}},
+   "errors": [400]},
+  {"method": "GET", "path": "/api/v1/admin/billing/users/:userId/ledger", "function": "api.admin_billing_user_ledger",
+   "access": "admin", "status": 200, "message": "User ledger retrieved successfully", "flags": ["paginated"],
+   "tag": "admin-billing",
+   "summary": "A user's wallet postings, newest first",
+   "query": {
+     "page": {"$ref": "#/components/schemas/Page"},
+     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20, "description": "rows per page"},
+     "kind": {"type": "string", "minLength": 1, "maxLength": 63, "description": "only postings of entries of this kind"},
+     "startDate": {"$ref": "#/components/schemas/DateFilter", "description": "from this date (midnight UTC) or instant"},
+     "endDate": {"$ref": "#/components/schemas/DateFilter", "description": "up to this date (the whole day) or instant"}
+   },
+   "response": {
+     "type": "object",
+     "required": ["user", "account", "postings"],
+     "properties": {
+       "user": {"$ref": "#/components/schemas/UserRef"},
+       "account": {
+         "type": "object",
+         "required": ["id", "balance", "currency"],
+         "properties": {
+           "id": {"type": ["integer", "null"]},
+           "balance": {"$ref": "#/components/schemas/Amount"},
+           "currency": {"const": "IDR"}
+         }
+       },
+       "postings": {
+         "type": "array",
+         "items": {
+           "type": "object",
+           "required": ["postingId", "entryId", "kind", "memo", "ref", "amount", "balanceBefore", "balanceAfter", "createdAt"],
+           "properties": {
+             "postingId": {"type": "integer"},
+             "entryId": {"type": "integer"},
+             "kind": {"type": "string"},
+             "memo": {"type": "string"},
+             "ref": {"description": "what the entry is about (a JSON object), or null"},
+             "amount": {"$ref": "#/components/schemas/Amount"},
+             "balanceBefore": {"type": "integer"},
+             "balanceAfter": {"type": "integer"},
+             "createdAt": {"type": "string", "format": "date-time"}
+           }
+         }
+       }
+     }
+   },
+   "errors": [400, 404]},
+  {"method": "POST", "path": "/api/v1/admin/billing/adjustments", "function": "api.admin_billing_adjust",
+   "access": "admin", "status": 201, "message": "Adjustment posted successfully", "flags": ["money"], "tag": "admin-billing",
+   "summary": "Credit or debit a wallet by hand (audited)",
+   "headers": {"Idempotency-Key": {"$ref": "#/components/schemas/IdempotencyKey",
+                                   "description": "a retry with the same key (per administrator) answers the first adjustment"}},
+   "request": {
+     "type": "object",
+     "required": ["userId", "amount", "reason"],
+     "properties": {
+       "userId": {"type": "string", "format": "uuid"},
+       "amount": {"type": "integer", "minimum": -1000000000000, "maximum": 1000000000000, "not": {"const": 0},
+                  "description": "IDR: positive credits the wallet, negative debits it"},
+       "reason": {"type": "string", "minLength": 3, "maxLength": 500}
+     }
+   },
+   "requestRequired": true,
+   "response": {
+     "type": "object",
+     "required": ["id", "entryId", "userId", "adminId", "amount", "currency", "reason", "balanceBefore", "balanceAfter",
+                  "replayed", "createdAt"],
+     "properties": {
+       "id": {"type": "string", "format": "uuid"},
+       "entryId": {"type": "integer"},
+       "userId": {"type": "string", "format": "uuid"},
+       "adminId": {"type": ["string", "null"], "format": "uuid", "description": "null when a DBA posted it"},
+       "amount": {"$ref": "#/components/schemas/Amount"},
+       "currency": {"const": "IDR"},
+       "reason": {"type": "string"},
+       "balanceBefore": {"type": "integer"},
+       "balanceAfter": {"type": "integer"},
+       "replayed": {"type": "boolean"},
+       "createdAt": {"type": "string", "format": "date-time"}
+     }
+   },
+   "errors": [400, 402, 404, 409]}
+]$routes$);
+
+-- billing: Midtrans top-ups, the transaction feed, invoices, dashboards
+-- (another user's id answers 404)
+SELECT paas.routes_add($routes$[
+  {"method": "POST", "path": "/api/v1/billing/topup", "function": "api.billing_topup", "access": "user", "status": 201,
+   "message": "Top-up transaction created successfully", "flags": ["snap", "money"], "tag": "billing",
+   "summary": "Open a top-up and its Midtrans Snap payment link",
+   "headers": {"Idempotency-Key": {"$ref": "#/components/schemas/IdempotencyKey",
+                                   "description": "a retry with the same key answers the same top-up"}},
+   "request": {
+     "type": "object",
+     "required": ["amount"],
+     "properties": {
+       "amount": {"type": "integer", "minimum": 10000, "maximum": 10000000, "description": "IDR, a JSON number"},
+       "currency": {"type": "string", "enum": ["IDR"], "default": "IDR"}
+     }
+   },
+   "requestRequired": true,
+   "response": {"$ref": "#/components/schemas/TopUp"},
+   "errors": [400, 409]},
+  {"method": "GET", "path": "/api/v1/billing/topup", "function": "api.billing_topups", "access": "user", "status": 200,
+   "message": "Top-up transactions retrieved successfully", "flags": ["paginated"], "tag": "billing",
+   "summary": "The caller's top-ups, newest first",
+   "query": {
+     "page": {"$ref": "#/components/schemas/Page"},
+     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20, "description": "rows per page"},
+     "status": {"type": "string", "enum": ["PENDING", "PAID", "FAILED", "EXPIRED", "CANCELLED", "REFUNDED"]}
+   },
+   "response": {
+     "type": "object",
+     "required": ["transactions", "pagination"],
+     "properties": {
+       "transactions": {"type": "array", "items": {"$ref": "#/components/schemas/TopUp"}},
+       "pagination": {"$ref": "#/components/schemas/Pagination"}
+     }
+   },
+   "errors": [400]},
+  {"method": "GET", "path": "/api/v1/billing/topup/:id", "function": "api.billing_topup_get", "access": "user",
+   "status": 200, "message": "Top-up details retrieved successfully", "tag": "billing",
+   "summary": "One of the caller's top-ups",
+   "response": {"$ref": "#/components/schemas/TopUp"},
+   "errors": [404]},
+  {"method": "GET", "path": "/api/v1/billing/transactions", "function": "api.billing_transactions", "access": "user",
+   "status": 200, "message": "Transactions retrieved successfully", "flags": ["paginated"], "tag": "billing",
+   "summary": "Every money movement of the caller's wallet, newest first",
+   "query": {
+     "page": {"$ref": "#/components/schemas/Page"},
+     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20, "description": "rows per page"},
+     "type": {"type": "string", "enum": ["TOPUP", "SERVICE_PURCHASE", "REFUND", "ADJUSTMENT"]},
+     "status": {"type": "string", "enum": ["PENDING", "SUCCESS", "FAILED", "CANCELLED", "EXPIRED", "REFUNDED"]},
+     "startDate": {"$ref": "#/components/schemas/DateFilter", "description": "from this date or instant"},
+     "endDate": {"$ref": "#/components/schemas/DateFilter", "description": "up to this date (the whole day) or instant"}
+   },
+   "response": {
+     "type": "object",
+     "required": ["transactions", "pagination"],
+     "properties": {
+       "transactions": {"type": "array", "items": {"$ref": "#/components/schemas/Transaction"}},
+       "pagination": {"$ref": "#/components/schemas/Pagination"}
+     }
+   },
+   "errors": [400]},
+  {"method": "GET", "path": "/api/v1/billing/transactions/:id", "function": "api.billing_transaction_get",
+   "access": "user", "status": 200, "message": "Transaction details retrieved successfully", "tag": "billing",
+   "summary": "One movement of the caller's wallet",
+   "pathParams": {"id": {"type": "string", "description": "the id of a movement of the feed (opaque)"}},
+   "response": {"allOf": [
+     {"$ref": "#/components/schemas/Transaction"},
+     {"type": "object", "required": ["user"], "properties": {"user": {"$ref": "#/components/schemas/UserRef"}}}
+   ]},
+   "errors": [404]},
+  {"method": "POST", "path": "/api/v1/billing/transactions/:id/pay", "function": "api.billing_transaction_pay",
+   "access": "user", "status": 200, "message": "Payment retry successful", "flags": ["snap", "money"], "tag": "billing",
+   "summary": "The live payment link of a pending top-up, or a new one",
+   "pathParams": {"id": {"type": "string", "format": "uuid", "description": "the top-up's id"}},
+   "response": {"allOf": [
+     {"$ref": "#/components/schemas/TopUp"},
+     {"type": "object", "required": ["message"],
+      "properties": {"message": {"const": "Use the snapToken to reopen Midtrans payment window"}}}
+   ]},
+   "errors": [404, 409]},
+  {"method": "GET", "path": "/api/v1/billing/invoices", "function": "api.billing_invoices", "access": "user",
+   "status": 200, "message": "Invoices retrieved successfully", "flags": ["paginated"], "tag": "billing",
+   "summary": "The caller's invoices and credit notes, newest first",
+   "query": {
+     "page": {"$ref": "#/components/schemas/Page"},
+     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20, "description": "rows per page"},
+     "type": {"type": "string", "enum": ["TOPUP", "SUBSCRIPTION", "CREDIT_NOTE"]},
+     "status": {"$ref": "#/components/schemas/InvoiceStatus"},
+     "startDate": {"$ref": "#/components/schemas/DateFilter", "description": "issued from this date or instant"},
+     "endDate": {"$ref": "#/components/schemas/DateFilter", "description": "issued up to this date (the whole day) or instant"}
+   },
+   "response": {
+     "type": "object",
+     "required": ["invoices", "pagination"],
+     "properties": {
+       "invoices": {"type": "array", "items": {"allOf": [{"$ref": "#/components/schemas/Invoice"},
+                                                           {"$ref": "#/components/schemas/InvoiceLinks"}]}},
+       "pagination": {"$ref": "#/components/schemas/Pagination"}
+     }
+   },
+   "errors": [400]},
+  {"method": "GET", "path": "/api/v1/billing/invoices/:id", "function": "api.billing_invoice_get", "access": "user",
+   "status": 200, "message": "Invoice details retrieved successfully", "tag": "billing",
+   "summary": "One of the caller's invoices",
+   "response": {"$ref": "#/components/schemas/InvoiceDetail"},
+   "errors": [404]},
+  {"method": "GET", "path": "/api/v1/billing/invoices/:id/pdf", "function": "api.billing_invoice_pdf", "access": "user",
+   "status": 200, "message": "Invoice PDF", "flags": ["pdf"], "tag": "billing",
+   "summary": "One of the caller's invoices as a PDF",
+   "description": "The invoice rendered as a PDF document (the function returns the invoice, httpd renders it); counts the download.",
+   "responseType": "pdf",
+   "errors": [404]},
+  {"method": "GET", "path": "/api/v1/billing/dashboard/overview", "function": "api.billing_dashboard_overview",
+   "access": "user", "status": 200, "message": "Dashboard overview retrieved successfully", "tag": "billing",
+   "summary": "Balance, pending top-ups and the latest movements",
+   "response": {
+     "type": "object",
+     "required": ["balance", "pendingTopUps", "recentTransactions", "summary"],
+     "properties": {
+       "balance": {
+         "type": "object",
+         "required": ["current", "currency", "lastUpdated"],
+         "properties": {
+           "current": {"$ref": "#/components/schemas/Amount"},
+           "currency": {"const": "IDR"},
+           "lastUpdated": {"type": "string", "format": "date-time"}
+         }
+       },
+       "pendingTopUps": {
+         "type": "object",
+         "required": ["count", "totalAmount", "transactions"],
+         "properties": {
+           "count": {"type": "integer"},
+           "totalAmount": {"$ref": "#/components/schemas/Amount"},
+           "transactions": {"type": "array", "maxItems": 10, "items": {"$ref": "#/components/schemas/TopUp"}}
+         }
+       },
+       "recentTransactions": {"type": "array", "maxItems": 5, "items": {"$ref": "#/components/schemas/Transaction"}},
+       "summary": {
+         "type": "object",
+         "required": ["availableBalance", "pendingAmount", "totalTransactions"],
+         "properties": {
+           "availableBalance": {"$ref": "#/components/schemas/Amount"},
+           "pendingAmount": {"$ref": "#/components/schemas/Amount"},
+           "totalTransactions": {"type": "integer"}
+         }
+       }
+     }
+   }},
+  {"method": "GET", "path": "/api/v1/billing/dashboard/analytics", "function": "api.billing_dashboard_analytics",
+   "access": "user", "status": 200, "message": "Billing analytics retrieved successfully", "tag": "billing",
+   "summary": "Totals by type and status, and by day",
+   "query": {
+     "startDate": {"$ref": "#/components/schemas/DateFilter", "description": "from this date or instant"},
+     "endDate": {"$ref": "#/components/schemas/DateFilter", "description": "up to this date (the whole day) or instant"}
+   },
+   "response": {
+     "type": "object",
+     "required": ["period", "analytics", "transactionBreakdown", "byType", "byDay"],
+     "properties": {
+       "period": {
+         "type": "object",
+         "properties": {"startDate": {"type": "string"}, "endDate": {"type": "string"}}
+       },
+       "analytics": {
+         "type": "object",
+         "required": ["totalTopUps", "totalSpending", "transactionCount", "averageTopUp", "averageSpending"],
+         "properties": {
+           "totalTopUps": {"type": "integer"},
+           "totalSpending": {"type": "integer"},
+           "transactionCount": {"type": "integer"},
+           "averageTopUp": {"type": "integer"},
+           "averageSpending": {"type": "integer"}
+         }
+       },
+       "transactionBreakdown": {
+         "type": "object",
+         "required": ["topUps", "servicePurchases", "pending", "failed"],
+         "properties": {
+           "topUps": {"type": "integer"}, "servicePurchases": {"type": "integer"},
+           "pending": {"type": "integer"}, "failed": {"type": "integer"}
+         }
+       },
+       "byType": {
+         "type": "array",
+         "items": {
+           "type": "object",
+           "required": ["type", "status", "count", "amount"],
+           "properties": {
+             "type": {"type": "string"}, "status": {"type": "string"},
+             "count": {"type": "integer"}, "amount": {"type": "integer"}
+           }
+         }
+       },
+       "byDay": {
+         "type": "array",
+         "items": {
+           "type": "object",
+           "required": ["date", "type", "count", "amount"],
+           "properties": {
+             "date": {"type": "string", "format": "date"}, "type": {"type": "string"},
+             "count": {"type": "integer"}, "amount": {"type": "integer"}
+           }
+         }
+       }
+     }
+   },
+   "errors": [400]},
+  {"method": "POST", "path": "/api/v1/billing/webhooks/midtrans", "function": "api.billing_webhook_midtrans",
+   "access": "public", "status": 200, "message": "Webhook processed successfully", "tag": "billing",
+   "summary": "Midtrans payment notification (verified by its signature)",
+   "request": {"$ref": "#/components/schemas/MidtransNotification"},
+   "requestRequired": true,
+   "response": {
+     "type": "object",
+     "required": ["orderId", "status", "outcome", "processedAt"],
+     "properties": {
+       "orderId": {"type": "string"},
+       "status": {"type": ["string", "null"], "description": "the top-up's status after the notification"},
+       "outcome": {"type": "string", "description": "what was done: credited, duplicate, pending, failed, reversed, ignored, ..."},
+       "processedAt": {"type": "string", "format": "date-time"}
+     }
+   },
+   "errors": [400, 401, 404]},
+  {"method": "GET", "path": "/api/v1/billing/health", "function": "api.billing_health", "access": "public", "status": 200,
+   "message": "Billing service is healthy", "tag": "billing",
+   "summary": "Billing health: database and payment gateway configuration",
+   "response": {
+     "type": "object",
+     "required": ["status", "service", "version", "database", "gatewayConfigured", "timestamp"],
+     "properties": {
+       "status": {"const": "healthy"},
+       "service": {"const": "billing"},
+       "version": {"type": "string"},
+       "database": {"const": "up"},
+       "gatewayConfigured": {"type": "boolean", "description": "whether the Midtrans server key is set"},
+       "timestamp": {"type": "string", "format": "date-time"}
+     }
+   }}
+]$routes$);
+
+-- subscriptions: the owner's (another user's id answers 404) and the
+-- administrators'; the literal paths win over /:id
+SELECT paas.routes_add($routes$[
+  {"method": "GET", "path": "/api/v1/subscriptions", "function": "api.subscriptions_list", "access": "user", "status": 200,
+   "message": "Subscriptions retrieved successfully", "flags": ["paginated"], "tag": "subscriptions",
+   "summary": "The caller's subscriptions, newest first",
+   "query": {
+     "page": {"$ref": "#/components/schemas/Page"},
+     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10, "description": "rows per page"},
+     "status": {"$ref": "#/components/schemas/SubscriptionStatus"},
+     "serviceId": {"type": "string", "format": "uuid"}
+   },
+   "response": {"type": "array", "items": {"$ref": "#/components/schemas/Subscription"}},
+   "errors": [400]},
+  {"method": "POST", "path": "/api/v1/subscriptions", "function": "api.subscriptions_create", "access": "user",
+   "status": 201, "message": "Subscription created successfully", "flags": ["money"], "tag": "subscriptions",
+   "summary": "Subscribe to a service: the first month is charged from the wallet and invoiced",
+   "headers": {"Idempotency-Key": {"$ref": "#/components/schemas/IdempotencyKey",
+                                   "description": "a retry with the same key answers the first subscription"}},
+   "request": {
+     "type": "object",
+     "required": ["serviceId"],
+     "properties": {"serviceId": {"type": "string", "format": "uuid"}}
+   },
+   "requestRequired": true,
+   "response": {"$ref": "#/components/schemas/SubscriptionPurchase"},
+   "errors": [400, 402, 404, 409]},
+  {"method": "GET", "path": "/api/v1/subscriptions/stats", "function": "api.subscriptions_stats", "access": "user",
+   "status": 200, "message": "Subscription statistics retrieved successfully", "tag": "subscriptions",
+   "summary": "Counts by status, monthly spend, balance and the next renewals",
+   "response": {
+     "type": "object",
+     "required": ["total", "activeCount", "byStatus", "monthlySpend", "currency", "balance", "balanceCoversNextRenewals",
+                  "totalSpent", "nextRenewals"],
+     "properties": {
+       "total": {"type": "integer"},
+       "activeCount": {"type": "integer"},
+       "byStatus": {"$ref": "#/components/schemas/SubscriptionCounts"},
+       "monthlySpend": {"$ref": "#/components/schemas/Amount"},
+       "currency": {"const": "IDR"},
+       "balance": {"$ref": "#/components/schemas/Amount"},
+       "balanceCoversNextRenewals": {"type": "boolean"},
+       "totalSpent": {"$ref": "#/components/schemas/Amount"},
+       "nextRenewals": {
+         "type": "array",
+         "maxItems": 5,
+         "items": {
+           "type": "object",
+           "required": ["subscriptionId", "serviceId", "serviceName", "displayName", "status", "renewsAt", "amount"],
+           "properties": {
+             "subscriptionId": {"type": "string", "format": "uuid"},
+             "serviceId": {"type": "string", "format": "uuid"},
+             "serviceName": {"type": "string"},
+             "displayName": {"type": "string"},
+             "status": {"$ref": "#/components/schemas/SubscriptionStatus"},
+             "renewsAt": {"type": "string", "format": "date-time"},
+             "amount": {"$ref": "#/components/schemas/Amount"}
+           }
+         }
+       }
+     }
+   }},
+  {"method": "GET", "path": "/api/v1/subscriptions/:id", "function": "api.subscriptions_get", "access": "user",
+   "status": 200, "message": "Subscription retrieved successfully", "tag": "subscriptions",
+   "summary": "One of the caller's subscriptions with its paid periods",
+   "response": {"allOf": [
+     {"$ref": "#/components/schemas/Subscription"},
+     {"type": "object", "required": ["charges"],
+      "properties": {"charges": {"type": "array", "items": {"$ref": "#/components/schemas/SubscriptionCharge"}}}}
+   ]},
+   "errors": [404]},
+  {"method": "PUT", "path": "/api/v1/subscriptions/:id/renew", "function": "api.subscriptions_renew", "access": "user",
+   "status": 200, "message": "Subscription renewed successfully", "flags": ["money"], "tag": "subscriptions",
+   "summary": "Pay one more period now (revives a suspended or expired one at the list price)",
+   "headers": {"Idempotency-Key": {"$ref": "#/components/schemas/IdempotencyKey",
+                                   "description": "a retry with the same key charges nothing and answers the first renewal"}},
+   "response": {"$ref": "#/components/schemas/SubscriptionPurchase"},
+   "errors": [402, 404, 409]},
+  {"method": "DELETE", "path": "/api/v1/subscriptions/:id", "function": "api.subscriptions_cancel", "access": "user",
+   "status": 200, "message": "Subscription cancelled; it stays active until the end of the paid period",
+   "tag": "subscriptions",
+   "summary": "Cancel at the end of the paid period (no refund)",
+   "request": {
+     "type": "object",
+     "properties": {"reason": {"type": "string", "maxLength": 500}}
+   },
+   "response": {"allOf": [
+     {"$ref": "#/components/schemas/Subscription"},
+     {"type": "object", "required": ["accessUntil", "refund"],
+      "properties": {
+        "accessUntil": {"type": "string", "format": "date-time"},
+        "refund": {"const": 0}
+      }}
+   ]},
+   "errors": [400, 404, 409]},
+  {"method": "GET", "path": "/api/v1/admin/subscriptions", "function": "api.subscriptions_admin_list", "access": "admin",
+   "status": 200, "message": "Subscriptions retrieved successfully", "flags": ["paginated"], "tag": "admin-subscriptions",
+   "summary": "Every subscription, newest first",
+   "query": {
+     "page": {"$ref": "#/components/schemas/Page"},
+     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20, "description": "rows per page"},
+     "userId": {"type": "string", "format": "uuid", "description": "only this user's"},
+     "status": {"$ref": "#/components/schemas/SubscriptionStatus"},
+     "serviceId": {"type": "string", "format": "uuid"}
+   },
+   "response": {"type": "array", "items": {"$ref": "#/components/schemas/Subscription"}},
+   "errors": [400, 404]},
+  {"method": "GET", "path": "/api/v1/admin/subscriptions/stats", "function": "api.subscriptions_admin_stats",
+   "access": "admin", "status": 200, "message": "Subscription statistics retrieved successfully",
+   "tag": "admin-subscriptions",
+   "summary": "Counts by status and by service, recurring revenue, due renewals, recent charges",
+   "response": {
+     "type": "object",
+     "required": ["total", "byStatus", "monthlyRecurringRevenue", "dueNow", "renewingWithin", "gracePeriod", "currency",
+                  "chargesLast30Days", "byService"],
+     "properties": {
+       "total": {"type": "integer"},
+       "byStatus": {"$ref": "#/components/schemas/SubscriptionCounts"},
+       "monthlyRecurringRevenue": {"$ref": "#/components/schemas/Amount"},
+       "dueNow": {"type": "integer"},
+       "renewingWithin": {
+         "type": "object",
+         "required": ["window", "count"],
+         "properties": {"window": {"type": "string", "description": "an interval, e.g. \"7 days\""}, "count": {"type": "integer"}}
+       },
+       "gracePeriod": {"type": "string", "description": "an interval, e.g. \"3 days\""},
+       "currency": {"const": "IDR"},
+       "chargesLast30Days": {
+         "type": "object",
+         "required": ["count", "amount"],
+         "properties": {"count": {"type": "integer"}, "amount": {"$ref": "#/components/schemas/Amount"}}
+       },
+       "byService": {
+         "type": "array",
+         "items": {
+           "type": "object",
+           "required": ["serviceId", "name", "displayName", "live", "active", "total", "monthlyRecurringRevenue"],
+           "properties": {
+             "serviceId": {"type": "string", "format": "uuid"},
+             "name": {"type": "string"},
+             "displayName": {"type": "string"},
+             "live": {"type": "integer"},
+             "active": {"type": "integer"},
+             "total": {"type": "integer"},
+             "monthlyRecurringRevenue": {"$ref": "#/components/schemas/Amount"}
+           }
+         }
+       }
+     }
+   }},
+  {"method": "GET", "path": "/api/v1/admin/subscriptions/notices", "function": "api.subscriptions_admin_notices",
+   "access": "admin", "status": 200, "message": "Subscription notices retrieved successfully", "flags": ["paginated"],
+   "tag": "admin-subscriptions",
+   "summary": "Subscriptions to notify: expiring soon, in grace, suspended",
+   "query": {
+     "page": {"$ref": "#/components/schemas/Page"},
+     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20, "description": "rows per page"},
+     "notice": {"type": "string", "enum": ["expiring_soon", "grace", "suspended"]}
+   },
+   "response": {
+     "type": "array",
+     "items": {
+       "type": "object",
+       "required": ["notice", "subscriptionId", "user", "service", "status", "price", "balance", "currentPeriodEnd",
+                    "graceUntil", "suspendedAt", "dueAt"],
+       "properties": {
+         "notice": {"type": "string", "enum": ["expiring_soon", "grace", "suspended"]},
+         "subscriptionId": {"type": "string", "format": "uuid"},
+         "user": {"$ref": "#/components/schemas/UserRef"},
+         "service": {
+           "type": "object",
+           "required": ["id", "name", "displayName"],
+           "properties": {
+             "id": {"type": "string", "format": "uuid"},
+             "name": {"type": "string"},
+             "displayName": {"type": "string"}
+           }
+         },
+         "status": {"$ref": "#/components/schemas/SubscriptionStatus"},
+         "price": {"$ref": "#/components/schemas/Amount"},
+         "balance": {"$ref": "#/components/schemas/Amount"},
+         "currentPeriodEnd": {"type": "string", "format": "date-time"},
+         "graceUntil": {"type": ["string", "null"], "format": "date-time"},
+         "suspendedAt": {"type": ["string", "null"], "format": "date-time"},
+         "dueAt": {"type": ["string", "null"], "format": "date-time"}
+       }
+     }
+   },
+   "errors": [400]},
+  {"method": "GET", "path": "/api/v1/admin/subscriptions/users/:userId", "function": "api.subscriptions_admin_list",
+   "access": "admin", "status": 200, "message": "User subscriptions retrieved successfully", "flags": ["paginated"],
+   "tag": "admin-subscriptions", "operationId": "subscriptionsAdminListByUser",
+   "summary": "One user's subscriptions, newest first",
+   "query": {
+     "page": {"$ref": "#/components/schemas/Page"},
+     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20, "description": "rows per page"},
+     "status": {"$ref": "#/components/schemas/SubscriptionStatus"},
+     "serviceId": {"type": "string", "format": "uuid"}
+   },
+   "response": {"type": "array", "items": {"$ref": "#/components/schemas/Subscription"}},
+   "errors": [400, 404]},
+  {"method": "GET", "path": "/api/v1/admin/subscriptions/:id", "function": "api.subscriptions_admin_get",
+   "access": "admin", "status": 200, "message": "Subscription retrieved successfully", "tag": "admin-subscriptions",
+   "summary": "Any subscription with its owner, charges and status history",
+   "response": {"allOf": [
+     {"$ref": "#/components/schemas/Subscription"},
+     {
+       "type": "object",
+       "required": ["user", "balance", "charges", "events"],
+       "properties": {
+         "user": {"$ref": "#/components/schemas/UserRef"},
+         "balance": {"$ref": "#/components/schemas/Amount"},
+         "charges": {"type": "array", "items": {"$ref": "#/components/schemas/SubscriptionCharge"}},
+         "events": {
+           "type": "array",
+           "items": {
+             "type": "object",
+             "required": ["event", "from", "to", "actorId", "reason", "createdAt"],
+             "properties": {
+               "event": {"type": "string"},
+               "from": {"type": ["string", "null"]},
+               "to": {"type": "string"},
+               "actorId": {"type": ["string", "null"], "format": "uuid"},
+               "reason": {"type": ["string", "null"]},
+               "createdAt": {"type": "string", "format": "date-time"}
+             }
+           }
+         }
+       }
+     }
+   ]},
+   "errors": [404]},
+  {"method": "PUT", "path": "/api/v1/admin/subscriptions/:id/status", "function": "api.subscriptions_admin_set_status",
+   "access": "admin", "status": 200, "message": "Subscription status updated successfully", "tag": "admin-subscriptions",
+   "summary": "Set a subscription's status through the status machine (no charge, no refund)",
+   "request": {
+     "type": "object",
+     "required": ["status", "reason"],
+     "properties": {
+       "status": {"type": "string", "enum": ["ACTIVE", "SUSPENDED", "CANCELLED", "EXPIRED"]},
+       "reason": {"type": "string", "minLength": 3, "maxLength": 500}
+     }
+   },
+   "requestRequired": true,
+   "response": {"allOf": [
+     {"$ref": "#/components/schemas/Subscription"},
+     {"type": "object", "required": ["previousStatus"],
+      "properties": {"previousStatus": {"$ref": "#/components/schemas/SubscriptionStatus"}}}
+   ]},
+   "errors": [400, 404, 409]}
+]$routes$);
+
+------------------------------------------------------------------------------
+-- the OpenAPI document
+------------------------------------------------------------------------------
+
+-- "api.users_list" of a route's function (NULL for a built-in).
+CREATE FUNCTION paas.route_function_name(fn regprocedure) RETURNS text
+	LANGUAGE sql STABLE PARALLEL SAFE
+	RETURN (SELECT quote_ident(n.nspname) || '.' || quote_ident(p.proname)
+			  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+			 WHERE p.oid = fn);
+COMMENT ON FUNCTION paas.route_function_name(regprocedure) IS
+	'schema-qualified name of a route''s function, without its arguments';
+
+-- The schema of a path capture the route does not describe itself.
+CREATE FUNCTION paas.route_path_param(name text) RETURNS jsonb
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	RETURN CASE name
+		WHEN 'id' THEN '{"type": "string", "format": "uuid", "description": "the resource''s id"}'
+		WHEN 'userId' THEN '{"type": "string", "format": "uuid", "description": "the user''s id"}'
+		WHEN 'tokenId' THEN '{"type": "string", "format": "uuid", "description": "the join token''s id"}'
+		WHEN 'nodeId' THEN '{"type": "string", "description": "the node''s id or name"}'
+		WHEN 'nodeName' THEN '{"type": "string", "description": "the node''s name or id"}'
+		WHEN 'name' THEN '{"type": "string", "description": "the service''s slug (case-insensitive)"}'
+		ELSE '{"type": "string"}' END::jsonb;
+COMMENT ON FUNCTION paas.route_path_param(text) IS
+	'the default JSON Schema of a path capture, by its name';
+
+-- The security requirements of an access rule.
+CREATE FUNCTION paas.route_security(access text) RETURNS jsonb
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	RETURN CASE access
+		WHEN 'public' THEN '[]'
+		WHEN 'user' THEN '[{"bearerAuth": []}]'
+		WHEN 'admin' THEN '[{"bearerAuth": []}]'
+		WHEN 'node' THEN '[{"nodeToken": []}]'
+		WHEN 'local' THEN '[{}, {"bearerAuth": []}]' END::jsonb;
+COMMENT ON FUNCTION paas.route_security(text) IS
+	'OpenAPI security requirements of an access rule (local: none from loopback, else an administrator''s token)';
+
+-- Every error status a route can answer: its function's, then those of the
+-- gateway (a malformed or oversized body, the database unavailable), of
+-- the access rule and of the flags (rate limits, the payment gateway).
+CREATE FUNCTION paas.route_error_statuses(r paas.routes) RETURNS integer[]
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN (SELECT coalesce(array_agg(DISTINCT e ORDER BY e), '{}')
+			  FROM unnest(r.errors
+				|| CASE WHEN r.function IS NOT NULL THEN ARRAY[400, 413, 503] ELSE '{}' END
+				|| CASE r.access WHEN 'user' THEN ARRAY[401] WHEN 'admin' THEN ARRAY[401, 403]
+								 WHEN 'local' THEN ARRAY[403] ELSE '{}' END
+				|| CASE WHEN r.flags && ARRAY['rate_login', 'rate_register', 'rate_refresh', 'snap']
+						THEN ARRAY[429] ELSE '{}' END
+				|| CASE WHEN 'snap' = ANY (r.flags) THEN ARRAY[502] ELSE '{}' END) e);
+COMMENT ON FUNCTION paas.route_error_statuses(paas.routes) IS
+	'the error statuses of a route: its own, the gateway''s, its access rule''s and its flags''';
+
+-- components.responses: one error envelope per status.
+CREATE FUNCTION paas.openapi_responses() RETURNS jsonb
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN (SELECT jsonb_object_agg(x.name, jsonb_strip_nulls(jsonb_build_object(
+				'description', x.descr,
+				'headers', CASE WHEN x.retry THEN jsonb_build_object('Retry-After', jsonb_build_object(
+								'description', 'seconds to wait before retrying',
+								'schema', jsonb_build_object('type', 'integer', 'minimum', 0))) END,
+				'content', jsonb_build_object('application/json', jsonb_build_object('schema',
+					CASE WHEN x.codes IS NULL THEN '{"$ref": "#/components/schemas/Error"}'::jsonb
+						 ELSE jsonb_build_object('allOf', jsonb_build_array(
+								'{"$ref": "#/components/schemas/Error"}'::jsonb,
+								jsonb_build_object('type', 'object', 'properties', jsonb_build_object(
+									'code', CASE WHEN cardinality(x.codes) = 1
+												 THEN jsonb_build_object('const', x.codes[1])
+												 ELSE jsonb_build_object('enum', to_jsonb(x.codes)) END,
+									'statusCode', jsonb_build_object('const', x.status))))) END)))))
+			  FROM (VALUES
+				(400, 'BadRequest', ARRAY['VALIDATION_ERROR', 'INVALID_PASSWORD'], false,
+				 'Invalid input: a malformed JSON body, or fields that fail validation (every failing field is listed in errors); '
+				 'INVALID_PASSWORD: the current password is wrong (POST /auth/change-password)'),
+				(401, 'Unauthorized', ARRAY['AUTH_ERROR'], false,
+				 'Missing, invalid or expired credentials, a revoked session or an inactive account'),
+				(402, 'PaymentRequired', ARRAY['INSUFFICIENT_BALANCE'], false, 'The wallet does not cover the charge'),
+				(403, 'Forbidden', ARRAY['FORBIDDEN_ERROR'], false, 'The caller may not do this'),
+				(404, 'NotFound', ARRAY['NOT_FOUND_ERROR', 'USER_NOT_FOUND', 'SERVICE_NOT_FOUND', 'WORKER_NODE_NOT_FOUND'], false,
+				 'No such resource (another user''s answers the same; so does an id that cannot exist): USER_NOT_FOUND, '
+				 'SERVICE_NOT_FOUND, WORKER_NODE_NOT_FOUND on the routes of users, services and worker nodes, '
+				 'NOT_FOUND_ERROR elsewhere'),
+				(409, 'Conflict', ARRAY['CONFLICT_ERROR', 'USER_EXISTS', 'EMAIL_EXISTS', 'SERVICE_EXISTS', 'WORKER_NODE_EXISTS'], false,
+				 'The request conflicts with the current state: USER_EXISTS (POST /users), EMAIL_EXISTS (PUT /users/:id), '
+				 'SERVICE_EXISTS (POST /services), WORKER_NODE_EXISTS (a worker node''s name or hostname is taken), '
+				 'CONFLICT_ERROR otherwise'),
+				(413, 'PayloadTooLarge', ARRAY['PAYLOAD_TOO_LARGE'], false, 'The request body exceeds 1 MiB'),
+				(429, 'TooManyRequests', ARRAY['RATE_LIMITED'], true, 'Too many requests: retry after Retry-After seconds'),
+				(502, 'BadGateway', ARRAY['GATEWAY_ERROR'], false,
+				 'The payment gateway could not be reached; the top-up stays pending and can be retried'),
+				(503, 'ServiceUnavailable', ARRAY['SERVICE_UNAVAILABLE'], true,
+				 'The database is unavailable or busy: retry after Retry-After seconds'),
+				(NULL, 'UnexpectedError', NULL::text[], false, 'Any other error (500 INTERNAL_ERROR: a server fault)'))
+				AS x (status, name, codes, retry, descr));
+COMMENT ON FUNCTION paas.openapi_responses() IS
+	'components.responses of the OpenAPI document: the error envelope of each status';
+
+CREATE FUNCTION paas.openapi_response_name(status integer) RETURNS text
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	RETURN CASE status WHEN 400 THEN 'BadRequest' WHEN 401 THEN 'Unauthorized' WHEN 402 THEN 'PaymentRequired'
+					   WHEN 403 THEN 'Forbidden' WHEN 404 THEN 'NotFound' WHEN 409 THEN 'Conflict'
+					   WHEN 413 THEN 'PayloadTooLarge' WHEN 429 THEN 'TooManyRequests'
+					   WHEN 502 THEN 'BadGateway' WHEN 503 THEN 'ServiceUnavailable' END;
+COMMENT ON FUNCTION paas.openapi_response_name(integer) IS
+	'the name in components.responses of an error status';
+
+-- The operation object of a route.  names: the capture names of the path
+-- template the document files it under (the first route of its shape).
+CREATE FUNCTION paas.route_operation(r paas.routes, names text[]) RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	own text[] := paas.route_captures(r.path);
+	params jsonb := '[]';
+	responses jsonb;
+	content jsonb;
+	s jsonb;
+	i integer;
+	p record;
+BEGIN
+	FOR i IN 1 .. coalesce(cardinality(own), 0) LOOP
+		s := coalesce(r.path_schema -> own[i], paas.route_path_param(own[i]));
+		params := params || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+			'name', names[i], 'in', 'path', 'required', true,
+			'description', s ->> 'description', 'schema', s - 'description')));
+	END LOOP;
+	FOR p IN SELECT x.* FROM (SELECT 'query' AS place, key, value FROM jsonb_each(r.query_schema)
+							  UNION ALL
+							  SELECT 'header', key, value FROM jsonb_each(r.header_schema)) x
+			 ORDER BY x.place DESC, (x.key = 'page') DESC, (x.key = 'limit') DESC, x.key LOOP
+		params := params || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+			'name', p.key, 'in', p.place, 'required', false,
+			'description', p.value ->> 'description', 'schema', p.value - 'description')));
+	END LOOP;
+
+	content := CASE r.response_type
+		WHEN 'envelope' THEN jsonb_build_object('application/json', jsonb_build_object('schema',
+			jsonb_build_object('allOf', jsonb_build_array(
+				jsonb_build_object('$ref', CASE WHEN 'paginated' = ANY (r.flags)
+												THEN '#/components/schemas/PaginatedSuccess'
+												ELSE '#/components/schemas/Success' END),
+				jsonb_build_object('type', 'object', 'properties', jsonb_build_object(
+					'message', jsonb_build_object('const', r.message),
+					'statusCode', jsonb_build_object('const', r.status),
+					'data', r.response_schema))))))
+		WHEN 'json' THEN jsonb_build_object('application/json', jsonb_build_object('schema', r.response_schema))
+		WHEN 'pdf' THEN '{"application/pdf": {"schema": {"type": "string", "format": "binary"}}}'
+		WHEN 'text' THEN jsonb_build_object('text/plain', jsonb_build_object('schema', r.response_schema)) END;
+	responses := jsonb_build_object(r.status::text, jsonb_build_object('description', r.message, 'content', content));
+	SELECT responses || coalesce(jsonb_object_agg(e::text, jsonb_build_object(
+			'$ref', '#/components/responses/' || paas.openapi_response_name(e))), '{}')
+	  INTO responses
+	  FROM unnest(paas.route_error_statuses(r)) e;
+	responses := responses || '{"default": {"$ref": "#/components/responses/UnexpectedError"}}';
+
+	RETURN jsonb_strip_nulls(jsonb_build_object(
+		'operationId', r.operation_id,
+		'summary', r.summary,
+		'description', coalesce(r.description, obj_description(r.function, 'pg_proc')),
+		'tags', jsonb_build_array(r.tag),
+		'security', coalesce(r.security, paas.route_security(r.access)),
+		'parameters', CASE WHEN jsonb_array_length(params) > 0 THEN params END,
+		'requestBody', CASE WHEN r.request_schema IS NOT NULL THEN jsonb_build_object(
+			'required', r.request_required,
+			'content', jsonb_build_object('application/json', jsonb_build_object('schema', r.request_schema))) END,
+		'responses', responses,
+		'x-access', r.access,
+		'x-paas-function', paas.route_function_name(r.function),
+		'x-paas-flags', CASE WHEN cardinality(r.flags) > 0 THEN to_jsonb(r.flags) END));
+END
+$$;
+COMMENT ON FUNCTION paas.route_operation(paas.routes, text[]) IS
+	'the OpenAPI operation object of a route, its path parameters named as in the document''s template';
+
+CREATE FUNCTION api.openapi(ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	paths jsonb;
+BEGIN
+	-- Routes of one shape share a path template ("/services/{name}"), named
+	-- after the first of them in table order.
+	WITH rt AS (
+		SELECT r, first_value(r.path) OVER (PARTITION BY paas.route_shape(r.path) ORDER BY r.seq) AS key_path
+		  FROM paas.routes r),
+	items AS (
+		SELECT paas.route_openapi_path(rt.key_path) AS p,
+			   jsonb_object_agg(lower((rt.r).method),
+								paas.route_operation(rt.r, paas.route_captures(rt.key_path))) AS item
+		  FROM rt
+		 GROUP BY 1)
+	SELECT coalesce(jsonb_object_agg(p, item), '{}') INTO paths FROM items;
+
+	RETURN jsonb_build_object(
+		'openapi', '3.1.0',
+		'info', jsonb_build_object(
+			'title', 'paas API',
+			'version', coalesce((SELECT extversion FROM pg_extension WHERE extname = 'paas'), paas.version()),
+			'description', 'Platform-as-a-service backend: accounts, the service catalog, a prepaid IDR wallet '
+				'topped up through Midtrans, subscriptions paid from it, worker nodes. Every JSON answer uses one '
+				'envelope: {success, message, data, timestamp, statusCode} (lists add pagination), errors '
+				'{success: false, message, code, details, errors, timestamp, statusCode}; statusCode always equals '
+				'the HTTP status. Money is a JSON integer of whole rupiah; ids are opaque strings; timestamps are '
+				'ISO-8601 UTC. A request''s fields are its JSON body''s, then its query string''s, then its path''s '
+				'(later wins). Generated from the route table paas.routes.'),
+		'servers', jsonb_build_array(jsonb_build_object(
+			'url', coalesce(nullif(ctx ->> 'serverUrl', ''), '/'),
+			'description', 'this server')),
+		'tags', (SELECT coalesce(jsonb_agg(jsonb_build_object('name', t.name, 'description', t.description)
+										   ORDER BY t.seq), '[]')
+				   FROM paas.route_tags t WHERE EXISTS (SELECT 1 FROM paas.routes r WHERE r.tag = t.name)),
+		'paths', paths,
+		'components', jsonb_build_object(
+			'schemas', (SELECT coalesce(jsonb_object_agg(s.name, s.schema), '{}') FROM paas.route_schemas s),
+			'responses', paas.openapi_responses(),
+			'securitySchemes', jsonb_build_object(
+				'bearerAuth', jsonb_build_object('type', 'http', 'scheme', 'bearer', 'bearerFormat', 'JWT',
+					'description', 'an access token from /auth/login, /auth/register or /auth/refresh'),
+				'nodeToken', jsonb_build_object('type', 'http', 'scheme', 'bearer',
+					'description', 'the node token POST /workers/register returned to this node'),
+				'joinToken', jsonb_build_object('type', 'http', 'scheme', 'bearer',
+					'description', 'a cluster join token (POST /workers/join-tokens, or the configured one)'))));
+END
+$$;
+COMMENT ON FUNCTION api.openapi(jsonb) IS
+	'GET /openapi.json: the OpenAPI 3.1 document of every route, from paas.routes (ctx.serverUrl: the servers URL, default "/")';
+
+-- The route table as the gateway loads it, in table order.
+CREATE FUNCTION api.routes()
+	RETURNS TABLE (seq integer, method text, path text, function text, access text, status integer,
+				   message text, flags text[], tag text)
+	LANGUAGE sql STABLE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+AS $$
+	SELECT r.seq, r.method, r.path, paas.route_function_name(r.function), r.access, r.status, r.message,
+		   r.flags, r.tag
+	  FROM paas.routes r
+	 ORDER BY r.seq
+$$;
+COMMENT ON FUNCTION api.routes() IS
+	'the route table as the gateway loads it at start and on NOTIFY paas_routes: seq, method, path, function, access, status, message, flags, tag';
+
+REVOKE ALL ON FUNCTION api.openapi(jsonb), api.routes() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.openapi(jsonb), api.routes() TO paas_api, paas_owner;
+
+-- jobs of the new functions
+INSERT INTO paas.job (name, fn, run_every, description) VALUES
+	('prune_login_failures', 'paas.job_prune_login_failures', '1 hour',
+	 'deletes failed-login rows that no longer limit or vouch for an address');
+INSERT INTO paas.job (name, fn, run_every, description) VALUES
+	('prune_midtrans_rejects', 'paas.job_prune_midtrans_rejects', '1 hour',
+	 'deletes refused Midtrans notifications older than paas.midtrans_reject_retention');
+
+-- the webhook's refused notifications so far become bounded records
+INSERT INTO paas.midtrans_rejects (received_at, reason, order_id, client_ip, body_size, body_sha256, body_head)
+SELECT n.received_at, n.outcome, n.order_id, NULL, octet_length(n.body::text),
+	   sha256(convert_to(n.body::text, 'UTF8')), paas.text_head(n.body::text, 4096)
+  FROM paas.midtrans_notifications n
+ WHERE n.source = 'webhook' AND n.outcome = 'bad_signature' AND n.signature_ok IS false
+ ORDER BY n.id;
+DELETE FROM paas.midtrans_notifications n
+ WHERE n.source = 'webhook' AND n.outcome = 'bad_signature' AND n.signature_ok IS false;
+
+-- the balances of the platform accounts, verified from their postings
+SELECT paas.ledger_restore_balances();
+
+CREATE TRIGGER job_mark_customized BEFORE UPDATE ON paas.job
+	FOR EACH ROW EXECUTE FUNCTION paas.job_mark_customized();
+CREATE TRIGGER job_restore_settings BEFORE INSERT ON paas.job
+	FOR EACH ROW WHEN (NEW.customized) EXECUTE FUNCTION paas.job_restore_settings();
+INSERT INTO paas.job (name, fn, runner, run_every, next_run_at, description) VALUES
+	('renewals', 'api.run_renewals', 'pg_cron', NULL, NULL,
+	 'renews due subscriptions; started by pg_cron (cron.job paas-renewals, api.subscriptions_schedule_renewals)');
+

@@ -16,13 +16,21 @@ Content-Type/Accept application/json and User-Agent Veritrans, status_code
 hex SHA-512(order_id + status_code + gross_amount + server key).
 
 Test controls (not part of Midtrans) under /_fake/:
-  POST /_fake/mode {"snap": ok|error500|unauthorized|hang, "status": ok|error500}
+  POST /_fake/mode {"snap": ok|error500|unauthorized|hang, "status": ok|error500|badsig}
+                                         (badsig: status answers whose signature_key
+                                         does not verify)
   GET  /_fake/orders/<order_id>          what Snap received for the order, its state
   POST /_fake/pay {order_id, transaction_status, fraud_status?, payment_type?,
                    refund_amount?, notify?: true, times?: 1}
                                          sets the order's Midtrans state and
                                          (notify) delivers the notification
                                          "times" times; answers the webhook's replies
+  POST /_fake/refund {order_id, amount, chargeback?: false, notify?: true}
+                                         a refund (chargeback) of "amount" as Midtrans
+                                         makes it: appended to the order's refunds[];
+                                         the status becomes partial_refund, or refund
+                                         once the whole amount is refunded, with
+                                         refund_amount the total refunded; notifies
   POST /_fake/notification {order_id, transaction_status, ...}
                                          the signed notification body for that
                                          state, without changing or sending anything
@@ -88,6 +96,8 @@ def notification(order, spec):
         body["expiry_time"] = (datetime.now(WIB) + timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
     if "refund_amount" in spec:
         body["refund_amount"] = spec["refund_amount"]
+    if spec.get("refunds"):
+        body["refunds"] = spec["refunds"]
     return body
 
 
@@ -133,6 +143,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, mode)
         if self.path == "/_fake/pay":
             return self.pay()
+        if self.path == "/_fake/refund":
+            return self.refund()
         if self.path == "/_fake/notification":
             spec = self.body()
             with lock:
@@ -197,6 +209,8 @@ class Handler(BaseHTTPRequestHandler):
                                     "id": str(uuid.uuid4())})
         body = notification(order, state)
         body["status_message"] = "Success, transaction is found"
+        if mode["status"] == "badsig":
+            body["signature_key"] = hashlib.sha512(b"not the server key").hexdigest()
         self.reply(200, body)
 
     def pay(self):
@@ -212,6 +226,33 @@ class Handler(BaseHTTPRequestHandler):
             for _ in range(int(spec.get("times", 1))):
                 replies.append(deliver(body))
         self.reply(200, {"deliveries": replies})
+
+
+    def refund(self):
+        spec = self.body()
+        with lock:
+            order = orders.get(spec.get("order_id"))
+            if order is None or not order["state"]:
+                return self.reply(404, {"error": "unknown or unpaid order"})
+            prev = order["state"]
+            refunds = list(prev.get("refunds") or [])
+            amount = int(spec["amount"])
+            refunds.append({
+                "refund_chargeback_id": len(refunds) + 1,
+                "refund_amount": f"{amount}.00",
+                "created_at": datetime.now(WIB).strftime("%Y-%m-%d %H:%M:%S"),
+                "reason": spec.get("reason", "test refund"),
+                "refund_key": str(uuid.uuid4()),
+                "refund_method": "online"})
+            total = sum(int(float(r["refund_amount"])) for r in refunds)
+            kind = "chargeback" if spec.get("chargeback") else "refund"
+            st = kind if total >= order["amount"] else "partial_" + kind
+            order["state"] = dict(prev, transaction_status=st, refund_amount=f"{total}.00", refunds=refunds)
+            state = order["state"]
+        replies = []
+        if spec.get("notify", True):
+            replies.append(deliver(notification(order, state)))
+        self.reply(200, {"deliveries": replies, "state": state})
 
 
 def main():

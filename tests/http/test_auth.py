@@ -5,12 +5,19 @@ import hashlib
 import hmac
 import json
 import os
+import pathlib
+import socket
+import subprocess
 import threading
 import time
+import uuid
 
 import pytest
+import requests
 
-from conftest import PASSWORD, Api, check_envelope, metric, psql, register, unique_email
+from conftest import PASSWORD, Api, check_envelope, metric, psql, register, unique_email, wait_until
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def b64(d):
@@ -237,15 +244,148 @@ def test_login_rate_limit_per_address():
     check_envelope(Api(ip="10.250.0.2").post("/api/v1/auth/login", {"email": "x"}), 400)
 
 
-def test_failed_logins_slow_the_account(user):
+def wrong_logins(api, email, n):
+    return [api.post("/api/v1/auth/login", {"email": email, "password": "Wrong1234"}).status_code
+            for _ in range(n)]
+
+
+def retry_after(r):
+    body = check_envelope(r, 429)
+    assert body["code"] == "RATE_LIMITED"
+    return int(r.headers["Retry-After"])
+
+
+def test_failed_logins_are_limited_per_account_and_address():
+    """10 failures a minute per (account, address), counted in the database;
+    past them that address gets 429 before its password is checked, while
+    the owner, from their own address, still logs in."""
+    owner = Api()
+    u = register(owner)
+    attacker = Api()
+    assert wrong_logins(attacker, u["email"], 12) == [401] * 10 + [429, 429]
+    assert 1 <= retry_after(attacker.post("/api/v1/auth/login", {"email": u["email"].upper(), "password": PASSWORD})) <= 60
+    check_envelope(owner.post("/api/v1/auth/login", {"email": u["email"], "password": PASSWORD}), 200)
+    assert psql("SELECT round(failures) FROM paas.login_failures WHERE user_id = :'a1' AND client = :'a2'",
+                u["id"], attacker.ip) == "10"
+
+
+def test_an_attacker_with_many_addresses_cannot_lock_the_owner_out():
+    """Failures from six addresses pass the account's limit over unknown
+    addresses (50): those wait (exponential back-off), but the owner's
+    address, known to the account, does not."""
+    owner = Api()
+    u = register(owner)
     codes = []
-    for i in range(14):
-        # every attempt from a fresh address: only the account limit applies
-        codes.append(Api().post("/api/v1/auth/login",
-                                {"email": user["email"], "password": "Wrong1234"}).status_code)
-    assert codes[:10] == [401] * 10 and codes[-1] == 429
-    r = Api().post("/api/v1/auth/login", {"email": user["email"].upper(), "password": PASSWORD})
-    assert check_envelope(r, 429)["code"] == "RATE_LIMITED"
+    for _ in range(6):
+        codes += wrong_logins(Api(), u["email"], 10)
+    assert codes[:50] == [401] * 50 and 429 in codes[50:], codes
+    assert retry_after(Api().post("/api/v1/auth/login", {"email": u["email"], "password": PASSWORD})) >= 1
+    check_envelope(owner.post("/api/v1/auth/login", {"email": u["email"], "password": PASSWORD}), 200)
+
+
+def test_concurrent_failed_logins_cannot_pass_the_limit():
+    u = register(Api())
+    ip = Api().ip
+    barrier = threading.Barrier(20)
+    codes = []
+
+    def go():
+        a = Api(ip=ip)
+        barrier.wait()
+        codes.append(a.post("/api/v1/auth/login", {"email": u["email"], "password": "Wrong1234"}).status_code)
+        a.s.close()
+
+    threads = [threading.Thread(target=go) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(codes) <= {401, 429} and 1 <= codes.count(401) <= 10, codes
+
+
+def test_a_lookalike_email_counts_on_the_same_account():
+    """lower() maps the dotted capital I to i: "alİce@" finds the account
+    of "alice@", and so counts on its failures (keyed by the account)."""
+    email = f"alice-{uuid.uuid4().hex[:10]}@example.com"
+    register(Api(), email=email)
+    a = Api()
+    assert wrong_logins(a, email, 10) == [401] * 10
+    retry_after(a.post("/api/v1/auth/login", {"email": email.replace("alice", "al\u0130ce"), "password": PASSWORD}))
+
+
+def test_failed_logins_are_shared_by_every_gateway(tmp_path):
+    """A second httpd on the same database (or the first one restarted)
+    knows the failures the first one saw."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    other = f"http://127.0.0.1:{port}"
+    log = open(tmp_path / "httpd2.log", "w")
+    proc = subprocess.Popen([str(ROOT / "httpd" / "paas-httpd")], stdout=log, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, PAAS_HTTP_LISTEN=f"127.0.0.1:{port}", PAAS_ACCESS_LOG="0"))
+    try:
+        def up():
+            try:
+                return requests.get(other + "/api/v1/health", timeout=2).status_code == 200
+            except requests.ConnectionError:
+                return False
+        wait_until(up, timeout=20)
+        u = register(Api())
+        a = Api()
+        assert wrong_logins(a, u["email"], 10) == [401] * 10
+        r = requests.post(other + "/api/v1/auth/login", json={"email": u["email"], "password": PASSWORD},
+                          headers={"X-Forwarded-For": a.ip}, timeout=30)
+        retry_after(r)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def fnv1a_low16(data, h=1469598103934665603 & 0xFFFF):
+    """The low 16 bits of httpd/ratelimit.c's FNV-1a: its slot of 65,536."""
+    for c in data:
+        h = ((h ^ c) * 1099511628211) & 0xFFFF
+    return h
+
+
+def test_chosen_emails_do_not_reset_the_address_limit():
+    """httpd's bucket table is bounded: a key whose probe window is full of
+    live buckets takes over its home slot.  Login requests with chosen
+    emails once created a bucket each, which let one address fill the
+    window of its own login bucket and reset it on every request.  Failed
+    logins are counted in the database now: only the address's bucket is
+    in httpd, and it holds."""
+    a = Api()
+    home = fnv1a_low16(f"login-ip|{a.ip}".encode())
+    mult, inv_mult = 1099511628211 & 0xFFFF, pow(1099511628211 & 0xFFFF, -1, 65536)
+    before_suffix = [0] * 65536  # state before "@example.com" -> slot, inverted
+    for h in range(65536):
+        before_suffix[fnv1a_low16(b"@example.com", h)] = h
+    alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789"
+    # the state after three free characters that a fourth one takes to each slot of the window
+    wanted = {}
+    for i in range(16):
+        need = (before_suffix[(home + i) % 65536] * inv_mult) & 0xFFFF
+        for c4 in alphabet:
+            wanted.setdefault(need ^ c4, (i, c4))
+    tag = uuid.uuid4().hex[:6]
+    start = fnv1a_low16(f"login-fail|x{tag}".encode())
+    found = {}
+    for c1 in alphabet:
+        h1 = ((start ^ c1) * mult) & 0xFFFF
+        for c2 in alphabet:
+            h2 = ((h1 ^ c2) * mult) & 0xFFFF
+            for c3 in alphabet:
+                hit = wanted.get(((h2 ^ c3) * mult) & 0xFFFF)
+                if hit and hit[0] not in found:
+                    found[hit[0]] = f"x{tag}{chr(c1)}{chr(c2)}{chr(c3)}{chr(hit[1])}@example.com"
+    for i, e in found.items():
+        assert fnv1a_low16(f"login-fail|{e}".encode()) == (home + i) % 65536
+    assert len(found) == 16, sorted(found)
+    emails = [found[i] for i in range(1, 16)] + [found[0]] * 40
+    codes = [a.post("/api/v1/auth/login", {"email": e, "password": "Wrong1234"}).status_code for e in emails]
+    assert sum(c != 429 for c in codes) <= 22, codes  # 20 a minute, plus what refills meanwhile
 
 
 def test_register_rate_limit_per_address():

@@ -91,7 +91,9 @@ def test_create_read_update_toggle_delete(adm):
     pub = check_envelope(Api().get(f"{BASE}/{name}"), 200)["data"]
     assert pub["id"] == sid and pub["monthlyPrice"] == 25000
     assert "dockerImage" not in pub and "environmentVars" not in pub
-    assert check_envelope(adm.get(f"{BASE}/admin/{sid}"), 200)["data"] == data
+    got = check_envelope(adm.get(f"{BASE}/admin/{sid}"), 200)["data"]
+    assert got.pop("_count") == {"subscriptions": 0} and got.pop("subscriptions") == []
+    assert got == data
 
     upd = check_envelope(adm.put(f"{BASE}/{sid}", {"monthlyPrice": 40000, "description": "A new description here",
                                                    "resources": {"memoryMiB": 4096}}), 200)["data"]
@@ -121,7 +123,7 @@ def test_duplicate_slug_is_409(adm):
     name = slug("dup")
     create(adm, name=name)
     body = check_envelope(adm.post(BASE, service_body(name=name, displayName="Other")), 409)
-    assert body["code"] == "CONFLICT_ERROR"
+    assert body["code"] == "SERVICE_EXISTS"
 
 
 def test_public_list_filters_and_pagination(adm):
@@ -254,7 +256,7 @@ def test_admin_list_rejects_bad_filters(adm, query, fields):
 
 def test_unknown_and_malformed_ids_are_404(adm):
     for sid in (str(uuid.uuid4()), "not-a-uuid", "1"):
-        assert check_envelope(adm.get(f"{BASE}/admin/{sid}"), 404)["code"] == "NOT_FOUND_ERROR"
+        assert check_envelope(adm.get(f"{BASE}/admin/{sid}"), 404)["code"] == "SERVICE_NOT_FOUND"
         check_envelope(adm.put(f"{BASE}/{sid}", {"monthlyPrice": 1}), 404)
         check_envelope(adm.patch(f"{BASE}/{sid}/toggle-status"), 404)
         check_envelope(adm.delete(f"{BASE}/{sid}"), 404)

@@ -1,10 +1,13 @@
 """Admin user management over HTTP, and the authorization matrix of every
 accounts route x {anonymous, user, other user, admin}."""
+import threading
 import uuid
 
 import pytest
+import requests
 
-from conftest import PASSWORD, Api, check_envelope, psql, register, unique_email
+from conftest import BASE, PASSWORD, Api, check_envelope, psql, register, unique_email, wait_until
+from sessions import Session, gateway_backends_waiting_for_a_lock
 
 NEW_PW = "Rese7Password"
 
@@ -123,7 +126,7 @@ def test_create_update_reset_delete(admin):
 def test_unknown_and_malformed_ids_are_404(admin):
     adm = Api(admin["access"])
     for uid in (str(uuid.uuid4()), "not-a-uuid", "1"):
-        assert check_envelope(adm.get(f"/api/v1/users/{uid}"), 404)["code"] == "NOT_FOUND_ERROR"
+        assert check_envelope(adm.get(f"/api/v1/users/{uid}"), 404)["code"] == "USER_NOT_FOUND"
 
 
 def test_admin_cannot_lock_themself_out(admin):
@@ -154,3 +157,84 @@ def test_bulk_is_all_or_nothing(admin):
     check_envelope(adm.post("/api/v1/users/bulk", {"action": "set-role", "ids": [a["id"]]}), 400)
     body = check_envelope(adm.post("/api/v1/users/bulk", {"action": "explode", "ids": "x"}), 400)
     assert {e["field"] for e in body["errors"]} == {"action", "ids"}
+
+
+def new_admin():
+    email = unique_email("admin")
+    psql("SELECT api.seed_admin(:'a1', :'a2')", email, PASSWORD)
+    body = check_envelope(Api().post("/api/v1/auth/login", {"email": email, "password": PASSWORD}), 200)
+    return {"id": body["data"]["user"]["id"], "access": body["data"]["accessToken"]}
+
+
+def active_admins(*ids):
+    return int(psql("SELECT count(*) FROM paas.users WHERE id = ANY (string_to_array(:'a1', ',')::uuid[])"
+                    " AND role = 'ADMINISTRATOR' AND is_active AND deleted_at IS NULL", ",".join(ids)))
+
+
+def at_once(calls, lock_ids):
+    """Runs the HTTP calls at the same time while a second session holds
+    the rows of lock_ids FOR UPDATE, until every call waits for a lock
+    (none has committed; without serialisation each has made its checks).
+    Returns the statuses."""
+    results = [None] * len(calls)
+
+    def go(i):
+        method, path, body, token = calls[i]
+        results[i] = Api(token).call(method, path, body).status_code
+
+    with Session() as s:
+        s.run("BEGIN")
+        locked = s.run("SELECT id FROM paas.users WHERE id = ANY ('{%s}'::uuid[]) FOR UPDATE" % ",".join(lock_ids))
+        assert len(locked.split()) == len(lock_ids)
+        threads = [threading.Thread(target=go, args=(i,)) for i in range(len(calls))]
+        for t in threads:
+            t.start()
+        wait_until(lambda: gateway_backends_waiting_for_a_lock() >= len(calls), timeout=20)
+        s.run("COMMIT")
+    for t in threads:
+        t.join()
+    return results
+
+
+@pytest.mark.parametrize("change", ["demote", "deactivate", "delete", "bulk"])
+def test_two_admins_removing_each_other_at_once_leave_one(change):
+    """The changes that can take the role away are serialised: the second
+    one finds its caller no longer an administrator (403)."""
+    a, b = new_admin(), new_admin()
+
+    def call(me, other):
+        return {"demote": ("PUT", f"/api/v1/users/{other['id']}", {"role": "USER"}),
+                "deactivate": ("PATCH", f"/api/v1/users/{other['id']}/toggle-status", None),
+                "delete": ("DELETE", f"/api/v1/users/{other['id']}", None),
+                "bulk": ("POST", "/api/v1/users/bulk", {"action": "set-role", "role": "USER", "ids": [other["id"]]}),
+                }[change] + (me["access"],)
+
+    statuses = at_once([call(a, b), call(b, a)], [a["id"], b["id"]])
+    assert sorted(statuses) == [200, 403], statuses
+    assert active_admins(a["id"], b["id"]) == 1
+
+
+def test_the_last_two_admins_cannot_both_leave_at_once():
+    a, b = new_admin(), new_admin()
+    others = psql("SELECT string_agg(id::text, ',') FROM paas.users WHERE role = 'ADMINISTRATOR'"
+                  " AND id <> ALL (string_to_array(:'a1', ',')::uuid[])", f"{a['id']},{b['id']}")
+    psql("UPDATE paas.users SET role = 'USER' WHERE id = ANY (string_to_array(:'a1', ',')::uuid[])", others)
+    try:
+        statuses = at_once([("DELETE", "/api/v1/auth/account", None, a["access"]),
+                            ("DELETE", "/api/v1/auth/account", None, b["access"])], [a["id"], b["id"]])
+        assert sorted(statuses) == [200, 409], statuses
+        assert active_admins(a["id"], b["id"]) == 1
+    finally:
+        psql("UPDATE paas.users SET role = 'ADMINISTRATOR' WHERE id = ANY (string_to_array(:'a1', ',')::uuid[])", others)
+
+
+def test_reading_a_user_takes_no_row_lock(admin):
+    """GET /users/:id answers while another transaction holds the row (a
+    login, an administrator's change) and never makes them wait."""
+    u = register(Api())
+    with Session() as s:
+        s.run("BEGIN")
+        s.run(f"SELECT 1 FROM paas.users WHERE id = '{u['id']}' FOR UPDATE")
+        r = requests.get(f"{BASE}/api/v1/users/{u['id']}", headers={"Authorization": f"Bearer {admin['access']}"},
+                         timeout=10)
+        assert check_envelope(r, 200)["data"]["id"] == u["id"]

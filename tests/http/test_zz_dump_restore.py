@@ -72,6 +72,25 @@ class Snapshot:
         self.p.wait(timeout=30)
 
 
+# The settings of the job registry that a DBA changes (paas.job: enabled,
+# run_every), compared apart: its rows are the install's, with the
+# customized ones put back by the restore (sql/parts/90_dump.sql).
+JOB_SETTINGS = ("SELECT string_agg(concat_ws(':', name, runner, fn, run_every, enabled, customized), ',' "
+                "ORDER BY name) FROM paas.job")
+
+
+@pytest.fixture
+def changed_jobs():
+    """Job settings a DBA changed before the dump (as paas_owner)."""
+    saved = sql("paas", "SELECT string_agg(format('UPDATE paas.job SET run_every = %L, enabled = %L "
+                        "WHERE name = %L;', run_every, enabled, name), ' ') FROM paas.job")
+    sql("paas", "SET ROLE paas_owner; "
+                "UPDATE paas.job SET run_every = '2 hours 7 minutes' WHERE name = 'prune_sessions'; "
+                "UPDATE paas.job SET enabled = false WHERE name IN ('prune_login_failures', 'renewals')")
+    yield
+    sql("paas", saved)
+
+
 @pytest.fixture
 def snap():
     s = Snapshot()
@@ -101,7 +120,7 @@ def restored(snap):
         subprocess.run(["rm", "-rf", d], check=False)
 
 
-def test_dump_and_restore_keep_every_table(snap, restored):
+def test_dump_and_restore_keep_every_table(changed_jobs, snap, restored):
     tables = snap.ask("SELECT string_agg(relname, ' ' ORDER BY relname) FROM pg_class "
                       "WHERE relnamespace = 'paas'::regnamespace AND relkind = 'r'").split()
     assert {"users", "ledger_postings", "invoices", "subscriptions", "nodes"} <= set(tables)
@@ -111,6 +130,12 @@ def test_dump_and_restore_keep_every_table(snap, restored):
             continue
         where = NOT_DUMPED.get(t)
         assert fingerprint(restored, t, where) == snap.ask(fingerprint_sql(t, where)), t
+
+    # the job settings a DBA changed come back, on the install's rows
+    jobs = snap.ask(JOB_SETTINGS)
+    assert "prune_sessions:worker:paas.job_prune_sessions:02:07:00:t:t" in jobs
+    assert "renewals:pg_cron:api.run_renewals:f:t" in jobs
+    assert sql(restored, JOB_SETTINGS) == jobs
 
     # platform balances come back from the postings; every invariant holds
     sql(restored, "SELECT paas.ledger_restore_balances()")

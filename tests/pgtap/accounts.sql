@@ -1,7 +1,7 @@
 -- accounts: api.auth_* and api.users_* called as the gateway would, every
 -- error SQLSTATE, token rotation and reuse, identity checks.
 BEGIN;
-SELECT plan(63);
+SELECT plan(114);
 
 -- Fixtures: a user and an admin created through the api.
 CREATE TEMP TABLE t (k text PRIMARY KEY, v jsonb);
@@ -55,8 +55,8 @@ SELECT is(pg_temp.fields($$SELECT api.auth_register('{"name": "Okay", "email": "
 -- login
 SELECT is((api.auth_login('{"email": "PAT.tester@example.com", "password": "Passw0rdOK"}') #>> '{user,id}'),
 	pg_temp.v('reg', '{user,id}'), 'login is case-insensitive on email');
-SELECT throws_ok($$SELECT api.auth_login('{"email": "pat.tester@example.com", "password": "wrong"}')$$,
-	'PT401', 'Invalid email or password', 'wrong password');
+SELECT is(api.auth_login('{"email": "pat.tester@example.com", "password": "wrong"}') -> '$error',
+	'{"sqlstate": "PT401", "message": "Invalid email or password"}', 'wrong password: a committed refusal (401)');
 SELECT throws_ok($$SELECT api.auth_login('{"email": "nobody@example.com", "password": "Passw0rdOK"}')$$,
 	'PT401', 'Invalid email or password', 'unknown email gives the same error');
 SELECT throws_ok($$SELECT api.auth_login('{"email": 7}')$$, 'PT400', 'Validation failed', 'login validates');
@@ -105,7 +105,7 @@ UPDATE t SET v = api.auth_login('{"email": "pat.tester@example.com", "password":
 
 -- change password
 SELECT throws_ok($$SELECT api.auth_change_password('{"currentPassword": "bad", "newPassword": "NewPassw0rd", "confirmNewPassword": "NewPassw0rd"}', pg_temp.uctx())$$,
-	'PT400', 'Current password is incorrect', 'current password checked');
+	'PU400', 'Current password is incorrect', 'current password checked: PU400 (INVALID_PASSWORD, as the original)');
 SELECT throws_ok($$SELECT api.auth_change_password('{"currentPassword": "Passw0rdOK", "newPassword": "short", "confirmNewPassword": "other"}', pg_temp.uctx())$$,
 	'PT400', 'Validation failed', 'new password validated');
 INSERT INTO t VALUES ('second', api.auth_login('{"email": "pat.tester@example.com", "password": "Passw0rdOK"}'));
@@ -133,13 +133,23 @@ SELECT ok((api.users_stats('{}', pg_temp.actx()) ->> 'totalUsers')::int >= 2, 's
 -- get / create / update
 SELECT is(api.users_get(jsonb_build_object('id', pg_temp.v('reg', '{user,id}')), pg_temp.actx()) ->> 'email',
 	'Pat.Tester@Example.com', 'users_get');
-SELECT throws_ok($$SELECT api.users_get('{"id": "zzz"}', pg_temp.actx())$$, 'PT404', 'User not found', 'malformed id is 404');
+SELECT throws_ok($$SELECT api.users_get('{"id": "zzz"}', pg_temp.actx())$$, 'PU404', 'User not found', 'malformed id is 404 (USER_NOT_FOUND)');
 SELECT throws_ok($$SELECT api.users_create('{"name": "X", "email": "pat.tester@example.com", "password": "Passw0rdOK"}', pg_temp.actx())$$,
 	'PT400', 'Validation failed', 'create validates');
 SELECT throws_ok($$SELECT api.users_create('{"name": "Xavier", "email": "pat.tester@example.com", "password": "Passw0rdOK"}', pg_temp.actx())$$,
-	'PT409', 'User with this email already exists', 'create refuses a taken email');
+	'PU409', 'User with this email already exists', 'create refuses a taken email (USER_EXISTS)');
 SELECT throws_ok($$SELECT api.users_update('{"id": "00000000-0000-0000-0000-000000000000", "name": "Nobody"}', pg_temp.actx())$$,
-	'PT404', 'User not found', 'update of a missing user');
+	'PU404', 'User not found', 'update of a missing user');
+SELECT throws_ok(format($$SELECT api.users_update('{"id": "%s", "email": "ROOT-pgtap@example.com"}', pg_temp.actx())$$,
+	pg_temp.v('reg', '{user,id}')), 'PE409', 'Email already exists', 'update refuses a taken email (EMAIL_EXISTS)');
+SELECT throws_ok($$SELECT api.users_set_password('{"id": "cmdde35wt000011j5yxb0eekx", "newPassword": "Passw0rdOK"}', pg_temp.actx())$$,
+	'PU404', 'User not found', 'a cuid is an id that cannot exist: 404');
+-- the original's _count and subscriptions relation
+SELECT is(api.auth_profile('{}', pg_temp.uctx()) -> '_count', '{"subscriptions": 0}', 'the profile has _count');
+SELECT is((SELECT count(*)::int FROM jsonb_array_elements(api.users_list('{"limit": 100}', pg_temp.actx()) #> '{data,users}') x
+			WHERE x #>> '{_count,subscriptions}' IS NULL), 0, 'every user of the list has _count');
+SELECT is(api.users_get(jsonb_build_object('id', pg_temp.v('reg', '{user,id}')), pg_temp.actx()) -> 'subscriptions', '[]',
+	'a user without subscriptions: an empty list');
 SELECT throws_ok(format($$SELECT api.users_update('{"id": "%s"}', pg_temp.actx())$$, pg_temp.v('reg', '{user,id}')),
 	'PT400', 'Validation failed', 'update needs a field');
 
@@ -156,10 +166,130 @@ SELECT is(api.users_toggle_status(jsonb_build_object('id', pg_temp.v('reg', '{us
 	'false', 'toggle deactivates');
 SELECT throws_ok($$SELECT api.auth_me('{}', pg_temp.uctx())$$, 'PT401', NULL, 'a deactivated user is refused at once');
 SELECT throws_ok(format($$SELECT api.users_bulk('{"action": "activate", "ids": ["%s", "00000000-0000-0000-0000-000000000001"]}', pg_temp.actx())$$,
-	pg_temp.v('reg', '{user,id}')), 'PT404', NULL, 'bulk with a missing id fails whole');
+	pg_temp.v('reg', '{user,id}')), 'PU404', NULL, 'bulk with a missing id fails whole');
+SELECT throws_ok(format($$SELECT api.users_bulk('{"action": "activate", "ids": ["%s", "cmdde35wt000011j5yxb0eekx"]}', pg_temp.actx())$$,
+	pg_temp.v('reg', '{user,id}')), 'PU404', 'Some users were not found; nothing was changed',
+	'an id that cannot exist is missing too (404, not 400)');
+SELECT throws_ok($$SELECT api.users_bulk('{"action": "activate", "ids": [7]}', pg_temp.actx())$$,
+	'PT400', 'Validation failed', 'ids that are not strings are a field error');
+-- a deactivated account: "Account is deactivated" whatever the password,
+-- and no guess is counted
+SELECT throws_ok($$SELECT api.auth_login('{"email": "pat.tester@example.com", "password": "NewPassw0rd"}', '{"ip": "10.0.9.9"}')$$,
+	'PT401', 'Account is deactivated', 'a deactivated account with its password');
+SELECT throws_ok($$SELECT api.auth_login('{"email": "pat.tester@example.com", "password": "Wr0ngGuess"}', '{"ip": "10.0.9.9"}')$$,
+	'PT401', 'Account is deactivated', 'the same answer with a wrong password: it confirms no guess');
+SELECT is((SELECT count(*)::int FROM paas.login_failures WHERE client = '10.0.9.9'), 0,
+	'and nothing is counted (no password was checked)');
 SELECT is((SELECT is_active FROM paas.users WHERE id = (pg_temp.v('reg', '{user,id}'))::uuid), false, 'and changed nothing');
 SELECT is(api.users_bulk(jsonb_build_object('action', 'activate', 'ids', jsonb_build_array(pg_temp.v('reg', '{user,id}'))), pg_temp.actx()) ->> 'affected',
 	'1', 'bulk activate');
+
+-- reads take no row lock
+SELECT is((SELECT provolatile FROM pg_proc WHERE oid = 'api.users_get(jsonb, jsonb)'::regprocedure), 's',
+	'users_get is a read (STABLE: it cannot lock)');
+
+-- failed logins: counted with the account, under its lock, kept although refused
+INSERT INTO t VALUES ('fay', api.auth_register(
+	'{"name": "Fay Lure", "email": "fay@example.com", "password": "Passw0rdOK", "confirmPassword": "Passw0rdOK"}',
+	'{"ip": "10.7.0.1"}'));
+SET LOCAL paas.login_failures_per_address = 3;
+SET LOCAL paas.login_failures_per_account = 4;
+CREATE FUNCTION pg_temp.fay() RETURNS uuid LANGUAGE sql AS $$ SELECT (v #>> '{user,id}')::uuid FROM t WHERE k = 'fay' $$;
+CREATE FUNCTION pg_temp.login(pw text, ip text) RETURNS jsonb LANGUAGE sql AS
+	$$ SELECT api.auth_login(jsonb_build_object('email', 'FAY@example.com', 'password', pw), jsonb_build_object('ip', ip)) $$;
+CREATE FUNCTION pg_temp.refused(pw text, ip text) RETURNS boolean LANGUAGE sql AS
+	$$ SELECT pg_temp.login(pw, ip) #>> '{$error,sqlstate}' = 'PT401' $$;
+CREATE FUNCTION pg_temp.retry_after(q text) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE d text;
+BEGIN
+	EXECUTE q;
+	RETURN NULL;
+EXCEPTION WHEN SQLSTATE 'PT429' THEN
+	GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+	RETURN d::int;
+END $$;
+-- the time an account must wait passes (the clock is moved instead)
+CREATE FUNCTION pg_temp.wait_out() RETURNS void LANGUAGE sql AS $$
+	UPDATE paas.users SET failed_login_at = failed_login_at - (login_blocked_until - clock_timestamp()),
+						  login_blocked_until = clock_timestamp()
+	 WHERE id = pg_temp.fay() $$;
+CREATE FUNCTION pg_temp.block() RETURNS interval LANGUAGE sql AS
+	$$ SELECT login_blocked_until - failed_login_at FROM paas.users WHERE id = pg_temp.fay() $$;
+
+SELECT is((SELECT last_success_at IS NOT NULL FROM paas.login_failures WHERE user_id = pg_temp.fay() AND client = '10.7.0.1'),
+	true, 'the registering address is known to the account');
+SELECT ok(pg_temp.refused('Wrong0ne1', '10.7.0.2'), 'a wrong password is refused (401)');
+SELECT is((SELECT round(failures)::int FROM paas.login_failures WHERE user_id = pg_temp.fay() AND client = '10.7.0.2'), 1,
+	'the failure is counted per (account, address) although the call was refused');
+SELECT is((SELECT failed_logins FROM paas.users WHERE id = pg_temp.fay()), 1, 'and for the account (an unknown address)');
+SELECT ok(pg_temp.refused('Wrong0ne2', '10.7.0.2') AND pg_temp.refused('Wrong0ne3', '10.7.0.2'), 'two more');
+SELECT throws_ok($$SELECT pg_temp.login('Passw0rdOK', '10.7.0.2')$$, 'PT429',
+	'Too many failed login attempts, please try again later',
+	'past paas.login_failures_per_address the address gets 429, even with the right password');
+SELECT ok(pg_temp.retry_after($$SELECT pg_temp.login('Passw0rdOK', '10.7.0.2')$$) BETWEEN 1 AND 20,
+	'the 429 says when to retry: seconds, in DETAIL (httpd''s Retry-After)');
+SELECT is((SELECT round(failures)::int FROM paas.login_failures WHERE user_id = pg_temp.fay() AND client = '10.7.0.2'), 3,
+	'a refused attempt is not a failure (no password was checked)');
+SELECT is(pg_temp.login('Passw0rdOK', '10.7.0.1') #>> '{user,id}', pg_temp.fay()::text, 'another address still logs in');
+
+-- per account over unknown addresses: back-off doubling from 1 s
+SELECT ok(pg_temp.refused('Wrong0ne4', '10.7.0.3'), 'a fourth failure from unknown addresses');
+SELECT is(pg_temp.block(), interval '1 second', 'reaching paas.login_failures_per_account: unknown addresses wait 1 s');
+DO $$ BEGIN PERFORM pg_temp.wait_out(); END $$;
+SELECT ok(pg_temp.refused('Wrong0ne5', '10.7.0.4'), 'a fifth');
+SELECT is(pg_temp.block(), interval '2 seconds', 'then 2 s');
+DO $$ BEGIN PERFORM pg_temp.wait_out(); END $$;
+SELECT ok(pg_temp.refused('Wrong0ne6', '10.7.0.5'), 'a sixth');
+SELECT is(pg_temp.block(), interval '4 seconds', 'then 4 s');
+SELECT ok(pg_temp.retry_after($$SELECT pg_temp.login('Passw0rdOK', '10.7.0.6')$$) BETWEEN 1 AND 4,
+	'an unknown address waits, even with the right password');
+SELECT is(pg_temp.login('Passw0rdOK', '10.7.0.1') #>> '{user,id}', pg_temp.fay()::text,
+	'a known address does not: the owner is not locked out');
+SELECT ok(pg_temp.refused('Wrong0ne7', '10.7.0.1'), 'the owner mistypes');
+SELECT is((SELECT failed_logins FROM paas.users WHERE id = pg_temp.fay()), 6, 'a known address''s failure does not count for the account');
+SELECT is((SELECT round(failures)::int FROM paas.login_failures WHERE user_id = pg_temp.fay() AND client = '10.7.0.1'), 1,
+	'but in its own bucket');
+SELECT is(pg_temp.login('Passw0rdOK', '10.7.0.1') #>> '{user,id}', pg_temp.fay()::text, 'the owner logs in');
+SELECT is((SELECT failures FROM paas.login_failures WHERE user_id = pg_temp.fay() AND client = '10.7.0.1'), 0::float8,
+	'a successful login empties that address''s bucket');
+SELECT is((SELECT round(failures)::int FROM paas.login_failures WHERE user_id = pg_temp.fay() AND client = '10.7.0.2'), 3,
+	'and no other');
+UPDATE paas.users SET failed_login_at = failed_login_at - interval '1 day', login_blocked_until = NULL WHERE id = pg_temp.fay();
+SELECT ok(pg_temp.refused('Wrong0ne8', '10.7.0.7'), 'a failure a day later');
+SELECT is((SELECT failed_logins FROM paas.users WHERE id = pg_temp.fay()), 1, 'starts the account''s count again');
+SELECT throws_ok($$SELECT api.auth_login('{"email": "nobody-fay@example.com", "password": "Passw0rdOK"}', '{"ip": "10.7.0.2"}')$$,
+	'PT401', 'Invalid email or password', 'an unknown email is refused as before (nothing to count on)');
+RESET paas.login_failures_per_address;
+RESET paas.login_failures_per_account;
+
+-- client addresses
+SELECT is(paas.login_client('2001:db8:1:2:3:4:5:6'), '2001:db8:1:2::/64', 'IPv6 addresses count per /64');
+SELECT is(paas.login_client('::ffff:10.1.2.3'), '::ffff:10.1.2.3', 'IPv4-mapped addresses are hosts');
+SELECT is(paas.login_client('10.1.2.3'), '10.1.2.3', 'IPv4 addresses are hosts');
+SELECT is(paas.login_client(NULL), '', 'no address (a DBA session)');
+SELECT is(paas.login_client('not an address'), 'not an address', 'anything else as given');
+
+-- the prune job keeps what still limits or vouches
+UPDATE paas.login_failures SET at = at - interval '2 hours' WHERE user_id = pg_temp.fay();
+SELECT is((paas.job_prune_login_failures() ->> 'deleted')::int, 5, 'drained buckets of unknown addresses are deleted');
+SELECT is((SELECT array_agg(client) FROM paas.login_failures WHERE user_id = pg_temp.fay()), ARRAY['10.7.0.1'],
+	'known addresses stay');
+
+-- at least one active administrator always remains (DBA sessions too)
+UPDATE paas.users SET role = 'USER' WHERE role = 'ADMINISTRATOR' AND id <> (pg_temp.v('adm', '{id}'))::uuid;
+SELECT throws_ok(format($$SELECT api.users_update('{"id": "%s", "role": "USER"}')$$, pg_temp.v('adm', '{id}')),
+	'PT409', 'At least one active administrator must remain', 'a DBA cannot demote the last administrator');
+SELECT throws_ok(format($$SELECT api.users_toggle_status('{"id": "%s"}')$$, pg_temp.v('adm', '{id}')),
+	'PT409', 'At least one active administrator must remain', 'nor deactivate');
+SELECT throws_ok(format($$SELECT api.users_delete('{"id": "%s"}')$$, pg_temp.v('adm', '{id}')),
+	'PT409', 'At least one active administrator must remain', 'nor delete');
+SELECT throws_ok(format($$SELECT api.users_bulk('{"action": "set-role", "role": "USER", "ids": ["%s"]}')$$, pg_temp.v('adm', '{id}')),
+	'PT409', 'At least one active administrator must remain', 'nor in bulk');
+SELECT throws_ok($$SELECT api.auth_delete_account('{}', pg_temp.actx())$$,
+	'PT409', 'The last active administrator cannot deactivate their account', 'the last one cannot leave');
+SELECT is(api.users_update(jsonb_build_object('id', pg_temp.v('fay', '{user,id}'), 'role', 'ADMINISTRATOR')) ->> 'role',
+	'ADMINISTRATOR', 'with a second one');
+SELECT lives_ok($$SELECT api.auth_delete_account('{}', pg_temp.actx())$$, 'the first may leave');
 
 SELECT finish();
 ROLLBACK;

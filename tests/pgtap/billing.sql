@@ -3,7 +3,7 @@
 -- reconciliation answers, expiry, feeds, dashboards.  Needs the cluster's
 -- paas.midtrans_server_key (tests/run.sh sets one).
 BEGIN;
-SELECT plan(151);
+SELECT plan(158);
 
 -- fixtures -------------------------------------------------------------------
 INSERT INTO paas.users (id, email, name, password_hash) VALUES
@@ -31,6 +31,12 @@ CREATE FUNCTION pg_temp.note(order_id text, st text, gross text DEFAULT '50000.0
 		'status_message', 'midtrans payment notification') || extra
 $$;
 CREATE TABLE pg_temp.v (k text PRIMARY KEY, j jsonb);
+-- the status API's answer for an order, applied as the worker applies it
+CREATE FUNCTION pg_temp.answer(order_id text, st text, gross text DEFAULT '50000.00',
+							   extra jsonb DEFAULT '{}') RETURNS text LANGUAGE sql AS $$
+	SELECT paas.billing_reconcile_apply(order_id, 200,
+		(pg_temp.note(order_id, st, gross, extra) || '{"status_message": "Success, transaction is found"}')::text) ->> 'outcome'
+$$;
 
 -- signature ------------------------------------------------------------------
 SELECT ok(paas.midtrans_configured(), 'a server key is configured for the tests');
@@ -55,9 +61,9 @@ SELECT throws_ok($$SELECT api.billing_topup('{"amount": 50000}', '{}')$$, 'PT401
 SELECT throws_ok($$SELECT api.billing_topup('{"amount": 9999, "currency": "USD"}', pg_temp.ctx('owner'))$$,
 	'PT400', 'Validation failed', 'amount range and currency are validated');
 SELECT throws_ok($$SELECT api.billing_topup('{"amount": "50000"}', pg_temp.ctx('owner'))$$,
-	'PT400', 'Validation failed', 'amount must be a JSON number');
+	'PT400', 'Amount is required and must be a number', 'amount must be a JSON number (the original''s words)');
 SELECT throws_ok($$SELECT api.billing_topup('{"amount": 10000001}', pg_temp.ctx('owner'))$$,
-	'PT400', 'Validation failed', 'the maximum is 10,000,000');
+	'PT400', 'Maximum top-up amount is IDR 10,000,000', 'the maximum is 10,000,000 (the original''s words)');
 
 INSERT INTO pg_temp.v SELECT 's1', api.billing_topup('{"amount": 50000, "currency": "IDR"}', pg_temp.ctx('owner'));
 SELECT ok((SELECT j ? '$snap' FROM pg_temp.v WHERE k = 's1'), 'step 1 asks httpd for a Snap call');
@@ -145,9 +151,9 @@ SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_t
 SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'settlement')
 		|| '{"gross_amount": "5000000.00"}') -> '$error' ->> 'sqlstate', 'PT401',
 	'a tampered amount breaks the signature');
-SELECT is((SELECT count(*)::int FROM paas.midtrans_notifications
-			WHERE order_id = (SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1') AND outcome = 'bad_signature'
-			  AND NOT signature_ok), 2, 'bad signatures are recorded');
+SELECT is((SELECT count(*)::int FROM paas.midtrans_rejects
+			WHERE order_id = (SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1') AND reason = 'bad_signature'),
+	2, 'bad signatures are recorded as rejects');
 SELECT is(paas.wallet_balance('00000000-0000-4000-8000-00000000b111'), 0::bigint, 'and credit nothing');
 SELECT is(api.billing_webhook_midtrans(pg_temp.note('TOPUP-UNKNOWN-1', 'settlement')) -> '$error' ->> 'sqlstate',
 	'PT404', 'an unknown order is a committed 404');
@@ -175,6 +181,8 @@ SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_t
 	'ignored_after_success', 'a late pending never undoes a success');
 SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'expire')) ->> 'status',
 	'PAID', 'nor does a late expire');
+SELECT is(pg_temp.answer((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'settlement'), 'duplicate',
+	'the status API still says settlement: the expire was an old attempt''s');
 SELECT is(paas.wallet_balance('00000000-0000-4000-8000-00000000b111'), 50000::bigint, 'credited exactly once');
 SELECT is((SELECT count(*)::int FROM paas.ledger_entries WHERE ref ->> 'orderId' = (SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1')),
 	1, 'one ledger entry for the order');
@@ -200,14 +208,19 @@ SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{$snap,orderI
 SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'c1'), 'capture', '10000.00',
 		'{"fraud_status": "deny"}')) ->> 'outcome', 'failed', 'capture + deny is a failure');
 
--- reversals
+-- reversals: a notification flags the order, the status API's answer decides
 SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'partial_refund', '50000.00',
-		'{"refund_amount": "20000.00"}')) ->> 'outcome', 'reversed', 'a partial refund reverses its amount');
+		'{"refund_amount": "20000.00"}')) ->> 'outcome', 'verifying_reversal', 'a partial refund notification is checked first');
+SELECT is(paas.wallet_balance('00000000-0000-4000-8000-00000000b111'), 100000::bigint, 'nothing is taken on its word');
+SELECT is(pg_temp.answer((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'partial_refund', '50000.00',
+		'{"refund_amount": "20000.00"}'), 'reversed', 'the status API''s partial refund reverses its amount');
 SELECT is(paas.wallet_balance('00000000-0000-4000-8000-00000000b111'), 80000::bigint, 'the wallet is debited 20,000');
-SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'partial_refund', '50000.00',
-		'{"refund_amount": "20000.00"}')) ->> 'outcome', 'duplicate', 'a replayed partial refund does nothing');
+SELECT is(pg_temp.answer((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'partial_refund', '50000.00',
+		'{"refund_amount": "20000.00"}'), 'duplicate', 'the same answer again does nothing');
 SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'refund', '50000.00',
-		'{"refund_amount": "50000.00"}')) ->> 'outcome', 'reversed', 'the full refund reverses the rest');
+		'{"refund_amount": "50000.00"}')) ->> 'outcome', 'verifying_reversal', 'the full refund notification is checked');
+SELECT is(pg_temp.answer((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'), 'refund', '50000.00',
+		'{"refund_amount": "50000.00"}'), 'reversed', 'the full refund reverses the rest');
 SELECT is(paas.wallet_balance('00000000-0000-4000-8000-00000000b111'), 50000::bigint, 'only the other order''s credit is left');
 SELECT is((SELECT status FROM paas.invoices WHERE id = (SELECT invoice_id FROM paas.topup_orders
 			WHERE order_id = (SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o1'))), 'VOID', 'the refunded order''s invoice is void');
@@ -224,6 +237,8 @@ SELECT lives_ok($$SELECT paas.ledger_post('pgtap-billing-spend', jsonb_build_arr
 			jsonb_build_object('account', paas.platform_account('revenue'), 'amount', 45000)))))$$,
 	'the other user spends most of the credit');
 SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'f1'), 'chargeback')) ->> 'outcome',
+	'verifying_reversal', 'a chargeback notification is checked first');
+SELECT is(pg_temp.answer((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'f1'), 'chargeback'),
 	'reversal_blocked', 'a chargeback larger than the wallet is blocked');
 SELECT is(paas.wallet_balance('00000000-0000-4000-8000-00000000b222'), 5000::bigint, 'the wallet is untouched');
 SELECT is((SELECT status FROM paas.topup_reversals WHERE topup_id = (SELECT topup_id FROM paas.topup_orders
@@ -232,7 +247,11 @@ SELECT is((SELECT status FROM paas.topup_reversals WHERE topup_id = (SELECT topu
 -- a refund before its settlement (out of order)
 INSERT INTO pg_temp.v SELECT 'r1', api.billing_topup('{"amount": 10000}', pg_temp.ctx('other'));
 SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'r1'), 'refund', '10000.00')) ->> 'status',
-	'REFUNDED', 'a refund before the settlement credits then reverses');
+	'PAID', 'a refund before the settlement credits (a signed 200 proves the payment)');
+SELECT is(pg_temp.answer((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'r1'), 'refund', '10000.00'),
+	'reversed', 'and the status API''s refund reverses it');
+SELECT is((SELECT status FROM paas.topups WHERE order_id = (SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'r1')),
+	'REFUNDED', 'the top-up is REFUNDED');
 SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{$snap,orderId}' FROM pg_temp.v WHERE k = 'r1'), 'settlement', '10000.00')) ->> 'outcome',
 	'duplicate', 'the late settlement changes nothing');
 SELECT is(paas.wallet_balance('00000000-0000-4000-8000-00000000b222'), 5000::bigint, 'net zero for that order');

@@ -1,6 +1,6 @@
 -- catalog: paas.services and the /services api functions (20_catalog.sql).
 BEGIN;
-SELECT plan(109);
+SELECT plan(116);
 
 -- Identities: an administrator and a user (ctx as httpd builds it), and a
 -- DBA session (ctx '{}', this psql session).
@@ -111,7 +111,7 @@ SELECT is((SELECT (j -> 'features') || (j -> 'environmentVars') FROM svc WHERE k
 	'features and environmentVars default to empty');
 
 SELECT throws_ok($$SELECT api.services_create('{"name": "zqx-flow", "displayName": "Again", "description": "duplicate slug here",
-	"dockerImage": "nginx"}')$$, 'PT409', 'Service with this name already exists', 'duplicate slug: PT409');
+	"dockerImage": "nginx"}')$$, 'PS409', 'Service with this name already exists', 'duplicate slug: PS409 (SERVICE_EXISTS)');
 SELECT is(pg_temp.err_fields($$SELECT api.services_create('{"name": "admin", "displayName": "Admin", "description": "reserved slug here", "dockerImage": "nginx"}')$$),
 	ARRAY['name'], 'slug "admin" is reserved');
 SELECT is(pg_temp.err_fields($$SELECT api.services_create('{"name": "categories", "displayName": "Cat", "description": "reserved slug here", "dockerImage": "nginx"}')$$),
@@ -197,10 +197,10 @@ SELECT is(pg_temp.err_fields(format($$SELECT api.services_list('{"search": "%s"}
 
 SELECT is(api.services_get_by_name('{"name": "zqx-flow"}') ->> 'displayName', 'Zqx Flow', 'get by slug');
 SELECT is(api.services_get_by_name('{"name": "ZQX-Flow"}') ->> 'name', 'zqx-flow', 'slug lookup ignores case');
-SELECT throws_ok($$SELECT api.services_get_by_name('{"name": "zqx-hidden"}')$$, 'PT404', 'Service not found',
+SELECT throws_ok($$SELECT api.services_get_by_name('{"name": "zqx-hidden"}')$$, 'PS404', 'Service not found',
 	'an inactive service is not found by slug');
-SELECT throws_ok($$SELECT api.services_get_by_name('{"name": "zqx-nothing"}')$$, 'PT404', 'Service not found',
-	'unknown slug: PT404');
+SELECT throws_ok($$SELECT api.services_get_by_name('{"name": "zqx-nothing"}')$$, 'PS404', 'Service not found',
+	'unknown slug: PS404 (SERVICE_NOT_FOUND)');
 
 SELECT is(jsonb_array_length(api.services_categories()), 9, 'every category is listed');
 SELECT is((SELECT (e ->> 'count')::int FROM jsonb_array_elements(api.services_categories()) e WHERE e ->> 'name' = 'cms'),
@@ -236,7 +236,8 @@ SELECT is(pg_temp.err_fields($$SELECT api.services_admin_list('{"status": "gone"
 	"sortOrder": "up", "category": "x", "limit": 101}')$$),
 	ARRAY['category', 'isActive', 'limit', 'sortBy', 'sortOrder', 'status'], 'admin list validates every filter');
 
-SELECT is(api.services_admin_stats('{}', pg_temp.ctx('admin')) - 'byCategory',
+SELECT is(api.services_admin_stats('{}', pg_temp.ctx('admin')) - 'byCategory' - 'totalSubscriptions'
+			- 'activeSubscriptions' - 'popularServices',
 	(SELECT jsonb_build_object('totalServices', count(*), 'activeServices', count(*) FILTER (WHERE is_active),
 		'inactiveServices', count(*) FILTER (WHERE NOT is_active),
 		'byStatus', jsonb_build_object('active', count(*) FILTER (WHERE is_active), 'inactive', count(*) FILTER (WHERE NOT is_active)))
@@ -247,11 +248,37 @@ SELECT is((SELECT e - 'displayName' FROM jsonb_array_elements(api.services_admin
 		'inactive', count(*) FILTER (WHERE NOT is_active)) FROM paas.services WHERE category = 'cms' AND deleted_at IS NULL),
 	'stats count by category');
 
-SELECT is(api.services_admin_get(jsonb_build_object('id', (SELECT j ->> 'id' FROM svc WHERE k = 'hidden')), pg_temp.ctx('admin')),
+SELECT is(api.services_admin_get(jsonb_build_object('id', (SELECT j ->> 'id' FROM svc WHERE k = 'hidden')), pg_temp.ctx('admin'))
+			- 'subscriptions' - '_count',
 	(SELECT j FROM svc WHERE k = 'hidden'), 'admin get by id sees an inactive service');
-SELECT throws_ok($$SELECT api.services_admin_get('{"id": "00000000-0000-4000-8000-000000000000"}')$$, 'PT404', 'Service not found',
-	'unknown id: PT404');
-SELECT throws_ok($$SELECT api.services_admin_get('{"id": "zqx-flow"}')$$, 'PT404', 'Service not found', 'malformed id: PT404');
+
+-- the original's subscription figures: _count on admin items and details,
+-- the subscriptions of a service, totals and the five most subscribed
+INSERT INTO paas.subscriptions (user_id, service_id, status, price, anchor_at, current_period_start, current_period_end)
+SELECT '00000000-0000-4000-8000-0000000ca7b1', (j ->> 'id')::uuid, st, 30000, now(), now(), now() + interval '1 month'
+  FROM svc, unnest(ARRAY['ACTIVE', 'EXPIRED']) st WHERE k = 'press';
+SELECT is(api.services_admin_list('{"search": "zqx-press"}', pg_temp.ctx('admin')) #> '{data,services,0,_count}',
+	'{"subscriptions": 2}', 'admin list items carry _count (every status)');
+SELECT is(api.services_admin_get(jsonb_build_object('id', (SELECT j ->> 'id' FROM svc WHERE k = 'press'))) -> '_count',
+	'{"subscriptions": 2}', 'so does the admin detail');
+SELECT is((SELECT jsonb_agg(x ->> 'status' ORDER BY x ->> 'status') || jsonb_agg(DISTINCT x #>> '{user,email}')
+			 FROM jsonb_array_elements(api.services_admin_get(jsonb_build_object('id', (SELECT j ->> 'id' FROM svc WHERE k = 'press')))
+									   -> 'subscriptions') x),
+	'["ACTIVE", "EXPIRED", "catalog-user@example.com"]', 'and its subscriptions with their users');
+SELECT is(api.services_admin_get(jsonb_build_object('id', (SELECT j ->> 'id' FROM svc WHERE k = 'hidden'))) -> 'subscriptions',
+	'[]', 'none: an empty list');
+SELECT is((SELECT jsonb_build_array(r -> 'totalSubscriptions', r -> 'activeSubscriptions') FROM (SELECT api.services_admin_stats() AS r) x),
+	(SELECT jsonb_build_array(count(*), count(*) FILTER (WHERE status IN ('ACTIVE', 'GRACE'))) FROM paas.subscriptions),
+	'stats: totalSubscriptions, activeSubscriptions (ACTIVE or GRACE)');
+SELECT is(api.services_admin_stats() #> '{popularServices,0}',
+	(SELECT jsonb_build_object('id', j -> 'id', 'name', 'zqx-press', 'displayName', j -> 'displayName',
+							   '_count', '{"subscriptions": 2}'::jsonb) FROM svc WHERE k = 'press'),
+	'stats: popularServices, the most subscribed first');
+SELECT ok(jsonb_array_length(api.services_admin_stats() -> 'popularServices') BETWEEN 1 AND 5, 'at most five');
+DELETE FROM paas.subscriptions WHERE user_id = '00000000-0000-4000-8000-0000000ca7b1';
+SELECT throws_ok($$SELECT api.services_admin_get('{"id": "00000000-0000-4000-8000-000000000000"}')$$, 'PS404', 'Service not found',
+	'unknown id: PS404');
+SELECT throws_ok($$SELECT api.services_admin_get('{"id": "zqx-flow"}')$$, 'PS404', 'Service not found', 'malformed id: PS404');
 
 ------------------------------------------------------------------------------
 -- update, toggle
@@ -272,15 +299,15 @@ SELECT is(pg_temp.err_fields(format($$SELECT api.services_update('{"id": "%s"}')
 SELECT is(pg_temp.err_fields(format($$SELECT api.services_update('{"id": "%s", "cpuLimit": "250m"}')$$, (SELECT j ->> 'id' FROM svc WHERE k = 'flow'))),
 	ARRAY['cpuRequest'], 'a limit below the stored request is refused');
 SELECT throws_ok($$SELECT api.services_update('{"id": "00000000-0000-4000-8000-000000000000", "monthlyPrice": 1}')$$,
-	'PT404', 'Service not found', 'update of an unknown id: PT404');
+	'PS404', 'Service not found', 'update of an unknown id: PS404');
 
 SELECT is(api.services_toggle_status(jsonb_build_object('id', (SELECT j ->> 'id' FROM svc WHERE k = 'flow')), pg_temp.ctx('admin')) -> 'isActive',
 	'false', 'toggle deactivates');
-SELECT throws_ok($$SELECT api.services_get_by_name('{"name": "zqx-flow"}')$$, 'PT404', 'Service not found',
+SELECT throws_ok($$SELECT api.services_get_by_name('{"name": "zqx-flow"}')$$, 'PS404', 'Service not found',
 	'a deactivated service leaves the public catalog');
 SELECT is(api.services_toggle_status(jsonb_build_object('id', (SELECT j ->> 'id' FROM svc WHERE k = 'flow'))) -> 'isActive',
 	'true', 'toggle activates again');
-SELECT throws_ok($$SELECT api.services_toggle_status('{"id": "nope"}')$$, 'PT404', 'Service not found', 'toggle of a bad id: PT404');
+SELECT throws_ok($$SELECT api.services_toggle_status('{"id": "nope"}')$$, 'PS404', 'Service not found', 'toggle of a bad id: PS404');
 
 ------------------------------------------------------------------------------
 -- delete
@@ -306,12 +333,12 @@ SELECT is(api.services_delete(jsonb_build_object('id', (SELECT j ->> 'id' FROM s
 	'delete answers id, name and display name');
 SELECT ok((SELECT deleted_at IS NOT NULL AND NOT is_active FROM paas.services WHERE name = 'zqx-flow'), 'the delete is soft');
 SELECT throws_ok(format($$SELECT api.services_admin_get('{"id": "%s"}')$$, (SELECT j ->> 'id' FROM svc WHERE k = 'flow')),
-	'PT404', 'Service not found', 'a deleted service is gone for admins');
+	'PS404', 'Service not found', 'a deleted service is gone for admins');
 SELECT throws_ok(format($$SELECT api.services_update('{"id": "%s", "monthlyPrice": 1}')$$, (SELECT j ->> 'id' FROM svc WHERE k = 'flow')),
-	'PT404', 'Service not found', 'a deleted service cannot be updated');
+	'PS404', 'Service not found', 'a deleted service cannot be updated');
 SELECT throws_ok(format($$SELECT api.services_delete('{"id": "%s"}')$$, (SELECT j ->> 'id' FROM svc WHERE k = 'flow')),
-	'PT404', 'Service not found', 'a second delete: PT404');
-SELECT throws_ok($$SELECT api.services_get_by_name('{"name": "zqx-flow"}')$$, 'PT404', 'Service not found',
+	'PS404', 'Service not found', 'a second delete: PS404');
+SELECT throws_ok($$SELECT api.services_get_by_name('{"name": "zqx-flow"}')$$, 'PS404', 'Service not found',
 	'a deleted service is gone from the public catalog');
 SELECT is(api.services_admin_list('{"search": "zqx"}') -> 'pagination' -> 'total', '2', 'and from the admin list');
 SELECT lives_ok($$SELECT api.services_create('{"name": "zqx-flow", "displayName": "Zqx Flow 2", "description": "the slug is free again",

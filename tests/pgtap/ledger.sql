@@ -3,7 +3,7 @@
 -- the invariants view, append-only tables, the admin billing api, and every
 -- error SQLSTATE.
 BEGIN;
-SELECT plan(118);
+SELECT plan(129);
 
 -- Fixtures: three users with wallets, a plain user and an admin session.
 CREATE TEMP TABLE acc (name text PRIMARY KEY, id bigint, uid uuid);
@@ -327,6 +327,35 @@ SELECT throws_ok($$SELECT api.admin_billing_user_ledger('{"userId": "not-an-id"}
 SELECT throws_ok($$SELECT api.admin_billing_overview('{}', pg_temp.uctx('a'))$$,
 	'PT403', NULL, 'the overview is for admins');
 SELECT is_empty($$SELECT * FROM reporting.ledger_check$$, 'ledger_check is empty at the end');
+
+-- after pg_restore: the install rows (platform accounts, slots) come back at
+-- 0 and unverified, while their postings come back from the dump
+CREATE TEMP TABLE platform_before AS SELECT id, balance FROM paas.ledger_accounts WHERE kind <> 'wallet';
+UPDATE paas.ledger_accounts SET balance = 0, balance_verified = false WHERE kind <> 'wallet';
+SELECT ok(paas.ledger_restore_needed(), 'balances at 0 under postings: a rebuild is needed');
+SELECT throws_ok($$SELECT paas.ledger_post(NULL, jsonb_build_array(pg_temp.e('charge', 'a', -1, 'revenue', 1)))$$,
+	'PT503', NULL, 'until then a posting to a platform account is refused');
+SELECT throws_ok($$SELECT paas.ledger_post('pgtap-restored', jsonb_build_array(pg_temp.e('adjustment', 'b', 1, 'float', -1)))$$,
+	'PT503', NULL, 'whichever account and key');
+SELECT is_empty($$SELECT * FROM reporting.ledger_check WHERE problem = 'posting_chain_broken'$$,
+	'nothing was posted on top of the unbuilt balances');
+SELECT ok(paas.ledger_restore_balances() > 0, 'the rebuild recomputes them');
+SELECT is((SELECT array_agg(balance ORDER BY id) FROM paas.ledger_accounts WHERE kind <> 'wallet'),
+	(SELECT array_agg(balance ORDER BY id) FROM platform_before), 'from the postings, as they were');
+SELECT ok(NOT paas.ledger_restore_needed(), 'nothing is left to rebuild');
+SELECT lives_ok($$SELECT paas.ledger_post(NULL, jsonb_build_array(pg_temp.e('charge', 'a', -1, 'revenue', 1)))$$,
+	'postings go through again');
+SELECT is(paas.ledger_restore_balances(), 0, 'a second rebuild changes nothing');
+-- a fresh install: rows without postings take their first one, which verifies them
+INSERT INTO paas.ledger_accounts (kind, code, balance_verified) VALUES ('platform', 'pgtap_fresh', false);
+INSERT INTO paas.ledger_accounts (kind, parent_id, slot, balance_verified)
+SELECT 'platform_slot', paas.platform_account('pgtap_fresh'), s, false FROM generate_series(0, 15) s;
+INSERT INTO acc VALUES ('fresh', paas.platform_account('pgtap_fresh'), NULL);
+CREATE TEMP TABLE fresh AS SELECT paas.ledger_post(NULL, jsonb_build_array(pg_temp.e('adjustment', 'b', 5, 'fresh', -5))) AS r;
+SELECT ok((SELECT balance_verified FROM paas.ledger_accounts
+			WHERE id = (SELECT (r #>> '{entries,0,postings,1,slotAccount}')::bigint FROM fresh)),
+	'a fresh install''s row is verified by its first posting');
+SELECT is_empty($$SELECT * FROM reporting.ledger_check$$, 'and every invariant holds');
 
 SELECT finish();
 ROLLBACK;

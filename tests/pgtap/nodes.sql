@@ -4,7 +4,7 @@
 -- the health-monitor pass (set-based, called directly here; the background
 -- worker runs it in node_monitor.sql).
 BEGIN;
-SELECT plan(172);
+SELECT plan(194);
 
 -- 1. The machine.  The expected table, written out independently of C.
 CREATE TEMP TABLE expected (status text, event text, next_status text);
@@ -31,8 +31,13 @@ INSERT INTO expected VALUES
 	('PENDING', 'admin_maintenance', 'MAINTENANCE'), ('ACTIVE', 'admin_maintenance', 'MAINTENANCE'),
 	('NOT_READY', 'admin_maintenance', 'MAINTENANCE'), ('INACTIVE', 'admin_maintenance', 'MAINTENANCE'),
 	('MAINTENANCE', 'admin_maintenance', 'MAINTENANCE'),
-	('PENDING', 'admin_pending', 'PENDING'), ('INACTIVE', 'admin_pending', 'PENDING'),
-	('ACTIVE', 'admin_not_ready', 'NOT_READY'), ('NOT_READY', 'admin_not_ready', 'NOT_READY'),
+	-- an administrator may set any status from any status, as in the original
+	('PENDING', 'admin_pending', 'PENDING'), ('ACTIVE', 'admin_pending', 'PENDING'),
+	('NOT_READY', 'admin_pending', 'PENDING'), ('INACTIVE', 'admin_pending', 'PENDING'),
+	('MAINTENANCE', 'admin_pending', 'PENDING'),
+	('PENDING', 'admin_not_ready', 'NOT_READY'), ('ACTIVE', 'admin_not_ready', 'NOT_READY'),
+	('NOT_READY', 'admin_not_ready', 'NOT_READY'), ('INACTIVE', 'admin_not_ready', 'NOT_READY'),
+	('MAINTENANCE', 'admin_not_ready', 'NOT_READY'),
 	('PENDING', 'cordon', 'PENDING'), ('ACTIVE', 'cordon', 'ACTIVE'), ('NOT_READY', 'cordon', 'NOT_READY'),
 	('INACTIVE', 'cordon', 'INACTIVE'), ('MAINTENANCE', 'cordon', 'MAINTENANCE'),
 	('PENDING', 'uncordon', 'PENDING'), ('ACTIVE', 'uncordon', 'ACTIVE'), ('NOT_READY', 'uncordon', 'NOT_READY');
@@ -51,7 +56,9 @@ SELECT is(paas.node_transition(status, event), next_status, format('%s + %s -> %
 SELECT throws_ok(format('SELECT paas.node_transition(%L, %L)', status, event), 'PT409', NULL,
 		format('%s + %s is refused with PT409', status, event))
   FROM pairs WHERE next_status IS NULL ORDER BY status, event;
-SELECT is(count(*)::int, 15, 'fifteen refused pairs') FROM pairs WHERE next_status IS NULL;
+SELECT is(count(*)::int, 9, 'nine refused pairs: the monitor''s timeouts where they cannot happen, uncordon while INACTIVE or in MAINTENANCE') FROM pairs WHERE next_status IS NULL;
+SELECT is((SELECT count(*)::int FROM pairs WHERE next_status IS NULL AND event LIKE 'admin_%'), 0,
+	'no status an administrator sets is refused');
 SELECT ok(NOT paas.node_transition_allowed('MAINTENANCE', 'uncordon'), 'transition_allowed agrees');
 SELECT throws_ok($$SELECT paas.node_transition('GONE', 'register')$$, '22023', 'unknown node status "GONE"', 'unknown status');
 SELECT throws_ok($$SELECT paas.node_transition('ACTIVE', 'explode')$$, '22023', 'unknown node event "explode"', 'unknown event');
@@ -95,8 +102,8 @@ SELECT is((SELECT v ->> 'status' FROM t WHERE k = 'b'), 'ACTIVE', 'the original 
 SELECT ok((SELECT count(*) FROM jsonb_object_keys(api.workers_get('{"nodeId": "pg-a"}'))) >= 28, 'the record has the original''s 28 fields and more');
 SELECT is(api.workers_get('{"nodeId": "pg-a"}') #>> '{capacity,memoryBytes}', '34359738368', 'totalMemory parsed to bytes');
 SELECT is(api.workers_get(jsonb_build_object('nodeId', (SELECT v ->> 'id' FROM t WHERE k = 'a'))) ->> 'name', 'pg-a', ':nodeId accepts the id');
-SELECT throws_ok($$SELECT api.workers_get('{"nodeId": "no-such-node"}')$$, 'PT404', 'Worker node not found', 'unknown node');
-SELECT throws_ok($$SELECT api.workers_get('{"nodeId": "00000000-0000-0000-0000-000000000000"}')$$, 'PT404', 'Worker node not found', 'unknown id');
+SELECT throws_ok($$SELECT api.workers_get('{"nodeId": "no-such-node"}')$$, 'PW404', 'Worker node not found', 'unknown node (WORKER_NODE_NOT_FOUND)');
+SELECT throws_ok($$SELECT api.workers_get('{"nodeId": "00000000-0000-0000-0000-000000000000"}')$$, 'PW404', 'Worker node not found', 'unknown id');
 
 -- validation: every failing field at once, quantities parsed in C
 SELECT throws_ok($$SELECT api.workers_register('{"name": "x", "ipAddress": "300.1.1.1", "cpuCores": 0, "totalMemory": "16GB", "totalStorage": "1K", "labels": {"a": 1}, "taints": [{"key": "k", "effect": "Sometimes"}]}', pg_temp.join())$$,
@@ -119,7 +126,7 @@ SELECT is(pg_temp.fields($$SELECT api.workers_register('{"kind": "Node", "metada
 	'a Node object''s errors use its own paths');
 
 -- Kubernetes Node object (k3s, cordoned, allocatable below capacity)
-INSERT INTO t VALUES ('k', api.workers_register($${"apiVersion": "v1", "kind": "Node",
+INSERT INTO t VALUES ('kdoc', $${"apiVersion": "v1", "kind": "Node",
 	"metadata": {"name": "pg-k3s", "uid": "c24142f9-1fb8-4f4a-92f3-0bed37bd4874",
 				 "labels": {"kubernetes.io/hostname": "pg-k3s", "node.kubernetes.io/instance-type": "k3s"}},
 	"spec": {"providerID": "k3s://pg-k3s", "unschedulable": true,
@@ -129,8 +136,8 @@ INSERT INTO t VALUES ('k', api.workers_register($${"apiVersion": "v1", "kind": "
 			   "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
 			   "addresses": [{"type": "InternalIP", "address": "192.0.2.24"}, {"type": "Hostname", "address": "pg-k3s"}],
 			   "nodeInfo": {"machineID": "", "kubeletVersion": "v1.31.5+k3s1", "containerRuntimeVersion": "containerd://1.7.23-k3s2",
-							"kernelVersion": "6.1.128", "osImage": "Ubuntu 24.04.1 LTS", "operatingSystem": "linux", "architecture": "amd64"}}}$$,
-	pg_temp.join()));
+							"kernelVersion": "6.1.128", "osImage": "Ubuntu 24.04.1 LTS", "operatingSystem": "linux", "architecture": "amd64"}}}$$);
+INSERT INTO t VALUES ('k', api.workers_register((SELECT v FROM t WHERE k = 'kdoc'), pg_temp.join()));
 SELECT is(api.workers_get('{"nodeId": "pg-k3s"}') -> 'allocatable',
 	'{"cpuMillicores": 3800, "memoryBytes": 16618463232, "storageBytes": 94998384074, "pods": 110}'::jsonb,
 	'allocatable parsed from the Node object');
@@ -141,15 +148,39 @@ SELECT is((SELECT array[status, is_ready::text, cordoned::text, container_runtim
 	ARRAY['ACTIVE', 'true', 'true', 'containerd://1.7.23-k3s2', 'k3s://pg-k3s'], 'status, cordon and node info taken over');
 SELECT is((t.v ->> 'isSchedulable')::boolean, false, 'a cordoned node is not schedulable') FROM t WHERE k = 'k';
 
--- re-registration: idempotent, rotates the token
-INSERT INTO t VALUES ('a2', api.workers_register(pg_temp.spec('pg-a', '10.9.0.11'), pg_temp.join()));
+-- re-registration needs the node's own token: the join token alone cannot
+-- take an existing name over (its address, capacity and token)
+SELECT throws_ok($$SELECT api.workers_register(pg_temp.spec('pg-a', '10.66.6.6'), pg_temp.join())$$,
+	'PW409', 'Worker node with this name already exists; re-registering it needs its node token',
+	'a join token cannot re-register an existing node (WORKER_NODE_EXISTS)');
+SELECT throws_ok($$SELECT api.workers_register(pg_temp.spec('pg-a', '10.66.6.6') || '{"registrationToken": "pgtap-join-token-0001"}', '{}')$$,
+	'PW409', NULL, 'nor through the body field');
+SELECT is((SELECT host(ip_address) FROM paas.nodes WHERE name = 'pg-a'), '10.9.0.1', 'the refused takeover changed nothing');
+SELECT is(api.workers_heartbeat('{"nodeName": "pg-a"}', pg_temp.tok('a')) ->> 'name', 'pg-a', 'the real node''s token still works');
+SELECT throws_ok($$SELECT api.workers_register(pg_temp.spec('pg-a', '10.66.6.6'), pg_temp.tok('b'))$$,
+	'PT403', 'This node token belongs to another node', 'another node''s token cannot re-register it');
+SELECT throws_ok($$SELECT api.workers_register(pg_temp.spec('pg-new-via-node-token', '10.66.6.7'), pg_temp.tok('b'))$$,
+	'PT403', 'This node token belongs to another node', 'a node token creates no node');
+SELECT throws_ok($$SELECT api.workers_register(pg_temp.spec('pg-a', '10.66.6.6'), '{"nodeToken": "pgtap-join-token-revoked"}')$$,
+	'PT401', 'Invalid join token', 'a dead token is still 401');
+-- a Kubernetes Node object with the uid the node registered with may use the join token
+SELECT is(api.workers_register(jsonb_set((SELECT v FROM t WHERE k = 'kdoc'), '{metadata,labels,zone}', '"b"'), pg_temp.join()) ->> 'id',
+	(SELECT v ->> 'id' FROM t WHERE k = 'k'), 'a Node object with the same uid re-registers with the join token');
+SELECT throws_ok($$SELECT api.workers_register(jsonb_set((SELECT v FROM t WHERE k = 'kdoc'), '{metadata,uid}', '"00000000-0000-0000-0000-00000000beef"'), pg_temp.join())$$,
+	'PW409', NULL, 'another uid does not');
+SELECT throws_ok($$SELECT api.workers_register(pg_temp.spec('pg-k3s', '10.66.6.8') || '{"hostname": "pg-k3s", "kubeUid": "c24142f9-1fb8-4f4a-92f3-0bed37bd4874"}', pg_temp.join())$$,
+	'PW409', NULL, 'nor a uid claimed in the original field set');
+SELECT is((SELECT labels ->> 'zone' FROM paas.nodes WHERE name = 'pg-k3s'), 'b', 'the uid match took the new fields');
+
+-- re-registration with the node token: idempotent, rotates the token
+INSERT INTO t VALUES ('a2', api.workers_register(pg_temp.spec('pg-a', '10.9.0.11'), pg_temp.tok('a')));
 SELECT is((SELECT v ->> 'id' FROM t WHERE k = 'a2'), (SELECT v ->> 'id' FROM t WHERE k = 'a'), 're-registering keeps the node');
 SELECT ok(NOT (SELECT (v ->> 'created')::boolean FROM t WHERE k = 'a2'), 're-registering does not create');
 SELECT is((SELECT host(ip_address) FROM paas.nodes WHERE name = 'pg-a'), '10.9.0.11', 're-registering updates the fields');
 SELECT throws_ok($$SELECT api.workers_heartbeat('{"nodeName": "pg-a"}', pg_temp.tok('a'))$$, 'PT401', 'Invalid node token',
 	'the previous node token stops working');
 SELECT throws_ok($$SELECT api.workers_register(pg_temp.spec('pg-c', '10.9.0.3') || '{"hostname": "pg-a.pgtap.local"}', pg_temp.join())$$,
-	'PT409', 'Worker node with this hostname already exists', 'hostnames are unique');
+	'PW409', 'Worker node with this hostname already exists', 'hostnames are unique');
 
 -- 3. Heartbeats: node token, server time, readiness events.
 SELECT throws_ok($$SELECT api.workers_heartbeat('{"nodeName": "pg-a"}', '{"nodeToken": "nope"}')$$, 'PT401', 'Invalid node token', 'unknown node token');
@@ -176,21 +207,24 @@ SELECT is((SELECT count(*)::int FROM paas.node_transitions WHERE node_name = 'pg
 			AND from_status = 'ACTIVE'), 0, 'heartbeats that change nothing are not audited');
 SELECT is(pg_temp.fields($$SELECT api.workers_heartbeat('{"nodeName": "pg-a", "isReady": "maybe", "status": "MAINTENANCE", "cpuUsage": "1 core", "currentPods": -1, "conditions": 5, "agentTime": "yesterday-ish"}', pg_temp.tok('a2'))$$),
 	ARRAY['agentTime', 'conditions', 'cpuUsage', 'currentPods', 'isReady', 'status'], 'heartbeat fields are validated');
+SELECT is(pg_temp.fields($$SELECT api.workers_heartbeat('{"nodeName": "pg-a", "allocatedMemory": 1.5, "allocatedStorage": 2.25, "memoryUsage": 2147483648, "storageUsage": 1000}', pg_temp.tok('a2'))$$),
+	ARRAY['allocatedMemory', 'allocatedStorage', 'memoryUsage', 'storageUsage'],
+	'heartbeat numbers: whole MB / GB for allocatedMemory / allocatedStorage only; usage is a quantity string');
 SELECT throws_ok($$SELECT api.workers_resources('{"nodeId": "pg-a"}', pg_temp.tok('a2'))$$, 'PT400', 'Validation failed',
 	'a resource report needs a field');
-SELECT is(api.workers_resources('{"nodeId": "pg-a", "allocatedCPU": "1500m", "storageUsage": 1073741824}', pg_temp.tok('a2')) ->> 'allocatedCPU',
+SELECT is(api.workers_resources('{"nodeId": "pg-a", "allocatedCPU": "1500m", "storageUsage": "1073741824"}', pg_temp.tok('a2')) ->> 'allocatedCPU',
 	'1500m', 'resources update the allocation');
 
 -- 4. Admin transitions (a DBA session: no ctx needed), MAINTENANCE is sticky.
 SELECT is(api.workers_set_status('{"nodeId": "pg-a", "status": "MAINTENANCE", "reason": "disk swap"}') ->> 'status', 'MAINTENANCE', 'admin sets MAINTENANCE');
 SELECT is(api.workers_heartbeat('{"nodeName": "pg-a"}', pg_temp.tok('a2')) ->> 'status', 'MAINTENANCE', 'a heartbeat does not leave MAINTENANCE');
 SELECT is(api.workers_heartbeat('{"nodeName": "pg-a", "isReady": false}', pg_temp.tok('a2')) ->> 'status', 'MAINTENANCE', 'nor a not-ready one');
-INSERT INTO t VALUES ('a3', api.workers_register(pg_temp.spec('pg-a', '10.9.0.11'), pg_temp.join()));
+INSERT INTO t VALUES ('a3', api.workers_register(pg_temp.spec('pg-a', '10.9.0.11'), pg_temp.tok('a2')));
 SELECT is((SELECT v ->> 'status' FROM t WHERE k = 'a3'), 'MAINTENANCE', 'nor a registration');
 SELECT throws_ok($$SELECT api.workers_set_schedulable('{"nodeId": "pg-a", "schedulable": true}')$$, 'PT409', NULL,
 	'uncordon is refused in MAINTENANCE');
-SELECT throws_ok($$SELECT api.workers_set_status('{"nodeId": "pg-a", "status": "PENDING"}')$$, 'PT409', NULL,
-	'PENDING is refused from MAINTENANCE');
+SELECT is(api.workers_set_status('{"nodeId": "pg-a", "status": "PENDING"}') ->> 'status', 'PENDING',
+	'MAINTENANCE -> PENDING: an administrator sets any status, as in the original');
 SELECT is(api.workers_set_status('{"nodeId": "pg-a", "status": "ACTIVE"}') ->> 'status', 'ACTIVE', 'the admin leaves MAINTENANCE');
 SELECT is((SELECT actor || ':' || reason FROM paas.node_transitions WHERE node_name = 'pg-a' AND event = 'admin_maintenance'),
 	'dba:' || session_user || ':disk swap', 'admin transitions are audited with actor and reason');
@@ -208,16 +242,37 @@ INSERT INTO t VALUES ('c', api.workers_create(pg_temp.spec('pg-created', '10.9.0
 SELECT is((SELECT v ->> 'status' FROM t WHERE k = 'c'), 'PENDING', 'admin-created nodes start PENDING');
 SELECT is((SELECT (v ->> 'maxPods')::int FROM t WHERE k = 'c'), 50, 'maxPods taken');
 SELECT throws_ok($$SELECT api.workers_create(pg_temp.spec('pg-created', '10.9.0.21') || '{"hostname": "other.pgtap.local"}')$$,
-	'PT409', 'Worker node with this name already exists', 'names are unique');
+	'PW409', 'Worker node with this name already exists', 'names are unique');
 SELECT is(api.workers_update('{"nodeId": "pg-created", "totalMemory": "64Gi", "labels": {"zone": "b"}}') #>> '{capacity,memoryBytes}',
 	'68719476736', 'update re-derives capacity');
+-- one rule for memory and storage: quantity strings; a bare number (which
+-- used to be bytes) is a field error, here as in the original ("must be a string")
+SELECT is(pg_temp.fields($$SELECT api.workers_update('{"nodeId": "pg-created", "totalMemory": 32768, "totalStorage": 500000, "allocatedMemory": 512, "allocatedStorage": 10}')$$),
+	ARRAY['allocatedMemory', 'allocatedStorage', 'totalMemory', 'totalStorage'], 'update: memory and storage numbers are refused');
+SELECT is(api.workers_get('{"nodeId": "pg-created"}') #>> '{capacity,memoryBytes}', '68719476736', 'and nothing shrank');
+SELECT is(pg_temp.fields($$SELECT api.workers_create(pg_temp.spec('pg-numbers', '10.9.0.30') || '{"totalMemory": 16384, "totalStorage": 500000}')$$),
+	ARRAY['totalMemory', 'totalStorage'], 'create: so are they');
+SELECT throws_ok($$SELECT api.workers_create(pg_temp.spec('pg-numbers', '10.9.0.30') || '{"totalMemory": 16384}')$$,
+	'PT400', 'Validation failed', 'a clear 400');
+SELECT is((SELECT e ->> 'message' FROM jsonb_array_elements(paas.check_qty('[]', 'totalMemory', '16384', NULL, false, true)) e),
+	'totalMemory must be a quantity string such as "16Gi" (a number has no unit)', 'which says why');
+SELECT is(pg_temp.fields($$SELECT api.workers_register(pg_temp.spec('pg-numbers', '10.9.0.30') || '{"totalStorage": 500}', pg_temp.join())$$),
+	ARRAY['totalStorage'], 'register: so are they');
+SELECT is(pg_temp.fields($$SELECT api.workers_register('{"kind": "Node", "metadata": {"name": "pg-numbers"}, "status": {"capacity": {"cpu": 4, "memory": 16384, "pods": 110}, "allocatable": {"ephemeral-storage": 1000}, "addresses": [{"type": "InternalIP", "address": "10.9.0.30"}]}}', pg_temp.join())$$),
+	ARRAY['status.allocatable.ephemeral-storage', 'status.capacity.memory'], 'in a Node object too (CPU and pods may be numbers)');
+SELECT is(api.workers_create(pg_temp.spec('pg-numbers', '10.9.0.30') || '{"allocatedCPU": 1.5, "allocatedMemory": "2Gi"}') #>> '{allocation,cpuMillicores}',
+	'1500', 'a CPU number is cores');
+DO $$ BEGIN PERFORM api.workers_delete('{"nodeId": "pg-numbers"}'); END $$;
 SELECT throws_ok($$SELECT api.workers_update('{"nodeId": "pg-created"}')$$, 'PT400', 'Validation failed', 'update needs a field');
-SELECT throws_ok($$SELECT api.workers_update('{"nodeId": "pg-created", "status": "NOT_READY"}')$$, 'PT409', NULL,
-	'update goes through the status machine');
+SELECT is(api.workers_update('{"nodeId": "pg-created", "status": "NOT_READY"}') ->> 'status', 'NOT_READY',
+	'PENDING -> NOT_READY is allowed (the original allowed it)');
+SELECT is((SELECT from_status || '>' || to_status || ':' || event FROM paas.node_transitions
+			WHERE node_name = 'pg-created' ORDER BY id DESC LIMIT 1),
+	'PENDING>NOT_READY:admin_not_ready', 'update goes through the status machine and its audit');
 SELECT is(api.workers_update('{"nodeId": "pg-created", "status": "INACTIVE"}') ->> 'status', 'INACTIVE', 'update may deactivate');
 SELECT is(api.workers_set_status('{"nodeId": "pg-created", "status": "PENDING"}') ->> 'status', 'PENDING', 'INACTIVE -> PENDING');
 SELECT is(api.workers_delete('{"nodeId": "pg-created"}') ->> 'name', 'pg-created', 'delete');
-SELECT throws_ok($$SELECT api.workers_get('{"nodeId": "pg-created"}')$$, 'PT404', 'Worker node not found', 'deleted');
+SELECT throws_ok($$SELECT api.workers_get('{"nodeId": "pg-created"}')$$, 'PW404', 'Worker node not found', 'deleted');
 SELECT ok(EXISTS (SELECT 1 FROM paas.node_transitions WHERE node_name = 'pg-created' AND event = 'admin_delete'),
 	'the audit outlives the node');
 
@@ -295,11 +350,15 @@ SELECT is((SELECT row(r.errs ->> 0, r.current_pods)::text FROM paas.node_report(
 	'pods out of range: an error and no value');
 -- the C pass says exactly what the SQL field checks say, field by field
 SELECT is_empty($$
-	SELECT v FROM (VALUES ('"500m"'), ('"1.5"'), ('2'), ('"-3"'), ('"1e3"'), ('"x"'), ('"9223372036854775807"'),
+	SELECT v FROM (VALUES ('"500m"'), ('"1.5"'), ('2'), ('2.0'), ('2.5'), ('-4'), ('"-3"'), ('"1e3"'), ('"x"'), ('"9223372036854775807"'),
 						  ('"0.1m"'), ('"16Gi"'), ('[]'), ('""'), ('"1E"'), ('"1e1001"')) t (v)
-	 WHERE (paas.node_report(jsonb_build_object('cpuUsage', v::jsonb, 'allocatedMemory', v::jsonb))).errs
-		   IS DISTINCT FROM paas.check_qty(paas.check_qty('[]', 'allocatedMemory', v::jsonb, 'Mi', false, false),
-										   'cpuUsage', v::jsonb, '', true, false)
+	 WHERE (paas.node_report(jsonb_build_object('cpuUsage', v::jsonb, 'allocatedMemory', v::jsonb,
+												'allocatedStorage', v::jsonb, 'memoryUsage', v::jsonb))).errs
+		   IS DISTINCT FROM paas.check_qty(paas.check_qty(paas.check_qty(paas.check_qty('[]',
+											'allocatedMemory', v::jsonb, 'Mi', false, false),
+											'allocatedStorage', v::jsonb, 'Gi', false, false),
+											'cpuUsage', v::jsonb, '', true, false),
+											'memoryUsage', v::jsonb, NULL, false, false)
 		OR (paas.node_report(jsonb_build_object('currentPods', v::jsonb))).errs
 		   IS DISTINCT FROM paas.check_int('[]', jsonb_build_object('currentPods', v::jsonb), 'currentPods', false, 0, 1000000)$$,
 	'node_report and check_qty / check_int agree on every sample');

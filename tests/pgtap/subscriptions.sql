@@ -4,7 +4,7 @@
 -- suspend -> revive, cancelled -> expired), admin functions and notices
 -- (sql/parts/60_subscriptions.sql).
 BEGIN;
-SELECT plan(165);
+SELECT plan(166);
 
 ------------------------------------------------------------------------------
 -- Two runs at once, from two sessions (dblink).  This part comes first: the
@@ -261,8 +261,8 @@ SELECT throws_ok($$SELECT api.subscriptions_create('{"serviceId": "00000000-0000
 	'PT401', NULL, 'no identity: PT401');
 SELECT is(pg_temp.err_fields($$SELECT api.subscriptions_create('{}', pg_temp.ctx('rich'))$$),
 	ARRAY['serviceId'], 'serviceId is required');
-SELECT is(pg_temp.err_fields($$SELECT api.subscriptions_create('{"serviceId": "nope"}', pg_temp.ctx('rich'))$$),
-	ARRAY['serviceId'], 'a malformed serviceId is a field error');
+SELECT throws_ok($$SELECT api.subscriptions_create('{"serviceId": "n8n-service"}', pg_temp.ctx('rich'))$$,
+	'PT404', 'Service not found or inactive', 'a serviceId that cannot exist (a slug, a cuid) is an unknown service: 404');
 SELECT is(pg_temp.err_fields($$SELECT api.subscriptions_create('[1]', pg_temp.ctx('rich'))$$),
 	ARRAY[''], 'a body that is not an object is PT400');
 SELECT throws_ok($$SELECT api.subscriptions_create('{"serviceId": "00000000-0000-4000-8000-0000005b0cff"}', pg_temp.ctx('rich'))$$,
@@ -333,6 +333,9 @@ SELECT is((SELECT jsonb_array_length(api.subscriptions_list('{}', pg_temp.ctx('r
 	'the owner lists their subscription');
 SELECT is((api.subscriptions_list('{"status": "EXPIRED"}', pg_temp.ctx('rich')) #>> '{pagination,total}')::int, 0,
 	'the status filter applies');
+SELECT is((SELECT array_agg((api.subscriptions_list(jsonb_build_object('serviceId', f), pg_temp.ctx('rich')) #>> '{pagination,total}')::int ORDER BY f)
+			 FROM unnest(ARRAY[pg_temp.svc('paid'), 'cmdde35wt000011j5yxb0eekx']) f),
+	ARRAY[1, 0], 'the serviceId filter applies; an id that cannot exist matches nothing (not a 400)');
 SELECT is(pg_temp.err_fields($$SELECT api.subscriptions_list('{"status": "LIVE", "page": 0}', pg_temp.ctx('rich'))$$),
 	ARRAY['page', 'status'], 'bad filters are field errors, all of them');
 SELECT is(api.subscriptions_get(jsonb_build_object('id', (SELECT j ->> 'id' FROM r)), pg_temp.ctx('rich')) #>> '{charges,0,period}',

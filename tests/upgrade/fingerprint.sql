@@ -69,5 +69,12 @@ SELECT kind, name, def FROM (
 	UNION ALL
 	SELECT 'job', j.name, j.fn::text || ' every=' || j.run_every::text || ' enabled=' || j.enabled
 	  FROM paas.job j
+	UNION ALL
+	SELECT 'route', r.seq || ' ' || r.method || ' ' || r.path, md5(row_to_json(r)::text)
+	  FROM paas.routes r
+	UNION ALL
+	SELECT 'route_schema', s.name, md5(s.schema::text) FROM paas.route_schemas s
+	UNION ALL
+	SELECT 'route_tag', t.name, t.seq || ' ' || t.description FROM paas.route_tags t
 ) x
 ORDER BY 1, 2, 3;

@@ -6,8 +6,14 @@
 # definition, comment and privileges, and prints, for each one that is new or
 # changed, its definition as pg_get_functiondef prints it, its comment and
 # its grants; DROP FUNCTION for those that are gone, and first for those whose
-# result type changed.  Tables, types and data are written by hand; the
-# upgrade check (tests/upgrade/check.sh) proves the whole script right.
+# result type changed.  Functions are printed in dependency order (one with
+# an SQL-standard body after those it calls).  FORCE="f(a,b);g(c)" prints
+# those too, changed or not: the functions an upgrade script drops so that
+# it can alter a table whose row type their bodies use.  Tables, types and
+# data are written by hand; the upgrade check (tests/upgrade/check.sh) proves
+# the whole script right.  EXCLUDE="schema.name ..." leaves out the
+# functions of those names (those an upgrade script creates with a new part of
+# the install script, as it stands).
 set -euo pipefail
 . "$(dirname "$0")/../../docker/scripts/lib.sh"
 OLD=${1:?usage: functions.sh OLD_VERSION}
@@ -32,7 +38,30 @@ db paas_fn_new -c "$LIST" > "$WORK/new.tsv"
 awk -F'\t' 'NR == FNR { new[$1] = $3; next } !($1 in new) || new[$1] != $3 { print $1 }' \
 	"$WORK/new.tsv" "$WORK/old.tsv" > "$WORK/drop.txt"
 awk -F'\t' 'NR == FNR { old[$1] = $2; next } !($1 in old) || old[$1] != $2 { print $1 }' \
-	"$WORK/old.tsv" "$WORK/new.tsv" > "$WORK/changed.txt"
+	"$WORK/old.tsv" "$WORK/new.tsv" > "$WORK/changed0.txt"
+tr ';' '\n' <<<"${FORCE:-}" | sed '/^$/d' >> "$WORK/changed0.txt"
+# dependency depth in the new version: 0 for a function that calls no other
+# function of the extension through an SQL-standard body
+db paas_fn_new > "$WORK/depth.tsv" <<'SQL'
+WITH RECURSIVE ext AS (
+	SELECT p.oid FROM pg_proc p
+	  JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+	  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'paas'
+), edge AS (
+	SELECT DISTINCT d.objid AS f, d.refobjid AS g FROM pg_depend d
+	  JOIN ext a ON a.oid = d.objid JOIN ext b ON b.oid = d.refobjid
+	 WHERE d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_proc'::regclass AND d.deptype = 'n'
+	   AND d.objid <> d.refobjid
+), walk (f, depth) AS (
+	SELECT oid, 0 FROM ext
+	UNION
+	SELECT e.f, w.depth + 1 FROM walk w JOIN edge e ON e.g = w.f WHERE w.depth < 50
+)
+SELECT f::regprocedure::text || E'\t' || max(depth) FROM walk GROUP BY f;
+SQL
+awk -F'\t' 'NR == FNR { d[$1] = $2; next } !seen[$0]++ { print (($0 in d) ? d[$0] : 0) "\t" $0 }' \
+	"$WORK/depth.tsv" "$WORK/changed0.txt" | sort -t$'\t' -k1,1n -k2,2 | cut -f2 |
+	awk -v ex=" ${EXCLUDE:-} " '{ n = $0; sub(/\(.*/, "", n); if (index(ex, " " n " ") == 0) print }' > "$WORK/changed.txt"
 while read -r f; do
 	[ -n "$f" ] && echo "DROP FUNCTION $f;"
 done < "$WORK/drop.txt"
