@@ -61,6 +61,8 @@
  *		MAILER_POLL_MS) and is woken by paas.mail_wake() when a transaction
  *		that queued mail commits.  Nothing runs while paas.smtp_url is empty
  *		or the extension is not installed.
+ *	  - Its SQL runs as superuser with search_path = pg_catalog, pg_temp, as
+ *		the other workers' (bgworker/worker.c).
  *	  - Everything not palloc'd (the CURL handle, MIME structures, lists)
  *		is freed in PG_FINALLY; the handle itself lives in a static and is
  *		cleaned up on exit.
@@ -1138,6 +1140,8 @@ paas_mailer_main(Datum main_arg)
 		paas_mailer_shared->last_error[0] = '\0';
 		SpinLockRelease(&paas_mailer_shared->mutex);
 	}
+	/* its SQL runs as superuser: nothing of schema public is ever picked up */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	/* records are flushed before the next mail can be accepted (see above) */
 	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
 	elog(LOG, "paas mailer started in database \"%s\"", paas_database);
