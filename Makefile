@@ -24,9 +24,12 @@ OBJS        = extension/paas.o \
               extension/quantity.o \
               extension/billing.o \
               extension/subscriptions.o \
+              extension/notify.o \
+              httpd/invoice_layout.o \
               bgworker/worker.o \
               bgworker/reconcile.o \
-              bgworker/parallel.o
+              bgworker/parallel.o \
+              bgworker/mailer.o
 
 # The install script is assembled from one file per business area, in name
 # order, so that each area's SQL sits next to its peers and never in one
@@ -38,8 +41,8 @@ DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
 DATA        = $(wildcard sql/versions/*.sql)
 
 PG_CONFIG  ?= pg_config
-PG_CPPFLAGS = -I$(srcdir)/extension -DPAAS_VERSION=\"$(EXTVERSION)\"
-SHLIB_LINK  = -lcurl
+PG_CPPFLAGS = -I$(srcdir)/extension -I$(srcdir)/httpd -DPAAS_VERSION=\"$(EXTVERSION)\"
+SHLIB_LINK  = -lcurl -lhpdf
 EXTRA_CLEAN = $(DATA_built) httpd/paas-httpd httpd/paas-httpd-asan agent/paas-agent
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -47,7 +50,7 @@ include $(PGXS)
 
 # every object includes paas.h (and the status machines fsm.h): rebuild
 # them when a header changes
-$(OBJS): extension/paas.h extension/fsm.h
+$(OBJS): extension/paas.h extension/fsm.h extension/notify.h httpd/invoice_layout.h
 
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@

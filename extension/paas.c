@@ -23,6 +23,7 @@
 #include "utils/timestamp.h"
 
 #include "paas.h"
+#include "notify.h"
 
 PG_MODULE_MAGIC;
 
@@ -90,6 +91,7 @@ _PG_init(void)
 	paas_nodes_init();
 	paas_billing_init();
 	paas_logging_init();
+	paas_mailer_init();			/* bgworker/mailer.c: GUCs, the mailer worker */
 
 	MarkGUCPrefixReserved("paas");
 

@@ -325,9 +325,20 @@ validate_request(struct request *r)
 static int
 build_request(struct request *r)
 {
+	const char *h = mg_get_header(r->conn, "Content-Type");
 	int i;
 
-	if (r->body_len > 0) {
+	if (r->body_len > 0 && (r->m.route->flags & ROUTE_FORM) && h &&
+	    strncasecmp(h, "application/x-www-form-urlencoded", 33) == 0) {
+		/* RFC 8058 one-click: "List-Unsubscribe=One-Click" */
+		json_t *errs = json_array();
+
+		r->req = json_object();
+		query_parse(r->body, r->req, errs);
+		if (json_array_size(errs) > 0)
+			return reply_error(r->conn, 400, "VALIDATION_ERROR", "Validation failed", errs, NULL);
+		json_decref(errs);
+	} else if (r->body_len > 0) {
 		json_t *errs;
 		const char *msg;
 

@@ -97,8 +97,9 @@ enum route_flags {
 	ROUTE_SNAP = 1 << 7,       /* may answer {"$snap"}: Midtrans round trip (midtrans.c) */
 	ROUTE_PDF = 1 << 8,        /* data is rendered as a PDF (invoice_pdf.c) */
 	ROUTE_BATCH = 1 << 9,      /* concurrent calls share a round trip (batch.c) */
-	ROUTE_MONEY = 1 << 10      /* moves money: carries an idempotency key, sent again
+	ROUTE_MONEY = 1 << 10,     /* moves money: carries an idempotency key, sent again
 	                              with it after a lost connection (db.c) */
+	ROUTE_FORM = 1 << 11       /* a form-encoded body is read like a query string */
 };
 
 struct route {

@@ -1,13 +1,10 @@
 /*
- * invoice_pdf.c - renders an invoice (or credit note) as a one-page PDF with
- * libharu, for the ROUTE_PDF route GET /billing/invoices/:id/pdf.
+ * invoice_pdf.c - sends an invoice (or credit note) as a PDF for the
+ * ROUTE_PDF route GET /billing/invoices/:id/pdf.
  *
  * The data comes from api.billing_invoice_pdf (the owner check and the
- * download counter live there); this file only lays it out.  Text uses the
- * built-in Helvetica (WinAnsi), so characters outside printable ASCII are
- * shown as '?'.  Columns never overlap: a description wraps within its
- * column (a new page when the lines run out of room) and an amount that is
- * too wide for its column is set smaller.  The seller block comes from the
+ * download counter live there); the layout is invoice_layout.c (shared with
+ * the extension's mail attachment).  The seller block comes from the
  * environment (PAAS_SELLER_NAME, PAAS_SELLER_ADDRESS, PAAS_SELLER_TAX_ID).
  * Any libharu error makes the reply a 500 and is logged.
  */
@@ -16,306 +13,86 @@
 #include <string.h>
 
 #include <civetweb.h>
-#include <hpdf.h>
 
 #include "httpd.h"
+#include "invoice_layout.h"
 
-struct pdf_err {
-	HPDF_STATUS code;
-	HPDF_STATUS detail;
-};
-
-static void
-on_error(HPDF_STATUS code, HPDF_STATUS detail, void *user)
-{
-	struct pdf_err *e = user;
-
-	if (e->code == 0) {
-		e->code = code;
-		e->detail = detail;
-	}
-}
-
-/* ASCII copy of s (at most len-1 bytes) for the standard fonts. */
+/* ASCII copy of s (at most len-1 bytes) for a file name. */
 static const char *
-ascii(const char *s, char *out, size_t len)
+file_name(const char *s, char *out, size_t len)
 {
 	size_t i = 0;
 
 	for (; s && *s && i + 1 < len; s++) {
 		unsigned char c = (unsigned char) *s;
-		if ((c & 0xC0) == 0x80)
-			continue; /* UTF-8 continuation byte: one '?' per character */
-		out[i++] = (c >= 0x20 && c < 0x7F) ? (char) c : '?';
+		out[i++] = ((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		            c == '-' || c == '_' || c == '.')
+		               ? (char) c
+		               : '_';
 	}
 	out[i] = '\0';
 	return out;
 }
 
 static const char *
-str(json_t *obj, const char *key)
+member(json_t *obj, const char *key)
 {
-	const char *v = json_string_value(json_object_get(obj, key));
-	return v ? v : "";
+	return json_string_value(json_object_get(obj, key));
 }
 
-/* "1.234.567" with Indonesian digit grouping; handles negatives. */
 static const char *
-idr(json_int_t v, char *out, size_t len)
+nested(json_t *obj, const char *key, const char *field)
 {
-	char digits[32], grouped[48];
-	int n, i, j = 0;
-	unsigned long long a = v < 0 ? (unsigned long long) (-(v + 1)) + 1 : (unsigned long long) v;
-
-	n = snprintf(digits, sizeof(digits), "%llu", a);
-	for (i = 0; i < n; i++) {
-		if (i > 0 && (n - i) % 3 == 0)
-			grouped[j++] = '.';
-		grouped[j++] = digits[i];
-	}
-	grouped[j] = '\0';
-	snprintf(out, len, "%sIDR %s", v < 0 ? "-" : "", grouped);
-	return out;
-}
-
-static void
-text(HPDF_Page page, HPDF_Font font, float size, float x, float y, const char *s)
-{
-	char buf[512];
-
-	HPDF_Page_BeginText(page);
-	HPDF_Page_SetFontAndSize(page, font, size);
-	HPDF_Page_TextOut(page, x, y, ascii(s, buf, sizeof(buf)));
-	HPDF_Page_EndText(page);
-}
-
-/*
- * Right-aligned at "right", never wider than "width": a text that does not
- * fit at "size" is set smaller (down to 5 points), so that a long amount
- * never runs into the column on its left.
- */
-static void
-text_right(HPDF_Page page, HPDF_Font font, float size, float right, float width, float y,
-           const char *s)
-{
-	char buf[512];
-	float w;
-
-	ascii(s, buf, sizeof(buf));
-	HPDF_Page_SetFontAndSize(page, font, size);
-	w = HPDF_Page_TextWidth(page, buf);
-	while (w > width && size > 5.0f) {
-		size -= 0.5f;
-		HPDF_Page_SetFontAndSize(page, font, size);
-		w = HPDF_Page_TextWidth(page, buf);
-	}
-	text(page, font, size, right - w, y, buf);
-}
-
-/*
- * Sets s in lines of at most "width" points from (x, y) downwards, breaking
- * at spaces (a word longer than a line is cut); returns the y below the last
- * line.  At most max_lines lines are set.
- */
-static float
-text_wrapped(HPDF_Page page, HPDF_Font font, float size, float x, float y, float width,
-             float leading, int max_lines, const char *s)
-{
-	char buf[1024], line[512];
-	const char *p;
-	int n = 0;
-
-	ascii(s, buf, sizeof(buf));
-	p = buf;
-	HPDF_Page_SetFontAndSize(page, font, size);
-	while (*p && n < max_lines) {
-		HPDF_REAL real = 0;
-		HPDF_UINT fit = HPDF_Page_MeasureText(page, p, width, HPDF_TRUE, &real);
-
-		if (fit == 0) /* no space to break at: cut the word */
-			fit = HPDF_Page_MeasureText(page, p, width, HPDF_FALSE, &real);
-		if (fit == 0)
-			fit = 1;
-		if (fit >= sizeof(line))
-			fit = sizeof(line) - 1;
-		memcpy(line, p, fit);
-		line[fit] = '\0';
-		text(page, font, size, x, y, line);
-		p += fit;
-		while (*p == ' ')
-			p++;
-		y -= leading;
-		n++;
-	}
-	return y;
-}
-
-/* Columns of the line table: left edge or right edge, and width. */
-#define COL_DESC_X 50.0f
-#define COL_DESC_W 230.0f
-#define COL_QTY_R 330.0f
-#define COL_QTY_W 40.0f
-#define COL_UNIT_R 440.0f
-#define COL_UNIT_W 100.0f
-#define COL_AMT_R 545.0f
-#define COL_AMT_W 100.0f
-#define PAGE_BOTTOM 110.0f /* the footer and the notes below the total */
-
-static void
-table_head(HPDF_Page page, HPDF_Font bold, float y)
-{
-	HPDF_Page_SetLineWidth(page, 0.8f);
-	HPDF_Page_MoveTo(page, 50, y + 16);
-	HPDF_Page_LineTo(page, 545, y + 16);
-	HPDF_Page_Stroke(page);
-	text(page, bold, 10, COL_DESC_X, y, "Description");
-	text_right(page, bold, 10, COL_QTY_R, COL_QTY_W, y, "Qty");
-	text_right(page, bold, 10, COL_UNIT_R, COL_UNIT_W, y, "Unit price");
-	text_right(page, bold, 10, COL_AMT_R, COL_AMT_W, y, "Amount");
-}
-
-/*
- * The seller block, from the environment (docs/operations.md):
- * PAAS_SELLER_NAME, PAAS_SELLER_ADDRESS (lines separated by "|") and
- * PAAS_SELLER_TAX_ID.  Returns the y below it.
- */
-static float
-seller(HPDF_Page page, HPDF_Font bold, HPDF_Font font, float y)
-{
-	const char *name = getenv("PAAS_SELLER_NAME");
-	const char *addr = getenv("PAAS_SELLER_ADDRESS");
-	const char *tax = getenv("PAAS_SELLER_TAX_ID");
-	char buf[256];
-
-	text(page, bold, 10, 50, y, name && *name ? name : "paas");
-	y -= 12;
-	while (addr && *addr) {
-		size_t n = strcspn(addr, "|");
-
-		snprintf(buf, sizeof(buf), "%.*s", (int) (n < 200 ? n : 200), addr);
-		y = text_wrapped(page, font, 9, 50, y, 280, 11, 2, buf);
-		addr += n;
-		if (*addr == '|')
-			addr++;
-	}
-	if (tax && *tax) {
-		snprintf(buf, sizeof(buf), "Tax id: %s", tax);
-		y = text_wrapped(page, font, 9, 50, y, 280, 11, 1, buf);
-	}
-	return y;
-}
-
-static void
-layout(HPDF_Doc pdf, json_t *inv)
-{
-	HPDF_Page page = HPDF_AddPage(pdf);
-	HPDF_Font bold = HPDF_GetFont(pdf, "Helvetica-Bold", NULL);
-	HPDF_Font font = HPDF_GetFont(pdf, "Helvetica", NULL);
-	json_t *user = json_object_get(inv, "user"), *lines = json_object_get(inv, "lines"), *line;
-	json_t *topup = json_object_get(inv, "topUpTransaction");
-	json_t *cnf = json_object_get(inv, "creditNoteFor"), *vb = json_object_get(inv, "voidedBy");
-	const char *kind = str(inv, "type");
-	char buf[320], money[48];
-	float y;
-	size_t i;
-
-	HPDF_Page_SetSize(page, HPDF_PAGE_SIZE_A4, HPDF_PAGE_PORTRAIT);
-	text(page, bold, 22, 50, 780, strcmp(kind, "CREDIT_NOTE") == 0 ? "CREDIT NOTE" : "INVOICE");
-	text_right(page, bold, 12, 545, 180, 786, str(inv, "invoiceNumber"));
-	y = seller(page, bold, font, 758);
-
-	snprintf(buf, sizeof(buf), "Issued: %.10s", str(inv, "issuedAt"));
-	text(page, font, 10, 350, 740, buf);
-	snprintf(buf, sizeof(buf), "Status: %s", str(inv, "status"));
-	text(page, font, 10, 350, 726, buf);
-	snprintf(buf, sizeof(buf), "Type: %s", kind);
-	text(page, font, 10, 350, 712, buf);
-
-	y -= 10;
-	text(page, bold, 11, 50, y, "Bill to");
-	y = text_wrapped(page, font, 10, 50, y - 14, 280, 12, 2, str(user, "name"));
-	y = text_wrapped(page, font, 10, 50, y, 280, 12, 2, str(user, "email"));
-
-	y = (y < 690 ? y : 690) - 30;
-	table_head(page, bold, y);
-	y -= 20;
-	json_array_foreach(lines, i, line) {
-		float below;
-
-		/* a line that would run into the footer goes on a new page */
-		if (y < PAGE_BOTTOM + 12 * 6 + 90) {
-			page = HPDF_AddPage(pdf);
-			HPDF_Page_SetSize(page, HPDF_PAGE_SIZE_A4, HPDF_PAGE_PORTRAIT);
-			text(page, bold, 10, 50, 800, str(inv, "invoiceNumber"));
-			y = 760;
-			table_head(page, bold, y);
-			y -= 20;
-		}
-		below = text_wrapped(page, font, 10, COL_DESC_X, y, COL_DESC_W, 12, 6,
-		                     str(line, "description"));
-		snprintf(buf, sizeof(buf), "%lld",
-		         (long long) json_integer_value(json_object_get(line, "quantity")));
-		text_right(page, font, 10, COL_QTY_R, COL_QTY_W, y, buf);
-		text_right(page, font, 10, COL_UNIT_R, COL_UNIT_W, y,
-		           idr(json_integer_value(json_object_get(line, "unitPrice")), money, sizeof(money)));
-		text_right(page, font, 10, COL_AMT_R, COL_AMT_W, y,
-		           idr(json_integer_value(json_object_get(line, "amount")), money, sizeof(money)));
-		y = below - 4;
-	}
-	HPDF_Page_MoveTo(page, 50, y + 8);
-	HPDF_Page_LineTo(page, 545, y + 8);
-	HPDF_Page_Stroke(page);
-	y -= 10;
-	text(page, bold, 11, 350, y, "Total");
-	text_right(page, bold, 11, COL_AMT_R, 130, y,
-	           idr(json_integer_value(json_object_get(inv, "amount")), money, sizeof(money)));
-
-	y -= 40;
-	if (json_is_object(topup)) {
-		snprintf(buf, sizeof(buf), "Midtrans order: %s   Payment: %s", str(topup, "orderId"),
-		         str(topup, "paymentType")[0] ? str(topup, "paymentType") : "-");
-		y = text_wrapped(page, font, 9, 50, y, 495, 11, 2, buf) - 3;
-	}
-	if (json_is_object(cnf)) {
-		snprintf(buf, sizeof(buf), "Voids invoice %s", str(cnf, "invoiceNumber"));
-		y = text_wrapped(page, font, 9, 50, y, 495, 11, 1, buf) - 3;
-	}
-	if (json_is_object(vb)) {
-		snprintf(buf, sizeof(buf), "Voided by credit note %s", str(vb, "invoiceNumber"));
-		y = text_wrapped(page, font, 9, 50, y, 495, 11, 1, buf) - 3;
-	}
-	snprintf(buf, sizeof(buf), "Invoice id: %s", str(inv, "id"));
-	text(page, font, 8, 50, 60, buf);
-	text(page, font, 8, 50, 48, "Amounts in Indonesian rupiah (IDR). Issued invoices are never changed.");
+	json_t *o = json_object_get(obj, key);
+	return json_is_object(o) ? json_string_value(json_object_get(o, field)) : NULL;
 }
 
 int
 invoice_pdf_reply(struct mg_connection *conn, json_t *inv)
 {
-	struct pdf_err err = {0, 0};
-	HPDF_Doc pdf = NULL;
+	struct invoice_seller who = {getenv("PAAS_SELLER_NAME"), getenv("PAAS_SELLER_ADDRESS"),
+	                             getenv("PAAS_SELLER_TAX_ID")};
 	unsigned char *bytes = NULL;
-	HPDF_UINT32 size = 0;
-	HPDF_STATUS rc;
+	size_t size = 0;
+	unsigned code = 0, detail = 0;
 	char len[32], disp[128], name[64];
 	int status = -1;
+	json_t *lines = json_object_get(inv, "lines"), *line;
+	json_t *topup = json_object_get(inv, "topUpTransaction");
+	struct invoice_doc doc;
+	struct invoice_line *items = NULL;
+	size_t i;
 
-	pdf = HPDF_New(on_error, &err);
-	if (pdf == NULL)
+	memset(&doc, 0, sizeof(doc));
+	doc.id = member(inv, "id");
+	doc.number = member(inv, "invoiceNumber");
+	doc.type = member(inv, "type");
+	doc.status = member(inv, "status");
+	doc.issued_at = member(inv, "issuedAt");
+	doc.amount = (long long) json_integer_value(json_object_get(inv, "amount"));
+	doc.user_name = nested(inv, "user", "name");
+	doc.user_email = nested(inv, "user", "email");
+	if (json_is_object(topup)) {
+		doc.topup_order_id = member(topup, "orderId") ? member(topup, "orderId") : "";
+		doc.topup_payment_type = member(topup, "paymentType");
+	}
+	doc.credit_note_for = nested(inv, "creditNoteFor", "invoiceNumber");
+	doc.voided_by = nested(inv, "voidedBy", "invoiceNumber");
+	items = calloc(json_array_size(lines) + 1, sizeof(*items));
+	if (items == NULL)
 		goto done;
-	HPDF_SetCompressionMode(pdf, HPDF_COMP_ALL);
-	HPDF_SetInfoAttr(pdf, HPDF_INFO_CREATOR, "paas");
-	HPDF_SetInfoAttr(pdf, HPDF_INFO_TITLE, ascii(str(inv, "invoiceNumber"), name, sizeof(name)));
-	layout(pdf, inv);
-	if (err.code != 0 || HPDF_SaveToStream(pdf) != HPDF_OK)
+	json_array_foreach(lines, i, line) {
+		items[i].description = member(line, "description");
+		items[i].quantity = (long long) json_integer_value(json_object_get(line, "quantity"));
+		items[i].unit_price = (long long) json_integer_value(json_object_get(line, "unitPrice"));
+		items[i].amount = (long long) json_integer_value(json_object_get(line, "amount"));
+	}
+	doc.nlines = (int) json_array_size(lines);
+	doc.lines = items;
+
+	if (invoice_pdf_render(&doc, &who, &bytes, &size, &code, &detail) != 0)
 		goto done;
-	size = HPDF_GetStreamSize(pdf);
-	bytes = malloc(size ? size : 1);
-	if (bytes == NULL)
-		goto done;
-	rc = HPDF_ReadFromStream(pdf, bytes, &size);
-	if ((rc != HPDF_OK && rc != HPDF_STREAM_EOF) || err.code != 0)
-		goto done;
+	file_name(json_string_value(json_object_get(inv, "invoiceNumber")), name, sizeof(name));
 	snprintf(len, sizeof(len), "%lu", (unsigned long) size);
 	snprintf(disp, sizeof(disp), "attachment; filename=\"%s.pdf\"", name[0] ? name : "invoice");
 	mg_response_header_start(conn, 200);
@@ -330,12 +107,10 @@ invoice_pdf_reply(struct mg_connection *conn, json_t *inv)
 
 done:
 	if (status != 200) {
-		fprintf(stderr, "{\"event\":\"pdf_failed\",\"error\":\"0x%04X\",\"detail\":%u}\n",
-		        (unsigned) err.code, (unsigned) err.detail);
+		fprintf(stderr, "{\"event\":\"pdf_failed\",\"error\":\"0x%04X\",\"detail\":%u}\n", code, detail);
 		status = reply_error(conn, 500, "INTERNAL_ERROR", "Internal server error", NULL, NULL);
 	}
 	free(bytes);
-	if (pdf)
-		HPDF_Free(pdf);
+	free(items);
 	return status;
 }

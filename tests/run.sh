@@ -45,6 +45,7 @@ cleanup() {
 	local rc=$?
 	stack_down
 	if [ -n "${FAKE_MIDTRANS_PID:-}" ]; then kill "$FAKE_MIDTRANS_PID" 2>/dev/null || true; fi
+	if [ -s "${PAAS_TEST_SMTPD_PID:-/nonexistent}" ]; then kill "$(cat "$PAAS_TEST_SMTPD_PID")" 2>/dev/null || true; fi
 	if [ $rc -ne 0 ] && [ -f "$PAAS_PGDATA/server.log" ]; then
 		echo "---- server.log (tail) ----"; tail -n 40 "$PAAS_PGDATA/server.log"
 	fi
@@ -83,6 +84,43 @@ if [ "${PAAS_TEST_KUBE:-}" = skip ] && [ -z "${CI:-}" ]; then
 else
 	timeout 150 /usr/bin/python3 -m pytest -q -p no:cacheprovider --durations=3 ${PAAS_TEST_KUBE:-tests/kube}
 fi
+
+# The SMTP server of the mailer (tests/fakes/smtpd.py, Debian's aiosmtpd):
+# STARTTLS with a throw-away self-signed certificate the mailer trusts
+# through paas.smtp_ca_file, AUTH with a password file, a Maildir the tests
+# read.  tests/http/test_notifications.py stops and starts it by the same
+# command line (PAAS_TEST_SMTPD_CMD, pid in PAAS_TEST_SMTPD_PID).
+SMTP_DIR=$TMP/smtp
+mkdir -p "$SMTP_DIR"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+	-addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+	-keyout "$SMTP_DIR/key.pem" -out "$SMTP_DIR/cert.pem" 2>/dev/null
+echo "smtp-$(rand_hex 12)" >"$SMTP_DIR/password"
+chmod 600 "$SMTP_DIR/password"
+[ "$(id -u)" -eq 0 ] && chown postgres "$SMTP_DIR/password"
+chmod 0755 "$SMTP_DIR"
+chmod 0644 "$SMTP_DIR/cert.pem"
+SMTP_PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export PAAS_TEST_MAILDIR=$SMTP_DIR/Maildir PAAS_TEST_SMTPD_PID=$SMTP_DIR/smtpd.pid
+export PAAS_TEST_SMTPD_CMD="/usr/bin/python3 $STACK_ROOT/tests/fakes/smtpd.py --port $SMTP_PORT --maildir $PAAS_TEST_MAILDIR --cert $SMTP_DIR/cert.pem --key $SMTP_DIR/key.pem --user paas-mailer --password-file $SMTP_DIR/password --slow 4 --pid-file $PAAS_TEST_SMTPD_PID"
+$PAAS_TEST_SMTPD_CMD >"$SMTP_DIR/smtpd.log" 2>&1 &
+WAIT_SECS=10 wait_for test -s "$PAAS_TEST_SMTPD_PID"
+PAAS_PG_EXTRA_CONF="$PAAS_PG_EXTRA_CONF
+paas.smtp_url = 'smtp://127.0.0.1:$SMTP_PORT'
+paas.smtp_tls = 'starttls'
+paas.smtp_user = 'paas-mailer'
+paas.smtp_password_file = '$SMTP_DIR/password'
+paas.smtp_ca_file = '$SMTP_DIR/cert.pem'
+paas.mail_from = 'Paas Cloud <no-reply@paas.test>'
+paas.public_url = 'https://app.paas.test'
+paas.mail_admin_to = 'ops@paas.test'
+paas.mail_retry_base = '1s'
+paas.mail_retry_max = '4s'
+paas.mail_lease = '5s'
+paas.mail_per_recipient_per_hour = 1000
+paas.invoice_seller_name = '$PAAS_SELLER_NAME'
+paas.invoice_seller_address = '$PAAS_SELLER_ADDRESS'
+paas.invoice_seller_tax_id = '$PAAS_SELLER_TAX_ID'"
 
 echo "== build"
 # The extension goes into a private copy of the server's installation, never

@@ -15,7 +15,7 @@ if [ "$PROFILE" = "--list" ]; then
 	PROFILE=${2:-dev}
 fi
 # runtime libraries of paas.so (libcurl) and of paas-httpd
-RUN_DB=(postgresql-15-cron libcurl4 ca-certificates)
+RUN_DB=(postgresql-15-cron libcurl4 libhpdf-2.3.0 ca-certificates)
 RUN_HTTPD=(libcivetweb1 libjansson4 libjwt0 libcurl4 libpq5 libssl3 libhpdf-2.3.0 ca-certificates curl)
 case "$PROFILE" in
 	db) PKGS=("${RUN_DB[@]}") ;;
@@ -24,7 +24,7 @@ case "$PROFILE" in
 	      postgresql-15 postgresql-client-15 postgresql-contrib postgresql-server-dev-15
 	      postgresql-15-cron postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
 	      libcivetweb-dev libjansson-dev libjwt-dev libcurl4-openssl-dev libssl-dev libpq-dev libhpdf-dev
-	      python3 python3-pytest python3-requests python3-yaml wrk poppler-utils openssl nodejs)
+	      python3 python3-pytest python3-requests python3-yaml python3-aiosmtpd wrk poppler-utils openssl nodejs)
 	   # tests/kube and tests/openapi run npm; a node install that brings its own npm needs no Debian npm
 	   command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 	   # the real kubectl the Kubernetes stand-in is checked with: Debian's,

@@ -463,7 +463,7 @@ BEGIN
 	errs := paas.check_confirm(errs, req, 'password', 'confirmPassword');
 	PERFORM paas.raise_if_invalid(errs);
 	IF paas.email_taken(req ->> 'email') THEN
-		RAISE EXCEPTION 'User with this email already exists' USING ERRCODE = 'PT409';
+		RETURN paas.register_existing(req, ctx);	-- the same answer; the owner gets a mail (75_notifications.sql)
 	END IF;
 	INSERT INTO paas.users (email, name, password_hash)
 	VALUES (req ->> 'email', btrim(req ->> 'name'), paas.hash_password(req ->> 'password'))

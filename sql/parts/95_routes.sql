@@ -52,10 +52,12 @@
 --   snap           may answer {"$snap"}: the Midtrans Snap round trip
 --   pdf            data is rendered as a PDF
 --   batch          concurrent calls share a round trip (api.<function>_batch)
+--   money          moves money: an idempotency key, sent again with it
+--   form           a form-encoded body is read like a query string (RFC 8058 one-click)
 CREATE FUNCTION paas.route_flag_names() RETURNS text[]
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	RETURN ARRAY['paginated', 'tokens', 'builtin', 'rate_login', 'rate_register', 'rate_refresh',
-				 'no_db', 'snap', 'pdf', 'batch', 'money'];
+				 'no_db', 'snap', 'pdf', 'batch', 'money', 'form'];
 COMMENT ON FUNCTION paas.route_flag_names() IS
 	'the route flags the gateway knows (httpd/httpd.h enum route_flags, lower case, no ROUTE_ prefix)';
 

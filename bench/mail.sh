@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# bench/mail.sh: the mailer and the outbox, on a RUNNING stack (bench/run.sh
+# exports PAAS_PGDATA, PAAS_PGSOCK and PAAS_PGPORT; PAAS_DB defaults to paas).
+#
+#   1. Mails per second: $MAIL_BENCH_N accounts (default 2000) are created in
+#      one statement, which queues their welcome mails (real templates, signed
+#      links); the mailer sends them to a local SMTP server (aiosmtpd,
+#      tests/fakes/smtpd.py, STARTTLS + AUTH as in the tests) over its kept
+#      connection.  Printed: mails/s from the commit to the last SENT, and the
+#      connections and AUTHs the server saw.
+#   2. What the outbox costs a renewal run: two funded fixtures of
+#      $MAIL_BENCH_RENEWALS due subscriptions (default 100000), renewed by
+#      api.run_renewals() as pg_cron calls it, one with the outbox triggers of
+#      the charges and events disabled and one with them (100,000 outbox rows
+#      written by the run's own statements).  Printed: both wall times and
+#      their ratio.  The mailer is idle meanwhile (no SMTP server set), and the
+#      bench's mails and fixtures are retired at the end.  MAIL_BENCH_RENEWALS=0
+#      skips this part.
+# The cluster's mail settings are set with ALTER SYSTEM for the bench and
+# reset on exit.
+set -euo pipefail
+. "$(dirname "$0")/../docker/scripts/stack.sh"
+cd "$STACK_ROOT"
+
+N=${MAIL_BENCH_N:-2000}
+RENEWALS=${MAIL_BENCH_RENEWALS:-100000}
+PER_USER=10
+q() { psql_su -At "$@"; }
+DIR=$(mktemp -d)
+chmod 0755 "$DIR"
+SMTPD_PID=
+
+cleanup() {
+	q >/dev/null 2>&1 <<'SQL' || true
+ALTER SYSTEM RESET paas.smtp_url;
+ALTER SYSTEM RESET paas.smtp_user;
+ALTER SYSTEM RESET paas.smtp_password_file;
+ALTER SYSTEM RESET paas.smtp_ca_file;
+ALTER SYSTEM RESET paas.mail_per_recipient_per_hour;
+SELECT pg_reload_conf();
+SQL
+	if [ -n "$SMTPD_PID" ]; then kill "$SMTPD_PID" 2>/dev/null || true; fi
+	rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+# the local SMTP server
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 \
+	-addext "subjectAltName=IP:127.0.0.1" -keyout "$DIR/key.pem" -out "$DIR/cert.pem" 2>/dev/null
+echo "bench-$(rand_hex 8)" >"$DIR/password"
+chmod 600 "$DIR/password"
+[ "$(id -u)" -eq 0 ] && chown postgres "$DIR/password"
+chmod 0644 "$DIR/cert.pem"
+PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+/usr/bin/python3 tests/fakes/smtpd.py --port "$PORT" --maildir "$DIR/Maildir" --cert "$DIR/cert.pem" \
+	--key "$DIR/key.pem" --user bench --password-file "$DIR/password" --pid-file "$DIR/smtpd.pid" \
+	>"$DIR/smtpd.log" 2>&1 &
+SMTPD_PID=$!
+WAIT_SECS=10 wait_for test -s "$DIR/smtpd.pid"
+stat_of() { /usr/bin/python3 -c "import json,sys; print(json.load(open('$DIR/stats.json'))[sys.argv[1]])" "$1"; }
+
+q >/dev/null <<SQL
+ALTER SYSTEM SET paas.smtp_url = 'smtp://127.0.0.1:$PORT';
+ALTER SYSTEM SET paas.smtp_user = 'bench';
+ALTER SYSTEM SET paas.smtp_password_file = '$DIR/password';
+ALTER SYSTEM SET paas.smtp_ca_file = '$DIR/cert.pem';
+ALTER SYSTEM SET paas.mail_per_recipient_per_hour = 100000;
+SELECT pg_reload_conf();
+SQL
+sleep 1
+
+# 1. mails per second ---------------------------------------------------------
+TAG=bench-mail-$(date +%s%N)
+C0=$(stat_of connections)
+A0=$(stat_of auths)
+# psql shows the last result: the time just before the commit
+T0=$(q -c "INSERT INTO paas.users (email, name, password_hash)
+	SELECT '$TAG-' || i || '@example.com', 'Bench Mail ' || i, 'x' FROM generate_series(1, $N) i;
+	SELECT extract(epoch FROM clock_timestamp())")
+DEADLINE=$((SECONDS + 600))
+while :; do
+	LEFT=$(q -c "SELECT count(*) FROM paas.notification_outbox o JOIN paas.users u ON u.id = o.user_id
+		WHERE u.email LIKE '$TAG-%' AND o.status NOT IN ('SENT', 'FAILED', 'SUPPRESSED')")
+	[ "$LEFT" = 0 ] && break
+	[ $SECONDS -gt $DEADLINE ] && { echo "mail bench: $LEFT mails still queued after 600 s" >&2; exit 1; }
+	sleep 0.2
+done
+read -r SENT SECS < <(q -F' ' -c "SELECT count(*) FILTER (WHERE o.status = 'SENT'),
+	extract(epoch FROM max(o.sent_at)) - $T0
+	FROM paas.notification_outbox o JOIN paas.users u ON u.id = o.user_id WHERE u.email LIKE '$TAG-%'")
+sleep 0.3
+CONNS=$(( $(stat_of connections) - C0 ))
+AUTHS=$(( $(stat_of auths) - A0 ))
+RATE=$(awk -v n="$SENT" -v s="$SECS" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')
+echo "| mails (welcome, rendered, STARTTLS + AUTH) | sent | seconds | mails/s | SMTP connections | AUTHs |"
+echo "|---:|---:|---:|---:|---:|---:|"
+printf "| %s | %s | %.2f | %s | %s | %s |\n" "$N" "$SENT" "$SECS" "$RATE" "$CONNS" "$AUTHS"
+q >/dev/null -c "UPDATE paas.users SET deleted_at = now(), is_active = false WHERE email LIKE '$TAG-%'"
+
+# 2. the outbox in a renewal run (MAIL_BENCH_RENEWALS=0 skips it) ---------------
+[ "$RENEWALS" -gt 0 ] || exit 0
+q >/dev/null -c "ALTER SYSTEM RESET paas.smtp_url" -c "SELECT pg_reload_conf()"
+fixture() {	# fixture TAG: $RENEWALS due subscriptions of funded users
+	local tag=$1 users=$(( (RENEWALS + PER_USER - 1) / PER_USER ))
+	q >/dev/null <<SQL
+SET client_min_messages = warning;
+INSERT INTO paas.services (name, display_name, description, docker_image, monthly_price)
+SELECT '$tag-' || i, 'Bench $tag ' || i, 'outbox benchmark service', 'nginx:1', 1000 FROM generate_series(1, $PER_USER) i;
+-- the accounts' welcome mails are not what is measured
+ALTER TABLE paas.users DISABLE TRIGGER notify_users_inserted;
+INSERT INTO paas.users (email, name, password_hash)
+SELECT '$tag-' || i || '@example.com', 'Bench Subscriber', 'x' FROM generate_series(1, $users) i;
+ALTER TABLE paas.users ENABLE TRIGGER notify_users_inserted;
+CREATE TEMP TABLE w AS
+SELECT u.id AS user_id, paas.wallet_account(u.id) AS acc, row_number() OVER (ORDER BY u.id) AS n
+  FROM paas.users u WHERE u.email LIKE '$tag-%';
+DO \$\$
+DECLARE
+	b int;
+BEGIN
+	FOR b IN 0 .. (SELECT (count(*) - 1) / 5000 FROM w) LOOP
+		PERFORM paas.ledger_post(NULL, (SELECT jsonb_agg(jsonb_build_object(
+			'kind', 'topup', 'memo', 'bench funding',
+			'postings', jsonb_build_array(
+				jsonb_build_object('account', acc, 'amount', 1000 * $PER_USER),
+				jsonb_build_object('account', paas.platform_account('gateway_clearing'),
+								   'amount', -1000 * $PER_USER))))
+			FROM w WHERE n > b * 5000 AND n <= (b + 1) * 5000));
+	END LOOP;
+END
+\$\$;
+INSERT INTO paas.subscriptions (user_id, service_id, price, anchor_at, current_period_start, current_period_end)
+SELECT w.user_id, s.id, 1000, now() - interval '1 month 1 hour', now() - interval '1 month 1 hour',
+	   paas.subscription_bound(now() - interval '1 month 1 hour', 1)
+  FROM w, paas.services s WHERE s.name LIKE '$tag-%'
+ ORDER BY w.n, s.name
+ LIMIT $RENEWALS;
+SQL
+	q -c "VACUUM ANALYZE paas.subscriptions" -c "VACUUM ANALYZE paas.notification_outbox" >/dev/null
+}
+retire() {	# retire TAG: the fixture's subscriptions EXPIRED, its mails suppressed
+	q >/dev/null <<SQL
+UPDATE paas.subscriptions s SET status = paas.subscription_transition(s.status, 'expire'),
+	   ended_at = now(), status_reason = 'benchmark fixture', updated_at = now()
+  FROM paas.services v WHERE v.id = s.service_id AND v.name LIKE '$1-%';
+UPDATE paas.notification_outbox o SET status = 'SUPPRESSED', last_error = 'benchmark fixture', updated_at = now()
+  FROM paas.users u WHERE u.id = o.user_id AND u.email LIKE '$1-%' AND o.status = 'PENDING';
+SQL
+}
+run_ms() { q -c "SELECT api.run_renewals()" | sed -E 's/.*"ms": ([0-9.]+).*/\1/'; }
+
+T1=bench-outbox-off-$(date +%s%N)
+fixture "$T1"
+q >/dev/null -c "ALTER TABLE paas.subscription_charges DISABLE TRIGGER notify_charges" \
+	-c "ALTER TABLE paas.subscription_events DISABLE TRIGGER notify_subscription_events"
+OFF=$(run_ms)
+q >/dev/null -c "ALTER TABLE paas.subscription_charges ENABLE TRIGGER notify_charges" \
+	-c "ALTER TABLE paas.subscription_events ENABLE TRIGGER notify_subscription_events"
+retire "$T1"
+T2=bench-outbox-on-$(date +%s%N)
+fixture "$T2"
+ON=$(run_ms)
+ROWS=$(q -c "SELECT count(*) FROM paas.notification_outbox o JOIN paas.users u ON u.id = o.user_id
+	WHERE u.email LIKE '$T2-%' AND o.kind = 'subscription_renewed'")
+retire "$T2"
+echo
+echo "| renewal run of $RENEWALS due subscriptions | wall time | outbox rows written |"
+echo "|---|---:|---:|"
+printf "| without the outbox triggers | %.2f s | 0 |\n" "$(awk -v ms="$OFF" 'BEGIN{print ms/1000}')"
+printf "| with them (one mail per charge) | %.2f s | %s |\n" "$(awk -v ms="$ON" 'BEGIN{print ms/1000}')" "$ROWS"
+printf "| ratio | %.2f× | |\n" "$(awk -v a="$ON" -v b="$OFF" 'BEGIN{print (b > 0 ? a / b : 0)}')"

@@ -1,0 +1,1194 @@
+/*-------------------------------------------------------------------------
+ *
+ * mailer.c
+ *	  The paas mailer: a background worker that sends the mails of
+ *	  paas.notification_outbox (sql/parts/75_notifications.sql) over SMTP
+ *	  with libcurl.
+ *
+ * Structure follows src/test/modules/worker_spi: standard signal handlers,
+ * WaitLatch with WL_EXIT_ON_PM_DEATH, configuration reload on SIGHUP, one
+ * transaction per unit of work.  Each pass
+ *	  1. claims due mails in one short transaction (paas.notify_claim: FOR
+ *		 UPDATE SKIP LOCKED, marked SENDING with a lease and rendered),
+ *	  2. sends each one with NO transaction open, then
+ *	  3. records its outcome in a transaction of its own (paas.notify_record),
+ *		 before the next one is sent,
+ * so a crash repeats at most the mail in flight, and then with the same
+ * Message-ID (fixed at the first claim).
+ *
+ * One WAL flush per mail, off the critical path.  The mailer's transactions
+ * commit without waiting for their WAL flush (synchronous_commit = off for
+ * its session); what a record needs is to be durable before the NEXT mail
+ * can be accepted.  So the flush (XLogFlush of the last commit) is done in
+ * libcurl's read of the next message's last part, just before libcurl sends
+ * the end-of-data dot: at any moment at most one accepted mail is
+ * unrecorded.  The transfer is driven through a curl multi handle so that
+ * the flush runs while the server works on the next mail's envelope (MAIL,
+ * RCPT, DATA) instead of after the record's own commit; the read of the last
+ * part only makes sure it is done.  Before the mailer sleeps, it flushes
+ * what is left.
+ *
+ * Rules a reader must know:
+ *	  - SMTP: paas.smtp_url (smtp://host:587 or smtps://host:465).
+ *		paas.smtp_tls = starttls (default) requires STARTTLS
+ *		(CURLUSESSL_ALL), tls uses implicit TLS (smtps), none is for tests
+ *		only and is refused for anything but a loopback host.
+ *		paas.smtp_ca_file is the CA bundle the server is checked against.
+ *		AUTH with paas.smtp_user and the first line of
+ *		paas.smtp_password_file, read when the connection is set up and
+ *		never logged.
+ *	  - One CURL handle (and the multi handle that holds its connection) is
+ *		kept across mails and passes, so the SMTP connection (and its TLS
+ *		session and AUTH) is reused; it is closed
+ *		(QUIT) after MAILER_IDLE_CLOSE_MS without mail and rebuilt when the
+ *		settings change.  A reused connection that turns out dead is tried
+ *		once more on a fresh one.
+ *	  - The message is built with libcurl's MIME API (never by hand):
+ *		multipart/mixed of a multipart/alternative (text/plain and
+ *		text/html, UTF-8, quoted-printable) and the invoice PDF (base64)
+ *		when there is one.  Header values are RFC 2047 encoded-words when
+ *		they are not ASCII (extension/notify.c).
+ *	  - Outcomes: 2xx sent; 5xx to RCPT or DATA permanent; 4xx and errors
+ *		without an answer temporary (paas.notify_record backs off per row).
+ *		The reply kept is the first 4xx / 5xx line (libcurl closes the
+ *		connection after a refusal; the answer to QUIT is not the news).
+ *		A failure of the server itself (connect, TLS, AUTH, a refused
+ *		sender) is recorded as "unavailable": the attempt is not counted,
+ *		the rest of the batch is given back unattempted, and the mailer
+ *		waits before its next pass (1 s, doubling up to MAILER_PAUSE_MAX_MS;
+ *		new mail waits too).  Settings that cannot work claim nothing.
+ *	  - The mailer sleeps until the next mail is due (at most
+ *		MAILER_POLL_MS) and is woken by paas.mail_wake() when a transaction
+ *		that queued mail commits.  Nothing runs while paas.smtp_url is empty
+ *		or the extension is not installed.
+ *	  - Its SQL runs as superuser with search_path = pg_catalog, pg_temp, as
+ *		the other workers' (bgworker/worker.c).
+ *	  - Everything not palloc'd (the CURL handle, MIME structures, lists)
+ *		is freed in PG_FINALLY; the handle itself lives in a static and is
+ *		cleaned up on exit.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "notify.h"
+#include "paas.h"
+
+PGDLLEXPORT void paas_mailer_main(Datum main_arg) pg_attribute_noreturn();
+
+#define MAILER_POLL_MS			10000	/* longest sleep when nothing is due */
+#define MAILER_IDLE_CLOSE_MS	30000	/* QUIT after this long without mail */
+#define MAILER_PAUSE_MIN_MS		1000	/* after a failure of the server itself */
+#define MAILER_PAUSE_MAX_MS		60000
+#define MAILER_REPLY_MAX		500
+
+/* GUCs */
+static char *smtp_url = NULL;
+static int	smtp_tls = 0;
+static char *smtp_user = NULL;
+static char *smtp_password_file = NULL;
+static char *smtp_ca_file = NULL;
+static char *mail_from = NULL;
+static char *public_url = NULL;
+static int	mail_batch = 50;
+static int	mail_lease_s = 120;
+static int	mail_retry_base_s = 30;
+static int	mail_retry_max_s = 3600;
+static int	mail_max_attempts = 25;
+static int	mail_per_recipient = 20;
+static int	mail_default_locale = 0;
+static char *mail_timezone = NULL;
+static char *mail_admin_to = NULL;
+static int	mail_reminder_days = 3;
+static bool require_verified_email = false;
+char	   *paas_invoice_seller_name = NULL;
+char	   *paas_invoice_seller_address = NULL;
+char	   *paas_invoice_seller_tax_id = NULL;
+
+enum
+{
+	TLS_STARTTLS,
+	TLS_IMPLICIT,
+	TLS_NONE
+};
+
+static const struct config_enum_entry tls_options[] = {
+	{"starttls", TLS_STARTTLS, false},
+	{"tls", TLS_IMPLICIT, false},
+	{"none", TLS_NONE, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry locale_options[] = {
+	{"id", 0, false},
+	{"en", 1, false},
+	{NULL, 0, false}
+};
+
+PaasMailerShared *paas_mailer_shared = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+mailer_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(PaasMailerShared)));
+}
+
+static void
+mailer_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	paas_mailer_shared = ShmemInitStruct("paas mailer", sizeof(PaasMailerShared), &found);
+	if (!found)
+	{
+		memset(paas_mailer_shared, 0, sizeof(PaasMailerShared));
+		SpinLockInit(&paas_mailer_shared->mutex);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static void
+define_gucs(void)
+{
+	DefineCustomStringVariable("paas.smtp_url",
+							   "SMTP server of the mailer: smtp://host:587 or smtps://host:465.",
+							   "Empty: no mail is sent (it waits in the outbox).",
+							   &smtp_url, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("paas.smtp_tls",
+							 "TLS of the SMTP connection: starttls, tls (smtps) or none (tests, loopback only).",
+							 NULL,
+							 &smtp_tls, TLS_STARTTLS, tls_options, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("paas.smtp_user", "SMTP AUTH user name (empty: no AUTH).", NULL,
+							   &smtp_user, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("paas.smtp_password_file",
+							   "File whose first line is the SMTP AUTH password.",
+							   "Read by the mailer when it connects; the password is never logged.",
+							   &smtp_password_file, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("paas.smtp_ca_file",
+							   "CA bundle the SMTP server's certificate is checked against (empty: the system's).",
+							   NULL, &smtp_ca_file, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("paas.mail_from", "Sender of the mails: \"Name <address>\" or an address.",
+							   NULL, &mail_from, "paas <no-reply@localhost>", PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("paas.public_url",
+							   "Origin users reach: the links of mails (pages, and the API under /api/v1).",
+							   NULL, &public_url, "http://localhost:8080", PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("paas.mail_batch", "Mails the mailer claims at a time.", NULL,
+							&mail_batch, 50, 1, 1000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("paas.mail_lease", "How long a claimed mail is the mailer's before it is claimed again.",
+							"Longer than one SMTP call can take (60 s).",
+							&mail_lease_s, 120, 2, 86400, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("paas.mail_retry_base", "Delay before the second attempt of a mail; doubles after.",
+							NULL, &mail_retry_base_s, 30, 1, 86400, PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("paas.mail_retry_max", "Longest delay between two attempts of a mail.", NULL,
+							&mail_retry_max_s, 3600, 1, 7 * 86400, PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("paas.mail_max_attempts", "Attempts of a mail before it fails for good.", NULL,
+							&mail_max_attempts, 25, 1, 1000, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("paas.mail_per_recipient_per_hour", "Mails sent to one address an hour at most.",
+							"The next one waits; none is dropped.",
+							&mail_per_recipient, 20, 1, 100000, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("paas.mail_default_locale", "Locale of mails for users without a preference.",
+							 NULL, &mail_default_locale, 0, locale_options, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("paas.mail_timezone", "Time zone dates and times of mails are shown in.", NULL,
+							   &mail_timezone, "Asia/Jakarta", PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("paas.mail_admin_to",
+							   "Addresses of admin mails, comma separated (empty: every active administrator).",
+							   NULL, &mail_admin_to, "", PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("paas.mail_reminder_days", "Days before a renewal its reminder is mailed.", NULL,
+							&mail_reminder_days, 3, 1, 60, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("paas.require_verified_email",
+							 "Refuse top-ups of accounts whose e-mail address is not verified.", NULL,
+							 &require_verified_email, false, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("paas.invoice_seller_name", "Seller name on invoice PDFs made in the database.",
+							   "Set it like httpd's PAAS_SELLER_NAME.",
+							   &paas_invoice_seller_name, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("paas.invoice_seller_address",
+							   "Seller address on invoice PDFs made in the database (lines separated by |).",
+							   NULL, &paas_invoice_seller_address, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("paas.invoice_seller_tax_id", "Seller tax id on invoice PDFs made in the database.",
+							   NULL, &paas_invoice_seller_tax_id, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
+}
+
+/*
+ * Called once from _PG_init: the settings, the transaction callback of
+ * paas.mail_wake() (every process), and -- when preloaded -- the shared
+ * memory and the worker.
+ */
+void
+paas_mailer_init(void)
+{
+	BackgroundWorker worker;
+
+	define_gucs();
+	paas_mail_wake_init();
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = mailer_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = mailer_shmem_startup;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "paas");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "paas_mailer_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "paas mailer");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "paas mailer");
+	RegisterBackgroundWorker(&worker);
+}
+
+/* ---- published state --------------------------------------------------- */
+
+static void
+publish_error(const char *fmt,...) pg_attribute_printf(1, 2);
+
+static void
+publish_error(const char *fmt,...)
+{
+	char		buf[256];
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (paas_mailer_shared == NULL)
+		return;
+	SpinLockAcquire(&paas_mailer_shared->mutex);
+	strlcpy(paas_mailer_shared->last_error, buf, sizeof(paas_mailer_shared->last_error));
+	SpinLockRelease(&paas_mailer_shared->mutex);
+}
+
+static void
+publish_counts(int sent, int retried, int failed)
+{
+	if (paas_mailer_shared == NULL)
+		return;
+	SpinLockAcquire(&paas_mailer_shared->mutex);
+	paas_mailer_shared->last_pass = GetCurrentTimestamp();
+	paas_mailer_shared->sent += sent;
+	paas_mailer_shared->retried += retried;
+	paas_mailer_shared->failed += failed;
+	SpinLockRelease(&paas_mailer_shared->mutex);
+}
+
+static CURL *handle = NULL;		/* the kept SMTP handle */
+static CURLM *multi = NULL;		/* ... driven by this, which keeps the connection */
+
+static void
+mailer_exit(int code, Datum arg)
+{
+	if (handle != NULL)
+		curl_easy_cleanup(handle);
+	if (multi != NULL)
+		curl_multi_cleanup(multi);	/* closes the connection: QUIT */
+	handle = NULL;
+	multi = NULL;
+	if (paas_mailer_shared == NULL)
+		return;
+	SpinLockAcquire(&paas_mailer_shared->mutex);
+	paas_mailer_shared->pid = 0;
+	paas_mailer_shared->latch = NULL;
+	SpinLockRelease(&paas_mailer_shared->mutex);
+}
+
+/* ---- transactions ------------------------------------------------------ */
+
+/*
+ * A short transaction; end_tx() commits it and returns to the memory
+ * context that was current before begin_tx() (a commit leaves
+ * TopMemoryContext current).
+ */
+static MemoryContext
+begin_tx(const char *activity)
+{
+	MemoryContext old = CurrentMemoryContext;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+	return old;
+}
+
+/* The end of the last commit whose WAL may not be flushed yet (see above). */
+static XLogRecPtr unflushed = InvalidXLogRecPtr;
+
+static void
+flush_records(void)
+{
+	if (!XLogRecPtrIsInvalid(unflushed))
+	{
+		XLogFlush(unflushed);
+		unflushed = InvalidXLogRecPtr;
+	}
+}
+
+static void
+end_tx(MemoryContext old)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	if (!XLogRecPtrIsInvalid(XactLastCommitEnd) && XactLastCommitEnd > unflushed)
+		unflushed = XactLastCommitEnd;
+	MemoryContextSwitchTo(old);
+	pgstat_report_stat(true);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* One claimed mail, copied out of the claim transaction. */
+typedef struct Mail
+{
+	int64		id;
+	int			attempt;
+	char	   *message_id;
+	char	   *recipient;
+	char	   *recipient_name;
+	char	   *subject;
+	char	   *body_text;
+	char	   *body_html;
+	char	   *list_unsubscribe;
+	char	   *attachment;
+	size_t		attachment_len;
+	char	   *attachment_name;
+} Mail;
+
+static char *
+col_text(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt)
+{
+	char	   *v = SPI_getvalue(tup, desc, col);
+
+	return v ? MemoryContextStrdup(cxt, v) : NULL;
+}
+
+/*
+ * Claims due mails (allocated in cxt); *next_due_ms is how long until the
+ * next queued mail is due (-1: none).  An empty list while the extension
+ * (at a version with notifications) is not installed.
+ */
+static List *
+claim(MemoryContext cxt, long *next_due_ms)
+{
+	List	   *mails = NIL;
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	Datum		args[2];
+	int			ret;
+	MemoryContext old;
+
+	*next_due_ms = -1;
+	old = begin_tx("paas mailer: claiming mail");
+	ret = SPI_execute("SELECT 1 WHERE pg_catalog.to_regprocedure("
+					  "'paas.notify_claim(integer, interval)') IS NOT NULL", true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "looking up paas.notify_claim failed: %d", ret);
+	if (SPI_processed == 0)
+	{
+		end_tx(old);
+		*next_due_ms = MAILER_POLL_MS;
+		return NIL;
+	}
+	args[0] = Int32GetDatum(mail_batch);
+	args[1] = Int32GetDatum(mail_lease_s);
+	ret = SPI_execute_with_args("SELECT id, attempt, message_id, recipient, recipient_name, subject, "
+								"body_text, body_html, list_unsubscribe, attachment, attachment_name "
+								"FROM paas.notify_claim($1, make_interval(secs => $2))",
+								2, argtypes, args, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "paas.notify_claim failed: %d", ret);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Mail	   *m = MemoryContextAllocZero(cxt, sizeof(Mail));
+		bool		isnull;
+		Datum		d;
+
+		m->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		m->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		m->message_id = col_text(tup, desc, 3, cxt);
+		m->recipient = col_text(tup, desc, 4, cxt);
+		m->recipient_name = col_text(tup, desc, 5, cxt);
+		m->subject = col_text(tup, desc, 6, cxt);
+		m->body_text = col_text(tup, desc, 7, cxt);
+		m->body_html = col_text(tup, desc, 8, cxt);
+		m->list_unsubscribe = col_text(tup, desc, 9, cxt);
+		d = SPI_getbinval(tup, desc, 10, &isnull);
+		if (!isnull)
+		{
+			bytea	   *b = DatumGetByteaPP(d);
+
+			m->attachment_len = VARSIZE_ANY_EXHDR(b);
+			m->attachment = MemoryContextAlloc(cxt, m->attachment_len + 1);
+			memcpy(m->attachment, VARDATA_ANY(b), m->attachment_len);
+		}
+		m->attachment_name = col_text(tup, desc, 11, cxt);
+		{
+			MemoryContext spi = MemoryContextSwitchTo(cxt);
+
+			mails = lappend(mails, m);
+			MemoryContextSwitchTo(spi);
+		}
+	}
+	ret = SPI_execute("SELECT (extract(epoch FROM paas.notify_next_due() - clock_timestamp()) * 1000)::bigint",
+					  true, 1);
+	if (ret == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			*next_due_ms = (long) Max(DatumGetInt64(d), 0);
+	}
+	end_tx(old);
+	return mails;
+}
+
+static const char *const outcome_names[] = {"sent", "temporary", "permanent", "unavailable"};
+
+enum
+{
+	OUT_SENT,
+	OUT_TEMPORARY,
+	OUT_PERMANENT,
+	OUT_UNAVAILABLE				/* the server itself failed: the attempt is not counted */
+};
+
+/* Records an outcome; returns how long until the mail is due again (-1: never). */
+static long
+record(const Mail *m, int outcome, int code, const char *reply)
+{
+	long		due_ms = -1;
+	Oid			argtypes[5] = {INT8OID, INT4OID, TEXTOID, INT4OID, TEXTOID};
+	Datum		args[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	int			ret;
+	MemoryContext old = begin_tx("paas mailer: recording an outcome");
+
+	args[0] = Int64GetDatum(m->id);
+	args[1] = Int32GetDatum(m->attempt);
+	args[2] = CStringGetTextDatum(outcome_names[outcome]);
+	args[3] = Int32GetDatum(code);
+	if (code == 0)
+		nulls[3] = 'n';
+	args[4] = CStringGetTextDatum(reply ? reply : "");
+	ret = SPI_execute_with_args("SELECT (extract(epoch FROM x.due_at - clock_timestamp()) * 1000)::bigint "
+								"FROM paas.notify_record($1, $2, $3, $4, $5) st "
+								"JOIN paas.notification_outbox x ON x.id = $1 "
+								"WHERE st IN ('PENDING', 'SENDING')",
+								5, argtypes, args, nulls, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "paas.notify_record failed: %d", ret);
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			due_ms = (long) Max(DatumGetInt64(d), 0);
+	}
+	end_tx(old);
+	return due_ms;
+}
+
+static void
+release(List *ids, int delay_ms)
+{
+	Oid			argtypes[2] = {INT8ARRAYOID, INT4OID};
+	Datum		args[2];
+	Datum	   *elems;
+	int			n = list_length(ids);
+	int			i = 0;
+	ListCell   *lc;
+	int			ret;
+	MemoryContext old;
+
+	if (n == 0)
+		return;
+	elems = palloc(sizeof(Datum) * n);
+	foreach(lc, ids)
+		elems[i++] = Int64GetDatum(((const Mail *) lfirst(lc))->id);
+	old = begin_tx("paas mailer: giving mail back");
+	args[0] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[1] = Int32GetDatum(delay_ms);
+	ret = SPI_execute_with_args("SELECT paas.notify_release($1, make_interval(secs => $2 / 1000.0))",
+								2, argtypes, args, NULL, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "paas.notify_release failed: %d", ret);
+	end_tx(old);
+}
+
+/* ---- SMTP ---------------------------------------------------------------- */
+
+/*
+ * The SMTP replies of one call: the last line, and the first 4xx / 5xx line
+ * (after a refusal libcurl closes the connection, and the server's answer to
+ * QUIT would otherwise hide the refusal).
+ */
+typedef struct Replies
+{
+	int			lines;
+	char		last[MAILER_REPLY_MAX + 1];
+	char		refusal[MAILER_REPLY_MAX + 1];
+} Replies;
+
+static size_t
+on_reply_line(char *data, size_t size, size_t nitems, void *userdata)
+{
+	Replies    *r = (Replies *) userdata;
+	size_t		n = size * nitems;
+	size_t		k = n;
+
+	while (k > 0 && (data[k - 1] == '\r' || data[k - 1] == '\n'))
+		k--;
+	if (k > MAILER_REPLY_MAX)
+		k = MAILER_REPLY_MAX;
+	if (k > 0)
+	{
+		memcpy(r->last, data, k);
+		r->last[k] = '\0';
+		r->lines++;
+		if (r->refusal[0] == '\0' && k >= 3 && (data[0] == '4' || data[0] == '5') &&
+			isdigit((unsigned char) data[1]) && isdigit((unsigned char) data[2]))
+			memcpy(r->refusal, r->last, k + 1);
+	}
+	return n;
+}
+
+/* The address part of paas.mail_from ("Name <a@b>" or "a@b"), palloc'd. */
+static char *
+from_address(void)
+{
+	const char *lt = strrchr(mail_from, '<');
+	const char *gt = lt ? strchr(lt, '>') : NULL;
+
+	if (lt && gt)
+		return pnstrdup(lt + 1, gt - lt - 1);
+	return pstrdup(mail_from);
+}
+
+/* The display name of paas.mail_from, palloc'd; NULL without one. */
+static char *
+from_name(void)
+{
+	const char *lt = strrchr(mail_from, '<');
+	char	   *name;
+	int			n;
+
+	if (lt == NULL)
+		return NULL;
+	name = pnstrdup(mail_from, lt - mail_from);
+	n = strlen(name);
+	while (n > 0 && (name[n - 1] == ' ' || name[n - 1] == '\t'))
+		name[--n] = '\0';
+	if (n >= 2 && name[0] == '"' && name[n - 1] == '"')
+	{
+		name[n - 1] = '\0';
+		name++;
+	}
+	return *name ? name : NULL;
+}
+
+/* Whether the host of the SMTP URL is a loopback address. */
+static bool
+loopback_url(const char *url)
+{
+	CURLU	   *u = curl_url();
+	char	   *host = NULL;
+	bool		yes = false;
+
+	if (u == NULL)
+		return false;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+		yes = strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
+			strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0;
+	curl_free(host);
+	curl_url_cleanup(u);
+	return yes;
+}
+
+/*
+ * The first line of the password file (palloc'd), NULL when there is no
+ * file or it cannot be read (logged, without the password).
+ */
+static char *
+read_password(void)
+{
+	FILE	   *f;
+	char		buf[1024];
+	struct stat st;
+	char	   *pw = NULL;
+
+	if (smtp_password_file == NULL || smtp_password_file[0] == '\0')
+		return NULL;
+	f = fopen(smtp_password_file, "r");
+	if (f == NULL)
+	{
+		publish_error("cannot open paas.smtp_password_file: %m");
+		ereport(WARNING, (errcode_for_file_access(),
+						  errmsg("paas mailer: could not open password file \"%s\": %m", smtp_password_file)));
+		return NULL;
+	}
+	if (fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+		ereport(WARNING,
+				(errmsg("paas mailer: password file \"%s\" is readable by others", smtp_password_file),
+				 errhint("chmod 600 it.")));
+	if (fgets(buf, sizeof(buf), f) != NULL)
+	{
+		size_t		n = strcspn(buf, "\r\n");
+
+		buf[n] = '\0';
+		pw = pstrdup(buf);
+	}
+	explicit_bzero(buf, sizeof(buf));
+	fclose(f);
+	return pw;
+}
+
+/*
+ * The kept handle, made with the current settings; NULL (and last_error
+ * published) when the settings cannot work.
+ */
+static CURL *
+smtp_handle(void)
+{
+	char	   *pw;
+	char	   *url;
+
+	if (handle != NULL)
+		return handle;
+	if (smtp_tls == TLS_NONE && !loopback_url(smtp_url))
+	{
+		publish_error("paas.smtp_tls = none is only allowed for a loopback SMTP server");
+		ereport(WARNING,
+				(errmsg("paas mailer: paas.smtp_tls = none is refused for a server that is not on loopback"),
+				 errhint("Use starttls or tls.")));
+		return NULL;
+	}
+	url = pstrdup(smtp_url);
+	if (smtp_tls == TLS_IMPLICIT && strncmp(url, "smtp://", 7) == 0)
+		url = psprintf("smtps://%s", smtp_url + 7);
+	handle = curl_easy_init();
+	if (handle == NULL)
+	{
+		publish_error("curl_easy_init failed");
+		return NULL;
+	}
+	curl_easy_setopt(handle, CURLOPT_URL, url);
+	curl_easy_setopt(handle, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+	curl_easy_setopt(handle, CURLOPT_USE_SSL, (long) (smtp_tls == TLS_NONE ? CURLUSESSL_NONE : CURLUSESSL_ALL));
+	if (smtp_ca_file && smtp_ca_file[0])
+		curl_easy_setopt(handle, CURLOPT_CAINFO, smtp_ca_file);
+	if (smtp_user && smtp_user[0])
+	{
+		curl_easy_setopt(handle, CURLOPT_USERNAME, smtp_user);
+		pw = read_password();
+		curl_easy_setopt(handle, CURLOPT_PASSWORD, pw ? pw : "");	/* libcurl copies it */
+		if (pw)
+		{
+			explicit_bzero(pw, strlen(pw));
+			pfree(pw);
+		}
+	}
+	curl_easy_setopt(handle, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(handle, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+	curl_easy_setopt(handle, CURLOPT_TIMEOUT_MS, 60000L);
+	curl_easy_setopt(handle, CURLOPT_MAXAGE_CONN, 60L);
+	curl_easy_setopt(handle, CURLOPT_HEADERFUNCTION, on_reply_line);
+	pfree(url);
+	return handle;
+}
+
+static void
+smtp_close(void)
+{
+	if (handle != NULL)
+		curl_easy_cleanup(handle);
+	if (multi != NULL)
+		curl_multi_cleanup(multi);	/* QUIT */
+	handle = NULL;
+	multi = NULL;
+}
+
+/*
+ * The last part of a message, read by libcurl through a callback: before
+ * its last bytes are handed out (libcurl then closes the MIME body and sends
+ * the end-of-data dot), the records committed so far are flushed.
+ */
+typedef struct Tail
+{
+	const char *data;
+	size_t		len;
+	size_t		pos;
+	bool		flushed;
+} Tail;
+
+static size_t
+tail_read(char *buf, size_t size, size_t nitems, void *arg)
+{
+	Tail	   *t = (Tail *) arg;
+	size_t		n = size * nitems;
+	size_t		left = t->len - t->pos;
+
+	if (n > left)
+		n = left;
+	/*
+	 * Before the last bytes are handed out (libcurl knows the size and may
+	 * never ask again): nothing of this message's end, nor the dot, has been
+	 * sent yet.
+	 */
+	if (n == left && !t->flushed)
+	{
+		flush_records();		/* a PANIC on fsync failure ends the process */
+		t->flushed = true;
+	}
+	memcpy(buf, t->data + t->pos, n);
+	t->pos += n;
+	return n;
+}
+
+static int
+tail_seek(void *arg, curl_off_t offset, int origin)
+{
+	Tail	   *t = (Tail *) arg;
+
+	if (origin != SEEK_SET || offset < 0 || (size_t) offset > t->len)
+		return CURL_SEEKFUNC_CANTSEEK;
+	t->pos = (size_t) offset;
+	return CURL_SEEKFUNC_OK;
+}
+
+/* The result of one SMTP call. */
+typedef struct Sent
+{
+	int			outcome;		/* OUT_* */
+	bool		server_down;	/* the server itself failed: connect, TLS, AUTH */
+	int			code;			/* the last reply code, 0 without one */
+	char		reply[MAILER_REPLY_MAX + 1];
+} Sent;
+
+/* s with every line ending CRLF (palloc'd), the canonical form of text parts. */
+static char *
+to_crlf(const char *s)
+{
+	StringInfoData out;
+
+	initStringInfo(&out);
+	for (; *s; s++)
+	{
+		if (*s == '\n' && (out.len == 0 || out.data[out.len - 1] != '\r'))
+			appendStringInfoChar(&out, '\r');
+		appendStringInfoChar(&out, *s);
+	}
+	return out.data;
+}
+
+static void
+rfc5322_date(char *buf, size_t len)
+{
+	time_t		now = time(NULL);
+	struct tm	tm;
+
+	gmtime_r(&now, &tm);
+	strftime(buf, len, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+}
+
+/*
+ * Runs one transfer through the multi handle: the first step sends the
+ * envelope's first command, and while the server works on it the records
+ * committed so far are flushed (the flush of the previous mail overlaps
+ * this mail's envelope; tail_read() makes sure it is done before the dot).
+ */
+static CURLcode
+transfer(CURL *h)
+{
+	CURLMcode	mc;
+	CURLMsg    *msg;
+	int			running = 0;
+	int			queued;
+	CURLcode	rc = CURLE_SEND_ERROR;
+	bool		done = false;
+
+	if (multi == NULL && (multi = curl_multi_init()) == NULL)
+		return CURLE_OUT_OF_MEMORY;
+	if (curl_multi_add_handle(multi, h) != CURLM_OK)
+		return CURLE_FAILED_INIT;
+	mc = curl_multi_perform(multi, &running);
+	flush_records();
+	while (mc == CURLM_OK && running)
+	{
+		mc = curl_multi_poll(multi, NULL, 0, 1000, NULL);
+		if (mc == CURLM_OK)
+			mc = curl_multi_perform(multi, &running);
+	}
+	while ((msg = curl_multi_info_read(multi, &queued)) != NULL)
+	{
+		if (msg->msg == CURLMSG_DONE && msg->easy_handle == h)
+		{
+			rc = msg->data.result;
+			done = true;
+		}
+	}
+	curl_multi_remove_handle(multi, h);
+	return done ? rc : CURLE_SEND_ERROR;
+}
+
+/* One transfer of a built message; fills *s. */
+static void
+perform(CURL *h, Sent *s)
+{
+	Replies		r;
+	char		errbuf[CURL_ERROR_SIZE];
+	CURLcode	rc;
+
+	memset(&r, 0, sizeof(r));
+	errbuf[0] = '\0';
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, (void *) &r);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	rc = transfer(h);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, NULL);
+
+	s->code = 0;
+	if (rc == CURLE_OK)
+	{
+		const char *l = r.last;
+
+		if (strlen(l) >= 3 && isdigit((unsigned char) l[0]))
+			s->code = (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0');
+		s->outcome = OUT_SENT;
+		s->server_down = false;
+		strlcpy(s->reply, l, sizeof(s->reply));
+		return;
+	}
+	if (r.refusal[0] != '\0')
+		s->code = (r.refusal[0] - '0') * 100 + (r.refusal[1] - '0') * 10 + (r.refusal[2] - '0');
+	snprintf(s->reply, sizeof(s->reply), "%s%s%s", errbuf[0] ? errbuf : curl_easy_strerror(rc),
+			 r.lines > 0 ? " -- " : "", r.refusal[0] ? r.refusal : r.last);
+	switch (rc)
+	{
+		case CURLE_LOGIN_DENIED:
+		case CURLE_USE_SSL_FAILED:
+		case CURLE_COULDNT_RESOLVE_HOST:
+		case CURLE_COULDNT_CONNECT:
+		case CURLE_SSL_CONNECT_ERROR:
+		case CURLE_PEER_FAILED_VERIFICATION:
+		case CURLE_SSL_CACERT_BADFILE:
+		case CURLE_OPERATION_TIMEDOUT:
+			s->server_down = true;
+			s->outcome = OUT_TEMPORARY;
+			return;
+		default:
+			break;
+	}
+	s->server_down = (r.lines == 0);
+	s->outcome = (s->code >= 500 && s->code < 600) ? OUT_PERMANENT : OUT_TEMPORARY;
+	if (strncmp(errbuf, "MAIL failed", 11) == 0)
+	{
+		/* the sender was refused (settings, AUTH): not this mail's fault */
+		s->outcome = OUT_TEMPORARY;
+		s->server_down = true;
+	}
+}
+
+/*
+ * Sends one mail.  The message: headers (Date, From, To, Subject,
+ * Message-ID, Auto-Submitted, and List-Unsubscribe + List-Unsubscribe-Post
+ * for reminders) and a MIME body built by libcurl.
+ */
+static void
+smtp_send(const Mail *m, Sent *s)
+{
+	CURL	   *h = smtp_handle();
+	curl_mime  *volatile mime = NULL;
+	struct curl_slist *volatile headers = NULL;
+	struct curl_slist *volatile rcpt = NULL;
+	struct curl_slist *volatile alt_headers = NULL;
+
+	memset(s, 0, sizeof(*s));
+	if (h == NULL)
+	{
+		s->outcome = OUT_TEMPORARY;
+		s->server_down = true;
+		strlcpy(s->reply, "the SMTP settings cannot work (see paas.mailer_state())", sizeof(s->reply));
+		return;
+	}
+	PG_TRY();
+	{
+		char		date[64];
+		char	   *fname = from_name();
+		char	   *faddr = from_address();
+		curl_mime  *alt;
+		curl_mimepart *part;
+		long		conns = 0;
+		Tail		tail = {0};
+
+		rfc5322_date(date, sizeof(date));
+		headers = curl_slist_append(headers, psprintf("Date: %s", date));
+		headers = curl_slist_append(headers, psprintf("From: %s", paas_mail_encode_address(fname, faddr)));
+		headers = curl_slist_append(headers, psprintf("To: %s",
+													  paas_mail_encode_address(m->recipient_name, m->recipient)));
+		headers = curl_slist_append(headers, psprintf("Subject: %s", paas_mail_encode_word(m->subject)));
+		headers = curl_slist_append(headers, psprintf("Message-ID: %s", m->message_id));
+		headers = curl_slist_append(headers, "Auto-Submitted: auto-generated");
+		if (m->list_unsubscribe)
+		{
+			headers = curl_slist_append(headers, psprintf("List-Unsubscribe: %s", m->list_unsubscribe));
+			headers = curl_slist_append(headers, "List-Unsubscribe-Post: List-Unsubscribe=One-Click");
+		}
+		rcpt = curl_slist_append(rcpt, psprintf("<%s>", m->recipient));
+
+		mime = curl_mime_init(h);
+		alt = curl_mime_init(h);
+		part = curl_mime_addpart(alt);
+		curl_mime_data(part, to_crlf(m->body_text), CURL_ZERO_TERMINATED);
+		curl_mime_type(part, "text/plain; charset=UTF-8");
+		curl_mime_encoder(part, "quoted-printable");
+		part = curl_mime_addpart(alt);
+		if (m->attachment)
+			curl_mime_data(part, to_crlf(m->body_html), CURL_ZERO_TERMINATED);
+		else
+		{
+			tail.data = to_crlf(m->body_html);
+			tail.len = strlen(tail.data);
+			curl_mime_data_cb(part, (curl_off_t) tail.len, tail_read, tail_seek, NULL, &tail);
+		}
+		curl_mime_type(part, "text/html; charset=UTF-8");
+		curl_mime_encoder(part, "quoted-printable");
+		part = curl_mime_addpart(mime);
+		curl_mime_subparts(part, alt);	/* mime owns alt from here */
+		curl_mime_type(part, "multipart/alternative");
+		alt_headers = curl_slist_append(NULL, "Content-Disposition: inline");
+		curl_mime_headers(part, alt_headers, 1);	/* the part owns the list */
+		alt_headers = NULL;
+		if (m->attachment)
+		{
+			part = curl_mime_addpart(mime);
+			tail.data = m->attachment;
+			tail.len = m->attachment_len;
+			curl_mime_data_cb(part, (curl_off_t) tail.len, tail_read, tail_seek, NULL, &tail);
+			curl_mime_type(part, "application/pdf");
+			curl_mime_filename(part, m->attachment_name ? m->attachment_name : "invoice.pdf");
+			curl_mime_encoder(part, "base64");
+		}
+
+		curl_easy_setopt(h, CURLOPT_MAIL_FROM, psprintf("<%s>", faddr));
+		curl_easy_setopt(h, CURLOPT_MAIL_RCPT, rcpt);
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+		curl_easy_setopt(h, CURLOPT_MIMEPOST, mime);
+		curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 0L);
+
+		perform(h, s);
+		curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &conns);	/* 0: reused */
+		if (s->server_down && conns == 0 && s->code == 0)
+		{
+			/* a kept connection the server had closed: once more, fresh */
+			curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
+			perform(h, s);
+			curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 0L);
+		}
+	}
+	PG_FINALLY();
+	{
+		curl_easy_setopt(h, CURLOPT_MIMEPOST, NULL);
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+		curl_easy_setopt(h, CURLOPT_MAIL_RCPT, NULL);
+		curl_mime_free(mime);
+		curl_slist_free_all(headers);
+		curl_slist_free_all(rcpt);
+		curl_slist_free_all(alt_headers);
+	}
+	PG_END_TRY();
+}
+
+/* ---- the worker ---------------------------------------------------------- */
+
+/*
+ * One pass: claim, send and record, in cxt.  Returns how long to wait
+ * before the next pass (0: at once, a full batch was claimed); *handled is
+ * the number of mails it tried.
+ */
+static long
+mailer_pass(MemoryContext cxt, long *pause_ms, int *handled)
+{
+	long		next_due_ms;
+	List	   *mails;
+	ListCell   *lc;
+	int			sent = 0,
+				retried = 0,
+				failed = 0;
+	bool		down = false;
+
+	*handled = 0;
+	if (smtp_handle() == NULL)
+	{
+		/* settings that cannot work (logged): mail waits, nothing is attempted */
+		*pause_ms = MAILER_PAUSE_MAX_MS;
+		return *pause_ms;
+	}
+	mails = claim(cxt, &next_due_ms);
+	foreach(lc, mails)
+	{
+		Mail	   *m = (Mail *) lfirst(lc);
+		Sent		s;
+		long		due;
+
+		CHECK_FOR_INTERRUPTS();
+		pgstat_report_activity(STATE_RUNNING, "paas mailer: SMTP");
+		smtp_send(m, &s);
+		due = record(m, s.server_down ? OUT_UNAVAILABLE : s.outcome, s.code, s.reply);
+		if (due >= 0 && (next_due_ms < 0 || due < next_due_ms))
+			next_due_ms = due;	/* a retry earlier than anything else queued */
+		(*handled)++;
+		if (s.outcome == OUT_SENT)
+			sent++;
+		else if (s.outcome == OUT_PERMANENT)
+			failed++;
+		else
+			retried++;
+		if (s.outcome != OUT_SENT)
+			publish_error("mail %lld: %s", (long long) m->id, s.reply);
+		if (s.server_down)
+		{
+			/* the rest waits for the server, unattempted */
+			List	   *rest = list_copy_tail(mails, foreach_current_index(lc) + 1);
+
+			*pause_ms = Min(Max(*pause_ms * 2, MAILER_PAUSE_MIN_MS), MAILER_PAUSE_MAX_MS);
+			release(rest, (int) *pause_ms);
+			smtp_close();
+			down = true;
+			elog(LOG, "paas mailer: SMTP server unavailable (%s); trying again in %ld ms",
+				 s.reply, *pause_ms);
+			break;
+		}
+	}
+	if (!down && sent > 0)
+		*pause_ms = 0;
+	flush_records();
+	publish_counts(sent, retried, failed);
+	if (down)
+		return *pause_ms;
+	if (list_length(mails) >= mail_batch)
+		return 0;
+	if (next_due_ms < 0 || next_due_ms > MAILER_POLL_MS)
+		return MAILER_POLL_MS;
+	return Max(next_due_ms, 10);
+}
+
+void
+paas_mailer_main(Datum main_arg)
+{
+	MemoryContext cxt;
+	long		wait_ms = 0;
+	long		pause_ms = 0;
+	TimestampTz last_mail = 0;
+	TimestampTz down_until = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(paas_database, NULL, 0);
+
+	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+		elog(ERROR, "curl_global_init failed");
+	before_shmem_exit(mailer_exit, (Datum) 0);
+	if (paas_mailer_shared != NULL)
+	{
+		SpinLockAcquire(&paas_mailer_shared->mutex);
+		paas_mailer_shared->pid = MyProcPid;
+		paas_mailer_shared->latch = MyLatch;
+		paas_mailer_shared->started_at = GetCurrentTimestamp();
+		paas_mailer_shared->last_error[0] = '\0';
+		SpinLockRelease(&paas_mailer_shared->mutex);
+	}
+	/* its SQL runs as superuser: nothing of schema public is ever picked up */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	/* records are flushed before the next mail can be accepted (see above) */
+	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+	elog(LOG, "paas mailer started in database \"%s\"", paas_database);
+	cxt = AllocSetContextCreate(TopMemoryContext, "paas mailer pass", ALLOCSET_DEFAULT_SIZES);
+
+	for (;;)
+	{
+		MemoryContext old;
+		int			handled;
+
+		if (wait_ms > 0)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 wait_ms, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			smtp_close();		/* the next mail connects with the new settings */
+		}
+		if (smtp_url == NULL || smtp_url[0] == '\0')
+		{
+			wait_ms = MAILER_POLL_MS;
+			continue;
+		}
+		if (down_until != 0 && GetCurrentTimestamp() < down_until)
+		{
+			/* the server failed: new mail waits for the pause too */
+			long		secs;
+			int			usecs;
+
+			TimestampDifference(GetCurrentTimestamp(), down_until, &secs, &usecs);
+			wait_ms = Max(secs * 1000 + usecs / 1000, 10);
+			continue;
+		}
+		MemoryContextReset(cxt);
+		old = MemoryContextSwitchTo(cxt);
+		wait_ms = mailer_pass(cxt, &pause_ms, &handled);
+		MemoryContextSwitchTo(old);
+		down_until = pause_ms > 0 ? TimestampTzPlusMilliseconds(GetCurrentTimestamp(), pause_ms) : 0;
+		if (handled > 0)
+			last_mail = GetCurrentTimestamp();
+		else if (handle != NULL &&
+				 TimestampDifferenceExceeds(last_mail, GetCurrentTimestamp(), MAILER_IDLE_CLOSE_MS))
+			smtp_close();		/* idle: QUIT */
+	}
+}
