@@ -606,6 +606,20 @@ BEGIN
 	ALTER TABLE pg_temp.imp_user_balances ADD COLUMN entry_id bigint;
 	ALTER TABLE pg_temp.imp_subscriptions ADD COLUMN pst text;
 
+	-- each user's balance transactions: how many, their signed sum, where
+	-- the last one ends (is the balance what they say?)
+	IF to_regclass('pg_temp.imp_bt_sums') IS NOT NULL THEN
+		DROP TABLE pg_temp.imp_bt_sums;
+	END IF;
+	CREATE TEMP TABLE imp_bt_sums ON COMMIT DROP AS
+	SELECT t."userId", count(*) AS n,
+		   sum(CASE WHEN t.type IN ('CREDIT', 'REFUND') THEN t.amount
+					WHEN t.type = 'DEBIT' THEN -t.amount
+					ELSE sign(t."balanceAfter" - t."balanceBefore") * t.amount END) AS total,
+		   (array_agg(t."balanceAfter" ORDER BY t."createdAt" DESC, t.id DESC))[1] AS last_after
+	  FROM pg_temp.imp_balance_transactions t GROUP BY t."userId";
+	CREATE UNIQUE INDEX ON pg_temp.imp_bt_sums ("userId");
+
 	IF to_regclass('pg_temp.imp_problems') IS NOT NULL THEN
 		DROP TABLE pg_temp.imp_problems;
 	END IF;
@@ -724,12 +738,11 @@ BEGIN
 	SELECT 'users', bad.id, 'skipped', bad.reason FROM bad ORDER BY bad.id;
 
 	WITH d AS (
-		SELECT s.id, f.id AS first_id, f.email AS first_email
-		  FROM pg_temp.imp_users s
-		  JOIN LATERAL (SELECT f.id, f.email FROM pg_temp.imp_users f
-						 WHERE lower(f.email) = lower(s.email) AND f.state <> 'skipped'
-						 ORDER BY f.state = 'already' DESC, f."createdAt", f.id LIMIT 1) f ON f.id <> s.id
-		 WHERE s.state = 'new'),
+		SELECT f.id, f.first_id, f.first_email
+		  FROM (SELECT s.id, s.state, first_value(s.id) OVER w AS first_id, first_value(s.email) OVER w AS first_email
+				  FROM pg_temp.imp_users s WHERE s.state <> 'skipped'
+				WINDOW w AS (PARTITION BY lower(s.email) ORDER BY s.state = 'already' DESC, s."createdAt", s.id)) f
+		 WHERE f.state = 'new' AND f.id <> f.first_id),
 	dup AS (
 		UPDATE pg_temp.imp_users s
 		   SET state = 'skipped',
@@ -828,16 +841,10 @@ BEGIN
 				ELSE format('balance %s disagrees with its %s balance transactions (they add up to %s, the last '
 							'one ends at %s): the balance wins, opening balance %s', trim_scale(h.balance), h.n,
 							trim_scale(h.total), trim_scale(h.last_after), trim_scale(h.balance)) END
-	  FROM (SELECT s.id, s.balance, count(t.id) AS n,
-				   coalesce(sum(CASE WHEN t.type IN ('CREDIT', 'REFUND') THEN t.amount
-									 WHEN t.type = 'DEBIT' THEN -t.amount
-									 ELSE sign(t."balanceAfter" - t."balanceBefore") * t.amount END), 0) AS total,
-				   (SELECT l."balanceAfter" FROM pg_temp.imp_balance_transactions l
-					 WHERE l."userId" = s."userId" ORDER BY l."createdAt" DESC, l.id DESC LIMIT 1) AS last_after
+	  FROM (SELECT s.id, s.balance, coalesce(x.n, 0) AS n, coalesce(x.total, 0) AS total, x.last_after
 			  FROM pg_temp.imp_user_balances s
-			  LEFT JOIN pg_temp.imp_balance_transactions t ON t."userId" = s."userId"
-			 WHERE s.state = 'new'
-			 GROUP BY s.id, s.balance, s."userId") h
+			  LEFT JOIN pg_temp.imp_bt_sums x ON x."userId" = s."userId"
+			 WHERE s.state = 'new') h
 	 WHERE (h.n = 0 AND h.balance <> 0) OR (h.n > 0 AND (h.total <> h.balance OR h.last_after <> h.balance))
 	 ORDER BY h.id;
 
@@ -1061,14 +1068,16 @@ BEGIN
 	 ORDER BY s."createdAt", s.id;
 	INSERT INTO paas.topup_orders (order_id, topup_id, status, snap_requested_at, snap_token, redirect_url,
 								   gateway_status, gateway_transaction_id, payment_type, credited, paid_at, created_at)
-	SELECT t.order_id, t.id,
-		   CASE t.status WHEN 'PAID' THEN 'PAID' WHEN 'PENDING' THEN 'PENDING' ELSE 'FAILED' END,
-		   CASE WHEN t.snap_token IS NOT NULL THEN t.created_at END, t.snap_token, t.redirect_url,
-		   t.gateway_status, s."transactionId", t.payment_type,
-		   CASE WHEN t.status = 'PAID' THEN t.amount ELSE 0 END, t.paid_at, t.created_at
-	  FROM pg_temp.imp_topup_transactions s JOIN paas.topups t ON t.id = s.target
+	SELECT s."orderId", s.target,
+		   CASE WHEN s.status = 'PAID' THEN 'PAID' WHEN s.status = 'PENDING' AND s."expiredAt" > now() THEN 'PENDING'
+				ELSE 'FAILED' END,
+		   CASE WHEN s."snapToken" IS NOT NULL THEN s."createdAt" END, s."snapToken",
+		   s."midtransData" ->> 'redirect_url', s."midtransData" ->> 'transaction_status', s."transactionId",
+		   s."paymentType", CASE WHEN s.status = 'PAID' THEN paas.import_idr(s.amount) ELSE 0 END,
+		   CASE WHEN s.status = 'PAID' THEN coalesce(s."paidAt", s."updatedAt") END, s."createdAt"
+	  FROM pg_temp.imp_topup_transactions s
 	 WHERE s.state = 'imported'
-	 ORDER BY t.created_at, t.id;
+	 ORDER BY s."createdAt", s.id;
 	PERFORM paas.import_record('topup_transactions', 'paas.topups', run);
 END
 $$;
@@ -1238,8 +1247,9 @@ BEGIN
 
 	-- a refund of an imported order voids its invoice, as for paas's own
 	UPDATE paas.topup_orders o SET invoice_id = s.target
-	  FROM pg_temp.imp_invoices s JOIN paas.topups t ON t.id = (SELECT x.target FROM pg_temp.imp_topup_transactions x
-																  WHERE x.id = s."topUpTransactionId")
+	  FROM pg_temp.imp_invoices s
+	  JOIN pg_temp.imp_topup_transactions x ON x.id = s."topUpTransactionId"
+	  JOIN paas.topups t ON t.id = x.target
 	 WHERE s.state = 'imported' AND s.type = 'TOPUP' AND o.order_id = t.order_id AND o.invoice_id IS NULL;
 
 	-- paas's own numbers of those months continue after the imported ones
@@ -1408,22 +1418,18 @@ BEGIN
 			   paas.wallet_balance(u.target) AS wallet,
 			   (SELECT p.amount FROM paas.ledger_postings p JOIN paas.ledger_accounts a ON a.id = p.account_id
 				 WHERE p.entry_id = s.entry_id AND a.kind = 'wallet') AS opening,
-			   h.n, h.total
+			   coalesce(x.n, 0) AS n, coalesce(x.total, 0) AS total, x.last_after
 		  FROM pg_temp.imp_user_balances s
 		  JOIN pg_temp.imp_users u ON u.id = s."userId"
-		 CROSS JOIN LATERAL (
-			SELECT count(*) AS n,
-				   coalesce(sum(CASE WHEN x.type IN ('CREDIT', 'REFUND') THEN x.amount
-									 WHEN x.type = 'DEBIT' THEN -x.amount
-									 ELSE sign(x."balanceAfter" - x."balanceBefore") * x.amount END), 0) AS total
-			  FROM pg_temp.imp_balance_transactions x WHERE x."userId" = s."userId") h
+		  LEFT JOIN pg_temp.imp_bt_sums x ON x."userId" = s."userId"
 		 WHERE u.target IS NOT NULL),
 	d AS (
 		SELECT b.*,
 			   CASE WHEN b.state = 'skipped' THEN 'not_posted'
 					WHEN b.wallet <> b.balance AND coalesce(b.opening, 0) <> b.balance THEN 'changed_since_import'
 					WHEN b.wallet <> b.balance THEN 'wallet_moved'
-					WHEN (b.n = 0 AND b.balance <> 0) OR (b.n > 0 AND b.total <> b.balance) THEN 'history'
+					WHEN (b.n = 0 AND b.balance <> 0)
+						 OR (b.n > 0 AND (b.total <> b.balance OR b.last_after <> b.balance)) THEN 'history'
 			   END AS kind
 		  FROM b)
 	SELECT jsonb_build_object(
@@ -1436,6 +1442,7 @@ BEGIN
 				'kind', d.kind, 'userBalanceId', d.id, 'userId', d.original_user, 'paasUserId', d.uid,
 				'email', d.email, 'original', paas.import_num(d.balance), 'paas', d.wallet, 'opening', d.opening,
 				'transactions', d.n, 'transactionsTotal', paas.import_num(d.total),
+				'lastBalanceAfter', paas.import_num(d.last_after),
 				'reason', CASE d.kind
 					WHEN 'not_posted' THEN d.reason
 					WHEN 'changed_since_import'
@@ -1444,8 +1451,8 @@ BEGIN
 					WHEN 'wallet_moved'
 					THEN format('the paas wallet holds %s besides or after the opening balance %s',
 								d.wallet, coalesce(d.opening, 0))
-					ELSE format('reconciled; its %s balance transactions add up to %s: the balance wins',
-								d.n, trim_scale(d.total)) END)
+					ELSE format('reconciled; its %s balance transactions add up to %s and end at %s: the balance wins',
+								d.n, trim_scale(d.total), coalesce(trim_scale(d.last_after)::text, 'nothing')) END)
 				ORDER BY d.id) FILTER (WHERE d.kind IS NOT NULL), '[]'))
 	  INTO bal FROM d;
 
@@ -1473,15 +1480,23 @@ BEGIN
 	INSERT INTO paas.import_runs (source, options)
 	VALUES (src, jsonb_build_object('onExistingEmail', CASE WHEN link_existing THEN 'link' ELSE 'skip' END))
 	RETURNING id INTO run;
+	-- Each step may add many rows to tables whose statistics do not know
+	-- them yet; the next steps join them, so they are analyzed in between.
 	PERFORM paas.import_step_users(run, link_existing);
+	ANALYZE paas.users;
 	PERFORM paas.import_step_balances(run);
+	ANALYZE paas.ledger_accounts, paas.ledger_entries, paas.ledger_postings;
 	PERFORM paas.import_step_services(run);
 	PERFORM paas.import_step_nodes(run);
 	PERFORM paas.import_step_topups(run);
+	ANALYZE paas.topups, paas.topup_orders;
 	PERFORM paas.import_step_subscriptions(run);
+	ANALYZE paas.subscriptions;
 	PERFORM paas.import_step_invoices(run);
+	ANALYZE paas.invoices;
 	PERFORM paas.import_step_history(run);
 	PERFORM paas.import_step_instances(run);
+	ANALYZE paas.import_map, paas.import_history;
 	rep := paas.import_report(run, src, dry, link_existing, started);
 	UPDATE paas.import_runs SET report = rep, finished_at = clock_timestamp() WHERE id = run;
 	RETURN rep;
