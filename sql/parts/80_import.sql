@@ -1106,9 +1106,14 @@ BEGIN
 			   reason = CASE WHEN s."expiresAt" <= s."startDate"
 							 THEN format('expiresAt %s is not after startDate %s', paas.iso(s."expiresAt"),
 										 paas.iso(s."startDate"))
-							 ELSE format('status %s is not a subscription status', s.status) END
-		 WHERE s.state = 'new'
-		   AND (s."expiresAt" <= s."startDate" OR s.status NOT IN ('ACTIVE', 'EXPIRED', 'CANCELLED', 'SUSPENDED'))
+							 WHEN s.status NOT IN ('ACTIVE', 'EXPIRED', 'CANCELLED', 'SUSPENDED')
+							 THEN format('status %s is not a subscription status', s.status)
+							 ELSE format('its service''s monthlyPrice %s is more than paas''s 1,000,000,000 IDR',
+										 trim_scale(v."monthlyPrice")) END
+		  FROM pg_temp.imp_service_catalog v
+		 WHERE s.state = 'new' AND v.id = s."serviceId"
+		   AND (s."expiresAt" <= s."startDate" OR s.status NOT IN ('ACTIVE', 'EXPIRED', 'CANCELLED', 'SUSPENDED')
+				OR v."monthlyPrice" > 1000000000)
 		RETURNING s.id, s.reason)
 	INSERT INTO pg_temp.imp_problems (tbl, id, action, reason)
 	SELECT 'subscriptions', bad.id, 'skipped', bad.reason FROM bad ORDER BY bad.id;
