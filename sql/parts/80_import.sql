@@ -46,9 +46,11 @@
 -- the platform account the opening balances come from
 ------------------------------------------------------------------------------
 
-INSERT INTO paas.ledger_accounts (kind, code) VALUES ('platform', 'opening_balances');
-INSERT INTO paas.ledger_accounts (kind, parent_id, slot)
-SELECT 'platform_slot', a.id, s FROM paas.ledger_accounts a, generate_series(0, 15) s
+-- Install rows like the other platform accounts (40_ledger.sql): never
+-- dumped, not verified until their balances are rebuilt after a restore.
+INSERT INTO paas.ledger_accounts (kind, code, balance_verified) VALUES ('platform', 'opening_balances', false);
+INSERT INTO paas.ledger_accounts (kind, parent_id, slot, balance_verified)
+SELECT 'platform_slot', a.id, s, false FROM paas.ledger_accounts a, generate_series(0, 15) s
  WHERE a.kind = 'platform' AND a.code = 'opening_balances' ORDER BY s;
 
 ------------------------------------------------------------------------------
