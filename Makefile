@@ -11,6 +11,8 @@
 #                   a password login for the DBA or the BI role; prints psql's
 #   make test       the whole suite in a throw-away cluster (pgTAP, worker, HTTP, ASan)
 #   make bench      throughput figures (wrk + pgbench), see docs/performance.md
+#   make import-original ORIGINAL="<conninfo>" [DRY_RUN=1] [LINK_EXISTING=1]
+#                   import the original system's database (docs/migration.md)
 
 EXTENSION   = paas
 EXTVERSION  = 0.3.0
@@ -63,7 +65,7 @@ paas.control: Makefile
 
 all: httpd agent
 
-.PHONY: httpd agent httpd-asan run stop status role-login test check-asan bench deps images installcheck
+.PHONY: httpd agent httpd-asan run stop status role-login test check-asan bench deps images installcheck import-original
 httpd:
 	$(MAKE) -C httpd
 
@@ -100,6 +102,12 @@ check-asan: deps
 
 bench: deps
 	bash bench/run.sh
+
+# The original system's database into the cluster of `make run`
+# (docker/scripts/import-original.sh, docs/migration.md).
+import-original:
+	@[ -n '$(subst ','\'',$(ORIGINAL))' ] || { echo 'usage: make import-original ORIGINAL="host=... dbname=... user=..." [DRY_RUN=1] [LINK_EXISTING=1]' >&2; exit 2; }
+	@bash docker/scripts/import-original.sh '$(subst ','\'',$(ORIGINAL))' $(if $(DRY_RUN),--dry-run) $(if $(LINK_EXISTING),--link-existing)
 
 # Container images, tagged with the version (needs a Docker engine).
 images:
