@@ -1434,7 +1434,7 @@ CREATE FUNCTION paas.billing_feed_rows(uid uuid)
 		UNION ALL
 		-- every other movement of the wallet: charges, adjustments, reversals
 		SELECT e.id::text, e.created_at,
-			   CASE WHEN e.kind = 'adjustment' THEN 'ADJUSTMENT'
+			   CASE WHEN e.kind IN ('adjustment', 'opening_balance') THEN 'ADJUSTMENT'
 					WHEN e.kind = 'reversal' OR e.kind LIKE '%refund%' THEN 'REFUND'
 					ELSE 'SERVICE_PURCHASE' END,
 			   'SUCCESS', abs(p.amount), CASE WHEN p.amount > 0 THEN 'CREDIT' ELSE 'DEBIT' END,

@@ -300,7 +300,9 @@ def test_concurrent_failed_logins_cannot_pass_the_limit():
         t.start()
     for t in threads:
         t.join()
-    assert set(codes) <= {401, 429} and 1 <= codes.count(401) <= 10, codes
+    # 503: the call found no free password-hashing slot (handler.c) and
+    # checked no password at all; no more than the limit were ever checked
+    assert set(codes) <= {401, 429, 503} and 1 <= codes.count(401) <= 10, codes
 
 
 def test_a_lookalike_email_counts_on_the_same_account():
@@ -323,7 +325,8 @@ def test_failed_logins_are_shared_by_every_gateway(tmp_path):
     other = f"http://127.0.0.1:{port}"
     log = open(tmp_path / "httpd2.log", "w")
     proc = subprocess.Popen([str(ROOT / "httpd" / "paas-httpd")], stdout=log, stderr=subprocess.STDOUT,
-                            env=dict(os.environ, PAAS_HTTP_LISTEN=f"127.0.0.1:{port}", PAAS_ACCESS_LOG="0"))
+                            env=dict(os.environ, PAAS_HTTP_LISTEN=f"127.0.0.1:{port}", PAAS_ACCESS_LOG="0",
+                                         PAAS_METRICS_LISTEN="off"))
     try:
         def up():
             try:

@@ -552,7 +552,7 @@ def test_non_canonical_paths_are_404(path):
 def test_canonical_spellings_still_route(api):
     check_envelope(api.get("/api/v1/health/"), 200)
     status, _, body, _ = raw(get_request("/api/v1/services/no%20such%20service"), wait_close=0)
-    assert status == 404 and json_error(body)["code"] == "NOT_FOUND_ERROR", body
+    assert status == 404 and json_error(body)["code"] == "SERVICE_NOT_FOUND", body
 
 
 # ---- 8. bounds that used to drop silently ----------------------------------

@@ -149,6 +149,7 @@ def test_customer_logs_in_and_reads_the_history(imported):
     feed = check_envelope(api.get("/api/v1/billing/transactions"), 200)["data"]["transactions"]
     opening = [t for t in feed if t["referenceType"] == "OPENING_BALANCE"]
     assert len(opening) == 1 and opening[0]["amount"] == 125000 and opening[0]["direction"] == "CREDIT"
+    assert opening[0]["type"] == "ADJUSTMENT"
     assert opening[0]["balanceBefore"] == 0 and opening[0]["balanceAfter"] == 125000
     paid = [t for t in feed if t["type"] == "TOPUP" and t["status"] == "SUCCESS"]
     assert sorted(t["amount"] for t in paid) == [50000, 100000]
