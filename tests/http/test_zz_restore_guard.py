@@ -89,5 +89,8 @@ def test_the_worker_rebuilds_the_balances_at_start(admin):
     wait_until(lambda: psql("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'paas worker'"
                             " AND pid <> :'a1'::int", pid) == "1", timeout=30)
     wait_until(lambda: psql("SELECT NOT paas.ledger_restore_needed()") == "t", timeout=30)
+    # a new connection: httpd closes one idle for longer than its keep-alive
+    # time (5 s), and the worker's restart takes about as long
+    adm = Api(admin["access"])
     check_envelope(adm.post("/api/v1/admin/billing/adjustments", body), 201)
     assert psql("SELECT count(*) FROM reporting.ledger_check") == "0"
