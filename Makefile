@@ -17,9 +17,11 @@ OBJS        = extension/paas.o \
               extension/quantity.o \
               extension/billing.o \
               extension/subscriptions.o \
+              extension/instances.o \
               bgworker/worker.o \
               bgworker/reconcile.o \
-              bgworker/parallel.o
+              bgworker/parallel.o \
+              bgworker/provisioner.o
 
 # The install script is assembled from one file per business area, in name
 # order, so that each area's SQL sits next to its peers and never in one
@@ -41,6 +43,7 @@ include $(PGXS)
 # every object includes paas.h (and the status machines fsm.h): rebuild
 # them when a header changes
 $(OBJS): extension/paas.h extension/fsm.h
+extension/paas.o extension/instances.o bgworker/provisioner.o: extension/instances.h
 
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@

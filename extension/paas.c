@@ -22,6 +22,7 @@
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
+#include "instances.h"
 #include "paas.h"
 
 PG_MODULE_MAGIC;
@@ -88,6 +89,7 @@ _PG_init(void)
 
 	paas_nodes_init();
 	paas_billing_init();
+	paas_instances_init();
 
 	MarkGUCPrefixReserved("paas");
 
@@ -100,6 +102,7 @@ _PG_init(void)
 	shmem_startup_hook = paas_shmem_startup;
 
 	paas_worker_register();
+	paas_provisioner_register();
 }
 
 /*

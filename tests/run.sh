@@ -27,6 +27,8 @@ cleanup() {
 	local rc=$?
 	stack_down
 	if [ -n "${FAKE_MIDTRANS_PID:-}" ]; then kill "$FAKE_MIDTRANS_PID" 2>/dev/null || true; fi
+	if [ -n "${FAKE_KUBE_PID:-}" ]; then kill "$FAKE_KUBE_PID" 2>/dev/null || true; fi
+	if [ -f "$TMP/kubeapi.pid" ]; then kill "$(cat "$TMP/kubeapi.pid")" 2>/dev/null || true; fi
 	if [ $rc -ne 0 ] && [ -f "$PAAS_PGDATA/server.log" ]; then
 		echo "---- server.log (tail) ----"; tail -n 40 "$PAAS_PGDATA/server.log"
 	fi
@@ -55,6 +57,22 @@ paas.midtrans_api_url = '$MIDTRANS_FAKE_URL'
 paas.billing_reconcile_after = '2s'
 paas.billing_reconcile_interval = '1s'"
 
+# The Kubernetes stand-in (tests/fakes/kubeapi.py): the provisioner drives
+# it, and its nodes (large ones, so the suite's sales fit) reach the node
+# registry through the provisioner's node sync, so the capacity check is
+# real.  Short resync and deadline settings keep the instance tests quick.
+/usr/bin/python3 tests/fakes/kubeapi.py --port 0 --port-file "$TMP/kubeapi.port" --nodes 3 \
+	--node-cpu 64 --node-memory 256Gi --node-prefix sim-node- >"$TMP/kubeapi.log" 2>&1 &
+FAKE_KUBE_PID=$!
+WAIT_SECS=10 wait_for test -s "$TMP/kubeapi.port"
+export PAAS_TEST_KUBE_URL=http://127.0.0.1:$(cat "$TMP/kubeapi.port") PAAS_TEST_KUBE_PID=$FAKE_KUBE_PID \
+	PAAS_TEST_KUBE_PIDFILE=$TMP/kubeapi.pid PAAS_TEST_KUBE_LOG=$TMP/kubeapi.log
+PAAS_PG_EXTRA_CONF="$PAAS_PG_EXTRA_CONF
+paas.k8s_api_url = '$PAAS_TEST_KUBE_URL'
+paas.k8s_token_file = ''
+paas.k8s_ca_file = ''
+paas.instance_resync_interval = '2s'"
+
 echo "== build"
 # The extension goes into a private copy of the server's installation, never
 # into the system's (runs of several checkouts do not disturb each other).
@@ -66,6 +84,14 @@ echo "== cluster"
 stack_secrets "$TMP/secrets.env"
 stack_db_up
 psql_su -c "CREATE EXTENSION IF NOT EXISTS pgtap" >/dev/null
+# the stand-in's nodes are in the registry before any test sells anything
+sim_nodes_ready() {
+	test "$(psql_su -Atc "SELECT count(*) FROM paas.nodes WHERE name LIKE 'sim-node-%' AND status = 'ACTIVE'")" = 3
+}
+if ! WAIT_SECS=30 wait_for sim_nodes_ready; then
+	echo "the provisioner did not register the stand-in's nodes" >&2
+	exit 1
+fi
 
 echo "== pgTAP"
 # pg_prove runs as the cluster owner, who may not be able to read a checkout
