@@ -28,7 +28,8 @@ cleanup() {
 	stack_down
 	if [ -n "${FAKE_MIDTRANS_PID:-}" ]; then kill "$FAKE_MIDTRANS_PID" 2>/dev/null || true; fi
 	if [ -n "${FAKE_KUBE_PID:-}" ]; then kill "$FAKE_KUBE_PID" 2>/dev/null || true; fi
-	if [ -f "$TMP/kubeapi.pid" ]; then kill "$(cat "$TMP/kubeapi.pid")" 2>/dev/null || true; fi
+	# a stand-in restarted by a test
+	if [ -f "$TMP/kube/pid" ]; then kill "$(cat "$TMP/kube/pid")" 2>/dev/null || true; fi
 	if [ $rc -ne 0 ] && [ -f "$PAAS_PGDATA/server.log" ]; then
 		echo "---- server.log (tail) ----"; tail -n 40 "$PAAS_PGDATA/server.log"
 	fi
@@ -61,16 +62,26 @@ paas.billing_reconcile_interval = '1s'"
 # it, and its nodes (large ones, so the suite's sales fit) reach the node
 # registry through the provisioner's node sync, so the capacity check is
 # real.  Short resync and deadline settings keep the instance tests quick.
-/usr/bin/python3 tests/fakes/kubeapi.py --port 0 --port-file "$TMP/kubeapi.port" --nodes 3 \
-	--node-cpu 64 --node-memory 256Gi --node-prefix sim-node- >"$TMP/kubeapi.log" 2>&1 &
+# It serves HTTPS with a throw-away CA and accepts the bearer token of
+# $TMP/kube/accepted; paas reads its own copy ($TMP/kube/token), as a pod
+# reads its service-account token (a test rotates both).
+mkdir -p "$TMP/kube"
+KUBE_TOKEN=kube-$(rand_hex 12)
+echo "$KUBE_TOKEN" > "$TMP/kube/accepted"
+echo "$KUBE_TOKEN" > "$TMP/kube/token"
+KUBE_ARGS="--tls-dir $TMP/kube/tls --token-file $TMP/kube/accepted --kubeconfig $TMP/kube/kubeconfig \
+	--nodes 3 --node-cpu 64 --node-memory 256Gi --node-prefix sim-node-"
+# shellcheck disable=SC2086
+/usr/bin/python3 tests/fakes/kubeapi.py --port 0 --port-file "$TMP/kube/port" $KUBE_ARGS >"$TMP/kube/log" 2>&1 &
 FAKE_KUBE_PID=$!
-WAIT_SECS=10 wait_for test -s "$TMP/kubeapi.port"
-export PAAS_TEST_KUBE_URL=http://127.0.0.1:$(cat "$TMP/kubeapi.port") PAAS_TEST_KUBE_PID=$FAKE_KUBE_PID \
-	PAAS_TEST_KUBE_PIDFILE=$TMP/kubeapi.pid PAAS_TEST_KUBE_LOG=$TMP/kubeapi.log
+WAIT_SECS=20 wait_for test -s "$TMP/kube/port"
+chmod -R a+rX "$TMP/kube"
+export PAAS_TEST_KUBE_URL=https://127.0.0.1:$(cat "$TMP/kube/port") PAAS_TEST_KUBE_DIR=$TMP/kube \
+	PAAS_TEST_KUBE_PID=$FAKE_KUBE_PID PAAS_TEST_KUBE_ARGS="$KUBE_ARGS"
 PAAS_PG_EXTRA_CONF="$PAAS_PG_EXTRA_CONF
 paas.k8s_api_url = '$PAAS_TEST_KUBE_URL'
-paas.k8s_token_file = ''
-paas.k8s_ca_file = ''
+paas.k8s_token_file = '$TMP/kube/token'
+paas.k8s_ca_file = '$TMP/kube/tls/ca.crt'
 paas.instance_resync_interval = '2s'"
 
 echo "== build"

@@ -274,7 +274,8 @@ BEGIN
 	END IF;
 	RETURN QUERY SELECT 1, 'GET'::text, paas.k8s_path('apps/v1', 'Deployment', i.namespace, i.name),
 						NULL::text, true, 'deployment'::text;
-	IF i.desired_state = 'running' AND i.polls >= 2 THEN
+	-- the pods: for their name once per rollout, and for the reasons of a slow one
+	IF i.desired_state = 'running' AND (i.polls >= 2 OR i.pod_name IS NULL) THEN
 		RETURN QUERY SELECT 2, 'GET'::text, pods, NULL::text, true, 'pods'::text;
 	END IF;
 END
@@ -483,8 +484,12 @@ BEGIN
 	END IF;
 	UPDATE paas.instances
 	   SET observed_generation = CASE WHEN full_apply THEN greatest(observed_generation, gen) ELSE observed_generation END,
+		   -- a new generation may mean a new pod: its name is looked up again
+		   pod_name = CASE WHEN full_apply AND pods IS NULL THEN NULL ELSE pod_name END,
 		   force_apply = force_apply AND NOT (full_apply AND generation = gen),
-		   attempts = 0, last_error = NULL, synced_at = now(), claimed_until = NULL, updated_at = now(),
+		   attempts = 0, synced_at = now(), claimed_until = NULL, updated_at = now(),
+		   -- why an instance FAILED stays what its owner reads
+		   last_error = CASE WHEN status = 'FAILED' THEN last_error END,
 		   volume_deleted_at = CASE WHEN purged AND volume_deleted_at IS NULL THEN now()
 									ELSE volume_deleted_at END
 	 WHERE id = inst
@@ -552,6 +557,8 @@ BEGIN
 		   last_error_at = CASE WHEN ev = 'unhealthy' THEN now() ELSE last_error_at END,
 		   polls = CASE WHEN ev IN ('ready', 'stopped') THEN 0 ELSE polls + 1 END,
 		   due_at = CASE WHEN generation <> observed_generation OR force_apply THEN now()
+						 -- ready, but which pod runs is not known yet: one more look
+						 WHEN ev = 'ready' AND coalesce(pp.pod_name, pod_name) IS NULL THEN now()
 						 WHEN ev IN ('ready', 'stopped') THEN NULL
 						 ELSE now() + paas.poll_delay(polls + 1) END
 	 WHERE id = inst;

@@ -6,7 +6,7 @@
 -- resync (72_instance_reconcile.sql).  The provisioner never sees this
 -- transaction's rows (they are never committed).
 BEGIN;
-SELECT plan(151);
+SELECT plan(152);
 
 ------------------------------------------------------------------------------
 -- the status machine
@@ -283,7 +283,7 @@ CREATE FUNCTION pg_temp.report(codes int[], dep jsonb DEFAULT NULL, pods jsonb D
 		codes,
 		(SELECT array_agg(CASE WHEN codes[seq] >= 300
 							   THEN '{"kind": "Status", "reason": "Forbidden", "message": "exceeded quota: paas-quota"}'
-							   WHEN tag = 'deployment' THEN dep::text END
+							   WHEN tag = 'deployment' THEN dep::text WHEN tag = 'pods' THEN pods::text END
 						  ORDER BY seq)
 		   FROM (SELECT * FROM ops ORDER BY seq LIMIT cardinality(codes)) o),
 		(SELECT array_agg(NULL::text) FROM generate_series(1, cardinality(codes)))) $$;
@@ -302,9 +302,12 @@ SELECT is(((pg_temp.inst()).status, (pg_temp.inst()).observed_generation, (pg_te
 SELECT ok((pg_temp.inst()).due_at > now(), 'looked at again later');
 DELETE FROM ops;
 INSERT INTO ops SELECT * FROM paas.instance_ops(pg_temp.inst());
-SELECT is((SELECT array_agg(verb || ' ' || tag ORDER BY seq) FROM ops), ARRAY['GET deployment'],
-	'an applied generation is only looked at');
-SELECT is(pg_temp.report(ARRAY[200], pg_temp.dep(1, 1, 1, 1, 1, 1)), 'ready', 'the rollout completes');
+SELECT is((SELECT array_agg(verb || ' ' || tag ORDER BY seq) FROM ops), ARRAY['GET deployment', 'GET pods'],
+	'an applied generation is only looked at (and its pod, once)');
+SELECT is(pg_temp.report(ARRAY[200, 200], pg_temp.dep(1, 1, 1, 1, 1, 1),
+	'{"items": [{"metadata": {"name": "pgtap-pod-a", "creationTimestamp": "2026-01-01T00:00:00Z"}, "status": {}}]}'),
+	'ready', 'the rollout completes');
+SELECT is((pg_temp.inst()).pod_name, 'pgtap-pod-a', 'the pod that runs is known');
 SELECT is(((pg_temp.inst()).status, (pg_temp.inst()).due_at), ('RUNNING'::text, NULL::timestamptz),
 	'RUNNING; nothing to do until the resync');
 SELECT ok((pg_temp.inst()).ever_running AND (pg_temp.inst()).ready_at IS NOT NULL, 'it has started');
