@@ -755,6 +755,7 @@ resync(MemoryContext cxt)
 	List	   *metas = NIL;
 	ListCell   *a, *b, *m;
 	bool		complete = true;
+	char	   *result;
 	Oid			types[1] = {BOOLOID};
 	Datum		values[1];
 	int			ret;
@@ -791,10 +792,12 @@ resync(MemoryContext cxt)
 		}
 	}
 	values[0] = BoolGetDatum(complete);
-	(void) run_text("paas provisioner: ending a resync", "SELECT paas.provisioner_audit_end($1)::text",
-					1, types, values, NULL, cxt);
+	result = run_text("paas provisioner: ending a resync", "SELECT paas.provisioner_audit_end($1)::text",
+					  1, types, values, NULL, cxt);
 	SHARED_UPDATE((paas_provisioner_shared->audits++,
-				   paas_provisioner_shared->last_audit = GetCurrentTimestamp()));
+				   paas_provisioner_shared->last_audit = GetCurrentTimestamp(),
+				   strlcpy(paas_provisioner_shared->last_resync, result ? result : "",
+						   sizeof(paas_provisioner_shared->last_resync))));
 }
 
 static void

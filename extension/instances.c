@@ -397,8 +397,8 @@ Datum
 paas_provisioner_state(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[13];
-	bool		nulls[13] = {false};
+	Datum		values[14];
+	bool		nulls[14] = {false};
 	PaasProvisionerShared snap;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -429,5 +429,8 @@ paas_provisioner_state(PG_FUNCTION_ARGS)
 	snap.last_error[sizeof(snap.last_error) - 1] = '\0';
 	values[12] = CStringGetTextDatum(snap.last_error);
 	nulls[12] = snap.last_error[0] == '\0';
+	snap.last_resync[sizeof(snap.last_resync) - 1] = '\0';
+	values[13] = CStringGetTextDatum(snap.last_resync);
+	nulls[13] = snap.last_resync[0] == '\0';
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

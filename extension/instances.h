@@ -53,6 +53,7 @@ typedef struct PaasProvisionerShared
 	uint64		audit_calls;	/* of api_calls: the periodic resync lists */
 	uint64		audits;
 	char		last_error[256];
+	char		last_resync[512];	/* paas.provisioner_audit_end()'s answer */
 } PaasProvisionerShared;
 
 extern PaasProvisionerShared *paas_provisioner_shared;

@@ -131,6 +131,9 @@ DECLARE
 	made uuid[] := '{}';
 	more uuid[];
 BEGIN
+	IF paas.restoring() THEN
+		RETURN NULL;
+	END IF;
 	FOREACH digits IN ARRAY ARRAY[8, 12, 32] LOOP
 		WITH s AS (
 			SELECT gen_random_uuid() AS iid, ns.id AS sid, ns.user_id, ns.service_id, ns.status
@@ -194,6 +197,9 @@ AS $$
 DECLARE
 	ids uuid[];
 BEGIN
+	IF paas.restoring() THEN
+		RETURN NULL;
+	END IF;
 	SELECT array_agg(i.id ORDER BY i.id) INTO ids
 	  FROM new_subs n JOIN old_subs o ON o.id = n.id
 	  JOIN paas.instances i ON i.subscription_id = n.id
@@ -256,7 +262,9 @@ CREATE FUNCTION paas.services_roll_instances() RETURNS trigger
 	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 BEGIN
-	IF TG_TABLE_NAME = 'service_templates' THEN
+	IF paas.restoring() THEN
+		RETURN NULL;
+	ELSIF TG_TABLE_NAME = 'service_templates' THEN
 		IF TG_OP = 'INSERT' OR NEW.deployment IS DISTINCT FROM OLD.deployment THEN
 			PERFORM paas.service_roll(NEW.service_id, 'the service''s deployment template changed: rolling out');
 		END IF;

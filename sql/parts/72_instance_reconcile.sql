@@ -586,33 +586,6 @@ COMMENT ON FUNCTION paas.provisioner_report(text, uuid, bigint, text[], text[], 
 -- Resync: what the cluster holds, compared with what should be
 ------------------------------------------------------------------------------
 
-CREATE UNLOGGED TABLE paas.instance_audit_seen (
-	kind		text NOT NULL,
-	namespace	text,
-	name		text NOT NULL,
-	instance_id uuid,
-	user_id		uuid,
-	generation	bigint,
-	rollout		text,
-	replicas	integer
-);
-CREATE INDEX instance_audit_seen_instance_idx ON paas.instance_audit_seen (instance_id, kind);
-CREATE INDEX instance_audit_seen_ns_idx ON paas.instance_audit_seen (namespace, kind);
-REVOKE ALL ON paas.instance_audit_seen FROM PUBLIC;
-COMMENT ON TABLE paas.instance_audit_seen IS
-	'scratch of a resync: the objects the API listed (transient, not dumped)';
-
-CREATE TABLE paas.instance_audit_state (
-	singleton		boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-	started_at		timestamptz,
-	finished_at		timestamptz,
-	last_result		jsonb
-);
-INSERT INTO paas.instance_audit_state DEFAULT VALUES;
-REVOKE ALL ON paas.instance_audit_state FROM PUBLIC;
-GRANT SELECT ON paas.instance_audit_state TO paas_owner;
-COMMENT ON TABLE paas.instance_audit_state IS 'one row: the last resync of the provisioner';
-
 -- The lists a resync reads (label selector: managed by paas), in order.
 -- meta: only object metadata is needed (the worker asks for
 -- PartialObjectMetadataList, so Secret data never travels).
@@ -634,14 +607,30 @@ AS $$
 $$;
 COMMENT ON FUNCTION paas.provisioner_audit_paths() IS 'the labelled lists a resync reads';
 
+-- The scratch of a resync is the provisioner's own: temporary tables of
+-- its session, pg_temp.paas_audit (when it began) and pg_temp.paas_seen
+-- (the objects the lists returned), kept across its transactions.
 CREATE FUNCTION paas.provisioner_audit_begin() RETURNS void
-	LANGUAGE sql VOLATILE
+	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, paas, pg_temp
-	BEGIN ATOMIC
-		DELETE FROM paas.instance_audit_seen;
-		UPDATE paas.instance_audit_state SET started_at = now(), finished_at = NULL;
-	END;
-COMMENT ON FUNCTION paas.provisioner_audit_begin() IS 'starts a resync (clears its scratch)';
+AS $$
+BEGIN
+	CREATE TEMP TABLE IF NOT EXISTS paas_audit (started_at timestamptz NOT NULL);
+	CREATE TEMP TABLE IF NOT EXISTS paas_seen (
+		kind		text NOT NULL,
+		namespace	text,
+		name		text NOT NULL,
+		instance_id uuid,
+		user_id		uuid,
+		generation	bigint,
+		rollout		text,
+		replicas	integer);
+	CREATE INDEX IF NOT EXISTS paas_seen_instance_idx ON pg_temp.paas_seen (instance_id, kind);
+	TRUNCATE pg_temp.paas_audit, pg_temp.paas_seen;
+	INSERT INTO pg_temp.paas_audit VALUES (now());
+END
+$$;
+COMMENT ON FUNCTION paas.provisioner_audit_begin() IS 'starts a resync (its scratch: temporary tables of the session)';
 
 -- One page of a list: records its objects, returns the continue token
 -- (NULL on the last page).
@@ -650,8 +639,7 @@ CREATE FUNCTION paas.provisioner_audit_page(tag text, page jsonb) RETURNS text
 	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 BEGIN
-	INSERT INTO paas.instance_audit_seen (kind, namespace, name, instance_id, user_id, generation,
-										  rollout, replicas)
+	INSERT INTO pg_temp.paas_seen (kind, namespace, name, instance_id, user_id, generation, rollout, replicas)
 	SELECT tag, x #>> '{metadata,namespace}', x #>> '{metadata,name}',
 		   paas.to_uuid(x #>> '{metadata,labels,paas.dev/instance-id}'),
 		   paas.to_uuid(x #>> '{metadata,labels,paas.dev/user-id}'),
@@ -676,7 +664,7 @@ CREATE FUNCTION paas.provisioner_audit_end(complete boolean) RETURNS jsonb
 	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
-	t0 timestamptz := (SELECT started_at FROM paas.instance_audit_state);
+	t0 timestamptz := (SELECT started_at FROM pg_temp.paas_audit);
 	drift_ns bigint := 0;
 	drift_inst bigint := 0;
 	look bigint := 0;
@@ -684,9 +672,7 @@ DECLARE
 	res jsonb;
 BEGIN
 	IF NOT complete THEN
-		res := jsonb_build_object('complete', false);
-		UPDATE paas.instance_audit_state SET finished_at = now(), last_result = res;
-		RETURN res;
+		RETURN jsonb_build_object('complete', false);
 	END IF;
 
 	WITH want AS (
@@ -697,13 +683,13 @@ BEGIN
 		   AND ns.updated_at < t0),
 	missing AS (
 		SELECT DISTINCT w.user_id, w.name FROM want w
-		 WHERE NOT EXISTS (SELECT 1 FROM paas.instance_audit_seen s
+		 WHERE NOT EXISTS (SELECT 1 FROM pg_temp.paas_seen s
 							WHERE s.kind = w.kind
 							  AND (CASE WHEN w.kind = 'namespace' THEN s.name ELSE s.namespace END) = w.name)),
 	gone AS (
 		SELECT ns.user_id, ns.name FROM paas.instance_namespaces ns
 		 WHERE ns.desired_state = 'absent' AND ns.due_at IS NULL AND ns.updated_at < t0
-		   AND EXISTS (SELECT 1 FROM paas.instance_audit_seen s WHERE s.kind = 'namespace' AND s.name = ns.name)),
+		   AND EXISTS (SELECT 1 FROM pg_temp.paas_seen s WHERE s.kind = 'namespace' AND s.name = ns.name)),
 	u AS (
 		UPDATE paas.instance_namespaces ns
 		   SET force_apply = ns.desired_state = 'present', due_at = now()
@@ -728,7 +714,7 @@ BEGIN
 	bad AS (
 		SELECT DISTINCT e.id FROM expect e
 		  JOIN cand c ON c.id = e.id
-		  LEFT JOIN paas.instance_audit_seen s ON s.instance_id = e.id AND s.kind = e.kind
+		  LEFT JOIN pg_temp.paas_seen s ON s.instance_id = e.id AND s.kind = e.kind
 		 WHERE (e.present AND (s.name IS NULL OR s.generation < c.observed_generation))
 			OR (NOT e.present AND s.name IS NOT NULL
 				AND NOT (e.kind = 'persistentvolumeclaim' AND c.volume_deleted_at IS NULL))),
@@ -747,7 +733,7 @@ BEGIN
 	-- a rollout that disagrees with the observed status: look again
 	WITH u AS (
 		UPDATE paas.instances i SET due_at = now()
-		  FROM paas.instance_audit_seen s
+		  FROM pg_temp.paas_seen s
 		 WHERE s.kind = 'deployment' AND s.instance_id = i.id AND i.due_at IS NULL
 		   AND i.claimed_until IS NULL AND coalesce(i.synced_at, i.updated_at) < t0
 		   AND ((i.status = 'RUNNING' AND s.rollout <> 'done')
@@ -756,15 +742,14 @@ BEGIN
 		RETURNING 1)
 	SELECT count(*) INTO look FROM u;
 
-	SELECT count(*) INTO orphans FROM paas.instance_audit_seen s
+	SELECT count(*) INTO orphans FROM pg_temp.paas_seen s
 	 WHERE s.instance_id IS NOT NULL
 	   AND NOT EXISTS (SELECT 1 FROM paas.instances i WHERE i.id = s.instance_id);
 
 	res := jsonb_build_object('complete', true,
-		'objects', (SELECT count(*) FROM paas.instance_audit_seen),
+		'objects', (SELECT count(*) FROM pg_temp.paas_seen),
 		'driftNamespaces', drift_ns, 'driftInstances', drift_inst, 'rolloutLooks', look,
 		'orphans', orphans);
-	UPDATE paas.instance_audit_state SET finished_at = now(), last_result = res;
 	IF drift_ns + drift_inst + look > 0 THEN
 		PERFORM paas.instance_wake();
 	END IF;

@@ -551,7 +551,7 @@ BEGIN
 			'lastResync', paas.iso(p.last_audit), 'passes', p.passes, 'units', p.units,
 			'apiCalls', p.api_calls, 'apiErrors', p.api_errors, 'resyncCalls', p.audit_calls,
 			'resyncs', p.audits, 'lastError', p.last_error,
-			'lastResyncResult', (SELECT last_result FROM paas.instance_audit_state)));
+			'lastResyncResult', CASE WHEN p.last_resync IS NOT NULL THEN p.last_resync::jsonb END));
 END
 $$;
 COMMENT ON FUNCTION api.pods_admin_stats(jsonb, jsonb) IS

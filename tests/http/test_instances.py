@@ -447,6 +447,50 @@ def test_deployment_deleted_by_hand_is_recreated(running):
     assert any(e["event"] == "drift" for e in drift)
 
 
+def rbac_rules(name):
+    """(group, resource) -> verbs of a ClusterRole of docker/k8s/paas.yaml."""
+    import yaml
+    docs = list(yaml.safe_load_all(open(os.path.join(ROOT, "docker", "k8s", "paas.yaml"))))
+    role = next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == name)
+    out = {}
+    for rule in role["rules"]:
+        for g in rule["apiGroups"]:
+            for r in rule["resources"]:
+                out.setdefault((g, r), set()).update(rule["verbs"])
+    return out
+
+
+def rbac_need(method, path):
+    """The (group, resource, verb) RBAC asks of one request."""
+    parts = path.split("?")[0].strip("/").split("/")
+    group, rest = ("", parts[2:]) if parts[0] == "api" else (parts[1], parts[3:])
+    if rest[0] == "namespaces" and len(rest) > 2:
+        rest = rest[2:]
+    res, name, sub = rest[0], rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None
+    verb = {"PATCH": "patch", "DELETE": "delete", "POST": "create", "PUT": "update"}.get(method)
+    if method == "GET":
+        verb = "get" if name else "list"
+    return group, res + ("/" + sub if sub else ""), verb
+
+
+def test_cluster_roles_hold_exactly_the_verbs_used():
+    """docker/k8s/paas.yaml against what the provisioner and httpd sent so far."""
+    reqs = fake("GET", "/_fake/requests").json()["items"]
+    for who, role in (("paas-provisioner/", "paas-provisioner"), ("paas-httpd", "paas-httpd")):
+        allowed = rbac_rules(role)
+        used = {}
+        for q in reqs:
+            if q["userAgent"].startswith(who) and not q["path"].startswith("/_fake"):
+                g, r, v = rbac_need(q["method"], q["path"])
+                used.setdefault((g, r), set()).add(v)
+                if v == "patch":  # server-side apply of an object that does not exist yet
+                    used[(g, r)].add("create")
+        assert used, who
+        for k, verbs in used.items():
+            assert verbs <= allowed.get(k, set()), (role, k, verbs - allowed.get(k, set()))
+        assert allowed == used, (role, allowed, used)  # nothing granted that is never used
+
+
 def provisioner_pid():
     return int(psql("SELECT pid FROM paas.provisioner_state() WHERE running") or 0)
 
@@ -612,6 +656,13 @@ def test_template_that_cannot_render_is_400(adm):
     assert [o["kind"] for o in got["preview"]["apply"]] == ["Secret", "PersistentVolumeClaim", "Deployment",
                                                             "Service", "Ingress"]
     assert validate(got["preview"]["apply"][1:])["valid"] == 4  # the Secret preview is redacted
+
+
+def test_k8s_manifests_are_valid():
+    import yaml
+    docs = [d for d in yaml.safe_load_all(open(os.path.join(ROOT, "docker", "k8s", "paas.yaml"))) if d]
+    assert {d["kind"] for d in docs} >= {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"}
+    assert validate(docs)["valid"] == len(docs)
 
 
 def test_seeded_templates_render_valid_objects(adm):
