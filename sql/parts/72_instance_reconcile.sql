@@ -274,8 +274,9 @@ BEGIN
 	END IF;
 	RETURN QUERY SELECT 1, 'GET'::text, paas.k8s_path('apps/v1', 'Deployment', i.namespace, i.name),
 						NULL::text, true, 'deployment'::text;
-	-- the pods: for their name once per rollout, and for the reasons of a slow one
-	IF i.desired_state = 'running' AND (i.polls >= 2 OR i.pod_name IS NULL) THEN
+	-- the pods, for the reasons of a slow rollout (their names come with the
+	-- resync's list of pods)
+	IF i.desired_state = 'running' AND i.polls >= 2 THEN
 		RETURN QUERY SELECT 2, 'GET'::text, pods, NULL::text, true, 'pods'::text;
 	END IF;
 END
@@ -383,9 +384,14 @@ BEGIN
 	IF k IS NOT NULL OR cardinality(codes) = 0 THEN
 		msg := CASE WHEN k IS NULL THEN 'no call was made'
 					ELSE format('%s %s: %s', verbs[k], tags[k], paas.k8s_error_text(codes[k], bodies[k], errors[k])) END;
+		-- 404 on an apply: the Namespace itself is gone (a cluster restarted
+		-- empty, a namespace deleted by hand): apply everything again, now
 		UPDATE paas.instance_namespaces
 		   SET attempts = attempts + 1, last_error = msg, claimed_until = NULL,
-			   due_at = now() + paas.retry_delay(attempts + 1), updated_at = now()
+			   force_apply = force_apply OR coalesce(codes[k] = 404, false),
+			   due_at = CASE WHEN coalesce(codes[k] = 404, false) AND attempts = 0 THEN now()
+							 ELSE now() + paas.retry_delay(attempts + 1) END,
+			   updated_at = now()
 		 WHERE user_id = uid;
 		RETURN 'error';
 	END IF;
@@ -457,6 +463,12 @@ BEGIN
 		 WHERE id = inst;
 		PERFORM paas.instance_log(inst, 'error', i.status, i.status, gen, msg,
 								  jsonb_build_object('calls', calls, 'attempt', i.attempts + 1), 'provisioner');
+		IF codes[k] = 404 AND verbs[k] = 'APPLY' THEN
+			-- the namespace is gone: it is applied again first
+			UPDATE paas.instance_namespaces
+			   SET force_apply = desired_state = 'present', state = 'PENDING', due_at = now()
+			 WHERE user_id = i.user_id AND desired_state = 'present';
+		END IF;
 		RETURN 'error';
 	END IF;
 
@@ -557,8 +569,6 @@ BEGIN
 		   last_error_at = CASE WHEN ev = 'unhealthy' THEN now() ELSE last_error_at END,
 		   polls = CASE WHEN ev IN ('ready', 'stopped') THEN 0 ELSE polls + 1 END,
 		   due_at = CASE WHEN generation <> observed_generation OR force_apply THEN now()
-						 -- ready, but which pod runs is not known yet: one more look
-						 WHEN ev = 'ready' AND coalesce(pp.pod_name, pod_name) IS NULL THEN now()
 						 WHEN ev IN ('ready', 'stopped') THEN NULL
 						 ELSE now() + paas.poll_delay(polls + 1) END
 	 WHERE id = inst;
@@ -602,7 +612,8 @@ AS $$
 		('persistentvolumeclaim', '/api/v1/persistentvolumeclaims', true, 6),
 		('deployment', '/apis/apps/v1/deployments', false, 7),
 		('service', '/api/v1/services', true, 8),
-		('ingress', '/apis/networking.k8s.io/v1/ingresses', true, 9)) t (tag, base, meta, ord)
+		('ingress', '/apis/networking.k8s.io/v1/ingresses', true, 9),
+		('pod', '/api/v1/pods', true, 10)) t (tag, base, meta, ord)
 	 ORDER BY t.ord
 $$;
 COMMENT ON FUNCTION paas.provisioner_audit_paths() IS 'the labelled lists a resync reads';
@@ -643,7 +654,9 @@ BEGIN
 	SELECT tag, x #>> '{metadata,namespace}', x #>> '{metadata,name}',
 		   paas.to_uuid(x #>> '{metadata,labels,paas.dev/instance-id}'),
 		   paas.to_uuid(x #>> '{metadata,labels,paas.dev/user-id}'),
-		   CASE WHEN x #>> '{metadata,annotations,paas.dev/generation}' ~ '^[0-9]{1,18}$'
+		   CASE WHEN tag = 'pod' THEN CASE WHEN x #>> '{metadata,deletionTimestamp}' IS NULL
+											THEN extract(epoch FROM (x #>> '{metadata,creationTimestamp}')::timestamptz)::bigint END
+				WHEN x #>> '{metadata,annotations,paas.dev/generation}' ~ '^[0-9]{1,18}$'
 				THEN (x #>> '{metadata,annotations,paas.dev/generation}')::bigint END,
 		   CASE WHEN tag = 'deployment' THEN (paas.deployment_rollout(x)).state END,
 		   CASE WHEN tag = 'deployment' THEN coalesce((x #>> '{status,replicas}')::int, 0) END
@@ -741,6 +754,13 @@ BEGIN
 				OR (i.status = 'STOPPED' AND s.replicas > 0))
 		RETURNING 1)
 	SELECT count(*) INTO look FROM u;
+
+	-- the pod that runs each instance (the newest one listed)
+	UPDATE paas.instances i SET pod_name = p.name
+	  FROM (SELECT DISTINCT ON (instance_id) instance_id, name FROM pg_temp.paas_seen
+			 WHERE kind = 'pod' AND instance_id IS NOT NULL
+			 ORDER BY instance_id, generation DESC NULLS LAST, name DESC) p
+	 WHERE p.instance_id = i.id AND i.pod_name IS DISTINCT FROM p.name AND i.desired_state = 'running';
 
 	SELECT count(*) INTO orphans FROM pg_temp.paas_seen s
 	 WHERE s.instance_id IS NOT NULL
