@@ -19,6 +19,8 @@
  *		 fieldManager=paas, force=true;
  *	  3. reports each unit's answers with paas.provisioner_report() in a
  *		 transaction of its own (SQL decides status, backoff, next look).
+ *	  A watch of the Deployments brings rollouts' progress as events, so a
+ *	  rollout is seen complete when it is, not at the next poll.
  *	  Every paas.instance_resync_interval it lists each kind paas manages by
  *	  label (500 a page) into paas.provisioner_audit_page() and lets
  *	  paas.provisioner_audit_end() mark what drifted; every 30 s (a third of
@@ -440,6 +442,8 @@ typedef struct Unit
 } Unit;
 
 static CURLM *multi;
+static CURLM *wmulti;			/* the Deployment watch (below) */
+static CURL *wh;
 static CURL **lanes;
 static int	nlanes;
 static CURL *sync_handle;
@@ -459,6 +463,12 @@ release_curl(int code, Datum arg)
 	}
 	if (sync_handle)
 		curl_easy_cleanup(sync_handle);
+	if (wmulti)
+	{
+		curl_multi_remove_handle(wmulti, wh);
+		curl_easy_cleanup(wh);
+		curl_multi_cleanup(wmulti);
+	}
 	curl_slist_free_all(hdr_apply);
 	curl_slist_free_all(hdr_json);
 	curl_slist_free_all(hdr_meta);
@@ -806,6 +816,209 @@ sync_nodes(MemoryContext cxt)
 	(void) read_list("nodes", "/api/v1/nodes", false, "paas.instance_nodes_page", cxt, true);
 }
 
+/* ---- the Deployment watch ------------------------------------------------ */
+
+/*
+ * Readiness arrives as events, not by polling: one watch of the Deployments
+ * paas manages (list-then-watch, as client-go's informers do), serviced on
+ * every pass and whenever its socket is readable.  Lines of the stream go to
+ * paas.provisioner_watch_events() in batches; the resourceVersion it returns
+ * resumes the watch when the server ends it (timeoutSeconds), and "GONE" (410:
+ * the version is too old) starts over from a fresh list.  A watch that fails
+ * is retried after WATCH_RETRY_MS; the polls of the reconciler and the resync
+ * stay, so a lost event only costs a later look.
+ */
+#define WATCH_RETRY_MS 5000
+#define WATCH_MAX_LINE (16 * 1024 * 1024)
+
+static bool watching;
+static StringInfoData wbuf;
+static char wrv[64];
+static TimestampTz watch_failed_at;
+static long watch_code;
+
+static size_t
+watch_collect(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	size_t		n = size * nmemb;
+
+	if ((size_t) wbuf.len + n > WATCH_MAX_LINE)
+		return 0;				/* a line this long is not an event of ours */
+	appendBinaryStringInfo(&wbuf, data, (int) n);
+	return n;
+}
+
+/* The current resourceVersion of the Deployments (a list of one), or false. */
+static bool
+watch_list_version(MemoryContext cxt)
+{
+	Call		c;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	char	   *rv;
+
+	memset(&c, 0, sizeof(c));
+	initStringInfo(&c.answer);
+	c.verb = "GET";
+	c.tag = "deployment";
+	c.path = "/apis/apps/v1/deployments?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dpaas&limit=1";
+	get_sync(&c, false);
+	if (c.code != 200)
+		return false;
+	values[0] = CStringGetTextDatum(c.answer.data);
+	rv = run_text("paas provisioner: watch start", "SELECT $1::jsonb #>> '{metadata,resourceVersion}'",
+				  1, types, values, NULL, cxt);
+	if (rv == NULL || strlen(rv) >= sizeof(wrv))
+		return false;
+	strlcpy(wrv, rv, sizeof(wrv));
+	return true;
+}
+
+static void
+watch_start(MemoryContext cxt)
+{
+	char	   *url;
+
+	if (wmulti == NULL)
+	{
+		MemoryContext old;
+
+		wmulti = curl_multi_init();
+		wh = curl_easy_init();
+		if (wmulti == NULL || wh == NULL)
+			elog(ERROR, "curl_multi_init failed");
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		initStringInfo(&wbuf);
+		MemoryContextSwitchTo(old);
+	}
+	if (wrv[0] == '\0' && !watch_list_version(cxt))
+	{
+		watch_failed_at = GetCurrentTimestamp();
+		return;
+	}
+	resetStringInfo(&wbuf);
+	url = psprintf("%s/apis/apps/v1/deployments?watch=1&allowWatchBookmarks=true&timeoutSeconds=290"
+				   "&labelSelector=app.kubernetes.io%%2Fmanaged-by%%3Dpaas&resourceVersion=%s",
+				   api_base, wrv);
+	curl_easy_reset(wh);
+	curl_easy_setopt(wh, CURLOPT_URL, url);
+	curl_easy_setopt(wh, CURLOPT_HTTPGET, 1L);
+	curl_easy_setopt(wh, CURLOPT_HTTPHEADER, hdr_json);
+	curl_easy_setopt(wh, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(wh, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(wh, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(paas_k8s_timeout_ms, 5000));
+	/* no time limit of its own: the server ends it; silence means a dead peer */
+	curl_easy_setopt(wh, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(wh, CURLOPT_LOW_SPEED_TIME, 330L);
+	curl_easy_setopt(wh, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(wh, CURLOPT_USERAGENT, "paas-provisioner/" PAAS_VERSION);
+	curl_easy_setopt(wh, CURLOPT_WRITEFUNCTION, watch_collect);
+	if (have_ca)
+		curl_easy_setopt(wh, CURLOPT_CAINFO, paas_k8s_ca_file);
+	curl_multi_add_handle(wmulti, wh);
+	pfree(url);
+	watching = true;
+	watch_code = 0;
+	SHARED_UPDATE(paas_provisioner_shared->api_calls++);
+}
+
+/* Hands the complete lines received so far to SQL. */
+static void
+watch_drain(MemoryContext cxt)
+{
+	char	   *start = wbuf.data;
+	char	   *nl;
+	List	   *lines = NIL;
+	char	  **items;
+	bool	   *nulls;
+	int			n = 0;
+	ListCell   *lc;
+	Oid			types[1] = {TEXTARRAYOID};
+	Datum		values[1];
+	char	   *rv;
+
+	while ((nl = memchr(start, '\n', wbuf.len - (start - wbuf.data))) != NULL)
+	{
+		if (nl > start)
+			lines = lappend(lines, pnstrdup(start, nl - start));
+		start = nl + 1;
+	}
+	if (start > wbuf.data)
+	{
+		int			rest = wbuf.len - (start - wbuf.data);
+
+		memmove(wbuf.data, start, rest);
+		wbuf.len = rest;
+		wbuf.data[rest] = '\0';
+	}
+	if (lines == NIL)
+		return;
+	items = palloc(sizeof(char *) * list_length(lines));
+	nulls = palloc0(sizeof(bool) * list_length(lines));
+	foreach(lc, lines)
+		items[n++] = (char *) lfirst(lc);
+	values[0] = text_array(n, items, nulls);
+	rv = run_text("paas provisioner: watch events", "SELECT paas.provisioner_watch_events($1)",
+				  1, types, values, NULL, cxt);
+	if (rv != NULL && strcmp(rv, "GONE") == 0)
+	{
+		wrv[0] = '\0';			/* the next watch starts from a fresh list */
+		curl_multi_remove_handle(wmulti, wh);
+		watching = false;
+	}
+	else if (rv != NULL && strlen(rv) < sizeof(wrv))
+		strlcpy(wrv, rv, sizeof(wrv));
+}
+
+/* Services the watch: reads what arrived, restarts it when it ended. */
+static void
+watch_service(MemoryContext cxt)
+{
+	int			running;
+	CURLMsg    *msg;
+	int			left;
+
+	if (!watching)
+	{
+		if (watch_failed_at == 0 ||
+			TimestampDifferenceExceeds(watch_failed_at, GetCurrentTimestamp(), WATCH_RETRY_MS))
+			watch_start(cxt);
+		if (!watching)
+			return;
+	}
+	curl_multi_perform(wmulti, &running);
+	watch_drain(cxt);
+	while ((msg = curl_multi_info_read(wmulti, &left)) != NULL)
+	{
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(wh, CURLINFO_RESPONSE_CODE, &watch_code);
+		curl_multi_remove_handle(wmulti, wh);
+		watching = false;
+		if (msg->data.result != CURLE_OK || watch_code != 200)
+		{
+			/* 410 and the like: start again from a list, a little later */
+			wrv[0] = '\0';
+			watch_failed_at = GetCurrentTimestamp();
+			SHARED_UPDATE(paas_provisioner_shared->api_errors++);
+		}
+		else
+			watch_failed_at = 0;	/* the server ended it: resume at once */
+	}
+}
+
+/* The watch's socket, to wait on with the latch; PGINVALID_SOCKET if none. */
+static pgsocket
+watch_socket(void)
+{
+	curl_socket_t sock = CURL_SOCKET_BAD;
+
+	if (!watching || curl_easy_getinfo(wh, CURLINFO_ACTIVESOCKET, &sock) != CURLE_OK ||
+		sock == CURL_SOCKET_BAD)
+		return PGINVALID_SOCKET;
+	return (pgsocket) sock;
+}
+
 /* ---- main ----------------------------------------------------------------- */
 
 /* Milliseconds until the earliest due unit, capped by the tick. */
@@ -854,8 +1067,16 @@ paas_provisioner_main(Datum main_arg)
 		int			units_done = 0;
 
 		if (wait_ms > 0)
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 wait_ms, PG_WAIT_EXTENSION);
+		{
+			pgsocket	sock = watch_socket();
+
+			if (sock != PGINVALID_SOCKET)
+				(void) WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_SOCKET_READABLE |
+										 WL_EXIT_ON_PM_DEATH, sock, wait_ms, PG_WAIT_EXTENSION);
+			else
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 wait_ms, PG_WAIT_EXTENSION);
+		}
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -882,6 +1103,7 @@ paas_provisioner_main(Datum main_arg)
 		}
 		refresh_credentials(false);
 		ensure_lanes();
+		watch_service(pass_cxt);
 
 		pass_start = GetCurrentTimestamp();
 		for (;;)
@@ -897,6 +1119,7 @@ paas_provisioner_main(Datum main_arg)
 			MemoryContextSwitchTo(old);
 			units_done += list_length(units);
 			MemoryContextReset(pass_cxt);
+			watch_service(pass_cxt);
 			CHECK_FOR_INTERRUPTS();
 			if (TimestampDifferenceExceeds(pass_start, GetCurrentTimestamp(), PASS_BUDGET_MS))
 				break;

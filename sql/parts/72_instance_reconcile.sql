@@ -20,10 +20,11 @@
 --     harmless call.  DELETE answering 404 is success.
 --   * Readiness is kubectl's rollout status rule (paas.deployment_rollout);
 --     waiting reasons of the pods (ImagePullBackOff, CrashLoopBackOff,
---     Unschedulable ...) are shown to the owner (paas.pods_problem).  An
---     instance whose rollout is under way is looked at again after 1, 2,
---     4 ... 30 s; errors back off per instance from 1 s to 5 min with
---     jitter.
+--     Unschedulable ...) are shown to the owner (paas.pods_problem).  A
+--     watch of the Deployments brings rollouts' progress as events
+--     (paas.provisioner_watch_events); an instance whose rollout is under
+--     way is also looked at after 5, 10, 20, 30 s; errors back off per
+--     instance from 1 s to 5 min with jitter.
 --   * The periodic resync (paas.instance_resync_interval) lists every kind
 --     paas manages by label, a page of 500 at a time, and compares: an
 --     object missing or of an older generation, an ingress that should not
@@ -168,12 +169,14 @@ CREATE FUNCTION paas.retry_delay(n integer) RETURNS interval
 	RETURN make_interval(secs => least(300, power(2, greatest(n, 1) - 1)) * (0.75 + random() * 0.5));
 COMMENT ON FUNCTION paas.retry_delay(integer) IS 'error backoff: 1 s doubling to 5 min, with jitter';
 
--- Delay before looking again at a rollout under way (n-th look): 1, 2, 4,
--- 8, 15, then every 30 s.
+-- Delay before looking again at a rollout under way (n-th look): 5, 10,
+-- 20, then every 30 s.  The Deployment watch brings the news as it
+-- happens; these looks are the net under it (and fetch the pods of a slow
+-- rollout for its reason).
 CREATE FUNCTION paas.poll_delay(n integer) RETURNS interval
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	RETURN make_interval(secs => least(30, power(2, least(greatest(n, 1) - 1, 5))));
-COMMENT ON FUNCTION paas.poll_delay(integer) IS 'delay between looks at a rollout under way (1 s to 30 s)';
+	RETURN make_interval(secs => least(30, 5 * power(2, least(greatest(n, 1) - 1, 3))));
+COMMENT ON FUNCTION paas.poll_delay(integer) IS 'delay between looks at a rollout under way (5 s to 30 s)';
 
 ------------------------------------------------------------------------------
 -- Claims
@@ -264,7 +267,7 @@ BEGIN
 			n := n + 1;
 			RETURN QUERY SELECT n, 'DELETE'::text, paas.k8s_object_path(o), NULL::text, false, lower(o ->> 'kind');
 		END LOOP;
-		IF i.desired_state = 'running' AND i.polls >= 2 THEN
+		IF i.desired_state = 'running' AND i.polls >= 1 THEN
 			RETURN QUERY SELECT n + 1, 'GET'::text, pods, NULL::text, true, 'pods'::text;
 		END IF;
 		RETURN;
@@ -276,7 +279,7 @@ BEGIN
 						NULL::text, true, 'deployment'::text;
 	-- the pods, for the reasons of a slow rollout (their names come with the
 	-- resync's list of pods)
-	IF i.desired_state = 'running' AND i.polls >= 2 THEN
+	IF i.desired_state = 'running' AND i.polls >= 1 THEN
 		RETURN QUERY SELECT 2, 'GET'::text, pods, NULL::text, true, 'pods'::text;
 	END IF;
 END
@@ -546,7 +549,10 @@ BEGIN
 	ELSIF ro.state = 'done' THEN
 		ev := 'ready';
 		msg := ro.message;
-	ELSIF ro.state = 'failed' OR pp.problem IS NOT NULL THEN
+	ELSIF ro.state = 'failed' OR pp.problem IS NOT NULL
+		  OR (NOT full_apply AND i.status = 'RUNNING') THEN
+		-- a running instance that is no longer available without a new
+		-- rollout of ours is unhealthy (crash, lost pod), not progressing
 		ev := 'unhealthy';
 		msg := coalesce(pp.problem, ro.message);
 	ELSE
@@ -834,3 +840,87 @@ END
 $$;
 COMMENT ON FUNCTION paas.instance_nodes_page(text, jsonb) IS
 	'feeds one page of the Node list to the registry; returns the continue token';
+
+------------------------------------------------------------------------------
+-- The Deployment watch
+------------------------------------------------------------------------------
+
+-- Lines of the watch stream (WatchEvent JSON, one per line) received by
+-- the provisioner.  A Deployment of an applied generation (its
+-- paas.dev/generation annotation is the instance's observed generation,
+-- nothing newer is pending, no reconcile holds the instance) tells the
+-- rollout as kubectl's rule reads it: done -> ready (or stopped at zero
+-- replicas), failed or a running instance no longer available ->
+-- unhealthy, and a look with the pods is due at once for the reason; a
+-- deleted Deployment of an instance that should exist is drift, applied
+-- again at once.  Returns the last resourceVersion seen, or GONE when the
+-- server said the version is too old (410: list again).
+CREATE FUNCTION paas.provisioner_watch_events(lines text[]) RETURNS text
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	line text;
+	ev jsonb;
+	d jsonb;
+	rv text;
+	i paas.instances;
+	ro record;
+	kind text;
+	msg text;
+BEGIN
+	FOREACH line IN ARRAY lines LOOP
+		BEGIN
+			ev := line::jsonb;
+		EXCEPTION WHEN OTHERS THEN
+			CONTINUE;
+		END;
+		d := ev -> 'object';
+		IF ev ->> 'type' = 'ERROR' THEN
+			IF (d ->> 'code') = '410' THEN
+				RETURN 'GONE';
+			END IF;
+			CONTINUE;
+		END IF;
+		rv := coalesce(d #>> '{metadata,resourceVersion}', rv);
+		CONTINUE WHEN ev ->> 'type' NOT IN ('ADDED', 'MODIFIED', 'DELETED');
+		SELECT * INTO i FROM paas.instances
+		 WHERE id = paas.to_uuid(d #>> '{metadata,labels,paas.dev/instance-id}')
+		   FOR UPDATE SKIP LOCKED;
+		CONTINUE WHEN NOT FOUND OR i.claimed_until > now() OR i.generation <> i.observed_generation
+			OR i.force_apply OR i.desired_state = 'deleted';
+		IF ev ->> 'type' = 'DELETED' THEN
+			UPDATE paas.instances SET force_apply = true, due_at = now(), updated_at = now() WHERE id = i.id;
+			PERFORM paas.instance_log(i.id, 'drift', i.status, i.status, i.generation,
+									  'the Deployment was deleted: applying again', NULL, 'provisioner');
+			CONTINUE;
+		END IF;
+		CONTINUE WHEN d #>> '{metadata,annotations,paas.dev/generation}' IS DISTINCT FROM i.observed_generation::text;
+		ro := paas.deployment_rollout(d);
+		kind := NULL;
+		IF i.desired_state = 'stopped' THEN
+			IF coalesce((d #>> '{status,replicas}')::int, 0) = 0 THEN
+				kind := 'stopped';
+				msg := 'scaled to zero; the ingress is removed and the data kept';
+			END IF;
+		ELSIF ro.state = 'done' THEN
+			kind := 'ready';
+			msg := ro.message;
+		ELSIF ro.state = 'failed' OR (i.status = 'RUNNING' AND ro.state = 'progressing') THEN
+			kind := 'unhealthy';
+			msg := ro.message;
+		END IF;
+		CONTINUE WHEN kind IS NULL OR NOT paas.instance_transition_allowed(i.status, kind)
+			OR paas.instance_transition(i.status, kind) = i.status AND kind <> 'unhealthy';
+		PERFORM paas.instance_apply_event(i.id, kind, msg, 'provisioner');
+		UPDATE paas.instances
+		   SET status_message = msg, synced_at = now(), updated_at = now(),
+			   polls = CASE WHEN kind IN ('ready', 'stopped') THEN 0 ELSE greatest(polls, 2) END,
+			   due_at = CASE WHEN kind IN ('ready', 'stopped') THEN NULL ELSE now() END
+		 WHERE id = i.id;
+	END LOOP;
+	RETURN rv;
+END
+$$;
+COMMENT ON FUNCTION paas.provisioner_watch_events(text[]) IS
+	'applies the rollout news of a Deployment watch to the instances; the last resourceVersion, or GONE';

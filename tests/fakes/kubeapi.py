@@ -1,5 +1,151 @@
 #!/usr/bin/env python3
-"""@@HEADER@@"""
+"""A stand-in Kubernetes API server for the test suite (Python 3.11 stdlib; PyYAML only for YAML bodies).
+
+paas drives Kubernetes from a C background worker with libcurl; no cluster is reachable from
+the machines that build and test it. This server speaks the real protocol for the resources
+paas uses, keeps every object in memory behind one lock, and runs a tiny controller so that
+Deployments roll out the way `kubectl rollout status` expects. It is believed only as far as
+real clients agree with it: tests/kube/ drives it with the real kubectl, with curl (libcurl)
+and raw HTTP, and validates what it stores and returns against Kubernetes' published schemas
+(npm kubernetes-models). Reference: ../../../shared/reference/kubernetes.md, platform.md §1-3.
+
+Serves (apiVersion/resource):
+  v1: namespaces, nodes, pods (+status, log, eviction, binding), secrets, configmaps,
+      persistentvolumeclaims, services, resourcequotas, limitranges, events
+  apps/v1: deployments (+status, scale), replicasets (+status, scale)
+  networking.k8s.io/v1: ingresses, networkpolicies      policy/v1: poddisruptionbudgets
+  /version, /healthz /livez /readyz, /api /apis (aggregated discovery apidiscovery.k8s.io/v2
+  when the client asks for it, else the legacy APIVersions/APIGroupList; --discovery legacy
+  forces the fallback), /api/v1 and /apis/<group>/<version> (APIResourceList), /apis/<group>,
+  /openapi/v3 (+ one document per group version: only the PATCH operations and their
+  fieldValidation parameter, which is all kubectl needs to leave validation to the server),
+  /openapi/v2 (an empty document).
+
+Protocol:
+  - GET (object, list, all namespaces), POST (201; 409 AlreadyExists; generateName), PUT
+    (409 Conflict on a stale resourceVersion), DELETE (propagationPolicy Background /
+    Foreground / Orphan; finalizers hold an object with deletionTimestamp until removed;
+    namespace deletion removes everything in it; default, kube-system, kube-public are
+    protected), deletecollection, dryRun=All.
+  - PATCH: application/apply-patch+yaml (server-side apply: fieldManager required, force,
+    409 conflicts with FieldManagerConflict causes, create if absent (201), fields a manager
+    stops applying are removed unless someone else owns them, lists of maps keyed as in the
+    Go types (containers by name, ports, env, ...), other lists atomic; JSON bodies are YAML),
+    application/strategic-merge-patch+json (merge keys, $patch, $retainKeys,
+    $setElementOrder, $deleteFromPrimitiveList), application/merge-patch+json,
+    application/json-patch+json. A patch carrying metadata.resourceVersion is a precondition.
+  - metadata: uid, creationTimestamp, one global resourceVersion counter, generation (apps,
+    policy, networking kinds) bumped when spec changes only, managedFields (FieldsV1, one entry
+    per manager/operation/subresource; Update operations own what they change). A write that
+    changes nothing is a no-op (same resourceVersion, no watch event).
+  - Defaulting like the API server (strategy, revisionHistoryLimit, progressDeadlineSeconds,
+    pod spec and container defaults, imagePullPolicy, Service clusterIP/ports/nodePorts,
+    Secret stringData -> data, PVC storageClassName, namespace label and finalizer,
+    NetworkPolicy policyTypes, LimitRange default/defaultRequest); quantities are stored in
+    canonical form (1024Mi -> 1Gi, 0.5 -> 500m).
+  - Validation -> 422 Invalid with details.causes (names, labels, selectors matching the
+    template, containers/images/ports, Service ports, PVC access modes and size, immutable
+    selector / clusterIP / PVC spec, Ingress paths, PDB min/max, ...). Malformed bodies and
+    bad quantities -> 400 BadRequest.
+  - Admission: LimitRanger (defaults, min/max -> 403) and ResourceQuota on create (403
+    Forbidden "exceeded quota: ..." / "failed quota: ...: must specify ..."; counts, compute
+    and storage requests/limits, count/<resource>). status.used kept current.
+  - LIST: labelSelector (=, ==, !=, in, notin, exists, !exists, >, <), fieldSelector
+    (metadata.name, metadata.namespace, spec.nodeName, status.phase, ... as the real server
+    allows per resource; others 400), limit/continue (410 once the history is compacted).
+    Typed lists omit the items' kind/apiVersion, like the real server.
+  - Tables for kubectl (Accept ...;as=Table;g=meta.k8s.io), with the real printers' columns;
+    PartialObjectMetadata(List).
+  - WATCH (?watch=true) for every resource: chunked newline-delimited JSON events ADDED /
+    MODIFIED / DELETED / BOOKMARK (allowWatchBookmarks, every --bookmark-interval seconds;
+    sendInitialEvents), resourceVersion semantics (absent or "0": current objects first; N:
+    every event after N from the history; older than the kept history: an ERROR event with a
+    410 Expired Status; newer than the server's: after 3 s (--too-large-rv-wait) an ERROR event with a 504
+    ResourceVersionTooLarge Status, e.g. after the stand-in restarted), selectors applied to old and new object (leaving the selection is a
+    DELETED event), timeoutSeconds.
+  - Errors are Status objects: 400, 401 (bearer token missing or wrong), 403, 404, 405, 406,
+    409, 410, 415, 422, 429 (eviction blocked by a PodDisruptionBudget), 500.
+  - pods/log: deterministic lines per pod and container (tailLines, timestamps, limitBytes,
+    previous, container; follow returns what there is); 400 while the container waits.
+  - pods/eviction (policy/v1 Eviction): deletes the pod unless a PDB selecting it would drop
+    below minAvailable / above maxUnavailable (429 with a DisruptionBudget cause); more than
+    one PDB -> 500; pending or terminating pods ignore PDBs.
+  - deployments|replicasets/scale (autoscaling/v1 Scale: GET, PUT, PATCH).
+
+Controller (one thread): Deployment -> ReplicaSet (pod-template-hash, revision annotations,
+  RollingUpdate with maxSurge/maxUnavailable, Recreate, revisionHistoryLimit) -> Pods;
+  scheduler: round-robin over Ready, schedulable nodes whose taints the pod tolerates, whose
+  labels match nodeSelector and whose allocatable cpu/memory/pods fit the requests, else
+  PodScheduled=False reason Unschedulable ("0/3 nodes are available: 3 Insufficient cpu...");
+  "kubelet": a bound pod is Running and Ready after --ready-delay seconds, unless its image
+  contains one of --bad-images (Waiting ErrImagePull, then ImagePullBackOff after
+  --pull-backoff s) or --crash-images (CrashLoopBackOff, restartCount 1); Deployment status
+  as the deployment controller writes it (observedGeneration, replicas, updatedReplicas,
+  readyReplicas, availableReplicas, unavailableReplicas - zeros omitted; conditions
+  Available, Progressing with NewReplicaSetCreated / ReplicaSetUpdated /
+  NewReplicaSetAvailable / ProgressDeadlineExceeded after progressDeadlineSeconds without
+  progress, ReplicaFailure FailedCreate when quota refuses pods); ReplicaSet status; PDB
+  status; ResourceQuota status.used; PVCs bind at once (phase Bound, capacity, volumeName;
+  a larger request expands them) and carry kubernetes.io/pvc-protection, which holds a deleted
+  claim until no pod uses it;
+  LoadBalancer Services get an address from 192.0.2.0/24; node lifecycle: cordon adds the
+  node.kubernetes.io/unschedulable taint, a NotReady/Unknown node gets not-ready/unreachable
+  NoSchedule+NoExecute taints and its pods turn Ready=False, a deleted node's pods are deleted
+  (and replaced elsewhere); Events (Scheduled, FailedScheduling, SuccessfulCreate,
+  FailedCreate, ScalingReplicaSet, Failed, BackOff, Killing), at most --max-events kept.
+
+Speed: a thread per connection (keep-alive), one lock, no copies of stored objects on reads;
+  measured with tests/kube/bench_apply.py on the 2-core build machine under light other load:
+  about 2,500 ConfigMap and 1,250 Deployment server-side applies per second from a C client
+  (wrk, 4 connections; 1,500 over TLS); the controller then needs ~5 s to have 1,000 new
+  one-replica Deployments available. A saturated machine cuts this several-fold.
+
+Test controls under /_fake/ (no token needed; not Kubernetes paths):
+  GET  /_fake/state                  resourceVersion, history floor, counts, watchers, config
+  GET  /_fake/objects[?resource=pods] every stored object (kind/apiVersion included)
+  GET  /_fake/requests[?since=SEQ]   request log (method, path, query, status, content type,
+  DELETE /_fake/requests                user agent, ms); "last" is the newest sequence number
+  POST /_fake/config {readyDelay, pullBackoff, badImages, crashImages, events, latencyMs,
+                      bookmarkInterval, namespaceDeleteDelay}
+  POST /_fake/latency {"ms": 200}    added to every Kubernetes request
+  POST /_fake/fail {count, code, reason?, message?, method?, path? (substring), retryAfter?,
+                    drop?}           the next COUNT matching calls answer that Status (with
+                                     Retry-After), or drop the connection; DELETE clears
+  POST /_fake/compact                forget the watch history: older resourceVersions -> 410
+  POST /_fake/tokens {"tokens": [...]}  extra accepted tokens (besides --token/--token-file)
+  POST /_fake/nodes {name?, count?, cpu?, memory?, pods?, labels?}   add nodes
+  DELETE /_fake/nodes/NAME           the node goes away (its pods too)
+  POST /_fake/nodes/NAME/ready {"status": "True"|"False"|"Unknown", reason?, message?}
+  POST /_fake/nodes/NAME/condition {"type": "DiskPressure", "status": "True", ...}
+  POST /_fake/pods/NS/NAME/ready {"ready": false}   a readiness probe starts failing
+
+Options: --port (0 = free port) --port-file --host --token / --token-file (one token a line,
+  re-read when the file changes: rotation) --tls-dir DIR (HTTPS with a throw-away CA made by
+  openssl: DIR/ca.crt is the CA file for kubectl and libcurl; kubectl/client-go never sends a
+  bearer token over plain http, so use TLS for kubectl) --kubeconfig FILE (written at start:
+  server, CA, token) --nodes N --node-cpu --node-memory --node-pods --node-prefix
+  --nodes-file F (JSON Node, NodeList/List or array; repeatable) --ready-delay --pull-backoff
+  --bad-images --crash-images --storage-class --watch-history N --bookmark-interval
+  --discovery aggregated|legacy --too-large-rv-wait S --no-events --max-events --heartbeat S (nodes refresh
+  lastHeartbeatTime) --namespace-delete-delay S --latency-ms --capture FILE (every JSON body
+  returned and every watch event, one JSON line each) --seed.
+
+  /usr/bin/python3 tests/fakes/kubeapi.py --tls-dir /tmp/k/tls --token-file /tmp/k/token \\
+      --kubeconfig /tmp/k/kubeconfig --nodes 3 --port-file /tmp/k/port
+  KUBECONFIG=/tmp/k/kubeconfig kubectl get nodes
+
+Not implemented (a real cluster differs here): no RBAC/authorization (any valid token may do
+everything), no admission webhooks, no CRDs or other kinds (404), no protobuf or CBOR (JSON and
+YAML only: kubectl's imperative generators such as `kubectl create deployment NAME` send
+protobuf and get 415; `kubectl create/apply -f` send JSON), no HTTP/2, no real OpenAPI schemas (fieldValidation=Strict is accepted but unknown
+fields are not reported), no graceful termination (deleted pods vanish at once; no Terminating
+phase unless a finalizer holds them), no pod exec/attach/port-forward/proxy, no log follow
+streaming, no StatefulSets/DaemonSets/Jobs/HPA, no Services endpoints, no resourceVersionMatch
+or consistent reads at an old resourceVersion (lists are always current), no
+NoExecute-taint eviction of pods, no quota on updates or quota scopes, managedFields list
+elements are keyed but sets (finalizers, ...) are atomic, quantities in node fixtures are kept
+as given, Event series/aggregation is absent. State is in memory only and lost on exit.
+"""
 import argparse
 import base64
 import collections
@@ -393,7 +539,7 @@ def field_value(obj, path):
             return ""
         cur = cur.get(p)
     if cur is None:
-        return ""
+        return "false" if path in ("spec.unschedulable", "spec.hostNetwork") else ""
     if isinstance(cur, bool):
         return "true" if cur else "false"
     return str(cur)
@@ -595,22 +741,43 @@ SKIP_META = {"name", "namespace", "uid", "resourceVersion", "generation", "creat
              "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"}
 
 
+def assoc_key(field, items):
+    """The key of a list treated as a map (containers by name, ...), or None for an atomic list."""
+    if not items or not all(isinstance(x, dict) for x in items):
+        return None
+    k = SMP_MERGE_KEYS.get(field)
+    if field == "ports":
+        k = "containerPort" if all("containerPort" in x for x in items) else "port"
+    if k is None or not all(k in x for x in items):
+        return None
+    if len({x[k] if isinstance(x[k], (str, int)) else dumps(x[k]) for x in items}) != len(items):
+        return None
+    return k
+
+
 def flatten(obj, status_sub, has_status):
-    """Leaf paths -> values of the part of obj a writer manages."""
+    """Leaf paths -> values of the part of obj a writer manages. A path step is a field
+    name, or ("k", key, value) for an element of a list treated as a map."""
     out = {}
 
-    def walk(v, path):
+    def walk(v, path, field):
         if isinstance(v, dict) and v:
             for k, x in v.items():
-                walk(x, path + (k,))
-        else:
-            out[path] = v
+                walk(x, path + (k,), k)
+            return
+        if isinstance(v, list) and v:
+            mk = assoc_key(field, v)
+            if mk is not None:
+                for el in v:
+                    walk(el, path + (("k", mk, el[mk]),), None)
+                return
+        out[path] = v
     for k, v in obj.items():
         if k in ("apiVersion", "kind"):
             continue
         if status_sub:
             if k == "status":
-                walk(v, (k,))
+                walk(v, (k,), k)
             continue
         if k == "status" and has_status:
             continue
@@ -618,30 +785,67 @@ def flatten(obj, status_sub, has_status):
             if isinstance(v, dict):
                 for mk, mv in v.items():
                     if mk not in SKIP_META:
-                        walk(mv, ("metadata", mk))
+                        walk(mv, ("metadata", mk), mk)
         else:
-            walk(v, (k,))
+            walk(v, (k,), k)
     return out
 
 
+def path_str(path):
+    """.spec.template.spec.containers[name="web"].image, as conflict messages print it."""
+    out = ""
+    for k in path:
+        if isinstance(k, tuple):
+            out += "[%s=%s]" % (k[1], dumps(k[2]))
+        else:
+            out += "." + k
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _step_key(k):
+    return "k:" + dumps({k[1]: k[2]}) if isinstance(k, tuple) else "f:" + k
+
+
 def fields_v1(paths):
+    return _fields_v1(frozenset(paths))
+
+
+@lru_cache(maxsize=8192)
+def _fields_v1(paths):
+    """The FieldsV1 tree of a set of paths (shared between objects: never mutated)."""
     root = {}
-    for p in sorted(paths):
+    for p in paths:
         cur = root
         for k in p:
-            cur = cur.setdefault("f:" + k, {})
+            cur = cur.setdefault(_step_key(k), {})
     return root
+
+
+def _step(cur, k, nxt):
+    """Child of cur at step k, created (a map, or a list when the next step is a key) if absent."""
+    if isinstance(k, tuple):
+        for el in cur:
+            if isinstance(el, dict) and el.get(k[1]) == k[2]:
+                return el
+        el = {k[1]: k[2]}
+        cur.append(el)
+        return el
+    child = cur.get(k)
+    want_list = isinstance(nxt, tuple)
+    if want_list and not isinstance(child, list) or not want_list and not isinstance(child, dict):
+        child = [] if want_list else {}
+        cur[k] = child
+    return child
 
 
 def set_path(obj, path, value):
     cur = obj
-    for k in path[:-1]:
-        nxt = cur.get(k)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            cur[k] = nxt
-        cur = nxt
+    for i, k in enumerate(path[:-1]):
+        cur = _step(cur, k, path[i + 1])
     last = path[-1]
+    if isinstance(last, tuple):
+        return
     if isinstance(value, dict) and not value and isinstance(cur.get(last), dict):
         return  # asserting an empty map leaves what others set in it
     cur[last] = value
@@ -651,16 +855,33 @@ def del_path(obj, path):
     chain = [obj]
     cur = obj
     for k in path[:-1]:
-        cur = cur.get(k) if isinstance(cur, dict) else None
-        if not isinstance(cur, dict):
+        if isinstance(k, tuple):
+            cur = next((el for el in cur if isinstance(el, dict) and el.get(k[1]) == k[2]), None) \
+                if isinstance(cur, list) else None
+        else:
+            cur = cur.get(k) if isinstance(cur, dict) else None
+        if not isinstance(cur, (dict, list)):
             return
         chain.append(cur)
-    chain[-1].pop(path[-1], None)
-    # prune maps emptied by the removal (never the top-level ones such as spec)
+    if isinstance(chain[-1], dict) and not isinstance(path[-1], tuple):
+        chain[-1].pop(path[-1], None)
+    # prune maps, elements and lists emptied by the removal (never the top-level ones such as spec)
     for d in range(len(chain) - 1, 1, -1):
         if chain[d]:
             break
-        chain[d - 1].pop(path[d - 1], None)
+        parent, step = chain[d - 1], path[d - 1]
+        if isinstance(parent, list):
+            parent.remove(chain[d])
+        else:
+            parent.pop(step, None)
+
+
+def del_paths(obj, paths):
+    """Remove leaves; merge keys of list elements go last (they identify the element)."""
+    def is_key(p):
+        return len(p) >= 2 and isinstance(p[-2], tuple) and p[-1] == p[-2][1]
+    for p in sorted(paths, key=lambda p: (is_key(p), -len(p), repr(p))):
+        del_path(obj, p)
 
 
 # --------------------------------------------------------------------------
@@ -1282,7 +1503,10 @@ class Api:
 
     def apply(self, res, ns, name, applied, manager, force, sub=None, dry_run=False):
         if not manager:
-            raise bad_request("PATCH %s: fieldManager is required for apply requests" % res.qualified)
+            raise ApiError(422, "Invalid", 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
+                           'is required for apply patch', {"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [
+                               {"reason": "FieldValueRequired", "message": "Required value: is required for apply patch",
+                                "field": "fieldManager"}]})
         if not isinstance(applied, dict):
             raise bad_request("error decoding YAML: apply patch must be an object")
         if not applied.get("apiVersion") or not applied.get("kind"):
@@ -1311,10 +1535,10 @@ class Api:
                             conflicts.append((ek[0], av, p))
             if conflicts and not force:
                 causes = [{"reason": "FieldManagerConflict", "message": 'conflict with "%s" using %s' % (mgr, av),
-                           "field": "." + ".".join(p)} for mgr, av, p in conflicts]
+                           "field": path_str(p)} for mgr, av, p in conflicts]
                 msg = "Apply failed with %d conflict%s: %s" % (
                     len(conflicts), "" if len(conflicts) == 1 else "s",
-                    "; ".join('conflict with "%s" using %s: %s' % (mgr, av, "." + ".".join(p)) for mgr, av, p in conflicts))
+                    "; ".join('conflict with "%s" using %s: %s' % (mgr, av, path_str(p)) for mgr, av, p in conflicts))
                 raise ApiError(409, "Conflict", msg, dict(_details(res, name), causes=causes))
             base = clone(old) if old is not None else {"apiVersion": res.api_version, "kind": res.kind,
                                                          "metadata": {"name": name}}
@@ -1323,8 +1547,7 @@ class Api:
             for ek, (_, _, paths) in entries.items():
                 if ek != me:
                     others |= paths
-            for p in prev - app.keys() - others:
-                del_path(base, p)
+            del_paths(base, prev - app.keys() - others)
             for p, v in app.items():
                 set_path(base, p, clone(v))
             lost = {p for _, _, p in conflicts}
@@ -1550,6 +1773,7 @@ class Api:
     def admit_create(self, res, ns, obj):
         if res.plural == "pods":
             self.limit_ranger(ns, obj)
+            obj["status"]["qosClass"] = qos_class(obj["spec"])
         self.check_quota(res, ns, obj)
 
     def limit_ranger(self, ns, pod):
@@ -1859,6 +2083,9 @@ def defaults(api, res, obj, old):
         if old is None:
             spec.setdefault("storageClassName", api.o.storage_class)
             obj["status"] = {"phase": "Pending"}
+            fin = m.setdefault("finalizers", [])
+            if "kubernetes.io/pvc-protection" not in fin:
+                fin.append("kubernetes.io/pvc-protection")   # StorageObjectInUseProtection admission
         r = spec.get("resources")
         if isinstance(r, dict):
             canon_resources(r.get("requests"))
@@ -2171,7 +2398,8 @@ def validate(res, obj, old, errs):
                 errs.invalid("spec.resources[storage]", req["storage"], "must be greater than zero")
         if old is not None:
             a, b = dict(old.get("spec") or {}), dict(spec)
-            ar, br = a.pop("resources", {}), b.pop("resources", {})
+            a.pop("resources", None)
+            b.pop("resources", None)
             a.pop("volumeName", None)
             b.pop("volumeName", None)
             if a != b:
@@ -2352,6 +2580,7 @@ class Controller(threading.Thread):
         self.node_used = collections.defaultdict(collections.Counter)
         self.pod_ips = collections.defaultdict(int)
         self.event_keys = collections.deque()
+        self.hashes = {}
         self.s.listeners.append(self.on_event)
 
     # bookkeeping -------------------------------------------------------------
@@ -2443,7 +2672,7 @@ class Controller(threading.Thread):
             except Exception:  # keep the controller alive, say what broke
                 import traceback
                 traceback.print_exc()
-            # let API threads in between items
+            # let API threads in between items: requests come before the controller's backlog
             self.s.lock.release()
             time.sleep(0)
             self.s.lock.acquire()
@@ -2515,7 +2744,12 @@ class Controller(threading.Thread):
         replicas = spec.get("replicas", 1)
         paused = spec.get("paused", False)
         rss = self.owned(R["replicasets"], ns, d)
-        h = template_hash(spec["template"])
+        hkey = (d["metadata"]["uid"], d["metadata"].get("generation"))
+        h = self.hashes.get(hkey)
+        if h is None:
+            h = self.hashes[hkey] = template_hash(spec["template"])
+            if len(self.hashes) > 100000:
+                self.hashes.clear()
         new_rs = next((r for r in rss if (r["metadata"].get("labels") or {}).get("pod-template-hash") == h), None)
         olds = [r for r in rss if r is not new_rs]
 
@@ -3052,9 +3286,30 @@ class Controller(threading.Thread):
 
     # PVC binder --------------------------------------------------------------------
 
+    def pvc_in_use(self, ns, name):
+        for p in self.s.items(R["pods"], ns):
+            if is_terminal(p):
+                continue
+            for v in (p.get("spec") or {}).get("volumes") or []:
+                if (v.get("persistentVolumeClaim") or {}).get("claimName") == name:
+                    return True
+        return False
+
     def do_pvc(self, ns, name):
         pvc = self.s.get(R["persistentvolumeclaims"], ns, name)
-        if pvc is None or pvc["metadata"].get("deletionTimestamp"):
+        if pvc is None:
+            return
+        if pvc["metadata"].get("deletionTimestamp"):
+            # pvc-protection: the finalizer goes once no pod uses the claim
+            fin = pvc["metadata"].get("finalizers") or []
+            if "kubernetes.io/pvc-protection" in fin and not self.pvc_in_use(ns, name):
+                new = evolve(pvc)
+                new["metadata"]["finalizers"] = [f for f in fin if f != "kubernetes.io/pvc-protection"]
+                if not new["metadata"]["finalizers"]:
+                    del new["metadata"]["finalizers"]
+                pvc = self.put(R["persistentvolumeclaims"], pvc, new, "kube-controller-manager")
+                if not pvc["metadata"].get("finalizers"):
+                    self.api.remove(R["persistentvolumeclaims"], pvc, "Background")
             return
         spec = pvc["spec"]
         want = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
@@ -3069,8 +3324,6 @@ class Controller(threading.Thread):
                         "volume.beta.kubernetes.io/storage-provisioner": "fake.csi.k8s.io",
                         "volume.kubernetes.io/storage-provisioner": "fake.csi.k8s.io"})
             new["metadata"]["annotations"] = ann
-            new["metadata"]["finalizers"] = list(pvc["metadata"].get("finalizers") or []) + \
-                [f for f in ["kubernetes.io/pvc-protection"] if f not in (pvc["metadata"].get("finalizers") or [])]
         new["status"] = {"phase": "Bound", "accessModes": list(spec.get("accessModes") or []),
                          "capacity": {"storage": want}}
         self.put(R["persistentvolumeclaims"], pvc, new, "kube-controller-manager")
@@ -3078,6 +3331,9 @@ class Controller(threading.Thread):
     # namespace-wide status: quotas, PDBs, replica sets waiting for quota --------------------
 
     def do_ns(self, ns):
+        for pvc in self.s.items(R["persistentvolumeclaims"], ns):
+            if pvc["metadata"].get("deletionTimestamp"):
+                self.mark("pvc", ns, pvc["metadata"]["name"])
         quotas = self.s.items(R["resourcequotas"], ns)
         if quotas:
             used = self.api.ns_usage(ns)
@@ -3422,7 +3678,7 @@ class App:
                                   "ms": round((time.time() - t0) * 1000, 3)})
 
     def captured(self, method, path, code, body):
-        if self.capture is not None:
+        if self.capture is not None and not path.startswith("/_fake"):
             with self.lock:
                 self.capture.write(dumps({"method": method, "path": path, "code": code, "body": body}) + "\n")
 
@@ -3434,11 +3690,25 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     def setup(self):
+        self.tls_failed = False
         if isinstance(self.request, ssl.SSLSocket):
-            self.request.settimeout(10)
-            self.request.do_handshake()
-            self.request.settimeout(None)
+            try:
+                self.request.settimeout(10)
+                self.request.do_handshake()
+                self.request.settimeout(None)
+            except (ssl.SSLError, OSError):
+                self.tls_failed = True   # e.g. a client that does not trust the throw-away CA
         super().setup()
+
+    def handle(self):
+        if not self.tls_failed:
+            super().handle()
+
+    def finish(self):
+        try:
+            super().finish()
+        except (ssl.SSLError, OSError):
+            pass
 
     def log_message(self, *a):
         pass
@@ -3698,6 +3968,16 @@ class Handler(BaseHTTPRequestHandler):
                                "accepted media types include: " + ", ".join(PATCH_TYPES))
             patch = self.parse_body(raw, ctype)
             force = q.get("force") in ("true", "1")
+            if ctype == "application/apply-patch+yaml":
+                with self.app.s.lock:
+                    existed = self.app.s.get(res, ns, name) is not None
+                    out = api.patch(res, ns, name, ctype, patch, q.get("fieldManager"), sub, dry, force)
+                return (200 if existed else 201), out
+            if "force" in q:
+                raise ApiError(422, "Invalid", 'PatchOptions.meta.k8s.io "" is invalid: force: Forbidden: may not be '
+                               'specified for non-apply patch', {"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [
+                                   {"reason": "FieldValueForbidden", "message": "Forbidden: may not be specified for "
+                                    "non-apply patch", "field": "force"}]})
             return 200, api.patch(res, ns, name, ctype, patch, self.manager(q), sub, dry, force)
         if method == "DELETE":
             if sub is not None:
@@ -3830,7 +4110,21 @@ class Handler(BaseHTTPRequestHandler):
                     r = int(rv)
                 except ValueError:
                     raise bad_request('invalid resource version "%s"' % rv)
-                if r < s.floor:
+                if r > s.rv:
+                    # the real cacher waits up to 3 s for a resourceVersion it has not seen yet
+                    until = time.time() + self.app.o.too_large_rv_wait
+                    while s.rv < r and time.time() < until:
+                        s.lock.release()
+                        time.sleep(0.05)
+                        s.lock.acquire()
+                    if s.rv < r:
+                        expired = ApiError(504, "Timeout", "Timeout: Too large resource version: %d, current: %d"
+                                           % (r, s.rv), {"causes": [{"reason": "ResourceVersionTooLarge",
+                                                                     "message": "Too large resource version"}],
+                                                         "retryAfterSeconds": 1})
+                if expired is not None:
+                    pass
+                elif r < s.floor:
                     expired = ApiError(410, "Expired", "too old resource version: %d (%d)" % (r, s.floor))
                 else:
                     for erv, eres, etype, obj, old in s.history:
@@ -4350,6 +4644,8 @@ def parse_args(argv=None):
     ap.add_argument("--watch-history", type=int, default=20000, help="events kept for watch resumption")
     ap.add_argument("--bookmark-interval", type=float, default=5.0, help="seconds between BOOKMARK events")
     ap.add_argument("--discovery", choices=["aggregated", "legacy"], default="aggregated")
+    ap.add_argument("--too-large-rv-wait", type=float, default=3.0,
+                    help="seconds a watch from a resourceVersion the server has not reached waits before 504")
     ap.add_argument("--no-events", dest="events", action="store_false", help="do not create Event objects")
     ap.add_argument("--max-events", type=int, default=2000)
     ap.add_argument("--heartbeat", type=float, default=0.0, help="seconds between node heartbeats (0 = none)")

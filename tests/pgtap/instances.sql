@@ -302,12 +302,12 @@ SELECT is(((pg_temp.inst()).status, (pg_temp.inst()).observed_generation, (pg_te
 SELECT ok((pg_temp.inst()).due_at > now(), 'looked at again later');
 DELETE FROM ops;
 INSERT INTO ops SELECT * FROM paas.instance_ops(pg_temp.inst());
-SELECT is((SELECT array_agg(verb || ' ' || tag ORDER BY seq) FROM ops), ARRAY['GET deployment'],
-	'an applied generation is only looked at');
+SELECT is((SELECT array_agg(verb || ' ' || tag ORDER BY seq) FROM ops), ARRAY['GET deployment', 'GET pods'],
+	'an applied generation is only looked at (still rolling out: with its pods, for the reason)');
 UPDATE paas.instances SET polls = 2 WHERE id = (pg_temp.inst()).id;
 SELECT is((SELECT array_agg(verb || ' ' || tag ORDER BY seq) FROM paas.instance_ops(pg_temp.inst())),
 	ARRAY['GET deployment', 'GET pods'], 'a slow rollout is looked at with its pods');
-UPDATE paas.instances SET polls = 1 WHERE id = (pg_temp.inst()).id;
+UPDATE paas.instances SET polls = 0 WHERE id = (pg_temp.inst()).id;
 SELECT is(pg_temp.report(ARRAY[200], pg_temp.dep(1, 1, 1, 1, 1, 1)), 'ready', 'the rollout completes');
 SELECT is(((pg_temp.inst()).status, (pg_temp.inst()).due_at), ('RUNNING'::text, NULL::timestamptz),
 	'RUNNING; nothing to do until the resync');
