@@ -406,10 +406,14 @@ BEGIN
 		   due_at = CASE WHEN generation <> gen THEN now() END, updated_at = now()
 	 WHERE user_id = uid;
 	IF ns.desired_state = 'present' THEN
-		-- instances waiting for this namespace can go now
-		UPDATE paas.instances SET due_at = now()
-		 WHERE user_id = uid AND due_at > now() AND generation <> observed_generation
-		   AND claimed_until IS NULL AND attempts = 0;
+		-- instances waiting for this namespace can go now.  Lock order is
+		-- instance, then namespace everywhere else: rows someone holds are
+		-- skipped (whoever holds them makes them due anyway).
+		UPDATE paas.instances x SET due_at = now()
+		 WHERE x.id IN (SELECT y.id FROM paas.instances y
+						 WHERE y.user_id = uid AND y.due_at > now() AND y.generation <> y.observed_generation
+						   AND y.claimed_until IS NULL AND y.attempts = 0
+						   FOR UPDATE SKIP LOCKED);
 	END IF;
 	RETURN 'applied';
 END
@@ -709,12 +713,18 @@ BEGIN
 		SELECT ns.user_id, ns.name FROM paas.instance_namespaces ns
 		 WHERE ns.desired_state = 'absent' AND ns.due_at IS NULL AND ns.updated_at < t0
 		   AND EXISTS (SELECT 1 FROM pg_temp.paas_seen s WHERE s.kind = 'namespace' AND s.name = ns.name)),
+	lk AS (
+		SELECT ns.user_id FROM paas.instance_namespaces ns
+		 WHERE ns.user_id IN (SELECT user_id FROM missing UNION SELECT user_id FROM gone)
+		   FOR UPDATE SKIP LOCKED),
 	u AS (
 		UPDATE paas.instance_namespaces ns
 		   SET force_apply = ns.desired_state = 'present', due_at = now()
-		 WHERE ns.user_id IN (SELECT user_id FROM missing UNION SELECT user_id FROM gone)
+		  FROM lk WHERE ns.user_id = lk.user_id
 		RETURNING 1)
 	SELECT count(*) INTO drift_ns FROM u;
+	-- the lock order elsewhere is instance, then namespace: holding
+	-- namespaces, this never waits for an instance (SKIP LOCKED below)
 
 	WITH cand AS (
 		SELECT i.*, paas.service_template(i.service_id) AS tpl
@@ -737,9 +747,11 @@ BEGIN
 		 WHERE (e.present AND (s.name IS NULL OR s.generation < c.observed_generation))
 			OR (NOT e.present AND s.name IS NOT NULL
 				AND NOT (e.kind = 'persistentvolumeclaim' AND c.volume_deleted_at IS NULL))),
+	lk AS (
+		SELECT i.id FROM paas.instances i WHERE i.id IN (SELECT id FROM bad) FOR UPDATE SKIP LOCKED),
 	u AS (
 		UPDATE paas.instances i SET force_apply = true, due_at = now()
-		  FROM bad WHERE i.id = bad.id
+		  FROM lk WHERE i.id = lk.id
 		RETURNING i.id, i.status, i.generation),
 	l AS (
 		INSERT INTO paas.instance_events (instance_id, event, from_status, to_status, generation, message, actor)
@@ -750,23 +762,29 @@ BEGIN
 	SELECT count(*) INTO drift_inst FROM l;
 
 	-- a rollout that disagrees with the observed status: look again
-	WITH u AS (
-		UPDATE paas.instances i SET due_at = now()
-		  FROM pg_temp.paas_seen s
-		 WHERE s.kind = 'deployment' AND s.instance_id = i.id AND i.due_at IS NULL
+	WITH lk AS (
+		SELECT i.id FROM paas.instances i JOIN pg_temp.paas_seen s ON s.instance_id = i.id
+		 WHERE s.kind = 'deployment' AND i.due_at IS NULL
 		   AND i.claimed_until IS NULL AND coalesce(i.synced_at, i.updated_at) < t0
 		   AND ((i.status = 'RUNNING' AND s.rollout <> 'done')
 				OR (i.status IN ('DEGRADED', 'PROVISIONING') AND s.rollout = 'done')
 				OR (i.status = 'STOPPED' AND s.replicas > 0))
+		   FOR UPDATE OF i SKIP LOCKED),
+	u AS (
+		UPDATE paas.instances i SET due_at = now() FROM lk WHERE i.id = lk.id
 		RETURNING 1)
 	SELECT count(*) INTO look FROM u;
 
 	-- the pod that runs each instance (the newest one listed)
-	UPDATE paas.instances i SET pod_name = p.name
-	  FROM (SELECT DISTINCT ON (instance_id) instance_id, name FROM pg_temp.paas_seen
-			 WHERE kind = 'pod' AND instance_id IS NOT NULL
-			 ORDER BY instance_id, generation DESC NULLS LAST, name DESC) p
-	 WHERE p.instance_id = i.id AND i.pod_name IS DISTINCT FROM p.name AND i.desired_state = 'running';
+	WITH p AS (
+		SELECT DISTINCT ON (instance_id) instance_id, name FROM pg_temp.paas_seen
+		 WHERE kind = 'pod' AND instance_id IS NOT NULL
+		 ORDER BY instance_id, generation DESC NULLS LAST, name DESC),
+	lk AS (
+		SELECT i.id, p.name FROM paas.instances i JOIN p ON p.instance_id = i.id
+		 WHERE i.pod_name IS DISTINCT FROM p.name AND i.desired_state = 'running'
+		   FOR UPDATE OF i SKIP LOCKED)
+	UPDATE paas.instances i SET pod_name = lk.name FROM lk WHERE i.id = lk.id;
 
 	SELECT count(*) INTO orphans FROM pg_temp.paas_seen s
 	 WHERE s.instance_id IS NOT NULL
