@@ -32,7 +32,7 @@
  *		killed at any point it loses nothing (claims are leases, released at
  *		start by paas.provisioner_start()) and duplicates nothing (apply is
  *		idempotent, names are fixed);
- *	  - it sleeps on its latch until the next due unit (at most
+ *	  - it sleeps on its latch (and the watch's socket) until the next due unit (at most
  *		paas.tick_interval); a transaction that makes work wakes it at commit
  *		(paas.instance_wake(), extension/instances.c); failing units back
  *		off in SQL, so nothing spins;

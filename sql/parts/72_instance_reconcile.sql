@@ -23,7 +23,7 @@
 --     Unschedulable ...) are shown to the owner (paas.pods_problem).  A
 --     watch of the Deployments brings rollouts' progress as events
 --     (paas.provisioner_watch_events); an instance whose rollout is under
---     way is also looked at after 5, 10, 20, 30 s; errors back off per
+--     way is also looked at after 5 s, doubling to 5 min; errors back off per
 --     instance from 1 s to 5 min with jitter.
 --   * The periodic resync (paas.instance_resync_interval) lists every kind
 --     paas manages by label, a page of 500 at a time, and compares: an
@@ -169,14 +169,15 @@ CREATE FUNCTION paas.retry_delay(n integer) RETURNS interval
 	RETURN make_interval(secs => least(300, power(2, greatest(n, 1) - 1)) * (0.75 + random() * 0.5));
 COMMENT ON FUNCTION paas.retry_delay(integer) IS 'error backoff: 1 s doubling to 5 min, with jitter';
 
--- Delay before looking again at a rollout under way (n-th look): 5, 10,
--- 20, then every 30 s.  The Deployment watch brings the news as it
--- happens; these looks are the net under it (and fetch the pods of a slow
--- rollout for its reason).
+-- Delay before looking again at a rollout under way (n-th look): 5 s
+-- doubling to 5 min.  The Deployment watch brings the news as it happens;
+-- these looks are the net under it (and fetch the pods of a slow rollout
+-- for its reason), sparse enough that thousands of slow rollouts at once
+-- cost a few calls a second.
 CREATE FUNCTION paas.poll_delay(n integer) RETURNS interval
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	RETURN make_interval(secs => least(30, 5 * power(2, least(greatest(n, 1) - 1, 3))));
-COMMENT ON FUNCTION paas.poll_delay(integer) IS 'delay between looks at a rollout under way (5 s to 30 s)';
+	RETURN make_interval(secs => least(300, 5 * power(2, least(greatest(n, 1) - 1, 6))));
+COMMENT ON FUNCTION paas.poll_delay(integer) IS 'delay between looks at a rollout under way (5 s doubling to 5 min)';
 
 ------------------------------------------------------------------------------
 -- Claims

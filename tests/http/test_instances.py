@@ -481,7 +481,9 @@ def rbac_need(method, path, query=""):
 
 
 def test_cluster_roles_hold_exactly_the_verbs_used():
-    """docker/k8s/paas.yaml against what the provisioner and httpd sent so far."""
+    """docker/k8s/paas.yaml against what the provisioner and httpd sent so far
+    (the stand-in's request log): it runs after the lifecycle tests above,
+    which make every kind of call, and before the stand-in is restarted."""
     reqs = fake("GET", "/_fake/requests").json()["items"]
     for who, role in (("paas-provisioner/", "paas-provisioner"), ("paas-httpd", "paas-httpd")):
         allowed = rbac_rules(role)
