@@ -50,13 +50,17 @@
 #include <limits.h>
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
 
 #include "fsm.h"
 #include "instances.h"
@@ -433,4 +437,67 @@ paas_provisioner_state(PG_FUNCTION_ARGS)
 	values[13] = CStringGetTextDatum(snap.last_resync);
 	nulls[13] = snap.last_resync[0] == '\0';
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* ---- subscriptions whose status changed, per statement ------------------- */
+
+/*
+ * A row trigger notes the subscriptions whose status an UPDATE changed
+ * (only those: a renewal run's batches of unchanged statuses cost nothing),
+ * and the statement trigger takes them all at once to apply them set-based.
+ * The list lives in the transaction's memory and is forgotten at its end.
+ */
+static List *noted_subscriptions = NIL;
+static bool noted_registered = false;
+
+static void
+forget_noted(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		noted_subscriptions = NIL;
+}
+
+/* paas.instance_note(subscription uuid) -> void */
+PG_FUNCTION_INFO_V1(paas_instance_note);
+Datum
+paas_instance_note(PG_FUNCTION_ARGS)
+{
+	MemoryContext old;
+	pg_uuid_t  *id;
+
+	if (!noted_registered)
+	{
+		RegisterXactCallback(forget_noted, NULL);
+		noted_registered = true;
+	}
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	id = palloc(sizeof(pg_uuid_t));
+	memcpy(id, PG_GETARG_UUID_P(0), sizeof(pg_uuid_t));
+	noted_subscriptions = lappend(noted_subscriptions, id);
+	MemoryContextSwitchTo(old);
+	PG_RETURN_VOID();
+}
+
+/* paas.instance_noted() -> uuid[]: the noted subscriptions (NULL: none), forgotten */
+PG_FUNCTION_INFO_V1(paas_instance_noted);
+Datum
+paas_instance_noted(PG_FUNCTION_ARGS)
+{
+	int			n = list_length(noted_subscriptions);
+	Datum	   *items;
+	ListCell   *lc;
+	int			i = 0;
+	ArrayType  *arr;
+
+	if (n == 0)
+		PG_RETURN_NULL();
+	items = palloc(sizeof(Datum) * n);
+	foreach(lc, noted_subscriptions)
+		items[i++] = UUIDPGetDatum((pg_uuid_t *) lfirst(lc));
+	arr = construct_array(items, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR);
+	list_free_deep(noted_subscriptions);
+	noted_subscriptions = NIL;
+	PG_RETURN_ARRAYTYPE_P(arr);
 }

@@ -10,11 +10,11 @@
 --     (stopped when an administrator stopped it); SUSPENDED -> stopped
 --     (replicas 0, ingress gone, data kept); EXPIRED -> deleted (the volume
 --     is kept paas.instance_data_retention, default 7 days, then deleted).
---   * Statement triggers on paas.subscriptions apply it set-based, in the
---     transaction of the business change (a sale, the renewal run's
---     batches, an admin's PUT): a new subscription gets its PENDING
---     instance, a status change bumps the instance's generation and wakes
---     the reconciler at commit.  A revival of an ended instance (EXPIRED ->
+--   * Triggers on paas.subscriptions apply it set-based, in the transaction
+--     of the business change (a sale, the renewal run's batches, an admin's
+--     PUT): a new subscription gets its PENDING instance, a status change
+--     bumps the instance's generation and wakes the reconciler at commit
+--     (only rows whose status changed are looked at).  A revival of an ended instance (EXPIRED ->
 --     ACTIVE) is "recreate": PENDING again, its volume reused if kept.
 --   * Capacity: paas.instance_capacity_check(service) refuses (PT409, so
 --     nothing is charged) when the ACTIVE, ready, schedulable nodes of the
@@ -188,23 +188,54 @@ CREATE TRIGGER subscriptions_new_instances
 	REFERENCING NEW TABLE AS new_subs
 	FOR EACH STATEMENT EXECUTE FUNCTION paas.subscriptions_new_instances();
 
--- Statement trigger: a change of subscription status changes what its
--- instance should be.
+-- A change of subscription status changes what its instance should be.
+-- The row trigger notes only the rows whose status changed (C, a list in
+-- the transaction's memory: a renewal run's batches, whose statuses stay,
+-- cost one WHEN test a row); the statement trigger then applies them all
+-- set-based.
+CREATE FUNCTION paas.instance_note(subscription uuid) RETURNS void
+	AS 'MODULE_PATHNAME', 'paas_instance_note'
+	LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION paas.instance_note(uuid) IS
+	'notes a subscription whose status changed in this statement (for paas.instance_noted)';
+
+CREATE FUNCTION paas.instance_noted() RETURNS uuid[]
+	AS 'MODULE_PATHNAME', 'paas_instance_noted'
+	LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION paas.instance_noted() IS
+	'the subscriptions noted so far (NULL: none), forgotten as they are returned';
+
+CREATE FUNCTION paas.subscriptions_note_status() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	PERFORM paas.instance_note(NEW.id);
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION paas.subscriptions_note_status() IS
+	'row trigger: notes a subscription whose status changed';
+CREATE TRIGGER subscriptions_note_status
+	AFTER UPDATE OF status ON paas.subscriptions
+	FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+	EXECUTE FUNCTION paas.subscriptions_note_status();
+
 CREATE FUNCTION paas.subscriptions_follow_status() RETURNS trigger
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
+	subs uuid[] := paas.instance_noted();
 	ids uuid[];
 BEGIN
-	IF paas.restoring() THEN
+	IF subs IS NULL OR paas.restoring() THEN
 		RETURN NULL;
 	END IF;
 	SELECT array_agg(i.id ORDER BY i.id) INTO ids
-	  FROM new_subs n JOIN old_subs o ON o.id = n.id
-	  JOIN paas.instances i ON i.subscription_id = n.id
-	 WHERE n.status IS DISTINCT FROM o.status
-	   AND paas.instance_desired(n.status, i.admin_stopped) IS DISTINCT FROM i.desired_state;
+	  FROM paas.instances i JOIN paas.subscriptions s ON s.id = i.subscription_id
+	 WHERE i.subscription_id = ANY (subs)
+	   AND paas.instance_desired(s.status, i.admin_stopped) IS DISTINCT FROM i.desired_state;
 	IF ids IS NOT NULL THEN
 		PERFORM paas.instances_set_desired(ids, 'subscription status changed');
 	END IF;
@@ -212,10 +243,9 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION paas.subscriptions_follow_status() IS
-	'statement trigger: instances follow the status of their subscriptions';
+	'statement trigger: instances follow the status of the subscriptions the statement changed';
 CREATE TRIGGER subscriptions_follow_status
 	AFTER UPDATE ON paas.subscriptions
-	REFERENCING OLD TABLE AS old_subs NEW TABLE AS new_subs
 	FOR EACH STATEMENT EXECUTE FUNCTION paas.subscriptions_follow_status();
 
 -- A catalog change (image, port, environment, resources, template) is a
