@@ -27,11 +27,13 @@ OBJS        = extension/paas.o \
               extension/billing.o \
               extension/subscriptions.o \
               extension/notify.o \
+              extension/instances.o \
               httpd/invoice_layout.o \
               bgworker/worker.o \
               bgworker/reconcile.o \
               bgworker/parallel.o \
-              bgworker/mailer.o
+              bgworker/mailer.o \
+              bgworker/provisioner.o
 
 # The install script is assembled from one file per business area, in name
 # order, so that each area's SQL sits next to its peers and never in one
@@ -53,6 +55,7 @@ include $(PGXS)
 # every object includes paas.h (and the status machines fsm.h): rebuild
 # them when a header changes
 $(OBJS): extension/paas.h extension/fsm.h extension/notify.h httpd/invoice_layout.h
+extension/paas.o extension/instances.o bgworker/provisioner.o: extension/instances.h
 
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@

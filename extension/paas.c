@@ -22,6 +22,7 @@
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
+#include "instances.h"
 #include "paas.h"
 #include "notify.h"
 
@@ -92,6 +93,7 @@ _PG_init(void)
 	paas_billing_init();
 	paas_logging_init();
 	paas_mailer_init();			/* bgworker/mailer.c: GUCs, the mailer worker */
+	paas_instances_init();
 
 	MarkGUCPrefixReserved("paas");
 
@@ -104,6 +106,7 @@ _PG_init(void)
 	shmem_startup_hook = paas_shmem_startup;
 
 	paas_worker_register();
+	paas_provisioner_register();
 }
 
 /*

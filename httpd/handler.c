@@ -506,7 +506,7 @@ call_function(struct request *r)
 		db_result_free(&res);
 		goto done;
 	}
-	if (!(rt->flags & (ROUTE_SNAP | ROUTE_PDF | ROUTE_TOKENS)) && !is_refusal_text(res.value)) {
+	if (!(rt->flags & (ROUTE_SNAP | ROUTE_PDF | ROUTE_TOKENS | ROUTE_K8S)) && !is_refusal_text(res.value)) {
 		/* the common case: the function's JSON goes out as it came */
 		status = reply_success_text(r->conn, rt->status, rt->message, res.value,
 		                            (rt->flags & ROUTE_PAGINATED) != 0);
@@ -537,6 +537,10 @@ call_function(struct request *r)
 	}
 	if (rt->flags & ROUTE_PDF) {
 		status = invoice_pdf_reply(r->conn, out);
+		goto done;
+	}
+	if (rt->flags & ROUTE_K8S) {
+		status = k8s_logs_reply(r->conn, rt, out);
 		goto done;
 	}
 	data = out;

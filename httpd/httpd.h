@@ -99,7 +99,8 @@ enum route_flags {
 	ROUTE_BATCH = 1 << 9,      /* concurrent calls share a round trip (batch.c) */
 	ROUTE_MONEY = 1 << 10,     /* moves money: carries an idempotency key, sent again
 	                              with it after a lost connection (db.c) */
-	ROUTE_FORM = 1 << 11       /* a form-encoded body is read like a query string */
+	ROUTE_FORM = 1 << 11,      /* a form-encoded body is read like a query string */
+	ROUTE_K8S = 1 << 12        /* data names a pod log: read from the Kubernetes API (k8s.c) */
 };
 
 struct route {
@@ -248,6 +249,14 @@ int snap_complete(int route_index, const char *function, json_t *ctx, const char
                   json_t **out, struct db_result *res);
 /* Sends the invoice as application/pdf; returns the HTTP status sent. */
 int invoice_pdf_reply(struct mg_connection *conn, json_t *invoice);
+
+/* ---- Kubernetes (k8s.c) -------------------------------------------------- */
+/*
+ * The function answered {"$k8s": {namespace, labelSelector, container,
+ * tailLines, ...}}: reads the newest pod's log from the Kubernetes API with
+ * no transaction open and sends it; returns the HTTP status sent.
+ */
+int k8s_logs_reply(struct mg_connection *conn, const struct route *rt, json_t *out);
 
 /* ---- request handling (handler.c) --------------------------------------- */
 int handle_request(struct mg_connection *conn, void *cbdata);

@@ -32,6 +32,7 @@ const struct route routes[] = {
 #include "routes_billing.inc"
 #include "routes_subscriptions.inc"
 #include "routes_notify.inc"
+#include "routes_pods.inc"
 };
 const int n_routes = (int) (sizeof(routes) / sizeof(routes[0]));
 

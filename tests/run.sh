@@ -46,6 +46,9 @@ cleanup() {
 	stack_down
 	if [ -n "${FAKE_MIDTRANS_PID:-}" ]; then kill "$FAKE_MIDTRANS_PID" 2>/dev/null || true; fi
 	if [ -s "${PAAS_TEST_SMTPD_PID:-/nonexistent}" ]; then kill "$(cat "$PAAS_TEST_SMTPD_PID")" 2>/dev/null || true; fi
+	if [ -n "${FAKE_KUBE_PID:-}" ]; then kill "$FAKE_KUBE_PID" 2>/dev/null || true; fi
+	# a stand-in restarted by a test
+	if [ -f "$TMP/kube/pid" ]; then kill "$(cat "$TMP/kube/pid")" 2>/dev/null || true; fi
 	if [ $rc -ne 0 ] && [ -f "$PAAS_PGDATA/server.log" ]; then
 		echo "---- server.log (tail) ----"; tail -n 40 "$PAAS_PGDATA/server.log"
 	fi
@@ -121,6 +124,31 @@ paas.mail_per_recipient_per_hour = 1000
 paas.invoice_seller_name = '$PAAS_SELLER_NAME'
 paas.invoice_seller_address = '$PAAS_SELLER_ADDRESS'
 paas.invoice_seller_tax_id = '$PAAS_SELLER_TAX_ID'"
+# The Kubernetes stand-in (tests/fakes/kubeapi.py): the provisioner drives
+# it, and its nodes (large ones, so the suite's sales fit) reach the node
+# registry through the provisioner's node sync, so the capacity check is
+# real.  Short resync and deadline settings keep the instance tests quick.
+# It serves HTTPS with a throw-away CA and accepts the bearer token of
+# $TMP/kube/accepted; paas reads its own copy ($TMP/kube/token), as a pod
+# reads its service-account token (a test rotates both).
+mkdir -p "$TMP/kube"
+KUBE_TOKEN=kube-$(rand_hex 12)
+echo "$KUBE_TOKEN" > "$TMP/kube/accepted"
+echo "$KUBE_TOKEN" > "$TMP/kube/token"
+KUBE_ARGS="--tls-dir $TMP/kube/tls --token-file $TMP/kube/accepted --kubeconfig $TMP/kube/kubeconfig \
+	--nodes 3 --node-cpu 64 --node-memory 256Gi --node-prefix sim-node-"
+# shellcheck disable=SC2086
+/usr/bin/python3 tests/fakes/kubeapi.py --port 0 --port-file "$TMP/kube/port" $KUBE_ARGS >"$TMP/kube/log" 2>&1 &
+FAKE_KUBE_PID=$!
+WAIT_SECS=20 wait_for test -s "$TMP/kube/port"
+chmod -R a+rX "$TMP/kube"
+export PAAS_TEST_KUBE_URL=https://127.0.0.1:$(cat "$TMP/kube/port") PAAS_TEST_KUBE_DIR=$TMP/kube \
+	PAAS_TEST_KUBE_PID=$FAKE_KUBE_PID PAAS_TEST_KUBE_ARGS="$KUBE_ARGS"
+PAAS_PG_EXTRA_CONF="$PAAS_PG_EXTRA_CONF
+paas.k8s_api_url = '$PAAS_TEST_KUBE_URL'
+paas.k8s_token_file = '$TMP/kube/token'
+paas.k8s_ca_file = '$TMP/kube/tls/ca.crt'
+paas.instance_resync_interval = '2s'"
 
 echo "== build"
 # The extension goes into a private copy of the server's installation, never
@@ -133,6 +161,14 @@ echo "== cluster"
 stack_secrets "$TMP/secrets.env"
 stack_db_up
 psql_su -c "CREATE EXTENSION IF NOT EXISTS pgtap" >/dev/null
+# the stand-in's nodes are in the registry before any test sells anything
+sim_nodes_ready() {
+	test "$(psql_su -Atc "SELECT count(*) FROM paas.nodes WHERE name LIKE 'sim-node-%' AND status = 'ACTIVE'")" = 3
+}
+if ! WAIT_SECS=30 wait_for sim_nodes_ready; then
+	echo "the provisioner did not register the stand-in's nodes" >&2
+	exit 1
+fi
 
 echo "== pgTAP"
 # pg_prove runs as the cluster owner, who may not be able to read a checkout

@@ -427,6 +427,7 @@ BEGIN
 			USING ERRCODE = 'PT409',
 				  HINT = 'Renew the existing subscription instead (PUT /subscriptions/:id/renew).';
 	END IF;
+	PERFORM paas.instance_capacity_check(v.id);
 
 	BEGIN
 		INSERT INTO paas.subscriptions (user_id, service_id, price, anchor_at, current_period_start,
@@ -492,6 +493,7 @@ BEGIN
 	END IF;
 	SELECT * INTO v FROM paas.services WHERE id = s.service_id;
 	RETURN paas.subscription_json(s, v) || jsonb_build_object(
+		'instance', paas.subscription_instance_json(s.id),
 		'charges', (SELECT coalesce(jsonb_agg(paas.subscription_charge_json(c) ORDER BY c.period_no DESC), '[]')
 					  FROM paas.subscription_charges c WHERE c.subscription_id = s.id));
 END
@@ -577,6 +579,7 @@ BEGIN
 	IF revive AND (v.deleted_at IS NOT NULL OR NOT v.is_active) THEN
 		RAISE EXCEPTION 'Service is no longer available' USING ERRCODE = 'PT409';
 	END IF;
+	PERFORM paas.instance_capacity_check(v.id, s.id) WHERE revive;
 	s.status := paas.subscription_transition(s.status, 'renew');
 	s.period_no := s.period_no + 1;
 	IF revive THEN

@@ -57,7 +57,7 @@
 CREATE FUNCTION paas.route_flag_names() RETURNS text[]
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	RETURN ARRAY['paginated', 'tokens', 'builtin', 'rate_login', 'rate_register', 'rate_refresh',
-				 'no_db', 'snap', 'pdf', 'batch', 'money', 'form'];
+				 'no_db', 'snap', 'pdf', 'batch', 'money', 'form', 'k8s'];
 COMMENT ON FUNCTION paas.route_flag_names() IS
 	'the route flags the gateway knows (httpd/httpd.h enum route_flags, lower case, no ROUTE_ prefix)';
 

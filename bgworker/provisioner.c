@@ -1,0 +1,1153 @@
+/*-------------------------------------------------------------------------
+ *
+ * provisioner.c
+ *	  The reconciler of hosted instances: a background worker of its own
+ *	  ("paas provisioner", not a job of the job loop) that drives the
+ *	  Kubernetes API with libcurl until the cluster holds what the database
+ *	  says it should.
+ *
+ * Each pass
+ *	  1. claims due units (customer namespaces first, then instances) with
+ *		 paas.provisioner_claim() in one short transaction; a unit arrives as
+ *		 the list of API calls that converge it (built in SQL,
+ *		 sql/parts/72_instance_reconcile.sql);
+ *	  2. sends the calls with NO transaction open, up to
+ *		 paas.provisioner_concurrency units at a time (a curl multi handle,
+ *		 one call in flight per unit, the calls of a unit in order, a unit
+ *		 stopping at its first failed call); objects are applied by
+ *		 server-side apply: PATCH application/apply-patch+yaml,
+ *		 fieldManager=paas, force=true;
+ *	  3. reports each unit's answers with paas.provisioner_report() in a
+ *		 transaction of its own (SQL decides status, backoff, next look).
+ *	  A watch of the Deployments brings rollouts' progress as events, so a
+ *	  rollout is seen complete when it is, not at the next poll.
+ *	  Every paas.instance_resync_interval it lists each kind paas manages by
+ *	  label (500 a page) into paas.provisioner_audit_page() and lets
+ *	  paas.provisioner_audit_end() mark what drifted; every 30 s (a third of
+ *	  paas.node_grace_period when that is shorter) it reads the Nodes into
+ *	  the node registry.
+ *
+ * Rules a reader must know:
+ *	  - level-triggered: the worker keeps no state of its own that matters;
+ *		killed at any point it loses nothing (claims are leases, released at
+ *		start by paas.provisioner_start()) and duplicates nothing (apply is
+ *		idempotent, names are fixed);
+ *	  - it sleeps on its latch (and the watch's socket) until the next due unit (at most
+ *		paas.tick_interval); a transaction that makes work wakes it at commit
+ *		(paas.instance_wake(), extension/instances.c); failing units back
+ *		off in SQL, so nothing spins;
+ *	  - connection: paas.k8s_api_url, or https://$KUBERNETES_SERVICE_HOST:
+ *		$KUBERNETES_SERVICE_PORT in a pod; the bearer token is read from
+ *		paas.k8s_token_file whenever the file changes (rotated tokens work)
+ *		and at least every minute; paas.k8s_ca_file verifies the server when
+ *		it exists; timeouts are paas.k8s_timeout;
+ *	  - answers are kept only when SQL asked for them (Deployments, pods) or
+ *		when they are errors; Secret data is sent, never logged, and lists
+ *		are asked for as object metadata only.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/stat.h>
+#include <curl/curl.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "tcop/utility.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "instances.h"
+#include "paas.h"
+
+PGDLLEXPORT void paas_provisioner_main(Datum main_arg) pg_attribute_noreturn();
+
+#define MAX_BODY (64 * 1024 * 1024)
+#define NODE_SYNC_INTERVAL_MS (30 * 1000)
+#define TOKEN_REREAD_MS (60 * 1000)
+#define PASS_BUDGET_MS 5000		/* claims of one pass before looking at the rest */
+
+/* ---- shared state -------------------------------------------------------- */
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+prov_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(PaasProvisionerShared)));
+}
+
+static void
+prov_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	paas_provisioner_shared = ShmemInitStruct("paas provisioner",
+											  sizeof(PaasProvisionerShared), &found);
+	if (!found)
+	{
+		memset(paas_provisioner_shared, 0, sizeof(PaasProvisionerShared));
+		SpinLockInit(&paas_provisioner_shared->mutex);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+paas_provisioner_register(void)
+{
+	BackgroundWorker worker;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = prov_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = prov_shmem_startup;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 2;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "paas");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "paas_provisioner_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "paas provisioner");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "paas provisioner");
+	RegisterBackgroundWorker(&worker);
+}
+
+#define SHARED_UPDATE(stmt) \
+	do { \
+		if (paas_provisioner_shared != NULL) \
+		{ \
+			SpinLockAcquire(&paas_provisioner_shared->mutex); \
+			stmt; \
+			SpinLockRelease(&paas_provisioner_shared->mutex); \
+		} \
+	} while (0)
+
+static void
+clear_state(int code, Datum arg)
+{
+	SHARED_UPDATE((paas_provisioner_shared->pid = 0, paas_provisioner_shared->latch = NULL));
+}
+
+static void
+note_error(const char *what)
+{
+	SHARED_UPDATE(strlcpy(paas_provisioner_shared->last_error, what,
+						  sizeof(paas_provisioner_shared->last_error)));
+}
+
+/* ---- transactions --------------------------------------------------------- */
+
+static void
+begin_tx(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+static void
+end_tx(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* Whether an extension version with instances is installed here. */
+static bool
+extension_ready(void)
+{
+	bool		ready;
+	int			ret;
+
+	begin_tx("paas provisioner: looking for the extension");
+	ret = SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'paas' "
+					  "AND pg_catalog.to_regprocedure('paas.provisioner_claim(integer)') IS NOT NULL",
+					  true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "looking up the paas extension failed: %d", ret);
+	ready = SPI_processed > 0;
+	end_tx();
+	return ready;
+}
+
+/* Runs one statement returning a single text value (or NULL) in its own tx. */
+static char *
+run_text(const char *activity, const char *sql, int nargs, Oid *types, Datum *values,
+		 const char *nulls, MemoryContext cxt)
+{
+	char	   *out = NULL;
+	int			ret;
+
+	begin_tx(activity);
+	ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "%s failed: %d", sql, ret);
+	if (SPI_processed > 0)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (v != NULL)
+			out = MemoryContextStrdup(cxt, v);
+	}
+	end_tx();
+	return out;
+}
+
+/* ---- connection to the API ------------------------------------------------ */
+
+static char api_base[1024];
+static char auth_header[8300];
+static bool have_ca;
+static time_t token_mtime;
+static TimestampTz token_read_at;
+static struct curl_slist *hdr_apply;
+static struct curl_slist *hdr_json;
+static struct curl_slist *hdr_meta;
+
+/* The API base URL from the settings or the pod environment; false if none. */
+static bool
+resolve_api(void)
+{
+	const char *host;
+
+	if (paas_k8s_api_url != NULL && paas_k8s_api_url[0] != '\0')
+	{
+		strlcpy(api_base, paas_k8s_api_url, sizeof(api_base));
+	}
+	else if ((host = getenv("KUBERNETES_SERVICE_HOST")) != NULL && host[0] != '\0')
+	{
+		const char *port = getenv("KUBERNETES_SERVICE_PORT");
+
+		snprintf(api_base, sizeof(api_base), strchr(host, ':') ? "https://[%s]:%s" : "https://%s:%s",
+				 host, (port && port[0]) ? port : "443");
+	}
+	else
+	{
+		api_base[0] = '\0';
+		return false;
+	}
+	/* no trailing slash: paths start with one */
+	while (strlen(api_base) > 0 && api_base[strlen(api_base) - 1] == '/')
+		api_base[strlen(api_base) - 1] = '\0';
+	return true;
+}
+
+static struct curl_slist *
+headers_with(const char *const *lines)
+{
+	struct curl_slist *h = NULL;
+
+	for (; *lines; lines++)
+		h = curl_slist_append(h, *lines);
+	if (auth_header[0] != '\0')
+		h = curl_slist_append(h, auth_header);
+	return h;
+}
+
+/*
+ * Reads the bearer token again when its file changed, or a minute passed;
+ * rebuilds the header lists.  A missing file means no token (a stand-in or
+ * a proxy that authenticates by itself).
+ */
+static void
+refresh_credentials(bool force)
+{
+	struct stat st;
+	bool		exists = paas_k8s_token_file && paas_k8s_token_file[0] &&
+		stat(paas_k8s_token_file, &st) == 0;
+	TimestampTz now = GetCurrentTimestamp();
+	static const char *const apply_lines[] = {
+		"Content-Type: application/apply-patch+yaml", "Accept: application/json", NULL};
+	static const char *const json_lines[] = {"Accept: application/json", NULL};
+	static const char *const meta_lines[] = {
+		"Accept: application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json", NULL};
+
+	have_ca = paas_k8s_ca_file && paas_k8s_ca_file[0] && access(paas_k8s_ca_file, R_OK) == 0;
+	if (!force && hdr_json != NULL && (!exists || st.st_mtime == token_mtime) &&
+		!TimestampDifferenceExceeds(token_read_at, now, TOKEN_REREAD_MS))
+		return;
+
+	auth_header[0] = '\0';
+	if (exists)
+	{
+		FILE	   *f = fopen(paas_k8s_token_file, "r");
+		char		tok[8192];
+		size_t		n = 0;
+
+		if (f != NULL)
+		{
+			n = fread(tok, 1, sizeof(tok) - 1, f);
+			fclose(f);
+		}
+		tok[n] = '\0';
+		while (n > 0 && (tok[n - 1] == '\n' || tok[n - 1] == '\r' || tok[n - 1] == ' '))
+			tok[--n] = '\0';
+		if (n > 0)
+			snprintf(auth_header, sizeof(auth_header), "Authorization: Bearer %s", tok);
+		token_mtime = st.st_mtime;
+	}
+	token_read_at = now;
+	curl_slist_free_all(hdr_apply);
+	curl_slist_free_all(hdr_json);
+	curl_slist_free_all(hdr_meta);
+	hdr_apply = headers_with(apply_lines);
+	hdr_json = headers_with(json_lines);
+	hdr_meta = headers_with(meta_lines);
+}
+
+/* ---- one HTTP exchange ---------------------------------------------------- */
+
+typedef struct Call
+{
+	const char *verb;			/* APPLY, DELETE, GET */
+	const char *path;
+	const char *body;			/* APPLY only */
+	const char *tag;
+	bool		want;			/* keep the answer's body */
+	bool		meta;			/* list: object metadata only */
+	/* outcome */
+	long		code;			/* 0: no answer */
+	StringInfoData answer;
+	char		error[CURL_ERROR_SIZE];
+} Call;
+
+static size_t
+collect(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	Call	   *c = (Call *) userdata;
+	size_t		n = size * nmemb;
+
+	if ((size_t) c->answer.len + n > MAX_BODY)
+		return 0;				/* curl fails the transfer with a write error */
+	appendBinaryStringInfo(&c->answer, data, (int) n);
+	return n;
+}
+
+/* Prepares "h" for the call; the URL is allocated in the current context. */
+static void
+setup_call(CURL *h, Call *c)
+{
+	const char *sep = strchr(c->path, '?') ? "&" : "?";
+	char	   *url;
+
+	curl_easy_reset(h);
+	if (strcmp(c->verb, "APPLY") == 0)
+	{
+		url = psprintf("%s%s%sfieldManager=paas&force=true", api_base, c->path, sep);
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "PATCH");
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, c->body);
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr_apply);
+	}
+	else if (strcmp(c->verb, "DELETE") == 0)
+	{
+		url = psprintf("%s%s%spropagationPolicy=Background", api_base, c->path, sep);
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "DELETE");
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr_json);
+	}
+	else
+	{
+		url = psprintf("%s%s", api_base, c->path);
+		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, c->meta ? hdr_meta : hdr_json);
+	}
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(paas_k8s_timeout_ms, 5000));
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long) paas_k8s_timeout_ms);
+	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "paas-provisioner/" PAAS_VERSION);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, (void *) c);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->error);
+	if (have_ca)
+		curl_easy_setopt(h, CURLOPT_CAINFO, paas_k8s_ca_file);
+	c->error[0] = '\0';
+	c->code = 0;
+	resetStringInfo(&c->answer);
+}
+
+/* Records the outcome of a finished transfer in "c". */
+static void
+finish_call(CURL *h, Call *c, CURLcode rc, bool audit)
+{
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &c->code);
+	else
+	{
+		c->code = 0;
+		if (c->error[0] == '\0')
+			strlcpy(c->error, curl_easy_strerror(rc), sizeof(c->error));
+	}
+	SHARED_UPDATE((paas_provisioner_shared->api_calls++,
+				   paas_provisioner_shared->audit_calls += audit ? 1 : 0,
+				   paas_provisioner_shared->api_errors += (c->code == 0 || c->code >= 500) ? 1 : 0));
+	if (c->code == 0)
+		note_error(c->error);
+}
+
+/* Whether the call failed (a DELETE or GET answering 404 did not). */
+static bool
+call_failed(const Call *c)
+{
+	if (c->code == 0)
+		return true;
+	if (c->code < 300)
+		return false;
+	return !(c->code == 404 && (strcmp(c->verb, "DELETE") == 0 || strcmp(c->verb, "GET") == 0));
+}
+
+/* ---- units ---------------------------------------------------------------- */
+
+typedef struct Unit
+{
+	char	   *kind;			/* namespace | instance */
+	char	   *id;
+	int64		generation;
+	int			ncalls;
+	Call	   *calls;
+	int			done;			/* calls finished */
+	bool		stopped;		/* a call failed: the rest is not sent */
+} Unit;
+
+static CURLM *multi;
+static CURLM *wmulti;			/* the Deployment watch (below) */
+static CURL *wh;
+static CURL **lanes;
+static int	nlanes;
+static CURL *sync_handle;
+
+static void
+release_curl(int code, Datum arg)
+{
+	if (multi)
+	{
+		for (int i = 0; i < nlanes; i++)
+			if (lanes[i])
+			{
+				curl_multi_remove_handle(multi, lanes[i]);
+				curl_easy_cleanup(lanes[i]);
+			}
+		curl_multi_cleanup(multi);
+	}
+	if (sync_handle)
+		curl_easy_cleanup(sync_handle);
+	if (wmulti)
+	{
+		curl_multi_remove_handle(wmulti, wh);
+		curl_easy_cleanup(wh);
+		curl_multi_cleanup(wmulti);
+	}
+	curl_slist_free_all(hdr_apply);
+	curl_slist_free_all(hdr_json);
+	curl_slist_free_all(hdr_meta);
+}
+
+/* Claims up to n units; their calls are allocated in "cxt". */
+static List *
+claim_units(int n, MemoryContext cxt)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(n)};
+	List	   *units = NIL;
+	Unit	   *cur = NULL;
+	int			ret;
+
+	begin_tx("paas provisioner: claiming units");
+	ret = SPI_execute_with_args("SELECT unit, id::text, generation, seq, verb, path, body, want, tag "
+								"FROM paas.provisioner_claim($1)",
+								1, types, values, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "paas.provisioner_claim failed: %d", ret);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	td = SPI_tuptable->tupdesc;
+		char	   *kind = SPI_getvalue(tup, td, 1);
+		char	   *id = SPI_getvalue(tup, td, 2);
+		char	   *gen = SPI_getvalue(tup, td, 3);
+		char	   *seq = SPI_getvalue(tup, td, 4);
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		if (cur == NULL || strcmp(cur->id, id) != 0 || strcmp(cur->kind, kind) != 0)
+		{
+			cur = palloc0(sizeof(Unit));
+			cur->kind = pstrdup(kind);
+			cur->id = pstrdup(id);
+			cur->generation = strtoll(gen, NULL, 10);
+			cur->calls = palloc0(sizeof(Call) * 16);
+			units = lappend(units, cur);
+		}
+		if (seq != NULL)
+		{
+			Call	   *c;
+			char	   *body = SPI_getvalue(tup, td, 7);
+			char	   *want = SPI_getvalue(tup, td, 8);
+
+			if (cur->ncalls > 0 && cur->ncalls % 16 == 0)
+				cur->calls = repalloc(cur->calls, sizeof(Call) * (cur->ncalls + 16));
+			c = &cur->calls[cur->ncalls++];
+			memset(c, 0, sizeof(Call));
+			c->verb = pstrdup(SPI_getvalue(tup, td, 5));
+			c->path = pstrdup(SPI_getvalue(tup, td, 6));
+			c->body = body ? pstrdup(body) : NULL;
+			c->want = want && want[0] == 't';
+			c->tag = pstrdup(SPI_getvalue(tup, td, 9));
+			initStringInfo(&c->answer);
+		}
+		MemoryContextSwitchTo(old);
+	}
+	end_tx();
+	return units;
+}
+
+static Datum
+text_array(int n, char **items, bool *nulls)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	if (n == 0)
+		return PointerGetDatum(construct_empty_array(TEXTOID));
+	for (int i = 0; i < n; i++)
+		d[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(items[i]);
+	return PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* Reports the answers of one unit in a transaction of its own. */
+static void
+report_unit(Unit *u)
+{
+	int			n = u->done;
+	char	  **verbs = palloc(sizeof(char *) * Max(n, 1));
+	char	  **tags = palloc(sizeof(char *) * Max(n, 1));
+	char	  **bodies = palloc(sizeof(char *) * Max(n, 1));
+	char	  **errors = palloc(sizeof(char *) * Max(n, 1));
+	bool	   *no = palloc0(sizeof(bool) * Max(n, 1));
+	bool	   *nob = palloc0(sizeof(bool) * Max(n, 1));
+	bool	   *noe = palloc0(sizeof(bool) * Max(n, 1));
+	Datum	   *codes = palloc(sizeof(Datum) * Max(n, 1));
+	Oid			types[8] = {TEXTOID, TEXTOID, INT8OID, TEXTARRAYOID, TEXTARRAYOID,
+	INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[8];
+	int			ret;
+
+	for (int i = 0; i < n; i++)
+	{
+		Call	   *c = &u->calls[i];
+
+		verbs[i] = (char *) c->verb;
+		tags[i] = (char *) c->tag;
+		codes[i] = Int32GetDatum((int32) c->code);
+		/* the body is kept when SQL wants it, or as the error's explanation */
+		nob[i] = !(c->want || c->code >= 300) || c->answer.len == 0;
+		bodies[i] = c->answer.data;
+		noe[i] = c->error[0] == '\0';
+		errors[i] = c->error;
+	}
+	begin_tx("paas provisioner: reporting");
+	values[0] = CStringGetTextDatum(u->kind);
+	values[1] = CStringGetTextDatum(u->id);
+	values[2] = Int64GetDatum(u->generation);
+	values[3] = text_array(n, verbs, no);
+	values[4] = text_array(n, tags, no);
+	values[5] = n == 0 ? PointerGetDatum(construct_empty_array(INT4OID))
+		: PointerGetDatum(construct_array(codes, n, INT4OID, 4, true, TYPALIGN_INT));
+	values[6] = text_array(n, bodies, nob);
+	values[7] = text_array(n, errors, noe);
+	ret = SPI_execute_with_args("SELECT paas.provisioner_report($1, $2::uuid, $3, $4, $5, $6, $7, $8)",
+								8, types, values, NULL, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "paas.provisioner_report failed: %d", ret);
+	end_tx();
+	SHARED_UPDATE(paas_provisioner_shared->units++);
+}
+
+static void
+ensure_lanes(void)
+{
+	int			want = paas_provisioner_concurrency;
+
+	if (multi == NULL)
+	{
+		multi = curl_multi_init();
+		if (multi == NULL)
+			elog(ERROR, "curl_multi_init failed");
+		curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, 64L);
+		lanes = MemoryContextAllocZero(TopMemoryContext, sizeof(CURL *) * 64);
+	}
+	for (; nlanes < want; nlanes++)
+	{
+		lanes[nlanes] = curl_easy_init();
+		if (lanes[nlanes] == NULL)
+			elog(ERROR, "curl_easy_init failed");
+	}
+}
+
+/* Starts the next call of the lane's unit; false when the unit is finished. */
+static bool
+start_call(int l, Unit *u, int *active)
+{
+	Call	   *c;
+
+	if (u == NULL || u->stopped || u->done >= u->ncalls)
+		return false;
+	c = &u->calls[u->done];
+	setup_call(lanes[l], c);
+	curl_easy_setopt(lanes[l], CURLOPT_PRIVATE, (void *) (intptr_t) l);
+	curl_multi_add_handle(multi, lanes[l]);
+	(*active)++;
+	return true;
+}
+
+/*
+ * Sends the calls of "units": each lane carries one unit at a time, its
+ * calls in order, and takes the next unit when it is done.  Units are
+ * reported as they finish.
+ */
+static void
+run_units(List *units)
+{
+	int			n = list_length(units);
+	int			next = 0;
+	int			active = 0;
+	int			width = Min(paas_provisioner_concurrency, nlanes);
+	Unit	  **lane_unit = palloc0(sizeof(Unit *) * width);
+
+	for (int l = 0; l < width && next < n; l++)
+	{
+		while (next < n)
+		{
+			lane_unit[l] = (Unit *) list_nth(units, next++);
+			if (start_call(l, lane_unit[l], &active))
+				break;
+			report_unit(lane_unit[l]);
+			lane_unit[l] = NULL;
+		}
+	}
+	pgstat_report_activity(STATE_RUNNING, "paas provisioner: calling the Kubernetes API");
+	while (active > 0)
+	{
+		int			running;
+		CURLMsg    *msg;
+		int			left;
+
+		CHECK_FOR_INTERRUPTS();
+		curl_multi_perform(multi, &running);
+		while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+		{
+			char	   *lp = NULL;
+			int			l;
+			Unit	   *u;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &lp);
+			l = (int) (intptr_t) lp;
+			u = lane_unit[l];
+			finish_call(lanes[l], &u->calls[u->done], msg->data.result, false);
+			curl_multi_remove_handle(multi, lanes[l]);
+			active--;
+			if (call_failed(&u->calls[u->done]))
+				u->stopped = true;
+			u->done++;
+			while (!start_call(l, lane_unit[l], &active))
+			{
+				report_unit(lane_unit[l]);
+				lane_unit[l] = NULL;
+				if (next >= n)
+					break;
+				lane_unit[l] = (Unit *) list_nth(units, next++);
+			}
+		}
+		if (active > 0)
+			curl_multi_poll(multi, NULL, 0, 100, NULL);
+	}
+}
+
+/* ---- resync and nodes ----------------------------------------------------- */
+
+/* GET one page synchronously; the answer is in c->answer. */
+static void
+get_sync(Call *c, bool audit)
+{
+	CURLcode	rc;
+
+	if (sync_handle == NULL && (sync_handle = curl_easy_init()) == NULL)
+		elog(ERROR, "curl_easy_init failed");
+	setup_call(sync_handle, c);
+	rc = curl_easy_perform(sync_handle);
+	finish_call(sync_handle, c, rc, audit);
+}
+
+/*
+ * Reads every page of a list into "fn" (SQL taking the tag and the page,
+ * returning the continue token).  false when a page could not be read.
+ */
+static bool
+read_list(const char *tag, const char *path, bool meta, const char *fn, MemoryContext cxt, bool audit)
+{
+	char	   *token = NULL;
+	Call		c;
+	bool		ok = true;
+
+	memset(&c, 0, sizeof(c));
+	initStringInfo(&c.answer);
+	for (;;)
+	{
+		char	   *esc = token ? curl_easy_escape(NULL, token, 0) : NULL;
+		Oid			types[2] = {TEXTOID, TEXTOID};
+		Datum		values[2];
+		char	   *sql;
+
+		c.verb = "GET";
+		c.tag = tag;
+		c.meta = meta;
+		c.path = psprintf("%s%slimit=500%s%s", path, strchr(path, '?') ? "&" : "?",
+						  esc ? "&continue=" : "", esc ? esc : "");
+		if (esc)
+			curl_free(esc);
+		get_sync(&c, audit);
+		if (c.code != 200)
+		{
+			ok = false;
+			break;
+		}
+		values[0] = CStringGetTextDatum(tag);
+		values[1] = CStringGetTextDatum(c.answer.data);
+		sql = psprintf("SELECT %s($1, $2::jsonb)", fn);
+		token = run_text("paas provisioner: resync page", sql, 2, types, values, NULL, cxt);
+		if (token == NULL || token[0] == '\0')
+			break;
+		CHECK_FOR_INTERRUPTS();
+	}
+	pfree(c.answer.data);
+	return ok;
+}
+
+static void
+resync(MemoryContext cxt)
+{
+	List	   *tags = NIL;
+	List	   *paths = NIL;
+	List	   *metas = NIL;
+	ListCell   *a, *b, *m;
+	bool		complete = true;
+	char	   *result;
+	Oid			types[1] = {BOOLOID};
+	Datum		values[1];
+	int			ret;
+
+	begin_tx("paas provisioner: starting a resync");
+	ret = SPI_execute("SELECT paas.provisioner_audit_begin()", false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "paas.provisioner_audit_begin failed: %d", ret);
+	ret = SPI_execute("SELECT tag, path, meta FROM paas.provisioner_audit_paths()", true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "paas.provisioner_audit_paths failed: %d", ret);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		MemoryContext old;
+		char	   *t = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+		char	   *p = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
+		char	   *mt = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 3);
+
+		old = MemoryContextSwitchTo(cxt);
+		tags = lappend(tags, pstrdup(t));
+		paths = lappend(paths, pstrdup(p));
+		metas = lappend_int(metas, mt && mt[0] == 't');
+		MemoryContextSwitchTo(old);
+	}
+	end_tx();
+
+	forthree(a, tags, b, paths, m, metas)
+	{
+		if (!read_list((char *) lfirst(a), (char *) lfirst(b), lfirst_int(m) != 0,
+					   "paas.provisioner_audit_page", cxt, true))
+		{
+			complete = false;
+			break;
+		}
+	}
+	values[0] = BoolGetDatum(complete);
+	result = run_text("paas provisioner: ending a resync", "SELECT paas.provisioner_audit_end($1)::text",
+					  1, types, values, NULL, cxt);
+	SHARED_UPDATE((paas_provisioner_shared->audits++,
+				   paas_provisioner_shared->last_audit = GetCurrentTimestamp(),
+				   strlcpy(paas_provisioner_shared->last_resync, result ? result : "",
+						   sizeof(paas_provisioner_shared->last_resync))));
+}
+
+static void
+sync_nodes(MemoryContext cxt)
+{
+	(void) read_list("nodes", "/api/v1/nodes", false, "paas.instance_nodes_page", cxt, true);
+}
+
+/* ---- the Deployment watch ------------------------------------------------ */
+
+/*
+ * Readiness arrives as events, not by polling: one watch of the Deployments
+ * paas manages (list-then-watch, as client-go's informers do), serviced on
+ * every pass and whenever its socket is readable.  Lines of the stream go to
+ * paas.provisioner_watch_events() in batches; the resourceVersion it returns
+ * resumes the watch when the server ends it (timeoutSeconds), and "GONE" (410:
+ * the version is too old) starts over from a fresh list.  A watch that fails
+ * is retried after WATCH_RETRY_MS; the polls of the reconciler and the resync
+ * stay, so a lost event only costs a later look.
+ */
+#define WATCH_RETRY_MS 5000
+#define WATCH_MAX_LINE (16 * 1024 * 1024)
+
+static bool watching;
+static StringInfoData wbuf;
+static char wrv[64];
+static TimestampTz watch_failed_at;
+static long watch_code;
+
+static size_t
+watch_collect(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	size_t		n = size * nmemb;
+
+	if ((size_t) wbuf.len + n > WATCH_MAX_LINE)
+		return 0;				/* a line this long is not an event of ours */
+	appendBinaryStringInfo(&wbuf, data, (int) n);
+	return n;
+}
+
+/* The current resourceVersion of the Deployments (a list of one), or false. */
+static bool
+watch_list_version(MemoryContext cxt)
+{
+	Call		c;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	char	   *rv;
+
+	memset(&c, 0, sizeof(c));
+	initStringInfo(&c.answer);
+	c.verb = "GET";
+	c.tag = "deployment";
+	c.path = "/apis/apps/v1/deployments?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dpaas&limit=1";
+	get_sync(&c, false);
+	if (c.code != 200)
+		return false;
+	values[0] = CStringGetTextDatum(c.answer.data);
+	rv = run_text("paas provisioner: watch start", "SELECT $1::jsonb #>> '{metadata,resourceVersion}'",
+				  1, types, values, NULL, cxt);
+	if (rv == NULL || strlen(rv) >= sizeof(wrv))
+		return false;
+	strlcpy(wrv, rv, sizeof(wrv));
+	return true;
+}
+
+static void
+watch_start(MemoryContext cxt)
+{
+	char	   *url;
+
+	if (wmulti == NULL)
+	{
+		MemoryContext old;
+
+		wmulti = curl_multi_init();
+		wh = curl_easy_init();
+		if (wmulti == NULL || wh == NULL)
+			elog(ERROR, "curl_multi_init failed");
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		initStringInfo(&wbuf);
+		MemoryContextSwitchTo(old);
+	}
+	if (wrv[0] == '\0' && !watch_list_version(cxt))
+	{
+		watch_failed_at = GetCurrentTimestamp();
+		return;
+	}
+	resetStringInfo(&wbuf);
+	url = psprintf("%s/apis/apps/v1/deployments?watch=1&allowWatchBookmarks=true&timeoutSeconds=290"
+				   "&labelSelector=app.kubernetes.io%%2Fmanaged-by%%3Dpaas&resourceVersion=%s",
+				   api_base, wrv);
+	curl_easy_reset(wh);
+	curl_easy_setopt(wh, CURLOPT_URL, url);
+	curl_easy_setopt(wh, CURLOPT_HTTPGET, 1L);
+	curl_easy_setopt(wh, CURLOPT_HTTPHEADER, hdr_json);
+	curl_easy_setopt(wh, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(wh, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(wh, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(paas_k8s_timeout_ms, 5000));
+	/* no time limit of its own: the server ends it; silence means a dead peer */
+	curl_easy_setopt(wh, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(wh, CURLOPT_LOW_SPEED_TIME, 330L);
+	curl_easy_setopt(wh, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(wh, CURLOPT_USERAGENT, "paas-provisioner/" PAAS_VERSION);
+	curl_easy_setopt(wh, CURLOPT_WRITEFUNCTION, watch_collect);
+	if (have_ca)
+		curl_easy_setopt(wh, CURLOPT_CAINFO, paas_k8s_ca_file);
+	curl_multi_add_handle(wmulti, wh);
+	pfree(url);
+	watching = true;
+	watch_code = 0;
+	SHARED_UPDATE(paas_provisioner_shared->api_calls++);
+}
+
+/* Hands the complete lines received so far to SQL. */
+static void
+watch_drain(MemoryContext cxt)
+{
+	char	   *start = wbuf.data;
+	char	   *nl;
+	List	   *lines = NIL;
+	char	  **items;
+	bool	   *nulls;
+	int			n = 0;
+	ListCell   *lc;
+	Oid			types[1] = {TEXTARRAYOID};
+	Datum		values[1];
+	char	   *rv;
+
+	while ((nl = memchr(start, '\n', wbuf.len - (start - wbuf.data))) != NULL)
+	{
+		if (nl > start)
+			lines = lappend(lines, pnstrdup(start, nl - start));
+		start = nl + 1;
+	}
+	if (start > wbuf.data)
+	{
+		int			rest = wbuf.len - (start - wbuf.data);
+
+		memmove(wbuf.data, start, rest);
+		wbuf.len = rest;
+		wbuf.data[rest] = '\0';
+	}
+	if (lines == NIL)
+		return;
+	items = palloc(sizeof(char *) * list_length(lines));
+	nulls = palloc0(sizeof(bool) * list_length(lines));
+	foreach(lc, lines)
+		items[n++] = (char *) lfirst(lc);
+	values[0] = text_array(n, items, nulls);
+	rv = run_text("paas provisioner: watch events", "SELECT paas.provisioner_watch_events($1)",
+				  1, types, values, NULL, cxt);
+	if (rv != NULL && strcmp(rv, "GONE") == 0)
+	{
+		wrv[0] = '\0';			/* the next watch starts from a fresh list */
+		curl_multi_remove_handle(wmulti, wh);
+		watching = false;
+	}
+	else if (rv != NULL && strlen(rv) < sizeof(wrv))
+		strlcpy(wrv, rv, sizeof(wrv));
+}
+
+/* Services the watch: reads what arrived, restarts it when it ended. */
+static void
+watch_service(MemoryContext cxt)
+{
+	int			running;
+	CURLMsg    *msg;
+	int			left;
+
+	if (!watching)
+	{
+		if (watch_failed_at == 0 ||
+			TimestampDifferenceExceeds(watch_failed_at, GetCurrentTimestamp(), WATCH_RETRY_MS))
+			watch_start(cxt);
+		if (!watching)
+			return;
+	}
+	curl_multi_perform(wmulti, &running);
+	watch_drain(cxt);
+	while ((msg = curl_multi_info_read(wmulti, &left)) != NULL)
+	{
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(wh, CURLINFO_RESPONSE_CODE, &watch_code);
+		curl_multi_remove_handle(wmulti, wh);
+		watching = false;
+		if (msg->data.result != CURLE_OK || watch_code != 200)
+		{
+			/* 410 and the like: start again from a list, a little later */
+			wrv[0] = '\0';
+			watch_failed_at = GetCurrentTimestamp();
+			SHARED_UPDATE(paas_provisioner_shared->api_errors++);
+		}
+		else
+			watch_failed_at = 0;	/* the server ended it: resume at once */
+	}
+}
+
+/* The watch's socket, to wait on with the latch; PGINVALID_SOCKET if none. */
+static pgsocket
+watch_socket(void)
+{
+	curl_socket_t sock = CURL_SOCKET_BAD;
+
+	if (!watching || curl_easy_getinfo(wh, CURLINFO_ACTIVESOCKET, &sock) != CURLE_OK ||
+		sock == CURL_SOCKET_BAD)
+		return PGINVALID_SOCKET;
+	return (pgsocket) sock;
+}
+
+/* ---- main ----------------------------------------------------------------- */
+
+/* Milliseconds until the earliest due unit, capped by the tick. */
+static long
+next_wait_ms(MemoryContext cxt)
+{
+	char	   *v = run_text("paas provisioner: next due",
+							 "SELECT greatest(0, extract(epoch FROM paas.provisioner_next_due() "
+							 "- clock_timestamp()) * 1000)::bigint "
+							 "WHERE paas.provisioner_next_due() IS NOT NULL",
+							 0, NULL, NULL, NULL, cxt);
+	long		ms = v ? atol(v) : paas_tick_interval_ms;
+
+	return Max(10, Min(ms, (long) paas_tick_interval_ms));
+}
+
+void
+paas_provisioner_main(Datum main_arg)
+{
+	MemoryContext pass_cxt;
+	bool		started = false;
+	TimestampTz last_nodes = 0;
+	TimestampTz last_resync = 0;
+	long		wait_ms = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(paas_database, NULL, 0);
+
+	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+		elog(ERROR, "curl_global_init failed");
+	before_shmem_exit(clear_state, (Datum) 0);
+	before_shmem_exit(release_curl, (Datum) 0);
+	SHARED_UPDATE((paas_provisioner_shared->pid = MyProcPid,
+				   paas_provisioner_shared->latch = MyLatch,
+				   paas_provisioner_shared->started_at = GetCurrentTimestamp()));
+	elog(LOG, "paas provisioner started in database \"%s\"", paas_database);
+
+	pass_cxt = AllocSetContextCreate(TopMemoryContext, "paas provisioner pass",
+									 ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		TimestampTz now;
+		TimestampTz pass_start;
+		int			units_done = 0;
+
+		if (wait_ms > 0)
+		{
+			pgsocket	sock = watch_socket();
+
+			if (sock != PGINVALID_SOCKET)
+				(void) WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_SOCKET_READABLE |
+										 WL_EXIT_ON_PM_DEATH, sock, wait_ms, PG_WAIT_EXTENSION);
+			else
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 wait_ms, PG_WAIT_EXTENSION);
+		}
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			refresh_credentials(true);
+		}
+		MemoryContextReset(pass_cxt);
+		wait_ms = 5000;
+		if (!extension_ready())
+			continue;
+		if (!resolve_api())
+		{
+			SHARED_UPDATE(paas_provisioner_shared->configured = false);
+			continue;
+		}
+		SHARED_UPDATE(paas_provisioner_shared->configured = true);
+		if (!started)
+		{
+			(void) run_text("paas provisioner: releasing old claims",
+							"SELECT paas.provisioner_start()::text", 0, NULL, NULL, NULL, pass_cxt);
+			started = true;
+		}
+		refresh_credentials(false);
+		ensure_lanes();
+		watch_service(pass_cxt);
+
+		pass_start = GetCurrentTimestamp();
+		for (;;)
+		{
+			MemoryContext old = MemoryContextSwitchTo(pass_cxt);
+			List	   *units = claim_units(paas_provisioner_batch, pass_cxt);
+
+			MemoryContextSwitchTo(old);
+			if (units == NIL)
+				break;
+			old = MemoryContextSwitchTo(pass_cxt);
+			run_units(units);
+			MemoryContextSwitchTo(old);
+			units_done += list_length(units);
+			MemoryContextReset(pass_cxt);
+			watch_service(pass_cxt);
+			CHECK_FOR_INTERRUPTS();
+			if (TimestampDifferenceExceeds(pass_start, GetCurrentTimestamp(), PASS_BUDGET_MS))
+				break;
+		}
+
+		now = GetCurrentTimestamp();
+		/* well inside the node health monitor's grace period */
+		if (TimestampDifferenceExceeds(last_nodes, now,
+									   Max(200, Min(NODE_SYNC_INTERVAL_MS,
+													paas_node_grace_period_s * 1000 / 3))))
+		{
+			MemoryContext old = MemoryContextSwitchTo(pass_cxt);
+
+			sync_nodes(pass_cxt);
+			MemoryContextSwitchTo(old);
+			last_nodes = now;
+		}
+		if (TimestampDifferenceExceeds(last_resync, now, paas_instance_resync_interval_s * 1000))
+		{
+			MemoryContext old = MemoryContextSwitchTo(pass_cxt);
+
+			resync(pass_cxt);
+			MemoryContextSwitchTo(old);
+			last_resync = now;
+		}
+		SHARED_UPDATE((paas_provisioner_shared->passes++,
+					   paas_provisioner_shared->last_pass = GetCurrentTimestamp()));
+		MemoryContextReset(pass_cxt);
+		wait_ms = units_done > 0 ? 0 : next_wait_ms(pass_cxt);
+	}
+}
