@@ -2103,6 +2103,7 @@ BEGIN
 			USING ERRCODE = 'PT409',
 				  HINT = 'Renew the existing subscription instead (PUT /subscriptions/:id/renew).';
 	END IF;
+	PERFORM paas.instance_capacity_check(v.id);
 
 	BEGIN
 		INSERT INTO paas.subscriptions (user_id, service_id, price, anchor_at, current_period_start,
@@ -2153,6 +2154,7 @@ BEGIN
 	END IF;
 	SELECT * INTO v FROM paas.services WHERE id = s.service_id;
 	RETURN paas.subscription_json(s, v) || jsonb_build_object(
+		'instance', paas.subscription_instance_json(s.id),
 		'charges', (SELECT coalesce(jsonb_agg(paas.subscription_charge_json(c) ORDER BY c.period_no DESC), '[]')
 					  FROM paas.subscription_charges c WHERE c.subscription_id = s.id));
 END
@@ -2220,6 +2222,7 @@ BEGIN
 	IF revive AND (v.deleted_at IS NOT NULL OR NOT v.is_active) THEN
 		RAISE EXCEPTION 'Service is no longer available' USING ERRCODE = 'PT409';
 	END IF;
+	PERFORM paas.instance_capacity_check(v.id, s.id) WHERE revive;
 	s.status := paas.subscription_transition(s.status, 'renew');
 	s.period_no := s.period_no + 1;
 	IF revive THEN
@@ -6409,6 +6412,3299 @@ GRANT EXECUTE ON FUNCTION paas.outcome_retention(), paas.outcome_caller(jsonb),
 	paas.outcome_claim(text, jsonb, jsonb), paas.outcome_save(jsonb, jsonb),
 	paas.job_prune_call_outcomes() TO paas_owner;
 
+-- ---- new: sql/parts/70_instances.sql ----
+-- paas -- hosted instances: one app on Kubernetes per subscription, in the
+-- customer's namespace.  This part holds the model, the service templates
+-- and the manifests; 71_instance_money.sql ties instances to the money
+-- (status changes of subscriptions, capacity, the start deadline and its
+-- refund), 72_instance_reconcile.sql is the SQL side of the reconciler
+-- (bgworker/provisioner.c), 73_instance_routes.sql the api functions.
+--
+-- Rules a reader must know.
+--   * The status is observed, never wished: it changes through
+--     paas.instance_transition(status, event), the C table of
+--     extension/instances.c (PENDING, PROVISIONING, RUNNING, DEGRADED,
+--     FAILED, STOPPED, DELETING, DELETED), when the reconciler reports what
+--     it saw, or when the money rules end or revive an instance.  What paas
+--     wants is desired_state ('running', 'stopped', 'deleted') plus a
+--     generation bumped on every change of what is wanted;
+--     observed_generation is the generation last applied in full.
+--   * Every status change, apply, API error and owner or admin action is a
+--     row of paas.instance_events.  Secret values never are.
+--   * Templates live in paas.services.deployment (next to the image, port,
+--     environment and resources of the catalog).  Values may use
+--     {{host}}, {{url}}, {{instance}}, {{namespace}}, {{port}} and
+--     {{secret.NAME}} for a secret the template declares.  A trigger on
+--     paas.services renders the template for a sample instance whenever the
+--     service is saved: a template that cannot render is PT400 then, never
+--     at deploy time.
+--   * Secrets are generated once per instance (paas.instance_secrets, read
+--     by nobody but the owner of the tables), put in a Kubernetes Secret,
+--     and reach containers through secretKeyRef; a value that embeds one
+--     ({{secret.X}} inside a longer string) uses Kubernetes' $(VAR)
+--     expansion of an earlier PAAS_SECRET_X variable, so no secret is ever
+--     written into a Deployment.
+--   * paas.instance_manifests(id) is exactly what the reconciler applies (a
+--     DBA can call it; secret values are redacted unless asked for).
+--   * Objects of an instance: Secret (when the template declares secrets),
+--     PersistentVolumeClaim (when the plan has storage), Deployment
+--     (strategy Recreate: one pod, a ReadWriteOnce volume), Service, and
+--     Ingress with host <instance>.<paas.apps_domain> and TLS by
+--     cert-manager annotation (unless the template says expose "none").
+--     Objects of a customer's namespace: the Namespace (labelled with the
+--     user id), a ResourceQuota equal to the sum of the customer's live
+--     instances, a LimitRange and a NetworkPolicy that admits traffic only
+--     from the same namespace and the ingress controller.  Everything is
+--     labelled app.kubernetes.io/managed-by=paas and paas.dev/instance-id.
+
+------------------------------------------------------------------------------
+-- Module functions (C, extension/instances.c)
+------------------------------------------------------------------------------
+
+CREATE FUNCTION paas.instance_transition(status text, event text) RETURNS text
+	AS 'MODULE_PATHNAME', 'paas_instance_transition'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION paas.instance_transition(text, text) IS
+	'next instance status for an event (the C status machine); PT409 when illegal';
+
+CREATE FUNCTION paas.instance_transition_allowed(status text, event text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'paas_instance_transition_allowed'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION paas.instance_transition_allowed(text, text) IS
+	'whether the instance status machine allows the event in that status';
+
+CREATE FUNCTION paas.instance_transitions(OUT status text, OUT event text, OUT next_status text)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'paas_instance_transitions'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION paas.instance_transitions() IS
+	'every allowed instance (status, event) -> status';
+
+CREATE FUNCTION paas.instance_config(
+	OUT apps_domain text, OUT ingress_class text, OUT cert_issuer text,
+	OUT ingress_namespace text, OUT storage_class text, OUT data_retention interval,
+	OUT start_deadline interval, OUT resync_interval interval)
+	AS 'MODULE_PATHNAME', 'paas_instance_config'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION paas.instance_config() IS
+	'paas.apps_domain, ingress class, cert issuer, ingress namespace, storage class, '
+	'data retention, start deadline and resync interval';
+
+CREATE FUNCTION paas.instance_wake() RETURNS void
+	AS 'MODULE_PATHNAME', 'paas_instance_wake'
+	LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION paas.instance_wake() IS
+	'wakes the provisioner when the calling transaction commits';
+
+CREATE FUNCTION paas.provisioner_state(
+	OUT running boolean, OUT pid integer, OUT configured boolean, OUT started_at timestamptz,
+	OUT last_pass timestamptz, OUT last_audit timestamptz, OUT passes bigint, OUT units bigint,
+	OUT api_calls bigint, OUT api_errors bigint, OUT audit_calls bigint, OUT audits bigint,
+	OUT last_error text, OUT last_resync text)
+	AS 'MODULE_PATHNAME', 'paas_provisioner_state'
+	LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION paas.provisioner_state() IS
+	'the provisioner''s published state and counters (shared memory)';
+
+------------------------------------------------------------------------------
+-- Tables
+------------------------------------------------------------------------------
+
+-- The deployment template of a service (see paas.template_errors for the
+-- fields), next to its catalog row.  No foreign key: the catalog's DELETE
+-- refuses while a row of any table with a foreign key to paas.services
+-- exists, and a template is part of the service, not a use of it.
+CREATE TABLE paas.service_templates (
+	service_id		uuid PRIMARY KEY,
+	deployment		jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(deployment) = 'object'),
+	updated_at		timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE paas.service_templates IS
+	'deployment template of a service: volume mount, probe, run-as user, args, generated secrets, '
+	'credentials, sidecars, exposure (see paas.template_errors); none: the defaults';
+REVOKE ALL ON paas.service_templates FROM PUBLIC;
+GRANT SELECT ON paas.service_templates TO paas_owner;
+SELECT pg_catalog.pg_extension_config_dump('paas.service_templates', '');
+
+CREATE FUNCTION paas.service_template(service_id uuid) RETURNS jsonb
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+	RETURN coalesce((SELECT t.deployment FROM paas.service_templates t
+					  WHERE t.service_id = service_template.service_id), '{}');
+COMMENT ON FUNCTION paas.service_template(uuid) IS 'the deployment template of a service ({} when none)';
+
+CREATE TABLE paas.instance_namespaces (
+	user_id				uuid PRIMARY KEY REFERENCES paas.users (id),
+	name				text NOT NULL UNIQUE CHECK (name ~ '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'
+													AND char_length(name) <= 63),
+	desired_state		text NOT NULL DEFAULT 'present' CHECK (desired_state IN ('present', 'absent')),
+	state				text NOT NULL DEFAULT 'PENDING'
+						CHECK (state IN ('PENDING', 'READY', 'DELETING', 'DELETED')),
+	generation			bigint NOT NULL DEFAULT 1 CHECK (generation >= 1),
+	observed_generation bigint NOT NULL DEFAULT 0,
+	attempts			integer NOT NULL DEFAULT 0,
+	last_error			text,
+	due_at				timestamptz DEFAULT now(),
+	claimed_until		timestamptz,
+	force_apply			boolean NOT NULL DEFAULT false,
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	updated_at			timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX instance_namespaces_due_idx ON paas.instance_namespaces (due_at) WHERE due_at IS NOT NULL;
+COMMENT ON TABLE paas.instance_namespaces IS
+	'one Kubernetes namespace per customer, with its quota, limits and network policy';
+
+CREATE TABLE paas.instances (
+	id					uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+	subscription_id		uuid NOT NULL UNIQUE REFERENCES paas.subscriptions (id),
+	user_id				uuid NOT NULL REFERENCES paas.users (id),
+	-- no foreign key: the subscription already references the service, and
+	-- the catalog's DELETE lists referencing tables by their foreign keys
+	service_id			uuid NOT NULL,
+	name				text NOT NULL UNIQUE CHECK (name ~ '^[a-z]([-a-z0-9]*[a-z0-9])?$'
+													AND char_length(name) <= 53),
+	namespace			text NOT NULL,
+	host				text NOT NULL,
+	status				text NOT NULL DEFAULT 'PENDING'
+						CHECK (status IN ('PENDING', 'PROVISIONING', 'RUNNING', 'DEGRADED', 'FAILED',
+										  'STOPPED', 'DELETING', 'DELETED')),
+	desired_state		text NOT NULL DEFAULT 'running'
+						CHECK (desired_state IN ('running', 'stopped', 'deleted')),
+	admin_stopped		boolean NOT NULL DEFAULT false,
+	generation			bigint NOT NULL DEFAULT 1 CHECK (generation >= 1),
+	observed_generation bigint NOT NULL DEFAULT 0,
+	force_apply			boolean NOT NULL DEFAULT false,
+	-- allocated resources (the main container plus sidecars), copied from
+	-- the catalog at creation and on every catalog change
+	cpu_request_m		integer NOT NULL,
+	cpu_limit_m			integer NOT NULL,
+	mem_request_mib		integer NOT NULL,
+	mem_limit_mib		integer NOT NULL,
+	storage_gib			integer NOT NULL,
+	restarted_at		timestamptz,
+	restart_count		integer NOT NULL DEFAULT 0,
+	status_message		text,
+	pod_name			text,
+	last_error			text,
+	last_error_at		timestamptz,
+	attempts			integer NOT NULL DEFAULT 0,
+	polls				integer NOT NULL DEFAULT 0,
+	due_at				timestamptz DEFAULT now(),
+	claimed_until		timestamptz,
+	synced_at			timestamptz,
+	start_requested_at	timestamptz NOT NULL DEFAULT now(),
+	ever_running		boolean NOT NULL DEFAULT false,
+	ready_at			timestamptz,
+	stopped_at			timestamptz,
+	ended_at			timestamptz,
+	volume_purge_at		timestamptz,
+	volume_deleted_at	timestamptz,
+	refunded_at			timestamptz,
+	status_changed_at	timestamptz NOT NULL DEFAULT now(),
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	updated_at			timestamptz NOT NULL DEFAULT now(),
+	CHECK (observed_generation <= generation)
+);
+CREATE INDEX instances_due_idx ON paas.instances (due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX instances_user_idx ON paas.instances (user_id, created_at DESC);
+CREATE INDEX instances_service_idx ON paas.instances (service_id);
+CREATE INDEX instances_status_idx ON paas.instances (status);
+-- the start deadline job's scan
+CREATE INDEX instances_starting_idx ON paas.instances (start_requested_at)
+	WHERE status IN ('PENDING', 'PROVISIONING') AND NOT ever_running;
+COMMENT ON TABLE paas.instances IS
+	'the running app of a subscription (the original''s ServiceInstance): desired state and '
+	'generation, observed status and generation, allocation, URLs, reconciler bookkeeping';
+COMMENT ON COLUMN paas.instances.due_at IS
+	'when the reconciler should look at the instance next (NULL: only at the periodic resync)';
+COMMENT ON COLUMN paas.instances.claimed_until IS
+	'lease of a reconciler pass; a crashed pass''s claims are taken again after it';
+
+CREATE TABLE paas.instance_secrets (
+	instance_id		uuid NOT NULL REFERENCES paas.instances (id),
+	name			text NOT NULL CHECK (name ~ '^[A-Z][A-Z0-9_]{0,62}$'),
+	value			text NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (instance_id, name)
+);
+COMMENT ON TABLE paas.instance_secrets IS
+	'generated secrets of instances (passwords, keys): created once, shown to the owner on request, never logged';
+
+CREATE TABLE paas.instance_events (
+	id				bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	instance_id		uuid NOT NULL REFERENCES paas.instances (id),
+	event			text NOT NULL,
+	from_status		text,
+	to_status		text,
+	generation		bigint,
+	message			text,
+	detail			jsonb,
+	actor			text NOT NULL DEFAULT 'system'
+					CHECK (actor IN ('system', 'owner', 'admin', 'provisioner', 'billing')),
+	actor_id		uuid,
+	created_at		timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX instance_events_instance_idx ON paas.instance_events (instance_id, id DESC);
+CREATE INDEX instance_events_created_idx ON paas.instance_events (created_at);
+COMMENT ON TABLE paas.instance_events IS
+	'every status change, apply, API outcome and action on an instance, for its owner and the admin';
+
+REVOKE ALL ON paas.instance_namespaces, paas.instances, paas.instance_secrets,
+	paas.instance_events FROM PUBLIC;
+GRANT SELECT ON paas.instance_namespaces, paas.instances, paas.instance_events TO paas_owner;
+
+SELECT pg_catalog.pg_extension_config_dump('paas.instance_namespaces', '');
+SELECT pg_catalog.pg_extension_config_dump('paas.instances', '');
+SELECT pg_catalog.pg_extension_config_dump('paas.instance_secrets', '');
+SELECT pg_catalog.pg_extension_config_dump('paas.instance_events', '');
+SELECT pg_catalog.pg_extension_config_dump('paas.instance_events_id_seq', '');
+
+-- Whether this session is a restore: pg_restore (and pg_dump's scripts)
+-- load data with check_function_bodies off.  What they load is complete --
+-- instances, templates and events included, in foreign-key order -- so the
+-- triggers that derive or check rows must let it in as it is (a data-only
+-- restore with --disable-triggers sets session_replication_role, which
+-- stops them anyway).
+CREATE FUNCTION paas.restoring() RETURNS boolean
+	LANGUAGE sql STABLE PARALLEL SAFE
+	RETURN current_setting('check_function_bodies') = 'off';
+COMMENT ON FUNCTION paas.restoring() IS
+	'whether the session restores a dump (check_function_bodies off): data triggers stand aside';
+
+------------------------------------------------------------------------------
+-- Template text: placeholders
+------------------------------------------------------------------------------
+
+-- The placeholders of a template string ({{ name }}, blanks allowed), and
+-- NULL as the name of a malformed one ("{{" without its "}}", or "{{}}").
+CREATE FUNCTION paas.tpl_placeholders(t text) RETURNS SETOF text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT m[1] FROM regexp_matches(t, '\{\{\s*([A-Za-z][A-Za-z0-9_.]*)\s*\}\}', 'g') m
+	UNION ALL
+	SELECT NULL WHERE regexp_replace(t, '\{\{\s*[A-Za-z][A-Za-z0-9_.]*\s*\}\}', '', 'g') ~ '\{\{|\}\}'
+$$;
+COMMENT ON FUNCTION paas.tpl_placeholders(text) IS
+	'names of the {{placeholders}} of a template string; NULL for a malformed one';
+
+-- Replaces every {{ name }} of t by vars ->> name.  Names missing from
+-- vars are left as they are (templates are validated when saved).
+CREATE FUNCTION paas.tpl_subst(t text, vars jsonb) RETURNS text
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+	m text[];
+BEGIN
+	IF t IS NULL OR position('{{' IN t) = 0 THEN
+		RETURN t;
+	END IF;
+	FOR m IN SELECT regexp_matches(t, '(\{\{\s*([A-Za-z][A-Za-z0-9_.]*)\s*\}\})', 'g') LOOP
+		IF vars ? m[2] THEN
+			t := replace(t, m[1], vars ->> m[2]);
+		END IF;
+	END LOOP;
+	RETURN t;
+END
+$$;
+COMMENT ON FUNCTION paas.tpl_subst(text, jsonb) IS 'substitutes {{placeholders}} from an object of values';
+
+-- Field errors for the placeholders of one template string.
+CREATE FUNCTION paas.tpl_check(errs jsonb, field text, t text, secrets jsonb) RETURNS jsonb
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+	p text;
+BEGIN
+	FOR p IN SELECT * FROM paas.tpl_placeholders(t) LOOP
+		IF p IS NULL THEN
+			RETURN paas.add_err(errs, field, field || ' has a malformed {{placeholder}}');
+		ELSIF p LIKE 'secret.%' THEN
+			IF NOT coalesce(secrets ? substr(p, 8), false) THEN
+				RETURN paas.add_err(errs, field,
+					format('%s uses {{%s}} but the template declares no secret %s', field, p, substr(p, 8)));
+			END IF;
+		ELSIF p NOT IN ('host', 'url', 'instance', 'namespace', 'port') THEN
+			RETURN paas.add_err(errs, field, format(
+				'%s uses the unknown placeholder {{%s}} (known: host, url, instance, namespace, port, secret.NAME)',
+				field, p));
+		END IF;
+	END LOOP;
+	RETURN errs;
+END
+$$;
+COMMENT ON FUNCTION paas.tpl_check(jsonb, text, text, jsonb) IS
+	'appends an error when a template string uses a malformed or unknown placeholder';
+
+------------------------------------------------------------------------------
+-- Templates: validation
+------------------------------------------------------------------------------
+
+-- Errors of a probe object at "field".
+CREATE FUNCTION paas.template_probe_errors(errs jsonb, field text, p jsonb) RETURNS jsonb
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+	k text;
+BEGIN
+	IF p IS NULL OR p = 'null'::jsonb THEN
+		RETURN errs;
+	END IF;
+	IF jsonb_typeof(p) <> 'object' THEN
+		RETURN paas.add_err(errs, field, field || ' must be an object');
+	END IF;
+	FOR k IN SELECT jsonb_object_keys(p) LOOP
+		IF k NOT IN ('type', 'path', 'command', 'initialDelaySeconds', 'periodSeconds',
+					 'timeoutSeconds', 'failureThreshold', 'startupSeconds') THEN
+			errs := paas.add_err(errs, field || '.' || k, format('%s.%s is not a known field', field, k));
+		END IF;
+	END LOOP;
+	errs := paas.check_enum(errs, p, 'type', false, ARRAY['http', 'tcp', 'exec', 'none']);
+	IF p ->> 'type' = 'exec' THEN
+		IF jsonb_typeof(p -> 'command') IS DISTINCT FROM 'array' OR jsonb_array_length(p -> 'command') = 0
+		   OR EXISTS (SELECT 1 FROM jsonb_array_elements(p -> 'command') e WHERE jsonb_typeof(e) <> 'string') THEN
+			errs := paas.add_err(errs, field || '.command', field || '.command must be a non-empty array of strings');
+		END IF;
+	ELSIF p ? 'command' THEN
+		errs := paas.add_err(errs, field || '.command', field || '.command is only for type exec');
+	END IF;
+	IF p ? 'path' AND (jsonb_typeof(p -> 'path') <> 'string' OR p ->> 'path' !~ '^/[!-~]{0,255}$') THEN
+		errs := paas.add_err(errs, field || '.path', field || '.path must be an absolute URL path');
+	END IF;
+	IF p ? 'path' AND coalesce(p ->> 'type', 'http') <> 'http' THEN
+		errs := paas.add_err(errs, field || '.path', field || '.path is only for type http');
+	END IF;
+	errs := paas.check_int(errs, p, 'initialDelaySeconds', false, 0, 3600);
+	errs := paas.check_int(errs, p, 'periodSeconds', false, 1, 3600);
+	errs := paas.check_int(errs, p, 'timeoutSeconds', false, 1, 600);
+	errs := paas.check_int(errs, p, 'failureThreshold', false, 1, 100);
+	errs := paas.check_int(errs, p, 'startupSeconds', false, 10, 7200);
+	RETURN errs;
+END
+$$;
+COMMENT ON FUNCTION paas.template_probe_errors(jsonb, text, jsonb) IS 'field errors of a template probe';
+
+-- Errors of the container fields shared by the app and its sidecars.
+CREATE FUNCTION paas.template_container_errors(errs jsonb, field text, c jsonb, secrets jsonb)
+	RETURNS jsonb
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+	f text;
+	e record;
+	pre text := CASE WHEN field = '' THEN '' ELSE field || '.' END;
+BEGIN
+	FOREACH f IN ARRAY ARRAY['command', 'args'] LOOP
+		IF c ? f THEN
+			IF jsonb_typeof(c -> f) <> 'array' OR jsonb_array_length(c -> f) > 50
+			   OR EXISTS (SELECT 1 FROM jsonb_array_elements(c -> f) x
+						   WHERE jsonb_typeof(x) <> 'string' OR char_length(x #>> '{}') > 1000) THEN
+				errs := paas.add_err(errs, pre || f, pre || f || ' must be an array of at most 50 strings');
+			ELSE
+				FOR e IN SELECT x #>> '{}' AS v, n FROM jsonb_array_elements(c -> f) WITH ORDINALITY a(x, n) LOOP
+					errs := paas.tpl_check(errs, format('%s%s[%s]', pre, f, e.n - 1), e.v, secrets);
+				END LOOP;
+			END IF;
+		END IF;
+	END LOOP;
+	IF c ? 'volumeMountPath' AND (jsonb_typeof(c -> 'volumeMountPath') <> 'string'
+								  OR c ->> 'volumeMountPath' !~ '^/[A-Za-z0-9._/-]{0,254}$'
+								  OR c ->> 'volumeMountPath' ~ '(^|/)\.\.(/|$)') THEN
+		errs := paas.add_err(errs, pre || 'volumeMountPath', pre || 'volumeMountPath must be an absolute path');
+	END IF;
+	IF c ? 'volumeSubPath' AND (jsonb_typeof(c -> 'volumeSubPath') <> 'string'
+								OR c ->> 'volumeSubPath' !~ '^[A-Za-z0-9._-][A-Za-z0-9._/-]{0,254}$'
+								OR c ->> 'volumeSubPath' ~ '(^|/)\.\.(/|$)') THEN
+		errs := paas.add_err(errs, pre || 'volumeSubPath', pre || 'volumeSubPath must be a relative path');
+	END IF;
+	errs := paas.check_int(errs, c, 'runAsUser', false, 0, 2147483647);
+	errs := paas.check_int(errs, c, 'runAsGroup', false, 0, 2147483647);
+	errs := paas.template_probe_errors(errs, pre || 'probe', c -> 'probe');
+	RETURN errs;
+END
+$$;
+COMMENT ON FUNCTION paas.template_container_errors(jsonb, text, jsonb, jsonb) IS
+	'field errors of the container fields of a template (app or sidecar)';
+
+-- Errors of an environment object (name -> template string) at "field".
+CREATE FUNCTION paas.template_env_errors(errs jsonb, field text, env jsonb, secrets jsonb)
+	RETURNS jsonb
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+	e record;
+BEGIN
+	IF env IS NULL OR env = 'null'::jsonb THEN
+		RETURN errs;
+	END IF;
+	IF jsonb_typeof(env) <> 'object' THEN
+		RETURN paas.add_err(errs, field, field || ' must be an object of strings');
+	END IF;
+	FOR e IN SELECT key, value FROM jsonb_each(env) ORDER BY key LOOP
+		IF e.key !~ '^[A-Za-z_][A-Za-z0-9_.-]{0,127}$' OR e.key LIKE 'PAAS\_SECRET\_%' THEN
+			errs := paas.add_err(errs, field, format('%s: %s is not a valid variable name', field, e.key));
+		ELSIF jsonb_typeof(e.value) <> 'string' THEN
+			errs := paas.add_err(errs, field || '.' || e.key, format('%s.%s must be a string', field, e.key));
+		ELSE
+			errs := paas.tpl_check(errs, field || '.' || e.key, e.value #>> '{}', secrets);
+		END IF;
+	END LOOP;
+	RETURN errs;
+END
+$$;
+COMMENT ON FUNCTION paas.template_env_errors(jsonb, text, jsonb, jsonb) IS
+	'field errors of a template environment (names, string values, placeholders)';
+
+-- Every error of a service's deployment template and of the template
+-- strings of its environmentVars, as field errors ("deployment.probe.path",
+-- "environmentVars.WEBHOOK_URL", ...).  The template's fields:
+--   kind              "Deployment" (the only one)
+--   expose            "http" (default: Service + Ingress) or "none" (Service only)
+--   volumeMountPath   where the volume is mounted in the app (default /data)
+--   volumeSubPath     a sub-directory of the volume to mount there
+--   probe             {type http|tcp|exec|none (default tcp), path, command,
+--                      initialDelaySeconds, periodSeconds, timeoutSeconds,
+--                      failureThreshold, startupSeconds (default 600)}
+--   runAsUser, runAsGroup, fsGroup   numeric ids (runAsUser > 0: non-root,
+--                      every capability dropped)
+--   command, args     arrays of template strings
+--   secrets           {NAME: {length 8-128 (default 24)}}: generated per instance
+--   credentials       {key: template string} shown to the owner (GET /pods/:id/credentials)
+--   sidecars          up to 3 {name, image, env, command, args, volumeMountPath,
+--                      volumeSubPath, runAsUser, runAsGroup, probe, cpuRequest,
+--                      cpuLimit, memRequest, memLimit}: containers of the same pod
+CREATE FUNCTION paas.template_errors(v paas.services, d jsonb) RETURNS jsonb
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+	errs jsonb := '[]';
+	secrets jsonb;
+	k text;
+	s record;
+	sc record;
+	names text[] := ARRAY['app'];
+	q jsonb;
+BEGIN
+	FOR k IN SELECT jsonb_object_keys(d) LOOP
+		IF k NOT IN ('kind', 'expose', 'volumeMountPath', 'volumeSubPath', 'probe', 'runAsUser',
+					 'runAsGroup', 'fsGroup', 'command', 'args', 'secrets', 'credentials', 'sidecars') THEN
+			errs := paas.add_err(errs, 'deployment.' || k, format('deployment.%s is not a known field', k));
+		END IF;
+	END LOOP;
+	IF d ? 'kind' AND d ->> 'kind' IS DISTINCT FROM 'Deployment' THEN
+		errs := paas.add_err(errs, 'deployment.kind', 'deployment.kind must be Deployment');
+	END IF;
+	IF d ? 'expose' AND d ->> 'expose' NOT IN ('http', 'none') THEN
+		errs := paas.add_err(errs, 'deployment.expose', 'deployment.expose must be one of [http, none]');
+	END IF;
+	errs := paas.check_int(errs, jsonb_build_object('deployment.fsGroup', d -> 'fsGroup'),
+						   'deployment.fsGroup', false, 0, 2147483647);
+
+	secrets := coalesce(d -> 'secrets', '{}');
+	IF jsonb_typeof(secrets) <> 'object' THEN
+		errs := paas.add_err(errs, 'deployment.secrets', 'deployment.secrets must be an object');
+		secrets := '{}';
+	ELSE
+		IF (SELECT count(*) FROM jsonb_object_keys(secrets)) > 20 THEN
+			errs := paas.add_err(errs, 'deployment.secrets', 'deployment.secrets holds at most 20 secrets');
+		END IF;
+		FOR s IN SELECT key, value FROM jsonb_each(secrets) LOOP
+			IF s.key !~ '^[A-Z][A-Z0-9_]{0,62}$' THEN
+				errs := paas.add_err(errs, 'deployment.secrets',
+					format('deployment.secrets: %s must be upper-case letters, digits and underscores', s.key));
+			ELSIF jsonb_typeof(s.value) <> 'object'
+				  OR EXISTS (SELECT 1 FROM jsonb_object_keys(s.value) x WHERE x <> 'length') THEN
+				errs := paas.add_err(errs, 'deployment.secrets.' || s.key,
+					format('deployment.secrets.%s must be an object {length}', s.key));
+			ELSE
+				errs := paas.check_int(errs, jsonb_build_object('deployment.secrets.' || s.key || '.length',
+									   s.value -> 'length'),
+									   'deployment.secrets.' || s.key || '.length', false, 8, 128);
+			END IF;
+		END LOOP;
+	END IF;
+
+	errs := paas.template_container_errors(errs, 'deployment', d, secrets);
+	errs := paas.template_env_errors(errs, 'environmentVars', v.environment_vars, secrets);
+
+	IF d ? 'credentials' THEN
+		IF jsonb_typeof(d -> 'credentials') <> 'object' OR (SELECT count(*) FROM jsonb_object_keys(d -> 'credentials')) > 20 THEN
+			errs := paas.add_err(errs, 'deployment.credentials',
+				'deployment.credentials must be an object of at most 20 strings');
+		ELSE
+			FOR s IN SELECT key, value FROM jsonb_each(d -> 'credentials') LOOP
+				IF jsonb_typeof(s.value) <> 'string' THEN
+					errs := paas.add_err(errs, 'deployment.credentials.' || s.key,
+						format('deployment.credentials.%s must be a string', s.key));
+				ELSE
+					errs := paas.tpl_check(errs, 'deployment.credentials.' || s.key, s.value #>> '{}', secrets);
+				END IF;
+			END LOOP;
+		END IF;
+	END IF;
+
+	IF d ? 'sidecars' THEN
+		IF jsonb_typeof(d -> 'sidecars') <> 'array' OR jsonb_array_length(d -> 'sidecars') > 3 THEN
+			errs := paas.add_err(errs, 'deployment.sidecars', 'deployment.sidecars must be an array of at most 3 containers');
+		ELSE
+			FOR sc IN SELECT x AS c, n - 1 AS i FROM jsonb_array_elements(d -> 'sidecars') WITH ORDINALITY a(x, n) LOOP
+				k := format('deployment.sidecars[%s]', sc.i);
+				IF jsonb_typeof(sc.c) <> 'object' THEN
+					errs := paas.add_err(errs, k, k || ' must be an object');
+					CONTINUE;
+				END IF;
+				IF EXISTS (SELECT 1 FROM jsonb_object_keys(sc.c) x
+							WHERE x NOT IN ('name', 'image', 'env', 'command', 'args', 'volumeMountPath',
+											'volumeSubPath', 'runAsUser', 'runAsGroup', 'probe', 'cpuRequest',
+											'cpuLimit', 'memRequest', 'memLimit')) THEN
+					errs := paas.add_err(errs, k, k || ' has a field that is not known');
+				END IF;
+				IF jsonb_typeof(sc.c -> 'name') IS DISTINCT FROM 'string'
+				   OR sc.c ->> 'name' !~ '^[a-z]([-a-z0-9]{0,28}[a-z0-9])?$' OR sc.c ->> 'name' = ANY (names) THEN
+					errs := paas.add_err(errs, k || '.name', k || '.name must be a unique DNS label (not "app")');
+				ELSE
+					names := names || (sc.c ->> 'name');
+				END IF;
+				IF jsonb_typeof(sc.c -> 'image') IS DISTINCT FROM 'string'
+				   OR sc.c ->> 'image' !~ ('^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]{1,5})?'
+										  '(/[a-z0-9]+([._-]+[a-z0-9]+)*)*'
+										  '(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$') THEN
+					errs := paas.add_err(errs, k || '.image', k || '.image must be an image reference');
+				END IF;
+				FOREACH q IN ARRAY ARRAY[to_jsonb('cpuRequest'::text), to_jsonb('cpuLimit'::text),
+										 to_jsonb('memRequest'::text), to_jsonb('memLimit'::text)] LOOP
+					IF (paas.service_quantity(sc.c, q #>> '{}')).value IS NULL THEN
+						errs := paas.add_err(errs, k || '.' || (q #>> '{}'), format('%s.%s is required: %s', k, q #>> '{}',
+							CASE WHEN q #>> '{}' LIKE 'cpu%' THEN 'a CPU quantity such as "0.25" or "500m"'
+								 ELSE 'a memory quantity such as "256Mi" or "1Gi"' END));
+					END IF;
+				END LOOP;
+				IF (paas.service_quantity(sc.c, 'cpuRequest')).value > (paas.service_quantity(sc.c, 'cpuLimit')).value
+				   OR (paas.service_quantity(sc.c, 'memRequest')).value > (paas.service_quantity(sc.c, 'memLimit')).value THEN
+					errs := paas.add_err(errs, k, k || ': a request exceeds its limit');
+				END IF;
+				errs := paas.template_container_errors(errs, k, sc.c, secrets);
+				errs := paas.template_env_errors(errs, k || '.env', sc.c -> 'env', secrets);
+			END LOOP;
+		END IF;
+	END IF;
+	RETURN errs;
+END
+$$;
+COMMENT ON FUNCTION paas.template_errors(paas.services, jsonb) IS
+	'field errors of a service''s deployment template and environment templates ([] when it renders)';
+
+------------------------------------------------------------------------------
+-- Templates: resources and names
+------------------------------------------------------------------------------
+
+-- What one instance of the service requests and is limited to: the app's
+-- container plus its sidecars.
+CREATE FUNCTION paas.template_resources(v paas.services, d jsonb,
+										OUT cpu_request_m integer, OUT cpu_limit_m integer,
+										OUT mem_request_mib integer, OUT mem_limit_mib integer,
+										OUT storage_gib integer)
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT v.cpu_request_m + coalesce(sum(paas.parse_cpu(c ->> 'cpuRequest')), 0)::integer,
+		   v.cpu_limit_m + coalesce(sum(paas.parse_cpu(c ->> 'cpuLimit')), 0)::integer,
+		   v.mem_request_mib + coalesce(sum(paas.parse_mem(c ->> 'memRequest')), 0)::integer,
+		   v.mem_limit_mib + coalesce(sum(paas.parse_mem(c ->> 'memLimit')), 0)::integer,
+		   v.storage_gib
+	  FROM jsonb_array_elements(CASE WHEN jsonb_typeof(d -> 'sidecars') = 'array'
+									 THEN d -> 'sidecars' ELSE '[]' END) c
+$$;
+COMMENT ON FUNCTION paas.template_resources(paas.services, jsonb) IS
+	'cpu (millicores) and memory (MiB) requests and limits of one instance, sidecars included, and its storage';
+
+-- The DNS label of an instance: the service slug (cut to 40 characters,
+-- starting with a letter) and "-" plus hex digits of the instance id.
+CREATE FUNCTION paas.instance_name_for(slug text, id uuid, digits integer DEFAULT 8) RETURNS text
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	RETURN (WITH b AS (SELECT btrim(left(regexp_replace(slug, '[^a-z0-9-]', '', 'g'), 40), '-') AS s)
+			SELECT CASE WHEN s ~ '^[a-z]' THEN s ELSE 'app' || CASE WHEN s = '' THEN '' ELSE '-' || s END END
+				   || '-' || left(replace(id::text, '-', ''), digits)
+			  FROM b);
+COMMENT ON FUNCTION paas.instance_name_for(text, uuid, integer) IS
+	'instance DNS label: service slug + "-" + digits hex of the id';
+
+CREATE FUNCTION paas.namespace_name_for(user_id uuid) RETURNS text
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	RETURN 'paas-' || user_id::text;
+COMMENT ON FUNCTION paas.namespace_name_for(uuid) IS 'the Kubernetes namespace of a customer';
+
+CREATE FUNCTION paas.label_value(t text) RETURNS text
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	RETURN coalesce(nullif(btrim(left(regexp_replace(t, '[^A-Za-z0-9._-]', '', 'g'), 63), '-_.'), ''), 'app');
+COMMENT ON FUNCTION paas.label_value(text) IS 'text made a valid Kubernetes label value';
+
+------------------------------------------------------------------------------
+-- Manifests
+------------------------------------------------------------------------------
+
+CREATE FUNCTION paas.instance_labels(i paas.instances, slug text) RETURNS jsonb
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN jsonb_build_object(
+		'app.kubernetes.io/managed-by', 'paas',
+		'app.kubernetes.io/name', paas.label_value(slug),
+		'app.kubernetes.io/instance', i.name,
+		'paas.dev/instance-id', i.id::text,
+		'paas.dev/user-id', i.user_id::text);
+COMMENT ON FUNCTION paas.instance_labels(paas.instances, text) IS 'the labels of every object of an instance';
+
+CREATE FUNCTION paas.instance_meta(i paas.instances, slug text, name text) RETURNS jsonb
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN jsonb_build_object('name', name, 'namespace', i.namespace,
+							  'labels', paas.instance_labels(i, slug),
+							  'annotations', jsonb_build_object('paas.dev/generation', i.generation::text));
+COMMENT ON FUNCTION paas.instance_meta(paas.instances, text, text) IS 'metadata of an object of an instance';
+
+-- The values of the placeholders for an instance.  secret.NAME is the
+-- $(PAAS_SECRET_NAME) reference for environment values, or the value itself
+-- when "reveal" (credentials shown to the owner).
+CREATE FUNCTION paas.instance_vars(i paas.instances, v paas.services, d jsonb, reveal boolean) RETURNS jsonb
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+	RETURN jsonb_build_object('host', i.host, 'url', 'https://' || i.host, 'instance', i.name,
+							  'namespace', i.namespace, 'port', v.container_port::text)
+		|| coalesce((SELECT jsonb_object_agg('secret.' || s.key,
+							CASE WHEN reveal THEN coalesce((SELECT x.value FROM paas.instance_secrets x
+															 WHERE x.instance_id = i.id AND x.name = s.key), '')
+								 ELSE '$(PAAS_SECRET_' || s.key || ')' END)
+					   FROM jsonb_object_keys(coalesce(d -> 'secrets', '{}')) s(key)), '{}');
+COMMENT ON FUNCTION paas.instance_vars(paas.instances, paas.services, jsonb, boolean) IS
+	'placeholder values of an instance (secrets as $(VAR) references unless revealed)';
+
+-- The env list of a container: first PAAS_SECRET_<NAME> from the Secret
+-- for every secret embedded in a longer value, then the variables in name
+-- order; a value that is exactly {{secret.NAME}} reads the Secret directly.
+CREATE FUNCTION paas.container_env(env jsonb, vars jsonb, secret_name text) RETURNS jsonb
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	WITH e AS (
+		SELECT key, value #>> '{}' AS val,
+			   substring(value #>> '{}' FROM '^\{\{\s*secret\.([A-Z][A-Z0-9_]*)\s*\}\}$') AS direct
+		  FROM jsonb_each(coalesce(env, '{}'))),
+	embedded AS (
+		SELECT DISTINCT substr(p, 8) AS name
+		  FROM e, paas.tpl_placeholders(e.val) p
+		 WHERE e.direct IS NULL AND p LIKE 'secret.%')
+	SELECT coalesce(jsonb_agg(x ORDER BY ord, k), '[]') FROM (
+		SELECT 0 AS ord, 'PAAS_SECRET_' || name AS k,
+			   jsonb_build_object('name', 'PAAS_SECRET_' || name, 'valueFrom',
+				   jsonb_build_object('secretKeyRef', jsonb_build_object('name', secret_name, 'key', name))) AS x
+		  FROM embedded
+		UNION ALL
+		SELECT 1, key,
+			   CASE WHEN direct IS NOT NULL
+					THEN jsonb_build_object('name', key, 'valueFrom',
+							jsonb_build_object('secretKeyRef', jsonb_build_object('name', secret_name, 'key', direct)))
+					ELSE jsonb_build_object('name', key, 'value', paas.tpl_subst(val, vars)) END
+		  FROM e) y
+$$;
+COMMENT ON FUNCTION paas.container_env(jsonb, jsonb, text) IS
+	'a container''s env list from a template environment (secrets through secretKeyRef)';
+
+-- readiness, liveness and startup probes of a template probe (default: TCP
+-- on the app's port).
+CREATE FUNCTION paas.container_probes(p jsonb, port_name text) RETURNS jsonb
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	WITH h AS (
+		SELECT CASE coalesce(p ->> 'type', 'tcp')
+				 WHEN 'http' THEN jsonb_build_object('httpGet', jsonb_build_object(
+									'path', coalesce(p ->> 'path', '/'), 'port', port_name))
+				 WHEN 'exec' THEN jsonb_build_object('exec', jsonb_build_object('command', p -> 'command'))
+				 WHEN 'tcp' THEN jsonb_build_object('tcpSocket', jsonb_build_object('port', port_name))
+			   END AS handler,
+			   coalesce((p ->> 'periodSeconds')::int, 10) AS period,
+			   coalesce((p ->> 'timeoutSeconds')::int, 5) AS timeout,
+			   coalesce((p ->> 'failureThreshold')::int, 3) AS failures,
+			   coalesce((p ->> 'initialDelaySeconds')::int, 0) AS delay,
+			   coalesce((p ->> 'startupSeconds')::int, 600) AS startup)
+	SELECT CASE WHEN handler IS NULL THEN '{}'::jsonb ELSE jsonb_build_object(
+		'startupProbe', handler || jsonb_build_object('initialDelaySeconds', delay, 'periodSeconds', 5,
+						'timeoutSeconds', timeout, 'failureThreshold', greatest(1, ceil(startup / 5.0))::int),
+		'readinessProbe', handler || jsonb_build_object('periodSeconds', period, 'timeoutSeconds', timeout,
+						'failureThreshold', failures),
+		'livenessProbe', handler || jsonb_build_object('periodSeconds', greatest(period, 20),
+						'timeoutSeconds', timeout, 'failureThreshold', greatest(failures, 6))) END
+	  FROM h
+$$;
+COMMENT ON FUNCTION paas.container_probes(jsonb, text) IS
+	'startup, readiness and liveness probes of a template probe';
+
+CREATE FUNCTION paas.container_security(c jsonb) RETURNS jsonb
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN jsonb_build_object('allowPrivilegeEscalation', false,
+							  'seccompProfile', jsonb_build_object('type', 'RuntimeDefault'))
+		|| CASE WHEN (c ->> 'runAsUser')::bigint > 0 THEN jsonb_build_object(
+				'runAsUser', (c ->> 'runAsUser')::bigint,
+				'runAsGroup', coalesce((c ->> 'runAsGroup')::bigint, (c ->> 'runAsUser')::bigint),
+				'runAsNonRoot', true,
+				'capabilities', jsonb_build_object('drop', jsonb_build_array('ALL')))
+			ELSE '{}' END;
+COMMENT ON FUNCTION paas.container_security(jsonb) IS
+	'a container''s securityContext: no privilege escalation, RuntimeDefault seccomp, non-root when the template says so';
+
+-- The objects of an instance in apply order, for its desired state, and the
+-- objects to delete.  Returns {"apply": [...], "delete": [{apiVersion,
+-- kind, namespace, name}]}.  Secret data is "<redacted>" unless reveal.
+CREATE FUNCTION paas.instance_render(i paas.instances, v paas.services, reveal boolean,
+									 tpl jsonb DEFAULT NULL)
+	RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	cfg record := paas.instance_config();
+	d jsonb := coalesce(tpl, paas.service_template(v.id));
+	slug text := v.name;
+	vars jsonb := paas.instance_vars(i, v, d, false);
+	labels jsonb := paas.instance_labels(i, v.name);
+	sec_name text := i.name || '-secrets';
+	pvc_name text := i.name || '-data';
+	has_secrets boolean := (SELECT count(*) > 0 FROM jsonb_object_keys(coalesce(d -> 'secrets', '{}')));
+	has_volume boolean := i.storage_gib > 0;
+	exposed boolean := coalesce(d ->> 'expose', 'http') = 'http';
+	running boolean := i.desired_state = 'running';
+	containers jsonb;
+	pod jsonb;
+	apply jsonb := '[]';
+	del jsonb := '[]';
+	ref jsonb;
+	sc jsonb;
+BEGIN
+	IF i.desired_state = 'deleted' THEN
+		-- everything but the volume, which is kept for the retention period
+		FOREACH ref IN ARRAY ARRAY[
+			jsonb_build_object('apiVersion', 'networking.k8s.io/v1', 'kind', 'Ingress', 'name', i.name),
+			jsonb_build_object('apiVersion', 'v1', 'kind', 'Service', 'name', i.name),
+			jsonb_build_object('apiVersion', 'apps/v1', 'kind', 'Deployment', 'name', i.name),
+			jsonb_build_object('apiVersion', 'v1', 'kind', 'Secret', 'name', sec_name)] LOOP
+			del := del || jsonb_build_array(ref || jsonb_build_object('namespace', i.namespace));
+		END LOOP;
+		IF has_volume AND i.volume_purge_at IS NOT NULL AND i.volume_purge_at <= now() THEN
+			del := del || jsonb_build_array(jsonb_build_object('apiVersion', 'v1', 'kind', 'PersistentVolumeClaim',
+				'namespace', i.namespace, 'name', pvc_name));
+		END IF;
+		RETURN jsonb_build_object('apply', apply, 'delete', del);
+	END IF;
+
+	IF has_secrets THEN
+		apply := apply || jsonb_build_array(jsonb_build_object(
+			'apiVersion', 'v1', 'kind', 'Secret',
+			'metadata', paas.instance_meta(i, slug, sec_name),
+			'type', 'Opaque',
+			'data', (SELECT jsonb_object_agg(s.key, CASE WHEN reveal
+						THEN translate(encode(convert_to(coalesce(x.value, ''), 'UTF8'), 'base64'), E'\n', '')
+						ELSE '<redacted>' END)
+					   FROM jsonb_object_keys(d -> 'secrets') s(key)
+					   LEFT JOIN paas.instance_secrets x ON x.instance_id = i.id AND x.name = s.key)));
+	END IF;
+	IF has_volume THEN
+		apply := apply || jsonb_build_array(jsonb_build_object(
+			'apiVersion', 'v1', 'kind', 'PersistentVolumeClaim',
+			'metadata', paas.instance_meta(i, slug, pvc_name),
+			'spec', jsonb_build_object(
+				'accessModes', jsonb_build_array('ReadWriteOnce'),
+				'resources', jsonb_build_object('requests', jsonb_build_object('storage', i.storage_gib || 'Gi')))
+				|| CASE WHEN cfg.storage_class <> '' THEN jsonb_build_object('storageClassName', cfg.storage_class)
+						ELSE '{}' END));
+	END IF;
+
+	containers := jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+		'name', 'app',
+		'image', v.docker_image,
+		'ports', jsonb_build_array(jsonb_build_object('name', 'http', 'containerPort', v.container_port,
+													  'protocol', 'TCP')),
+		'command', (SELECT jsonb_agg(to_jsonb(paas.tpl_subst(x #>> '{}', vars)) ORDER BY n)
+					  FROM jsonb_array_elements(d -> 'command') WITH ORDINALITY a(x, n)),
+		'args', (SELECT jsonb_agg(to_jsonb(paas.tpl_subst(x #>> '{}', vars)) ORDER BY n)
+				   FROM jsonb_array_elements(d -> 'args') WITH ORDINALITY a(x, n)),
+		'env', paas.container_env(v.environment_vars, vars, sec_name),
+		'resources', jsonb_build_object(
+			'requests', jsonb_build_object('cpu', v.cpu_request_m || 'm', 'memory', v.mem_request_mib || 'Mi'),
+			'limits', jsonb_build_object('cpu', v.cpu_limit_m || 'm', 'memory', v.mem_limit_mib || 'Mi')),
+		'volumeMounts', CASE WHEN has_volume THEN jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+							'name', 'data', 'mountPath', coalesce(d ->> 'volumeMountPath', '/data'),
+							'subPath', d ->> 'volumeSubPath'))) END,
+		'securityContext', paas.container_security(d),
+		'terminationMessagePolicy', 'FallbackToLogsOnError'))
+		|| paas.container_probes(d -> 'probe', 'http'));
+	FOR sc IN SELECT x FROM jsonb_array_elements(coalesce(d -> 'sidecars', '[]')) x LOOP
+		containers := containers || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+			'name', sc ->> 'name',
+			'image', sc ->> 'image',
+			'command', (SELECT jsonb_agg(to_jsonb(paas.tpl_subst(x #>> '{}', vars)) ORDER BY n)
+						  FROM jsonb_array_elements(sc -> 'command') WITH ORDINALITY a(x, n)),
+			'args', (SELECT jsonb_agg(to_jsonb(paas.tpl_subst(x #>> '{}', vars)) ORDER BY n)
+					   FROM jsonb_array_elements(sc -> 'args') WITH ORDINALITY a(x, n)),
+			'env', paas.container_env(sc -> 'env', vars, sec_name),
+			'resources', jsonb_build_object(
+				'requests', jsonb_build_object('cpu', paas.parse_cpu(sc ->> 'cpuRequest') || 'm',
+											   'memory', paas.parse_mem(sc ->> 'memRequest') || 'Mi'),
+				'limits', jsonb_build_object('cpu', paas.parse_cpu(sc ->> 'cpuLimit') || 'm',
+											 'memory', paas.parse_mem(sc ->> 'memLimit') || 'Mi')),
+			'volumeMounts', CASE WHEN has_volume AND sc ? 'volumeMountPath' THEN
+								jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+									'name', 'data', 'mountPath', sc ->> 'volumeMountPath',
+									'subPath', sc ->> 'volumeSubPath'))) END,
+			'securityContext', paas.container_security(sc),
+			'terminationMessagePolicy', 'FallbackToLogsOnError'))
+			|| CASE WHEN sc ? 'probe' THEN paas.container_probes(sc -> 'probe', NULL) - 'startupProbe'
+					ELSE '{}' END);
+	END LOOP;
+
+	pod := jsonb_strip_nulls(jsonb_build_object(
+		'automountServiceAccountToken', false,
+		'enableServiceLinks', false,
+		'terminationGracePeriodSeconds', 30,
+		'securityContext', jsonb_build_object('seccompProfile', jsonb_build_object('type', 'RuntimeDefault'))
+			|| CASE WHEN d ? 'fsGroup' THEN jsonb_build_object('fsGroup', (d ->> 'fsGroup')::bigint,
+							'fsGroupChangePolicy', 'OnRootMismatch') ELSE '{}' END
+			|| CASE WHEN (d ->> 'runAsUser')::bigint > 0 THEN jsonb_build_object('runAsNonRoot', true)
+					ELSE '{}' END,
+		'containers', containers,
+		'volumes', CASE WHEN has_volume THEN jsonb_build_array(jsonb_build_object(
+						'name', 'data', 'persistentVolumeClaim', jsonb_build_object('claimName', pvc_name))) END));
+
+	apply := apply || jsonb_build_array(jsonb_build_object(
+		'apiVersion', 'apps/v1', 'kind', 'Deployment',
+		'metadata', paas.instance_meta(i, slug, i.name),
+		'spec', jsonb_build_object(
+			'replicas', CASE WHEN running THEN 1 ELSE 0 END,
+			'revisionHistoryLimit', 2,
+			'progressDeadlineSeconds', 600,
+			'strategy', jsonb_build_object('type', 'Recreate'),
+			'selector', jsonb_build_object('matchLabels', jsonb_build_object('paas.dev/instance-id', i.id::text)),
+			'template', jsonb_build_object(
+				'metadata', jsonb_build_object('labels', labels)
+					|| CASE WHEN i.restarted_at IS NOT NULL THEN jsonb_build_object('annotations',
+							jsonb_build_object('paas.dev/restartedAt', paas.iso(i.restarted_at)))
+						ELSE '{}' END,
+				'spec', pod))));
+	apply := apply || jsonb_build_array(jsonb_build_object(
+		'apiVersion', 'v1', 'kind', 'Service',
+		'metadata', paas.instance_meta(i, slug, i.name),
+		'spec', jsonb_build_object(
+			'type', 'ClusterIP',
+			'selector', jsonb_build_object('paas.dev/instance-id', i.id::text),
+			'ports', jsonb_build_array(jsonb_build_object('name', 'http', 'port', v.container_port,
+														  'targetPort', 'http', 'protocol', 'TCP')))));
+	IF exposed AND running THEN
+		apply := apply || jsonb_build_array(jsonb_build_object(
+			'apiVersion', 'networking.k8s.io/v1', 'kind', 'Ingress',
+			'metadata', paas.instance_meta(i, slug, i.name) || jsonb_build_object('annotations',
+				jsonb_build_object('paas.dev/generation', i.generation::text,
+								   'cert-manager.io/cluster-issuer', cfg.cert_issuer)),
+			'spec', jsonb_build_object(
+				'ingressClassName', cfg.ingress_class,
+				'tls', jsonb_build_array(jsonb_build_object('hosts', jsonb_build_array(i.host),
+															 'secretName', i.name || '-tls')),
+				'rules', jsonb_build_array(jsonb_build_object(
+					'host', i.host,
+					'http', jsonb_build_object('paths', jsonb_build_array(jsonb_build_object(
+						'path', '/', 'pathType', 'Prefix',
+						'backend', jsonb_build_object('service', jsonb_build_object(
+							'name', i.name, 'port', jsonb_build_object('number', v.container_port)))))))))));
+	ELSE
+		del := del || jsonb_build_array(jsonb_build_object('apiVersion', 'networking.k8s.io/v1',
+			'kind', 'Ingress', 'namespace', i.namespace, 'name', i.name));
+	END IF;
+	RETURN jsonb_build_object('apply', apply, 'delete', del);
+END
+$$;
+COMMENT ON FUNCTION paas.instance_render(paas.instances, paas.services, boolean, jsonb) IS
+	'objects to apply (in order) and to delete for an instance''s desired state; secrets redacted unless reveal '
+	'(tpl: a template to try instead of the stored one)';
+
+-- The namespace objects of a customer: Namespace, ResourceQuota (the sum
+-- of the live instances: running ones for pods, cpu and memory, every
+-- instance that still has a volume for storage), LimitRange,
+-- NetworkPolicy.
+CREATE FUNCTION paas.namespace_render(ns paas.instance_namespaces) RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	cfg record := paas.instance_config();
+	labels jsonb := jsonb_build_object('app.kubernetes.io/managed-by', 'paas',
+									   'paas.dev/user-id', ns.user_id::text);
+	meta jsonb := jsonb_build_object('namespace', ns.name, 'labels', labels,
+									 'annotations', jsonb_build_object('paas.dev/generation', ns.generation::text));
+	q record;
+BEGIN
+	SELECT count(*) FILTER (WHERE i.desired_state = 'running') AS pods,
+		   coalesce(sum(i.cpu_request_m) FILTER (WHERE i.desired_state = 'running'), 0) AS cpu_req,
+		   coalesce(sum(i.cpu_limit_m) FILTER (WHERE i.desired_state = 'running'), 0) AS cpu_lim,
+		   coalesce(sum(i.mem_request_mib) FILTER (WHERE i.desired_state = 'running'), 0) AS mem_req,
+		   coalesce(sum(i.mem_limit_mib) FILTER (WHERE i.desired_state = 'running'), 0) AS mem_lim,
+		   coalesce(sum(i.storage_gib) FILTER (WHERE i.storage_gib > 0 AND i.volume_deleted_at IS NULL), 0) AS storage,
+		   count(*) FILTER (WHERE i.storage_gib > 0 AND i.volume_deleted_at IS NULL) AS pvcs
+	  INTO q
+	  FROM paas.instances i WHERE i.user_id = ns.user_id;
+	RETURN jsonb_build_array(
+		jsonb_build_object('apiVersion', 'v1', 'kind', 'Namespace',
+			'metadata', jsonb_build_object('name', ns.name,
+				'labels', labels || jsonb_build_object('pod-security.kubernetes.io/enforce', 'baseline'),
+				'annotations', meta -> 'annotations')),
+		jsonb_build_object('apiVersion', 'v1', 'kind', 'ResourceQuota',
+			'metadata', meta || jsonb_build_object('name', 'paas-quota'),
+			'spec', jsonb_build_object('hard', jsonb_build_object(
+				'pods', q.pods::text,
+				'requests.cpu', q.cpu_req || 'm', 'limits.cpu', q.cpu_lim || 'm',
+				'requests.memory', q.mem_req || 'Mi', 'limits.memory', q.mem_lim || 'Mi',
+				'requests.storage', q.storage || 'Gi', 'persistentvolumeclaims', q.pvcs::text,
+				'services.loadbalancers', '0', 'services.nodeports', '0'))),
+		jsonb_build_object('apiVersion', 'v1', 'kind', 'LimitRange',
+			'metadata', meta || jsonb_build_object('name', 'paas-limits'),
+			'spec', jsonb_build_object('limits', jsonb_build_array(jsonb_build_object(
+				'type', 'Container',
+				'default', jsonb_build_object('cpu', '500m', 'memory', '512Mi'),
+				'defaultRequest', jsonb_build_object('cpu', '100m', 'memory', '128Mi'),
+				'max', jsonb_build_object('cpu', '64', 'memory', '256Gi'))))),
+		jsonb_build_object('apiVersion', 'networking.k8s.io/v1', 'kind', 'NetworkPolicy',
+			'metadata', meta || jsonb_build_object('name', 'paas-isolation'),
+			'spec', jsonb_build_object(
+				'podSelector', '{}'::jsonb,
+				'policyTypes', jsonb_build_array('Ingress', 'Egress'),
+				-- in: the customer's own pods and the ingress controller only
+				'ingress', jsonb_build_array(jsonb_build_object('from', jsonb_build_array(
+					jsonb_build_object('podSelector', '{}'::jsonb),
+					jsonb_build_object('namespaceSelector', jsonb_build_object('matchLabels',
+						jsonb_build_object('kubernetes.io/metadata.name', cfg.ingress_namespace)))))),
+				-- out: the customer's own pods, namespaces that belong to no
+				-- customer (DNS, the platform), and addresses outside the
+				-- private ranges (the internet); never another customer
+				'egress', jsonb_build_array(
+					jsonb_build_object('to', jsonb_build_array(jsonb_build_object('podSelector', '{}'::jsonb))),
+					jsonb_build_object('to', jsonb_build_array(jsonb_build_object('namespaceSelector',
+						jsonb_build_object('matchExpressions', jsonb_build_array(jsonb_build_object(
+							'key', 'paas.dev/user-id', 'operator', 'DoesNotExist')))))),
+					jsonb_build_object('to', jsonb_build_array(jsonb_build_object('ipBlock', jsonb_build_object(
+						'cidr', '0.0.0.0/0',
+						'except', jsonb_build_array('10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16',
+													'100.64.0.0/10', '169.254.0.0/16')))))))));
+END
+$$;
+COMMENT ON FUNCTION paas.namespace_render(paas.instance_namespaces) IS
+	'a customer''s Namespace, ResourceQuota (sum of live instances), LimitRange and NetworkPolicy';
+
+-- What the reconciler applies for an instance, as a DBA can read it:
+-- {"namespace": [...], "apply": [...], "delete": [...]}, secret values
+-- redacted unless reveal_secrets.  PT404 for an unknown instance.
+CREATE FUNCTION paas.instance_manifests(instance_id uuid, reveal_secrets boolean DEFAULT false)
+	RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	i paas.instances;
+	v paas.services;
+	ns paas.instance_namespaces;
+BEGIN
+	SELECT * INTO i FROM paas.instances x WHERE x.id = instance_manifests.instance_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Instance not found' USING ERRCODE = 'PT404';
+	END IF;
+	SELECT * INTO v FROM paas.services WHERE id = i.service_id;
+	SELECT * INTO ns FROM paas.instance_namespaces WHERE user_id = i.user_id;
+	RETURN jsonb_build_object('namespace', paas.namespace_render(ns))
+		|| paas.instance_render(i, v, reveal_secrets);
+END
+$$;
+COMMENT ON FUNCTION paas.instance_manifests(uuid, boolean) IS
+	'exactly what the reconciler applies and deletes for an instance (secrets redacted unless asked)';
+
+------------------------------------------------------------------------------
+-- Saving a service: the template must render
+------------------------------------------------------------------------------
+
+-- A sample instance of a service, for the render check.
+CREATE FUNCTION paas.sample_instance(v paas.services, d jsonb) RETURNS paas.instances
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	i paas.instances;
+	r record := paas.template_resources(v, d);
+	id uuid := '00000000-0000-4000-8000-000000000000';
+BEGIN
+	i.id := id;
+	i.subscription_id := id;
+	i.user_id := id;
+	i.service_id := v.id;
+	i.name := paas.instance_name_for(v.name, id);
+	i.namespace := paas.namespace_name_for(id);
+	i.host := i.name || '.' || (paas.instance_config()).apps_domain;
+	i.status := 'PENDING';
+	i.desired_state := 'running';
+	i.generation := 1;
+	i.cpu_request_m := r.cpu_request_m;
+	i.cpu_limit_m := r.cpu_limit_m;
+	i.mem_request_mib := r.mem_request_mib;
+	i.mem_limit_mib := r.mem_limit_mib;
+	i.storage_gib := r.storage_gib;
+	RETURN i;
+END
+$$;
+COMMENT ON FUNCTION paas.sample_instance(paas.services, jsonb) IS 'an unsaved instance of a service, for checks';
+
+-- Field errors of a service with a template, the trial render included.
+CREATE FUNCTION paas.template_check(v paas.services, d jsonb) RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	errs jsonb := paas.template_errors(v, d);
+	msg text;
+BEGIN
+	IF jsonb_array_length(errs) = 0 THEN
+		BEGIN
+			PERFORM paas.instance_render(paas.sample_instance(v, d), v, false, d);
+		EXCEPTION WHEN OTHERS THEN
+			GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+			errs := paas.add_err(errs, 'deployment', 'the deployment template does not render: ' || msg);
+		END;
+	END IF;
+	RETURN errs;
+END
+$$;
+COMMENT ON FUNCTION paas.template_check(paas.services, jsonb) IS
+	'field errors of a service and a template, a trial render of a sample instance included';
+
+CREATE FUNCTION paas.services_template_guard() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	IF current_setting('paas_templates.checked', true) IS DISTINCT FROM 'on' AND NOT paas.restoring() THEN
+		PERFORM paas.raise_if_invalid(paas.template_check(NEW, paas.service_template(NEW.id)));
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION paas.services_template_guard() IS
+	'trigger: PT400 with field errors when a service saved with its template does not render';
+CREATE TRIGGER services_template_guard
+	BEFORE INSERT OR UPDATE OF environment_vars, docker_image, container_port, storage_gib
+	ON paas.services
+	FOR EACH ROW EXECUTE FUNCTION paas.services_template_guard();
+
+CREATE FUNCTION paas.service_templates_guard() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	v paas.services;
+BEGIN
+	IF paas.restoring() THEN
+		RETURN NEW;
+	END IF;
+	SELECT * INTO v FROM paas.services WHERE id = NEW.service_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Service not found' USING ERRCODE = 'PT404';
+	END IF;
+	IF current_setting('paas_templates.checked', true) IS DISTINCT FROM 'on' THEN
+		PERFORM paas.raise_if_invalid(paas.template_check(v, NEW.deployment));
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION paas.service_templates_guard() IS
+	'trigger: PT400 with field errors when a template does not render for its service';
+CREATE TRIGGER service_templates_guard
+	BEFORE INSERT OR UPDATE ON paas.service_templates
+	FOR EACH ROW EXECUTE FUNCTION paas.service_templates_guard();
+
+------------------------------------------------------------------------------
+-- Instance bookkeeping shared by the money rules and the reconciler
+------------------------------------------------------------------------------
+
+-- Records an event of an instance.
+CREATE FUNCTION paas.instance_log(instance_id uuid, event text, from_status text, to_status text,
+								  generation bigint, message text, detail jsonb DEFAULT NULL,
+								  actor text DEFAULT 'system', actor_id uuid DEFAULT NULL)
+	RETURNS void
+	LANGUAGE sql VOLATILE
+	BEGIN ATOMIC
+		INSERT INTO paas.instance_events (instance_id, event, from_status, to_status, generation,
+										  message, detail, actor, actor_id)
+		VALUES (instance_id, event, from_status, to_status, generation, message, detail, actor, actor_id);
+	END;
+COMMENT ON FUNCTION paas.instance_log(uuid, text, text, text, bigint, text, jsonb, text, uuid) IS
+	'records an event of an instance';
+
+-- Generates the secrets the template declares that the instance does not
+-- have yet (base64url, of the declared length).  Existing ones never change.
+CREATE FUNCTION paas.instance_ensure_secrets(i paas.instances, v paas.services) RETURNS void
+	LANGUAGE sql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+	BEGIN ATOMIC
+		INSERT INTO paas.instance_secrets (instance_id, name, value)
+		SELECT i.id, s.key,
+			   left(translate(encode(public.gen_random_bytes(coalesce((s.value ->> 'length')::int, 24)), 'base64'),
+								 E'+/=\n', '-_'),
+					coalesce((s.value ->> 'length')::int, 24))
+		  FROM jsonb_each(coalesce(paas.service_template(v.id) -> 'secrets', '{}')) s
+		ON CONFLICT DO NOTHING;
+	END;
+COMMENT ON FUNCTION paas.instance_ensure_secrets(paas.instances, paas.services) IS
+	'generates the declared secrets an instance does not have yet (never changes existing ones)';
+
+-- The customer's namespace row, created or brought back to "present", with
+-- a new generation (its quota depends on the instances).  Wakes the
+-- reconciler at commit.
+CREATE FUNCTION paas.namespace_touch(uid uuid) RETURNS paas.instance_namespaces
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	ns paas.instance_namespaces;
+BEGIN
+	INSERT INTO paas.instance_namespaces (user_id, name)
+	VALUES (uid, paas.namespace_name_for(uid))
+	ON CONFLICT (user_id) DO UPDATE
+	   SET generation = paas.instance_namespaces.generation + 1,
+		   desired_state = 'present',
+		   state = CASE WHEN paas.instance_namespaces.state IN ('DELETING', 'DELETED') THEN 'PENDING'
+						ELSE paas.instance_namespaces.state END,
+		   due_at = now(), attempts = 0, updated_at = now()
+	RETURNING * INTO ns;
+	PERFORM paas.instance_wake();
+	RETURN ns;
+END
+$$;
+COMMENT ON FUNCTION paas.namespace_touch(uuid) IS
+	'creates or re-generates a customer''s namespace row (its quota follows the instances)';
+
+-- Applies an event to an instance row (locked by the caller): the status
+-- machine, the timestamps of the new status, the event row.  Returns the
+-- new status.  PT409 when the machine refuses.
+CREATE FUNCTION paas.instance_apply_event(inst_id uuid, event text, message text,
+										  actor text DEFAULT 'system', actor_id uuid DEFAULT NULL,
+										  detail jsonb DEFAULT NULL)
+	RETURNS text
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	i paas.instances;
+	nxt text;
+BEGIN
+	SELECT * INTO i FROM paas.instances WHERE id = inst_id;
+	nxt := paas.instance_transition(i.status, event);
+	IF nxt <> i.status THEN
+		UPDATE paas.instances
+		   SET status = nxt, status_changed_at = now(), updated_at = now(),
+			   ever_running = ever_running OR nxt = 'RUNNING',
+			   ready_at = CASE WHEN nxt = 'RUNNING' THEN now() ELSE ready_at END,
+			   stopped_at = CASE WHEN nxt = 'STOPPED' THEN now() ELSE stopped_at END,
+			   ended_at = CASE WHEN nxt IN ('DELETED', 'FAILED') THEN coalesce(ended_at, now()) ELSE ended_at END
+		 WHERE id = inst_id;
+		PERFORM paas.instance_log(inst_id, event, i.status, nxt, i.generation, message, detail, actor, actor_id);
+	END IF;
+	RETURN nxt;
+END
+$$;
+COMMENT ON FUNCTION paas.instance_apply_event(uuid, text, text, text, uuid, jsonb) IS
+	'moves an instance through the status machine (PT409 when illegal) and records the change';
+
+-- ---- new: sql/parts/71_instance_money.sql ----
+-- paas -- instances tied to the money: every subscription has its
+-- instance, the subscription's status decides what the instance should be,
+-- a sale needs free capacity, and an instance that never starts is
+-- refunded.
+--
+-- Rules a reader must know.
+--   * One place decides what an instance should be,
+--     paas.instance_desired(subscription status, admin_stopped):
+--     ACTIVE, GRACE and CANCELLED (served until the period ends) -> running
+--     (stopped when an administrator stopped it); SUSPENDED -> stopped
+--     (replicas 0, ingress gone, data kept); EXPIRED -> deleted (the volume
+--     is kept paas.instance_data_retention, default 7 days, then deleted).
+--   * Triggers on paas.subscriptions apply it set-based, in the transaction
+--     of the business change (a sale, the renewal run's batches, an admin's
+--     PUT): a new subscription gets its PENDING instance, a status change
+--     bumps the instance's generation and wakes the reconciler at commit
+--     (only rows whose status changed are looked at).  A revival of an ended instance (EXPIRED ->
+--     ACTIVE) is "recreate": PENDING again, its volume reused if kept.
+--   * Capacity: paas.instance_capacity_check(service) refuses (PT409, so
+--     nothing is charged) when the ACTIVE, ready, schedulable nodes of the
+--     registry lack the cpu or memory for one more instance after the
+--     requests of every instance that should run; it is called by the sale
+--     and by a revival (one line each in 60_subscriptions.sql) and
+--     serialises them with an advisory lock held to commit.
+--   * Start deadline: the job instance_deadlines fails an instance that has
+--     not reached RUNNING within paas.instance_start_deadline (default 30
+--     min) of its start, expires its subscription and refunds the charge
+--     of that period in full: a ledger entry revenue -> wallet (key
+--     "subscription:<id>:period:<n>:refund", so at most once whatever
+--     races) and a credit note voiding the period's invoice.
+
+------------------------------------------------------------------------------
+-- What an instance should be
+------------------------------------------------------------------------------
+
+CREATE FUNCTION paas.instance_desired(sub_status text, admin_stopped boolean) RETURNS text
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	RETURN CASE WHEN sub_status = 'EXPIRED' THEN 'deleted'
+				WHEN sub_status = 'SUSPENDED' OR admin_stopped THEN 'stopped'
+				ELSE 'running' END;
+COMMENT ON FUNCTION paas.instance_desired(text, boolean) IS
+	'desired state of an instance: EXPIRED -> deleted, SUSPENDED or stopped by an admin -> stopped, else running';
+
+-- Sets what a set of instances should be (ids, in id order to keep lock
+-- order), bumping the generation of those that change, recording the
+-- change, and re-generating their namespaces.  Ended instances wanted
+-- again are recreated (PENDING, a new start deadline).  Returns the number
+-- of instances changed.
+CREATE FUNCTION paas.instances_set_desired(ids uuid[], reason text, actor text DEFAULT 'billing',
+										   actor_id uuid DEFAULT NULL)
+	RETURNS integer
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	n integer;
+	retention interval := (paas.instance_config()).data_retention;
+BEGIN
+	WITH want AS (
+		SELECT i.id, i.status, i.desired_state AS old_desired, i.generation,
+			   paas.instance_desired(s.status, i.admin_stopped) AS desired
+		  FROM paas.instances i JOIN paas.subscriptions s ON s.id = i.subscription_id
+		 WHERE i.id = ANY (ids)
+		 ORDER BY i.id
+		   FOR UPDATE OF i),
+	ch AS (
+		SELECT w.*,
+			   CASE WHEN w.desired = 'deleted' AND w.status NOT IN ('DELETED', 'DELETING', 'FAILED')
+					THEN 'delete'
+					WHEN w.desired <> 'deleted' AND w.status IN ('DELETED', 'DELETING', 'FAILED')
+					THEN 'recreate' END AS ev
+		  FROM want w WHERE w.desired <> w.old_desired),
+	upd AS (
+		UPDATE paas.instances i
+		   SET desired_state = ch.desired,
+			   generation = i.generation + 1,
+			   status = CASE WHEN ch.ev IS NULL THEN i.status ELSE paas.instance_transition(i.status, ch.ev) END,
+			   status_changed_at = CASE WHEN ch.ev IS NULL THEN i.status_changed_at ELSE now() END,
+			   start_requested_at = CASE WHEN ch.ev = 'recreate' OR (ch.desired = 'running' AND NOT i.ever_running)
+										 THEN now() ELSE i.start_requested_at END,
+			   ever_running = CASE WHEN ch.ev = 'recreate' THEN false ELSE i.ever_running END,
+			   refunded_at = CASE WHEN ch.ev = 'recreate' THEN NULL ELSE i.refunded_at END,
+			   ended_at = CASE WHEN ch.ev = 'recreate' THEN NULL ELSE i.ended_at END,
+			   volume_purge_at = CASE WHEN ch.desired = 'deleted' AND i.storage_gib > 0
+										   AND i.volume_deleted_at IS NULL
+									  THEN now() + retention
+									  WHEN ch.ev = 'recreate' AND i.volume_deleted_at IS NULL THEN NULL
+									  ELSE i.volume_purge_at END,
+			   volume_deleted_at = CASE WHEN ch.ev = 'recreate' THEN NULL ELSE i.volume_deleted_at END,
+			   last_error = CASE WHEN ch.ev = 'recreate' THEN NULL ELSE i.last_error END,
+			   attempts = 0, polls = 0, due_at = now(), updated_at = now()
+		  FROM ch
+		 WHERE i.id = ch.id
+		RETURNING i.id, i.user_id, ch.status AS from_status, i.status AS to_status, i.generation,
+				  ch.old_desired, i.desired_state, ch.ev)
+	, logged AS (
+		INSERT INTO paas.instance_events (instance_id, event, from_status, to_status, generation,
+										  message, detail, actor, actor_id)
+		SELECT u.id, coalesce(u.ev, 'desired'), u.from_status, u.to_status, u.generation,
+			   format('%s: %s -> %s', reason, u.old_desired, u.desired_state),
+			   jsonb_build_object('desiredState', u.desired_state),
+			   instances_set_desired.actor, instances_set_desired.actor_id
+		  FROM upd u
+		RETURNING instance_id)
+	SELECT count(*) INTO n FROM logged;
+	IF n > 0 THEN
+		PERFORM paas.namespace_touch(u) FROM (
+			SELECT DISTINCT i.user_id AS u FROM paas.instances i WHERE i.id = ANY (ids) ORDER BY 1) x;
+		PERFORM paas.instance_wake();
+	END IF;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION paas.instances_set_desired(uuid[], text, text, uuid) IS
+	'applies paas.instance_desired to instances; new generation, event and namespace re-generation for each change';
+
+------------------------------------------------------------------------------
+-- Every subscription has its instance
+------------------------------------------------------------------------------
+
+-- Statement trigger: one instance per new subscription, named
+-- <service>-<8 hex of its id> (more digits on the rare clash), in the
+-- customer's namespace, with the template's secrets generated.
+CREATE FUNCTION paas.subscriptions_new_instances() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	domain text := (paas.instance_config()).apps_domain;
+	digits int;
+	made uuid[] := '{}';
+	more uuid[];
+BEGIN
+	IF paas.restoring() THEN
+		RETURN NULL;
+	END IF;
+	FOREACH digits IN ARRAY ARRAY[8, 12, 32] LOOP
+		WITH s AS (
+			SELECT gen_random_uuid() AS iid, ns.id AS sid, ns.user_id, ns.service_id, ns.status
+			  FROM new_subs ns
+			 WHERE NOT EXISTS (SELECT 1 FROM paas.instances x WHERE x.subscription_id = ns.id)),
+		ins AS (
+			INSERT INTO paas.instances (id, subscription_id, user_id, service_id, name, namespace, host,
+										desired_state, cpu_request_m, cpu_limit_m, mem_request_mib,
+										mem_limit_mib, storage_gib)
+			SELECT s.iid, s.sid, s.user_id, s.service_id, nm, paas.namespace_name_for(s.user_id),
+				   nm || '.' || domain, paas.instance_desired(s.status, false),
+				   r.cpu_request_m, r.cpu_limit_m, r.mem_request_mib, r.mem_limit_mib, r.storage_gib
+			  FROM s
+			  JOIN paas.services v ON v.id = s.service_id
+			  CROSS JOIN LATERAL paas.template_resources(v, paas.service_template(v.id)) r
+			  CROSS JOIN LATERAL paas.instance_name_for(v.name, s.iid, digits) nm
+			 ORDER BY s.sid
+			ON CONFLICT (name) DO NOTHING
+			RETURNING id)
+		SELECT coalesce(array_agg(id), '{}') INTO more FROM ins;
+		made := made || more;
+		EXIT WHEN NOT EXISTS (SELECT 1 FROM new_subs ns
+							   WHERE NOT EXISTS (SELECT 1 FROM paas.instances x WHERE x.subscription_id = ns.id));
+	END LOOP;
+	IF cardinality(made) = 0 THEN
+		RETURN NULL;
+	END IF;
+	INSERT INTO paas.instance_secrets (instance_id, name, value)
+	SELECT i.id, s.key,
+		   left(translate(encode(public.gen_random_bytes(coalesce((s.value ->> 'length')::int, 24)), 'base64'),
+						  E'+/=\n', '-_'),
+				coalesce((s.value ->> 'length')::int, 24))
+	  FROM paas.instances i
+	  JOIN paas.services v ON v.id = i.service_id
+	  CROSS JOIN LATERAL jsonb_each(coalesce(paas.service_template(v.id) -> 'secrets', '{}')) s
+	 WHERE i.id = ANY (made);
+	INSERT INTO paas.instance_events (instance_id, event, to_status, generation, message, detail)
+	SELECT i.id, 'create', i.status, i.generation, 'instance created for the subscription',
+		   jsonb_build_object('desiredState', i.desired_state, 'name', i.name, 'namespace', i.namespace)
+	  FROM paas.instances i WHERE i.id = ANY (made)
+	 ORDER BY i.id;
+	PERFORM paas.namespace_touch(u) FROM (
+		SELECT DISTINCT i.user_id AS u FROM paas.instances i WHERE i.id = ANY (made) ORDER BY 1) x;
+	PERFORM paas.instance_wake();
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION paas.subscriptions_new_instances() IS
+	'statement trigger: creates the instance of every new subscription';
+CREATE TRIGGER subscriptions_new_instances
+	AFTER INSERT ON paas.subscriptions
+	REFERENCING NEW TABLE AS new_subs
+	FOR EACH STATEMENT EXECUTE FUNCTION paas.subscriptions_new_instances();
+
+-- A change of subscription status changes what its instance should be.
+-- The row trigger notes only the rows whose status changed (C, a list in
+-- the transaction's memory: a renewal run's batches, whose statuses stay,
+-- cost one WHEN test a row); the statement trigger then applies them all
+-- set-based.
+CREATE FUNCTION paas.instance_note(subscription uuid) RETURNS void
+	AS 'MODULE_PATHNAME', 'paas_instance_note'
+	LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION paas.instance_note(uuid) IS
+	'notes a subscription whose status changed in this statement (for paas.instance_noted)';
+
+CREATE FUNCTION paas.instance_noted() RETURNS uuid[]
+	AS 'MODULE_PATHNAME', 'paas_instance_noted'
+	LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION paas.instance_noted() IS
+	'the subscriptions noted so far (NULL: none), forgotten as they are returned';
+
+CREATE FUNCTION paas.subscriptions_note_status() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	PERFORM paas.instance_note(NEW.id);
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION paas.subscriptions_note_status() IS
+	'row trigger: notes a subscription whose status changed';
+CREATE TRIGGER subscriptions_note_status
+	AFTER UPDATE OF status ON paas.subscriptions
+	FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+	EXECUTE FUNCTION paas.subscriptions_note_status();
+
+CREATE FUNCTION paas.subscriptions_follow_status() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	subs uuid[] := paas.instance_noted();
+	ids uuid[];
+BEGIN
+	IF subs IS NULL OR paas.restoring() THEN
+		RETURN NULL;
+	END IF;
+	SELECT array_agg(i.id ORDER BY i.id) INTO ids
+	  FROM paas.instances i JOIN paas.subscriptions s ON s.id = i.subscription_id
+	 WHERE i.subscription_id = ANY (subs)
+	   AND paas.instance_desired(s.status, i.admin_stopped) IS DISTINCT FROM i.desired_state;
+	IF ids IS NOT NULL THEN
+		PERFORM paas.instances_set_desired(ids, 'subscription status changed');
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION paas.subscriptions_follow_status() IS
+	'statement trigger: instances follow the status of the subscriptions the statement changed';
+CREATE TRIGGER subscriptions_follow_status
+	AFTER UPDATE ON paas.subscriptions
+	FOR EACH STATEMENT EXECUTE FUNCTION paas.subscriptions_follow_status();
+
+-- A catalog change (image, port, environment, resources, template) is a
+-- new generation of every instance of the service that is not over: the
+-- reconciler rolls it out.  Allocations follow the catalog.
+CREATE FUNCTION paas.service_roll(service_id uuid, why text) RETURNS integer
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	v paas.services;
+	r record;
+	users uuid[];
+	n integer;
+BEGIN
+	SELECT * INTO v FROM paas.services x WHERE x.id = service_roll.service_id;
+	r := paas.template_resources(v, paas.service_template(v.id));
+	WITH u AS (
+		UPDATE paas.instances i
+		   SET generation = generation + 1, cpu_request_m = r.cpu_request_m, cpu_limit_m = r.cpu_limit_m,
+			   mem_request_mib = r.mem_request_mib, mem_limit_mib = r.mem_limit_mib,
+			   -- a volume is never shrunk
+			   storage_gib = greatest(i.storage_gib, r.storage_gib),
+			   polls = 0, due_at = now(), updated_at = now()
+		 WHERE i.service_id = v.id AND i.desired_state <> 'deleted'
+		RETURNING i.id, i.user_id, i.status, i.generation),
+	l AS (
+		INSERT INTO paas.instance_events (instance_id, event, from_status, to_status, generation, message)
+		SELECT id, 'catalog', status, status, generation, why FROM u ORDER BY id
+		RETURNING instance_id)
+	SELECT array_agg(DISTINCT u.user_id), (SELECT count(*) FROM l) INTO users, n FROM u;
+	IF users IS NOT NULL THEN
+		PERFORM paas.namespace_touch(x) FROM unnest(users) x ORDER BY x;
+		PERFORM paas.instance_wake();
+	END IF;
+	RETURN coalesce(n, 0);
+END
+$$;
+COMMENT ON FUNCTION paas.service_roll(uuid, text) IS
+	'a new generation (and the catalog''s allocation) for every live instance of a service';
+
+CREATE FUNCTION paas.services_roll_instances() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	IF paas.restoring() THEN
+		RETURN NULL;
+	ELSIF TG_TABLE_NAME = 'service_templates' THEN
+		IF TG_OP = 'INSERT' OR NEW.deployment IS DISTINCT FROM OLD.deployment THEN
+			PERFORM paas.service_roll(NEW.service_id, 'the service''s deployment template changed: rolling out');
+		END IF;
+	ELSIF (NEW.docker_image, NEW.container_port, NEW.environment_vars, NEW.cpu_request_m,
+		   NEW.cpu_limit_m, NEW.mem_request_mib, NEW.mem_limit_mib, NEW.storage_gib)
+		  IS DISTINCT FROM
+		  (OLD.docker_image, OLD.container_port, OLD.environment_vars, OLD.cpu_request_m,
+		   OLD.cpu_limit_m, OLD.mem_request_mib, OLD.mem_limit_mib, OLD.storage_gib) THEN
+		PERFORM paas.service_roll(NEW.id, 'the service''s catalog entry changed: rolling out');
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION paas.services_roll_instances() IS
+	'trigger: a catalog or template change is a new generation of the service''s instances';
+CREATE TRIGGER services_roll_instances
+	AFTER UPDATE ON paas.services
+	FOR EACH ROW EXECUTE FUNCTION paas.services_roll_instances();
+CREATE TRIGGER service_templates_roll_instances
+	AFTER INSERT OR UPDATE ON paas.service_templates
+	FOR EACH ROW EXECUTE FUNCTION paas.services_roll_instances();
+
+------------------------------------------------------------------------------
+-- Capacity
+------------------------------------------------------------------------------
+
+-- The partial index lets the sum of the live requests be an index-only scan.
+CREATE INDEX instances_live_requests_idx ON paas.instances (desired_state)
+	INCLUDE (cpu_request_m, mem_request_mib) WHERE desired_state = 'running';
+
+-- Free cpu (millicores) and memory (bytes) of the schedulable nodes after
+-- the requests of every instance that should run, and the largest node.
+CREATE FUNCTION paas.instance_capacity(OUT cpu_free_m bigint, OUT memory_free bigint,
+									   OUT cpu_largest_m bigint, OUT memory_largest bigint,
+									   OUT nodes integer)
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+	SELECT n.cpu - u.cpu, n.mem - u.mem, n.cpu_max, n.mem_max, n.nodes
+	  FROM (SELECT coalesce(sum(x.cpu_allocatable_m), 0)::bigint AS cpu,
+				   coalesce(sum(x.memory_allocatable), 0)::bigint AS mem,
+				   coalesce(max(x.cpu_allocatable_m), 0)::bigint AS cpu_max,
+				   coalesce(max(x.memory_allocatable), 0)::bigint AS mem_max,
+				   count(*)::int AS nodes
+			  FROM paas.nodes x WHERE x.status = 'ACTIVE' AND x.is_ready AND NOT x.cordoned) n,
+		   (SELECT coalesce(sum(i.cpu_request_m), 0)::bigint AS cpu,
+				   coalesce(sum(i.mem_request_mib), 0)::bigint * 1048576 AS mem
+			  FROM paas.instances i WHERE i.desired_state = 'running') u
+$$;
+COMMENT ON FUNCTION paas.instance_capacity() IS
+	'free cpu and memory of the ACTIVE, ready, schedulable nodes after the live instances'' requests';
+
+-- PT409 unless one more instance of the service fits.  Holds an advisory
+-- lock until commit so that concurrent sales cannot both take the last
+-- room.
+CREATE FUNCTION paas.instance_capacity_check(service_id uuid, subscription_id uuid DEFAULT NULL)
+	RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	v paas.services;
+	r record;
+	c record;
+BEGIN
+	SELECT * INTO v FROM paas.services WHERE id = instance_capacity_check.service_id;
+	IF NOT FOUND THEN
+		RETURN;
+	END IF;
+	-- a subscription whose instance already counts needs no more room
+	IF EXISTS (SELECT 1 FROM paas.instances i
+				WHERE i.subscription_id = instance_capacity_check.subscription_id
+				  AND i.desired_state = 'running') THEN
+		RETURN;
+	END IF;
+	PERFORM pg_advisory_xact_lock(hashtextextended('paas.instance_capacity', 0));
+	r := paas.template_resources(v, paas.service_template(v.id));
+	c := paas.instance_capacity();
+	IF c.cpu_free_m < r.cpu_request_m OR c.memory_free < r.mem_request_mib::bigint * 1048576
+	   OR c.cpu_largest_m < r.cpu_request_m OR c.memory_largest < r.mem_request_mib::bigint * 1048576 THEN
+		RAISE EXCEPTION 'Not enough capacity in the cluster to run this service now'
+			USING ERRCODE = 'PT409',
+				  DETAIL = format('needs %s millicores and %s MiB; free on %s schedulable node(s): %s millicores, %s MiB',
+								  r.cpu_request_m, r.mem_request_mib, c.nodes, greatest(c.cpu_free_m, 0),
+								  greatest(c.memory_free, 0) / 1048576),
+				  HINT = 'Try again later; nothing was charged.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION paas.instance_capacity_check(uuid, uuid) IS
+	'PT409 when the schedulable nodes lack the cpu or memory for one more instance of the service '
+	'(none needed when the subscription''s instance already runs)';
+
+------------------------------------------------------------------------------
+-- The start deadline and its refund
+------------------------------------------------------------------------------
+
+-- Refunds, once, the charge of the subscription's current period: a ledger
+-- entry revenue -> wallet and a credit note voiding the period's invoice.
+-- Returns {amount, entryId, creditNote} ({amount: 0} for a free period).
+CREATE FUNCTION paas.instance_refund(i paas.instances, reason text) RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	s paas.subscriptions;
+	c paas.subscription_charges;
+	res jsonb;
+	cn jsonb;
+BEGIN
+	SELECT * INTO s FROM paas.subscriptions WHERE id = i.subscription_id;
+	SELECT * INTO c FROM paas.subscription_charges
+	 WHERE subscription_id = s.id AND period_no = s.period_no;
+	IF NOT FOUND OR c.amount = 0 THEN
+		RETURN jsonb_build_object('amount', 0);
+	END IF;
+	res := paas.ledger_post(format('subscription:%s:period:%s:refund', s.id, c.period_no),
+		jsonb_build_array(jsonb_build_object(
+			'kind', 'subscription_refund',
+			'memo', format('Refund: %s', reason),
+			'ref', jsonb_build_object('subscriptionId', s.id, 'instanceId', i.id, 'period', c.period_no,
+									  'refundOf', c.entry_id),
+			'postings', jsonb_build_array(
+				jsonb_build_object('account', paas.platform_account('revenue'), 'amount', -c.amount),
+				jsonb_build_object('account', paas.wallet_account(s.user_id), 'amount', c.amount)))));
+	IF (res ->> 'replayed')::boolean THEN
+		RETURN jsonb_build_object('amount', c.amount, 'entryId', (res #>> '{entries,0,id}')::bigint,
+								  'replayed', true);
+	END IF;
+	IF c.invoice_id IS NOT NULL AND EXISTS (SELECT 1 FROM paas.invoices x
+											 WHERE x.id = c.invoice_id AND x.voided_by IS NULL) THEN
+		cn := paas.void_invoice(c.invoice_id, reason);
+	END IF;
+	RETURN jsonb_build_object('amount', c.amount, 'entryId', (res #>> '{entries,0,id}')::bigint,
+							  'creditNote', cn -> 'number', 'replayed', false);
+END
+$$;
+COMMENT ON FUNCTION paas.instance_refund(paas.instances, text) IS
+	'refunds the current period''s charge once (ledger key subscription:<id>:period:<n>:refund) with a credit note';
+
+-- Job: instances that did not reach RUNNING within the start deadline fail;
+-- their subscription expires and is refunded.  Rows being changed by
+-- someone else are left to the next run (SKIP LOCKED).
+CREATE FUNCTION paas.job_instance_deadlines() RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	deadline interval := (paas.instance_config()).start_deadline;
+	i paas.instances;
+	s paas.subscriptions;
+	refund jsonb;
+	n integer := 0;
+	total bigint := 0;
+	msg text;
+BEGIN
+	FOR i IN SELECT * FROM paas.instances x
+			  WHERE x.status IN ('PENDING', 'PROVISIONING') AND NOT x.ever_running
+				AND x.desired_state = 'running' AND x.start_requested_at < now() - deadline
+			  ORDER BY x.start_requested_at
+			  LIMIT 500
+			  FOR UPDATE SKIP LOCKED LOOP
+		SELECT * INTO s FROM paas.subscriptions WHERE id = i.subscription_id FOR UPDATE SKIP LOCKED;
+		CONTINUE WHEN NOT FOUND;
+		msg := format('did not start within %s%s', deadline,
+					  coalesce(': ' || coalesce(i.last_error, i.status_message), ''));
+		PERFORM paas.instance_apply_event(i.id, 'fail', msg, 'system');
+		UPDATE paas.instances SET last_error = msg, last_error_at = now() WHERE id = i.id;
+		IF i.refunded_at IS NULL THEN
+			refund := paas.instance_refund(i, 'the instance did not start');
+			UPDATE paas.instances SET refunded_at = now() WHERE id = i.id;
+			PERFORM paas.instance_log(i.id, 'refund', 'FAILED', 'FAILED', i.generation,
+				format('refunded %s IDR', refund ->> 'amount'), refund, 'billing');
+			total := total + (refund ->> 'amount')::bigint;
+		END IF;
+		IF s.status <> 'EXPIRED' THEN
+			UPDATE paas.subscriptions
+			   SET status = paas.subscription_transition(s.status, 'expire'), ended_at = now(),
+				   grace_until = NULL, status_reason = 'the instance did not start; refunded', updated_at = now()
+			 WHERE id = s.id;
+			PERFORM paas.subscription_log(s.id, 'instance_failed', s.status, 'EXPIRED', NULL,
+										  'the instance did not start; refunded');
+		END IF;
+		n := n + 1;
+	END LOOP;
+	RETURN jsonb_build_object('failed', n, 'refunded', total);
+END
+$$;
+COMMENT ON FUNCTION paas.job_instance_deadlines() IS
+	'fails instances past paas.instance_start_deadline, expires and refunds their subscriptions';
+
+-- Job: instance events older than 90 days go.
+CREATE FUNCTION paas.job_prune_instance_events() RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	DELETE FROM paas.instance_events WHERE created_at < now() - interval '90 days';
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN jsonb_build_object('deleted', n);
+END
+$$;
+COMMENT ON FUNCTION paas.job_prune_instance_events() IS 'deletes instance events older than 90 days';
+
+INSERT INTO paas.job (name, fn, run_every, description) VALUES
+	('instance_deadlines', 'paas.job_instance_deadlines', '15 seconds',
+	 'fails instances that did not start in time and refunds their subscriptions'),
+	('prune_instance_events', 'paas.job_prune_instance_events', '1 hour',
+	 'deletes instance events older than 90 days');
+
+-- ---- new: sql/parts/72_instance_reconcile.sql ----
+-- paas -- the SQL side of the reconciler (bgworker/provisioner.c).  The C
+-- worker knows HTTP and nothing of Kubernetes objects: it claims units of
+-- work here, sends the calls they list with no transaction open, and
+-- reports the answers back here, each unit in a short transaction of its
+-- own.
+--
+-- Rules a reader must know.
+--   * A unit is a customer's namespace or an instance, due when due_at <=
+--     now() and not leased (claimed_until).  The claim (FOR UPDATE SKIP
+--     LOCKED) leases it for two minutes: a worker killed mid-way loses
+--     nothing, the unit is claimed again after the lease (or at once when
+--     the worker restarts: paas.provisioner_start releases every lease).
+--   * Namespaces go first: an instance that should run is claimed only
+--     once its namespace has been applied at its current generation, so the
+--     ResourceQuota always grows before the pods that need it.
+--   * Every object is applied by server-side apply (the worker sends PATCH
+--     application/apply-patch+yaml, fieldManager=paas, force=true): the
+--     same call creates, updates and repairs, and a repeated call changes
+--     nothing, so a crash between the call and its report only repeats a
+--     harmless call.  DELETE answering 404 is success.
+--   * Readiness is kubectl's rollout status rule (paas.deployment_rollout);
+--     waiting reasons of the pods (ImagePullBackOff, CrashLoopBackOff,
+--     Unschedulable ...) are shown to the owner (paas.pods_problem).  A
+--     watch of the Deployments brings rollouts' progress as events
+--     (paas.provisioner_watch_events); an instance whose rollout is under
+--     way is also looked at after 5 s, doubling to 5 min; errors back off per
+--     instance from 1 s to 5 min with jitter.
+--   * The periodic resync (paas.instance_resync_interval) lists every kind
+--     paas manages by label, a page of 500 at a time, and compares: an
+--     object missing or of an older generation, an ingress that should not
+--     be there, a rollout that disagrees with the status, all make their
+--     instance or namespace due again (a Deployment deleted by hand is
+--     recreated; a stand-in restarted empty is filled again).
+--   * Kubernetes Nodes read from the API feed the node registry (the
+--     capacity check's source) as registrations and heartbeats.
+
+------------------------------------------------------------------------------
+-- Paths and answers of the Kubernetes API
+------------------------------------------------------------------------------
+
+CREATE FUNCTION paas.k8s_resource(kind text) RETURNS text
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	RETURN CASE kind WHEN 'Namespace' THEN 'namespaces' WHEN 'Secret' THEN 'secrets'
+					 WHEN 'PersistentVolumeClaim' THEN 'persistentvolumeclaims'
+					 WHEN 'Service' THEN 'services' WHEN 'ResourceQuota' THEN 'resourcequotas'
+					 WHEN 'LimitRange' THEN 'limitranges' WHEN 'Deployment' THEN 'deployments'
+					 WHEN 'Ingress' THEN 'ingresses' WHEN 'NetworkPolicy' THEN 'networkpolicies'
+					 WHEN 'Pod' THEN 'pods' END;
+COMMENT ON FUNCTION paas.k8s_resource(text) IS 'the REST resource (plural) of a kind paas manages';
+
+-- The REST path of an object: /api/v1/... for the core group,
+-- /apis/<group>/<version>/... otherwise; cluster-scoped when ns is NULL.
+CREATE FUNCTION paas.k8s_path(api_version text, kind text, ns text, name text) RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN CASE WHEN api_version = 'v1' THEN '/api/v1' ELSE '/apis/' || api_version END
+		|| CASE WHEN ns IS NULL THEN '' ELSE '/namespaces/' || ns END
+		|| '/' || paas.k8s_resource(kind) || CASE WHEN name IS NULL THEN '' ELSE '/' || name END;
+COMMENT ON FUNCTION paas.k8s_path(text, text, text, text) IS 'REST path of a Kubernetes object';
+
+CREATE FUNCTION paas.k8s_object_path(o jsonb) RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN paas.k8s_path(o ->> 'apiVersion', o ->> 'kind',
+						 CASE WHEN o ->> 'kind' = 'Namespace' THEN NULL
+							  ELSE coalesce(o -> 'metadata' ->> 'namespace', o ->> 'namespace') END,
+						 coalesce(o -> 'metadata' ->> 'name', o ->> 'name'));
+COMMENT ON FUNCTION paas.k8s_object_path(jsonb) IS 'REST path of a manifest or of a {apiVersion, kind, namespace, name} reference';
+
+-- The message of an error answer (a Status object, or the transport error).
+CREATE FUNCTION paas.k8s_error_text(code integer, body text, err text) RETURNS text
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+	j jsonb;
+BEGIN
+	IF err IS NOT NULL AND err <> '' THEN
+		RETURN left('API unreachable: ' || err, 500);
+	END IF;
+	BEGIN
+		j := body::jsonb;
+	EXCEPTION WHEN OTHERS THEN
+		j := NULL;
+	END;
+	RETURN left(format('HTTP %s%s', code, coalesce(' ' || (j ->> 'reason'), '')
+						|| coalesce(': ' || (j ->> 'message'), coalesce(': ' || left(body, 200), ''))), 500);
+END
+$$;
+COMMENT ON FUNCTION paas.k8s_error_text(integer, text, text) IS 'a readable message of a failed API call';
+
+-- kubectl's rollout status rule for a Deployment object: "done" when the
+-- controller observed the current generation and every replica is updated
+-- and available, "failed" when progress stalled past its deadline
+-- (ProgressDeadlineExceeded), else "progressing", with kubectl's message.
+CREATE FUNCTION paas.deployment_rollout(d jsonb, OUT state text, OUT message text)
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+	st jsonb := coalesce(d -> 'status', '{}');
+	gen bigint := coalesce((d #>> '{metadata,generation}')::bigint, 0);
+	og bigint := (st ->> 'observedGeneration')::bigint;
+	want int := coalesce((d #>> '{spec,replicas}')::int, 1);
+	updated int := coalesce((st ->> 'updatedReplicas')::int, 0);
+	total int := coalesce((st ->> 'replicas')::int, 0);
+	avail int := coalesce((st ->> 'availableReplicas')::int, 0);
+	name text := coalesce(d #>> '{metadata,name}', '');
+BEGIN
+	IF og IS NULL OR gen > og THEN
+		state := 'progressing';
+		message := 'Waiting for deployment spec update to be observed...';
+	ELSIF EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce(st -> 'conditions', '[]')) c
+				   WHERE c ->> 'type' = 'Progressing' AND c ->> 'reason' = 'ProgressDeadlineExceeded') THEN
+		state := 'failed';
+		message := format('deployment "%s" exceeded its progress deadline', name);
+	ELSIF updated < want THEN
+		state := 'progressing';
+		message := format('Waiting for deployment "%s" rollout to finish: %s out of %s new replicas have been updated...',
+						  name, updated, want);
+	ELSIF total > updated THEN
+		state := 'progressing';
+		message := format('Waiting for deployment "%s" rollout to finish: %s old replicas are pending termination...',
+						  name, total - updated);
+	ELSIF avail < updated THEN
+		state := 'progressing';
+		message := format('Waiting for deployment "%s" rollout to finish: %s of %s updated replicas are available...',
+						  name, avail, updated);
+	ELSE
+		state := 'done';
+		message := format('deployment "%s" successfully rolled out', name);
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION paas.deployment_rollout(jsonb) IS
+	'kubectl rollout status rule of a Deployment: done | progressing | failed, with its message';
+
+-- What the pods of an instance say (a PodList): the first problem an owner
+-- should see (image pull, crash loop, configuration, scheduling), and the
+-- name of the newest pod.
+CREATE FUNCTION paas.pods_problem(pods jsonb, OUT problem text, OUT pod_name text, OUT restarts integer)
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	WITH p AS (
+		SELECT x AS pod, x #>> '{metadata,name}' AS name, x #>> '{metadata,creationTimestamp}' AS created
+		  FROM jsonb_array_elements(coalesce(pods -> 'items', '[]')) x
+		 WHERE x #>> '{metadata,deletionTimestamp}' IS NULL),
+	c AS (
+		SELECT p.name, p.created, cs ->> 'name' AS container, cs #>> '{state,waiting,reason}' AS reason,
+			   cs #>> '{state,waiting,message}' AS msg, coalesce((cs ->> 'restartCount')::int, 0) AS restarts
+		  FROM p, jsonb_array_elements(coalesce(p.pod #> '{status,initContainerStatuses}', '[]')
+									   || coalesce(p.pod #> '{status,containerStatuses}', '[]')) cs),
+	bad AS (
+		SELECT format('container %s: %s%s', container, reason, coalesce(': ' || left(msg, 300), '')) AS t, created
+		  FROM c
+		 WHERE reason IN ('ImagePullBackOff', 'ErrImagePull', 'CrashLoopBackOff', 'CreateContainerConfigError',
+						  'CreateContainerError', 'InvalidImageName', 'RunContainerError')
+		UNION ALL
+		SELECT format('%s: %s', cd ->> 'reason', left(cd ->> 'message', 300)), p.created
+		  FROM p, jsonb_array_elements(coalesce(p.pod #> '{status,conditions}', '[]')) cd
+		 WHERE cd ->> 'type' = 'PodScheduled' AND cd ->> 'status' = 'False')
+	SELECT (SELECT t FROM bad ORDER BY created DESC NULLS LAST LIMIT 1),
+		   (SELECT name FROM p ORDER BY created DESC NULLS LAST, name LIMIT 1),
+		   (SELECT coalesce(max(restarts), 0)::int FROM c)
+$$;
+COMMENT ON FUNCTION paas.pods_problem(jsonb) IS
+	'the waiting reason or scheduling problem an owner should see, and the newest pod''s name';
+
+-- Delay before the next try after n consecutive errors: 1 s doubling to 5
+-- min, +-25 % jitter so that failing instances spread out.
+CREATE FUNCTION paas.retry_delay(n integer) RETURNS interval
+	LANGUAGE sql VOLATILE PARALLEL SAFE
+	RETURN make_interval(secs => least(300, power(2, greatest(n, 1) - 1)) * (0.75 + random() * 0.5));
+COMMENT ON FUNCTION paas.retry_delay(integer) IS 'error backoff: 1 s doubling to 5 min, with jitter';
+
+-- Delay before looking again at a rollout under way (n-th look): 5 s
+-- doubling to 5 min.  The Deployment watch brings the news as it happens;
+-- these looks are the net under it (and fetch the pods of a slow rollout
+-- for its reason), sparse enough that thousands of slow rollouts at once
+-- cost a few calls a second.
+CREATE FUNCTION paas.poll_delay(n integer) RETURNS interval
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN make_interval(secs => least(300, 5 * power(2, least(greatest(n, 1) - 1, 6))));
+COMMENT ON FUNCTION paas.poll_delay(integer) IS 'delay between looks at a rollout under way (5 s doubling to 5 min)';
+
+------------------------------------------------------------------------------
+-- Claims
+------------------------------------------------------------------------------
+
+-- At start: releases every lease of a previous (crashed) worker.
+CREATE FUNCTION paas.provisioner_start() RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	a bigint;
+	b bigint;
+BEGIN
+	UPDATE paas.instance_namespaces SET claimed_until = NULL, due_at = coalesce(due_at, now())
+	 WHERE claimed_until IS NOT NULL;
+	GET DIAGNOSTICS a = ROW_COUNT;
+	UPDATE paas.instances SET claimed_until = NULL, due_at = coalesce(due_at, now())
+	 WHERE claimed_until IS NOT NULL;
+	GET DIAGNOSTICS b = ROW_COUNT;
+	RETURN jsonb_build_object('namespaces', a, 'instances', b);
+END
+$$;
+COMMENT ON FUNCTION paas.provisioner_start() IS 'releases the leases of a previous provisioner';
+
+-- The calls of a namespace unit.
+CREATE FUNCTION paas.namespace_ops(ns paas.instance_namespaces)
+	RETURNS TABLE (seq integer, verb text, path text, body text, want boolean, tag text)
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	o jsonb;
+	n integer := 0;
+	full_apply boolean := ns.state <> 'READY' OR ns.force_apply;
+BEGIN
+	IF ns.desired_state = 'absent' THEN
+		RETURN QUERY SELECT 1, 'DELETE'::text, paas.k8s_path('v1', 'Namespace', NULL, ns.name), NULL::text,
+							false, 'namespace'::text;
+		RETURN;
+	END IF;
+	FOR o IN SELECT x FROM jsonb_array_elements(paas.namespace_render(ns)) x LOOP
+		-- a namespace already READY only needs its quota again
+		CONTINUE WHEN NOT full_apply AND o ->> 'kind' <> 'ResourceQuota';
+		n := n + 1;
+		seq := n;
+		verb := 'APPLY';
+		path := paas.k8s_object_path(o);
+		body := o::text;
+		want := false;
+		tag := lower(o ->> 'kind');
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION paas.namespace_ops(paas.instance_namespaces) IS 'the API calls that converge a customer namespace';
+
+-- The calls of an instance unit: the full apply (or deletion) when the
+-- generation is not applied yet or drift was found, else a look at the
+-- rollout (and, from the third look, at the pods).
+CREATE FUNCTION paas.instance_ops(i paas.instances)
+	RETURNS TABLE (seq integer, verb text, path text, body text, want boolean, tag text)
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	v paas.services;
+	r jsonb;
+	o jsonb;
+	n integer := 0;
+	pods text := paas.k8s_path('v1', 'Pod', i.namespace, NULL)
+				 || '?labelSelector=paas.dev%2Finstance-id%3D' || i.id::text;
+BEGIN
+	SELECT * INTO v FROM paas.services WHERE id = i.service_id;
+	IF i.generation <> i.observed_generation OR i.force_apply
+	   OR (i.desired_state = 'deleted' AND i.storage_gib > 0 AND i.volume_deleted_at IS NULL
+		   AND i.volume_purge_at <= now()) THEN
+		IF i.desired_state <> 'deleted' THEN
+			PERFORM paas.instance_ensure_secrets(i, v);
+		END IF;
+		r := paas.instance_render(i, v, true);
+		FOR o IN SELECT x FROM jsonb_array_elements(r -> 'apply') x LOOP
+			n := n + 1;
+			RETURN QUERY SELECT n, 'APPLY'::text, paas.k8s_object_path(o), o::text,
+								o ->> 'kind' = 'Deployment', lower(o ->> 'kind');
+		END LOOP;
+		FOR o IN SELECT x FROM jsonb_array_elements(r -> 'delete') x LOOP
+			n := n + 1;
+			RETURN QUERY SELECT n, 'DELETE'::text, paas.k8s_object_path(o), NULL::text, false, lower(o ->> 'kind');
+		END LOOP;
+		IF i.desired_state = 'running' AND i.polls >= 1 THEN
+			RETURN QUERY SELECT n + 1, 'GET'::text, pods, NULL::text, true, 'pods'::text;
+		END IF;
+		RETURN;
+	END IF;
+	IF i.desired_state = 'deleted' THEN
+		RETURN;
+	END IF;
+	RETURN QUERY SELECT 1, 'GET'::text, paas.k8s_path('apps/v1', 'Deployment', i.namespace, i.name),
+						NULL::text, true, 'deployment'::text;
+	-- the pods, for the reasons of a slow rollout (their names come with the
+	-- resync's list of pods)
+	IF i.desired_state = 'running' AND i.polls >= 1 THEN
+		RETURN QUERY SELECT 2, 'GET'::text, pods, NULL::text, true, 'pods'::text;
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION paas.instance_ops(paas.instances) IS 'the API calls that converge an instance, or look at it';
+
+-- Claims up to n due units and returns their calls: namespaces while any
+-- is due, else instances (those that should run only once their namespace
+-- is applied).  unit is 'namespace' or 'instance'; id the user or
+-- instance id; generation the one the calls apply.
+CREATE FUNCTION paas.provisioner_claim(n integer)
+	RETURNS TABLE (unit text, id uuid, generation bigint, seq integer, verb text, path text,
+				   body text, want boolean, tag text)
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	lease interval := interval '2 minutes';
+BEGIN
+	RETURN QUERY
+	WITH c AS (
+		SELECT x.user_id FROM paas.instance_namespaces x
+		 WHERE x.due_at <= now() AND (x.claimed_until IS NULL OR x.claimed_until < now())
+		 ORDER BY x.due_at
+		 LIMIT n
+		   FOR UPDATE SKIP LOCKED),
+	u AS (
+		UPDATE paas.instance_namespaces x SET claimed_until = now() + lease
+		  FROM c WHERE x.user_id = c.user_id
+		RETURNING x.*)
+	SELECT 'namespace'::text, u.user_id, u.generation, o.*
+	  FROM u LEFT JOIN LATERAL paas.namespace_ops(u::paas.instance_namespaces) o ON true
+	 ORDER BY u.user_id, o.seq;
+	IF FOUND THEN
+		RETURN;
+	END IF;
+	RETURN QUERY
+	WITH c AS (
+		SELECT x.id FROM paas.instances x
+		 WHERE x.due_at <= now() AND (x.claimed_until IS NULL OR x.claimed_until < now())
+		   AND (x.desired_state <> 'running'
+				OR EXISTS (SELECT 1 FROM paas.instance_namespaces ns
+							WHERE ns.user_id = x.user_id AND ns.state = 'READY'
+							  AND ns.observed_generation = ns.generation))
+		 ORDER BY x.due_at
+		 LIMIT n
+		   FOR UPDATE OF x SKIP LOCKED),
+	u AS (
+		UPDATE paas.instances x SET claimed_until = now() + lease
+		  FROM c WHERE x.id = c.id
+		RETURNING x.*)
+	SELECT 'instance'::text, u.id, u.generation, o.*
+	  FROM u LEFT JOIN LATERAL paas.instance_ops(u::paas.instances) o ON true
+	 ORDER BY u.id, o.seq;
+END
+$$;
+COMMENT ON FUNCTION paas.provisioner_claim(integer) IS
+	'leases up to n due namespaces (first) or instances and returns the API calls of each';
+
+-- When the provisioner should look again: the earliest due_at of a unit
+-- it could claim (NULL: nothing is scheduled).
+CREATE FUNCTION paas.provisioner_next_due() RETURNS timestamptz
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+	RETURN least((SELECT min(greatest(due_at, claimed_until)) FROM paas.instance_namespaces
+				   WHERE due_at IS NOT NULL),
+				 (SELECT min(greatest(x.due_at, x.claimed_until)) FROM paas.instances x
+				   WHERE x.due_at IS NOT NULL
+					 AND (x.desired_state <> 'running'
+						  OR EXISTS (SELECT 1 FROM paas.instance_namespaces ns
+									  WHERE ns.user_id = x.user_id AND ns.state = 'READY'
+										AND ns.observed_generation = ns.generation))));
+COMMENT ON FUNCTION paas.provisioner_next_due() IS
+	'the earliest time a unit can be claimed (instances waiting for their namespace do not count)';
+
+------------------------------------------------------------------------------
+-- Reports
+------------------------------------------------------------------------------
+
+-- Index of the first failed call of a report (NULL: all succeeded).  A
+-- DELETE answering 404 succeeded; a GET of the Deployment answering 404 is
+-- drift, not an error.
+CREATE FUNCTION paas.report_failure(verbs text[], tags text[], codes integer[]) RETURNS integer
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN (SELECT min(k) FROM generate_subscripts(codes, 1) k
+			 WHERE codes[k] IS NULL OR codes[k] = 0
+				OR (codes[k] >= 300 AND NOT (codes[k] = 404 AND verbs[k] IN ('DELETE', 'GET'))));
+COMMENT ON FUNCTION paas.report_failure(text[], text[], integer[]) IS 'first failed call of a report, or NULL';
+
+CREATE FUNCTION paas.provisioner_report_namespace(uid uuid, gen bigint, verbs text[], tags text[],
+												  codes integer[], bodies text[], errors text[])
+	RETURNS text
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	ns paas.instance_namespaces;
+	k integer := paas.report_failure(verbs, tags, codes);
+	msg text;
+BEGIN
+	SELECT * INTO ns FROM paas.instance_namespaces WHERE user_id = uid FOR UPDATE;
+	IF NOT FOUND THEN
+		RETURN 'gone';
+	END IF;
+	IF k IS NOT NULL OR cardinality(codes) = 0 THEN
+		msg := CASE WHEN k IS NULL THEN 'no call was made'
+					ELSE format('%s %s: %s', verbs[k], tags[k], paas.k8s_error_text(codes[k], bodies[k], errors[k])) END;
+		-- 404 on an apply: the Namespace itself is gone (a cluster restarted
+		-- empty, a namespace deleted by hand): apply everything again, now
+		UPDATE paas.instance_namespaces
+		   SET attempts = attempts + 1, last_error = msg, claimed_until = NULL,
+			   force_apply = force_apply OR coalesce(codes[k] = 404, false),
+			   due_at = CASE WHEN coalesce(codes[k] = 404, false) AND attempts = 0 THEN now()
+							 ELSE now() + paas.retry_delay(attempts + 1) END,
+			   updated_at = now()
+		 WHERE user_id = uid;
+		RETURN 'error';
+	END IF;
+	UPDATE paas.instance_namespaces
+	   SET state = CASE WHEN desired_state = 'absent' THEN 'DELETED' ELSE 'READY' END,
+		   observed_generation = greatest(observed_generation, gen),
+		   force_apply = force_apply AND generation <> gen,
+		   attempts = 0, last_error = NULL, claimed_until = NULL,
+		   due_at = CASE WHEN generation <> gen THEN now() END, updated_at = now()
+	 WHERE user_id = uid;
+	IF ns.desired_state = 'present' THEN
+		-- instances waiting for this namespace can go now.  Lock order is
+		-- instance, then namespace everywhere else: rows someone holds are
+		-- skipped (whoever holds them makes them due anyway).
+		UPDATE paas.instances x SET due_at = now()
+		 WHERE x.id IN (SELECT y.id FROM paas.instances y
+						 WHERE y.user_id = uid AND y.due_at > now() AND y.generation <> y.observed_generation
+						   AND y.claimed_until IS NULL AND y.attempts = 0
+						   FOR UPDATE SKIP LOCKED);
+	END IF;
+	RETURN 'applied';
+END
+$$;
+COMMENT ON FUNCTION paas.provisioner_report_namespace(uuid, bigint, text[], text[], integer[], text[], text[]) IS
+	'records the outcome of a namespace unit';
+
+-- Whether nothing of a customer remains on the cluster side but the
+-- namespace: every instance ended and its volume deleted.
+CREATE FUNCTION paas.namespace_empty(uid uuid) RETURNS boolean
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+	RETURN NOT EXISTS (SELECT 1 FROM paas.instances i
+						WHERE i.user_id = uid
+						  AND (i.desired_state <> 'deleted' OR i.status NOT IN ('DELETED', 'FAILED')
+							   OR i.generation <> i.observed_generation
+							   OR (i.storage_gib > 0 AND i.volume_deleted_at IS NULL)));
+COMMENT ON FUNCTION paas.namespace_empty(uuid) IS 'whether a customer has nothing left in the namespace';
+
+CREATE FUNCTION paas.provisioner_report_instance(inst uuid, gen bigint, verbs text[], tags text[],
+												 codes integer[], bodies text[], errors text[])
+	RETURNS text
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	i paas.instances;
+	k integer := paas.report_failure(verbs, tags, codes);
+	full_apply boolean := 'APPLY' = ANY (verbs) OR 'DELETE' = ANY (verbs);
+	purged boolean := EXISTS (SELECT 1 FROM generate_subscripts(tags, 1) x
+							   WHERE tags[x] = 'persistentvolumeclaim' AND verbs[x] = 'DELETE');
+	dep jsonb;
+	pods jsonb;
+	ro record;
+	pp record;
+	ev text;
+	msg text;
+	outcome text;
+	calls jsonb;
+BEGIN
+	SELECT * INTO i FROM paas.instances WHERE id = inst FOR UPDATE;
+	IF NOT FOUND THEN
+		RETURN 'gone';
+	END IF;
+	SELECT coalesce(jsonb_agg(jsonb_build_object('verb', verbs[x], 'object', tags[x], 'code', codes[x])
+							  ORDER BY x), '[]')
+	  INTO calls FROM generate_subscripts(codes, 1) x;
+
+	IF k IS NOT NULL THEN
+		msg := format('%s %s: %s', verbs[k], tags[k], paas.k8s_error_text(codes[k], bodies[k], errors[k]));
+		UPDATE paas.instances
+		   SET attempts = attempts + 1, last_error = msg, last_error_at = now(), claimed_until = NULL,
+			   due_at = now() + paas.retry_delay(attempts + 1), updated_at = now()
+		 WHERE id = inst;
+		PERFORM paas.instance_log(inst, 'error', i.status, i.status, gen, msg,
+								  jsonb_build_object('calls', calls, 'attempt', i.attempts + 1), 'provisioner');
+		IF codes[k] = 404 AND verbs[k] = 'APPLY' THEN
+			-- the namespace is gone: it is applied again first
+			UPDATE paas.instance_namespaces
+			   SET force_apply = desired_state = 'present', state = 'PENDING', due_at = now()
+			 WHERE user_id = i.user_id AND desired_state = 'present';
+		END IF;
+		RETURN 'error';
+	END IF;
+
+	FOR x IN 1 .. coalesce(cardinality(codes), 0) LOOP
+		IF tags[x] = 'deployment' AND bodies[x] IS NOT NULL AND codes[x] < 300 THEN
+			dep := bodies[x]::jsonb;
+		ELSIF tags[x] = 'pods' AND bodies[x] IS NOT NULL AND codes[x] < 300 THEN
+			pods := bodies[x]::jsonb;
+		END IF;
+	END LOOP;
+
+	-- the Deployment is gone (deleted by hand, a cluster restarted empty)
+	IF NOT full_apply AND i.desired_state <> 'deleted' AND dep IS NULL THEN
+		UPDATE paas.instances SET force_apply = true, due_at = now(), claimed_until = NULL, updated_at = now()
+		 WHERE id = inst;
+		PERFORM paas.instance_log(inst, 'drift', i.status, i.status, gen,
+								  'the Deployment is missing: applying again', NULL, 'provisioner');
+		RETURN 'drift';
+	END IF;
+
+	IF full_apply THEN
+		PERFORM paas.instance_log(inst, 'apply', i.status, i.status, gen,
+			format('generation %s applied (%s)', gen, i.desired_state), jsonb_build_object('calls', calls),
+			'provisioner');
+	END IF;
+	UPDATE paas.instances
+	   SET observed_generation = CASE WHEN full_apply THEN greatest(observed_generation, gen) ELSE observed_generation END,
+		   -- a new generation may mean a new pod: its name is looked up again
+		   pod_name = CASE WHEN full_apply AND pods IS NULL THEN NULL ELSE pod_name END,
+		   force_apply = force_apply AND NOT (full_apply AND generation = gen),
+		   attempts = 0, synced_at = now(), claimed_until = NULL, updated_at = now(),
+		   -- why an instance FAILED stays what its owner reads
+		   last_error = CASE WHEN status = 'FAILED' THEN last_error END,
+		   volume_deleted_at = CASE WHEN purged AND volume_deleted_at IS NULL THEN now()
+									ELSE volume_deleted_at END
+	 WHERE id = inst
+	RETURNING * INTO i;
+
+	IF i.desired_state = 'deleted' THEN
+		IF paas.instance_transition_allowed(i.status, 'deleted') THEN
+			PERFORM paas.instance_apply_event(inst, 'deleted',
+				CASE WHEN i.volume_deleted_at IS NOT NULL OR i.storage_gib = 0 THEN 'objects deleted'
+					 ELSE format('objects deleted; the volume is kept until %s', paas.iso(i.volume_purge_at)) END,
+				'provisioner');
+		END IF;
+		IF purged THEN
+			PERFORM paas.instance_log(inst, 'volume_deleted', i.status, i.status, gen,
+									  'the retention period ended: volume deleted', NULL, 'provisioner');
+		END IF;
+		UPDATE paas.instances
+		   SET due_at = CASE WHEN generation <> observed_generation THEN now()
+							 WHEN storage_gib > 0 AND volume_deleted_at IS NULL THEN volume_purge_at END,
+			   status_message = NULL, polls = 0
+		 WHERE id = inst
+		RETURNING * INTO i;
+		IF i.due_at IS NULL AND paas.namespace_empty(i.user_id) THEN
+			UPDATE paas.instance_namespaces
+			   SET desired_state = 'absent', state = 'DELETING', generation = generation + 1,
+				   due_at = now(), attempts = 0, updated_at = now()
+			 WHERE user_id = i.user_id AND desired_state = 'present';
+		END IF;
+		RETURN 'deleted';
+	END IF;
+
+	ro := paas.deployment_rollout(dep);
+	pp := paas.pods_problem(pods);
+	IF i.desired_state = 'stopped' THEN
+		IF coalesce((dep #>> '{status,replicas}')::int, 0) = 0 THEN
+			ev := 'stopped';
+			msg := 'scaled to zero; the ingress is removed and the data kept';
+		ELSE
+			ev := NULL;
+			msg := format('stopping: %s pod(s) still running', dep #>> '{status,replicas}');
+		END IF;
+	ELSIF ro.state = 'done' THEN
+		ev := 'ready';
+		msg := ro.message;
+	ELSIF ro.state = 'failed' OR pp.problem IS NOT NULL
+		  OR (NOT full_apply AND i.status = 'RUNNING') THEN
+		-- a running instance that is no longer available without a new
+		-- rollout of ours is unhealthy (crash, lost pod), not progressing
+		ev := 'unhealthy';
+		msg := coalesce(pp.problem, ro.message);
+	ELSE
+		ev := 'progressing';
+		msg := ro.message;
+	END IF;
+
+	outcome := coalesce(ev, 'waiting');
+	IF ev IS NOT NULL AND paas.instance_transition_allowed(i.status, ev) THEN
+		IF paas.instance_transition(i.status, ev) <> i.status THEN
+			PERFORM paas.instance_apply_event(inst, ev, msg, 'provisioner');
+		ELSIF msg IS DISTINCT FROM i.status_message AND ev <> 'progressing' THEN
+			PERFORM paas.instance_log(inst, ev, i.status, i.status, gen, msg, NULL, 'provisioner');
+		END IF;
+	END IF;
+	UPDATE paas.instances
+	   SET status_message = msg,
+		   pod_name = coalesce(pp.pod_name, pod_name),
+		   last_error = CASE WHEN ev = 'unhealthy' THEN msg END,
+		   last_error_at = CASE WHEN ev = 'unhealthy' THEN now() ELSE last_error_at END,
+		   polls = CASE WHEN ev IN ('ready', 'stopped') THEN 0 ELSE polls + 1 END,
+		   due_at = CASE WHEN generation <> observed_generation OR force_apply THEN now()
+						 WHEN ev IN ('ready', 'stopped') THEN NULL
+						 ELSE now() + paas.poll_delay(polls + 1) END
+	 WHERE id = inst;
+	RETURN outcome;
+END
+$$;
+COMMENT ON FUNCTION paas.provisioner_report_instance(uuid, bigint, text[], text[], integer[], text[], text[]) IS
+	'records the outcome of an instance unit: errors and backoff, applied generation, observed status';
+
+-- The report of one unit, in its own transaction: verbs, tags, codes (0:
+-- no answer), bodies (when asked for, or of an error) and transport errors
+-- of the calls made, in order.
+CREATE FUNCTION paas.provisioner_report(unit text, id uuid, generation bigint, verbs text[], tags text[],
+										codes integer[], bodies text[], errors text[])
+	RETURNS text
+	LANGUAGE sql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+	RETURN CASE unit WHEN 'namespace'
+				THEN paas.provisioner_report_namespace(id, generation, verbs, tags, codes, bodies, errors)
+				ELSE paas.provisioner_report_instance(id, generation, verbs, tags, codes, bodies, errors) END;
+COMMENT ON FUNCTION paas.provisioner_report(text, uuid, bigint, text[], text[], integer[], text[], text[]) IS
+	'records the answers of one claimed unit (namespace or instance)';
+
+------------------------------------------------------------------------------
+-- Resync: what the cluster holds, compared with what should be
+------------------------------------------------------------------------------
+
+-- The lists a resync reads (label selector: managed by paas), in order.
+-- meta: only object metadata is needed (the worker asks for
+-- PartialObjectMetadataList, so Secret data never travels).
+CREATE FUNCTION paas.provisioner_audit_paths() RETURNS TABLE (tag text, path text, meta boolean)
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT t.tag, t.base || '?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dpaas', t.meta
+	  FROM (VALUES
+		('namespace', '/api/v1/namespaces', true, 1),
+		('resourcequota', '/api/v1/resourcequotas', true, 2),
+		('limitrange', '/api/v1/limitranges', true, 3),
+		('networkpolicy', '/apis/networking.k8s.io/v1/networkpolicies', true, 4),
+		('secret', '/api/v1/secrets', true, 5),
+		('persistentvolumeclaim', '/api/v1/persistentvolumeclaims', true, 6),
+		('deployment', '/apis/apps/v1/deployments', false, 7),
+		('service', '/api/v1/services', true, 8),
+		('ingress', '/apis/networking.k8s.io/v1/ingresses', true, 9),
+		('pod', '/api/v1/pods', true, 10)) t (tag, base, meta, ord)
+	 ORDER BY t.ord
+$$;
+COMMENT ON FUNCTION paas.provisioner_audit_paths() IS 'the labelled lists a resync reads';
+
+-- The scratch of a resync is the provisioner's own: temporary tables of
+-- its session, pg_temp.paas_audit (when it began) and pg_temp.paas_seen
+-- (the objects the lists returned), kept across its transactions.
+CREATE FUNCTION paas.provisioner_audit_begin() RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	CREATE TEMP TABLE IF NOT EXISTS paas_audit (started_at timestamptz NOT NULL);
+	CREATE TEMP TABLE IF NOT EXISTS paas_seen (
+		kind		text NOT NULL,
+		namespace	text,
+		name		text NOT NULL,
+		instance_id uuid,
+		user_id		uuid,
+		generation	bigint,
+		rollout		text,
+		replicas	integer);
+	CREATE INDEX IF NOT EXISTS paas_seen_instance_idx ON pg_temp.paas_seen (instance_id, kind);
+	TRUNCATE pg_temp.paas_audit, pg_temp.paas_seen;
+	INSERT INTO pg_temp.paas_audit VALUES (now());
+END
+$$;
+COMMENT ON FUNCTION paas.provisioner_audit_begin() IS 'starts a resync (its scratch: temporary tables of the session)';
+
+-- One page of a list: records its objects, returns the continue token
+-- (NULL on the last page).
+CREATE FUNCTION paas.provisioner_audit_page(tag text, page jsonb) RETURNS text
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	INSERT INTO pg_temp.paas_seen (kind, namespace, name, instance_id, user_id, generation, rollout, replicas)
+	SELECT tag, x #>> '{metadata,namespace}', x #>> '{metadata,name}',
+		   paas.to_uuid(x #>> '{metadata,labels,paas.dev/instance-id}'),
+		   paas.to_uuid(x #>> '{metadata,labels,paas.dev/user-id}'),
+		   CASE WHEN tag = 'pod' THEN CASE WHEN x #>> '{metadata,deletionTimestamp}' IS NULL
+											THEN extract(epoch FROM (x #>> '{metadata,creationTimestamp}')::timestamptz)::bigint END
+				WHEN x #>> '{metadata,annotations,paas.dev/generation}' ~ '^[0-9]{1,18}$'
+				THEN (x #>> '{metadata,annotations,paas.dev/generation}')::bigint END,
+		   CASE WHEN tag = 'deployment' THEN (paas.deployment_rollout(x)).state END,
+		   CASE WHEN tag = 'deployment' THEN coalesce((x #>> '{status,replicas}')::int, 0) END
+	  FROM jsonb_array_elements(coalesce(page -> 'items', '[]')) x
+	 WHERE x #>> '{metadata,name}' IS NOT NULL;
+	RETURN nullif(page #>> '{metadata,continue}', '');
+END
+$$;
+COMMENT ON FUNCTION paas.provisioner_audit_page(text, jsonb) IS
+	'records the objects of one page of a resync list; returns the continue token';
+
+-- Ends a resync.  When every list was read in full (complete), units whose
+-- objects drifted become due: missing or older objects (force_apply), an
+-- ingress or leftovers that should be gone, a rollout that disagrees with
+-- the status.  Units changed since the resync began are left alone.
+CREATE FUNCTION paas.provisioner_audit_end(complete boolean) RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	t0 timestamptz := (SELECT started_at FROM pg_temp.paas_audit);
+	drift_ns bigint := 0;
+	drift_inst bigint := 0;
+	look bigint := 0;
+	orphans bigint := 0;
+	res jsonb;
+BEGIN
+	IF NOT complete THEN
+		RETURN jsonb_build_object('complete', false);
+	END IF;
+
+	WITH want AS (
+		SELECT ns.user_id, ns.name, k.kind
+		  FROM paas.instance_namespaces ns,
+			   unnest(ARRAY['namespace', 'resourcequota', 'limitrange', 'networkpolicy']) k (kind)
+		 WHERE ns.desired_state = 'present' AND ns.state = 'READY' AND ns.due_at IS NULL
+		   AND ns.updated_at < t0),
+	missing AS (
+		SELECT DISTINCT w.user_id, w.name FROM want w
+		 WHERE NOT EXISTS (SELECT 1 FROM pg_temp.paas_seen s
+							WHERE s.kind = w.kind
+							  AND (CASE WHEN w.kind = 'namespace' THEN s.name ELSE s.namespace END) = w.name)),
+	gone AS (
+		SELECT ns.user_id, ns.name FROM paas.instance_namespaces ns
+		 WHERE ns.desired_state = 'absent' AND ns.due_at IS NULL AND ns.updated_at < t0
+		   AND EXISTS (SELECT 1 FROM pg_temp.paas_seen s WHERE s.kind = 'namespace' AND s.name = ns.name)),
+	lk AS (
+		SELECT ns.user_id FROM paas.instance_namespaces ns
+		 WHERE ns.user_id IN (SELECT user_id FROM missing UNION SELECT user_id FROM gone)
+		   FOR UPDATE SKIP LOCKED),
+	u AS (
+		UPDATE paas.instance_namespaces ns
+		   SET force_apply = ns.desired_state = 'present', due_at = now()
+		  FROM lk WHERE ns.user_id = lk.user_id
+		RETURNING 1)
+	SELECT count(*) INTO drift_ns FROM u;
+	-- the lock order elsewhere is instance, then namespace: holding
+	-- namespaces, this never waits for an instance (SKIP LOCKED below)
+
+	WITH cand AS (
+		SELECT i.*, paas.service_template(i.service_id) AS tpl
+		  FROM paas.instances i
+		 WHERE i.due_at IS NULL AND i.claimed_until IS NULL AND coalesce(i.synced_at, i.updated_at) < t0
+		   AND i.generation = i.observed_generation),
+	expect AS (
+		SELECT c.id, k.kind, k.present
+		  FROM cand c
+		  CROSS JOIN LATERAL (VALUES
+			('deployment', c.desired_state <> 'deleted'),
+			('service', c.desired_state <> 'deleted'),
+			('ingress', c.desired_state = 'running' AND coalesce(c.tpl ->> 'expose', 'http') = 'http'),
+			('secret', c.desired_state <> 'deleted' AND coalesce(c.tpl -> 'secrets', '{}') <> '{}'),
+			('persistentvolumeclaim', c.storage_gib > 0 AND c.volume_deleted_at IS NULL)) k (kind, present)),
+	bad AS (
+		SELECT DISTINCT e.id FROM expect e
+		  JOIN cand c ON c.id = e.id
+		  LEFT JOIN pg_temp.paas_seen s ON s.instance_id = e.id AND s.kind = e.kind
+		 WHERE (e.present AND (s.name IS NULL OR s.generation < c.observed_generation))
+			OR (NOT e.present AND s.name IS NOT NULL
+				AND NOT (e.kind = 'persistentvolumeclaim' AND c.volume_deleted_at IS NULL))),
+	lk AS (
+		SELECT i.id FROM paas.instances i WHERE i.id IN (SELECT id FROM bad) FOR UPDATE SKIP LOCKED),
+	u AS (
+		UPDATE paas.instances i SET force_apply = true, due_at = now()
+		  FROM lk WHERE i.id = lk.id
+		RETURNING i.id, i.status, i.generation),
+	l AS (
+		INSERT INTO paas.instance_events (instance_id, event, from_status, to_status, generation, message, actor)
+		SELECT id, 'drift', status, status, generation, 'the resync found objects missing or out of date: applying again',
+			   'provisioner'
+		  FROM u ORDER BY id
+		RETURNING 1)
+	SELECT count(*) INTO drift_inst FROM l;
+
+	-- a rollout that disagrees with the observed status: look again
+	WITH lk AS (
+		SELECT i.id FROM paas.instances i JOIN pg_temp.paas_seen s ON s.instance_id = i.id
+		 WHERE s.kind = 'deployment' AND i.due_at IS NULL
+		   AND i.claimed_until IS NULL AND coalesce(i.synced_at, i.updated_at) < t0
+		   AND ((i.status = 'RUNNING' AND s.rollout <> 'done')
+				OR (i.status IN ('DEGRADED', 'PROVISIONING') AND s.rollout = 'done')
+				OR (i.status = 'STOPPED' AND s.replicas > 0))
+		   FOR UPDATE OF i SKIP LOCKED),
+	u AS (
+		UPDATE paas.instances i SET due_at = now() FROM lk WHERE i.id = lk.id
+		RETURNING 1)
+	SELECT count(*) INTO look FROM u;
+
+	-- the pod that runs each instance (the newest one listed)
+	WITH p AS (
+		SELECT DISTINCT ON (instance_id) instance_id, name FROM pg_temp.paas_seen
+		 WHERE kind = 'pod' AND instance_id IS NOT NULL
+		 ORDER BY instance_id, generation DESC NULLS LAST, name DESC),
+	lk AS (
+		SELECT i.id, p.name FROM paas.instances i JOIN p ON p.instance_id = i.id
+		 WHERE i.pod_name IS DISTINCT FROM p.name AND i.desired_state = 'running'
+		   FOR UPDATE OF i SKIP LOCKED)
+	UPDATE paas.instances i SET pod_name = lk.name FROM lk WHERE i.id = lk.id;
+
+	SELECT count(*) INTO orphans FROM pg_temp.paas_seen s
+	 WHERE s.instance_id IS NOT NULL
+	   AND NOT EXISTS (SELECT 1 FROM paas.instances i WHERE i.id = s.instance_id);
+
+	res := jsonb_build_object('complete', true,
+		'objects', (SELECT count(*) FROM pg_temp.paas_seen),
+		'driftNamespaces', drift_ns, 'driftInstances', drift_inst, 'rolloutLooks', look,
+		'orphans', orphans);
+	IF drift_ns + drift_inst + look > 0 THEN
+		PERFORM paas.instance_wake();
+	END IF;
+	RETURN res;
+END
+$$;
+COMMENT ON FUNCTION paas.provisioner_audit_end(boolean) IS
+	'ends a resync: units whose objects drifted become due; returns counts';
+
+------------------------------------------------------------------------------
+-- Nodes from the API feed the registry
+------------------------------------------------------------------------------
+
+-- A NodeList from the API: a node the registry does not know is
+-- registered (as POST /workers/register with a Node object does), a known
+-- one gets a heartbeat carrying its conditions.  A node row someone holds
+-- locked is skipped (lock_timeout), never waited for.  Returns counts.
+CREATE FUNCTION paas.instance_nodes_sync(page jsonb) RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	x jsonb;
+	nm text;
+	reg integer := 0;
+	beat integer := 0;
+	skipped integer := 0;
+BEGIN
+	PERFORM set_config('lock_timeout', '200ms', true);
+	FOR x IN SELECT e FROM jsonb_array_elements(coalesce(page -> 'items', '[]')) e LOOP
+		nm := x #>> '{metadata,name}';
+		CONTINUE WHEN nm IS NULL;
+		BEGIN
+			IF EXISTS (SELECT 1 FROM paas.nodes WHERE name = nm) THEN
+				PERFORM api.workers_heartbeat(jsonb_build_object('nodeName', nm,
+					'conditions', coalesce(x #> '{status,conditions}', '[]')), '{}');
+				beat := beat + 1;
+			ELSE
+				PERFORM api.workers_register(x || jsonb_build_object('kind', 'Node'), '{}');
+				reg := reg + 1;
+			END IF;
+		EXCEPTION WHEN OTHERS THEN
+			skipped := skipped + 1;
+		END;
+	END LOOP;
+	RETURN jsonb_build_object('registered', reg, 'heartbeats', beat, 'skipped', skipped);
+END
+$$;
+COMMENT ON FUNCTION paas.instance_nodes_sync(jsonb) IS
+	'registers new nodes of a NodeList and heartbeats the known ones (locked rows skipped)';
+
+-- One page of the Node list (paas.instance_nodes_sync); returns the
+-- continue token.
+CREATE FUNCTION paas.instance_nodes_page(tag text, page jsonb) RETURNS text
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	PERFORM paas.instance_nodes_sync(page);
+	RETURN nullif(page #>> '{metadata,continue}', '');
+END
+$$;
+COMMENT ON FUNCTION paas.instance_nodes_page(text, jsonb) IS
+	'feeds one page of the Node list to the registry; returns the continue token';
+
+------------------------------------------------------------------------------
+-- The Deployment watch
+------------------------------------------------------------------------------
+
+-- Lines of the watch stream (WatchEvent JSON, one per line) received by
+-- the provisioner.  A Deployment of an applied generation (its
+-- paas.dev/generation annotation is the instance's observed generation,
+-- nothing newer is pending, no reconcile holds the instance) tells the
+-- rollout as kubectl's rule reads it: done -> ready (or stopped at zero
+-- replicas), failed or a running instance no longer available ->
+-- unhealthy, and a look with the pods is due at once for the reason; a
+-- deleted Deployment of an instance that should exist is drift, applied
+-- again at once.  Returns the last resourceVersion seen, or GONE when the
+-- server said the version is too old (410: list again).
+CREATE FUNCTION paas.provisioner_watch_events(lines text[]) RETURNS text
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	line text;
+	ev jsonb;
+	d jsonb;
+	rv text;
+	i paas.instances;
+	ro record;
+	kind text;
+	msg text;
+BEGIN
+	FOREACH line IN ARRAY lines LOOP
+		BEGIN
+			ev := line::jsonb;
+		EXCEPTION WHEN OTHERS THEN
+			CONTINUE;
+		END;
+		d := ev -> 'object';
+		IF ev ->> 'type' = 'ERROR' THEN
+			IF (d ->> 'code') = '410' THEN
+				RETURN 'GONE';
+			END IF;
+			CONTINUE;
+		END IF;
+		rv := coalesce(d #>> '{metadata,resourceVersion}', rv);
+		CONTINUE WHEN ev ->> 'type' NOT IN ('ADDED', 'MODIFIED', 'DELETED');
+		SELECT * INTO i FROM paas.instances
+		 WHERE id = paas.to_uuid(d #>> '{metadata,labels,paas.dev/instance-id}')
+		   FOR UPDATE SKIP LOCKED;
+		CONTINUE WHEN NOT FOUND OR i.claimed_until > now() OR i.generation <> i.observed_generation
+			OR i.force_apply OR i.desired_state = 'deleted';
+		IF ev ->> 'type' = 'DELETED' THEN
+			UPDATE paas.instances SET force_apply = true, due_at = now(), updated_at = now() WHERE id = i.id;
+			PERFORM paas.instance_log(i.id, 'drift', i.status, i.status, i.generation,
+									  'the Deployment was deleted: applying again', NULL, 'provisioner');
+			CONTINUE;
+		END IF;
+		CONTINUE WHEN d #>> '{metadata,annotations,paas.dev/generation}' IS DISTINCT FROM i.observed_generation::text;
+		ro := paas.deployment_rollout(d);
+		kind := NULL;
+		IF i.desired_state = 'stopped' THEN
+			IF coalesce((d #>> '{status,replicas}')::int, 0) = 0 THEN
+				kind := 'stopped';
+				msg := 'scaled to zero; the ingress is removed and the data kept';
+			END IF;
+		ELSIF ro.state = 'done' THEN
+			kind := 'ready';
+			msg := ro.message;
+		ELSIF ro.state = 'failed' OR (i.status = 'RUNNING' AND ro.state = 'progressing') THEN
+			kind := 'unhealthy';
+			msg := ro.message;
+		END IF;
+		CONTINUE WHEN kind IS NULL OR NOT paas.instance_transition_allowed(i.status, kind)
+			OR paas.instance_transition(i.status, kind) = i.status AND kind <> 'unhealthy';
+		PERFORM paas.instance_apply_event(i.id, kind, msg, 'provisioner');
+		UPDATE paas.instances
+		   SET status_message = msg, synced_at = now(), updated_at = now(),
+			   polls = CASE WHEN kind IN ('ready', 'stopped') THEN 0 ELSE greatest(polls, 2) END,
+			   due_at = CASE WHEN kind IN ('ready', 'stopped') THEN NULL ELSE now() END
+		 WHERE id = i.id;
+	END LOOP;
+	RETURN rv;
+END
+$$;
+COMMENT ON FUNCTION paas.provisioner_watch_events(text[]) IS
+	'applies the rollout news of a Deployment watch to the instances; the last resourceVersion, or GONE';
+
+-- ---- new: sql/parts/73_instance_routes.sql ----
+-- paas -- the api of instances: the original's /pods routes (the caller's
+-- instances only; another user's answers 404), logs and credentials for
+-- the owner, and what administrators need (every instance, events,
+-- manifests, forced reconcile, stop / start, the provisioner's state, the
+-- deployment templates of the catalog).
+--
+-- Logs come from the Kubernetes API through httpd: api.pods_logs checks
+-- the caller and answers {"$k8s": {...}} naming the namespace, the pod
+-- selector and the container; httpd (ROUTE_K8S, httpd/k8s.c) then reads
+-- the log with libcurl, with no transaction open.
+
+------------------------------------------------------------------------------
+-- helpers
+------------------------------------------------------------------------------
+
+CREATE FUNCTION paas.instance_exposed(v paas.services) RETURNS boolean
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+	RETURN coalesce(paas.service_template(v.id) ->> 'expose', 'http') = 'http';
+COMMENT ON FUNCTION paas.instance_exposed(paas.services) IS 'whether instances of the service get an Ingress';
+
+-- An instance as the API prints it: the original's ServiceInstance fields
+-- (podName, namespace, status, internalUrl, externalUrl, cpuAllocated,
+-- memAllocated ...) and the desired / observed state.
+CREATE FUNCTION paas.instance_json(i paas.instances, v paas.services) RETURNS jsonb
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+	RETURN jsonb_build_object(
+		'id', i.id, 'subscriptionId', i.subscription_id, 'userId', i.user_id, 'serviceId', i.service_id,
+		'service', jsonb_build_object('id', v.id, 'name', v.name, 'displayName', v.display_name),
+		'name', i.name, 'podName', coalesce(i.pod_name, i.name), 'namespace', i.namespace,
+		'status', i.status, 'desiredState', i.desired_state,
+		'generation', i.generation, 'observedGeneration', i.observed_generation,
+		'host', i.host,
+		'internalUrl', format('http://%s.%s.svc.cluster.local:%s', i.name, i.namespace, v.container_port),
+		'externalUrl', CASE WHEN paas.instance_exposed(v) THEN 'https://' || i.host END,
+		'url', CASE WHEN paas.instance_exposed(v) THEN 'https://' || i.host END,
+		'cpuAllocated', paas.cpu_text(i.cpu_limit_m), 'memAllocated', paas.mem_text(i.mem_limit_mib),
+		'resources', jsonb_build_object('cpuRequestMillicores', i.cpu_request_m,
+										'cpuLimitMillicores', i.cpu_limit_m,
+										'memoryRequestMiB', i.mem_request_mib,
+										'memoryLimitMiB', i.mem_limit_mib, 'storageGiB', i.storage_gib),
+		'statusMessage', i.status_message,
+		'lastError', i.last_error, 'lastErrorAt', paas.iso(i.last_error_at),
+		'stoppedByAdmin', i.admin_stopped,
+		'restartCount', i.restart_count, 'restartedAt', paas.iso(i.restarted_at))
+	|| jsonb_build_object(
+		'startDeadline', CASE WHEN NOT i.ever_running AND i.desired_state = 'running'
+							  THEN paas.iso(i.start_requested_at + (paas.instance_config()).start_deadline) END,
+		'readyAt', paas.iso(i.ready_at), 'stoppedAt', paas.iso(i.stopped_at), 'endedAt', paas.iso(i.ended_at),
+		'volume', CASE WHEN i.storage_gib > 0 THEN jsonb_build_object(
+					'sizeGiB', i.storage_gib,
+					'retainedUntil', CASE WHEN i.volume_deleted_at IS NULL THEN paas.iso(i.volume_purge_at) END,
+					'deletedAt', paas.iso(i.volume_deleted_at)) END,
+		'refundedAt', paas.iso(i.refunded_at),
+		'statusChangedAt', paas.iso(i.status_changed_at),
+		'createdAt', paas.iso(i.created_at), 'updatedAt', paas.iso(i.updated_at));
+COMMENT ON FUNCTION paas.instance_json(paas.instances, paas.services) IS 'an instance as the API prints it';
+
+-- The short form shown with a subscription (GET /subscriptions/:id).
+CREATE FUNCTION paas.subscription_instance_json(sub uuid) RETURNS jsonb
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+	RETURN (SELECT jsonb_build_object(
+				'id', i.id, 'name', i.name, 'status', i.status, 'desiredState', i.desired_state,
+				'url', CASE WHEN paas.instance_exposed(v) THEN 'https://' || i.host END,
+				'podName', coalesce(i.pod_name, i.name), 'namespace', i.namespace,
+				'statusMessage', i.status_message, 'lastError', i.last_error,
+				'lastErrorAt', paas.iso(i.last_error_at), 'readyAt', paas.iso(i.ready_at))
+			  FROM paas.instances i JOIN paas.services v ON v.id = i.service_id
+			 WHERE i.subscription_id = sub);
+COMMENT ON FUNCTION paas.subscription_instance_json(uuid) IS
+	'the instance of a subscription in short: status, URL, last error (NULL when none)';
+
+CREATE FUNCTION paas.instance_event_json(e paas.instance_events, admin boolean) RETURNS jsonb
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN jsonb_strip_nulls(jsonb_build_object(
+		'id', e.id, 'event', e.event, 'from', e.from_status, 'to', e.to_status,
+		'generation', e.generation, 'message', e.message, 'actor', e.actor,
+		'actorId', CASE WHEN admin THEN e.actor_id END,
+		'detail', CASE WHEN admin THEN e.detail END,
+		'createdAt', paas.iso(e.created_at)));
+COMMENT ON FUNCTION paas.instance_event_json(paas.instance_events, boolean) IS
+	'an instance event as the API prints it (detail and actor id for administrators)';
+
+-- The caller's instance by id or name (uid NULL: anyone's), locked when
+-- lock; PT404 for unknown, malformed and another user's alike.
+CREATE FUNCTION paas.instance_of(uid uuid, key text, lock boolean DEFAULT false) RETURNS paas.instances
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	i paas.instances;
+	iid uuid := paas.to_uuid(key);
+BEGIN
+	IF lock THEN
+		SELECT * INTO i FROM paas.instances x
+		 WHERE (x.id = iid OR (iid IS NULL AND x.name = lower(key))) AND (uid IS NULL OR x.user_id = uid)
+		   FOR UPDATE;
+	ELSE
+		SELECT * INTO i FROM paas.instances x
+		 WHERE (x.id = iid OR (iid IS NULL AND x.name = lower(key))) AND (uid IS NULL OR x.user_id = uid);
+	END IF;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Pod not found' USING ERRCODE = 'PT404';
+	END IF;
+	RETURN i;
+END
+$$;
+COMMENT ON FUNCTION paas.instance_of(uuid, text, boolean) IS
+	'an instance of uid (anyone''s when NULL) by id or name; PT404 otherwise';
+
+CREATE FUNCTION paas.check_instance_filters(errs jsonb, req jsonb) RETURNS jsonb
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+	f text;
+BEGIN
+	errs := paas.check_paging(errs, req);
+	errs := paas.check_enum(errs, req, 'status', false,
+		ARRAY['PENDING', 'PROVISIONING', 'RUNNING', 'DEGRADED', 'FAILED', 'STOPPED', 'DELETING', 'DELETED']);
+	errs := paas.check_text(errs, req, 'search', false, 1, 100);
+	FOREACH f IN ARRAY ARRAY['serviceId', 'userId', 'subscriptionId'] LOOP
+		errs := paas.check_text(errs, req, f, false, 1, 64);
+		IF jsonb_typeof(req -> f) = 'string' AND paas.to_uuid(req ->> f) IS NULL THEN
+			errs := paas.add_err(errs, f, f || ' must be a valid id');
+		END IF;
+	END LOOP;
+	RETURN errs;
+END
+$$;
+COMMENT ON FUNCTION paas.check_instance_filters(jsonb, jsonb) IS
+	'appends errors for invalid page, limit, status, search and id filters';
+
+-- One page of instances, newest first: {rows, total}.  uid NULL: everyone's.
+CREATE FUNCTION paas.instances_page(req jsonb, uid uuid, default_limit integer) RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	lim int := coalesce((req ->> 'limit')::int, default_limit);
+	off int := (coalesce((req ->> 'page')::int, 1) - 1) * lim;
+	st text := req ->> 'status';
+	svc uuid := paas.to_uuid(req ->> 'serviceId');
+	usr uuid := coalesce(uid, paas.to_uuid(req ->> 'userId'));
+	sub uuid := paas.to_uuid(req ->> 'subscriptionId');
+	pat text := CASE WHEN req ->> 'search' IS NOT NULL THEN
+					'%' || replace(replace(replace(req ->> 'search', '\', '\\'), '%', '\%'), '_', '\_') || '%' END;
+	total bigint;
+	rows jsonb;
+BEGIN
+	SELECT count(*) INTO total FROM paas.instances i
+	 WHERE (usr IS NULL OR i.user_id = usr) AND (st IS NULL OR i.status = st)
+	   AND (svc IS NULL OR i.service_id = svc) AND (sub IS NULL OR i.subscription_id = sub)
+	   AND (pat IS NULL OR i.name ILIKE pat OR i.host ILIKE pat);
+	SELECT coalesce(jsonb_agg(paas.instance_json(p.i, p.v) ORDER BY p.rn), '[]') INTO rows
+	  FROM (SELECT i, v, row_number() OVER (ORDER BY i.created_at DESC, i.id) AS rn
+			  FROM paas.instances i JOIN paas.services v ON v.id = i.service_id
+			 WHERE (usr IS NULL OR i.user_id = usr) AND (st IS NULL OR i.status = st)
+			   AND (svc IS NULL OR i.service_id = svc) AND (sub IS NULL OR i.subscription_id = sub)
+			   AND (pat IS NULL OR i.name ILIKE pat OR i.host ILIKE pat)
+			 ORDER BY i.created_at DESC, i.id
+			 LIMIT lim OFFSET off) p;
+	RETURN jsonb_build_object('rows', rows, 'total', total);
+END
+$$;
+COMMENT ON FUNCTION paas.instances_page(jsonb, uuid, integer) IS
+	'newest first; status, serviceId, userId, subscriptionId, search, page, limit (validated by the caller)';
+
+CREATE FUNCTION paas.instance_events_page(i paas.instances, req jsonb, admin boolean) RETURNS jsonb
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+	RETURN jsonb_build_object(
+		'data', (SELECT coalesce(jsonb_agg(paas.instance_event_json(e, admin) ORDER BY e.id DESC), '[]')
+				   FROM (SELECT * FROM paas.instance_events x WHERE x.instance_id = i.id
+						  ORDER BY x.id DESC
+						  LIMIT coalesce((req ->> 'limit')::int, 50)
+						 OFFSET (coalesce((req ->> 'page')::int, 1) - 1) * coalesce((req ->> 'limit')::int, 50)) e),
+		'pagination', paas.pagination(req, (SELECT count(*) FROM paas.instance_events x WHERE x.instance_id = i.id), 50));
+COMMENT ON FUNCTION paas.instance_events_page(paas.instances, jsonb, boolean) IS
+	'one page of an instance''s events, newest first';
+
+------------------------------------------------------------------------------
+-- api: the owner's instances (/pods)
+------------------------------------------------------------------------------
+
+CREATE FUNCTION api.pods_list(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	r jsonb;
+BEGIN
+	req := paas.require_object(req);
+	PERFORM paas.raise_if_invalid(paas.check_instance_filters('[]', req - 'userId'));
+	r := paas.instances_page(req - 'userId', u.id, 20);
+	RETURN jsonb_build_object('data', r -> 'rows',
+							  'pagination', paas.pagination(req, (r ->> 'total')::bigint, 20));
+END
+$$;
+COMMENT ON FUNCTION api.pods_list(jsonb, jsonb) IS
+	'GET /pods: the caller''s instances, newest first; status, serviceId, subscriptionId, search, page, limit';
+
+CREATE FUNCTION api.pods_get(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	i paas.instances := paas.instance_of(u.id, req ->> 'id');
+	v paas.services;
+BEGIN
+	SELECT * INTO v FROM paas.services WHERE id = i.service_id;
+	RETURN paas.instance_json(i, v) || jsonb_build_object(
+		'events', (SELECT coalesce(jsonb_agg(paas.instance_event_json(e, false) ORDER BY e.id DESC), '[]')
+					 FROM (SELECT * FROM paas.instance_events x WHERE x.instance_id = i.id
+							ORDER BY x.id DESC LIMIT 10) e));
+END
+$$;
+COMMENT ON FUNCTION api.pods_get(jsonb, jsonb) IS
+	'GET /pods/:id: one of the caller''s instances (id or name) with its last 10 events';
+
+CREATE FUNCTION api.pods_events(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	i paas.instances := paas.instance_of(u.id, req ->> 'id');
+BEGIN
+	req := paas.require_object(req);
+	PERFORM paas.raise_if_invalid(paas.check_paging('[]', req));
+	RETURN paas.instance_events_page(i, req, false);
+END
+$$;
+COMMENT ON FUNCTION api.pods_events(jsonb, jsonb) IS
+	'GET /pods/:id/events: the history of one of the caller''s instances, newest first';
+
+-- Restart = a new pod-template annotation (paas.dev/restartedAt), as
+-- kubectl rollout restart does; only an instance that should run and has
+-- been applied can restart.
+CREATE FUNCTION paas.instance_restart(i paas.instances, actor text, actor_id uuid) RETURNS paas.instances
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	IF i.desired_state = 'stopped' THEN
+		RAISE EXCEPTION 'Pod cannot be restarted while it is stopped' USING ERRCODE = 'PT409',
+			HINT = CASE WHEN i.admin_stopped THEN 'An administrator stopped it.'
+						ELSE 'Pay the subscription to start it again.' END;
+	ELSIF i.desired_state <> 'running' OR i.status NOT IN ('RUNNING', 'DEGRADED', 'PROVISIONING') THEN
+		RAISE EXCEPTION 'Pod cannot be restarted while it is %', i.status USING ERRCODE = 'PT409';
+	END IF;
+	UPDATE paas.instances
+	   SET restarted_at = clock_timestamp(), restart_count = restart_count + 1, generation = generation + 1,
+		   polls = 0, attempts = 0, due_at = now(), updated_at = now()
+	 WHERE id = i.id
+	RETURNING * INTO i;
+	PERFORM paas.instance_log(i.id, 'restart', i.status, i.status, i.generation,
+							  'restart requested', NULL, actor, actor_id);
+	PERFORM paas.instance_wake();
+	RETURN i;
+END
+$$;
+COMMENT ON FUNCTION paas.instance_restart(paas.instances, text, uuid) IS
+	'asks for a rolling restart (new pod-template annotation); PT409 unless the instance should run';
+
+CREATE FUNCTION api.pods_restart(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	i paas.instances := paas.instance_of(u.id, req ->> 'id', true);
+	v paas.services;
+BEGIN
+	i := paas.instance_restart(i, 'owner', u.id);
+	SELECT * INTO v FROM paas.services WHERE id = i.service_id;
+	RETURN paas.instance_json(i, v);
+END
+$$;
+COMMENT ON FUNCTION api.pods_restart(jsonb, jsonb) IS
+	'POST /pods/:id/restart: restarts one of the caller''s instances; PT409 when it is not running';
+
+CREATE FUNCTION api.pods_credentials(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	i paas.instances := paas.instance_of(u.id, req ->> 'id');
+	v paas.services;
+	vars jsonb;
+	creds jsonb;
+BEGIN
+	IF i.status IN ('DELETED', 'FAILED') THEN
+		RAISE EXCEPTION 'The pod has ended; its credentials are gone' USING ERRCODE = 'PT409';
+	END IF;
+	SELECT * INTO v FROM paas.services WHERE id = i.service_id;
+	PERFORM paas.instance_ensure_secrets(i, v);
+	vars := paas.instance_vars(i, v, paas.service_template(v.id), true);
+	SELECT coalesce(jsonb_object_agg(c.key, paas.tpl_subst(c.value #>> '{}', vars)), '{}') INTO creds
+	  FROM jsonb_each(coalesce(paas.service_template(v.id) -> 'credentials', '{}')) c;
+	-- who looked is recorded, never what they saw
+	PERFORM paas.instance_log(i.id, 'credentials_viewed', i.status, i.status, i.generation,
+							  'credentials shown to the owner', NULL, 'owner', u.id);
+	RETURN jsonb_build_object('id', i.id, 'name', i.name,
+		'url', CASE WHEN paas.instance_exposed(v) THEN 'https://' || i.host END,
+		'internalUrl', format('http://%s.%s.svc.cluster.local:%s', i.name, i.namespace, v.container_port),
+		'credentials', creds,
+		'secrets', (SELECT coalesce(jsonb_object_agg(s.name, s.value), '{}') FROM paas.instance_secrets s
+					 WHERE s.instance_id = i.id));
+END
+$$;
+COMMENT ON FUNCTION api.pods_credentials(jsonb, jsonb) IS
+	'GET /pods/:id/credentials: the owner''s credentials and generated secrets of an instance (the viewing is recorded)';
+
+-- The first step of GET /pods/:id/logs: who may read, and where the log
+-- is.  httpd reads it from the Kubernetes API (httpd/k8s.c).
+CREATE FUNCTION api.pods_logs(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	u paas.users := paas.require_user(ctx);
+	i paas.instances := paas.instance_of(u.id, req ->> 'id');
+	v paas.services;
+	errs jsonb := '[]';
+	containers text[];
+BEGIN
+	req := paas.require_object(req);
+	errs := paas.check_int(errs, req, 'tailLines', false, 1, 5000);
+	errs := paas.check_text(errs, req, 'container', false, 1, 63);
+	errs := paas.check_bool(errs, req, 'previous', false);
+	SELECT * INTO v FROM paas.services WHERE id = i.service_id;
+	containers := ARRAY['app'] || ARRAY(SELECT x ->> 'name' FROM jsonb_array_elements(
+						coalesce(paas.service_template(v.id) -> 'sidecars', '[]')) x);
+	IF req ->> 'container' IS NOT NULL AND NOT (req ->> 'container') = ANY (containers) THEN
+		errs := paas.add_err(errs, 'container', format('container must be one of [%s]', array_to_string(containers, ', ')));
+	END IF;
+	PERFORM paas.raise_if_invalid(errs);
+	IF i.status IN ('DELETED', 'FAILED', 'STOPPED', 'PENDING') OR i.desired_state <> 'running' THEN
+		RAISE EXCEPTION 'The pod is % and has no logs to read', i.status USING ERRCODE = 'PT409';
+	END IF;
+	RETURN jsonb_build_object('$k8s', jsonb_build_object(
+		'apiUrl', current_setting('paas.k8s_api_url', true),
+		'tokenFile', current_setting('paas.k8s_token_file', true),
+		'caFile', current_setting('paas.k8s_ca_file', true),
+		'instanceId', i.id, 'name', i.name, 'namespace', i.namespace,
+		'labelSelector', 'paas.dev/instance-id=' || i.id::text,
+		'container', coalesce(req ->> 'container', 'app'),
+		'tailLines', coalesce((req ->> 'tailLines')::int, 100),
+		'previous', coalesce((req ->> 'previous')::boolean, false)));
+END
+$$;
+COMMENT ON FUNCTION api.pods_logs(jsonb, jsonb) IS
+	'GET /pods/:id/logs?tailLines=&container=&previous=: where the log of the caller''s instance is (httpd reads it)';
+
+------------------------------------------------------------------------------
+-- api: administrators
+------------------------------------------------------------------------------
+
+CREATE FUNCTION api.pods_admin_list(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	r jsonb;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	PERFORM paas.raise_if_invalid(paas.check_instance_filters('[]', req));
+	r := paas.instances_page(req, NULL, 20);
+	RETURN jsonb_build_object('data', r -> 'rows',
+							  'pagination', paas.pagination(req, (r ->> 'total')::bigint, 20));
+END
+$$;
+COMMENT ON FUNCTION api.pods_admin_list(jsonb, jsonb) IS
+	'GET /admin/pods: every instance; status, userId, serviceId, subscriptionId, search, page, limit';
+
+CREATE FUNCTION api.pods_admin_get(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	i paas.instances;
+	v paas.services;
+	o paas.users;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	i := paas.instance_of(NULL, req ->> 'id');
+	SELECT * INTO v FROM paas.services WHERE id = i.service_id;
+	SELECT * INTO o FROM paas.users WHERE id = i.user_id;
+	RETURN paas.instance_json(i, v) || jsonb_build_object(
+		'user', jsonb_build_object('id', o.id, 'name', o.name, 'email', o.email),
+		'subscriptionStatus', (SELECT s.status FROM paas.subscriptions s WHERE s.id = i.subscription_id),
+		'attempts', i.attempts, 'dueAt', paas.iso(i.due_at), 'claimedUntil', paas.iso(i.claimed_until),
+		'syncedAt', paas.iso(i.synced_at), 'forceApply', i.force_apply,
+		'namespaceState', (SELECT jsonb_build_object('name', ns.name, 'state', ns.state,
+								'generation', ns.generation, 'observedGeneration', ns.observed_generation,
+								'lastError', ns.last_error)
+							 FROM paas.instance_namespaces ns WHERE ns.user_id = i.user_id));
+END
+$$;
+COMMENT ON FUNCTION api.pods_admin_get(jsonb, jsonb) IS
+	'GET /admin/pods/:id: any instance with its owner and the reconciler''s bookkeeping';
+
+CREATE FUNCTION api.pods_admin_events(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	i paas.instances;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	i := paas.instance_of(NULL, req ->> 'id');
+	req := paas.require_object(req);
+	PERFORM paas.raise_if_invalid(paas.check_paging('[]', req));
+	RETURN paas.instance_events_page(i, req, true);
+END
+$$;
+COMMENT ON FUNCTION api.pods_admin_events(jsonb, jsonb) IS
+	'GET /admin/pods/:id/events: every event of an instance with its detail (API outcomes)';
+
+CREATE FUNCTION api.pods_admin_manifests(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	RETURN paas.instance_manifests((paas.instance_of(NULL, req ->> 'id')).id, false);
+END
+$$;
+COMMENT ON FUNCTION api.pods_admin_manifests(jsonb, jsonb) IS
+	'GET /admin/pods/:id/manifests: exactly what the reconciler applies (secret values redacted)';
+
+CREATE FUNCTION api.pods_admin_reconcile(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	adm paas.users := paas.require_admin(ctx);
+	i paas.instances := paas.instance_of(NULL, req ->> 'id', true);
+	v paas.services;
+BEGIN
+	UPDATE paas.instances SET force_apply = true, attempts = 0, polls = 0, due_at = now(),
+		   claimed_until = NULL, updated_at = now()
+	 WHERE id = i.id
+	RETURNING * INTO i;
+	UPDATE paas.instance_namespaces SET force_apply = desired_state = 'present', due_at = now(),
+		   attempts = 0, claimed_until = NULL
+	 WHERE user_id = i.user_id;
+	PERFORM paas.instance_log(i.id, 'reconcile', i.status, i.status, i.generation,
+							  'reconcile forced by an administrator', NULL, 'admin', adm.id);
+	PERFORM paas.instance_wake();
+	SELECT * INTO v FROM paas.services WHERE id = i.service_id;
+	RETURN paas.instance_json(i, v);
+END
+$$;
+COMMENT ON FUNCTION api.pods_admin_reconcile(jsonb, jsonb) IS
+	'POST /admin/pods/:id/reconcile: applies every object of the instance and its namespace again, now';
+
+CREATE FUNCTION paas.instance_admin_stop(req jsonb, ctx jsonb, stop boolean) RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	adm paas.users := paas.require_admin(ctx);
+	i paas.instances;
+	v paas.services;
+BEGIN
+	req := paas.require_object(req);
+	PERFORM paas.raise_if_invalid(paas.check_text('[]', req, 'reason', false, 3, 500));
+	i := paas.instance_of(NULL, req ->> 'id', true);
+	IF i.desired_state = 'deleted' THEN
+		RAISE EXCEPTION 'The pod has ended' USING ERRCODE = 'PT409';
+	END IF;
+	IF NOT stop AND NOT i.admin_stopped THEN
+		RAISE EXCEPTION 'The pod was not stopped by an administrator' USING ERRCODE = 'PT409',
+			HINT = CASE WHEN i.desired_state = 'stopped' THEN 'It is stopped because its subscription is unpaid.'
+						ELSE 'It is not stopped.' END;
+	END IF;
+	UPDATE paas.instances SET admin_stopped = stop, updated_at = now() WHERE id = i.id;
+	PERFORM paas.instances_set_desired(ARRAY[i.id],
+		coalesce(req ->> 'reason', CASE WHEN stop THEN 'stopped' ELSE 'started' END || ' by an administrator'),
+		'admin', adm.id);
+	SELECT * INTO i FROM paas.instances WHERE id = i.id;
+	SELECT * INTO v FROM paas.services WHERE id = i.service_id;
+	RETURN paas.instance_json(i, v);
+END
+$$;
+COMMENT ON FUNCTION paas.instance_admin_stop(jsonb, jsonb, boolean) IS
+	'stops (or starts again) an instance whatever its subscription says, as an administrator';
+
+CREATE FUNCTION api.pods_admin_stop(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE sql VOLATILE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+	RETURN paas.instance_admin_stop(req, ctx, true);
+COMMENT ON FUNCTION api.pods_admin_stop(jsonb, jsonb) IS
+	'POST /admin/pods/:id/stop {reason?}: scales the instance to zero until an administrator starts it';
+
+CREATE FUNCTION api.pods_admin_start(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE sql VOLATILE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+	RETURN paas.instance_admin_stop(req, ctx, false);
+COMMENT ON FUNCTION api.pods_admin_start(jsonb, jsonb) IS
+	'POST /admin/pods/:id/start {reason?}: undoes an administrator''s stop (the subscription still decides)';
+
+CREATE FUNCTION api.pods_admin_restart(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	adm paas.users := paas.require_admin(ctx);
+	i paas.instances := paas.instance_of(NULL, req ->> 'id', true);
+	v paas.services;
+BEGIN
+	i := paas.instance_restart(i, 'admin', adm.id);
+	SELECT * INTO v FROM paas.services WHERE id = i.service_id;
+	RETURN paas.instance_json(i, v);
+END
+$$;
+COMMENT ON FUNCTION api.pods_admin_restart(jsonb, jsonb) IS 'POST /admin/pods/:id/restart: restarts any instance';
+
+CREATE FUNCTION api.pods_admin_stats(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	p record := paas.provisioner_state();
+	c record := paas.instance_capacity();
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	RETURN jsonb_build_object(
+		'byStatus', (SELECT jsonb_object_agg(s, coalesce(n, 0))
+					   FROM unnest(ARRAY['PENDING', 'PROVISIONING', 'RUNNING', 'DEGRADED', 'FAILED',
+										 'STOPPED', 'DELETING', 'DELETED']) s
+					   LEFT JOIN (SELECT status, count(*) AS n FROM paas.instances GROUP BY status) x
+						 ON x.status = s),
+		'total', (SELECT count(*) FROM paas.instances),
+		'behind', (SELECT count(*) FROM paas.instances WHERE generation <> observed_generation),
+		'erroring', (SELECT count(*) FROM paas.instances WHERE attempts > 0),
+		'namespaces', (SELECT jsonb_object_agg(state, n) FROM (SELECT state, count(*) AS n
+							FROM paas.instance_namespaces GROUP BY state) x),
+		'capacity', jsonb_build_object('nodes', c.nodes, 'cpuFreeMillicores', c.cpu_free_m,
+									   'memoryFreeBytes', c.memory_free),
+		'provisioner', jsonb_build_object(
+			'running', p.running, 'pid', p.pid, 'configured', p.configured,
+			'startedAt', paas.iso(p.started_at), 'lastPass', paas.iso(p.last_pass),
+			'lastResync', paas.iso(p.last_audit), 'passes', p.passes, 'units', p.units,
+			'apiCalls', p.api_calls, 'apiErrors', p.api_errors, 'resyncCalls', p.audit_calls,
+			'resyncs', p.audits, 'lastError', p.last_error,
+			'lastResyncResult', CASE WHEN p.last_resync IS NOT NULL THEN p.last_resync::jsonb END));
+END
+$$;
+COMMENT ON FUNCTION api.pods_admin_stats(jsonb, jsonb) IS
+	'GET /admin/pods/stats: instances by status, reconciler backlog, capacity, the provisioner''s counters';
+
+-- The deployment template of a service (GET / PUT).  PUT replaces it; the
+-- render check of paas.services answers PT400 with every field error.
+CREATE FUNCTION api.services_deployment_get(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	v paas.services;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	SELECT * INTO v FROM paas.services WHERE id = paas.to_uuid(req ->> 'id') AND deleted_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Service not found' USING ERRCODE = 'PT404';
+	END IF;
+	RETURN jsonb_build_object('id', v.id, 'name', v.name, 'dockerImage', v.docker_image,
+		'containerPort', v.container_port, 'environmentVars', v.environment_vars,
+		'deployment', paas.service_template(v.id),
+		'preview', paas.instance_render(paas.sample_instance(v, paas.service_template(v.id)), v, false));
+END
+$$;
+COMMENT ON FUNCTION api.services_deployment_get(jsonb, jsonb) IS
+	'GET /services/admin/:id/deployment: a service''s deployment template and the objects of a sample instance';
+
+CREATE FUNCTION api.services_deployment_set(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	v paas.services;
+BEGIN
+	PERFORM paas.require_admin(ctx);
+	req := paas.require_object(req);
+	SELECT * INTO v FROM paas.services WHERE id = paas.to_uuid(req ->> 'id') AND deleted_at IS NULL FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'Service not found' USING ERRCODE = 'PT404';
+	END IF;
+	IF jsonb_typeof(req -> 'deployment') IS DISTINCT FROM 'object' THEN
+		PERFORM paas.raise_if_invalid(paas.add_err('[]', 'deployment', 'deployment must be an object'));
+	END IF;
+	IF req ? 'environmentVars' THEN
+		-- the template and the environment that uses its secrets, checked together
+		v := paas.service_input(jsonb_build_object('environmentVars', req -> 'environmentVars'), v, false);
+		PERFORM paas.raise_if_invalid(paas.template_check(v, req -> 'deployment'));
+		-- checked together: the row guards need not check each half alone
+		PERFORM set_config('paas_templates.checked', 'on', true);
+	END IF;
+	INSERT INTO paas.service_templates (service_id, deployment) VALUES (v.id, req -> 'deployment')
+	ON CONFLICT (service_id) DO UPDATE SET deployment = EXCLUDED.deployment, updated_at = now();
+	UPDATE paas.services SET environment_vars = v.environment_vars, updated_at = now() WHERE id = v.id;
+	PERFORM set_config('paas_templates.checked', 'off', true);
+	RETURN api.services_deployment_get(req, ctx);
+END
+$$;
+COMMENT ON FUNCTION api.services_deployment_set(jsonb, jsonb) IS
+	'PUT /services/admin/:id/deployment {deployment, environmentVars?}: replaces the template (and the '
+	'environment using its secrets; PT400 when they do not render); '
+	'running instances roll out the change';
+
+DO $grants$
+DECLARE
+	f text;
+BEGIN
+	FOREACH f IN ARRAY ARRAY[
+		'api.pods_list(jsonb, jsonb)', 'api.pods_get(jsonb, jsonb)', 'api.pods_events(jsonb, jsonb)',
+		'api.pods_restart(jsonb, jsonb)', 'api.pods_credentials(jsonb, jsonb)', 'api.pods_logs(jsonb, jsonb)',
+		'api.pods_admin_list(jsonb, jsonb)', 'api.pods_admin_get(jsonb, jsonb)',
+		'api.pods_admin_events(jsonb, jsonb)', 'api.pods_admin_manifests(jsonb, jsonb)',
+		'api.pods_admin_reconcile(jsonb, jsonb)', 'api.pods_admin_stop(jsonb, jsonb)',
+		'api.pods_admin_start(jsonb, jsonb)', 'api.pods_admin_restart(jsonb, jsonb)',
+		'api.pods_admin_stats(jsonb, jsonb)',
+		'api.services_deployment_get(jsonb, jsonb)', 'api.services_deployment_set(jsonb, jsonb)']
+	LOOP
+		EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+		EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO paas_api, paas_owner', f);
+	END LOOP;
+END
+$grants$;
+
 -- ---- new: sql/parts/75_notifications.sql ----
 -- paas -- notifications: transactional e-mail through a durable outbox,
 -- e-mail verification, password reset, preferences, admin deliveries.
@@ -10564,7 +13860,7 @@ GRANT SELECT ON reporting.revenue_monthly, reporting.topups_monthly, reporting.s
 CREATE FUNCTION paas.route_flag_names() RETURNS text[]
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	RETURN ARRAY['paginated', 'tokens', 'builtin', 'rate_login', 'rate_register', 'rate_refresh',
-				 'no_db', 'snap', 'pdf', 'batch', 'money', 'form'];
+				 'no_db', 'snap', 'pdf', 'batch', 'money', 'form', 'k8s'];
 COMMENT ON FUNCTION paas.route_flag_names() IS
 	'the route flags the gateway knows (httpd/httpd.h enum route_flags, lower case, no ROUTE_ prefix)';
 
@@ -13663,6 +16959,37 @@ SELECT key, value FROM jsonb_each($schemas$
   }
 }
 $schemas$::jsonb);
+
+-- ---- new: sql/parts/97_pod_routes.sql ----
+-- paas -- the routes of hosted instances (httpd/routes_pods.inc) in the
+-- route table (95_routes.sql), in the gateway's order: routes.c includes
+-- routes_pods.inc after the notifications.  The functions are in
+-- 73_instance_routes.sql.  Their schemas are loose for now: the data of
+-- each answer is described by the function's comment.
+
+INSERT INTO paas.route_tags (name, seq, description) VALUES
+	('pods', 11, 'The caller''s hosted instances (the original''s /pods): status, URL, restart, logs, credentials'),
+	('admin-pods', 12, 'Every hosted instance, for administrators: events, manifests, reconcile, stop and start');
+
+SELECT paas.routes_add($routes$[
+  {"method": "GET", "path": "/api/v1/pods", "function": "api.pods_list", "access": "user", "status": 200, "message": "Pods retrieved successfully", "tag": "pods", "summary": "Pods retrieved successfully", "flags": ["paginated"], "response": {"type": "array", "items": {"type": "object"}}},
+  {"method": "GET", "path": "/api/v1/pods/:id", "function": "api.pods_get", "access": "user", "status": 200, "message": "Pod details retrieved successfully", "tag": "pods", "summary": "Pod details retrieved successfully", "errors": [404], "response": {"type": ["object", "array", "null"]}},
+  {"method": "POST", "path": "/api/v1/pods/:id/restart", "function": "api.pods_restart", "access": "user", "status": 200, "message": "Pod restart requested", "tag": "pods", "summary": "Pod restart requested", "errors": [404], "request": {"type": "object"}, "response": {"type": ["object", "array", "null"]}},
+  {"method": "GET", "path": "/api/v1/pods/:id/logs", "function": "api.pods_logs", "access": "user", "status": 200, "message": "Pod logs retrieved successfully", "tag": "pods", "summary": "Pod logs retrieved successfully", "flags": ["k8s"], "errors": [404], "response": {"type": ["object", "array", "null"]}, "query": {"tailLines": {"type": "string", "pattern": "^[0-9]{1,5}$", "description": "the number of lines from the end"}}},
+  {"method": "GET", "path": "/api/v1/pods/:id/credentials", "function": "api.pods_credentials", "access": "user", "status": 200, "message": "Pod credentials retrieved successfully", "tag": "pods", "summary": "Pod credentials retrieved successfully", "errors": [404], "response": {"type": ["object", "array", "null"]}},
+  {"method": "GET", "path": "/api/v1/pods/:id/events", "function": "api.pods_events", "access": "user", "status": 200, "message": "Pod events retrieved successfully", "tag": "pods", "summary": "Pod events retrieved successfully", "flags": ["paginated"], "errors": [404], "response": {"type": "array", "items": {"type": "object"}}},
+  {"method": "GET", "path": "/api/v1/admin/pods", "function": "api.pods_admin_list", "access": "admin", "status": 200, "message": "Pods retrieved successfully", "tag": "admin-pods", "summary": "Pods retrieved successfully", "flags": ["paginated"], "response": {"type": "array", "items": {"type": "object"}}},
+  {"method": "GET", "path": "/api/v1/admin/pods/stats", "function": "api.pods_admin_stats", "access": "admin", "status": 200, "message": "Pod statistics retrieved successfully", "tag": "admin-pods", "summary": "Pod statistics retrieved successfully", "response": {"type": ["object", "array", "null"]}},
+  {"method": "GET", "path": "/api/v1/admin/pods/:id", "function": "api.pods_admin_get", "access": "admin", "status": 200, "message": "Pod retrieved successfully", "tag": "admin-pods", "summary": "Pod retrieved successfully", "errors": [404], "response": {"type": ["object", "array", "null"]}},
+  {"method": "GET", "path": "/api/v1/admin/pods/:id/events", "function": "api.pods_admin_events", "access": "admin", "status": 200, "message": "Pod events retrieved successfully", "tag": "admin-pods", "summary": "Pod events retrieved successfully", "flags": ["paginated"], "errors": [404], "response": {"type": "array", "items": {"type": "object"}}},
+  {"method": "GET", "path": "/api/v1/admin/pods/:id/manifests", "function": "api.pods_admin_manifests", "access": "admin", "status": 200, "message": "Pod manifests retrieved successfully", "tag": "admin-pods", "summary": "Pod manifests retrieved successfully", "errors": [404], "response": {"type": ["object", "array", "null"]}},
+  {"method": "POST", "path": "/api/v1/admin/pods/:id/reconcile", "function": "api.pods_admin_reconcile", "access": "admin", "status": 200, "message": "Pod reconcile requested", "tag": "admin-pods", "summary": "Pod reconcile requested", "errors": [404], "request": {"type": "object"}, "response": {"type": ["object", "array", "null"]}},
+  {"method": "POST", "path": "/api/v1/admin/pods/:id/restart", "function": "api.pods_admin_restart", "access": "admin", "status": 200, "message": "Pod restart requested", "tag": "admin-pods", "summary": "Pod restart requested", "errors": [404], "request": {"type": "object"}, "response": {"type": ["object", "array", "null"]}},
+  {"method": "POST", "path": "/api/v1/admin/pods/:id/stop", "function": "api.pods_admin_stop", "access": "admin", "status": 200, "message": "Pod stopped", "tag": "admin-pods", "summary": "Pod stopped", "errors": [404], "request": {"type": "object"}, "response": {"type": ["object", "array", "null"]}},
+  {"method": "POST", "path": "/api/v1/admin/pods/:id/start", "function": "api.pods_admin_start", "access": "admin", "status": 200, "message": "Pod started", "tag": "admin-pods", "summary": "Pod started", "errors": [404], "request": {"type": "object"}, "response": {"type": ["object", "array", "null"]}},
+  {"method": "GET", "path": "/api/v1/services/admin/:id/deployment", "function": "api.services_deployment_get", "access": "admin", "status": 200, "message": "Deployment template retrieved successfully", "tag": "services", "summary": "Deployment template retrieved successfully", "errors": [404], "response": {"type": ["object", "array", "null"]}},
+  {"method": "PUT", "path": "/api/v1/services/admin/:id/deployment", "function": "api.services_deployment_set", "access": "admin", "status": 200, "message": "Deployment template saved successfully", "tag": "services", "summary": "Deployment template saved successfully", "errors": [404], "request": {"type": "object"}, "response": {"type": ["object", "array", "null"]}}
+]$routes$);
 
 -- jobs of the new functions
 INSERT INTO paas.job (name, fn, run_every, description) VALUES
