@@ -21,7 +21,7 @@ HTTPD = os.path.join(ROOT, "httpd")
 # {"GET", "/api/v1/users/:id", ACCESS_ADMIN, "api.users_get", 200, "User retrieved successfully", 0, "users"},
 ROW = re.compile(r'\{"(?P<method>[A-Z]+)", "(?P<path>[^"]+)", ACCESS_(?P<access>[A-Z]+), '
                  r'(?:NULL|"(?P<function>[^"]+)"), (?P<status>\d+), "(?P<message>(?:[^"\\]|\\.)*)", '
-                 r'(?P<flags>0|ROUTE_[A-Z_]+(?: \| ROUTE_[A-Z_]+)*), "(?P<tag>[^"]+)"\},?')
+                 r'(?P<flags>0|ROUTE_[A-Z0-9_]+(?: \| ROUTE_[A-Z0-9_]+)*), "(?P<tag>[^"]+)"\},?')
 
 
 def c_routes():
@@ -63,7 +63,7 @@ def c_enum(name):
     with open(os.path.join(HTTPD, "httpd.h")) as f:
         body = re.search(r"enum " + name + r"\s*\{(.*?)\};", f.read(), re.S).group(1)
     body = re.sub(r"/\*.*?\*/", "", body, flags=re.S)
-    return [re.sub(r"^(ACCESS|ROUTE)_", "", m).lower() for m in re.findall(r"\b((?:ACCESS|ROUTE)_[A-Z_]+)\b", body)]
+    return [re.sub(r"^(ACCESS|ROUTE)_", "", m).lower() for m in re.findall(r"\b((?:ACCESS|ROUTE)_[A-Z0-9_]+)\b", body)]
 
 
 def test_the_route_table_equals_the_c_table():

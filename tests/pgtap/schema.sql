@@ -55,7 +55,6 @@ SELECT results_eq(
 		('notifications_unsubscribe(req jsonb, ctx jsonb) jsonb v'),
 		('notifications_unsubscribe_info(req jsonb, ctx jsonb) jsonb v'),
 		('openapi(ctx jsonb) jsonb s'),
-		('routes() TABLE(seq integer, method text, path text, function text, access text, status integer, message text, flags text[], tag text) s'),
 		('pods_admin_events(req jsonb, ctx jsonb) jsonb s'),
 		('pods_admin_get(req jsonb, ctx jsonb) jsonb s'),
 		('pods_admin_list(req jsonb, ctx jsonb) jsonb s'),
@@ -71,6 +70,7 @@ SELECT results_eq(
 		('pods_list(req jsonb, ctx jsonb) jsonb s'),
 		('pods_logs(req jsonb, ctx jsonb) jsonb s'),
 		('pods_restart(req jsonb, ctx jsonb) jsonb v'),
+		('routes() TABLE(seq integer, method text, path text, function text, access text, status integer, message text, flags text[], tag text) s'),
 		('run_renewals() jsonb v'),
 		('seed_admin(email text, password text, name text) uuid v'),
 		('services_admin_get(req jsonb, ctx jsonb) jsonb s'),
@@ -127,7 +127,6 @@ SELECT results_eq(
 		('workers_stats(req jsonb, ctx jsonb) jsonb s'),
 		('workers_transitions(req jsonb, ctx jsonb) jsonb s'),
 		('workers_update(req jsonb, ctx jsonb) jsonb v')
-
 	$$,
 	'the api schema has exactly the documented functions');
 
