@@ -275,6 +275,12 @@ SELECT is(api.services_admin_stats() #> '{popularServices,0}',
 							   '_count', '{"subscriptions": 2}'::jsonb) FROM svc WHERE k = 'press'),
 	'stats: popularServices, the most subscribed first');
 SELECT ok(jsonb_array_length(api.services_admin_stats() -> 'popularServices') BETWEEN 1 AND 5, 'at most five');
+-- the test's subscriptions go again, with the instances their sale made
+CREATE TEMP TABLE gone_inst AS SELECT i.id FROM paas.instances i JOIN paas.subscriptions s ON s.id = i.subscription_id
+ WHERE s.user_id = '00000000-0000-4000-8000-0000000ca7b1';
+DELETE FROM paas.instance_events WHERE instance_id IN (SELECT id FROM gone_inst);
+DELETE FROM paas.instance_secrets WHERE instance_id IN (SELECT id FROM gone_inst);
+DELETE FROM paas.instances WHERE id IN (SELECT id FROM gone_inst);
 DELETE FROM paas.subscriptions WHERE user_id = '00000000-0000-4000-8000-0000000ca7b1';
 SELECT throws_ok($$SELECT api.services_admin_get('{"id": "00000000-0000-4000-8000-000000000000"}')$$, 'PS404', 'Service not found',
 	'unknown id: PS404');
