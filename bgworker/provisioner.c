@@ -1048,6 +1048,14 @@ paas_provisioner_main(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(paas_database, NULL, 0);
+	/* superuser code: nothing a non-superuser can create in public is ever looked up */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	/*
+	 * What the provisioner records is observed state it converges again
+	 * after any loss (level-triggered): its commits do not wait for a
+	 * synchronous standby, so a standby that is away never stops it.
+	 */
+	SetConfigOption("synchronous_commit", "local", PGC_SUSET, PGC_S_OVERRIDE);
 
 	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
 		elog(ERROR, "curl_global_init failed");
