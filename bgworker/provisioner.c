@@ -19,8 +19,9 @@
  *		 fieldManager=paas, force=true;
  *	  3. reports each unit's answers with paas.provisioner_report() in a
  *		 transaction of its own (SQL decides status, backoff, next look).
- *	  A watch of the Deployments brings rollouts' progress as events, so a
- *	  rollout is seen complete when it is, not at the next poll.
+ *	  Watches of the Deployments and pods bring rollouts' progress as
+ *	  events, so a rollout is seen complete (or stuck, and why) when it is,
+ *	  not at the next look.
  *	  Every paas.instance_resync_interval it lists each kind paas manages by
  *	  label (500 a page) into paas.provisioner_audit_page() and lets
  *	  paas.provisioner_audit_end() mark what drifted; every 30 s (a third of
@@ -442,8 +443,29 @@ typedef struct Unit
 } Unit;
 
 static CURLM *multi;
-static CURLM *wmulti;			/* the Deployment watch (below) */
-static CURL *wh;
+static CURLM *wmulti;			/* the watches (below) */
+#define WATCH_RETRY_MS 5000
+#define WATCH_MAX_LINE (16 * 1024 * 1024)
+#define NWATCHES 2
+
+typedef struct Watch
+{
+	const char *path;			/* collection path with its label selector */
+	const char *fn;				/* SQL function taking the lines */
+	CURL	   *h;
+	bool		active;
+	StringInfoData buf;
+	char		rv[64];
+	TimestampTz failed_at;
+} Watch;
+
+static Watch watches[NWATCHES] = {
+	{"/apis/apps/v1/deployments?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dpaas",
+	"paas.provisioner_watch_events"},
+	{"/api/v1/pods?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dpaas",
+	"paas.provisioner_watch_pods"},
+};
+
 static CURL **lanes;
 static int	nlanes;
 static CURL *sync_handle;
@@ -463,12 +485,14 @@ release_curl(int code, Datum arg)
 	}
 	if (sync_handle)
 		curl_easy_cleanup(sync_handle);
+	for (int i = 0; i < NWATCHES && wmulti; i++)
+		if (watches[i].h)
+		{
+			curl_multi_remove_handle(wmulti, watches[i].h);
+			curl_easy_cleanup(watches[i].h);
+		}
 	if (wmulti)
-	{
-		curl_multi_remove_handle(wmulti, wh);
-		curl_easy_cleanup(wh);
 		curl_multi_cleanup(wmulti);
-	}
 	curl_slist_free_all(hdr_apply);
 	curl_slist_free_all(hdr_json);
 	curl_slist_free_all(hdr_meta);
@@ -546,6 +570,8 @@ text_array(int n, char **items, bool *nulls)
 	return PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
+static bool watch_healthy(void);
+
 /* Reports the answers of one unit in a transaction of its own. */
 static void
 report_unit(Unit *u)
@@ -559,9 +585,9 @@ report_unit(Unit *u)
 	bool	   *nob = palloc0(sizeof(bool) * Max(n, 1));
 	bool	   *noe = palloc0(sizeof(bool) * Max(n, 1));
 	Datum	   *codes = palloc(sizeof(Datum) * Max(n, 1));
-	Oid			types[8] = {TEXTOID, TEXTOID, INT8OID, TEXTARRAYOID, TEXTARRAYOID,
-	INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		values[8];
+	Oid			types[9] = {TEXTOID, TEXTOID, INT8OID, TEXTARRAYOID, TEXTARRAYOID,
+	INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, BOOLOID};
+	Datum		values[9];
 	int			ret;
 
 	for (int i = 0; i < n; i++)
@@ -587,8 +613,9 @@ report_unit(Unit *u)
 		: PointerGetDatum(construct_array(codes, n, INT4OID, 4, true, TYPALIGN_INT));
 	values[6] = text_array(n, bodies, nob);
 	values[7] = text_array(n, errors, noe);
-	ret = SPI_execute_with_args("SELECT paas.provisioner_report($1, $2::uuid, $3, $4, $5, $6, $7, $8)",
-								8, types, values, NULL, false, 1);
+	values[8] = BoolGetDatum(watch_healthy());
+	ret = SPI_execute_with_args("SELECT paas.provisioner_report($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9)",
+								9, types, values, NULL, false, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "paas.provisioner_report failed: %d", ret);
 	end_tx();
@@ -816,41 +843,35 @@ sync_nodes(MemoryContext cxt)
 	(void) read_list("nodes", "/api/v1/nodes", false, "paas.instance_nodes_page", cxt, true);
 }
 
-/* ---- the Deployment watch ------------------------------------------------ */
+/* ---- watches ---------------------------------------------------------------- */
 
 /*
- * Readiness arrives as events, not by polling: one watch of the Deployments
- * paas manages (list-then-watch, as client-go's informers do), serviced on
- * every pass and whenever its socket is readable.  Lines of the stream go to
- * paas.provisioner_watch_events() in batches; the resourceVersion it returns
- * resumes the watch when the server ends it (timeoutSeconds), and "GONE" (410:
- * the version is too old) starts over from a fresh list.  A watch that fails
- * is retried after WATCH_RETRY_MS; the polls of the reconciler and the resync
- * stay, so a lost event only costs a later look.
+ * Rollouts arrive as events, not by polling: a watch of the Deployments and
+ * one of the pods paas manages (list-then-watch, as client-go's informers
+ * do), serviced on every pass and whenever a socket is readable.  Lines of
+ * a stream go to its SQL function in batches (paas.provisioner_watch_events:
+ * readiness and drift; paas.provisioner_watch_pods: the pod that runs and
+ * its waiting reasons); the resourceVersion it returns resumes the watch
+ * when the server ends it (timeoutSeconds), and "GONE" (410: the version is
+ * too old) starts over from a fresh list.  A watch that fails is retried
+ * after WATCH_RETRY_MS; the reconciler's looks and the resync stay, so a
+ * lost event only costs a later look.
  */
-#define WATCH_RETRY_MS 5000
-#define WATCH_MAX_LINE (16 * 1024 * 1024)
-
-static bool watching;
-static StringInfoData wbuf;
-static char wrv[64];
-static TimestampTz watch_failed_at;
-static long watch_code;
-
 static size_t
 watch_collect(char *data, size_t size, size_t nmemb, void *userdata)
 {
+	Watch	   *w = (Watch *) userdata;
 	size_t		n = size * nmemb;
 
-	if ((size_t) wbuf.len + n > WATCH_MAX_LINE)
+	if ((size_t) w->buf.len + n > WATCH_MAX_LINE)
 		return 0;				/* a line this long is not an event of ours */
-	appendBinaryStringInfo(&wbuf, data, (int) n);
+	appendBinaryStringInfo(&w->buf, data, (int) n);
 	return n;
 }
 
-/* The current resourceVersion of the Deployments (a list of one), or false. */
+/* The collection's current resourceVersion (a list of one), or false. */
 static bool
-watch_list_version(MemoryContext cxt)
+watch_list_version(Watch *w, MemoryContext cxt)
 {
 	Call		c;
 	Oid			types[1] = {TEXTOID};
@@ -860,73 +881,89 @@ watch_list_version(MemoryContext cxt)
 	memset(&c, 0, sizeof(c));
 	initStringInfo(&c.answer);
 	c.verb = "GET";
-	c.tag = "deployment";
-	c.path = "/apis/apps/v1/deployments?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dpaas&limit=1";
+	c.tag = "watch";
+	c.meta = true;
+	c.path = psprintf("%s&limit=1", w->path);
 	get_sync(&c, false);
 	if (c.code != 200)
 		return false;
 	values[0] = CStringGetTextDatum(c.answer.data);
 	rv = run_text("paas provisioner: watch start", "SELECT $1::jsonb #>> '{metadata,resourceVersion}'",
 				  1, types, values, NULL, cxt);
-	if (rv == NULL || strlen(rv) >= sizeof(wrv))
+	if (rv == NULL || strlen(rv) >= sizeof(w->rv))
 		return false;
-	strlcpy(wrv, rv, sizeof(wrv));
+	strlcpy(w->rv, rv, sizeof(w->rv));
 	return true;
 }
 
 static void
-watch_start(MemoryContext cxt)
+watch_start(Watch *w, MemoryContext cxt)
 {
 	char	   *url;
 
-	if (wmulti == NULL)
+	if (wmulti == NULL && (wmulti = curl_multi_init()) == NULL)
+		elog(ERROR, "curl_multi_init failed");
+	if (w->h == NULL)
 	{
 		MemoryContext old;
 
-		wmulti = curl_multi_init();
-		wh = curl_easy_init();
-		if (wmulti == NULL || wh == NULL)
-			elog(ERROR, "curl_multi_init failed");
+		if ((w->h = curl_easy_init()) == NULL)
+			elog(ERROR, "curl_easy_init failed");
 		old = MemoryContextSwitchTo(TopMemoryContext);
-		initStringInfo(&wbuf);
+		initStringInfo(&w->buf);
 		MemoryContextSwitchTo(old);
 	}
-	if (wrv[0] == '\0' && !watch_list_version(cxt))
+	if (w->rv[0] == '\0' && !watch_list_version(w, cxt))
 	{
-		watch_failed_at = GetCurrentTimestamp();
+		w->failed_at = GetCurrentTimestamp();
 		return;
 	}
-	resetStringInfo(&wbuf);
-	url = psprintf("%s/apis/apps/v1/deployments?watch=1&allowWatchBookmarks=true&timeoutSeconds=290"
-				   "&labelSelector=app.kubernetes.io%%2Fmanaged-by%%3Dpaas&resourceVersion=%s",
-				   api_base, wrv);
-	curl_easy_reset(wh);
-	curl_easy_setopt(wh, CURLOPT_URL, url);
-	curl_easy_setopt(wh, CURLOPT_HTTPGET, 1L);
-	curl_easy_setopt(wh, CURLOPT_HTTPHEADER, hdr_json);
-	curl_easy_setopt(wh, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(wh, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(wh, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(paas_k8s_timeout_ms, 5000));
+	resetStringInfo(&w->buf);
+	url = psprintf("%s%s&watch=1&allowWatchBookmarks=true&timeoutSeconds=290&resourceVersion=%s",
+				   api_base, w->path, w->rv);
+	curl_easy_reset(w->h);
+	curl_easy_setopt(w->h, CURLOPT_URL, url);
+	curl_easy_setopt(w->h, CURLOPT_HTTPGET, 1L);
+	curl_easy_setopt(w->h, CURLOPT_HTTPHEADER, hdr_json);
+	curl_easy_setopt(w->h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(w->h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(w->h, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(paas_k8s_timeout_ms, 5000));
 	/* no time limit of its own: the server ends it; silence means a dead peer */
-	curl_easy_setopt(wh, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(wh, CURLOPT_LOW_SPEED_TIME, 330L);
-	curl_easy_setopt(wh, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(wh, CURLOPT_USERAGENT, "paas-provisioner/" PAAS_VERSION);
-	curl_easy_setopt(wh, CURLOPT_WRITEFUNCTION, watch_collect);
+	curl_easy_setopt(w->h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(w->h, CURLOPT_LOW_SPEED_TIME, 330L);
+	curl_easy_setopt(w->h, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(w->h, CURLOPT_USERAGENT, "paas-provisioner/" PAAS_VERSION);
+	curl_easy_setopt(w->h, CURLOPT_WRITEFUNCTION, watch_collect);
+	curl_easy_setopt(w->h, CURLOPT_WRITEDATA, (void *) w);
+	curl_easy_setopt(w->h, CURLOPT_PRIVATE, (void *) w);
 	if (have_ca)
-		curl_easy_setopt(wh, CURLOPT_CAINFO, paas_k8s_ca_file);
-	curl_multi_add_handle(wmulti, wh);
+		curl_easy_setopt(w->h, CURLOPT_CAINFO, paas_k8s_ca_file);
+	curl_multi_add_handle(wmulti, w->h);
 	pfree(url);
-	watching = true;
-	watch_code = 0;
+	w->active = true;
 	SHARED_UPDATE(paas_provisioner_shared->api_calls++);
 }
 
-/* Hands the complete lines received so far to SQL. */
 static void
-watch_drain(MemoryContext cxt)
+watch_stop(Watch *w, bool failed)
 {
-	char	   *start = wbuf.data;
+	curl_multi_remove_handle(wmulti, w->h);
+	w->active = false;
+	if (failed)
+	{
+		/* 410 and the like: start again from a list, a little later */
+		w->rv[0] = '\0';
+		w->failed_at = GetCurrentTimestamp();
+	}
+	else
+		w->failed_at = 0;		/* the server ended it: resume at once */
+}
+
+/* Hands the complete lines received so far to the watch's SQL function. */
+static void
+watch_drain(Watch *w, MemoryContext cxt)
+{
+	char	   *start = w->buf.data;
 	char	   *nl;
 	List	   *lines = NIL;
 	char	  **items;
@@ -937,19 +974,19 @@ watch_drain(MemoryContext cxt)
 	Datum		values[1];
 	char	   *rv;
 
-	while ((nl = memchr(start, '\n', wbuf.len - (start - wbuf.data))) != NULL)
+	while ((nl = memchr(start, '\n', w->buf.len - (start - w->buf.data))) != NULL)
 	{
 		if (nl > start)
 			lines = lappend(lines, pnstrdup(start, nl - start));
 		start = nl + 1;
 	}
-	if (start > wbuf.data)
+	if (start > w->buf.data)
 	{
-		int			rest = wbuf.len - (start - wbuf.data);
+		int			rest = w->buf.len - (start - w->buf.data);
 
-		memmove(wbuf.data, start, rest);
-		wbuf.len = rest;
-		wbuf.data[rest] = '\0';
+		memmove(w->buf.data, start, rest);
+		w->buf.len = rest;
+		w->buf.data[rest] = '\0';
 	}
 	if (lines == NIL)
 		return;
@@ -958,19 +995,15 @@ watch_drain(MemoryContext cxt)
 	foreach(lc, lines)
 		items[n++] = (char *) lfirst(lc);
 	values[0] = text_array(n, items, nulls);
-	rv = run_text("paas provisioner: watch events", "SELECT paas.provisioner_watch_events($1)",
+	rv = run_text("paas provisioner: watch events", psprintf("SELECT %s($1)", w->fn),
 				  1, types, values, NULL, cxt);
 	if (rv != NULL && strcmp(rv, "GONE") == 0)
-	{
-		wrv[0] = '\0';			/* the next watch starts from a fresh list */
-		curl_multi_remove_handle(wmulti, wh);
-		watching = false;
-	}
-	else if (rv != NULL && strlen(rv) < sizeof(wrv))
-		strlcpy(wrv, rv, sizeof(wrv));
+		watch_stop(w, true);
+	else if (rv != NULL && strlen(rv) < sizeof(w->rv))
+		strlcpy(w->rv, rv, sizeof(w->rv));
 }
 
-/* Services the watch: reads what arrived, restarts it when it ended. */
+/* Services the watches: reads what arrived, restarts those that ended. */
 static void
 watch_service(MemoryContext cxt)
 {
@@ -978,45 +1011,64 @@ watch_service(MemoryContext cxt)
 	CURLMsg    *msg;
 	int			left;
 
-	if (!watching)
+	for (int i = 0; i < NWATCHES; i++)
 	{
-		if (watch_failed_at == 0 ||
-			TimestampDifferenceExceeds(watch_failed_at, GetCurrentTimestamp(), WATCH_RETRY_MS))
-			watch_start(cxt);
-		if (!watching)
-			return;
+		Watch	   *w = &watches[i];
+
+		if (!w->active && (w->failed_at == 0 ||
+						   TimestampDifferenceExceeds(w->failed_at, GetCurrentTimestamp(), WATCH_RETRY_MS)))
+			watch_start(w, cxt);
 	}
+	if (wmulti == NULL)
+		return;
 	curl_multi_perform(wmulti, &running);
-	watch_drain(cxt);
+	for (int i = 0; i < NWATCHES; i++)
+		if (watches[i].active)
+			watch_drain(&watches[i], cxt);
 	while ((msg = curl_multi_info_read(wmulti, &left)) != NULL)
 	{
+		char	   *wp = NULL;
+		long		code = 0;
+		Watch	   *w;
+
 		if (msg->msg != CURLMSG_DONE)
 			continue;
-		curl_easy_getinfo(wh, CURLINFO_RESPONSE_CODE, &watch_code);
-		curl_multi_remove_handle(wmulti, wh);
-		watching = false;
-		if (msg->data.result != CURLE_OK || watch_code != 200)
-		{
-			/* 410 and the like: start again from a list, a little later */
-			wrv[0] = '\0';
-			watch_failed_at = GetCurrentTimestamp();
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &wp);
+		w = (Watch *) wp;
+		if (w == NULL || !w->active)
+			continue;
+		curl_easy_getinfo(w->h, CURLINFO_RESPONSE_CODE, &code);
+		watch_drain(w, cxt);
+		if (w->active)
+			watch_stop(w, msg->data.result != CURLE_OK || code != 200);
+		if (msg->data.result != CURLE_OK || code != 200)
 			SHARED_UPDATE(paas_provisioner_shared->api_errors++);
-		}
-		else
-			watch_failed_at = 0;	/* the server ended it: resume at once */
 	}
 }
 
-/* The watch's socket, to wait on with the latch; PGINVALID_SOCKET if none. */
-static pgsocket
-watch_socket(void)
+/* Whether the Deployment watch is open (the reconciler's looks can wait). */
+static bool
+watch_healthy(void)
 {
-	curl_socket_t sock = CURL_SOCKET_BAD;
+	return watches[0].active;
+}
 
-	if (!watching || curl_easy_getinfo(wh, CURLINFO_ACTIVESOCKET, &sock) != CURLE_OK ||
-		sock == CURL_SOCKET_BAD)
-		return PGINVALID_SOCKET;
-	return (pgsocket) sock;
+/* Sockets of the open watches, for the wait on the latch. */
+static int
+watch_sockets(pgsocket *socks)
+{
+	int			n = 0;
+
+	for (int i = 0; i < NWATCHES; i++)
+	{
+		curl_socket_t sock = CURL_SOCKET_BAD;
+
+		if (watches[i].active &&
+			curl_easy_getinfo(watches[i].h, CURLINFO_ACTIVESOCKET, &sock) == CURLE_OK &&
+			sock != CURL_SOCKET_BAD)
+			socks[n++] = (pgsocket) sock;
+	}
+	return n;
 }
 
 /* ---- main ----------------------------------------------------------------- */
@@ -1076,14 +1128,17 @@ paas_provisioner_main(Datum main_arg)
 
 		if (wait_ms > 0)
 		{
-			pgsocket	sock = watch_socket();
+			pgsocket	socks[NWATCHES];
+			int			nsocks = watch_sockets(socks);
+			WaitEventSet *set = CreateWaitEventSet(CurrentMemoryContext, 2 + nsocks);
+			WaitEvent	ev;
 
-			if (sock != PGINVALID_SOCKET)
-				(void) WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_SOCKET_READABLE |
-										 WL_EXIT_ON_PM_DEATH, sock, wait_ms, PG_WAIT_EXTENSION);
-			else
-				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-								 wait_ms, PG_WAIT_EXTENSION);
+			AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+			AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+			for (int i = 0; i < nsocks; i++)
+				AddWaitEventToSet(set, WL_SOCKET_READABLE, socks[i], NULL, NULL);
+			(void) WaitEventSetWait(set, wait_ms, &ev, 1, PG_WAIT_EXTENSION);
+			FreeWaitEventSet(set);
 		}
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();

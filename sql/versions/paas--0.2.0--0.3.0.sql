@@ -8293,14 +8293,16 @@ CREATE FUNCTION paas.retry_delay(n integer) RETURNS interval
 COMMENT ON FUNCTION paas.retry_delay(integer) IS 'error backoff: 1 s doubling to 5 min, with jitter';
 
 -- Delay before looking again at a rollout under way (n-th look): 5 s
--- doubling to 5 min.  The Deployment watch brings the news as it happens;
--- these looks are the net under it (and fetch the pods of a slow rollout
--- for its reason), sparse enough that thousands of slow rollouts at once
--- cost a few calls a second.
-CREATE FUNCTION paas.poll_delay(n integer) RETURNS interval
+-- doubling to 5 min, or from 30 s while the watches run.  The watches bring
+-- the news as it happens; these looks are the net under them (and fetch
+-- the pods of a slow rollout for its reason), sparse enough that thousands
+-- of slow rollouts at once cost a few calls a second.
+CREATE FUNCTION paas.poll_delay(n integer, watched boolean DEFAULT false) RETURNS interval
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	RETURN make_interval(secs => least(300, 5 * power(2, least(greatest(n, 1) - 1, 6))));
-COMMENT ON FUNCTION paas.poll_delay(integer) IS 'delay between looks at a rollout under way (5 s doubling to 5 min)';
+	RETURN make_interval(secs => least(300, CASE WHEN watched THEN 30 ELSE 5 END
+											* power(2, least(greatest(n, 1) - 1, 6))));
+COMMENT ON FUNCTION paas.poll_delay(integer, boolean) IS
+	'delay between looks at a rollout under way: 5 s doubling to 5 min (30 s doubling while the watches run)';
 
 ------------------------------------------------------------------------------
 -- Claims
@@ -8558,7 +8560,8 @@ CREATE FUNCTION paas.namespace_empty(uid uuid) RETURNS boolean
 COMMENT ON FUNCTION paas.namespace_empty(uuid) IS 'whether a customer has nothing left in the namespace';
 
 CREATE FUNCTION paas.provisioner_report_instance(inst uuid, gen bigint, verbs text[], tags text[],
-												 codes integer[], bodies text[], errors text[])
+												 codes integer[], bodies text[], errors text[],
+												 watched boolean DEFAULT false)
 	RETURNS text
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, paas, pg_temp
@@ -8704,27 +8707,29 @@ BEGIN
 		   polls = CASE WHEN ev IN ('ready', 'stopped') THEN 0 ELSE polls + 1 END,
 		   due_at = CASE WHEN generation <> observed_generation OR force_apply THEN now()
 						 WHEN ev IN ('ready', 'stopped') THEN NULL
-						 ELSE now() + paas.poll_delay(polls + 1) END
+						 ELSE now() + paas.poll_delay(polls + 1, watched) END
 	 WHERE id = inst;
 	RETURN outcome;
 END
 $$;
-COMMENT ON FUNCTION paas.provisioner_report_instance(uuid, bigint, text[], text[], integer[], text[], text[]) IS
+COMMENT ON FUNCTION paas.provisioner_report_instance(uuid, bigint, text[], text[], integer[], text[], text[], boolean) IS
 	'records the outcome of an instance unit: errors and backoff, applied generation, observed status';
 
 -- The report of one unit, in its own transaction: verbs, tags, codes (0:
 -- no answer), bodies (when asked for, or of an error) and transport errors
 -- of the calls made, in order.
 CREATE FUNCTION paas.provisioner_report(unit text, id uuid, generation bigint, verbs text[], tags text[],
-										codes integer[], bodies text[], errors text[])
+										codes integer[], bodies text[], errors text[],
+										watched boolean DEFAULT false)
 	RETURNS text
 	LANGUAGE sql VOLATILE
 	SET search_path = pg_catalog, paas, pg_temp
 	RETURN CASE unit WHEN 'namespace'
 				THEN paas.provisioner_report_namespace(id, generation, verbs, tags, codes, bodies, errors)
-				ELSE paas.provisioner_report_instance(id, generation, verbs, tags, codes, bodies, errors) END;
-COMMENT ON FUNCTION paas.provisioner_report(text, uuid, bigint, text[], text[], integer[], text[], text[]) IS
-	'records the answers of one claimed unit (namespace or instance)';
+				ELSE paas.provisioner_report_instance(id, generation, verbs, tags, codes, bodies, errors,
+													  watched) END;
+COMMENT ON FUNCTION paas.provisioner_report(text, uuid, bigint, text[], text[], integer[], text[], text[], boolean) IS
+	'records the answers of one claimed unit (namespace or instance); watched: the watches run';
 
 ------------------------------------------------------------------------------
 -- Resync: what the cluster holds, compared with what should be
@@ -9026,46 +9031,116 @@ BEGIN
 		END IF;
 		rv := coalesce(d #>> '{metadata,resourceVersion}', rv);
 		CONTINUE WHEN ev ->> 'type' NOT IN ('ADDED', 'MODIFIED', 'DELETED');
-		SELECT * INTO i FROM paas.instances
-		 WHERE id = paas.to_uuid(d #>> '{metadata,labels,paas.dev/instance-id}')
-		   FOR UPDATE SKIP LOCKED;
-		CONTINUE WHEN NOT FOUND OR i.claimed_until > now() OR i.generation <> i.observed_generation
-			OR i.force_apply OR i.desired_state = 'deleted';
-		IF ev ->> 'type' = 'DELETED' THEN
-			UPDATE paas.instances SET force_apply = true, due_at = now(), updated_at = now() WHERE id = i.id;
-			PERFORM paas.instance_log(i.id, 'drift', i.status, i.status, i.generation,
-									  'the Deployment was deleted: applying again', NULL, 'provisioner');
-			CONTINUE;
-		END IF;
-		CONTINUE WHEN d #>> '{metadata,annotations,paas.dev/generation}' IS DISTINCT FROM i.observed_generation::text;
-		ro := paas.deployment_rollout(d);
-		kind := NULL;
-		IF i.desired_state = 'stopped' THEN
-			IF coalesce((d #>> '{status,replicas}')::int, 0) = 0 THEN
-				kind := 'stopped';
-				msg := 'scaled to zero; the ingress is removed and the data kept';
+		-- one event's failure (a row deleted meanwhile ...) never stops the stream
+		BEGIN
+			SELECT * INTO i FROM paas.instances
+			 WHERE id = paas.to_uuid(d #>> '{metadata,labels,paas.dev/instance-id}')
+			   FOR UPDATE SKIP LOCKED;
+			CONTINUE WHEN NOT FOUND OR i.claimed_until > now() OR i.generation <> i.observed_generation
+				OR i.force_apply OR i.desired_state = 'deleted';
+			IF ev ->> 'type' = 'DELETED' THEN
+				UPDATE paas.instances SET force_apply = true, due_at = now(), updated_at = now() WHERE id = i.id;
+				PERFORM paas.instance_log(i.id, 'drift', i.status, i.status, i.generation,
+										  'the Deployment was deleted: applying again', NULL, 'provisioner');
+				CONTINUE;
 			END IF;
-		ELSIF ro.state = 'done' THEN
-			kind := 'ready';
-			msg := ro.message;
-		ELSIF ro.state = 'failed' OR (i.status = 'RUNNING' AND ro.state = 'progressing') THEN
-			kind := 'unhealthy';
-			msg := ro.message;
-		END IF;
-		CONTINUE WHEN kind IS NULL OR NOT paas.instance_transition_allowed(i.status, kind)
-			OR paas.instance_transition(i.status, kind) = i.status AND kind <> 'unhealthy';
-		PERFORM paas.instance_apply_event(i.id, kind, msg, 'provisioner');
-		UPDATE paas.instances
-		   SET status_message = msg, synced_at = now(), updated_at = now(),
-			   polls = CASE WHEN kind IN ('ready', 'stopped') THEN 0 ELSE greatest(polls, 2) END,
-			   due_at = CASE WHEN kind IN ('ready', 'stopped') THEN NULL ELSE now() END
-		 WHERE id = i.id;
+			CONTINUE WHEN d #>> '{metadata,annotations,paas.dev/generation}' IS DISTINCT FROM i.observed_generation::text;
+			ro := paas.deployment_rollout(d);
+			kind := NULL;
+			IF i.desired_state = 'stopped' THEN
+				IF coalesce((d #>> '{status,replicas}')::int, 0) = 0 THEN
+					kind := 'stopped';
+					msg := 'scaled to zero; the ingress is removed and the data kept';
+				END IF;
+			ELSIF ro.state = 'done' THEN
+				kind := 'ready';
+				msg := ro.message;
+			ELSIF ro.state = 'failed' OR (i.status = 'RUNNING' AND ro.state = 'progressing') THEN
+				kind := 'unhealthy';
+				msg := ro.message;
+			END IF;
+			CONTINUE WHEN kind IS NULL OR NOT paas.instance_transition_allowed(i.status, kind)
+				OR paas.instance_transition(i.status, kind) = i.status AND kind <> 'unhealthy';
+			PERFORM paas.instance_apply_event(i.id, kind, msg, 'provisioner');
+			UPDATE paas.instances
+			   SET status_message = msg, synced_at = now(), updated_at = now(),
+				   polls = CASE WHEN kind IN ('ready', 'stopped') THEN 0 ELSE greatest(polls, 2) END,
+				   due_at = CASE WHEN kind IN ('ready', 'stopped') THEN NULL ELSE now() END
+			 WHERE id = i.id;
+		EXCEPTION WHEN OTHERS THEN
+			RAISE WARNING 'paas provisioner: a watch event was not applied: %', SQLERRM;
+		END;
 	END LOOP;
 	RETURN rv;
 END
 $$;
 COMMENT ON FUNCTION paas.provisioner_watch_events(text[]) IS
 	'applies the rollout news of a Deployment watch to the instances; the last resourceVersion, or GONE';
+
+-- Lines of the pod watch: the pod that runs each instance (its name for
+-- GET /pods, the logs), and the reason a rollout does not complete
+-- (ImagePullBackOff, CrashLoopBackOff, Unschedulable ...) as it appears:
+-- shown to the owner, and a RUNNING instance whose pod fails is DEGRADED.
+-- Only changes are written.  Returns the last resourceVersion seen, or GONE.
+CREATE FUNCTION paas.provisioner_watch_pods(lines text[]) RETURNS text
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	line text;
+	ev jsonb;
+	p jsonb;
+	rv text;
+	i paas.instances;
+	problem text;
+	pod text;
+BEGIN
+	FOREACH line IN ARRAY lines LOOP
+		BEGIN
+			ev := line::jsonb;
+		EXCEPTION WHEN OTHERS THEN
+			CONTINUE;
+		END;
+		p := ev -> 'object';
+		IF ev ->> 'type' = 'ERROR' THEN
+			IF (p ->> 'code') = '410' THEN
+				RETURN 'GONE';
+			END IF;
+			CONTINUE;
+		END IF;
+		rv := coalesce(p #>> '{metadata,resourceVersion}', rv);
+		CONTINUE WHEN ev ->> 'type' NOT IN ('ADDED', 'MODIFIED') OR p #>> '{metadata,deletionTimestamp}' IS NOT NULL;
+		-- one event's failure (a row deleted meanwhile ...) never stops the stream
+		BEGIN
+			SELECT * INTO i FROM paas.instances
+			 WHERE id = paas.to_uuid(p #>> '{metadata,labels,paas.dev/instance-id}')
+			   FOR UPDATE SKIP LOCKED;
+			CONTINUE WHEN NOT FOUND OR i.desired_state <> 'running' OR i.claimed_until > now();
+			pod := p #>> '{metadata,name}';
+			problem := (paas.pods_problem(jsonb_build_object('items', jsonb_build_array(p)))).problem;
+			IF i.pod_name IS DISTINCT FROM pod THEN
+				UPDATE paas.instances SET pod_name = pod WHERE id = i.id;
+			END IF;
+			CONTINUE WHEN problem IS NULL OR problem IS NOT DISTINCT FROM i.status_message
+				OR i.status NOT IN ('PENDING', 'PROVISIONING', 'RUNNING', 'DEGRADED');
+			IF paas.instance_transition(i.status, 'unhealthy') <> i.status THEN
+				PERFORM paas.instance_apply_event(i.id, 'unhealthy', problem, 'provisioner');
+			ELSE
+				PERFORM paas.instance_log(i.id, 'unhealthy', i.status, i.status, i.generation, problem, NULL,
+										  'provisioner');
+			END IF;
+			UPDATE paas.instances
+			   SET status_message = problem, last_error = problem, last_error_at = now(), updated_at = now()
+			 WHERE id = i.id;
+		EXCEPTION WHEN OTHERS THEN
+			RAISE WARNING 'paas provisioner: a watch event was not applied: %', SQLERRM;
+		END;
+	END LOOP;
+	RETURN rv;
+END
+$$;
+COMMENT ON FUNCTION paas.provisioner_watch_pods(text[]) IS
+	'applies the news of the pod watch (the pod that runs, why a rollout is stuck); the last resourceVersion, or GONE';
 
 -- ---- new: sql/parts/73_instance_routes.sql ----
 -- paas -- the api of instances: the original's /pods routes (the caller's

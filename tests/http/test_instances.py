@@ -484,6 +484,13 @@ def test_cluster_roles_hold_exactly_the_verbs_used():
     """docker/k8s/paas.yaml against what the provisioner and httpd sent so far
     (the stand-in's request log): it runs after the lifecycle tests above,
     which make every kind of call, and before the stand-in is restarted."""
+    # a look at a running instance (the path that reads a Deployment by
+    # name, which the watches make rare)
+    psql("UPDATE paas.instances SET due_at = now() WHERE id = (SELECT id FROM paas.instances "
+         "WHERE status = 'RUNNING' AND generation = observed_generation LIMIT 1)")
+    wait_until(lambda: any(q["method"] == "GET" and "/deployments/" in q["path"]
+                           and q["userAgent"].startswith("paas-provisioner/")
+                           for q in fake("GET", "/_fake/requests").json()["items"]), timeout=20, interval=0.2)
     reqs = fake("GET", "/_fake/requests").json()["items"]
     for who, role in (("paas-provisioner/", "paas-provisioner"), ("paas-httpd", "paas-httpd")):
         allowed = rbac_rules(role)
@@ -495,9 +502,10 @@ def test_cluster_roles_hold_exactly_the_verbs_used():
                 if v == "patch":  # server-side apply of an object that does not exist yet
                     used[(g, r)].add("create")
         assert used, who
-        if role == "paas-provisioner" and fake("GET", "/_fake/state").json()["watchers"] > 0:
-            # the Deployment watch is open (the log records a request when it ends)
+        if role == "paas-provisioner" and fake("GET", "/_fake/state").json()["watchers"] >= 2:
+            # the Deployment and pod watches are open (the log records a request when it ends)
             used[("apps", "deployments")].add("watch")
+            used[("", "pods")].add("watch")
         for k, verbs in used.items():
             assert verbs <= allowed.get(k, set()), (role, k, verbs - allowed.get(k, set()))
         assert allowed == used, (role, allowed, used)  # nothing granted that is never used
