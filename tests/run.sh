@@ -55,6 +55,11 @@ cleanup() {
 	if [ $rc -ne 0 ] && [ -f "$TMP/httpd.log" ]; then
 		echo "---- httpd.log (tail) ----"; tail -n 40 "$TMP/httpd.log"
 	fi
+	# PAAS_TEST_KEEP_LOGS=DIR (while developing): the logs are copied there
+	if [ -n "${PAAS_TEST_KEEP_LOGS:-}" ] && [ -z "${CI:-}" ]; then
+		mkdir -p "$PAAS_TEST_KEEP_LOGS"
+		cp -f "$PAAS_PGDATA/server.log" "$TMP/httpd.log" "$TMP/kube/log" "$PAAS_TEST_KEEP_LOGS/" 2>/dev/null || true
+	fi
 	rm -rf "$TMP"
 	exit $rc
 }

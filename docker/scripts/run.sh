@@ -24,8 +24,14 @@
 # - SIGTERM, SIGINT (Ctrl-C) and SIGHUP stop httpd, then PostgreSQL (fast
 #   shutdown); should this script be killed outright, its children get a
 #   stop signal from the kernel (PR_SET_PDEATHSIG) and stop too.
-# - Logs: run.log (this script: starts, restarts, stops), httpd.log, and the
-#   cluster's server.log; the generated administrator password goes to the
+# - The cluster: PAAS_K8S_API_URL (with PAAS_K8S_TOKEN_FILE and
+#   PAAS_K8S_CA_FILE) names a real Kubernetes API for the provisioner.
+#   Without it this script starts the project's stand-in API
+#   (tests/fakes/kubeapi.py: 3 simulated nodes, HTTPS on loopback) as a third
+#   supervised child and says so: a simulated cluster, where a subscription
+#   goes from PENDING to RUNNING as it would on a real one.
+# - Logs: run.log (this script: starts, restarts, stops), httpd.log,
+#   kube.log (the simulated cluster), and the cluster's server.log; the generated administrator password goes to the
 #   terminal only, never to a log.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/stack.sh"
@@ -62,6 +68,8 @@ run_env() {
 	RUN_STATE=$RUN_DIR/run.state
 	RUN_LOG=$RUN_DIR/run.log
 	HTTPD_LOG=$RUN_DIR/httpd.log
+	KUBE_DIR=$RUN_DIR/kube
+	KUBE_LOG=$RUN_DIR/kube.log
 	PG_LOG=$PAAS_PGDATA/server.log
 }
 
@@ -142,6 +150,8 @@ pgport=$PAAS_PGPORT
 pglisten=$PAAS_PGLISTEN
 postmaster=${PG_PID:-}
 httpd=${HTTPD_PID:-}
+kube=${KUBE_PID:-}
+cluster=${KUBE_MODE:-}
 phase=$PHASE
 restarts=$RESTARTS
 STATE
@@ -224,7 +234,7 @@ check_ports() {
 
 # ---- the two processes ----
 
-PG_PID='' HTTPD_PID='' TICK_PID='' STOPPING=0 OWN_LOCK=0 RESTARTS=0 PHASE=preflight STARTED='' REAPED=0
+PG_PID='' HTTPD_PID='' KUBE_PID='' KUBE_MODE='' KUBE_PORT='' TICK_PID='' STOPPING=0 OWN_LOCK=0 RESTARTS=0 PHASE=preflight STARTED='' REAPED=0
 
 httpd_spawn() {
 	setpriv --pdeathsig=TERM -- "$STACK_ROOT/httpd/paas-httpd" </dev/null >>"$HTTPD_LOG" 2>&1 9>&- &
@@ -234,6 +244,59 @@ httpd_spawn() {
 pg_spawn() {
 	cluster_spawn
 	PG_PID=$CLUSTER_PID
+}
+
+# The simulated cluster: the stand-in Kubernetes API on loopback, HTTPS with
+# a CA of its own (made once in $KUBE_DIR/tls), a bearer token only the
+# provisioner (the postgres user) can read.  The first start picks a free
+# port; a restart takes the same one, so the provisioner's setting holds
+# (the stand-in restarts empty and the provisioner applies everything again).
+kube_spawn() {
+	local port_arg=0
+	[ -n "$KUBE_PORT" ] && port_arg=$KUBE_PORT
+	rm -f "$KUBE_DIR/port"
+	setpriv --pdeathsig=TERM -- /usr/bin/python3 "$STACK_ROOT/tests/fakes/kubeapi.py" \
+		--host 127.0.0.1 --port "$port_arg" --port-file "$KUBE_DIR/port" \
+		--tls-dir "$KUBE_DIR/tls" --token-file "$KUBE_DIR/accepted" --kubeconfig "$KUBE_DIR/kubeconfig" \
+		--nodes 3 --node-cpu 16 --node-memory 64Gi --node-prefix sim-node- \
+		</dev/null >>"$KUBE_LOG" 2>&1 9>&- &
+	KUBE_PID=$!
+}
+
+# Chooses the cluster the provisioner drives (KUBE_MODE real or simulated),
+# starts the stand-in for a simulated one, and hands the settings to the
+# database (PAAS_PG_EXTRA_CONF, written into its configuration at each start).
+kube_setup() {
+	local conf
+	if [ -n "${PAAS_K8S_API_URL:-}" ]; then
+		KUBE_MODE=real
+		conf="paas.k8s_api_url = '$PAAS_K8S_API_URL'"
+		[ -n "${PAAS_K8S_TOKEN_FILE:-}" ] && conf+=$'\n'"paas.k8s_token_file = '$PAAS_K8S_TOKEN_FILE'"
+		[ -n "${PAAS_K8S_CA_FILE:-}" ] && conf+=$'\n'"paas.k8s_ca_file = '$PAAS_K8S_CA_FILE'"
+	else
+		KUBE_MODE=simulated
+		mkdir -p "$KUBE_DIR"
+		chmod 0755 "$KUBE_DIR"
+		if [ ! -s "$KUBE_DIR/accepted" ]; then
+			(umask 077 && rand_hex 24 >"$KUBE_DIR/accepted")
+		fi
+		# the provisioner's copy, as a pod's service-account token
+		install -m 0600 -o postgres -g postgres "$KUBE_DIR/accepted" "$KUBE_DIR/token"
+		kube_spawn
+		if ! WAIT_SECS=20 wait_for test -s "$KUBE_DIR/port"; then
+			log "the simulated cluster did not start: see $KUBE_LOG; the last lines:"
+			tail -n 8 "$KUBE_LOG" 2>/dev/null | sed 's/^/    /' >&2
+			exit 1
+		fi
+		KUBE_PORT=$(cat "$KUBE_DIR/port")
+		chmod -R a+rX "$KUBE_DIR/tls"
+		conf="paas.k8s_api_url = 'https://127.0.0.1:$KUBE_PORT'
+paas.k8s_token_file = '$KUBE_DIR/token'
+paas.k8s_ca_file = '$KUBE_DIR/tls/ca.crt'"
+	fi
+	[ -n "${PAAS_APPS_DOMAIN:-}" ] && conf+=$'\n'"paas.apps_domain = '$PAAS_APPS_DOMAIN'"
+	export PAAS_PG_EXTRA_CONF="${PAAS_PG_EXTRA_CONF:+$PAAS_PG_EXTRA_CONF
+}$conf"
 }
 
 # "exit status N" / "killed by SIGKILL" for a status from `wait`.
@@ -274,6 +337,10 @@ stop_all() {
 	if [ -n "$PG_PID" ]; then
 		stop_child "$PG_PID" INT 60 QUIT
 		PG_PID=
+	fi
+	if [ -n "$KUBE_PID" ]; then
+		stop_child "$KUBE_PID" TERM 10 KILL
+		KUBE_PID=
 	fi
 	if [ "$OWN_LOCK" = 1 ]; then
 		rm -f "$RUN_STATE"
@@ -367,6 +434,15 @@ supervise() {
 			log "httpd started again: pid $HTTPD_PID"
 			state_write
 		fi
+
+		if [ -n "$KUBE_PID" ] && ! proc_alive "$KUBE_PID"; then
+			reap "$KUBE_PID"
+			log "the simulated cluster (pid $KUBE_PID) died: $(describe_status "$REAPED"); starting it again" \
+				"(empty: the provisioner applies every instance again; see $KUBE_LOG)"
+			kube_spawn
+			RESTARTS=$((RESTARTS + 1))
+			state_write
+		fi
 	done
 }
 
@@ -408,6 +484,7 @@ run_main() {
 paas.midtrans_is_production = ${MIDTRANS_IS_PRODUCTION:-0}"
 	fi
 
+	kube_setup
 	cluster_init 9>&-
 	pg_spawn
 	cluster_wait_ready 60 || exit 1
@@ -428,7 +505,13 @@ paas.midtrans_is_production = ${MIDTRANS_IS_PRODUCTION:-0}"
 	log "paas is up: $(http_url)/api/v1/status"
 	log "  database as superuser: $(su_psql_hint)"
 	log "  logins of the DBA (paas_owner) and BI (paas_bi) roles: $(role_login_hint paas_owner) (or ROLE=paas_bi)"
-	log "  postmaster pid $PG_PID, httpd pid $HTTPD_PID; logs: $RUN_LOG, $HTTPD_LOG, $PG_LOG"
+	if [ "$KUBE_MODE" = simulated ]; then
+		log "  simulated cluster; set PAAS_K8S_API_URL for a real one (stand-in API https://127.0.0.1:$KUBE_PORT," \
+			"3 nodes; kubectl --kubeconfig $KUBE_DIR/kubeconfig get nodes)"
+	else
+		log "  Kubernetes cluster: $PAAS_K8S_API_URL"
+	fi
+	log "  postmaster pid $PG_PID, httpd pid $HTTPD_PID${KUBE_PID:+, simulated cluster pid $KUBE_PID}; logs: $RUN_LOG, $HTTPD_LOG, $PG_LOG${KUBE_PID:+, $KUBE_LOG}"
 	log "  Ctrl-C here, or make stop from another shell, stops it; make status says what runs"
 
 	supervise
@@ -500,11 +583,17 @@ run_status() {
 	echo "  URL         $url/api/v1/status  (health check $health)"
 	echo "  httpd       pid $hp, listening on $(state_get http_listen)"
 	echo "  PostgreSQL  postmaster pid $pm, port $(state_get pgport) on '$(state_get pglisten)', socket $(state_get pgsock)"
+	if [ "$(state_get cluster)" = simulated ]; then
+		echo "  Kubernetes  simulated cluster (stand-in pid $(state_get kube)); set PAAS_K8S_API_URL for a real one"
+	elif [ -n "$(state_get cluster)" ]; then
+		echo "  Kubernetes  real cluster (PAAS_K8S_API_URL)"
+	fi
 	echo "  data        $(state_get pgdata)"
 	echo "  psql        $(PAAS_PGSOCK=$(state_get pgsock) PAAS_PGPORT=$(state_get pgport) su_psql_hint)  (superuser)"
 	echo "              $(role_login_hint paas_owner) (or ROLE=paas_bi) prints the DBA's and BI's"
 	echo "  logs        $RUN_LOG (starts, restarts, stops)"
 	echo "              $HTTPD_LOG (httpd)"
+	[ "$(state_get cluster)" = simulated ] && echo "              $KUBE_LOG (simulated cluster)"
 	echo "              $PG_LOG (PostgreSQL)"
 	echo "  stop        make stop (or kill $pid)"
 }

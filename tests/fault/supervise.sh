@@ -14,6 +14,9 @@
 #     names the server log when PostgreSQL fails, and starts a cluster whose
 #     postmaster was just killed
 #   - run.sh as an ordinary user says that it needs root
+#   - with no cluster configured: the simulated cluster is announced, a
+#     newcomer's subscription reaches RUNNING with its URL on it, and a
+#     killed stand-in is started again
 # Called by tests/run.sh (which exports PAAS_PG_PREFIX / PG_BIN: the
 # extension of the private installation); alone it makes its own.  Every
 # wait is bounded; the whole script takes well under 90 s.  run.sh's output
@@ -112,7 +115,7 @@ in_pgdata() {
 }
 nothing_left() {
 	# shellcheck disable=SC2016 # the inner shell's $0
-	[ -z "$(in_pgdata)" ] && ! alive "$RUN_PID" && ! health &&
+	[ -z "$(in_pgdata)" ] && ! alive "$RUN_PID" && ! health && ! alive "${K2:-}" &&
 		! timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$PAAS_PGPORT" 2>/dev/null
 }
 
@@ -183,6 +186,25 @@ else
 	not_ok "make role-login ROLE=paas_bi prints a psql command that logs in as printed (exit $rc)" "$T/role.out" "$T/psql.err"
 fi
 
+# ---- no cluster configured: the simulated one, and a newcomer's first app ----
+if grep -q "simulated cluster; set PAAS_K8S_API_URL for a real one" "$T/run.out"; then
+	ok "run.sh announces the simulated cluster"
+else
+	not_ok "run.sh announces the simulated cluster" "$T/run.out"
+fi
+K1=$(child_named "$RUN_PID" python3 || true)
+if python3 "$ROOT/tests/fault/newcomer.py" "http://$PAAS_HTTP_LISTEN" "$PAAS_ADMIN_EMAIL" <<<"$GEN_PW" >"$T/newcomer.out" 2>&1; then
+	ok "a newcomer's subscription goes from PENDING to RUNNING with its URL on the simulated cluster ($(tail -n 2 "$T/newcomer.out" | head -n 1))"
+else
+	not_ok "a newcomer's subscription goes from PENDING to RUNNING with its URL on the simulated cluster" \
+		"$T/newcomer.out" "$T/kube.log" "$T/run.out"
+fi
+kill -KILL "$K1" 2>/dev/null || true
+KPORT=$(cat "$T/kube/port" 2>/dev/null || true)
+kube_back() { local k; k=$(child_named "$RUN_PID" python3) && [ "$k" != "$K1" ] && [ "$(cat "$T/kube/port" 2>/dev/null)" = "$KPORT" ]; }
+check "simulated cluster killed (SIGKILL): it is started again on the same port within 30 s" within 30 kube_back
+K2=$(child_named "$RUN_PID" python3 || true)
+
 kill -KILL "$H1" 2>/dev/null || true
 httpd_back() { local h; h=$(child_named "$RUN_PID" paas-httpd) && [ "$h" != "$H1" ] && health; }
 check "httpd killed (SIGKILL): a new httpd answers health within 30 s" within 30 httpd_back
@@ -226,7 +248,7 @@ timeout 100 make -s -C "$ROOT" stop >"$T/stop.out" 2>&1
 rc=$?
 set -e
 if [ "$rc" -eq 0 ]; then ok "make stop succeeds"; else not_ok "make stop succeeds (exit $rc)" "$T/stop.out" "$T/run.out"; fi
-check "after make stop nothing of the instance runs (run.sh, postmaster, httpd, ports)" within 15 nothing_left
+check "after make stop nothing of the instance runs (run.sh, postmaster, httpd, stand-in, ports)" within 15 nothing_left
 rc=0
 wait "$RUN_PID" 2>/dev/null || rc=$?
 check "run.sh ended with status 0 on SIGTERM (got $rc)" test "$rc" -eq 0
