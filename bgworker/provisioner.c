@@ -276,10 +276,14 @@ headers_with(const char *const *lines)
 	return h;
 }
 
+static void watches_drop_headers(void);
+
 /*
- * Reads the bearer token again when its file changed, or a minute passed;
- * rebuilds the header lists.  A missing file means no token (a stand-in or
- * a proxy that authenticates by itself).
+ * Reads the bearer token again when its file changed, a minute passed, or
+ * the configuration was reloaded (force); rebuilds the header lists when the
+ * token differs (a watch that still points at the old ones is stopped first:
+ * see watches_drop_headers).  A missing file means no token (a stand-in or a
+ * proxy that authenticates by itself).
  */
 static void
 refresh_credentials(bool force)
@@ -288,6 +292,7 @@ refresh_credentials(bool force)
 	bool		exists = paas_k8s_token_file && paas_k8s_token_file[0] &&
 		stat(paas_k8s_token_file, &st) == 0;
 	TimestampTz now = GetCurrentTimestamp();
+	char		next[sizeof(auth_header)];
 	static const char *const apply_lines[] = {
 		"Content-Type: application/apply-patch+yaml", "Accept: application/json", NULL};
 	static const char *const json_lines[] = {"Accept: application/json", NULL};
@@ -299,7 +304,7 @@ refresh_credentials(bool force)
 		!TimestampDifferenceExceeds(token_read_at, now, TOKEN_REREAD_MS))
 		return;
 
-	auth_header[0] = '\0';
+	next[0] = '\0';
 	if (exists)
 	{
 		FILE	   *f = fopen(paas_k8s_token_file, "r");
@@ -315,10 +320,20 @@ refresh_credentials(bool force)
 		while (n > 0 && (tok[n - 1] == '\n' || tok[n - 1] == '\r' || tok[n - 1] == ' '))
 			tok[--n] = '\0';
 		if (n > 0)
-			snprintf(auth_header, sizeof(auth_header), "Authorization: Bearer %s", tok);
+			snprintf(next, sizeof(next), "Authorization: Bearer %s", tok);
 		token_mtime = st.st_mtime;
+		explicit_bzero(tok, sizeof(tok));
 	}
 	token_read_at = now;
+	/* the same token: the lists stay as they are (and so do the watches) */
+	if (hdr_json != NULL && strcmp(next, auth_header) == 0)
+	{
+		explicit_bzero(next, sizeof(next));
+		return;
+	}
+	strlcpy(auth_header, next, sizeof(auth_header));
+	explicit_bzero(next, sizeof(next));
+	watches_drop_headers();
 	curl_slist_free_all(hdr_apply);
 	curl_slist_free_all(hdr_json);
 	curl_slist_free_all(hdr_meta);
@@ -957,6 +972,21 @@ watch_stop(Watch *w, bool failed)
 	}
 	else
 		w->failed_at = 0;		/* the server ended it: resume at once */
+}
+
+/*
+ * The header lists are about to be freed and built again (a new token, a
+ * reload).  libcurl reads a handle's list when it sends the request, and a
+ * watch started a moment ago may not have sent it yet (its TLS handshake
+ * still under way): every active watch is stopped first, and resumes at
+ * once from its resourceVersion with the new lists.
+ */
+static void
+watches_drop_headers(void)
+{
+	for (int i = 0; i < NWATCHES; i++)
+		if (watches[i].active)
+			watch_stop(&watches[i], false);
 }
 
 /* Hands the complete lines received so far to the watch's SQL function. */

@@ -24,7 +24,7 @@ import uuid
 import pytest
 import requests
 
-from conftest import Api, check_envelope, psql, register, wait_until
+from conftest import PSQL, Api, check_envelope, psql, register, wait_until
 
 KUBE_URL = os.environ.get("PAAS_TEST_KUBE_URL", "")
 KUBE_DIR = os.environ.get("PAAS_TEST_KUBE_DIR", "")
@@ -730,3 +730,60 @@ def test_openapi_lists_the_pod_routes():
                 "/api/v1/admin/pods/{id}/stop", "/api/v1/admin/pods/{id}/start",
                 "/api/v1/services/admin/{id}/deployment"):
         assert pth in paths, pth
+
+
+def test_reloads_while_the_watches_start_never_crash_the_provisioner(running):
+    """A configuration reload or a rotated token rebuilds the provisioner's
+    request headers.  A watch whose request is not sent yet (its TLS
+    handshake under way) must never be left pointing at the freed ones: the
+    stand-in restarts twice (every watch connects again) while reloads come
+    every 5 ms and the token file alternates between two accepted tokens;
+    the provisioner survives, and the postmaster never had to reset the
+    cluster for a crashed process."""
+    log = os.environ["PAAS_TEST_SERVER_LOG"]
+    accepted = os.path.join(KUBE_DIR, "accepted")
+    mine = os.path.join(KUBE_DIR, "token")
+    tokens = [open(mine).read().strip(), "kube-" + uuid.uuid4().hex]
+    with open(accepted, "w") as f:
+        f.write("\n".join(tokens) + "\n")
+    start = os.path.getsize(log)
+    old = provisioner_pid()
+    assert old > 0
+    # 8 s of reloads, one every 5 ms, from one session
+    storm = subprocess.Popen(PSQL + ["-c", "DO $$ BEGIN FOR i IN 1..1600 LOOP PERFORM pg_reload_conf(); "
+                                     "PERFORM pg_sleep(0.005); END LOOP; END $$"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def rotate(i):
+        with open(mine + ".tmp", "w") as f:
+            f.write(tokens[i % 2] + "\n")
+        os.chmod(mine + ".tmp", 0o644)
+        os.replace(mine + ".tmp", mine)
+    try:
+        i = 0
+        for _ in range(2):
+            for _ in range(20):
+                rotate(i := i + 1)
+                time.sleep(0.05)
+            restart_standin()  # the watches fail and start again, with reloads all around them
+            with open(accepted, "w") as f:
+                f.write("\n".join(tokens) + "\n")
+            for _ in range(50):
+                rotate(i := i + 1)
+                time.sleep(0.05)
+    finally:
+        storm.wait(timeout=60)
+        rotate(0)
+        with open(accepted, "w") as f:  # kubectl's kubeconfig reads it: one token again
+            f.write(tokens[0] + "\n")
+    time.sleep(1)
+    with open(log, errors="replace") as f:
+        f.seek(start)
+        crashes = [line for line in f if "terminated by signal" in line or "reinitializing" in line]
+    assert crashes == []
+    assert provisioner_pid() == old
+    # and it still converges: the running instance is in the new stand-in again
+    me, p = running["api"], running["pod"]
+    wait_status(me, p["id"], "RUNNING", timeout=40)
+    wait_until(lambda: kget("deployments", "-n", p["namespace"], "-l",
+                            "paas.dev/instance-id=" + p["id"])["items"], timeout=40, interval=0.5)
