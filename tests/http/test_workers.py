@@ -443,7 +443,14 @@ def test_large_integers_are_exact_or_refused(join_token):
     r = Api().patch(res, token=n["nodeToken"], **raw_json('{"currentPods": %d}' % big))
     body = check_envelope(r, 400)
     assert any(e["field"] == "currentPods" for e in body["errors"]), body
-    assert psql("SELECT (:'a1'::jsonb ->> 'v')::numeric = %d" % big, '{"v": %d}' % big) == "t"
+    # as a whole number and as a decimal: 9007199254740993.0 was the double
+    # 9007199254740992.0 once jansson had read it
+    for sent in ["%d" % big, "%d.0" % big]:
+        r = Api().patch(res, token=n["nodeToken"], **raw_json('{"allocatedCPU": %s}' % sent))
+        data = check_envelope(r, 200)["data"]
+        assert data["allocatedCPU"] == sent and data["allocation"]["cpuMillicores"] == big * 1000
+        assert psql("SELECT allocated_cpu, cpu_allocated_m FROM paas.nodes WHERE id = :'a1'",
+                    n["id"]) == f"{sent}|{big * 1000}"
     r = Api().patch(res, token=n["nodeToken"], **raw_json('{"allocatedCPU": 1, "currentPods": %d}' % 2**64))
     body = check_envelope(r, 400)
     assert body["errors"][0]["field"] == "body"
