@@ -3,8 +3,10 @@
  *
  * The gateway is thin: each request is matched against a static route
  * table, its access rule is enforced (JWT verified in-process), the body is
- * read with a bound and parsed with jansson, and ONE function of the SQL
- * schema "api" is called on the worker thread's own libpq connection.  No
+ * read with a bound and checked with jansson (the function gets the
+ * client's own text, so numbers stay exact), and ONE function of the SQL
+ * schema "api" is called on a pooled libpq connection; the function may
+ * choose its reply's status, message and headers (reply.c).  No
  * business rule lives here: the functions decide, httpd translates their
  * SQLSTATEs into HTTP through the single table in errors.c.
  */
