@@ -9,6 +9,8 @@
  * to BATCH_MAX queued calls (the oldest first) and sends them as ONE call
  * of the route's batch function,
  *     <function>_batch('[{"req": ..., "ctx": ...}, ...]', '{}')
+ * (db.c builds each item's "req" from the client's body text and the
+ * parameters httpd adds, as for a single call: {"req", "over", "ctx"})
  * which runs the route's own function for each item, in one transaction,
  * and returns their results in order.  Under light load a batch holds one
  * call and nothing waits; under load, calls gather while the batches in
@@ -20,7 +22,9 @@
  * fails for any reason (one item's 401, a lost connection, ...), its
  * transaction is rolled back and every call of it is made again on its
  * own, so each client gets exactly the answer a single call gives (a
- * refused item costs its batch one more round trip per call).
+ * refused item costs its batch one more round trip per call).  So does a
+ * batch whose functions set reply settings (reply.c): one status for many
+ * items cannot be told apart, the single calls answer each with its own.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -32,7 +36,8 @@
 #define BATCH_INFLIGHT 2
 
 struct batch_call {
-	const char *req;          /* JSON text of the call's request */
+	const char *req;          /* JSON text of the call's request (the client's) */
+	const char *over;         /* JSON text of httpd's parameters, or NULL */
 	const char *ctx;          /* JSON text of the call's context */
 	char *result;             /* malloc'd JSON text of its result */
 	int state;                /* CALL_* */
@@ -103,8 +108,9 @@ grow(char **buf, size_t *cap, size_t need)
 }
 
 /*
- * The batch request: a JSON array of {"req": R, "ctx": C} built from the
- * calls' own JSON texts (each produced by jansson).  NULL when out of memory.
+ * The batch request: a JSON array of {"req": R, "over": O, "ctx": C} built
+ * from the calls' own JSON texts (R as the client sent it, checked by
+ * jansson; O and C produced by jansson).  NULL when out of memory.
  */
 static char *
 batch_text(struct batch_call **calls, int n)
@@ -118,8 +124,9 @@ batch_text(struct batch_call **calls, int n)
 	buf[len++] = '[';
 	for (i = 0; i < n; i++) {
 		size_t rl = strlen(calls[i]->req), cl = strlen(calls[i]->ctx);
+		size_t ol = calls[i]->over ? strlen(calls[i]->over) : 0;
 
-		if (grow(&buf, &cap, len + rl + cl + 32) != 0) {
+		if (grow(&buf, &cap, len + rl + ol + cl + 40) != 0) {
 			free(buf);
 			return NULL;
 		}
@@ -129,6 +136,12 @@ batch_text(struct batch_call **calls, int n)
 		len += 7;
 		memcpy(buf + len, calls[i]->req, rl);
 		len += rl;
+		if (ol > 0) {
+			memcpy(buf + len, ",\"over\":", 8);
+			len += 8;
+			memcpy(buf + len, calls[i]->over, ol);
+			len += ol;
+		}
 		memcpy(buf + len, ",\"ctx\":", 7);
 		len += 7;
 		memcpy(buf + len, calls[i]->ctx, cl);
@@ -138,6 +151,64 @@ batch_text(struct batch_call **calls, int n)
 	buf[len++] = ']';
 	buf[len] = '\0';
 	return buf;
+}
+
+/*
+ * Splits the batch function's answer, a JSON array as jsonb prints it, into
+ * the text of each element, as it is: parsed by jansson and printed again,
+ * a number like 12.8 would come back as 12.800000000000001.  Strings are
+ * skipped with their escapes; each element must be an object.  0 when
+ * there are exactly n of them (each call's result is set), -1 otherwise.
+ */
+static int
+split_results(const char *text, struct batch_call **calls, int n)
+{
+	const char *p = text, *start;
+	int depth = 0, in_string = 0, i = 0, closed = 0;
+
+	while (*p == ' ' || *p == '\n')
+		p++;
+	if (*p++ != '[')
+		return -1;
+	for (start = p; *p != '\0' && !closed; p++) {
+		char c = *p;
+
+		if (in_string) {
+			if (c == '\\' && p[1] != '\0')
+				p++;
+			else if (c == '"')
+				in_string = 0;
+		} else if (c == '"') {
+			in_string = 1;
+		} else if (c == '{' || c == '[') {
+			depth++;
+		} else if ((c == '}' || c == ']') && depth > 0) {
+			depth--;
+		} else if ((c == ',' || c == ']') && depth == 0) {
+			const char *end = p;
+
+			while (*start == ' ' || *start == '\n')
+				start++;
+			while (end > start && (end[-1] == ' ' || end[-1] == '\n'))
+				end--;
+			if (i >= n || end - start < 2 || *start != '{' || end[-1] != '}')
+				goto fail;
+			calls[i]->result = strndup(start, (size_t) (end - start));
+			if (calls[i++]->result == NULL)
+				goto fail;
+			start = p + 1;
+			closed = c == ']';
+		}
+	}
+	if (closed && i == n)
+		return 0;
+fail:
+	while (i > 0) {
+		i--;
+		free(calls[i]->result);
+		calls[i]->result = NULL;
+	}
+	return -1;
 }
 
 /*
@@ -152,22 +223,15 @@ run_batch(struct batch_queue *q, int route_index, const char *function,
 	char name[160];
 	char *text = batch_text(calls, n);
 	struct db_result res;
-	json_t *out = NULL;
 	int i, ok = 0;
 
 	snprintf(name, sizeof(name), "%s_batch", function);
-	if (text != NULL && db_call(n_routes + route_index, name, "{}", text, &res) == 0) {
-		out = res.value ? json_loads(res.value, 0, NULL) : NULL;
-		ok = json_is_array(out) && json_array_size(out) == (size_t) n;
-	}
+	if (text != NULL && db_call(n_routes + route_index, name, "{}", text, NULL, &res) == 0)
+		ok = res.reply_status[0] == '\0' && res.reply_message[0] == '\0' &&
+		     res.reply_headers[0] == '\0' && !res.reply_too_long &&
+		     res.value != NULL && split_results(res.value, calls, n) == 0;
 	if (text != NULL)
 		db_result_free(&res);
-	for (i = 0; ok && i < n; i++) {
-		json_t *r = json_array_get(out, (size_t) i);
-
-		calls[i]->result = json_is_object(r) ? json_dumps(r, JSON_COMPACT) : NULL;
-	}
-	json_decref(out);
 	free(text);
 	__atomic_fetch_add(&n_batches, 1, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&n_items, (unsigned long) n, __ATOMIC_RELAXED);
@@ -192,7 +256,7 @@ run_batch(struct batch_queue *q, int route_index, const char *function,
 
 int
 batch_call(int route_index, const char *function, const char *req_json,
-           const char *ctx_json, char **result)
+           const char *over_json, const char *ctx_json, char **result)
 {
 	struct batch_queue *q = &queues[route_index];
 	struct batch_call self, *taken[BATCH_MAX];
@@ -200,6 +264,7 @@ batch_call(int route_index, const char *function, const char *req_json,
 
 	memset(&self, 0, sizeof(self));
 	self.req = req_json;
+	self.over = over_json;
 	self.ctx = ctx_json;
 	pthread_cond_init(&self.cond, NULL);
 

@@ -4,10 +4,22 @@
  *
  * Each connection is opened at start (and reopened when lost); each
  * route's call is prepared once per connection as
- *     SELECT <function>($1::jsonb, $2::jsonb)::text   -- (request, context)
+ *     SELECT <function>($1::jsonb || coalesce($3::jsonb, '{}'), $2::jsonb)::text,
+ *            current_setting('response.status', true),
+ *            current_setting('response.message', true),
+ *            current_setting('response.headers', true)
  * where <function> comes from the static route table, never from the
- * request.  The pool size is PAAS_DB_POOL (docs/performance.md has the
- * measurements behind its default).
+ * request.  $1 is the client's body text exactly as it was sent (httpd only
+ * validated it), $3 the parameters httpd adds (query string, then path),
+ * merged by jsonb so that no number of the client is ever re-encoded; $2 is
+ * the context.  The last three columns are the function's reply settings
+ * (the reply seam, docs/architecture.md; validated by reply.c), read in the
+ * same statement, hence in the function's own transaction, where the
+ * transaction-local set_config() of the function is still visible.
+ * A batch function (batch.c, slots past n_routes) gets its items
+ * [{"req", "over", "ctx"}, ...] merged the same way.  The pool size is
+ * PAAS_DB_POOL (docs/performance.md has the measurements behind its
+ * default).
  *
  * The outcome of a call (docs/architecture.md).  A call whose connection
  * breaks after it was sent may have committed: a backend terminated while
@@ -305,12 +317,34 @@ enum attempt {
 	LOST           /* sent, then the connection broke: the outcome is unknown */
 };
 
+#define REPLY_SETTINGS                                                                   \
+	"current_setting('response.status', true), current_setting('response.message', true), " \
+	"current_setting('response.headers', true)"
+
+/* Copies a reply setting (NULL: not set); one that does not fit is a fault. */
+static void
+take_setting(struct db_result *res, char *dst, size_t cap, const PGresult *r, int col)
+{
+	const char *v;
+
+	dst[0] = '\0';
+	if (PQnfields(r) <= col || PQgetisnull(r, 0, col))
+		return;
+	v = PQgetvalue(r, 0, col);
+	if (strlen(v) >= cap) {
+		res->reply_too_long = 1;
+		return;
+	}
+	memcpy(dst, v, strlen(v) + 1);
+}
+
 static enum attempt
 call_once(struct db_state *st, int slot, const char *function, const char *ctx_json,
-          const char *req_json, struct db_result *res)
+          const char *req_json, const char *over_json, struct db_result *res)
 {
 	char name[16];
-	const char *params[2] = {req_json, ctx_json};
+	const char *params[3] = {req_json, ctx_json, over_json};
+	int nparams = slot < n_routes ? 3 : 2; /* a batch has no $3 */
 	PGresult *r;
 	enum attempt rc;
 
@@ -320,10 +354,20 @@ call_once(struct db_state *st, int slot, const char *function, const char *ctx_j
 		return NO_CONNECTION;
 	snprintf(name, sizeof(name), "r%d", slot);
 	if (!st->prepared[slot]) {
-		char sql[256];
+		char sql[1024];
 
-		snprintf(sql, sizeof(sql), "SELECT %s($1::jsonb, $2::jsonb)::text", function);
-		r = PQprepare(st->conn, name, sql, 2, NULL);
+		if (slot < n_routes)
+			snprintf(sql, sizeof(sql),
+			         "SELECT %s($1::jsonb || coalesce($3::jsonb, '{}'), $2::jsonb)::text, "
+			         REPLY_SETTINGS, function);
+		else
+			snprintf(sql, sizeof(sql),
+			         "SELECT %s((SELECT coalesce(jsonb_agg(jsonb_build_object("
+			         "'req', (t.e -> 'req') || coalesce(t.e -> 'over', '{}'), 'ctx', t.e -> 'ctx')"
+			         " ORDER BY t.n), '[]') FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY"
+			         " AS t (e, n)), $2::jsonb)::text, "
+			         REPLY_SETTINGS, function);
+		r = PQprepare(st->conn, name, sql, nparams, NULL);
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 			/* the call itself was not sent yet */
 			rc = conn_broken(st, r) ? NOT_SENT : ANSWERED;
@@ -338,10 +382,13 @@ call_once(struct db_state *st, int slot, const char *function, const char *ctx_j
 		st->prepared[slot] = 1;
 	}
 
-	r = PQexecPrepared(st->conn, name, 2, params, NULL, NULL, 0);
+	r = PQexecPrepared(st->conn, name, nparams, params, NULL, NULL, 0);
 	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
 		res->ok = 1;
 		res->value = PQgetisnull(r, 0, 0) ? NULL : strdup(PQgetvalue(r, 0, 0));
+		take_setting(res, res->reply_status, sizeof(res->reply_status), r, 1);
+		take_setting(res, res->reply_message, sizeof(res->reply_message), r, 2);
+		take_setting(res, res->reply_headers, sizeof(res->reply_headers), r, 3);
 		rc = ANSWERED;
 	} else if (conn_broken(st, r)) {
 		disconnect(st);
@@ -374,7 +421,7 @@ pause_ms(long ms)
 
 int
 db_call(int route_index, const char *function, const char *ctx_json,
-        const char *req_json, struct db_result *res)
+        const char *req_json, const char *over_json, struct db_result *res)
 {
 	/* slots past n_routes are the batch functions of batch.c: reads and heartbeats */
 	const struct route *rt = &routes[route_index % n_routes];
@@ -389,7 +436,7 @@ db_call(int route_index, const char *function, const char *ctx_json,
 	st = acquire();
 	for (;;) {
 		memset(res, 0, sizeof(*res));
-		a = call_once(st, route_index, function, ctx_json, req_json, res);
+		a = call_once(st, route_index, function, ctx_json, req_json, over_json, res);
 		tries++;
 		if (a == ANSWERED)
 			break;

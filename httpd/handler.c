@@ -11,9 +11,12 @@
  *   4. read the body with a bound (413 past 1 MiB, or the route's own) and
  *      a deadline (408), and parse it with its nesting bounded (400)
  *   5. validate what the call would otherwise drop (Idempotency-Key, query
- *      parameters: 400), build the request object (body, then query, then
- *      path parameters) and the context object (caller, address, headers)
- *   6. call the route's ONE api function, map its SQLSTATE, write the reply;
+ *      parameters: 400), build the request (the client's body text as sent,
+ *      with the query, then path parameters merged over it by jsonb: db.c)
+ *      and the context object (caller, address, headers)
+ *   6. call the route's ONE api function, map its SQLSTATE, write the reply
+ *      (with the status, message and headers the function may have set:
+ *      the reply seam, reply.c);
  *      the functions that hash passwords share a few database connections
  *      (PAAS_HASH_SLOTS) so that a login flood cannot starve other routes
  *
@@ -321,7 +324,13 @@ validate_request(struct request *r)
 	return 0;
 }
 
-/* Builds r->req; 0 or the status of the error reply already sent. */
+/*
+ * Checks the body and builds the request: a JSON body goes to the function
+ * as the client's text (r->body; numbers keep their exact decimal text), a
+ * form body or none as r->req; the query and path parameters (later wins)
+ * go to r->query, which jsonb merges over it.  0 or the status of the
+ * error reply already sent.
+ */
 static int
 build_request(struct request *r)
 {
@@ -339,18 +348,20 @@ build_request(struct request *r)
 			return reply_error(r->conn, 400, "VALIDATION_ERROR", "Validation failed", errs, NULL);
 		json_decref(errs);
 	} else if (r->body_len > 0) {
-		json_t *errs;
+		json_t *errs, *v;
 		const char *msg;
 
-		r->req = body_parse(r->body, r->body_len, &errs, &msg);
-		if (r->req == NULL)
+		/* checked only: the function gets the client's text (r->body) */
+		v = body_parse(r->body, r->body_len, &errs, &msg);
+		if (v == NULL)
 			return reply_error(r->conn, 400, "VALIDATION_ERROR", msg, errs, NULL);
+		json_decref(v);
 	} else {
 		r->req = json_object();
 	}
-	json_object_update(r->req, r->query);
+	/* what httpd adds travels apart, merged by jsonb (db.c) */
 	for (i = 0; i < r->m.nparams; i++)
-		json_object_set_new(r->req, r->m.names[i], json_string(r->m.values[i]));
+		json_object_set_new(r->query, r->m.names[i], json_string(r->m.values[i]));
 	return 0;
 }
 
@@ -488,21 +499,28 @@ call_function(struct request *r)
 {
 	const struct route *rt = r->m.route;
 	struct db_result res;
-	char *req_text = json_dumps(r->req, JSON_COMPACT);
+	char *req_dump = r->req ? json_dumps(r->req, JSON_COMPACT) : NULL;
+	const char *req_text = r->req ? req_dump : r->body;
+	char *over_text = json_object_size(r->query) ? json_dumps(r->query, JSON_COMPACT) : NULL;
 	char *ctx_text = json_dumps(r->ctx, JSON_COMPACT);
 	json_t *out = NULL, *data, *pagination = NULL;
 	int status;
 
-	if (req_text == NULL || ctx_text == NULL) {
+	if (req_text == NULL || ctx_text == NULL || (json_object_size(r->query) && !over_text)) {
 		status = reply_error(r->conn, 500, "INTERNAL_ERROR", "Internal server error", NULL, NULL);
 		goto done;
 	}
 	memset(&res, 0, sizeof(res));
 	if ((rt->flags & ROUTE_BATCH) &&
-	    batch_call(r->m.index, rt->function, req_text, ctx_text, &res.value) == 0) {
+	    batch_call(r->m.index, rt->function, req_text, over_text, ctx_text, &res.value) == 0) {
 		res.ok = 1; /* answered within a batch (batch.c) */
-	} else if (db_call(r->m.index, rt->function, ctx_text, req_text, &res) != 0) {
+	} else if (db_call(r->m.index, rt->function, ctx_text, req_text, over_text, &res) != 0) {
 		status = reply_db_error(r, &res);
+		db_result_free(&res);
+		goto done;
+	}
+	if (reply_use(&res, rt) != 0) { /* the function's reply settings (reply.c) */
+		status = reply_error(r->conn, 500, "INTERNAL_ERROR", "Internal server error", NULL, NULL);
 		db_result_free(&res);
 		goto done;
 	}
@@ -524,7 +542,9 @@ call_function(struct request *r)
 	if ((status = committed_refusal(r, out)) != 0)
 		goto done;
 	if (rt->flags & ROUTE_SNAP) {
-		int sr = snap_complete(r->m.index, rt->function, r->ctx, req_text, &out, &res);
+		int sr = snap_complete(r->m.index, rt->function, r->ctx, req_text, over_text, &out, &res);
+		if (sr == 0 && res.ok && reply_use(&res, rt) != 0)
+			sr = -2; /* the second call's settings are the reply's */
 		if (sr != 0) {
 			status = sr == -1 ? reply_db_error(r, &res)
 			                  : reply_error(r->conn, 500, "INTERNAL_ERROR", "Internal server error",
@@ -562,7 +582,8 @@ call_function(struct request *r)
 
 done:
 	json_decref(out);
-	free(req_text);
+	free(req_dump);
+	free(over_text);
 	free(ctx_text);
 	return status;
 }

@@ -3,8 +3,10 @@
  *
  * The gateway is thin: each request is matched against a static route
  * table, its access rule is enforced (JWT verified in-process), the body is
- * read with a bound and parsed with jansson, and ONE function of the SQL
- * schema "api" is called on the worker thread's own libpq connection.  No
+ * read with a bound and checked with jansson (the function gets the
+ * client's own text, so numbers stay exact), and ONE function of the SQL
+ * schema "api" is called on a pooled libpq connection; the function may
+ * choose its reply's status, message and headers (reply.c).  No
  * business rule lives here: the functions decide, httpd translates their
  * SQLSTATEs into HTTP through the single table in errors.c.
  */
@@ -152,17 +154,26 @@ struct db_result {
 	char sqlstate[6];
 	char *message;          /* malloc'd primary error message */
 	char *detail;           /* malloc'd DETAIL, may be NULL */
+	/* the function's reply settings (docs/architecture.md, "The reply
+	 * seam"): response.status / .message / .headers as it left them, ""
+	 * when not set; checked by reply_use() */
+	char reply_status[8];
+	char reply_message[256];
+	char reply_headers[1024];
+	int reply_too_long;     /* a setting did not fit: a fault */
 };
 int db_pool_init(int size);
 void db_pool_close(void);
 /*
- * Calls the route's function.  A lost connection is replaced and the call
+ * Calls the route's function with the request "req_json" (the client's
+ * body text, unchanged) merged by jsonb with "over_json" (httpd's own
+ * parameters; NULL: none) and the context.  A lost connection is replaced and the call
  * sent again: once for a route that moves no money, and for a ROUTE_MONEY
  * route (whose ctx carries its idempotency key) until it is answered or
  * PAAS_DB_RETRY_MS has passed.  0 when res->value holds the answer.
  */
 int db_call(int route_index, const char *function, const char *ctx_json,
-            const char *req_json, struct db_result *res);
+            const char *req_json, const char *over_json, struct db_result *res);
 void db_result_free(struct db_result *res);
 /* A new idempotency key (random UUID) as a JSON string; NULL on failure. */
 json_t *db_call_key(void);
@@ -171,7 +182,7 @@ json_t *db_call_key(void);
 int batch_init(void);
 /* 0: *result is the call's JSON text (malloc'd); -1: make the call alone */
 int batch_call(int route_index, const char *function, const char *req_json,
-               const char *ctx_json, char **result);
+               const char *over_json, const char *ctx_json, char **result);
 void batch_stats(unsigned long *batches, unsigned long *items, unsigned long *failed);
 
 /* ---- connections (edge.c) ----------------------------------------------- */
@@ -203,6 +214,13 @@ int reply_error(struct mg_connection *conn, int status, const char *code,
                 const char *message, json_t *errors, const char *extra_headers);
 char *iso_now(char *buf, size_t len);
 int reply_http_error(struct mg_connection *conn, int status, const char *message);
+/*
+ * The reply seam: takes the reply settings of a call (res) for this
+ * request's success reply (status, message, extra headers instead of the
+ * route row's).  0 ok; -1 when a setting is invalid: logged, and the caller
+ * answers 500.  reply_reset() forgets them.
+ */
+int reply_use(const struct db_result *res, const struct route *rt);
 /* this request's reply closes the connection (CivetWeb reads no more of it) */
 void reply_close(struct mg_connection *conn);
 /* a body is still unread: a reply now closes the connection */
@@ -246,7 +264,7 @@ int metrics_request(struct mg_connection *conn, void *cbdata);
  * to do); -1 the second SQL call failed (res filled, *out NULL); -2 internal.
  */
 int snap_complete(int route_index, const char *function, json_t *ctx, const char *req_text,
-                  json_t **out, struct db_result *res);
+                  const char *over_text, json_t **out, struct db_result *res);
 /* Sends the invoice as application/pdf; returns the HTTP status sent. */
 int invoice_pdf_reply(struct mg_connection *conn, json_t *invoice);
 

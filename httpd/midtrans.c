@@ -207,7 +207,7 @@ done:
 
 int
 snap_complete(int route_index, const char *function, json_t *ctx, const char *req_text,
-              json_t **out, struct db_result *res)
+              const char *over_text, json_t **out, struct db_result *res)
 {
 	json_t *snap = json_object_get(*out, "$snap");
 	json_t *ctx2 = NULL, *outcome = NULL;
@@ -228,7 +228,7 @@ snap_complete(int route_index, const char *function, json_t *ctx, const char *re
 		goto done;
 	json_decref(*out);
 	*out = NULL;
-	if (db_call(route_index, function, ctx_text, req_text, res) != 0) {
+	if (db_call(route_index, function, ctx_text, req_text, over_text, res) != 0) {
 		rc = -1;
 		goto done;
 	}

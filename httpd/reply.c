@@ -6,10 +6,31 @@
  *
  * The body's statusCode always equals the HTTP status.  Every reply leaves
  * in one write (status line, headers and body).
+ *
+ * The reply seam (docs/architecture.md).  A route row names the status and
+ * message of its success reply; the route's function may choose others for
+ * one call, PostgREST-style, with transaction-local settings:
+ *     PERFORM set_config('response.status', '200', true);
+ *     PERFORM set_config('response.message', 'Worker node information updated successfully', true);
+ *     PERFORM set_config('response.headers', '{"Location": "/api/v1/..."}', true);
+ * db.c reads them in the statement of the call itself; reply_use() checks
+ * them and the next success envelope of the request uses them:
+ *   - response.status: 200-299 except 204 and 205 (the envelope is a body);
+ *   - response.message: 1-200 bytes of UTF-8 text without control characters;
+ *   - response.headers: a JSON object {"Name": "value"} or PostgREST's array
+ *     [{"Name": "value"}, ...]; at most 16 headers of a token name (at most
+ *     64 bytes) and a value of printable ASCII (at most 512 bytes), never
+ *     one that frames or types the reply (Content-*, Transfer-Encoding,
+ *     Connection, ...), that httpd sets itself (Cache-Control, Date, ...) or
+ *     a CORS header (Access-Control-*).
+ * An empty or unset setting is no setting.  Anything else is a fault of the
+ * function (it has committed by then): logged as "reply_settings_invalid"
+ * and answered 500, never passed through.  Error replies never use them.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <sys/time.h>
 
@@ -37,6 +58,9 @@ status_text(int status)
 	switch (status) {
 	case 200: return "OK";
 	case 201: return "Created";
+	case 202: return "Accepted";
+	case 203: return "Non-Authoritative Information";
+	case 206: return "Partial Content";
 	case 400: return "Bad Request";
 	case 405: return "Method Not Allowed";
 	case 411: return "Length Required";
@@ -68,6 +92,11 @@ status_text(int status)
  */
 static __thread int closing, body_pending;
 
+/* the reply settings of this request's call (reply_use); 0 / "": the route's */
+static __thread int ov_status;
+static __thread char ov_message[256];
+static __thread char ov_headers[16 * (64 + 512 + 4) + 1];
+
 void
 reply_close(struct mg_connection *conn)
 {
@@ -86,6 +115,138 @@ reply_reset(void)
 {
 	closing = 0;
 	body_pending = 0;
+	ov_status = 0;
+	ov_message[0] = ov_headers[0] = '\0';
+}
+
+static int
+settings_fault(const struct route *rt, const char *setting, const char *reason)
+{
+	fprintf(stderr,
+	        "{\"event\":\"reply_settings_invalid\",\"route\":\"%s %s\",\"setting\":\"%s\","
+	        "\"reason\":\"%s\"}\n",
+	        rt->method, rt->pattern, setting, reason);
+	return -1;
+}
+
+static int
+header_name_ok(const char *n)
+{
+	static const char *const refused[] = {
+	    "Content-Type", "Content-Length", "Content-Encoding", "Content-Range", "Transfer-Encoding",
+	    "Connection", "Keep-Alive", "Upgrade", "Trailer", "TE", "Proxy-Connection", "Date",
+	    "Server", "Cache-Control", "X-Content-Type-Options", "Retry-After", "Idempotency-Key",
+	    NULL};
+	size_t i, len = strlen(n);
+
+	if (len == 0 || len > 64)
+		return 0;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char) n[i];
+		if (!(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') && !(c >= '0' && c <= '9') &&
+		    strchr("!#$%&'*+-.^_`|~", c) == NULL)
+			return 0;
+	}
+	if (strncasecmp(n, "Access-Control-", 15) == 0)
+		return 0;
+	for (i = 0; refused[i] != NULL; i++)
+		if (strcasecmp(n, refused[i]) == 0)
+			return 0;
+	return 1;
+}
+
+/* Appends "Name: value\r\n" to ov_headers; the reason on failure. */
+static const char *
+add_header(const char *name, json_t *value, size_t *len)
+{
+	const char *v = json_string_value(value);
+	size_t i, vl;
+	int n;
+
+	if (!header_name_ok(name))
+		return "header name refused";
+	if (v == NULL)
+		return "header value is not a string";
+	vl = strlen(v);
+	if (vl > 512)
+		return "header value over 512 bytes";
+	for (i = 0; i < vl; i++)
+		if ((unsigned char) v[i] < 0x20 || (unsigned char) v[i] > 0x7e)
+			return "header value is not printable ASCII";
+	n = snprintf(ov_headers + *len, sizeof(ov_headers) - *len, "%s: %s\r\n", name, v);
+	if (n < 0 || (size_t) n >= sizeof(ov_headers) - *len)
+		return "too many headers";
+	*len += (size_t) n;
+	return NULL;
+}
+
+static const char *
+take_headers(const char *text)
+{
+	json_t *h = json_loads(text, JSON_REJECT_DUPLICATES, NULL), *v, *item;
+	const char *why = NULL, *name;
+	size_t len = 0, count = 0, i;
+
+	if (json_is_object(h)) {
+		json_object_foreach(h, name, v) {
+			if (why == NULL && ++count > 16)
+				why = "more than 16 headers";
+			if (why == NULL)
+				why = add_header(name, v, &len);
+		}
+	} else if (json_is_array(h)) {
+		json_array_foreach(h, i, item) {
+			if (why == NULL && (!json_is_object(item) || json_object_size(item) != 1))
+				why = "an array item is not an object of one header";
+			if (why == NULL && ++count > 16)
+				why = "more than 16 headers";
+			json_object_foreach(item, name, v) {
+				if (why == NULL)
+					why = add_header(name, v, &len);
+			}
+		}
+	} else {
+		why = "not a JSON object or array";
+	}
+	json_decref(h);
+	return why;
+}
+
+int
+reply_use(const struct db_result *res, const struct route *rt)
+{
+	const char *s = res->reply_status, *m = res->reply_message, *why;
+	size_t i, ml = strlen(m);
+
+	ov_status = 0;
+	ov_message[0] = ov_headers[0] = '\0';
+	if (res->reply_too_long)
+		return settings_fault(rt, "response.*", "setting too long");
+	if (s[0] != '\0') {
+		if (strlen(s) != 3 || s[0] != '2' || s[1] < '0' || s[1] > '9' || s[2] < '0' ||
+		    s[2] > '9' || strcmp(s, "204") == 0 || strcmp(s, "205") == 0)
+			return settings_fault(rt, "response.status", "not a success status 200-299 (but 204, 205)");
+		ov_status = atoi(s);
+	}
+	if (ml > 0) {
+		if (ml > 200 || !utf8_valid(m, ml))
+			goto bad_message;
+		for (i = 0; i < ml; i++)
+			if ((unsigned char) m[i] < 0x20 || m[i] == 0x7f)
+				goto bad_message;
+		memcpy(ov_message, m, ml + 1);
+	}
+	if (res->reply_headers[0] != '\0' && (why = take_headers(res->reply_headers)) != NULL) {
+		ov_status = 0;
+		ov_message[0] = ov_headers[0] = '\0';
+		return settings_fault(rt, "response.headers", why);
+	}
+	return 0;
+
+bad_message:
+	ov_status = 0;
+	ov_message[0] = '\0';
+	return settings_fault(rt, "response.message", "not 1-200 bytes of text");
 }
 
 /*
@@ -154,9 +315,15 @@ reply_success_text(struct mg_connection *conn, int status, const char *message,
 {
 	char ts[40];
 	char *msg = NULL, *out;
-	json_t *m = json_string(message ? message : "Success");
+	json_t *m;
 	size_t dlen, cap;
 	int n, rc = -1;
+
+	if (ov_status)
+		status = ov_status;
+	if (ov_message[0])
+		message = ov_message;
+	m = json_string(message ? message : "Success");
 
 	if (data_text == NULL) {
 		data_text = "null";
@@ -183,7 +350,7 @@ reply_success_text(struct mg_connection *conn, int status, const char *message,
 		             msg, members ? "" : "\"data\":", (int) dlen, data_text,
 		             iso_now(ts, sizeof(ts)), status);
 		if (n > 0 && (size_t) n < cap)
-			rc = send_json_text(conn, status, out, (size_t) n, NULL);
+			rc = send_json_text(conn, status, out, (size_t) n, ov_headers[0] ? ov_headers : NULL);
 		free(out);
 	}
 	free(msg);
@@ -197,6 +364,10 @@ reply_success(struct mg_connection *conn, int status, const char *message,
 	char ts[40];
 	json_t *body = json_object();
 
+	if (ov_status)
+		status = ov_status;
+	if (ov_message[0])
+		message = ov_message;
 	json_object_set_new(body, "success", json_true());
 	json_object_set_new(body, "message", json_string(message ? message : "Success"));
 	json_object_set_new(body, "data", data ? data : json_null());
@@ -204,7 +375,7 @@ reply_success(struct mg_connection *conn, int status, const char *message,
 		json_object_set_new(body, "pagination", pagination);
 	json_object_set_new(body, "timestamp", json_string(iso_now(ts, sizeof(ts))));
 	json_object_set_new(body, "statusCode", json_integer(status));
-	return reply_json(conn, status, body, NULL);
+	return reply_json(conn, status, body, ov_headers[0] ? ov_headers : NULL);
 }
 
 /*

@@ -68,6 +68,15 @@ one_error(const char *field, const char *message)
  * The request body as a JSON object.  NULL on failure, with *errors set to
  * the contract's error list (the caller owns it) and *message to the
  * envelope's message.
+ *
+ * This is a check only: the function gets the body's own text (handler.c),
+ * so that PostgreSQL's jsonb reads every number with the exact decimal text
+ * the client sent (jansson would make 12.8 a double).  What passes here
+ * is JSON that jsonb reads the same way: an object, no NUL byte (the text
+ * goes to libpq as a C string), no duplicate key (refused here: jsonb would
+ * keep the last one silently), no \u0000 and no lone surrogate (jansson
+ * refuses both, as jsonb does), integers within 64 bits (jansson refuses
+ * larger ones: 400, never a rounded value).
  */
 json_t *
 body_parse(const char *text, size_t len, json_t **errors, const char **message)
@@ -77,6 +86,11 @@ body_parse(const char *text, size_t len, json_t **errors, const char **message)
 
 	*errors = NULL;
 	*message = NULL;
+	if (memchr(text, '\0', len) != NULL) {
+		*errors = one_error("body", "NUL byte in the JSON text");
+		*message = "Malformed JSON body";
+		return NULL;
+	}
 	if (json_nesting_exceeds(text, len, PAAS_MAX_DEPTH)) {
 		char msg[64];
 

@@ -884,6 +884,9 @@ COMMENT ON FUNCTION api.workers_join_tokens_revoke(jsonb, jsonb) IS
 --     whose metadata.uid is the one the node registered with;
 --   * a DBA session without a token registers and re-registers anything.
 -- Either way the node gets a new node token (the previous one stops).
+-- A re-registration answers 200 "Worker node information updated
+-- successfully" (response.status / response.message, the reply seam of
+-- docs/architecture.md); a creation the route's 201.
 CREATE FUNCTION api.workers_register(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
 	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
@@ -956,6 +959,11 @@ BEGIN
 	 WHERE id = n.id
 	RETURNING * INTO n;
 	PERFORM paas.node_audit(n, old, ev, 'node', CASE WHEN created THEN 'registered' ELSE 're-registered' END);
+	IF NOT created THEN
+		-- the reply seam (httpd/reply.c): the route row's 201 is a creation's
+		PERFORM set_config('response.status', '200', true);
+		PERFORM set_config('response.message', 'Worker node information updated successfully', true);
+	END IF;
 	RETURN jsonb_build_object('id', n.id, 'name', n.name, 'status', n.status, 'isReady', n.is_ready,
 							  'isSchedulable', paas.node_schedulable(n), 'created', created,
 							  'nodeToken', tok, 'heartbeatIntervalSeconds', 30,
@@ -963,7 +971,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION api.workers_register(jsonb, jsonb) IS
-	'POST /workers/register: a join token creates, a node token re-registers its node; the original field set or a Kubernetes Node object; returns the node token';
+	'POST /workers/register: a join token creates (201), a node token re-registers its node (200, set as response.status); the original field set or a Kubernetes Node object; returns the node token';
 
 -- The shared body of heartbeats and resource reports: validates the
 -- allocation / usage fields and writes them.

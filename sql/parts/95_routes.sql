@@ -2008,7 +2008,7 @@ SELECT paas.routes_add($routes$[
   {"method": "POST", "path": "/api/v1/workers/register", "function": "api.workers_register", "access": "node",
    "status": 201, "message": "Worker node registered successfully", "tag": "workers",
    "summary": "Register (or re-register) a node with a join token; returns its node token",
-   "description": "A join token registers a new node; the node's own token (or, for a Kubernetes Node object, the uid it registered with) re-registers it, and every registration rotates the node token. Both answer 201 \"Worker node registered successfully\"; data.created tells a re-registration (false) from a new node (true), where the original answered a re-registration 200 \"Worker node information updated successfully\".",
+   "description": "A join token registers a new node; the node's own token (or, for a Kubernetes Node object, the uid it registered with) re-registers it, and every registration rotates the node token. A new node answers 201 \"Worker node registered successfully\", a re-registration 200 \"Worker node information updated successfully\" (as the original; the function sets response.status); data.created tells them apart too.",
    "security": [{"joinToken": []}, {}],
    "request": {"anyOf": [
      {"$ref": "#/components/schemas/NodeRegistration"},

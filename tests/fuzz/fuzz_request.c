@@ -38,7 +38,8 @@ fuzz_body(const char *text, size_t len)
 
 		check(json_is_object(v) && errs == NULL);
 		check(!json_nesting_exceeds(text, len, PAAS_MAX_DEPTH));
-		/* what the handler sends to the database: it must print */
+		/* the handler sends the text itself to the database, as a C string */
+		check(memchr(text, '\0', len) == NULL);
 		again = json_dumps(v, JSON_COMPACT);
 		check(again != NULL);
 		free(again);

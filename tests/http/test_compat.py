@@ -382,10 +382,11 @@ def test_decided_differences_of_worker_routes(adm, join_token):
     n = check_envelope(Api().post("/api/v1/workers/register", node_body(), token=join_token), 201)["data"]
     body = check_envelope(adm.patch(f"/api/v1/workers/{n['name']}/schedulable"), 400)
     assert [e["field"] for e in body["errors"]] == ["schedulable"]
-    # re-registering answers 201 with created: false (one success status per route)
+    # re-registering answers 200 "Worker node information updated successfully", as the original
     again = node_body(n["name"], hostname=f"{n['name']}.cluster.local")
-    r = check_envelope(Api().post("/api/v1/workers/register", again, token=n["nodeToken"]), 201)
+    r = check_envelope(Api().post("/api/v1/workers/register", again, token=n["nodeToken"]), 200)
     assert r["data"]["created"] is False and r["data"]["id"] == n["id"]
+    assert r["message"] == "Worker node information updated successfully"
 
 
 def test_emails_are_checked_by_syntax_not_against_the_tld_list():

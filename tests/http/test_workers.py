@@ -78,7 +78,7 @@ def test_register_with_the_original_field_set(join_token, admin):
     assert by_id["name"] == body["name"]
 
     # re-registering (with the node's own token) is idempotent and rotates the node token
-    again = register_node(data["nodeToken"], dict(body, ipAddress="192.168.1.99"))
+    again = register_node(data["nodeToken"], dict(body, ipAddress="192.168.1.99"), status=200)
     assert again["id"] == data["id"] and again["created"] is False
     assert again["nodeToken"] != data["nodeToken"]
     hb = f"/api/v1/workers/{body['name']}/heartbeat"
@@ -359,13 +359,13 @@ def test_a_join_token_cannot_take_a_node_over(join_token, admin):
     other = register_node(join_token)
     check_envelope(Api().post("/api/v1/workers/register", evil, token=other["nodeToken"]), 403)
     # the node itself, with its token
-    again = register_node(real["nodeToken"], dict(body, ipAddress="192.168.1.11"))
+    again = register_node(real["nodeToken"], dict(body, ipAddress="192.168.1.11"), status=200)
     assert again["id"] == real["id"] and again["created"] is False
 
     # a Kubernetes Node object: the uid it registered with stands for the node
     doc = fixture_doc("k3s-server")
     first = register_node(join_token, doc)
-    assert register_node(join_token, doc)["id"] == first["id"]
+    assert register_node(join_token, doc, status=200)["id"] == first["id"]
     impostor = json.loads(json.dumps(doc))
     impostor["metadata"]["uid"] = str(uuid.uuid4())
     check_envelope(Api().post("/api/v1/workers/register", impostor, token=join_token), 409)
@@ -381,3 +381,79 @@ def test_reading_a_node_takes_no_row_lock(join_token, admin):
         for path in (f"/api/v1/workers/{n['id']}", f"/api/v1/workers/{n['name']}/transitions"):
             r = requests.get(BASE + path, headers={"Authorization": f"Bearer {admin['access']}"}, timeout=10)
             check_envelope(r, 200)
+
+
+def test_re_registration_answers_200_information_updated(join_token):
+    """The original's contract (W11): a first registration answers 201
+    "Worker node registered successfully", a re-registration of the node 200
+    "Worker node information updated successfully": the function sets the
+    reply status (response.status, the reply seam of docs/architecture.md)."""
+    body = spec()
+    r = Api().post("/api/v1/workers/register", body, token=join_token)
+    first = check_envelope(r, 201)
+    assert first["message"] == "Worker node registered successfully" and first["data"]["created"] is True
+    r = Api().post("/api/v1/workers/register", body, token=first["data"]["nodeToken"])
+    again = check_envelope(r, 200)
+    assert again["message"] == "Worker node information updated successfully"
+    assert again["data"]["created"] is False and again["data"]["id"] == first["data"]["id"]
+    # the setting is the call's own: the next creation on the same pooled
+    # connections is 201 again
+    for _ in range(4):
+        check_envelope(Api().post("/api/v1/workers/register", spec(), token=join_token), 201)
+    # a Kubernetes Node object re-registered by its uid: 200 as well
+    doc = fixture_doc("k3s-server")
+    check_envelope(Api().post("/api/v1/workers/register", doc, token=join_token), 201)
+    r = check_envelope(Api().post("/api/v1/workers/register", doc, token=join_token), 200)
+    assert r["message"] == "Worker node information updated successfully"
+
+
+def raw_json(text):
+    return {"raw": text.encode(), "headers": {"Content-Type": "application/json"}}
+
+
+def test_numbers_reach_sql_with_the_clients_decimal_text(join_token):
+    """Issue #15: httpd used to parse the body with jansson and print it
+    again, so 12.8 became the double 12.800000000000001 (12,801 millicores)
+    and 0.1 became 101 m.  The function now gets the client's text."""
+    n = register_node(join_token)
+    res = f"/api/v1/workers/{n['id']}/resources"
+    for sent, text, milli in [("12.8", "12.8", 12800), ("0.1", "0.1", 100), ("2.675", "2.675", 2675)]:
+        r = Api().patch(res, token=n["nodeToken"], **raw_json('{"allocatedCPU": %s}' % sent))
+        data = check_envelope(r, 200)["data"]
+        assert data["allocatedCPU"] == text, data
+        assert psql("SELECT cpu_allocated_m FROM paas.nodes WHERE id = :'a1'", n["id"]) == str(milli)
+    # the heartbeat (batched, batch.c) keeps the text both ways: in and out
+    hb = f"/api/v1/workers/{n['name']}/heartbeat"
+    data = check_envelope(Api().put(hb, token=n["nodeToken"], **raw_json('{"allocatedCPU": 12.8}')), 200)["data"]
+    assert data["allocatedCPU"] == "12.8"
+    assert psql("SELECT cpu_allocated_m FROM paas.nodes WHERE id = :'a1'", n["id"]) == "12800"
+    # path parameters still win over body fields of the same name (merged by jsonb)
+    other = register_node(join_token)
+    r = Api().patch(res, token=n["nodeToken"],
+                    **raw_json('{"nodeId": "%s", "allocatedCPU": 0.1}' % other["id"]))
+    assert check_envelope(r, 200)["data"]["id"] == n["id"]
+
+
+def test_large_integers_are_exact_or_refused(join_token):
+    """An integer past 2^53 (a double's exact range) reaches SQL exactly; one
+    past 64 bits is a 400, never a rounded value."""
+    n = register_node(join_token)
+    res = f"/api/v1/workers/{n['id']}/resources"
+    big = 2**53 + 1
+    r = Api().patch(res, token=n["nodeToken"], **raw_json('{"currentPods": %d}' % big))
+    body = check_envelope(r, 400)
+    assert any(e["field"] == "currentPods" for e in body["errors"]), body
+    # as a whole number and as a decimal: 9007199254740993.0 was the double
+    # 9007199254740992.0 once jansson had read it
+    for sent in ["%d" % big, "%d.0" % big]:
+        r = Api().patch(res, token=n["nodeToken"], **raw_json('{"allocatedCPU": %s}' % sent))
+        data = check_envelope(r, 200)["data"]
+        assert data["allocatedCPU"] == sent and data["allocation"]["cpuMillicores"] == big * 1000
+        assert psql("SELECT allocated_cpu, cpu_allocated_m FROM paas.nodes WHERE id = :'a1'",
+                    n["id"]) == f"{sent}|{big * 1000}"
+    r = Api().patch(res, token=n["nodeToken"], **raw_json('{"allocatedCPU": 1, "currentPods": %d}' % 2**64))
+    body = check_envelope(r, 400)
+    assert body["errors"][0]["field"] == "body"
+    # duplicate keys are refused, not resolved silently either way
+    r = Api().patch(res, token=n["nodeToken"], **raw_json('{"allocatedCPU": 1, "allocatedCPU": 2}'))
+    assert check_envelope(r, 400)["errors"][0]["field"] == "body"
