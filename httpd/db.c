@@ -5,8 +5,14 @@
  * Each connection is opened at start (and reopened when lost); each
  * route's call is prepared once per connection as
  *     SELECT <function>($1::jsonb, $2::jsonb)::text   -- (request, context)
+ *     FROM pg_catalog.set_config('application_name', $3, true)
  * where <function> comes from the static route table, never from the
- * request.  The pool size is PAAS_DB_POOL (docs/performance.md has the
+ * request.  $3 is "paas-httpd/<request id>" (handler.c): the server's log
+ * lines of the call show it as %a of log_line_prefix, and
+ * pg_stat_activity.application_name while it runs.  It is set local to
+ * the call's transaction, in the same round trip: at its end (commit or
+ * rollback) the session's name is "paas-httpd" again, so no id outlives its
+ * request on a pooled connection.  The pool size is PAAS_DB_POOL (docs/performance.md has the
  * measurements behind its default).
  *
  * The outcome of a call (docs/architecture.md).  A call whose connection
@@ -191,7 +197,7 @@ log_json(json_t *line)
 	char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
 
 	if (text)
-		fprintf(stderr, "%s\n", text);
+		log_event("%s\n", text);
 	free(text);
 	json_decref(line);
 }
@@ -310,7 +316,9 @@ call_once(struct db_state *st, int slot, const char *function, const char *ctx_j
           const char *req_json, struct db_result *res)
 {
 	char name[16];
-	const char *params[2] = {req_json, ctx_json};
+	const char *id = reply_request_id();
+	char appname[PAAS_MAX_REQUEST_ID + 16];
+	const char *params[3] = {req_json, ctx_json, appname};
 	PGresult *r;
 	enum attempt rc;
 
@@ -318,12 +326,16 @@ call_once(struct db_state *st, int slot, const char *function, const char *ctx_j
 		disconnect(st);
 	if (connect_db(st) != 0)
 		return NO_CONNECTION;
+	snprintf(appname, sizeof(appname), "paas-httpd%s%s", id ? "/" : "", id ? id : "");
 	snprintf(name, sizeof(name), "r%d", slot);
 	if (!st->prepared[slot]) {
 		char sql[256];
 
-		snprintf(sql, sizeof(sql), "SELECT %s($1::jsonb, $2::jsonb)::text", function);
-		r = PQprepare(st->conn, name, sql, 2, NULL);
+		snprintf(sql, sizeof(sql),
+		         "SELECT %s($1::jsonb, $2::jsonb)::text "
+		         "FROM pg_catalog.set_config('application_name', $3, true)",
+		         function);
+		r = PQprepare(st->conn, name, sql, 3, NULL);
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 			/* the call itself was not sent yet */
 			rc = conn_broken(st, r) ? NOT_SENT : ANSWERED;
@@ -338,7 +350,7 @@ call_once(struct db_state *st, int slot, const char *function, const char *ctx_j
 		st->prepared[slot] = 1;
 	}
 
-	r = PQexecPrepared(st->conn, name, 2, params, NULL, NULL, 0);
+	r = PQexecPrepared(st->conn, name, 3, params, NULL, NULL, 0);
 	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
 		res->ok = 1;
 		res->value = PQgetisnull(r, 0, 0) ? NULL : strdup(PQgetvalue(r, 0, 0));

@@ -58,7 +58,7 @@ draw_key(void)
 
 	/* without entropy the table still works; only its placement is known */
 	if (getrandom(k, sizeof(k), 0) != (ssize_t) sizeof(k))
-		fprintf(stderr, "{\"event\":\"ratelimit_key\",\"warning\":\"getrandom failed\"}\n");
+		log_event("{\"event\":\"ratelimit_key\",\"warning\":\"getrandom failed\"}\n");
 	sip_k0 = k[0];
 	sip_k1 = k[1];
 }
