@@ -52,6 +52,7 @@ struct request {
 	json_t *query;         /* the validated query parameters */
 	json_t *req;
 	json_t *ctx;
+	int refusal_counted;   /* check_rate_rejects saw the reply's status */
 };
 
 static double
@@ -188,6 +189,22 @@ check_rate_rejects(struct request *r, int status)
 	}
 	wait = ratelimit_peek("rejects-ip", r->ip, cfg.rl_webhook_rejects_per_min);
 	return wait ? too_many(r, wait) : 0;
+}
+
+/*
+ * A refusal is counted before its reply leaves (reply_on_send): a client
+ * that sends its next request as soon as it has read the answer must find
+ * the token taken.
+ */
+static void
+count_refusal(int status, void *arg)
+{
+	struct request *r = arg;
+
+	if (r->pol == NULL || r->refusal_counted)
+		return;
+	r->refusal_counted = 1;
+	(void) check_rate_rejects(r, status);
 }
 
 static double
@@ -795,6 +812,7 @@ handle_request(struct mg_connection *conn, void *cbdata)
 		goto done;
 	}
 	r.pol = route_policy(r.m.route);
+	reply_on_send(count_refusal, &r);
 	if ((status = check_access(&r)) != 0)
 		goto done;
 	if ((status = check_rate_ip(&r)) != 0 || (status = check_rate_user(&r, 0)) != 0 ||
@@ -820,8 +838,7 @@ handle_request(struct mg_connection *conn, void *cbdata)
 	(void) check_rate_user(&r, status);
 
 done:
-	if (r.pol != NULL)
-		(void) check_rate_rejects(&r, status); /* also a 413 or a malformed body */
+	count_refusal(status, &r); /* a reply sent otherwise; also a 413 or a malformed body */
 	ms = ms_since(&t0);
 	metrics_count(r.m.route ? r.m.index : -1, status, ms);
 	access_log(&r, status, ms);

@@ -202,6 +202,9 @@ struct http_error {
 const struct http_error *sqlstate_to_http(const char *sqlstate);
 int reply_json(struct mg_connection *conn, int status, json_t *body,
                const char *extra_headers);
+/* hook(status, arg) runs once, just before the request's reply is written
+ * (until reply_reset): what the client's next request must see is done by then */
+void reply_on_send(void (*hook)(int status, void *arg), void *arg);
 int reply_no_content(struct mg_connection *conn, const char *extra_headers);
 /* any body in one write, with the request's common headers; the status sent or -1 */
 int reply_body(struct mg_connection *conn, int status, const char *content_type,

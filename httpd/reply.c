@@ -82,6 +82,26 @@ static __thread int closing, body_pending;
 static __thread char request_id[PAAS_MAX_REQUEST_ID + 1];
 static __thread char cors_headers[PAAS_MAX_ORIGIN + 160];
 static __thread int head_only;
+/* called once with the status before the request's reply leaves (reply_on_send) */
+static __thread void (*send_hook)(int status, void *arg);
+static __thread void *send_hook_arg;
+
+void
+reply_on_send(void (*hook)(int status, void *arg), void *arg)
+{
+	send_hook = hook;
+	send_hook_arg = arg;
+}
+
+static void
+before_send(int status)
+{
+	void (*hook)(int, void *) = send_hook;
+
+	send_hook = NULL;
+	if (hook)
+		hook(status, send_hook_arg);
+}
 
 /* RFC 9110 token characters: what a request id may be made of */
 static int
@@ -197,6 +217,8 @@ reply_reset(void)
 	request_id[0] = '\0';
 	cors_headers[0] = '\0';
 	head_only = 0;
+	send_hook = NULL;
+	send_hook_arg = NULL;
 }
 
 /*
@@ -239,6 +261,7 @@ reply_body(struct mg_connection *conn, int status, const char *content_type,
 	}
 	hlen = (size_t) n;
 	memcpy(out + hlen, text, tlen);
+	before_send(status);
 	/* HEAD: GET's status and headers (its Content-Length too), no body */
 	mg_write(conn, out, head_only ? hlen : hlen + tlen);
 	free(out);
@@ -260,6 +283,7 @@ reply_no_content(struct mg_connection *conn, const char *extra_headers)
 	             closing && !asked ? "Connection: close\r\n" : "");
 	if (n < 0 || (size_t) n >= sizeof(out))
 		return -1;
+	before_send(204);
 	mg_write(conn, out, (size_t) n);
 	return 204;
 }
