@@ -7,7 +7,8 @@
  *     SELECT <function>($1::jsonb, $2::jsonb)::text   -- (request, context)
  *     FROM pg_catalog.set_config('application_name', $3, true)
  * where <function> comes from the static route table, never from the
- * request.  $3 is "paas-httpd/<request id>" (handler.c): the server's log
+ * request.  $3 is "paas-httpd/<request id>" (handler.c; 63 bytes at most,
+ * PostgreSQL's limit of a name): the server's log
  * lines of the call show it as %a of log_line_prefix, and
  * pg_stat_activity.application_name while it runs.  It is set local to
  * the call's transaction, in the same round trip: at its end (commit or
@@ -326,7 +327,9 @@ call_once(struct db_state *st, int slot, const char *function, const char *ctx_j
 		disconnect(st);
 	if (connect_db(st) != 0)
 		return NO_CONNECTION;
-	snprintf(appname, sizeof(appname), "paas-httpd%s%s", id ? "/" : "", id ? id : "");
+	/* PostgreSQL keeps 63 bytes of a name (NAMEDATALEN - 1) and says so in
+	 * a NOTICE: a longer client id is cut here, to its first 52 bytes */
+	snprintf(appname, sizeof(appname), "paas-httpd%s%.52s", id ? "/" : "", id ? id : "");
 	snprintf(name, sizeof(name), "r%d", slot);
 	if (!st->prepared[slot]) {
 		char sql[256];

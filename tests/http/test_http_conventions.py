@@ -114,6 +114,11 @@ def test_the_request_id_is_in_the_server_log_line_of_its_call(user):
         assert len([l for l in refusals if mine in l]) == len(lines)
         for o in others:
             assert len([l for l in refusals if o in l]) == 1
+        # a long client id: PostgreSQL keeps 63 bytes of a name, httpd sends its first 52
+        long_id = "long-" + uuid.uuid4().hex * 3
+        r = api.get(f"/api/v1/billing/transactions/{uuid.uuid4()}", headers={"X-Request-Id": long_id})
+        assert rid(r) == long_id
+        wait_until(lambda: f" paas-httpd/{long_id[:52]} ERROR:" in server_log(), timeout=10, interval=0.3)
     finally:
         psql("ALTER SYSTEM RESET paas.log_refusals; SELECT pg_reload_conf();")
     # between calls, every gateway connection is named plain "paas-httpd"
