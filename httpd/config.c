@@ -43,6 +43,49 @@ env_long(const char *name, long def, long min, long max)
 	return n;
 }
 
+/*
+ * PAAS_CORS_ORIGINS: a comma-separated list of origins ("https://app.example.com"),
+ * compared exactly with a request's Origin, or "*" for any.  0 ok.
+ */
+static int
+cors_parse(const char *spec)
+{
+	char *copy, *tok, *save = NULL;
+
+	if (spec == NULL)
+		return 0;
+	copy = strdup(spec);
+	if (copy == NULL)
+		return -1;
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char **grown;
+		size_t n;
+
+		while (*tok == ' ' || *tok == '\t')
+			tok++;
+		n = strlen(tok);
+		while (n > 0 && (tok[n - 1] == ' ' || tok[n - 1] == '\t'))
+			tok[--n] = '\0';
+		if (n == 0)
+			continue;
+		if (n > PAAS_MAX_ORIGIN || strpbrk(tok, "\r\n") != NULL) {
+			free(copy);
+			return -1;
+		}
+		grown = realloc(cfg.cors_origins, (size_t) (cfg.n_cors_origins + 1) * sizeof(char *));
+		if (grown == NULL || (grown[cfg.n_cors_origins] = strdup(tok)) == NULL) {
+			if (grown)
+				cfg.cors_origins = grown;
+			free(copy);
+			return -1;
+		}
+		cfg.cors_origins = grown;
+		cfg.n_cors_origins++;
+	}
+	free(copy);
+	return 0;
+}
+
 int
 config_load(void)
 {
@@ -80,16 +123,23 @@ config_load(void)
 		}
 	}
 
+	if (cors_parse(env_str("PAAS_CORS_ORIGINS", NULL)) != 0) {
+		fprintf(stderr, "paas-httpd: PAAS_CORS_ORIGINS must be a comma-separated list of origins "
+		                "(at most %d bytes each), or *\n", PAAS_MAX_ORIGIN);
+		return -1;
+	}
+
 	if (cfg.jwt_secret == NULL || strlen(cfg.jwt_secret) < 32) {
 		fprintf(stderr, "paas-httpd: PAAS_JWT_SECRET must be set (32 characters or more)\n");
 		return -1;
 	}
-	fprintf(stderr,
+	log_event(
 	        "{\"event\":\"config\",\"listen\":\"%s\",\"threads\":%d,\"dbPool\":%d,"
 	        "\"accessTokenTtl\":%ld,\"trustProxy\":%d,\"trustedProxies\":%d,"
-	        "\"metricsListen\":\"%s\",\"connPerAddr\":%d,\"hashSlots\":%d,\"stackKb\":%d}\n",
+	        "\"metricsListen\":\"%s\",\"connPerAddr\":%d,\"hashSlots\":%d,\"stackKb\":%d,"
+	        "\"corsOrigins\":%d}\n",
 	        cfg.listen, cfg.threads, cfg.db_pool, cfg.access_ttl, cfg.trust_proxy, cfg.n_trusted,
 	        cfg.metrics_listen ? cfg.metrics_listen : "off", cfg.conn_per_addr, cfg.hash_slots,
-	        cfg.thread_stack_kb);
+	        cfg.thread_stack_kb, cfg.n_cors_origins);
 	return 0;
 }

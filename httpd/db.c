@@ -8,6 +8,7 @@
  *            current_setting('response.status', true),
  *            current_setting('response.message', true),
  *            current_setting('response.headers', true)
+ *     FROM pg_catalog.set_config('application_name', $4, true)
  * where <function> comes from the static route table, never from the
  * request.  $1 is the client's body text exactly as it was sent (httpd only
  * validated it), $3 the parameters httpd adds (query string, then path),
@@ -17,9 +18,16 @@
  * same statement, hence in the function's own transaction, where the
  * transaction-local set_config() of the function is still visible.
  * A batch function (batch.c, slots past n_routes) gets its items
- * [{"req", "over", "ctx"}, ...] merged the same way.  The pool size is
- * PAAS_DB_POOL (docs/performance.md has the measurements behind its
- * default).
+ * [{"req", "over", "ctx"}, ...] merged the same way (and the request id as
+ * $3).
+ * The application name "paas-httpd/<request id>" (handler.c; 63 bytes at
+ * most, PostgreSQL's limit of a name) makes the server's log lines of the
+ * call show the id as %a of log_line_prefix, and pg_stat_activity shows it
+ * while the call runs.  It is set local to the call's transaction, in the
+ * same round trip: at its end (commit or rollback) the session's name is
+ * "paas-httpd" again, so no id outlives its request on a pooled connection.
+ * The pool size is PAAS_DB_POOL (docs/performance.md has the measurements
+ * behind its default).
  *
  * The outcome of a call (docs/architecture.md).  A call whose connection
  * breaks after it was sent may have committed: a backend terminated while
@@ -203,7 +211,7 @@ log_json(json_t *line)
 	char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
 
 	if (text)
-		fprintf(stderr, "%s\n", text);
+		log_event("%s\n", text);
 	free(text);
 	json_decref(line);
 }
@@ -343,8 +351,12 @@ call_once(struct db_state *st, int slot, const char *function, const char *ctx_j
           const char *req_json, const char *over_json, struct db_result *res)
 {
 	char name[16];
-	const char *params[3] = {req_json, ctx_json, over_json};
-	int nparams = slot < n_routes ? 3 : 2; /* a batch has no $3 */
+	const char *id = reply_request_id();
+	char appname[PAAS_MAX_REQUEST_ID + 16];
+	int route = slot < n_routes;
+	/* a route: (request, context, added parameters, name); a batch has no added parameters */
+	const char *params[4] = {req_json, ctx_json, route ? over_json : appname, appname};
+	int nparams = route ? 4 : 3;
 	PGresult *r;
 	enum attempt rc;
 
@@ -352,21 +364,24 @@ call_once(struct db_state *st, int slot, const char *function, const char *ctx_j
 		disconnect(st);
 	if (connect_db(st) != 0)
 		return NO_CONNECTION;
+	/* PostgreSQL keeps 63 bytes of a name (NAMEDATALEN - 1) and says so in
+	 * a NOTICE: a longer client id is cut here, to its first 52 bytes */
+	snprintf(appname, sizeof(appname), "paas-httpd%s%.52s", id ? "/" : "", id ? id : "");
 	snprintf(name, sizeof(name), "r%d", slot);
 	if (!st->prepared[slot]) {
 		char sql[1024];
 
-		if (slot < n_routes)
+		if (route)
 			snprintf(sql, sizeof(sql),
 			         "SELECT %s($1::jsonb || coalesce($3::jsonb, '{}'), $2::jsonb)::text, "
-			         REPLY_SETTINGS, function);
+			         REPLY_SETTINGS " FROM pg_catalog.set_config('application_name', $4, true)", function);
 		else
 			snprintf(sql, sizeof(sql),
 			         "SELECT %s((SELECT coalesce(jsonb_agg(jsonb_build_object("
 			         "'req', (t.e -> 'req') || coalesce(t.e -> 'over', '{}'), 'ctx', t.e -> 'ctx')"
 			         " ORDER BY t.n), '[]') FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY"
 			         " AS t (e, n)), $2::jsonb)::text, "
-			         REPLY_SETTINGS, function);
+			         REPLY_SETTINGS " FROM pg_catalog.set_config('application_name', $3, true)", function);
 		r = PQprepare(st->conn, name, sql, nparams, NULL);
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 			/* the call itself was not sent yet */

@@ -353,7 +353,7 @@ log_refused(const char *addr)
 	time_t now = time(NULL);
 
 	if (__atomic_exchange_n(&last, now, __ATOMIC_RELAXED) != now)
-		fprintf(stderr, "{\"event\":\"connection_refused\",\"ip\":\"%s\",\"reason\":\"PAAS_CONN_PER_ADDR\"}\n",
+		log_event("{\"event\":\"connection_refused\",\"ip\":\"%s\",\"reason\":\"PAAS_CONN_PER_ADDR\"}\n",
 		        addr);
 }
 

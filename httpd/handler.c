@@ -55,6 +55,7 @@ struct request {
 	json_t *query;         /* the validated query parameters */
 	json_t *req;
 	json_t *ctx;
+	int refusal_counted;   /* check_rate_rejects saw the reply's status */
 };
 
 static double
@@ -191,6 +192,22 @@ check_rate_rejects(struct request *r, int status)
 	}
 	wait = ratelimit_peek("rejects-ip", r->ip, cfg.rl_webhook_rejects_per_min);
 	return wait ? too_many(r, wait) : 0;
+}
+
+/*
+ * A refusal is counted before its reply leaves (reply_on_send): a client
+ * that sends its next request as soon as it has read the answer must find
+ * the token taken.
+ */
+static void
+count_refusal(int status, void *arg)
+{
+	struct request *r = arg;
+
+	if (r->pol == NULL || r->refusal_counted)
+		return;
+	r->refusal_counted = 1;
+	(void) check_rate_rejects(r, status);
 }
 
 static double
@@ -449,7 +466,7 @@ reply_db_error(struct request *r, struct db_result *res)
 	}
 	he = sqlstate_to_http(res->sqlstate);
 	if (he->status >= 500) {
-		fprintf(stderr, "{\"event\":\"sql_error\",\"route\":\"%s %s\",\"sqlstate\":\"%s\"}\n",
+		log_event("{\"event\":\"sql_error\",\"route\":\"%s %s\",\"sqlstate\":\"%s\"}\n",
 		        r->m.route->method, r->m.route->pattern, res->sqlstate);
 		if (he->status == 500)
 			return reply_error(r->conn, 500, he->code, "Internal server error", NULL, hdr);
@@ -643,6 +660,7 @@ static int
 builtin(struct request *r)
 {
 	const char *name = r->m.route->pattern;
+	int status;
 
 	if (strstr(name, "openapi") != NULL)
 		return reply_json(r->conn, 200, openapi_document(), NULL);
@@ -650,10 +668,12 @@ builtin(struct request *r)
 		char *text = metrics_text();
 		if (text == NULL)
 			return reply_error(r->conn, 500, "INTERNAL_ERROR", "Internal server error", NULL, NULL);
-		mg_send_http_ok(r->conn, "text/plain; version=0.0.4", (long long) strlen(text));
-		mg_write(r->conn, text, strlen(text));
+		status = reply_body(r->conn, 200, "text/plain; version=0.0.4", "no-store", text,
+		                    strlen(text), NULL);
 		free(text);
-		return 200;
+		return status > 0 ? status
+		                  : reply_error(r->conn, 500, "INTERNAL_ERROR", "Internal server error",
+		                                NULL, NULL);
 	}
 	return reply_error(r->conn, 404, "ENDPOINT_NOT_FOUND", "Endpoint not found", NULL, NULL);
 }
@@ -667,8 +687,8 @@ access_log(struct request *r, int status, double ms)
 
 	if (!cfg.access_log)
 		return;
-	line = json_pack("{s:s, s:s, s:s, s:s, s:s?, s:i, s:I}", "ts", iso_now(ts, sizeof(ts)),
-	                 "ip", r->ip, "method", r->ri->request_method,
+	line = json_pack("{s:s, s:s?, s:s, s:s, s:s, s:s?, s:i, s:I}", "ts", iso_now(ts, sizeof(ts)),
+	                 "requestId", reply_request_id(), "ip", r->ip, "method", r->ri->request_method,
 	                 "path", r->ri->local_uri ? r->ri->local_uri : "",
 	                 "route", r->m.route ? r->m.route->pattern : NULL, "status", status,
 	                 "us", (json_int_t) (ms * 1000.0));
@@ -710,12 +730,77 @@ check_message(struct request *r)
 	                   "Connection: close\r\n");
 }
 
+/*
+ * CORS (PAAS_CORS_ORIGINS).  The request's Origin when the list allows it
+ * (exact match, or "*"), else NULL: a disallowed origin gets no CORS header.
+ */
+static const char *
+cors_origin(struct mg_connection *conn)
+{
+	const char *o = mg_get_header(conn, "Origin");
+	size_t i, n;
+	int k;
+
+	if (o == NULL || cfg.n_cors_origins == 0 || (n = strlen(o)) == 0 || n > PAAS_MAX_ORIGIN)
+		return NULL;
+	for (i = 0; i < n; i++)
+		if ((unsigned char) o[i] <= ' ' || (unsigned char) o[i] >= 0x7f)
+			return NULL; /* never reflect anything but a plain origin */
+	for (k = 0; k < cfg.n_cors_origins; k++)
+		if (strcmp(cfg.cors_origins[k], "*") == 0 || strcmp(cfg.cors_origins[k], o) == 0)
+			return o;
+	return NULL;
+}
+
+/* The CORS header lines of every reply to this request ("" when none). */
+static void
+cors_headers(struct mg_connection *conn, char *out, size_t len)
+{
+	const char *o = cors_origin(conn);
+
+	out[0] = '\0';
+	if (o != NULL)
+		snprintf(out, len,
+		         "Access-Control-Allow-Origin: %s\r\n"
+		         "Access-Control-Expose-Headers: X-Request-Id, Retry-After, Idempotency-Key\r\n"
+		         "Vary: Origin\r\n",
+		         o);
+	else if (cfg.n_cors_origins > 0)
+		snprintf(out, len, "Vary: Origin\r\n"); /* the reply depends on Origin */
+}
+
+/*
+ * A CORS preflight: OPTIONS from an allowed Origin with
+ * Access-Control-Request-Method, on a path that has routes.  Answered 204
+ * with the methods of the path (HEAD with GET).  0 when the request is no
+ * such preflight (it is then answered as any other request: 404).
+ */
+static int
+preflight(struct request *r)
+{
+	char methods[128], hdr[384];
+
+	if (strcmp(r->ri->request_method, "OPTIONS") != 0 || cors_origin(r->conn) == NULL ||
+	    mg_get_header(r->conn, "Access-Control-Request-Method") == NULL ||
+	    !path_is_canonical(r->ri->local_uri_raw) ||
+	    route_methods(r->ri->local_uri_raw, methods, sizeof(methods)) <= 0)
+		return 0;
+	snprintf(hdr, sizeof(hdr),
+	         "Access-Control-Allow-Methods: %s\r\n"
+	         "Access-Control-Allow-Headers: Authorization, Content-Type, Idempotency-Key, "
+	         "X-Request-Id\r\n"
+	         "Access-Control-Max-Age: 600\r\n",
+	         methods);
+	return reply_no_content(r->conn, hdr);
+}
+
 int
 handle_request(struct mg_connection *conn, void *cbdata)
 {
 	struct request r;
 	struct timespec t0;
-	int status, mr;
+	char cors[PAAS_MAX_ORIGIN + 160];
+	int status, mr, head;
 	double ms;
 
 	(void) cbdata;
@@ -724,6 +809,10 @@ handle_request(struct mg_connection *conn, void *cbdata)
 	r.conn = conn;
 	r.ri = mg_get_request_info(conn);
 	reply_reset();
+	/* HEAD is GET without the body: GET's route, access rule and headers */
+	head = strcmp(r.ri->request_method, "HEAD") == 0;
+	cors_headers(conn, cors, sizeof(cors));
+	reply_begin(mg_get_header(conn, "X-Request-Id"), head, cors);
 	if (edge_saturated())
 		reply_close(conn); /* connections wait for a thread: let them in */
 	if ((status = check_message(&r)) != 0)
@@ -732,16 +821,19 @@ handle_request(struct mg_connection *conn, void *cbdata)
 	if (r.chunked || r.ri->content_length > 0)
 		reply_body_pending(1); /* replies before read_body close */
 
+	if ((status = preflight(&r)) != 0)
+		goto done;
 	if (!path_is_canonical(r.ri->local_uri_raw))
 		mr = 0;
 	else
-		mr = route_match(r.ri->request_method, r.ri->local_uri_raw, &r.m);
+		mr = route_match(head ? "GET" : r.ri->request_method, r.ri->local_uri_raw, &r.m);
 	if (mr <= 0) {
 		r.m.route = NULL;
 		status = reply_error(conn, 404, "ENDPOINT_NOT_FOUND", "Endpoint not found", NULL, NULL);
 		goto done;
 	}
 	r.pol = route_policy(r.m.route);
+	reply_on_send(count_refusal, &r);
 	if ((status = check_access(&r)) != 0)
 		goto done;
 	if ((status = check_rate_ip(&r)) != 0 || (status = check_rate_user(&r, 0)) != 0 ||
@@ -767,8 +859,7 @@ handle_request(struct mg_connection *conn, void *cbdata)
 	(void) check_rate_user(&r, status);
 
 done:
-	if (r.pol != NULL)
-		(void) check_rate_rejects(&r, status); /* also a 413 or a malformed body */
+	count_refusal(status, &r); /* a reply sent otherwise; also a 413 or a malformed body */
 	ms = ms_since(&t0);
 	metrics_count(r.m.route ? r.m.index : -1, status, ms);
 	access_log(&r, status, ms);

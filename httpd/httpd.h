@@ -25,6 +25,8 @@ struct mg_connection;
 #define PAAS_MAX_QUERY_VALUE 1024  /* ... and of its value */
 #define PAAS_MAX_SEGMENT 255       /* bytes of a decoded path segment */
 #define PAAS_MAX_XFF 32            /* X-Forwarded-For entries looked at */
+#define PAAS_MAX_REQUEST_ID 128    /* bytes of a client's X-Request-Id */
+#define PAAS_MAX_ORIGIN 256        /* bytes of an Origin that CORS may allow */
 
 /* ---- configuration (config.c) ------------------------------------------ */
 struct config {
@@ -51,6 +53,8 @@ struct config {
 	int hash_slots;            /* concurrent password-hashing calls */
 	int hash_wait_ms;          /* how long a hashing call waits for a slot */
 	int rl_webhook_rejects_per_min; /* refused Midtrans notifications per address */
+	char **cors_origins;       /* PAAS_CORS_ORIGINS: exact origins, or "*" (NULL: no CORS) */
+	int n_cors_origins;
 };
 extern struct config cfg;
 int config_load(void);
@@ -130,6 +134,9 @@ extern const int n_routes;
 /* 1 = matched; 0 = no route; -1 = path exists but not for this method.
  * "path" is the raw (still percent-encoded) path; captures are decoded. */
 int route_match(const char *method, const char *path, struct route_match *m);
+/* the methods of the routes of "path", comma-separated ("GET, HEAD, POST": HEAD
+ * with GET) into out; their number (0: no route has this path) */
+int route_methods(const char *path, char *out, size_t len);
 
 /*
  * What httpd must know of a route beyond its row (kept here, by function,
@@ -206,6 +213,13 @@ struct http_error {
 const struct http_error *sqlstate_to_http(const char *sqlstate);
 int reply_json(struct mg_connection *conn, int status, json_t *body,
                const char *extra_headers);
+/* hook(status, arg) runs once, just before the request's reply is written
+ * (until reply_reset): what the client's next request must see is done by then */
+void reply_on_send(void (*hook)(int status, void *arg), void *arg);
+int reply_no_content(struct mg_connection *conn, const char *extra_headers);
+/* any body in one write, with the request's common headers; the status sent or -1 */
+int reply_body(struct mg_connection *conn, int status, const char *content_type,
+               const char *cache_control, const char *text, size_t tlen, const char *extra_headers);
 int reply_success_text(struct mg_connection *conn, int status, const char *message,
                        const char *data_text, int members);
 int reply_success(struct mg_connection *conn, int status, const char *message,
@@ -226,6 +240,20 @@ void reply_close(struct mg_connection *conn);
 /* a body is still unread: a reply now closes the connection */
 void reply_body_pending(int pending);
 void reply_reset(void);
+/*
+ * The request's id (the client's X-Request-Id when request_id_valid, else
+ * a new random one), whether it is a HEAD, and its CORS header lines (NULL:
+ * none): every reply of the request carries the id and those lines, and a
+ * HEAD's has no body.  Cleared by reply_reset.
+ */
+void reply_begin(const char *client_id, int head, const char *cors);
+int request_id_valid(const char *id);
+const char *reply_request_id(void);   /* NULL outside a request */
+int reply_head_only(void);
+const char *reply_cors_headers(void); /* "" or header lines */
+/* a line of httpd's log on stderr: fmt formats a JSON object; "ts" and
+ * the request's id are added */
+void log_event(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- tokens (tokens.c) -------------------------------------------------- */
 struct actor {

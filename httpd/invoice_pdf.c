@@ -55,7 +55,7 @@ invoice_pdf_reply(struct mg_connection *conn, json_t *inv)
 	unsigned char *bytes = NULL;
 	size_t size = 0;
 	unsigned code = 0, detail = 0;
-	char len[32], disp[128], name[64];
+	char disp[160], name[64];
 	int status = -1;
 	json_t *lines = json_object_get(inv, "lines"), *line;
 	json_t *topup = json_object_get(inv, "topUpTransaction");
@@ -93,21 +93,14 @@ invoice_pdf_reply(struct mg_connection *conn, json_t *inv)
 	if (invoice_pdf_render(&doc, &who, &bytes, &size, &code, &detail) != 0)
 		goto done;
 	file_name(json_string_value(json_object_get(inv, "invoiceNumber")), name, sizeof(name));
-	snprintf(len, sizeof(len), "%lu", (unsigned long) size);
-	snprintf(disp, sizeof(disp), "attachment; filename=\"%s.pdf\"", name[0] ? name : "invoice");
-	mg_response_header_start(conn, 200);
-	mg_response_header_add(conn, "Content-Type", "application/pdf", -1);
-	mg_response_header_add(conn, "Content-Length", len, -1);
-	mg_response_header_add(conn, "Content-Disposition", disp, -1);
-	mg_response_header_add(conn, "Cache-Control", "private, no-store", -1);
-	mg_response_header_add(conn, "X-Content-Type-Options", "nosniff", -1);
-	mg_response_header_send(conn);
-	mg_write(conn, bytes, size);
-	status = 200;
+	snprintf(disp, sizeof(disp), "Content-Disposition: attachment; filename=\"%s.pdf\"\r\n",
+	         name[0] ? name : "invoice");
+	status = reply_body(conn, 200, "application/pdf", "private, no-store", (const char *) bytes,
+	                    size, disp);
 
 done:
 	if (status != 200) {
-		fprintf(stderr, "{\"event\":\"pdf_failed\",\"error\":\"0x%04X\",\"detail\":%u}\n", code, detail);
+		log_event("{\"event\":\"pdf_failed\",\"error\":\"0x%04X\",\"detail\":%u}\n", code, detail);
 		status = reply_error(conn, 500, "INTERNAL_ERROR", "Internal server error", NULL, NULL);
 	}
 	free(bytes);

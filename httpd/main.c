@@ -35,7 +35,7 @@ on_log_message(const struct mg_connection *conn, const char *message)
 
 	(void) conn;
 	if (text)
-		fprintf(stderr, "%s\n", text);
+		log_event("%s\n", text);
 	free(text);
 	json_decref(line);
 	return 1;
@@ -84,6 +84,10 @@ main(void)
 		"decode_url", "no",
 		"connection_queue", "1024",
 		"listen_backlog", "1024",
+		/* CORS is the handler's (PAAS_CORS_ORIGINS): CivetWeb's own
+		 * answers every preflight for any origin */
+		"access_control_allow_origin", "",
+		"access_control_allow_methods", "",
 		NULL,
 	};
 	const char *metrics_options[] = {
@@ -94,11 +98,13 @@ main(void)
 		"keep_alive_timeout_ms", keepalive_timeout,
 		"request_timeout_ms", request_timeout,
 		"decode_url", "no",
+		"access_control_allow_origin", "",
+		"access_control_allow_methods", "",
 		NULL,
 	};
 
 	if (edge_init() != 0 || db_pool_init(cfg.db_pool) != 0 || batch_init() != 0) {
-		fprintf(stderr, "{\"event\":\"start_failed\",\"reason\":\"out of memory\"}\n");
+		log_event("{\"event\":\"start_failed\",\"reason\":\"out of memory\"}\n");
 		return 1;
 	}
 	mg_init_library(0);
@@ -110,7 +116,7 @@ main(void)
 	if (cfg.metrics_listen) {
 		mctx = mg_start(&callbacks, NULL, metrics_options);
 		if (mctx == NULL) {
-			fprintf(stderr, "{\"event\":\"start_failed\",\"listen\":\"%s\"}\n",
+			log_event("{\"event\":\"start_failed\",\"listen\":\"%s\"}\n",
 			        cfg.metrics_listen);
 			mg_exit_library();
 			return 1;
@@ -120,7 +126,7 @@ main(void)
 	}
 	ctx = mg_start(&callbacks, NULL, options);
 	if (ctx == NULL) {
-		fprintf(stderr, "{\"event\":\"start_failed\",\"listen\":\"%s\"}\n", cfg.listen);
+		log_event("{\"event\":\"start_failed\",\"listen\":\"%s\"}\n", cfg.listen);
 		if (mctx)
 			mg_stop(mctx);
 		mg_exit_library();
@@ -131,16 +137,16 @@ main(void)
 	 * an .htpasswd file on every request. */
 	mg_set_auth_handler(ctx, "/", allow_request, NULL);
 	mg_set_request_handler(ctx, "/", handle_request, NULL);
-	fprintf(stderr, "{\"event\":\"listening\",\"listen\":\"%s\",\"metrics\":\"%s\",\"routes\":%d}\n",
+	log_event("{\"event\":\"listening\",\"listen\":\"%s\",\"metrics\":\"%s\",\"routes\":%d}\n",
 	        cfg.listen, cfg.metrics_listen ? cfg.metrics_listen : "off", n_routes);
 
 	sigwait(&set, &sig);
-	fprintf(stderr, "{\"event\":\"stopping\",\"signal\":%d}\n", sig);
+	log_event("{\"event\":\"stopping\",\"signal\":%d}\n", sig);
 	mg_stop(ctx);
 	if (mctx)
 		mg_stop(mctx);
 	mg_exit_library();
 	db_pool_close();
-	fprintf(stderr, "{\"event\":\"stopped\"}\n");
+	log_event("{\"event\":\"stopped\"}\n");
 	return 0;
 }

@@ -61,7 +61,7 @@ mt_load(void)
 	v = getenv("MIDTRANS_FINISH_URL");
 	mt.finish_url = (v && *v) ? v : NULL;
 	curl_global_init(CURL_GLOBAL_ALL);
-	fprintf(stderr,
+	log_event(
 	        "{\"event\":\"midtrans_config\",\"snapUrl\":\"%s\",\"production\":%d,"
 	        "\"serverKeySet\":%s,\"timeoutMs\":%ld}\n",
 	        mt.snap_url, production, mt.server_key ? "true" : "false", mt.timeout_ms);
@@ -190,7 +190,7 @@ snap_call(json_t *snap)
 
 done:
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	fprintf(stderr, "{\"event\":\"midtrans_snap\",\"orderId\":\"%s\",\"http\":%ld,\"ok\":%s,\"ms\":%ld}\n",
+	log_event("{\"event\":\"midtrans_snap\",\"orderId\":\"%s\",\"http\":%ld,\"ok\":%s,\"ms\":%ld}\n",
 	        order_id ? order_id : "", http, result ? "true" : "false",
 	        (long) ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
 	if (result == NULL)

@@ -27,6 +27,8 @@
  * function (it has committed by then): logged as "reply_settings_invalid"
  * and answered 500, never passed through.  Error replies never use them.
  */
+#define _GNU_SOURCE /* vasprintf */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,7 @@
 #include <sys/time.h>
 
 #include <civetweb.h>
+#include <openssl/rand.h>
 
 #include "httpd.h"
 
@@ -60,6 +63,7 @@ status_text(int status)
 	case 201: return "Created";
 	case 202: return "Accepted";
 	case 203: return "Non-Authoritative Information";
+	case 204: return "No Content";
 	case 206: return "Partial Content";
 	case 400: return "Bad Request";
 	case 405: return "Method Not Allowed";
@@ -97,6 +101,130 @@ static __thread int ov_status;
 static __thread char ov_message[256];
 static __thread char ov_headers[16 * (64 + 512 + 4) + 1];
 
+/*
+ * What every reply of the request carries, set by reply_begin (handler.c)
+ * and cleared by reply_reset: the request id (X-Request-Id), the CORS
+ * headers of an allowed Origin, and whether the request is a HEAD (the
+ * headers of GET's reply, no body).  Per thread, like the flags above: a
+ * worker thread serves one request at a time.
+ */
+static __thread char request_id[PAAS_MAX_REQUEST_ID + 1];
+static __thread char cors_headers[PAAS_MAX_ORIGIN + 160];
+static __thread int head_only;
+/* called once with the status before the request's reply leaves (reply_on_send) */
+static __thread void (*send_hook)(int status, void *arg);
+static __thread void *send_hook_arg;
+
+void
+reply_on_send(void (*hook)(int status, void *arg), void *arg)
+{
+	send_hook = hook;
+	send_hook_arg = arg;
+}
+
+static void
+before_send(int status)
+{
+	void (*hook)(int, void *) = send_hook;
+
+	send_hook = NULL;
+	if (hook)
+		hook(status, send_hook_arg);
+}
+
+/* RFC 9110 token characters: what a request id may be made of */
+static int
+is_tchar(unsigned char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+int
+request_id_valid(const char *id)
+{
+	size_t n;
+
+	if (id == NULL)
+		return 0;
+	for (n = 0; id[n] != '\0'; n++)
+		if (n >= PAAS_MAX_REQUEST_ID || !is_tchar((unsigned char) id[n]))
+			return 0;
+	return n > 0;
+}
+
+/* A new request id: 128 random bits as 32 hex digits; 0 ok. */
+static int
+request_id_make(char *out, size_t len)
+{
+	unsigned char b[16];
+	size_t i;
+
+	if (len < 33 || RAND_bytes(b, sizeof(b)) != 1)
+		return -1;
+	for (i = 0; i < sizeof(b); i++)
+		snprintf(out + 2 * i, 3, "%02x", b[i]);
+	return 0;
+}
+
+void
+reply_begin(const char *client_id, int head, const char *cors)
+{
+	if (request_id_valid(client_id))
+		snprintf(request_id, sizeof(request_id), "%s", client_id);
+	else if (request_id_make(request_id, sizeof(request_id)) != 0)
+		request_id[0] = '\0';
+	head_only = head;
+	snprintf(cors_headers, sizeof(cors_headers), "%s", cors ? cors : "");
+}
+
+const char *
+reply_request_id(void)
+{
+	return request_id[0] ? request_id : NULL;
+}
+
+int
+reply_head_only(void)
+{
+	return head_only;
+}
+
+const char *
+reply_cors_headers(void)
+{
+	return cors_headers;
+}
+
+/*
+ * One line of httpd's own log (stderr): "fmt" formats a JSON object (and
+ * its newline), which gets the time ("ts", ISO 8601 UTC) and, within a
+ * request, its id as its first members.  One write: lines never interleave.
+ */
+void
+log_event(const char *fmt, ...)
+{
+	char ts[40], head[PAAS_MAX_REQUEST_ID + 80], *text = NULL;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&text, fmt, ap);
+	va_end(ap);
+	if (n <= 0)
+		return;
+	if (text[0] != '{') {
+		fputs(text, stderr);
+		free(text);
+		return;
+	}
+	/* the id is made of token characters: nothing to escape */
+	snprintf(head, sizeof(head), "{\"ts\":\"%s\"%s%s%s", iso_now(ts, sizeof(ts)),
+	         request_id[0] ? ",\"requestId\":\"" : "", request_id, request_id[0] ? "\"" : "");
+	fprintf(stderr, "%s%s%s", head, text[1] == '}' ? "" : ",", text + 1);
+	free(text);
+}
+
 void
 reply_close(struct mg_connection *conn)
 {
@@ -117,12 +245,17 @@ reply_reset(void)
 	body_pending = 0;
 	ov_status = 0;
 	ov_message[0] = ov_headers[0] = '\0';
+	request_id[0] = '\0';
+	cors_headers[0] = '\0';
+	head_only = 0;
+	send_hook = NULL;
+	send_hook_arg = NULL;
 }
 
 static int
 settings_fault(const struct route *rt, const char *setting, const char *reason)
 {
-	fprintf(stderr,
+	log_event(
 	        "{\"event\":\"reply_settings_invalid\",\"route\":\"%s %s\",\"setting\":\"%s\","
 	        "\"reason\":\"%s\"}\n",
 	        rt->method, rt->pattern, setting, reason);
@@ -250,15 +383,16 @@ bad_message:
 }
 
 /*
- * Sends the JSON text "text" (tlen bytes) with the given status: status
- * line, headers and body leave in ONE write (CivetWeb's header API sends
- * each header line in its own write, which with tcp_nodelay means a packet
- * per line).  "Connection: close" in extra_headers closes the connection
- * after the reply (reply_close).
+ * Sends "text" (tlen bytes) of the given type with the given status:
+ * status line, headers and body leave in ONE write (CivetWeb's header API
+ * sends each header line in its own write, which with tcp_nodelay means a
+ * packet per line).  "Connection: close" in extra_headers closes the
+ * connection after the reply (reply_close).  Every reply carries the
+ * request's id and CORS lines (reply_begin); a HEAD's has no body.
  */
-static int
-send_json_text(struct mg_connection *conn, int status, const char *text, size_t tlen,
-               const char *extra_headers)
+int
+reply_body(struct mg_connection *conn, int status, const char *content_type,
+           const char *cache_control, const char *text, size_t tlen, const char *extra_headers)
 {
 	char *out;
 	size_t hlen, cap;
@@ -266,18 +400,21 @@ send_json_text(struct mg_connection *conn, int status, const char *text, size_t 
 
 	if (asked || body_pending)
 		reply_close(conn);
-	cap = 512 + (extra_headers ? strlen(extra_headers) : 0) + tlen;
+	cap = 512 + strlen(content_type) + strlen(cache_control) + sizeof(request_id) +
+	      sizeof(cors_headers) + (extra_headers ? strlen(extra_headers) : 0) + tlen;
 	out = malloc(cap);
 	if (out == NULL)
 		return -1;
 	n = snprintf(out, cap,
 	             "HTTP/1.1 %d %s\r\n"
-	             "Content-Type: application/json; charset=utf-8\r\n"
+	             "Content-Type: %s\r\n"
 	             "Content-Length: %zu\r\n"
-	             "Cache-Control: no-store\r\n"
+	             "Cache-Control: %s\r\n"
 	             "X-Content-Type-Options: nosniff\r\n"
-	             "%s%s\r\n",
-	             status, status_text(status), tlen, extra_headers ? extra_headers : "",
+	             "%s%s%s%s%s%s\r\n",
+	             status, status_text(status), content_type, tlen, cache_control,
+	             request_id[0] ? "X-Request-Id: " : "", request_id, request_id[0] ? "\r\n" : "",
+	             cors_headers, extra_headers ? extra_headers : "",
 	             closing && !asked ? "Connection: close\r\n" : "");
 	if (n < 0 || (size_t) n + tlen > cap) {
 		free(out);
@@ -285,9 +422,39 @@ send_json_text(struct mg_connection *conn, int status, const char *text, size_t 
 	}
 	hlen = (size_t) n;
 	memcpy(out + hlen, text, tlen);
-	mg_write(conn, out, hlen + tlen);
+	before_send(status);
+	/* HEAD: GET's status and headers (its Content-Length too), no body */
+	mg_write(conn, out, head_only ? hlen : hlen + tlen);
 	free(out);
 	return status;
+}
+
+/* 204 with the request's common headers and extra_headers; 204 or -1 */
+int
+reply_no_content(struct mg_connection *conn, const char *extra_headers)
+{
+	char out[1024 + sizeof(request_id) + sizeof(cors_headers)];
+	int n, asked = extra_headers && strstr(extra_headers, "Connection: close") != NULL;
+
+	if (asked || body_pending)
+		reply_close(conn);
+	n = snprintf(out, sizeof(out), "HTTP/1.1 204 No Content\r\n%s%s%s%s%s%s\r\n",
+	             request_id[0] ? "X-Request-Id: " : "", request_id, request_id[0] ? "\r\n" : "",
+	             cors_headers, extra_headers ? extra_headers : "",
+	             closing && !asked ? "Connection: close\r\n" : "");
+	if (n < 0 || (size_t) n >= sizeof(out))
+		return -1;
+	before_send(204);
+	mg_write(conn, out, (size_t) n);
+	return 204;
+}
+
+static int
+send_json_text(struct mg_connection *conn, int status, const char *text, size_t tlen,
+               const char *extra_headers)
+{
+	return reply_body(conn, status, "application/json; charset=utf-8", "no-store", text, tlen,
+	                  extra_headers);
 }
 
 /* Sends "body" (reference stolen) as JSON with the given status. */
@@ -394,10 +561,18 @@ reply_http_error(struct mg_connection *conn, int status, const char *message)
 	                   : status >= 500 ? "INTERNAL_ERROR"
 	                                   : "VALIDATION_ERROR";
 
+	int rc, own = request_id[0] == '\0';
+
 	(void) message;
-	return reply_error(conn, status, code, status_text(status), NULL, "Connection: close\r\n") > 0
-	           ? 0
-	           : 1;
+	/* outside handle_request: a request that could not be read gets an id of its own */
+	if (own)
+		reply_begin(NULL, 0, NULL);
+	rc = reply_error(conn, status, code, status_text(status), NULL, "Connection: close\r\n") > 0
+	         ? 0
+	         : 1;
+	if (own)
+		reply_reset();
+	return rc;
 }
 
 int

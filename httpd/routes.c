@@ -152,6 +152,47 @@ route_match(const char *method, const char *path, struct route_match *m)
 	return 1;
 }
 
+int
+route_methods(const char *path, char *out, size_t len)
+{
+	static const char *const order[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"};
+	const char *seg[MAX_SEGMENTS];
+	size_t seglen[MAX_SEGMENTS], used = 0;
+	unsigned seen = 0;
+	int n, i, k, count = 0;
+
+	pthread_once(&patterns_once, split_patterns);
+	out[0] = '\0';
+	n = split(path, seg, seglen, PAAS_MAX_SEGMENT);
+	if (n <= 0)
+		return 0;
+	for (i = 0; i < n_routes; i++) {
+		const struct pattern *pt = &patterns[i];
+
+		if (pt->n != n || !pt->usable)
+			continue;
+		for (k = 0; k < n; k++)
+			if (!(pt->captures & (1u << k)) &&
+			    (pt->len[k] != seglen[k] || memcmp(pt->seg[k], seg[k], seglen[k]) != 0))
+				break;
+		if (k < n)
+			continue;
+		for (k = 0; k < 6; k++)
+			if (strcmp(routes[i].method, order[k]) == 0)
+				seen |= 1u << k | (k == 0 ? 2u : 0u);
+	}
+	for (k = 0; k < 6; k++) {
+		if (!(seen & (1u << k)))
+			continue;
+		used += (size_t) snprintf(out + used, used < len ? len - used : 0, "%s%s",
+		                          count ? ", " : "", order[k]);
+		count++;
+	}
+	if (used >= len)
+		out[len - 1] = '\0';
+	return count;
+}
+
 /*
  * Functions that run bcrypt (paas.hash_password, or crypt() on a stored
  * hash): registration, login, the password changes and admin user

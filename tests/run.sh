@@ -38,6 +38,8 @@ export PAAS_METRICS_URL=http://$PAAS_METRICS_LISTEN
 # own address in X-Forwarded-For.  Other loopback addresses (127.0.0.2 ...)
 # are direct clients, for the tests of what a client may hold.
 export PAAS_ACCESS_LOG=0 PAAS_TRUST_PROXY=1 PAAS_TRUSTED_PROXIES=127.0.0.1/32
+# Browser origins that may call the API (tests/http/test_http_conventions.py)
+export PAAS_CORS_ORIGINS='https://app.example.test, https://admin.example.test'
 # The seller block of invoice PDFs (tests/http/test_invoice_pdf.py reads it back)
 export PAAS_SELLER_NAME="PT Contoh Awan" PAAS_SELLER_ADDRESS="Jl. Sudirman 1|Jakarta 10220" PAAS_SELLER_TAX_ID=01.234.567.8-901.000
 

@@ -70,7 +70,8 @@ include_if_exists = 'paas.local.conf'
 max_connections = 200
 shared_buffers = 256MB
 password_encryption = 'scram-sha-256'
-log_line_prefix = '%m [%p] %q%u@%d '
+# %a: application_name; paas-httpd sets it to paas-httpd/<request id> for each call
+log_line_prefix = '%m [%p] %q%u@%d %a '
 log_min_duration_statement = 1000
 # Bind parameters carry passwords and tokens: statement logs (slow, or all)
 # and error logs never print them.  db_setup pins both on paas_api too.

@@ -52,7 +52,7 @@ def charges(sid):
 
 def httpd_backend(wait_event):
     """pid of the gateway's backend waiting on wait_event, or None."""
-    out = psql("SELECT pid FROM pg_stat_activity WHERE application_name = 'paas-httpd' "
+    out = psql("SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'paas-httpd%' "
                "AND wait_event = :'a1' LIMIT 1", wait_event)
     return int(out) if out else None
 
@@ -304,7 +304,7 @@ def test_no_500_from_stale_pool_connections_after_an_immediate_restart(user, nod
         with ThreadPoolExecutor(max_workers=len(calls)) as pool:
             futs = [pool.submit(send, c) for c in calls]
             waiting = wait_until(lambda: int(psql(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'paas-httpd' "
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'paas-httpd%' "
                 "AND wait_event_type = 'Lock'")) >= POOL and POOL, timeout=20)
             lock.close()
             lock = None
