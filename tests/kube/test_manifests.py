@@ -215,3 +215,13 @@ def test_bindings_name_existing_accounts_and_roles():
     for d, spec in pod_specs():
         assert (d["metadata"]["namespace"], spec["serviceAccountName"]) in accounts, d["metadata"]["name"]
     json.dumps(ds)  # plain data only (no YAML-only types)
+
+
+def test_agent_reaches_the_gateway_service():
+    agent = next(spec for d, spec in pod_specs() if d["kind"] == "DaemonSet")["containers"][0]
+    url = next(e["value"] for e in agent["env"] if e["name"] == "PAAS_URL")
+    m = re.fullmatch(r"http://([a-z0-9-]+)\.([a-z0-9-]+)\.svc:(\d+)", url)
+    assert m, url
+    svc = next(d for d in all_docs() if d["kind"] == "Service" and d["metadata"]["name"] == m.group(1))
+    assert svc["metadata"]["namespace"] == m.group(2)
+    assert int(m.group(3)) in {p["port"] for p in svc["spec"]["ports"] if p["name"] == "http"}, url
