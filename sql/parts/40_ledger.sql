@@ -47,7 +47,7 @@
 ------------------------------------------------------------------------------
 
 CREATE TABLE paas.ledger_accounts (
-	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	id			bigint GENERATED ALWAYS AS IDENTITY (MAXVALUE 999999999999) PRIMARY KEY,
 	kind		text NOT NULL CHECK (kind IN ('wallet', 'platform', 'platform_slot')),
 	user_id		uuid UNIQUE REFERENCES paas.users (id),
 	code		text UNIQUE CHECK (code ~ '^[a-z][a-z0-9_]{1,62}$'),
@@ -64,7 +64,10 @@ CREATE TABLE paas.ledger_accounts (
 	CHECK ((kind = 'platform') = (code IS NOT NULL)),
 	CHECK ((kind = 'platform_slot') = (parent_id IS NOT NULL AND slot IS NOT NULL)),
 	UNIQUE (parent_id, slot),
-	CONSTRAINT ledger_wallet_not_negative CHECK (kind <> 'wallet' OR balance >= 0)
+	CONSTRAINT ledger_wallet_not_negative CHECK (kind <> 'wallet' OR balance >= 0),
+	-- fixed ids of the install rows, never drawn from the sequence (see below)
+	CONSTRAINT ledger_accounts_id_reserved CHECK (CASE WHEN kind = 'wallet' THEN id BETWEEN 69 AND 999999999999
+												 ELSE id BETWEEN 1 AND 68 OR id >= 1000000000000 END)
 ) WITH (fillfactor = 50);
 -- fillfactor 50: every posting rewrites its account's row; the free space
 -- keeps those updates HOT (no index entries, less WAL on the posting path).
@@ -181,14 +184,25 @@ CREATE TRIGGER ledger_adjustments_append_only
 
 -- Not verified: after a restore these rows are made again by CREATE
 -- EXTENSION while their postings come back from the dump.
-INSERT INTO paas.ledger_accounts (kind, code, balance_verified) VALUES
-	('platform', 'gateway_clearing', false),
-	('platform', 'revenue', false),
-	('platform', 'adjustments', false),
-	('platform', 'refunds', false);
-INSERT INTO paas.ledger_accounts (kind, parent_id, slot, balance_verified)
-SELECT 'platform_slot', a.id, s, false FROM paas.ledger_accounts a, generate_series(0, 15) s
+--
+-- Fixed ids.  The dumped postings and wallets name accounts by id, so an
+-- install row must have the same id in every database, whatever version it
+-- was installed with and upgraded from, and no wallet may ever get one:
+--   1-4     the four accounts of 0.1.0, 5-68 their slots (5 + 16 * (id - 1)
+--           + slot): the first rows every install has made;
+--   69 .. 999 999 999 999     wallets (the sequence; MAXVALUE above);
+--   10^12 + 100 * n           the n-th platform account added later (n >= 1;
+--           'opening_balances' is n = 1), its slots at + 1 + slot.
+-- ledger_accounts_id_reserved holds every row to this.
+INSERT INTO paas.ledger_accounts (id, kind, code, balance_verified) OVERRIDING SYSTEM VALUE VALUES
+	(1, 'platform', 'gateway_clearing', false),
+	(2, 'platform', 'revenue', false),
+	(3, 'platform', 'adjustments', false),
+	(4, 'platform', 'refunds', false);
+INSERT INTO paas.ledger_accounts (id, kind, parent_id, slot, balance_verified) OVERRIDING SYSTEM VALUE
+SELECT 5 + 16 * (a.id - 1) + s, 'platform_slot', a.id, s, false FROM paas.ledger_accounts a, generate_series(0, 15) s
  WHERE a.kind = 'platform' ORDER BY a.id, s;
+ALTER TABLE paas.ledger_accounts ALTER COLUMN id RESTART WITH 69;
 
 ------------------------------------------------------------------------------
 -- The ledger interface (used by every area that moves money)

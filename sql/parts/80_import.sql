@@ -48,10 +48,16 @@
 
 -- Install rows like the other platform accounts (40_ledger.sql): never
 -- dumped, not verified until their balances are rebuilt after a restore.
-INSERT INTO paas.ledger_accounts (kind, code, balance_verified) VALUES ('platform', 'opening_balances', false);
-INSERT INTO paas.ledger_accounts (kind, parent_id, slot, balance_verified)
-SELECT 'platform_slot', a.id, s, false FROM paas.ledger_accounts a, generate_series(0, 15) s
- WHERE a.kind = 'platform' AND a.code = 'opening_balances' ORDER BY s;
+-- Its fixed id is the first of the reserved range (10^12 + 100, slots
+-- + 1 + slot), the same in a fresh install and after an upgrade, where the
+-- wallets have long taken the ids after 68.  ON CONFLICT: an upgrade that
+-- made it already (the 0.2.0 -> 0.3.0 script) keeps its rows.
+INSERT INTO paas.ledger_accounts (id, kind, code, balance_verified) OVERRIDING SYSTEM VALUE
+VALUES (1000000000100, 'platform', 'opening_balances', false)
+ON CONFLICT DO NOTHING;
+INSERT INTO paas.ledger_accounts (id, kind, parent_id, slot, balance_verified) OVERRIDING SYSTEM VALUE
+SELECT 1000000000100 + 1 + s, 'platform_slot', 1000000000100, s, false FROM generate_series(0, 15) s
+ON CONFLICT DO NOTHING;
 
 ------------------------------------------------------------------------------
 -- tables

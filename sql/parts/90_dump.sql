@@ -10,7 +10,8 @@
 --   paas.subscription_settings       one install-time row: after a restore the
 --                                     defaults apply until a DBA sets them again
 --   paas.ledger_accounts             wallets only: the platform accounts and
---                                     their slots are install rows; their
+--                                     their slots are install rows (with ids
+--                                     fixed in every database, 40_ledger.sql); their
 --                                     cached balances are rebuilt from the
 --                                     postings by paas.ledger_restore_balances(),
 --                                     which the background worker runs at

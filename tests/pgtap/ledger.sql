@@ -19,8 +19,10 @@ INSERT INTO acc VALUES
 	('revenue', paas.platform_account('revenue'), NULL),
 	('adjustments', paas.platform_account('adjustments'), NULL),
 	('refunds', paas.platform_account('refunds'), NULL);
--- A platform account without slots, so that its balance is this test's own.
-INSERT INTO paas.ledger_accounts (kind, code) VALUES ('platform', 'pgtap_float');
+-- A platform account without slots, so that its balance is this test's own
+-- (platform accounts have fixed ids from the reserved range, 40_ledger.sql).
+INSERT INTO paas.ledger_accounts (id, kind, code) OVERRIDING SYSTEM VALUE
+VALUES (1000000099900, 'platform', 'pgtap_float');
 INSERT INTO acc VALUES ('float', paas.platform_account('pgtap_float'), NULL);
 
 CREATE FUNCTION pg_temp.a(n text) RETURNS bigint LANGUAGE sql AS
@@ -347,9 +349,10 @@ SELECT lives_ok($$SELECT paas.ledger_post(NULL, jsonb_build_array(pg_temp.e('cha
 	'postings go through again');
 SELECT is(paas.ledger_restore_balances(), 0, 'a second rebuild changes nothing');
 -- a fresh install: rows without postings take their first one, which verifies them
-INSERT INTO paas.ledger_accounts (kind, code, balance_verified) VALUES ('platform', 'pgtap_fresh', false);
-INSERT INTO paas.ledger_accounts (kind, parent_id, slot, balance_verified)
-SELECT 'platform_slot', paas.platform_account('pgtap_fresh'), s, false FROM generate_series(0, 15) s;
+INSERT INTO paas.ledger_accounts (id, kind, code, balance_verified) OVERRIDING SYSTEM VALUE
+VALUES (1000000099800, 'platform', 'pgtap_fresh', false);
+INSERT INTO paas.ledger_accounts (id, kind, parent_id, slot, balance_verified) OVERRIDING SYSTEM VALUE
+SELECT 1000000099801 + s, 'platform_slot', paas.platform_account('pgtap_fresh'), s, false FROM generate_series(0, 15) s;
 INSERT INTO acc VALUES ('fresh', paas.platform_account('pgtap_fresh'), NULL);
 CREATE TEMP TABLE fresh AS SELECT paas.ledger_post(NULL, jsonb_build_array(pg_temp.e('adjustment', 'b', 5, 'fresh', -5))) AS r;
 SELECT ok((SELECT balance_verified FROM paas.ledger_accounts

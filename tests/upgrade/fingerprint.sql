@@ -67,6 +67,17 @@ SELECT kind, name, def FROM (
 												false, true, '')))[1]::text
 	  FROM rels r WHERE r.relkind IN ('r', 'p') AND r.nspname = 'paas'
 	UNION ALL
+	-- the install rows of the ledger keep their fixed ids (40_ledger.sql): the
+	-- dumped postings name them by id
+	SELECT 'ledger_account', coalesce(a.code, p.code || '/' || a.slot), a.id || ' ' || a.kind
+	  FROM paas.ledger_accounts a LEFT JOIN paas.ledger_accounts p ON p.id = a.parent_id
+	 WHERE a.kind <> 'wallet'
+	UNION ALL
+	SELECT 'sequence', s.schemaname || '.' || s.sequencename,
+		   s.data_type::text || ' start=' || s.start_value || ' min=' || s.min_value || ' max=' || s.max_value
+		   || ' increment=' || s.increment_by || ' cycle=' || s.cycle || ' cache=' || s.cache_size
+	  FROM pg_sequences s WHERE s.schemaname = 'paas' AND s.sequencename = 'ledger_accounts_id_seq'
+	UNION ALL
 	SELECT 'job', j.name, j.fn::text || ' every=' || j.run_every::text || ' enabled=' || j.enabled
 	  FROM paas.job j
 	UNION ALL
