@@ -41,7 +41,7 @@ INSERT INTO paas.nodes (name, hostname, ip_address, cpu_cores, cpu_architecture,
 VALUES ('upgrade-node', 'upgrade-node.local', '10.77.0.1', 4, 'x86', '8Gi', '100Gi', 'ACTIVE', true, 3, 4000);
 -- as if wallets had taken the account ids after the install rows: an account
 -- the update adds must still get the fixed id of a fresh install
-SELECT setval(pg_get_serial_sequence('paas.ledger_accounts', 'id'), 500);
+SELECT FROM setval(pg_get_serial_sequence('paas.ledger_accounts', 'id'), 500);
 SQL
 	db paas_upgrade_old -c "SET client_min_messages = warning" -c "ALTER EXTENSION paas UPDATE"
 	got=$(db paas_upgrade_old -c "SELECT extversion FROM pg_extension WHERE extname = 'paas'")
