@@ -73,4 +73,4 @@ COMMENT ON FUNCTION api.metrics_snapshot() IS
 	'the gateway''s metrics scrape (httpd/metrics.c): jobs and their last runs, the last renewal run, '
 	'provisioner and mailer queue depths, the worker; epoch seconds';
 REVOKE ALL ON FUNCTION api.metrics_snapshot() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.metrics_snapshot() TO paas_api;
+GRANT EXECUTE ON FUNCTION api.metrics_snapshot() TO paas_api, paas_owner;

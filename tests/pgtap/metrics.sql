@@ -3,10 +3,11 @@
 -- run, the provisioner's and the mailer's queues.  Rows made here are not
 -- committed, so neither the worker nor the mailer sees them.
 BEGIN;
-SELECT plan(17);
+SELECT plan(18);
 
 SELECT ok(has_function_privilege('paas_api', 'api.metrics_snapshot()', 'EXECUTE'), 'the gateway reads the snapshot');
-SELECT ok(NOT has_function_privilege('paas_bi', 'api.metrics_snapshot()', 'EXECUTE'), 'no one else does');
+SELECT ok(has_function_privilege('paas_owner', 'api.metrics_snapshot()', 'EXECUTE'), 'and the DBAs');
+SELECT ok(NOT has_function_privilege('paas_bi', 'api.metrics_snapshot()', 'EXECUTE'), 'the BI role does not');
 
 -- (a new user's mails are in the outbox before the snapshot)
 INSERT INTO paas.users (id, email, name, password_hash) VALUES
