@@ -103,6 +103,9 @@ struct pool_waiter {
 	struct pool_waiter *next;
 };
 static struct pool_waiter *wait_head, *wait_tail;
+/* for /metrics, under pool_lock: connections handed out, threads queued, waits */
+static int pool_in_use, pool_waiting;
+static unsigned long pool_waits;
 
 static int connect_db(struct db_state *st);
 
@@ -157,9 +160,12 @@ acquire(void)
 	if (pool_free != NULL && wait_head == NULL) {
 		st = pool_free;
 		pool_free = st->next;
+		pool_in_use++;
 		pthread_mutex_unlock(&pool_lock);
 		return st;
 	}
+	pool_waiting++;
+	pool_waits++;
 	pthread_cond_init(&self.cond, NULL);
 	self.given = NULL;
 	self.next = NULL;
@@ -170,6 +176,7 @@ acquire(void)
 	wait_tail = &self;
 	while (self.given == NULL)
 		pthread_cond_wait(&self.cond, &pool_lock);
+	pool_waiting--; /* the connection stays in use: release() handed it over */
 	pthread_mutex_unlock(&pool_lock);
 	pthread_cond_destroy(&self.cond);
 	return self.given;
@@ -191,7 +198,19 @@ release(struct db_state *st)
 	} else {
 		st->next = pool_free;
 		pool_free = st;
+		pool_in_use--;
 	}
+	pthread_mutex_unlock(&pool_lock);
+}
+
+void
+db_pool_stats(int *size, int *in_use, int *waiting, unsigned long *waits)
+{
+	pthread_mutex_lock(&pool_lock);
+	*size = pool_size;
+	*in_use = pool_in_use;
+	*waiting = pool_waiting;
+	*waits = pool_waits;
 	pthread_mutex_unlock(&pool_lock);
 }
 

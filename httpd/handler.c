@@ -656,6 +656,17 @@ hash_slot_give(struct request *r)
 	r->hash_slot = 0;
 }
 
+int
+hash_slots_in_use(void)
+{
+	int n;
+
+	pthread_mutex_lock(&hash_lock);
+	n = hash_in_use;
+	pthread_mutex_unlock(&hash_lock);
+	return n;
+}
+
 static int
 builtin(struct request *r)
 {

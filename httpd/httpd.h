@@ -184,6 +184,8 @@ int db_call(int route_index, const char *function, const char *ctx_json,
 void db_result_free(struct db_result *res);
 /* A new idempotency key (random UUID) as a JSON string; NULL on failure. */
 json_t *db_call_key(void);
+/* the pool now: its size, connections in use, threads waiting; calls that waited */
+void db_pool_stats(int *size, int *in_use, int *waiting, unsigned long *waits);
 
 /* ---- batching (batch.c) -------------------------------------------------- */
 int batch_init(void);
@@ -204,6 +206,8 @@ int edge_deadline_begin(const struct mg_connection *conn, int ms);
 /* clears it; 1 when the deadline passed (the reading side is shut) */
 int edge_deadline_end(const struct mg_connection *conn);
 void edge_stats(unsigned long *open, unsigned long *refused);
+/* password-hashing calls running now (handler.c; cfg.hash_slots is the limit) */
+int hash_slots_in_use(void);
 
 /* ---- replies and errors (reply.c, errors.c) ----------------------------- */
 struct http_error {
@@ -281,6 +285,16 @@ enum edge_event {
 	EDGE_EVENTS
 };
 void metrics_event(enum edge_event e);
+enum snap_outcome {
+	SNAP_OK,               /* a token and a redirect URL */
+	SNAP_HTTP_ERROR,       /* Midtrans answered with an error status */
+	SNAP_TRANSPORT_ERROR,  /* no answer: connect, TLS, timeout */
+	SNAP_BAD_RESPONSE,     /* 200/201 without a token */
+	SNAP_NOT_CONFIGURED,   /* no server key, no order id, out of memory */
+	SNAP_OUTCOMES
+};
+/* one Snap call (midtrans.c) and how long it took */
+void metrics_snap(enum snap_outcome o, double ms);
 char *metrics_text(void);
 /* request handler of the metrics listener: GET /metrics */
 int metrics_request(struct mg_connection *conn, void *cbdata);

@@ -133,6 +133,8 @@ snap_call(json_t *snap)
 	CURL *h = NULL;
 	CURLcode rc;
 	struct timespec t0, t1;
+	enum snap_outcome oc = SNAP_NOT_CONFIGURED;
+	long ms;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (order_id == NULL) {
@@ -168,6 +170,7 @@ snap_call(json_t *snap)
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &rb);
 	rc = curl_easy_perform(h);
 	if (rc != CURLE_OK) {
+		oc = SNAP_TRANSPORT_ERROR;
 		snprintf(err, sizeof(err), "snap: %s", curl_easy_strerror(rc));
 		goto done;
 	}
@@ -176,12 +179,16 @@ snap_call(json_t *snap)
 	if (http == 200 || http == 201) {
 		const char *token = json_string_value(json_object_get(resp, "token"));
 		const char *redirect = json_string_value(json_object_get(resp, "redirect_url"));
-		if (token && *token && redirect)
+		oc = SNAP_BAD_RESPONSE;
+		if (token && *token && redirect) {
 			result = json_pack("{s:s, s:s, s:s}", "orderId", order_id, "token", token,
 			                   "redirectUrl", redirect);
-		else
+			if (result)
+				oc = SNAP_OK;
+		} else
 			snprintf(err, sizeof(err), "snap: HTTP %ld without token", http);
 	} else {
+		oc = SNAP_HTTP_ERROR;
 		json_t *msgs = json_object_get(resp, "error_messages");
 		char *m = json_is_array(msgs) ? json_dumps(msgs, JSON_COMPACT) : NULL;
 		snprintf(err, sizeof(err), "snap: HTTP %ld %s", http, m ? m : "");
@@ -190,9 +197,10 @@ snap_call(json_t *snap)
 
 done:
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (long) ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+	metrics_snap(oc, (double) ms);
 	log_event("{\"event\":\"midtrans_snap\",\"orderId\":\"%s\",\"http\":%ld,\"ok\":%s,\"ms\":%ld}\n",
-	        order_id ? order_id : "", http, result ? "true" : "false",
-	        (long) ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
+	        order_id ? order_id : "", http, result ? "true" : "false", ms);
 	if (result == NULL)
 		result = json_pack("{s:s?, s:s}", "orderId", order_id, "error", err[0] ? err : "snap failed");
 	curl_slist_free_all(hdrs);

@@ -24,7 +24,9 @@ case "$PROFILE" in
 	      postgresql-15 postgresql-client-15 postgresql-contrib postgresql-server-dev-15
 	      postgresql-15-cron postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
 	      libcivetweb-dev libjansson-dev libjwt-dev libcurl4-openssl-dev libssl-dev libpq-dev libhpdf-dev
-	      python3 python3-pytest python3-requests python3-yaml python3-aiosmtpd wrk poppler-utils openssl nodejs)
+	      python3 python3-pytest python3-requests python3-yaml python3-aiosmtpd wrk poppler-utils openssl nodejs
+	      prometheus)
+	   # prometheus: its promtool checks GET /metrics (tests/http/test_metrics.py)
 	   # tests/kube and tests/openapi run npm; a node install that brings its own npm needs no Debian npm
 	   command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 	   # the real kubectl the Kubernetes stand-in is checked with: Debian's,

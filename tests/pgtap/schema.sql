@@ -52,6 +52,7 @@ SELECT results_eq(
 		('import_original(req jsonb, ctx jsonb) jsonb v'),
 		('jobs_list(req jsonb, ctx jsonb) jsonb s'),
 		('jobs_runs(req jsonb, ctx jsonb) jsonb s'),
+		('metrics_snapshot() jsonb v'),
 		('notifications_unsubscribe(req jsonb, ctx jsonb) jsonb v'),
 		('notifications_unsubscribe_info(req jsonb, ctx jsonb) jsonb v'),
 		('openapi(ctx jsonb) jsonb s'),
