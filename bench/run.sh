@@ -33,7 +33,10 @@ export PAAS_PGDATA=$TMP/pg PAAS_PGSOCK=$TMP/sock PAAS_PGPORT=${BENCH_PGPORT:-549
 export PAAS_HTTP_LISTEN=127.0.0.1:$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export PAAS_ACCESS_LOG=0 PAAS_HTTP_THREADS=${PAAS_HTTP_THREADS:-$CONNS}
 export PAAS_METRICS_LISTEN=127.0.0.1:$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export PAAS_PG_EXTRA_CONF="max_connections = 300"
+# BENCH_PG_CONF: more postgresql.conf lines (e.g. "track_functions = all" to see where the
+# time of an area goes in pg_stat_user_functions)
+export PAAS_PG_EXTRA_CONF="max_connections = 300${BENCH_PG_CONF:+
+$BENCH_PG_CONF}"
 trap 'stack_down; rm -rf "$TMP"' EXIT
 
 stack_build
