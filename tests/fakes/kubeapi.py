@@ -1255,19 +1255,19 @@ class Store:
                 self.dependents[ref.get("uid")].discard(okey)
         nstable = self.by_ns[res.plural]
         if res.namespaced and res.plural != "events":
-            used = self.ns_used.setdefault(key[0], collections.Counter())
             prev = table.get(key)
-            if prev is not None:
-                for k, v in obj_usage(res, prev).items():
-                    left = used[k] - v
-                    if left:
-                        used[k] = left
-                    else:
-                        del used[k]
-            if etype != "DELETED":
-                for k, v in obj_usage(res, obj).items():
-                    if v:
-                        used[k] += v
+            minus = obj_usage(res, prev) if prev is not None else {}
+            plus = obj_usage(res, obj) if etype != "DELETED" else {}
+            used = self.ns_used.setdefault(key[0], collections.Counter())
+            for k, v in minus.items():
+                left = used[k] - v
+                if left:
+                    used[k] = left
+                else:
+                    del used[k]
+            for k, v in plus.items():
+                if v:
+                    used[k] += v
             if not used:
                 del self.ns_used[key[0]]
         if etype == "DELETED":
