@@ -7,6 +7,14 @@
 #   - pgbench -S                    64 clients on the same cluster (select-only)
 # and prints a markdown table (req/s, p50, p99, ratio to pgbench -S, httpd RSS).
 # Area scripts bench/<area>.sh run afterwards against the same stack when present.
+#
+#   BENCH_AREAS="ledger workers"  only these area scripts ("none": no area script)
+#   BENCH_ONLY="instances"        only these area scripts, and no wrk/pgbench table
+#                                 (the fastest way to measure one area)
+#   BENCH_PGPORT=5497             the cluster's port (several checkouts side by side)
+#   BENCH_PRIVATE_PG=1            install the extension into a private copy of the
+#                                 server under the temp dir, not PostgreSQL's own
+#                                 directories (as `make test` does)
 set -euo pipefail
 . "$(dirname "$0")/../docker/scripts/stack.sh"
 cd "$STACK_ROOT"
@@ -15,11 +23,20 @@ BENCH_SECS=${BENCH_SECS:-10}
 CONNS=${BENCH_CONNS:-64}
 TMP=$(mktemp -d)
 chmod 0755 "$TMP"
-export PAAS_PGDATA=$TMP/pg PAAS_PGSOCK=$TMP/sock PAAS_PGPORT=5497 PAAS_PGLISTEN='' PAAS_TICK=1s
+if [ -n "${BENCH_ONLY:-}" ]; then
+	BENCH_AREAS=$BENCH_ONLY
+fi
+if [ "${BENCH_PRIVATE_PG:-0}" = 1 ]; then
+	stack_private_pg "$TMP/pginst"
+fi
+export PAAS_PGDATA=$TMP/pg PAAS_PGSOCK=$TMP/sock PAAS_PGPORT=${BENCH_PGPORT:-5497} PAAS_PGLISTEN='' PAAS_TICK=1s
 export PAAS_HTTP_LISTEN=127.0.0.1:$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export PAAS_ACCESS_LOG=0 PAAS_HTTP_THREADS=${PAAS_HTTP_THREADS:-$CONNS}
 export PAAS_METRICS_LISTEN=127.0.0.1:$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export PAAS_PG_EXTRA_CONF="max_connections = 300"
+# BENCH_PG_CONF: more postgresql.conf lines (e.g. "track_functions = all" to see where the
+# time of an area goes in pg_stat_user_functions)
+export PAAS_PG_EXTRA_CONF="max_connections = 300${BENCH_PG_CONF:+
+$BENCH_PG_CONF}"
 trap 'stack_down; rm -rf "$TMP"' EXIT
 
 stack_build
@@ -38,6 +55,7 @@ TOKEN=$(curl -sf -X POST "$BASE/api/v1/auth/login" -H 'Content-Type: application
 	-d "{\"email\":\"$EMAIL\",\"password\":\"BenchPassw0rd\"}" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["accessToken"])')
 export TOKEN
 
+if [ -z "${BENCH_ONLY:-}" ]; then
 # wrk_row NAME URL [HEADER]: "| NAME | req/s | p50 | p99 |" from wrk --latency.
 wrk_row() {
 	local name=$1 url=$2 hdr=${3:-}
@@ -85,6 +103,7 @@ done
 echo "| pgbench -S (select-only, same cluster) | $PGB_TPS | $PGB_P50 | $PGB_P99 | — | 1.00 |"
 echo
 echo "httpd RSS after the runs: $RSS"
+fi
 
 # BENCH_AREAS="ledger workers" limits the area scripts; "none" skips them.
 for area in bench/*.sh; do

@@ -545,7 +545,12 @@ BEGIN
 	END IF;
 
 	ro := paas.deployment_rollout(dep);
-	pp := paas.pods_problem(pods);
+	IF pods IS NULL THEN
+		-- what pods_problem says of no pods, without running it
+		SELECT NULL::text AS problem, NULL::text AS pod_name, 0 AS restarts INTO pp;
+	ELSE
+		pp := paas.pods_problem(pods);
+	END IF;
 	IF i.desired_state = 'stopped' THEN
 		IF coalesce((dep #>> '{status,replicas}')::int, 0) = 0 THEN
 			ev := 'stopped';
@@ -994,7 +999,15 @@ BEGIN
 			   FOR UPDATE SKIP LOCKED;
 			CONTINUE WHEN NOT FOUND OR i.desired_state <> 'running' OR i.claimed_until > now();
 			pod := p #>> '{metadata,name}';
-			problem := (paas.pods_problem(jsonb_build_object('items', jsonb_build_array(p)))).problem;
+			-- most events are of a pod that is fine: what pods_problem reports
+			-- needs a waiting container (other than one being created) or a pod
+			-- that could not be scheduled
+			IF p @? '$.status.*[*].state.waiting.reason ? (@ != "ContainerCreating" && @ != "PodInitializing")'
+			   OR p @> '{"status": {"conditions": [{"type": "PodScheduled", "status": "False"}]}}' THEN
+				problem := (paas.pods_problem(jsonb_build_object('items', jsonb_build_array(p)))).problem;
+			ELSE
+				problem := NULL;
+			END IF;
 			IF i.pod_name IS DISTINCT FROM pod THEN
 				UPDATE paas.instances SET pod_name = pod WHERE id = i.id;
 			END IF;

@@ -1169,6 +1169,40 @@ def version_info():
 # the store: objects in memory behind one lock, a global resourceVersion, watch history
 # --------------------------------------------------------------------------
 
+def obj_usage(res, obj):
+    """What an object counts against a namespace's ResourceQuota."""
+    u = collections.Counter()
+    p = res.plural
+    u["count/%s" % res.qualified] += 1
+    if p == "pods":
+        if is_terminal(obj):
+            return collections.Counter()
+        u["pods"] += 1
+        req, lim = pod_requests(obj)
+        for r, v in req.items():
+            u["requests." + r] += v
+            if r in ("cpu", "memory", "ephemeral-storage"):
+                u[r] += v
+        for r, v in lim.items():
+            u["limits." + r] += v
+    elif p in ("services", "secrets", "configmaps", "persistentvolumeclaims", "resourcequotas"):
+        u[p] += 1
+        if p == "services":
+            t = (obj.get("spec") or {}).get("type", "ClusterIP")
+            if t == "LoadBalancer":
+                u["services.loadbalancers"] += 1
+            if t in ("NodePort", "LoadBalancer"):
+                u["services.nodeports"] += len((obj.get("spec") or {}).get("ports") or [])
+        if p == "persistentvolumeclaims":
+            st = q_value(((obj.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage"))
+            u["requests.storage"] += st
+            sc = (obj.get("spec") or {}).get("storageClassName")
+            if sc:
+                u["%s.storageclass.storage.k8s.io/requests.storage" % sc] += st
+                u["%s.storageclass.storage.k8s.io/persistentvolumeclaims" % sc] += 1
+    return u
+
+
 class Watcher:
     def __init__(self, res, ns):
         self.res, self.ns = res, ns
@@ -1181,6 +1215,12 @@ class Store:
         self.rng = rng
         self.rv = 0
         self.objs = {r.plural: {} for r in RESOURCES}
+        # the same objects by namespace: {plural: {ns: {(ns, name): obj}}} (a namespace's
+        # objects without a scan of every namespace; insertion order as in objs)
+        self.by_ns = {r.plural: {} for r in RESOURCES}
+        # what the objects of each namespace count against a ResourceQuota (obj_usage summed),
+        # kept up to date by commit: admission and the quota controller read it, no scan
+        self.ns_used = {}
         self.history = collections.deque()
         self.history_max = history
         self.floor = 0            # a watch may resume from any resourceVersion >= floor
@@ -1199,7 +1239,7 @@ class Store:
         table = self.objs[res.plural]
         if ns is None:
             return list(table.values())
-        return [o for (n, _), o in table.items() if n == ns]
+        return list(self.by_ns[res.plural].get(ns, {}).values())
 
     def commit(self, res, etype, obj, old):
         """Publish a new version of an object (ADDED/MODIFIED) or its removal (DELETED).
@@ -1213,11 +1253,34 @@ class Store:
         if old is not None:
             for ref in old["metadata"].get("ownerReferences") or []:
                 self.dependents[ref.get("uid")].discard(okey)
+        nstable = self.by_ns[res.plural]
+        if res.namespaced and res.plural != "events":
+            prev = table.get(key)
+            minus = obj_usage(res, prev) if prev is not None else {}
+            plus = obj_usage(res, obj) if etype != "DELETED" else {}
+            used = self.ns_used.setdefault(key[0], collections.Counter())
+            for k, v in minus.items():
+                left = used[k] - v
+                if left:
+                    used[k] = left
+                else:
+                    del used[k]
+            for k, v in plus.items():
+                if v:
+                    used[k] += v
+            if not used:
+                del self.ns_used[key[0]]
         if etype == "DELETED":
             table.pop(key, None)
+            part = nstable.get(key[0])
+            if part is not None:
+                part.pop(key, None)
+                if not part:
+                    del nstable[key[0]]
             self.owners.pop(okey, None)
         else:
             table[key] = obj
+            nstable.setdefault(key[0], {})[key] = obj
             for ref in m.get("ownerReferences") or []:
                 self.dependents[ref.get("uid")].add(okey)
         self.history.append((self.rv, res, etype, obj, old))
@@ -1828,44 +1891,10 @@ class Api:
                 "LimitRanger plugin set: " + "; ".join(set_msgs)
 
     def obj_usage(self, res, obj):
-        u = collections.Counter()
-        p = res.plural
-        u["count/%s" % res.qualified] += 1
-        if p == "pods":
-            if is_terminal(obj):
-                return collections.Counter()
-            u["pods"] += 1
-            req, lim = pod_requests(obj)
-            for r, v in req.items():
-                u["requests." + r] += v
-                if r in ("cpu", "memory", "ephemeral-storage"):
-                    u[r] += v
-            for r, v in lim.items():
-                u["limits." + r] += v
-        elif p in ("services", "secrets", "configmaps", "persistentvolumeclaims", "resourcequotas"):
-            u[p] += 1
-            if p == "services":
-                t = (obj.get("spec") or {}).get("type", "ClusterIP")
-                if t == "LoadBalancer":
-                    u["services.loadbalancers"] += 1
-                if t in ("NodePort", "LoadBalancer"):
-                    u["services.nodeports"] += len((obj.get("spec") or {}).get("ports") or [])
-            if p == "persistentvolumeclaims":
-                st = q_value(((obj.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage"))
-                u["requests.storage"] += st
-                sc = (obj.get("spec") or {}).get("storageClassName")
-                if sc:
-                    u["%s.storageclass.storage.k8s.io/requests.storage" % sc] += st
-                    u["%s.storageclass.storage.k8s.io/persistentvolumeclaims" % sc] += 1
-        return u
+        return obj_usage(res, obj)
 
     def ns_usage(self, ns):
-        u = collections.Counter()
-        for res in RESOURCES:
-            if res.namespaced and res.plural != "events":
-                for o in self.s.items(res, ns):
-                    u.update(self.obj_usage(res, o))
-        return u
+        return collections.Counter(self.s.ns_used.get(ns) or {})
 
     def check_quota(self, res, ns, obj):
         if not res.namespaced or res.plural == "events":

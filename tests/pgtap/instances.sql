@@ -6,7 +6,7 @@
 -- resync (72_instance_reconcile.sql).  The provisioner never sees this
 -- transaction's rows (they are never committed).
 BEGIN;
-SELECT plan(152);
+SELECT plan(157);
 
 ------------------------------------------------------------------------------
 -- the status machine
@@ -312,6 +312,35 @@ SELECT is(pg_temp.report(ARRAY[200], pg_temp.dep(1, 1, 1, 1, 1, 1)), 'ready', 't
 SELECT is(((pg_temp.inst()).status, (pg_temp.inst()).due_at), ('RUNNING'::text, NULL::timestamptz),
 	'RUNNING; nothing to do until the resync');
 SELECT ok((pg_temp.inst()).ever_running AND (pg_temp.inst()).ready_at IS NOT NULL, 'it has started');
+-- the pod watch: a pod that is fine (or being created) changes nothing but
+-- the pod's name; a waiting reason or a pod that cannot be scheduled is
+-- shown at once, a RUNNING instance becomes DEGRADED
+CREATE TEMP TABLE before_watch AS SELECT * FROM pg_temp.inst();
+CREATE FUNCTION pg_temp.pod_line(pod text, status jsonb) RETURNS text LANGUAGE sql AS $$
+	SELECT jsonb_build_object('type', 'MODIFIED', 'object', jsonb_build_object(
+		'metadata', jsonb_build_object('name', pod, 'resourceVersion', '77', 'creationTimestamp', '2026-01-01T00:00:00Z',
+			'labels', jsonb_build_object('paas.dev/instance-id', (pg_temp.inst()).id)),
+		'status', status))::text $$;
+SELECT is(paas.provisioner_watch_pods(ARRAY[pg_temp.pod_line('pw-1', '{"phase": "Pending", "containerStatuses":
+	[{"name": "app", "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]}')]), '77',
+	'pod watch: the last resourceVersion');
+SELECT is(((pg_temp.inst()).status, (pg_temp.inst()).status_message, (pg_temp.inst()).pod_name),
+	('RUNNING'::text, (SELECT status_message FROM before_watch), 'pw-1'::text),
+	'a pod being created: only its name is recorded');
+SELECT paas.provisioner_watch_pods(ARRAY[pg_temp.pod_line('pw-1', '{"phase": "Running", "containerStatuses":
+	[{"name": "app", "restartCount": 0, "ready": true, "state": {"running": {}}}]}')]);
+SELECT is(((pg_temp.inst()).status, (pg_temp.inst()).last_error), ('RUNNING'::text, NULL::text), 'a running pod is fine');
+SELECT paas.provisioner_watch_pods(ARRAY[pg_temp.pod_line('pw-2', '{"phase": "Pending", "containerStatuses":
+	[{"name": "app", "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}')]);
+SELECT is(((pg_temp.inst()).status, (pg_temp.inst()).status_message, (pg_temp.inst()).pod_name),
+	('DEGRADED'::text, 'container app: ImagePullBackOff: Back-off pulling image'::text, 'pw-2'::text),
+	'a pod that cannot pull its image: shown at once, DEGRADED');
+SELECT paas.provisioner_watch_pods(ARRAY[pg_temp.pod_line('pw-3', '{"phase": "Pending", "conditions":
+	[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available"}]}')]);
+SELECT is((pg_temp.inst()).status_message, 'Unschedulable: 0/3 nodes are available', 'so is a pod that cannot be scheduled');
+UPDATE paas.instances i SET status = b.status, status_message = b.status_message, last_error = b.last_error,
+	   last_error_at = b.last_error_at, pod_name = b.pod_name
+  FROM before_watch b WHERE i.id = b.id;
 SELECT is(pg_temp.report(ARRAY[404]), 'drift', 'a Deployment deleted by hand is drift');
 SELECT ok((pg_temp.inst()).force_apply, 'the instance is applied in full again');
 
