@@ -56,6 +56,7 @@
  * or 57P0x notice.
  */
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -453,6 +454,29 @@ pause_ms(long ms)
 		;
 }
 
+/*
+ * A call PostgreSQL rolled back because of a rival transaction (SQLSTATE
+ * 40P01 deadlock_detected, 40001 serialization_failure) committed nothing:
+ * it is sent again, at most ROLLBACK_RETRIES times, before its 503.
+ */
+#define ROLLBACK_RETRIES 3
+
+static int
+rolled_back_to_retry(const struct db_result *res)
+{
+	return !res->ok && (strcmp(res->sqlstate, "40P01") == 0 || strcmp(res->sqlstate, "40001") == 0);
+}
+
+static uint32_t
+random_u32(void)
+{
+	uint32_t v = 0;
+
+	if (RAND_bytes((unsigned char *) &v, sizeof(v)) != 1)
+		v = (uint32_t) clock();
+	return v;
+}
+
 int
 db_call(int route_index, const char *function, const char *ctx_json,
         const char *req_json, const char *over_json, struct db_result *res)
@@ -463,7 +487,7 @@ db_call(int route_index, const char *function, const char *ctx_json,
 	struct timespec t0;
 	struct db_state *st;
 	enum attempt a;
-	int tries = 0, lost = 0;
+	int tries = 0, lost = 0, rollbacks = 0;
 	long pause = 50, left;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -472,6 +496,15 @@ db_call(int route_index, const char *function, const char *ctx_json,
 		memset(res, 0, sizeof(*res));
 		a = call_once(st, route_index, function, ctx_json, req_json, over_json, res);
 		tries++;
+		if (a == ANSWERED && rolled_back_to_retry(res) && rollbacks < ROLLBACK_RETRIES) {
+			/* a deadlock or serialization failure: the transaction rolled
+			 * back, nothing of it committed, so it is run again (a short
+			 * random pause first, so that its rival finishes) */
+			rollbacks++;
+			db_result_free(res);
+			pause_ms(10 + (long) (random_u32() % 40u) * (long) rollbacks);
+			continue;
+		}
 		if (a == ANSWERED)
 			break;
 		lost |= a == LOST;
@@ -493,8 +526,9 @@ db_call(int route_index, const char *function, const char *ctx_json,
 		res->outcome_unknown = money && lost;
 	}
 	if (tries > 1)
-		log_json(json_pack("{s:s, s:s, s:s, s:i, s:b, s:s}", "event", "db_call_retried", "method",
-		                   rt->method, "route", rt->pattern, "tries", tries, "money", money,
+		log_json(json_pack("{s:s, s:s, s:s, s:i, s:i, s:b, s:s}", "event", "db_call_retried", "method",
+		                   rt->method, "route", rt->pattern, "tries", tries, "rolledBack", rollbacks,
+		                   "money", money,
 		                   "outcome", a == ANSWERED ? "answered"
 		                              : money && lost ? "unknown" : "not_sent"));
 	return res->ok ? 0 : -1;

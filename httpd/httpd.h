@@ -177,7 +177,9 @@ void db_pool_close(void);
  * parameters; NULL: none) and the context.  A lost connection is replaced and the call
  * sent again: once for a route that moves no money, and for a ROUTE_MONEY
  * route (whose ctx carries its idempotency key) until it is answered or
- * PAAS_DB_RETRY_MS has passed.  0 when res->value holds the answer.
+ * PAAS_DB_RETRY_MS has passed.  A call rolled back by a deadlock or a
+ * serialization failure (40P01, 40001) is sent again up to 3 times.  0 when
+ * res->value holds the answer.
  */
 int db_call(int route_index, const char *function, const char *ctx_json,
             const char *req_json, const char *over_json, struct db_result *res);
