@@ -37,7 +37,8 @@ env_long(const char *name, long def, long min, long max)
 		return def;
 	n = strtol(v, &end, 10);
 	if (*end != '\0' || n < min || n > max) {
-		fprintf(stderr, "paas-httpd: %s must be an integer in [%ld, %ld]\n", name, min, max);
+		log_event("{\"event\":\"config_invalid\",\"setting\":\"%s\","
+		          "\"message\":\"%s must be an integer in [%ld, %ld]\"}\n", name, name, min, max);
 		exit(2);
 	}
 	return n;
@@ -117,20 +118,23 @@ config_load(void)
 	{
 		const char *spec = env_str("PAAS_TRUSTED_PROXIES", NULL);
 		if (spec && cidr_list_parse(spec, &cfg.trusted, &cfg.n_trusted) != 0) {
-			fprintf(stderr, "paas-httpd: PAAS_TRUSTED_PROXIES must be a comma-separated list of "
-			                "addresses or CIDR ranges\n");
+			log_event("{\"event\":\"config_invalid\",\"setting\":\"PAAS_TRUSTED_PROXIES\","
+			          "\"message\":\"PAAS_TRUSTED_PROXIES must be a comma-separated list of "
+			          "addresses or CIDR ranges\"}\n");
 			return -1;
 		}
 	}
 
 	if (cors_parse(env_str("PAAS_CORS_ORIGINS", NULL)) != 0) {
-		fprintf(stderr, "paas-httpd: PAAS_CORS_ORIGINS must be a comma-separated list of origins "
-		                "(at most %d bytes each), or *\n", PAAS_MAX_ORIGIN);
+		log_event("{\"event\":\"config_invalid\",\"setting\":\"PAAS_CORS_ORIGINS\","
+		          "\"message\":\"PAAS_CORS_ORIGINS must be a comma-separated list of origins "
+		          "(at most %d bytes each), or *\"}\n", PAAS_MAX_ORIGIN);
 		return -1;
 	}
 
 	if (cfg.jwt_secret == NULL || strlen(cfg.jwt_secret) < 32) {
-		fprintf(stderr, "paas-httpd: PAAS_JWT_SECRET must be set (32 characters or more)\n");
+		log_event("{\"event\":\"config_invalid\",\"setting\":\"PAAS_JWT_SECRET\","
+		          "\"message\":\"PAAS_JWT_SECRET must be set (32 characters or more)\"}\n");
 		return -1;
 	}
 	log_event(
