@@ -181,7 +181,15 @@ CREATE TABLE paas.nodes (
 	-- API -- agents and admins only) and its Node's resourceVersion.  Last
 	-- so that an upgrade's ADD COLUMN gives the same table.
 	kube_seen_at		timestamptz,
-	kube_resource_version text
+	kube_resource_version text,
+	-- md5 of the Node object less its resourceVersion, managedFields and
+	-- the conditions' lastHeartbeatTime: a kubelet's status post that only
+	-- says "still here" is applied without the full write
+	kube_digest			text,
+	-- of the allocation: the requests of the bound pods paas does not
+	-- manage (the capacity check counts paas's own from the instances)
+	foreign_cpu_m		bigint NOT NULL DEFAULT 0,
+	foreign_memory		bigint NOT NULL DEFAULT 0
 ) WITH (fillfactor = 70);
 CREATE UNIQUE INDEX nodes_name_key ON paas.nodes (name);
 CREATE UNIQUE INDEX nodes_hostname_key ON paas.nodes (hostname);

@@ -27,12 +27,32 @@
 --     pods bound to it (spec.nodeName, phase neither Succeeded nor Failed),
 --     read from a list of the pods at the same period
 --     (paas.node_sync_pods_begin / _page / _end); currentPods is their count.
+--     The capacity check of a sale (paas.instance_capacity) takes each
+--     node's allocatable less the requests of the pods paas does not manage
+--     (foreign_cpu_m / foreign_memory), and then the requests of every
+--     instance that should run -- paas's own pods are counted once, bound
+--     yet or not.
 --   * Locked rows are skipped (lock_timeout 200ms), never waited for: the
 --     next event or list brings them.
 
 ------------------------------------------------------------------------------
 -- One Node
 ------------------------------------------------------------------------------
+
+-- What of a Node object the registry depends on, as a digest: all of it
+-- but its resourceVersion, managedFields and the conditions'
+-- lastHeartbeatTime (a kubelet's periodic "still here").
+CREATE FUNCTION paas.node_digest(x jsonb) RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+	SELECT md5((x #- '{metadata,resourceVersion}' #- '{metadata,managedFields}' #- '{status,conditions}')::text
+			   || coalesce((SELECT jsonb_agg(c - 'lastHeartbeatTime') FROM jsonb_array_elements(
+							   CASE WHEN jsonb_typeof(x #> '{status,conditions}') = 'array'
+									THEN x #> '{status,conditions}' ELSE '[]' END) c)::text, ''))
+$$;
+COMMENT ON FUNCTION paas.node_digest(jsonb) IS
+	'digest of a Node object less resourceVersion, managedFields and heartbeat times';
 
 -- Applies one Node object to the registry; returns what happened:
 -- registered | updated | unchanged | invalid.
@@ -54,6 +74,7 @@ DECLARE
 	ev text;
 	nxt text;
 	why text;
+	dig text;
 BEGIN
 	IF nm IS NULL THEN
 		RETURN 'invalid';
@@ -62,6 +83,16 @@ BEGIN
 	IF n.id IS NOT NULL AND n.kube_seen_at IS NOT NULL AND rv IS NOT NULL
 	   AND n.kube_resource_version = rv AND n.kube_uid IS NOT DISTINCT FROM x #>> '{metadata,uid}' THEN
 		UPDATE paas.nodes SET kube_seen_at = now() WHERE id = n.id;
+		RETURN 'unchanged';
+	END IF;
+	dig := paas.node_digest(x);
+	IF n.id IS NOT NULL AND n.kube_seen_at IS NOT NULL AND n.kube_digest = dig THEN
+		-- only heartbeat times moved
+		UPDATE paas.nodes
+		   SET kube_seen_at = now(), kube_resource_version = rv,
+			   conditions = coalesce(x #> '{status,conditions}', conditions),
+			   last_heartbeat = now(), last_health_check = now()
+		 WHERE id = n.id;
 		RETURN 'unchanged';
 	END IF;
 	SELECT k.spec, k.errs INTO s, errs FROM paas.node_from_k8s(x || '{"kind": "Node"}') k;
@@ -95,6 +126,7 @@ BEGIN
 		   cordoned = unsched,
 		   kube_seen_at = now(),
 		   kube_resource_version = rv,
+		   kube_digest = dig,
 		   registered_at = coalesce(registered_at, now()),
 		   last_heartbeat = now(),
 		   last_health_check = now(),
@@ -125,7 +157,7 @@ CREATE FUNCTION paas.node_sync_remove(n paas.nodes) RETURNS void
 AS $$
 BEGIN
 	n := paas.node_apply(n, 'admin_deactivate', 'kubernetes', 'deleted from the cluster');
-	UPDATE paas.nodes SET kube_seen_at = NULL, kube_resource_version = NULL WHERE id = n.id;
+	UPDATE paas.nodes SET kube_seen_at = NULL, kube_resource_version = NULL, kube_digest = NULL WHERE id = n.id;
 END
 $$;
 COMMENT ON FUNCTION paas.node_sync_remove(paas.nodes) IS
@@ -264,7 +296,8 @@ CREATE FUNCTION paas.node_sync_pods_begin() RETURNS void
 AS $$
 BEGIN
 	CREATE TEMP TABLE IF NOT EXISTS paas_node_pods (
-		node text NOT NULL, cpu_m bigint NOT NULL, memory bigint NOT NULL, pods integer NOT NULL);
+		node text NOT NULL, cpu_m bigint NOT NULL, memory bigint NOT NULL, pods integer NOT NULL,
+		foreign_pod boolean NOT NULL);
 	TRUNCATE pg_temp.paas_node_pods;
 END
 $$;
@@ -306,7 +339,9 @@ BEGIN
 		EXCEPTION WHEN OTHERS THEN
 			r := ROW(0::bigint, 0::bigint);
 		END;
-		INSERT INTO pg_temp.paas_node_pods VALUES (p #>> '{spec,nodeName}', r.cpu_m, r.memory, 1);
+		INSERT INTO pg_temp.paas_node_pods
+		VALUES (p #>> '{spec,nodeName}', r.cpu_m, r.memory, 1,
+				p #>> '{metadata,labels,app.kubernetes.io/managed-by}' IS DISTINCT FROM 'paas');
 	END LOOP;
 	RETURN coalesce(page #>> '{metadata,continue}', '');
 END
@@ -325,18 +360,23 @@ DECLARE
 BEGIN
 	PERFORM set_config('lock_timeout', '200ms', true);
 	WITH a AS (
-		SELECT node, sum(cpu_m)::bigint AS cpu_m, sum(memory)::bigint AS memory, sum(pods)::int AS pods
+		SELECT node, sum(cpu_m)::bigint AS cpu_m, sum(memory)::bigint AS memory, sum(pods)::int AS pods,
+			   coalesce(sum(cpu_m) FILTER (WHERE foreign_pod), 0)::bigint AS f_cpu_m,
+			   coalesce(sum(memory) FILTER (WHERE foreign_pod), 0)::bigint AS f_memory
 		  FROM pg_temp.paas_node_pods GROUP BY node),
 	t AS (
-		SELECT n.id, coalesce(a.cpu_m, 0) AS cpu_m, coalesce(a.memory, 0) AS memory, coalesce(a.pods, 0) AS pods
+		SELECT n.id, coalesce(a.cpu_m, 0) AS cpu_m, coalesce(a.memory, 0) AS memory, coalesce(a.pods, 0) AS pods,
+			   coalesce(a.f_cpu_m, 0) AS f_cpu_m, coalesce(a.f_memory, 0) AS f_memory
 		  FROM paas.nodes n LEFT JOIN a ON a.node = n.name
 		 WHERE n.kube_seen_at IS NOT NULL
-		   AND (n.cpu_allocated_m, n.memory_allocated, n.current_pods)
-			   IS DISTINCT FROM (coalesce(a.cpu_m, 0), coalesce(a.memory, 0), coalesce(a.pods, 0))
+		   AND (n.cpu_allocated_m, n.memory_allocated, n.current_pods, n.foreign_cpu_m, n.foreign_memory)
+			   IS DISTINCT FROM (coalesce(a.cpu_m, 0), coalesce(a.memory, 0), coalesce(a.pods, 0),
+								 coalesce(a.f_cpu_m, 0), coalesce(a.f_memory, 0))
 		   FOR UPDATE OF n SKIP LOCKED)
 	UPDATE paas.nodes n
 	   SET cpu_allocated_m = t.cpu_m, memory_allocated = t.memory, current_pods = t.pods,
-		   allocated_cpu = t.cpu_m || 'm', allocated_memory = t.memory::text, updated_at = now()
+		   allocated_cpu = t.cpu_m || 'm', allocated_memory = t.memory::text,
+		   foreign_cpu_m = t.f_cpu_m, foreign_memory = t.f_memory, updated_at = now()
 	  FROM t WHERE n.id = t.id;
 	GET DIAGNOSTICS k = ROW_COUNT;
 	TRUNCATE pg_temp.paas_node_pods;
