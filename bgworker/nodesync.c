@@ -17,8 +17,10 @@
  *		 watch starts again from a list (after WATCH_RETRY_MS on failure);
  *	  3. every period (a third of paas.node_grace_period, at most 30 s) while
  *		 the watch is open: paas.node_sync_alive() stamps the nodes the API
- *		 knows as heard from, and the pods bound to nodes are listed into
- *		 paas.node_sync_pods_*() (allocations = their requests).
+ *		 knows as heard from (and when the health monitor timed some out
+ *		 meanwhile, the Nodes are listed again), and the pods bound to nodes
+ *		 are listed into paas.node_sync_pods_*() (allocations = their
+ *		 requests).
  *
  * Rules a reader must know:
  *	  - level-triggered: nothing it keeps matters (killed, it lists again);
@@ -491,8 +493,18 @@ paas_nodesync_main(Datum main_arg)
 		now = GetCurrentTimestamp();
 		if (TimestampDifferenceExceeds(last_period, now, period))
 		{
+			char	   *stale;
+
 			last_period = now;
-			run_text("paas node sync: alive", "SELECT paas.node_sync_alive()::text", 0, NULL, NULL, cxt);
+			stale = run_text("paas node sync: alive", "SELECT paas.node_sync_alive()::text",
+							 0, NULL, NULL, cxt);
+
+			/* nodes the health monitor timed out: the API's state in full */
+			if (stale != NULL && atoi(stale) > 0)
+			{
+				watch_stop(true);
+				continue;
+			}
 			sync_pods(cxt);
 			MemoryContextReset(cxt);
 		}

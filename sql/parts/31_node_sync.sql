@@ -267,7 +267,11 @@ COMMENT ON FUNCTION paas.node_sync_events(text[]) IS
 	'applies Node watch events to the registry; the last resourceVersion, or GONE';
 
 -- The watch is open: the nodes the API knows are alive as far as the
--- health monitor goes (their readiness is the API's).  Returns how many.
+-- health monitor goes (their readiness is the API's).  A node the monitor
+-- timed out meanwhile (its clock: the worker stalled, or a shortened grace
+-- period) lost its API conditions to "Unknown": its resourceVersion and
+-- digest are forgotten and the answer says how many, so that the worker
+-- lists again and the API's state is applied in full.
 CREATE FUNCTION paas.node_sync_alive() RETURNS integer
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, paas, pg_temp
@@ -276,15 +280,22 @@ DECLARE
 	k integer;
 BEGIN
 	PERFORM set_config('synchronous_commit', 'off', true);
+	UPDATE paas.nodes SET kube_resource_version = NULL, kube_digest = NULL
+	 WHERE id IN (SELECT n.id FROM paas.nodes n
+				   WHERE n.kube_seen_at IS NOT NULL AND n.status IN ('NOT_READY', 'INACTIVE')
+					 AND n.kube_digest IS NOT NULL
+					 AND (SELECT t.actor FROM paas.node_transitions t WHERE t.node_id = n.id
+						   ORDER BY t.id DESC LIMIT 1) = 'monitor'
+					 FOR UPDATE OF n SKIP LOCKED);
+	GET DIAGNOSTICS k = ROW_COUNT;
 	UPDATE paas.nodes SET last_heartbeat = now(), last_health_check = now()
 	 WHERE id IN (SELECT id FROM paas.nodes WHERE kube_seen_at IS NOT NULL AND status <> 'INACTIVE'
 				  FOR UPDATE SKIP LOCKED);
-	GET DIAGNOSTICS k = ROW_COUNT;
 	RETURN k;
 END
 $$;
 COMMENT ON FUNCTION paas.node_sync_alive() IS
-	'stamps the heartbeat of the nodes the Kubernetes API knows while its watch is open';
+	'stamps the nodes the Kubernetes API knows as heard from; returns how many the monitor timed out (list again)';
 
 ------------------------------------------------------------------------------
 -- Allocations: the requests of the pods bound to each node
