@@ -33,7 +33,9 @@ OBJS        = extension/paas.o \
               bgworker/reconcile.o \
               bgworker/parallel.o \
               bgworker/mailer.o \
-              bgworker/provisioner.o
+              bgworker/provisioner.o \
+              bgworker/k8s_client.o \
+              bgworker/nodesync.o
 
 # The install script is assembled from one file per business area, in name
 # order, so that each area's SQL sits next to its peers and never in one
@@ -45,7 +47,7 @@ DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
 DATA        = $(wildcard sql/versions/*.sql)
 
 PG_CONFIG  ?= pg_config
-PG_CPPFLAGS = -I$(srcdir)/extension -I$(srcdir)/httpd -DPAAS_VERSION=\"$(EXTVERSION)\"
+PG_CPPFLAGS = -I$(srcdir)/extension -I$(srcdir)/httpd -I$(srcdir)/bgworker -DPAAS_VERSION=\"$(EXTVERSION)\"
 SHLIB_LINK  = -lcurl -lhpdf
 EXTRA_CLEAN = $(DATA_built) httpd/paas-httpd httpd/paas-httpd-asan agent/paas-agent
 
@@ -55,7 +57,8 @@ include $(PGXS)
 # every object includes paas.h (and the status machines fsm.h): rebuild
 # them when a header changes
 $(OBJS): extension/paas.h extension/fsm.h extension/notify.h httpd/invoice_layout.h
-extension/paas.o extension/instances.o bgworker/provisioner.o: extension/instances.h
+extension/paas.o extension/instances.o bgworker/provisioner.o bgworker/k8s_client.o bgworker/nodesync.o: extension/instances.h
+extension/paas.o bgworker/k8s_client.o bgworker/nodesync.o: bgworker/k8s_client.h
 
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@

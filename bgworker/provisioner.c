@@ -24,9 +24,8 @@
  *	  not at the next look.
  *	  Every paas.instance_resync_interval it lists each kind paas manages by
  *	  label (500 a page) into paas.provisioner_audit_page() and lets
- *	  paas.provisioner_audit_end() mark what drifted; every 30 s (a third of
- *	  paas.node_grace_period when that is shorter) it reads the Nodes into
- *	  the node registry.
+ *	  paas.provisioner_audit_end() mark what drifted.  (The Nodes reach the
+ *	  node registry through a worker of their own, bgworker/nodesync.c.)
  *
  * Rules a reader must know:
  *	  - level-triggered: the worker keeps no state of its own that matters;
@@ -82,7 +81,6 @@
 PGDLLEXPORT void paas_provisioner_main(Datum main_arg) pg_attribute_noreturn();
 
 #define MAX_BODY (64 * 1024 * 1024)
-#define NODE_SYNC_INTERVAL_MS (30 * 1000)
 #define TOKEN_REREAD_MS (60 * 1000)
 #define PASS_BUDGET_MS 5000		/* claims of one pass before looking at the rest */
 
@@ -739,7 +737,7 @@ run_units(List *units)
 	}
 }
 
-/* ---- resync and nodes ----------------------------------------------------- */
+/* ---- resync ----------------------------------------------------- */
 
 /* GET one page synchronously; the answer is in c->answer. */
 static void
@@ -850,12 +848,6 @@ resync(MemoryContext cxt)
 				   paas_provisioner_shared->last_audit = GetCurrentTimestamp(),
 				   strlcpy(paas_provisioner_shared->last_resync, result ? result : "",
 						   sizeof(paas_provisioner_shared->last_resync))));
-}
-
-static void
-sync_nodes(MemoryContext cxt)
-{
-	(void) read_list("nodes", "/api/v1/nodes", false, "paas.instance_nodes_page", cxt, true);
 }
 
 /* ---- watches ---------------------------------------------------------------- */
@@ -1122,7 +1114,6 @@ paas_provisioner_main(Datum main_arg)
 {
 	MemoryContext pass_cxt;
 	bool		started = false;
-	TimestampTz last_nodes = 0;
 	TimestampTz last_resync = 0;
 	long		wait_ms = 0;
 
@@ -1219,17 +1210,6 @@ paas_provisioner_main(Datum main_arg)
 		}
 
 		now = GetCurrentTimestamp();
-		/* well inside the node health monitor's grace period */
-		if (TimestampDifferenceExceeds(last_nodes, now,
-									   Max(200, Min(NODE_SYNC_INTERVAL_MS,
-													paas_node_grace_period_s * 1000 / 3))))
-		{
-			MemoryContext old = MemoryContextSwitchTo(pass_cxt);
-
-			sync_nodes(pass_cxt);
-			MemoryContextSwitchTo(old);
-			last_nodes = now;
-		}
 		if (TimestampDifferenceExceeds(last_resync, now, paas_instance_resync_interval_s * 1000))
 		{
 			MemoryContext old = MemoryContextSwitchTo(pass_cxt);

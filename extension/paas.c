@@ -23,6 +23,7 @@
 #include "utils/timestamp.h"
 
 #include "instances.h"
+#include "k8s_client.h"
 #include "paas.h"
 #include "notify.h"
 
@@ -107,6 +108,7 @@ _PG_init(void)
 
 	paas_worker_register();
 	paas_provisioner_register();
+	paas_nodesync_register();
 }
 
 /*

@@ -175,8 +175,21 @@ CREATE TABLE paas.nodes (
 	agent_clock_skew_ms	bigint,
 	last_health_check	timestamptz,
 	last_heartbeat		timestamptz,
-	updated_at			timestamptz NOT NULL DEFAULT now()
-
+	updated_at			timestamptz NOT NULL DEFAULT now(),
+	-- The Kubernetes API's view (bgworker/nodesync.c): when the node was
+	-- last seen in a list or watch of /api/v1/nodes (NULL: not known to the
+	-- API -- agents and admins only) and its Node's resourceVersion.  Last
+	-- so that an upgrade's ADD COLUMN gives the same table.
+	kube_seen_at		timestamptz,
+	kube_resource_version text,
+	-- md5 of the Node object less its resourceVersion, managedFields and
+	-- the conditions' lastHeartbeatTime: a kubelet's status post that only
+	-- says "still here" is applied without the full write
+	kube_digest			text,
+	-- of the allocation: the requests of the bound pods paas does not
+	-- manage (the capacity check counts paas's own from the instances)
+	foreign_cpu_m		bigint NOT NULL DEFAULT 0,
+	foreign_memory		bigint NOT NULL DEFAULT 0
 ) WITH (fillfactor = 70);
 CREATE UNIQUE INDEX nodes_name_key ON paas.nodes (name);
 CREATE UNIQUE INDEX nodes_hostname_key ON paas.nodes (hostname);
@@ -328,6 +341,8 @@ CREATE FUNCTION paas.node_json(n paas.nodes) RETURNS jsonb
 									'memoryPercent', paas.node_pct(n.memory_used, n.memory_capacity),
 									'storagePercent', paas.node_pct(n.storage_used, n.storage_capacity)),
 		'agentClockSkewMs', n.agent_clock_skew_ms,
+		'source', CASE WHEN n.kube_seen_at IS NOT NULL THEN 'kubernetes' ELSE 'agent' END,
+		'kubeSeenAt', paas.iso(n.kube_seen_at),
 		'registeredAt', paas.iso(n.registered_at), 'statusChangedAt', paas.iso(n.status_changed_at),
 		'createdAt', paas.iso(n.created_at), 'updatedAt', paas.iso(n.updated_at));
 COMMENT ON FUNCTION paas.node_json(paas.nodes) IS 'a worker node as the API prints it';
@@ -1031,22 +1046,25 @@ BEGIN
 	-- no row matches and the statement runs again.
 	LOOP
 		IF jsonb_array_length(errs) = 0 THEN
+			-- a node the Kubernetes API knows (kube_seen_at) takes its
+			-- readiness, conditions and allocations from the API
+			-- (bgworker/nodesync.c); its agent adds the usage
 			UPDATE paas.nodes x SET
-				status = paas.node_transition(o.status, ev),
-				status_changed_at = CASE WHEN paas.node_transition(o.status, ev) <> o.status
+				status = CASE WHEN x.kube_seen_at IS NULL THEN paas.node_transition(o.status, ev) ELSE x.status END,
+				status_changed_at = CASE WHEN x.kube_seen_at IS NULL AND paas.node_transition(o.status, ev) <> o.status
 										 THEN now() ELSE x.status_changed_at END,
-				is_ready = ready,
-				allocated_cpu = coalesce(rep.allocated_cpu, x.allocated_cpu),
-				allocated_memory = coalesce(rep.allocated_memory, x.allocated_memory),
-				allocated_storage = coalesce(rep.allocated_storage, x.allocated_storage),
-				cpu_allocated_m = coalesce(rep.cpu_allocated_m, x.cpu_allocated_m),
-				memory_allocated = coalesce(rep.memory_allocated, x.memory_allocated),
+				is_ready = CASE WHEN x.kube_seen_at IS NULL THEN ready ELSE x.is_ready END,
+				allocated_cpu = coalesce(CASE WHEN x.kube_seen_at IS NULL THEN rep.allocated_cpu END, x.allocated_cpu),
+				allocated_memory = coalesce(CASE WHEN x.kube_seen_at IS NULL THEN rep.allocated_memory END, x.allocated_memory),
+				allocated_storage = coalesce(CASE WHEN x.kube_seen_at IS NULL THEN rep.allocated_storage END, x.allocated_storage),
+				cpu_allocated_m = coalesce(CASE WHEN x.kube_seen_at IS NULL THEN rep.cpu_allocated_m END, x.cpu_allocated_m),
+				memory_allocated = coalesce(CASE WHEN x.kube_seen_at IS NULL THEN rep.memory_allocated END, x.memory_allocated),
 				storage_allocated = coalesce(rep.storage_allocated, x.storage_allocated),
-				current_pods = coalesce(rep.current_pods, x.current_pods),
+				current_pods = coalesce(CASE WHEN x.kube_seen_at IS NULL THEN rep.current_pods END, x.current_pods),
 				cpu_used_m = coalesce(rep.cpu_used_m, x.cpu_used_m),
 				memory_used = coalesce(rep.memory_used, x.memory_used),
 				storage_used = coalesce(rep.storage_used, x.storage_used),
-				conditions = coalesce(body -> 'conditions', x.conditions),
+				conditions = coalesce(CASE WHEN x.kube_seen_at IS NULL THEN body -> 'conditions' END, x.conditions),
 				agent_clock_skew_ms = CASE WHEN agent_ts IS NULL THEN x.agent_clock_skew_ms
 										   ELSE (extract(epoch FROM agent_ts - now()) * 1000)::bigint END,
 				last_health_check = now(),
@@ -1121,17 +1139,19 @@ BEGIN
 		errs := paas.add_err(errs, '', 'at least one of allocatedCPU, allocatedMemory, allocatedStorage, currentPods, cpuUsage, memoryUsage, storageUsage is required');
 	END IF;
 	PERFORM paas.raise_if_invalid(errs);
+	-- allocations of a node the Kubernetes API knows are its pods' requests
+	-- (paas.node_sync_pods_end); the agent adds the usage
 	UPDATE paas.nodes SET
-		allocated_cpu = coalesce(rep.allocated_cpu, allocated_cpu),
-		allocated_memory = coalesce(rep.allocated_memory, allocated_memory),
+		allocated_cpu = coalesce(CASE WHEN kube_seen_at IS NULL THEN rep.allocated_cpu END, allocated_cpu),
+		allocated_memory = coalesce(CASE WHEN kube_seen_at IS NULL THEN rep.allocated_memory END, allocated_memory),
 		allocated_storage = coalesce(rep.allocated_storage, allocated_storage),
-		cpu_allocated_m = coalesce(rep.cpu_allocated_m, cpu_allocated_m),
-		memory_allocated = coalesce(rep.memory_allocated, memory_allocated),
+		cpu_allocated_m = coalesce(CASE WHEN kube_seen_at IS NULL THEN rep.cpu_allocated_m END, cpu_allocated_m),
+		memory_allocated = coalesce(CASE WHEN kube_seen_at IS NULL THEN rep.memory_allocated END, memory_allocated),
 		storage_allocated = coalesce(rep.storage_allocated, storage_allocated),
 		cpu_used_m = coalesce(rep.cpu_used_m, cpu_used_m),
 		memory_used = coalesce(rep.memory_used, memory_used),
 		storage_used = coalesce(rep.storage_used, storage_used),
-		current_pods = coalesce(rep.current_pods, current_pods),
+		current_pods = coalesce(CASE WHEN kube_seen_at IS NULL THEN rep.current_pods END, current_pods),
 		updated_at = now()
 	 WHERE id = n.id
 	RETURNING * INTO n;

@@ -327,6 +327,8 @@ CREATE INDEX instances_live_requests_idx ON paas.instances (desired_state)
 
 -- Free cpu (millicores) and memory (bytes) of the schedulable nodes after
 -- the requests of every instance that should run, and the largest node.
+-- A node the Kubernetes API knows offers its allocatable less what the pods
+-- bound to it that paas does not manage request (31_node_sync.sql).
 CREATE FUNCTION paas.instance_capacity(OUT cpu_free_m bigint, OUT memory_free bigint,
 									   OUT cpu_largest_m bigint, OUT memory_largest bigint,
 									   OUT nodes integer)
@@ -334,10 +336,10 @@ CREATE FUNCTION paas.instance_capacity(OUT cpu_free_m bigint, OUT memory_free bi
 	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 	SELECT n.cpu - u.cpu, n.mem - u.mem, n.cpu_max, n.mem_max, n.nodes
-	  FROM (SELECT coalesce(sum(x.cpu_allocatable_m), 0)::bigint AS cpu,
-				   coalesce(sum(x.memory_allocatable), 0)::bigint AS mem,
-				   coalesce(max(x.cpu_allocatable_m), 0)::bigint AS cpu_max,
-				   coalesce(max(x.memory_allocatable), 0)::bigint AS mem_max,
+	  FROM (SELECT coalesce(sum(greatest(x.cpu_allocatable_m - x.foreign_cpu_m, 0)), 0)::bigint AS cpu,
+				   coalesce(sum(greatest(x.memory_allocatable - x.foreign_memory, 0)), 0)::bigint AS mem,
+				   coalesce(max(greatest(x.cpu_allocatable_m - x.foreign_cpu_m, 0)), 0)::bigint AS cpu_max,
+				   coalesce(max(greatest(x.memory_allocatable - x.foreign_memory, 0)), 0)::bigint AS mem_max,
 				   count(*)::int AS nodes
 			  FROM paas.nodes x WHERE x.status = 'ACTIVE' AND x.is_ready AND NOT x.cordoned) n,
 		   (SELECT coalesce(sum(i.cpu_request_m), 0)::bigint AS cpu,
@@ -345,7 +347,7 @@ AS $$
 			  FROM paas.instances i WHERE i.desired_state = 'running') u
 $$;
 COMMENT ON FUNCTION paas.instance_capacity() IS
-	'free cpu and memory of the ACTIVE, ready, schedulable nodes after the live instances'' requests';
+	'free cpu and memory of the ACTIVE, ready, schedulable nodes (less other pods'' requests) after the live instances'' requests';
 
 -- PT409 unless one more instance of the service fits.  Holds an advisory
 -- lock until commit so that concurrent sales cannot both take the last

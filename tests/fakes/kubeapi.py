@@ -4585,7 +4585,7 @@ def make_node(name, i, cpu, memory, pods, rng, labels=None):
                                       cond("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
                                       cond("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
                                       cond("Ready", "KubeletReady", "kubelet is posting ready status", "True")],
-                       "addresses": [{"type": "InternalIP", "address": "10.0.%d.%d" % (i // 250, i % 250 + 10)},
+                       "addresses": [{"type": "InternalIP", "address": "10.0.%d.%d" % (i // 240, i % 240 + 10)},
                                      {"type": "Hostname", "address": name}],
                        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
                        "nodeInfo": {"machineID": "%032x" % rng.getrandbits(128),

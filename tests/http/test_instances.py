@@ -492,7 +492,8 @@ def test_cluster_roles_hold_exactly_the_verbs_used():
                            and q["userAgent"].startswith("paas-provisioner/")
                            for q in fake("GET", "/_fake/requests").json()["items"]), timeout=20, interval=0.2)
     reqs = fake("GET", "/_fake/requests").json()["items"]
-    for who, role in (("paas-provisioner/", "paas-provisioner"), ("paas-httpd", "paas-httpd")):
+    # the node sync (bgworker/nodesync.c) runs in the provisioner's pod, with its service account
+    for who, role in ((("paas-provisioner/", "paas-nodesync/"), "paas-provisioner"), (("paas-httpd",), "paas-httpd")):
         allowed = rbac_rules(role)
         used = {}
         for q in reqs:
@@ -502,10 +503,11 @@ def test_cluster_roles_hold_exactly_the_verbs_used():
                 if v == "patch":  # server-side apply of an object that does not exist yet
                     used[(g, r)].add("create")
         assert used, who
-        if role == "paas-provisioner" and fake("GET", "/_fake/state").json()["watchers"] >= 2:
-            # the Deployment and pod watches are open (the log records a request when it ends)
+        if role == "paas-provisioner" and fake("GET", "/_fake/state").json()["watchers"] >= 3:
+            # the Deployment, pod and Node watches are open (the log records a request when it ends)
             used[("apps", "deployments")].add("watch")
             used[("", "pods")].add("watch")
+            used.setdefault(("", "nodes"), set()).add("watch")
         for k, verbs in used.items():
             assert verbs <= allowed.get(k, set()), (role, k, verbs - allowed.get(k, set()))
         assert allowed == used, (role, allowed, used)  # nothing granted that is never used

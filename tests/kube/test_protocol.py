@@ -760,3 +760,15 @@ def test_plain_http_with_a_token(start_fake):
     st, body, _ = f.get("/api/v1/nodes", token="")
     status_ok(st, body, 401, "Unauthorized")
     assert json.load(open(f.kubeconfig))["clusters"][0]["cluster"]["server"] == f.url
+
+
+def test_every_seeded_node_has_a_valid_internal_ip(start_fake):
+    """Node addresses stay valid IPv4 past 245 nodes (10.0.X.Y, Y <= 249),
+    and distinct: a large fleet (bench/nodesync.sh) registers whole."""
+    import ipaddress
+    f = start_fake("--nodes", "500", "--no-events")
+    _, lst, _ = f.get("/api/v1/nodes")
+    ips = [a["address"] for n in lst["items"] for a in n["status"]["addresses"] if a["type"] == "InternalIP"]
+    assert len(ips) == 500 and len(set(ips)) == 500
+    for ip in ips:
+        ipaddress.IPv4Address(ip)

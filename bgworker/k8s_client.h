@@ -1,0 +1,43 @@
+/*-------------------------------------------------------------------------
+ *
+ * k8s_client.h
+ *	  The connection to the Kubernetes API for background workers: where
+ *	  the API is, the bearer token (re-read when its file changes), the CA,
+ *	  and a GET with libcurl.  Used by bgworker/nodesync.c (the provisioner
+ *	  has the same rules in its own code, see bgworker/provisioner.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PAAS_K8S_CLIENT_H
+#define PAAS_K8S_CLIENT_H
+
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "lib/stringinfo.h"
+
+typedef struct K8sClient
+{
+	char		base[1024];		/* https://host:port, no trailing slash */
+	char		auth[8300];		/* "Authorization: Bearer ..." or "" */
+	bool		have_ca;
+	time_t		token_mtime;
+	TimestampTz token_read_at;
+	struct curl_slist *hdr_json;	/* Accept: application/json + auth */
+	const char *agent;			/* User-Agent */
+} K8sClient;
+
+/* false when no API is configured (paas.k8s_api_url nor a pod's environment) */
+extern bool k8s_resolve(K8sClient *k);
+/* (re)reads the token when its file changed or a minute passed, or when forced */
+extern void k8s_refresh(K8sClient *k, bool force);
+/* prepares h for a GET of url, the body appended to "out" (at most max bytes) */
+extern void k8s_setup_get(K8sClient *k, CURL *h, const char *url, StringInfo out,
+						  char *errbuf, long timeout_ms);
+/* one synchronous GET of base+path: the HTTP status (0: no answer) */
+extern long k8s_get(K8sClient *k, CURL *h, const char *path, StringInfo out, char *errbuf);
+
+extern void paas_nodesync_register(void);
+
+#endif							/* PAAS_K8S_CLIENT_H */
