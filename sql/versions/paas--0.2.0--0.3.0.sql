@@ -151,6 +151,21 @@ ALTER TABLE paas.ledger_accounts ADD CONSTRAINT ledger_accounts_id_reserved
 	CHECK (CASE WHEN kind = 'wallet' THEN id BETWEEN 69 AND 999999999999
 			    ELSE id BETWEEN 1 AND 68 OR id >= 1000000000000 END);
 
+-- nodes: the Kubernetes API's view of each node (bgworker/nodesync.c)
+-- node_schedulable, node_json, node_audit and node_spec (SQL functions with a
+-- parsed body) depend on the row type: dropped here, created again with the
+-- functions below
+DROP FUNCTION paas.node_json(paas.nodes);
+DROP FUNCTION paas.node_audit(paas.nodes, text, text, text, text);
+DROP FUNCTION paas.node_spec(paas.nodes);
+DROP FUNCTION paas.node_schedulable(paas.nodes);
+ALTER TABLE paas.nodes
+	ADD COLUMN kube_seen_at timestamptz,
+	ADD COLUMN kube_resource_version text,
+	ADD COLUMN kube_digest text,
+	ADD COLUMN foreign_cpu_m bigint NOT NULL DEFAULT 0,
+	ADD COLUMN foreign_memory bigint NOT NULL DEFAULT 0;
+
 -- ---- functions new or changed since 0.2.0 (as pg_get_functiondef prints them) ----
 
 CREATE OR REPLACE FUNCTION api.admin_billing_adjust(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
@@ -2947,22 +2962,25 @@ BEGIN
 	-- no row matches and the statement runs again.
 	LOOP
 		IF jsonb_array_length(errs) = 0 THEN
+			-- a node the Kubernetes API knows (kube_seen_at) takes its
+			-- readiness, conditions and allocations from the API
+			-- (bgworker/nodesync.c); its agent adds the usage
 			UPDATE paas.nodes x SET
-				status = paas.node_transition(o.status, ev),
-				status_changed_at = CASE WHEN paas.node_transition(o.status, ev) <> o.status
+				status = CASE WHEN x.kube_seen_at IS NULL THEN paas.node_transition(o.status, ev) ELSE x.status END,
+				status_changed_at = CASE WHEN x.kube_seen_at IS NULL AND paas.node_transition(o.status, ev) <> o.status
 										 THEN now() ELSE x.status_changed_at END,
-				is_ready = ready,
-				allocated_cpu = coalesce(rep.allocated_cpu, x.allocated_cpu),
-				allocated_memory = coalesce(rep.allocated_memory, x.allocated_memory),
-				allocated_storage = coalesce(rep.allocated_storage, x.allocated_storage),
-				cpu_allocated_m = coalesce(rep.cpu_allocated_m, x.cpu_allocated_m),
-				memory_allocated = coalesce(rep.memory_allocated, x.memory_allocated),
+				is_ready = CASE WHEN x.kube_seen_at IS NULL THEN ready ELSE x.is_ready END,
+				allocated_cpu = coalesce(CASE WHEN x.kube_seen_at IS NULL THEN rep.allocated_cpu END, x.allocated_cpu),
+				allocated_memory = coalesce(CASE WHEN x.kube_seen_at IS NULL THEN rep.allocated_memory END, x.allocated_memory),
+				allocated_storage = coalesce(CASE WHEN x.kube_seen_at IS NULL THEN rep.allocated_storage END, x.allocated_storage),
+				cpu_allocated_m = coalesce(CASE WHEN x.kube_seen_at IS NULL THEN rep.cpu_allocated_m END, x.cpu_allocated_m),
+				memory_allocated = coalesce(CASE WHEN x.kube_seen_at IS NULL THEN rep.memory_allocated END, x.memory_allocated),
 				storage_allocated = coalesce(rep.storage_allocated, x.storage_allocated),
-				current_pods = coalesce(rep.current_pods, x.current_pods),
+				current_pods = coalesce(CASE WHEN x.kube_seen_at IS NULL THEN rep.current_pods END, x.current_pods),
 				cpu_used_m = coalesce(rep.cpu_used_m, x.cpu_used_m),
 				memory_used = coalesce(rep.memory_used, x.memory_used),
 				storage_used = coalesce(rep.storage_used, x.storage_used),
-				conditions = coalesce(body -> 'conditions', x.conditions),
+				conditions = coalesce(CASE WHEN x.kube_seen_at IS NULL THEN body -> 'conditions' END, x.conditions),
 				agent_clock_skew_ms = CASE WHEN agent_ts IS NULL THEN x.agent_clock_skew_ms
 										   ELSE (extract(epoch FROM agent_ts - now()) * 1000)::bigint END,
 				last_health_check = now(),
@@ -3338,17 +3356,19 @@ BEGIN
 		errs := paas.add_err(errs, '', 'at least one of allocatedCPU, allocatedMemory, allocatedStorage, currentPods, cpuUsage, memoryUsage, storageUsage is required');
 	END IF;
 	PERFORM paas.raise_if_invalid(errs);
+	-- allocations of a node the Kubernetes API knows are its pods' requests
+	-- (paas.node_sync_pods_end); the agent adds the usage
 	UPDATE paas.nodes SET
-		allocated_cpu = coalesce(rep.allocated_cpu, allocated_cpu),
-		allocated_memory = coalesce(rep.allocated_memory, allocated_memory),
+		allocated_cpu = coalesce(CASE WHEN kube_seen_at IS NULL THEN rep.allocated_cpu END, allocated_cpu),
+		allocated_memory = coalesce(CASE WHEN kube_seen_at IS NULL THEN rep.allocated_memory END, allocated_memory),
 		allocated_storage = coalesce(rep.allocated_storage, allocated_storage),
-		cpu_allocated_m = coalesce(rep.cpu_allocated_m, cpu_allocated_m),
-		memory_allocated = coalesce(rep.memory_allocated, memory_allocated),
+		cpu_allocated_m = coalesce(CASE WHEN kube_seen_at IS NULL THEN rep.cpu_allocated_m END, cpu_allocated_m),
+		memory_allocated = coalesce(CASE WHEN kube_seen_at IS NULL THEN rep.memory_allocated END, memory_allocated),
 		storage_allocated = coalesce(rep.storage_allocated, storage_allocated),
 		cpu_used_m = coalesce(rep.cpu_used_m, cpu_used_m),
 		memory_used = coalesce(rep.memory_used, memory_used),
 		storage_used = coalesce(rep.storage_used, storage_used),
-		current_pods = coalesce(rep.current_pods, current_pods),
+		current_pods = coalesce(CASE WHEN kube_seen_at IS NULL THEN rep.current_pods END, current_pods),
 		updated_at = now()
 	 WHERE id = n.id
 	RETURNING * INTO n;
@@ -4637,6 +4657,15 @@ $function$
 ;
 COMMENT ON FUNCTION paas.node_apply(paas.nodes,text,text,text) IS 'applies a status-machine event to a node (PT409 when illegal) and audits it';
 
+CREATE OR REPLACE FUNCTION paas.node_audit(n paas.nodes, from_status text, event text, actor text, reason text)
+	RETURNS void
+	LANGUAGE sql VOLATILE
+	BEGIN ATOMIC
+		INSERT INTO paas.node_transitions (node_id, node_name, from_status, to_status, event, actor, reason)
+		VALUES (n.id, n.name, from_status, n.status, event, actor, left(reason, 500));
+	END;
+COMMENT ON FUNCTION paas.node_audit(paas.nodes,text,text,text,text) IS 'records one transition of a node';
+
 CREATE OR REPLACE FUNCTION paas.node_check(errs jsonb, s jsonb, creating boolean)
  RETURNS jsonb
  LANGUAGE plpgsql
@@ -4854,6 +4883,22 @@ END
 $function$
 ;
 COMMENT ON FUNCTION paas.node_hostname_taken(text,uuid) IS 'PW409 when another node has this hostname';
+
+CREATE OR REPLACE FUNCTION paas.node_schedulable(n paas.nodes)
+ RETURNS boolean
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+RETURN ((((n).status)::text = 'ACTIVE'::text) AND (n).is_ready AND (NOT (n).cordoned))
+;
+COMMENT ON FUNCTION paas.node_schedulable(paas.nodes) IS 'ACTIVE, ready and not cordoned';
+
+CREATE OR REPLACE FUNCTION paas.node_spec(n paas.nodes)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+RETURN jsonb_build_object('name', (n).name, 'hostname', (n).hostname, 'ipAddress', host((n).ip_address), 'addresses', (n).addresses, 'architecture', (n).architecture, 'operatingSystem', (n).operating_system, 'cpuCores', (n).cpu_cores, 'cpuArchitecture', (n).cpu_architecture, 'totalMemory', (n).total_memory, 'totalStorage', (n).total_storage, 'maxPods', (n).max_pods, 'labels', (n).labels, 'taints', (n).taints, 'kubeletVersion', (n).kubelet_version, 'containerRuntime', (n).container_runtime, 'kernelVersion', (n).kernel_version, 'osImage', (n).os_image, 'providerId', (n).provider_id, 'podCidr', (n).pod_cidr, 'kubeUid', (n).kube_uid, 'capacity', jsonb_build_object('cpu', ((n).cpu_capacity_m || 'm'::text), 'memory', ((n).memory_capacity)::text, 'ephemeral-storage', ((n).storage_capacity)::text, 'pods', ((n).max_pods)::text), 'allocatable', jsonb_build_object('cpu', ((n).cpu_allocatable_m || 'm'::text), 'memory', ((n).memory_allocatable)::text, 'ephemeral-storage', ((n).storage_allocatable)::text, 'pods', ((n).pods_allocatable)::text))
+;
+COMMENT ON FUNCTION paas.node_spec(paas.nodes) IS 'the stored spec of a node, input of an update';
 
 CREATE OR REPLACE FUNCTION paas.node_write(node_id uuid, s jsonb)
  RETURNS paas.nodes
@@ -6231,6 +6276,14 @@ RETURN paas.invoice_number(paas.invoice_number_prefix(series), (paas.reserve_inv
 ;
 COMMENT ON FUNCTION paas.next_invoice_number(text) IS 'allocates the next gap-free number of series INV or CN in this transaction';
 
+CREATE OR REPLACE FUNCTION paas.node_json(n paas.nodes)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+RETURN (jsonb_build_object('id', (n).id, 'name', (n).name, 'hostname', (n).hostname, 'ipAddress', host((n).ip_address), 'addresses', (n).addresses, 'architecture', (n).architecture, 'operatingSystem', (n).operating_system, 'cpuCores', (n).cpu_cores, 'cpuArchitecture', (n).cpu_architecture, 'totalMemory', (n).total_memory, 'totalStorage', (n).total_storage, 'allocatedCPU', (n).allocated_cpu, 'allocatedMemory', (n).allocated_memory, 'allocatedStorage', (n).allocated_storage, 'maxPods', (n).max_pods, 'currentPods', (n).current_pods, 'status', (n).status, 'isReady', (n).is_ready, 'isSchedulable', paas.node_schedulable(n), 'unschedulable', (n).cordoned, 'lastHeartbeat', paas.iso((n).last_heartbeat), 'lastHealthCheck', paas.iso((n).last_health_check), 'labels', (n).labels, 'taints', (n).taints, 'conditions', (n).conditions) || jsonb_build_object('kubeletVersion', (n).kubelet_version, 'containerRuntime', (n).container_runtime, 'kernelVersion', (n).kernel_version, 'osImage', (n).os_image, 'providerId', (n).provider_id, 'podCidr', (n).pod_cidr, 'kubeUid', (n).kube_uid, 'capacity', jsonb_build_object('cpuMillicores', (n).cpu_capacity_m, 'memoryBytes', (n).memory_capacity, 'storageBytes', (n).storage_capacity, 'pods', (n).max_pods), 'allocatable', jsonb_build_object('cpuMillicores', (n).cpu_allocatable_m, 'memoryBytes', (n).memory_allocatable, 'storageBytes', (n).storage_allocatable, 'pods', (n).pods_allocatable), 'allocation', jsonb_build_object('cpuMillicores', (n).cpu_allocated_m, 'memoryBytes', (n).memory_allocated, 'storageBytes', (n).storage_allocated, 'pods', (n).current_pods, 'cpuPercent', paas.node_pct((n).cpu_allocated_m, ((n).cpu_allocatable_m)::bigint), 'memoryPercent', paas.node_pct((n).memory_allocated, ((n).memory_allocatable)::bigint), 'storagePercent', paas.node_pct((n).storage_allocated, ((n).storage_allocatable)::bigint), 'podsPercent', paas.node_pct(((n).current_pods)::bigint, ((n).pods_allocatable)::bigint)), 'usage', jsonb_build_object('cpuMillicores', (n).cpu_used_m, 'memoryBytes', (n).memory_used, 'storageBytes', (n).storage_used, 'cpuPercent', paas.node_pct((n).cpu_used_m, ((n).cpu_capacity_m)::bigint), 'memoryPercent', paas.node_pct((n).memory_used, ((n).memory_capacity)::bigint), 'storagePercent', paas.node_pct((n).storage_used, ((n).storage_capacity)::bigint)), 'agentClockSkewMs', (n).agent_clock_skew_ms, 'source', CASE WHEN ((n).kube_seen_at IS NOT NULL) THEN 'kubernetes'::text ELSE 'agent'::text END, 'kubeSeenAt', paas.iso((n).kube_seen_at), 'registeredAt', paas.iso((n).registered_at), 'statusChangedAt', paas.iso((n).status_changed_at), 'createdAt', paas.iso((n).created_at), 'updatedAt', paas.iso((n).updated_at)))
+;
+COMMENT ON FUNCTION paas.node_json(paas.nodes) IS 'a worker node as the API prints it';
+
 CREATE OR REPLACE FUNCTION paas.subscription_charge_json(c paas.subscription_charges)
  RETURNS jsonb
  LANGUAGE sql
@@ -6470,6 +6523,406 @@ REVOKE ALL ON FUNCTION paas.outcome_retention(), paas.outcome_caller(jsonb),
 GRANT EXECUTE ON FUNCTION paas.outcome_retention(), paas.outcome_caller(jsonb),
 	paas.outcome_claim(text, jsonb, jsonb), paas.outcome_save(jsonb, jsonb),
 	paas.job_prune_call_outcomes() TO paas_owner;
+
+-- ---- new: sql/parts/31_node_sync.sql ----
+-- paas -- the node registry follows the Kubernetes API (bgworker/nodesync.c).
+--
+-- Rules a reader must know.
+--   * The API is the source of truth for the nodes it knows: the node sync
+--     worker lists /api/v1/nodes (pages of 500) and then watches it from the
+--     list's resourceVersion (410 Gone -> list again).  Each Node object goes
+--     through paas.node_sync_apply: capacity, allocatable, conditions,
+--     labels, taints, versions, addresses and spec.unschedulable are written
+--     (paas.node_from_k8s + paas.node_write, as a registration with a Node
+--     object), and Ready=True/False/Unknown drives the status machine
+--     (heartbeat_ready / heartbeat_not_ready; MAINTENANCE stays).  Every
+--     change of status or of the cordon is audited with actor 'kubernetes'.
+--   * kube_seen_at marks a node the API knows.  For such a node an agent's
+--     heartbeat keeps the API's readiness, conditions and allocations and
+--     adds only usage (api.workers_heartbeat / api.workers_resources).  A
+--     node the API does not know (no API access, or self-registered only)
+--     behaves exactly as before.
+--   * A node deleted in the cluster (a DELETED event, or absent from a
+--     complete list) becomes INACTIVE (admin_deactivate, actor
+--     'kubernetes', reason 'deleted from the cluster') and its row and
+--     history stay; kube_seen_at is cleared, so its agent may take it over.
+--   * While the watch is open, paas.node_sync_alive() stamps the heartbeat
+--     of the nodes the API knows (a third of paas.node_grace_period, at most
+--     30 s), so the health monitor does not time them out; when the API is
+--     unreachable the stamps stop and the monitor takes over.
+--   * Allocations of a node the API knows are the sum of the requests of the
+--     pods bound to it (spec.nodeName, phase neither Succeeded nor Failed),
+--     read from a list of the pods at the same period
+--     (paas.node_sync_pods_begin / _page / _end); currentPods is their count.
+--     The capacity check of a sale (paas.instance_capacity) takes each
+--     node's allocatable less the requests of the pods paas does not manage
+--     (foreign_cpu_m / foreign_memory), and then the requests of every
+--     instance that should run -- paas's own pods are counted once, bound
+--     yet or not.
+--   * Locked rows are skipped (lock_timeout 200ms), never waited for: the
+--     next event or list brings them.
+
+------------------------------------------------------------------------------
+-- One Node
+------------------------------------------------------------------------------
+
+-- What of a Node object the registry depends on, as a digest: all of it
+-- but its resourceVersion, managedFields and the conditions'
+-- lastHeartbeatTime (a kubelet's periodic "still here").
+CREATE FUNCTION paas.node_digest(x jsonb) RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+	SELECT md5((x #- '{metadata,resourceVersion}' #- '{metadata,managedFields}' #- '{status,conditions}')::text
+			   || coalesce((SELECT jsonb_agg(c - 'lastHeartbeatTime') FROM jsonb_array_elements(
+							   CASE WHEN jsonb_typeof(x #> '{status,conditions}') = 'array'
+									THEN x #> '{status,conditions}' ELSE '[]' END) c)::text, ''))
+$$;
+COMMENT ON FUNCTION paas.node_digest(jsonb) IS
+	'digest of a Node object less resourceVersion, managedFields and heartbeat times';
+
+-- Applies one Node object to the registry; returns what happened:
+-- registered | updated | unchanged | invalid.
+CREATE FUNCTION paas.node_sync_apply(x jsonb) RETURNS text
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	nm text := x #>> '{metadata,name}';
+	rv text := x #>> '{metadata,resourceVersion}';
+	s jsonb;
+	errs jsonb;
+	n paas.nodes;
+	created boolean := false;
+	old text;
+	was_cordoned boolean;
+	ready boolean;
+	unsched boolean;
+	ev text;
+	nxt text;
+	why text;
+	dig text;
+BEGIN
+	IF nm IS NULL THEN
+		RETURN 'invalid';
+	END IF;
+	SELECT * INTO n FROM paas.nodes WHERE name = nm FOR UPDATE;
+	IF n.id IS NOT NULL AND n.kube_seen_at IS NOT NULL AND rv IS NOT NULL
+	   AND n.kube_resource_version = rv AND n.kube_uid IS NOT DISTINCT FROM x #>> '{metadata,uid}' THEN
+		UPDATE paas.nodes SET kube_seen_at = now() WHERE id = n.id;
+		RETURN 'unchanged';
+	END IF;
+	dig := paas.node_digest(x);
+	IF n.id IS NOT NULL AND n.kube_seen_at IS NOT NULL AND n.kube_digest = dig THEN
+		-- only heartbeat times moved
+		UPDATE paas.nodes
+		   SET kube_seen_at = now(), kube_resource_version = rv,
+			   conditions = coalesce(x #> '{status,conditions}', conditions),
+			   last_heartbeat = now(), last_health_check = now()
+		 WHERE id = n.id;
+		RETURN 'unchanged';
+	END IF;
+	SELECT k.spec, k.errs INTO s, errs FROM paas.node_from_k8s(x || '{"kind": "Node"}') k;
+	IF jsonb_array_length(errs) = 0 THEN
+		errs := paas.node_check(errs, s, true);
+	END IF;
+	IF jsonb_array_length(errs) > 0 THEN
+		RAISE WARNING 'paas node sync: Node "%" is not usable: %', nm, errs::text;
+		RETURN 'invalid';
+	END IF;
+	ready := (s ->> 'isReady')::boolean;
+	unsched := coalesce((s ->> 'unschedulable')::boolean, false);
+	IF n.id IS NULL THEN
+		PERFORM paas.node_hostname_taken(s ->> 'hostname', NULL);
+		INSERT INTO paas.nodes (name, hostname, ip_address, cpu_cores, cpu_architecture, total_memory, total_storage)
+		VALUES (nm, s ->> 'hostname', (s ->> 'ipAddress')::inet, 1, '', '0', '0')
+		RETURNING * INTO n;
+		created := true;
+		ev := CASE WHEN ready THEN 'register' ELSE 'register_not_ready' END;
+	ELSE
+		PERFORM paas.node_hostname_taken(s ->> 'hostname', n.id);
+		ev := CASE WHEN ready THEN 'heartbeat_ready' ELSE 'heartbeat_not_ready' END;
+	END IF;
+	old := CASE WHEN created THEN NULL ELSE n.status END;
+	was_cordoned := n.cordoned;
+	n := paas.node_write(n.id, s);
+	nxt := paas.node_transition(n.status, ev);
+	UPDATE paas.nodes
+	   SET status = nxt,
+		   is_ready = ready,
+		   cordoned = unsched,
+		   kube_seen_at = now(),
+		   kube_resource_version = rv,
+		   kube_digest = dig,
+		   registered_at = coalesce(registered_at, now()),
+		   last_heartbeat = now(),
+		   last_health_check = now(),
+		   status_changed_at = CASE WHEN nxt <> status THEN now() ELSE status_changed_at END
+	 WHERE id = n.id
+	RETURNING * INTO n;
+	IF created OR nxt IS DISTINCT FROM old THEN
+		SELECT coalesce(nullif(concat_ws(': ', c ->> 'reason', c ->> 'message'), ''), 'Ready=' || (c ->> 'status'))
+		  INTO why FROM jsonb_array_elements(n.conditions) c WHERE c ->> 'type' = 'Ready' LIMIT 1;
+		PERFORM paas.node_audit(n, old, ev, 'kubernetes',
+								CASE WHEN created THEN 'registered from the Kubernetes API'
+									 ELSE coalesce(why, 'no Ready condition') END);
+	END IF;
+	IF NOT created AND was_cordoned IS DISTINCT FROM unsched THEN
+		PERFORM paas.node_audit(n, n.status, CASE WHEN unsched THEN 'cordon' ELSE 'uncordon' END, 'kubernetes',
+								'spec.unschedulable is ' || unsched::text || ' in the cluster');
+	END IF;
+	RETURN CASE WHEN created THEN 'registered' ELSE 'updated' END;
+END
+$$;
+COMMENT ON FUNCTION paas.node_sync_apply(jsonb) IS
+	'writes one Node object of the Kubernetes API into the registry (status through the machine, audited)';
+
+-- A node the cluster no longer has: INACTIVE, row and history kept.
+CREATE FUNCTION paas.node_sync_remove(n paas.nodes) RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	n := paas.node_apply(n, 'admin_deactivate', 'kubernetes', 'deleted from the cluster');
+	UPDATE paas.nodes SET kube_seen_at = NULL, kube_resource_version = NULL, kube_digest = NULL WHERE id = n.id;
+END
+$$;
+COMMENT ON FUNCTION paas.node_sync_remove(paas.nodes) IS
+	'a node deleted from the cluster becomes INACTIVE (audited, kept)';
+
+------------------------------------------------------------------------------
+-- The list
+------------------------------------------------------------------------------
+
+-- One page of GET /api/v1/nodes: each item applied on its own (one bad
+-- Node never stops the others).  Returns the list's resourceVersion and
+-- its continue token ('' on the last page).
+CREATE FUNCTION paas.node_sync_page(page jsonb, OUT resource_version text, OUT continue_token text)
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	x jsonb;
+BEGIN
+	PERFORM set_config('lock_timeout', '200ms', true);
+	FOR x IN SELECT e FROM jsonb_array_elements(coalesce(page -> 'items', '[]')) e LOOP
+		BEGIN
+			PERFORM paas.node_sync_apply(x);
+		EXCEPTION WHEN OTHERS THEN
+			RAISE WARNING 'paas node sync: Node "%" was not applied: %', x #>> '{metadata,name}', SQLERRM;
+		END;
+	END LOOP;
+	resource_version := coalesce(page #>> '{metadata,resourceVersion}', '');
+	continue_token := coalesce(page #>> '{metadata,continue}', '');
+END
+$$;
+COMMENT ON FUNCTION paas.node_sync_page(jsonb) IS
+	'applies one page of the Node list; returns its resourceVersion and continue token';
+
+-- After a complete list that began at "started": the nodes the API knew
+-- and did not list are gone from the cluster.  Returns how many.
+CREATE FUNCTION paas.node_sync_end(started timestamptz) RETURNS integer
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	n paas.nodes;
+	gone integer := 0;
+BEGIN
+	FOR n IN SELECT * FROM paas.nodes WHERE kube_seen_at < started FOR UPDATE SKIP LOCKED LOOP
+		PERFORM paas.node_sync_remove(n);
+		gone := gone + 1;
+	END LOOP;
+	RETURN gone;
+END
+$$;
+COMMENT ON FUNCTION paas.node_sync_end(timestamptz) IS
+	'after a complete Node list: nodes the API knew and did not list become INACTIVE';
+
+------------------------------------------------------------------------------
+-- The watch
+------------------------------------------------------------------------------
+
+-- Lines of the Node watch (WatchEvent JSON, one a line).  Returns the last
+-- resourceVersion seen (BOOKMARKs included), or GONE when the server said
+-- the version is too old (410: list again).
+CREATE FUNCTION paas.node_sync_events(lines text[]) RETURNS text
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	line text;
+	ev jsonb;
+	d jsonb;
+	rv text;
+	n paas.nodes;
+BEGIN
+	PERFORM set_config('lock_timeout', '200ms', true);
+	FOREACH line IN ARRAY lines LOOP
+		BEGIN
+			ev := line::jsonb;
+		EXCEPTION WHEN OTHERS THEN
+			CONTINUE;
+		END;
+		d := ev -> 'object';
+		IF ev ->> 'type' = 'ERROR' THEN
+			IF (d ->> 'code') = '410' THEN
+				RETURN 'GONE';
+			END IF;
+			CONTINUE;
+		END IF;
+		rv := coalesce(d #>> '{metadata,resourceVersion}', rv);
+		BEGIN
+			IF ev ->> 'type' IN ('ADDED', 'MODIFIED') THEN
+				PERFORM paas.node_sync_apply(d);
+			ELSIF ev ->> 'type' = 'DELETED' THEN
+				SELECT * INTO n FROM paas.nodes
+				 WHERE name = d #>> '{metadata,name}' AND kube_seen_at IS NOT NULL FOR UPDATE;
+				IF FOUND THEN
+					PERFORM paas.node_sync_remove(n);
+				END IF;
+			END IF;
+		EXCEPTION WHEN OTHERS THEN
+			RAISE WARNING 'paas node sync: an event of Node "%" was not applied: %',
+				d #>> '{metadata,name}', SQLERRM;
+		END;
+	END LOOP;
+	RETURN rv;
+END
+$$;
+COMMENT ON FUNCTION paas.node_sync_events(text[]) IS
+	'applies Node watch events to the registry; the last resourceVersion, or GONE';
+
+-- The watch is open: the nodes the API knows are alive as far as the
+-- health monitor goes (their readiness is the API's).  A node the monitor
+-- timed out meanwhile (its clock: the worker stalled, or a shortened grace
+-- period) lost its API conditions to "Unknown": its resourceVersion and
+-- digest are forgotten and the answer says how many, so that the worker
+-- lists again and the API's state is applied in full.
+CREATE FUNCTION paas.node_sync_alive() RETURNS integer
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	k integer;
+BEGIN
+	PERFORM set_config('synchronous_commit', 'off', true);
+	UPDATE paas.nodes SET kube_resource_version = NULL, kube_digest = NULL
+	 WHERE id IN (SELECT n.id FROM paas.nodes n
+				   WHERE n.kube_seen_at IS NOT NULL AND n.status IN ('NOT_READY', 'INACTIVE')
+					 AND n.kube_digest IS NOT NULL
+					 AND (SELECT t.actor FROM paas.node_transitions t WHERE t.node_id = n.id
+						   ORDER BY t.id DESC LIMIT 1) = 'monitor'
+					 FOR UPDATE OF n SKIP LOCKED);
+	GET DIAGNOSTICS k = ROW_COUNT;
+	UPDATE paas.nodes SET last_heartbeat = now(), last_health_check = now()
+	 WHERE id IN (SELECT id FROM paas.nodes WHERE kube_seen_at IS NOT NULL AND status <> 'INACTIVE'
+				  FOR UPDATE SKIP LOCKED);
+	RETURN k;
+END
+$$;
+COMMENT ON FUNCTION paas.node_sync_alive() IS
+	'stamps the nodes the Kubernetes API knows as heard from; returns how many the monitor timed out (list again)';
+
+------------------------------------------------------------------------------
+-- Allocations: the requests of the pods bound to each node
+------------------------------------------------------------------------------
+
+CREATE FUNCTION paas.node_sync_pods_begin() RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+BEGIN
+	CREATE TEMP TABLE IF NOT EXISTS paas_node_pods (
+		node text NOT NULL, cpu_m bigint NOT NULL, memory bigint NOT NULL, pods integer NOT NULL,
+		foreign_pod boolean NOT NULL);
+	TRUNCATE pg_temp.paas_node_pods;
+END
+$$;
+COMMENT ON FUNCTION paas.node_sync_pods_begin() IS
+	'starts a list of the pods bound to nodes (session temp table)';
+
+-- A pod's requests as the scheduler counts them: the sum over its
+-- containers, or the largest init container when that is more.
+CREATE FUNCTION paas.pod_requests(p jsonb, OUT cpu_m bigint, OUT memory bigint)
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+	SELECT greatest(coalesce(c.cpu, 0), coalesce(i.cpu, 0)), greatest(coalesce(c.mem, 0), coalesce(i.mem, 0))
+	  FROM (SELECT sum(paas.quantity_milli(k #>> '{resources,requests,cpu}')) AS cpu,
+				   sum(paas.quantity_value(k #>> '{resources,requests,memory}')) AS mem
+			  FROM jsonb_array_elements(coalesce(p #> '{spec,containers}', '[]')) k) c,
+		   (SELECT max(paas.quantity_milli(k #>> '{resources,requests,cpu}')) AS cpu,
+				   max(paas.quantity_value(k #>> '{resources,requests,memory}')) AS mem
+			  FROM jsonb_array_elements(coalesce(p #> '{spec,initContainers}', '[]')) k) i
+$$;
+COMMENT ON FUNCTION paas.pod_requests(jsonb) IS
+	'cpu (millicores) and memory (bytes) a pod requests, as the scheduler counts them';
+
+-- One page of GET /api/v1/pods?fieldSelector=spec.nodeName!=...; returns
+-- the continue token ('' on the last page).
+CREATE FUNCTION paas.node_sync_pods_page(page jsonb) RETURNS text
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	p jsonb;
+	r record;
+BEGIN
+	FOR p IN SELECT e FROM jsonb_array_elements(coalesce(page -> 'items', '[]')) e LOOP
+		CONTINUE WHEN coalesce(p #>> '{spec,nodeName}', '') = ''
+			OR p #>> '{status,phase}' IN ('Succeeded', 'Failed');
+		BEGIN
+			r := paas.pod_requests(p);
+		EXCEPTION WHEN OTHERS THEN
+			r := ROW(0::bigint, 0::bigint);
+		END;
+		INSERT INTO pg_temp.paas_node_pods
+		VALUES (p #>> '{spec,nodeName}', r.cpu_m, r.memory, 1,
+				p #>> '{metadata,labels,app.kubernetes.io/managed-by}' IS DISTINCT FROM 'paas');
+	END LOOP;
+	RETURN coalesce(page #>> '{metadata,continue}', '');
+END
+$$;
+COMMENT ON FUNCTION paas.node_sync_pods_page(jsonb) IS
+	'collects the requests of one page of pods bound to nodes';
+
+-- After a complete pod list: each node the API knows is allocated what its
+-- pods request.  Returns how many nodes changed.
+CREATE FUNCTION paas.node_sync_pods_end() RETURNS integer
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	k integer;
+BEGIN
+	PERFORM set_config('lock_timeout', '200ms', true);
+	WITH a AS (
+		SELECT node, sum(cpu_m)::bigint AS cpu_m, sum(memory)::bigint AS memory, sum(pods)::int AS pods,
+			   coalesce(sum(cpu_m) FILTER (WHERE foreign_pod), 0)::bigint AS f_cpu_m,
+			   coalesce(sum(memory) FILTER (WHERE foreign_pod), 0)::bigint AS f_memory
+		  FROM pg_temp.paas_node_pods GROUP BY node),
+	t AS (
+		SELECT n.id, coalesce(a.cpu_m, 0) AS cpu_m, coalesce(a.memory, 0) AS memory, coalesce(a.pods, 0) AS pods,
+			   coalesce(a.f_cpu_m, 0) AS f_cpu_m, coalesce(a.f_memory, 0) AS f_memory
+		  FROM paas.nodes n LEFT JOIN a ON a.node = n.name
+		 WHERE n.kube_seen_at IS NOT NULL
+		   AND (n.cpu_allocated_m, n.memory_allocated, n.current_pods, n.foreign_cpu_m, n.foreign_memory)
+			   IS DISTINCT FROM (coalesce(a.cpu_m, 0), coalesce(a.memory, 0), coalesce(a.pods, 0),
+								 coalesce(a.f_cpu_m, 0), coalesce(a.f_memory, 0))
+		   FOR UPDATE OF n SKIP LOCKED)
+	UPDATE paas.nodes n
+	   SET cpu_allocated_m = t.cpu_m, memory_allocated = t.memory, current_pods = t.pods,
+		   allocated_cpu = t.cpu_m || 'm', allocated_memory = t.memory::text,
+		   foreign_cpu_m = t.f_cpu_m, foreign_memory = t.f_memory, updated_at = now()
+	  FROM t WHERE n.id = t.id;
+	GET DIAGNOSTICS k = ROW_COUNT;
+	TRUNCATE pg_temp.paas_node_pods;
+	RETURN k;
+END
+$$;
+COMMENT ON FUNCTION paas.node_sync_pods_end() IS
+	'sets the allocations of the nodes the Kubernetes API knows to their bound pods'' requests';
 
 -- ---- new: sql/parts/70_instances.sql ----
 -- paas -- hosted instances: one app on Kubernetes per subscription, in the
@@ -7999,6 +8452,8 @@ CREATE INDEX instances_live_requests_idx ON paas.instances (desired_state)
 
 -- Free cpu (millicores) and memory (bytes) of the schedulable nodes after
 -- the requests of every instance that should run, and the largest node.
+-- A node the Kubernetes API knows offers its allocatable less what the pods
+-- bound to it that paas does not manage request (31_node_sync.sql).
 CREATE FUNCTION paas.instance_capacity(OUT cpu_free_m bigint, OUT memory_free bigint,
 									   OUT cpu_largest_m bigint, OUT memory_largest bigint,
 									   OUT nodes integer)
@@ -8006,10 +8461,10 @@ CREATE FUNCTION paas.instance_capacity(OUT cpu_free_m bigint, OUT memory_free bi
 	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 	SELECT n.cpu - u.cpu, n.mem - u.mem, n.cpu_max, n.mem_max, n.nodes
-	  FROM (SELECT coalesce(sum(x.cpu_allocatable_m), 0)::bigint AS cpu,
-				   coalesce(sum(x.memory_allocatable), 0)::bigint AS mem,
-				   coalesce(max(x.cpu_allocatable_m), 0)::bigint AS cpu_max,
-				   coalesce(max(x.memory_allocatable), 0)::bigint AS mem_max,
+	  FROM (SELECT coalesce(sum(greatest(x.cpu_allocatable_m - x.foreign_cpu_m, 0)), 0)::bigint AS cpu,
+				   coalesce(sum(greatest(x.memory_allocatable - x.foreign_memory, 0)), 0)::bigint AS mem,
+				   coalesce(max(greatest(x.cpu_allocatable_m - x.foreign_cpu_m, 0)), 0)::bigint AS cpu_max,
+				   coalesce(max(greatest(x.memory_allocatable - x.foreign_memory, 0)), 0)::bigint AS mem_max,
 				   count(*)::int AS nodes
 			  FROM paas.nodes x WHERE x.status = 'ACTIVE' AND x.is_ready AND NOT x.cordoned) n,
 		   (SELECT coalesce(sum(i.cpu_request_m), 0)::bigint AS cpu,
@@ -8017,7 +8472,7 @@ AS $$
 			  FROM paas.instances i WHERE i.desired_state = 'running') u
 $$;
 COMMENT ON FUNCTION paas.instance_capacity() IS
-	'free cpu and memory of the ACTIVE, ready, schedulable nodes after the live instances'' requests';
+	'free cpu and memory of the ACTIVE, ready, schedulable nodes (less other pods'' requests) after the live instances'' requests';
 
 -- PT409 unless one more instance of the service fits.  Holds an advisory
 -- lock until commit so that concurrent sales cannot both take the last
