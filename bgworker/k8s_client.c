@@ -58,12 +58,13 @@ k8s_refresh(K8sClient *k, bool force)
 	bool		exists = paas_k8s_token_file && paas_k8s_token_file[0] &&
 		stat(paas_k8s_token_file, &st) == 0;
 	TimestampTz now = GetCurrentTimestamp();
+	char		next[sizeof(k->auth)];
 
 	k->have_ca = paas_k8s_ca_file && paas_k8s_ca_file[0] && access(paas_k8s_ca_file, R_OK) == 0;
 	if (!force && k->hdr_json != NULL && (!exists || st.st_mtime == k->token_mtime) &&
 		!TimestampDifferenceExceeds(k->token_read_at, now, TOKEN_REREAD_MS))
 		return;
-	k->auth[0] = '\0';
+	next[0] = '\0';
 	if (exists)
 	{
 		FILE	   *f = fopen(paas_k8s_token_file, "r");
@@ -79,10 +80,21 @@ k8s_refresh(K8sClient *k, bool force)
 		while (n > 0 && (tok[n - 1] == '\n' || tok[n - 1] == '\r' || tok[n - 1] == ' '))
 			tok[--n] = '\0';
 		if (n > 0)
-			snprintf(k->auth, sizeof(k->auth), "Authorization: Bearer %s", tok);
+			snprintf(next, sizeof(next), "Authorization: Bearer %s", tok);
 		k->token_mtime = st.st_mtime;
+		explicit_bzero(tok, sizeof(tok));
 	}
 	k->token_read_at = now;
+	/* the same token: the list stays, and so do the handles using it */
+	if (k->hdr_json != NULL && strcmp(next, k->auth) == 0)
+	{
+		explicit_bzero(next, sizeof(next));
+		return;
+	}
+	strlcpy(k->auth, next, sizeof(k->auth));
+	explicit_bzero(next, sizeof(next));
+	if (k->before_new_headers)
+		k->before_new_headers();
 	curl_slist_free_all(k->hdr_json);
 	k->hdr_json = curl_slist_append(NULL, "Accept: application/json");
 	if (k->auth[0] != '\0')

@@ -26,11 +26,20 @@ typedef struct K8sClient
 	TimestampTz token_read_at;
 	struct curl_slist *hdr_json;	/* Accept: application/json + auth */
 	const char *agent;			/* User-Agent */
+	/*
+	 * Called before hdr_json is freed and built again (a new token): a
+	 * handle that may not have sent its request yet (a watch in its TLS
+	 * handshake) must stop using the old list.
+	 */
+	void		(*before_new_headers) (void);
 } K8sClient;
 
 /* false when no API is configured (paas.k8s_api_url nor a pod's environment) */
 extern bool k8s_resolve(K8sClient *k);
-/* (re)reads the token when its file changed or a minute passed, or when forced */
+/*
+ * (re)reads the token when its file changed or a minute passed, or when
+ * forced; rebuilds hdr_json only when the token differs
+ */
 extern void k8s_refresh(K8sClient *k, bool force);
 /* prepares h for a GET of url, the body appended to "out" (at most max bytes) */
 extern void k8s_setup_get(K8sClient *k, CURL *h, const char *url, StringInfo out,

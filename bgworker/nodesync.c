@@ -68,7 +68,9 @@ PGDLLEXPORT void paas_nodesync_main(Datum main_arg) pg_attribute_noreturn();
 #define WATCH_MAX_LINE (16 * 1024 * 1024)
 #define BATCH_MAX 2000			/* watch lines per transaction */
 
-static K8sClient client = {.agent = "paas-nodesync/" PAAS_VERSION};
+static void watch_drop_headers(void);
+static K8sClient client = {.agent = "paas-nodesync/" PAAS_VERSION,
+.before_new_headers = watch_drop_headers};
 static CURL *list_h;
 static CURL *watch_h;
 static CURLM *wmulti;
@@ -293,6 +295,17 @@ watch_stop(bool relist_next)
 	watching = false;
 	if (relist_next)
 		rv[0] = '\0';
+}
+
+/*
+ * The client's header list is about to be freed (a new token): the watch
+ * may not have sent its request yet, so it stops, and starts again from
+ * its resourceVersion with the new list.
+ */
+static void
+watch_drop_headers(void)
+{
+	watch_stop(false);
 }
 
 /* Hands the complete lines received so far to SQL; false on GONE. */
