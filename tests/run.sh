@@ -199,6 +199,7 @@ echo "== extension upgrades"
 if [ -n "${PAAS_TEST_SKIP_UPGRADE:-}" ] && [ -z "${CI:-}" ]; then
 	echo "skipped (PAAS_TEST_SKIP_UPGRADE)"
 else
+	bash tests/upgrade/assemble.sh --check
 	bash tests/upgrade/check.sh
 fi
 

@@ -3820,20 +3820,28 @@ $function$
 ;
 COMMENT ON FUNCTION paas.cron_job(text) IS 'the cron.job row (jsonb) of a pg_cron job of paas.job, or NULL';
 
-CREATE OR REPLACE FUNCTION paas.email_taken(mail text, except_id uuid DEFAULT NULL::uuid)
- RETURNS boolean
- LANGUAGE sql
- STABLE
-RETURN (EXISTS (SELECT 1 FROM paas.users WHERE ((lower(users.email) = lower(email_taken.mail)) AND (users.deleted_at IS NULL) AND (users.id IS DISTINCT FROM email_taken.except_id))))
-;
+CREATE OR REPLACE FUNCTION paas.email_taken(mail text, except_id uuid DEFAULT NULL) RETURNS boolean
+	LANGUAGE sql STABLE
+	RETURN EXISTS (SELECT 1 FROM paas.users
+					WHERE lower(email) = lower(mail) AND deleted_at IS NULL
+					  AND id IS DISTINCT FROM except_id);
 COMMENT ON FUNCTION paas.email_taken(text,uuid) IS 'whether a live account uses this email';
 
-CREATE OR REPLACE FUNCTION paas.feed_invoice(inv_topup uuid, inv_id uuid, inv_entry text)
- RETURNS jsonb
- LANGUAGE sql
- STABLE
-RETURN CASE WHEN (inv_topup IS NOT NULL) THEN (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status) AS jsonb_build_object FROM paas.invoices i WHERE ((i.topup_id = feed_invoice.inv_topup) AND (i.kind = 'TOPUP'::text)) ORDER BY i.issued_at LIMIT 1) WHEN (inv_id IS NOT NULL) THEN (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status) AS jsonb_build_object FROM paas.invoices i WHERE (i.id = feed_invoice.inv_id)) WHEN (inv_entry IS NOT NULL) THEN (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status) AS jsonb_build_object FROM paas.invoices i WHERE ((i.ref ->> 'entryId'::text) = feed_invoice.inv_entry) ORDER BY i.issued_at LIMIT 1) ELSE NULL::jsonb END
-;
+CREATE OR REPLACE FUNCTION paas.feed_invoice(inv_topup uuid, inv_id uuid, inv_entry text) RETURNS jsonb
+	LANGUAGE sql STABLE
+	RETURN CASE
+		WHEN inv_topup IS NOT NULL THEN
+			(SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
+			   FROM paas.invoices i WHERE i.topup_id = inv_topup AND i.kind = 'TOPUP'
+			  ORDER BY i.issued_at LIMIT 1)
+		WHEN inv_id IS NOT NULL THEN
+			(SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
+			   FROM paas.invoices i WHERE i.id = inv_id)
+		WHEN inv_entry IS NOT NULL THEN
+			(SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
+			   FROM paas.invoices i WHERE i.ref ->> 'entryId' = inv_entry
+			  ORDER BY i.issued_at LIMIT 1)
+		END;
 COMMENT ON FUNCTION paas.feed_invoice(uuid,uuid,text) IS '{id, invoiceNumber, status} of a feed row''s invoice, from its key; NULL when none';
 
 CREATE OR REPLACE FUNCTION paas.feed_json(f record)
@@ -4364,13 +4372,13 @@ $function$
 COMMENT ON FUNCTION paas.ledger_restore_balances() IS 'after pg_restore: rebuilds the cached balances of the platform accounts from their postings (the worker runs it)';
 REVOKE ALL ON FUNCTION paas.ledger_restore_balances() FROM PUBLIC;
 
-CREATE OR REPLACE FUNCTION paas.ledger_restore_needed()
- RETURNS boolean
- LANGUAGE sql
- STABLE
- SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
-RETURN (EXISTS (SELECT 1 FROM paas.ledger_accounts a WHERE ((NOT a.balance_verified) AND ((a.balance <> 0) OR (EXISTS (SELECT 1 FROM paas.ledger_postings p WHERE (p.account_id = a.id)))))))
-;
+CREATE OR REPLACE FUNCTION paas.ledger_restore_needed() RETURNS boolean
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+	RETURN EXISTS (SELECT 1 FROM paas.ledger_accounts a
+					WHERE NOT a.balance_verified
+					  AND (a.balance <> 0
+						   OR EXISTS (SELECT 1 FROM paas.ledger_postings p WHERE p.account_id = a.id)));
 COMMENT ON FUNCTION paas.ledger_restore_needed() IS 'whether some ledger account''s cached balance must be rebuilt from its postings (after pg_restore)';
 REVOKE ALL ON FUNCTION paas.ledger_restore_needed() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION paas.ledger_restore_needed() TO paas_owner;
@@ -4613,12 +4621,17 @@ $function$
 ;
 COMMENT ON FUNCTION paas.midtrans_apply(jsonb,text) IS 'applies a Midtrans status to its order exactly once; caller verified its origin; reversals only on a status-API answer (source reconcile), a notification flags the order';
 
-CREATE OR REPLACE FUNCTION paas.midtrans_refunded(n jsonb)
- RETURNS bigint
- LANGUAGE sql
- IMMUTABLE
-RETURN CASE WHEN ((jsonb_typeof((n -> 'refunds'::text)) = 'array'::text) AND (jsonb_array_length((n -> 'refunds'::text)) > 0)) THEN (SELECT CASE WHEN bool_and((COALESCE((r.value ->> 'refund_amount'::text), ''::text) ~ '^[0-9]{1,15}(\.[0-9]{1,2})?$'::text)) THEN (floor(sum(CASE WHEN ((r.value ->> 'refund_amount'::text) ~ '^[0-9]{1,15}(\.[0-9]{1,2})?$'::text) THEN ((r.value ->> 'refund_amount'::text))::numeric ELSE NULL::numeric END)))::bigint ELSE NULL::bigint END AS "case" FROM jsonb_array_elements((midtrans_refunded.n -> 'refunds'::text)) r(value)) WHEN (COALESCE((n ->> 'refund_amount'::text), ''::text) ~ '^[0-9]{1,15}(\.[0-9]{1,2})?$'::text) THEN (floor(((n ->> 'refund_amount'::text))::numeric))::bigint ELSE NULL::bigint END
-;
+CREATE OR REPLACE FUNCTION paas.midtrans_refunded(n jsonb) RETURNS bigint
+	LANGUAGE sql IMMUTABLE
+	RETURN CASE
+		WHEN jsonb_typeof(n -> 'refunds') = 'array' AND jsonb_array_length(n -> 'refunds') > 0 THEN
+			(SELECT CASE WHEN bool_and(coalesce(r ->> 'refund_amount', '') ~ '^[0-9]{1,15}(\.[0-9]{1,2})?$')
+						 THEN floor(sum(CASE WHEN r ->> 'refund_amount' ~ '^[0-9]{1,15}(\.[0-9]{1,2})?$'
+											 THEN (r ->> 'refund_amount')::numeric END))::bigint END
+			   FROM jsonb_array_elements(n -> 'refunds') r)
+		WHEN coalesce(n ->> 'refund_amount', '') ~ '^[0-9]{1,15}(\.[0-9]{1,2})?$' THEN
+			floor((n ->> 'refund_amount')::numeric)::bigint
+		END;
 COMMENT ON FUNCTION paas.midtrans_refunded(jsonb) IS 'cumulative refunded amount of a status answer (sum of refunds[], else refund_amount); NULL when absent';
 
 CREATE OR REPLACE FUNCTION paas.midtrans_reject_retention()
@@ -4884,20 +4897,26 @@ $function$
 ;
 COMMENT ON FUNCTION paas.node_hostname_taken(text,uuid) IS 'PW409 when another node has this hostname';
 
-CREATE OR REPLACE FUNCTION paas.node_schedulable(n paas.nodes)
- RETURNS boolean
- LANGUAGE sql
- IMMUTABLE PARALLEL SAFE
-RETURN ((((n).status)::text = 'ACTIVE'::text) AND (n).is_ready AND (NOT (n).cordoned))
-;
+CREATE OR REPLACE FUNCTION paas.node_schedulable(n paas.nodes) RETURNS boolean
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN n.status = 'ACTIVE' AND n.is_ready AND NOT n.cordoned;
 COMMENT ON FUNCTION paas.node_schedulable(paas.nodes) IS 'ACTIVE, ready and not cordoned';
 
-CREATE OR REPLACE FUNCTION paas.node_spec(n paas.nodes)
- RETURNS jsonb
- LANGUAGE sql
- STABLE PARALLEL SAFE
-RETURN jsonb_build_object('name', (n).name, 'hostname', (n).hostname, 'ipAddress', host((n).ip_address), 'addresses', (n).addresses, 'architecture', (n).architecture, 'operatingSystem', (n).operating_system, 'cpuCores', (n).cpu_cores, 'cpuArchitecture', (n).cpu_architecture, 'totalMemory', (n).total_memory, 'totalStorage', (n).total_storage, 'maxPods', (n).max_pods, 'labels', (n).labels, 'taints', (n).taints, 'kubeletVersion', (n).kubelet_version, 'containerRuntime', (n).container_runtime, 'kernelVersion', (n).kernel_version, 'osImage', (n).os_image, 'providerId', (n).provider_id, 'podCidr', (n).pod_cidr, 'kubeUid', (n).kube_uid, 'capacity', jsonb_build_object('cpu', ((n).cpu_capacity_m || 'm'::text), 'memory', ((n).memory_capacity)::text, 'ephemeral-storage', ((n).storage_capacity)::text, 'pods', ((n).max_pods)::text), 'allocatable', jsonb_build_object('cpu', ((n).cpu_allocatable_m || 'm'::text), 'memory', ((n).memory_allocatable)::text, 'ephemeral-storage', ((n).storage_allocatable)::text, 'pods', ((n).pods_allocatable)::text))
-;
+CREATE OR REPLACE FUNCTION paas.node_spec(n paas.nodes) RETURNS jsonb
+	LANGUAGE sql STABLE PARALLEL SAFE
+	RETURN jsonb_build_object(
+		'name', n.name, 'hostname', n.hostname, 'ipAddress', host(n.ip_address),
+		'addresses', n.addresses, 'architecture', n.architecture, 'operatingSystem', n.operating_system,
+		'cpuCores', n.cpu_cores, 'cpuArchitecture', n.cpu_architecture,
+		'totalMemory', n.total_memory, 'totalStorage', n.total_storage, 'maxPods', n.max_pods,
+		'labels', n.labels, 'taints', n.taints, 'kubeletVersion', n.kubelet_version,
+		'containerRuntime', n.container_runtime, 'kernelVersion', n.kernel_version,
+		'osImage', n.os_image, 'providerId', n.provider_id, 'podCidr', n.pod_cidr, 'kubeUid', n.kube_uid,
+		'capacity', jsonb_build_object('cpu', n.cpu_capacity_m || 'm', 'memory', n.memory_capacity::text,
+									   'ephemeral-storage', n.storage_capacity::text, 'pods', n.max_pods::text),
+		'allocatable', jsonb_build_object('cpu', n.cpu_allocatable_m || 'm', 'memory', n.memory_allocatable::text,
+										  'ephemeral-storage', n.storage_allocatable::text,
+										  'pods', n.pods_allocatable::text));
 COMMENT ON FUNCTION paas.node_spec(paas.nodes) IS 'the stored spec of a node, input of an update';
 
 CREATE OR REPLACE FUNCTION paas.node_write(node_id uuid, s jsonb)
@@ -5746,13 +5765,10 @@ $function$
 ;
 COMMENT ON FUNCTION paas.subscription_charge(paas.subscriptions,paas.services,text,text,text) IS 'posts, invoices and records the current period of a locked subscription; PT402 when short';
 
-CREATE OR REPLACE FUNCTION paas.subscription_config()
- RETURNS paas.subscription_settings
- LANGUAGE sql
- STABLE
- SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
-RETURN (SELECT s.*::paas.subscription_settings AS s FROM paas.subscription_settings s)
-;
+CREATE OR REPLACE FUNCTION paas.subscription_config() RETURNS paas.subscription_settings
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+	RETURN (SELECT s FROM paas.subscription_settings s);
 COMMENT ON FUNCTION paas.subscription_config() IS 'the subscription settings row';
 
 CREATE OR REPLACE FUNCTION paas.subscription_issue_invoices()
@@ -6153,49 +6169,53 @@ COMMENT ON FUNCTION paas.wallet_account(uuid) IS 'the user''s IDR wallet account
 REVOKE ALL ON FUNCTION paas.wallet_account(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION paas.wallet_account(uuid) TO paas_owner;
 
-CREATE OR REPLACE FUNCTION api.billing_health(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
- RETURNS jsonb
- LANGUAGE sql
- STABLE SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
-RETURN jsonb_build_object('status', 'healthy', 'service', 'billing', 'version', '1.0.0', 'database', 'up', 'gatewayConfigured', paas.midtrans_configured(), 'timestamp', paas.iso(now()))
-;
+CREATE OR REPLACE FUNCTION api.billing_health(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE sql STABLE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+	RETURN jsonb_build_object('status', 'healthy', 'service', 'billing', 'version', '1.0.0',
+							  'database', 'up', 'gatewayConfigured', paas.midtrans_configured(),
+							  'timestamp', paas.iso(now()));
 COMMENT ON FUNCTION api.billing_health(jsonb,jsonb) IS 'GET /billing/health (public)';
 REVOKE ALL ON FUNCTION api.billing_health(jsonb,jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.billing_health(jsonb,jsonb) TO paas_api;
 GRANT EXECUTE ON FUNCTION api.billing_health(jsonb,jsonb) TO paas_owner;
 
-CREATE OR REPLACE FUNCTION api.health(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
- RETURNS jsonb
- LANGUAGE sql
- STABLE PARALLEL SAFE SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
-RETURN jsonb_build_object('status', 'healthy', 'database', 'up', 'version', 'v1', 'timestamp', paas.iso(now()), 'environment', CASE WHEN (current_setting('paas.midtrans_is_production'::text, true) = 'on'::text) THEN 'production'::text ELSE 'development'::text END)
-;
+CREATE OR REPLACE FUNCTION api.health(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE sql STABLE PARALLEL SAFE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+	RETURN jsonb_build_object('status', 'healthy', 'database', 'up', 'version', 'v1',
+							  'timestamp', paas.iso(now()),
+							  'environment', CASE WHEN current_setting('paas.midtrans_is_production', true) = 'on'
+												  THEN 'production' ELSE 'development' END);
 COMMENT ON FUNCTION api.health(jsonb,jsonb) IS 'answers when the database is reachable; environment: production when paas.midtrans_is_production is on, else development';
 REVOKE ALL ON FUNCTION api.health(jsonb,jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.health(jsonb,jsonb) TO paas_api;
 GRANT EXECUTE ON FUNCTION api.health(jsonb,jsonb) TO paas_owner;
 
-CREATE OR REPLACE FUNCTION api.services_categories(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
- RETURNS jsonb
- LANGUAGE sql
- STABLE SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
-RETURN (SELECT jsonb_agg(jsonb_build_object('name', c.name, 'displayName', c.display_name, 'count', COALESCE(n.cnt, (0)::bigint)) ORDER BY c.ord) AS jsonb_agg FROM (paas.service_categories() c(name, display_name, ord) LEFT JOIN (SELECT services.category, count(*) AS cnt FROM paas.services WHERE (services.is_active AND (services.deleted_at IS NULL)) GROUP BY services.category) n ON ((n.category = c.name))))
-;
+CREATE OR REPLACE FUNCTION api.services_categories(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE sql STABLE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+	RETURN (SELECT jsonb_agg(jsonb_build_object('name', c.name, 'displayName', c.display_name,
+												'count', coalesce(n.cnt, 0)) ORDER BY c.ord)
+			  FROM paas.service_categories() c
+			  LEFT JOIN (SELECT category, count(*) AS cnt FROM paas.services
+						  WHERE is_active AND deleted_at IS NULL GROUP BY category) n
+				ON n.category = c.name);
 COMMENT ON FUNCTION api.services_categories(jsonb,jsonb) IS 'GET /services/categories: every category with its number of active services';
 REVOKE ALL ON FUNCTION api.services_categories(jsonb,jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.services_categories(jsonb,jsonb) TO paas_api;
 GRANT EXECUTE ON FUNCTION api.services_categories(jsonb,jsonb) TO paas_owner;
 
-CREATE OR REPLACE FUNCTION api.status(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
- RETURNS jsonb
- LANGUAGE sql
- STABLE SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
-RETURN (SELECT jsonb_build_object('service', 'paas', 'version', paas.version(), 'databaseTime', paas.iso(clock_timestamp()), 'worker', jsonb_build_object('running', w.running), 'cron', (EXISTS (SELECT 1 FROM pg_extension WHERE (pg_extension.extname = 'pg_cron'::name)))) AS jsonb_build_object FROM paas.worker_state() w(running, pid, started_at, last_tick, ticks, job_failures))
-;
+CREATE OR REPLACE FUNCTION api.status(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
+	LANGUAGE sql STABLE
+	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+	RETURN (SELECT jsonb_build_object(
+		'service', 'paas',
+		'version', paas.version(),
+		'databaseTime', paas.iso(clock_timestamp()),
+		'worker', jsonb_build_object('running', w.running),
+		'cron', EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron'))
+	FROM paas.worker_state() w);
 COMMENT ON FUNCTION api.status(jsonb,jsonb) IS 'GET /status (public): version, database time, whether the background worker and pg_cron run';
 REVOKE ALL ON FUNCTION api.status(jsonb,jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.status(jsonb,jsonb) TO paas_api;
@@ -6215,30 +6235,60 @@ CREATE OR REPLACE FUNCTION paas.billing_feed(uid uuid)
 	END;
 COMMENT ON FUNCTION paas.billing_feed(uuid) IS 'every money movement of a user (unordered), with its invoice';
 
-CREATE OR REPLACE FUNCTION paas.filter_id(t text)
- RETURNS uuid
- LANGUAGE sql
- IMMUTABLE PARALLEL SAFE
-RETURN CASE WHEN (t IS NOT NULL) THEN COALESCE(paas.to_uuid(t), '00000000-0000-0000-0000-000000000000'::uuid) ELSE NULL::uuid END
-;
+CREATE OR REPLACE FUNCTION paas.filter_id(t text) RETURNS uuid
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN CASE WHEN t IS NOT NULL THEN coalesce(paas.to_uuid(t), '00000000-0000-0000-0000-000000000000') END;
 COMMENT ON FUNCTION paas.filter_id(text) IS 'an id filter''s uuid; the nil uuid (matches nothing) when the text cannot be an id';
 
-CREATE OR REPLACE FUNCTION paas.invoice_item_errors(items jsonb)
- RETURNS jsonb
- LANGUAGE sql
- STABLE
- SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
-RETURN (WITH x AS (SELECT (x.n - 1) AS i, x.e, (jsonb_typeof(x.e) = 'object'::text) AS obj, (u.id IS NOT NULL) AS user_ok, COALESCE(((jsonb_typeof((x.e -> 'amount'::text)) = 'number'::text) AND ((x.e ->> 'amount'::text) ~ '^[1-9][0-9]{0,17}$'::text)), false) AS amount_ok, CASE WHEN ((x.e -> 'lines'::text) = ANY (ARRAY['null'::jsonb, '[]'::jsonb])) THEN NULL::jsonb ELSE (x.e -> 'lines'::text) END AS lines FROM (jsonb_array_elements(CASE WHEN (jsonb_typeof(invoice_item_errors.items) = 'array'::text) THEN invoice_item_errors.items ELSE '[]'::jsonb END) WITH ORDINALITY x(e, n) LEFT JOIN paas.users u ON ((u.id = paas.to_uuid((x.e ->> 'userId'::text)))))), y AS (SELECT x.i, x.e, x.obj, x.user_ok, x.amount_ok, x.lines, ((x.lines IS NULL) OR ((jsonb_typeof(x.lines) = 'array'::text) AND x.amount_ok AND (SELECT (COALESCE(bool_and(((jsonb_typeof(l.value) = 'object'::text) AND (jsonb_typeof((l.value -> 'amount'::text)) = 'number'::text) AND (jsonb_typeof((l.value -> 'description'::text)) = 'string'::text))), false) AND (sum(CASE WHEN (jsonb_typeof((l.value -> 'amount'::text)) = 'number'::text) THEN ((l.value ->> 'amount'::text))::numeric ELSE NULL::numeric END) = ((x.e ->> 'amount'::text))::numeric)) FROM jsonb_array_elements(x.lines) l(value)))) AS lines_ok FROM x) SELECT COALESCE(jsonb_agg(jsonb_build_object('field', format('items[%s]%s'::text, y.i, f.field), 'message', f.msg) ORDER BY y.i, f.o), '[]'::jsonb) AS "coalesce" FROM (y CROSS JOIN LATERAL (VALUES (0,''::text,'each item must be a JSON object'::text,(NOT y.obj)), (1,'.userId'::text,'userId must be an existing user'::text,(y.obj AND (NOT y.user_ok))), (2,'.kind'::text,'kind must be one of [TOPUP, SUBSCRIPTION]'::text,(y.obj AND COALESCE(((y.e ->> 'kind'::text) <> ALL (ARRAY['TOPUP'::text, 'SUBSCRIPTION'::text])), true))), (3,'.amount'::text,'amount must be a positive integer'::text,(y.obj AND (NOT y.amount_ok))), (4,'.ref'::text,'ref must be a JSON object'::text,(y.obj AND COALESCE((jsonb_typeof((y.e -> 'ref'::text)) <> ALL (ARRAY['object'::text, 'null'::text])), false))), (5,'.lines'::text,'lines must be [{description, amount}] summing to amount'::text,(y.obj AND y.amount_ok AND (NOT COALESCE(y.lines_ok, false))))) f(o, field, msg, bad)) WHERE f.bad)
-;
+CREATE OR REPLACE FUNCTION paas.invoice_item_errors(items jsonb) RETURNS jsonb
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+	RETURN (
+	WITH x AS (
+		SELECT x.n - 1 AS i, x.e, jsonb_typeof(x.e) = 'object' AS obj, u.id IS NOT NULL AS user_ok,
+			   coalesce(jsonb_typeof(x.e -> 'amount') = 'number'
+						AND x.e ->> 'amount' ~ '^[1-9][0-9]{0,17}$', false) AS amount_ok,
+			   CASE WHEN x.e -> 'lines' IN ('null', '[]') THEN NULL ELSE x.e -> 'lines' END AS lines
+		  FROM jsonb_array_elements(CASE WHEN jsonb_typeof(items) = 'array' THEN items ELSE '[]' END)
+			   WITH ORDINALITY AS x (e, n)
+		  LEFT JOIN paas.users u ON u.id = paas.to_uuid(x.e ->> 'userId')),
+	y AS (
+		SELECT x.*,
+			   x.lines IS NULL
+			   OR (jsonb_typeof(x.lines) = 'array' AND x.amount_ok
+				   AND (SELECT coalesce(bool_and(jsonb_typeof(l) = 'object'
+												 AND jsonb_typeof(l -> 'amount') = 'number'
+												 AND jsonb_typeof(l -> 'description') = 'string'), false)
+							   AND sum(CASE WHEN jsonb_typeof(l -> 'amount') = 'number'
+											THEN (l ->> 'amount')::numeric END) = (x.e ->> 'amount')::numeric
+						  FROM jsonb_array_elements(x.lines) l)) AS lines_ok
+		  FROM x)
+	SELECT coalesce(jsonb_agg(jsonb_build_object('field', format('items[%s]%s', y.i, f.field),
+												 'message', f.msg) ORDER BY y.i, f.o), '[]')
+	  FROM y CROSS JOIN LATERAL (VALUES
+			(0, '', 'each item must be a JSON object', NOT y.obj),
+			(1, '.userId', 'userId must be an existing user', y.obj AND NOT y.user_ok),
+			(2, '.kind', 'kind must be one of [TOPUP, SUBSCRIPTION]',
+			 y.obj AND coalesce(y.e ->> 'kind' NOT IN ('TOPUP', 'SUBSCRIPTION'), true)),
+			(3, '.amount', 'amount must be a positive integer', y.obj AND NOT y.amount_ok),
+			(4, '.ref', 'ref must be a JSON object',
+			 y.obj AND coalesce(jsonb_typeof(y.e -> 'ref') NOT IN ('object', 'null'), false)),
+			(5, '.lines', 'lines must be [{description, amount}] summing to amount',
+			 y.obj AND y.amount_ok AND NOT coalesce(y.lines_ok, false))) AS f (o, field, msg, bad)
+	 WHERE f.bad);
 COMMENT ON FUNCTION paas.invoice_item_errors(jsonb) IS 'every field error of invoice items [{userId, kind, amount, ref, lines}] as [{field, message}]';
 
-CREATE OR REPLACE FUNCTION paas.invoice_json(i paas.invoices)
- RETURNS jsonb
- LANGUAGE sql
- STABLE
- SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
-RETURN jsonb_build_object('id', (i).id, 'invoiceNumber', (i).number, 'type', (i).kind, 'amount', (i).amount, 'currency', (i).currency, 'status', (i).status, 'description', (i).description, 'lines', (i).lines, 'reference', (i).ref, 'topUpTransactionId', (i).topup_id, 'creditNoteFor', (i).credit_note_for, 'voidedBy', (i).voided_by, 'downloadCount', (i).download_count, 'issuedAt', paas.iso((i).issued_at), 'dueDate', paas.iso((i).issued_at), 'paidAt', paas.iso((i).paid_at), 'createdAt', paas.iso((i).issued_at))
-;
+CREATE OR REPLACE FUNCTION paas.invoice_json(i paas.invoices) RETURNS jsonb
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+	RETURN jsonb_build_object(
+		'id', i.id, 'invoiceNumber', i.number, 'type', i.kind, 'amount', i.amount,
+		'currency', i.currency, 'status', i.status, 'description', i.description,
+		'lines', i.lines, 'reference', i.ref, 'topUpTransactionId', i.topup_id,
+		'creditNoteFor', i.credit_note_for, 'voidedBy', i.voided_by,
+		'downloadCount', i.download_count, 'issuedAt', paas.iso(i.issued_at),
+		'dueDate', paas.iso(i.issued_at), 'paidAt', paas.iso(i.paid_at),
+		'createdAt', paas.iso(i.issued_at));
 COMMENT ON FUNCTION paas.invoice_json(paas.invoices) IS 'an invoice as the API prints it';
 
 CREATE OR REPLACE FUNCTION paas.midtrans_log(n jsonb, source text, sig_ok boolean, outcome text) RETURNS void
@@ -6268,71 +6318,116 @@ CREATE OR REPLACE FUNCTION paas.midtrans_reject(n jsonb, ip text, reason text) R
 	END;
 COMMENT ON FUNCTION paas.midtrans_reject(jsonb,text,text) IS 'appends a bounded record of a refused notification to paas.midtrans_rejects';
 
-CREATE OR REPLACE FUNCTION paas.next_invoice_number(series text)
- RETURNS text
- LANGUAGE sql
- SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
-RETURN paas.invoice_number(paas.invoice_number_prefix(series), (paas.reserve_invoice_numbers(series, 1) + 1))
-;
+CREATE OR REPLACE FUNCTION paas.next_invoice_number(series text) RETURNS text
+	LANGUAGE sql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+	RETURN paas.invoice_number(paas.invoice_number_prefix(series), paas.reserve_invoice_numbers(series, 1) + 1);
 COMMENT ON FUNCTION paas.next_invoice_number(text) IS 'allocates the next gap-free number of series INV or CN in this transaction';
 
-CREATE OR REPLACE FUNCTION paas.node_json(n paas.nodes)
- RETURNS jsonb
- LANGUAGE sql
- STABLE PARALLEL SAFE
-RETURN (jsonb_build_object('id', (n).id, 'name', (n).name, 'hostname', (n).hostname, 'ipAddress', host((n).ip_address), 'addresses', (n).addresses, 'architecture', (n).architecture, 'operatingSystem', (n).operating_system, 'cpuCores', (n).cpu_cores, 'cpuArchitecture', (n).cpu_architecture, 'totalMemory', (n).total_memory, 'totalStorage', (n).total_storage, 'allocatedCPU', (n).allocated_cpu, 'allocatedMemory', (n).allocated_memory, 'allocatedStorage', (n).allocated_storage, 'maxPods', (n).max_pods, 'currentPods', (n).current_pods, 'status', (n).status, 'isReady', (n).is_ready, 'isSchedulable', paas.node_schedulable(n), 'unschedulable', (n).cordoned, 'lastHeartbeat', paas.iso((n).last_heartbeat), 'lastHealthCheck', paas.iso((n).last_health_check), 'labels', (n).labels, 'taints', (n).taints, 'conditions', (n).conditions) || jsonb_build_object('kubeletVersion', (n).kubelet_version, 'containerRuntime', (n).container_runtime, 'kernelVersion', (n).kernel_version, 'osImage', (n).os_image, 'providerId', (n).provider_id, 'podCidr', (n).pod_cidr, 'kubeUid', (n).kube_uid, 'capacity', jsonb_build_object('cpuMillicores', (n).cpu_capacity_m, 'memoryBytes', (n).memory_capacity, 'storageBytes', (n).storage_capacity, 'pods', (n).max_pods), 'allocatable', jsonb_build_object('cpuMillicores', (n).cpu_allocatable_m, 'memoryBytes', (n).memory_allocatable, 'storageBytes', (n).storage_allocatable, 'pods', (n).pods_allocatable), 'allocation', jsonb_build_object('cpuMillicores', (n).cpu_allocated_m, 'memoryBytes', (n).memory_allocated, 'storageBytes', (n).storage_allocated, 'pods', (n).current_pods, 'cpuPercent', paas.node_pct((n).cpu_allocated_m, ((n).cpu_allocatable_m)::bigint), 'memoryPercent', paas.node_pct((n).memory_allocated, ((n).memory_allocatable)::bigint), 'storagePercent', paas.node_pct((n).storage_allocated, ((n).storage_allocatable)::bigint), 'podsPercent', paas.node_pct(((n).current_pods)::bigint, ((n).pods_allocatable)::bigint)), 'usage', jsonb_build_object('cpuMillicores', (n).cpu_used_m, 'memoryBytes', (n).memory_used, 'storageBytes', (n).storage_used, 'cpuPercent', paas.node_pct((n).cpu_used_m, ((n).cpu_capacity_m)::bigint), 'memoryPercent', paas.node_pct((n).memory_used, ((n).memory_capacity)::bigint), 'storagePercent', paas.node_pct((n).storage_used, ((n).storage_capacity)::bigint)), 'agentClockSkewMs', (n).agent_clock_skew_ms, 'source', CASE WHEN ((n).kube_seen_at IS NOT NULL) THEN 'kubernetes'::text ELSE 'agent'::text END, 'kubeSeenAt', paas.iso((n).kube_seen_at), 'registeredAt', paas.iso((n).registered_at), 'statusChangedAt', paas.iso((n).status_changed_at), 'createdAt', paas.iso((n).created_at), 'updatedAt', paas.iso((n).updated_at)))
-;
+CREATE OR REPLACE FUNCTION paas.node_json(n paas.nodes) RETURNS jsonb
+	LANGUAGE sql STABLE PARALLEL SAFE
+	RETURN jsonb_build_object(
+		'id', n.id, 'name', n.name, 'hostname', n.hostname,
+		'ipAddress', host(n.ip_address), 'addresses', n.addresses,
+		'architecture', n.architecture, 'operatingSystem', n.operating_system,
+		'cpuCores', n.cpu_cores, 'cpuArchitecture', n.cpu_architecture,
+		'totalMemory', n.total_memory, 'totalStorage', n.total_storage,
+		'allocatedCPU', n.allocated_cpu, 'allocatedMemory', n.allocated_memory,
+		'allocatedStorage', n.allocated_storage,
+		'maxPods', n.max_pods, 'currentPods', n.current_pods,
+		'status', n.status, 'isReady', n.is_ready, 'isSchedulable', paas.node_schedulable(n),
+		'unschedulable', n.cordoned,
+		'lastHeartbeat', paas.iso(n.last_heartbeat), 'lastHealthCheck', paas.iso(n.last_health_check),
+		'labels', n.labels, 'taints', n.taints, 'conditions', n.conditions)
+	|| jsonb_build_object(
+		'kubeletVersion', n.kubelet_version, 'containerRuntime', n.container_runtime,
+		'kernelVersion', n.kernel_version, 'osImage', n.os_image,
+		'providerId', n.provider_id, 'podCidr', n.pod_cidr, 'kubeUid', n.kube_uid,
+		'capacity', jsonb_build_object('cpuMillicores', n.cpu_capacity_m, 'memoryBytes', n.memory_capacity,
+									   'storageBytes', n.storage_capacity, 'pods', n.max_pods),
+		'allocatable', jsonb_build_object('cpuMillicores', n.cpu_allocatable_m, 'memoryBytes', n.memory_allocatable,
+										  'storageBytes', n.storage_allocatable, 'pods', n.pods_allocatable),
+		'allocation', jsonb_build_object('cpuMillicores', n.cpu_allocated_m, 'memoryBytes', n.memory_allocated,
+										 'storageBytes', n.storage_allocated, 'pods', n.current_pods,
+										 'cpuPercent', paas.node_pct(n.cpu_allocated_m, n.cpu_allocatable_m),
+										 'memoryPercent', paas.node_pct(n.memory_allocated, n.memory_allocatable),
+										 'storagePercent', paas.node_pct(n.storage_allocated, n.storage_allocatable),
+										 'podsPercent', paas.node_pct(n.current_pods, n.pods_allocatable)),
+		'usage', jsonb_build_object('cpuMillicores', n.cpu_used_m, 'memoryBytes', n.memory_used,
+									'storageBytes', n.storage_used,
+									'cpuPercent', paas.node_pct(n.cpu_used_m, n.cpu_capacity_m),
+									'memoryPercent', paas.node_pct(n.memory_used, n.memory_capacity),
+									'storagePercent', paas.node_pct(n.storage_used, n.storage_capacity)),
+		'agentClockSkewMs', n.agent_clock_skew_ms,
+		'source', CASE WHEN n.kube_seen_at IS NOT NULL THEN 'kubernetes' ELSE 'agent' END,
+		'kubeSeenAt', paas.iso(n.kube_seen_at),
+		'registeredAt', paas.iso(n.registered_at), 'statusChangedAt', paas.iso(n.status_changed_at),
+		'createdAt', paas.iso(n.created_at), 'updatedAt', paas.iso(n.updated_at));
 COMMENT ON FUNCTION paas.node_json(paas.nodes) IS 'a worker node as the API prints it';
 
-CREATE OR REPLACE FUNCTION paas.subscription_charge_json(c paas.subscription_charges)
- RETURNS jsonb
- LANGUAGE sql
- STABLE
- SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
-RETURN jsonb_build_object('period', (c).period_no, 'kind', (c).kind, 'amount', (c).amount, 'currency', 'IDR', 'periodStart', paas.iso((c).period_start), 'periodEnd', paas.iso((c).period_end), 'entryId', (c).entry_id, 'invoice', (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status) AS jsonb_build_object FROM paas.invoices i WHERE (i.id = (subscription_charge_json.c).invoice_id)), 'createdAt', paas.iso((c).created_at))
-;
+CREATE OR REPLACE FUNCTION paas.subscription_charge_json(c paas.subscription_charges) RETURNS jsonb
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+	RETURN jsonb_build_object(
+		'period', c.period_no, 'kind', c.kind, 'amount', c.amount, 'currency', 'IDR',
+		'periodStart', paas.iso(c.period_start), 'periodEnd', paas.iso(c.period_end),
+		'entryId', c.entry_id,
+		'invoice', (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number,
+											  'status', i.status)
+					  FROM paas.invoices i WHERE i.id = c.invoice_id),
+		'createdAt', paas.iso(c.created_at));
 COMMENT ON FUNCTION paas.subscription_charge_json(paas.subscription_charges) IS 'a paid period as the API prints it';
 
-CREATE OR REPLACE FUNCTION paas.topup_json(t paas.topups)
- RETURNS jsonb
- LANGUAGE sql
- STABLE
- SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
-RETURN jsonb_build_object('id', (t).id, 'transactionId', (t).id, 'orderId', (t).order_id, 'amount', (t).amount, 'currency', (t).currency, 'status', (t).status, 'snapToken', (t).snap_token, 'redirectUrl', (t).redirect_url, 'snapExpiresAt', paas.iso((t).snap_expires_at), 'paymentType', (t).payment_type, 'paidAt', paas.iso((t).paid_at), 'expiresAt', paas.iso((t).expires_at), 'expiredAt', paas.iso((t).expires_at), 'createdAt', paas.iso((t).created_at), 'updatedAt', paas.iso((t).updated_at), 'invoice', (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status) AS jsonb_build_object FROM paas.invoices i WHERE ((i.topup_id = (topup_json.t).id) AND (i.kind = 'TOPUP'::text)) ORDER BY i.issued_at LIMIT 1))
-;
+CREATE OR REPLACE FUNCTION paas.topup_json(t paas.topups) RETURNS jsonb
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+	RETURN jsonb_build_object(
+		'id', t.id, 'transactionId', t.id, 'orderId', t.order_id, 'amount', t.amount,
+		'currency', t.currency, 'status', t.status, 'snapToken', t.snap_token,
+		'redirectUrl', t.redirect_url, 'snapExpiresAt', paas.iso(t.snap_expires_at),
+		'paymentType', t.payment_type, 'paidAt', paas.iso(t.paid_at),
+		'expiresAt', paas.iso(t.expires_at), 'expiredAt', paas.iso(t.expires_at),
+		'createdAt', paas.iso(t.created_at), 'updatedAt', paas.iso(t.updated_at),
+		'invoice', (SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
+					  FROM paas.invoices i
+					 WHERE i.topup_id = t.id AND i.kind = 'TOPUP'
+					 ORDER BY i.issued_at LIMIT 1));
 COMMENT ON FUNCTION paas.topup_json(paas.topups) IS 'a top-up as the API prints it';
 
-CREATE OR REPLACE FUNCTION paas.user_json(u paas.users)
- RETURNS jsonb
- LANGUAGE sql
- STABLE PARALLEL SAFE
-RETURN jsonb_build_object('id', (u).id, 'name', (u).name, 'email', (u).email, 'role', (u).role, 'isActive', (u).is_active, 'createdAt', paas.iso((u).created_at), 'updatedAt', paas.iso((u).updated_at))
-;
+CREATE OR REPLACE FUNCTION paas.user_json(u paas.users) RETURNS jsonb
+	LANGUAGE sql STABLE PARALLEL SAFE
+	RETURN jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email, 'role', u.role,
+							  'isActive', u.is_active, 'createdAt', paas.iso(u.created_at),
+							  'updatedAt', paas.iso(u.updated_at));
 COMMENT ON FUNCTION paas.user_json(paas.users) IS 'public fields of an account, as the API prints them';
 
-CREATE OR REPLACE FUNCTION paas.invoice_detail(i paas.invoices, u paas.users)
- RETURNS jsonb
- LANGUAGE sql
- STABLE
- SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
-RETURN ((paas.invoice_json(i) || paas.invoice_links(i)) || jsonb_build_object('user', jsonb_build_object('id', (u).id, 'name', (u).name, 'email', (u).email), 'creditNoteFor', (SELECT jsonb_build_object('id', c.id, 'invoiceNumber', c.number) AS jsonb_build_object FROM paas.invoices c WHERE (c.id = (invoice_detail.i).credit_note_for)), 'voidedBy', (SELECT jsonb_build_object('id', c.id, 'invoiceNumber', c.number) AS jsonb_build_object FROM paas.invoices c WHERE (c.id = (invoice_detail.i).voided_by))))
-;
+CREATE OR REPLACE FUNCTION paas.invoice_detail(i paas.invoices, u paas.users) RETURNS jsonb
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, paas, pg_temp
+	RETURN paas.invoice_json(i) || paas.invoice_links(i) || jsonb_build_object(
+		'user', jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email),
+		'creditNoteFor', (SELECT jsonb_build_object('id', c.id, 'invoiceNumber', c.number)
+							FROM paas.invoices c WHERE c.id = i.credit_note_for),
+		'voidedBy', (SELECT jsonb_build_object('id', c.id, 'invoiceNumber', c.number)
+					   FROM paas.invoices c WHERE c.id = i.voided_by));
 COMMENT ON FUNCTION paas.invoice_detail(paas.invoices,paas.users) IS 'an invoice with its user, top-up, subscription and credit-note links';
 
-CREATE OR REPLACE FUNCTION paas.issue_invoice(user_id uuid, kind text, amount bigint, ref jsonb, lines jsonb DEFAULT NULL::jsonb)
- RETURNS jsonb
- LANGUAGE sql
- SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
-RETURN (SELECT paas.invoice_json(i.*) AS invoice_json FROM paas.issue_invoice_items(ARRAY[ROW(issue_invoice.user_id, issue_invoice.kind, issue_invoice.amount, issue_invoice.ref, issue_invoice.lines)::paas.invoice_item]) i(id, number, user_id, kind, amount, currency, status, description, lines, ref, topup_id, credit_note_for, voided_by, download_count, issued_at, paid_at))
-;
+CREATE OR REPLACE FUNCTION paas.issue_invoice(user_id uuid, kind text, amount bigint, ref jsonb,
+								   lines jsonb DEFAULT NULL)
+	RETURNS jsonb
+	LANGUAGE sql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+	RETURN (SELECT paas.invoice_json(i)
+			  FROM paas.issue_invoice_items(ARRAY[ROW(issue_invoice.user_id, issue_invoice.kind,
+				issue_invoice.amount, issue_invoice.ref, issue_invoice.lines)::paas.invoice_item]) i);
 COMMENT ON FUNCTION paas.issue_invoice(uuid,text,bigint,jsonb,jsonb) IS 'issues one PAID invoice numbered INV-YYYYMM-NNNNNN in the calling transaction (paas.issue_invoice_items)';
 
-CREATE OR REPLACE FUNCTION paas.session_reply(u paas.users, s paas.sessions, tok text)
- RETURNS jsonb
- LANGUAGE sql
- STABLE
-RETURN jsonb_build_object('user', paas.user_json(u), 'refreshToken', tok, 'session', jsonb_build_object('userId', (u).id, 'role', (u).role, 'sid', (s).id))
-;
+CREATE OR REPLACE FUNCTION paas.session_reply(u paas.users, s paas.sessions, tok text) RETURNS jsonb
+	LANGUAGE sql STABLE
+	RETURN jsonb_build_object(
+		'user', paas.user_json(u),
+		'refreshToken', tok,
+		'session', jsonb_build_object('userId', u.id, 'role', u.role, 'sid', s.id));
 COMMENT ON FUNCTION paas.session_reply(paas.users,paas.sessions,text) IS '{user, refreshToken, session} of a login, register or refresh';
 
 -- ---- new: sql/parts/05_outcomes.sql ----
@@ -17677,6 +17772,7 @@ SELECT paas.routes_add($routes$[
   {"method": "PUT", "path": "/api/v1/services/admin/:id/deployment", "function": "api.services_deployment_set", "access": "admin", "status": 200, "message": "Deployment template saved successfully", "tag": "services", "summary": "Deployment template saved successfully", "errors": [404], "request": {"type": "object"}, "response": {"type": ["object", "array", "null"]}}
 ]$routes$);
 
+-- ---- after the new parts ----
 -- jobs of the new functions
 INSERT INTO paas.job (name, fn, run_every, description) VALUES
 	('prune_login_failures', 'paas.job_prune_login_failures', '1 hour',
