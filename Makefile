@@ -39,9 +39,10 @@ OBJS        = extension/paas.o \
 
 # The install script is assembled from one file per business area, in name
 # order, so that each area's SQL sits next to its peers and never in one
-# monolith.  Released versions are frozen in sql/versions/ (paas--X.sql)
-# with their upgrade scripts (paas--X--Y.sql); tests/upgrade/check.sh proves
-# that each one, updated, equals a fresh install.
+# monolith.  sql/versions/ holds the upgrade scripts (paas--X--Y.sql); the
+# install scripts of released versions are not kept: tests/upgrade/check.sh
+# rebuilds each release from its commit (tests/upgrade/releases) and proves
+# that it, updated, equals a fresh install.
 SQL_PARTS   = $(sort $(wildcard sql/parts/*.sql))
 DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
 DATA        = $(wildcard sql/versions/*.sql)

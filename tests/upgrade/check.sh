@@ -4,7 +4,8 @@
 # install of the current version defines (tests/upgrade/fingerprint.sql),
 # and keep its data.  Runs against the cluster of docker/scripts/lib.sh's
 # environment (PAAS_PGSOCK, PAAS_PGPORT); called by tests/run.sh.
-#   tests/upgrade/check.sh          check every sql/versions/paas--X.sql
+#   tests/upgrade/check.sh          check every release of tests/upgrade/releases
+#                                   (rebuilt from git by old_versions.sh)
 #   KEEP=1 tests/upgrade/check.sh   leave the databases for a look
 set -euo pipefail
 . "$(dirname "$0")/../../docker/scripts/lib.sh"
@@ -26,10 +27,7 @@ db paas_upgrade_new -c "SET client_min_messages = warning" -c "CREATE EXTENSION 
 db paas_upgrade_new -f "$WORK/fingerprint.sql" > "$WORK/new.txt"
 
 status=0
-for script in "$ROOT"/sql/versions/paas--*.sql; do
-	base=$(basename "$script" .sql)
-	case "$base" in *--*--*) continue ;; esac
-	old=${base#paas--}
+for old in $(bash "$ROOT/tests/upgrade/old_versions.sh"); do
 	[ "$old" = "$CURRENT" ] && continue
 	fresh_db paas_upgrade_old
 	db paas_upgrade_old -c "SET client_min_messages = warning" -c "CREATE EXTENSION paas VERSION '$old' CASCADE"

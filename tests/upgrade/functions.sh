@@ -17,6 +17,7 @@
 set -euo pipefail
 . "$(dirname "$0")/../../docker/scripts/lib.sh"
 OLD=${1:?usage: functions.sh OLD_VERSION}
+bash "$(dirname "$0")/old_versions.sh" >/dev/null
 WORK=$(mktemp -d)
 chmod 0755 "$WORK"
 trap 'rm -rf "$WORK"; psql_su -d postgres -qAtX -c "DROP DATABASE IF EXISTS paas_fn_old" -c "DROP DATABASE IF EXISTS paas_fn_new" >/dev/null' EXIT
