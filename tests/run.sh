@@ -201,6 +201,7 @@ if [ -n "${PAAS_TEST_SKIP_UPGRADE:-}" ] && [ -z "${CI:-}" ]; then
 else
 	bash tests/upgrade/assemble.sh --check
 	bash tests/upgrade/check.sh
+	bash tests/upgrade/data.sh
 fi
 
 echo "== HTTP (ASan/UBSan httpd)"
