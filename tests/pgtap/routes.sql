@@ -3,7 +3,7 @@
 -- compared in tests/http/test_route_table.py; the document is linted with
 -- redocly in tests/openapi/lint.sh.
 BEGIN;
-SELECT plan(55);
+SELECT plan(58);
 
 -- 1. Every row names a function of the HTTP shape, or is a built-in.
 SELECT is((SELECT count(*)::int FROM paas.routes), 112, 'the 112 routes of the gateway');
@@ -147,6 +147,15 @@ SELECT ok(has_function_privilege('paas_api', 'api.openapi(jsonb)', 'EXECUTE')
 		  AND has_function_privilege('paas_api', 'api.routes()', 'EXECUTE')
 		  AND NOT has_table_privilege('paas_api', 'paas.routes', 'SELECT'),
 		  'the gateway reads the routes through api functions only');
+
+-- a function that may answer another success status (response.status) lists it
+SELECT is(ARRAY(SELECT k FROM jsonb_object_keys(api.openapi() #> '{paths,/api/v1/workers/register,post,responses}') k
+				 WHERE k ~ '^2' ORDER BY 1),
+		  ARRAY['200', '201'], 'a re-registration''s 200 is in the document beside the 201');
+SELECT is(api.openapi() #>> '{paths,/api/v1/workers/register,post,responses,200,content,application/json,schema,allOf,1,properties,message,const}',
+		  'Worker node information updated successfully', 'with its own message');
+SELECT throws_ok($$UPDATE paas.routes SET other_replies = '{"404": "Not found"}' WHERE path = '/api/v1/workers/register'$$,
+		  '23514', NULL, 'other replies are success statuses only');
 
 SELECT finish();
 ROLLBACK;
