@@ -2672,7 +2672,12 @@ class Controller(threading.Thread):
                 self.unscheduled.add(key)
                 self.mark("sched")
             if sign > 0 and node:
-                self.unscheduled.discard(key)
+                if old is None and not (pod.get("status") or {}).get("startTime") and not is_terminal(pod):
+                    # created bound: the kubelet's admission (do_sched) starts it
+                    self.unscheduled.add(key)
+                    self.mark("sched")
+                else:
+                    self.unscheduled.discard(key)
         if new is None and old is not None:
             self.unscheduled.discard((old["metadata"].get("namespace", ""), old["metadata"]["name"]))
 
@@ -3068,6 +3073,10 @@ class Controller(threading.Thread):
             spec = pod["spec"]
             if spec.get("nodeName") or spec.get("schedulerName", "default-scheduler") != "default-scheduler":
                 self.unscheduled.discard((pod["metadata"]["namespace"], pod["metadata"]["name"]))
+                # created bound (spec.nodeName): the node's kubelet admits it, no scheduler involved
+                node = self.s.get(R["nodes"], "", spec.get("nodeName") or "")
+                if node is not None and not (pod.get("status") or {}).get("startTime"):
+                    self.bind(pod, node, scheduled=False)
                 continue
             req, _ = pod_requests(pod)
             reasons = collections.Counter()
@@ -3121,7 +3130,7 @@ class Controller(threading.Thread):
                 why.append("Insufficient " + r)
         return why
 
-    def bind(self, pod, node):
+    def bind(self, pod, node, scheduled=True):
         ip = node_ip(node)
         nname = node["metadata"]["name"]
         now = now_ts()
@@ -3141,9 +3150,10 @@ class Controller(threading.Thread):
         st["startTime"] = now
         st["containerStatuses"] = [self.cstatus(c, waiting=("ContainerCreating", None)) for c in pod["spec"]["containers"]]
         new["status"] = st
-        pod = self.put(R["pods"], pod, new, "kube-scheduler")
-        self.event(pod, "Normal", "Scheduled", "Successfully assigned %s/%s to %s" % (
-            pod["metadata"]["namespace"], pod["metadata"]["name"], nname), "default-scheduler")
+        pod = self.put(R["pods"], pod, new, "kube-scheduler" if scheduled else "kubelet")
+        if scheduled:
+            self.event(pod, "Normal", "Scheduled", "Successfully assigned %s/%s to %s" % (
+                pod["metadata"]["namespace"], pod["metadata"]["name"], nname), "default-scheduler")
         key = (pod["metadata"]["namespace"], pod["metadata"]["name"], pod["metadata"]["uid"])
         if self.o.ready_delay > 0:
             self.later(self.o.ready_delay, ("start",) + key)
