@@ -224,7 +224,9 @@ BEGIN
 		n := paas.find_node(n.id::text);
 		n := paas.node_apply(n, ev, actor, reason);
 		IF sent THEN
-			IF NOT n.cordoned THEN
+			-- was_cordoned, not n.cordoned: the node sync may have seen the
+			-- API's change first; the action is still the administrator's
+			IF NOT was_cordoned THEN
 				n := paas.node_apply(n, 'cordon', actor, 'maintenance');
 			END IF;
 			PERFORM paas.node_drain_start(n, 'maintenance', NOT was_cordoned, paas.node_drain_timeout(), actor, reason);
@@ -291,7 +293,7 @@ BEGIN
 			USING ERRCODE = 'PT409';
 	END IF;
 	n := paas.find_node(n.id::text);
-	IF NOT n.cordoned THEN
+	IF NOT was_cordoned THEN		-- (not n.cordoned: see paas.node_set_status)
 		n := paas.node_apply(n, 'cordon', actor, 'drain');
 	END IF;
 	d := paas.node_drain_start(n, 'drain', NOT was_cordoned,

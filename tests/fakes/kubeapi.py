@@ -12,7 +12,8 @@ and raw HTTP, and validates what it stores and returns against Kubernetes' publi
 Serves (apiVersion/resource):
   v1: namespaces, nodes, pods (+status, log, eviction, binding), secrets, configmaps,
       persistentvolumeclaims, services, resourcequotas, limitranges, events
-  apps/v1: deployments (+status, scale), replicasets (+status, scale)
+  apps/v1: deployments (+status, scale), replicasets (+status, scale), daemonsets (+status; stored
+      only: no controller makes their pods, which tests create with an ownerReference)
   networking.k8s.io/v1: ingresses, networkpolicies      policy/v1: poddisruptionbudgets
   /version, /healthz /livez /readyz, /api /apis (aggregated discovery apidiscovery.k8s.io/v2
   when the client asks for it, else the legacy APIVersions/APIGroupList; --discovery legacy
@@ -140,7 +141,7 @@ YAML only: kubectl's imperative generators such as `kubectl create deployment NA
 protobuf and get 415; `kubectl create/apply -f` send JSON), no HTTP/2, no real OpenAPI schemas (fieldValidation=Strict is accepted but unknown
 fields are not reported), no graceful termination (deleted pods vanish at once; no Terminating
 phase unless a finalizer holds them), no pod exec/attach/port-forward/proxy, no log follow
-streaming, no StatefulSets/DaemonSets/Jobs/HPA, no Services endpoints, no resourceVersionMatch
+streaming, no StatefulSets/Jobs/HPA, DaemonSets without a controller, no Services endpoints, no resourceVersionMatch
 or consistent reads at an old resourceVersion (lists are always current), no
 NoExecute-taint eviction of pods, no quota on updates or quota scopes, managedFields list
 elements are keyed but sets (finalizers, ...) are atomic, quantities in node fixtures are kept
@@ -922,6 +923,9 @@ RESOURCES = [
     Res("apps", "v1", "deployments", "Deployment", True, ["deploy"], status=True, subs=["status", "scale"],
         generation=True, categories=["all"]),
     Res("apps", "v1", "replicasets", "ReplicaSet", True, ["rs"], status=True, subs=["status", "scale"],
+        generation=True, categories=["all"]),
+    # stored only (no controller creates their pods): kubectl drain looks up the DaemonSet of a pod
+    Res("apps", "v1", "daemonsets", "DaemonSet", True, ["ds"], status=True, subs=["status"],
         generation=True, categories=["all"]),
     Res("networking.k8s.io", "v1", "ingresses", "Ingress", True, ["ing"], status=True, subs=["status"],
         generation=True),
@@ -2154,6 +2158,16 @@ def defaults(api, res, obj, old):
     elif p == "poddisruptionbudgets":
         if old is None:
             obj["status"] = {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}
+    elif p == "daemonsets":
+        # the counters are not omitempty in the Go type: a new DaemonSet is served with zeros
+        if old is None:
+            obj["status"] = {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
+                             "numberReady": 0}
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("revisionHistoryLimit", 10)
+        us = spec.setdefault("updateStrategy", {"type": "RollingUpdate"})
+        if isinstance(us, dict) and us.get("type") == "RollingUpdate":
+            us.setdefault("rollingUpdate", {"maxUnavailable": 1, "maxSurge": 0})
     elif p == "events":
         now = now_ts()
         obj.setdefault("firstTimestamp", now)

@@ -199,8 +199,13 @@ def test_agent_only_nodes_keep_the_registry_cordon(adm):
 def test_drain_evicts_waits_for_a_pdb_and_skips_daemonsets(adm, admin, node, ns):
     add_pod(ns, node, "web-1", {"app": "web"})
     add_pod(ns, node, "web-2", {"app": "web"})
+    r = kube("POST", f"/apis/apps/v1/namespaces/{ns}/daemonsets", {
+        "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
+        "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": {
+            "metadata": {"labels": {"app": "agent"}}, "spec": {"containers": [{"name": "c", "image": "agent:1"}]}}}})
+    assert r.status_code == 201, r.text
     add_pod(ns, node, "agent", {"app": "agent"},
-            owner={"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent", "uid": str(uuid.uuid4()),
+            owner={"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent", "uid": r.json()["metadata"]["uid"],
                    "controller": True, "blockOwnerDeletion": True})
     add_pod(ns, node, "static", {"app": "static"}, annotations={"kubernetes.io/config.mirror": "abc"})
     assert kube("POST", f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets", {
