@@ -234,8 +234,10 @@ BEGIN
 		RETURN n;
 	END IF;
 	IF n.status = 'MAINTENANCE' AND status <> 'MAINTENANCE' THEN
+		-- the drain of this maintenance (started with the status change, same now())
 		SELECT * INTO d FROM paas.node_drains
-		 WHERE node_id = n.id AND cause = 'maintenance' ORDER BY created_at DESC LIMIT 1;
+		 WHERE node_id = n.id AND cause = 'maintenance' AND created_at >= n.status_changed_at
+		 ORDER BY created_at DESC LIMIT 1;
 		sent := false;
 		IF d.cordoned_it AND n.cordoned AND paas.node_transition_allowed(paas.node_transition(n.status, ev), 'uncordon') THEN
 			sent := paas.node_kube_cordon(n, false);

@@ -166,19 +166,25 @@ def test_api_refusal_is_502_and_changes_nothing(adm, node):
     assert psql("SELECT cordoned FROM paas.nodes WHERE name = :'a1'", node) == "f"
 
 
-def test_node_deleted_in_the_api_answers_502(adm, node):
-    # the row still says the API knows it until the DELETED event: hold the sync back by
-    # deleting the Node with a plain API call and asking at once; either the 502 of the
-    # PATCH (404 NotFound) or, once the sync saw it, the row INACTIVE and unchanged
-    assert kube("DELETE", f"/api/v1/nodes/{node}").status_code == 200
-    r = adm.patch(f"/api/v1/workers/{node}/schedulable", {"schedulable": False})
-    if r.status_code == 502:
-        body = check_envelope(r, 502)
-        assert body["details"][0]["status"] == 404 and body["details"][0]["reason"] == "NotFound"
-        assert psql("SELECT cordoned FROM paas.nodes WHERE name = :'a1'", node) == "f"
-    else:
-        # the sync was quicker: the node is no API node any more, the registry-only rule applies
-        assert psql("SELECT kube_seen_at IS NULL FROM paas.nodes WHERE name = :'a1'", node) == "t"
+def test_node_the_api_no_longer_has_answers_502(adm):
+    # a row the registry believes the API knows (kube_seen_at), whose Node is gone from the
+    # API before the sync saw it go: the PATCH is a 404 of the API, the answer a 502
+    name = "gone-" + uuid.uuid4().hex[:8]
+    check_envelope(adm.post("/api/v1/workers", {"name": name, "hostname": f"{name}.cluster.local",
+                                                "ipAddress": "192.168.1.11", "cpuCores": 4,
+                                                "cpuArchitecture": "x86_64", "totalMemory": "8Gi",
+                                                "totalStorage": "100Gi"}), 201)
+    psql("UPDATE paas.nodes SET kube_seen_at = now() WHERE name = :'a1'", name)
+    before = psql("SELECT cordoned || ' ' || updated_at FROM paas.nodes WHERE name = :'a1'", name)
+    r = adm.patch(f"/api/v1/workers/{name}/schedulable", {"schedulable": False})
+    body = check_envelope(r, 502)
+    assert body["code"] == "CLUSTER_ERROR"
+    assert body["details"][0]["status"] == 404 and body["details"][0]["reason"] == "NotFound"
+    assert f'nodes "{name}" not found' in body["details"][0]["message"]
+    assert psql("SELECT cordoned || ' ' || updated_at FROM paas.nodes WHERE name = :'a1'", name) == before
+    assert check_envelope(adm.post(f"/api/v1/workers/{name}/drain", {}), 502)["code"] == "CLUSTER_ERROR"
+    assert adm.get(f"/api/v1/workers/{name}/drain").status_code == 404
+    adm.delete(f"/api/v1/workers/{name}")
 
 
 def test_agent_only_nodes_keep_the_registry_cordon(adm):
