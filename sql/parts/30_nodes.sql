@@ -1502,7 +1502,9 @@ BEGIN
 	n := paas.node_set_status(req ->> 'nodeId', req ->> 'status', paas.node_actor(ctx), req ->> 'reason');
 	RETURN jsonb_build_object('id', n.id, 'name', n.name, 'status', n.status, 'previousStatus', old,
 							  'isReady', n.is_ready, 'isSchedulable', paas.node_schedulable(n),
-							  'updatedAt', paas.iso(n.updated_at));
+							  'updatedAt', paas.iso(n.updated_at),
+							  'drain', (SELECT paas.node_drain_json(d) FROM paas.node_drains d
+										 WHERE d.node_id = n.id AND d.state IN ('pending', 'running')));
 END
 $$;
 COMMENT ON FUNCTION api.workers_set_status(jsonb, jsonb) IS

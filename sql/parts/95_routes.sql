@@ -2035,7 +2035,9 @@ SELECT paas.routes_add($routes$[
        "previousStatus": {"$ref": "#/components/schemas/NodeStatus"},
        "isReady": {"type": "boolean"},
        "isSchedulable": {"type": "boolean"},
-       "updatedAt": {"type": "string", "format": "date-time"}
+       "updatedAt": {"type": "string", "format": "date-time"},
+       "drain": {"description": "the node's live drain (MAINTENANCE of a node the Kubernetes API knows), else null",
+                 "oneOf": [{"$ref": "#/components/schemas/NodeDrain"}, {"type": "null"}]}
      }
    },
    "errors": [400, 404, 502]},

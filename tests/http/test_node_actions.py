@@ -278,13 +278,17 @@ def test_maintenance_cordons_and_drains_and_active_uncordons(adm, admin, node, n
     add_pod(ns, node, "job-1")
     wait_until(lambda: running(ns, ["job-1"]), timeout=30)
     r = adm.patch(f"/api/v1/workers/{node}/status", {"status": "MAINTENANCE", "reason": "rack move"})
-    assert check_envelope(r, 200)["data"]["status"] == "MAINTENANCE"
+    d = check_envelope(r, 200)["data"]
+    assert d["status"] == "MAINTENANCE"
+    assert d["drain"]["cause"] == "maintenance" and d["drain"]["requestedBy"] == "admin:" + admin["id"]
+    assert d["drain"]["statusUrl"] == f"/api/v1/workers/{d['id']}/drain"
     assert node_row(node) == "Ready,SchedulingDisabled"
     d = wait_until(lambda: (lambda x: x if x["state"] == "complete" else None)(drain_of(adm, node)), timeout=DRAIN)
     assert d["cause"] == "maintenance" and [e["name"] for e in d["evicted"]] == ["job-1"]
     assert pods_on(ns, node) == set()
     r = adm.patch(f"/api/v1/workers/{node}/status", {"status": "ACTIVE"})
-    assert check_envelope(r, 200)["data"]["isSchedulable"] is True
+    d = check_envelope(r, 200)["data"]
+    assert d["isSchedulable"] is True and d["drain"] is None
     assert node_row(node) == "Ready"
     me = "admin:" + admin["id"]
     t = [(x["event"], x["actor"]) for x in transitions(adm, node)]
