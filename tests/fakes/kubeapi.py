@@ -78,6 +78,7 @@ Controller (one thread): Deployment -> ReplicaSet (pod-template-hash, revision a
   scheduler: round-robin over Ready, schedulable nodes whose taints the pod tolerates, whose
   labels match nodeSelector and whose allocatable cpu/memory/pods fit the requests, else
   PodScheduled=False reason Unschedulable ("0/3 nodes are available: 3 Insufficient cpu...");
+  a pod created with spec.nodeName skips the scheduler and is started by that node's "kubelet";
   "kubelet": a bound pod is Running and Ready after --ready-delay seconds, unless its image
   contains one of --bad-images (Waiting ErrImagePull, then ImagePullBackOff after
   --pull-backoff s) or --crash-images (CrashLoopBackOff, restartCount 1); Deployment status
