@@ -28,6 +28,7 @@ OBJS        = extension/paas.o \
               extension/subscriptions.o \
               extension/notify.o \
               extension/instances.o \
+              extension/node_actions.o \
               httpd/invoice_layout.o \
               bgworker/worker.o \
               bgworker/reconcile.o \
@@ -35,7 +36,8 @@ OBJS        = extension/paas.o \
               bgworker/mailer.o \
               bgworker/provisioner.o \
               bgworker/k8s_client.o \
-              bgworker/nodesync.o
+              bgworker/nodesync.o \
+              bgworker/nodedrain.o
 
 # The install script is assembled from one file per business area, in name
 # order, so that each area's SQL sits next to its peers and never in one
@@ -58,8 +60,8 @@ include $(PGXS)
 # every object includes paas.h (and the status machines fsm.h): rebuild
 # them when a header changes
 $(OBJS): extension/paas.h extension/fsm.h extension/notify.h httpd/invoice_layout.h
-extension/paas.o extension/instances.o bgworker/provisioner.o bgworker/k8s_client.o bgworker/nodesync.o: extension/instances.h
-extension/paas.o bgworker/k8s_client.o bgworker/nodesync.o: bgworker/k8s_client.h
+extension/paas.o extension/instances.o extension/node_actions.o bgworker/provisioner.o bgworker/k8s_client.o bgworker/nodesync.o bgworker/nodedrain.o: extension/instances.h
+extension/paas.o extension/node_actions.o bgworker/k8s_client.o bgworker/nodesync.o bgworker/nodedrain.o: bgworker/k8s_client.h
 
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@

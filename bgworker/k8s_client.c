@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "miscadmin.h"
 #include "utils/timestamp.h"
 
 #include "instances.h"
@@ -150,6 +151,46 @@ k8s_get(K8sClient *k, CURL *h, const char *path, StringInfo out, char *errbuf)
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
 	else if (errbuf[0] == '\0')
 		strlcpy(errbuf, curl_easy_strerror(rc), CURL_ERROR_SIZE);
+	pfree(url);
+	return code;
+}
+
+/* a query cancel or a termination stops a transfer (CHECK_FOR_INTERRUPTS follows) */
+static int
+interrupted(void *p, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+	return (QueryCancelPending || ProcDiePending) ? 1 : 0;
+}
+
+long
+k8s_send(K8sClient *k, CURL *h, const char *method, const char *path, const char *ctype,
+		 const char *body, StringInfo out, char *errbuf, long timeout_ms)
+{
+	char	   *url = psprintf("%s%s", k->base, path);
+	char	   *ct = psprintf("Content-Type: %s", ctype);
+	struct curl_slist *hdr = curl_slist_append(NULL, "Accept: application/json");
+	long		code = 0;
+	CURLcode	rc;
+
+	hdr = curl_slist_append(hdr, ct);
+	if (k->auth[0] != '\0')
+		hdr = curl_slist_append(hdr, k->auth);
+	resetStringInfo(out);
+	k8s_setup_get(k, h, url, out, errbuf, timeout_ms);
+	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long) strlen(body));
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, interrupted);
+	rc = curl_easy_perform(h);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+	else if (errbuf[0] == '\0')
+		strlcpy(errbuf, curl_easy_strerror(rc), CURL_ERROR_SIZE);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+	curl_slist_free_all(hdr);
+	pfree(ct);
 	pfree(url);
 	return code;
 }

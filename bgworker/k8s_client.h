@@ -3,7 +3,9 @@
  * k8s_client.h
  *	  The connection to the Kubernetes API for background workers: where
  *	  the API is, the bearer token (re-read when its file changes), the CA,
- *	  and a GET with libcurl.  Used by bgworker/nodesync.c (the provisioner
+ *	  a GET and a request with a body with libcurl.  Used by
+ *	  bgworker/nodesync.c, bgworker/nodedrain.c and extension/node_actions.c
+ *	  (cordon from a backend; the provisioner
  *	  has the same rules in its own code, see bgworker/provisioner.c).
  *
  *-------------------------------------------------------------------------
@@ -47,6 +49,16 @@ extern void k8s_setup_get(K8sClient *k, CURL *h, const char *url, StringInfo out
 /* one synchronous GET of base+path: the HTTP status (0: no answer) */
 extern long k8s_get(K8sClient *k, CURL *h, const char *path, StringInfo out, char *errbuf);
 
+/*
+ * one synchronous request with a JSON body ("method" POST, PATCH ...; the
+ * Content-Type "ctype"): the HTTP status (0: no answer, errbuf says why);
+ * the answer's body in "out".  No retry: the caller decides.
+ */
+extern long k8s_send(K8sClient *k, CURL *h, const char *method, const char *path,
+					 const char *ctype, const char *body, StringInfo out, char *errbuf,
+					 long timeout_ms);
+
 extern void paas_nodesync_register(void);
+extern void paas_nodedrain_register(void);
 
 #endif							/* PAAS_K8S_CLIENT_H */

@@ -91,6 +91,7 @@ _PG_init(void)
 
 	paas_accounts_init();
 	paas_nodes_init();
+	paas_node_actions_init();
 	paas_billing_init();
 	paas_logging_init();
 	paas_mailer_init();			/* bgworker/mailer.c: GUCs, the mailer worker */
@@ -109,6 +110,7 @@ _PG_init(void)
 	paas_worker_register();
 	paas_provisioner_register();
 	paas_nodesync_register();
+	paas_nodedrain_register();	/* bgworker/nodedrain.c */
 }
 
 /*

@@ -56,6 +56,7 @@ extern int	paas_node_grace_period_s;
 extern int	paas_node_offline_after_s;
 extern int	paas_node_history_retention_s;
 extern void paas_nodes_init(void);
+extern void paas_node_actions_init(void);	/* node_actions.c: paas.node_drain_timeout */
 
 /* billing (extension/billing.c, bgworker/reconcile.c) */
 extern char *paas_midtrans_server_key;

@@ -6,7 +6,8 @@
  * (PT404 -> 404 NOT_FOUND_ERROR), and one class per subject whose refusals
  * the original API named with a code of their own, so that its clients can
  * branch on them: PU (user accounts), PE (an account's e-mail address), PS
- * (catalog services), PW (worker nodes).  A handful of PostgreSQL
+ * (catalog services), PW (worker nodes), PK (the Kubernetes API refused an
+ * action on a node: its status and message are the details).  A handful of PostgreSQL
  * conditions a client can provoke map to 4xx; anything else is a real
  * server fault (500).  Entries of two characters match a whole SQLSTATE
  * class.
@@ -37,6 +38,7 @@ static const struct {
 	{"PS409", {409, "SERVICE_EXISTS"}},
 	{"PW404", {404, "WORKER_NODE_NOT_FOUND"}},
 	{"PW409", {409, "WORKER_NODE_EXISTS"}},
+	{"PK502", {502, "CLUSTER_ERROR"}},          /* the Kubernetes API refused a node action */
 	{"23505", {409, "CONFLICT_ERROR"}},     /* unique_violation */
 	{"23503", {409, "CONFLICT_ERROR"}},     /* foreign_key_violation */
 	{"23514", {400, "VALIDATION_ERROR"}},   /* check_violation */

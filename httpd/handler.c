@@ -465,7 +465,8 @@ reply_db_error(struct request *r, struct db_result *res)
 		                   NULL, hdr);
 	}
 	he = sqlstate_to_http(res->sqlstate);
-	if (he->status >= 500) {
+	/* 502: an outside system refused (PK502): its message and details are the answer */
+	if (he->status >= 500 && he->status != 502) {
 		log_event("{\"event\":\"sql_error\",\"route\":\"%s %s\",\"sqlstate\":\"%s\"}\n",
 		        r->m.route->method, r->m.route->pattern, res->sqlstate);
 		if (he->status == 500)
@@ -474,6 +475,9 @@ reply_db_error(struct request *r, struct db_result *res)
 		return reply_error(r->conn, he->status, he->code, "Service temporarily unavailable",
 		                   NULL, hdr);
 	}
+	if (he->status == 502)
+		log_event("{\"event\":\"sql_error\",\"route\":\"%s %s\",\"sqlstate\":\"%s\"}\n",
+		          r->m.route->method, r->m.route->pattern, res->sqlstate);
 	if (res->detail && res->detail[0] == '[')
 		errs = json_loads(res->detail, 0, NULL);
 	if (he->status == 429 && res->detail)

@@ -1473,15 +1473,15 @@ BEGIN
 	errs := paas.check_text(errs, req, 'reason', false, 0, 500);
 	PERFORM paas.raise_if_invalid(errs);
 	v := (req ->> 'schedulable')::boolean;
-	n := paas.find_node(req ->> 'nodeId');
-	n := paas.node_apply(n, CASE WHEN v THEN 'uncordon' ELSE 'cordon' END, paas.node_actor(ctx), req ->> 'reason');
+	-- an API node: the API first (32_node_actions.sql)
+	n := paas.node_set_cordon(req ->> 'nodeId', NOT v, paas.node_actor(ctx), req ->> 'reason');
 	RETURN jsonb_build_object('id', n.id, 'name', n.name, 'isSchedulable', paas.node_schedulable(n),
 							  'unschedulable', n.cordoned, 'isReady', n.is_ready, 'status', n.status,
 							  'updatedAt', paas.iso(n.updated_at));
 END
 $$;
 COMMENT ON FUNCTION api.workers_set_schedulable(jsonb, jsonb) IS
-	'PATCH /workers/:nodeId/schedulable {schedulable}: cordon / uncordon (409 while INACTIVE or MAINTENANCE)';
+	'PATCH /workers/:nodeId/schedulable {schedulable}: cordon / uncordon, in the API first for an API node (409 while INACTIVE or MAINTENANCE, 502 when the API refuses)';
 
 CREATE FUNCTION api.workers_set_status(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
@@ -1497,12 +1497,14 @@ BEGIN
 	errs := paas.check_enum(errs, req, 'status', true, ARRAY['ACTIVE', 'INACTIVE', 'MAINTENANCE', 'PENDING', 'NOT_READY']);
 	errs := paas.check_text(errs, req, 'reason', false, 0, 500);
 	PERFORM paas.raise_if_invalid(errs);
-	n := paas.find_node(req ->> 'nodeId');
-	old := n.status;
-	n := paas.node_apply(n, paas.node_status_event(req ->> 'status'), paas.node_actor(ctx), req ->> 'reason');
+	old := (paas.read_node(req ->> 'nodeId')).status;
+	-- an API node: MAINTENANCE = cordon + drain (32_node_actions.sql)
+	n := paas.node_set_status(req ->> 'nodeId', req ->> 'status', paas.node_actor(ctx), req ->> 'reason');
 	RETURN jsonb_build_object('id', n.id, 'name', n.name, 'status', n.status, 'previousStatus', old,
 							  'isReady', n.is_ready, 'isSchedulable', paas.node_schedulable(n),
-							  'updatedAt', paas.iso(n.updated_at));
+							  'updatedAt', paas.iso(n.updated_at),
+							  'drain', (SELECT paas.node_drain_json(d) FROM paas.node_drains d
+										 WHERE d.node_id = n.id AND d.state IN ('pending', 'running')));
 END
 $$;
 COMMENT ON FUNCTION api.workers_set_status(jsonb, jsonb) IS

@@ -519,6 +519,40 @@ SELECT key, value FROM jsonb_each($schemas$
     "pattern": "^([0-9]{1,7}Mi|[0-9]{1,4}Gi)$"
   },
   "NodeStatus": {"type": "string", "enum": ["ACTIVE", "INACTIVE", "MAINTENANCE", "PENDING", "NOT_READY"]},
+  "NodeDrain": {
+    "type": "object",
+    "required": ["id", "nodeId", "nodeName", "cause", "state", "requestedBy", "timeoutSeconds", "deadline", "attempts",
+                 "blocked", "evicted", "skipped", "remaining", "createdAt", "updatedAt", "statusUrl"],
+    "properties": {
+      "id": {"type": "string", "format": "uuid"},
+      "nodeId": {"type": "string", "format": "uuid"},
+      "nodeName": {"type": "string"},
+      "cause": {"type": "string", "enum": ["drain", "maintenance"]},
+      "state": {"type": "string", "enum": ["pending", "running", "complete", "incomplete", "cancelled"]},
+      "requestedBy": {"type": "string", "description": "admin:<user id> or dba:<role>"},
+      "reason": {"type": ["string", "null"]},
+      "timeoutSeconds": {"type": "integer"},
+      "deadline": {"type": "string", "format": "date-time"},
+      "attempts": {"type": "integer", "description": "passes made"},
+      "retryAt": {"type": ["string", "null"], "format": "date-time", "description": "the next pass of a live drain"},
+      "blocked": {"type": "integer", "description": "pods whose last eviction a PodDisruptionBudget refused (429)"},
+      "evicted": {"type": "array", "items": {"type": "object", "properties": {
+        "namespace": {"type": "string"}, "name": {"type": "string"}, "at": {"type": "string", "format": "date-time"}}}},
+      "skipped": {"type": "array", "items": {"type": "object", "properties": {
+        "namespace": {"type": "string"}, "name": {"type": "string"}, "why": {"type": "string"}}}},
+      "remaining": {"type": "array", "description": "pods still on the node (after the deadline: those it left)",
+        "items": {"type": "object", "properties": {
+          "namespace": {"type": "string"}, "name": {"type": "string"},
+          "state": {"type": "string", "enum": ["evicting", "evicted", "blocked", "error", "terminating"]},
+          "status": {"type": "integer", "description": "the Eviction API's answer"},
+          "message": {"type": "string"}}}},
+      "lastError": {"type": ["string", "null"]},
+      "createdAt": {"type": "string", "format": "date-time"},
+      "updatedAt": {"type": "string", "format": "date-time"},
+      "finishedAt": {"type": ["string", "null"], "format": "date-time"},
+      "statusUrl": {"type": "string"}
+    }
+  },
   "Quantity": {
     "type": "string",
     "pattern": "^[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][+-]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$",
@@ -1968,7 +2002,7 @@ SELECT paas.routes_add($routes$[
   {"method": "PATCH", "path": "/api/v1/workers/:nodeId/schedulable", "function": "api.workers_set_schedulable",
    "access": "admin", "status": 200, "message": "Worker node schedulable status updated successfully", "tag": "workers",
    "summary": "Cordon or uncordon a node",
-   "description": "Sets isSchedulable to the given value (not a toggle). schedulable (or isSchedulable) is required: a request without it answers 400, where the original answered 200 and changed nothing. Uncordoning an INACTIVE or MAINTENANCE node is refused (409): activate it first; a cordon is kept across status changes and re-registrations.",
+   "description": "Sets isSchedulable to the given value (not a toggle). schedulable (or isSchedulable) is required: a request without it answers 400, where the original answered 200 and changed nothing. Uncordoning an INACTIVE or MAINTENANCE node is refused (409): activate it first; a cordon is kept across status changes and re-registrations. For a node the Kubernetes API knows (source kubernetes), the Node's spec.unschedulable is patched in the API first, as kubectl cordon / uncordon do, and recorded after: when the API refuses or does not answer (within paas.k8s_timeout, at most 10 s) the answer is 502 CLUSTER_ERROR with the API's status, reason and message in details, and nothing changes. An uncordon ends a running drain (cancelled).",
    "request": {
      "type": "object",
      "properties": {
@@ -1992,11 +2026,11 @@ SELECT paas.routes_add($routes$[
        "updatedAt": {"type": "string", "format": "date-time"}
      }
    },
-   "errors": [400, 404, 409]},
+   "errors": [400, 404, 409, 502]},
   {"method": "PATCH", "path": "/api/v1/workers/:nodeId/status", "function": "api.workers_set_status", "access": "admin",
    "status": 200, "message": "Worker node status updated successfully", "tag": "workers",
    "summary": "Set a node's status (any status, as in the original)",
-   "description": "Sets the node's status. As in the original, an administrator may set any status from any status, and the same one again (an idempotent PATCH); nothing is refused, and every move is audited (GET /workers/:nodeId/transitions). A move that a node's own reports or the health monitor undo is allowed and says here what undoes it; keep a node out of scheduling with MAINTENANCE.\n\n| status set | isReady | schedulable | what moves it next |\n|---|---|---|---|\n| ACTIVE | true, lastHealthCheck now | yes, unless cordoned | the monitor: NOT_READY after paas.node_grace_period without a heartbeat, INACTIVE after paas.node_offline_after; a not-ready heartbeat: NOT_READY |\n| NOT_READY | false | no | a ready heartbeat: ACTIVE; silence for paas.node_offline_after: INACTIVE |\n| INACTIVE | false | no | a heartbeat: ACTIVE (not ready: NOT_READY) |\n| PENDING | unchanged | no | a heartbeat or registration: ACTIVE (not ready: NOT_READY); the monitor never watches PENDING |\n| MAINTENANCE | unchanged | no | only an administrator: heartbeats and registrations leave it there |\n\nEvery status may be set from PENDING, ACTIVE, NOT_READY, INACTIVE and MAINTENANCE alike.",
+   "description": "Sets the node's status. As in the original, an administrator may set any status from any status, and the same one again (an idempotent PATCH); nothing is refused, and every move is audited (GET /workers/:nodeId/transitions). A move that a node's own reports or the health monitor undo is allowed and says here what undoes it; keep a node out of scheduling with MAINTENANCE.\n\n| status set | isReady | schedulable | what moves it next |\n|---|---|---|---|\n| ACTIVE | true, lastHealthCheck now | yes, unless cordoned | the monitor: NOT_READY after paas.node_grace_period without a heartbeat, INACTIVE after paas.node_offline_after; a not-ready heartbeat: NOT_READY |\n| NOT_READY | false | no | a ready heartbeat: ACTIVE; silence for paas.node_offline_after: INACTIVE |\n| INACTIVE | false | no | a heartbeat: ACTIVE (not ready: NOT_READY) |\n| PENDING | unchanged | no | a heartbeat or registration: ACTIVE (not ready: NOT_READY); the monitor never watches PENDING |\n| MAINTENANCE | unchanged | no | only an administrator: heartbeats and registrations leave it there |\n\nEvery status may be set from PENDING, ACTIVE, NOT_READY, INACTIVE and MAINTENANCE alike.\n\nFor a node the Kubernetes API knows: MAINTENANCE cordons the Node in the API (first: a refusal answers 502 CLUSTER_ERROR and changes nothing) and starts a drain of its pods (GET /workers/:nodeId/drain, timeout paas.node_drain_timeout); leaving MAINTENANCE ends that drain and uncordons the node in the API when the maintenance cordoned it (not when the new status is INACTIVE, which keeps the cordon).",
    "request": {
      "type": "object",
      "required": ["status"],
@@ -2016,10 +2050,12 @@ SELECT paas.routes_add($routes$[
        "previousStatus": {"$ref": "#/components/schemas/NodeStatus"},
        "isReady": {"type": "boolean"},
        "isSchedulable": {"type": "boolean"},
-       "updatedAt": {"type": "string", "format": "date-time"}
+       "updatedAt": {"type": "string", "format": "date-time"},
+       "drain": {"description": "the node's live drain (MAINTENANCE of a node the Kubernetes API knows), else null",
+                 "oneOf": [{"$ref": "#/components/schemas/NodeDrain"}, {"type": "null"}]}
      }
    },
-   "errors": [400, 404]},
+   "errors": [400, 404, 502]},
   {"method": "POST", "path": "/api/v1/workers/register", "function": "api.workers_register", "access": "node",
    "status": 201, "message": "Worker node registered successfully", "tag": "workers",
    "otherReplies": {"200": "Worker node information updated successfully"},
@@ -2086,7 +2122,26 @@ SELECT paas.routes_add($routes$[
        "usage": {"$ref": "#/components/schemas/NodeUsage"}
      }
    },
-   "errors": [400, 401, 403]}
+   "errors": [400, 401, 403]},
+  {"method": "POST", "path": "/api/v1/workers/:nodeId/drain", "function": "api.workers_drain", "access": "admin",
+   "status": 202, "message": "Worker node drain started", "tag": "workers",
+   "summary": "Cordon a node in the cluster and evict its pods (Eviction API)",
+   "description": "For a node the Kubernetes API knows: cordons it in the API (spec.unschedulable; a refusal of the API answers 502 CLUSTER_ERROR and changes nothing), records it, and starts a drain that the background worker \"paas node drain\" performs: the node's pods are evicted through policy/v1 Eviction, as kubectl drain --ignore-daemonsets does (DaemonSet-managed and mirror pods stay). An eviction a PodDisruptionBudget forbids (429 from the API) is retried every 5 s and shown as blocked in remaining; past timeoutSeconds (default paas.node_drain_timeout, 600) the drain ends incomplete with the pods still there listed. The answer is the drain; follow it at statusUrl (GET /workers/:nodeId/drain). A drain already running is returned as it is. A node only agents report (or no API configured) answers 409.",
+   "request": {
+     "type": "object",
+     "properties": {
+       "timeoutSeconds": {"type": "integer", "minimum": 1, "maximum": 86400},
+       "reason": {"type": "string", "maxLength": 500}
+     }
+   },
+   "response": {"$ref": "#/components/schemas/NodeDrain"},
+   "errors": [400, 404, 409, 502]},
+  {"method": "GET", "path": "/api/v1/workers/:nodeId/drain", "function": "api.workers_drain_get", "access": "admin",
+   "status": 200, "message": "Worker node drain retrieved successfully", "tag": "workers",
+   "summary": "The node's latest drain and its progress",
+   "description": "state: pending, running (passes every second; 5 s after a refused eviction), complete (only DaemonSet-managed and mirror pods left), incomplete (timed out: remaining lists the pods still there), cancelled (the node was uncordoned or left MAINTENANCE). 404 when the node was never drained.",
+   "response": {"$ref": "#/components/schemas/NodeDrain"},
+   "errors": [404]}
 ]$routes$);
 
 -- ledger: the owner's balance and admin billing
@@ -2829,8 +2884,10 @@ CREATE FUNCTION paas.openapi_responses() RETURNS jsonb
 				 'CONFLICT_ERROR otherwise'),
 				(413, 'PayloadTooLarge', ARRAY['PAYLOAD_TOO_LARGE'], false, 'The request body exceeds 1 MiB'),
 				(429, 'TooManyRequests', ARRAY['RATE_LIMITED'], true, 'Too many requests: retry after Retry-After seconds'),
-				(502, 'BadGateway', ARRAY['GATEWAY_ERROR'], false,
-				 'The payment gateway could not be reached; the top-up stays pending and can be retried'),
+				(502, 'BadGateway', ARRAY['GATEWAY_ERROR', 'CLUSTER_ERROR'], false,
+				 'GATEWAY_ERROR: the payment gateway could not be reached; the top-up stays pending and can be retried. '
+				 'CLUSTER_ERROR: the Kubernetes API refused an action on a worker node or did not answer (its status, '
+				 'reason and message are in details); nothing was changed'),
 				(503, 'ServiceUnavailable', ARRAY['SERVICE_UNAVAILABLE'], true,
 				 'The database is unavailable or busy: retry after Retry-After seconds'),
 				(NULL, 'UnexpectedError', NULL::text[], false, 'Any other error (500 INTERNAL_ERROR: a server fault)'))

@@ -12,7 +12,8 @@ and raw HTTP, and validates what it stores and returns against Kubernetes' publi
 Serves (apiVersion/resource):
   v1: namespaces, nodes, pods (+status, log, eviction, binding), secrets, configmaps,
       persistentvolumeclaims, services, resourcequotas, limitranges, events
-  apps/v1: deployments (+status, scale), replicasets (+status, scale)
+  apps/v1: deployments (+status, scale), replicasets (+status, scale), daemonsets (+status; stored
+      only: no controller makes their pods, which tests create with an ownerReference)
   networking.k8s.io/v1: ingresses, networkpolicies      policy/v1: poddisruptionbudgets
   /version, /healthz /livez /readyz, /api /apis (aggregated discovery apidiscovery.k8s.io/v2
   when the client asks for it, else the legacy APIVersions/APIGroupList; --discovery legacy
@@ -77,6 +78,7 @@ Controller (one thread): Deployment -> ReplicaSet (pod-template-hash, revision a
   scheduler: round-robin over Ready, schedulable nodes whose taints the pod tolerates, whose
   labels match nodeSelector and whose allocatable cpu/memory/pods fit the requests, else
   PodScheduled=False reason Unschedulable ("0/3 nodes are available: 3 Insufficient cpu...");
+  a pod created with spec.nodeName skips the scheduler and is started by that node's "kubelet";
   "kubelet": a bound pod is Running and Ready after --ready-delay seconds, unless its image
   contains one of --bad-images (Waiting ErrImagePull, then ImagePullBackOff after
   --pull-backoff s) or --crash-images (CrashLoopBackOff, restartCount 1); Deployment status
@@ -140,7 +142,7 @@ YAML only: kubectl's imperative generators such as `kubectl create deployment NA
 protobuf and get 415; `kubectl create/apply -f` send JSON), no HTTP/2, no real OpenAPI schemas (fieldValidation=Strict is accepted but unknown
 fields are not reported), no graceful termination (deleted pods vanish at once; no Terminating
 phase unless a finalizer holds them), no pod exec/attach/port-forward/proxy, no log follow
-streaming, no StatefulSets/DaemonSets/Jobs/HPA, no Services endpoints, no resourceVersionMatch
+streaming, no StatefulSets/Jobs/HPA, DaemonSets without a controller, no Services endpoints, no resourceVersionMatch
 or consistent reads at an old resourceVersion (lists are always current), no
 NoExecute-taint eviction of pods, no quota on updates or quota scopes, managedFields list
 elements are keyed but sets (finalizers, ...) are atomic, quantities in node fixtures are kept
@@ -922,6 +924,9 @@ RESOURCES = [
     Res("apps", "v1", "deployments", "Deployment", True, ["deploy"], status=True, subs=["status", "scale"],
         generation=True, categories=["all"]),
     Res("apps", "v1", "replicasets", "ReplicaSet", True, ["rs"], status=True, subs=["status", "scale"],
+        generation=True, categories=["all"]),
+    # stored only (no controller creates their pods): kubectl drain looks up the DaemonSet of a pod
+    Res("apps", "v1", "daemonsets", "DaemonSet", True, ["ds"], status=True, subs=["status"],
         generation=True, categories=["all"]),
     Res("networking.k8s.io", "v1", "ingresses", "Ingress", True, ["ing"], status=True, subs=["status"],
         generation=True),
@@ -2154,6 +2159,16 @@ def defaults(api, res, obj, old):
     elif p == "poddisruptionbudgets":
         if old is None:
             obj["status"] = {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}
+    elif p == "daemonsets":
+        # the counters are not omitempty in the Go type: a new DaemonSet is served with zeros
+        if old is None:
+            obj["status"] = {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
+                             "numberReady": 0}
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("revisionHistoryLimit", 10)
+        us = spec.setdefault("updateStrategy", {"type": "RollingUpdate"})
+        if isinstance(us, dict) and us.get("type") == "RollingUpdate":
+            us.setdefault("rollingUpdate", {"maxUnavailable": 1, "maxSurge": 0})
     elif p == "events":
         now = now_ts()
         obj.setdefault("firstTimestamp", now)
@@ -2672,7 +2687,12 @@ class Controller(threading.Thread):
                 self.unscheduled.add(key)
                 self.mark("sched")
             if sign > 0 and node:
-                self.unscheduled.discard(key)
+                if old is None and not (pod.get("status") or {}).get("startTime") and not is_terminal(pod):
+                    # created bound: the kubelet's admission (do_sched) starts it
+                    self.unscheduled.add(key)
+                    self.mark("sched")
+                else:
+                    self.unscheduled.discard(key)
         if new is None and old is not None:
             self.unscheduled.discard((old["metadata"].get("namespace", ""), old["metadata"]["name"]))
 
@@ -3068,6 +3088,10 @@ class Controller(threading.Thread):
             spec = pod["spec"]
             if spec.get("nodeName") or spec.get("schedulerName", "default-scheduler") != "default-scheduler":
                 self.unscheduled.discard((pod["metadata"]["namespace"], pod["metadata"]["name"]))
+                # created bound (spec.nodeName): the node's kubelet admits it, no scheduler involved
+                node = self.s.get(R["nodes"], "", spec.get("nodeName") or "")
+                if node is not None and not (pod.get("status") or {}).get("startTime"):
+                    self.bind(pod, node, scheduled=False)
                 continue
             req, _ = pod_requests(pod)
             reasons = collections.Counter()
@@ -3121,7 +3145,7 @@ class Controller(threading.Thread):
                 why.append("Insufficient " + r)
         return why
 
-    def bind(self, pod, node):
+    def bind(self, pod, node, scheduled=True):
         ip = node_ip(node)
         nname = node["metadata"]["name"]
         now = now_ts()
@@ -3141,9 +3165,10 @@ class Controller(threading.Thread):
         st["startTime"] = now
         st["containerStatuses"] = [self.cstatus(c, waiting=("ContainerCreating", None)) for c in pod["spec"]["containers"]]
         new["status"] = st
-        pod = self.put(R["pods"], pod, new, "kube-scheduler")
-        self.event(pod, "Normal", "Scheduled", "Successfully assigned %s/%s to %s" % (
-            pod["metadata"]["namespace"], pod["metadata"]["name"], nname), "default-scheduler")
+        pod = self.put(R["pods"], pod, new, "kube-scheduler" if scheduled else "kubelet")
+        if scheduled:
+            self.event(pod, "Normal", "Scheduled", "Successfully assigned %s/%s to %s" % (
+                pod["metadata"]["namespace"], pod["metadata"]["name"], nname), "default-scheduler")
         key = (pod["metadata"]["namespace"], pod["metadata"]["name"], pod["metadata"]["uid"])
         if self.o.ready_delay > 0:
             self.later(self.o.ready_delay, ("start",) + key)

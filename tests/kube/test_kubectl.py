@@ -228,6 +228,60 @@ def test_drain_blocked_by_pdb_then_allowed(kfake, app):
     kfake.kubectl("delete", "-f", PDB)
 
 
+def test_pods_created_bound_run_and_drain_with_daemonset_and_mirror_pods_left(kfake):
+    # a node of its own, so that the app's pods stay where they are
+    st = kfake.control("POST", "nodes", {"name": "node-drain"})
+    assert st
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bound"}}
+    kfake.kubectl("apply", "-f", "-", input=json.dumps(ns))
+
+    def pod(name, **md):
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": dict({"name": name, "namespace": "bound"}, **md),
+                "spec": {"nodeName": "node-drain", "containers": [{"name": "c", "image": "nginx:1.27"}]}}
+    ds = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent", "namespace": "bound"},
+          "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": {
+              "metadata": {"labels": {"app": "agent"}}, "spec": {"containers": [{"name": "c", "image": "agent:1"}]}}}}
+    kfake.kubectl("apply", "-f", "-", input=json.dumps(ds))
+    uid = json.loads(kfake.kubectl("get", "daemonset", "agent", "-n", "bound", "-o", "json").stdout)["metadata"]["uid"]
+    ds_owner = {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent", "uid": uid, "controller": True}
+    items = [pod("solo"), pod("agent", ownerReferences=[ds_owner], labels={"app": "agent"}),
+             pod("static", annotations={"kubernetes.io/config.mirror": "a1b2"})]
+    kfake.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+
+    def wide():
+        lines = kfake.kubectl("get", "pods", "-n", "bound", "-o", "wide").stdout.splitlines()
+        head = lines[0].split()
+        return {line.split()[0]: (line.split()[head.index("STATUS")], line.split()[head.index("NODE")])
+                for line in lines[1:]}
+    # created with spec.nodeName: no scheduler, the kubelet starts them
+    kfake.wait_for(lambda: all(v == ("Running", "node-drain") for v in wide().values()) and len(wide()) == 3,
+                   what="pods running on node-drain")
+
+    # a merge patch (kubectl patch --type=merge) cordons as well as kubectl cordon's strategic one
+    seq = kfake.requests_since()["last"]
+    kfake.kubectl("patch", "node", "node-drain", "--type=merge", "-p", '{"spec":{"unschedulable":true}}')
+    row = [line for line in kfake.kubectl("get", "nodes").stdout.splitlines() if line.startswith("node-drain")][0]
+    assert row.split()[1] == "Ready,SchedulingDisabled"
+    patch = [r for r in kfake.requests_since(seq)["items"] if r["method"] == "PATCH"]
+    assert patch[-1]["contentType"] == "application/merge-patch+json"
+
+    # kubectl drain evicts the unmanaged pod (--force), leaves the DaemonSet's (--ignore-daemonsets,
+    # after it found the DaemonSet) and the mirror pod, as the node drain of paas does
+    seq = kfake.requests_since()["last"]
+    out = kfake.kubectl("drain", "node-drain", "--ignore-daemonsets", "--force", "--timeout=20s")
+    text = out.stdout + out.stderr
+    assert "pod/solo evicted" in text, text
+    assert "ignoring DaemonSet-managed Pods: bound/agent" in text, text
+    evicted = [r["path"] for r in kfake.requests_since(seq)["items"] if r["path"].endswith("/eviction")]
+    assert evicted == ["/api/v1/namespaces/bound/pods/solo/eviction"], evicted
+    assert any(r["path"] == "/apis/apps/v1/namespaces/bound/daemonsets/agent" and r["status"] == 200
+               for r in kfake.requests_since(seq)["items"])
+    left = wide()
+    assert "solo" not in left and left["agent"] == ("Running", "node-drain") and left["static"] == ("Running", "node-drain")
+    kfake.kubectl("uncordon", "node-drain")
+    kfake.kubectl("delete", "namespace", "bound", "--wait=false")
+
+
 def test_apply_conflict_with_another_manager(kfake, app):
     kfake.kubectl("set", "image", "deploy/web", "web=nginx:1.28", "-n", NS)
     p = kfake.kubectl("apply", "--server-side", "-f", MANIFEST, check=False)

@@ -6,7 +6,7 @@ BEGIN;
 SELECT plan(58);
 
 -- 1. Every row names a function of the HTTP shape, or is a built-in.
-SELECT is((SELECT count(*)::int FROM paas.routes), 112, 'the 112 routes of the gateway');
+SELECT is((SELECT count(*)::int FROM paas.routes), 114, 'the 114 routes of the gateway');
 SELECT is((SELECT count(*)::int FROM paas.routes r
 			 JOIN pg_proc p ON p.oid = r.function
 			WHERE p.pronamespace = 'api'::regnamespace

@@ -111,6 +111,8 @@ SELECT results_eq(
 		('users_update(req jsonb, ctx jsonb) jsonb v'),
 		('workers_create(req jsonb, ctx jsonb) jsonb v'),
 		('workers_delete(req jsonb, ctx jsonb) jsonb v'),
+		('workers_drain(req jsonb, ctx jsonb) jsonb v'),
+		('workers_drain_get(req jsonb, ctx jsonb) jsonb s'),
 		('workers_get(req jsonb, ctx jsonb) jsonb s'),
 		('workers_heartbeat(req jsonb, ctx jsonb) jsonb v'),
 		('workers_heartbeat_batch(req jsonb, ctx jsonb) jsonb v'),
