@@ -10,23 +10,25 @@
  * transaction per unit of work.  Each pass
  *	  1. claims due mails in one short transaction (paas.notify_claim: FOR
  *		 UPDATE SKIP LOCKED, marked SENDING with a lease and rendered),
- *	  2. sends each one with NO transaction open, then
- *	  3. records its outcome in a transaction of its own (paas.notify_record),
- *		 before the next one is sent,
- * so a crash repeats at most the mail in flight, and then with the same
- * Message-ID (fixed at the first claim).
+ *	  2. sends them with NO transaction open over paas.smtp_connections kept
+ *		 connections, one mail per connection at a time (a "slot": an easy
+ *		 handle in one curl multi handle), then
+ *	  3. records the outcomes (paas.notify_record) as the transfers end: what
+ *		 ended in one round of the transfer loop in one transaction, before
+ *		 any further mail is started,
+ * so a crash repeats at most the mails in flight -- one per connection --
+ * and then with the same Message-ID (fixed at the first claim); a mail
+ * that was recorded never goes again.
  *
- * One WAL flush per mail, off the critical path.  The mailer's transactions
- * commit without waiting for their WAL flush (synchronous_commit = off for
- * its session); what a record needs is to be durable before the NEXT mail
- * can be accepted.  So the flush (XLogFlush of the last commit) is done in
- * libcurl's read of the next message's last part, just before libcurl sends
- * the end-of-data dot: at any moment at most one accepted mail is
- * unrecorded.  The transfer is driven through a curl multi handle so that
- * the flush runs while the server works on the next mail's envelope (MAIL,
- * RCPT, DATA) instead of after the record's own commit; the read of the last
- * part only makes sure it is done.  Before the mailer sleeps, it flushes
- * what is left.
+ * No synchronous commit per record, and still durable before the next mail
+ * can be accepted.  The mailer's transactions commit without waiting for
+ * their WAL flush (synchronous_commit = off for its session); the flush
+ * (XLogFlush of the last commit) runs right after each step of the
+ * transfers is sent, while the server works on it, and libcurl's read of a
+ * message's last part makes sure it is done before it hands out the last
+ * bytes (after which libcurl sends the end-of-data dot): at any moment at
+ * most one accepted mail per connection is unrecorded.  Before the mailer
+ * sleeps, it flushes what is left.
  *
  * Rules a reader must know:
  *	  - SMTP: paas.smtp_url (smtp://host:587 or smtps://host:465).
@@ -37,12 +39,12 @@
  *		AUTH with paas.smtp_user and the first line of
  *		paas.smtp_password_file, read when the connection is set up and
  *		never logged.
- *	  - One CURL handle (and the multi handle that holds its connection) is
- *		kept across mails and passes, so the SMTP connection (and its TLS
- *		session and AUTH) is reused; it is closed
- *		(QUIT) after MAILER_IDLE_CLOSE_MS without mail and rebuilt when the
- *		settings change.  A reused connection that turns out dead is tried
- *		once more on a fresh one.
+ *	  - The slots' CURL handles (duplicates of one configured handle) and
+ *		the multi handle that holds their connections are kept across mails
+ *		and passes, so each SMTP connection (and its TLS session and AUTH)
+ *		is reused; they are closed (QUIT) after MAILER_IDLE_CLOSE_MS without
+ *		mail and rebuilt when the settings change.  A reused connection that
+ *		turns out dead is tried once more on a fresh one.
  *	  - The message is built with libcurl's MIME API (never by hand):
  *		multipart/mixed of a multipart/alternative (text/plain and
  *		text/html, UTF-8, quoted-printable) and the invoice PDF (base64)
@@ -54,6 +56,7 @@
  *		connection after a refusal; the answer to QUIT is not the news).
  *		A failure of the server itself (connect, TLS, AUTH, a refused
  *		sender) is recorded as "unavailable": the attempt is not counted,
+ *		no further mail is started (those in flight end and are recorded),
  *		the rest of the batch is given back unattempted, and the mailer
  *		waits before its next pass (1 s, doubling up to MAILER_PAUSE_MAX_MS;
  *		new mail waits too).  Settings that cannot work claim nothing.
@@ -63,8 +66,8 @@
  *		or the extension is not installed.
  *	  - Its SQL runs as superuser with search_path = pg_catalog, pg_temp, as
  *		the other workers' (bgworker/worker.c).
- *	  - Everything not palloc'd (the CURL handle, MIME structures, lists)
- *		is freed in PG_FINALLY; the handle itself lives in a static and is
+ *	  - Everything not palloc'd (MIME structures, lists) is freed in
+ *		PG_FINALLY; the CURL handles live in statics and are
  *		cleaned up on exit.
  *
  *-------------------------------------------------------------------------
