@@ -46,10 +46,10 @@ ALTER SYSTEM RESET paas.smtp_ca_file;
 ALTER SYSTEM RESET paas.mail_per_recipient_per_hour;
 ALTER SYSTEM RESET paas.smtp_connections;
 SELECT pg_reload_conf();
--- the mails earlier areas queued are due again as they were (see part 1)
-UPDATE paas.notification_outbox SET due_at = due_at - interval '100 years'
- WHERE status = 'PENDING' AND due_at > now() + interval '50 years';
 SQL
+	# the mails earlier areas queued are due again as they were (see part 1)
+	q >/dev/null 2>&1 -c "UPDATE paas.notification_outbox SET due_at = due_at - interval '100 years'
+		WHERE status = 'PENDING' AND due_at > now() + interval '50 years'" || true
 	if [ -n "$SMTPD_PID" ]; then kill "$SMTPD_PID" 2>/dev/null || true; fi
 	rm -rf "$DIR"
 }
