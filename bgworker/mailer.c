@@ -10,23 +10,25 @@
  * transaction per unit of work.  Each pass
  *	  1. claims due mails in one short transaction (paas.notify_claim: FOR
  *		 UPDATE SKIP LOCKED, marked SENDING with a lease and rendered),
- *	  2. sends each one with NO transaction open, then
- *	  3. records its outcome in a transaction of its own (paas.notify_record),
- *		 before the next one is sent,
- * so a crash repeats at most the mail in flight, and then with the same
- * Message-ID (fixed at the first claim).
+ *	  2. sends them with NO transaction open over paas.smtp_connections kept
+ *		 connections, one mail per connection at a time (a "slot": an easy
+ *		 handle in one curl multi handle), then
+ *	  3. records the outcomes (paas.notify_record) as the transfers end: what
+ *		 ended in one round of the transfer loop in one transaction, before
+ *		 any further mail is started,
+ * so a crash repeats at most the mails in flight -- one per connection --
+ * and then with the same Message-ID (fixed at the first claim); a mail
+ * that was recorded never goes again.
  *
- * One WAL flush per mail, off the critical path.  The mailer's transactions
- * commit without waiting for their WAL flush (synchronous_commit = off for
- * its session); what a record needs is to be durable before the NEXT mail
- * can be accepted.  So the flush (XLogFlush of the last commit) is done in
- * libcurl's read of the next message's last part, just before libcurl sends
- * the end-of-data dot: at any moment at most one accepted mail is
- * unrecorded.  The transfer is driven through a curl multi handle so that
- * the flush runs while the server works on the next mail's envelope (MAIL,
- * RCPT, DATA) instead of after the record's own commit; the read of the last
- * part only makes sure it is done.  Before the mailer sleeps, it flushes
- * what is left.
+ * No synchronous commit per record, and still durable before the next mail
+ * can be accepted.  The mailer's transactions commit without waiting for
+ * their WAL flush (synchronous_commit = off for its session); the flush
+ * (XLogFlush of the last commit) runs right after each step of the
+ * transfers is sent, while the server works on it, and libcurl's read of a
+ * message's last part makes sure it is done before it hands out the last
+ * bytes (after which libcurl sends the end-of-data dot): at any moment at
+ * most one accepted mail per connection is unrecorded.  Before the mailer
+ * sleeps, it flushes what is left.
  *
  * Rules a reader must know:
  *	  - SMTP: paas.smtp_url (smtp://host:587 or smtps://host:465).
@@ -37,12 +39,12 @@
  *		AUTH with paas.smtp_user and the first line of
  *		paas.smtp_password_file, read when the connection is set up and
  *		never logged.
- *	  - One CURL handle (and the multi handle that holds its connection) is
- *		kept across mails and passes, so the SMTP connection (and its TLS
- *		session and AUTH) is reused; it is closed
- *		(QUIT) after MAILER_IDLE_CLOSE_MS without mail and rebuilt when the
- *		settings change.  A reused connection that turns out dead is tried
- *		once more on a fresh one.
+ *	  - The slots' CURL handles (duplicates of one configured handle) and
+ *		the multi handle that holds their connections are kept across mails
+ *		and passes, so each SMTP connection (and its TLS session and AUTH)
+ *		is reused; they are closed (QUIT) after MAILER_IDLE_CLOSE_MS without
+ *		mail and rebuilt when the settings change.  A reused connection that
+ *		turns out dead is tried once more on a fresh one.
  *	  - The message is built with libcurl's MIME API (never by hand):
  *		multipart/mixed of a multipart/alternative (text/plain and
  *		text/html, UTF-8, quoted-printable) and the invoice PDF (base64)
@@ -54,6 +56,7 @@
  *		connection after a refusal; the answer to QUIT is not the news).
  *		A failure of the server itself (connect, TLS, AUTH, a refused
  *		sender) is recorded as "unavailable": the attempt is not counted,
+ *		no further mail is started (those in flight end and are recorded),
  *		the rest of the batch is given back unattempted, and the mailer
  *		waits before its next pass (1 s, doubling up to MAILER_PAUSE_MAX_MS;
  *		new mail waits too).  Settings that cannot work claim nothing.
@@ -63,8 +66,8 @@
  *		or the extension is not installed.
  *	  - Its SQL runs as superuser with search_path = pg_catalog, pg_temp, as
  *		the other workers' (bgworker/worker.c).
- *	  - Everything not palloc'd (the CURL handle, MIME structures, lists)
- *		is freed in PG_FINALLY; the handle itself lives in a static and is
+ *	  - Everything not palloc'd (MIME structures, lists) is freed in
+ *		PG_FINALLY; the CURL handles live in statics and are
  *		cleaned up on exit.
  *
  *-------------------------------------------------------------------------
@@ -108,6 +111,7 @@ PGDLLEXPORT void paas_mailer_main(Datum main_arg) pg_attribute_noreturn();
 #define MAILER_PAUSE_MIN_MS		1000	/* after a failure of the server itself */
 #define MAILER_PAUSE_MAX_MS		60000
 #define MAILER_REPLY_MAX		500
+#define MAILER_MAX_CONNECTIONS	16
 
 /* GUCs */
 static char *smtp_url = NULL;
@@ -118,6 +122,7 @@ static char *smtp_ca_file = NULL;
 static char *mail_from = NULL;
 static char *public_url = NULL;
 static int	mail_batch = 50;
+static int	smtp_connections = 4;
 static int	mail_lease_s = 120;
 static int	mail_retry_base_s = 30;
 static int	mail_retry_max_s = 3600;
@@ -209,6 +214,10 @@ define_gucs(void)
 							   NULL, &public_url, "http://localhost:8080", PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("paas.mail_batch", "Mails the mailer claims at a time.", NULL,
 							&mail_batch, 50, 1, 1000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("paas.smtp_connections", "SMTP connections the mailer sends over at once.",
+							"Each carries one mail at a time; a crash of the mailer can repeat at most "
+							"one mail per connection (with its Message-ID).",
+							&smtp_connections, 4, 1, MAILER_MAX_CONNECTIONS, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("paas.mail_lease", "How long a claimed mail is the mailer's before it is claimed again.",
 							"Longer than one SMTP call can take (60 s).",
 							&mail_lease_s, 120, 2, 86400, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
@@ -308,18 +317,15 @@ publish_counts(int sent, int retried, int failed)
 	SpinLockRelease(&paas_mailer_shared->mutex);
 }
 
-static CURL *handle = NULL;		/* the kept SMTP handle */
-static CURLM *multi = NULL;		/* ... driven by this, which keeps the connection */
+static CURL *handle = NULL;		/* the kept SMTP handle (slot 0's) */
+static CURLM *multi = NULL;		/* ... driven by this, which keeps the connections */
+
+static void smtp_close(void);
 
 static void
 mailer_exit(int code, Datum arg)
 {
-	if (handle != NULL)
-		curl_easy_cleanup(handle);
-	if (multi != NULL)
-		curl_multi_cleanup(multi);	/* closes the connection: QUIT */
-	handle = NULL;
-	multi = NULL;
+	smtp_close();				/* closes the connections: QUIT */
 	if (paas_mailer_shared == NULL)
 		return;
 	SpinLockAcquire(&paas_mailer_shared->mutex);
@@ -371,7 +377,7 @@ end_tx(MemoryContext old)
 	if (!XLogRecPtrIsInvalid(XactLastCommitEnd) && XactLastCommitEnd > unflushed)
 		unflushed = XactLastCommitEnd;
 	MemoryContextSwitchTo(old);
-	pgstat_report_stat(true);
+	pgstat_report_stat(false);	/* at most once a second; forced before a sleep */
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
@@ -492,38 +498,58 @@ enum
 	OUT_UNAVAILABLE				/* the server itself failed: the attempt is not counted */
 };
 
-/* Records an outcome; returns how long until the mail is due again (-1: never). */
+/* The outcome of one attempt, to be recorded. */
+typedef struct Outcome
+{
+	const Mail *m;
+	int			outcome;		/* OUT_* */
+	int			code;			/* the server's reply code, 0 without one */
+	char		reply[MAILER_REPLY_MAX + 1];
+} Outcome;
+
+/*
+ * Records outcomes (paas.notify_record), all in one transaction; returns
+ * how long until the first of them is due again (-1: none will be).
+ */
 static long
-record(const Mail *m, int outcome, int code, const char *reply)
+record(const Outcome *outs, int n)
 {
 	long		due_ms = -1;
 	Oid			argtypes[5] = {INT8OID, INT4OID, TEXTOID, INT4OID, TEXTOID};
-	Datum		args[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-	int			ret;
-	MemoryContext old = begin_tx("paas mailer: recording an outcome");
+	MemoryContext old;
 
-	args[0] = Int64GetDatum(m->id);
-	args[1] = Int32GetDatum(m->attempt);
-	args[2] = CStringGetTextDatum(outcome_names[outcome]);
-	args[3] = Int32GetDatum(code);
-	if (code == 0)
-		nulls[3] = 'n';
-	args[4] = CStringGetTextDatum(reply ? reply : "");
-	ret = SPI_execute_with_args("SELECT (extract(epoch FROM x.due_at - clock_timestamp()) * 1000)::bigint "
-								"FROM paas.notify_record($1, $2, $3, $4, $5) st "
-								"JOIN paas.notification_outbox x ON x.id = $1 "
-								"WHERE st IN ('PENDING', 'SENDING')",
-								5, argtypes, args, nulls, false, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "paas.notify_record failed: %d", ret);
-	if (SPI_processed == 1)
+	if (n == 0)
+		return -1;
+	old = begin_tx("paas mailer: recording outcomes");
+	for (int i = 0; i < n; i++)
 	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		const Outcome *o = &outs[i];
+		Datum		args[5];
+		char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+		int			ret;
 
-		if (!isnull)
-			due_ms = (long) Max(DatumGetInt64(d), 0);
+		args[0] = Int64GetDatum(o->m->id);
+		args[1] = Int32GetDatum(o->m->attempt);
+		args[2] = CStringGetTextDatum(outcome_names[o->outcome]);
+		args[3] = Int32GetDatum(o->code);
+		if (o->code == 0)
+			nulls[3] = 'n';
+		args[4] = CStringGetTextDatum(o->reply);
+		ret = SPI_execute_with_args("SELECT (extract(epoch FROM x.due_at - clock_timestamp()) * 1000)::bigint "
+									"FROM paas.notify_record($1, $2, $3, $4, $5) st "
+									"JOIN paas.notification_outbox x ON x.id = $1 "
+									"WHERE st IN ('PENDING', 'SENDING')",
+									5, argtypes, args, nulls, false, 1);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "paas.notify_record failed: %d", ret);
+		if (SPI_processed == 1)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (!isnull && (due_ms < 0 || DatumGetInt64(d) < due_ms))
+				due_ms = (long) Max(DatumGetInt64(d), 0);
+		}
 	}
 	end_tx(old);
 	return due_ms;
@@ -569,6 +595,40 @@ typedef struct Replies
 	char		last[MAILER_REPLY_MAX + 1];
 	char		refusal[MAILER_REPLY_MAX + 1];
 } Replies;
+
+/*
+ * The last part of a message, read by libcurl through a callback: before
+ * its last bytes are handed out (libcurl then closes the MIME body and sends
+ * the end-of-data dot), the records committed so far are flushed.
+ */
+typedef struct Tail
+{
+	const char *data;
+	size_t		len;
+	size_t		pos;
+	bool		flushed;
+} Tail;
+
+/*
+ * One SMTP connection's worth of sending: an easy handle (which the multi
+ * handle gives a connection of its pool) and the mail it carries, if any,
+ * with what libcurl reads of it.
+ */
+typedef struct Slot
+{
+	CURL	   *h;
+	const Mail *m;				/* the mail in flight; NULL: idle */
+	curl_mime  *mime;
+	struct curl_slist *headers;
+	struct curl_slist *rcpt;
+	Tail		tail;
+	Replies		r;
+	char		errbuf[CURL_ERROR_SIZE];
+	bool		retried;		/* sent again on a fresh connection */
+} Slot;
+
+static Slot slots[MAILER_MAX_CONNECTIONS];
+static int	nslots = 0;			/* slots with a handle: paas.smtp_connections */
 
 static size_t
 on_reply_line(char *data, size_t size, size_t nitems, void *userdata)
@@ -735,14 +795,48 @@ smtp_handle(void)
 	curl_easy_setopt(handle, CURLOPT_MAXAGE_CONN, 60L);
 	curl_easy_setopt(handle, CURLOPT_HEADERFUNCTION, on_reply_line);
 	pfree(url);
+
+	/* the multi handle keeps the connections; each slot carries one */
+	multi = curl_multi_init();
+	if (multi == NULL)
+	{
+		publish_error("curl_multi_init failed");
+		curl_easy_cleanup(handle);
+		handle = NULL;
+		return NULL;
+	}
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) smtp_connections);
+	memset(slots, 0, sizeof(slots));
+	slots[0].h = handle;
+	for (nslots = 1; nslots < smtp_connections; nslots++)
+	{
+		slots[nslots].h = curl_easy_duphandle(handle);
+		if (slots[nslots].h == NULL)
+			break;				/* fewer connections then */
+	}
+	for (int i = 0; i < nslots; i++)
+		curl_easy_setopt(slots[i].h, CURLOPT_PRIVATE, (void *) &slots[i]);
 	return handle;
 }
 
+/*
+ * Closes the connections (QUIT) and frees the handles; the next mail
+ * connects anew.  A slot with a mail in flight is taken out of the multi
+ * handle first (its MIME structures are the pass's to free).
+ */
 static void
 smtp_close(void)
 {
-	if (handle != NULL)
-		curl_easy_cleanup(handle);
+	for (int i = 0; i < nslots; i++)
+	{
+		if (slots[i].h == NULL)
+			continue;
+		if (slots[i].m != NULL && multi != NULL)
+			curl_multi_remove_handle(multi, slots[i].h);
+		curl_easy_cleanup(slots[i].h);
+		slots[i].h = NULL;
+	}
+	nslots = 0;
 	if (multi != NULL)
 		curl_multi_cleanup(multi);	/* QUIT */
 	handle = NULL;
@@ -750,18 +844,9 @@ smtp_close(void)
 }
 
 /*
- * The last part of a message, read by libcurl through a callback: before
- * its last bytes are handed out (libcurl then closes the MIME body and sends
- * the end-of-data dot), the records committed so far are flushed.
+ * libcurl's read of the last part of a message: the records committed so
+ * far are flushed before its last bytes are handed out.
  */
-typedef struct Tail
-{
-	const char *data;
-	size_t		len;
-	size_t		pos;
-	bool		flushed;
-} Tail;
-
 static size_t
 tail_read(char *buf, size_t size, size_t nitems, void *arg)
 {
@@ -833,77 +918,148 @@ rfc5322_date(char *buf, size_t len)
 }
 
 /*
- * Runs one transfer through the multi handle: the first step sends the
- * envelope's first command, and while the server works on it the records
- * committed so far are flushed (the flush of the previous mail overlaps
- * this mail's envelope; tail_read() makes sure it is done before the dot).
+ * Starts the transfer of one mail on an idle slot: the message -- headers
+ * (Date, From, To, Subject, Message-ID, Auto-Submitted, and
+ * List-Unsubscribe + List-Unsubscribe-Post for reminders) and a MIME body
+ * built by libcurl -- and the envelope are set on the slot's handle, which
+ * is added to the multi handle.  What it allocates outside palloc is the
+ * slot's until slot_clear().
  */
-static CURLcode
-transfer(CURL *h)
+static void
+slot_start(Slot *s, const Mail *m)
 {
-	CURLMcode	mc;
-	CURLMsg    *msg;
-	int			running = 0;
-	int			queued;
-	CURLcode	rc = CURLE_SEND_ERROR;
-	bool		done = false;
+	CURL	   *h = s->h;
+	char		date[64];
+	char	   *fname = from_name();
+	char	   *faddr = from_address();
+	curl_mime  *alt;
+	curl_mimepart *part;
+	struct curl_slist *alt_headers;
 
-	if (multi == NULL && (multi = curl_multi_init()) == NULL)
-		return CURLE_OUT_OF_MEMORY;
+	Assert(s->m == NULL);
+	s->m = m;
+	s->retried = false;
+	memset(&s->tail, 0, sizeof(s->tail));
+	memset(&s->r, 0, sizeof(s->r));
+	s->errbuf[0] = '\0';
+
+	rfc5322_date(date, sizeof(date));
+	s->headers = curl_slist_append(s->headers, psprintf("Date: %s", date));
+	s->headers = curl_slist_append(s->headers, psprintf("From: %s", paas_mail_encode_address(fname, faddr)));
+	s->headers = curl_slist_append(s->headers, psprintf("To: %s",
+														paas_mail_encode_address(m->recipient_name, m->recipient)));
+	s->headers = curl_slist_append(s->headers, psprintf("Subject: %s", paas_mail_encode_word(m->subject)));
+	s->headers = curl_slist_append(s->headers, psprintf("Message-ID: %s", m->message_id));
+	s->headers = curl_slist_append(s->headers, "Auto-Submitted: auto-generated");
+	if (m->list_unsubscribe)
+	{
+		s->headers = curl_slist_append(s->headers, psprintf("List-Unsubscribe: %s", m->list_unsubscribe));
+		s->headers = curl_slist_append(s->headers, "List-Unsubscribe-Post: List-Unsubscribe=One-Click");
+	}
+	s->rcpt = curl_slist_append(s->rcpt, psprintf("<%s>", m->recipient));
+
+	s->mime = curl_mime_init(h);
+	alt = curl_mime_init(h);
+	part = curl_mime_addpart(alt);
+	curl_mime_data(part, to_crlf(m->body_text), CURL_ZERO_TERMINATED);
+	curl_mime_type(part, "text/plain; charset=UTF-8");
+	curl_mime_encoder(part, "quoted-printable");
+	part = curl_mime_addpart(alt);
+	if (m->attachment)
+		curl_mime_data(part, to_crlf(m->body_html), CURL_ZERO_TERMINATED);
+	else
+	{
+		s->tail.data = to_crlf(m->body_html);
+		s->tail.len = strlen(s->tail.data);
+		curl_mime_data_cb(part, (curl_off_t) s->tail.len, tail_read, tail_seek, NULL, &s->tail);
+	}
+	curl_mime_type(part, "text/html; charset=UTF-8");
+	curl_mime_encoder(part, "quoted-printable");
+	part = curl_mime_addpart(s->mime);
+	curl_mime_subparts(part, alt);	/* the message owns alt from here */
+	curl_mime_type(part, "multipart/alternative");
+	alt_headers = curl_slist_append(NULL, "Content-Disposition: inline");
+	curl_mime_headers(part, alt_headers, 1);	/* the part owns the list */
+	if (m->attachment)
+	{
+		part = curl_mime_addpart(s->mime);
+		s->tail.data = m->attachment;
+		s->tail.len = m->attachment_len;
+		curl_mime_data_cb(part, (curl_off_t) s->tail.len, tail_read, tail_seek, NULL, &s->tail);
+		curl_mime_type(part, "application/pdf");
+		curl_mime_filename(part, m->attachment_name ? m->attachment_name : "invoice.pdf");
+		curl_mime_encoder(part, "base64");
+	}
+
+	curl_easy_setopt(h, CURLOPT_MAIL_FROM, psprintf("<%s>", faddr));
+	curl_easy_setopt(h, CURLOPT_MAIL_RCPT, s->rcpt);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, s->headers);
+	curl_easy_setopt(h, CURLOPT_MIMEPOST, s->mime);
+	curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 0L);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, (void *) &s->r);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, s->errbuf);
 	if (curl_multi_add_handle(multi, h) != CURLM_OK)
-		return CURLE_FAILED_INIT;
-	mc = curl_multi_perform(multi, &running);
-	flush_records();
-	while (mc == CURLM_OK && running)
-	{
-		mc = curl_multi_poll(multi, NULL, 0, 1000, NULL);
-		if (mc == CURLM_OK)
-			mc = curl_multi_perform(multi, &running);
-	}
-	while ((msg = curl_multi_info_read(multi, &queued)) != NULL)
-	{
-		if (msg->msg == CURLMSG_DONE && msg->easy_handle == h)
-		{
-			rc = msg->data.result;
-			done = true;
-		}
-	}
-	curl_multi_remove_handle(multi, h);
-	return done ? rc : CURLE_SEND_ERROR;
+		elog(ERROR, "curl_multi_add_handle failed");
 }
 
-/* One transfer of a built message; fills *s. */
+/*
+ * Runs the slot's mail once more on a fresh connection (the kept one had
+ * been closed by the server): the message is read again from its start.
+ */
 static void
-perform(CURL *h, Sent *s)
+slot_retry(Slot *s)
 {
-	Replies		r;
-	char		errbuf[CURL_ERROR_SIZE];
-	CURLcode	rc;
+	s->retried = true;
+	s->tail.pos = 0;
+	s->tail.flushed = false;
+	memset(&s->r, 0, sizeof(s->r));
+	s->errbuf[0] = '\0';
+	curl_easy_setopt(s->h, CURLOPT_FRESH_CONNECT, 1L);
+	if (curl_multi_add_handle(multi, s->h) != CURLM_OK)
+		elog(ERROR, "curl_multi_add_handle failed");
+}
 
-	memset(&r, 0, sizeof(r));
-	errbuf[0] = '\0';
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, (void *) &r);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-	rc = transfer(h);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, NULL);
+/* Frees what slot_start() set up; the slot's handle must be out of the multi handle. */
+static void
+slot_clear(Slot *s)
+{
+	curl_easy_setopt(s->h, CURLOPT_MIMEPOST, NULL);
+	curl_easy_setopt(s->h, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(s->h, CURLOPT_MAIL_RCPT, NULL);
+	curl_easy_setopt(s->h, CURLOPT_HEADERDATA, NULL);
+	curl_easy_setopt(s->h, CURLOPT_ERRORBUFFER, NULL);
+	curl_easy_setopt(s->h, CURLOPT_FRESH_CONNECT, 0L);
+	curl_mime_free(s->mime);
+	curl_slist_free_all(s->headers);
+	curl_slist_free_all(s->rcpt);
+	s->mime = NULL;
+	s->headers = NULL;
+	s->rcpt = NULL;
+	s->m = NULL;
+}
 
-	s->code = 0;
+/* The outcome of a finished transfer of a slot (libcurl's result rc). */
+static void
+slot_outcome(Slot *s, CURLcode rc, Sent *out)
+{
+	const Replies *r = &s->r;
+	const char *errbuf = s->errbuf;
+
+	memset(out, 0, sizeof(*out));
 	if (rc == CURLE_OK)
 	{
-		const char *l = r.last;
+		const char *l = r->last;
 
 		if (strlen(l) >= 3 && isdigit((unsigned char) l[0]))
-			s->code = (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0');
-		s->outcome = OUT_SENT;
-		s->server_down = false;
-		strlcpy(s->reply, l, sizeof(s->reply));
+			out->code = (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0');
+		out->outcome = OUT_SENT;
+		strlcpy(out->reply, l, sizeof(out->reply));
 		return;
 	}
-	if (r.refusal[0] != '\0')
-		s->code = (r.refusal[0] - '0') * 100 + (r.refusal[1] - '0') * 10 + (r.refusal[2] - '0');
-	snprintf(s->reply, sizeof(s->reply), "%s%s%s", errbuf[0] ? errbuf : curl_easy_strerror(rc),
-			 r.lines > 0 ? " -- " : "", r.refusal[0] ? r.refusal : r.last);
+	if (r->refusal[0] != '\0')
+		out->code = (r->refusal[0] - '0') * 100 + (r->refusal[1] - '0') * 10 + (r->refusal[2] - '0');
+	snprintf(out->reply, sizeof(out->reply), "%s%s%s", errbuf[0] ? errbuf : curl_easy_strerror(rc),
+			 r->lines > 0 ? " -- " : "", r->refusal[0] ? r->refusal : r->last);
 	switch (rc)
 	{
 		case CURLE_LOGIN_DENIED:
@@ -914,149 +1070,46 @@ perform(CURL *h, Sent *s)
 		case CURLE_PEER_FAILED_VERIFICATION:
 		case CURLE_SSL_CACERT_BADFILE:
 		case CURLE_OPERATION_TIMEDOUT:
-			s->server_down = true;
-			s->outcome = OUT_TEMPORARY;
+			out->server_down = true;
+			out->outcome = OUT_TEMPORARY;
 			return;
 		default:
 			break;
 	}
-	s->server_down = (r.lines == 0);
-	s->outcome = (s->code >= 500 && s->code < 600) ? OUT_PERMANENT : OUT_TEMPORARY;
+	out->server_down = (r->lines == 0);
+	out->outcome = (out->code >= 500 && out->code < 600) ? OUT_PERMANENT : OUT_TEMPORARY;
 	if (strncmp(errbuf, "MAIL failed", 11) == 0)
 	{
 		/* the sender was refused (settings, AUTH): not this mail's fault */
-		s->outcome = OUT_TEMPORARY;
-		s->server_down = true;
+		out->outcome = OUT_TEMPORARY;
+		out->server_down = true;
 	}
-}
-
-/*
- * Sends one mail.  The message: headers (Date, From, To, Subject,
- * Message-ID, Auto-Submitted, and List-Unsubscribe + List-Unsubscribe-Post
- * for reminders) and a MIME body built by libcurl.
- */
-static void
-smtp_send(const Mail *m, Sent *s)
-{
-	CURL	   *h = smtp_handle();
-	curl_mime  *volatile mime = NULL;
-	struct curl_slist *volatile headers = NULL;
-	struct curl_slist *volatile rcpt = NULL;
-	struct curl_slist *volatile alt_headers = NULL;
-
-	memset(s, 0, sizeof(*s));
-	if (h == NULL)
-	{
-		s->outcome = OUT_TEMPORARY;
-		s->server_down = true;
-		strlcpy(s->reply, "the SMTP settings cannot work (see paas.mailer_state())", sizeof(s->reply));
-		return;
-	}
-	PG_TRY();
-	{
-		char		date[64];
-		char	   *fname = from_name();
-		char	   *faddr = from_address();
-		curl_mime  *alt;
-		curl_mimepart *part;
-		long		conns = 0;
-		Tail		tail = {0};
-
-		rfc5322_date(date, sizeof(date));
-		headers = curl_slist_append(headers, psprintf("Date: %s", date));
-		headers = curl_slist_append(headers, psprintf("From: %s", paas_mail_encode_address(fname, faddr)));
-		headers = curl_slist_append(headers, psprintf("To: %s",
-													  paas_mail_encode_address(m->recipient_name, m->recipient)));
-		headers = curl_slist_append(headers, psprintf("Subject: %s", paas_mail_encode_word(m->subject)));
-		headers = curl_slist_append(headers, psprintf("Message-ID: %s", m->message_id));
-		headers = curl_slist_append(headers, "Auto-Submitted: auto-generated");
-		if (m->list_unsubscribe)
-		{
-			headers = curl_slist_append(headers, psprintf("List-Unsubscribe: %s", m->list_unsubscribe));
-			headers = curl_slist_append(headers, "List-Unsubscribe-Post: List-Unsubscribe=One-Click");
-		}
-		rcpt = curl_slist_append(rcpt, psprintf("<%s>", m->recipient));
-
-		mime = curl_mime_init(h);
-		alt = curl_mime_init(h);
-		part = curl_mime_addpart(alt);
-		curl_mime_data(part, to_crlf(m->body_text), CURL_ZERO_TERMINATED);
-		curl_mime_type(part, "text/plain; charset=UTF-8");
-		curl_mime_encoder(part, "quoted-printable");
-		part = curl_mime_addpart(alt);
-		if (m->attachment)
-			curl_mime_data(part, to_crlf(m->body_html), CURL_ZERO_TERMINATED);
-		else
-		{
-			tail.data = to_crlf(m->body_html);
-			tail.len = strlen(tail.data);
-			curl_mime_data_cb(part, (curl_off_t) tail.len, tail_read, tail_seek, NULL, &tail);
-		}
-		curl_mime_type(part, "text/html; charset=UTF-8");
-		curl_mime_encoder(part, "quoted-printable");
-		part = curl_mime_addpart(mime);
-		curl_mime_subparts(part, alt);	/* mime owns alt from here */
-		curl_mime_type(part, "multipart/alternative");
-		alt_headers = curl_slist_append(NULL, "Content-Disposition: inline");
-		curl_mime_headers(part, alt_headers, 1);	/* the part owns the list */
-		alt_headers = NULL;
-		if (m->attachment)
-		{
-			part = curl_mime_addpart(mime);
-			tail.data = m->attachment;
-			tail.len = m->attachment_len;
-			curl_mime_data_cb(part, (curl_off_t) tail.len, tail_read, tail_seek, NULL, &tail);
-			curl_mime_type(part, "application/pdf");
-			curl_mime_filename(part, m->attachment_name ? m->attachment_name : "invoice.pdf");
-			curl_mime_encoder(part, "base64");
-		}
-
-		curl_easy_setopt(h, CURLOPT_MAIL_FROM, psprintf("<%s>", faddr));
-		curl_easy_setopt(h, CURLOPT_MAIL_RCPT, rcpt);
-		curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-		curl_easy_setopt(h, CURLOPT_MIMEPOST, mime);
-		curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 0L);
-
-		perform(h, s);
-		curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &conns);	/* 0: reused */
-		if (s->server_down && conns == 0 && s->code == 0)
-		{
-			/* a kept connection the server had closed: once more, fresh */
-			curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
-			perform(h, s);
-			curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 0L);
-		}
-	}
-	PG_FINALLY();
-	{
-		curl_easy_setopt(h, CURLOPT_MIMEPOST, NULL);
-		curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-		curl_easy_setopt(h, CURLOPT_MAIL_RCPT, NULL);
-		curl_mime_free(mime);
-		curl_slist_free_all(headers);
-		curl_slist_free_all(rcpt);
-		curl_slist_free_all(alt_headers);
-	}
-	PG_END_TRY();
 }
 
 /* ---- the worker ---------------------------------------------------------- */
 
 /*
- * One pass: claim, send and record, in cxt.  Returns how long to wait
- * before the next pass (0: at once, a full batch was claimed); *handled is
- * the number of mails it tried.
+ * One pass: claim, send and record, in cxt.  The claimed mails go out over
+ * the slots' connections, one mail per connection at a time; each outcome
+ * is recorded in its own transaction as soon as its transfer ends, while
+ * the other connections' transfers wait on the server.  Returns how long to
+ * wait before the next pass (0: at once, a full batch was claimed);
+ * *handled is the number of mails it tried.
  */
 static long
 mailer_pass(MemoryContext cxt, long *pause_ms, int *handled)
 {
 	long		next_due_ms;
 	List	   *mails;
-	ListCell   *lc;
+	int			n;
+	int			next = 0;
+	int			busy = 0;
 	int			sent = 0,
 				retried = 0,
 				failed = 0;
 	bool		down = false;
+	char		down_reply[MAILER_REPLY_MAX + 1] = "";
+	Outcome    *outs = palloc(sizeof(Outcome) * MAILER_MAX_CONNECTIONS);
 
 	*handled = 0;
 	if (smtp_handle() == NULL)
@@ -1066,48 +1119,125 @@ mailer_pass(MemoryContext cxt, long *pause_ms, int *handled)
 		return *pause_ms;
 	}
 	mails = claim(cxt, &next_due_ms);
-	foreach(lc, mails)
+	n = list_length(mails);
+	PG_TRY();
 	{
-		Mail	   *m = (Mail *) lfirst(lc);
-		Sent		s;
-		long		due;
-
-		CHECK_FOR_INTERRUPTS();
-		pgstat_report_activity(STATE_RUNNING, "paas mailer: SMTP");
-		smtp_send(m, &s);
-		due = record(m, s.server_down ? OUT_UNAVAILABLE : s.outcome, s.code, s.reply);
-		if (due >= 0 && (next_due_ms < 0 || due < next_due_ms))
-			next_due_ms = due;	/* a retry earlier than anything else queued */
-		(*handled)++;
-		if (s.outcome == OUT_SENT)
-			sent++;
-		else if (s.outcome == OUT_PERMANENT)
-			failed++;
-		else
-			retried++;
-		if (s.outcome != OUT_SENT)
-			publish_error("mail %lld: %s", (long long) m->id, s.reply);
-		if (s.server_down)
+		for (;;)
 		{
-			/* the rest waits for the server, unattempted */
-			List	   *rest = list_copy_tail(mails, foreach_current_index(lc) + 1);
+			CURLMsg    *msg;
+			CURLMcode	mc;
+			int			queued;
+			int			running = 0;
+			int			nout;
+			long		due;
 
-			*pause_ms = Min(Max(*pause_ms * 2, MAILER_PAUSE_MIN_MS), MAILER_PAUSE_MAX_MS);
-			release(rest, (int) *pause_ms);
-			smtp_close();
-			down = true;
-			elog(LOG, "paas mailer: SMTP server unavailable (%s); trying again in %ld ms",
-				 s.reply, *pause_ms);
-			break;
+			CHECK_FOR_INTERRUPTS();
+			/* every idle connection takes the next mail */
+			for (int i = 0; i < nslots && !down && next < n; i++)
+			{
+				if (slots[i].m != NULL)
+					continue;
+				slot_start(&slots[i], (const Mail *) list_nth(mails, next++));
+				busy++;
+			}
+			if (busy == 0)
+				break;
+			pgstat_report_activity(STATE_RUNNING, "paas mailer: SMTP");
+			mc = curl_multi_perform(multi, &running);
+			if (mc != CURLM_OK)
+				elog(ERROR, "curl_multi_perform failed: %s", curl_multi_strerror(mc));
+			/*
+			 * The records committed so far are flushed while the server works
+			 * on what was just sent (tail_read() makes sure it is done before
+			 * any further end-of-data dot).
+			 */
+			flush_records();
+			nout = 0;
+			while ((msg = curl_multi_info_read(multi, &queued)) != NULL)
+			{
+				Slot	   *s = NULL;
+				Sent		o;
+				long		conns = 0;
+				Outcome    *out;
+
+				if (msg->msg != CURLMSG_DONE)
+					continue;
+				curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &s);
+				Assert(s != NULL && s->m != NULL);
+				slot_outcome(s, msg->data.result, &o);
+				curl_multi_remove_handle(multi, s->h);
+				curl_easy_getinfo(s->h, CURLINFO_NUM_CONNECTS, &conns);	/* 0: reused */
+				if (o.server_down && conns == 0 && o.code == 0 && !s->retried && !down)
+				{
+					/* a kept connection the server had closed: once more, fresh */
+					slot_retry(s);
+					continue;
+				}
+				out = &outs[nout++];
+				out->m = s->m;
+				out->outcome = o.server_down ? OUT_UNAVAILABLE : o.outcome;
+				out->code = o.code;
+				strlcpy(out->reply, o.reply, sizeof(out->reply));
+				slot_clear(s);
+				busy--;
+				(*handled)++;
+				if (o.outcome == OUT_SENT)
+					sent++;
+				else if (o.outcome == OUT_PERMANENT)
+					failed++;
+				else
+					retried++;
+				if (o.outcome != OUT_SENT)
+					publish_error("mail %lld: %s", (long long) out->m->id, o.reply);
+				if (o.server_down && !down)
+				{
+					/* the rest waits for the server, unattempted */
+					down = true;
+					strlcpy(down_reply, o.reply, sizeof(down_reply));
+				}
+			}
+
+			/*
+			 * What ended in this round is recorded in one transaction before
+			 * any further mail is started (and flushed before its dot).
+			 */
+			due = record(outs, nout);
+			if (due >= 0 && (next_due_ms < 0 || due < next_due_ms))
+				next_due_ms = due;	/* a retry earlier than anything else queued */
+			if (busy > 0)
+			{
+				mc = curl_multi_poll(multi, NULL, 0, 1000, NULL);
+				if (mc != CURLM_OK)
+					elog(ERROR, "curl_multi_poll failed: %s", curl_multi_strerror(mc));
+			}
 		}
 	}
-	if (!down && sent > 0)
+	PG_FINALLY();
+	{
+		for (int i = 0; i < nslots; i++)
+		{
+			if (slots[i].m == NULL)
+				continue;
+			curl_multi_remove_handle(multi, slots[i].h);
+			slot_clear(&slots[i]);
+		}
+	}
+	PG_END_TRY();
+	if (down)
+	{
+		*pause_ms = Min(Max(*pause_ms * 2, MAILER_PAUSE_MIN_MS), MAILER_PAUSE_MAX_MS);
+		release(list_copy_tail(mails, next), (int) *pause_ms);
+		smtp_close();
+		elog(LOG, "paas mailer: SMTP server unavailable (%s); trying again in %ld ms",
+			 down_reply, *pause_ms);
+	}
+	else if (sent > 0)
 		*pause_ms = 0;
 	flush_records();
 	publish_counts(sent, retried, failed);
 	if (down)
 		return *pause_ms;
-	if (list_length(mails) >= mail_batch)
+	if (n >= mail_batch)
 		return 0;
 	if (next_due_ms < 0 || next_due_ms > MAILER_POLL_MS)
 		return MAILER_POLL_MS;
@@ -1154,6 +1284,7 @@ paas_mailer_main(Datum main_arg)
 
 		if (wait_ms > 0)
 		{
+			pgstat_report_stat(true);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 wait_ms, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);

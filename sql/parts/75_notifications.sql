@@ -18,10 +18,12 @@
 --     100,000 rows, set-based, from a statement trigger).
 --   * The sender is the background worker "paas mailer" (bgworker/mailer.c):
 --     it claims due rows with paas.notify_claim() (FOR UPDATE SKIP LOCKED,
---     status SENDING with a lease, rendered), sends each one with libcurl
---     over SMTP with no transaction open, and records the outcome with
---     paas.notify_record() in a transaction of its own, so a crash repeats
---     at most the mail in flight.  A claimed row whose lease ran out (the
+--     status SENDING with a lease, rendered), sends them with libcurl over
+--     SMTP with no transaction open (over paas.smtp_connections kept
+--     connections, one mail each at a time), and records each outcome with
+--     paas.notify_record() as its transfer ends, before any further mail is
+--     started, so a crash repeats at most the mails in flight (one per
+--     connection) and never one that was recorded.  A claimed row whose lease ran out (the
 --     mailer died) is claimed again with the SAME Message-ID (fixed at the
 --     first claim), so a receiver can tell the duplicate.  4xx and network
 --     errors retry with exponential backoff and jitter up to

@@ -16,8 +16,11 @@ Behaviour the tests choose through the recipient's local part:
                    the server is waiting (a client killed now has delivered
                    but never heard so)
 
-stats.json next to the Maildir counts connections, AUTHs and messages (the
-tests check connection reuse with it); it is written every 0.1 s.
+stats.json next to the Maildir counts connections (made since the start;
+"open": open now), AUTHs and messages (the tests and bench/mail.sh check
+connection reuse with it: the connections a run used are those made during
+it plus those already open when it began); it is written every 0.1 s.
+aiosmtpd's Controller makes one connection of its own when it starts.
 
 Usage: smtpd.py --port P --maildir DIR --cert CERT --key KEY --user U
                 --password-file F [--slow S] [--pid-file F]
@@ -36,7 +39,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 lock = threading.Lock()
-stats = {"connections": 0, "auths": 0, "messages": 0}
+stats = {"connections": 0, "open": 0, "auths": 0, "messages": 0}
 tempfails = {}
 slow_count = 0
 args = None
@@ -59,7 +62,15 @@ class CountingSMTP(SMTP):
             self._counted = True
             with lock:
                 stats["connections"] += 1
+                stats["open"] += 1
         super().connection_made(transport)
+
+    def connection_lost(self, error):
+        if getattr(self, "_counted", False) and not getattr(self, "_lost", False):
+            self._lost = True
+            with lock:
+                stats["open"] -= 1
+        super().connection_lost(error)
 
 
 class Handler:
