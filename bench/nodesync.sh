@@ -10,6 +10,8 @@
 #      updates per second from the first update seen to the last one
 #      applied (the stand-in's own speed of producing the stream is
 #      included, so this is a lower bound of the worker's).
+# The polls are 0.2 s apart (a poll of 10,000 rows costs CPU the worker
+# would otherwise have: 2 cores), so each figure is within 0.2 s.
 # Targets (issue 14): list <= 5 s, watch >= 2,000 updates/s.
 #
 # Runs against a RUNNING stack (bench/run.sh exports PAAS_PGDATA,
@@ -73,7 +75,7 @@ ALTER SYSTEM SET paas.k8s_ca_file = '';
 SELECT pg_reload_conf();
 SQL
 while [ "$(count)" -lt "$NODES" ]; do
-	sleep 0.05
+	sleep 0.2
 	if [ "$(echo "$(date +%s.%N) - $T0 > 300" | bc)" = 1 ]; then echo "the list did not complete" >&2; exit 1; fi
 done
 T1=$(date +%s.%N)
@@ -85,12 +87,12 @@ changed() {
 	q -c "SELECT count(*) FROM paas.nodes n JOIN public.bench_nsync_rv b USING (name) WHERE n.kube_resource_version IS DISTINCT FROM b.rv"
 }
 while [ "$(changed)" -eq 0 ]; do
-	sleep 0.02
+	sleep 0.1
 	if [ "$(echo "$(date +%s.%N) - $START_K > $HEARTBEAT + 120" | bc)" = 1 ]; then echo "no heartbeat burst seen" >&2; exit 1; fi
 done
 W0=$(date +%s.%N)
 while [ "$(changed)" -lt "$NODES" ]; do
-	sleep 0.02
+	sleep 0.2
 	if [ "$(echo "$(date +%s.%N) - $W0 > 120" | bc)" = 1 ]; then echo "the burst was not applied" >&2; break; fi
 done
 W1=$(date +%s.%N)
