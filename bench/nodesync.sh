@@ -43,16 +43,24 @@ chmod 0755 "$KTMP"
 /usr/bin/python3 tests/fakes/kubeapi.py --port 0 --port-file "$KTMP/port" --nodes "$NODES" --node-cpu 64 \
 	--node-memory 256Gi --node-prefix bench-nsync- --no-events --heartbeat "$HEARTBEAT" >"$KTMP/log" 2>&1 &
 KPID=$!
+sync_idle() {
+	test "$(q -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'paas node sync' AND state = 'active'")" = 0
+}
 cleanup() {
+	# the stand-in goes first, and the node sync finishes what it holds, so
+	# that no batch registers bench nodes again after they are deleted
+	kill "$KPID" 2>/dev/null || true
 	q >/dev/null 2>&1 <<'SQL' || true
 ALTER SYSTEM RESET paas.k8s_api_url;
 ALTER SYSTEM RESET paas.k8s_token_file;
 ALTER SYSTEM RESET paas.k8s_ca_file;
 SELECT pg_reload_conf();
+SQL
+	WAIT_SECS=10 wait_for sync_idle || true
+	q >/dev/null 2>&1 <<'SQL' || true
 DELETE FROM paas.node_transitions WHERE node_name LIKE 'bench-nsync-%';
 DELETE FROM paas.nodes WHERE name LIKE 'bench-nsync-%';
 SQL
-	kill "$KPID" 2>/dev/null || true
 	rm -rf "$KTMP"
 	if [ -n "$OWN_STACK" ]; then
 		[ -z "${NSYNC_DEBUG:-}" ] || grep -i "node sync\|error\|warning" "$PAAS_PGDATA/server.log" | tail -20 >&2
@@ -61,6 +69,8 @@ SQL
 	fi
 }
 trap cleanup EXIT
+# its own prefix (bench-nsync-*); leftovers of a run cut short go first
+q -c "DELETE FROM paas.nodes WHERE name LIKE 'bench-nsync-%'" >/dev/null
 WAIT_SECS=120 wait_for test -s "$KTMP/port"
 KURL=http://127.0.0.1:$(cat "$KTMP/port")
 START_K=$(date +%s.%N)

@@ -197,10 +197,10 @@ DECLARE
 BEGIN
 	IF to_regclass('pg_temp.paas_node_batch') IS NULL THEN
 		CREATE TEMP TABLE paas_node_batch (
-			i integer PRIMARY KEY, x jsonb NOT NULL, nm text, rv text, node_id uuid, known boolean,
+			i integer PRIMARY KEY, nm text, rv text, node_id uuid, known boolean,
 			old_digest text, dig text, s jsonb, errs jsonb, host text, outcome text) ON COMMIT DELETE ROWS;
 		-- read once or twice: not worth compressing
-		ALTER TABLE pg_temp.paas_node_batch ALTER x SET STORAGE EXTERNAL, ALTER s SET STORAGE EXTERNAL;
+		ALTER TABLE pg_temp.paas_node_batch ALTER s SET STORAGE EXTERNAL;
 	END IF;
 	DELETE FROM pg_temp.paas_node_batch;
 	BEGIN
@@ -208,19 +208,19 @@ BEGIN
 		-- (slow): a Node without a name, its name a second time, a row
 		-- another transaction holds (it waits lock_timeout, as one Node)
 		WITH u AS (
-			SELECT i, x, x #>> '{metadata,name}' AS nm, x #>> '{metadata,resourceVersion}' AS rv,
+			SELECT i, x #>> '{metadata,name}' AS nm, x #>> '{metadata,resourceVersion}' AS rv,
 				   row_number() OVER (PARTITION BY x #>> '{metadata,name}' ORDER BY i) AS k
 			  FROM unnest(xs) WITH ORDINALITY AS u(x, i) WHERE x IS NOT NULL),
 		l AS MATERIALIZED (
 			SELECT id, name, kube_seen_at, kube_resource_version, kube_uid, kube_digest FROM paas.nodes
 			 WHERE name IN (SELECT nm FROM u) FOR UPDATE SKIP LOCKED)
-		INSERT INTO pg_temp.paas_node_batch (i, x, nm, rv, node_id, known, old_digest, outcome)
-		SELECT u.i, u.x, u.nm, u.rv, l.id, l.kube_seen_at IS NOT NULL, l.kube_digest,
+		INSERT INTO pg_temp.paas_node_batch (i, nm, rv, node_id, known, old_digest, outcome)
+		SELECT u.i, u.nm, u.rv, l.id, l.kube_seen_at IS NOT NULL, l.kube_digest,
 			   CASE WHEN u.nm IS NULL OR u.k > 1 OR (l.id IS NULL AND p.id IS NOT NULL) THEN 'slow'
 					WHEN l.kube_seen_at IS NOT NULL AND u.rv IS NOT NULL AND l.kube_resource_version = u.rv
-						 AND l.kube_uid IS NOT DISTINCT FROM u.x #>> '{metadata,uid}' THEN 'seen' END
+						 AND l.kube_uid IS NOT DISTINCT FROM xs[u.i] #>> '{metadata,uid}' THEN 'seen' END
 		  FROM u LEFT JOIN l ON l.name = u.nm LEFT JOIN paas.nodes p ON p.name = u.nm;
-		UPDATE pg_temp.paas_node_batch SET dig = paas.node_digest(x) WHERE outcome IS NULL;
+		UPDATE pg_temp.paas_node_batch SET dig = paas.node_digest(xs[i]) WHERE outcome IS NULL;
 		-- only heartbeat times moved; anything else of a known node: on its own
 		UPDATE pg_temp.paas_node_batch
 		   SET outcome = CASE WHEN known AND old_digest = dig THEN 'heartbeat' ELSE 'slow' END
@@ -229,12 +229,12 @@ BEGIN
 		  FROM pg_temp.paas_node_batch b WHERE b.outcome = 'seen' AND n.id = b.node_id;
 		UPDATE paas.nodes n
 		   SET kube_seen_at = now(), kube_resource_version = b.rv,
-			   conditions = coalesce(b.x #> '{status,conditions}', n.conditions),
+			   conditions = coalesce(xs[b.i] #> '{status,conditions}', n.conditions),
 			   last_heartbeat = now(), last_health_check = now()
 		  FROM pg_temp.paas_node_batch b WHERE b.outcome = 'heartbeat' AND n.id = b.node_id;
 
 		-- new nodes: valid, and a hostname nobody else holds
-		UPDATE pg_temp.paas_node_batch b SET (s, errs) = (SELECT f.spec, f.errs FROM paas.node_from_k8s(b.x || '{"kind": "Node"}') f)
+		UPDATE pg_temp.paas_node_batch b SET (s, errs) = (SELECT f.spec, f.errs FROM paas.node_from_k8s(xs[b.i] || '{"kind": "Node"}') f)
 		 WHERE outcome IS NULL;
 		UPDATE pg_temp.paas_node_batch SET errs = paas.node_check(errs, s, true)
 		 WHERE outcome IS NULL AND jsonb_array_length(errs) = 0;
@@ -282,14 +282,14 @@ BEGIN
 		-- the statements above are undone: every Node on its own
 		RAISE WARNING 'paas node sync: % Nodes are applied one at a time: %', cardinality(xs), SQLERRM;
 		DELETE FROM pg_temp.paas_node_batch;
-		INSERT INTO pg_temp.paas_node_batch (i, x, outcome)
-		SELECT i, x, 'slow' FROM unnest(xs) WITH ORDINALITY AS u(x, i) WHERE x IS NOT NULL;
+		INSERT INTO pg_temp.paas_node_batch (i, outcome)
+		SELECT i, 'slow' FROM unnest(xs) WITH ORDINALITY AS u(x, i) WHERE x IS NOT NULL;
 	END;
-	FOR r IN SELECT i, x FROM pg_temp.paas_node_batch WHERE outcome = 'slow' ORDER BY i LOOP
+	FOR r IN SELECT i FROM pg_temp.paas_node_batch WHERE outcome = 'slow' ORDER BY i LOOP
 		BEGIN
-			res := paas.node_sync_apply(r.x);
+			res := paas.node_sync_apply(xs[r.i]);
 		EXCEPTION WHEN OTHERS THEN
-			RAISE WARNING 'paas node sync: Node "%" was not applied: %', r.x #>> '{metadata,name}', SQLERRM;
+			RAISE WARNING 'paas node sync: Node "%" was not applied: %', xs[r.i] #>> '{metadata,name}', SQLERRM;
 			res := 'failed';
 		END;
 		UPDATE pg_temp.paas_node_batch SET outcome = res WHERE i = r.i;
@@ -363,8 +363,7 @@ CREATE FUNCTION paas.node_sync_events(lines text[]) RETURNS text
 AS $$
 DECLARE
 	line text;
-	ev jsonb;
-	k integer := 0;
+	evs jsonb[];
 	gone integer;
 	rv text;
 	round_no integer;
@@ -376,43 +375,38 @@ BEGIN
 	PERFORM set_config('work_mem', '64MB', true);
 	IF to_regclass('pg_temp.paas_node_events') IS NULL THEN
 		CREATE TEMP TABLE paas_node_events (
-			i integer PRIMARY KEY, type text, nm text, d jsonb, rnd integer) ON COMMIT DELETE ROWS;
-		ALTER TABLE pg_temp.paas_node_events ALTER d SET STORAGE EXTERNAL;
+			i integer PRIMARY KEY, type text, nm text, rv text, code text, rnd integer) ON COMMIT DELETE ROWS;
 	END IF;
 	DELETE FROM pg_temp.paas_node_events;
 	BEGIN
-		INSERT INTO pg_temp.paas_node_events (i, type, nm, d, rnd)
-		SELECT i, type, nm, d,
-			   CASE WHEN node_event THEN row_number() OVER (PARTITION BY node_event, nm ORDER BY i) END
-		  FROM (SELECT i, e ->> 'type' AS type, e #>> '{object,metadata,name}' AS nm, e -> 'object' AS d,
-					   coalesce(e ->> 'type' IN ('ADDED', 'MODIFIED', 'DELETED') AND e -> 'object' IS NOT NULL,
-								false) AS node_event
-				  FROM (SELECT i, l::jsonb AS e FROM unnest(lines) WITH ORDINALITY AS u(l, i)) x) y;
+		evs := ARRAY(SELECT l::jsonb FROM unnest(lines) l);
 	EXCEPTION WHEN OTHERS THEN
 		-- a line is not JSON: line by line, without it
+		evs := '{}';
 		FOREACH line IN ARRAY lines LOOP
-			k := k + 1;
 			BEGIN
-				ev := line::jsonb;
+				evs := evs || line::jsonb;
 			EXCEPTION WHEN OTHERS THEN
 				CONTINUE;
 			END;
-			INSERT INTO pg_temp.paas_node_events (i, type, nm, d)
-			VALUES (k, ev ->> 'type', ev #>> '{object,metadata,name}', ev -> 'object');
 		END LOOP;
-		UPDATE pg_temp.paas_node_events e SET rnd = o.rnd
-		  FROM (SELECT i, row_number() OVER (PARTITION BY nm ORDER BY i) AS rnd FROM pg_temp.paas_node_events
-				 WHERE type IN ('ADDED', 'MODIFIED', 'DELETED') AND d IS NOT NULL) o
-		 WHERE e.i = o.i;
 	END;
-	SELECT min(i) INTO gone FROM pg_temp.paas_node_events WHERE type = 'ERROR' AND d ->> 'code' = '410';
+	-- the events (their objects stay in evs), each node's numbered in order
+	INSERT INTO pg_temp.paas_node_events (i, type, nm, rv, code, rnd)
+	SELECT y.i, y.type, y.nm, y.rv, y.code,
+		   CASE WHEN y.node_event THEN row_number() OVER (PARTITION BY y.node_event, y.nm ORDER BY y.i) END
+	  FROM (SELECT i, e ->> 'type' AS type, e #>> '{object,metadata,name}' AS nm,
+				   e #>> '{object,metadata,resourceVersion}' AS rv, e #>> '{object,code}' AS code,
+				   coalesce(e ->> 'type' IN ('ADDED', 'MODIFIED', 'DELETED') AND e -> 'object' IS NOT NULL,
+							false) AS node_event
+			  FROM unnest(evs) WITH ORDINALITY AS u(e, i)) y;
+	SELECT min(i) INTO gone FROM pg_temp.paas_node_events WHERE type = 'ERROR' AND code = '410';
 	DELETE FROM pg_temp.paas_node_events WHERE i >= gone;
-	SELECT d #>> '{metadata,resourceVersion}' INTO rv FROM pg_temp.paas_node_events
-	 WHERE type IS DISTINCT FROM 'ERROR' AND d #>> '{metadata,resourceVersion}' IS NOT NULL
-	 ORDER BY i DESC LIMIT 1;
+	SELECT e.rv INTO rv FROM pg_temp.paas_node_events e
+	 WHERE e.type IS DISTINCT FROM 'ERROR' AND e.rv IS NOT NULL ORDER BY e.i DESC LIMIT 1;
 	FOR round_no IN 1 .. coalesce((SELECT max(e.rnd) FROM pg_temp.paas_node_events e), 0) LOOP
 		PERFORM paas.node_sync_apply_many(ARRAY(
-			SELECT e.d FROM pg_temp.paas_node_events e
+			SELECT evs[e.i] -> 'object' FROM pg_temp.paas_node_events e
 			 WHERE e.rnd = round_no AND e.type IN ('ADDED', 'MODIFIED') ORDER BY e.i));
 		FOR r IN SELECT e.nm FROM pg_temp.paas_node_events e
 				  WHERE e.rnd = round_no AND e.type = 'DELETED' ORDER BY e.i LOOP
