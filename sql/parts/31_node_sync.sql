@@ -234,10 +234,12 @@ BEGIN
 		  FROM pg_temp.paas_node_batch b WHERE b.outcome = 'heartbeat' AND n.id = b.node_id;
 
 		-- new nodes: valid, and a hostname nobody else holds
-		UPDATE pg_temp.paas_node_batch b SET (s, errs) = (SELECT f.spec, f.errs FROM paas.node_from_k8s(xs[b.i] || '{"kind": "Node"}') f)
+		-- (the spec is checked as it is made, in memory, not re-read from the table)
+		UPDATE pg_temp.paas_node_batch b
+		   SET (s, errs) = (SELECT f.spec, CASE WHEN jsonb_array_length(f.errs) = 0
+												 THEN paas.node_check(f.errs, f.spec, true) ELSE f.errs END
+							  FROM paas.node_from_k8s(xs[b.i] || '{"kind": "Node"}') f)
 		 WHERE outcome IS NULL;
-		UPDATE pg_temp.paas_node_batch SET errs = paas.node_check(errs, s, true)
-		 WHERE outcome IS NULL AND jsonb_array_length(errs) = 0;
 		UPDATE pg_temp.paas_node_batch SET host = s ->> 'hostname' WHERE outcome IS NULL;
 		UPDATE pg_temp.paas_node_batch b SET outcome = 'slow'
 		  FROM (SELECT i, count(*) OVER (PARTITION BY host) AS k FROM pg_temp.paas_node_batch
