@@ -3,8 +3,10 @@
 -- Rules a reader must know.
 --   * The API is the source of truth for the nodes it knows: the node sync
 --     worker lists /api/v1/nodes (pages of 500) and then watches it from the
---     list's resourceVersion (410 Gone -> list again).  Each Node object goes
---     through paas.node_sync_apply: capacity, allocatable, conditions,
+--     list's resourceVersion (410 Gone -> list again).  A page, or a round
+--     of watch events, goes through paas.node_sync_apply_many, which gives
+--     each Node object what paas.node_sync_apply would, set-based for the
+--     common cases (seen, heartbeat only, new): capacity, allocatable, conditions,
 --     labels, taints, versions, addresses and spec.unschedulable are written
 --     (paas.node_from_k8s + paas.node_write, as a registration with a Node
 --     object), and Ready=True/False/Unknown drives the status machine
