@@ -17,8 +17,10 @@
 # Runs against a RUNNING stack (bench/run.sh exports PAAS_PGDATA,
 # PAAS_PGSOCK, PAAS_PGPORT); it starts its own stand-in, points the
 # provisioner at it with ALTER SYSTEM for the run, and on exit puts the
-# settings back and ends the bench subscriptions (EXPIRED, through the
-# status machine), so later area scripts see an idle provisioner.
+# settings back, ends the bench subscriptions (EXPIRED, through the
+# status machine), so later area scripts see an idle provisioner, and
+# removes its nodes (bench-inst-node-*: each area script has its own
+# prefix, so the areas run in any order in one `make bench`).
 set -euo pipefail
 . "$(dirname "$0")/../docker/scripts/stack.sh"
 cd "$STACK_ROOT"
@@ -33,7 +35,7 @@ q() { psql_su -At "$@"; }
 KTMP=$(mktemp -d)
 chmod 0755 "$KTMP"
 /usr/bin/python3 tests/fakes/kubeapi.py --port 0 --port-file "$KTMP/port" --nodes 20 --node-cpu 64 \
-	--node-memory 256Gi --node-pods 1000 --node-prefix bench-node- --no-events >"$KTMP/log" 2>&1 &
+	--node-memory 256Gi --node-pods 1000 --node-prefix bench-inst-node- --no-events >"$KTMP/log" 2>&1 &
 KPID=$!
 cleanup() {
 	q >/dev/null 2>&1 <<'SQL' || true
@@ -46,6 +48,8 @@ SELECT pg_reload_conf();
 UPDATE paas.subscriptions s SET status = paas.subscription_transition(s.status, 'expire'),
 	   ended_at = now(), grace_until = NULL, status_reason = 'benchmark over'
   FROM paas.users u WHERE u.id = s.user_id AND u.email LIKE 'bench-inst-%' AND s.status <> 'EXPIRED';
+DELETE FROM paas.node_transitions WHERE node_name LIKE 'bench-inst-node-%';
+DELETE FROM paas.nodes WHERE name LIKE 'bench-inst-node-%';
 SQL
 	kill "$KPID" 2>/dev/null || true
 	rm -rf "$KTMP"
@@ -61,7 +65,7 @@ ALTER SYSTEM SET paas.k8s_ca_file = '';
 ALTER SYSTEM SET paas.instance_resync_interval = '1h';
 SELECT pg_reload_conf();
 SQL
-ready_nodes() { test "$(q -c "SELECT count(*) FROM paas.nodes WHERE name LIKE 'bench-node-%' AND status = 'ACTIVE'")" = 20; }
+ready_nodes() { test "$(q -c "SELECT count(*) FROM paas.nodes WHERE name LIKE 'bench-inst-node-%' AND status = 'ACTIVE'")" = 20; }
 WAIT_SECS=60 wait_for ready_nodes
 
 # fixtures: one service, funded users (no instance is created yet)

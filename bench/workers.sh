@@ -7,8 +7,9 @@
 #     (100,000) nodes: all fresh (no change), then with 10 % silent (-> NOT_READY)
 # and prints a markdown table.  bench/run.sh starts the stack and exports
 # PAAS_PGSOCK, PAAS_PGPORT and BASE; run alone, point those at a stack
-# (PAAS_DB defaults to paas).  The bench nodes (bench-node-*) are written
-# into that database directly and deleted at the end.
+# (PAAS_DB defaults to paas).  The bench nodes (bench-node-*: a prefix no
+# other area script uses) are written into that database directly, deleted
+# at the end and, should a run have been cut short, at the start.
 set -euo pipefail
 . "$(dirname "$0")/../docker/scripts/stack.sh"
 cd "$STACK_ROOT"
@@ -26,6 +27,7 @@ cleanup() {
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
+q -c "DELETE FROM paas.nodes WHERE name LIKE 'bench-node-%'" >/dev/null
 
 # --- nodes with known tokens (token = hex SHA-256 of a per-node secret) ----
 make_nodes() { # from to

@@ -286,6 +286,10 @@ CREATE FUNCTION paas.node_is_inet(t text) RETURNS boolean
 	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
 BEGIN
+	-- a plain dotted quad is valid without the cast's subtransaction
+	IF t ~ '^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$' THEN
+		RETURN true;
+	END IF;
 	PERFORM t::inet;
 	RETURN true;
 EXCEPTION WHEN invalid_text_representation THEN
@@ -635,23 +639,17 @@ $$;
 COMMENT ON FUNCTION paas.node_from_k8s(jsonb) IS
 	'a Kubernetes Node object as a node spec, with field errors in the object''s paths';
 
--- Writes the descriptive fields of spec "s" (validated) into the node "id".
--- Capacity comes from s.capacity / s.allocatable when given (Kubernetes
--- Node objects), else from cpuCores, totalMemory, totalStorage and maxPods.
-CREATE FUNCTION paas.node_write(node_id uuid, s jsonb) RETURNS paas.nodes
+-- Writes the descriptive fields of specs "specs" (validated) into the nodes
+-- "ids" (same length; one statement for them all).  Capacity comes from
+-- s.capacity / s.allocatable when given (Kubernetes Node objects), else from
+-- cpuCores, totalMemory, totalStorage and maxPods.  Returns the rows written.
+CREATE FUNCTION paas.node_write_many(ids uuid[], specs jsonb[]) RETURNS SETOF paas.nodes
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, paas, pg_temp
 AS $$
-DECLARE
-	n paas.nodes;
-	c jsonb := s -> 'capacity';
-	a jsonb := s -> 'allocatable';
 BEGIN
-	IF c IS NULL THEN
-		c := jsonb_build_object('cpu', s ->> 'cpuCores', 'memory', s ->> 'totalMemory',
-								'ephemeral-storage', s ->> 'totalStorage', 'pods', s ->> 'maxPods');
-	END IF;
-	a := coalesce(a, c);
+	-- PL/pgSQL keeps the plan of this wide statement (an SQL function plans it at every call)
+	RETURN QUERY WITH w AS (
 	UPDATE paas.nodes SET
 		name = s ->> 'name',
 		hostname = s ->> 'hostname',
@@ -691,8 +689,28 @@ BEGIN
 		pod_cidr = s ->> 'podCidr',
 		kube_uid = s ->> 'kubeUid',
 		updated_at = now()
-	 WHERE id = node_id
-	RETURNING * INTO n;
+	  FROM (SELECT u.node_id, u.s, coalesce(u.s -> 'capacity', u.c) AS c,
+				   coalesce(u.s -> 'allocatable', u.s -> 'capacity', u.c) AS a
+			  FROM (SELECT node_id, s,
+						   jsonb_build_object('cpu', s ->> 'cpuCores', 'memory', s ->> 'totalMemory',
+											  'ephemeral-storage', s ->> 'totalStorage', 'pods', s ->> 'maxPods') AS c
+					  FROM unnest(ids, specs) AS x(node_id, s)) u) v
+	 WHERE paas.nodes.id = v.node_id
+	RETURNING paas.nodes.*)
+	SELECT * FROM w;
+END
+$$;
+COMMENT ON FUNCTION paas.node_write_many(uuid[], jsonb[]) IS
+	'stores the descriptive fields of validated node specs, one statement for many nodes';
+
+CREATE FUNCTION paas.node_write(node_id uuid, s jsonb) RETURNS paas.nodes
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+DECLARE
+	n paas.nodes;
+BEGIN
+	SELECT * INTO n FROM paas.node_write_many(ARRAY[node_id], ARRAY[s]);
 	RETURN n;
 END
 $$;

@@ -150,6 +150,7 @@ as given, Event series/aggregation is absent. State is in memory only and lost o
 """
 import argparse
 import base64
+import bisect
 import collections
 import hashlib
 import heapq
@@ -168,6 +169,7 @@ import time
 import uuid
 from fractions import Fraction
 from functools import lru_cache
+from operator import itemgetter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -1303,14 +1305,19 @@ class Store:
         self.floor = self.rv
 
 
-def update_entries(entries, res, manager, sub, old, new):
+def update_entries(entries, res, manager, sub, old, new, changed=None):
     """managedFields after an Update operation: the writer owns what it changed, fields
-    it removed lose their owners. Returns a new entries dict (old one untouched)."""
-    status_sub = sub == "status"
-    of = flatten(old, status_sub, res.status) if old is not None else {}
-    nf = flatten(new, status_sub, res.status)
-    changed = {p for p, v in nf.items() if of.get(p, MISSING) != v}
-    removed = of.keys() - nf.keys()
+    it removed lose their owners. Returns a new entries dict (old one untouched).
+    "changed": the leaf paths that changed, when the caller knows them and removed none
+    (a kubelet's heartbeat), instead of a diff of the two objects."""
+    if changed is not None:
+        removed = set()
+    else:
+        status_sub = sub == "status"
+        of = flatten(old, status_sub, res.status) if old is not None else {}
+        nf = flatten(new, status_sub, res.status)
+        changed = {p for p, v in nf.items() if of.get(p, MISSING) != v}
+        removed = of.keys() - nf.keys()
     out = {}
     for ek, (av, t, paths) in entries.items():
         if changed or removed:
@@ -2726,7 +2733,7 @@ class Controller(threading.Thread):
             time.sleep(0)
             self.s.lock.acquire()
 
-    def put(self, res, old, new, manager, sub=None):
+    def put(self, res, old, new, manager, sub=None, changed=None):
         if same_object(old, new):
             return old
         okey = (res.plural, old["metadata"].get("namespace", ""), old["metadata"]["name"])
@@ -2734,7 +2741,7 @@ class Controller(threading.Thread):
             new["metadata"] = dict(old["metadata"])
         if res.generation and sub is None and new.get("spec") != old.get("spec"):
             new["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
-        entries = update_entries(self.s.owners.get(okey, {}), res, manager, sub, old, new)
+        entries = update_entries(self.s.owners.get(okey, {}), res, manager, sub, old, new, changed)
         new["metadata"]["managedFields"] = render_entries(entries)
         self.s.owners[okey] = entries
         return self.s.commit(res, "MODIFIED", new, old)
@@ -3332,9 +3339,15 @@ class Controller(threading.Thread):
         for node in self.s.items(R["nodes"]):
             if node["metadata"]["name"] in self.o.frozen_nodes:
                 continue
-            conds = [dict(c, lastHeartbeatTime=now) for c in (node.get("status") or {}).get("conditions") or []]
+            old = (node.get("status") or {}).get("conditions") or []
+            conds = [dict(c, lastHeartbeatTime=now) for c in old]
+            # only the heartbeat times move: those are the changed fields (no diff of the whole status)
+            mk = assoc_key("conditions", conds)
+            changed = None if mk is None else {
+                ("status", "conditions", ("k", mk, c[mk]), "lastHeartbeatTime")
+                for c, o in zip(conds, old) if o.get("lastHeartbeatTime", MISSING) != now}
             self.put(R["nodes"], node, evolve(node, status=dict(node.get("status") or {}, conditions=conds)),
-                     "kubelet", "status")
+                     "kubelet", "status", changed)
         if self.o.heartbeat > 0:
             self.later(self.o.heartbeat, ("heartbeat",))
 
@@ -4076,11 +4089,12 @@ class Handler(BaseHTTPRequestHandler):
         lsel, fsel = self.selectors(res, q)
         s = self.app.s
         with s.lock:
-            objs = s.items(res, ns)
+            # the store's keys are (namespace, name): sorted by key is sorted by
+            # namespace and name, and a continue token's start is found by bisection
+            table = s.objs[res.plural] if ns is None else s.by_ns[res.plural].get(ns, {})
+            keyed = sorted(table.items(), key=itemgetter(0))
             rv = str(s.rv)
             floor = s.floor
-        objs = [o for o in objs if match_reqs(lsel, o["metadata"].get("labels")) and match_fields(fsel, o)]
-        objs.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
         meta = {"resourceVersion": rv}
         cont = q.get("continue")
         if cont:
@@ -4096,7 +4110,11 @@ class Handler(BaseHTTPRequestHandler):
                                "with the provided token results in an inconsistent list - objects that were created, "
                                "modified, or deleted between the time the first chunk was returned and now may show "
                                "up in the list.")
-            objs = [o for o in objs if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > start]
+            keyed = keyed[bisect.bisect_right(keyed, start, key=itemgetter(0)):]
+        if lsel or fsel:
+            objs = [o for _, o in keyed if match_reqs(lsel, o["metadata"].get("labels")) and match_fields(fsel, o)]
+        else:
+            objs = [o for _, o in keyed]
         try:
             limit = int(q.get("limit") or 0)
         except ValueError:

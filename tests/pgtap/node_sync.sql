@@ -3,7 +3,7 @@
 -- becomes.  In one transaction, rolled back; "later" lists are simulated
 -- with a start time after now().
 BEGIN;
-SELECT plan(31);
+SELECT plan(47);
 
 CREATE TEMP TABLE node_doc AS SELECT $${
   "metadata": {"name": "ks-1", "uid": "uid-ks-1", "resourceVersion": "5", "labels": {"zone": "a"}},
@@ -115,6 +115,87 @@ SELECT is(paas.node_sync_end(now() + interval '1 second'), (SELECT k + 1 FROM ap
 	'a complete list later without ks-2 (nor the stand-in''s nodes) removes them');
 SELECT is((SELECT string_agg(name || ' ' || status, ', ' ORDER BY name) FROM paas.nodes WHERE name IN ('ks-2', 'agent-only')),
 	'agent-only ACTIVE, ks-2 INACTIVE', 'a node only an agent knows is left alone');
+
+-- many Nodes at once (paas.node_sync_apply_many): each as node_sync_apply would
+CREATE FUNCTION pg_temp.node(nm text, ip text, rv text, st text DEFAULT 'True', host text DEFAULT NULL) RETURNS jsonb
+	LANGUAGE sql RETURN jsonb_set(jsonb_set(jsonb_set(jsonb_set(pg_temp.ready(rv, st), '{metadata,name}', to_jsonb(nm)),
+		'{metadata,uid}', to_jsonb('uid-' || nm)), '{metadata,labels}', jsonb_build_object('zone', nm)),
+		'{status,addresses}', jsonb_build_array(jsonb_build_object('type', 'InternalIP', 'address', ip),
+												jsonb_build_object('type', 'Hostname', 'address', coalesce(host, nm))));
+-- the columns of a node that must not depend on how it was applied
+CREATE FUNCTION pg_temp.shape(nm text) RETURNS text LANGUAGE sql
+	RETURN (SELECT row(status, is_ready, cordoned, architecture, operating_system, cpu_cores, cpu_architecture,
+					   total_memory, total_storage, cpu_capacity_m, memory_capacity, storage_capacity,
+					   cpu_allocatable_m, memory_allocatable, storage_allocatable, pods_allocatable, max_pods,
+					   taints, conditions, kubelet_version, container_runtime, kernel_version, os_image,
+					   provider_id, pod_cidr, token_hash IS NULL, registered_at IS NOT NULL, kube_seen_at IS NOT NULL,
+					   kube_digest IS NOT NULL, last_heartbeat IS NOT NULL, labels ->> 'zone' = nm,
+					   kube_uid = 'uid-' || nm)::text
+			  FROM paas.nodes WHERE name = nm);
+SELECT is(paas.node_sync_apply(pg_temp.node('mb-one', '10.8.0.1', '40')), 'registered', '(one Node on its own)');
+SELECT is(paas.node_sync_apply_many(ARRAY[pg_temp.node('mb-a', '10.8.0.2', '41'), pg_temp.node('mb-b', '10.8.0.3', '41', 'False'),
+										  '{"metadata": {"name": "mb-broken"}}'::jsonb,
+										  pg_temp.node('mb-c', '10.8.0.4', '41', 'True', 'mb-one'),
+										  pg_temp.node('mb-d', '10.8.0.5', '41', 'True', 'mb-dup'),
+										  pg_temp.node('mb-e', '10.8.0.6', '41', 'True', 'mb-dup'),
+										  pg_temp.node('mb-a', '10.8.0.2', '42')]),
+	'{"failed": 2, "invalid": 1, "unchanged": 1, "registered": 3}'::jsonb,
+	'a batch: registered, invalid, hostname taken (by a node, or within the batch), a name twice');
+SELECT is(pg_temp.shape('mb-a'), pg_temp.shape('mb-one'),
+	'a node registered in a batch is the node registered on its own');
+SELECT is((SELECT kube_resource_version || ' ' || (kube_digest = paas.node_digest(pg_temp.node('mb-a', '10.8.0.2', '0')))
+			 FROM paas.nodes WHERE name = 'mb-a'), '42 true',
+	'its second object in the batch (only the version moved) is applied after it, on its own');
+SELECT is((SELECT row(status, is_ready, kube_resource_version)::text FROM paas.nodes WHERE name = 'mb-b'), '(NOT_READY,f,41)',
+	'Ready=False in a batch registers NOT_READY');
+SELECT is((SELECT string_agg(concat_ws(' ', node_name, coalesce(from_status, '-'), to_status, event, actor, reason), '; ' ORDER BY id)
+			 FROM paas.node_transitions WHERE node_name IN ('mb-a', 'mb-b', 'mb-d', 'mb-e')),
+	'mb-a - ACTIVE register kubernetes registered from the Kubernetes API; '
+	|| 'mb-b - NOT_READY register_not_ready kubernetes registered from the Kubernetes API; '
+	|| 'mb-d - ACTIVE register kubernetes registered from the Kubernetes API',
+	'each registration audited once, in the batch''s order; the second object of mb-a changed no status');
+SELECT is((SELECT string_agg(name, ' ' ORDER BY name) FROM paas.nodes WHERE name IN ('mb-broken', 'mb-c', 'mb-d', 'mb-e')), 'mb-d',
+	'a Node without capacity, one with a taken hostname and the second of two with the same hostname are not registered');
+-- again: unchanged versions; heartbeat times only; a change
+UPDATE paas.nodes SET last_heartbeat = now() - interval '1 minute' WHERE name IN ('mb-a', 'mb-b', 'mb-d');
+SELECT is(paas.node_sync_apply_many(ARRAY[pg_temp.node('mb-a', '10.8.0.2', '42'),
+										  pg_temp.node('mb-b', '10.8.0.3', '43', 'False', NULL) #- '{kind}',
+										  pg_temp.node('mb-d', '10.8.0.5', '44', 'False', 'mb-dup')]),
+	'{"unchanged": 2, "updated": 1}'::jsonb, 'a batch of a seen version, a heartbeat and a change');
+SELECT is((SELECT string_agg(row(name, kube_resource_version, last_heartbeat > now() - interval '1 second')::text, ' ' ORDER BY name)
+			 FROM paas.nodes WHERE name IN ('mb-a', 'mb-b', 'mb-d')),
+	'(mb-a,42,f) (mb-b,43,t) (mb-d,44,t)',
+	'a seen version is only stamped; a heartbeat and a change record the version and the heartbeat');
+SELECT is((SELECT status || ' ' || event FROM paas.nodes n JOIN paas.node_transitions t ON t.node_id = n.id
+			WHERE n.name = 'mb-d' ORDER BY t.id DESC LIMIT 1), 'NOT_READY heartbeat_not_ready',
+	'a changed node goes through the status machine, audited');
+-- a List item (no kind, no apiVersion) and the watch's object of it have one digest
+SELECT is(paas.node_digest(pg_temp.node('mb-a', '10.8.0.2', '42') - 'kind' - 'apiVersion'),
+		  paas.node_digest(pg_temp.node('mb-a', '10.8.0.2', '43') || '{"kind": "Node", "apiVersion": "v1"}'),
+	'the digest leaves out kind and apiVersion');
+
+-- the watch: a node's events in their order, in rounds
+SELECT is(paas.node_sync_events(ARRAY[pg_temp.ev('MODIFIED', pg_temp.node('mb-a', '10.8.0.2', '50', 'False')),
+									  pg_temp.ev('MODIFIED', pg_temp.node('mb-b', '10.8.0.3', '51', 'True')),
+									  pg_temp.ev('MODIFIED', pg_temp.node('mb-a', '10.8.0.2', '52', 'True')),
+									  'not json',
+									  pg_temp.ev('DELETED', pg_temp.node('mb-b', '10.8.0.3', '53')),
+									  pg_temp.ev('ADDED', pg_temp.node('mb-f', '10.8.0.7', '54'))]),
+	'54', 'a batch of events answers its last version (a line that is not JSON skipped)');
+SELECT is((SELECT string_agg(concat_ws(' ', node_name, from_status, to_status, event), '; ' ORDER BY id)
+			 FROM paas.node_transitions WHERE node_name IN ('mb-a', 'mb-b') AND event <> 'register'
+			   AND event <> 'register_not_ready'),
+	'mb-a ACTIVE NOT_READY heartbeat_not_ready; mb-b NOT_READY ACTIVE heartbeat_ready; '
+	|| 'mb-a NOT_READY ACTIVE heartbeat_ready; mb-b ACTIVE INACTIVE admin_deactivate',
+	'two events of a node in one batch: both applied, in order, each audited');
+SELECT is((SELECT string_agg(name || ' ' || status, ', ' ORDER BY name) FROM paas.nodes WHERE name IN ('mb-a', 'mb-b', 'mb-f')),
+	'mb-a ACTIVE, mb-b INACTIVE, mb-f ACTIVE', 'modified, deleted after its change, added');
+SELECT is(paas.node_sync_events(ARRAY[pg_temp.ev('MODIFIED', pg_temp.node('mb-a', '10.8.0.2', '60', 'False')),
+									  '{"type": "ERROR", "object": {"kind": "Status", "code": 410}}',
+									  pg_temp.ev('MODIFIED', pg_temp.node('mb-f', '10.8.0.7', '61', 'False'))]),
+	'GONE', 'GONE in a batch');
+SELECT is((SELECT string_agg(name || ' ' || status, ', ' ORDER BY name) FROM paas.nodes WHERE name IN ('mb-a', 'mb-f')),
+	'mb-a NOT_READY, mb-f ACTIVE', 'the events before a 410 are applied, those after it are not');
 
 SELECT * FROM finish();
 ROLLBACK;
