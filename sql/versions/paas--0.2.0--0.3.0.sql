@@ -4899,6 +4899,25 @@ $function$
 ;
 COMMENT ON FUNCTION paas.node_hostname_taken(text,uuid) IS 'PW409 when another node has this hostname';
 
+CREATE OR REPLACE FUNCTION paas.node_is_inet(t text)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+BEGIN
+	-- a plain dotted quad is valid without the cast's subtransaction
+	IF t ~ '^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$' THEN
+		RETURN true;
+	END IF;
+	PERFORM t::inet;
+	RETURN true;
+EXCEPTION WHEN invalid_text_representation THEN
+	RETURN false;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.node_is_inet(text) IS 'whether t is an IPv4/IPv6 address (CIDR allowed)';
+
 CREATE OR REPLACE FUNCTION paas.node_schedulable(n paas.nodes) RETURNS boolean
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	RETURN n.status = 'ACTIVE' AND n.is_ready AND NOT n.cordoned;
@@ -4928,14 +4947,22 @@ CREATE OR REPLACE FUNCTION paas.node_write(node_id uuid, s jsonb)
 AS $function$
 DECLARE
 	n paas.nodes;
-	c jsonb := s -> 'capacity';
-	a jsonb := s -> 'allocatable';
 BEGIN
-	IF c IS NULL THEN
-		c := jsonb_build_object('cpu', s ->> 'cpuCores', 'memory', s ->> 'totalMemory',
-								'ephemeral-storage', s ->> 'totalStorage', 'pods', s ->> 'maxPods');
-	END IF;
-	a := coalesce(a, c);
+	SELECT * INTO n FROM paas.node_write_many(ARRAY[node_id], ARRAY[s]);
+	RETURN n;
+END
+$function$
+;
+COMMENT ON FUNCTION paas.node_write(uuid,jsonb) IS 'stores the descriptive fields of a validated node spec';
+
+CREATE OR REPLACE FUNCTION paas.node_write_many(ids uuid[], specs jsonb[])
+ RETURNS SETOF paas.nodes
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+AS $function$
+BEGIN
+	-- PL/pgSQL keeps the plan of this wide statement (an SQL function plans it at every call)
+	RETURN QUERY WITH w AS (
 	UPDATE paas.nodes SET
 		name = s ->> 'name',
 		hostname = s ->> 'hostname',
@@ -4975,13 +5002,19 @@ BEGIN
 		pod_cidr = s ->> 'podCidr',
 		kube_uid = s ->> 'kubeUid',
 		updated_at = now()
-	 WHERE id = node_id
-	RETURNING * INTO n;
-	RETURN n;
+	  FROM (SELECT u.node_id, u.s, coalesce(u.s -> 'capacity', u.c) AS c,
+				   coalesce(u.s -> 'allocatable', u.s -> 'capacity', u.c) AS a
+			  FROM (SELECT node_id, s,
+						   jsonb_build_object('cpu', s ->> 'cpuCores', 'memory', s ->> 'totalMemory',
+											  'ephemeral-storage', s ->> 'totalStorage', 'pods', s ->> 'maxPods') AS c
+					  FROM unnest(ids, specs) AS x(node_id, s)) u) v
+	 WHERE paas.nodes.id = v.node_id
+	RETURNING paas.nodes.*)
+	SELECT * FROM w;
 END
 $function$
 ;
-COMMENT ON FUNCTION paas.node_write(uuid,jsonb) IS 'stores the descriptive fields of a validated node spec';
+COMMENT ON FUNCTION paas.node_write_many(uuid[],jsonb[]) IS 'stores the descriptive fields of validated node specs, one statement for many nodes';
 
 CREATE OR REPLACE FUNCTION paas.open_session(u paas.users, ctx jsonb)
  RETURNS jsonb
@@ -6627,8 +6660,10 @@ GRANT EXECUTE ON FUNCTION paas.outcome_retention(), paas.outcome_caller(jsonb),
 -- Rules a reader must know.
 --   * The API is the source of truth for the nodes it knows: the node sync
 --     worker lists /api/v1/nodes (pages of 500) and then watches it from the
---     list's resourceVersion (410 Gone -> list again).  Each Node object goes
---     through paas.node_sync_apply: capacity, allocatable, conditions,
+--     list's resourceVersion (410 Gone -> list again).  A page, or a round
+--     of watch events, goes through paas.node_sync_apply_many, which gives
+--     each Node object what paas.node_sync_apply would, set-based for the
+--     common cases (seen, heartbeat only, new): capacity, allocatable, conditions,
 --     labels, taints, versions, addresses and spec.unschedulable are written
 --     (paas.node_from_k8s + paas.node_write, as a registration with a Node
 --     object), and Ready=True/False/Unknown drives the status machine
@@ -6664,19 +6699,23 @@ GRANT EXECUTE ON FUNCTION paas.outcome_retention(), paas.outcome_caller(jsonb),
 ------------------------------------------------------------------------------
 
 -- What of a Node object the registry depends on, as a digest: all of it
--- but its resourceVersion, managedFields and the conditions'
+-- but its kind and apiVersion (a list's items have none, a watch's objects
+-- do), resourceVersion, managedFields and the conditions'
 -- lastHeartbeatTime (a kubelet's periodic "still here").
 CREATE FUNCTION paas.node_digest(x jsonb) RETURNS text
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	SET search_path = pg_catalog, paas, pg_temp
 AS $$
-	SELECT md5((x #- '{metadata,resourceVersion}' #- '{metadata,managedFields}' #- '{status,conditions}')::text
-			   || coalesce((SELECT jsonb_agg(c - 'lastHeartbeatTime') FROM jsonb_array_elements(
-							   CASE WHEN jsonb_typeof(x #> '{status,conditions}') = 'array'
-									THEN x #> '{status,conditions}' ELSE '[]' END) c)::text, ''))
+	SELECT md5(jsonb_build_array(
+		x - '{apiVersion,kind,metadata,status}'::text[],
+		(x -> 'metadata') - '{resourceVersion,managedFields}'::text[],
+		(x -> 'status') - 'conditions',
+		(SELECT jsonb_agg(c - 'lastHeartbeatTime') FROM jsonb_array_elements(
+			CASE WHEN jsonb_typeof(x #> '{status,conditions}') = 'array'
+				 THEN x #> '{status,conditions}' ELSE '[]' END) c))::text)
 $$;
 COMMENT ON FUNCTION paas.node_digest(jsonb) IS
-	'digest of a Node object less resourceVersion, managedFields and heartbeat times';
+	'digest of a Node object less kind, apiVersion, resourceVersion, managedFields and heartbeat times';
 
 -- Applies one Node object to the registry; returns what happened:
 -- registered | updated | unchanged | invalid.
@@ -6788,27 +6827,159 @@ COMMENT ON FUNCTION paas.node_sync_remove(paas.nodes) IS
 	'a node deleted from the cluster becomes INACTIVE (audited, kept)';
 
 ------------------------------------------------------------------------------
--- The list
+-- Many Nodes at once (a page of the list, a round of watch events)
 ------------------------------------------------------------------------------
 
--- One page of GET /api/v1/nodes: each item applied on its own (one bad
--- Node never stops the others).  Returns the list's resourceVersion and
--- its continue token ('' on the last page).
-CREATE FUNCTION paas.node_sync_page(page jsonb, OUT resource_version text, OUT continue_token text)
+-- Applies Node objects, each with the outcome paas.node_sync_apply would
+-- give it, in a few statements for them all:
+--   * a Node whose resourceVersion (and uid) the registry holds: seen;
+--   * one whose digest is unchanged (only heartbeat times moved): version,
+--     conditions and heartbeat in one UPDATE;
+--   * a valid Node the registry does not have, with a hostname no other
+--     node (nor another of the batch) holds: registered -- one INSERT, one
+--     paas.node_write_many, one status UPDATE through the status machine,
+--     one INSERT of the audits;
+--   * every other one (changed, invalid, its name twice, its row locked,
+--     its hostname taken) goes through paas.node_sync_apply on its own
+--     (a failure is a warning, the others go on), in the batch's order,
+--     after those.
+-- Should a set-based statement fail (an agent registering the same name
+-- meanwhile, say), the whole batch is applied one Node at a time.  Returns
+-- how many of each outcome: {"registered": n, "unchanged": n, ...}.
+CREATE FUNCTION paas.node_sync_apply_many(xs jsonb[]) RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
-	x jsonb;
+	r record;
+	res text;
+BEGIN
+	IF to_regclass('pg_temp.paas_node_batch') IS NULL THEN
+		CREATE TEMP TABLE paas_node_batch (
+			i integer PRIMARY KEY, nm text, rv text, node_id uuid, known boolean,
+			old_digest text, dig text, s jsonb, errs jsonb, host text, outcome text) ON COMMIT DELETE ROWS;
+		-- read once or twice: not worth compressing
+		ALTER TABLE pg_temp.paas_node_batch ALTER s SET STORAGE EXTERNAL;
+	END IF;
+	DELETE FROM pg_temp.paas_node_batch;
+	BEGIN
+		-- each Node with the registry's row of its name, locked; on its own
+		-- (slow): a Node without a name, its name a second time, a row
+		-- another transaction holds (it waits lock_timeout, as one Node)
+		WITH u AS (
+			SELECT i, x #>> '{metadata,name}' AS nm, x #>> '{metadata,resourceVersion}' AS rv,
+				   row_number() OVER (PARTITION BY x #>> '{metadata,name}' ORDER BY i) AS k
+			  FROM unnest(xs) WITH ORDINALITY AS u(x, i) WHERE x IS NOT NULL),
+		l AS MATERIALIZED (
+			SELECT id, name, kube_seen_at, kube_resource_version, kube_uid, kube_digest FROM paas.nodes
+			 WHERE name IN (SELECT nm FROM u) FOR UPDATE SKIP LOCKED)
+		INSERT INTO pg_temp.paas_node_batch (i, nm, rv, node_id, known, old_digest, outcome)
+		SELECT u.i, u.nm, u.rv, l.id, l.kube_seen_at IS NOT NULL, l.kube_digest,
+			   CASE WHEN u.nm IS NULL OR u.k > 1 OR (l.id IS NULL AND p.id IS NOT NULL) THEN 'slow'
+					WHEN l.kube_seen_at IS NOT NULL AND u.rv IS NOT NULL AND l.kube_resource_version = u.rv
+						 AND l.kube_uid IS NOT DISTINCT FROM xs[u.i] #>> '{metadata,uid}' THEN 'seen' END
+		  FROM u LEFT JOIN l ON l.name = u.nm LEFT JOIN paas.nodes p ON p.name = u.nm;
+		UPDATE pg_temp.paas_node_batch SET dig = paas.node_digest(xs[i]) WHERE outcome IS NULL;
+		-- only heartbeat times moved; anything else of a known node: on its own
+		UPDATE pg_temp.paas_node_batch
+		   SET outcome = CASE WHEN known AND old_digest = dig THEN 'heartbeat' ELSE 'slow' END
+		 WHERE outcome IS NULL AND node_id IS NOT NULL;
+		UPDATE paas.nodes n SET kube_seen_at = now()
+		  FROM pg_temp.paas_node_batch b WHERE b.outcome = 'seen' AND n.id = b.node_id;
+		UPDATE paas.nodes n
+		   SET kube_seen_at = now(), kube_resource_version = b.rv,
+			   conditions = coalesce(xs[b.i] #> '{status,conditions}', n.conditions),
+			   last_heartbeat = now(), last_health_check = now()
+		  FROM pg_temp.paas_node_batch b WHERE b.outcome = 'heartbeat' AND n.id = b.node_id;
+
+		-- new nodes: valid, and a hostname nobody else holds
+		-- (the spec is checked as it is made, in memory, not re-read from the table)
+		UPDATE pg_temp.paas_node_batch b
+		   SET (s, errs) = (SELECT f.spec, CASE WHEN jsonb_array_length(f.errs) = 0
+												 THEN paas.node_check(f.errs, f.spec, true) ELSE f.errs END
+							  FROM paas.node_from_k8s(xs[b.i] || '{"kind": "Node"}') f)
+		 WHERE outcome IS NULL;
+		UPDATE pg_temp.paas_node_batch SET host = s ->> 'hostname' WHERE outcome IS NULL;
+		UPDATE pg_temp.paas_node_batch b SET outcome = 'slow'
+		  FROM (SELECT i, count(*) OVER (PARTITION BY host) AS k FROM pg_temp.paas_node_batch
+				 WHERE outcome IS NULL) o
+		 WHERE o.i = b.i
+		   AND (jsonb_array_length(b.errs) > 0 OR o.k > 1
+				OR EXISTS (SELECT 1 FROM paas.nodes n WHERE n.hostname = b.host));
+		WITH ins AS (
+			INSERT INTO paas.nodes (name, hostname, ip_address, cpu_cores, cpu_architecture, total_memory, total_storage)
+			SELECT nm, s ->> 'hostname', (s ->> 'ipAddress')::inet, 1, '', '0', '0'
+			  FROM pg_temp.paas_node_batch WHERE outcome IS NULL ORDER BY i
+			RETURNING id, name)
+		UPDATE pg_temp.paas_node_batch b SET node_id = ins.id, outcome = 'registered'
+		  FROM ins WHERE b.outcome IS NULL AND b.nm = ins.name;
+		PERFORM count(*) FROM paas.node_write_many(
+			ARRAY(SELECT node_id FROM pg_temp.paas_node_batch WHERE outcome = 'registered' ORDER BY i),
+			ARRAY(SELECT s FROM pg_temp.paas_node_batch WHERE outcome = 'registered' ORDER BY i));
+		UPDATE paas.nodes n
+		   SET status = paas.node_transition(n.status, b.ev),
+			   is_ready = b.ready,
+			   cordoned = b.unsched,
+			   kube_seen_at = now(),
+			   kube_resource_version = b.rv,
+			   kube_digest = b.dig,
+			   registered_at = coalesce(n.registered_at, now()),
+			   last_heartbeat = now(),
+			   last_health_check = now(),
+			   status_changed_at = CASE WHEN paas.node_transition(n.status, b.ev) <> n.status THEN now()
+										ELSE n.status_changed_at END
+		  FROM (SELECT node_id, rv, dig, (s ->> 'isReady')::boolean AS ready,
+					   coalesce((s ->> 'unschedulable')::boolean, false) AS unsched,
+					   CASE WHEN (s ->> 'isReady')::boolean THEN 'register' ELSE 'register_not_ready' END AS ev
+				  FROM pg_temp.paas_node_batch WHERE outcome = 'registered') b
+		 WHERE n.id = b.node_id;
+		-- the audits of paas.node_audit, one statement
+		INSERT INTO paas.node_transitions (node_id, node_name, from_status, to_status, event, actor, reason)
+		SELECT n.id, n.name, NULL, n.status, CASE WHEN n.is_ready THEN 'register' ELSE 'register_not_ready' END,
+			   'kubernetes', 'registered from the Kubernetes API'
+		  FROM pg_temp.paas_node_batch b JOIN paas.nodes n ON n.id = b.node_id
+		 WHERE b.outcome = 'registered' ORDER BY b.i;
+	EXCEPTION WHEN OTHERS THEN
+		-- the statements above are undone: every Node on its own
+		RAISE WARNING 'paas node sync: % Nodes are applied one at a time: %', cardinality(xs), SQLERRM;
+		DELETE FROM pg_temp.paas_node_batch;
+		INSERT INTO pg_temp.paas_node_batch (i, outcome)
+		SELECT i, 'slow' FROM unnest(xs) WITH ORDINALITY AS u(x, i) WHERE x IS NOT NULL;
+	END;
+	FOR r IN SELECT i FROM pg_temp.paas_node_batch WHERE outcome = 'slow' ORDER BY i LOOP
+		BEGIN
+			res := paas.node_sync_apply(xs[r.i]);
+		EXCEPTION WHEN OTHERS THEN
+			RAISE WARNING 'paas node sync: Node "%" was not applied: %', xs[r.i] #>> '{metadata,name}', SQLERRM;
+			res := 'failed';
+		END;
+		UPDATE pg_temp.paas_node_batch SET outcome = res WHERE i = r.i;
+	END LOOP;
+	RETURN (SELECT coalesce(jsonb_object_agg(outcome, k), '{}')
+			  FROM (SELECT CASE WHEN outcome IN ('seen', 'heartbeat') THEN 'unchanged' ELSE outcome END AS outcome,
+						   count(*) AS k
+					  FROM pg_temp.paas_node_batch GROUP BY 1) c);
+END
+$$;
+COMMENT ON FUNCTION paas.node_sync_apply_many(jsonb[]) IS
+	'applies Node objects of the Kubernetes API set-based, each as paas.node_sync_apply would; counts of the outcomes';
+
+------------------------------------------------------------------------------
+-- The list
+------------------------------------------------------------------------------
+
+-- One page of GET /api/v1/nodes: its items through
+-- paas.node_sync_apply_many (one bad Node never stops the others).
+-- Returns the list's resourceVersion and its continue token ('' on the
+-- last page).
+CREATE FUNCTION paas.node_sync_page(page jsonb, OUT resource_version text, OUT continue_token text)
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
 BEGIN
 	PERFORM set_config('lock_timeout', '200ms', true);
-	FOR x IN SELECT e FROM jsonb_array_elements(coalesce(page -> 'items', '[]')) e LOOP
-		BEGIN
-			PERFORM paas.node_sync_apply(x);
-		EXCEPTION WHEN OTHERS THEN
-			RAISE WARNING 'paas node sync: Node "%" was not applied: %', x #>> '{metadata,name}', SQLERRM;
-		END;
-	END LOOP;
+	PERFORM set_config('work_mem', '64MB', true);
+	PERFORM paas.node_sync_apply_many(ARRAY(SELECT e FROM jsonb_array_elements(coalesce(page -> 'items', '[]')) e));
 	resource_version := coalesce(page #>> '{metadata,resourceVersion}', '');
 	continue_token := coalesce(page #>> '{metadata,continue}', '');
 END
@@ -6842,49 +7013,75 @@ COMMENT ON FUNCTION paas.node_sync_end(timestamptz) IS
 
 -- Lines of the Node watch (WatchEvent JSON, one a line).  Returns the last
 -- resourceVersion seen (BOOKMARKs included), or GONE when the server said
--- the version is too old (410: list again).
+-- the version is too old (410: list again; the events before it are
+-- applied).  Each node's events are applied in their order: in rounds, the
+-- first event of every node, then the second ..., the ADDED and MODIFIED
+-- ones of a round through paas.node_sync_apply_many, the DELETED ones on
+-- their own.  A line that is not JSON is skipped.
 CREATE FUNCTION paas.node_sync_events(lines text[]) RETURNS text
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	line text;
-	ev jsonb;
-	d jsonb;
+	evs jsonb[];
+	gone integer;
 	rv text;
+	round_no integer;
+	r record;
 	n paas.nodes;
 BEGIN
 	PERFORM set_config('lock_timeout', '200ms', true);
-	FOREACH line IN ARRAY lines LOOP
-		BEGIN
-			ev := line::jsonb;
-		EXCEPTION WHEN OTHERS THEN
-			CONTINUE;
-		END;
-		d := ev -> 'object';
-		IF ev ->> 'type' = 'ERROR' THEN
-			IF (d ->> 'code') = '410' THEN
-				RETURN 'GONE';
-			END IF;
-			CONTINUE;
-		END IF;
-		rv := coalesce(d #>> '{metadata,resourceVersion}', rv);
-		BEGIN
-			IF ev ->> 'type' IN ('ADDED', 'MODIFIED') THEN
-				PERFORM paas.node_sync_apply(d);
-			ELSIF ev ->> 'type' = 'DELETED' THEN
-				SELECT * INTO n FROM paas.nodes
-				 WHERE name = d #>> '{metadata,name}' AND kube_seen_at IS NOT NULL FOR UPDATE;
+	-- 2,000 Node objects of ~3 kB are sorted into rounds: in memory
+	PERFORM set_config('work_mem', '64MB', true);
+	IF to_regclass('pg_temp.paas_node_events') IS NULL THEN
+		CREATE TEMP TABLE paas_node_events (
+			i integer PRIMARY KEY, type text, nm text, rv text, code text, rnd integer) ON COMMIT DELETE ROWS;
+	END IF;
+	DELETE FROM pg_temp.paas_node_events;
+	BEGIN
+		evs := ARRAY(SELECT l::jsonb FROM unnest(lines) l);
+	EXCEPTION WHEN OTHERS THEN
+		-- a line is not JSON: line by line, without it
+		evs := '{}';
+		FOREACH line IN ARRAY lines LOOP
+			BEGIN
+				evs := evs || line::jsonb;
+			EXCEPTION WHEN OTHERS THEN
+				CONTINUE;
+			END;
+		END LOOP;
+	END;
+	-- the events (their objects stay in evs), each node's numbered in order
+	INSERT INTO pg_temp.paas_node_events (i, type, nm, rv, code, rnd)
+	SELECT y.i, y.type, y.nm, y.rv, y.code,
+		   CASE WHEN y.node_event THEN row_number() OVER (PARTITION BY y.node_event, y.nm ORDER BY y.i) END
+	  FROM (SELECT i, e ->> 'type' AS type, e #>> '{object,metadata,name}' AS nm,
+				   e #>> '{object,metadata,resourceVersion}' AS rv, e #>> '{object,code}' AS code,
+				   coalesce(e ->> 'type' IN ('ADDED', 'MODIFIED', 'DELETED') AND e -> 'object' IS NOT NULL,
+							false) AS node_event
+			  FROM unnest(evs) WITH ORDINALITY AS u(e, i)) y;
+	SELECT min(i) INTO gone FROM pg_temp.paas_node_events WHERE type = 'ERROR' AND code = '410';
+	DELETE FROM pg_temp.paas_node_events WHERE i >= gone;
+	SELECT e.rv INTO rv FROM pg_temp.paas_node_events e
+	 WHERE e.type IS DISTINCT FROM 'ERROR' AND e.rv IS NOT NULL ORDER BY e.i DESC LIMIT 1;
+	FOR round_no IN 1 .. coalesce((SELECT max(e.rnd) FROM pg_temp.paas_node_events e), 0) LOOP
+		PERFORM paas.node_sync_apply_many(ARRAY(
+			SELECT evs[e.i] -> 'object' FROM pg_temp.paas_node_events e
+			 WHERE e.rnd = round_no AND e.type IN ('ADDED', 'MODIFIED') ORDER BY e.i));
+		FOR r IN SELECT e.nm FROM pg_temp.paas_node_events e
+				  WHERE e.rnd = round_no AND e.type = 'DELETED' ORDER BY e.i LOOP
+			BEGIN
+				SELECT * INTO n FROM paas.nodes WHERE name = r.nm AND kube_seen_at IS NOT NULL FOR UPDATE;
 				IF FOUND THEN
 					PERFORM paas.node_sync_remove(n);
 				END IF;
-			END IF;
-		EXCEPTION WHEN OTHERS THEN
-			RAISE WARNING 'paas node sync: an event of Node "%" was not applied: %',
-				d #>> '{metadata,name}', SQLERRM;
-		END;
+			EXCEPTION WHEN OTHERS THEN
+				RAISE WARNING 'paas node sync: an event of Node "%" was not applied: %', r.nm, SQLERRM;
+			END;
+		END LOOP;
 	END LOOP;
-	RETURN rv;
+	RETURN CASE WHEN gone IS NOT NULL THEN 'GONE' ELSE rv END;
 END
 $$;
 COMMENT ON FUNCTION paas.node_sync_events(text[]) IS
@@ -10911,10 +11108,12 @@ $grants$;
 --     100,000 rows, set-based, from a statement trigger).
 --   * The sender is the background worker "paas mailer" (bgworker/mailer.c):
 --     it claims due rows with paas.notify_claim() (FOR UPDATE SKIP LOCKED,
---     status SENDING with a lease, rendered), sends each one with libcurl
---     over SMTP with no transaction open, and records the outcome with
---     paas.notify_record() in a transaction of its own, so a crash repeats
---     at most the mail in flight.  A claimed row whose lease ran out (the
+--     status SENDING with a lease, rendered), sends them with libcurl over
+--     SMTP with no transaction open (over paas.smtp_connections kept
+--     connections, one mail each at a time), and records each outcome with
+--     paas.notify_record() as its transfer ends, before any further mail is
+--     started, so a crash repeats at most the mails in flight (one per
+--     connection) and never one that was recorded.  A claimed row whose lease ran out (the
 --     mailer died) is claimed again with the SAME Message-ID (fixed at the
 --     first claim), so a receiver can tell the duplicate.  4xx and network
 --     errors retry with exponential backoff and jitter up to
