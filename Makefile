@@ -30,6 +30,7 @@ OBJS        = extension/paas.o \
               extension/instances.o \
               extension/node_actions.o \
               httpd/invoice_layout.o \
+              bgworker/bgw.o \
               bgworker/worker.o \
               bgworker/reconcile.o \
               bgworker/parallel.o \

@@ -101,6 +101,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "bgw.h"
 #include "notify.h"
 #include "paas.h"
 
@@ -260,8 +261,6 @@ define_gucs(void)
 void
 paas_mailer_init(void)
 {
-	BackgroundWorker worker;
-
 	define_gucs();
 	paas_mail_wake_init();
 	if (!process_shared_preload_libraries_in_progress)
@@ -272,15 +271,7 @@ paas_mailer_init(void)
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = mailer_shmem_startup;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "paas");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "paas_mailer_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "paas mailer");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "paas mailer");
-	RegisterBackgroundWorker(&worker);
+	paas_bgw_register("paas_mailer_main", "paas mailer", 1);
 }
 
 /* ---- published state --------------------------------------------------- */
@@ -346,12 +337,7 @@ begin_tx(const char *activity)
 {
 	MemoryContext old = CurrentMemoryContext;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, activity);
+	paas_bgw_begin_tx(activity);
 	return old;
 }
 

@@ -53,6 +53,7 @@
 #include "utils/snapmgr.h"
 #include "utils/wait_event.h"
 
+#include "bgw.h"
 #include "instances.h"
 #include "k8s_client.h"
 #include "paas.h"
@@ -70,38 +71,13 @@ static MemoryContext pass_cxt;	/* reset every pass; current between transactions
 void
 paas_nodedrain_register(void)
 {
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 2;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "paas");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "paas_nodedrain_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "paas node drain");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "paas node drain");
-	RegisterBackgroundWorker(&worker);
-}
-
-static void
-begin_tx(const char *activity)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, activity);
+	paas_bgw_register("paas_nodedrain_main", "paas node drain", 2);
 }
 
 static void
 end_tx(void)
 {
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
+	paas_bgw_end_tx();
 	MemoryContextSwitchTo(pass_cxt);
 }
 
@@ -119,7 +95,7 @@ extension_ready(void)
 {
 	bool		ok;
 
-	begin_tx("paas node drain: looking for the extension");
+	paas_bgw_begin_tx("paas node drain: looking for the extension");
 	if (SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'paas' "
 					"AND pg_catalog.to_regprocedure('paas.node_drain_claim()') IS NOT NULL",
 					true, 1) != SPI_OK_SELECT)
@@ -150,7 +126,7 @@ drain_pass(void)
 	Datum	   *dbodies;
 
 	/* 1. the lease */
-	begin_tx("paas node drain: claiming");
+	paas_bgw_begin_tx("paas node drain: claiming");
 	if (SPI_execute("SELECT id::text, list_path FROM paas.node_drain_claim() WHERE id IS NOT NULL",
 					false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "paas.node_drain_claim() failed");
@@ -182,7 +158,7 @@ drain_pass(void)
 			values[3] = CStringGetTextDatum(errbuf);
 		else
 			nulls[3] = 'n';
-		begin_tx("paas node drain: planning");
+		paas_bgw_begin_tx("paas node drain: planning");
 		if (SPI_execute_with_args("SELECT path, body FROM paas.node_drain_plan($1, $2, $3, $4)",
 								  4, types, values, nulls, false, MAX_EVICTIONS) != SPI_OK_SELECT)
 			elog(ERROR, "paas.node_drain_plan() failed");
@@ -225,7 +201,7 @@ drain_pass(void)
 		values[1] = PointerGetDatum(construct_array(dpaths, n, TEXTOID, -1, false, TYPALIGN_INT));
 		values[2] = PointerGetDatum(construct_array(dstatuses, n, INT4OID, 4, true, TYPALIGN_INT));
 		values[3] = PointerGetDatum(construct_array(dbodies, n, TEXTOID, -1, false, TYPALIGN_INT));
-		begin_tx("paas node drain: recording");
+		paas_bgw_begin_tx("paas node drain: recording");
 		if (SPI_execute_with_args("SELECT paas.node_drain_record($1, $2, $3, $4)",
 								  4, types, values, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "paas.node_drain_record() failed");

@@ -75,6 +75,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "bgw.h"
 #include "instances.h"
 #include "paas.h"
 
@@ -118,22 +119,12 @@ prov_shmem_startup(void)
 void
 paas_provisioner_register(void)
 {
-	BackgroundWorker worker;
-
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = prov_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = prov_shmem_startup;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 2;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "paas");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "paas_provisioner_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "paas provisioner");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "paas provisioner");
-	RegisterBackgroundWorker(&worker);
+	paas_bgw_register("paas_provisioner_main", "paas provisioner", 2);
 }
 
 #define SHARED_UPDATE(stmt) \
@@ -161,27 +152,6 @@ note_error(const char *what)
 
 /* ---- transactions --------------------------------------------------------- */
 
-static void
-begin_tx(const char *activity)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, activity);
-}
-
-static void
-end_tx(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
-}
-
 /* Whether an extension version with instances is installed here. */
 static bool
 extension_ready(void)
@@ -189,14 +159,14 @@ extension_ready(void)
 	bool		ready;
 	int			ret;
 
-	begin_tx("paas provisioner: looking for the extension");
+	paas_bgw_begin_tx("paas provisioner: looking for the extension");
 	ret = SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'paas' "
 					  "AND pg_catalog.to_regprocedure('paas.provisioner_claim(integer)') IS NOT NULL",
 					  true, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "looking up the paas extension failed: %d", ret);
 	ready = SPI_processed > 0;
-	end_tx();
+	paas_bgw_end_tx();
 	return ready;
 }
 
@@ -208,7 +178,7 @@ run_text(const char *activity, const char *sql, int nargs, Oid *types, Datum *va
 	char	   *out = NULL;
 	int			ret;
 
-	begin_tx(activity);
+	paas_bgw_begin_tx(activity);
 	ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "%s failed: %d", sql, ret);
@@ -219,7 +189,7 @@ run_text(const char *activity, const char *sql, int nargs, Oid *types, Datum *va
 		if (v != NULL)
 			out = MemoryContextStrdup(cxt, v);
 	}
-	end_tx();
+	paas_bgw_end_tx();
 	return out;
 }
 
@@ -521,7 +491,7 @@ claim_units(int n, MemoryContext cxt)
 	Unit	   *cur = NULL;
 	int			ret;
 
-	begin_tx("paas provisioner: claiming units");
+	paas_bgw_begin_tx("paas provisioner: claiming units");
 	ret = SPI_execute_with_args("SELECT unit, id::text, generation, seq, verb, path, body, want, tag "
 								"FROM paas.provisioner_claim($1)",
 								1, types, values, NULL, false, 0);
@@ -565,7 +535,7 @@ claim_units(int n, MemoryContext cxt)
 		}
 		MemoryContextSwitchTo(old);
 	}
-	end_tx();
+	paas_bgw_end_tx();
 	return units;
 }
 
@@ -616,7 +586,7 @@ report_unit(Unit *u)
 		noe[i] = c->error[0] == '\0';
 		errors[i] = c->error;
 	}
-	begin_tx("paas provisioner: reporting");
+	paas_bgw_begin_tx("paas provisioner: reporting");
 	values[0] = CStringGetTextDatum(u->kind);
 	values[1] = CStringGetTextDatum(u->id);
 	values[2] = Int64GetDatum(u->generation);
@@ -631,7 +601,7 @@ report_unit(Unit *u)
 								9, types, values, NULL, false, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "paas.provisioner_report failed: %d", ret);
-	end_tx();
+	paas_bgw_end_tx();
 	SHARED_UPDATE(paas_provisioner_shared->units++);
 }
 
@@ -810,7 +780,7 @@ resync(MemoryContext cxt)
 	Datum		values[1];
 	int			ret;
 
-	begin_tx("paas provisioner: starting a resync");
+	paas_bgw_begin_tx("paas provisioner: starting a resync");
 	ret = SPI_execute("SELECT paas.provisioner_audit_begin()", false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "paas.provisioner_audit_begin failed: %d", ret);
@@ -830,7 +800,7 @@ resync(MemoryContext cxt)
 		metas = lappend_int(metas, mt && mt[0] == 't');
 		MemoryContextSwitchTo(old);
 	}
-	end_tx();
+	paas_bgw_end_tx();
 
 	forthree(a, tags, b, paths, m, metas)
 	{

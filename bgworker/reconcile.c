@@ -39,32 +39,12 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "bgw.h"
 #include "paas.h"
 
 #define RECONCILE_BATCH 20
 #define RECONCILE_BUDGET_MS 15000	/* a pass never holds up the job loop longer */
 #define RECONCILE_MAX_BODY (256 * 1024)
-
-static void
-begin_tx(const char *activity)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, activity);
-}
-
-static void
-end_tx(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(true);
-	pgstat_report_activity(STATE_IDLE, NULL);
-}
 
 /* Order ids due for a check, allocated in "cxt" (claimed in their own tx). */
 static List *
@@ -75,7 +55,7 @@ claim_orders(MemoryContext cxt)
 	Datum		args[1];
 	int			ret;
 
-	begin_tx("paas worker: claiming orders to reconcile");
+	paas_bgw_begin_tx("paas worker: claiming orders to reconcile");
 	/* nothing to do until an extension version with billing is installed */
 	ret = SPI_execute("SELECT 1 WHERE pg_catalog.to_regprocedure("
 					  "'paas.billing_reconcile_claim(interval, integer)') IS NOT NULL",
@@ -101,7 +81,7 @@ claim_orders(MemoryContext cxt)
 			MemoryContextSwitchTo(old);
 		}
 	}
-	end_tx();
+	paas_bgw_end_tx();
 	return orders;
 }
 
@@ -187,7 +167,7 @@ apply_status(const char *order_id, long status, const char *body, MemoryContext 
 	char	   *outcome = NULL;
 	int			ret;
 
-	begin_tx("paas worker: applying a Midtrans status");
+	paas_bgw_begin_tx("paas worker: applying a Midtrans status");
 	args[0] = CStringGetTextDatum(order_id);
 	args[1] = Int32GetDatum((int32) status);
 	args[2] = CStringGetTextDatum(body);
@@ -202,7 +182,7 @@ apply_status(const char *order_id, long status, const char *body, MemoryContext 
 		if (v)
 			outcome = MemoryContextStrdup(cxt, v);
 	}
-	end_tx();
+	paas_bgw_end_tx();
 	return outcome;
 }
 

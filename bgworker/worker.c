@@ -52,6 +52,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "bgw.h"
 #include "paas.h"
 
 PGDLLEXPORT void paas_worker_main(Datum main_arg) pg_attribute_noreturn();
@@ -83,20 +84,7 @@ paas_worker_shmem_startup(void)
 void
 paas_worker_register(void)
 {
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
-		BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "paas");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "paas_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "paas worker");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "paas worker");
-	worker.bgw_main_arg = (Datum) 0;
-	worker.bgw_notify_pid = 0;
-	RegisterBackgroundWorker(&worker);
+	paas_bgw_register("paas_worker_main", "paas worker", 5);
 }
 
 static void
