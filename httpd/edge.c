@@ -57,6 +57,7 @@ struct conn_entry {
 	int fd;            /* -1: free slot */
 	double deadline;   /* monotonic seconds; 0: none */
 	int fired;         /* the watchdog shut its reading side */
+	unsigned long requests; /* begun on it so far (edge_first_request) */
 };
 
 static struct addr_count *addrs;
@@ -223,6 +224,7 @@ admit(const char *addr, int port, int lport, int fd)
 		c->fd = fd;
 		c->deadline = 0;
 		c->fired = 0;
+		c->requests = 0;
 		n_open++;
 		ok = 1;
 	} else {
@@ -251,6 +253,23 @@ edge_connection_close(const struct mg_connection *conn)
 		n_open--;
 	}
 	pthread_mutex_unlock(&lock);
+}
+
+int
+edge_first_request(const struct mg_connection *conn)
+{
+	const struct mg_request_info *ri = mg_get_request_info(conn);
+	struct conn_entry *c;
+	int first = 0;
+
+	if (ri == NULL)
+		return 0;
+	pthread_mutex_lock(&lock);
+	c = addrs ? conn_find(ri->remote_addr, ri->remote_port, ri->server_port) : NULL;
+	if (c != NULL && c->fd >= 0)
+		first = c->requests++ == 0;
+	pthread_mutex_unlock(&lock);
+	return first;
 }
 
 int
