@@ -40,20 +40,13 @@ struct batch_call {
 	const char *over;         /* JSON text of httpd's parameters, or NULL */
 	const char *ctx;          /* JSON text of the call's context */
 	char *result;             /* malloc'd JSON text of its result */
-	int state;                /* CALL_*, under the queue's lock */
+	int state;                /* CALL_* */
 	int fresh;                /* its thread's class in the pool's wait (db.c) */
-	/* the call's own wake-up: its thread sleeps on cond under mu, never
-	 * under the queue's lock, so that the callers a batch answers do not
-	 * queue for that lock one after the other when they wake */
-	pthread_mutex_t mu;
 	pthread_cond_t cond;
-	int answered;             /* under mu: result and outcome are set */
-	int ok;                   /* under mu: 1 = result is its answer, 0 = make the call alone */
-	int lead;                 /* under mu: asked to lead the next batch */
 	struct batch_call *next;
 };
 
-enum { CALL_QUEUED, CALL_TAKEN };
+enum { CALL_QUEUED, CALL_TAKEN, CALL_DONE, CALL_ALONE };
 
 struct batch_queue {
 	pthread_mutex_t lock;
@@ -86,21 +79,6 @@ batch_init(void)
 	for (i = 0; i < n_routes; i++)
 		pthread_mutex_init(&queues[i].lock, NULL);
 	return 0;
-}
-
-/* Wakes c's thread with its answer (answer) or to lead a batch. */
-static void
-wake(struct batch_call *c, int answer, int ok)
-{
-	pthread_mutex_lock(&c->mu);
-	if (answer) {
-		c->answered = 1;
-		c->ok = ok;
-	} else {
-		c->lead = 1;
-	}
-	pthread_cond_signal(&c->cond);
-	pthread_mutex_unlock(&c->mu); /* the last access to c: its thread may return now */
 }
 
 static void
@@ -235,9 +213,9 @@ fail:
 }
 
 /*
- * Sends one batch and answers each call with its result (or to run
+ * Sends one batch and stores each call's result (or marks it to run
  * alone).  Called without the queue lock; the calls are CALL_TAKEN, so
- * nobody else touches them until wake() answers them.
+ * nobody else touches them until their state changes under the lock.
  */
 static void
 run_batch(struct batch_queue *q, int route_index, const char *function,
@@ -266,20 +244,19 @@ run_batch(struct batch_queue *q, int route_index, const char *function,
 	if (!ok)
 		__atomic_fetch_add(&n_failed, 1, __ATOMIC_RELAXED);
 
+	pthread_mutex_lock(&q->lock);
 	for (i = 0; i < n; i++) {
-		int done = ok && calls[i]->result != NULL;
-
-		if (!done) {
+		calls[i]->state = (ok && calls[i]->result != NULL) ? CALL_DONE : CALL_ALONE;
+		if (calls[i]->state == CALL_ALONE) {
 			free(calls[i]->result);
 			calls[i]->result = NULL;
 		}
-		wake(calls[i], 1, done);
+		pthread_cond_signal(&calls[i]->cond);
 	}
-	pthread_mutex_lock(&q->lock);
 	q->inflight--;
 	/* a queued call's thread leads the next batch */
 	if (q->head != NULL)
-		wake(q->head, 0, 0);
+		pthread_cond_signal(&q->head->cond);
 	pthread_mutex_unlock(&q->lock);
 }
 
@@ -289,19 +266,20 @@ batch_call(int route_index, const char *function, const char *req_json,
 {
 	struct batch_queue *q = &queues[route_index];
 	struct batch_call self, *taken[BATCH_MAX];
-	int n, ok;
+	int n, state;
 
 	memset(&self, 0, sizeof(self));
 	self.req = req_json;
 	self.over = over_json;
 	self.ctx = ctx_json;
 	self.fresh = db_call_class();
-	pthread_mutex_init(&self.mu, NULL);
 	pthread_cond_init(&self.cond, NULL);
 
 	pthread_mutex_lock(&q->lock);
 	append(q, &self);
 	for (;;) {
+		if (self.state == CALL_DONE || self.state == CALL_ALONE)
+			break;
 		if (self.state == CALL_QUEUED && q->inflight < BATCH_INFLIGHT) {
 			/* lead a batch: the oldest queued calls */
 			for (n = 0; n < BATCH_MAX && q->head != NULL; n++) {
@@ -313,27 +291,17 @@ batch_call(int route_index, const char *function, const char *req_json,
 				q->tail = NULL;
 			q->inflight++;
 			if (q->head != NULL && q->inflight < BATCH_INFLIGHT)
-				wake(q->head, 0, 0);
+				pthread_cond_signal(&q->head->cond);
 			pthread_mutex_unlock(&q->lock);
 			run_batch(q, route_index, function, taken, n);
-		} else {
-			pthread_mutex_unlock(&q->lock);
+			pthread_mutex_lock(&q->lock);
+			continue;
 		}
-		/* answered (by this thread's batch or another's), or asked to lead */
-		pthread_mutex_lock(&self.mu);
-		while (!self.answered && !self.lead)
-			pthread_cond_wait(&self.cond, &self.mu);
-		self.lead = 0;
-		if (self.answered) {
-			pthread_mutex_unlock(&self.mu);
-			break;
-		}
-		pthread_mutex_unlock(&self.mu);
-		pthread_mutex_lock(&q->lock);
+		pthread_cond_wait(&self.cond, &q->lock);
 	}
-	ok = self.ok;
+	state = self.state;
+	pthread_mutex_unlock(&q->lock);
 	pthread_cond_destroy(&self.cond);
-	pthread_mutex_destroy(&self.mu);
 	*result = self.result;
-	return ok ? 0 : -1;
+	return state == CALL_DONE ? 0 : -1;
 }
