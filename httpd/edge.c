@@ -57,7 +57,6 @@ struct conn_entry {
 	int fd;            /* -1: free slot */
 	double deadline;   /* monotonic seconds; 0: none */
 	int fired;         /* the watchdog shut its reading side */
-	unsigned long requests; /* begun on it so far (edge_first_request) */
 };
 
 static struct addr_count *addrs;
@@ -66,6 +65,13 @@ static size_t mask; /* both tables have mask + 1 slots */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned long n_open, n_refused;
 static int capacity; /* threads of all listeners */
+
+/*
+ * Requests begun on the connection of this thread.  CivetWeb serves a
+ * connection on one worker thread from accept to close and calls
+ * connection_close on that thread, so a thread-local count needs no lock.
+ */
+static __thread unsigned long conn_requests;
 
 static double
 now_s(void)
@@ -224,7 +230,6 @@ admit(const char *addr, int port, int lport, int fd)
 		c->fd = fd;
 		c->deadline = 0;
 		c->fired = 0;
-		c->requests = 0;
 		n_open++;
 		ok = 1;
 	} else {
@@ -241,6 +246,7 @@ edge_connection_close(const struct mg_connection *conn)
 	struct addr_count *e;
 	struct conn_entry *c;
 
+	conn_requests = 0; /* the thread's next connection starts anew */
 	if (ri == NULL || addrs == NULL)
 		return;
 	pthread_mutex_lock(&lock);
@@ -258,18 +264,8 @@ edge_connection_close(const struct mg_connection *conn)
 int
 edge_first_request(const struct mg_connection *conn)
 {
-	const struct mg_request_info *ri = mg_get_request_info(conn);
-	struct conn_entry *c;
-	int first = 0;
-
-	if (ri == NULL)
-		return 0;
-	pthread_mutex_lock(&lock);
-	c = addrs ? conn_find(ri->remote_addr, ri->remote_port, ri->server_port) : NULL;
-	if (c != NULL && c->fd >= 0)
-		first = c->requests++ == 0;
-	pthread_mutex_unlock(&lock);
-	return first;
+	(void) conn;
+	return conn_requests++ == 0;
 }
 
 int

@@ -206,7 +206,7 @@ void edge_connection_close(const struct mg_connection *conn);
 /* whether connections wait for a worker thread (answer with Connection: close) */
 int edge_saturated(void);
 int edge_trusted_peer(const char *ip);
-/* 1 when this request is the first on its connection (counted connections only) */
+/* 1 when this request is the first on its connection */
 int edge_first_request(const struct mg_connection *conn);
 /* from now on, the connection's reads end within ms (0 ok, -1 unknown conn) */
 int edge_deadline_begin(const struct mg_connection *conn, int ms);
