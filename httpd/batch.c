@@ -41,6 +41,7 @@ struct batch_call {
 	const char *ctx;          /* JSON text of the call's context */
 	char *result;             /* malloc'd JSON text of its result */
 	int state;                /* CALL_* */
+	int fresh;                /* its thread's class in the pool's wait (db.c) */
 	pthread_cond_t cond;
 	struct batch_call *next;
 };
@@ -223,8 +224,12 @@ run_batch(struct batch_queue *q, int route_index, const char *function,
 	char name[160];
 	char *text = batch_text(calls, n);
 	struct db_result res;
-	int i, ok = 0;
+	int i, ok = 0, fresh = 0, own = db_call_class();
 
+	/* the batch waits for a connection as its newest client's call would */
+	for (i = 0; i < n; i++)
+		fresh |= calls[i]->fresh;
+	db_call_class_set(fresh);
 	snprintf(name, sizeof(name), "%s_batch", function);
 	if (text != NULL && db_call(n_routes + route_index, name, "{}", text, NULL, &res) == 0)
 		ok = res.reply_status[0] == '\0' && res.reply_message[0] == '\0' &&
@@ -233,6 +238,7 @@ run_batch(struct batch_queue *q, int route_index, const char *function,
 	if (text != NULL)
 		db_result_free(&res);
 	free(text);
+	db_call_class_set(own);
 	__atomic_fetch_add(&n_batches, 1, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&n_items, (unsigned long) n, __ATOMIC_RELAXED);
 	if (!ok)
@@ -266,6 +272,7 @@ batch_call(int route_index, const char *function, const char *req_json,
 	self.req = req_json;
 	self.over = over_json;
 	self.ctx = ctx_json;
+	self.fresh = db_call_class();
 	pthread_cond_init(&self.cond, NULL);
 
 	pthread_mutex_lock(&q->lock);

@@ -66,6 +66,13 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned long n_open, n_refused;
 static int capacity; /* threads of all listeners */
 
+/*
+ * Requests begun on the connection of this thread.  CivetWeb serves a
+ * connection on one worker thread from accept to close and calls
+ * connection_close on that thread, so a thread-local count needs no lock.
+ */
+static __thread unsigned long conn_requests;
+
 static double
 now_s(void)
 {
@@ -239,6 +246,7 @@ edge_connection_close(const struct mg_connection *conn)
 	struct addr_count *e;
 	struct conn_entry *c;
 
+	conn_requests = 0; /* the thread's next connection starts anew */
 	if (ri == NULL || addrs == NULL)
 		return;
 	pthread_mutex_lock(&lock);
@@ -251,6 +259,13 @@ edge_connection_close(const struct mg_connection *conn)
 		n_open--;
 	}
 	pthread_mutex_unlock(&lock);
+}
+
+int
+edge_first_request(const struct mg_connection *conn)
+{
+	(void) conn;
+	return conn_requests++ == 0;
 }
 
 int

@@ -830,6 +830,8 @@ handle_request(struct mg_connection *conn, void *cbdata)
 	reply_begin(mg_get_header(conn, "X-Request-Id"), head, cors);
 	if (edge_saturated())
 		reply_close(conn); /* connections wait for a thread: let them in */
+	/* a new connection's calls do not queue behind the kept ones (db.c) */
+	db_call_class_set(edge_first_request(conn));
 	if ((status = check_message(&r)) != 0)
 		goto done;
 	client_ip(&r);
@@ -878,6 +880,7 @@ done:
 	ms = ms_since(&t0);
 	metrics_count(r.m.route ? r.m.index : -1, status, ms);
 	access_log(&r, status, ms);
+	db_call_class_set(0);
 	reply_reset();
 	free(r.body);
 	json_decref(r.query);

@@ -186,6 +186,9 @@ int db_call(int route_index, const char *function, const char *ctx_json,
 void db_result_free(struct db_result *res);
 /* A new idempotency key (random UUID) as a JSON string; NULL on failure. */
 json_t *db_call_key(void);
+/* the class of this thread's calls in the pool's wait (db.c): 1 = a new connection's */
+void db_call_class_set(int fresh);
+int db_call_class(void);
 /* the pool now: its size, connections in use, threads waiting; calls that waited */
 void db_pool_stats(int *size, int *in_use, int *waiting, unsigned long *waits);
 
@@ -203,6 +206,8 @@ void edge_connection_close(const struct mg_connection *conn);
 /* whether connections wait for a worker thread (answer with Connection: close) */
 int edge_saturated(void);
 int edge_trusted_peer(const char *ip);
+/* 1 when this request is the first on its connection */
+int edge_first_request(const struct mg_connection *conn);
 /* from now on, the connection's reads end within ms (0 ok, -1 unknown conn) */
 int edge_deadline_begin(const struct mg_connection *conn, int ms);
 /* clears it; 1 when the deadline passed (the reading side is shut) */
