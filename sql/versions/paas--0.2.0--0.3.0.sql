@@ -167,6 +167,7 @@ ALTER TABLE paas.nodes
 	ADD COLUMN foreign_memory bigint NOT NULL DEFAULT 0;
 
 -- ---- functions new or changed since 0.2.0 (as pg_get_functiondef prints them) ----
+DROP FUNCTION paas.feed_json(record);
 
 CREATE OR REPLACE FUNCTION api.admin_billing_adjust(req jsonb DEFAULT '{}'::jsonb, ctx jsonb DEFAULT '{}'::jsonb)
  RETURNS jsonb
@@ -956,9 +957,13 @@ BEGIN
 			 ORDER BY created_at DESC LIMIT 10) t;
 	WITH f AS MATERIALIZED (SELECT b.* FROM paas.billing_feed_rows(u.id) b)
 	SELECT (SELECT count(*) FROM f),
-		   (SELECT coalesce(jsonb_agg(paas.feed_json(x) ORDER BY x.created_at DESC, x.id), '[]')
-			  FROM (SELECT p.*, paas.feed_invoice(p.inv_topup, p.inv_id, p.inv_entry) AS invoice
-					  FROM (SELECT * FROM f ORDER BY f.created_at DESC, f.id LIMIT 5) p) x)
+		   (SELECT coalesce(jsonb_agg(paas.feed_json(x.id, x.created_at, x.type, x.status, x.amount, x.direction,
+										   x.description, x.balance_before, x.balance_after, x.reference,
+										   x.reference_type, x.payment_method, x.payment_gateway, x.invoice)
+								ORDER BY x.created_at DESC, x.id), '[]')
+			  FROM (SELECT p.*, (SELECT v.invoice FROM paas.feed_invoice(p.inv_topup, p.inv_id, p.inv_entry) v)
+							 AS invoice
+					  FROM (SELECT * FROM f ORDER BY f.created_at DESC, f.id LIMIT 5) p OFFSET 0) x)
 	  INTO total, recent;
 	RETURN jsonb_build_object(
 		'balance', jsonb_build_object('current', bal, 'currency', 'IDR',
@@ -1219,7 +1224,10 @@ DECLARE
 	u paas.users := paas.require_user(ctx);
 	res jsonb;
 BEGIN
-	SELECT paas.feed_json(f) INTO res FROM paas.billing_feed(u.id) f WHERE f.id = req ->> 'id';
+	SELECT paas.feed_json(x.id, x.created_at, x.type, x.status, x.amount, x.direction, x.description,
+						  x.balance_before, x.balance_after, x.reference, x.reference_type,
+						  x.payment_method, x.payment_gateway, x.invoice)
+	  INTO res FROM paas.billing_feed(u.id) x WHERE x.id = req ->> 'id';
 	IF res IS NULL THEN
 		RAISE EXCEPTION 'Transaction not found' USING ERRCODE = 'PT404';
 	END IF;
@@ -1313,16 +1321,24 @@ BEGIN
 	-- One pass over the user's own movements (paas.billing_feed_rows is
 	-- inlined: the filters reach each branch, from the user's indexes):
 	-- they are counted, and only the page's rows get their invoice and JSON.
+	-- The invoice is a column of a subquery that the planner keeps as it is
+	-- (OFFSET 0), so that it reaches paas.feed_json as a column: the planner
+	-- does not inline a function whose argument, read twice, is a subplan.
 	WITH f AS MATERIALIZED (
 		SELECT b.* FROM paas.billing_feed_rows(u.id) b
 		 WHERE (req ->> 'type' IS NULL OR b.type = req ->> 'type')
 		   AND (req ->> 'status' IS NULL OR b.status = req ->> 'status')
 		   AND b.created_at BETWEEN s AND e)
 	SELECT (SELECT count(*) FROM f),
-		   (SELECT coalesce(jsonb_agg(paas.feed_json(x) ORDER BY x.created_at DESC, x.id), '[]')
-			  FROM (SELECT p.*, paas.feed_invoice(p.inv_topup, p.inv_id, p.inv_entry) AS invoice
+		   (SELECT coalesce(jsonb_agg(paas.feed_json(x.id, x.created_at, x.type, x.status, x.amount, x.direction,
+										   x.description, x.balance_before, x.balance_after, x.reference,
+										   x.reference_type, x.payment_method, x.payment_gateway, x.invoice)
+								ORDER BY x.created_at DESC, x.id), '[]')
+			  FROM (SELECT p.*, (SELECT v.invoice FROM paas.feed_invoice(p.inv_topup, p.inv_id, p.inv_entry) v)
+							 AS invoice
 					  FROM (SELECT * FROM f ORDER BY f.created_at DESC, f.id
-							 LIMIT lim OFFSET (coalesce((req ->> 'page')::int, 1) - 1) * lim) p) x)
+							 LIMIT lim OFFSET (coalesce((req ->> 'page')::int, 1) - 1) * lim) p
+					OFFSET 0) x)
 	  INTO total, rows;
 	pg := paas.pagination(req, total, 20);
 	RETURN jsonb_build_object('data', jsonb_build_object('transactions', rows, 'pagination', pg),
@@ -3829,46 +3845,26 @@ CREATE OR REPLACE FUNCTION paas.email_taken(mail text, except_id uuid DEFAULT NU
 					  AND id IS DISTINCT FROM except_id);
 COMMENT ON FUNCTION paas.email_taken(text,uuid) IS 'whether a live account uses this email';
 
-CREATE OR REPLACE FUNCTION paas.feed_invoice(inv_topup uuid, inv_id uuid, inv_entry text) RETURNS jsonb
+CREATE OR REPLACE FUNCTION paas.feed_invoice(inv_topup uuid, inv_id uuid, inv_entry text)
+	RETURNS TABLE (invoice jsonb)
 	LANGUAGE sql STABLE
-	RETURN CASE
-		WHEN inv_topup IS NOT NULL THEN
-			(SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
-			   FROM paas.invoices i WHERE i.topup_id = inv_topup AND i.kind = 'TOPUP'
-			  ORDER BY i.issued_at LIMIT 1)
-		WHEN inv_id IS NOT NULL THEN
-			(SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
-			   FROM paas.invoices i WHERE i.id = inv_id)
-		WHEN inv_entry IS NOT NULL THEN
-			(SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
-			   FROM paas.invoices i WHERE i.ref ->> 'entryId' = inv_entry
-			  ORDER BY i.issued_at LIMIT 1)
-		END;
-COMMENT ON FUNCTION paas.feed_invoice(uuid,uuid,text) IS '{id, invoiceNumber, status} of a feed row''s invoice, from its key; NULL when none';
-
-CREATE OR REPLACE FUNCTION paas.feed_json(f record)
- RETURNS jsonb
- LANGUAGE plpgsql
- STABLE
- SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
-AS $function$
-BEGIN
-	RETURN jsonb_build_object(
-		'id', f.id, 'date', paas.iso(f.created_at), 'createdAt', paas.iso(f.created_at),
-		'type', f.type, 'description', f.description, 'amount', f.amount, 'currency', 'IDR',
-		'direction', f.direction,
-		'status', f.status, 'balanceBefore', f.balance_before, 'balanceAfter', f.balance_after,
-		'reference', f.reference, 'referenceType', f.reference_type,
-		'paymentMethod', f.payment_method, 'paymentGateway', f.payment_gateway,
-		'invoice', f.invoice,
-		'actions', jsonb_build_object(
-			'canPay', f.type = 'TOPUP' AND f.status = 'PENDING',
-			'canCancel', false,
-			'canDownloadInvoice', coalesce(f.invoice ->> 'status' = 'PAID', false)));
-END
-$function$
-;
-COMMENT ON FUNCTION paas.feed_json(record) IS 'a feed row as the API prints it';
+	BEGIN ATOMIC
+		(SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
+		   FROM paas.invoices i
+		  WHERE inv_topup IS NOT NULL AND i.topup_id = inv_topup AND i.kind = 'TOPUP'
+		  ORDER BY i.issued_at LIMIT 1)
+		UNION ALL
+		(SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
+		   FROM paas.invoices i
+		  WHERE inv_topup IS NULL AND inv_id IS NOT NULL AND i.id = inv_id)
+		UNION ALL
+		(SELECT jsonb_build_object('id', i.id, 'invoiceNumber', i.number, 'status', i.status)
+		   FROM paas.invoices i
+		  WHERE inv_topup IS NULL AND inv_id IS NULL AND inv_entry IS NOT NULL
+			AND i.ref ->> 'entryId' = inv_entry
+		  ORDER BY i.issued_at LIMIT 1);
+	END;
+COMMENT ON FUNCTION paas.feed_invoice(uuid,uuid,text) IS '{id, invoiceNumber, status} of a feed row''s invoice, from its key; no row when none; inlined by the planner';
 
 CREATE OR REPLACE FUNCTION paas.find_node(key text)
  RETURNS paas.nodes
@@ -6265,10 +6261,32 @@ CREATE OR REPLACE FUNCTION paas.billing_feed(uid uuid)
 	BEGIN ATOMIC
 		SELECT r.id, r.created_at, r.type, r.status, r.amount, r.direction, r.description,
 			   r.balance_before, r.balance_after, r.reference, r.reference_type, r.payment_method,
-			   r.payment_gateway, paas.feed_invoice(r.inv_topup, r.inv_id, r.inv_entry), r.topup_id
+			   r.payment_gateway,
+			   (SELECT v.invoice FROM paas.feed_invoice(r.inv_topup, r.inv_id, r.inv_entry) v),
+			   r.topup_id
 		  FROM paas.billing_feed_rows(uid) r;
 	END;
 COMMENT ON FUNCTION paas.billing_feed(uuid) IS 'every money movement of a user (unordered), with its invoice';
+
+CREATE OR REPLACE FUNCTION paas.feed_json(id text, created_at timestamptz, type text, status text,
+							   amount bigint, direction text, description text,
+							   balance_before bigint, balance_after bigint, reference text,
+							   reference_type text, payment_method text, payment_gateway text,
+							   invoice jsonb) RETURNS jsonb
+	LANGUAGE sql STABLE
+	RETURN jsonb_build_object(
+		'id', id, 'date', paas.iso(created_at), 'createdAt', paas.iso(created_at),
+		'type', type, 'description', description, 'amount', amount, 'currency', 'IDR',
+		'direction', direction,
+		'status', status, 'balanceBefore', balance_before, 'balanceAfter', balance_after,
+		'reference', reference, 'referenceType', reference_type,
+		'paymentMethod', payment_method, 'paymentGateway', payment_gateway,
+		'invoice', invoice,
+		'actions', jsonb_build_object(
+			'canPay', type = 'TOPUP' AND status = 'PENDING',
+			'canCancel', false,
+			'canDownloadInvoice', coalesce(invoice ->> 'status' = 'PAID', false)));
+COMMENT ON FUNCTION paas.feed_json(text,timestamp with time zone,text,text,bigint,text,text,bigint,bigint,text,text,text,text,jsonb) IS 'a feed row (the columns of paas.billing_feed) as the API prints it; inlined by the planner';
 
 CREATE OR REPLACE FUNCTION paas.filter_id(t text) RETURNS uuid
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
