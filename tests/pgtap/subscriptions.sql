@@ -4,7 +4,7 @@
 -- suspend -> revive, cancelled -> expired), admin functions and notices
 -- (sql/parts/60_subscriptions.sql).
 BEGIN;
-SELECT plan(170);
+SELECT plan(172);
 
 ------------------------------------------------------------------------------
 -- Two runs at once, from two sessions (dblink).  This part comes first: the
@@ -79,6 +79,15 @@ SELECT is((SELECT array_agg(DISTINCT paas.wallet_balance(user_id)) FROM paas.sub
 SELECT is((SELECT count(DISTINCT c.xmin::text)::int FROM paas.subscription_charges c
 			WHERE c.subscription_id IN (SELECT pg_temp.conc_subs())),
 	2, 'the charges of a run on its own were written by its 2 shards in transactions of their own');
+SELECT is((SELECT count(*) FROM paas.notification_outbox o
+			WHERE o.kind = 'subscription_renewed'
+			  AND o.dedup_key IN (SELECT 'charge:' || c.subscription_id || ':' || c.period_no
+									FROM paas.subscription_charges c
+								   WHERE c.subscription_id IN (SELECT pg_temp.conc_subs()) AND c.kind = 'renewal')),
+	40::bigint, 'two concurrent runs: one outbox row per renewal, with the dedup key of its charge');
+SELECT is((SELECT max(split_part(i.number, '-', 3)::int) - min(split_part(i.number, '-', 3)::int) + 1
+			 FROM paas.invoices i WHERE (i.ref ->> 'subscriptionId')::uuid IN (SELECT pg_temp.conc_subs())),
+	40, 'the invoices of the two shards are one gap-free block of numbers');
 -- a third run (another session) charges nothing more
 SELECT r FROM dblink('fx', 'SELECT api.run_renewals()') AS t (r jsonb);
 SELECT is((SELECT count(*) FROM paas.subscription_charges WHERE subscription_id IN (SELECT pg_temp.conc_subs())),
