@@ -16,6 +16,13 @@
  *		anything, runs the commands in the caller's backend instead, one
  *		after another, in the caller's transaction.  pg_cron runs a job's
  *		command as a transaction of its own: its calls go to workers.
+ *	  - PostgreSQL counts a PL/pgSQL exception block (a subtransaction) as a
+ *		transaction block, even in a statement that is a transaction of its
+ *		own.  A function that calls paas.run_parallel from such a block
+ *		calls paas.run_parallel_begin() first, at its top level: when that
+ *		statement's transaction is its own and has written nothing, the
+ *		calls the same statement then makes from exception blocks go to
+ *		workers too (whose commits the block's rollback does not undo).
  *	  - when no worker slot is free (max_worker_processes), the command runs
  *		in the caller's own backend instead, after the others have started,
  *		in the caller's transaction.
@@ -63,6 +70,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/dsm.h"
 #include "storage/ipc.h"
+#include "storage/proc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
@@ -123,6 +131,31 @@ static bool exit_callback_set = false;
 
 /* in a worker: its slot, for its exit callback */
 static ParallelSlot *worker_slot = NULL;
+
+/*
+ * The statement that paas.run_parallel_begin() found in a transaction of its
+ * own (its local transaction id and start time): its calls from exception
+ * blocks may start workers.
+ */
+static LocalTransactionId begun_lxid = InvalidLocalTransactionId;
+static TimestampTz begun_stmt = 0;
+
+/*
+ * Whether a call now may start workers: the transaction is not a transaction
+ * block (BEGIN ...), or is a subtransaction of a statement that
+ * paas.run_parallel_begin() found in a transaction of its own; and nothing
+ * has been written yet.
+ */
+static bool
+workers_allowed(void)
+{
+	if (GetTopTransactionIdIfAny() != InvalidTransactionId)
+		return false;
+	if (!IsTransactionBlock())
+		return true;
+	return IsSubTransaction() && begun_lxid != InvalidLocalTransactionId &&
+		begun_lxid == MyProc->lxid && begun_stmt == GetCurrentStatementStartTimestamp();
+}
 
 /*
  * Runs slot->command through SPI in the current transaction and stores the
@@ -388,6 +421,26 @@ warn_if_interrupted(bool interrupted, const char *report)
 				 errdetail_internal("%s", report)));
 }
 
+/*
+ * paas.run_parallel_begin() -> boolean: whether this statement's calls of
+ * paas.run_parallel will start workers (see the rules above); when they
+ * will, its calls from PL/pgSQL exception blocks will as well.  Called at
+ * the top level of a function, before its exception block.
+ */
+PG_FUNCTION_INFO_V1(paas_run_parallel_begin);
+Datum
+paas_run_parallel_begin(PG_FUNCTION_ARGS)
+{
+	bool		allowed = workers_allowed();
+
+	if (allowed && !IsSubTransaction())
+	{
+		begun_lxid = MyProc->lxid;
+		begun_stmt = GetCurrentStatementStartTimestamp();
+	}
+	PG_RETURN_BOOL(allowed);
+}
+
 PG_FUNCTION_INFO_V1(paas_run_parallel);
 Datum
 paas_run_parallel(PG_FUNCTION_ARGS)
@@ -415,7 +468,7 @@ paas_run_parallel(PG_FUNCTION_ARGS)
 	 * workers would commit on their own or miss what it wrote: the commands
 	 * then run here, one after another, in this transaction.
 	 */
-	in_process = IsTransactionBlock() || GetTopTransactionIdIfAny() != InvalidTransactionId;
+	in_process = !workers_allowed();
 	deconstruct_array(commands, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 	if (n == 0)
 		PG_RETURN_ARRAYTYPE_P(construct_empty_array(TEXTOID));

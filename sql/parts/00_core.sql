@@ -360,6 +360,17 @@ CREATE FUNCTION paas.run_parallel(commands text[]) RETURNS text[]
 COMMENT ON FUNCTION paas.run_parallel(text[]) IS
 	'runs the commands in parallel background workers; their first values, in order';
 
+-- PostgreSQL counts a PL/pgSQL exception block as a transaction block: a
+-- function calling paas.run_parallel from one calls this first, at its top
+-- level, so that the calls of a statement that is a transaction of its own
+-- still go to workers.
+CREATE FUNCTION paas.run_parallel_begin() RETURNS boolean
+	AS 'MODULE_PATHNAME', 'paas_run_parallel_begin'
+	LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION paas.run_parallel_begin() IS
+	'whether this statement''s paas.run_parallel calls start workers (not in a transaction block, nothing '
+	'written); when they do, its calls from exception blocks do too';
+
 -- Runs one due job of the worker: locks its row (SKIP LOCKED: a concurrent
 -- runner makes this a no-op returning NULL), runs fn() in an exception
 -- block, records the run and schedules the next one.  Returns whether fn()

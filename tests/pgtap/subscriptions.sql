@@ -4,7 +4,7 @@
 -- suspend -> revive, cancelled -> expired), admin functions and notices
 -- (sql/parts/60_subscriptions.sql).
 BEGIN;
-SELECT plan(166);
+SELECT plan(172);
 
 ------------------------------------------------------------------------------
 -- Two runs at once, from two sessions (dblink).  This part comes first: the
@@ -74,6 +74,20 @@ SELECT is((SELECT array_agg(DISTINCT period_no) FROM paas.subscriptions WHERE id
 SELECT is((SELECT array_agg(DISTINCT paas.wallet_balance(user_id)) FROM paas.subscriptions
 			WHERE id IN (SELECT pg_temp.conc_subs())),
 	ARRAY[4000::bigint], 'every wallet was charged exactly once');
+-- the run's shards ran in background workers, each committing its own
+-- transaction (the run's exception block does not keep them in its backend)
+SELECT is((SELECT count(DISTINCT c.xmin::text)::int FROM paas.subscription_charges c
+			WHERE c.subscription_id IN (SELECT pg_temp.conc_subs())),
+	2, 'the charges of a run on its own were written by its 2 shards in transactions of their own');
+SELECT is((SELECT count(*) FROM paas.notification_outbox o
+			WHERE o.kind = 'subscription_renewed'
+			  AND o.dedup_key IN (SELECT 'charge:' || c.subscription_id || ':' || c.period_no
+									FROM paas.subscription_charges c
+								   WHERE c.subscription_id IN (SELECT pg_temp.conc_subs()) AND c.kind = 'renewal')),
+	40::bigint, 'two concurrent runs: one outbox row per renewal, with the dedup key of its charge');
+SELECT is((SELECT max(split_part(i.number, '-', 3)::int) - min(split_part(i.number, '-', 3)::int) + 1
+			 FROM paas.invoices i WHERE (i.ref ->> 'subscriptionId')::uuid IN (SELECT pg_temp.conc_subs())),
+	40, 'the invoices of the two shards are one gap-free block of numbers');
 -- a third run (another session) charges nothing more
 SELECT r FROM dblink('fx', 'SELECT api.run_renewals()') AS t (r jsonb);
 SELECT is((SELECT count(*) FROM paas.subscription_charges WHERE subscription_id IN (SELECT pg_temp.conc_subs())),
@@ -145,6 +159,32 @@ SELECT isnt((SELECT x[1] FROM dblink('fx', 'SELECT paas.run_parallel(ARRAY[''SEL
 SELECT is(paas.run_parallel(ARRAY['SELECT pg_backend_pid()', 'SELECT NULL', $$SELECT 'b'$$]),
 	ARRAY[pg_backend_pid()::text, NULL, 'b'],
 	'inside a transaction block the commands run in the calling backend, results in order');
+-- (a DO of its own; a query string of several statements is a transaction
+-- block already)
+CREATE FUNCTION pg_temp.parallel_do(begin_first boolean) RETURNS text LANGUAGE sql AS $f$
+	SELECT dblink_exec('fx', format($q$DO $do$
+		DECLARE
+			r text[];
+		BEGIN
+			IF %s THEN
+				PERFORM paas.run_parallel_begin();
+			END IF;
+			BEGIN
+				r := paas.run_parallel(ARRAY['SELECT pg_backend_pid()']);
+			EXCEPTION WHEN OTHERS THEN
+				RAISE;
+			END;
+			PERFORM set_config('pgtap.parallel_pid', r[1], false);
+		END
+		$do$$q$, begin_first::text));
+	SELECT CASE WHEN x THEN 'caller' ELSE 'worker' END
+	  FROM dblink('fx', $q$SELECT current_setting('pgtap.parallel_pid') = pg_backend_pid()::text$q$) AS t (x boolean);
+$f$;
+SELECT is(pg_temp.parallel_do(true), 'worker',
+	'after paas.run_parallel_begin(), a call from an exception block of a statement of its own runs in a worker');
+SELECT is(pg_temp.parallel_do(false), 'caller',
+	'without it, a call from an exception block runs in the calling backend');
+SELECT is(paas.run_parallel_begin(), false, 'inside a transaction block paas.run_parallel_begin() says no workers');
 SELECT throws_ok($$SELECT * FROM dblink('fx', 'SELECT paas.run_parallel(ARRAY[''SELECT 1'', ''SELECT 1/0''])') AS t (x text[])$$,
 	'22012', NULL, 'a failing worker fails the call with its SQLSTATE');
 SELECT is((SELECT count(*)::int FROM dblink('fx', $q$SELECT unnest(paas.run_parallel(ARRAY(
