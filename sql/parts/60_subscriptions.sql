@@ -45,9 +45,13 @@
 --     same order as a sale or a top-up (wallet, then counter); they are
 --     numbered as one block by one paas.issue_invoice_items() call; their
 --     ids are drawn by the batches, which write the charge rows.
---   * A run is one transaction (pg_cron runs one statement): its row locks
---     last until it commits, so an owner's renew or cancel of a row being
---     renewed waits for the run (about 10 s for 100,000 due rows).  A
+--   * A run is split into shards (paas.renewal_workers, each a share of the
+--     users' wallets) that paas.run_parallel runs in background workers,
+--     each shard one transaction of its own that commits on its own: its
+--     row locks last until that shard commits, so an owner's renew or
+--     cancel of a row being renewed waits for the shard, never for the whole
+--     run.  Each shard's invoices are one gap-free block of numbers.  The
+--     run reports what every shard committed, and waits for all of them.  A
 --     subscription more than one period behind (the job did not run for a
 --     month) is charged period after period in the same run, in order, as
 --     long as the wallet covers them.
