@@ -1490,7 +1490,10 @@ BEGIN
 	-- (a raised error would roll the record back too; pg_cron's
 	-- job_run_details therefore says that the command ran, paas.job_run
 	-- tells how it went).  Shards that ran in background workers committed
-	-- on their own.
+	-- on their own.  PostgreSQL counts the subtransaction as a transaction
+	-- block, which paas.run_parallel does not start workers from: said here,
+	-- at the top level, that this statement is a transaction of its own.
+	PERFORM paas.run_parallel_begin();
 	BEGIN
 		-- The shards run at the same time in background workers, each
 		-- charging its own users' wallets (paas.run_parallel; in a
@@ -5193,10 +5196,18 @@ $function$
 ;
 COMMENT ON FUNCTION paas.run_job(text) IS 'runs a due job once (safe to call concurrently) and records the run';
 
+CREATE OR REPLACE FUNCTION paas.run_parallel_begin()
+ RETURNS boolean
+ LANGUAGE c
+AS '$libdir/paas', $function$paas_run_parallel_begin$function$
+;
+COMMENT ON FUNCTION paas.run_parallel_begin() IS 'whether this statement''s paas.run_parallel calls start workers (not in a transaction block, nothing written); when they do, its calls from exception blocks do too';
+
 CREATE OR REPLACE FUNCTION paas.run_renewals_part(shard integer DEFAULT 0, shards integer DEFAULT 1)
  RETURNS jsonb
  LANGUAGE plpgsql
  SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+ SET jit TO 'off'
 AS $function$
 DECLARE
 	cfg paas.subscription_settings := paas.subscription_config();
