@@ -7371,6 +7371,8 @@ CREATE INDEX node_drains_due_idx ON paas.node_drains (next_attempt_at) WHERE sta
 CREATE INDEX node_drains_node_idx ON paas.node_drains (node_id, created_at DESC);
 COMMENT ON TABLE paas.node_drains IS
 	'drains of nodes through the Eviction API (bgworker/nodedrain.c); kept after they end';
+-- drains are history of the nodes: dumped with them (90_dump.sql)
+SELECT pg_catalog.pg_extension_config_dump('paas.node_drains', '');
 
 CREATE FUNCTION paas.node_drain_json(d paas.node_drains) RETURNS jsonb
 	LANGUAGE sql STABLE
