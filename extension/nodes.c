@@ -41,6 +41,7 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/numeric.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
@@ -437,6 +438,403 @@ paas_node_history_retention(PG_FUNCTION_ARGS)
 	keep = palloc0(sizeof(Interval));
 	keep->time = (int64) paas_node_history_retention_s * USECS_PER_SEC;
 	PG_RETURN_INTERVAL_P(keep);
+}
+
+/*
+ * A Kubernetes Node object in the original's field set: the conversion of
+ * paas.node_from_k8s, in one pass over the object (the node sync applies
+ * 10,000 of them in a list).  The rules, in the order the field errors are
+ * listed:
+ *	  - a List must hold exactly one Node (its item is taken); kind must be
+ *		Node; metadata.name a string; status.capacity an object (else the
+ *		conversion stops there);
+ *	  - the quantities of status.capacity (cpu and memory required,
+ *		ephemeral-storage, pods) and of status.allocatable, as
+ *		paas.check_qty checks them: Kubernetes prints every quantity as a
+ *		string; a number is taken for cpu (cores) and pods only;
+ *	  - the address: the first InternalIP of status.addresses, else the
+ *		first ExternalIP, else the k3s / kubelet annotations and label
+ *		(status.addresses error when none);
+ *	  - any error: no spec.  Else the spec: hostname from the first
+ *		Hostname address, the kubernetes.io/hostname label or the name;
+ *		capacity defaults "0" (pods "110"), allocatable defaults to the
+ *		capacity; cpuCores the capacity's CPU rounded up (at least 1),
+ *		maxPods its pods (at least 1); isReady unless the Ready condition
+ *		says other than True.
+ * The operator ->> of SQL is k8s_text: a string as it is, another value as
+ * its JSON text, JSON null and absent keys as NULL.
+ */
+
+/* The object "c" holds at "key", or NULL (c NULL or not an object). */
+static JsonbValue *
+k8s_get(JsonbContainer *c, const char *key)
+{
+	if (c == NULL || !JsonContainerIsObject(c))
+		return NULL;
+	return getKeyJsonValueFromContainer(c, key, strlen(key), NULL);
+}
+
+/* The container of v when it is an object (or, want_array, an array). */
+static JsonbContainer *
+k8s_container(JsonbValue *v, bool want_array)
+{
+	if (v == NULL || v->type != jbvBinary)
+		return NULL;
+	if (want_array ? !JsonContainerIsArray(v->val.binary.data) || JsonContainerIsScalar(v->val.binary.data)
+		: !JsonContainerIsObject(v->val.binary.data))
+		return NULL;
+	return v->val.binary.data;
+}
+
+/* SQL's v ->> '{}': NULL for absent and JSON null. */
+static char *
+k8s_text(JsonbValue *v)
+{
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	switch (v->type)
+	{
+		case jbvString:
+			return pnstrdup(v->val.string.val, v->val.string.len);
+		case jbvNumeric:
+			return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+		case jbvBool:
+			return pstrdup(v->val.boolean ? "true" : "false");
+		case jbvBinary:
+			return JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
+		default:
+			elog(ERROR, "unexpected jsonb value type %d", (int) v->type);
+	}
+	return NULL;
+}
+
+/* Whether v is the JSON string "s". */
+static bool
+k8s_is(JsonbValue *v, const char *s)
+{
+	return v != NULL && v->type == jbvString && v->val.string.len == (int) strlen(s)
+		&& memcmp(v->val.string.val, s, v->val.string.len) == 0;
+}
+
+static char *
+k8s_nonempty(char *s)
+{
+	return s != NULL && s[0] != '\0' ? s : NULL;
+}
+
+/*
+ * The problem of the quantity field "v" as paas.check_qty words it, or
+ * NULL (an absent field that is not required too).  unit: appended to a
+ * number, NULL when numbers are refused.
+ */
+static char *
+k8s_qty_problem(const char *field, JsonbValue *v, const char *unit, bool milli, bool required)
+{
+	char	   *str;
+	const char *problem;
+	int64		value;
+
+	if (v == NULL || v->type == jbvNull)
+		return required ? psprintf("%s is required", field) : NULL;
+	if (v->type != jbvString && v->type != jbvNumeric)
+		return psprintf("%s must be a quantity string (e.g. 500m, 16Gi)", field);
+	str = k8s_text(v);
+	if (v->type == jbvNumeric)
+	{
+		char	   *nproblem = report_number_problem(field, unit, str);
+
+		if (nproblem != NULL)
+			return nproblem;
+		str = psprintf("%s%s", str, unit);
+	}
+	problem = paas_quantity_problem(str, milli, &value);
+	if (problem != NULL)
+		return psprintf("%s is not a valid quantity: %s", field, problem);
+	return NULL;
+}
+
+static void
+k8s_push_text(JsonbParseState **state, const char *key, const char *val)
+{
+	JsonbValue	null;
+
+	push_string(state, WJB_KEY, key);
+	if (val != NULL)
+		push_string(state, WJB_VALUE, val);
+	else
+	{
+		null.type = jbvNull;
+		pushJsonbValue(state, WJB_VALUE, &null);
+	}
+}
+
+/* key: v, or when v is absent "dflt": null, false, [] or {}. */
+static void
+k8s_push_value(JsonbParseState **state, const char *key, JsonbValue *v, const char *dflt)
+{
+	JsonbValue	d;
+
+	push_string(state, WJB_KEY, key);
+	if (v != NULL)
+		pushJsonbValue(state, WJB_VALUE, v);
+	else if (strcmp(dflt, "[]") == 0)
+	{
+		pushJsonbValue(state, WJB_BEGIN_ARRAY, NULL);
+		pushJsonbValue(state, WJB_END_ARRAY, NULL);
+	}
+	else if (strcmp(dflt, "{}") == 0)
+	{
+		pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);
+		pushJsonbValue(state, WJB_END_OBJECT, NULL);
+	}
+	else
+	{
+		d.type = strcmp(dflt, "false") == 0 ? jbvBool : jbvNull;
+		d.val.boolean = false;
+		pushJsonbValue(state, WJB_VALUE, &d);
+	}
+}
+
+static void
+k8s_push_int(JsonbParseState **state, const char *key, int64 n)
+{
+	JsonbValue	v;
+
+	push_string(state, WJB_KEY, key);
+	v.type = jbvNumeric;
+	v.val.numeric = int64_to_numeric(n);
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+static const char *const k8s_qty_keys[4] = {"cpu", "memory", "ephemeral-storage", "pods"};
+
+/*
+ * paas.node_from_k8s(doc jsonb, OUT spec jsonb, OUT errs jsonb): the rules
+ * above.  errs is [] when the spec is made, spec NULL when errs is not.
+ */
+PG_FUNCTION_INFO_V1(paas_node_from_k8s);
+Datum
+paas_node_from_k8s(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *doc = PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0);
+	JsonbContainer *d = doc != NULL ? &doc->root : NULL;
+	TupleDesc	tupdesc;
+	Datum		values[2];
+	bool		nulls[2] = {true, false};
+	JsonbParseState *errs = NULL;
+	int			nerr = 0;
+	JsonbContainer *md,
+			   *st,
+			   *sp,
+			   *ni,
+			   *cap,
+			   *alloc,
+			   *addrs,
+			   *conds;
+	JsonbValue  iv;
+	char	   *ip = NULL;
+	char	   *host = NULL;
+	char	   *ready = NULL;
+	char	   *qty[4];
+	int64		cpu_m = 0;
+	int64		pods = 0;
+	bool		found_host = false;
+	int			internal_i = -1;
+	int			external_i = -1;
+	int			i;
+	int			k;
+
+#define K8S_ERR(f, m) (report_error(&errs, (f), (m)), nerr++)
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	pushJsonbValue(&errs, WJB_BEGIN_ARRAY, NULL);
+
+	if (k8s_is(k8s_get(d, "kind"), "List"))
+	{
+		JsonbValue *items = k8s_get(d, "items");
+
+		if (items != NULL)
+		{
+			JsonbContainer *a = k8s_container(items, true);
+
+			if (a == NULL || JsonContainerSize(a) != 1)
+			{
+				K8S_ERR("items", "a List must hold exactly one Node");
+				goto done;
+			}
+			items = getIthJsonbValueFromContainer(a, 0);
+			d = k8s_container(items, false);
+		}
+		else
+			d = NULL;
+	}
+	if (!k8s_is(k8s_get(d, "kind"), "Node"))
+		K8S_ERR("kind", "kind must be Node");
+	md = k8s_container(k8s_get(d, "metadata"), false);
+	st = k8s_container(k8s_get(d, "status"), false);
+	sp = k8s_container(k8s_get(d, "spec"), false);
+	ni = k8s_container(k8s_get(st, "nodeInfo"), false);
+	{
+		JsonbValue *name = k8s_get(md, "name");
+
+		if (name == NULL || name->type != jbvString)
+			K8S_ERR("metadata.name", "metadata.name is required");
+	}
+	cap = k8s_container(k8s_get(st, "capacity"), false);
+	if (cap == NULL)
+	{
+		K8S_ERR("status.capacity", "status.capacity is required");
+		goto done;
+	}
+	alloc = k8s_container(k8s_get(st, "allocatable"), false);
+	for (k = 0; k < 8; k++)
+	{
+		const char *key = k8s_qty_keys[k % 4];
+		bool		numbers = strcmp(key, "cpu") == 0 || strcmp(key, "pods") == 0;
+		char	   *field = psprintf("status.%s.%s", k < 4 ? "capacity" : "allocatable", key);
+		char	   *problem = k8s_qty_problem(field, k8s_get(k < 4 ? cap : alloc, key),
+											  numbers ? "" : NULL, strcmp(key, "cpu") == 0,
+											  k < 2);
+
+		if (problem != NULL)
+			K8S_ERR(field, problem);
+	}
+	addrs = k8s_container(k8s_get(st, "addresses"), true);
+	for (i = 0; addrs != NULL && i < (int) JsonContainerSize(addrs); i++)
+	{
+		JsonbValue *a = getIthJsonbValueFromContainer(addrs, i);
+		JsonbContainer *ac = a->type == jbvBinary ? a->val.binary.data : NULL;
+		JsonbValue *type = k8s_get(ac, "type");
+
+		if (k8s_is(type, "InternalIP") && internal_i < 0)
+			internal_i = i;
+		else if (k8s_is(type, "ExternalIP") && external_i < 0)
+			external_i = i;
+		else if (k8s_is(type, "Hostname") && !found_host)
+		{
+			host = k8s_text(k8s_get(ac, "address"));
+			found_host = true;
+		}
+	}
+	if (internal_i >= 0 || external_i >= 0)
+	{
+		JsonbValue *a = getIthJsonbValueFromContainer(addrs, internal_i >= 0 ? internal_i : external_i);
+
+		ip = k8s_text(k8s_get(a->val.binary.data, "address"));
+	}
+	if (ip == NULL)
+	{
+		JsonbContainer *ann = k8s_container(k8s_get(md, "annotations"), false);
+		JsonbContainer *lab = k8s_container(k8s_get(md, "labels"), false);
+
+		ip = k8s_text(k8s_get(ann, "k3s.io/internal-ip"));
+		if (ip == NULL)
+			ip = k8s_text(k8s_get(lab, "k3s.io/internal-ip"));
+		if (ip == NULL)
+			ip = k8s_text(k8s_get(ann, "alpha.kubernetes.io/provided-node-ip"));
+	}
+	if (ip == NULL)
+		K8S_ERR("status.addresses", "status.addresses must hold an InternalIP or ExternalIP");
+	if (nerr > 0)
+		goto done;
+
+	conds = k8s_container(k8s_get(st, "conditions"), true);
+	for (i = 0; conds != NULL && i < (int) JsonContainerSize(conds); i++)
+	{
+		JsonbValue *c = getIthJsonbValueFromContainer(conds, i);
+		JsonbContainer *cc = c->type == jbvBinary ? c->val.binary.data : NULL;
+
+		if (k8s_is(k8s_get(cc, "type"), "Ready"))
+		{
+			ready = k8s_text(k8s_get(cc, "status"));
+			break;
+		}
+	}
+	for (k = 0; k < 4; k++)
+	{
+		qty[k] = k8s_text(k8s_get(cap, k8s_qty_keys[k]));
+		if (qty[k] == NULL)
+			qty[k] = k == 3 ? "110" : "0";
+	}
+	if (paas_quantity_problem(qty[0], true, &cpu_m) != NULL ||
+		paas_quantity_problem(qty[3], false, &pods) != NULL)
+		elog(ERROR, "a checked quantity is not valid");
+
+	{
+		JsonbParseState *s = NULL;
+		JsonbContainer *lab = k8s_container(k8s_get(md, "labels"), false);
+		JsonbValue *result;
+		char	   *arch = k8s_text(k8s_get(ni, "architecture"));
+
+		if (host == NULL)
+			host = k8s_text(k8s_get(lab, "kubernetes.io/hostname"));
+		if (host == NULL)
+			host = k8s_text(k8s_get(md, "name"));
+		pushJsonbValue(&s, WJB_BEGIN_OBJECT, NULL);
+		k8s_push_value(&s, "name", k8s_get(md, "name"), "null");
+		k8s_push_text(&s, "hostname", host);
+		k8s_push_text(&s, "ipAddress", ip);
+		if (addrs != NULL)
+			k8s_push_value(&s, "addresses", k8s_get(st, "addresses"), "[]");
+		else
+			k8s_push_value(&s, "addresses", NULL, "[]");
+		{
+			char	   *a = arch;
+
+			if (a == NULL)
+				a = k8s_text(k8s_get(lab, "kubernetes.io/arch"));
+			k8s_push_text(&s, "architecture", a != NULL ? a : "amd64");
+		}
+		{
+			char	   *os = k8s_nonempty(k8s_text(k8s_get(ni, "operatingSystem")));
+
+			k8s_push_text(&s, "operatingSystem", os != NULL ? os : "linux");
+		}
+		k8s_push_int(&s, "cpuCores", Max(1, cpu_m / 1000 + (cpu_m % 1000 != 0 ? 1 : 0)));
+		k8s_push_text(&s, "cpuArchitecture", k8s_nonempty(arch) != NULL ? arch : "unknown");
+		k8s_push_text(&s, "totalMemory", qty[1]);
+		k8s_push_text(&s, "totalStorage", qty[2]);
+		k8s_push_int(&s, "maxPods", Max(1, pods));
+		k8s_push_value(&s, "labels", k8s_get(md, "labels"), "{}");
+		k8s_push_value(&s, "taints", k8s_get(sp, "taints"), "[]");
+		k8s_push_text(&s, "kubeletVersion", k8s_nonempty(k8s_text(k8s_get(ni, "kubeletVersion"))));
+		k8s_push_text(&s, "containerRuntime",
+					  k8s_nonempty(k8s_text(k8s_get(ni, "containerRuntimeVersion"))));
+		k8s_push_text(&s, "kernelVersion", k8s_nonempty(k8s_text(k8s_get(ni, "kernelVersion"))));
+		k8s_push_text(&s, "osImage", k8s_nonempty(k8s_text(k8s_get(ni, "osImage"))));
+		push_string(&s, WJB_KEY, "capacity");
+		pushJsonbValue(&s, WJB_BEGIN_OBJECT, NULL);
+		for (k = 0; k < 4; k++)
+			k8s_push_text(&s, k8s_qty_keys[k], qty[k]);
+		pushJsonbValue(&s, WJB_END_OBJECT, NULL);
+		push_string(&s, WJB_KEY, "allocatable");
+		pushJsonbValue(&s, WJB_BEGIN_OBJECT, NULL);
+		for (k = 0; k < 4; k++)
+		{
+			char	   *a = k8s_text(k8s_get(alloc, k8s_qty_keys[k]));
+
+			k8s_push_text(&s, k8s_qty_keys[k], a != NULL ? a : qty[k]);
+		}
+		pushJsonbValue(&s, WJB_END_OBJECT, NULL);
+		k8s_push_value(&s, "conditions", k8s_get(st, "conditions"), "[]");
+		k8s_push_value(&s, "providerId", k8s_get(sp, "providerID"), "null");
+		k8s_push_value(&s, "podCidr", k8s_get(sp, "podCIDR"), "null");
+		k8s_push_value(&s, "kubeUid", k8s_get(md, "uid"), "null");
+		k8s_push_value(&s, "unschedulable", k8s_get(sp, "unschedulable"), "false");
+		push_string(&s, WJB_KEY, "isReady");
+		iv.type = jbvBool;
+		iv.val.boolean = ready == NULL || strcmp(ready, "True") == 0;
+		pushJsonbValue(&s, WJB_VALUE, &iv);
+		result = pushJsonbValue(&s, WJB_END_OBJECT, NULL);
+		values[0] = JsonbPGetDatum(JsonbValueToJsonb(result));
+		nulls[0] = false;
+	}
+
+done:
+	values[1] = JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&errs, WJB_END_ARRAY, NULL)));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+#undef K8S_ERR
 }
 
 /* Called from _PG_init: the GUCs of the node-health monitor. */

@@ -1,0 +1,271 @@
+-- paas.node_from_k8s (extension/nodes.c) gives what its former PL/pgSQL
+-- definition, kept below as the reference, gives -- the spec and the field
+-- errors, and then paas.node_check's errors -- on the Node objects of
+-- tests/fixtures/nodes and on variants of each: odd quantities, missing and
+-- mistyped fields, addresses of every kind, Lists.  In one transaction,
+-- rolled back.
+BEGIN;
+SELECT plan(9);
+
+\set minikube `cat ../fixtures/nodes/minikube.json`
+\set k3d `cat ../fixtures/nodes/k3d-server.json`
+\set k3s `cat ../fixtures/nodes/k3s-server.json`
+\set kubeadm `cat ../fixtures/nodes/kubeadm-notready.json`
+\set agent `cat ../fixtures/nodes/k3s-agent-cordoned.json`
+
+CREATE TEMP TABLE fx (name text, d jsonb);
+INSERT INTO fx VALUES ('minikube', :'minikube'), ('k3d', :'k3d'), ('k3s', :'k3s'),
+	('kubeadm', :'kubeadm'), ('agent', :'agent');
+
+-- the former definition (PL/pgSQL), the reference
+CREATE FUNCTION pg_temp.node_from_k8s_sql(doc jsonb, OUT spec jsonb, OUT errs jsonb)
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+	md jsonb;
+	st jsonb;
+	sp jsonb;
+	ni jsonb;
+	cap jsonb;
+	alloc jsonb;
+	addrs jsonb;
+	ip text;
+	host text;
+	ready text;
+	k text;
+	qty jsonb := '{}';
+BEGIN
+	errs := '[]';
+	IF doc ->> 'kind' = 'List' THEN
+		IF jsonb_typeof(doc -> 'items') <> 'array' OR jsonb_array_length(doc -> 'items') <> 1 THEN
+			errs := paas.add_err(errs, 'items', 'a List must hold exactly one Node');
+			RETURN;
+		END IF;
+		doc := doc -> 'items' -> 0;
+	END IF;
+	IF doc ->> 'kind' IS DISTINCT FROM 'Node' THEN
+		errs := paas.add_err(errs, 'kind', 'kind must be Node');
+	END IF;
+	md := CASE WHEN jsonb_typeof(doc -> 'metadata') = 'object' THEN doc -> 'metadata' ELSE '{}' END;
+	st := CASE WHEN jsonb_typeof(doc -> 'status') = 'object' THEN doc -> 'status' ELSE '{}' END;
+	sp := CASE WHEN jsonb_typeof(doc -> 'spec') = 'object' THEN doc -> 'spec' ELSE '{}' END;
+	ni := CASE WHEN jsonb_typeof(st -> 'nodeInfo') = 'object' THEN st -> 'nodeInfo' ELSE '{}' END;
+	IF jsonb_typeof(md -> 'name') IS DISTINCT FROM 'string' THEN
+		errs := paas.add_err(errs, 'metadata.name', 'metadata.name is required');
+	END IF;
+	IF jsonb_typeof(st -> 'capacity') IS DISTINCT FROM 'object' THEN
+		errs := paas.add_err(errs, 'status.capacity', 'status.capacity is required');
+		RETURN;
+	END IF;
+	cap := st -> 'capacity';
+	alloc := CASE WHEN jsonb_typeof(st -> 'allocatable') = 'object' THEN st -> 'allocatable' ELSE '{}' END;
+	-- Kubernetes prints every quantity as a string; a number is taken for
+	-- CPU (cores) and pods only, as for the original field set
+	errs := paas.check_qty(errs, 'status.capacity.cpu', cap -> 'cpu', '', true, true);
+	errs := paas.check_qty(errs, 'status.capacity.memory', cap -> 'memory', NULL, false, true);
+	errs := paas.check_qty(errs, 'status.capacity.ephemeral-storage', cap -> 'ephemeral-storage', NULL, false, false);
+	errs := paas.check_qty(errs, 'status.capacity.pods', cap -> 'pods', '', false, false);
+	FOREACH k IN ARRAY ARRAY['cpu', 'memory', 'ephemeral-storage', 'pods'] LOOP
+		errs := paas.check_qty(errs, 'status.allocatable.' || k, alloc -> k,
+							   CASE WHEN k IN ('cpu', 'pods') THEN '' END, k = 'cpu', false);
+	END LOOP;
+	addrs := CASE WHEN jsonb_typeof(st -> 'addresses') = 'array' THEN st -> 'addresses' ELSE '[]' END;
+	SELECT a ->> 'address' INTO ip FROM jsonb_array_elements(addrs) WITH ORDINALITY x(a, i)
+	 WHERE a ->> 'type' IN ('InternalIP', 'ExternalIP')
+	 ORDER BY a ->> 'type' = 'ExternalIP', i LIMIT 1;
+	ip := coalesce(ip, md -> 'annotations' ->> 'k3s.io/internal-ip', md -> 'labels' ->> 'k3s.io/internal-ip',
+				   md -> 'annotations' ->> 'alpha.kubernetes.io/provided-node-ip');
+	IF ip IS NULL THEN
+		errs := paas.add_err(errs, 'status.addresses', 'status.addresses must hold an InternalIP or ExternalIP');
+	END IF;
+	IF jsonb_array_length(errs) > 0 THEN
+		RETURN;
+	END IF;
+	SELECT a ->> 'address' INTO host FROM jsonb_array_elements(addrs) a
+	 WHERE a ->> 'type' = 'Hostname' LIMIT 1;
+	SELECT c ->> 'status' INTO ready FROM jsonb_array_elements(
+		CASE WHEN jsonb_typeof(st -> 'conditions') = 'array' THEN st -> 'conditions' ELSE '[]' END) c
+	 WHERE c ->> 'type' = 'Ready' LIMIT 1;
+	FOREACH k IN ARRAY ARRAY['cpu', 'memory', 'ephemeral-storage', 'pods'] LOOP
+		qty := qty || jsonb_build_object(k, coalesce(cap ->> k, CASE k WHEN 'pods' THEN '110' ELSE '0' END));
+	END LOOP;
+	spec := jsonb_build_object(
+		'name', md -> 'name',
+		'hostname', coalesce(host, md -> 'labels' ->> 'kubernetes.io/hostname', md ->> 'name'),
+		'ipAddress', ip,
+		'addresses', addrs,
+		'architecture', coalesce(ni ->> 'architecture', md -> 'labels' ->> 'kubernetes.io/arch', 'amd64'),
+		'operatingSystem', coalesce(nullif(ni ->> 'operatingSystem', ''), 'linux'),
+		'cpuCores', greatest(1, ceil(paas.quantity_milli(qty ->> 'cpu') / 1000.0)),
+		'cpuArchitecture', coalesce(nullif(ni ->> 'architecture', ''), 'unknown'),
+		'totalMemory', qty ->> 'memory',
+		'totalStorage', qty ->> 'ephemeral-storage',
+		'maxPods', greatest(1, paas.quantity_value(qty ->> 'pods')),
+		'labels', coalesce(md -> 'labels', '{}'),
+		'taints', coalesce(sp -> 'taints', '[]'),
+		'kubeletVersion', nullif(ni ->> 'kubeletVersion', ''),
+		'containerRuntime', nullif(ni ->> 'containerRuntimeVersion', ''),
+		'kernelVersion', nullif(ni ->> 'kernelVersion', ''),
+		'osImage', nullif(ni ->> 'osImage', ''))
+	|| jsonb_build_object(
+		'capacity', qty,
+		'allocatable', jsonb_build_object(
+			'cpu', coalesce(alloc ->> 'cpu', qty ->> 'cpu'),
+			'memory', coalesce(alloc ->> 'memory', qty ->> 'memory'),
+			'ephemeral-storage', coalesce(alloc ->> 'ephemeral-storage', qty ->> 'ephemeral-storage'),
+			'pods', coalesce(alloc ->> 'pods', qty ->> 'pods')),
+		'conditions', coalesce(st -> 'conditions', '[]'),
+		'providerId', sp -> 'providerID',
+		'podCidr', sp -> 'podCIDR',
+		'kubeUid', md -> 'uid',
+		'unschedulable', coalesce(sp -> 'unschedulable', 'false'),
+		'isReady', coalesce(ready, 'True') = 'True');
+END
+$$;
+
+
+-- variants of every fixture: (category, label, path, value); a NULL value
+-- removes the path
+CREATE TEMP TABLE variant (cat text, label text, path text[], v jsonb);
+INSERT INTO variant VALUES
+	('fixture', 'as printed', '{kind}', '"Node"'),
+	('fixture', 'a list''s item (no kind)', '{kind}', NULL),
+	('fixture', 'another kind', '{kind}', '"Pod"'),
+	('fixture', 'kind a number', '{kind}', '5'),
+	('quantity', 'cpu a number', '{status,capacity,cpu}', '4'),
+	('quantity', 'cpu a fraction', '{status,capacity,cpu}', '1.5'),
+	('quantity', 'cpu millicores', '{status,capacity,cpu}', '"2500m"'),
+	('quantity', 'cpu 1m', '{status,capacity,cpu}', '"1m"'),
+	('quantity', 'cpu exponent', '{status,capacity,cpu}', '"1e3"'),
+	('quantity', 'cpu negative', '{status,capacity,cpu}', '"-1"'),
+	('quantity', 'cpu nonsense', '{status,capacity,cpu}', '"four"'),
+	('quantity', 'cpu huge', '{status,capacity,cpu}', '"100E"'),
+	('quantity', 'cpu null', '{status,capacity,cpu}', 'null'),
+	('quantity', 'cpu absent', '{status,capacity,cpu}', NULL),
+	('quantity', 'cpu an object', '{status,capacity,cpu}', '{"v": 1}'),
+	('quantity', 'memory a number', '{status,capacity,memory}', '8000000'),
+	('quantity', 'memory decimal SI', '{status,capacity,memory}', '"8G"'),
+	('quantity', 'memory fraction', '{status,capacity,memory}', '"1.5Gi"'),
+	('quantity', 'memory absent', '{status,capacity,memory}', NULL),
+	('quantity', 'memory true', '{status,capacity,memory}', 'true'),
+	('quantity', 'storage absent', '{status,capacity,ephemeral-storage}', NULL),
+	('quantity', 'storage plain bytes', '{status,capacity,ephemeral-storage}', '"1073741824"'),
+	('quantity', 'storage bad suffix', '{status,capacity,ephemeral-storage}', '"10GB"'),
+	('quantity', 'pods a number', '{status,capacity,pods}', '250'),
+	('quantity', 'pods a fraction', '{status,capacity,pods}', '2.5'),
+	('quantity', 'pods zero', '{status,capacity,pods}', '"0"'),
+	('quantity', 'pods beyond the limit', '{status,capacity,pods}', '"2M"'),
+	('quantity', 'pods nonsense', '{status,capacity,pods}', '"many"'),
+	('quantity', 'allocatable pods negative', '{status,allocatable,pods}', '"-1"'),
+	('quantity', 'pods absent', '{status,capacity,pods}', NULL),
+	('quantity', 'pods null', '{status,capacity,pods}', 'null'),
+	('quantity', 'allocatable absent', '{status,allocatable}', NULL),
+	('quantity', 'allocatable a list', '{status,allocatable}', '["1"]'),
+	('quantity', 'allocatable cpu a number', '{status,allocatable,cpu}', '3.5'),
+	('quantity', 'allocatable cpu bad', '{status,allocatable,cpu}', '"3.5.1"'),
+	('quantity', 'allocatable memory a number', '{status,allocatable,memory}', '1024'),
+	('quantity', 'allocatable memory null', '{status,allocatable,memory}', 'null'),
+	('quantity', 'allocatable storage negative', '{status,allocatable,ephemeral-storage}', '"-5Gi"'),
+	('quantity', 'allocatable pods absent', '{status,allocatable,pods}', NULL),
+	('missing', 'no metadata', '{metadata}', NULL),
+	('missing', 'metadata a string', '{metadata}', '"m"'),
+	('missing', 'no name', '{metadata,name}', NULL),
+	('missing', 'name a number', '{metadata,name}', '7'),
+	('missing', 'name not a DNS name', '{metadata,name}', '"-bad name-"'),
+	('missing', 'no uid', '{metadata,uid}', NULL),
+	('missing', 'no labels', '{metadata,labels}', NULL),
+	('missing', 'labels null', '{metadata,labels}', 'null'),
+	('missing', 'labels a list', '{metadata,labels}', '["a"]'),
+	('missing', 'a label not a string', '{metadata,labels}', '{"a": 1, "kubernetes.io/arch": "arm64"}'),
+	('missing', 'no status', '{status}', NULL),
+	('missing', 'status a list', '{status}', '[]'),
+	('missing', 'no capacity', '{status,capacity}', NULL),
+	('missing', 'capacity a string', '{status,capacity}', '"4"'),
+	('missing', 'no nodeInfo', '{status,nodeInfo}', NULL),
+	('missing', 'nodeInfo empty strings', '{status,nodeInfo}',
+		'{"architecture": "", "operatingSystem": "", "kubeletVersion": "", "osImage": "", "kernelVersion": "", "containerRuntimeVersion": ""}'),
+	('missing', 'architecture unknown to paas', '{status,nodeInfo,architecture}', '"mips"'),
+	('missing', 'architecture null', '{status,nodeInfo,architecture}', 'null'),
+	('missing', 'kubelet version a number', '{status,nodeInfo,kubeletVersion}', '130'),
+	('missing', 'no spec', '{spec}', NULL),
+	('missing', 'spec a list', '{spec}', '[1]'),
+	('missing', 'taints null', '{spec,taints}', 'null'),
+	('missing', 'taints bad', '{spec,taints}', '[{"key": 1}, "x", {"key": "k", "effect": "NoExecute"}]'),
+	('missing', 'unschedulable', '{spec,unschedulable}', 'true'),
+	('missing', 'unschedulable a string', '{spec,unschedulable}', '"yes"'),
+	('missing', 'providerID and podCIDR', '{spec}', '{"providerID": "k3s://x", "podCIDR": "10.42.0.0/24"}'),
+	('missing', 'no conditions', '{status,conditions}', NULL),
+	('missing', 'conditions an object', '{status,conditions}', '{"type": "Ready"}'),
+	('missing', 'Ready without status', '{status,conditions}', '[{"type": "Ready"}]'),
+	('missing', 'Ready False after another', '{status,conditions}',
+		'[{"type": "MemoryPressure", "status": "False"}, {"type": "Ready", "status": "False"}, {"type": "Ready", "status": "True"}]'),
+	('missing', 'Ready Unknown', '{status,conditions}', '[null, 3, {"type": "Ready", "status": "Unknown"}]'),
+	('address', 'no addresses', '{status,addresses}', NULL),
+	('address', 'addresses empty', '{status,addresses}', '[]'),
+	('address', 'addresses an object', '{status,addresses}', '{"type": "InternalIP", "address": "10.0.0.1"}'),
+	('address', 'ExternalIP only', '{status,addresses}', '[{"type": "ExternalIP", "address": "203.0.113.5"}]'),
+	('address', 'ExternalIP before InternalIP', '{status,addresses}',
+		'[{"type": "ExternalIP", "address": "203.0.113.5"}, {"type": "InternalIP", "address": "10.0.0.2"}]'),
+	('address', 'two InternalIPs', '{status,addresses}',
+		'[{"type": "InternalIP", "address": "10.0.0.3"}, {"type": "InternalIP", "address": "10.0.0.4"}]'),
+	('address', 'InternalIP without address', '{status,addresses}',
+		'[{"type": "InternalIP"}, {"type": "ExternalIP", "address": "203.0.113.6"}]'),
+	('address', 'InternalIPv6', '{status,addresses}', '[{"type": "InternalIP", "address": "fd00::1"}]'),
+	('address', 'not an address', '{status,addresses}', '[{"type": "InternalIP", "address": "10.0.0.256"}]'),
+	('address', 'an address number', '{status,addresses}', '[{"type": "InternalIP", "address": 167772161}]'),
+	('address', 'an address object', '{status,addresses}', '[{"type": "InternalIP", "address": {"ip": "10.0.0.1"}}]'),
+	('address', 'too short', '{status,addresses}', '[{"type": "InternalIP", "address": "1"}]'),
+	('address', 'odd elements', '{status,addresses}',
+		'[null, "10.0.0.9", ["InternalIP"], {"type": 1, "address": "x"}, {"type": "Hostname", "address": "h-1"}, {"type": "InternalIP", "address": "10.0.0.7"}]'),
+	('address', 'Hostname without address', '{status,addresses}',
+		'[{"type": "Hostname"}, {"type": "Hostname", "address": "h-2"}, {"type": "InternalIP", "address": "10.0.0.8"}]'),
+	('address', 'Hostname empty', '{status,addresses}', '[{"type": "Hostname", "address": ""}, {"type": "InternalIP", "address": "10.0.0.8"}]'),
+	('address', 'k3s annotation', '{status,addresses}', '[{"type": "Hostname", "address": "h-3"}]'),
+	('address', 'annotations only', '{metadata,annotations}',
+		'{"alpha.kubernetes.io/provided-node-ip": "10.1.1.1", "k3s.io/internal-ip": "10.1.1.2"}');
+
+-- each fixture with each variant; for "annotations only" and "k3s
+-- annotation" the addresses go too, so that the annotations count
+CREATE TEMP TABLE node_case AS
+SELECT v.cat, f.name || ': ' || v.label AS label,
+	   CASE WHEN v.v IS NULL THEN x.d #- v.path ELSE jsonb_set(x.d, v.path, v.v) END AS doc
+  FROM fx f CROSS JOIN variant v
+	   CROSS JOIN LATERAL (SELECT CASE WHEN v.label IN ('annotations only') THEN f.d #- '{status,addresses}'
+									   ELSE f.d END AS d) x;
+-- whole documents, not Nodes, and Lists
+INSERT INTO node_case VALUES
+	('list', 'NULL', NULL), ('list', 'a number', '5'), ('list', 'a string', '"Node"'), ('list', 'an array', '[{"kind": "Node"}]'),
+	('list', 'empty object', '{}'), ('list', 'kind only', '{"kind": "Node"}'),
+	('list', 'a List without items', '{"kind": "List"}'),
+	('list', 'a List of none', '{"kind": "List", "items": []}'),
+	('list', 'a List with items null', '{"kind": "List", "items": null}'),
+	('list', 'a List with items an object', '{"kind": "List", "items": {"kind": "Node"}}'),
+	('list', 'a List of a number', '{"kind": "List", "items": [5]}');
+INSERT INTO node_case
+SELECT 'list', f.name || ' in a List', jsonb_build_object('kind', 'List', 'items', jsonb_build_array(f.d)) FROM fx f
+UNION ALL
+SELECT 'list', f.name || ' twice in a List', jsonb_build_object('kind', 'List', 'items', jsonb_build_array(f.d, f.d)) FROM fx f;
+
+CREATE TEMP TABLE node_result AS
+SELECT c.cat, c.label, c.doc, a.spec AS c_spec, a.errs AS c_errs, b.spec AS sql_spec, b.errs AS sql_errs
+  FROM node_case c, paas.node_from_k8s(c.doc) a, pg_temp.node_from_k8s_sql(c.doc) b;
+
+SELECT is(ARRAY(SELECT label FROM node_result WHERE cat = r.cat
+				  AND (c_spec IS DISTINCT FROM sql_spec OR c_errs IS DISTINCT FROM sql_errs
+					   OR c_spec::text IS DISTINCT FROM sql_spec::text) ORDER BY label),
+		  '{}'::text[], 'paas.node_from_k8s is its SQL definition on the ' || r.cat || ' variants')
+  FROM (VALUES ('fixture'), ('quantity'), ('missing'), ('address'), ('list')) r(cat);
+SELECT is(ARRAY(SELECT label FROM node_result WHERE c_spec IS NOT NULL
+				  AND paas.node_check('[]', c_spec, true) IS DISTINCT FROM paas.node_check('[]', sql_spec, true)
+				ORDER BY label),
+		  '{}'::text[], 'and paas.node_check finds the same errors in the specs');
+-- the cases are not vacuous: specs, conversion errors and check errors all occur
+SELECT ok((SELECT count(*) FILTER (WHERE c_spec IS NOT NULL) > 100 AND count(*) FILTER (WHERE c_spec IS NULL) > 50
+			 FROM node_result), 'the variants give specs and conversion errors');
+SELECT ok((SELECT count(DISTINCT e ->> 'field') = 13 FROM node_result, jsonb_array_elements(c_errs) e),
+		  'the variants give errors on every field of the conversion');
+SELECT ok((SELECT count(*) FROM node_result WHERE c_spec IS NOT NULL AND paas.node_check('[]', c_spec, true) <> '[]') > 10,
+		  'and specs that paas.node_check refuses');
+
+SELECT * FROM finish();
+ROLLBACK;
