@@ -42,6 +42,8 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
+#include "utils/json.h"
+#include "common/md5.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
@@ -835,6 +837,198 @@ done:
 	values[1] = JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&errs, WJB_END_ARRAY, NULL)));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 #undef K8S_ERR
+}
+
+/*
+ * The digest of a Node object (paas.node_digest): the md5 of the text of
+ * the JSON array
+ *	  [the object less apiVersion, kind, metadata and status,
+ *	   its metadata less resourceVersion and managedFields,
+ *	   its status less conditions,
+ *	   its conditions (when an array), each less lastHeartbeatTime]
+ * as jsonb prints it, written straight from the object: what the SQL
+ * "md5(jsonb_build_array(x - ..., ...)::text)" gives, without building the
+ * parts.  As jsonb's "-" operator: an array loses the strings that are one
+ * of the keys, a scalar raises; an absent part (and no conditions) is null.
+ */
+
+/* Appends the text jsonb prints for the scalar v. */
+static void
+digest_scalar(StringInfo sb, JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			appendStringInfoString(sb, "null");
+			break;
+		case jbvString:
+			escape_json(sb, pnstrdup(v->val.string.val, v->val.string.len));
+			break;
+		case jbvNumeric:
+			appendStringInfoString(sb, DatumGetCString(DirectFunctionCall1(numeric_out,
+																		   NumericGetDatum(v->val.numeric))));
+			break;
+		case jbvBool:
+			appendStringInfoString(sb, v->val.boolean ? "true" : "false");
+			break;
+		default:
+			elog(ERROR, "unexpected jsonb value type %d", (int) v->type);
+	}
+}
+
+static void
+digest_value(StringInfo sb, JsonbValue *v)
+{
+	if (v->type == jbvBinary)
+		JsonbToCString(sb, v->val.binary.data, v->val.binary.len);
+	else
+		digest_scalar(sb, v);
+}
+
+static bool
+digest_is_key(JsonbValue *v, const char *const *keys, int nkeys)
+{
+	int			i;
+
+	if (v->type != jbvString)
+		return false;
+	for (i = 0; i < nkeys; i++)
+		if (v->val.string.len == (int) strlen(keys[i]) &&
+			memcmp(v->val.string.val, keys[i], v->val.string.len) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Appends the text of "v - keys" (v NULL: SQL NULL, printed null in the
+ * array).  "each": the elements of the array c instead, each less keys, as
+ * jsonb_agg prints them (null when none).
+ */
+static void
+digest_less(StringInfo sb, JsonbContainer *c, bool each, const char *const *keys, int nkeys)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	bool		first = true;
+	bool		is_object;
+
+	if (c == NULL)
+	{
+		appendStringInfoString(sb, "null");
+		return;
+	}
+	if (!each && JsonContainerIsScalar(c))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot delete from scalar")));
+	if (each && JsonContainerSize(c) == 0)
+	{
+		appendStringInfoString(sb, "null");
+		return;
+	}
+	is_object = JsonContainerIsObject(c);
+	appendStringInfoChar(sb, is_object ? '{' : '[');
+	it = JsonbIteratorInit(c);
+	tok = JsonbIteratorNext(&it, &v, true);	/* the container's begin */
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			JsonbValue	val;
+			bool		skip = digest_is_key(&v, keys, nkeys);
+
+			tok = JsonbIteratorNext(&it, &val, true);
+			if (skip)
+				continue;
+			if (!first)
+				appendStringInfoString(sb, ", ");
+			first = false;
+			digest_scalar(sb, &v);
+			appendStringInfoString(sb, ": ");
+			digest_value(sb, &val);
+		}
+		else if (tok == WJB_ELEM)
+		{
+			if (each)
+			{
+				if (v.type != jbvBinary)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("cannot delete from scalar")));
+				if (!first)
+					appendStringInfoString(sb, ", ");
+				first = false;
+				digest_less(sb, v.val.binary.data, false, keys, nkeys);
+				continue;
+			}
+			if (digest_is_key(&v, keys, nkeys))
+				continue;
+			if (!first)
+				appendStringInfoString(sb, ", ");
+			first = false;
+			digest_value(sb, &v);
+		}
+	}
+	appendStringInfoChar(sb, is_object ? '}' : ']');
+}
+
+/* The container of the value at "key" of the object c (any type), or NULL. */
+static JsonbContainer *
+digest_part(JsonbContainer *c, const char *key, JsonbValue *scalar_buf, Jsonb **scalar_jb)
+{
+	JsonbValue *v = k8s_get(c, key);
+
+	if (v == NULL)
+		return NULL;
+	if (v->type == jbvBinary)
+		return v->val.binary.data;
+	/* a scalar: as a root scalar container, which "-" refuses */
+	*scalar_buf = *v;
+	*scalar_jb = JsonbValueToJsonb(scalar_buf);
+	return &(*scalar_jb)->root;
+}
+
+static const char *const digest_top_keys[] = {"apiVersion", "kind", "metadata", "status"};
+static const char *const digest_md_keys[] = {"resourceVersion", "managedFields"};
+static const char *const digest_st_keys[] = {"conditions"};
+static const char *const digest_cond_keys[] = {"lastHeartbeatTime"};
+
+PG_FUNCTION_INFO_V1(paas_node_digest);
+Datum
+paas_node_digest(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *x = PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0);
+	JsonbContainer *root = x != NULL ? &x->root : NULL;
+	JsonbValue	buf;
+	Jsonb	   *sjb;
+	JsonbContainer *st;
+	JsonbContainer *conds;
+	StringInfoData sb;
+	char		hex[33];
+	const char *errstr = NULL;
+
+	initStringInfo(&sb);
+	appendStringInfoChar(&sb, '[');
+	digest_less(&sb, root, false, digest_top_keys, lengthof(digest_top_keys));
+	appendStringInfoString(&sb, ", ");
+	digest_less(&sb, digest_part(root, "metadata", &buf, &sjb), false,
+				digest_md_keys, lengthof(digest_md_keys));
+	appendStringInfoString(&sb, ", ");
+	st = digest_part(root, "status", &buf, &sjb);
+	digest_less(&sb, st, false, digest_st_keys, lengthof(digest_st_keys));
+	appendStringInfoString(&sb, ", ");
+	conds = k8s_container(k8s_get(st, "conditions"), true);
+	if (conds != NULL)
+		digest_less(&sb, conds, true, digest_cond_keys, lengthof(digest_cond_keys));
+	else
+		appendStringInfoString(&sb, "null");
+	appendStringInfoChar(&sb, ']');
+	if (!pg_md5_hash(sb.data, sb.len, hex, &errstr))
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not compute MD5 hash: %s", errstr)));
+	PG_RETURN_TEXT_P(cstring_to_text(hex));
 }
 
 /* Called from _PG_init: the GUCs of the node-health monitor. */

@@ -1,11 +1,11 @@
--- paas.node_from_k8s (extension/nodes.c) gives what its former PL/pgSQL
--- definition, kept below as the reference, gives -- the spec and the field
--- errors, and then paas.node_check's errors -- on the Node objects of
--- tests/fixtures/nodes and on variants of each: odd quantities, missing and
--- mistyped fields, addresses of every kind, Lists.  In one transaction,
--- rolled back.
+-- paas.node_from_k8s and paas.node_digest (extension/nodes.c) give what
+-- their former SQL definitions, kept below as the references, give -- the
+-- spec and the field errors, then paas.node_check's errors, and the digest
+-- (or its error) -- on the Node objects of tests/fixtures/nodes and on
+-- variants of each: odd quantities, missing and mistyped fields, addresses
+-- of every kind, Lists, odd shapes.  In one transaction, rolled back.
 BEGIN;
-SELECT plan(9);
+SELECT plan(14);
 
 \set minikube `cat ../fixtures/nodes/minikube.json`
 \set k3d `cat ../fixtures/nodes/k3d-server.json`
@@ -17,7 +17,20 @@ CREATE TEMP TABLE fx (name text, d jsonb);
 INSERT INTO fx VALUES ('minikube', :'minikube'), ('k3d', :'k3d'), ('k3s', :'k3s'),
 	('kubeadm', :'kubeadm'), ('agent', :'agent');
 
--- the former definition (PL/pgSQL), the reference
+-- the former definitions, the references
+CREATE FUNCTION pg_temp.node_digest_sql(x jsonb) RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, paas, pg_temp
+AS $$
+	SELECT md5(jsonb_build_array(
+		x - '{apiVersion,kind,metadata,status}'::text[],
+		(x -> 'metadata') - '{resourceVersion,managedFields}'::text[],
+		(x -> 'status') - 'conditions',
+		(SELECT jsonb_agg(c - 'lastHeartbeatTime') FROM jsonb_array_elements(
+			CASE WHEN jsonb_typeof(x #> '{status,conditions}') = 'array'
+				 THEN x #> '{status,conditions}' ELSE '[]' END) c))::text)
+$$;
+
 CREATE FUNCTION pg_temp.node_from_k8s_sql(doc jsonb, OUT spec jsonb, OUT errs jsonb)
 	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
@@ -266,6 +279,54 @@ SELECT ok((SELECT count(DISTINCT e ->> 'field') = 13 FROM node_result, jsonb_arr
 		  'the variants give errors on every field of the conversion');
 SELECT ok((SELECT count(*) FROM node_result WHERE c_spec IS NOT NULL AND paas.node_check('[]', c_spec, true) <> '[]') > 10,
 		  'and specs that paas.node_check refuses');
+
+-- the digest, or the error it raises
+CREATE FUNCTION pg_temp.dig(f text, x jsonb) RETURNS text LANGUAGE plpgsql AS $f$
+DECLARE r text;
+BEGIN
+	EXECUTE format('SELECT %s($1)', f) INTO r USING x;
+	RETURN r;
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE || ' ' || SQLERRM;
+END $f$;
+CREATE TEMP TABLE digest_case AS
+SELECT label, doc FROM node_case
+UNION ALL
+SELECT f.name || ' as watched', jsonb_set(jsonb_set(f.d || '{"apiVersion": "v1", "kind": "Node"}',
+		'{metadata,resourceVersion}', '"99"'), '{metadata,managedFields}', '[{"manager": "k3s"}]') FROM fx f
+UNION ALL
+SELECT f.name || ' ' || o.label, jsonb_set(f.d, o.path, o.v) FROM fx f,
+	(VALUES ('status a string', '{status}'::text[], '"up"'::jsonb), ('status null', '{status}', 'null'),
+			('status an array', '{status}', '["conditions", "capacity", 1, {"conditions": 1}]'),
+			('metadata a number', '{metadata}', '5'), ('metadata an array', '{metadata}', '["resourceVersion", "x"]'),
+			('conditions with null', '{status,conditions}', '[null]'),
+			('conditions with an array', '{status,conditions}', '[["lastHeartbeatTime", "Ready"], {"type": "Ready"}]'),
+			('conditions empty', '{status,conditions}', '[]'),
+			('conditions a string', '{status,conditions}', '"Ready"'),
+			('conditions without heartbeats', '{status,conditions}', '[{"type": "Ready", "status": "True"}]'),
+			('odd strings', '{metadata,annotations}', '{"a\"b": "line\nbreak\ttab \u00e9 \u0001 / \\ </script>", "": ""}'),
+			('odd numbers', '{spec}', '{"n": [1.50, 1e3, -0, 0.000001, 12345678901234567890.5, true, false, null]}')) o(label, path, v)
+UNION ALL
+VALUES ('NULL', NULL::jsonb), ('a number', '5'), ('a string', '"x"'), ('null', 'null'), ('an empty object', '{}'),
+	   ('an array', '["kind", "status", 1, {"kind": 1}]'), ('an empty array', '[]'),
+	   ('status only', '{"status": {"conditions": [{"lastHeartbeatTime": "t", "type": "Ready"}]}}');
+SELECT is(ARRAY(SELECT label FROM digest_case
+				 WHERE pg_temp.dig('paas.node_digest', doc) IS DISTINCT FROM pg_temp.dig('pg_temp.node_digest_sql', doc)
+				 ORDER BY label),
+		  '{}'::text[], 'paas.node_digest is its SQL definition, errors included');
+SELECT ok((SELECT count(*) FILTER (WHERE pg_temp.dig('paas.node_digest', doc) ~ '^[0-9a-f]{32}$') > 400
+				  AND count(*) FILTER (WHERE pg_temp.dig('paas.node_digest', doc) LIKE '22023 cannot delete from scalar') >= 20
+			 FROM digest_case), 'the digest cases give digests and errors');
+SELECT is(paas.node_digest(jsonb_set(jsonb_set(d, '{metadata,resourceVersion}', '"7"'),
+									 '{status,conditions,0,lastHeartbeatTime}', '"2030-01-01T00:00:00Z"') || '{"kind": "Node"}'),
+		  paas.node_digest(d - 'kind'), 'the digest leaves out kind, resourceVersion and heartbeat times')
+  FROM fx WHERE name = 'k3s';
+SELECT isnt(paas.node_digest(jsonb_set(d, '{status,conditions,0,status}', '"Unknown"')), paas.node_digest(d),
+			'a condition''s status changes the digest')
+  FROM fx WHERE name = 'k3s';
+SELECT isnt(paas.node_digest(jsonb_set(d, '{metadata,labels,zone}', '"b"')), paas.node_digest(d),
+			'a label changes the digest')
+  FROM fx WHERE name = 'k3s';
 
 SELECT * FROM finish();
 ROLLBACK;
