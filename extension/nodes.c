@@ -37,7 +37,10 @@
 
 #include <ctype.h>
 
+#include "access/xact.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "utils/resowner.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -1029,6 +1032,296 @@ paas_node_digest(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("could not compute MD5 hash: %s", errstr)));
 	PG_RETURN_TEXT_P(cstring_to_text(hex));
+}
+
+/*
+ * paas.node_check(errs jsonb, s jsonb, creating boolean) -> jsonb: errs
+ * with the field errors of the node "s" in the original's field set
+ * appended (NULL stays NULL).  "creating": the required fields must be
+ * there.  The rules, in the order the errors are listed: name (2-253
+ * characters, letters, digits, ".", "-", "_", a letter or digit at both
+ * ends), hostname (1-255), ipAddress (2-64, an IPv4/IPv6 address, CIDR
+ * allowed), architecture (one of node_architectures), operatingSystem
+ * (1-64), cpuCores (1-100,000), cpuArchitecture (1-255), totalMemory and
+ * totalStorage (quantity strings), allocatedCPU (a quantity or cores),
+ * allocatedMemory and allocatedStorage, maxPods (1-1,000,000), currentPods
+ * (0-1,000,000), the versions (at most 255), labels (an object of strings
+ * of at most 63 characters) and taints.  The messages are those of
+ * paas.check_text, paas.check_int, paas.check_enum and paas.check_qty.
+ */
+static const char *const node_architectures[] = {
+	"amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64"
+};
+
+static bool
+check_absent(JsonbValue *v)
+{
+	return v == NULL || v->type == jbvNull;
+}
+
+/* paas.check_text */
+static void
+check_text_field(JsonbParseState **e, JsonbContainer *s, const char *field, bool required,
+				 int min_len, int max_len)
+{
+	JsonbValue *v = k8s_get(s, field);
+	int			n;
+
+	if (check_absent(v))
+	{
+		if (required)
+			report_error(e, field, psprintf("%s is required", field));
+		return;
+	}
+	if (v->type != jbvString)
+	{
+		report_error(e, field, psprintf("%s must be a string", field));
+		return;
+	}
+	n = pg_mbstrlen_with_len(v->val.string.val, v->val.string.len);
+	if (n < min_len)
+		report_error(e, field, psprintf("%s must be at least %d characters", field, min_len));
+	else if (n > max_len)
+		report_error(e, field, psprintf("%s must be at most %d characters", field, max_len));
+}
+
+/* paas.check_int */
+static void
+check_int_field(JsonbParseState **e, JsonbContainer *s, const char *field, bool required,
+				int64 min_v, int64 max_v)
+{
+	JsonbValue *v = k8s_get(s, field);
+	int64		n;
+
+	if (check_absent(v))
+	{
+		if (required)
+			report_error(e, field, psprintf("%s is required", field));
+		return;
+	}
+	if ((v->type != jbvNumeric && v->type != jbvString) || !report_parse_int(k8s_text(v), &n))
+		report_error(e, field, psprintf("%s must be an integer", field));
+	else if (n < min_v || n > max_v)
+		report_error(e, field, psprintf("%s must be between " INT64_FORMAT " and " INT64_FORMAT,
+										field, min_v, max_v));
+}
+
+static void
+check_qty_field(JsonbParseState **e, JsonbContainer *s, const char *field, const char *unit,
+				bool milli, bool required)
+{
+	char	   *problem = k8s_qty_problem(field, k8s_get(s, field), unit, milli, required);
+
+	if (problem != NULL)
+		report_error(e, field, problem);
+}
+
+/* an ASCII letter or digit (what [A-Za-z0-9] matches) */
+static bool
+node_alnum(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+static bool
+node_name_ok(const char *s, int len)
+{
+	int			i;
+
+	if (len == 0 || !node_alnum(s[0]) || !node_alnum(s[len - 1]))
+		return false;
+	for (i = 0; i < len; i++)
+		if (!(node_alnum(s[i]) || s[i] == '.' || s[i] == '_' || s[i] == '-'))
+			return false;
+	return true;
+}
+
+/* A dotted quad of 0-255 without leading zeros (valid without the cast). */
+static bool
+node_dotted_quad(const char *s)
+{
+	int			part;
+
+	for (part = 0; part < 4; part++)
+	{
+		int			digits = 0;
+		int			v = 0;
+
+		if (part > 0 && *s++ != '.')
+			return false;
+		while (*s >= '0' && *s <= '9' && digits < 4)
+		{
+			v = v * 10 + (*s++ - '0');
+			digits++;
+		}
+		if (digits == 0 || digits > 3 || v > 255 || (digits > 1 && s[-digits] == '0'))
+			return false;
+	}
+	return *s == '\0';
+}
+
+/* Whether t is an IPv4/IPv6 address (CIDR allowed): what the inet type takes. */
+static bool
+node_inet_ok(const char *t)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	bool		ok;
+
+	if (node_dotted_quad(t))
+		return true;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		(void) DirectFunctionCall1(inet_in, CStringGetDatum(t));
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		ok = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		if (edata->sqlerrcode != ERRCODE_INVALID_TEXT_REPRESENTATION)
+			ReThrowError(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+PG_FUNCTION_INFO_V1(paas_node_is_inet);
+Datum
+paas_node_is_inet(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(node_inet_ok(text_to_cstring(PG_GETARG_TEXT_PP(0))));
+}
+
+PG_FUNCTION_INFO_V1(paas_node_check);
+Datum
+paas_node_check(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *errs;
+	JsonbContainer *s;
+	bool		creating = !PG_ARGISNULL(2) && PG_GETARG_BOOL(2);
+	JsonbParseState *e = NULL;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	JsonbValue *f;
+	static const char *const versions[] = {"kubeletVersion", "containerRuntime", "kernelVersion", "osImage"};
+	int			i;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	errs = PG_GETARG_JSONB_P(0);
+	s = PG_ARGISNULL(1) ? NULL : &PG_GETARG_JSONB_P(1)->root;
+	/* errs || the new errors */
+	if (!JB_ROOT_IS_ARRAY(errs) || JB_ROOT_IS_SCALAR(errs))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("paas.node_check: errs must be a JSON array")));
+	pushJsonbValue(&e, WJB_BEGIN_ARRAY, NULL);
+	it = JsonbIteratorInit(&errs->root);
+	tok = JsonbIteratorNext(&it, &v, true);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		if (tok == WJB_ELEM)
+			pushJsonbValue(&e, WJB_ELEM, &v);
+
+	check_text_field(&e, s, "name", creating, 2, 253);
+	f = k8s_get(s, "name");
+	if (f != NULL && f->type == jbvString && !node_name_ok(f->val.string.val, f->val.string.len))
+		report_error(&e, "name",
+					 "name may hold only letters, digits, \".\", \"-\" and \"_\", and must start and end with a letter or digit");
+	check_text_field(&e, s, "hostname", creating, 1, 255);
+	check_text_field(&e, s, "ipAddress", creating, 2, 64);
+	f = k8s_get(s, "ipAddress");
+	if (f != NULL && f->type == jbvString && !node_inet_ok(k8s_text(f)))
+		report_error(&e, "ipAddress", "ipAddress must be a valid IP address");
+	f = k8s_get(s, "architecture");
+	if (!check_absent(f))
+	{
+		bool		ok = false;
+
+		for (i = 0; i < lengthof(node_architectures); i++)
+			ok = ok || k8s_is(f, node_architectures[i]);
+		if (!ok)
+			report_error(&e, "architecture",
+						 "architecture must be one of [amd64, arm64, arm, 386, ppc64le, s390x, riscv64]");
+	}
+	check_text_field(&e, s, "operatingSystem", false, 1, 64);
+	check_int_field(&e, s, "cpuCores", creating, 1, 100000);
+	check_text_field(&e, s, "cpuArchitecture", creating, 1, 255);
+	check_qty_field(&e, s, "totalMemory", NULL, false, creating);
+	check_qty_field(&e, s, "totalStorage", NULL, false, creating);
+	check_qty_field(&e, s, "allocatedCPU", "", true, false);
+	check_qty_field(&e, s, "allocatedMemory", NULL, false, false);
+	check_qty_field(&e, s, "allocatedStorage", NULL, false, false);
+	check_int_field(&e, s, "maxPods", false, 1, 1000000);
+	check_int_field(&e, s, "currentPods", false, 0, 1000000);
+	for (i = 0; i < lengthof(versions); i++)
+		check_text_field(&e, s, versions[i], false, 0, 255);
+	f = k8s_get(s, "labels");
+	if (!check_absent(f))
+	{
+		JsonbContainer *lab = k8s_container(f, false);
+
+		if (lab == NULL)
+			report_error(&e, "labels", "labels must be an object of strings");
+		else
+		{
+			it = JsonbIteratorInit(lab);
+			tok = JsonbIteratorNext(&it, &v, true);
+			while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+			{
+				JsonbValue	val;
+				char	   *key;
+
+				if (tok != WJB_KEY)
+					continue;
+				key = pnstrdup(v.val.string.val, v.val.string.len);
+				tok = JsonbIteratorNext(&it, &val, true);
+				if (val.type != jbvString ||
+					pg_mbstrlen_with_len(val.val.string.val, val.val.string.len) > 63 ||
+					pg_mbstrlen_with_len(v.val.string.val, v.val.string.len) > 317)
+					report_error(&e, psprintf("labels.%s", key),
+								 psprintf("\"labels.%s\" must be a string of at most 63 characters", key));
+			}
+		}
+	}
+	f = k8s_get(s, "taints");
+	if (!check_absent(f))
+	{
+		JsonbContainer *ts = k8s_container(f, true);
+
+		if (ts == NULL)
+			report_error(&e, "taints", "taints must be an array");
+		else
+			for (i = 0; i < (int) JsonContainerSize(ts); i++)
+			{
+				JsonbValue *t = getIthJsonbValueFromContainer(ts, i);
+				JsonbContainer *tc = k8s_container(t, false);
+				JsonbValue *key = k8s_get(tc, "key");
+				JsonbValue *value = k8s_get(tc, "value");
+				JsonbValue *effect = k8s_get(tc, "effect");
+
+				if (tc == NULL || key == NULL || key->type != jbvString ||
+					(value != NULL && value->type != jbvString && value->type != jbvNull) ||
+					!(k8s_is(effect, "NoSchedule") || k8s_is(effect, "PreferNoSchedule") ||
+					  k8s_is(effect, "NoExecute")))
+					report_error(&e, psprintf("taints.%d", i),
+								 "a taint needs a string \"key\", an optional string \"value\" and an \"effect\" of NoSchedule, PreferNoSchedule or NoExecute");
+			}
+	}
+	PG_RETURN_JSONB_P(JsonbValueToJsonb(pushJsonbValue(&e, WJB_END_ARRAY, NULL)));
 }
 
 /* Called from _PG_init: the GUCs of the node-health monitor. */

@@ -282,20 +282,10 @@ $$;
 COMMENT ON FUNCTION paas.check_qty(jsonb, text, jsonb, text, boolean, boolean) IS
 	'appends a field error when v is not a non-negative Kubernetes quantity';
 
+-- A dotted quad without the cast, anything else through the inet type (C).
 CREATE FUNCTION paas.node_is_inet(t text) RETURNS boolean
-	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-AS $$
-BEGIN
-	-- a plain dotted quad is valid without the cast's subtransaction
-	IF t ~ '^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$' THEN
-		RETURN true;
-	END IF;
-	PERFORM t::inet;
-	RETURN true;
-EXCEPTION WHEN invalid_text_representation THEN
-	RETURN false;
-END
-$$;
+	AS 'MODULE_PATHNAME', 'paas_node_is_inet'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION paas.node_is_inet(text) IS 'whether t is an IPv4/IPv6 address (CIDR allowed)';
 
 -- Whether a node may be scheduled on (derived, see the header).
@@ -435,72 +425,11 @@ COMMENT ON FUNCTION paas.node_apply(paas.nodes, text, text, text) IS
 
 -- Validates a node in the original's field set (after normalisation of a
 -- Kubernetes Node object).  "creating": required fields must be present.
+-- In C (extension/nodes.c has the rules, with the messages of check_text,
+-- check_int, check_enum and check_qty): every new Node of a list is checked.
 CREATE FUNCTION paas.node_check(errs jsonb, s jsonb, creating boolean) RETURNS jsonb
-	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-AS $$
-DECLARE
-	f text;
-	v jsonb;
-BEGIN
-	errs := paas.check_text(errs, s, 'name', creating, 2, 253);
-	IF jsonb_typeof(s -> 'name') = 'string'
-	   AND s ->> 'name' !~ '^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$' THEN
-		errs := paas.add_err(errs, 'name',
-			'name may hold only letters, digits, ".", "-" and "_", and must start and end with a letter or digit');
-	END IF;
-	errs := paas.check_text(errs, s, 'hostname', creating, 1, 255);
-	errs := paas.check_text(errs, s, 'ipAddress', creating, 2, 64);
-	IF jsonb_typeof(s -> 'ipAddress') = 'string' AND NOT paas.node_is_inet(s ->> 'ipAddress') THEN
-		errs := paas.add_err(errs, 'ipAddress', 'ipAddress must be a valid IP address');
-	END IF;
-	errs := paas.check_enum(errs, s, 'architecture', false,
-							ARRAY['amd64', 'arm64', 'arm', '386', 'ppc64le', 's390x', 'riscv64']);
-	errs := paas.check_text(errs, s, 'operatingSystem', false, 1, 64);
-	errs := paas.check_int(errs, s, 'cpuCores', creating, 1, 100000);
-	errs := paas.check_text(errs, s, 'cpuArchitecture', creating, 1, 255);
-	-- memory and storage: quantity strings only (the original refused
-	-- numbers here: "must be a string"); CPU: a number is cores
-	errs := paas.check_qty(errs, 'totalMemory', s -> 'totalMemory', NULL, false, creating);
-	errs := paas.check_qty(errs, 'totalStorage', s -> 'totalStorage', NULL, false, creating);
-	errs := paas.check_qty(errs, 'allocatedCPU', s -> 'allocatedCPU', '', true, false);
-	errs := paas.check_qty(errs, 'allocatedMemory', s -> 'allocatedMemory', NULL, false, false);
-	errs := paas.check_qty(errs, 'allocatedStorage', s -> 'allocatedStorage', NULL, false, false);
-	errs := paas.check_int(errs, s, 'maxPods', false, 1, 1000000);
-	errs := paas.check_int(errs, s, 'currentPods', false, 0, 1000000);
-	FOREACH f IN ARRAY ARRAY['kubeletVersion', 'containerRuntime', 'kernelVersion', 'osImage'] LOOP
-		errs := paas.check_text(errs, s, f, false, 0, 255);
-	END LOOP;
-	v := s -> 'labels';
-	IF v IS NOT NULL AND v <> 'null'::jsonb THEN
-		IF jsonb_typeof(v) <> 'object' THEN
-			errs := paas.add_err(errs, 'labels', 'labels must be an object of strings');
-		ELSE
-			SELECT errs || coalesce(jsonb_agg(jsonb_build_object('field', 'labels.' || key,
-						'message', format('"labels.%s" must be a string of at most 63 characters', key))), '[]')
-			  INTO errs
-			  FROM jsonb_each(v)
-			 WHERE jsonb_typeof(value) <> 'string' OR char_length(value #>> '{}') > 63
-				OR char_length(key) > 317;
-		END IF;
-	END IF;
-	v := s -> 'taints';
-	IF v IS NOT NULL AND v <> 'null'::jsonb THEN
-		IF jsonb_typeof(v) <> 'array' THEN
-			errs := paas.add_err(errs, 'taints', 'taints must be an array');
-		ELSE
-			SELECT errs || coalesce(jsonb_agg(jsonb_build_object('field', 'taints.' || (i - 1),
-						'message', 'a taint needs a string "key", an optional string "value" and an "effect" of NoSchedule, PreferNoSchedule or NoExecute')), '[]')
-			  INTO errs
-			  FROM jsonb_array_elements(v) WITH ORDINALITY AS t(e, i)
-			 WHERE jsonb_typeof(e) <> 'object'
-				OR jsonb_typeof(e -> 'key') IS DISTINCT FROM 'string'
-				OR (e ? 'value' AND jsonb_typeof(e -> 'value') NOT IN ('string', 'null'))
-				OR NOT coalesce(e ->> 'effect' = ANY (ARRAY['NoSchedule', 'PreferNoSchedule', 'NoExecute']), false);
-		END IF;
-	END IF;
-	RETURN errs;
-END
-$$;
+	AS 'MODULE_PATHNAME', 'paas_node_check'
+	LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION paas.node_check(jsonb, jsonb, boolean) IS
 	'field errors of a node in the original''s field set';
 

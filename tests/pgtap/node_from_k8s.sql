@@ -1,11 +1,12 @@
--- paas.node_from_k8s and paas.node_digest (extension/nodes.c) give what
--- their former SQL definitions, kept below as the references, give -- the
--- spec and the field errors, then paas.node_check's errors, and the digest
--- (or its error) -- on the Node objects of tests/fixtures/nodes and on
+-- paas.node_from_k8s, paas.node_check and paas.node_digest
+-- (extension/nodes.c) give what their former SQL definitions, kept below as
+-- the references, give -- the spec and the field errors, the errors of the
+-- check (of those specs, and of request bodies), and the digest (or its
+-- error) -- on the Node objects of tests/fixtures/nodes and on
 -- variants of each: odd quantities, missing and mistyped fields, addresses
 -- of every kind, Lists, odd shapes.  In one transaction, rolled back.
 BEGIN;
-SELECT plan(14);
+SELECT plan(17);
 
 \set minikube `cat ../fixtures/nodes/minikube.json`
 \set k3d `cat ../fixtures/nodes/k3d-server.json`
@@ -18,6 +19,88 @@ INSERT INTO fx VALUES ('minikube', :'minikube'), ('k3d', :'k3d'), ('k3s', :'k3s'
 	('kubeadm', :'kubeadm'), ('agent', :'agent');
 
 -- the former definitions, the references
+CREATE FUNCTION pg_temp.node_is_inet_sql(t text) RETURNS boolean
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+	-- a plain dotted quad is valid without the cast's subtransaction
+	IF t ~ '^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$' THEN
+		RETURN true;
+	END IF;
+	PERFORM t::inet;
+	RETURN true;
+EXCEPTION WHEN invalid_text_representation THEN
+	RETURN false;
+END
+$$;
+
+CREATE FUNCTION pg_temp.node_check_sql(errs jsonb, s jsonb, creating boolean) RETURNS jsonb
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+	f text;
+	v jsonb;
+BEGIN
+	errs := paas.check_text(errs, s, 'name', creating, 2, 253);
+	IF jsonb_typeof(s -> 'name') = 'string'
+	   AND s ->> 'name' !~ '^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$' THEN
+		errs := paas.add_err(errs, 'name',
+			'name may hold only letters, digits, ".", "-" and "_", and must start and end with a letter or digit');
+	END IF;
+	errs := paas.check_text(errs, s, 'hostname', creating, 1, 255);
+	errs := paas.check_text(errs, s, 'ipAddress', creating, 2, 64);
+	IF jsonb_typeof(s -> 'ipAddress') = 'string' AND NOT pg_temp.node_is_inet_sql(s ->> 'ipAddress') THEN
+		errs := paas.add_err(errs, 'ipAddress', 'ipAddress must be a valid IP address');
+	END IF;
+	errs := paas.check_enum(errs, s, 'architecture', false,
+							ARRAY['amd64', 'arm64', 'arm', '386', 'ppc64le', 's390x', 'riscv64']);
+	errs := paas.check_text(errs, s, 'operatingSystem', false, 1, 64);
+	errs := paas.check_int(errs, s, 'cpuCores', creating, 1, 100000);
+	errs := paas.check_text(errs, s, 'cpuArchitecture', creating, 1, 255);
+	-- memory and storage: quantity strings only (the original refused
+	-- numbers here: "must be a string"); CPU: a number is cores
+	errs := paas.check_qty(errs, 'totalMemory', s -> 'totalMemory', NULL, false, creating);
+	errs := paas.check_qty(errs, 'totalStorage', s -> 'totalStorage', NULL, false, creating);
+	errs := paas.check_qty(errs, 'allocatedCPU', s -> 'allocatedCPU', '', true, false);
+	errs := paas.check_qty(errs, 'allocatedMemory', s -> 'allocatedMemory', NULL, false, false);
+	errs := paas.check_qty(errs, 'allocatedStorage', s -> 'allocatedStorage', NULL, false, false);
+	errs := paas.check_int(errs, s, 'maxPods', false, 1, 1000000);
+	errs := paas.check_int(errs, s, 'currentPods', false, 0, 1000000);
+	FOREACH f IN ARRAY ARRAY['kubeletVersion', 'containerRuntime', 'kernelVersion', 'osImage'] LOOP
+		errs := paas.check_text(errs, s, f, false, 0, 255);
+	END LOOP;
+	v := s -> 'labels';
+	IF v IS NOT NULL AND v <> 'null'::jsonb THEN
+		IF jsonb_typeof(v) <> 'object' THEN
+			errs := paas.add_err(errs, 'labels', 'labels must be an object of strings');
+		ELSE
+			SELECT errs || coalesce(jsonb_agg(jsonb_build_object('field', 'labels.' || key,
+						'message', format('"labels.%s" must be a string of at most 63 characters', key))), '[]')
+			  INTO errs
+			  FROM jsonb_each(v)
+			 WHERE jsonb_typeof(value) <> 'string' OR char_length(value #>> '{}') > 63
+				OR char_length(key) > 317;
+		END IF;
+	END IF;
+	v := s -> 'taints';
+	IF v IS NOT NULL AND v <> 'null'::jsonb THEN
+		IF jsonb_typeof(v) <> 'array' THEN
+			errs := paas.add_err(errs, 'taints', 'taints must be an array');
+		ELSE
+			SELECT errs || coalesce(jsonb_agg(jsonb_build_object('field', 'taints.' || (i - 1),
+						'message', 'a taint needs a string "key", an optional string "value" and an "effect" of NoSchedule, PreferNoSchedule or NoExecute')), '[]')
+			  INTO errs
+			  FROM jsonb_array_elements(v) WITH ORDINALITY AS t(e, i)
+			 WHERE jsonb_typeof(e) <> 'object'
+				OR jsonb_typeof(e -> 'key') IS DISTINCT FROM 'string'
+				OR (e ? 'value' AND jsonb_typeof(e -> 'value') NOT IN ('string', 'null'))
+				OR NOT coalesce(e ->> 'effect' = ANY (ARRAY['NoSchedule', 'PreferNoSchedule', 'NoExecute']), false);
+		END IF;
+	END IF;
+	RETURN errs;
+END
+$$;
+
 CREATE FUNCTION pg_temp.node_digest_sql(x jsonb) RETURNS text
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	SET search_path = pg_catalog, paas, pg_temp
@@ -269,9 +352,47 @@ SELECT is(ARRAY(SELECT label FROM node_result WHERE cat = r.cat
 		  '{}'::text[], 'paas.node_from_k8s is its SQL definition on the ' || r.cat || ' variants')
   FROM (VALUES ('fixture'), ('quantity'), ('missing'), ('address'), ('list')) r(cat);
 SELECT is(ARRAY(SELECT label FROM node_result WHERE c_spec IS NOT NULL
-				  AND paas.node_check('[]', c_spec, true) IS DISTINCT FROM paas.node_check('[]', sql_spec, true)
+				  AND (paas.node_check('[]', c_spec, true) IS DISTINCT FROM pg_temp.node_check_sql('[]', sql_spec, true)
+					   OR paas.node_check(c_errs, c_spec, false) IS DISTINCT FROM pg_temp.node_check_sql(c_errs, sql_spec, false))
 				ORDER BY label),
-		  '{}'::text[], 'and paas.node_check finds the same errors in the specs');
+		  '{}'::text[], 'paas.node_check finds what its SQL definition finds in the specs');
+-- request bodies of POST/PUT /workers: a valid one, and each field odd
+CREATE TEMP TABLE body_case AS
+SELECT b.label, CASE WHEN b.v IS NULL THEN w.body - b.k ELSE jsonb_set(w.body, ARRAY[b.k], b.v) END AS body
+  FROM (SELECT '{"name": "w-1", "hostname": "w-1.example", "ipAddress": "10.0.0.1", "architecture": "amd64",
+				 "operatingSystem": "linux", "cpuCores": 4, "cpuArchitecture": "x86_64", "totalMemory": "16Gi",
+				 "totalStorage": "100Gi", "allocatedCPU": "500m", "allocatedMemory": "1Gi", "allocatedStorage": "1Gi",
+				 "maxPods": 110, "currentPods": 3, "kubeletVersion": "v1.30", "labels": {"a": "b"},
+				 "taints": [{"key": "k", "effect": "NoSchedule"}]}'::jsonb AS body) w,
+	   (VALUES ('valid', 'name', '"w-1"'::jsonb)) b0(label, k, v)
+	   CROSS JOIN LATERAL (SELECT b0.label, b0.k, b0.v) b
+UNION ALL
+SELECT k || ' ' || coalesce(v::text, 'absent'), CASE WHEN v IS NULL THEN w.body - k ELSE jsonb_set(w.body, ARRAY[k], v) END
+  FROM (SELECT '{"name": "w-1", "hostname": "w-1.example", "ipAddress": "10.0.0.1", "cpuCores": 4,
+				 "cpuArchitecture": "x86_64", "totalMemory": "16Gi", "totalStorage": "100Gi"}'::jsonb AS body) w,
+	   unnest(ARRAY['name', 'hostname', 'ipAddress', 'architecture', 'operatingSystem', 'cpuCores', 'cpuArchitecture',
+					'totalMemory', 'totalStorage', 'allocatedCPU', 'allocatedMemory', 'allocatedStorage', 'maxPods',
+					'currentPods', 'kubeletVersion', 'containerRuntime', 'kernelVersion', 'osImage', 'labels', 'taints']) k,
+	   unnest(ARRAY[NULL, 'null', '""', '"a"', '"ab"', '"-ab"', '"a_b.c-d"', '"ab-"', '"é1"', '"日本語"', '" 12 "', '"1.0"',
+					'0', '1', '-1', '1.5', '100000', '100001', '1000000', '1000001', '12345678901234567890', '1e3',
+					'true', '[]', '{}', '"10.0.0.1"', '"010.0.0.1"', '"256.1.1.1"', '"10.0.0.0/8"', '"::1"', '"fe80::1%eth0"',
+					'"1.2.3"', '"arm64"', '"mips"', '"500m"', '"16Gi"', '"-1Gi"', '"1e400"', '512', '2.5',
+					to_jsonb(repeat('x', 64)), to_jsonb(repeat('x', 65)), to_jsonb(repeat('é', 255)), to_jsonb(repeat('é', 256)),
+					'{"a": 1}', '{"a": "b", "c": null}', jsonb_build_object(repeat('k', 318), 'v'),
+					jsonb_build_object('k', repeat('v', 64)), jsonb_build_object('k', repeat('é', 63)),
+					'[{"key": "k", "value": null, "effect": "NoExecute"}, {"key": "k", "value": 1, "effect": "NoExecute"},
+					  {"key": "k"}, "x", null, {"key": null, "effect": "NoSchedule"}, {"key": "k", "effect": "Other"},
+					  {"key": "k", "effect": "PreferNoSchedule", "value": "v"}]']::jsonb[]) v;
+INSERT INTO body_case VALUES ('NULL', NULL), ('an array', '[{"name": "x"}]'), ('a string', '"x"'), ('empty', '{}');
+SELECT is(ARRAY(SELECT label || ' ' || coalesce(c::text, 'null') FROM body_case, (VALUES (true), (false), (NULL)) m(c)
+				 WHERE paas.node_check('[]', body, c) IS DISTINCT FROM pg_temp.node_check_sql('[]', body, c)
+					OR paas.node_check('[{"field": "x", "message": "y"}]', body, c)
+					   IS DISTINCT FROM pg_temp.node_check_sql('[{"field": "x", "message": "y"}]', body, c)
+				 ORDER BY 1),
+		  '{}'::text[], 'paas.node_check finds what its SQL definition finds in request bodies');
+SELECT ok((SELECT count(DISTINCT e ->> 'message') > 60 FROM body_case, jsonb_array_elements(paas.node_check('[]', body, true)) e),
+		  'the bodies give many different errors');
+SELECT is(paas.node_check(NULL, '{}', true), NULL, 'NULL errors stay NULL');
 -- the cases are not vacuous: specs, conversion errors and check errors all occur
 SELECT ok((SELECT count(*) FILTER (WHERE c_spec IS NOT NULL) > 100 AND count(*) FILTER (WHERE c_spec IS NULL) > 50
 			 FROM node_result), 'the variants give specs and conversion errors');
