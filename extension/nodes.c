@@ -1324,6 +1324,61 @@ paas_node_check(PG_FUNCTION_ARGS)
 	PG_RETURN_JSONB_P(JsonbValueToJsonb(pushJsonbValue(&e, WJB_END_ARRAY, NULL)));
 }
 
+/*
+ * paas.check_qty(errs jsonb, field text, v jsonb, unit text, milli boolean,
+ * required boolean) -> jsonb: errs with the error of the quantity field v
+ * appended (k8s_qty_problem), NULL errs stays NULL.
+ */
+PG_FUNCTION_INFO_V1(paas_check_qty);
+Datum
+paas_check_qty(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *errs;
+	JsonbValue	v;
+	JsonbValue *vp = NULL;
+	char	   *field;
+	char	   *problem;
+	JsonbParseState *e = NULL;
+	JsonbIterator *it;
+	JsonbValue	el;
+	JsonbIteratorToken tok;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	errs = PG_GETARG_JSONB_P(0);
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(4) || !JB_ROOT_IS_ARRAY(errs) || JB_ROOT_IS_SCALAR(errs))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("paas.check_qty: errs must be a JSON array, field and milli not NULL")));
+	field = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (!PG_ARGISNULL(2))
+	{
+		Jsonb	   *j = PG_GETARG_JSONB_P(2);
+
+		if (JB_ROOT_IS_SCALAR(j))
+			JsonbExtractScalar(&j->root, &v);
+		else
+		{
+			v.type = jbvBinary;
+			v.val.binary.data = &j->root;
+			v.val.binary.len = VARSIZE(j) - VARHDRSZ;
+		}
+		vp = &v;
+	}
+	problem = k8s_qty_problem(field, vp, PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3)),
+							  PG_GETARG_BOOL(4), !PG_ARGISNULL(5) && PG_GETARG_BOOL(5));
+	if (problem == NULL)
+		PG_RETURN_JSONB_P(errs);
+	pushJsonbValue(&e, WJB_BEGIN_ARRAY, NULL);
+	it = JsonbIteratorInit(&errs->root);
+	tok = JsonbIteratorNext(&it, &el, true);
+	while ((tok = JsonbIteratorNext(&it, &el, true)) != WJB_DONE)
+		if (tok == WJB_ELEM)
+			pushJsonbValue(&e, WJB_ELEM, &el);
+	report_error(&e, field, problem);
+	PG_RETURN_JSONB_P(JsonbValueToJsonb(pushJsonbValue(&e, WJB_END_ARRAY, NULL)));
+}
+
 /* Called from _PG_init: the GUCs of the node-health monitor. */
 void
 paas_nodes_init(void)

@@ -250,35 +250,13 @@ COMMENT ON FUNCTION paas.qty_of(jsonb, text) IS
 -- cores, counts), 'Mi' / 'Gi' take whole numbers of MB / GB (binary, the
 -- original heartbeat's units), NULL refuses numbers (memory and storage
 -- everywhere else: a bare number of bytes is a mistake far more often than
--- a meaning).  extension/nodes.c (paas.node_report) says the same.
+-- a meaning).  In C (extension/nodes.c), the rule paas.node_report,
+-- paas.node_from_k8s and paas.node_check apply; errs must be an array.
 CREATE FUNCTION paas.check_qty(errs jsonb, field text, v jsonb, unit text,
 							   milli boolean, required boolean)
 	RETURNS jsonb
-	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-AS $$
-DECLARE
-	msg text;
-BEGIN
-	IF v IS NULL OR v = 'null'::jsonb THEN
-		RETURN CASE WHEN required THEN paas.add_err(errs, field, field || ' is required') ELSE errs END;
-	END IF;
-	IF jsonb_typeof(v) NOT IN ('string', 'number') THEN
-		RETURN paas.add_err(errs, field, field || ' must be a quantity string (e.g. 500m, 16Gi)');
-	END IF;
-	IF jsonb_typeof(v) = 'number' AND unit IS NULL THEN
-		RETURN paas.add_err(errs, field, field || ' must be a quantity string such as "16Gi" (a number has no unit)');
-	END IF;
-	IF jsonb_typeof(v) = 'number' AND unit <> '' AND (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric) THEN
-		RETURN paas.add_err(errs, field, format('%s must be a whole number of %s, or a quantity string',
-			field, CASE unit WHEN 'Mi' THEN 'MB (MiB)' ELSE 'GB (GiB)' END));
-	END IF;
-	msg := paas.quantity_error(paas.qty_of(v, unit), milli);
-	IF msg IS NOT NULL THEN
-		RETURN paas.add_err(errs, field, format('%s is not a valid quantity: %s', field, msg));
-	END IF;
-	RETURN errs;
-END
-$$;
+	AS 'MODULE_PATHNAME', 'paas_check_qty'
+	LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION paas.check_qty(jsonb, text, jsonb, text, boolean, boolean) IS
 	'appends a field error when v is not a non-negative Kubernetes quantity';
 

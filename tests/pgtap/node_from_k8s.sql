@@ -6,7 +6,7 @@
 -- variants of each: odd quantities, missing and mistyped fields, addresses
 -- of every kind, Lists, odd shapes.  In one transaction, rolled back.
 BEGIN;
-SELECT plan(17);
+SELECT plan(18);
 
 \set minikube `cat ../fixtures/nodes/minikube.json`
 \set k3d `cat ../fixtures/nodes/k3d-server.json`
@@ -19,6 +19,35 @@ INSERT INTO fx VALUES ('minikube', :'minikube'), ('k3d', :'k3d'), ('k3s', :'k3s'
 	('kubeadm', :'kubeadm'), ('agent', :'agent');
 
 -- the former definitions, the references
+CREATE FUNCTION pg_temp.check_qty_sql(errs jsonb, field text, v jsonb, unit text,
+							   milli boolean, required boolean)
+	RETURNS jsonb
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+	msg text;
+BEGIN
+	IF v IS NULL OR v = 'null'::jsonb THEN
+		RETURN CASE WHEN required THEN paas.add_err(errs, field, field || ' is required') ELSE errs END;
+	END IF;
+	IF jsonb_typeof(v) NOT IN ('string', 'number') THEN
+		RETURN paas.add_err(errs, field, field || ' must be a quantity string (e.g. 500m, 16Gi)');
+	END IF;
+	IF jsonb_typeof(v) = 'number' AND unit IS NULL THEN
+		RETURN paas.add_err(errs, field, field || ' must be a quantity string such as "16Gi" (a number has no unit)');
+	END IF;
+	IF jsonb_typeof(v) = 'number' AND unit <> '' AND (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric) THEN
+		RETURN paas.add_err(errs, field, format('%s must be a whole number of %s, or a quantity string',
+			field, CASE unit WHEN 'Mi' THEN 'MB (MiB)' ELSE 'GB (GiB)' END));
+	END IF;
+	msg := paas.quantity_error(paas.qty_of(v, unit), milli);
+	IF msg IS NOT NULL THEN
+		RETURN paas.add_err(errs, field, format('%s is not a valid quantity: %s', field, msg));
+	END IF;
+	RETURN errs;
+END
+$$;
+
 CREATE FUNCTION pg_temp.node_is_inet_sql(t text) RETURNS boolean
 	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
@@ -59,11 +88,11 @@ BEGIN
 	errs := paas.check_text(errs, s, 'cpuArchitecture', creating, 1, 255);
 	-- memory and storage: quantity strings only (the original refused
 	-- numbers here: "must be a string"); CPU: a number is cores
-	errs := paas.check_qty(errs, 'totalMemory', s -> 'totalMemory', NULL, false, creating);
-	errs := paas.check_qty(errs, 'totalStorage', s -> 'totalStorage', NULL, false, creating);
-	errs := paas.check_qty(errs, 'allocatedCPU', s -> 'allocatedCPU', '', true, false);
-	errs := paas.check_qty(errs, 'allocatedMemory', s -> 'allocatedMemory', NULL, false, false);
-	errs := paas.check_qty(errs, 'allocatedStorage', s -> 'allocatedStorage', NULL, false, false);
+	errs := pg_temp.check_qty_sql(errs, 'totalMemory', s -> 'totalMemory', NULL, false, creating);
+	errs := pg_temp.check_qty_sql(errs, 'totalStorage', s -> 'totalStorage', NULL, false, creating);
+	errs := pg_temp.check_qty_sql(errs, 'allocatedCPU', s -> 'allocatedCPU', '', true, false);
+	errs := pg_temp.check_qty_sql(errs, 'allocatedMemory', s -> 'allocatedMemory', NULL, false, false);
+	errs := pg_temp.check_qty_sql(errs, 'allocatedStorage', s -> 'allocatedStorage', NULL, false, false);
 	errs := paas.check_int(errs, s, 'maxPods', false, 1, 1000000);
 	errs := paas.check_int(errs, s, 'currentPods', false, 0, 1000000);
 	FOREACH f IN ARRAY ARRAY['kubeletVersion', 'containerRuntime', 'kernelVersion', 'osImage'] LOOP
@@ -157,12 +186,12 @@ BEGIN
 	alloc := CASE WHEN jsonb_typeof(st -> 'allocatable') = 'object' THEN st -> 'allocatable' ELSE '{}' END;
 	-- Kubernetes prints every quantity as a string; a number is taken for
 	-- CPU (cores) and pods only, as for the original field set
-	errs := paas.check_qty(errs, 'status.capacity.cpu', cap -> 'cpu', '', true, true);
-	errs := paas.check_qty(errs, 'status.capacity.memory', cap -> 'memory', NULL, false, true);
-	errs := paas.check_qty(errs, 'status.capacity.ephemeral-storage', cap -> 'ephemeral-storage', NULL, false, false);
-	errs := paas.check_qty(errs, 'status.capacity.pods', cap -> 'pods', '', false, false);
+	errs := pg_temp.check_qty_sql(errs, 'status.capacity.cpu', cap -> 'cpu', '', true, true);
+	errs := pg_temp.check_qty_sql(errs, 'status.capacity.memory', cap -> 'memory', NULL, false, true);
+	errs := pg_temp.check_qty_sql(errs, 'status.capacity.ephemeral-storage', cap -> 'ephemeral-storage', NULL, false, false);
+	errs := pg_temp.check_qty_sql(errs, 'status.capacity.pods', cap -> 'pods', '', false, false);
 	FOREACH k IN ARRAY ARRAY['cpu', 'memory', 'ephemeral-storage', 'pods'] LOOP
-		errs := paas.check_qty(errs, 'status.allocatable.' || k, alloc -> k,
+		errs := pg_temp.check_qty_sql(errs, 'status.allocatable.' || k, alloc -> k,
 							   CASE WHEN k IN ('cpu', 'pods') THEN '' END, k = 'cpu', false);
 	END LOOP;
 	addrs := CASE WHEN jsonb_typeof(st -> 'addresses') = 'array' THEN st -> 'addresses' ELSE '[]' END;
@@ -393,6 +422,14 @@ SELECT is(ARRAY(SELECT label || ' ' || coalesce(c::text, 'null') FROM body_case,
 SELECT ok((SELECT count(DISTINCT e ->> 'message') > 60 FROM body_case, jsonb_array_elements(paas.node_check('[]', body, true)) e),
 		  'the bodies give many different errors');
 SELECT is(paas.node_check(NULL, '{}', true), NULL, 'NULL errors stay NULL');
+SELECT is(ARRAY(SELECT concat_ws(' ', v::text, coalesce(u, 'NULL'), m, r) FROM
+				unnest(ARRAY[NULL, 'null', '"500m"', '"16Gi"', '"1.5"', '"-1"', '"x"', '"1e400"', '"9223372036854775807"',
+							 '"9223372036854776"', '4', '4.5', '512', '512.0', '-3', 'true', '[]', '{}']::jsonb[]) v,
+				unnest(ARRAY[NULL, '', 'Mi', 'Gi']) u, unnest(ARRAY[true, false]) m, unnest(ARRAY[true, false, NULL]) r
+			   WHERE paas.check_qty('[{"field": "a", "message": "b"}]', 'f', v, u, m, r)
+					 IS DISTINCT FROM pg_temp.check_qty_sql('[{"field": "a", "message": "b"}]', 'f', v, u, m, r)
+			   ORDER BY 1),
+		  '{}'::text[], 'paas.check_qty is its SQL definition');
 -- the cases are not vacuous: specs, conversion errors and check errors all occur
 SELECT ok((SELECT count(*) FILTER (WHERE c_spec IS NOT NULL) > 100 AND count(*) FILTER (WHERE c_spec IS NULL) > 50
 			 FROM node_result), 'the variants give specs and conversion errors');
