@@ -331,6 +331,9 @@ report_parse_int(const char *s, int64 *out)
 	return true;
 }
 
+static char *k8s_qty_value(const char *field, JsonbValue *v, const char *unit, bool milli,
+						   bool required, char **text, int64 *value_out);
+
 /*
  * paas.node_report(r jsonb) -> paas.node_report: the resource fields of a
  * report checked and converted in one pass (this runs on every heartbeat).
@@ -362,28 +365,31 @@ paas_node_report(PG_FUNCTION_ARGS)
 		const char *field = report_fields[i].field;
 		JsonbValue *v = getKeyJsonValueFromContainer(&r->root, field, strlen(field), NULL);
 		char	   *str;
-		const char *problem;
+		char	   *problem;
 		int64		value;
 
 		if (v == NULL || v->type == jbvNull)
 			continue;
-		if (v->type == jbvString)
-			str = pnstrdup(v->val.string.val, v->val.string.len);
-		else if (v->type == jbvNumeric)
-			str = DatumGetCString(DirectFunctionCall1(numeric_out,
-													  NumericGetDatum(v->val.numeric)));
+		if (report_fields[i].kind != REPORT_PODS)
+		{
+			problem = k8s_qty_value(field, v, report_fields[i].unit,
+									report_fields[i].kind == REPORT_QTY_MILLI, false, &str, &value);
+			if (problem != NULL)
+			{
+				report_error(&errs, field, problem);
+				continue;
+			}
+		}
 		else
 		{
-			report_error(&errs, field,
-						 report_fields[i].kind == REPORT_PODS
-						 ? psprintf("%s must be an integer", field)
-						 : psprintf("%s must be a quantity string (e.g. 500m, 16Gi)", field));
-			continue;
-		}
-
-		if (report_fields[i].kind == REPORT_PODS)
-		{
-			if (!report_parse_int(str, &value))
+			if (v->type == jbvString)
+				str = pnstrdup(v->val.string.val, v->val.string.len);
+			else if (v->type == jbvNumeric)
+				str = DatumGetCString(DirectFunctionCall1(numeric_out,
+														  NumericGetDatum(v->val.numeric)));
+			else
+				str = NULL;
+			if (str == NULL || !report_parse_int(str, &value))
 				report_error(&errs, field, psprintf("%s must be an integer", field));
 			else if (value < 0 || value > REPORT_MAX_PODS)
 				report_error(&errs, field, psprintf("%s must be between 0 and %d",
@@ -393,24 +399,6 @@ paas_node_report(PG_FUNCTION_ARGS)
 				values[report_fields[i].value_col] = Int32GetDatum((int32) value);
 				nulls[report_fields[i].value_col] = false;
 			}
-			continue;
-		}
-
-		if (v->type == jbvNumeric)
-		{
-			char	   *nproblem = report_number_problem(field, report_fields[i].unit, str);
-
-			if (nproblem != NULL)
-			{
-				report_error(&errs, field, nproblem);
-				continue;
-			}
-			str = psprintf("%s%s", str, report_fields[i].unit);
-		}
-		problem = paas_quantity_problem(str, report_fields[i].kind == REPORT_QTY_MILLI, &value);
-		if (problem != NULL)
-		{
-			report_error(&errs, field, psprintf("%s is not a valid quantity: %s", field, problem));
 			continue;
 		}
 		values[report_fields[i].value_col] = Int64GetDatum(value);
@@ -533,7 +521,8 @@ k8s_nonempty(char *s)
  * number, NULL when numbers are refused.
  */
 static char *
-k8s_qty_problem(const char *field, JsonbValue *v, const char *unit, bool milli, bool required)
+k8s_qty_value(const char *field, JsonbValue *v, const char *unit, bool milli, bool required,
+			  char **text, int64 *value_out)
 {
 	char	   *str;
 	const char *problem;
@@ -555,7 +544,17 @@ k8s_qty_problem(const char *field, JsonbValue *v, const char *unit, bool milli, 
 	problem = paas_quantity_problem(str, milli, &value);
 	if (problem != NULL)
 		return psprintf("%s is not a valid quantity: %s", field, problem);
+	if (text != NULL)
+		*text = str;
+	if (value_out != NULL)
+		*value_out = value;
 	return NULL;
+}
+
+static char *
+k8s_qty_problem(const char *field, JsonbValue *v, const char *unit, bool milli, bool required)
+{
+	return k8s_qty_value(field, v, unit, milli, required, NULL, NULL);
 }
 
 static void
