@@ -181,11 +181,13 @@ echo "== pgTAP"
 # pg_prove runs as the cluster owner, who may not be able to read a checkout
 # under a private directory: it reads copies in the test's own directory
 # (with docker/seed, which the catalog test includes, and tests/import, the
-# original system's database of the import test).
+# original system's database of the import test, and tests/fixtures, the
+# Node objects node_from_k8s.sql converts).
 mkdir -p "$TMP/tree/tests" "$TMP/tree/docker"
 cp -r tests/pgtap "$TMP/tree/tests/"
 cp -r docker/seed "$TMP/tree/docker/"
 cp -r tests/import "$TMP/tree/tests/"
+cp -r tests/fixtures "$TMP/tree/tests/"
 chmod -R a+rX "$TMP/tree"
 (cd "$TMP/tree/tests/pgtap" && as_pg pg_prove --ext .sql -h "$PAAS_PGSOCK" -p "$PAAS_PGPORT" -d "$PAAS_DB" \
 	$(cd "$TMP/tree/tests/pgtap" && ls ${PAAS_TEST_PGTAP:-*.sql} | sort))

@@ -45,18 +45,12 @@
 -- but its kind and apiVersion (a list's items have none, a watch's objects
 -- do), resourceVersion, managedFields and the conditions'
 -- lastHeartbeatTime (a kubelet's periodic "still here").
+-- The md5 of the text of the JSON array [the object less those keys, its
+-- metadata less its two, its status less conditions, its conditions each
+-- less lastHeartbeatTime], written in one pass in C (extension/nodes.c).
 CREATE FUNCTION paas.node_digest(x jsonb) RETURNS text
-	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	SET search_path = pg_catalog, paas, pg_temp
-AS $$
-	SELECT md5(jsonb_build_array(
-		x - '{apiVersion,kind,metadata,status}'::text[],
-		(x -> 'metadata') - '{resourceVersion,managedFields}'::text[],
-		(x -> 'status') - 'conditions',
-		(SELECT jsonb_agg(c - 'lastHeartbeatTime') FROM jsonb_array_elements(
-			CASE WHEN jsonb_typeof(x #> '{status,conditions}') = 'array'
-				 THEN x #> '{status,conditions}' ELSE '[]' END) c))::text)
-$$;
+	AS 'MODULE_PATHNAME', 'paas_node_digest'
+	LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION paas.node_digest(jsonb) IS
 	'digest of a Node object less kind, apiVersion, resourceVersion, managedFields and heartbeat times';
 
