@@ -3772,32 +3772,9 @@ COMMENT ON FUNCTION paas.check_admin_left() IS 'PT409 when no active administrat
 
 CREATE OR REPLACE FUNCTION paas.check_qty(errs jsonb, field text, v jsonb, unit text, milli boolean, required boolean)
  RETURNS jsonb
- LANGUAGE plpgsql
+ LANGUAGE c
  IMMUTABLE PARALLEL SAFE
-AS $function$
-DECLARE
-	msg text;
-BEGIN
-	IF v IS NULL OR v = 'null'::jsonb THEN
-		RETURN CASE WHEN required THEN paas.add_err(errs, field, field || ' is required') ELSE errs END;
-	END IF;
-	IF jsonb_typeof(v) NOT IN ('string', 'number') THEN
-		RETURN paas.add_err(errs, field, field || ' must be a quantity string (e.g. 500m, 16Gi)');
-	END IF;
-	IF jsonb_typeof(v) = 'number' AND unit IS NULL THEN
-		RETURN paas.add_err(errs, field, field || ' must be a quantity string such as "16Gi" (a number has no unit)');
-	END IF;
-	IF jsonb_typeof(v) = 'number' AND unit <> '' AND (v #>> '{}')::numeric <> trunc((v #>> '{}')::numeric) THEN
-		RETURN paas.add_err(errs, field, format('%s must be a whole number of %s, or a quantity string',
-			field, CASE unit WHEN 'Mi' THEN 'MB (MiB)' ELSE 'GB (GiB)' END));
-	END IF;
-	msg := paas.quantity_error(paas.qty_of(v, unit), milli);
-	IF msg IS NOT NULL THEN
-		RETURN paas.add_err(errs, field, format('%s is not a valid quantity: %s', field, msg));
-	END IF;
-	RETURN errs;
-END
-$function$
+AS '$libdir/paas', $function$paas_check_qty$function$
 ;
 COMMENT ON FUNCTION paas.check_qty(jsonb,text,jsonb,text,boolean,boolean) IS 'appends a field error when v is not a non-negative Kubernetes quantity';
 
@@ -4682,72 +4659,9 @@ COMMENT ON FUNCTION paas.node_audit(paas.nodes,text,text,text,text) IS 'records 
 
 CREATE OR REPLACE FUNCTION paas.node_check(errs jsonb, s jsonb, creating boolean)
  RETURNS jsonb
- LANGUAGE plpgsql
+ LANGUAGE c
  IMMUTABLE PARALLEL SAFE
-AS $function$
-DECLARE
-	f text;
-	v jsonb;
-BEGIN
-	errs := paas.check_text(errs, s, 'name', creating, 2, 253);
-	IF jsonb_typeof(s -> 'name') = 'string'
-	   AND s ->> 'name' !~ '^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$' THEN
-		errs := paas.add_err(errs, 'name',
-			'name may hold only letters, digits, ".", "-" and "_", and must start and end with a letter or digit');
-	END IF;
-	errs := paas.check_text(errs, s, 'hostname', creating, 1, 255);
-	errs := paas.check_text(errs, s, 'ipAddress', creating, 2, 64);
-	IF jsonb_typeof(s -> 'ipAddress') = 'string' AND NOT paas.node_is_inet(s ->> 'ipAddress') THEN
-		errs := paas.add_err(errs, 'ipAddress', 'ipAddress must be a valid IP address');
-	END IF;
-	errs := paas.check_enum(errs, s, 'architecture', false,
-							ARRAY['amd64', 'arm64', 'arm', '386', 'ppc64le', 's390x', 'riscv64']);
-	errs := paas.check_text(errs, s, 'operatingSystem', false, 1, 64);
-	errs := paas.check_int(errs, s, 'cpuCores', creating, 1, 100000);
-	errs := paas.check_text(errs, s, 'cpuArchitecture', creating, 1, 255);
-	-- memory and storage: quantity strings only (the original refused
-	-- numbers here: "must be a string"); CPU: a number is cores
-	errs := paas.check_qty(errs, 'totalMemory', s -> 'totalMemory', NULL, false, creating);
-	errs := paas.check_qty(errs, 'totalStorage', s -> 'totalStorage', NULL, false, creating);
-	errs := paas.check_qty(errs, 'allocatedCPU', s -> 'allocatedCPU', '', true, false);
-	errs := paas.check_qty(errs, 'allocatedMemory', s -> 'allocatedMemory', NULL, false, false);
-	errs := paas.check_qty(errs, 'allocatedStorage', s -> 'allocatedStorage', NULL, false, false);
-	errs := paas.check_int(errs, s, 'maxPods', false, 1, 1000000);
-	errs := paas.check_int(errs, s, 'currentPods', false, 0, 1000000);
-	FOREACH f IN ARRAY ARRAY['kubeletVersion', 'containerRuntime', 'kernelVersion', 'osImage'] LOOP
-		errs := paas.check_text(errs, s, f, false, 0, 255);
-	END LOOP;
-	v := s -> 'labels';
-	IF v IS NOT NULL AND v <> 'null'::jsonb THEN
-		IF jsonb_typeof(v) <> 'object' THEN
-			errs := paas.add_err(errs, 'labels', 'labels must be an object of strings');
-		ELSE
-			SELECT errs || coalesce(jsonb_agg(jsonb_build_object('field', 'labels.' || key,
-						'message', format('"labels.%s" must be a string of at most 63 characters', key))), '[]')
-			  INTO errs
-			  FROM jsonb_each(v)
-			 WHERE jsonb_typeof(value) <> 'string' OR char_length(value #>> '{}') > 63
-				OR char_length(key) > 317;
-		END IF;
-	END IF;
-	v := s -> 'taints';
-	IF v IS NOT NULL AND v <> 'null'::jsonb THEN
-		IF jsonb_typeof(v) <> 'array' THEN
-			errs := paas.add_err(errs, 'taints', 'taints must be an array');
-		ELSE
-			SELECT errs || coalesce(jsonb_agg(jsonb_build_object('field', 'taints.' || (i - 1),
-						'message', 'a taint needs a string "key", an optional string "value" and an "effect" of NoSchedule, PreferNoSchedule or NoExecute')), '[]')
-			  INTO errs
-			  FROM jsonb_array_elements(v) WITH ORDINALITY AS t(e, i)
-			 WHERE jsonb_typeof(e) <> 'object'
-				OR jsonb_typeof(e -> 'key') IS DISTINCT FROM 'string'
-				OR (e ? 'value' AND jsonb_typeof(e -> 'value') NOT IN ('string', 'null'))
-				OR NOT coalesce(e ->> 'effect' = ANY (ARRAY['NoSchedule', 'PreferNoSchedule', 'NoExecute']), false);
-		END IF;
-	END IF;
-	RETURN errs;
-END
-$function$
+AS '$libdir/paas', $function$paas_node_check$function$
 ;
 COMMENT ON FUNCTION paas.node_check(jsonb,jsonb,boolean) IS 'field errors of a node in the original''s field set';
 
@@ -4776,110 +4690,9 @@ COMMENT ON FUNCTION paas.node_check_join(text) IS 'PT401 unless tok is a live jo
 
 CREATE OR REPLACE FUNCTION paas.node_from_k8s(doc jsonb, OUT spec jsonb, OUT errs jsonb)
  RETURNS record
- LANGUAGE plpgsql
+ LANGUAGE c
  IMMUTABLE PARALLEL SAFE
-AS $function$
-DECLARE
-	md jsonb;
-	st jsonb;
-	sp jsonb;
-	ni jsonb;
-	cap jsonb;
-	alloc jsonb;
-	addrs jsonb;
-	ip text;
-	host text;
-	ready text;
-	k text;
-	qty jsonb := '{}';
-BEGIN
-	errs := '[]';
-	IF doc ->> 'kind' = 'List' THEN
-		IF jsonb_typeof(doc -> 'items') <> 'array' OR jsonb_array_length(doc -> 'items') <> 1 THEN
-			errs := paas.add_err(errs, 'items', 'a List must hold exactly one Node');
-			RETURN;
-		END IF;
-		doc := doc -> 'items' -> 0;
-	END IF;
-	IF doc ->> 'kind' IS DISTINCT FROM 'Node' THEN
-		errs := paas.add_err(errs, 'kind', 'kind must be Node');
-	END IF;
-	md := CASE WHEN jsonb_typeof(doc -> 'metadata') = 'object' THEN doc -> 'metadata' ELSE '{}' END;
-	st := CASE WHEN jsonb_typeof(doc -> 'status') = 'object' THEN doc -> 'status' ELSE '{}' END;
-	sp := CASE WHEN jsonb_typeof(doc -> 'spec') = 'object' THEN doc -> 'spec' ELSE '{}' END;
-	ni := CASE WHEN jsonb_typeof(st -> 'nodeInfo') = 'object' THEN st -> 'nodeInfo' ELSE '{}' END;
-	IF jsonb_typeof(md -> 'name') IS DISTINCT FROM 'string' THEN
-		errs := paas.add_err(errs, 'metadata.name', 'metadata.name is required');
-	END IF;
-	IF jsonb_typeof(st -> 'capacity') IS DISTINCT FROM 'object' THEN
-		errs := paas.add_err(errs, 'status.capacity', 'status.capacity is required');
-		RETURN;
-	END IF;
-	cap := st -> 'capacity';
-	alloc := CASE WHEN jsonb_typeof(st -> 'allocatable') = 'object' THEN st -> 'allocatable' ELSE '{}' END;
-	-- Kubernetes prints every quantity as a string; a number is taken for
-	-- CPU (cores) and pods only, as for the original field set
-	errs := paas.check_qty(errs, 'status.capacity.cpu', cap -> 'cpu', '', true, true);
-	errs := paas.check_qty(errs, 'status.capacity.memory', cap -> 'memory', NULL, false, true);
-	errs := paas.check_qty(errs, 'status.capacity.ephemeral-storage', cap -> 'ephemeral-storage', NULL, false, false);
-	errs := paas.check_qty(errs, 'status.capacity.pods', cap -> 'pods', '', false, false);
-	FOREACH k IN ARRAY ARRAY['cpu', 'memory', 'ephemeral-storage', 'pods'] LOOP
-		errs := paas.check_qty(errs, 'status.allocatable.' || k, alloc -> k,
-							   CASE WHEN k IN ('cpu', 'pods') THEN '' END, k = 'cpu', false);
-	END LOOP;
-	addrs := CASE WHEN jsonb_typeof(st -> 'addresses') = 'array' THEN st -> 'addresses' ELSE '[]' END;
-	SELECT a ->> 'address' INTO ip FROM jsonb_array_elements(addrs) WITH ORDINALITY x(a, i)
-	 WHERE a ->> 'type' IN ('InternalIP', 'ExternalIP')
-	 ORDER BY a ->> 'type' = 'ExternalIP', i LIMIT 1;
-	ip := coalesce(ip, md -> 'annotations' ->> 'k3s.io/internal-ip', md -> 'labels' ->> 'k3s.io/internal-ip',
-				   md -> 'annotations' ->> 'alpha.kubernetes.io/provided-node-ip');
-	IF ip IS NULL THEN
-		errs := paas.add_err(errs, 'status.addresses', 'status.addresses must hold an InternalIP or ExternalIP');
-	END IF;
-	IF jsonb_array_length(errs) > 0 THEN
-		RETURN;
-	END IF;
-	SELECT a ->> 'address' INTO host FROM jsonb_array_elements(addrs) a
-	 WHERE a ->> 'type' = 'Hostname' LIMIT 1;
-	SELECT c ->> 'status' INTO ready FROM jsonb_array_elements(
-		CASE WHEN jsonb_typeof(st -> 'conditions') = 'array' THEN st -> 'conditions' ELSE '[]' END) c
-	 WHERE c ->> 'type' = 'Ready' LIMIT 1;
-	FOREACH k IN ARRAY ARRAY['cpu', 'memory', 'ephemeral-storage', 'pods'] LOOP
-		qty := qty || jsonb_build_object(k, coalesce(cap ->> k, CASE k WHEN 'pods' THEN '110' ELSE '0' END));
-	END LOOP;
-	spec := jsonb_build_object(
-		'name', md -> 'name',
-		'hostname', coalesce(host, md -> 'labels' ->> 'kubernetes.io/hostname', md ->> 'name'),
-		'ipAddress', ip,
-		'addresses', addrs,
-		'architecture', coalesce(ni ->> 'architecture', md -> 'labels' ->> 'kubernetes.io/arch', 'amd64'),
-		'operatingSystem', coalesce(nullif(ni ->> 'operatingSystem', ''), 'linux'),
-		'cpuCores', greatest(1, ceil(paas.quantity_milli(qty ->> 'cpu') / 1000.0)),
-		'cpuArchitecture', coalesce(nullif(ni ->> 'architecture', ''), 'unknown'),
-		'totalMemory', qty ->> 'memory',
-		'totalStorage', qty ->> 'ephemeral-storage',
-		'maxPods', greatest(1, paas.quantity_value(qty ->> 'pods')),
-		'labels', coalesce(md -> 'labels', '{}'),
-		'taints', coalesce(sp -> 'taints', '[]'),
-		'kubeletVersion', nullif(ni ->> 'kubeletVersion', ''),
-		'containerRuntime', nullif(ni ->> 'containerRuntimeVersion', ''),
-		'kernelVersion', nullif(ni ->> 'kernelVersion', ''),
-		'osImage', nullif(ni ->> 'osImage', ''))
-	|| jsonb_build_object(
-		'capacity', qty,
-		'allocatable', jsonb_build_object(
-			'cpu', coalesce(alloc ->> 'cpu', qty ->> 'cpu'),
-			'memory', coalesce(alloc ->> 'memory', qty ->> 'memory'),
-			'ephemeral-storage', coalesce(alloc ->> 'ephemeral-storage', qty ->> 'ephemeral-storage'),
-			'pods', coalesce(alloc ->> 'pods', qty ->> 'pods')),
-		'conditions', coalesce(st -> 'conditions', '[]'),
-		'providerId', sp -> 'providerID',
-		'podCidr', sp -> 'podCIDR',
-		'kubeUid', md -> 'uid',
-		'unschedulable', coalesce(sp -> 'unschedulable', 'false'),
-		'isReady', coalesce(ready, 'True') = 'True');
-END
-$function$
+AS '$libdir/paas', $function$paas_node_from_k8s$function$
 ;
 COMMENT ON FUNCTION paas.node_from_k8s(jsonb) IS 'a Kubernetes Node object as a node spec, with field errors in the object''s paths';
 
@@ -4900,20 +4713,9 @@ COMMENT ON FUNCTION paas.node_hostname_taken(text,uuid) IS 'PW409 when another n
 
 CREATE OR REPLACE FUNCTION paas.node_is_inet(t text)
  RETURNS boolean
- LANGUAGE plpgsql
- IMMUTABLE PARALLEL SAFE
-AS $function$
-BEGIN
-	-- a plain dotted quad is valid without the cast's subtransaction
-	IF t ~ '^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$' THEN
-		RETURN true;
-	END IF;
-	PERFORM t::inet;
-	RETURN true;
-EXCEPTION WHEN invalid_text_representation THEN
-	RETURN false;
-END
-$function$
+ LANGUAGE c
+ IMMUTABLE PARALLEL SAFE STRICT
+AS '$libdir/paas', $function$paas_node_is_inet$function$
 ;
 COMMENT ON FUNCTION paas.node_is_inet(text) IS 'whether t is an IPv4/IPv6 address (CIDR allowed)';
 
@@ -6731,18 +6533,12 @@ GRANT EXECUTE ON FUNCTION paas.outcome_retention(), paas.outcome_caller(jsonb),
 -- but its kind and apiVersion (a list's items have none, a watch's objects
 -- do), resourceVersion, managedFields and the conditions'
 -- lastHeartbeatTime (a kubelet's periodic "still here").
+-- The md5 of the text of the JSON array [the object less those keys, its
+-- metadata less its two, its status less conditions, its conditions each
+-- less lastHeartbeatTime], written in one pass in C (extension/nodes.c).
 CREATE FUNCTION paas.node_digest(x jsonb) RETURNS text
-	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	SET search_path = pg_catalog, paas, pg_temp
-AS $$
-	SELECT md5(jsonb_build_array(
-		x - '{apiVersion,kind,metadata,status}'::text[],
-		(x -> 'metadata') - '{resourceVersion,managedFields}'::text[],
-		(x -> 'status') - 'conditions',
-		(SELECT jsonb_agg(c - 'lastHeartbeatTime') FROM jsonb_array_elements(
-			CASE WHEN jsonb_typeof(x #> '{status,conditions}') = 'array'
-				 THEN x #> '{status,conditions}' ELSE '[]' END) c))::text)
-$$;
+	AS 'MODULE_PATHNAME', 'paas_node_digest'
+	LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION paas.node_digest(jsonb) IS
 	'digest of a Node object less kind, apiVersion, resourceVersion, managedFields and heartbeat times';
 
