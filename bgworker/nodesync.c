@@ -56,6 +56,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "bgw.h"
 #include "instances.h"
 #include "k8s_client.h"
 #include "paas.h"
@@ -82,41 +83,11 @@ static char rv[64];
 void
 paas_nodesync_register(void)
 {
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 2;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "paas");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "paas_nodesync_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "paas node sync");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "paas node sync");
-	RegisterBackgroundWorker(&worker);
+	paas_bgw_register("paas_nodesync_main", "paas node sync", 2);
 }
 
 /* ---- transactions --------------------------------------------------------- */
 
-static void
-begin_tx(const char *activity)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, activity);
-}
-
-static void
-end_tx(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
-}
 
 /*
  * Runs one statement in its own transaction; the first row's first "ncols"
@@ -130,7 +101,7 @@ run_sql(const char *activity, const char *sql, int nargs, Oid *types, Datum *val
 
 	for (int i = 0; i < ncols; i++)
 		out[i] = NULL;
-	begin_tx(activity);
+	paas_bgw_begin_tx(activity);
 	ret = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "%s failed: %d", sql, ret);
@@ -142,7 +113,7 @@ run_sql(const char *activity, const char *sql, int nargs, Oid *types, Datum *val
 			if (v != NULL)
 				out[i] = MemoryContextStrdup(cxt, v);
 		}
-	end_tx();
+	paas_bgw_end_tx();
 }
 
 static char *
