@@ -86,8 +86,7 @@ paas_nodesync_register(void)
 	paas_bgw_register("paas_nodesync_main", "paas node sync", 2);
 }
 
-/* ---- transactions --------------------------------------------------------- */
-
+/* ---- transactions (bgworker/bgw.c) ---------------------------------------- */
 
 /*
  * Runs one statement in its own transaction; the first row's first "ncols"
