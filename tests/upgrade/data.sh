@@ -82,7 +82,8 @@ CREATE DATABASE $PAAS_DB OWNER paas_owner;
 SQL
 	db -c "SET client_min_messages = warning" -c "CREATE EXTENSION pg_cron" -c "CREATE EXTENSION paas VERSION '$old' CASCADE"
 	SECONDS=0
-	db -c '\timing on' -f "$ROOT/tests/upgrade/dataset.sql" > "$WORK/dataset.log"
+	# on stdin: the cluster's owner, who runs psql, may not read the checkout
+	{ echo '\timing on'; cat "$ROOT/tests/upgrade/dataset.sql"; } | db > "$WORK/dataset.log"
 	[ -n "${UPGRADE_DATA_TIMING:-}" ] && grep '^Time' "$WORK/dataset.log" | paste -sd' ' >&2
 	made=$SECONDS
 	counts > "$WORK/before.txt"
