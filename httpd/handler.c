@@ -856,15 +856,16 @@ handle_request(struct mg_connection *conn, void *cbdata)
 	if ((status = check_rate_ip(&r)) != 0 || (status = check_rate_user(&r, 0)) != 0 ||
 	    (status = check_rate_rejects(&r, 0)) != 0)
 		goto done;
-	if (r.m.route->flags & ROUTE_BUILTIN) {
-		if (r.chunked || r.ri->content_length > 0)
-			reply_close(conn); /* the metrics reply does not go through reply.c */
-		status = builtin(&r);
-		goto done;
-	}
+	/* every route reads the body it is sent, also one that takes none:
+	 * closing a socket with unread bytes resets it, and the reset drops
+	 * the part of the reply the client has not read yet */
 	if ((status = read_body(&r)) != 0)
 		goto done;
 	reply_body_pending(0);
+	if (r.m.route->flags & ROUTE_BUILTIN) {
+		status = builtin(&r);
+		goto done;
+	}
 	if ((status = validate_request(&r)) != 0 || (status = build_request(&r)) != 0)
 		goto done;
 	/* failed logins are counted per account by api.auth_login itself */
