@@ -298,37 +298,92 @@ report_error(JsonbParseState **state, const char *field, const char *message)
 /*
  * An integer as paas.check_int accepts it: optional white space, an
  * optional minus, 1 to 19 digits, optional white space.  False when "s" is
- * not one; values beyond +-10^18 come out as +-10^18 (range checks only).
+ * not one.  *neg and *mag: its sign and magnitude (19 digits fit in 64
+ * unsigned bits).
  */
 static bool
-report_parse_int(const char *s, int64 *out)
+parse_int19(const char *s, bool *neg, uint64 *mag)
 {
-	bool		neg = false;
 	int			digits = 0;
-	int64		v = 0;
 
+	*neg = false;
+	*mag = 0;
 	while (isspace((unsigned char) *s))
 		s++;
 	if (*s == '-')
 	{
-		neg = true;
+		*neg = true;
 		s++;
 	}
-	while (*s >= '0' && *s <= '9')
+	while (*s >= '0' && *s <= '9' && digits < 20)
 	{
-		if (v < INT64CONST(100000000000000000))
-			v = v * 10 + (*s - '0');
-		else
-			v = INT64CONST(1000000000000000000);
+		*mag = *mag * 10 + (uint64) (*s - '0');
 		s++;
 		digits++;
 	}
 	while (isspace((unsigned char) *s))
 		s++;
-	if (digits < 1 || digits > 19 || *s != '\0')
-		return false;
-	*out = neg ? -v : v;
-	return true;
+	return digits >= 1 && digits <= 19 && *s == '\0';
+}
+
+/*
+ * paas.check_int's rule for the value v (NULL: absent): NULL when it is
+ * absent or JSON null and not required, or an integer (a JSON number or a
+ * string) in [min_v, max_v], stored in *out; else the message.
+ */
+static char *
+int_problem(const char *field, JsonbValue *v, bool required, int64 min_v, int64 max_v,
+			int64 *out)
+{
+	char	   *str = NULL;
+	bool		neg;
+	uint64		mag;
+	int64		n;
+
+	if (v == NULL || v->type == jbvNull)
+		return required ? psprintf("%s is required", field) : NULL;
+	if (v->type == jbvString)
+		str = pnstrdup(v->val.string.val, v->val.string.len);
+	else if (v->type == jbvNumeric)
+		str = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	if (str == NULL || !parse_int19(str, &neg, &mag))
+		return psprintf("%s must be an integer", field);
+	if (mag > (uint64) PG_INT64_MAX + (neg ? 1 : 0))
+		return psprintf("%s must be between " INT64_FORMAT " and " INT64_FORMAT,
+						field, min_v, max_v);	/* beyond bigint */
+	if (!neg)
+		n = (int64) mag;
+	else if (mag == (uint64) PG_INT64_MAX + 1)
+		n = PG_INT64_MIN;
+	else
+		n = -(int64) mag;
+	if (n < min_v || n > max_v)
+		return psprintf("%s must be between " INT64_FORMAT " and " INT64_FORMAT,
+						field, min_v, max_v);
+	*out = n;
+	return NULL;
+}
+
+/*
+ * paas.check_text's rule for the value v (NULL: absent): NULL when it is
+ * absent or JSON null and not required, or a string of min_len to max_len
+ * characters; else the message.
+ */
+static char *
+text_problem(const char *field, JsonbValue *v, bool required, int min_len, int max_len)
+{
+	int			n;
+
+	if (v == NULL || v->type == jbvNull)
+		return required ? psprintf("%s is required", field) : NULL;
+	if (v->type != jbvString)
+		return psprintf("%s must be a string", field);
+	n = pg_mbstrlen_with_len(v->val.string.val, v->val.string.len);
+	if (n < min_len)
+		return psprintf("%s must be at least %d characters", field, min_len);
+	if (n > max_len)
+		return psprintf("%s must be at most %d characters", field, max_len);
+	return NULL;
 }
 
 static char *k8s_qty_value(const char *field, JsonbValue *v, const char *unit, bool milli,
@@ -382,18 +437,9 @@ paas_node_report(PG_FUNCTION_ARGS)
 		}
 		else
 		{
-			if (v->type == jbvString)
-				str = pnstrdup(v->val.string.val, v->val.string.len);
-			else if (v->type == jbvNumeric)
-				str = DatumGetCString(DirectFunctionCall1(numeric_out,
-														  NumericGetDatum(v->val.numeric)));
-			else
-				str = NULL;
-			if (str == NULL || !report_parse_int(str, &value))
-				report_error(&errs, field, psprintf("%s must be an integer", field));
-			else if (value < 0 || value > REPORT_MAX_PODS)
-				report_error(&errs, field, psprintf("%s must be between 0 and %d",
-													field, REPORT_MAX_PODS));
+			problem = int_problem(field, v, false, 0, REPORT_MAX_PODS, &value);
+			if (problem != NULL)
+				report_error(&errs, field, problem);
 			else
 			{
 				values[report_fields[i].value_col] = Int32GetDatum((int32) value);
@@ -1058,51 +1104,25 @@ check_absent(JsonbValue *v)
 	return v == NULL || v->type == jbvNull;
 }
 
-/* paas.check_text */
 static void
 check_text_field(JsonbParseState **e, JsonbContainer *s, const char *field, bool required,
 				 int min_len, int max_len)
 {
-	JsonbValue *v = k8s_get(s, field);
-	int			n;
+	char	   *problem = text_problem(field, k8s_get(s, field), required, min_len, max_len);
 
-	if (check_absent(v))
-	{
-		if (required)
-			report_error(e, field, psprintf("%s is required", field));
-		return;
-	}
-	if (v->type != jbvString)
-	{
-		report_error(e, field, psprintf("%s must be a string", field));
-		return;
-	}
-	n = pg_mbstrlen_with_len(v->val.string.val, v->val.string.len);
-	if (n < min_len)
-		report_error(e, field, psprintf("%s must be at least %d characters", field, min_len));
-	else if (n > max_len)
-		report_error(e, field, psprintf("%s must be at most %d characters", field, max_len));
+	if (problem != NULL)
+		report_error(e, field, problem);
 }
 
-/* paas.check_int */
 static void
 check_int_field(JsonbParseState **e, JsonbContainer *s, const char *field, bool required,
 				int64 min_v, int64 max_v)
 {
-	JsonbValue *v = k8s_get(s, field);
 	int64		n;
+	char	   *problem = int_problem(field, k8s_get(s, field), required, min_v, max_v, &n);
 
-	if (check_absent(v))
-	{
-		if (required)
-			report_error(e, field, psprintf("%s is required", field));
-		return;
-	}
-	if ((v->type != jbvNumeric && v->type != jbvString) || !report_parse_int(k8s_text(v), &n))
-		report_error(e, field, psprintf("%s must be an integer", field));
-	else if (n < min_v || n > max_v)
-		report_error(e, field, psprintf("%s must be between " INT64_FORMAT " and " INT64_FORMAT,
-										field, min_v, max_v));
+	if (problem != NULL)
+		report_error(e, field, problem);
 }
 
 static void
@@ -1324,6 +1344,54 @@ paas_node_check(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The first argument of the SQL checkers: the error list, a JSON array
+ * (the caller has returned NULL for a NULL one).
+ */
+static Jsonb *
+checker_errs(FunctionCallInfo fcinfo, const char *name)
+{
+	Jsonb	   *errs = PG_GETARG_JSONB_P(0);
+
+	if (!JB_ROOT_IS_ARRAY(errs) || JB_ROOT_IS_SCALAR(errs))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s: errs must be a JSON array", name)));
+	return errs;
+}
+
+/* errs || [{field, message}] (message NULL: errs itself) */
+static Datum
+errs_append(Jsonb *errs, const char *field, const char *message)
+{
+	JsonbParseState *e = NULL;
+	JsonbIterator *it;
+	JsonbValue	el;
+	JsonbIteratorToken tok;
+
+	if (message == NULL)
+		PG_RETURN_JSONB_P(errs);
+	pushJsonbValue(&e, WJB_BEGIN_ARRAY, NULL);
+	it = JsonbIteratorInit(&errs->root);
+	tok = JsonbIteratorNext(&it, &el, true);
+	while ((tok = JsonbIteratorNext(&it, &el, true)) != WJB_DONE)
+		if (tok == WJB_ELEM)
+			pushJsonbValue(&e, WJB_ELEM, &el);
+	report_error(&e, field, message);
+	PG_RETURN_JSONB_P(JsonbValueToJsonb(pushJsonbValue(&e, WJB_END_ARRAY, NULL)));
+}
+
+/* the field name of a checker (argument argno), never NULL */
+static char *
+checker_field(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s: field must not be NULL", name)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/*
  * paas.check_qty(errs jsonb, field text, v jsonb, unit text, milli boolean,
  * required boolean) -> jsonb: errs with the error of the quantity field v
  * appended (k8s_qty_problem), NULL errs stays NULL.
@@ -1336,20 +1404,15 @@ paas_check_qty(PG_FUNCTION_ARGS)
 	JsonbValue	v;
 	JsonbValue *vp = NULL;
 	char	   *field;
-	char	   *problem;
-	JsonbParseState *e = NULL;
-	JsonbIterator *it;
-	JsonbValue	el;
-	JsonbIteratorToken tok;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	errs = PG_GETARG_JSONB_P(0);
-	if (PG_ARGISNULL(1) || PG_ARGISNULL(4) || !JB_ROOT_IS_ARRAY(errs) || JB_ROOT_IS_SCALAR(errs))
+	errs = checker_errs(fcinfo, "paas.check_qty");
+	field = checker_field(fcinfo, 1, "paas.check_qty");
+	if (PG_ARGISNULL(4))
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("paas.check_qty: errs must be a JSON array, field and milli not NULL")));
-	field = text_to_cstring(PG_GETARG_TEXT_PP(1));
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("paas.check_qty: milli must not be NULL")));
 	if (!PG_ARGISNULL(2))
 	{
 		Jsonb	   *j = PG_GETARG_JSONB_P(2);
@@ -1364,18 +1427,61 @@ paas_check_qty(PG_FUNCTION_ARGS)
 		}
 		vp = &v;
 	}
-	problem = k8s_qty_problem(field, vp, PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3)),
-							  PG_GETARG_BOOL(4), !PG_ARGISNULL(5) && PG_GETARG_BOOL(5));
-	if (problem == NULL)
-		PG_RETURN_JSONB_P(errs);
-	pushJsonbValue(&e, WJB_BEGIN_ARRAY, NULL);
-	it = JsonbIteratorInit(&errs->root);
-	tok = JsonbIteratorNext(&it, &el, true);
-	while ((tok = JsonbIteratorNext(&it, &el, true)) != WJB_DONE)
-		if (tok == WJB_ELEM)
-			pushJsonbValue(&e, WJB_ELEM, &el);
-	report_error(&e, field, problem);
-	PG_RETURN_JSONB_P(JsonbValueToJsonb(pushJsonbValue(&e, WJB_END_ARRAY, NULL)));
+	return errs_append(errs, field,
+					   k8s_qty_problem(field, vp, PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3)),
+									   PG_GETARG_BOOL(4), !PG_ARGISNULL(5) && PG_GETARG_BOOL(5)));
+}
+
+/*
+ * paas.check_text(errs jsonb, req jsonb, field text, required boolean,
+ * min_len int, max_len int) -> jsonb: errs with an error appended when
+ * req->field is absent (and required) or not a string of min_len to
+ * max_len characters; NULL errs stays NULL, a NULL bound is no bound.
+ */
+PG_FUNCTION_INFO_V1(paas_check_text);
+Datum
+paas_check_text(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *errs;
+	char	   *field;
+	JsonbValue *v;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	errs = checker_errs(fcinfo, "paas.check_text");
+	field = checker_field(fcinfo, 2, "paas.check_text");
+	v = PG_ARGISNULL(1) ? NULL : k8s_get(&PG_GETARG_JSONB_P(1)->root, field);
+	return errs_append(errs, field,
+					   text_problem(field, v, !PG_ARGISNULL(3) && PG_GETARG_BOOL(3),
+									PG_ARGISNULL(4) ? PG_INT32_MIN : PG_GETARG_INT32(4),
+									PG_ARGISNULL(5) ? PG_INT32_MAX : PG_GETARG_INT32(5)));
+}
+
+/*
+ * paas.check_int(errs jsonb, req jsonb, field text, required boolean,
+ * min_v bigint, max_v bigint) -> jsonb: errs with an error appended when
+ * req->field is absent (and required), not an integer (a JSON number or a
+ * string, parse_int19) or outside [min_v, max_v]; NULL errs stays NULL, a
+ * NULL bound is no bound.
+ */
+PG_FUNCTION_INFO_V1(paas_check_int);
+Datum
+paas_check_int(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *errs;
+	char	   *field;
+	JsonbValue *v;
+	int64		n;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	errs = checker_errs(fcinfo, "paas.check_int");
+	field = checker_field(fcinfo, 2, "paas.check_int");
+	v = PG_ARGISNULL(1) ? NULL : k8s_get(&PG_GETARG_JSONB_P(1)->root, field);
+	return errs_append(errs, field,
+					   int_problem(field, v, !PG_ARGISNULL(3) && PG_GETARG_BOOL(3),
+								   PG_ARGISNULL(4) ? PG_INT64_MIN : PG_GETARG_INT64(4),
+								   PG_ARGISNULL(5) ? PG_INT64_MAX : PG_GETARG_INT64(5), &n));
 }
 
 /* Called from _PG_init: the GUCs of the node-health monitor. */

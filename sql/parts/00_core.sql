@@ -112,65 +112,22 @@ COMMENT ON FUNCTION paas.require_object(jsonb) IS
 	'the request as an object, or PT400 when it is another JSON type';
 
 -- Validates an optional string field: type and length.  Appends to errs.
+-- In C (extension/nodes.c), where the node checks use the same rule.
 CREATE FUNCTION paas.check_text(errs jsonb, req jsonb, field text,
 								required boolean, min_len int, max_len int)
 	RETURNS jsonb
-	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-AS $$
-DECLARE
-	v jsonb := req -> field;
-	n int;
-BEGIN
-	IF v IS NULL OR v = 'null'::jsonb THEN
-		IF required THEN
-			RETURN paas.add_err(errs, field, field || ' is required');
-		END IF;
-		RETURN errs;
-	END IF;
-	IF jsonb_typeof(v) <> 'string' THEN
-		RETURN paas.add_err(errs, field, field || ' must be a string');
-	END IF;
-	n := char_length(v #>> '{}');
-	IF n < min_len THEN
-		RETURN paas.add_err(errs, field, format('%s must be at least %s characters', field, min_len));
-	END IF;
-	IF n > max_len THEN
-		RETURN paas.add_err(errs, field, format('%s must be at most %s characters', field, max_len));
-	END IF;
-	RETURN errs;
-END
-$$;
+	AS 'MODULE_PATHNAME', 'paas_check_text'
+	LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION paas.check_text(jsonb, jsonb, text, boolean, int, int) IS
 	'appends an error when req->field is not a string of the given length';
 
--- Validates an optional integer field (JSON number or numeric string).
+-- Validates an optional integer field (JSON number or numeric string:
+-- optional white space and minus, 1 to 19 digits).  In C, as check_text.
 CREATE FUNCTION paas.check_int(errs jsonb, req jsonb, field text,
 							   required boolean, min_v bigint, max_v bigint)
 	RETURNS jsonb
-	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-AS $$
-DECLARE
-	v jsonb := req -> field;
-	t text;
-	n numeric;
-BEGIN
-	IF v IS NULL OR v = 'null'::jsonb THEN
-		IF required THEN
-			RETURN paas.add_err(errs, field, field || ' is required');
-		END IF;
-		RETURN errs;
-	END IF;
-	t := v #>> '{}';
-	IF jsonb_typeof(v) NOT IN ('number', 'string') OR t !~ '^\s*-?[0-9]{1,19}\s*$' THEN
-		RETURN paas.add_err(errs, field, field || ' must be an integer');
-	END IF;
-	n := t::numeric;
-	IF n < min_v OR n > max_v THEN
-		RETURN paas.add_err(errs, field, format('%s must be between %s and %s', field, min_v, max_v));
-	END IF;
-	RETURN errs;
-END
-$$;
+	AS 'MODULE_PATHNAME', 'paas_check_int'
+	LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION paas.check_int(jsonb, jsonb, text, boolean, bigint, bigint) IS
 	'appends an error when req->field is not an integer in [min, max]';
 

@@ -3770,6 +3770,14 @@ $function$
 ;
 COMMENT ON FUNCTION paas.check_admin_left() IS 'PT409 when no active administrator is left';
 
+CREATE OR REPLACE FUNCTION paas.check_int(errs jsonb, req jsonb, field text, required boolean, min_v bigint, max_v bigint)
+ RETURNS jsonb
+ LANGUAGE c
+ IMMUTABLE PARALLEL SAFE
+AS '$libdir/paas', $function$paas_check_int$function$
+;
+COMMENT ON FUNCTION paas.check_int(jsonb,jsonb,text,boolean,bigint,bigint) IS 'appends an error when req->field is not an integer in [min, max]';
+
 CREATE OR REPLACE FUNCTION paas.check_qty(errs jsonb, field text, v jsonb, unit text, milli boolean, required boolean)
  RETURNS jsonb
  LANGUAGE c
@@ -3793,6 +3801,14 @@ END
 $function$
 ;
 COMMENT ON FUNCTION paas.check_subscription_filters(jsonb,jsonb) IS 'appends errors for invalid page, limit, status and serviceId filters';
+
+CREATE OR REPLACE FUNCTION paas.check_text(errs jsonb, req jsonb, field text, required boolean, min_len integer, max_len integer)
+ RETURNS jsonb
+ LANGUAGE c
+ IMMUTABLE PARALLEL SAFE
+AS '$libdir/paas', $function$paas_check_text$function$
+;
+COMMENT ON FUNCTION paas.check_text(jsonb,jsonb,text,boolean,integer,integer) IS 'appends an error when req->field is not a string of the given length';
 
 CREATE OR REPLACE FUNCTION paas.cron_job(job_name text)
  RETURNS jsonb
