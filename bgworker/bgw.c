@@ -12,6 +12,7 @@
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
 #include "bgw.h"
@@ -34,9 +35,13 @@ paas_bgw_register(const char *function, const char *name, int restart_secs)
 	RegisterBackgroundWorker(&worker);
 }
 
+/* the memory context current at paas_bgw_begin_tx(), current again after the commit */
+static MemoryContext caller_cxt;
+
 void
 paas_bgw_begin_tx(const char *activity)
 {
+	caller_cxt = CurrentMemoryContext;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -51,6 +56,7 @@ paas_bgw_end_tx(void)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller_cxt);
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }

@@ -21,7 +21,9 @@ extern void paas_bgw_register(const char *function, const char *name, int restar
 /*
  * A transaction with SPI connected and a snapshot pushed; "activity" is
  * what pg_stat_activity shows meanwhile.  paas_bgw_end_tx() commits it,
- * reports statistics and shows the worker idle.
+ * makes the memory context that was current at the start current again (a
+ * commit leaves TopMemoryContext current), reports statistics and shows
+ * the worker idle.
  */
 extern void paas_bgw_begin_tx(const char *activity);
 extern void paas_bgw_end_tx(void);

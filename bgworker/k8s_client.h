@@ -4,9 +4,8 @@
  *	  The connection to the Kubernetes API for background workers: where
  *	  the API is, the bearer token (re-read when its file changes), the CA,
  *	  a GET and a request with a body with libcurl.  Used by
- *	  bgworker/nodesync.c, bgworker/nodedrain.c and extension/node_actions.c
- *	  (cordon from a backend; the provisioner
- *	  has the same rules in its own code, see bgworker/provisioner.c).
+ *	  bgworker/provisioner.c, bgworker/nodesync.c, bgworker/nodedrain.c and
+ *	  extension/node_actions.c (cordon from a backend).
  *
  *-------------------------------------------------------------------------
  */

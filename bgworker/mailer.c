@@ -327,20 +327,6 @@ mailer_exit(int code, Datum arg)
 
 /* ---- transactions ------------------------------------------------------ */
 
-/*
- * A short transaction; end_tx() commits it and returns to the memory
- * context that was current before begin_tx() (a commit leaves
- * TopMemoryContext current).
- */
-static MemoryContext
-begin_tx(const char *activity)
-{
-	MemoryContext old = CurrentMemoryContext;
-
-	paas_bgw_begin_tx(activity);
-	return old;
-}
-
 /* The end of the last commit whose WAL may not be flushed yet (see above). */
 static XLogRecPtr unflushed = InvalidXLogRecPtr;
 
@@ -354,17 +340,16 @@ flush_records(void)
 	}
 }
 
+/*
+ * Commits a transaction of bgw.c's paas_bgw_begin_tx() and notes where its
+ * commit record ends, for flush_records().
+ */
 static void
-end_tx(MemoryContext old)
+end_tx(void)
 {
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	paas_bgw_end_tx();
 	if (!XLogRecPtrIsInvalid(XactLastCommitEnd) && XactLastCommitEnd > unflushed)
 		unflushed = XactLastCommitEnd;
-	MemoryContextSwitchTo(old);
-	pgstat_report_stat(false);	/* at most once a second; forced before a sleep */
-	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
 /* One claimed mail, copied out of the claim transaction. */
@@ -404,17 +389,16 @@ claim(MemoryContext cxt, long *next_due_ms)
 	Oid			argtypes[2] = {INT4OID, INT4OID};
 	Datum		args[2];
 	int			ret;
-	MemoryContext old;
 
 	*next_due_ms = -1;
-	old = begin_tx("paas mailer: claiming mail");
+	paas_bgw_begin_tx("paas mailer: claiming mail");
 	ret = SPI_execute("SELECT 1 WHERE pg_catalog.to_regprocedure("
 					  "'paas.notify_claim(integer, interval)') IS NOT NULL", true, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "looking up paas.notify_claim failed: %d", ret);
 	if (SPI_processed == 0)
 	{
-		end_tx(old);
+		end_tx();
 		*next_due_ms = MAILER_POLL_MS;
 		return NIL;
 	}
@@ -470,7 +454,7 @@ claim(MemoryContext cxt, long *next_due_ms)
 		if (!isnull)
 			*next_due_ms = (long) Max(DatumGetInt64(d), 0);
 	}
-	end_tx(old);
+	end_tx();
 	return mails;
 }
 
@@ -502,11 +486,10 @@ record(const Outcome *outs, int n)
 {
 	long		due_ms = -1;
 	Oid			argtypes[5] = {INT8OID, INT4OID, TEXTOID, INT4OID, TEXTOID};
-	MemoryContext old;
 
 	if (n == 0)
 		return -1;
-	old = begin_tx("paas mailer: recording outcomes");
+	paas_bgw_begin_tx("paas mailer: recording outcomes");
 	for (int i = 0; i < n; i++)
 	{
 		const Outcome *o = &outs[i];
@@ -537,7 +520,7 @@ record(const Outcome *outs, int n)
 				due_ms = (long) Max(DatumGetInt64(d), 0);
 		}
 	}
-	end_tx(old);
+	end_tx();
 	return due_ms;
 }
 
@@ -551,21 +534,20 @@ release(List *ids, int delay_ms)
 	int			i = 0;
 	ListCell   *lc;
 	int			ret;
-	MemoryContext old;
 
 	if (n == 0)
 		return;
 	elems = palloc(sizeof(Datum) * n);
 	foreach(lc, ids)
 		elems[i++] = Int64GetDatum(((const Mail *) lfirst(lc))->id);
-	old = begin_tx("paas mailer: giving mail back");
+	paas_bgw_begin_tx("paas mailer: giving mail back");
 	args[0] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[1] = Int32GetDatum(delay_ms);
 	ret = SPI_execute_with_args("SELECT paas.notify_release($1, make_interval(secs => $2 / 1000.0))",
 								2, argtypes, args, NULL, false, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "paas.notify_release failed: %d", ret);
-	end_tx(old);
+	end_tx();
 }
 
 /* ---- SMTP ---------------------------------------------------------------- */

@@ -74,12 +74,6 @@ paas_nodedrain_register(void)
 	paas_bgw_register("paas_nodedrain_main", "paas node drain", 2);
 }
 
-static void
-end_tx(void)
-{
-	paas_bgw_end_tx();
-	MemoryContextSwitchTo(pass_cxt);
-}
 
 /* the text of column "col" of row "row", copied into the pass's context */
 static char *
@@ -101,7 +95,7 @@ extension_ready(void)
 					true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "looking for the extension failed");
 	ok = SPI_processed > 0;
-	end_tx();
+	paas_bgw_end_tx();
 	return ok;
 }
 
@@ -132,12 +126,12 @@ drain_pass(void)
 		elog(ERROR, "paas.node_drain_claim() failed");
 	if (SPI_processed == 0)
 	{
-		end_tx();
+		paas_bgw_end_tx();
 		return false;
 	}
 	id = value_at(0, 1);
 	list_path = value_at(0, 2);
-	end_tx();
+	paas_bgw_end_tx();
 	idd = DirectFunctionCall1(uuid_in, CStringGetDatum(id));
 
 	/* 2. the pods of the node */
@@ -170,7 +164,7 @@ drain_pass(void)
 			paths[i] = value_at(i, 1);
 			bodies[i] = value_at(i, 2);
 		}
-		end_tx();
+		paas_bgw_end_tx();
 	}
 	if (n == 0)
 		return true;			/* ended, cancelled, or only pods already going */
@@ -205,7 +199,7 @@ drain_pass(void)
 		if (SPI_execute_with_args("SELECT paas.node_drain_record($1, $2, $3, $4)",
 								  4, types, values, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "paas.node_drain_record() failed");
-		end_tx();
+		paas_bgw_end_tx();
 	}
 	return true;
 }

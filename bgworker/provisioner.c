@@ -36,11 +36,9 @@
  *		paas.tick_interval); a transaction that makes work wakes it at commit
  *		(paas.instance_wake(), extension/instances.c); failing units back
  *		off in SQL, so nothing spins;
- *	  - connection: paas.k8s_api_url, or https://$KUBERNETES_SERVICE_HOST:
- *		$KUBERNETES_SERVICE_PORT in a pod; the bearer token is read from
- *		paas.k8s_token_file whenever the file changes (rotated tokens work)
- *		and at least every minute; paas.k8s_ca_file verifies the server when
- *		it exists; timeouts are paas.k8s_timeout;
+ *	  - connection: bgworker/k8s_client.c, as for the other workers
+ *		(paas.k8s_api_url or a pod's environment, the token re-read when its
+ *		file changes, paas.k8s_ca_file, paas.k8s_timeout);
  *	  - answers are kept only when SQL asked for them (Deployments, pods) or
  *		when they are errors; Secret data is sent, never logged, and lists
  *		are asked for as object metadata only.
@@ -49,7 +47,6 @@
  */
 #include "postgres.h"
 
-#include <sys/stat.h>
 #include <curl/curl.h>
 
 #include "access/xact.h"
@@ -77,12 +74,11 @@
 
 #include "bgw.h"
 #include "instances.h"
+#include "k8s_client.h"
 #include "paas.h"
 
 PGDLLEXPORT void paas_provisioner_main(Datum main_arg) pg_attribute_noreturn();
 
-#define MAX_BODY (64 * 1024 * 1024)
-#define TOKEN_REREAD_MS (60 * 1000)
 #define PASS_BUDGET_MS 5000		/* claims of one pass before looking at the rest */
 
 /* ---- shared state -------------------------------------------------------- */
@@ -195,42 +191,18 @@ run_text(const char *activity, const char *sql, int nargs, Oid *types, Datum *va
 
 /* ---- connection to the API ------------------------------------------------ */
 
-static char api_base[1024];
-static char auth_header[8300];
-static bool have_ca;
-static time_t token_mtime;
-static TimestampTz token_read_at;
+/*
+ * Where the API is, the token and the CA: bgworker/k8s_client.c.  The
+ * provisioner adds two header lists of its own (server-side apply, and
+ * object metadata only), built again with the client's whenever the token
+ * changes.
+ */
+static void provisioner_new_headers(void);
+
+static K8sClient client = {.agent = "paas-provisioner/" PAAS_VERSION,
+.before_new_headers = provisioner_new_headers};
 static struct curl_slist *hdr_apply;
-static struct curl_slist *hdr_json;
 static struct curl_slist *hdr_meta;
-
-/* The API base URL from the settings or the pod environment; false if none. */
-static bool
-resolve_api(void)
-{
-	const char *host;
-
-	if (paas_k8s_api_url != NULL && paas_k8s_api_url[0] != '\0')
-	{
-		strlcpy(api_base, paas_k8s_api_url, sizeof(api_base));
-	}
-	else if ((host = getenv("KUBERNETES_SERVICE_HOST")) != NULL && host[0] != '\0')
-	{
-		const char *port = getenv("KUBERNETES_SERVICE_PORT");
-
-		snprintf(api_base, sizeof(api_base), strchr(host, ':') ? "https://[%s]:%s" : "https://%s:%s",
-				 host, (port && port[0]) ? port : "443");
-	}
-	else
-	{
-		api_base[0] = '\0';
-		return false;
-	}
-	/* no trailing slash: paths start with one */
-	while (strlen(api_base) > 0 && api_base[strlen(api_base) - 1] == '/')
-		api_base[strlen(api_base) - 1] = '\0';
-	return true;
-}
 
 static struct curl_slist *
 headers_with(const char *const *lines)
@@ -239,74 +211,30 @@ headers_with(const char *const *lines)
 
 	for (; *lines; lines++)
 		h = curl_slist_append(h, *lines);
-	if (auth_header[0] != '\0')
-		h = curl_slist_append(h, auth_header);
+	if (client.auth[0] != '\0')
+		h = curl_slist_append(h, client.auth);
 	return h;
 }
 
 static void watches_drop_headers(void);
 
 /*
- * Reads the bearer token again when its file changed, a minute passed, or
- * the configuration was reloaded (force); rebuilds the header lists when the
- * token differs (a watch that still points at the old ones is stopped first:
- * see watches_drop_headers).  A missing file means no token (a stand-in or a
- * proxy that authenticates by itself).
+ * The token changed (client.auth holds the new one): a watch that still
+ * points at the old lists is stopped first (watches_drop_headers), then the
+ * provisioner's own lists are built again.
  */
 static void
-refresh_credentials(bool force)
+provisioner_new_headers(void)
 {
-	struct stat st;
-	bool		exists = paas_k8s_token_file && paas_k8s_token_file[0] &&
-		stat(paas_k8s_token_file, &st) == 0;
-	TimestampTz now = GetCurrentTimestamp();
-	char		next[sizeof(auth_header)];
 	static const char *const apply_lines[] = {
 		"Content-Type: application/apply-patch+yaml", "Accept: application/json", NULL};
-	static const char *const json_lines[] = {"Accept: application/json", NULL};
 	static const char *const meta_lines[] = {
 		"Accept: application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json", NULL};
 
-	have_ca = paas_k8s_ca_file && paas_k8s_ca_file[0] && access(paas_k8s_ca_file, R_OK) == 0;
-	if (!force && hdr_json != NULL && (!exists || st.st_mtime == token_mtime) &&
-		!TimestampDifferenceExceeds(token_read_at, now, TOKEN_REREAD_MS))
-		return;
-
-	next[0] = '\0';
-	if (exists)
-	{
-		FILE	   *f = fopen(paas_k8s_token_file, "r");
-		char		tok[8192];
-		size_t		n = 0;
-
-		if (f != NULL)
-		{
-			n = fread(tok, 1, sizeof(tok) - 1, f);
-			fclose(f);
-		}
-		tok[n] = '\0';
-		while (n > 0 && (tok[n - 1] == '\n' || tok[n - 1] == '\r' || tok[n - 1] == ' '))
-			tok[--n] = '\0';
-		if (n > 0)
-			snprintf(next, sizeof(next), "Authorization: Bearer %s", tok);
-		token_mtime = st.st_mtime;
-		explicit_bzero(tok, sizeof(tok));
-	}
-	token_read_at = now;
-	/* the same token: the lists stay as they are (and so do the watches) */
-	if (hdr_json != NULL && strcmp(next, auth_header) == 0)
-	{
-		explicit_bzero(next, sizeof(next));
-		return;
-	}
-	strlcpy(auth_header, next, sizeof(auth_header));
-	explicit_bzero(next, sizeof(next));
 	watches_drop_headers();
 	curl_slist_free_all(hdr_apply);
-	curl_slist_free_all(hdr_json);
 	curl_slist_free_all(hdr_meta);
 	hdr_apply = headers_with(apply_lines);
-	hdr_json = headers_with(json_lines);
 	hdr_meta = headers_with(meta_lines);
 }
 
@@ -326,18 +254,6 @@ typedef struct Call
 	char		error[CURL_ERROR_SIZE];
 } Call;
 
-static size_t
-collect(char *data, size_t size, size_t nmemb, void *userdata)
-{
-	Call	   *c = (Call *) userdata;
-	size_t		n = size * nmemb;
-
-	if ((size_t) c->answer.len + n > MAX_BODY)
-		return 0;				/* curl fails the transfer with a write error */
-	appendBinaryStringInfo(&c->answer, data, (int) n);
-	return n;
-}
-
 /* Prepares "h" for the call; the URL is allocated in the current context. */
 static void
 setup_call(CURL *h, Call *c)
@@ -345,41 +261,25 @@ setup_call(CURL *h, Call *c)
 	const char *sep = strchr(c->path, '?') ? "&" : "?";
 	char	   *url;
 
-	curl_easy_reset(h);
+	if (strcmp(c->verb, "APPLY") == 0)
+		url = psprintf("%s%s%sfieldManager=paas&force=true", client.base, c->path, sep);
+	else if (strcmp(c->verb, "DELETE") == 0)
+		url = psprintf("%s%s%spropagationPolicy=Background", client.base, c->path, sep);
+	else
+		url = psprintf("%s%s", client.base, c->path);
+	resetStringInfo(&c->answer);
+	k8s_setup_get(&client, h, url, &c->answer, c->error, (long) paas_k8s_timeout_ms);
 	if (strcmp(c->verb, "APPLY") == 0)
 	{
-		url = psprintf("%s%s%sfieldManager=paas&force=true", api_base, c->path, sep);
 		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "PATCH");
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, c->body);
 		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr_apply);
 	}
 	else if (strcmp(c->verb, "DELETE") == 0)
-	{
-		url = psprintf("%s%s%spropagationPolicy=Background", api_base, c->path, sep);
 		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "DELETE");
-		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr_json);
-	}
-	else
-	{
-		url = psprintf("%s%s", api_base, c->path);
-		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-		curl_easy_setopt(h, CURLOPT_HTTPHEADER, c->meta ? hdr_meta : hdr_json);
-	}
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(paas_k8s_timeout_ms, 5000));
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long) paas_k8s_timeout_ms);
-	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "paas-provisioner/" PAAS_VERSION);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, (void *) c);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->error);
-	if (have_ca)
-		curl_easy_setopt(h, CURLOPT_CAINFO, paas_k8s_ca_file);
-	c->error[0] = '\0';
+	else if (c->meta)
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr_meta);
 	c->code = 0;
-	resetStringInfo(&c->answer);
 }
 
 /* Records the outcome of a finished transfer in "c". */
@@ -439,6 +339,7 @@ typedef struct Watch
 	bool		active;
 	StringInfoData buf;
 	char		rv[64];
+	char		error[CURL_ERROR_SIZE];
 	TimestampTz failed_at;
 } Watch;
 
@@ -477,7 +378,7 @@ release_curl(int code, Datum arg)
 	if (wmulti)
 		curl_multi_cleanup(wmulti);
 	curl_slist_free_all(hdr_apply);
-	curl_slist_free_all(hdr_json);
+	curl_slist_free_all(client.hdr_json);
 	curl_slist_free_all(hdr_meta);
 }
 
@@ -897,24 +798,14 @@ watch_start(Watch *w, MemoryContext cxt)
 	}
 	resetStringInfo(&w->buf);
 	url = psprintf("%s%s&watch=1&allowWatchBookmarks=true&timeoutSeconds=290&resourceVersion=%s",
-				   api_base, w->path, w->rv);
-	curl_easy_reset(w->h);
-	curl_easy_setopt(w->h, CURLOPT_URL, url);
-	curl_easy_setopt(w->h, CURLOPT_HTTPGET, 1L);
-	curl_easy_setopt(w->h, CURLOPT_HTTPHEADER, hdr_json);
-	curl_easy_setopt(w->h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(w->h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(w->h, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(paas_k8s_timeout_ms, 5000));
+				   client.base, w->path, w->rv);
 	/* no time limit of its own: the server ends it; silence means a dead peer */
+	k8s_setup_get(&client, w->h, url, &w->buf, w->error, 0);
 	curl_easy_setopt(w->h, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(w->h, CURLOPT_LOW_SPEED_TIME, 330L);
-	curl_easy_setopt(w->h, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(w->h, CURLOPT_USERAGENT, "paas-provisioner/" PAAS_VERSION);
 	curl_easy_setopt(w->h, CURLOPT_WRITEFUNCTION, watch_collect);
 	curl_easy_setopt(w->h, CURLOPT_WRITEDATA, (void *) w);
 	curl_easy_setopt(w->h, CURLOPT_PRIVATE, (void *) w);
-	if (have_ca)
-		curl_easy_setopt(w->h, CURLOPT_CAINFO, paas_k8s_ca_file);
 	curl_multi_add_handle(wmulti, w->h);
 	pfree(url);
 	w->active = true;
@@ -1137,13 +1028,13 @@ paas_provisioner_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			refresh_credentials(true);
+			k8s_refresh(&client, true);
 		}
 		MemoryContextReset(pass_cxt);
 		wait_ms = 5000;
 		if (!extension_ready())
 			continue;
-		if (!resolve_api())
+		if (!k8s_resolve(&client))
 		{
 			SHARED_UPDATE(paas_provisioner_shared->configured = false);
 			continue;
@@ -1155,7 +1046,7 @@ paas_provisioner_main(Datum main_arg)
 							"SELECT paas.provisioner_start()::text", 0, NULL, NULL, NULL, pass_cxt);
 			started = true;
 		}
-		refresh_credentials(false);
+		k8s_refresh(&client, false);
 		ensure_lanes();
 		watch_service(pass_cxt);
 
