@@ -16,9 +16,10 @@
 #
 # Runs against a RUNNING stack (bench/run.sh exports PAAS_PGDATA,
 # PAAS_PGSOCK, PAAS_PGPORT); it starts its own stand-in, points the
-# provisioner at it with ALTER SYSTEM for the run, and on exit puts the
-# settings back, ends the bench subscriptions (EXPIRED, through the
-# status machine), so later area scripts see an idle provisioner, and
+# provisioner at it with ALTER SYSTEM for the run, and on exit ends the
+# bench subscriptions (EXPIRED, through the status machine), waits until
+# the provisioner has removed their instances from the stand-in (so later
+# area scripts see an idle provisioner), puts the settings back and
 # removes its nodes (bench-inst-node-*: each area script has its own
 # prefix, so the areas run in any order in one `make bench`).
 set -euo pipefail
@@ -37,7 +38,26 @@ chmod 0755 "$KTMP"
 /usr/bin/python3 tests/fakes/kubeapi.py --port 0 --port-file "$KTMP/port" --nodes 20 --node-cpu 64 \
 	--node-memory 256Gi --node-pods 1000 --node-prefix bench-inst-node- --no-events >"$KTMP/log" 2>&1 &
 KPID=$!
+bench_left() { # instances of the bench not removed yet
+	q -c "SELECT count(*) FROM paas.instances i JOIN paas.users u ON u.id = i.user_id
+		   WHERE u.email LIKE 'bench-inst-%' AND i.status <> 'DELETED'" 2>/dev/null || echo 0
+}
 cleanup() {
+	# the bench subscriptions end first, and the provisioner removes their
+	# instances from this stand-in before the settings go back: a removal
+	# left for later would run against the next area's stand-in
+	q >/dev/null 2>&1 <<'SQL' || true
+UPDATE paas.subscriptions s SET status = paas.subscription_transition(s.status, 'expire'),
+	   ended_at = now(), grace_until = NULL, status_reason = 'benchmark over'
+  FROM paas.users u WHERE u.id = s.user_id AND u.email LIKE 'bench-inst-%' AND s.status <> 'EXPIRED';
+SQL
+	local t0=$SECONDS
+	while [ "$(bench_left)" -gt 0 ] && [ $((SECONDS - t0)) -lt 600 ]; do sleep 1; done
+	if [ "$(bench_left)" = 0 ]; then
+		echo "(the bench instances were removed in $((SECONDS - t0)) s after the run)"
+	else
+		echo "bench/instances.sh: $(bench_left) instances not removed in 600 s" >&2
+	fi
 	q >/dev/null 2>&1 <<'SQL' || true
 ALTER SYSTEM RESET paas.k8s_api_url;
 ALTER SYSTEM RESET paas.k8s_token_file;
@@ -45,9 +65,6 @@ ALTER SYSTEM RESET paas.k8s_ca_file;
 ALTER SYSTEM RESET paas.instance_resync_interval;
 ALTER SYSTEM RESET paas.provisioner_concurrency;
 SELECT pg_reload_conf();
-UPDATE paas.subscriptions s SET status = paas.subscription_transition(s.status, 'expire'),
-	   ended_at = now(), grace_until = NULL, status_reason = 'benchmark over'
-  FROM paas.users u WHERE u.id = s.user_id AND u.email LIKE 'bench-inst-%' AND s.status <> 'EXPIRED';
 DELETE FROM paas.node_transitions WHERE node_name LIKE 'bench-inst-node-%';
 DELETE FROM paas.nodes WHERE name LIKE 'bench-inst-node-%';
 SQL
