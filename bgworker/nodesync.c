@@ -51,6 +51,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -73,6 +74,8 @@ static void watch_drop_headers(void);
 static K8sClient client = {.agent = "paas-nodesync/" PAAS_VERSION,
 .before_new_headers = watch_drop_headers};
 static CURL *list_h;
+static CURL *next_h;			/* the next page of a list (read_list) */
+static CURLM *lmulti;
 static CURL *watch_h;
 static CURLM *wmulti;
 static bool watching;
@@ -135,35 +138,115 @@ extension_ready(MemoryContext cxt)
 
 /* ---- lists ---------------------------------------------------------------- */
 
+/* path?limit=500[&continue=token] */
+static char *
+page_path(const char *path, const char *token)
+{
+	char	   *esc = token ? curl_easy_escape(NULL, token, 0) : NULL;
+	char	   *p = psprintf("%s%slimit=500%s%s", path, strchr(path, '?') ? "&" : "?",
+							 esc ? "&continue=" : "", esc ? esc : "");
+
+	if (esc)
+		curl_free(esc);
+	return p;
+}
+
+/* A list page's metadata.continue, or NULL on the last page. */
+static char *
+page_continue(Jsonb *page)
+{
+	JsonbValue *md;
+	JsonbValue *c;
+
+	if (!JB_ROOT_IS_OBJECT(page) ||
+		(md = getKeyJsonValueFromContainer(&page->root, "metadata", 8, NULL)) == NULL ||
+		md->type != jbvBinary || !JsonContainerIsObject(md->val.binary.data) ||
+		(c = getKeyJsonValueFromContainer(md->val.binary.data, "continue", 8, NULL)) == NULL ||
+		c->type != jbvString || c->val.string.len == 0)
+		return NULL;
+	return pnstrdup(c->val.string.val, c->val.string.len);
+}
+
+/*
+ * The GET of the next page, on a handle of its own, under way while the
+ * current page is applied: list_fetch_begin() sends the request, and the
+ * answer arrives in the socket's buffer meanwhile; list_fetch_end() waits
+ * for the rest and returns the HTTP status (0: no answer, err says why).
+ */
+static void
+list_fetch_begin(const char *p, StringInfo out, char *err)
+{
+	char	   *url = psprintf("%s%s", client.base, p);
+	int			running;
+
+	if (lmulti == NULL && (lmulti = curl_multi_init()) == NULL)
+		elog(ERROR, "curl_multi_init failed");
+	if (next_h == NULL && (next_h = curl_easy_init()) == NULL)
+		elog(ERROR, "curl_easy_init failed");
+	resetStringInfo(out);
+	k8s_setup_get(&client, next_h, url, out, err, (long) paas_k8s_timeout_ms);
+	curl_multi_add_handle(lmulti, next_h);
+	(void) curl_multi_perform(lmulti, &running);
+	pfree(url);
+}
+
+static long
+list_fetch_end(char *err)
+{
+	int			running = 1;
+	int			left;
+	CURLMsg    *m;
+	CURLcode	rc = CURLE_FAILED_INIT;
+	long		code = 0;
+
+	while (running)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (curl_multi_perform(lmulti, &running) != CURLM_OK)
+			break;
+		if (running)
+			(void) curl_multi_poll(lmulti, NULL, 0, 1000, NULL);
+	}
+	while ((m = curl_multi_info_read(lmulti, &left)) != NULL)
+		if (m->msg == CURLMSG_DONE)
+			rc = m->data.result;
+	curl_multi_remove_handle(lmulti, next_h);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(next_h, CURLINFO_RESPONSE_CODE, &code);
+	else if (err[0] == '\0')
+		strlcpy(err, curl_easy_strerror(rc), CURL_ERROR_SIZE);
+	return code;
+}
+
 /*
  * Reads every page of "path" (limit=500, continue) into the SQL function
- * "page_sql" ($1 = the page as text), whose first column is the continue
- * token ('' at the end) and whose second, when there is one, the list's
- * resourceVersion (kept in *version).  false when a page was not read.
+ * "page_sql" ($1 = the page as jsonb), whose second column, when there is
+ * one, is the list's resourceVersion (kept in *version).  The next page is
+ * asked for before the current one is applied, so that the API's work and
+ * ours overlap.  false when a page was not read.
  */
 static bool
 read_list(const char *path, const char *page_sql, char **version, MemoryContext cxt)
 {
 	StringInfoData page;
+	StringInfoData next;
 	char		err[CURL_ERROR_SIZE];
-	char	   *token = NULL;
+	char	   *p = page_path(path, NULL);
+	long		code;
 	bool		ok = true;
 
 	initStringInfo(&page);
+	initStringInfo(&next);
+	code = k8s_get(&client, list_h, p, &page, err);
 	for (;;)
 	{
-		char	   *esc = token ? curl_easy_escape(NULL, token, 0) : NULL;
-		char	   *p = psprintf("%s%slimit=500%s%s", path, strchr(path, '?') ? "&" : "?",
-								 esc ? "&continue=" : "", esc ? esc : "");
-		long		code;
-		Oid			types[1] = {TEXTOID};
+		Oid			types[1] = {JSONBOID};
 		Datum		values[1];
 		char	   *out[2];
+		Jsonb	   *jb;
+		char	   *token;
+		StringInfoData swap;
 
-		if (esc)
-			curl_free(esc);
-		code = k8s_get(&client, list_h, p, &page, err);
-		pfree(p);
 		if (code != 200)
 		{
 			ereport(LOG, (errmsg("paas node sync: listing %s failed: %s", path,
@@ -171,17 +254,25 @@ read_list(const char *path, const char *page_sql, char **version, MemoryContext 
 			ok = false;
 			break;
 		}
-		values[0] = CStringGetTextDatum(page.data);
+		jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(page.data)));
+		token = page_continue(jb);
+		if (token != NULL)
+			list_fetch_begin(page_path(path, token), &next, err);
+		values[0] = JsonbPGetDatum(jb);
 		run_sql("paas node sync: a page", page_sql, 1, types, values, 2, out, cxt);
-		pfree(DatumGetPointer(values[0]));
+		pfree(jb);
 		if (version != NULL && out[1] != NULL)
 			*version = out[1];
-		token = out[0];
-		if (token == NULL || token[0] == '\0')
+		if (token == NULL)
 			break;
+		code = list_fetch_end(err);
+		swap = page;
+		page = next;
+		next = swap;
 		CHECK_FOR_INTERRUPTS();
 	}
 	pfree(page.data);
+	pfree(next.data);
 	return ok;
 }
 
@@ -395,6 +486,12 @@ release_curl(int code, Datum arg)
 		curl_easy_cleanup(watch_h);
 	if (list_h)
 		curl_easy_cleanup(list_h);
+	if (lmulti && next_h)
+		curl_multi_remove_handle(lmulti, next_h);
+	if (next_h)
+		curl_easy_cleanup(next_h);
+	if (lmulti)
+		curl_multi_cleanup(lmulti);
 	if (wmulti)
 		curl_multi_cleanup(wmulti);
 	curl_slist_free_all(client.hdr_json);

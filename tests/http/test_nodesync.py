@@ -135,6 +135,36 @@ def test_node_deleted_while_the_worker_is_down_is_found_by_the_list(adm, node):
     assert new != pid
 
 
+def test_a_list_of_several_pages_is_read_whole():
+    """1,100 nodes are three pages of the list (500 a page, the next one
+    asked for while the current one is applied): after a restart of the
+    worker, its list finds the node deleted meanwhile and keeps every other
+    node ACTIVE (a page not read would leave its nodes unseen, and the end
+    of the list makes unseen nodes INACTIVE)."""
+    made = fake("POST", "/_fake/nodes", {"count": 1100, "cpu": "2", "memory": "4Gi", "pods": "10",
+                                         "labels": {"paas.dev/test": "paging"}})["created"]
+    names = "{" + ",".join(made) + "}"
+    active = "SELECT count(*) FROM paas.nodes WHERE name = ANY(:'a1'::text[]) AND status = 'ACTIVE'"
+    try:
+        wait_until(lambda: psql(active, names) == "1100", timeout=PERIOD)
+        last = made[-1]
+        pid = psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'paas node sync'")
+        psql("SELECT pg_terminate_backend(:'a1'::int)", pid)
+        fake("DELETE", f"/_fake/nodes/{last}")
+        wait_until(lambda: psql("SELECT status FROM paas.nodes WHERE name = :'a1'", last) == "INACTIVE",
+                   timeout=PERIOD)
+        wait_until(lambda: psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'paas node sync'")
+                   not in ("", pid), timeout=PERIOD)
+        assert psql(active, names) == "1099"
+        assert psql("SELECT count(*) FROM paas.nodes WHERE name = ANY(:'a1'::text[]) AND status <> 'ACTIVE'",
+                    names) == "1"
+    finally:
+        for n in made:
+            requests.delete(KUBE_URL + f"/_fake/nodes/{n}", timeout=30, verify=os.path.join(KUBE_DIR, "tls", "ca.crt"))
+        psql("DELETE FROM paas.node_transitions WHERE node_name = ANY(:'a1'::text[]);"
+             " DELETE FROM paas.nodes WHERE name = ANY(:'a1'::text[])", names)
+
+
 def test_allocations_are_the_requests_of_the_bound_pods(adm, node):
     wait_until(lambda: (worker(adm, node) or {}).get("status") == "ACTIVE", timeout=PERIOD)
     ns = "sync-" + uuid.uuid4().hex[:6]
