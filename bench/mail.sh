@@ -19,18 +19,31 @@
 #      the charges and events disabled and one with them (100,000 outbox rows
 #      written by the run's own statements).  Printed: both wall times and
 #      their ratio.  The mailer is idle meanwhile (no SMTP server set), and the
-#      bench's mails and fixtures are retired at the end.  MAIL_BENCH_RENEWALS=0
+#      bench's mails and fixtures are retired at the end (bench/lib/renewals.sh:
+#      the fixtures' subscriptions run no instance).  MAIL_BENCH_RENEWALS=0
 #      skips this part.
+#   3. What the outbox costs a top-up: two fixtures of $MAIL_BENCH_TOPUPS
+#      pending top-ups (default 4000), each settled by its own signed
+#      notification through api.billing_webhook_midtrans (the webhook
+#      route's function; one transaction each, 4 pgbench clients), once with
+#      the trigger that writes the top-up's mail disabled and once with it.
+#      Printed: top-ups/s, ms per top-up and the ratio.  MAIL_BENCH_TOPUPS=0
+#      skips this part.  A cluster without a Midtrans server key gets a
+#      throw-away one for the run (reset on exit).
 # Mails earlier areas left queued are held back during part 1 (see there).
 # The cluster's mail settings are set with ALTER SYSTEM for the bench and
 # reset on exit; MAIL_BENCH_CONNECTIONS sets paas.smtp_connections (default:
 # the mailer's own, 4).
 set -euo pipefail
 . "$(dirname "$0")/../docker/scripts/stack.sh"
+. "$(dirname "$0")/lib/renewals.sh"
 cd "$STACK_ROOT"
 
 N=${MAIL_BENCH_N:-2000}
 RENEWALS=${MAIL_BENCH_RENEWALS:-100000}
+TOPUPS=${MAIL_BENCH_TOPUPS:-4000}
+TOPUP_CLIENTS=4
+KEY_SET=
 PER_USER=10
 q() { psql_su -At "$@"; }
 DIR=$(mktemp -d)
@@ -47,6 +60,9 @@ ALTER SYSTEM RESET paas.mail_per_recipient_per_hour;
 ALTER SYSTEM RESET paas.smtp_connections;
 SELECT pg_reload_conf();
 SQL
+	if [ -n "$KEY_SET" ]; then
+		q >/dev/null 2>&1 -c "ALTER SYSTEM RESET paas.midtrans_server_key" -c "SELECT pg_reload_conf()" || true
+	fi
 	# the mails earlier areas queued are due again as they were (see part 1)
 	q >/dev/null 2>&1 -c "UPDATE paas.notification_outbox SET due_at = due_at - interval '100 years'
 		WHERE status = 'PENDING' AND due_at > now() + interval '50 years'" || true
@@ -155,75 +171,124 @@ print("|---|---:|---:|---:|")
 print("| same message, STARTTLS + AUTH | %d | %.2f | %.0f |" % (n, secs, n / secs))
 PY
 
-# 2. the outbox in a renewal run (MAIL_BENCH_RENEWALS=0 skips it) ---------------
-[ "$RENEWALS" -gt 0 ] || exit 0
+# The mailer is idle from here on: what parts 2 and 3 measure is the writing
+# of the outbox rows, not their sending.
 q >/dev/null -c "ALTER SYSTEM RESET paas.smtp_url" -c "SELECT pg_reload_conf()"
-fixture() {	# fixture TAG: $RENEWALS due subscriptions of funded users
-	local tag=$1 users=$(( (RENEWALS + PER_USER - 1) / PER_USER ))
-	q >/dev/null <<SQL
-SET client_min_messages = warning;
-INSERT INTO paas.services (name, display_name, description, docker_image, monthly_price)
-SELECT '$tag-' || i, 'Bench $tag ' || i, 'outbox benchmark service', 'nginx:1', 1000 FROM generate_series(1, $PER_USER) i;
--- the accounts' welcome mails are not what is measured
-ALTER TABLE paas.users DISABLE TRIGGER notify_users_inserted;
-INSERT INTO paas.users (email, name, password_hash)
-SELECT '$tag-' || i || '@example.com', 'Bench Subscriber', 'x' FROM generate_series(1, $users) i;
-ALTER TABLE paas.users ENABLE TRIGGER notify_users_inserted;
-CREATE TEMP TABLE w AS
-SELECT u.id AS user_id, paas.wallet_account(u.id) AS acc, row_number() OVER (ORDER BY u.id) AS n
-  FROM paas.users u WHERE u.email LIKE '$tag-%';
-DO \$\$
-DECLARE
-	b int;
-BEGIN
-	FOR b IN 0 .. (SELECT (count(*) - 1) / 5000 FROM w) LOOP
-		PERFORM paas.ledger_post(NULL, (SELECT jsonb_agg(jsonb_build_object(
-			'kind', 'topup', 'memo', 'bench funding',
-			'postings', jsonb_build_array(
-				jsonb_build_object('account', acc, 'amount', 1000 * $PER_USER),
-				jsonb_build_object('account', paas.platform_account('gateway_clearing'),
-								   'amount', -1000 * $PER_USER))))
-			FROM w WHERE n > b * 5000 AND n <= (b + 1) * 5000));
-	END LOOP;
-END
-\$\$;
-INSERT INTO paas.subscriptions (user_id, service_id, price, anchor_at, current_period_start, current_period_end)
-SELECT w.user_id, s.id, 1000, now() - interval '1 month 1 hour', now() - interval '1 month 1 hour',
-	   paas.subscription_bound(now() - interval '1 month 1 hour', 1)
-  FROM w, paas.services s WHERE s.name LIKE '$tag-%'
- ORDER BY w.n, s.name
- LIMIT $RENEWALS;
-SQL
-	q -c "VACUUM ANALYZE paas.subscriptions" -c "VACUUM ANALYZE paas.notification_outbox" >/dev/null
-}
-retire() {	# retire TAG: the fixture's subscriptions EXPIRED, its mails suppressed
-	q >/dev/null <<SQL
-UPDATE paas.subscriptions s SET status = paas.subscription_transition(s.status, 'expire'),
-	   ended_at = now(), status_reason = 'benchmark fixture', updated_at = now()
-  FROM paas.services v WHERE v.id = s.service_id AND v.name LIKE '$1-%';
-UPDATE paas.notification_outbox o SET status = 'SUPPRESSED', last_error = 'benchmark fixture', updated_at = now()
-  FROM paas.users u WHERE u.id = o.user_id AND u.email LIKE '$1-%' AND o.status = 'PENDING';
-SQL
-}
+
+# 2. the outbox in a renewal run (MAIL_BENCH_RENEWALS=0 skips it) ---------------
+if [ "$RENEWALS" -gt 0 ]; then
 run_ms() { q -c "SELECT api.run_renewals()" | sed -E 's/.*"ms": ([0-9.]+).*/\1/'; }
 
 T1=bench-outbox-off-$(date +%s%N)
-fixture "$T1"
+renewal_fixture "$T1" "$RENEWALS" "$PER_USER"
 q >/dev/null -c "ALTER TABLE paas.subscription_charges DISABLE TRIGGER notify_charges" \
 	-c "ALTER TABLE paas.subscription_events DISABLE TRIGGER notify_subscription_events"
 OFF=$(run_ms)
 q >/dev/null -c "ALTER TABLE paas.subscription_charges ENABLE TRIGGER notify_charges" \
 	-c "ALTER TABLE paas.subscription_events ENABLE TRIGGER notify_subscription_events"
-retire "$T1"
+renewal_retire "$T1"
 T2=bench-outbox-on-$(date +%s%N)
-fixture "$T2"
+renewal_fixture "$T2" "$RENEWALS" "$PER_USER"
 ON=$(run_ms)
 ROWS=$(q -c "SELECT count(*) FROM paas.notification_outbox o JOIN paas.users u ON u.id = o.user_id
 	WHERE u.email LIKE '$T2-%' AND o.kind = 'subscription_renewed'")
-retire "$T2"
+renewal_retire "$T2"
 echo
 echo "| renewal run of $RENEWALS due subscriptions | wall time | outbox rows written |"
 echo "|---|---:|---:|"
 printf "| without the outbox triggers | %.2f s | 0 |\n" "$(awk -v ms="$OFF" 'BEGIN{print ms/1000}')"
 printf "| with them (one mail per charge) | %.2f s | %s |\n" "$(awk -v ms="$ON" 'BEGIN{print ms/1000}')" "$ROWS"
 printf "| ratio | %.2f× | |\n" "$(awk -v a="$ON" -v b="$OFF" 'BEGIN{print (b > 0 ? a / b : 0)}')"
+fi
+
+# 3. the outbox in a top-up (MAIL_BENCH_TOPUPS=0 skips it) ---------------------
+# $TOPUPS pending top-ups of IDR 50,000 (one per new account, its order as
+# the Snap step leaves it), each settled by its own signed Midtrans
+# notification through api.billing_webhook_midtrans, the function the
+# webhook route calls: one transaction per notification (credit, invoice,
+# order and top-up rows), $TOPUP_CLIENTS pgbench clients at a time.  Once
+# with the trigger that writes the top-up's mail disabled, once with it.
+if [ "$TOPUPS" -gt 0 ]; then
+TOPUPS=$(( (TOPUPS + TOPUP_CLIENTS - 1) / TOPUP_CLIENTS * TOPUP_CLIENTS ))
+# Notifications are signed with the server key: a throw-away one when the
+# cluster has none (a bench cluster), put back on exit.
+if [ "$(q -c "SELECT paas.midtrans_configured()")" = f ]; then
+	KEY_SET=1
+	q >/dev/null -c "ALTER SYSTEM SET paas.midtrans_server_key = 'bench-$(rand_hex 16)'" -c "SELECT pg_reload_conf()"
+	sleep 1
+fi
+topup_fixture() {	# topup_fixture PREFIX: $TOPUPS pending top-ups and their signed settlements
+	q >/dev/null <<SQL
+SET client_min_messages = warning;
+BEGIN;
+ALTER TABLE paas.users DISABLE TRIGGER notify_users_inserted;
+INSERT INTO paas.users (email, name, password_hash)
+SELECT '$1-' || i || '@example.com', 'Bench Payer', 'x' FROM generate_series(1, $TOPUPS) i;
+ALTER TABLE paas.users ENABLE TRIGGER notify_users_inserted;
+COMMIT;
+WITH t AS (
+	INSERT INTO paas.topups (user_id, amount, order_id, snap_expires_at)
+	SELECT u.id, 50000, paas.new_order_id(u.id), now() + interval '1 day'
+	  FROM paas.users u WHERE u.email LIKE '$1-%'
+	RETURNING id, order_id)
+INSERT INTO paas.topup_orders (order_id, topup_id) SELECT order_id, id FROM t;
+DROP TABLE IF EXISTS public.bench_topup_notes;
+CREATE UNLOGGED TABLE public.bench_topup_notes (i bigint PRIMARY KEY, body jsonb NOT NULL);
+INSERT INTO public.bench_topup_notes
+SELECT row_number() OVER (ORDER BY t.order_id), jsonb_build_object(
+	   'transaction_status', 'settlement', 'status_code', '200', 'order_id', t.order_id,
+	   'gross_amount', '50000.00', 'currency', 'IDR', 'payment_type', 'bank_transfer',
+	   'transaction_id', gen_random_uuid(), 'status_message', 'midtrans payment notification',
+	   'signature_key', encode(digest(t.order_id || '200' || '50000.00'
+									  || current_setting('paas.midtrans_server_key'), 'sha512'), 'hex'))
+  FROM paas.topups t JOIN paas.users u ON u.id = t.user_id WHERE u.email LIKE '$1-%';
+DROP SEQUENCE IF EXISTS public.bench_topup_seq;
+CREATE SEQUENCE public.bench_topup_seq;
+SQL
+	q -c "VACUUM ANALYZE paas.topups" -c "VACUUM ANALYZE paas.topup_orders" \
+		-c "VACUUM ANALYZE paas.notification_outbox" -c "VACUUM ANALYZE public.bench_topup_notes" >/dev/null
+}
+# the next notification, once each (the sequence's value is taken once per call)
+echo "SELECT api.billing_webhook_midtrans(n.body) FROM public.bench_topup_notes n
+ WHERE n.i = (SELECT nextval('public.bench_topup_seq'));" >"$DIR/settle.sql"
+chmod 0644 "$DIR/settle.sql"
+settle() {	# settle: "tps latency-ms" of settling every notification once
+	local out
+	out=$(cd "$DIR" && as_pg "$PG_BIN/pgbench" -n -c "$TOPUP_CLIENTS" -j 2 -t $((TOPUPS / TOPUP_CLIENTS)) \
+		-f "$DIR/settle.sql" -h "$PAAS_PGSOCK" -p "$PAAS_PGPORT" "${PAAS_DB:-paas}" 2>&1)
+	awk '/^latency average/ {l = $4} /^tps/ {t = $3} END {print t, l}' <<<"$out"
+}
+paid() {	# paid PREFIX: "credited outbox-rows" of the fixture
+	q -F' ' -c "SELECT count(*) FILTER (WHERE t.status = 'PAID'),
+		(SELECT count(*) FROM paas.notification_outbox o JOIN paas.users v ON v.id = o.user_id
+		  WHERE v.email LIKE '$1-%' AND o.kind = 'topup_paid')
+		FROM paas.topups t JOIN paas.users u ON u.id = t.user_id WHERE u.email LIKE '$1-%'"
+}
+topup_retire() {	# the fixture's mails SUPPRESSED, its notifications dropped
+	q >/dev/null <<SQL
+UPDATE paas.notification_outbox o SET status = 'SUPPRESSED', last_error = 'benchmark fixture', updated_at = now()
+  FROM paas.users u WHERE u.id = o.user_id AND u.email LIKE '$1-%' AND o.status = 'PENDING';
+DROP TABLE public.bench_topup_notes;
+DROP SEQUENCE public.bench_topup_seq;
+SQL
+}
+
+P1=bench-topup-off-$(date +%s%N)
+topup_fixture "$P1"
+q >/dev/null -c "ALTER TABLE paas.topups DISABLE TRIGGER notify_topup_paid"
+read -r TPS_OFF LAT_OFF < <(settle)
+q >/dev/null -c "ALTER TABLE paas.topups ENABLE TRIGGER notify_topup_paid"
+read -r PAID_OFF ROWS_OFF < <(paid "$P1")
+topup_retire "$P1"
+P2=bench-topup-on-$(date +%s%N)
+topup_fixture "$P2"
+read -r TPS_ON LAT_ON < <(settle)
+read -r PAID_ON ROWS_ON < <(paid "$P2")
+topup_retire "$P2"
+echo
+echo "| $TOPUPS top-ups settled by their notifications ($TOPUP_CLIENTS clients) | credited | outbox rows written | top-ups/s | ms per top-up |"
+echo "|---|---:|---:|---:|---:|"
+printf "| without the top-up mail trigger | %s | %s | %.0f | %.2f |\n" "$PAID_OFF" "$ROWS_OFF" "$TPS_OFF" "$LAT_OFF"
+printf "| with it (one mail per top-up) | %s | %s | %.0f | %.2f |\n" "$PAID_ON" "$ROWS_ON" "$TPS_ON" "$LAT_ON"
+printf "| ratio (time per top-up) | | | | %.2f× |\n" "$(awk -v a="$LAT_ON" -v b="$LAT_OFF" 'BEGIN{print (b > 0 ? a / b : 0)}')"
+fi

@@ -4,7 +4,10 @@
 # (default "10000 100000"): wall time of the run, charges/s and the WAL the
 # run wrote, printed as a markdown table.  The N subscriptions belong to
 # N / $SUB_BENCH_PER_USER funded users (default 10 services each), so every
-# one is charged: one ledger entry, one invoice, one charge row.
+# one is charged: one ledger entry, one invoice, one charge row.  The
+# fixtures (bench/lib/renewals.sh) are sold without instances: the run
+# keeps them ACTIVE and never reads an instance, and instances would leave
+# the provisioner their creation and removal during the areas after this one.
 #
 # Runs against a RUNNING stack: bench/run.sh exports PAAS_PGDATA,
 # PAAS_PGSOCK and PAAS_PGPORT (PAAS_DB defaults to paas).  It writes bench
@@ -13,6 +16,7 @@
 # status machine) so that later runs do not renew them.
 set -euo pipefail
 . "$(dirname "$0")/../docker/scripts/stack.sh"
+. "$(dirname "$0")/lib/renewals.sh"
 cd "$STACK_ROOT"
 
 SIZES=${SUB_BENCH_SIZES:-10000 100000}
@@ -31,42 +35,7 @@ echo "| due subscriptions | run wall time | charges/s | batches | renewed | char
 echo "|---:|---:|---:|---:|---:|---:|---:|"
 for N in $SIZES; do
 	TAG=$(date +%s%N)
-	USERS=$(( (N + PER_USER - 1) / PER_USER ))
-	# fixtures: $PER_USER services, $USERS funded users, N subscriptions sold
-	# a month and an hour ago (due now)
-	q >/dev/null <<SQL
-SET client_min_messages = warning;
-INSERT INTO paas.services (name, display_name, description, docker_image, monthly_price)
-SELECT 'bench-sub-$TAG-' || i, 'Bench $TAG ' || i, 'renewal benchmark service', 'nginx:1', 1000
-  FROM generate_series(1, $PER_USER) i;
-INSERT INTO paas.users (email, name, password_hash)
-SELECT 'bench-sub-$TAG-' || i || '@example.com', 'Bench Subscriber', 'x' FROM generate_series(1, $USERS) i;
-CREATE TEMP TABLE w AS
-SELECT u.id AS user_id, paas.wallet_account(u.id) AS acc, row_number() OVER (ORDER BY u.id) AS n
-  FROM paas.users u WHERE u.email LIKE 'bench-sub-$TAG-%';
-DO \$\$
-DECLARE
-	b int;
-BEGIN
-	FOR b IN 0 .. (SELECT (count(*) - 1) / 5000 FROM w) LOOP
-		PERFORM paas.ledger_post(NULL, (SELECT jsonb_agg(jsonb_build_object(
-			'kind', 'topup', 'memo', 'bench funding',
-			'postings', jsonb_build_array(
-				jsonb_build_object('account', acc, 'amount', 1000 * $PER_USER),
-				jsonb_build_object('account', paas.platform_account('gateway_clearing'),
-								   'amount', -1000 * $PER_USER))))
-			FROM w WHERE n > b * 5000 AND n <= (b + 1) * 5000));
-	END LOOP;
-END
-\$\$;
-INSERT INTO paas.subscriptions (user_id, service_id, price, anchor_at, current_period_start, current_period_end)
-SELECT w.user_id, s.id, 1000, now() - interval '1 month 1 hour', now() - interval '1 month 1 hour',
-	   paas.subscription_bound(now() - interval '1 month 1 hour', 1)
-  FROM w, paas.services s WHERE s.name LIKE 'bench-sub-$TAG-%'
- ORDER BY w.n, s.name
- LIMIT $N;
-SQL
-	q -c "VACUUM ANALYZE paas.subscriptions" >/dev/null
+	renewal_fixture "bench-sub-$TAG" "$N" "$PER_USER"
 	LSN=$(q -c "SELECT pg_current_wal_lsn()")
 	OUT=$(q -c "SELECT api.run_renewals()")
 	WAL=$(q -c "SELECT pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), '$LSN'))")
@@ -77,10 +46,5 @@ SQL
 	RATE=$(awk -v n="$RENEWED" -v ms="$MS" 'BEGIN { printf "%.0f", (ms > 0 ? n * 1000 / ms : 0) }')
 	printf "| %s | %.2f s | %s | %s | %s | %s | %s |\n" "$N" "$(awk -v ms="$MS" 'BEGIN{print ms/1000}')" \
 		"$RATE" "$BATCHES" "$RENEWED" "$ENTRIES" "$WAL"
-	q >/dev/null <<SQL
-UPDATE paas.subscriptions s SET status = paas.subscription_transition(s.status, 'expire'),
-	   ended_at = now(), status_reason = 'benchmark fixture', updated_at = now()
-  FROM paas.services v
- WHERE v.id = s.service_id AND v.name LIKE 'bench-sub-$TAG-%';
-SQL
+	renewal_retire "bench-sub-$TAG"
 done
