@@ -220,8 +220,8 @@ list_fetch_end(char *err)
 
 /*
  * Reads every page of "path" (limit=500, continue) into the SQL function
- * "page_sql" ($1 = the page as jsonb), whose second column, when there is
- * one, is the list's resourceVersion (kept in *version).  The next page is
+ * "page_sql" ($1 = the page as jsonb, one column out: with version set,
+ * the list's resourceVersion, kept in *version).  The next page is
  * asked for before the current one is applied, so that the API's work and
  * ours overlap.  false when a page was not read.
  */
@@ -242,7 +242,7 @@ read_list(const char *path, const char *page_sql, char **version, MemoryContext 
 	{
 		Oid			types[1] = {JSONBOID};
 		Datum		values[1];
-		char	   *out[2];
+		char	   *out;
 		Jsonb	   *jb;
 		char	   *token;
 		StringInfoData swap;
@@ -259,10 +259,10 @@ read_list(const char *path, const char *page_sql, char **version, MemoryContext 
 		if (token != NULL)
 			list_fetch_begin(page_path(path, token), &next, err);
 		values[0] = JsonbPGetDatum(jb);
-		run_sql("paas node sync: a page", page_sql, 1, types, values, 2, out, cxt);
+		out = run_text("paas node sync: a page", page_sql, 1, types, values, cxt);
 		pfree(jb);
-		if (version != NULL && out[1] != NULL)
-			*version = out[1];
+		if (version != NULL && out != NULL)
+			*version = out;
 		if (token == NULL)
 			break;
 		code = list_fetch_end(err);
@@ -288,7 +288,7 @@ relist(MemoryContext cxt)
 	char	   *gone;
 
 	if (!read_list("/api/v1/nodes",
-				   "SELECT continue_token, resource_version FROM paas.node_sync_page($1::jsonb)",
+				   "SELECT paas.node_sync_page($1::jsonb)",
 				   &version, cxt) || version == NULL || version[0] == '\0' ||
 		strlen(version) >= sizeof(rv))
 		return false;
@@ -307,7 +307,7 @@ sync_pods(MemoryContext cxt)
 {
 	run_text("paas node sync: pods", "SELECT paas.node_sync_pods_begin()::text", 0, NULL, NULL, cxt);
 	if (read_list("/api/v1/pods?fieldSelector=spec.nodeName%21%3D",
-				  "SELECT paas.node_sync_pods_page($1::jsonb), NULL::text", NULL, cxt))
+				  "SELECT paas.node_sync_pods_page($1::jsonb)::text", NULL, cxt))
 		run_text("paas node sync: pods", "SELECT paas.node_sync_pods_end()::text", 0, NULL, NULL, cxt);
 }
 

@@ -1392,6 +1392,19 @@ checker_field(FunctionCallInfo fcinfo, int argno, const char *name)
 }
 
 /*
+ * The arguments (errs jsonb, req jsonb, field text, ...) of the request
+ * checkers: the error list, the field's name, and the field's value in req
+ * (NULL: absent, or req NULL).
+ */
+static JsonbValue *
+checker_req_field(FunctionCallInfo fcinfo, const char *name, Jsonb **errs, char **field)
+{
+	*errs = checker_errs(fcinfo, name);
+	*field = checker_field(fcinfo, 2, name);
+	return PG_ARGISNULL(1) ? NULL : k8s_get(&PG_GETARG_JSONB_P(1)->root, *field);
+}
+
+/*
  * paas.check_qty(errs jsonb, field text, v jsonb, unit text, milli boolean,
  * required boolean) -> jsonb: errs with the error of the quantity field v
  * appended (k8s_qty_problem), NULL errs stays NULL.
@@ -1448,9 +1461,7 @@ paas_check_text(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	errs = checker_errs(fcinfo, "paas.check_text");
-	field = checker_field(fcinfo, 2, "paas.check_text");
-	v = PG_ARGISNULL(1) ? NULL : k8s_get(&PG_GETARG_JSONB_P(1)->root, field);
+	v = checker_req_field(fcinfo, "paas.check_text", &errs, &field);
 	return errs_append(errs, field,
 					   text_problem(field, v, !PG_ARGISNULL(3) && PG_GETARG_BOOL(3),
 									PG_ARGISNULL(4) ? PG_INT32_MIN : PG_GETARG_INT32(4),
@@ -1475,9 +1486,7 @@ paas_check_int(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	errs = checker_errs(fcinfo, "paas.check_int");
-	field = checker_field(fcinfo, 2, "paas.check_int");
-	v = PG_ARGISNULL(1) ? NULL : k8s_get(&PG_GETARG_JSONB_P(1)->root, field);
+	v = checker_req_field(fcinfo, "paas.check_int", &errs, &field);
 	return errs_append(errs, field,
 					   int_problem(field, v, !PG_ARGISNULL(3) && PG_GETARG_BOOL(3),
 								   PG_ARGISNULL(4) ? PG_INT64_MIN : PG_GETARG_INT64(4),

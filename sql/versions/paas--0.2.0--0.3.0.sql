@@ -6811,9 +6811,10 @@ COMMENT ON FUNCTION paas.node_sync_apply_many(jsonb[]) IS
 
 -- One page of GET /api/v1/nodes: its items through
 -- paas.node_sync_apply_many (one bad Node never stops the others).
--- Returns the list's resourceVersion and its continue token ('' on the
--- last page).
-CREATE FUNCTION paas.node_sync_page(page jsonb, OUT resource_version text, OUT continue_token text)
+-- Returns the list's resourceVersion ('' when it has none); the node sync
+-- (bgworker/nodesync.c) reads the continue token itself, to ask for the
+-- next page while this one is applied.
+CREATE FUNCTION paas.node_sync_page(page jsonb) RETURNS text
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, paas, pg_temp
 AS $$
@@ -6821,12 +6822,11 @@ BEGIN
 	PERFORM set_config('lock_timeout', '200ms', true);
 	PERFORM set_config('work_mem', '64MB', true);
 	PERFORM paas.node_sync_apply_many(ARRAY(SELECT e FROM jsonb_array_elements(coalesce(page -> 'items', '[]')) e));
-	resource_version := coalesce(page #>> '{metadata,resourceVersion}', '');
-	continue_token := coalesce(page #>> '{metadata,continue}', '');
+	RETURN coalesce(page #>> '{metadata,resourceVersion}', '');
 END
 $$;
 COMMENT ON FUNCTION paas.node_sync_page(jsonb) IS
-	'applies one page of the Node list; returns its resourceVersion and continue token';
+	'applies one page of the Node list; returns its resourceVersion';
 
 -- After a complete list that began at "started": the nodes the API knew
 -- and did not list are gone from the cluster.  Returns how many.
@@ -6995,14 +6995,15 @@ COMMENT ON FUNCTION paas.pod_requests(jsonb) IS
 	'cpu (millicores) and memory (bytes) a pod requests, as the scheduler counts them';
 
 -- One page of GET /api/v1/pods?fieldSelector=spec.nodeName!=...; returns
--- the continue token ('' on the last page).
-CREATE FUNCTION paas.node_sync_pods_page(page jsonb) RETURNS text
+-- how many of its pods count (bound, neither Succeeded nor Failed).
+CREATE FUNCTION paas.node_sync_pods_page(page jsonb) RETURNS integer
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 DECLARE
 	p jsonb;
 	r record;
+	n integer := 0;
 BEGIN
 	FOR p IN SELECT e FROM jsonb_array_elements(coalesce(page -> 'items', '[]')) e LOOP
 		CONTINUE WHEN coalesce(p #>> '{spec,nodeName}', '') = ''
@@ -7015,12 +7016,13 @@ BEGIN
 		INSERT INTO pg_temp.paas_node_pods
 		VALUES (p #>> '{spec,nodeName}', r.cpu_m, r.memory, 1,
 				p #>> '{metadata,labels,app.kubernetes.io/managed-by}' IS DISTINCT FROM 'paas');
+		n := n + 1;
 	END LOOP;
-	RETURN coalesce(page #>> '{metadata,continue}', '');
+	RETURN n;
 END
 $$;
 COMMENT ON FUNCTION paas.node_sync_pods_page(jsonb) IS
-	'collects the requests of one page of pods bound to nodes';
+	'collects the requests of one page of pods bound to nodes; how many count';
 
 -- After a complete pod list: each node the API knows is allocated what its
 -- pods request.  Returns how many nodes changed.

@@ -25,10 +25,10 @@ CREATE FUNCTION pg_temp.ready(rv text, st text, hb text DEFAULT '2026-01-01T00:0
 														  'lastHeartbeatTime', hb)));
 
 -- the list
-SELECT is((SELECT row(resource_version, continue_token)::text FROM paas.node_sync_page(
-	jsonb_build_object('kind', 'NodeList', 'metadata', jsonb_build_object('resourceVersion', '10'),
-					   'items', jsonb_build_array(pg_temp.doc('5'), '{"metadata": {"name": "broken"}}'::jsonb)))),
-	'(10,"")', 'a page answers its resourceVersion and no continue token');
+SELECT is(paas.node_sync_page(
+	jsonb_build_object('kind', 'NodeList', 'metadata', jsonb_build_object('resourceVersion', '10', 'continue', 'c0'),
+					   'items', jsonb_build_array(pg_temp.doc('5'), '{"metadata": {"name": "broken"}}'::jsonb))),
+	'10', 'a page answers the list''s resourceVersion');
 SELECT is((SELECT row(status, is_ready, cpu_allocatable_m, memory_allocatable, pods_allocatable, labels ->> 'zone',
 					  kubelet_version, kube_uid, token_hash IS NULL)::text FROM paas.nodes WHERE name = 'ks-1'),
 	'(ACTIVE,t,3800,7516192768,100,a,v1.30.0,uid-ks-1,t)', 'a Node of the list is an ACTIVE node with its figures and no agent token');
@@ -91,8 +91,8 @@ SELECT is(paas.node_sync_pods_page($${"metadata": {"continue": "c1"}, "items": [
    "containers": [{"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}]}, "status": {"phase": "Pending"}},
   {"metadata": {"name": "done"}, "spec": {"nodeName": "ks-1",
    "containers": [{"resources": {"requests": {"cpu": "8"}}}]}, "status": {"phase": "Succeeded"}},
-  {"metadata": {"name": "unbound"}, "spec": {"containers": [{"resources": {"requests": {"cpu": "8"}}}]}}]}$$), 'c1',
-	'a pod page answers its continue token');
+  {"metadata": {"name": "unbound"}, "spec": {"containers": [{"resources": {"requests": {"cpu": "8"}}}]}}]}$$), 2,
+	'a pod page counts its bound pods that neither succeeded nor failed');
 SELECT is(paas.node_sync_pods_end(), 1, 'one node changed');
 SELECT is((SELECT row(cpu_allocated_m, memory_allocated, current_pods, allocated_cpu, foreign_cpu_m, foreign_memory)::text
 			 FROM paas.nodes WHERE name = 'ks-1'),
