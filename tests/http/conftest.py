@@ -19,6 +19,8 @@ import requests
 BASE = os.environ.get("PAAS_URL", "http://127.0.0.1:8080")
 METRICS = os.environ.get("PAAS_METRICS_URL", "http://127.0.0.1:9187")
 PSQL = shlex.split(os.environ.get("PAAS_TEST_PSQL", "psql -At"))
+AS_PG = shlex.split(os.environ.get("PAAS_TEST_AS_PG", ""))
+SERVER_LOG = os.environ.get("PAAS_TEST_SERVER_LOG")
 PASSWORD = "Str0ngPassw0rd"
 
 
@@ -28,6 +30,11 @@ def psql(sql, *args):
     cmd = PSQL + [f"-va{i + 1}={a}" for i, a in enumerate(args)]
     out = subprocess.run(cmd, input=sql, capture_output=True, text=True, check=True)
     return out.stdout.strip()
+
+
+def read_server_log():
+    """The test cluster's server log, whole (read as its owner)."""
+    return subprocess.run(AS_PG + ["cat", SERVER_LOG], capture_output=True, text=True, check=True).stdout
 
 
 class Api:

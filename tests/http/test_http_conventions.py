@@ -5,7 +5,6 @@ sets two); HEAD on every GET route."""
 import json
 import os
 import re
-import shlex
 import socket
 import subprocess
 import time
@@ -14,11 +13,9 @@ import uuid
 import pytest
 import requests
 
-from conftest import BASE, Api, check_envelope, psql, register, wait_until
+from conftest import BASE, SERVER_LOG, Api, check_envelope, psql, read_server_log, register, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-AS_PG = shlex.split(os.environ.get("PAAS_TEST_AS_PG", ""))
-SERVER_LOG = os.environ.get("PAAS_TEST_SERVER_LOG")
 ORIGINS = [o.strip() for o in os.environ.get("PAAS_CORS_ORIGINS", "").split(",") if o.strip()]
 GENERATED = re.compile(r"^[0-9a-f]{32}$")
 
@@ -81,11 +78,6 @@ def test_a_junk_request_id_is_replaced(junk):
         assert junk not in r.text and junk not in str(r.headers)
 
 
-def server_log():
-    return subprocess.run(AS_PG + ["cat", SERVER_LOG], capture_output=True, text=True,
-                          check=True).stdout
-
-
 @pytest.mark.skipif(not SERVER_LOG, reason="needs the test cluster's server log")
 def test_the_request_id_is_in_the_server_log_line_of_its_call(user):
     """With refusals logged (paas.log_refusals), the refusal's ERROR line
@@ -101,7 +93,7 @@ def test_the_request_id_is_in_the_server_log_line_of_its_call(user):
         def logged():
             check_envelope(api.get(f"/api/v1/billing/transactions/{missing}",
                                    headers={"X-Request-Id": mine}), 404)
-            return [l for l in server_log().splitlines() if "Transaction not found" in l and mine in l]
+            return [l for l in read_server_log().splitlines() if "Transaction not found" in l and mine in l]
         lines = wait_until(logged, timeout=10, interval=0.3)
         assert f" paas-httpd/{mine} " in lines[0], lines[0]
         # the next refusals, on the same pool, carry their own ids only
@@ -109,8 +101,8 @@ def test_the_request_id_is_in_the_server_log_line_of_its_call(user):
         for o in others:
             check_envelope(api.get(f"/api/v1/billing/transactions/{uuid.uuid4()}",
                                    headers={"X-Request-Id": o}), 404)
-        wait_until(lambda: all(o in server_log() for o in others), timeout=10, interval=0.3)
-        refusals = [l for l in server_log().splitlines() if "Transaction not found" in l]
+        wait_until(lambda: all(o in read_server_log() for o in others), timeout=10, interval=0.3)
+        refusals = [l for l in read_server_log().splitlines() if "Transaction not found" in l]
         assert len([l for l in refusals if mine in l]) == len(lines)
         for o in others:
             assert len([l for l in refusals if o in l]) == 1
@@ -118,7 +110,7 @@ def test_the_request_id_is_in_the_server_log_line_of_its_call(user):
         long_id = "long-" + uuid.uuid4().hex * 3
         r = api.get(f"/api/v1/billing/transactions/{uuid.uuid4()}", headers={"X-Request-Id": long_id})
         assert rid(r) == long_id
-        wait_until(lambda: f" paas-httpd/{long_id[:52]} ERROR:" in server_log(), timeout=10, interval=0.3)
+        wait_until(lambda: f" paas-httpd/{long_id[:52]} ERROR:" in read_server_log(), timeout=10, interval=0.3)
     finally:
         psql("ALTER SYSTEM RESET paas.log_refusals; SELECT pg_reload_conf();")
     # between calls, every gateway connection is named plain "paas-httpd"

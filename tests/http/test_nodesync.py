@@ -6,13 +6,14 @@ cordon; a node deleted in the API is INACTIVE with its history kept, both
 from the watch and from a list after a restart of the worker; allocations
 are the requests of the pods bound to the node."""
 import os
+import re
 import subprocess
 import uuid
 
 import pytest
 import requests
 
-from conftest import Api, check_envelope, psql, wait_until
+from conftest import SERVER_LOG, Api, check_envelope, psql, read_server_log, wait_until
 
 KUBE_URL = os.environ.get("PAAS_TEST_KUBE_URL", "")
 KUBE_DIR = os.environ.get("PAAS_TEST_KUBE_DIR", "")
@@ -30,6 +31,21 @@ def fake(method, path, body=None):
                          verify=os.path.join(KUBE_DIR, "tls", "ca.crt"))
     assert r.status_code < 300, (method, path, r.status_code, r.text)
     return r.json() if r.text else None
+
+
+def worker_top_memory(pid):
+    """Bytes used in TopMemoryContext of backend "pid", as it logs them on
+    pg_log_backend_memory_contexts() (PostgreSQL's own accounting)."""
+    before = len(read_server_log())
+    assert psql("SELECT pg_log_backend_memory_contexts(:'a1'::int)", pid) == "t"
+    mark = f"[{pid}] LOG:  level: 0; TopMemoryContext: "
+
+    def used():
+        for line in read_server_log()[before:].splitlines():
+            if mark in line:
+                return int(re.search(r"; (\d+) used", line).group(1))
+        return None
+    return wait_until(used, timeout=10)
 
 
 def kube(method, path, body=None, content_type="application/json"):
@@ -158,6 +174,11 @@ def test_a_list_of_several_pages_is_read_whole():
         assert psql(active, names) == "1099"
         assert psql("SELECT count(*) FROM paas.nodes WHERE name = ANY(:'a1'::text[]) AND status <> 'ACTIVE'",
                     names) == "1"
+        if SERVER_LOG:
+            # the pages' memory went with them: the new worker's own context
+            # holds a few MB, not the ~15 MB each page of 500 Nodes costs
+            top = worker_top_memory(psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'paas node sync'"))
+            assert top < 16 * 2**20, f"TopMemoryContext of the node sync after its list: {top} bytes used"
     finally:
         for n in made:
             requests.delete(KUBE_URL + f"/_fake/nodes/{n}", timeout=30, verify=os.path.join(KUBE_DIR, "tls", "ca.crt"))
