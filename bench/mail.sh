@@ -220,12 +220,7 @@ fi
 topup_fixture() {	# topup_fixture PREFIX: $TOPUPS pending top-ups and their signed settlements
 	q >/dev/null <<SQL
 SET client_min_messages = warning;
-BEGIN;
-ALTER TABLE paas.users DISABLE TRIGGER notify_users_inserted;
-INSERT INTO paas.users (email, name, password_hash)
-SELECT '$1-' || i || '@example.com', 'Bench Payer', 'x' FROM generate_series(1, $TOPUPS) i;
-ALTER TABLE paas.users ENABLE TRIGGER notify_users_inserted;
-COMMIT;
+$(accounts_sql "$1" "$TOPUPS" 'Bench Payer')
 WITH t AS (
 	INSERT INTO paas.topups (user_id, amount, order_id, snap_expires_at)
 	SELECT u.id, 50000, paas.new_order_id(u.id), now() + interval '1 day'

@@ -16,6 +16,21 @@
 # renewal_retire PREFIX
 #   the fixture's subscriptions EXPIRED through the status machine (later
 #   runs renew nothing of it), its pending mails SUPPRESSED.
+# accounts_sql PREFIX N NAME
+#   SQL text: N accounts without welcome mails (bench/mail.sh's top-ups too).
+# accounts_sql PREFIX N NAME: the SQL of N accounts PREFIX-i@example.com
+# without their welcome mails (the trigger is off for that transaction only)
+accounts_sql() {
+	cat <<SQL
+BEGIN;
+ALTER TABLE paas.users DISABLE TRIGGER notify_users_inserted;
+INSERT INTO paas.users (email, name, password_hash)
+SELECT '$1-' || i || '@example.com', '$3', 'x' FROM generate_series(1, $2) i;
+ALTER TABLE paas.users ENABLE TRIGGER notify_users_inserted;
+COMMIT;
+SQL
+}
+
 renewal_fixture() {
 	local prefix=$1 n=$2 per=$3
 	local users=$(( (n + per - 1) / per ))
@@ -24,12 +39,7 @@ SET client_min_messages = warning;
 INSERT INTO paas.services (name, display_name, description, docker_image, monthly_price)
 SELECT '$prefix-' || i, 'Bench ' || i, 'renewal benchmark service', 'nginx:1', 1000
   FROM generate_series(1, $per) i;
-BEGIN;
-ALTER TABLE paas.users DISABLE TRIGGER notify_users_inserted;
-INSERT INTO paas.users (email, name, password_hash)
-SELECT '$prefix-' || i || '@example.com', 'Bench Subscriber', 'x' FROM generate_series(1, $users) i;
-ALTER TABLE paas.users ENABLE TRIGGER notify_users_inserted;
-COMMIT;
+$(accounts_sql "$prefix" "$users" 'Bench Subscriber')
 CREATE TEMP TABLE w AS
 SELECT u.id AS user_id, paas.wallet_account(u.id) AS acc, row_number() OVER (ORDER BY u.id) AS n
   FROM paas.users u WHERE u.email LIKE '$prefix-%';
