@@ -153,20 +153,47 @@ page_path(const char *path, const char *token)
 	return p;
 }
 
-/* A list page's metadata.continue, or NULL on the last page. */
-static char *
-page_continue(Jsonb *page)
+/* A string member of a list page's metadata, or NULL. */
+static JsonbValue *
+page_meta(Jsonb *page, const char *key)
 {
 	JsonbValue *md;
-	JsonbValue *c;
+	JsonbValue *v;
 
 	if (!JB_ROOT_IS_OBJECT(page) ||
 		(md = getKeyJsonValueFromContainer(&page->root, "metadata", 8, NULL)) == NULL ||
 		md->type != jbvBinary || !JsonContainerIsObject(md->val.binary.data) ||
-		(c = getKeyJsonValueFromContainer(md->val.binary.data, "continue", 8, NULL)) == NULL ||
-		c->type != jbvString || c->val.string.len == 0)
+		(v = getKeyJsonValueFromContainer(md->val.binary.data, key, strlen(key), NULL)) == NULL ||
+		v->type != jbvString)
 		return NULL;
-	return pnstrdup(c->val.string.val, c->val.string.len);
+	return v;
+}
+
+/*
+ * A list page's items as a jsonb[] (each element copied as it is stored:
+ * no parse, no SQL set-returning function in between); empty when the
+ * page has none.
+ */
+static ArrayType *
+page_items(Jsonb *page)
+{
+	JsonbValue *items;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	Datum	   *elems;
+	int			n = 0;
+
+	if (!JB_ROOT_IS_OBJECT(page) ||
+		(items = getKeyJsonValueFromContainer(&page->root, "items", 5, NULL)) == NULL ||
+		items->type != jbvBinary || !JsonContainerIsArray(items->val.binary.data))
+		return construct_empty_array(JSONBOID);
+	elems = palloc(sizeof(Datum) * Max(JsonContainerSize(items->val.binary.data), 1));
+	it = JsonbIteratorInit(items->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		if (tok == WJB_ELEM && n < (int) JsonContainerSize(items->val.binary.data))
+			elems[n++] = JsonbPGetDatum(JsonbValueToJsonb(&v));
+	return construct_array(elems, n, JSONBOID, -1, false, TYPALIGN_INT);
 }
 
 /*
@@ -222,8 +249,8 @@ list_fetch_end(char *err)
 
 /*
  * Reads every page of "path" (limit=500, continue) into the SQL function
- * "page_sql" ($1 = the page as jsonb, one column out: with version set,
- * the list's resourceVersion, kept in *version).  The next page is
+ * "page_sql" ($1 = the page's items, jsonb[]); *version, when asked for,
+ * is the list's resourceVersion (allocated in cxt).  The next page is
  * asked for before the current one is applied, so that the API's work and
  * ours overlap.  false when a page was not read.
  */
@@ -252,11 +279,11 @@ read_list(const char *path, const char *page_sql, char **version, MemoryContext 
 	code = k8s_get(&client, list_h, page_path(path, NULL), &page, err);
 	for (;;)
 	{
-		Oid			types[1] = {JSONBOID};
+		Oid			types[1] = {JSONBARRAYOID};
 		Datum		values[1];
-		char	   *out;
 		Jsonb	   *jb;
-		char	   *token;
+		JsonbValue *token;
+		JsonbValue *rv_of;
 		bool		more;
 		StringInfoData swap;
 
@@ -269,16 +296,17 @@ read_list(const char *path, const char *page_sql, char **version, MemoryContext 
 		}
 		MemoryContextSwitchTo(pagecxt);
 		jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(page.data)));
-		token = page_continue(jb);
-		more = token != NULL;
+		token = page_meta(jb, "continue");
+		more = token != NULL && token->val.string.len > 0;
 		if (more)
-			list_fetch_begin(page_path(path, token), &next, err);
+			list_fetch_begin(page_path(path, pnstrdup(token->val.string.val, token->val.string.len)),
+							 &next, err);
+		if (version != NULL && (rv_of = page_meta(jb, "resourceVersion")) != NULL)
+			*version = MemoryContextStrdup(cxt, pnstrdup(rv_of->val.string.val, rv_of->val.string.len));
+		values[0] = PointerGetDatum(page_items(jb));
 		MemoryContextSwitchTo(listcxt);
-		values[0] = JsonbPGetDatum(jb);
-		out = run_text("paas node sync: a page", page_sql, 1, types, values, cxt);
+		(void) run_text("paas node sync: a page", page_sql, 1, types, values, cxt);
 		MemoryContextReset(pagecxt);
-		if (version != NULL && out != NULL)
-			*version = out;
 		if (!more)
 			break;
 		code = list_fetch_end(err);
@@ -304,7 +332,7 @@ relist(MemoryContext cxt)
 	char	   *gone;
 
 	if (!read_list("/api/v1/nodes",
-				   "SELECT paas.node_sync_page($1::jsonb)",
+				   "SELECT paas.node_sync_page($1)::text",
 				   &version, cxt) || version == NULL || version[0] == '\0' ||
 		strlen(version) >= sizeof(rv))
 		return false;
@@ -323,7 +351,7 @@ sync_pods(MemoryContext cxt)
 {
 	run_text("paas node sync: pods", "SELECT paas.node_sync_pods_begin()::text", 0, NULL, NULL, cxt);
 	if (read_list("/api/v1/pods?fieldSelector=spec.nodeName%21%3D",
-				  "SELECT paas.node_sync_pods_page($1::jsonb)::text", NULL, cxt))
+				  "SELECT paas.node_sync_pods_page($1)::text", NULL, cxt))
 		run_text("paas node sync: pods", "SELECT paas.node_sync_pods_end()::text", 0, NULL, NULL, cxt);
 }
 

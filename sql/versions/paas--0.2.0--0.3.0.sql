@@ -6809,24 +6809,22 @@ COMMENT ON FUNCTION paas.node_sync_apply_many(jsonb[]) IS
 -- The list
 ------------------------------------------------------------------------------
 
--- One page of GET /api/v1/nodes: its items through
--- paas.node_sync_apply_many (one bad Node never stops the others).
--- Returns the list's resourceVersion ('' when it has none); the node sync
--- (bgworker/nodesync.c) reads the continue token itself, to ask for the
--- next page while this one is applied.
-CREATE FUNCTION paas.node_sync_page(page jsonb) RETURNS text
+-- The items of one page of GET /api/v1/nodes (bgworker/nodesync.c reads
+-- the page's resourceVersion and continue token itself) through
+-- paas.node_sync_apply_many: one bad Node never stops the others.  Returns
+-- its counts of the outcomes.
+CREATE FUNCTION paas.node_sync_page(items jsonb[]) RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, paas, pg_temp
 AS $$
 BEGIN
 	PERFORM set_config('lock_timeout', '200ms', true);
 	PERFORM set_config('work_mem', '64MB', true);
-	PERFORM paas.node_sync_apply_many(ARRAY(SELECT e FROM jsonb_array_elements(coalesce(page -> 'items', '[]')) e));
-	RETURN coalesce(page #>> '{metadata,resourceVersion}', '');
+	RETURN paas.node_sync_apply_many(coalesce(items, '{}'));
 END
 $$;
-COMMENT ON FUNCTION paas.node_sync_page(jsonb) IS
-	'applies one page of the Node list; returns its resourceVersion';
+COMMENT ON FUNCTION paas.node_sync_page(jsonb[]) IS
+	'applies the Nodes of one page of the Node list; counts of the outcomes';
 
 -- After a complete list that began at "started": the nodes the API knew
 -- and did not list are gone from the cluster.  Returns how many.
@@ -6994,9 +6992,9 @@ $$;
 COMMENT ON FUNCTION paas.pod_requests(jsonb) IS
 	'cpu (millicores) and memory (bytes) a pod requests, as the scheduler counts them';
 
--- One page of GET /api/v1/pods?fieldSelector=spec.nodeName!=...; returns
--- how many of its pods count (bound, neither Succeeded nor Failed).
-CREATE FUNCTION paas.node_sync_pods_page(page jsonb) RETURNS integer
+-- The items of one page of GET /api/v1/pods?fieldSelector=spec.nodeName!=...;
+-- returns how many of its pods count (bound, neither Succeeded nor Failed).
+CREATE FUNCTION paas.node_sync_pods_page(items jsonb[]) RETURNS integer
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, paas, pg_temp
 AS $$
@@ -7005,7 +7003,7 @@ DECLARE
 	r record;
 	n integer := 0;
 BEGIN
-	FOR p IN SELECT e FROM jsonb_array_elements(coalesce(page -> 'items', '[]')) e LOOP
+	FOREACH p IN ARRAY coalesce(items, '{}') LOOP
 		CONTINUE WHEN coalesce(p #>> '{spec,nodeName}', '') = ''
 			OR p #>> '{status,phase}' IN ('Succeeded', 'Failed');
 		BEGIN
@@ -7021,7 +7019,7 @@ BEGIN
 	RETURN n;
 END
 $$;
-COMMENT ON FUNCTION paas.node_sync_pods_page(jsonb) IS
+COMMENT ON FUNCTION paas.node_sync_pods_page(jsonb[]) IS
 	'collects the requests of one page of pods bound to nodes; how many count';
 
 -- After a complete pod list: each node the API knows is allocated what its

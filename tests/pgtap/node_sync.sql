@@ -25,10 +25,8 @@ CREATE FUNCTION pg_temp.ready(rv text, st text, hb text DEFAULT '2026-01-01T00:0
 														  'lastHeartbeatTime', hb)));
 
 -- the list
-SELECT is(paas.node_sync_page(
-	jsonb_build_object('kind', 'NodeList', 'metadata', jsonb_build_object('resourceVersion', '10', 'continue', 'c0'),
-					   'items', jsonb_build_array(pg_temp.doc('5'), '{"metadata": {"name": "broken"}}'::jsonb))),
-	'10', 'a page answers the list''s resourceVersion');
+SELECT is(paas.node_sync_page(ARRAY[pg_temp.doc('5'), '{"metadata": {"name": "broken"}}'::jsonb]),
+	'{"invalid": 1, "registered": 1}', 'a page''s Nodes are applied, each with its outcome');
 SELECT is((SELECT row(status, is_ready, cpu_allocatable_m, memory_allocatable, pods_allocatable, labels ->> 'zone',
 					  kubelet_version, kube_uid, token_hash IS NULL)::text FROM paas.nodes WHERE name = 'ks-1'),
 	'(ACTIVE,t,3800,7516192768,100,a,v1.30.0,uid-ks-1,t)', 'a Node of the list is an ACTIVE node with its figures and no agent token');
@@ -83,7 +81,7 @@ SELECT is(paas.node_sync_events(ARRAY['{"type": "ERROR", "object": {"kind": "Sta
 
 -- allocations from the pods bound to the node
 SELECT paas.node_sync_pods_begin();
-SELECT is(paas.node_sync_pods_page($${"metadata": {"continue": "c1"}, "items": [
+SELECT is(paas.node_sync_pods_page(ARRAY(SELECT jsonb_array_elements($$[
   {"metadata": {"name": "a", "labels": {"app.kubernetes.io/managed-by": "paas"}}, "spec": {"nodeName": "ks-1",
    "containers": [{"resources": {"requests": {"cpu": "250m", "memory": "64Mi"}}}, {"resources": {}}]}, "status": {"phase": "Running"}},
   {"metadata": {"name": "b"}, "spec": {"nodeName": "ks-1",
@@ -91,7 +89,7 @@ SELECT is(paas.node_sync_pods_page($${"metadata": {"continue": "c1"}, "items": [
    "containers": [{"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}]}, "status": {"phase": "Pending"}},
   {"metadata": {"name": "done"}, "spec": {"nodeName": "ks-1",
    "containers": [{"resources": {"requests": {"cpu": "8"}}}]}, "status": {"phase": "Succeeded"}},
-  {"metadata": {"name": "unbound"}, "spec": {"containers": [{"resources": {"requests": {"cpu": "8"}}}]}}]}$$), 2,
+  {"metadata": {"name": "unbound"}, "spec": {"containers": [{"resources": {"requests": {"cpu": "8"}}}]}}]$$))), 2,
 	'a pod page counts its bound pods that neither succeeded nor failed');
 SELECT is(paas.node_sync_pods_end(), 1, 'one node changed');
 SELECT is((SELECT row(cpu_allocated_m, memory_allocated, current_pods, allocated_cpu, foreign_cpu_m, foreign_memory)::text
@@ -105,9 +103,8 @@ SELECT is((SELECT row(status, kube_seen_at IS NULL)::text FROM paas.nodes WHERE 
 	'a Node deleted in the API is INACTIVE and no longer the API''s');
 SELECT is((SELECT actor || ' ' || reason FROM paas.node_transitions WHERE node_name = 'ks-1' ORDER BY id DESC LIMIT 1),
 	'kubernetes deleted from the cluster', 'audited, history kept');
-SELECT paas.node_sync_page(jsonb_build_object('metadata', '{"resourceVersion": "31"}',
-	'items', jsonb_build_array(jsonb_set(jsonb_set(pg_temp.doc('31'), '{metadata,name}', '"ks-2"'),
-										 '{status,addresses}', '[{"type": "InternalIP", "address": "10.9.0.2"}]'))));
+SELECT paas.node_sync_page(ARRAY[jsonb_set(jsonb_set(pg_temp.doc('31'), '{metadata,name}', '"ks-2"'),
+									  '{status,addresses}', '[{"type": "InternalIP", "address": "10.9.0.2"}]')]);
 INSERT INTO paas.nodes (name, hostname, ip_address, cpu_cores, cpu_architecture, total_memory, total_storage, status)
 VALUES ('agent-only', 'agent-only', '10.9.0.3', 1, 'amd64', '1Gi', '1Gi', 'ACTIVE');
 CREATE TEMP TABLE api_nodes AS SELECT count(*)::int AS k FROM paas.nodes WHERE kube_seen_at IS NOT NULL AND name <> 'ks-2';
