@@ -52,6 +52,16 @@ k8s_resolve(K8sClient *k)
 	return true;
 }
 
+/* Whether st is the token file as last read (same file, same content stamp). */
+static bool
+token_file_same(const K8sClient *k, const struct stat *st)
+{
+	return st->st_dev == k->token_dev && st->st_ino == k->token_ino &&
+		st->st_size == k->token_size &&
+		st->st_mtim.tv_sec == k->token_mtim.tv_sec && st->st_mtim.tv_nsec == k->token_mtim.tv_nsec &&
+		st->st_ctim.tv_sec == k->token_ctim.tv_sec && st->st_ctim.tv_nsec == k->token_ctim.tv_nsec;
+}
+
 void
 k8s_refresh(K8sClient *k, bool force)
 {
@@ -62,7 +72,7 @@ k8s_refresh(K8sClient *k, bool force)
 	char		next[sizeof(k->auth)];
 
 	k->have_ca = paas_k8s_ca_file && paas_k8s_ca_file[0] && access(paas_k8s_ca_file, R_OK) == 0;
-	if (!force && k->hdr_json != NULL && (!exists || st.st_mtime == k->token_mtime) &&
+	if (!force && k->hdr_json != NULL && (!exists || token_file_same(k, &st)) &&
 		!TimestampDifferenceExceeds(k->token_read_at, now, TOKEN_REREAD_MS))
 		return;
 	next[0] = '\0';
@@ -82,7 +92,11 @@ k8s_refresh(K8sClient *k, bool force)
 			tok[--n] = '\0';
 		if (n > 0)
 			snprintf(next, sizeof(next), "Authorization: Bearer %s", tok);
-		k->token_mtime = st.st_mtime;
+		k->token_dev = st.st_dev;
+		k->token_ino = st.st_ino;
+		k->token_size = st.st_size;
+		k->token_mtim = st.st_mtim;
+		k->token_ctim = st.st_ctim;
 		explicit_bzero(tok, sizeof(tok));
 	}
 	k->token_read_at = now;

@@ -14,6 +14,9 @@
 
 #include "postgres.h"
 
+#include <sys/types.h>
+#include <time.h>
+
 #include <curl/curl.h>
 
 #include "lib/stringinfo.h"
@@ -23,7 +26,16 @@ typedef struct K8sClient
 	char		base[1024];		/* https://host:port, no trailing slash */
 	char		auth[8300];		/* "Authorization: Bearer ..." or "" */
 	bool		have_ca;
-	time_t		token_mtime;
+	/*
+	 * The token file as last read: device, inode, size and the nanosecond
+	 * mtime and ctime, so that a token replaced within the same second
+	 * (a rename over it, a rewrite in place) is read again at once.
+	 */
+	dev_t		token_dev;
+	ino_t		token_ino;
+	off_t		token_size;
+	struct timespec token_mtim;
+	struct timespec token_ctim;
 	TimestampTz token_read_at;
 	struct curl_slist *hdr_json;	/* Accept: application/json + auth */
 	const char *agent;			/* User-Agent */

@@ -646,6 +646,42 @@ def test_rotated_token_is_picked_up(adm, customer, svc):
             f.write(new + "\n")
 
 
+def test_a_token_replaced_within_the_same_second_is_picked_up(adm, customer, svc):
+    """A token file replaced by one of the same length and the same mtime
+    (a rotation within the second of the last read) is still a new file:
+    the provisioner reads it at its next pass, not a minute later."""
+    me = customer["api"]
+    accepted = os.path.join(KUBE_DIR, "accepted")
+    mine = os.path.join(KUBE_DIR, "token")
+    old = open(mine).read().strip()
+    new = old[:5] + uuid.uuid4().hex[:len(old) - 5] if len(old) > 5 else "kube-" + uuid.uuid4().hex
+    assert len(new) == len(old) and new != old
+    with open(accepted, "w") as f:
+        f.write(new + "\n")
+    try:
+        sub = subscribe(me, svc["id"])
+        inst = instance_of(me, sub["id"])
+
+        def refused():
+            one = check_envelope(adm.get(f"/api/v1/admin/pods/{inst['id']}"), 200)["data"]
+            return "401" in (one["lastError"] or "") + (one["namespaceState"]["lastError"] or "")
+        wait_until(refused, timeout=20, interval=0.2)
+        psql("SELECT pg_reload_conf()")  # the provisioner reads the old file once more now
+        time.sleep(1)
+        st = os.stat(mine)
+        with open(mine + ".tmp", "w") as f:
+            f.write(new + "\n")
+        os.chmod(mine + ".tmp", 0o644)
+        os.utime(mine + ".tmp", ns=(st.st_atime_ns, st.st_mtime_ns))  # the mtime it had, to the ns
+        os.replace(mine + ".tmp", mine)
+        assert os.stat(mine).st_mtime_ns == st.st_mtime_ns and os.stat(mine).st_size == st.st_size
+        check_envelope(adm.post(f"/api/v1/admin/pods/{inst['id']}/reconcile"), 200)
+        wait_status(me, inst["id"], "RUNNING", timeout=15)
+    finally:
+        with open(mine, "w") as f:
+            f.write(new + "\n")
+
+
 # ---------------------------------------------------------------------------
 # admin routes, templates, OpenAPI
 # ---------------------------------------------------------------------------
