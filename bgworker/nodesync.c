@@ -182,17 +182,23 @@ page_items(Jsonb *page)
 	JsonbValue	v;
 	JsonbIteratorToken tok;
 	Datum	   *elems;
+	int			size;
 	int			n = 0;
 
 	if (!JB_ROOT_IS_OBJECT(page) ||
 		(items = getKeyJsonValueFromContainer(&page->root, "items", 5, NULL)) == NULL ||
 		items->type != jbvBinary || !JsonContainerIsArray(items->val.binary.data))
 		return construct_empty_array(JSONBOID);
-	elems = palloc(sizeof(Datum) * Max(JsonContainerSize(items->val.binary.data), 1));
+	size = (int) JsonContainerSize(items->val.binary.data);
+	if (size == 0)
+		return construct_empty_array(JSONBOID);
+	elems = palloc(sizeof(Datum) * size);
 	it = JsonbIteratorInit(items->val.binary.data);
+	/* an array's iteration yields exactly its "size" elements */
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-		if (tok == WJB_ELEM && n < (int) JsonContainerSize(items->val.binary.data))
+		if (tok == WJB_ELEM)
 			elems[n++] = JsonbPGetDatum(JsonbValueToJsonb(&v));
+	Assert(n == size);
 	return construct_array(elems, n, JSONBOID, -1, false, TYPALIGN_INT);
 }
 
@@ -284,6 +290,7 @@ read_list(const char *path, const char *page_sql, char **version, MemoryContext 
 		Jsonb	   *jb;
 		JsonbValue *token;
 		JsonbValue *rv_of;
+		char	   *applied;
 		bool		more;
 		StringInfoData swap;
 
@@ -302,10 +309,15 @@ read_list(const char *path, const char *page_sql, char **version, MemoryContext 
 			list_fetch_begin(page_path(path, pnstrdup(token->val.string.val, token->val.string.len)),
 							 &next, err);
 		if (version != NULL && (rv_of = page_meta(jb, "resourceVersion")) != NULL)
-			*version = MemoryContextStrdup(cxt, pnstrdup(rv_of->val.string.val, rv_of->val.string.len));
+		{
+			MemoryContextSwitchTo(cxt);
+			*version = pnstrdup(rv_of->val.string.val, rv_of->val.string.len);
+			MemoryContextSwitchTo(pagecxt);
+		}
 		values[0] = PointerGetDatum(page_items(jb));
 		MemoryContextSwitchTo(listcxt);
-		(void) run_text("paas node sync: a page", page_sql, 1, types, values, cxt);
+		applied = run_text("paas node sync: a page", page_sql, 1, types, values, pagecxt);
+		elog(DEBUG1, "paas node sync: a page of %s applied: %s", path, applied ? applied : "(nothing)");
 		MemoryContextReset(pagecxt);
 		if (!more)
 			break;
