@@ -1571,9 +1571,14 @@ CREATE FUNCTION paas.range_end(v text) RETURNS timestamptz
 				ELSE v::timestamptz END;
 COMMENT ON FUNCTION paas.range_end(text) IS 'inclusive end of a date-range filter';
 
+-- The page's query is planned once per session (plan_cache_mode): its
+-- custom plans, one per call, differed from the generic one only in the
+-- filters a call leaves out, and planning the four inlined branches was
+-- a tenth of a call's time (pgbench, 8 clients: 10-25 % more calls/s).
 CREATE FUNCTION api.billing_transactions(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
 	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
+	SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	u paas.users := paas.require_user(ctx);

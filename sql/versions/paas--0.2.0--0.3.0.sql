@@ -1295,6 +1295,7 @@ CREATE OR REPLACE FUNCTION api.billing_transactions(req jsonb DEFAULT '{}'::json
  LANGUAGE plpgsql
  STABLE SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
+ SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 DECLARE
 	u paas.users := paas.require_user(ctx);
