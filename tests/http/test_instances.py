@@ -619,6 +619,18 @@ def test_kill9_of_worker_and_standin_converges(adm, svc):
     assert check_envelope(adm.get("/api/v1/admin/pods/stats"), 200)["data"]["provisioner"]["running"]
 
 
+def sold_and_refused(adm, me, svc):
+    """A new subscription's instance, once the stand-in has refused paas's
+    token (401, retried with backoff, shown to the admin)."""
+    inst = instance_of(me, subscribe(me, svc["id"])["id"])
+
+    def refused():
+        one = check_envelope(adm.get(f"/api/v1/admin/pods/{inst['id']}"), 200)["data"]
+        return "401" in (one["lastError"] or "") + (one["namespaceState"]["lastError"] or "")
+    wait_until(refused, timeout=20, interval=0.2)
+    return inst
+
+
 def test_rotated_token_is_picked_up(adm, customer, svc):
     me = customer["api"]
     accepted = os.path.join(KUBE_DIR, "accepted")
@@ -627,13 +639,7 @@ def test_rotated_token_is_picked_up(adm, customer, svc):
     with open(accepted, "w") as f:  # the cluster rotates the token ...
         f.write(new + "\n")
     try:
-        sub = subscribe(me, svc["id"])
-        inst = instance_of(me, sub["id"])
-        # ... paas still sends the old one: 401, retried with backoff, shown to the admin
-        def refused():
-            one = check_envelope(adm.get(f"/api/v1/admin/pods/{inst['id']}"), 200)["data"]
-            return "401" in (one["lastError"] or "") + (one["namespaceState"]["lastError"] or "")
-        wait_until(refused, timeout=20, interval=0.2)
+        inst = sold_and_refused(adm, me, svc)  # ... paas still sends the old one
         with open(mine + ".tmp", "w") as f:  # ... until the mounted file changes
             f.write(new + "\n")
         os.chmod(mine + ".tmp", 0o644)
@@ -659,13 +665,7 @@ def test_a_token_replaced_within_the_same_second_is_picked_up(adm, customer, svc
     with open(accepted, "w") as f:
         f.write(new + "\n")
     try:
-        sub = subscribe(me, svc["id"])
-        inst = instance_of(me, sub["id"])
-
-        def refused():
-            one = check_envelope(adm.get(f"/api/v1/admin/pods/{inst['id']}"), 200)["data"]
-            return "401" in (one["lastError"] or "") + (one["namespaceState"]["lastError"] or "")
-        wait_until(refused, timeout=20, interval=0.2)
+        inst = sold_and_refused(adm, me, svc)
         psql("SELECT pg_reload_conf()")  # the provisioner reads the old file once more now
         time.sleep(1)
         st = os.stat(mine)
