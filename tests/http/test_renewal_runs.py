@@ -125,7 +125,8 @@ def test_a_failed_run_started_by_pg_cron_is_recorded(adm, failing_charge, cron_e
     # what pg_cron saw: a command that ran (the outcome is paas.job_run's)
     cron_run = wait_until(lambda: psql(
         "SELECT status || ' ' || return_message FROM cron.job_run_details WHERE jobid = :'a1' "
-        "AND end_time IS NOT NULL AND start_time <= (SELECT started_at FROM paas.job_run WHERE id = :'a2') "
+        "AND end_time IS NOT NULL AND start_time BETWEEN (SELECT started_at - interval '50 seconds' FROM paas.job_run "
+        "WHERE id = :'a2') AND (SELECT started_at + interval '10 seconds' FROM paas.job_run WHERE id = :'a2') "
         "ORDER BY runid DESC LIMIT 1", str(cron_every_minute), str(run_id)), timeout=30)
     assert cron_run == "succeeded SELECT 1"
 
