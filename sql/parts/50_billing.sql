@@ -1574,7 +1574,8 @@ COMMENT ON FUNCTION paas.range_end(text) IS 'inclusive end of a date-range filte
 -- The page's query is planned once per session (plan_cache_mode): its
 -- custom plans, one per call, differed from the generic one only in the
 -- filters a call leaves out, and planning the four inlined branches was
--- a tenth of a call's time (pgbench, 8 clients: 10-25 % more calls/s).
+-- 6-8 % of the backend's time (perf; pgbench, 8 clients: 10-25 % more
+-- calls/s, docs/performance.md).
 CREATE FUNCTION api.billing_transactions(req jsonb DEFAULT '{}', ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
 	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp

@@ -124,10 +124,10 @@ def test_a_failed_run_started_by_pg_cron_is_recorded(adm, failing_charge, cron_e
     assert period_and_balance(sub, user) == "1 10000"
     # what pg_cron saw: a command that ran (the outcome is paas.job_run's)
     cron_run = wait_until(lambda: psql(
-        "SELECT status || ' ' || return_message FROM cron.job_run_details WHERE jobid = :'a1' "
-        "AND end_time IS NOT NULL AND start_time BETWEEN (SELECT started_at - interval '50 seconds' FROM paas.job_run "
-        "WHERE id = :'a2') AND (SELECT started_at + interval '10 seconds' FROM paas.job_run WHERE id = :'a2') "
-        "ORDER BY runid DESC LIMIT 1", str(cron_every_minute), str(run_id)), timeout=30)
+        "SELECT d.status || ' ' || d.return_message FROM cron.job_run_details d, paas.job_run r "
+        "WHERE d.jobid = :'a1' AND r.id = :'a2' AND d.end_time IS NOT NULL "
+        "AND d.start_time BETWEEN r.started_at - interval '50 seconds' AND r.started_at + interval '10 seconds' "
+        "ORDER BY d.runid DESC LIMIT 1", str(cron_every_minute), str(run_id)), timeout=30)
     assert cron_run == "succeeded SELECT 1"
 
     body = check_envelope(adm.get("/api/v1/admin/jobs/runs?job=renewals&ok=false&limit=5"), 200)
