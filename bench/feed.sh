@@ -72,8 +72,6 @@ SELECT 'INV-$PERIOD-' || lpad(s.g::text, 7, '0'), o.id,
   FROM generate_series(1, $INVOICES) s (g)
   JOIN owners o ON o.n = s.g % $OWNERS
   LEFT JOIN tops t ON s.g % 10 = 0 AND t.g = s.g / 10;
-ANALYZE paas.invoices;
-ANALYZE paas.topups;
 SQL
 T1=$(date +%s.%N)
 
@@ -114,6 +112,19 @@ BEGIN
 END
 \$\$;
 SQL
+# The fixture settles before anything is measured: 1,000,000 invoices written
+# within seconds leave autovacuum a pass over each table they grew (seconds
+# of one core's time, which fell into a measurement or not as autovacuum's
+# naptime had it) and a checkpoint of their pages.  A platform that holds
+# these rows wrote them over months; its feed is measured here, not the
+# fixture's aftermath.
+T2=$(date +%s.%N)
+q >/dev/null <<SQL
+VACUUM (ANALYZE) paas.users, paas.topups, paas.topup_orders, paas.topup_reversals, paas.invoices,
+	paas.ledger_entries, paas.ledger_postings;
+CHECKPOINT;
+SQL
+T3=$(date +%s.%N)
 TOTAL=$(q -c "SELECT api.billing_transactions('{}', '{\"userId\": \"$UID_\"}') #>> '{pagination,total}'")
 NINV=$(q -c "SELECT count(*) FROM paas.invoices")
 
@@ -147,7 +158,8 @@ read -r WL_RPS WL_P50 WL_P99 WL_BAD < <(wrk_row "$LOAD_CLIENTS")
 
 echo
 echo "feed benchmark — $(date -u +%F), $(nproc) cores, ${SECS} s per run; $NINV invoices on the platform" \
-	"(built in $(awk -v a="$T0" -v b="$T1" 'BEGIN {printf "%.1f", b - a}') s), the user has $TOTAL movements"
+	"(built in $(awk -v a="$T0" -v b="$T1" 'BEGIN {printf "%.1f", b - a}') s, settled by VACUUM (ANALYZE) and CHECKPOINT" \
+	"in $(awk -v a="$T2" -v b="$T3" 'BEGIN {printf "%.1f", b - a}') s), the user has $TOTAL movements"
 echo
 echo "| what | clients | rate | p50 | p99 | errors |"
 echo "|---|---:|---:|---:|---:|---:|"

@@ -957,10 +957,10 @@ BEGIN
 			 ORDER BY created_at DESC LIMIT 10) t;
 	WITH f AS MATERIALIZED (SELECT b.* FROM paas.billing_feed_rows(u.id) b)
 	SELECT (SELECT count(*) FROM f),
-		   (SELECT coalesce(jsonb_agg(paas.feed_json(x.id, x.created_at, x.type, x.status, x.amount, x.direction,
-										   x.description, x.balance_before, x.balance_after, x.reference,
-										   x.reference_type, x.payment_method, x.payment_gateway, x.invoice)
-								ORDER BY x.created_at DESC, x.id), '[]')
+		   (SELECT coalesce(json_agg(paas.feed_json(x.id, x.created_at, x.type, x.status, x.amount, x.direction,
+										  x.description, x.balance_before, x.balance_after, x.reference,
+										  x.reference_type, x.payment_method, x.payment_gateway, x.invoice)
+								ORDER BY x.created_at DESC, x.id)::jsonb, '[]')
 			  FROM (SELECT p.*, (SELECT v.invoice FROM paas.feed_invoice(p.inv_topup, p.inv_id, p.inv_entry) v)
 							 AS invoice
 					  FROM (SELECT * FROM f ORDER BY f.created_at DESC, f.id LIMIT 5) p OFFSET 0) x)
@@ -1226,7 +1226,7 @@ DECLARE
 BEGIN
 	SELECT paas.feed_json(x.id, x.created_at, x.type, x.status, x.amount, x.direction, x.description,
 						  x.balance_before, x.balance_after, x.reference, x.reference_type,
-						  x.payment_method, x.payment_gateway, x.invoice)
+						  x.payment_method, x.payment_gateway, x.invoice)::jsonb
 	  INTO res FROM paas.billing_feed(u.id) x WHERE x.id = req ->> 'id';
 	IF res IS NULL THEN
 		RAISE EXCEPTION 'Transaction not found' USING ERRCODE = 'PT404';
@@ -1302,7 +1302,7 @@ DECLARE
 	errs jsonb := '[]';
 	lim int;
 	total bigint;
-	rows jsonb;
+	rows json;
 	pg jsonb;
 	s timestamptz;
 	e timestamptz;
@@ -1331,9 +1331,9 @@ BEGIN
 		   AND (req ->> 'status' IS NULL OR b.status = req ->> 'status')
 		   AND b.created_at BETWEEN s AND e)
 	SELECT (SELECT count(*) FROM f),
-		   (SELECT coalesce(jsonb_agg(paas.feed_json(x.id, x.created_at, x.type, x.status, x.amount, x.direction,
-										   x.description, x.balance_before, x.balance_after, x.reference,
-										   x.reference_type, x.payment_method, x.payment_gateway, x.invoice)
+		   (SELECT coalesce(json_agg(paas.feed_json(x.id, x.created_at, x.type, x.status, x.amount, x.direction,
+										  x.description, x.balance_before, x.balance_after, x.reference,
+										  x.reference_type, x.payment_method, x.payment_gateway, x.invoice)
 								ORDER BY x.created_at DESC, x.id), '[]')
 			  FROM (SELECT p.*, (SELECT v.invoice FROM paas.feed_invoice(p.inv_topup, p.inv_id, p.inv_entry) v)
 							 AS invoice
@@ -1342,8 +1342,9 @@ BEGIN
 					OFFSET 0) x)
 	  INTO total, rows;
 	pg := paas.pagination(req, total, 20);
-	RETURN jsonb_build_object('data', jsonb_build_object('transactions', rows, 'pagination', pg),
-							  'pagination', pg);
+	-- nested as json text, made jsonb once (paas.feed_json)
+	RETURN json_build_object('data', json_build_object('transactions', rows, 'pagination', pg),
+							 'pagination', pg)::jsonb;
 END
 $function$
 ;
@@ -6102,9 +6103,9 @@ CREATE OR REPLACE FUNCTION paas.feed_json(id text, created_at timestamptz, type 
 							   amount bigint, direction text, description text,
 							   balance_before bigint, balance_after bigint, reference text,
 							   reference_type text, payment_method text, payment_gateway text,
-							   invoice jsonb) RETURNS jsonb
+							   invoice jsonb) RETURNS json
 	LANGUAGE sql STABLE
-	RETURN jsonb_build_object(
+	RETURN json_build_object(
 		'id', id, 'date', paas.iso(created_at), 'createdAt', paas.iso(created_at),
 		'type', type, 'description', description, 'amount', amount, 'currency', 'IDR',
 		'direction', direction,
@@ -6112,11 +6113,11 @@ CREATE OR REPLACE FUNCTION paas.feed_json(id text, created_at timestamptz, type 
 		'reference', reference, 'referenceType', reference_type,
 		'paymentMethod', payment_method, 'paymentGateway', payment_gateway,
 		'invoice', invoice,
-		'actions', jsonb_build_object(
+		'actions', json_build_object(
 			'canPay', type = 'TOPUP' AND status = 'PENDING',
 			'canCancel', false,
 			'canDownloadInvoice', coalesce(invoice ->> 'status' = 'PAID', false)));
-COMMENT ON FUNCTION paas.feed_json(text,timestamp with time zone,text,text,bigint,text,text,bigint,bigint,text,text,text,text,jsonb) IS 'a feed row (the columns of paas.billing_feed) as the API prints it; inlined by the planner';
+COMMENT ON FUNCTION paas.feed_json(text,timestamp with time zone,text,text,bigint,text,text,bigint,bigint,text,text,text,text,jsonb) IS 'a feed row (the columns of paas.billing_feed) as the API prints it, as json; inlined by the planner';
 
 CREATE OR REPLACE FUNCTION paas.filter_id(t text) RETURNS uuid
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE

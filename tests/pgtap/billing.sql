@@ -3,7 +3,7 @@
 -- reconciliation answers, expiry, feeds, dashboards.  Needs the cluster's
 -- paas.midtrans_server_key (tests/run.sh sets one).
 BEGIN;
-SELECT plan(158);
+SELECT plan(162);
 
 -- fixtures -------------------------------------------------------------------
 INSERT INTO paas.users (id, email, name, password_hash) VALUES
@@ -466,6 +466,27 @@ SELECT is((api.billing_dashboard_analytics('{}', pg_temp.ctx('owner')) #>> '{ana
 	'analytics sums the paid top-ups');
 SELECT is(api.billing_health() ->> 'status', 'healthy', 'billing health');
 SELECT ok(has_table_privilege('paas_bi', 'reporting.topups_by_status', 'SELECT'), 'BI reads top-ups by status');
+
+-- the feed's JSON is built as json text and made jsonb once: a movement's
+-- text with quotes, backslashes, control characters and non-ASCII letters
+-- reaches every feed as it was written, its numbers as numbers
+SELECT lives_ok($$SELECT paas.ledger_post('pgtap-billing-memo', jsonb_build_array(jsonb_build_object(
+		'kind', 'charge', 'memo', E'a "quoted" \\ back\\slash,\ttab\nnew line \u0001 — ünï 日本', 'postings', jsonb_build_array(
+			jsonb_build_object('account', paas.wallet_account('00000000-0000-4000-8000-00000000b111'), 'amount', -7),
+			jsonb_build_object('account', paas.platform_account('revenue'), 'amount', 7)))))$$,
+	'the owner is charged with a memo of awkward characters');
+SELECT is((SELECT t ->> 'description' FROM jsonb_array_elements(
+		api.billing_transactions('{"type": "SERVICE_PURCHASE", "limit": 100}', pg_temp.ctx('owner')) #> '{data,transactions}') t
+		 WHERE t ->> 'amount' = '7'),
+	E'a "quoted" \\ back\\slash,\ttab\nnew line \u0001 — ünï 日本', 'the feed prints the memo as written');
+SELECT is((SELECT jsonb_build_array(jsonb_typeof(t -> 'amount'), jsonb_typeof(t -> 'balanceAfter'),
+									jsonb_typeof(t #> '{actions,canPay}'), t ->> 'currency')
+			 FROM jsonb_array_elements(api.billing_dashboard_overview('{}', pg_temp.ctx('owner')) -> 'recentTransactions') t
+			WHERE t ->> 'amount' = '7'),
+	'["number", "number", "boolean", "IDR"]'::jsonb, 'the overview''s recent movement has numbers, booleans and text');
+SELECT is(api.billing_transaction_get(jsonb_build_object('id', (SELECT e.id::text FROM paas.ledger_entries e
+				WHERE e.memo LIKE 'a "quoted"%')), pg_temp.ctx('owner')) ->> 'description',
+	E'a "quoted" \\ back\\slash,\ttab\nnew line \u0001 — ünï 日本', 'one movement by id prints it as written');
 
 SELECT finish();
 ROLLBACK;
