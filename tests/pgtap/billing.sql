@@ -3,7 +3,7 @@
 -- reconciliation answers, expiry, feeds, dashboards.  Needs the cluster's
 -- paas.midtrans_server_key (tests/run.sh sets one).
 BEGIN;
-SELECT plan(162);
+SELECT plan(165);
 
 -- fixtures -------------------------------------------------------------------
 INSERT INTO paas.users (id, email, name, password_hash) VALUES
@@ -194,6 +194,19 @@ SELECT matches((SELECT number FROM paas.invoices WHERE topup_id = (SELECT (j ->>
 SELECT is(api.billing_webhook_midtrans(pg_temp.note((SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o0'), 'settlement')) ->> 'outcome',
 	'credited', 'a second paid order of one top-up is credited as well');
 SELECT is(paas.wallet_balance('00000000-0000-4000-8000-00000000b111'), 100000::bigint, 'money is never lost');
+-- the feed: the top-up with the balances of its first credited order, the
+-- other paid order as a movement of its own
+SELECT is((SELECT jsonb_build_array(t ->> 'amount', t ->> 'balanceBefore', t ->> 'balanceAfter')
+			 FROM jsonb_array_elements(api.billing_transactions('{"type": "TOPUP", "limit": 100}', pg_temp.ctx('owner'))
+									   #> '{data,transactions}') t
+			WHERE t ->> 'id' = (SELECT j ->> 'id' FROM pg_temp.v WHERE k = 't1')),
+	'["50000", "0", "50000"]'::jsonb, 'the feed''s top-up carries its first credited order''s balances');
+SELECT is((SELECT jsonb_build_array(t ->> 'description', t ->> 'amount', t ->> 'balanceBefore', t ->> 'balanceAfter')
+			 FROM jsonb_array_elements(api.billing_transactions('{"type": "TOPUP", "limit": 100}', pg_temp.ctx('owner'))
+									   #> '{data,transactions}') t
+			WHERE t ->> 'id' = (SELECT j #>> '{}' FROM pg_temp.v WHERE k = 'o0')),
+	jsonb_build_array('Additional payment of top-up ' || (SELECT j ->> 'id' FROM pg_temp.v WHERE k = 't1'),
+					  '50000', '50000', '100000'), 'the other paid order is a movement of its own');
 
 -- failure, then success
 INSERT INTO pg_temp.v SELECT 'f1', api.billing_topup('{"amount": 50000}', pg_temp.ctx('other'));
@@ -487,6 +500,15 @@ SELECT is((SELECT jsonb_build_array(jsonb_typeof(t -> 'amount'), jsonb_typeof(t 
 SELECT is(api.billing_transaction_get(jsonb_build_object('id', (SELECT e.id::text FROM paas.ledger_entries e
 				WHERE e.memo LIKE 'a "quoted"%')), pg_temp.ctx('owner')) ->> 'description',
 	E'a "quoted" \\ back\\slash,\ttab\nnew line \u0001 — ünï 日本', 'one movement by id prints it as written');
+
+-- every top-up is one row of its owner's feed, however many orders (payment
+-- links) it has
+SELECT is((SELECT count(*) FROM paas.users u CROSS JOIN LATERAL paas.billing_feed_rows(u.id) b
+			JOIN paas.topups t ON t.id::text = b.id
+			WHERE u.id IN ('00000000-0000-4000-8000-00000000b111', '00000000-0000-4000-8000-00000000b222')),
+		  (SELECT count(*) FROM paas.topups t WHERE t.user_id IN ('00000000-0000-4000-8000-00000000b111',
+																 '00000000-0000-4000-8000-00000000b222')),
+	'one feed row per top-up');
 
 SELECT finish();
 ROLLBACK;
