@@ -7,7 +7,7 @@
  *	  through the same SQL as a notification; paid orders that a
  *	  notification flagged for a reversal (refund, chargeback, deny / cancel
  *	  / expire after success) are checked at once, and only the answer takes
- *	  money back, by the amount it states (sql/parts/50_billing.sql).
+ *	  money back, by the amount it states (sql/parts/52_midtrans.sql).
  *
  * Rules a reader must know:
  *	  - no transaction is open while libcurl talks to Midtrans: a pass claims

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * accounts.c
- *	  The GUCs of failed-login accounting (sql/parts/10_accounts.sql).
+ *	  The GUCs of failed-login accounting (sql/parts/11_auth.sql).
  *
  * api.auth_login keeps, with the account and under its row lock, a bucket
  * of failed logins per (account, client address) and a count of failures

@@ -7253,7 +7253,7 @@ COMMENT ON FUNCTION paas.node_drain_cancel(paas.nodes, text, text) IS 'cancels t
 
 ------------------------------------------------------------------------------
 -- The actions (called by api.workers_set_schedulable / _set_status of
--- 30_nodes.sql and by the drain routes)
+-- 30_node_registry.sql and by the drain routes)
 ------------------------------------------------------------------------------
 
 -- Cordon (true) or uncordon a node: the API first (an API node), then the

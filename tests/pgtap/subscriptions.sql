@@ -557,7 +557,7 @@ SELECT is(pg_temp.err_fields($$SELECT api.subscriptions_admin_notices('{"notice"
 
 ------------------------------------------------------------------------------
 -- deactivated and deleted accounts: their live subscriptions are cancelled at
--- period end (paas.subscriptions_cancel_for_users, called by 10_accounts.sql)
+-- period end (paas.subscriptions_cancel_for_users, called by 11_auth.sql and 12_user_admin.sql)
 ------------------------------------------------------------------------------
 INSERT INTO paas.users (id, email, name, password_hash) VALUES
 	('00000000-0000-4000-8000-0000005b0d01', 'sub.closer.self@pgtap.test', 'Self Closer', 'x'),
