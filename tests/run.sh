@@ -13,7 +13,7 @@
 #   6. `make run` under faults (tests/fault/supervise.sh)
 #   (first: tests/kube, the checks of the Kubernetes stand-in; no cluster needed)
 # Exits non-zero on any failure.
-# While developing: PAAS_TEST_PGTAP='nodes.sql core.sql' runs those pgTAP
+# While developing: PAAS_TEST_PGTAP='node_agent.sql core.sql' runs those pgTAP
 # files only, PAAS_TEST_HTTP='tests/http/test_auth.py -k login' those HTTP
 # tests only, PAAS_TEST_SKIP_UPGRADE=1 skips the upgrade check,
 # PAAS_TEST_SKIP_FUZZ=1 the fault and fuzz steps and PAAS_TEST_SKIP_FAULT=1

@@ -1,6 +1,7 @@
--- billing safety: reversals are taken from the status API only (a signed
--- notification relabelled "refund" takes nothing), one BLOCKED record per
--- exposure, bounded records of refused notifications and their pruning.
+-- midtrans: what Midtrans says of an order, safely (sql/parts/52_midtrans.sql):
+-- reversals are taken from the status API only (a signed notification
+-- relabelled "refund" takes nothing), one BLOCKED record per exposure,
+-- bounded records of refused notifications and their pruning.
 -- Needs the cluster's paas.midtrans_server_key (tests/run.sh sets one).
 BEGIN;
 SELECT plan(61);
