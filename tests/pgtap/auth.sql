@@ -22,15 +22,7 @@ SELECT is((SELECT count(*)::int FROM paas.users WHERE password_hash LIKE '$2a$10
 			AND lower(email) = 'pat.tester@example.com'), 1, 'password stored as bcrypt cost 10');
 
 -- validation lists every failing field
-CREATE FUNCTION pg_temp.fields(q text) RETURNS text[] LANGUAGE plpgsql AS $$
-DECLARE d text;
-BEGIN
-	EXECUTE q;
-	RETURN NULL;
-EXCEPTION WHEN SQLSTATE 'PT400' THEN
-	GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
-	RETURN (SELECT array_agg(e ->> 'field' ORDER BY e ->> 'field') FROM jsonb_array_elements(d::jsonb) e);
-END $$;
+\ir include/fields.sql
 SELECT is(pg_temp.fields($$SELECT api.auth_register('{"name": 1, "email": "x@y", "password": "abcdefgh", "confirmPassword": "zz"}')$$),
 	ARRAY['confirmPassword', 'email', 'name', 'password'], 'every failing register field is listed');
 SELECT is(pg_temp.fields($$SELECT api.auth_register('{"name": "Okay", "email": "ok@example.com", "password": "NoDigitsHere", "confirmPassword": "NoDigitsHere"}')$$),

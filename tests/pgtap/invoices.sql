@@ -34,15 +34,7 @@ SELECT throws_ok(format($$SELECT paas.void_invoice('%s', 'again')$$, (SELECT j -
 SELECT throws_ok($$SELECT paas.void_invoice(gen_random_uuid(), 'x')$$, 'PT404', 'Invoice not found', 'unknown invoice');
 
 -- bulk issue: one contiguous block per call, one numbering path for all
-CREATE FUNCTION pg_temp.fields(q text) RETURNS text[] LANGUAGE plpgsql AS $$
-DECLARE d text;
-BEGIN
-	EXECUTE q;
-	RETURN NULL;
-EXCEPTION WHEN SQLSTATE 'PT400' THEN
-	GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
-	RETURN (SELECT array_agg(e ->> 'field' ORDER BY e ->> 'field') FROM jsonb_array_elements(d::jsonb) e);
-END $$;
+\ir include/fields.sql
 CREATE TABLE pg_temp.bulk (call int, pos bigint, number text, description text, amount bigint, ref jsonb);
 INSERT INTO pg_temp.bulk
 SELECT 1, row_number() OVER (), i.number, i.description, i.amount, i.ref

@@ -24,13 +24,4 @@ CREATE FUNCTION pg_temp.spec(name text, ip text) RETURNS jsonb LANGUAGE sql AS $
 CREATE FUNCTION pg_temp.join() RETURNS jsonb LANGUAGE sql AS $$ SELECT '{"nodeToken": "pgtap-join-token-0001"}'::jsonb $$;
 CREATE FUNCTION pg_temp.tok(key text) RETURNS jsonb LANGUAGE sql AS
 	$$ SELECT jsonb_build_object('nodeToken', v ->> 'nodeToken') FROM t WHERE k = key $$;
-CREATE FUNCTION pg_temp.fields(q text) RETURNS text[] LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE q;
-	RETURN NULL;
-EXCEPTION WHEN SQLSTATE 'PT400' THEN
-	DECLARE d text; BEGIN
-		GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
-		RETURN (SELECT array_agg(e ->> 'field' ORDER BY e ->> 'field') FROM jsonb_array_elements(d::jsonb) e);
-	END;
-END $$;
+\ir fields.sql
