@@ -18,17 +18,13 @@
  * commit does).
  *
  * The batch function decides nothing: every item is authorised, checked and
- * answered by the same SQL function as a single call.  An item that raises
- * (one item's 401, say) is caught by the batch function, which answers the
- * batch again item by item, each in a subtransaction (paas.batch_alone):
- * the refused item is answered null and nothing of it stays, its
- * neighbours are answered and committed.  Each null item's call is then
- * made again on its own, so its client gets exactly the answer a single
- * call gives, and one refused call never sends its neighbours to the
- * database again.  When the batch call itself fails (a lost connection,
- * ...), every call of it is made again on its own.  So it is for a batch
- * whose functions set reply settings (reply.c): one status for many items
- * cannot be told apart, the single calls answer each with its own.
+ * answered by the same SQL function as a single call.  When the batch call
+ * fails for any reason (one item's 401, a lost connection, ...), its
+ * transaction is rolled back and every call of it is made again on its
+ * own, so each client gets exactly the answer a single call gives (a
+ * refused item costs its batch one more round trip per call).  So does a
+ * batch whose functions set reply settings (reply.c): one status for many
+ * items cannot be told apart, the single calls answer each with its own.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -61,21 +57,15 @@ struct batch_queue {
 /* one queue per route (only ROUTE_BATCH routes use theirs) */
 static struct batch_queue *queues;
 
-/*
- * for /metrics: batches sent, calls they carried, batches that failed, and
- * calls made again alone (every call of a failed batch, and each call a
- * batch answered null)
- */
-static unsigned long n_batches, n_items, n_failed, n_alone;
+/* for /metrics: batches sent, calls they carried, batches that failed */
+static unsigned long n_batches, n_items, n_failed;
 
 void
-batch_stats(unsigned long *batches, unsigned long *items, unsigned long *failed,
-            unsigned long *alone)
+batch_stats(unsigned long *batches, unsigned long *items, unsigned long *failed)
 {
 	*batches = __atomic_load_n(&n_batches, __ATOMIC_RELAXED);
 	*items = __atomic_load_n(&n_items, __ATOMIC_RELAXED);
 	*failed = __atomic_load_n(&n_failed, __ATOMIC_RELAXED);
-	*alone = __atomic_load_n(&n_alone, __ATOMIC_RELAXED);
 }
 
 int
@@ -168,9 +158,8 @@ batch_text(struct batch_call **calls, int n)
  * Splits the batch function's answer, a JSON array as jsonb prints it, into
  * the text of each element, as it is: parsed by jansson and printed again,
  * a number like 12.8 would come back as 12.800000000000001.  Strings are
- * skipped with their escapes; each element must be an object, or null for
- * an item the batch did not answer (its call's result stays NULL: the call
- * is made alone).  0 when there are exactly n of them, -1 otherwise.
+ * skipped with their escapes; each element must be an object.  0 when
+ * there are exactly n of them (each call's result is set), -1 otherwise.
  */
 static int
 split_results(const char *text, struct batch_call **calls, int n)
@@ -203,15 +192,7 @@ split_results(const char *text, struct batch_call **calls, int n)
 				start++;
 			while (end > start && (end[-1] == ' ' || end[-1] == '\n'))
 				end--;
-			if (i >= n)
-				goto fail;
-			if (end - start == 4 && strncmp(start, "null", 4) == 0) {
-				calls[i++]->result = NULL;
-				start = p + 1;
-				closed = c == ']';
-				continue;
-			}
-			if (end - start < 2 || *start != '{' || end[-1] != '}')
+			if (i >= n || end - start < 2 || *start != '{' || end[-1] != '}')
 				goto fail;
 			calls[i]->result = strndup(start, (size_t) (end - start));
 			if (calls[i++]->result == NULL)
@@ -243,7 +224,7 @@ run_batch(struct batch_queue *q, int route_index, const char *function,
 	char name[160];
 	char *text = batch_text(calls, n);
 	struct db_result res;
-	int i, ok = 0, fresh = 0, alone = 0, own = db_call_class();
+	int i, ok = 0, fresh = 0, own = db_call_class();
 
 	/* the batch waits for a connection as its newest client's call would */
 	for (i = 0; i < n; i++)
@@ -269,12 +250,10 @@ run_batch(struct batch_queue *q, int route_index, const char *function,
 		if (calls[i]->state == CALL_ALONE) {
 			free(calls[i]->result);
 			calls[i]->result = NULL;
-			alone++;
 		}
 		pthread_cond_signal(&calls[i]->cond);
 	}
 	q->inflight--;
-	__atomic_fetch_add(&n_alone, (unsigned long) alone, __ATOMIC_RELAXED);
 	/* a queued call's thread leads the next batch */
 	if (q->head != NULL)
 		pthread_cond_signal(&q->head->cond);

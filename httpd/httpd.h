@@ -197,8 +197,7 @@ int batch_init(void);
 /* 0: *result is the call's JSON text (malloc'd); -1: make the call alone */
 int batch_call(int route_index, const char *function, const char *req_json,
                const char *over_json, const char *ctx_json, char **result);
-void batch_stats(unsigned long *batches, unsigned long *items, unsigned long *failed,
-                 unsigned long *alone);
+void batch_stats(unsigned long *batches, unsigned long *items, unsigned long *failed);
 
 /* ---- connections (edge.c) ----------------------------------------------- */
 int edge_init(void);

@@ -216,20 +216,17 @@ http_metrics(struct out *o)
 static void
 edge_metrics(struct out *o)
 {
-	unsigned long b, n, f, alone, open, refused;
+	unsigned long b, n, f, open, refused;
 	int size, in_use, waiting, hash_used;
 	unsigned long waits;
 
-	batch_stats(&b, &n, &f, &alone);
+	batch_stats(&b, &n, &f);
 	family(o, "paas_batches_total", "counter", "Database calls that carried batched requests.");
 	put(o, "paas_batches_total %lu\n", b);
 	family(o, "paas_batched_requests_total", "counter", "Requests carried by those calls.");
 	put(o, "paas_batched_requests_total %lu\n", n);
 	family(o, "paas_batches_failed_total", "counter", "Batches that failed; their requests ran alone.");
 	put(o, "paas_batches_failed_total %lu\n", f);
-	family(o, "paas_batched_requests_alone_total", "counter",
-	       "Batched requests made again on their own (a failed batch's, or one its batch could not answer).");
-	put(o, "paas_batched_requests_alone_total %lu\n", alone);
 
 	edge_stats(&open, &refused);
 	family(o, "paas_http_connections_open", "gauge", "Connections accepted and not yet closed.");

@@ -307,38 +307,6 @@ END
 $$;
 COMMENT ON FUNCTION paas.check_batch(jsonb) IS 'PT400 unless req is an array of at most 1000 calls';
 
--- The items of a batch whose single pass failed (an item refused, say), each
--- a call of fn(req, ctx) in a subtransaction of its own, in the order of
--- the ctx field order_key (then the items' order) as the batch applies
--- them: an item that raises is answered null and leaves nothing behind, the
--- others are answered and kept.  The gateway makes each null item's call
--- again on its own (httpd/batch.c), so its client gets exactly a single
--- call's answer, and its neighbours are not made again.
-CREATE FUNCTION paas.batch_alone(fn regproc, req jsonb, order_key text DEFAULT NULL) RETURNS jsonb
-	LANGUAGE plpgsql VOLATILE
-	SET search_path = pg_catalog, paas, pg_temp
-AS $$
-DECLARE
-	out jsonb[] := array_fill(NULL::jsonb, ARRAY[jsonb_array_length(req)]);
-	call text := format('SELECT %s($1, $2)', fn);
-	i record;
-	r jsonb;
-BEGIN
-	FOR i IN SELECT t.n, t.e FROM jsonb_array_elements(req) WITH ORDINALITY AS t (e, n)
-			  ORDER BY t.e -> 'ctx' ->> order_key, t.n LOOP
-		BEGIN
-			EXECUTE call INTO r USING i.e -> 'req', coalesce(i.e -> 'ctx', '{}');
-			out[i.n] := r;
-		EXCEPTION WHEN OTHERS THEN
-			out[i.n] := NULL;
-		END;
-	END LOOP;
-	RETURN to_jsonb(out);
-END
-$$;
-COMMENT ON FUNCTION paas.batch_alone(regproc, jsonb, text) IS
-	'a failed batch''s items, each in a subtransaction of its own: results in order, null for an item that raised';
-
 -- Runs each SQL command in a dynamic background worker of its own, at the
 -- same time, and returns the first column of each one's first row (C,
 -- bgworker/parallel.c: independent transactions as the calling role; inside

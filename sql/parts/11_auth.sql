@@ -364,22 +364,16 @@ COMMENT ON FUNCTION api.auth_me(jsonb, jsonb) IS 'GET /auth/me: the caller';
 
 -- Calls of GET /auth/me that reached the gateway together (httpd/batch.c):
 -- req is [{"req": ..., "ctx": ...}, ...]; each item is exactly a call of
--- api.auth_me; the results come back in the items' order.  When an item
--- raises (a revoked session, say), the items are answered again one by one
--- (paas.batch_alone): the refused one null, which the gateway then makes
--- on its own, the others as before.
+-- api.auth_me; the results come back in the items' order.  An item's error
+-- fails the batch, and the gateway then makes each call on its own.
 CREATE FUNCTION api.auth_me_batch(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql STABLE
 	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
 AS $$
 BEGIN
 	PERFORM paas.check_batch(req);
-	BEGIN
-		RETURN (SELECT jsonb_agg(api.auth_me(t.e -> 'req', t.e -> 'ctx') ORDER BY t.n)
-				  FROM jsonb_array_elements(req) WITH ORDINALITY AS t (e, n));
-	EXCEPTION WHEN OTHERS THEN
-		RETURN paas.batch_alone('api.auth_me', req);
-	END;
+	RETURN (SELECT jsonb_agg(api.auth_me(t.e -> 'req', t.e -> 'ctx') ORDER BY t.n)
+			  FROM jsonb_array_elements(req) WITH ORDINALITY AS t (e, n));
 END
 $$;
 COMMENT ON FUNCTION api.auth_me_batch(jsonb, jsonb) IS

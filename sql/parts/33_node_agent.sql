@@ -379,12 +379,10 @@ COMMENT ON FUNCTION api.workers_heartbeat(jsonb, jsonb) IS
 -- Heartbeats that reached the gateway at the same time, in one transaction
 -- (httpd/batch.c): req is [{"req": ..., "ctx": ...}, ...], at most 1,000;
 -- each item is exactly a call of api.workers_heartbeat, and the results
--- come back in the items' order.  When an item raises (a wrong token, a bad
--- field), nothing of that pass stays and the items are applied again one
--- by one (paas.batch_alone): the refused one answered null, which the
--- gateway then makes on its own, the others applied and answered.  Items
--- are applied in node-token order, so two batches never wait for each
--- other's rows crosswise.
+-- come back in the items' order.  Any item's error fails the whole batch
+-- (nothing of it stays), and the gateway then makes each call on its own.
+-- Items are applied in node-token order, so two batches never wait for
+-- each other's rows crosswise.
 CREATE FUNCTION api.workers_heartbeat_batch(req jsonb, ctx jsonb DEFAULT '{}') RETURNS jsonb
 	LANGUAGE plpgsql VOLATILE
 	SECURITY DEFINER SET search_path = pg_catalog, paas, pg_temp
@@ -394,16 +392,12 @@ DECLARE
 	i record;
 BEGIN
 	PERFORM paas.check_batch(req);
-	BEGIN
-		out := array_fill(NULL::jsonb, ARRAY[jsonb_array_length(req)]);
-		FOR i IN SELECT t.n, t.e FROM jsonb_array_elements(req) WITH ORDINALITY AS t (e, n)
-				  ORDER BY t.e #>> '{ctx,nodeToken}', t.n LOOP
-			out[i.n] := api.workers_heartbeat(i.e -> 'req', coalesce(i.e -> 'ctx', '{}'));
-		END LOOP;
-		RETURN to_jsonb(out);
-	EXCEPTION WHEN OTHERS THEN
-		RETURN paas.batch_alone('api.workers_heartbeat', req, 'nodeToken');
-	END;
+	out := array_fill(NULL::jsonb, ARRAY[jsonb_array_length(req)]);
+	FOR i IN SELECT t.n, t.e FROM jsonb_array_elements(req) WITH ORDINALITY AS t (e, n)
+			  ORDER BY t.e #>> '{ctx,nodeToken}', t.n LOOP
+		out[i.n] := api.workers_heartbeat(i.e -> 'req', coalesce(i.e -> 'ctx', '{}'));
+	END LOOP;
+	RETURN to_jsonb(out);
 END
 $$;
 COMMENT ON FUNCTION api.workers_heartbeat_batch(jsonb, jsonb) IS

@@ -453,12 +453,8 @@ CREATE FUNCTION api.billing_balance_batch(req jsonb, ctx jsonb DEFAULT '{}') RET
 AS $$
 BEGIN
 	PERFORM paas.check_batch(req);
-	BEGIN
-		RETURN (SELECT jsonb_agg(api.billing_balance(t.e -> 'req', t.e -> 'ctx') ORDER BY t.n)
-				  FROM jsonb_array_elements(req) WITH ORDINALITY AS t (e, n));
-	EXCEPTION WHEN OTHERS THEN
-		RETURN paas.batch_alone('api.billing_balance', req);
-	END;
+	RETURN (SELECT jsonb_agg(api.billing_balance(t.e -> 'req', t.e -> 'ctx') ORDER BY t.n)
+			  FROM jsonb_array_elements(req) WITH ORDINALITY AS t (e, n));
 END
 $$;
 COMMENT ON FUNCTION api.billing_balance_batch(jsonb, jsonb) IS

@@ -685,12 +685,8 @@ CREATE OR REPLACE FUNCTION api.auth_me_batch(req jsonb, ctx jsonb DEFAULT '{}'::
 AS $function$
 BEGIN
 	PERFORM paas.check_batch(req);
-	BEGIN
-		RETURN (SELECT jsonb_agg(api.auth_me(t.e -> 'req', t.e -> 'ctx') ORDER BY t.n)
-				  FROM jsonb_array_elements(req) WITH ORDINALITY AS t (e, n));
-	EXCEPTION WHEN OTHERS THEN
-		RETURN paas.batch_alone('api.auth_me', req);
-	END;
+	RETURN (SELECT jsonb_agg(api.auth_me(t.e -> 'req', t.e -> 'ctx') ORDER BY t.n)
+			  FROM jsonb_array_elements(req) WITH ORDINALITY AS t (e, n));
 END
 $function$
 ;
@@ -871,12 +867,8 @@ CREATE OR REPLACE FUNCTION api.billing_balance_batch(req jsonb, ctx jsonb DEFAUL
 AS $function$
 BEGIN
 	PERFORM paas.check_batch(req);
-	BEGIN
-		RETURN (SELECT jsonb_agg(api.billing_balance(t.e -> 'req', t.e -> 'ctx') ORDER BY t.n)
-				  FROM jsonb_array_elements(req) WITH ORDINALITY AS t (e, n));
-	EXCEPTION WHEN OTHERS THEN
-		RETURN paas.batch_alone('api.billing_balance', req);
-	END;
+	RETURN (SELECT jsonb_agg(api.billing_balance(t.e -> 'req', t.e -> 'ctx') ORDER BY t.n)
+			  FROM jsonb_array_elements(req) WITH ORDINALITY AS t (e, n));
 END
 $function$
 ;
@@ -3055,16 +3047,12 @@ DECLARE
 	i record;
 BEGIN
 	PERFORM paas.check_batch(req);
-	BEGIN
-		out := array_fill(NULL::jsonb, ARRAY[jsonb_array_length(req)]);
-		FOR i IN SELECT t.n, t.e FROM jsonb_array_elements(req) WITH ORDINALITY AS t (e, n)
-				  ORDER BY t.e #>> '{ctx,nodeToken}', t.n LOOP
-			out[i.n] := api.workers_heartbeat(i.e -> 'req', coalesce(i.e -> 'ctx', '{}'));
-		END LOOP;
-		RETURN to_jsonb(out);
-	EXCEPTION WHEN OTHERS THEN
-		RETURN paas.batch_alone('api.workers_heartbeat', req, 'nodeToken');
-	END;
+	out := array_fill(NULL::jsonb, ARRAY[jsonb_array_length(req)]);
+	FOR i IN SELECT t.n, t.e FROM jsonb_array_elements(req) WITH ORDINALITY AS t (e, n)
+			  ORDER BY t.e #>> '{ctx,nodeToken}', t.n LOOP
+		out[i.n] := api.workers_heartbeat(i.e -> 'req', coalesce(i.e -> 'ctx', '{}'));
+	END LOOP;
+	RETURN to_jsonb(out);
 END
 $function$
 ;
@@ -3629,32 +3617,6 @@ COMMENT ON FUNCTION api.workers_update(jsonb,jsonb) IS 'PUT /workers/:nodeId: an
 REVOKE ALL ON FUNCTION api.workers_update(jsonb,jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.workers_update(jsonb,jsonb) TO paas_api;
 GRANT EXECUTE ON FUNCTION api.workers_update(jsonb,jsonb) TO paas_owner;
-
-CREATE OR REPLACE FUNCTION paas.batch_alone(fn regproc, req jsonb, order_key text DEFAULT NULL::text)
- RETURNS jsonb
- LANGUAGE plpgsql
- SET search_path TO 'pg_catalog', 'paas', 'pg_temp'
-AS $function$
-DECLARE
-	out jsonb[] := array_fill(NULL::jsonb, ARRAY[jsonb_array_length(req)]);
-	call text := format('SELECT %s($1, $2)', fn);
-	i record;
-	r jsonb;
-BEGIN
-	FOR i IN SELECT t.n, t.e FROM jsonb_array_elements(req) WITH ORDINALITY AS t (e, n)
-			  ORDER BY t.e -> 'ctx' ->> order_key, t.n LOOP
-		BEGIN
-			EXECUTE call INTO r USING i.e -> 'req', coalesce(i.e -> 'ctx', '{}');
-			out[i.n] := r;
-		EXCEPTION WHEN OTHERS THEN
-			out[i.n] := NULL;
-		END;
-	END LOOP;
-	RETURN to_jsonb(out);
-END
-$function$
-;
-COMMENT ON FUNCTION paas.batch_alone(regproc,jsonb,text) IS 'a failed batch''s items, each in a subtransaction of its own: results in order, null for an item that raised';
 
 CREATE OR REPLACE FUNCTION paas.billing_feed_rows(uid uuid)
 	RETURNS TABLE (id text, created_at timestamptz, type text, status text, amount bigint,

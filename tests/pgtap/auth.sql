@@ -46,11 +46,9 @@ SELECT is(api.auth_me_batch(jsonb_build_array(jsonb_build_object('req', '{}'::js
 											  jsonb_build_object('req', '{}'::jsonb, 'ctx', pg_temp.uctx()))),
 	jsonb_build_array(api.auth_me('{}', pg_temp.uctx()), api.auth_me('{}', pg_temp.uctx())),
 	'a batch of /auth/me calls answers each as a single call, in order');
-SELECT is(api.auth_me_batch(jsonb_build_array(jsonb_build_object('req', '{}'::jsonb, 'ctx', pg_temp.uctx()),
-											  jsonb_build_object('req', '{}'::jsonb, 'ctx', '{}'::jsonb),
-											  jsonb_build_object('req', '{}'::jsonb, 'ctx', pg_temp.uctx()))),
-	jsonb_build_array(api.auth_me('{}', pg_temp.uctx()), NULL, api.auth_me('{}', pg_temp.uctx())),
-	'a refused item is answered null (the gateway makes it alone), its neighbours as single calls');
+SELECT throws_ok($$SELECT api.auth_me_batch(jsonb_build_array(jsonb_build_object('req', '{}'::jsonb, 'ctx', pg_temp.uctx()),
+															  jsonb_build_object('req', '{}'::jsonb, 'ctx', '{}'::jsonb)))$$,
+	'PT401', 'Access token required', 'an item''s refusal fails the batch');
 SELECT throws_ok($$SELECT api.auth_me_batch((SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 1001)))$$,
 	'PT400', 'Validation failed', 'a batch holds at most 1000 calls');
 SELECT throws_ok($$SELECT api.auth_me('{}', '{"userId": "00000000-0000-0000-0000-000000000000"}')$$,

@@ -139,17 +139,12 @@ SELECT is((SELECT array_agg(e ->> 'name' ORDER BY n) FROM jsonb_array_elements(a
 	ARRAY['pg-b', 'pg-a', 'pg-b'], 'a batch answers every item, in the items'' order');
 SELECT is((SELECT array_agg(cpu_used_m ORDER BY name) FROM paas.nodes WHERE name IN ('pg-a', 'pg-b')),
 	ARRAY[125, 500]::bigint[], 'each item is applied as a single heartbeat (the same node twice: the later wins)');
-CREATE TEMP TABLE refused_batch AS SELECT api.workers_heartbeat_batch(jsonb_build_array(
+SELECT throws_ok($$SELECT api.workers_heartbeat_batch(jsonb_build_array(
 		jsonb_build_object('req', '{"nodeName": "pg-a", "cpuUsage": "900m"}'::jsonb, 'ctx', pg_temp.tok('a2')),
-		jsonb_build_object('req', '{"nodeName": "pg-b", "cpuUsage": "700m"}'::jsonb, 'ctx', '{"nodeToken": "nope"}'::jsonb),
-		jsonb_build_object('req', '{"nodeName": "pg-b", "cpuUsage": "800m", "currentPods": -1}'::jsonb, 'ctx', pg_temp.tok('b')),
-		jsonb_build_object('req', '{"nodeName": "pg-b", "cpuUsage": "600m"}'::jsonb, 'ctx', pg_temp.tok('b')))) AS r;
-SELECT is((SELECT array_agg(coalesce(e ->> 'name', 'null') ORDER BY n) FROM refused_batch,
-				  jsonb_array_elements(r) WITH ORDINALITY AS t (e, n)),
-	ARRAY['pg-a', 'null', 'null', 'pg-b'],
-	'refused items (a wrong token, a bad field) are answered null, their neighbours as single heartbeats');
-SELECT is((SELECT array_agg(cpu_used_m ORDER BY name) FROM paas.nodes WHERE name IN ('pg-a', 'pg-b')),
-	ARRAY[900, 600]::bigint[], 'the neighbours are applied, nothing of a refused item stays');
+		jsonb_build_object('req', '{"nodeName": "pg-b"}'::jsonb, 'ctx', '{"nodeToken": "nope"}'::jsonb)))$$,
+	'PT401', 'Invalid node token', 'one refused item fails the whole batch');
+SELECT is((SELECT cpu_used_m FROM paas.nodes WHERE name = 'pg-a'), 125::bigint,
+	'and nothing of a failed batch stays');
 SELECT throws_ok($$SELECT api.workers_heartbeat_batch('{"req": {}}')$$, 'PT400', 'Validation failed',
 	'a batch is an array');
 
