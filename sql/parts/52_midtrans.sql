@@ -453,9 +453,5 @@ $$;
 COMMENT ON FUNCTION paas.billing_reconcile_apply(text, integer, text) IS
 	'applies a status-API answer for an order; records failures instead of raising';
 
-DO $grants$
-BEGIN
-	REVOKE ALL ON FUNCTION api.billing_webhook_midtrans(jsonb, jsonb) FROM PUBLIC;
-	GRANT EXECUTE ON FUNCTION api.billing_webhook_midtrans(jsonb, jsonb) TO paas_api, paas_owner;
-END
-$grants$;
+REVOKE ALL ON FUNCTION api.billing_webhook_midtrans(jsonb, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.billing_webhook_midtrans(jsonb, jsonb) TO paas_api, paas_owner;

@@ -429,10 +429,6 @@ COMMENT ON FUNCTION api.subscriptions_schedule_renewals(text) IS
 	'DBA: schedules (or reschedules) the pg_cron job paas-renewals running api.run_renewals(), '
 	'default every 5 minutes; the job runs as the function owner';
 
-DO $grants$
-BEGIN
-	-- Renewal and its schedule are for pg_cron (superuser) and DBAs only.
-	REVOKE ALL ON FUNCTION api.run_renewals(), api.subscriptions_schedule_renewals(text) FROM PUBLIC;
-	GRANT EXECUTE ON FUNCTION api.run_renewals(), api.subscriptions_schedule_renewals(text) TO paas_owner;
-END
-$grants$;
+-- Renewal and its schedule are for pg_cron (superuser) and DBAs only.
+REVOKE ALL ON FUNCTION api.run_renewals(), api.subscriptions_schedule_renewals(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.run_renewals(), api.subscriptions_schedule_renewals(text) TO paas_owner;
